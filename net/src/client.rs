@@ -1,0 +1,70 @@
+//! The RPC client: one connection to a remoting server, pipelined requests matched by
+//! `opaque`, per-request timeouts, one-way sends, and an optional handler for requests the
+//! server sends back on the same connection (e.g. NOTIFY_CONSUMER_IDS_CHANGED).
+//!
+//! Used by tools, tests, the bench and the broker's outbound calls (name-server
+//! registration). It runs on the calling thread's compio runtime and is `!Send`.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use compio::net::TcpStream;
+
+use crate::codec::RemotingCommand;
+use crate::conn::{ConnLimits, Connection, NotSupported, RequestHandler, RpcError};
+
+/// A connected client.
+#[derive(Clone)]
+pub struct Client {
+    conn: Connection,
+}
+
+impl Client {
+    /// Connects to `addr`; requests the server sends are answered REQUEST_CODE_NOT_SUPPORTED.
+    pub async fn connect(addr: SocketAddr, connect_timeout: Duration) -> Result<Client, RpcError> {
+        Client::connect_with(addr, connect_timeout, Rc::new(NotSupported), ConnLimits::default()).await
+    }
+
+    /// Connects to `addr` and serves the server's requests with `handler`.
+    pub async fn connect_with<H: RequestHandler>(
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        handler: Rc<H>,
+        limits: ConnLimits,
+    ) -> Result<Client, RpcError> {
+        let stream = match compio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
+            Ok(stream) => stream?,
+            Err(_) => {
+                return Err(RpcError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connect to {addr} timed out after {connect_timeout:?}"),
+                )));
+            }
+        };
+        Ok(Client { conn: Connection::spawn(stream, handler, limits) })
+    }
+
+    /// Sends `request` and waits for its response, at most `timeout`.
+    pub async fn invoke(&self, request: RemotingCommand, timeout: Duration) -> Result<RemotingCommand, RpcError> {
+        self.conn.invoke(request, timeout).await
+    }
+
+    /// Sends `request` one-way.
+    pub async fn invoke_oneway(&self, request: RemotingCommand) -> Result<(), RpcError> {
+        self.conn.invoke_oneway(request).await
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.conn.is_closed()
+    }
+
+    /// Closes the connection; pending requests fail with [`RpcError::Closed`].
+    pub fn close(&self) {
+        self.conn.close();
+    }
+}

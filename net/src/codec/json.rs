@@ -1,0 +1,210 @@
+//! JSON headers, serialize type 0 (PROTOCOL.md §1.4, Appendix Q).
+//!
+//! Decoding is lenient in exactly the ways real clients need: `extFields` values may be
+//! strings, numbers or booleans (all kept as their text), `null` values are absent, the map
+//! itself may be missing or `null`, `remark` may be `""`, `language` may be a name or a number,
+//! and unknown keys (`serializeTypeCurrentRPC`, …) are ignored. Encoding is strict: every
+//! `extFields` value is a JSON string, `extFields` is always an object (never `null`), null
+//! fields are omitted, and keys are sorted as fastjson sorts them.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+
+use bytes::{BufMut, BytesMut};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use super::{Language, RemotingCommand, SerializeType, WireError};
+
+pub(super) fn decode_header(header: &[u8]) -> Result<RemotingCommand, WireError> {
+    let parsed: JsonHeader =
+        serde_json::from_slice(header).map_err(|e| WireError::Json(e.to_string()))?;
+    let code = parsed.code.ok_or_else(|| WireError::Json("missing \"code\"".into()))?;
+    Ok(RemotingCommand {
+        code,
+        language: parsed.language.map_or(Language::Java, |l| Language::from_name(&l)),
+        version: parsed.version.unwrap_or(0),
+        opaque: parsed.opaque.unwrap_or(0),
+        flag: parsed.flag.unwrap_or(0),
+        remark: parsed.remark.filter(|r| !r.is_empty()),
+        ext_fields: parsed.ext_fields,
+        body: bytes::Bytes::new(),
+        serialize_type: SerializeType::Json,
+    })
+}
+
+pub(super) fn encode_header(command: &RemotingCommand, out: &mut BytesMut) {
+    // Keys in fastjson's alphabetical order. Writing into memory cannot fail, so the results
+    // of the writes in `put_int` and `put_string` carry no information.
+    out.put_slice(b"{\"code\":");
+    put_int(out, command.code);
+    out.put_slice(b",\"extFields\":{");
+    for (i, (key, value)) in command.ext_fields.iter().enumerate() {
+        if i > 0 {
+            out.put_u8(b',');
+        }
+        put_string(out, key);
+        out.put_u8(b':');
+        put_string(out, value);
+    }
+    out.put_slice(b"},\"flag\":");
+    put_int(out, command.flag);
+    out.put_slice(b",\"language\":");
+    put_string(out, command.language.name());
+    out.put_slice(b",\"opaque\":");
+    put_int(out, command.opaque);
+    if let Some(remark) = command.remark.as_deref().filter(|r| !r.is_empty()) {
+        out.put_slice(b",\"remark\":");
+        put_string(out, remark);
+    }
+    out.put_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
+    put_int(out, command.version);
+    out.put_u8(b'}');
+}
+
+fn put_int(out: &mut BytesMut, value: i32) {
+    let _ = write!(out, "{value}");
+}
+
+fn put_string(out: &mut BytesMut, value: &str) {
+    // serde_json escapes quotes, backslashes and control characters (\u0001, \u0002 in
+    // property strings, §1.4 rule 5) exactly as a JSON parser expects.
+    let _ = serde_json::to_writer(out.writer(), value);
+}
+
+/// The header fields FerroMQ reads; everything else is skipped.
+#[derive(Default)]
+struct JsonHeader {
+    code: Option<i32>,
+    language: Option<String>,
+    version: Option<i32>,
+    opaque: Option<i32>,
+    flag: Option<i32>,
+    remark: Option<String>,
+    ext_fields: BTreeMap<String, String>,
+}
+
+impl<'de> de::Deserialize<'de> for JsonHeader {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<JsonHeader, D::Error> {
+        deserializer.deserialize_map(HeaderVisitor)
+    }
+}
+
+struct HeaderVisitor;
+
+impl<'de> Visitor<'de> for HeaderVisitor {
+    type Value = JsonHeader;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a remoting command header object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonHeader, A::Error> {
+        let mut header = JsonHeader::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "code" => header.code = map.next_value::<Scalar>()?.into_i32("code")?,
+                "language" => header.language = map.next_value::<Scalar>()?.0,
+                "version" => header.version = map.next_value::<Scalar>()?.into_i32("version")?,
+                "opaque" => header.opaque = map.next_value::<Scalar>()?.into_i32("opaque")?,
+                "flag" => header.flag = map.next_value::<Scalar>()?.into_i32("flag")?,
+                "remark" => header.remark = map.next_value::<Scalar>()?.0,
+                "extFields" => header.ext_fields = map.next_value::<ExtFields>()?.0,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(header)
+    }
+}
+
+/// A JSON scalar kept as its text (`None` for `null`): strings as they are, numbers in
+/// decimal, booleans as `true`/`false`, which is what Java's `toString()` gives.
+struct Scalar(Option<String>);
+
+impl Scalar {
+    fn into_i32<E: de::Error>(self, field: &str) -> Result<Option<i32>, E> {
+        match self.0 {
+            None => Ok(None),
+            Some(text) => text
+                .trim()
+                .parse::<i32>()
+                .map(Some)
+                .map_err(|_| E::custom(format!("\"{field}\" is not a 32-bit integer: {text:?}"))),
+        }
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Scalar, D::Error> {
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl Visitor<'_> for ScalarVisitor {
+    type Value = Scalar;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string, number, boolean or null")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+        Ok(Scalar(Some(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar, E> {
+        Ok(Scalar(Some(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+        Ok(Scalar(Some(v.to_string())))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+        Ok(Scalar(Some(v.to_string())))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+        Ok(Scalar(Some(v.to_string())))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+        Ok(Scalar(Some(v.to_string())))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+        Ok(Scalar(None))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Scalar, E> {
+        Ok(Scalar(None))
+    }
+}
+
+/// `extFields`: an object of scalars, or `null`/absent for none.
+struct ExtFields(BTreeMap<String, String>);
+
+impl<'de> de::Deserialize<'de> for ExtFields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ExtFields, D::Error> {
+        deserializer.deserialize_any(ExtFieldsVisitor)
+    }
+}
+
+struct ExtFieldsVisitor;
+
+impl<'de> Visitor<'de> for ExtFieldsVisitor {
+    type Value = ExtFields;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an extFields object or null")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<ExtFields, E> {
+        Ok(ExtFields(BTreeMap::new()))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<ExtFields, E> {
+        Ok(ExtFields(BTreeMap::new()))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ExtFields, A::Error> {
+        let mut fields = BTreeMap::new();
+        while let Some((key, value)) = map.next_entry::<String, Scalar>()? {
+            if let Some(value) = value.0 {
+                fields.insert(key, value);
+            }
+        }
+        Ok(ExtFields(fields))
+    }
+}

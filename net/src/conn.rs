@@ -1,0 +1,368 @@
+//! A framed remoting connection, the same for servers and clients (PROTOCOL.md §1.1, §1.6).
+//!
+//! Each connection runs two tasks on the thread's compio runtime:
+//! - the **reader** reads frames into one growing buffer, checking each frame's length against
+//!   [`WireLimits`] before reserving room for it; responses complete the matching pending
+//!   request by `opaque`, requests go to the [`RequestHandler`] in arrival order;
+//! - the **writer** drains a bounded queue of encoded frames, several per `writev`.
+//!
+//! Because both directions carry requests, a server can call [`Connection::invoke`] on a client
+//! connection (e.g. NOTIFY_CONSUMER_IDS_CHANGED) exactly as a client calls its server.
+//!
+//! A malformed frame closes the connection: its framing can no longer be trusted, and this is
+//! what the Java server does. Nothing else is affected. Shard-resident: a `Connection` lives on
+//! the thread that accepted or opened it (it is `!Send`).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use compio::BufResult;
+use compio::io::{AsyncReadExt, AsyncWriteExt};
+use compio::net::TcpStream;
+use futures_channel::oneshot;
+use tracing::{debug, warn};
+
+use crate::codec::{self, RemotingCommand, WireError, WireLimits};
+use crate::codes::{FLAG_ONEWAY, FLAG_RESPONSE, response_code};
+
+/// Per-connection limits. Every buffer and in-flight count on a connection is bounded by one.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    pub wire: WireLimits,
+    /// Requests this side has sent and not yet seen answered; beyond it `invoke` fails fast
+    /// with [`RpcError::TooManyPending`] instead of queueing without bound.
+    pub max_pending_requests: usize,
+    /// Encoded frames queued for the writer; a full queue makes senders wait (backpressure).
+    pub write_queue_frames: usize,
+    /// Initial read buffer; it grows to the largest frame in flight and shrinks back to this
+    /// when it empties, so idle connections stay small.
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for ConnLimits {
+    fn default() -> ConnLimits {
+        ConnLimits {
+            wire: WireLimits::default(),
+            max_pending_requests: 65_536,
+            write_queue_frames: 1024,
+            read_buffer_bytes: 4096,
+        }
+    }
+}
+
+/// Frames written by one `writev`, and the bytes after which a batch stops growing.
+const WRITE_BATCH_FRAMES: usize = 64;
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
+
+/// Why an outbound request got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("request code {code} timed out after {timeout:?}")]
+    Timeout { code: i32, timeout: Duration },
+    #[error("connection closed")]
+    Closed,
+    #[error("{limit} requests already pending on this connection")]
+    TooManyPending { limit: usize },
+    #[error("cannot encode request: {0}")]
+    Encode(#[from] WireError),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves requests that arrive on a connection.
+pub trait RequestHandler: 'static {
+    /// Serves one request. Requests of one connection are handled in arrival order, and while
+    /// this runs the connection reads nothing more: a request that waits (long polling, a flush)
+    /// must be spawned by the handler, return `None` here, and be answered later with
+    /// [`Connection::respond`]. Returning `Some` for a one-way request sends nothing (§1.6).
+    fn handle(
+        &self,
+        conn: &Connection,
+        request: RemotingCommand,
+    ) -> impl Future<Output = Option<RemotingCommand>>;
+
+    /// Called once when the connection has closed, after pending requests have failed.
+    fn on_close(&self, conn: &Connection) {
+        let _ = conn;
+    }
+}
+
+/// Answers every request with REQUEST_CODE_NOT_SUPPORTED: what a plain client offers a server
+/// that calls it.
+pub struct NotSupported;
+
+impl RequestHandler for NotSupported {
+    async fn handle(&self, _conn: &Connection, request: RemotingCommand) -> Option<RemotingCommand> {
+        Some(not_supported(&request))
+    }
+}
+
+/// The Java server's answer to a code it has no processor for (§1.7).
+pub fn not_supported(request: &RemotingCommand) -> RemotingCommand {
+    request.error_response(
+        response_code::REQUEST_CODE_NOT_SUPPORTED,
+        format!(" request type {} not supported", request.code),
+    )
+}
+
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A handle to an open (or closed) connection; cheap to clone.
+#[derive(Clone)]
+pub struct Connection {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    id: u64,
+    peer: SocketAddr,
+    limits: ConnLimits,
+    outgoing: async_channel::Sender<Bytes>,
+    pending: RefCell<HashMap<i32, oneshot::Sender<RemotingCommand>>>,
+    next_opaque: Cell<i32>,
+    closed: Cell<bool>,
+    stream: TcpStream,
+}
+
+impl Connection {
+    /// Starts the reader and writer tasks of `stream` on the current runtime.
+    pub fn spawn<H: RequestHandler>(stream: TcpStream, handler: Rc<H>, limits: ConnLimits) -> Connection {
+        let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let _ = stream.set_nodelay(true);
+        let (outgoing, queue) = async_channel::bounded(limits.write_queue_frames.max(1));
+        let conn = Connection {
+            inner: Rc::new(Inner {
+                id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
+                peer,
+                limits,
+                outgoing,
+                pending: RefCell::new(HashMap::new()),
+                next_opaque: Cell::new(0),
+                closed: Cell::new(false),
+                stream: stream.clone(),
+            }),
+        };
+        compio::runtime::spawn(write_loop(stream.clone(), queue)).detach();
+        let reader = conn.clone();
+        compio::runtime::spawn(async move {
+            if let Err(reason) = read_loop(&reader, stream, &*handler).await {
+                warn!(peer = %reader.peer(), conn = reader.id(), "closing connection: {reason}");
+            }
+            reader.close();
+            handler.on_close(&reader);
+        })
+        .detach();
+        conn
+    }
+
+    /// Process-unique id, stable for the connection's life (used e.g. to find the brokers that
+    /// registered through it).
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.inner.peer
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.get()
+    }
+
+    /// Sends `request` and waits for its response, at most `timeout`.
+    pub async fn invoke(&self, mut request: RemotingCommand, timeout: Duration) -> Result<RemotingCommand, RpcError> {
+        let code = request.code;
+        let limit = self.inner.limits.max_pending_requests;
+        if self.is_closed() {
+            return Err(RpcError::Closed);
+        }
+        if self.inner.pending.borrow().len() >= limit {
+            return Err(RpcError::TooManyPending { limit });
+        }
+        let opaque = self.next_opaque();
+        request.opaque = opaque;
+        request.flag &= !(FLAG_RESPONSE | FLAG_ONEWAY);
+        let (done, response) = oneshot::channel();
+        self.inner.pending.borrow_mut().insert(opaque, done);
+        let exchange = async {
+            self.send(&request).await?;
+            response.await.map_err(|_| RpcError::Closed)
+        };
+        let result = match compio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(RpcError::Timeout { code, timeout }),
+        };
+        if result.is_err() {
+            self.inner.pending.borrow_mut().remove(&opaque);
+        }
+        result
+    }
+
+    /// Sends `request` one-way: the peer will not answer it.
+    pub async fn invoke_oneway(&self, mut request: RemotingCommand) -> Result<(), RpcError> {
+        request.opaque = self.next_opaque();
+        request.flag = (request.flag & !FLAG_RESPONSE) | FLAG_ONEWAY;
+        self.send(&request).await
+    }
+
+    /// Sends a response produced later than its request was handled (see
+    /// [`RequestHandler::handle`]).
+    pub async fn respond(&self, response: RemotingCommand) -> Result<(), RpcError> {
+        self.send(&response).await
+    }
+
+    /// Encodes and queues one frame, waiting while the write queue is full.
+    pub async fn send(&self, command: &RemotingCommand) -> Result<(), RpcError> {
+        let frame = codec::encode_to_bytes(command)?;
+        self.send_frame(frame).await
+    }
+
+    /// Queues one already encoded frame.
+    pub async fn send_frame(&self, frame: Bytes) -> Result<(), RpcError> {
+        if self.is_closed() {
+            return Err(RpcError::Closed);
+        }
+        self.inner.outgoing.send(frame).await.map_err(|_| RpcError::Closed)
+    }
+
+    /// Closes the connection: pending requests fail with [`RpcError::Closed`], queued frames
+    /// are still written, then the socket is shut down.
+    pub fn close(&self) {
+        if self.inner.closed.replace(true) {
+            return;
+        }
+        self.inner.pending.borrow_mut().clear();
+        self.inner.outgoing.close();
+        // Wakes a reader blocked in recv; the writer shuts the socket down fully when done.
+        let _ = shutdown(&self.inner.stream, std::net::Shutdown::Read);
+    }
+
+    fn next_opaque(&self) -> i32 {
+        let opaque = self.inner.next_opaque.get();
+        self.inner.next_opaque.set(opaque.wrapping_add(1));
+        opaque
+    }
+
+    fn complete(&self, response: RemotingCommand) {
+        let waiter = self.inner.pending.borrow_mut().remove(&response.opaque);
+        match waiter {
+            Some(waiter) => {
+                let _ = waiter.send(response);
+            }
+            None => debug!(opaque = response.opaque, code = response.code, "dropping unmatched response"),
+        }
+    }
+}
+
+fn shutdown(stream: &TcpStream, how: std::net::Shutdown) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let how = match how {
+        std::net::Shutdown::Read => libc::SHUT_RD,
+        std::net::Shutdown::Write => libc::SHUT_WR,
+        std::net::Shutdown::Both => libc::SHUT_RDWR,
+    };
+    // SAFETY: the fd is owned by `stream`, which is alive for the duration of the call.
+    let rc = unsafe { libc::shutdown(stream.as_raw_fd(), how) };
+    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+/// Why a reader stopped, for the log; a clean EOF is not an error.
+#[derive(Debug, thiserror::Error)]
+enum ReadStop {
+    #[error("malformed frame: {0}")]
+    Wire(#[from] WireError),
+    #[error("read failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+async fn read_loop<H: RequestHandler>(conn: &Connection, mut stream: TcpStream, handler: &H) -> Result<(), ReadStop> {
+    let limits = conn.inner.limits;
+    let idle_capacity = limits.read_buffer_bytes.max(64);
+    let mut buf = BytesMut::with_capacity(idle_capacity);
+    loop {
+        // Serve every whole frame already buffered.
+        let wanted = loop {
+            let Some(total) = codec::frame_length(&buf, &limits.wire)? else {
+                break codec::LENGTH_PREFIX_BYTES;
+            };
+            if buf.len() < total {
+                break total;
+            }
+            let frame = buf.split_to(total).freeze();
+            let command = codec::decode_frame_contents(&frame.slice(codec::LENGTH_PREFIX_BYTES..), &limits.wire)?;
+            dispatch(conn, handler, command).await;
+            if conn.is_closed() {
+                return Ok(());
+            }
+        };
+        if buf.is_empty() && buf.capacity() > 4 * idle_capacity {
+            // A large frame has gone through: give its memory back.
+            buf = BytesMut::with_capacity(idle_capacity);
+        }
+        // `wanted` is within the frame limit, so this reservation is bounded by it.
+        let missing = wanted.saturating_sub(buf.len()).max(idle_capacity.min(wanted));
+        buf.reserve(missing);
+        let BufResult(read, returned) = stream.append(buf).await;
+        buf = returned;
+        match read {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if conn.is_closed() => {
+                debug!("read ended after close: {e}");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+async fn dispatch<H: RequestHandler>(conn: &Connection, handler: &H, command: RemotingCommand) {
+    if command.is_response() {
+        conn.complete(command);
+        return;
+    }
+    let oneway = command.is_oneway();
+    let Some(mut response) = handler.handle(conn, command).await else {
+        return;
+    };
+    if oneway {
+        return;
+    }
+    response.flag |= FLAG_RESPONSE;
+    if let Err(e) = conn.send(&response).await {
+        debug!(conn = conn.id(), "response not sent: {e}");
+    }
+}
+
+async fn write_loop(mut stream: TcpStream, queue: async_channel::Receiver<Bytes>) {
+    let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH_FRAMES);
+    while let Ok(first) = queue.recv().await {
+        let mut batch_bytes = first.len();
+        batch.push(first);
+        while batch.len() < WRITE_BATCH_FRAMES && batch_bytes < WRITE_BATCH_BYTES {
+            match queue.try_recv() {
+                Ok(frame) => {
+                    batch_bytes += frame.len();
+                    batch.push(frame);
+                }
+                Err(_) => break,
+            }
+        }
+        let BufResult(written, returned) = stream.write_vectored_all(batch).await;
+        batch = returned;
+        batch.clear();
+        if let Err(e) = written {
+            debug!("write failed, dropping the rest of the queue: {e}");
+            queue.close();
+            break;
+        }
+    }
+    let _ = shutdown(&stream, std::net::Shutdown::Both);
+}

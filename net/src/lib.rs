@@ -1,0 +1,27 @@
+//! `ferromq-net`: everything between bytes on a socket and a typed RocketMQ command.
+//!
+//! - [`codec`]: the remoting frame and header codec. Pure functions over bytes: no I/O, no
+//!   async, typed [`codec::WireError`]s, limits checked before anything is allocated.
+//! - [`codes`]: request and response code numbers (PROTOCOL.md §2, §3).
+//! - [`backend`]: the start-up probe that picks io_uring or epoll, and the per-thread compio
+//!   runtime built on it.
+//! - [`conn`]: a framed connection (reader loop, writer task, `opaque` correlation) shared by
+//!   servers and clients, so either side can send requests on it.
+//! - [`server`]: a listener that serves a [`conn::RequestHandler`] on every connection.
+//! - [`client`]: the RPC client used by tools, tests, the bench and the broker's outbound calls.
+//!
+//! Boundary: the codec does no I/O; only `conn`, `server` and `client` touch sockets.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
+)]
+
+pub mod backend;
+pub mod client;
+pub mod codec;
+pub mod codes;
+pub mod conn;
+pub mod logging;
+pub mod server;
+
+pub use codec::{Language, RemotingCommand, SerializeType, WireError, WireLimits};

@@ -1,0 +1,99 @@
+//! A TCP listener serving one [`RequestHandler`] on every accepted connection.
+//!
+//! Connections beyond [`ServerLimits::max_connections`] are closed at once (and logged), so a
+//! connection storm cannot exhaust memory. The accept loop stops when `shutdown` resolves;
+//! compio cancels the in-flight accept and keeps its resources alive until the kernel is done
+//! with them.
+
+use std::cell::Cell;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use compio::net::TcpListener;
+use futures_util::FutureExt;
+use tracing::{info, warn};
+
+use crate::conn::{ConnLimits, Connection, RequestHandler};
+
+/// Limits of one listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    pub conn: ConnLimits,
+    /// Open connections served at once by this listener.
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> ServerLimits {
+        ServerLimits { conn: ConnLimits::default(), max_connections: 10_000 }
+    }
+}
+
+/// Binds a listener on `addr` (SO_REUSEADDR, so a restarted server can rebind at once).
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Wraps a handler so that the server can count open connections.
+struct Counted<H> {
+    handler: Rc<H>,
+    open: Rc<Cell<usize>>,
+}
+
+impl<H: RequestHandler> RequestHandler for Counted<H> {
+    fn handle(
+        &self,
+        conn: &Connection,
+        request: crate::RemotingCommand,
+    ) -> impl std::future::Future<Output = Option<crate::RemotingCommand>> {
+        self.handler.handle(conn, request)
+    }
+
+    fn on_close(&self, conn: &Connection) {
+        self.open.set(self.open.get().saturating_sub(1));
+        self.handler.on_close(conn);
+    }
+}
+
+/// Accepts connections on `listener` and serves `handler` on each until `shutdown` resolves.
+pub async fn serve<H: RequestHandler>(
+    listener: TcpListener,
+    handler: Rc<H>,
+    limits: ServerLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> io::Result<()> {
+    let open = Rc::new(Cell::new(0usize));
+    let counted = Rc::new(Counted { handler, open: open.clone() });
+    let mut shutdown = std::pin::pin!(shutdown.fuse());
+    loop {
+        let accepted = futures_util::select_biased! {
+            () = shutdown => {
+                info!("listener on {} stopping", listener.local_addr()?);
+                return Ok(());
+            }
+            accepted = listener.accept().fuse() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: keep serving the connections we have.
+                warn!("accept failed: {e}");
+                compio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if open.get() >= limits.max_connections {
+            warn!(%peer, limit = limits.max_connections, "refusing connection: too many open");
+            drop(stream);
+            continue;
+        }
+        open.set(open.get() + 1);
+        Connection::spawn(stream, counted.clone(), limits.conn);
+    }
+}

@@ -1,0 +1,1 @@
+//! Harness for FerroMQ's end-to-end tests.
