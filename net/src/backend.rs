@@ -98,6 +98,14 @@ pub fn build_runtime(backend: IoBackend) -> io::Result<(Runtime, ActiveBackend)>
     Ok((runtime, active))
 }
 
+/// A runtime on the backend `FERROMQ_IO_BACKEND` asks for (`auto` when unset): what tests and
+/// tools use so that one environment variable moves the whole suite between backends.
+pub fn runtime_from_env() -> io::Result<(Runtime, ActiveBackend)> {
+    let backend = IoBackend::resolve(IoBackend::Auto)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    build_runtime(backend)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

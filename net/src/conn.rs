@@ -3,7 +3,8 @@
 //! Each connection runs two tasks on the thread's compio runtime:
 //! - the **reader** reads frames into one growing buffer, checking each frame's length against
 //!   [`WireLimits`] before reserving room for it; responses complete the matching pending
-//!   request by `opaque`, requests go to the [`RequestHandler`] in arrival order;
+//!   request by `opaque`; each request runs the [`RequestHandler`] in a task of its own, up to
+//!   a per-connection in-flight limit past which requests are answered SYSTEM_BUSY;
 //! - the **writer** drains a bounded queue of encoded frames, several per `writev`.
 //!
 //! Because both directions carry requests, a server can call [`Connection::invoke`] on a client
@@ -38,6 +39,8 @@ pub struct ConnLimits {
     /// Requests this side has sent and not yet seen answered; beyond it `invoke` fails fast
     /// with [`RpcError::TooManyPending`] instead of queueing without bound.
     pub max_pending_requests: usize,
+    /// Requests from the peer being served at once; beyond it they get SYSTEM_BUSY (§1.7).
+    pub max_in_flight_requests: usize,
     /// Encoded frames queued for the writer; a full queue makes senders wait (backpressure).
     pub write_queue_frames: usize,
     /// Initial read buffer; it grows to the largest frame in flight and shrinks back to this
@@ -50,6 +53,7 @@ impl Default for ConnLimits {
         ConnLimits {
             wire: WireLimits::default(),
             max_pending_requests: 65_536,
+            max_in_flight_requests: 1024,
             write_queue_frames: 1024,
             read_buffer_bytes: 4096,
         }
@@ -77,10 +81,11 @@ pub enum RpcError {
 
 /// Serves requests that arrive on a connection.
 pub trait RequestHandler: 'static {
-    /// Serves one request. Requests of one connection are handled in arrival order, and while
-    /// this runs the connection reads nothing more: a request that waits (long polling, a flush)
-    /// must be spawned by the handler, return `None` here, and be answered later with
-    /// [`Connection::respond`]. Returning `Some` for a one-way request sends nothing (§1.6).
+    /// Serves one request. Each request runs as its own task, so a handler may wait (long
+    /// polling, a flush, a call back to the peer on this same connection) without holding up
+    /// other requests; at most [`ConnLimits::max_in_flight_requests`] run at once per
+    /// connection, and beyond that requests are answered SYSTEM_BUSY. Return the response, or
+    /// `None` to send nothing; nothing is ever sent for a one-way request (§1.6).
     fn handle(
         &self,
         conn: &Connection,
@@ -126,6 +131,8 @@ struct Inner {
     outgoing: async_channel::Sender<Bytes>,
     pending: RefCell<HashMap<i32, oneshot::Sender<RemotingCommand>>>,
     next_opaque: Cell<i32>,
+    /// Requests from the peer whose handler task has not finished.
+    in_flight: Cell<usize>,
     closed: Cell<bool>,
     stream: TcpStream,
 }
@@ -144,6 +151,7 @@ impl Connection {
                 outgoing,
                 pending: RefCell::new(HashMap::new()),
                 next_opaque: Cell::new(0),
+                in_flight: Cell::new(0),
                 closed: Cell::new(false),
                 stream: stream.clone(),
             }),
@@ -151,7 +159,7 @@ impl Connection {
         compio::runtime::spawn(write_loop(stream.clone(), queue)).detach();
         let reader = conn.clone();
         compio::runtime::spawn(async move {
-            if let Err(reason) = read_loop(&reader, stream, &*handler).await {
+            if let Err(reason) = read_loop(&reader, stream, &handler).await {
                 warn!(peer = %reader.peer(), conn = reader.id(), "closing connection: {reason}");
             }
             reader.close();
@@ -211,8 +219,8 @@ impl Connection {
         self.send(&request).await
     }
 
-    /// Sends a response produced later than its request was handled (see
-    /// [`RequestHandler::handle`]).
+    /// Sends a response outside the handler that received its request (e.g. a held pull
+    /// released by another task).
     pub async fn respond(&self, response: RemotingCommand) -> Result<(), RpcError> {
         self.send(&response).await
     }
@@ -281,7 +289,7 @@ enum ReadStop {
     Io(#[from] std::io::Error),
 }
 
-async fn read_loop<H: RequestHandler>(conn: &Connection, mut stream: TcpStream, handler: &H) -> Result<(), ReadStop> {
+async fn read_loop<H: RequestHandler>(conn: &Connection, mut stream: TcpStream, handler: &Rc<H>) -> Result<(), ReadStop> {
     let limits = conn.inner.limits;
     let idle_capacity = limits.read_buffer_bytes.max(64);
     let mut buf = BytesMut::with_capacity(idle_capacity);
@@ -297,9 +305,6 @@ async fn read_loop<H: RequestHandler>(conn: &Connection, mut stream: TcpStream, 
             let frame = buf.split_to(total).freeze();
             let command = codec::decode_frame_contents(&frame.slice(codec::LENGTH_PREFIX_BYTES..), &limits.wire)?;
             dispatch(conn, handler, command).await;
-            if conn.is_closed() {
-                return Ok(());
-            }
         };
         if buf.is_empty() && buf.capacity() > 4 * idle_capacity {
             // A large frame has gone through: give its memory back.
@@ -323,22 +328,40 @@ async fn read_loop<H: RequestHandler>(conn: &Connection, mut stream: TcpStream, 
     }
 }
 
-async fn dispatch<H: RequestHandler>(conn: &Connection, handler: &H, command: RemotingCommand) {
+/// Routes one decoded frame: a response completes its pending request; a request runs as its
+/// own task unless the connection is at its in-flight limit.
+async fn dispatch<H: RequestHandler>(conn: &Connection, handler: &Rc<H>, command: RemotingCommand) {
     if command.is_response() {
         conn.complete(command);
         return;
     }
     let oneway = command.is_oneway();
-    let Some(mut response) = handler.handle(conn, command).await else {
-        return;
-    };
-    if oneway {
+    let limit = conn.inner.limits.max_in_flight_requests;
+    if conn.inner.in_flight.get() >= limit {
+        debug!(conn = conn.id(), code = command.code, limit, "rejecting request: too many in flight");
+        if !oneway {
+            let busy = command.error_response(
+                response_code::SYSTEM_BUSY,
+                "[OVERLOAD]system busy, start flow control for a while",
+            );
+            let _ = conn.send(&busy).await;
+        }
         return;
     }
-    response.flag |= FLAG_RESPONSE;
-    if let Err(e) = conn.send(&response).await {
-        debug!(conn = conn.id(), "response not sent: {e}");
-    }
+    conn.inner.in_flight.set(conn.inner.in_flight.get() + 1);
+    let (conn, handler) = (conn.clone(), handler.clone());
+    compio::runtime::spawn(async move {
+        let response = handler.handle(&conn, command).await;
+        conn.inner.in_flight.set(conn.inner.in_flight.get().saturating_sub(1));
+        let Some(mut response) = response.filter(|_| !oneway) else {
+            return;
+        };
+        response.flag |= FLAG_RESPONSE;
+        if let Err(e) = conn.send(&response).await {
+            debug!(conn = conn.id(), "response not sent: {e}");
+        }
+    })
+    .detach();
 }
 
 async fn write_loop(mut stream: TcpStream, queue: async_channel::Receiver<Bytes>) {

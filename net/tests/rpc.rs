@@ -1,0 +1,256 @@
+//! Connections, server and client over real loopback sockets, on the backend chosen by
+//! `FERROMQ_IO_BACKEND`: pipelining with out-of-order responses, one-way requests,
+//! server-initiated requests, timeouts, and bad input that must not disturb other connections.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferromq_net::backend::runtime_from_env;
+use ferromq_net::client::Client;
+use ferromq_net::codes::response_code;
+use ferromq_net::conn::{ConnLimits, Connection, RequestHandler, RpcError};
+use ferromq_net::server::{self, ServerLimits};
+use ferromq_net::{RemotingCommand, WireLimits};
+
+const SLOW: i32 = 1;
+const FAST: i32 = 2;
+const ONEWAY_LOG: i32 = 3;
+const CALL_BACK: i32 = 4;
+const NEVER: i32 = 5;
+
+/// A server handler: SLOW answers after 200 ms (other requests overtake it),
+/// FAST answers at once, ONEWAY_LOG records its body, CALL_BACK asks the client a question on
+/// the same connection and returns the client's answer, NEVER never answers.
+#[derive(Default)]
+struct TestHandler {
+    oneway_bodies: RefCell<Vec<Bytes>>,
+}
+
+impl RequestHandler for TestHandler {
+    async fn handle(&self, conn: &Connection, request: RemotingCommand) -> Option<RemotingCommand> {
+        match request.code {
+            SLOW => {
+                compio::time::sleep(Duration::from_millis(200)).await;
+                Some(request.success_response().with_ext("who", "slow"))
+            }
+            FAST => Some(request.success_response().with_ext("who", "fast").with_body(request.body.clone())),
+            ONEWAY_LOG => {
+                self.oneway_bodies.borrow_mut().push(request.body.clone());
+                Some(request.success_response())
+            }
+            CALL_BACK => {
+                let answer = conn.invoke(RemotingCommand::request(77), Duration::from_secs(5)).await;
+                Some(match answer {
+                    Ok(a) => request
+                        .success_response()
+                        .with_ext("clientSaid", a.ext("answer").unwrap_or("-"))
+                        .with_ext("clientCode", a.code),
+                    Err(e) => request.error_response(response_code::SYSTEM_ERROR, e.to_string()),
+                })
+            }
+            NEVER => None,
+            _ => Some(ferromq_net::conn::not_supported(&request)),
+        }
+    }
+}
+
+/// The client's handler for the server's CALL_BACK question.
+struct Answerer;
+impl RequestHandler for Answerer {
+    async fn handle(&self, _conn: &Connection, request: RemotingCommand) -> Option<RemotingCommand> {
+        Some(request.success_response().with_ext("answer", format!("code {}", request.code)))
+    }
+}
+
+fn start_server(limits: ServerLimits) -> (SocketAddr, Rc<TestHandler>) {
+    let listener = server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handler = Rc::new(TestHandler::default());
+    compio::runtime::spawn(server::serve(listener, handler.clone(), limits, std::future::pending())).detach();
+    (addr, handler)
+}
+
+fn run<F: std::future::Future<Output = ()>>(test: F) {
+    let (runtime, _backend) = runtime_from_env().expect("runtime");
+    runtime.block_on(test);
+}
+
+#[test]
+fn pipelined_responses_arrive_in_any_order() {
+    run(async {
+        let (addr, _) = start_server(ServerLimits::default());
+        let client = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
+        let slow = client.invoke(RemotingCommand::request(SLOW), Duration::from_secs(5));
+        let fast = async {
+            let response = client
+                .invoke(RemotingCommand::request(FAST).with_body(&b"ping"[..]), Duration::from_secs(5))
+                .await
+                .unwrap();
+            // The fast answer overtakes the slow one on the same connection.
+            (response, std::time::Instant::now())
+        };
+        let (slow, (fast, fast_at)) = futures_util::join!(slow, fast);
+        let slow_at = std::time::Instant::now();
+        assert_eq!(fast.ext("who"), Some("fast"));
+        assert_eq!(&fast.body[..], b"ping");
+        assert_eq!(slow.unwrap().ext("who"), Some("slow"));
+        assert!(fast_at <= slow_at);
+        // Many pipelined requests, each matched to its own response.
+        let many = (0..200).map(|i| {
+            let client = client.clone();
+            async move {
+                let r = client
+                    .invoke(RemotingCommand::request(FAST).with_body(format!("{i}").into_bytes()), Duration::from_secs(5))
+                    .await
+                    .unwrap();
+                assert_eq!(r.body, Bytes::from(format!("{i}")));
+            }
+        });
+        futures_util::future::join_all(many).await;
+    });
+}
+
+#[test]
+fn oneway_requests_are_never_answered() {
+    run(async {
+        let (addr, handler) = start_server(ServerLimits::default());
+        let client = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
+        client.invoke_oneway(RemotingCommand::request(ONEWAY_LOG).with_body(&b"a"[..])).await.unwrap();
+        // A following two-way request is answered, proving the one-way one was consumed
+        // without a response that could have been mismatched.
+        let r = client.invoke(RemotingCommand::request(FAST), Duration::from_secs(5)).await.unwrap();
+        assert_eq!(r.code, 0);
+        assert_eq!(handler.oneway_bodies.borrow().as_slice(), &[Bytes::from_static(b"a")]);
+    });
+}
+
+#[test]
+fn server_can_call_the_client_on_the_same_connection() {
+    run(async {
+        let (addr, _) = start_server(ServerLimits::default());
+        let client = Client::connect_with(addr, Duration::from_secs(2), Rc::new(Answerer), ConnLimits::default())
+            .await
+            .unwrap();
+        let r = client.invoke(RemotingCommand::request(CALL_BACK), Duration::from_secs(5)).await.unwrap();
+        assert_eq!(r.ext("clientSaid"), Some("code 77"));
+        // A plain client answers the server's requests REQUEST_CODE_NOT_SUPPORTED.
+        let plain = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
+        let r = plain.invoke(RemotingCommand::request(CALL_BACK), Duration::from_secs(5)).await.unwrap();
+        assert_eq!(r.ext("clientSaid"), Some("-"));
+        assert_eq!(r.ext("clientCode"), Some("3"), "{r:?}");
+    });
+}
+
+#[test]
+fn unknown_codes_get_not_supported_and_timeouts_fire() {
+    run(async {
+        let (addr, _) = start_server(ServerLimits::default());
+        let client = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
+        let r = client.invoke(RemotingCommand::request(999), Duration::from_secs(5)).await.unwrap();
+        assert_eq!(r.code, response_code::REQUEST_CODE_NOT_SUPPORTED);
+        assert_eq!(r.remark.as_deref(), Some(" request type 999 not supported"));
+        let e = client.invoke(RemotingCommand::request(NEVER), Duration::from_millis(100)).await;
+        assert!(matches!(e, Err(RpcError::Timeout { code: NEVER, .. })), "{e:?}");
+        // The connection is still usable after a timeout.
+        assert_eq!(client.invoke(RemotingCommand::request(FAST), Duration::from_secs(5)).await.unwrap().code, 0);
+    });
+}
+
+#[test]
+fn pending_request_limit_fails_fast() {
+    run(async {
+        let (addr, _) = start_server(ServerLimits::default());
+        let limits = ConnLimits { max_pending_requests: 2, ..ConnLimits::default() };
+        let client = Client::connect_with(addr, Duration::from_secs(2), Rc::new(Answerer), limits).await.unwrap();
+        let a = client.invoke(RemotingCommand::request(NEVER), Duration::from_millis(300));
+        let b = client.invoke(RemotingCommand::request(NEVER), Duration::from_millis(300));
+        let c = async {
+            compio::time::sleep(Duration::from_millis(50)).await;
+            client.invoke(RemotingCommand::request(FAST), Duration::from_secs(1)).await
+        };
+        let (_, _, c) = futures_util::join!(a, b, c);
+        assert!(matches!(c, Err(RpcError::TooManyPending { limit: 2 })), "{c:?}");
+    });
+}
+
+/// Writes raw bytes on a fresh socket and reports whether the server closed it.
+async fn server_closes_after(addr: SocketAddr, garbage: &[u8]) -> bool {
+    use compio::io::{AsyncRead, AsyncWriteExt};
+    let mut stream = compio::net::TcpStream::connect(addr).await.unwrap();
+    let compio::BufResult(w, _) = stream.write_all(garbage.to_vec()).await;
+    w.unwrap();
+    let read = compio::time::timeout(Duration::from_secs(5), stream.read(Vec::with_capacity(64))).await;
+    matches!(read, Ok(compio::BufResult(Ok(0), _)) | Ok(compio::BufResult(Err(_), _)))
+}
+
+#[test]
+fn bad_frames_close_only_their_connection() {
+    run(async {
+        let limits = ServerLimits {
+            conn: ConnLimits { wire: WireLimits { max_frame_bytes: 64 * 1024, max_header_bytes: 1024 }, ..ConnLimits::default() },
+            ..ServerLimits::default()
+        };
+        let (addr, _) = start_server(limits);
+        let bystander = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
+        let mut over_limit = (1u32 << 30).to_be_bytes().to_vec();
+        over_limit.extend_from_slice(&[0; 16]);
+        let cases: Vec<Vec<u8>> = vec![
+            over_limit,
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            [&12u32.to_be_bytes()[..], &8u32.to_be_bytes(), b"not json"].concat(),
+            [&8u32.to_be_bytes()[..], &0x0900_0004u32.to_be_bytes(), b"{}{}"].concat(),
+            (-5i32).to_be_bytes().to_vec(),
+            [&12u32.to_be_bytes()[..], &(1u32 << 24 | 8).to_be_bytes(), &[0xFF; 8]].concat(),
+        ];
+        for garbage in &cases {
+            assert!(server_closes_after(addr, garbage).await, "not closed after {garbage:?}");
+            let r = bystander.invoke(RemotingCommand::request(FAST), Duration::from_secs(5)).await.unwrap();
+            assert_eq!(r.code, 0);
+        }
+    });
+}
+
+#[test]
+fn connection_limit_refuses_extra_connections() {
+    run(async {
+        let (addr, _) = start_server(ServerLimits { max_connections: 2, ..ServerLimits::default() });
+        let a = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
+        let b = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(a.invoke(RemotingCommand::request(FAST), Duration::from_secs(5)).await.unwrap().code, 0);
+        assert_eq!(b.invoke(RemotingCommand::request(FAST), Duration::from_secs(5)).await.unwrap().code, 0);
+        let c = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
+        let refused = c.invoke(RemotingCommand::request(FAST), Duration::from_secs(5)).await;
+        assert!(matches!(refused, Err(RpcError::Closed)), "{refused:?}");
+        // When one closes, a new connection is served again.
+        a.close();
+        compio::time::sleep(Duration::from_millis(100)).await;
+        let d = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(d.invoke(RemotingCommand::request(FAST), Duration::from_secs(5)).await.unwrap().code, 0);
+    });
+}
+
+#[test]
+fn in_flight_limit_answers_system_busy() {
+    run(async {
+        let limits = ServerLimits {
+            conn: ConnLimits { max_in_flight_requests: 2, ..ConnLimits::default() },
+            ..ServerLimits::default()
+        };
+        let (addr, _) = start_server(limits);
+        let client = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
+        let slow = || client.invoke(RemotingCommand::request(SLOW), Duration::from_secs(5));
+        let third = async {
+            compio::time::sleep(Duration::from_millis(50)).await;
+            client.invoke(RemotingCommand::request(FAST), Duration::from_secs(5)).await.unwrap()
+        };
+        let (a, b, c) = futures_util::join!(slow(), slow(), third);
+        assert_eq!((a.unwrap().code, b.unwrap().code), (0, 0));
+        assert_eq!(c.code, response_code::SYSTEM_BUSY);
+        assert!(c.remark.unwrap().starts_with("[OVERLOAD]"));
+        // Once the slow ones finish, requests are served again.
+        assert_eq!(client.invoke(RemotingCommand::request(FAST), Duration::from_secs(5)).await.unwrap().code, 0);
+    });
+}
