@@ -1,0 +1,149 @@
+//! Name-server configuration (PROTOCOL.md §11.4): Java key names, Java defaults, readable
+//! from a RocketMQ `namesrv.properties` file or set in code (tests, the embedded name server).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ferromq_net::backend::IoBackend;
+use ferromq_net::server::ServerLimits;
+
+/// Default listen address: all interfaces, port 9876, as the Java name server.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9876";
+/// A broker not heard from for this long is dropped (§8.1).
+pub const DEFAULT_BROKER_EXPIRY: Duration = Duration::from_secs(120);
+/// How often the live table is scanned for expired brokers (4.x: 10 s).
+pub const DEFAULT_SCAN_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct NamesrvConfig {
+    pub listen: SocketAddr,
+    /// `kvConfigPath`: the only persistent name-server state.
+    pub kv_config_path: PathBuf,
+    /// `orderMessageEnable`: put `orderTopicConf` into routes.
+    pub order_message_enable: bool,
+    /// `returnOrderTopicConfigToBroker`: REGISTER_BROKER answers with the order-topic KV table.
+    pub return_order_topic_config_to_broker: bool,
+    /// `enableAllTopicList`: allow GET_ALL_TOPIC_LIST_FROM_NAMESERVER (206).
+    pub enable_all_topic_list: bool,
+    /// `enableTopicList`: allow GET_TOPICS_BY_CLUSTER and the unit topic lists.
+    pub enable_topic_list: bool,
+    /// `scanNotActiveBrokerInterval` (ms in the properties file).
+    pub scan_interval: Duration,
+    /// Expiry of a broker that sent no registration (`brokerChannelExpiredTime`, ms); a
+    /// registration's `heartbeatTimeoutMillis` overrides it for that broker.
+    pub broker_expiry: Duration,
+    /// Largest compressed-registration body once inflated; bounds memory on bad input.
+    pub max_inflated_register_body_bytes: usize,
+    pub io_backend: IoBackend,
+    pub limits: ServerLimits,
+}
+
+impl Default for NamesrvConfig {
+    fn default() -> NamesrvConfig {
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+        NamesrvConfig {
+            listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 9876))),
+            kv_config_path: home.join("namesrv").join("kvConfig.json"),
+            order_message_enable: false,
+            return_order_topic_config_to_broker: true,
+            enable_all_topic_list: true,
+            enable_topic_list: true,
+            scan_interval: DEFAULT_SCAN_INTERVAL,
+            broker_expiry: DEFAULT_BROKER_EXPIRY,
+            max_inflated_register_body_bytes: 64 * 1024 * 1024,
+            io_backend: IoBackend::Auto,
+            limits: ServerLimits::default(),
+        }
+    }
+}
+
+/// A configuration key with a value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: PathBuf, source: java_properties::PropertiesError },
+    #[error("invalid value for {key}: {value:?} ({reason})")]
+    Invalid { key: String, value: String, reason: String },
+}
+
+impl NamesrvConfig {
+    /// Applies a `namesrv.properties` file over `self`. Unknown keys are warned about, not
+    /// fatal (Java name-server files carry keys FerroMQ does not need); invalid values are.
+    pub fn apply_properties_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let file = std::fs::File::open(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let map = java_properties::read(std::io::BufReader::new(file))
+            .map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+        let mut keys: Vec<_> = map.into_iter().collect();
+        keys.sort();
+        for (key, value) in keys {
+            self.apply(&key, value.trim())?;
+        }
+        Ok(())
+    }
+
+    /// Sets one key, by its Java name.
+    pub fn apply(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let invalid = |reason: &str| ConfigError::Invalid { key: key.to_owned(), value: value.to_owned(), reason: reason.to_owned() };
+        let boolean = || match value {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(invalid("expected true or false")),
+        };
+        let millis = || value.parse::<u64>().map(Duration::from_millis).map_err(|_| invalid("expected milliseconds"));
+        match key {
+            "listenPort" => {
+                let port = value.parse::<u16>().map_err(|_| invalid("expected a port number"))?;
+                self.listen.set_port(port);
+            }
+            "bindAddress" | "listenAddress" => {
+                let ip = value.parse().map_err(|_| invalid("expected an IP address"))?;
+                self.listen.set_ip(ip);
+            }
+            "kvConfigPath" => self.kv_config_path = PathBuf::from(value),
+            "orderMessageEnable" => self.order_message_enable = boolean()?,
+            "returnOrderTopicConfigToBroker" => self.return_order_topic_config_to_broker = boolean()?,
+            "enableAllTopicList" => self.enable_all_topic_list = boolean()?,
+            "enableTopicList" => self.enable_topic_list = boolean()?,
+            "scanNotActiveBrokerInterval" => self.scan_interval = millis()?.max(Duration::from_millis(10)),
+            "brokerChannelExpiredTime" => self.broker_expiry = millis()?,
+            "io.backend" => self.io_backend = value.parse().map_err(|e: String| invalid(&e))?,
+            "maxFrameBytes" => {
+                self.limits.conn.wire.max_frame_bytes = value.parse().map_err(|_| invalid("expected bytes"))?;
+            }
+            "rocketmqHome" | "productEnvName" | "clusterTest" | "serverWorkerThreads" | "serverCallbackExecutorThreads"
+            | "serverSelectorThreads" | "serverOnewaySemaphoreValue" | "serverAsyncSemaphoreValue"
+            | "serverChannelMaxIdleTimeSeconds" | "serverSocketSndBufSize" | "serverSocketRcvBufSize"
+            | "serverPooledByteBufAllocatorEnable" | "useEpollNativeSelector" | "defaultThreadPoolNums"
+            | "clientRequestThreadPoolNums" | "configStorePath" => {
+                tracing::info!(key, "namesrv.properties key has no effect in FerroMQ");
+            }
+            _ => tracing::warn!(key, "unknown namesrv.properties key ignored"),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_override_defaults_and_reject_bad_values() {
+        let dir = std::env::temp_dir().join(format!("ferromq-nscfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("namesrv.properties");
+        std::fs::write(&path, "# comment\nlistenPort=9877\norderMessageEnable = true\nscanNotActiveBrokerInterval=5000\nsomethingNew=1\n").unwrap();
+        let mut config = NamesrvConfig::default();
+        config.apply_properties_file(&path).unwrap();
+        assert_eq!(config.listen.port(), 9877);
+        assert!(config.order_message_enable);
+        assert_eq!(config.scan_interval, Duration::from_secs(5));
+        std::fs::write(&path, "orderMessageEnable=yes\n").unwrap();
+        let err = config.apply_properties_file(&path).unwrap_err();
+        assert!(err.to_string().contains("orderMessageEnable"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,349 @@
+//! fastjson-compatible JSON helpers shared by the name-server bodies: the string writer used by
+//! the hand-written encoders (route, cluster info, topic list, KV table) and the tolerant-reader
+//! pre-pass that turns fastjson's unquoted integer object keys (`{0:"a"}`) into standard JSON so
+//! serde_json can parse bodies written by Java (PROTOCOL.md §4.1 point 3).
+//!
+//! Owns no state. Everything here is total: no panics on any input.
+
+use std::borrow::Cow;
+
+use serde::de::DeserializeOwned;
+
+/// Which JSON dialect a name-server body is written in (PROTOCOL.md §4.2, Appendix Q).
+///
+/// The choice is made per request by the handler; see [`JsonFlavour::for_request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonFlavour {
+    /// What a 4.x Java name server writes with fastjson defaults: `Map<Long, _>` keys are
+    /// unquoted (`{0:"10.0.0.1:10911"}`), `BrokerData` carries no `enableActingMaster`, non-ASCII
+    /// text is raw UTF-8. Served to requests with `version < 401` (V4_9_4): one third-party client
+    /// parses this form literally and knows no `true`/`false`/`null`.
+    Fastjson,
+    /// Standard JSON as the Java name server writes it for `version >= 401` or
+    /// `acceptStandardJsonOnly=true` (fastjson BrowserCompatible + QuoteFieldNames + MapSortField):
+    /// quoted numeric keys (`{"0":"10.0.0.1:10911"}`), `"enableActingMaster":false` included (one
+    /// third-party client requires it), non-ASCII escaped as `\uXXXX`.
+    Standard,
+}
+
+/// First request version (MQVersion ordinal of V4_9_4) answered with standard JSON.
+pub const STANDARD_JSON_MIN_VERSION: i32 = 401;
+
+impl JsonFlavour {
+    /// The Java name server's rule for GET_ROUTEINFO_BY_TOPIC: standard JSON when the request's
+    /// `version >= 401` or its header says `acceptStandardJsonOnly=true`, fastjson otherwise.
+    /// FerroMQ applies the same rule to the other bodies with `Map<Long, _>` keys (cluster info,
+    /// broker member group), see `route.rs`.
+    pub fn for_request(request_version: i32, accept_standard_json_only: bool) -> Self {
+        if accept_standard_json_only || request_version >= STANDARD_JSON_MIN_VERSION {
+            JsonFlavour::Standard
+        } else {
+            JsonFlavour::Fastjson
+        }
+    }
+
+    /// Whether non-ASCII characters are written as `\uXXXX` escapes.
+    pub(crate) fn ascii_only(self) -> bool {
+        matches!(self, JsonFlavour::Standard)
+    }
+}
+
+/// Appends `s` as a JSON string literal (with the quotes).
+///
+/// Escapes exactly what serde_json escapes (`"`, `\`, `\b \f \n \r \t`, other control characters
+/// as lowercase `\u00xx`), so for `ascii_only = false` the output equals `serde_json::to_string`
+/// byte for byte (tested below). With `ascii_only = true` every non-ASCII character is also
+/// written as one or two (surrogate pair) `\uxxxx` escapes, like fastjson's BrowserCompatible mode.
+/// Hand-written rather than calling serde_json so that it cannot fail and needs no `Result`.
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str, ascii_only: bool) {
+    out.push(b'"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\u{08}' => out.extend_from_slice(b"\\b"),
+            '\u{0C}' => out.extend_from_slice(b"\\f"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 => push_u_escape(out, c as u16),
+            c if ascii_only && !c.is_ascii() => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    push_u_escape(out, *unit);
+                }
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+fn push_u_escape(out: &mut Vec<u8>, unit: u16) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(b"\\u");
+    for shift in [12u16, 8, 4, 0] {
+        let nibble = usize::from((unit >> shift) & 0xF);
+        // `nibble` is at most 15, so `get` always succeeds; the fallback is unreachable.
+        out.push(HEX.get(nibble).copied().unwrap_or(b'0'));
+    }
+}
+
+/// Appends `"name":` (no leading comma).
+pub(crate) fn write_key(out: &mut Vec<u8>, name: &str) {
+    write_str(out, name, false);
+    out.push(b':');
+}
+
+/// Appends a number in decimal.
+pub(crate) fn write_num(out: &mut Vec<u8>, n: impl std::fmt::Display) {
+    out.extend_from_slice(n.to_string().as_bytes());
+}
+
+/// Appends a JSON array of strings.
+pub(crate) fn write_str_array<'a>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = &'a String>,
+    ascii_only: bool,
+) {
+    out.push(b'[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, item, ascii_only);
+    }
+    out.push(b']');
+}
+
+/// Rewrites bare integer object keys (`{0:"a",-1:"b"}`) into quoted keys (`{"0":"a","-1":"b"}`)
+/// and leaves everything else untouched, including the contents of strings.
+///
+/// A token is treated as a key when it follows `{` or `,` (after optional whitespace), consists
+/// of an optional `-` and ASCII digits, and is followed (after optional whitespace) by `:`. Inside
+/// arrays a number after `,` is followed by `,` or `]`, never `:`, so array elements are not
+/// touched. Returns the input borrowed when nothing needed quoting. Never fails: malformed input
+/// comes out as malformed and serde_json reports it.
+pub fn quote_bare_int_keys(input: &[u8]) -> Cow<'_, [u8]> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut in_string = false;
+    let mut escaped = false;
+    // True right after `{` or `,` outside strings (whitespace does not reset it).
+    let mut key_position = false;
+    let mut i = 0usize;
+    while let Some(&byte) = input.get(i) {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            if let Some(o) = out.as_mut() {
+                o.push(byte);
+            }
+            i += 1;
+            continue;
+        }
+        if key_position && (byte == b'-' || byte.is_ascii_digit()) {
+            let start = i;
+            let mut end = i + 1;
+            while input.get(end).is_some_and(u8::is_ascii_digit) {
+                end += 1;
+            }
+            let mut after = end;
+            while input.get(after).is_some_and(u8::is_ascii_whitespace) {
+                after += 1;
+            }
+            let token = input.get(start..end).unwrap_or_default();
+            let is_int = token.iter().any(u8::is_ascii_digit);
+            if is_int && input.get(after) == Some(&b':') {
+                let o = out.get_or_insert_with(|| {
+                    let mut v = Vec::with_capacity(input.len() + 64);
+                    v.extend_from_slice(input.get(..start).unwrap_or_default());
+                    v
+                });
+                o.push(b'"');
+                o.extend_from_slice(token);
+                o.push(b'"');
+                key_position = false;
+                i = end;
+                continue;
+            }
+        }
+        match byte {
+            b'"' => {
+                in_string = true;
+                key_position = false;
+            }
+            b'{' | b',' => key_position = true,
+            b if b.is_ascii_whitespace() => {}
+            _ => key_position = false,
+        }
+        if let Some(o) = out.as_mut() {
+            o.push(byte);
+        }
+        i += 1;
+    }
+    match out {
+        Some(v) => Cow::Owned(v),
+        None => Cow::Borrowed(input),
+    }
+}
+
+/// Parses a JSON body that may be standard JSON or fastjson's default output with unquoted
+/// integer keys: tries serde_json directly and, only if that fails, again after
+/// [`quote_bare_int_keys`]. The error of the second attempt is returned.
+pub fn parse_tolerant<T: DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
+    match serde_json::from_slice(body) {
+        Ok(v) => Ok(v),
+        Err(first) => {
+            let quoted = quote_bare_int_keys(body);
+            if let Cow::Borrowed(_) = quoted {
+                return Err(first);
+            }
+            serde_json::from_slice(&quoted)
+        }
+    }
+}
+
+/// [`parse_tolerant`] for bodies that must be a JSON object. serde's derived struct decoding
+/// also accepts an array (fields by position), which no RocketMQ body uses; refusing it keeps
+/// `[]` from reading as an all-defaults body.
+pub fn parse_tolerant_object<T: DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(<serde_json::Error as serde::de::Error>::custom(
+            "expected a JSON object",
+        ));
+    }
+    parse_tolerant(body)
+}
+
+/// Deserializes a field that may be absent (with `#[serde(default)]`) or `null` into its
+/// `Default`, so that `"filterServerList":null` from a non-Java broker does not fail the body.
+pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    let opt: Option<T> = serde::Deserialize::deserialize(deserializer)?;
+    Ok(opt.unwrap_or_default())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn quoted(s: &str) -> String {
+        String::from_utf8(quote_bare_int_keys(s.as_bytes()).into_owned()).unwrap()
+    }
+
+    #[test]
+    fn write_str_matches_serde_json() {
+        let cases = [
+            "",
+            "plain",
+            "quote\"back\\slash",
+            "ctl\u{0}\u{1}\u{1f}\u{7f}",
+            "\u{8}\u{c}\n\r\t",
+            "non-ascii é 中 😀",
+            "slash / and <tag>",
+        ];
+        for case in cases {
+            let mut out = Vec::new();
+            write_str(&mut out, case, false);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(case).unwrap(),
+                "case {case:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn write_str_ascii_only_escapes_utf16_units_and_round_trips() {
+        let mut out = Vec::new();
+        write_str(&mut out, "é中😀a", true);
+        assert_eq!(out, br#""\u00e9\u4e2d\ud83d\ude00a""#);
+        let back: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, "é中😀a");
+    }
+
+    #[test]
+    fn quotes_bare_integer_keys_only() {
+        assert_eq!(quoted(r#"{0:"a",1:"b"}"#), r#"{"0":"a","1":"b"}"#);
+        assert_eq!(
+            quoted(r#"{ -12 : 3 , 7:[1,2,3]}"#),
+            r#"{ "-12" : 3 , "7":[1,2,3]}"#
+        );
+        assert_eq!(quoted(r#"{"a":{10:{20:1}}}"#), r#"{"a":{"10":{"20":1}}}"#);
+        // Array elements and values are left alone.
+        assert_eq!(quoted("[1, 2,3]"), "[1, 2,3]");
+        assert_eq!(quoted(r#"{"k":1,"j":-2}"#), r#"{"k":1,"j":-2}"#);
+        // Text inside strings that looks like a key is left alone, escapes included.
+        assert_eq!(
+            quoted(r#"{"a":"{0:1}","b\"{1:2":3}"#),
+            r#"{"a":"{0:1}","b\"{1:2":3}"#
+        );
+        assert_eq!(quoted(r#"{"a\\":{5:6}}"#), r#"{"a\\":{"5":6}}"#);
+    }
+
+    #[test]
+    fn quote_pass_borrows_when_nothing_to_do() {
+        let input = br#"{"brokerAddrs":{"0":"a"}}"#;
+        assert!(matches!(quote_bare_int_keys(input), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn quote_pass_never_panics_on_garbage() {
+        let garbage: [&[u8]; 8] = [
+            b"",
+            b"{",
+            b"{-",
+            b"{-:",
+            b"{1",
+            b"{1 ",
+            b",,,{{{-1",
+            b"\"\\",
+        ];
+        for g in garbage {
+            let _ = quote_bare_int_keys(g);
+        }
+        // Every byte sequence of length <= 3 over a small alphabet.
+        let alphabet = b"{}[],:-1 \"\\a";
+        for a in alphabet {
+            for b in alphabet {
+                for c in alphabet {
+                    let _ = quote_bare_int_keys(&[*a, *b, *c]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parse_tolerant_accepts_both_forms() {
+        let fast: BTreeMap<String, BTreeMap<u64, String>> =
+            parse_tolerant(br#"{"x":{0:"a",1:"b"}}"#).unwrap();
+        let std: BTreeMap<String, BTreeMap<u64, String>> =
+            parse_tolerant(br#"{"x":{"0":"a","1":"b"}}"#).unwrap();
+        assert_eq!(fast, std);
+        assert!(parse_tolerant::<BTreeMap<String, u8>>(b"{not json").is_err());
+        assert!(parse_tolerant_object::<BTreeMap<String, u8>>(b" []").is_err());
+        assert!(parse_tolerant_object::<BTreeMap<String, u8>>(b" {}").is_ok());
+    }
+
+    #[test]
+    fn flavour_rule() {
+        assert_eq!(JsonFlavour::for_request(400, false), JsonFlavour::Fastjson);
+        assert_eq!(JsonFlavour::for_request(317, true), JsonFlavour::Standard);
+        assert_eq!(JsonFlavour::for_request(401, false), JsonFlavour::Standard);
+        assert_eq!(JsonFlavour::for_request(479, false), JsonFlavour::Standard);
+    }
+}

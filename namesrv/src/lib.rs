@@ -1,0 +1,149 @@
+//! `ferromq-namesrv`: a RocketMQ-compatible name server (PROTOCOL.md §2.6, §4.2–4.4, §8).
+//!
+//! - [`route`]: the route registry (topics → queue data, broker groups, clusters, liveness)
+//!   and the JSON bodies clients read, in both the fastjson and the standard flavour.
+//! - [`register_body`]: REGISTER_BROKER bodies (JSON and zlib-compressed) and their CRC.
+//! - [`kv`]: the persisted KV config (`kvConfig.json`), e.g. order-topic settings.
+//! - [`fastjson`]: fastjson-compatible writing and tolerant reading helpers.
+//! - [`service`]: one handler per request code over those tables.
+//! - [`config`]: settings, by their Java names, from code or `namesrv.properties`.
+//!
+//! [`start`] runs a name server on a thread of its own (one compio runtime), which is how both
+//! `mqnamesrv` and the broker's embedded name server use it. Boundary: this crate does not
+//! depend on the store; routes are rebuilt from broker registrations after a restart.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
+)]
+
+pub mod config;
+pub mod fastjson;
+pub mod kv;
+pub mod register_body;
+pub mod route;
+pub mod service;
+
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::thread::JoinHandle;
+
+use ferromq_net::backend::{ActiveBackend, IoBackend, build_runtime};
+use tracing::{error, info};
+
+pub use config::NamesrvConfig;
+pub use service::NamesrvService;
+
+/// A running name server. Dropping it stops the server and waits for its thread.
+pub struct NamesrvHandle {
+    local_addr: SocketAddr,
+    backend: ActiveBackend,
+    stop: async_channel::Sender<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl NamesrvHandle {
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The I/O backend the name server runs on.
+    pub fn backend(&self) -> ActiveBackend {
+        self.backend
+    }
+
+    /// Stops accepting, closes the server and waits for its thread.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    /// Blocks until the server thread ends (it ends only after `shutdown` or a fatal error).
+    pub fn join(mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.close();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for NamesrvHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Starts a name server on its own thread. Returns once it is listening, or with the error
+/// that prevented it (address in use, unreadable KV file, unavailable forced backend).
+pub fn start(config: NamesrvConfig) -> io::Result<NamesrvHandle> {
+    let backend = IoBackend::resolve(config.io_backend).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<io::Result<(SocketAddr, ActiveBackend)>>(1);
+    let (stop, stopped) = async_channel::bounded::<()>(1);
+    let thread = std::thread::Builder::new()
+        .name("namesrv".into())
+        .spawn(move || {
+            let (runtime, active) = match build_runtime(backend) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let service = match NamesrvService::new(config.clone()) {
+                    Ok(service) => Rc::new(service),
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(io::Error::other(e.to_string())));
+                        return;
+                    }
+                };
+                let listener = match ferromq_net::server::bind(config.listen) {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))));
+                        return;
+                    }
+                };
+                let local = listener.local_addr().unwrap_or(config.listen);
+                let _ = ready_tx.send(Ok((local, active)));
+                let scanner = compio::runtime::spawn(scan_not_active_brokers(service.clone(), config.scan_interval));
+                let shutdown = async move {
+                    let _ = stopped.recv().await;
+                };
+                if let Err(e) = ferromq_net::server::serve(listener, service, config.limits, shutdown).await {
+                    error!("name server stopped: {e}");
+                }
+                drop(scanner);
+            });
+        })?;
+    match ready_rx.recv() {
+        Ok(Ok((local_addr, backend))) => {
+            info!(%local_addr, %backend, "The Name Server boot success. serializeType=JSON");
+            Ok(NamesrvHandle { local_addr, backend, stop, thread: Some(thread) })
+        }
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(io::Error::other("name server thread ended during start-up"))
+        }
+    }
+}
+
+/// Background task "scan not active brokers": every `interval`, drop brokers whose last
+/// registration is older than their timeout (§8.1). Budget: one pass over the live table.
+async fn scan_not_active_brokers(service: Rc<NamesrvService>, interval: std::time::Duration) {
+    let mut ticks = compio::time::interval(interval);
+    loop {
+        ticks.tick().await;
+        service.scan_not_active_brokers();
+    }
+}
