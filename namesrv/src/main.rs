@@ -34,12 +34,11 @@ fn main() -> ExitCode {
     ferromq_net::logging::init();
     let args = Args::parse();
     let mut config = NamesrvConfig::default();
-    if let Some(path) = &args.config {
-        if let Err(e) = config.apply_properties_file(path) {
+    if let Some(path) = &args.config
+        && let Err(e) = config.apply_properties_file(path) {
             eprintln!("mqnamesrv: {e}");
             return ExitCode::from(2);
         }
-    }
     let overrides = [
         ("kvConfigPath", args.kv_config_path.map(|p| p.display().to_string())),
         ("brokerChannelExpiredTime", args.broker_expiry_ms.map(|v| v.to_string())),
@@ -47,12 +46,11 @@ fn main() -> ExitCode {
         ("io.backend", args.io_backend),
     ];
     for (key, value) in overrides {
-        if let Some(value) = value {
-            if let Err(e) = config.apply(key, &value) {
+        if let Some(value) = value
+            && let Err(e) = config.apply(key, &value) {
                 eprintln!("mqnamesrv: {e}");
                 return ExitCode::from(2);
             }
-        }
     }
     if let Some(listen) = args.listen {
         config.listen = listen;

@@ -86,14 +86,13 @@ impl NamesrvService {
     fn register_broker(&self, conn: &Connection, request: &RemotingCommand) -> RemotingCommand {
         let header = match RegisterHeader::parse(request) {
             Ok(header) => header,
-            Err(missing) => return missing,
+            Err(refusal) => return *refusal,
         };
-        if let Some(crc) = header.body_crc32.filter(|crc| *crc != 0) {
-            if let Err(e) = check_body_crc32(&request.body, crc) {
+        if let Some(crc) = header.body_crc32.filter(|crc| *crc != 0)
+            && let Err(e) = check_body_crc32(&request.body, crc) {
                 warn!(broker = %header.broker_addr, "registration body CRC mismatch: {e}");
                 return request.error_response(response_code::SYSTEM_ERROR, "crc32 not match");
             }
-        }
         let body = if request.body.is_empty() {
             Ok(RegisterBrokerBody::default())
         } else if header.compressed {
@@ -131,11 +130,10 @@ impl NamesrvService {
         if let Some(ha) = outcome.ha_server_addr {
             response = response.with_ext("haServerAddr", ha);
         }
-        if self.config.return_order_topic_config_to_broker {
-            if let Some(table) = self.kv.borrow().namespace_table_json(ORDER_TOPIC_CONFIG_NAMESPACE) {
+        if self.config.return_order_topic_config_to_broker
+            && let Some(table) = self.kv.borrow().namespace_table_json(ORDER_TOPIC_CONFIG_NAMESPACE) {
                 response = response.with_body(table);
             }
-        }
         response
     }
 
@@ -387,18 +385,18 @@ struct RegisterHeader {
 }
 
 impl RegisterHeader {
-    fn parse(request: &RemotingCommand) -> Result<RegisterHeader, RemotingCommand> {
+    fn parse(request: &RemotingCommand) -> Result<RegisterHeader, Box<RemotingCommand>> {
         let text = |key: &str| request.ext(key).map(str::to_owned);
         let (Some(broker_name), Some(broker_addr), Some(cluster_name)) =
             (text("brokerName"), text("brokerAddr"), text("clusterName"))
         else {
-            return Err(missing_fields(request, "brokerName, brokerAddr and clusterName"));
+            return Err(Box::new(missing_fields(request, "brokerName, brokerAddr and clusterName")));
         };
         let Some(broker_id) = request.ext("brokerId").and_then(|id| id.parse::<u64>().ok()) else {
-            return Err(request.error_response(
+            return Err(Box::new(request.error_response(
                 response_code::SYSTEM_ERROR,
                 format!("brokerId must be a non-negative integer, got {:?}", request.ext("brokerId")),
-            ));
+            )));
         };
         Ok(RegisterHeader {
             broker_name,

@@ -1,1 +1,264 @@
-//! Harness for FerroMQ's end-to-end tests.
+//! Harness for FerroMQ's end-to-end tests: start our binaries as real processes on loopback
+//! ports, read what they log, and play brokers or clients over the real wire protocol.
+//!
+//! Every process started here is killed when its handle drops, so a failing test leaves
+//! nothing running.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferromq_net::RemotingCommand;
+use ferromq_net::client::Client;
+use ferromq_net::codes::request_code;
+
+/// How long a process may take to say it is serving.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The path of a workspace binary, building it first if this test run did not.
+pub fn binary(name: &str) -> PathBuf {
+    // Test executables live in target/<profile>/deps; binaries one level up.
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target directory");
+    let path = dir.join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--bin", name])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build --bin {name} failed");
+    }
+    path
+}
+
+/// A running server process and everything it has written to stderr so far.
+pub struct ServerProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    /// The I/O backend the process logged at start (`io_uring` or `epoll`).
+    pub backend: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServerProcess {
+    /// Starts `command` and waits until it logs the line containing `ready_marker`, taking the
+    /// listen address from that line's `local_addr=` field and the backend from `backend=`.
+    pub fn start(mut command: Command, ready_marker: &str) -> Result<ServerProcess, String> {
+        command.stdout(Stdio::null()).stderr(Stdio::piped()).stdin(Stdio::null());
+        command.env("FERROMQ_LOG", "info").env("NO_COLOR", "1");
+        let mut child = command.spawn().map_err(|e| format!("spawn failed: {e}"))?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let marker = ready_marker.to_owned();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let line = strip_ansi(&line);
+                if line.contains(&marker) {
+                    let _ = ready_tx.send(line.clone());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(line) = ready_rx.recv_timeout(Duration::from_millis(50)) {
+                let addr = field(&line, "local_addr").and_then(|a| a.parse().ok()).ok_or_else(|| format!("no local_addr in {line:?}"))?;
+                let backend = field(&line, "backend").unwrap_or_default();
+                return Ok(ServerProcess { child, addr, backend, log });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                return Err(format!("exited with {status} before serving; log:\n{}", log.lock().unwrap().join("\n")));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(format!("not ready after {START_TIMEOUT:?}; log:\n{}", log.lock().unwrap().join("\n")));
+            }
+        }
+    }
+
+    /// Everything the process logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends SIGKILL and waits.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn field(line: &str, name: &str) -> Option<String> {
+    let start = line.find(&format!("{name}="))? + name.len() + 1;
+    let value: String = line[start..].chars().take_while(|c| !c.is_whitespace()).collect();
+    Some(value.trim_matches('"').to_owned())
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `mqnamesrv` on an ephemeral loopback port with a private KV directory.
+pub fn start_namesrv(extra_args: &[&str], env: &[(&str, &str)]) -> Result<(ServerProcess, TempDir), String> {
+    let dir = TempDir::new("namesrv");
+    let mut command = Command::new(binary("mqnamesrv"));
+    command
+        .args(["--listen", "127.0.0.1:0", "--kv-config-path"])
+        .arg(dir.path().join("kvConfig.json"))
+        .args(extra_args);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let process = ServerProcess::start(command, "The Name Server boot success")?;
+    Ok((process, dir))
+}
+
+/// A directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("ferromq-e2e-{tag}-{}-{seq}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One topic a fake broker registers.
+#[derive(Clone, Debug)]
+pub struct FakeTopic {
+    pub name: String,
+    pub read_queues: u32,
+    pub write_queues: u32,
+}
+
+/// The REGISTER_BROKER request a Java 4.9 master broker sends (PROTOCOL.md §2.6), with the
+/// body written as that broker writes it.
+pub fn register_broker_request(cluster: &str, broker_name: &str, broker_addr: &str, topics: &[FakeTopic]) -> RemotingCommand {
+    let table: serde_json::Map<String, serde_json::Value> = topics
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                serde_json::json!({"order": false, "perm": 6, "readQueueNums": t.read_queues,
+                    "topicFilterType": "SINGLE_TAG", "topicName": t.name, "topicSysFlag": 0,
+                    "writeQueueNums": t.write_queues}),
+            )
+        })
+        .collect();
+    let body = serde_json::json!({
+        "filterServerList": [],
+        "topicConfigSerializeWrapper": {
+            "dataVersion": {"counter": 1, "timestamp": 1_700_000_000_000u64},
+            "topicConfigTable": table,
+        }
+    });
+    RemotingCommand::request(request_code::REGISTER_BROKER)
+        .with_ext("brokerName", broker_name)
+        .with_ext("brokerAddr", broker_addr)
+        .with_ext("clusterName", cluster)
+        .with_ext("haServerAddr", broker_addr)
+        .with_ext("brokerId", 0)
+        .with_body(serde_json::to_vec(&body).expect("JSON body"))
+}
+
+/// A fake broker on its own thread: registers `topics` with the name server every `period`
+/// until [`FakeBroker::stop_registering`], keeping its connection open until dropped (so
+/// that the name server can only forget it by expiry).
+pub struct FakeBroker {
+    stop_registering: async_channel::Sender<()>,
+    drop_connection: async_channel::Sender<()>,
+    registered: std::sync::mpsc::Receiver<Result<(), String>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeBroker {
+    pub fn start(namesrv: SocketAddr, request: RemotingCommand, period: Duration) -> FakeBroker {
+        let (stop_registering, stop_rx) = async_channel::bounded::<()>(1);
+        let (drop_connection, drop_rx) = async_channel::bounded::<()>(1);
+        let (registered_tx, registered) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let (runtime, _) = ferromq_net::backend::runtime_from_env().expect("runtime");
+            runtime.block_on(async move {
+                let client = match Client::connect(namesrv, Duration::from_secs(5)).await {
+                    Ok(client) => client,
+                    Err(e) => {
+                        let _ = registered_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                loop {
+                    let result = match client.invoke(request.clone(), Duration::from_secs(5)).await {
+                        Ok(r) if r.code == 0 => Ok(()),
+                        Ok(r) => Err(format!("REGISTER_BROKER answered {}: {:?}", r.code, r.remark)),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let _ = registered_tx.send(result);
+                    // A message or a closed channel both mean stop; only the timeout repeats.
+                    if compio::time::timeout(period, stop_rx.recv()).await.is_ok() {
+                        break;
+                    }
+                }
+                let _ = drop_rx.recv().await;
+                client.close();
+            });
+        });
+        FakeBroker { stop_registering, drop_connection, registered, thread: Some(thread) }
+    }
+
+    /// Waits for the first registration's answer.
+    pub fn wait_registered(&self) -> Result<(), String> {
+        self.registered.recv_timeout(Duration::from_secs(10)).map_err(|e| e.to_string())?
+    }
+
+    pub fn stop_registering(&self) {
+        let _ = self.stop_registering.try_send(());
+    }
+}
+
+impl Drop for FakeBroker {
+    fn drop(&mut self) {
+        self.stop_registering.close();
+        self.drop_connection.close();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

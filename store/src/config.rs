@@ -1,0 +1,143 @@
+//! Store configuration: every size, interval and limit with its unit and the RocketMQ default
+//! (PROTOCOL.md §11.3), plus a `test_min` profile where every limit is tiny so tests hit segment
+//! rolls, consume-queue rolls and batching quickly.
+
+use std::path::PathBuf;
+
+use crate::error::{Result, StoreError};
+use crate::types::ShardId;
+
+/// When an append is acknowledged and how the log is made durable (`flushDiskType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushMode {
+    /// Group commit: an append completes once an fdatasync covering it has completed.
+    Sync,
+    /// An append completes once written to the file; fdatasync runs on an interval or when
+    /// enough bytes are dirty.
+    Async,
+}
+
+/// Configuration of one shard's store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Root directory of this shard's store (`storePathRootDir`, one per shard).
+    pub root_dir: PathBuf,
+    /// The owning shard; encoded into client-visible physical offsets.
+    pub shard: ShardId,
+    /// Commit-log segment size (`mappedFileSizeCommitLog`, 1 GiB).
+    pub segment_size_bytes: u64,
+    /// Consume-queue entries per file (`mappedFileSizeConsumeQueue` / 20 = 300 000).
+    pub cq_entries_per_file: u64,
+    pub flush_mode: FlushMode,
+    /// ASYNC_FLUSH: sync at least this often while bytes are dirty (`flushIntervalCommitLog`).
+    pub flush_interval_ms: u64,
+    /// ASYNC_FLUSH: sync as soon as this many bytes are dirty (`flushCommitLogLeastPages` × 4 KiB).
+    pub flush_least_bytes: u64,
+    /// SYNC_FLUSH: how long a producer waits for the flush (`syncFlushTimeout`); the broker
+    /// applies it and answers FLUSH_DISK_TIMEOUT.
+    pub sync_flush_timeout_ms: u64,
+    /// Largest message body, or batch body total (`maxMessageSize`, 4 MiB).
+    pub max_message_size_bytes: usize,
+    /// Largest single write of the commit log; a larger backlog is split into several batches.
+    pub max_flush_batch_bytes: usize,
+    /// Appends buffered but not yet written, across all batches; above it appends get `Busy`.
+    pub max_pending_bytes: usize,
+    /// How often consume queues and the index are synced and the checkpoint rewritten.
+    pub checkpoint_interval_ms: u64,
+    /// Re-check BODYCRC on recovery (`checkCRCOnRecover`).
+    pub check_crc_on_recover: bool,
+    /// Build the key/unique-id index (`messageIndexEnable`).
+    pub index_enable: bool,
+    /// Hash slots per index file (`maxHashSlotNum`).
+    pub index_hash_slots: u32,
+    /// Entries per index file (`maxIndexNum`).
+    pub index_max_entries: u32,
+    /// Hours of day at which expired files are deleted (`deleteWhen`, `"04"`, `;`-separated).
+    pub delete_when: String,
+    /// Age after which a segment is expired (`fileReservedTime`, hours).
+    pub file_reserved_time_hours: u64,
+    /// Usage above which a deletion pass runs regardless of the hour (`diskMaxUsedSpaceRatio`).
+    pub disk_max_used_space_ratio_pct: u32,
+    /// Usage above which the oldest segments go even if not expired (when forcible clean is on).
+    pub disk_space_clean_forcibly_ratio_pct: u32,
+    /// Usage above which writes are refused (`diskSpaceWarningLevelRatio`).
+    pub disk_space_warning_level_ratio_pct: u32,
+    /// `cleanFileForciblyEnable`.
+    pub clean_file_forcibly_enable: bool,
+    /// Segments deleted per pass at most (`deleteFileBatchMax`).
+    pub delete_file_batch_max: usize,
+    /// Pull limits (`maxTransferBytesOnMessageInMemory` / `...CountOnMessageInMemory`).
+    pub max_transfer_bytes: u32,
+    pub max_transfer_count: u32,
+}
+
+impl StoreConfig {
+    /// RocketMQ defaults under `root_dir`.
+    pub fn new(root_dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            root_dir: root_dir.into(),
+            shard: ShardId(0),
+            segment_size_bytes: 1 << 30,
+            cq_entries_per_file: 300_000,
+            flush_mode: FlushMode::Async,
+            flush_interval_ms: 500,
+            flush_least_bytes: 4 * 4096,
+            sync_flush_timeout_ms: 5_000,
+            max_message_size_bytes: 4 << 20,
+            max_flush_batch_bytes: 4 << 20,
+            max_pending_bytes: 64 << 20,
+            checkpoint_interval_ms: 1_000,
+            check_crc_on_recover: true,
+            index_enable: true,
+            index_hash_slots: 5_000_000,
+            index_max_entries: 20_000_000,
+            delete_when: "04".to_owned(),
+            file_reserved_time_hours: 72,
+            disk_max_used_space_ratio_pct: 75,
+            disk_space_clean_forcibly_ratio_pct: 85,
+            disk_space_warning_level_ratio_pct: 90,
+            clean_file_forcibly_enable: true,
+            delete_file_batch_max: 10,
+            max_transfer_bytes: 262_144,
+            max_transfer_count: 32,
+        }
+    }
+
+    /// Every limit tiny: 4 KiB segments, 8-entry consume-queue files, 64-slot index files.
+    pub fn test_min(root_dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            segment_size_bytes: 4096,
+            cq_entries_per_file: 8,
+            flush_mode: FlushMode::Sync,
+            flush_interval_ms: 5,
+            flush_least_bytes: 1024,
+            max_message_size_bytes: 1024,
+            max_flush_batch_bytes: 2048,
+            max_pending_bytes: 1 << 20,
+            checkpoint_interval_ms: 20,
+            index_hash_slots: 16,
+            index_max_entries: 32,
+            ..StoreConfig::new(root_dir)
+        }
+    }
+
+    /// Checks bounds the rest of the store relies on.
+    pub fn validate(&self) -> Result<()> {
+        // A segment must hold the largest body plus a record header with modest topic and
+        // properties; appends whose record still does not fit are refused individually.
+        let overhead = crate::commitlog::SEGMENT_RESERVED_BYTES as u64 + 1024;
+        if self.segment_size_bytes < 4096 || self.segment_size_bytes < self.max_message_size_bytes as u64 + overhead {
+            return Err(StoreError::Config(format!(
+                "segment_size_bytes {} too small for max_message_size_bytes {}",
+                self.segment_size_bytes, self.max_message_size_bytes
+            )));
+        }
+        if self.cq_entries_per_file == 0 || self.index_hash_slots == 0 || self.index_max_entries < 2 {
+            return Err(StoreError::Config("zero-sized consume-queue or index file".into()));
+        }
+        if self.max_flush_batch_bytes == 0 || self.max_pending_bytes < self.max_flush_batch_bytes {
+            return Err(StoreError::Config("max_pending_bytes below max_flush_batch_bytes".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,278 @@
+//! Consume queues: per (topic, queueId), a stream of fixed 20-byte entries
+//! `{commit-log offset i64, record size i32, tags code i64}` (PROTOCOL.md §6.2), split into
+//! files of `cq_entries_per_file` entries named by the 20-digit byte offset of their first entry.
+//!
+//! Shard-resident: held only by the shard that owns the queue. Entries are written by the
+//! store's dispatcher task after the records they point at are visible; `max_offset` moves only
+//! after the entry write completed, so a pull never reads an entry that is not in the file.
+//! Durability of entries is the checkpoint's job (fdatasync before the checkpoint names them).
+//! The commit-log offsets stored here are shard-local (a one-shard broker keeps Java's format).
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+use crate::commitlog::{parse_offset_name, segment_name};
+use crate::error::{Result, StoreError};
+use crate::io::{Storage, StorageFile};
+
+pub const CQ_OFFSET_POS: usize = 0;
+pub const CQ_SIZE_POS: usize = CQ_OFFSET_POS + 8;
+pub const CQ_TAGS_POS: usize = CQ_SIZE_POS + 4;
+/// Size of one consume-queue entry.
+pub const CQ_ENTRY_LEN: usize = CQ_TAGS_POS + 8;
+const _: () = assert!(CQ_ENTRY_LEN == 20);
+
+/// One decoded consume-queue entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CqEntry {
+    /// Shard-local commit-log offset of the record.
+    pub offset: u64,
+    pub size: u32,
+    pub tags_code: i64,
+}
+
+impl CqEntry {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.offset as i64).to_be_bytes());
+        out.extend_from_slice(&(self.size as i32).to_be_bytes());
+        out.extend_from_slice(&self.tags_code.to_be_bytes());
+    }
+    pub fn decode(b: &[u8]) -> Option<CqEntry> {
+        let off = i64::from_be_bytes(b.get(CQ_OFFSET_POS..CQ_SIZE_POS)?.try_into().ok()?);
+        let size = i32::from_be_bytes(b.get(CQ_SIZE_POS..CQ_TAGS_POS)?.try_into().ok()?);
+        let tags = i64::from_be_bytes(b.get(CQ_TAGS_POS..CQ_ENTRY_LEN)?.try_into().ok()?);
+        if off < 0 || size <= 0 {
+            return None;
+        }
+        Some(CqEntry { offset: off as u64, size: size as u32, tags_code: tags })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CqFile<F> {
+    /// Logical offset of the file's first entry.
+    pub first: u64,
+    pub path: PathBuf,
+    pub file: F,
+}
+
+/// One consume queue.
+#[derive(Debug)]
+pub struct ConsumeQueue<F> {
+    pub topic: String,
+    pub queue_id: u32,
+    pub dir: PathBuf,
+    pub entries_per_file: u64,
+    pub files: Vec<CqFile<F>>,
+    /// First readable logical offset.
+    pub min_offset: u64,
+    /// One past the last entry written to the file (what pulls see).
+    pub max_offset: u64,
+    /// Next logical offset handed out at append time (≥ `max_offset`).
+    pub next_offset: u64,
+    /// Written since the last fdatasync.
+    pub dirty: bool,
+    /// Entries below this are durable (synced by a checkpoint).
+    pub synced_offset: u64,
+    /// `max_offset` as of the store's dispatched offset: published together with it after a
+    /// whole dispatch round, so a checkpoint never names entries of a half-dispatched round.
+    pub dispatched_max: u64,
+}
+
+/// Directory of a queue: `<root>/consumequeue/<topic>/<queueId>`.
+pub fn queue_dir(cq_root: &Path, topic: &str, queue_id: u32) -> PathBuf {
+    cq_root.join(topic).join(queue_id.to_string())
+}
+
+fn file_index(first_offset: u64, per_file: u64) -> u64 {
+    first_offset / per_file
+}
+
+impl<F: StorageFile> ConsumeQueue<F> {
+    pub fn empty(cq_root: &Path, topic: &str, queue_id: u32, entries_per_file: u64) -> Self {
+        ConsumeQueue {
+            topic: topic.to_owned(),
+            queue_id,
+            dir: queue_dir(cq_root, topic, queue_id),
+            entries_per_file,
+            files: Vec::new(),
+            min_offset: 0,
+            max_offset: 0,
+            next_offset: 0,
+            dirty: false,
+            synced_offset: 0,
+            dispatched_max: 0,
+        }
+    }
+
+    /// Opens an existing queue and cuts it to `keep` entries (the checkpoint's durable count);
+    /// entries beyond may be torn and are rebuilt from the commit log by the caller.
+    pub async fn open<S: Storage<File = F>>(
+        storage: &S,
+        cq_root: &Path,
+        topic: &str,
+        queue_id: u32,
+        entries_per_file: u64,
+        keep: u64,
+        min_hint: u64,
+    ) -> Result<Self> {
+        let mut cq = Self::empty(cq_root, topic, queue_id, entries_per_file);
+        let names = storage.list_dir(&cq.dir).await.map_err(|e| StoreError::io("list", &cq.dir, e))?;
+        let entry_len = CQ_ENTRY_LEN as u64;
+        let file_bytes = entries_per_file * entry_len;
+        let mut removed = false;
+        for name in names {
+            let Some(byte_off) = parse_offset_name(&name) else { continue };
+            let path = cq.dir.join(&name);
+            if byte_off % file_bytes != 0 {
+                return Err(StoreError::CorruptFile {
+                    what: "consume queue",
+                    path,
+                    reason: "file name is not a multiple of the file size".into(),
+                });
+            }
+            let first = byte_off / entry_len;
+            if first >= keep {
+                storage.remove_file(&path).await.map_err(|e| StoreError::io("remove", &path, e))?;
+                removed = true;
+                continue;
+            }
+            let file = storage.open(&path, false).await.map_err(|e| StoreError::io("open", &path, e))?;
+            let want = ((keep - first).min(entries_per_file)) * entry_len;
+            let len = file.len().await.map_err(|e| StoreError::io("stat", &path, e))?;
+            if len > want {
+                file.set_len(want).await.map_err(|e| StoreError::io("truncate", &path, e))?;
+                file.sync_data().await.map_err(|e| StoreError::io("fdatasync", &path, e))?;
+            } else if len < want {
+                return Err(StoreError::CorruptFile {
+                    what: "consume queue",
+                    path,
+                    reason: format!("holds {len} bytes, checkpoint says {want} are durable"),
+                });
+            }
+            cq.files.push(CqFile { first, path, file });
+        }
+        if removed {
+            storage.sync_dir(&cq.dir).await.map_err(|e| StoreError::io("sync dir", &cq.dir, e))?;
+        }
+        cq.files.sort_by_key(|f| f.first);
+        // With every file retired by retention the queue still continues at its old end.
+        cq.max_offset = keep;
+        cq.next_offset = cq.max_offset;
+        cq.synced_offset = cq.max_offset;
+        cq.dispatched_max = cq.max_offset;
+        let first_file = cq.files.first().map(|f| f.first).unwrap_or(cq.max_offset);
+        cq.min_offset = min_hint.max(first_file).min(cq.max_offset);
+        Ok(cq)
+    }
+
+    /// Files holding entries in `[synced_offset, max_offset)`: what the next checkpoint syncs.
+    pub fn unsynced_files(&self) -> Vec<CqFile<F>> {
+        let per = self.entries_per_file;
+        self.files
+            .iter()
+            .filter(|f| f.first + per > self.synced_offset && f.first < self.max_offset)
+            .cloned()
+            .collect()
+    }
+
+    /// The file that holds logical offset `offset`, if it exists.
+    pub fn file_for(&self, offset: u64) -> Option<&CqFile<F>> {
+        let idx = file_index(offset, self.entries_per_file);
+        self.files.iter().rev().find(|f| file_index(f.first, self.entries_per_file) == idx)
+    }
+}
+
+/// Appends `entries` (starting at logical offset `first`, which must equal the queue's
+/// `max_offset`) to a queue's files, creating files as needed. Only the dispatcher calls this.
+pub async fn write_entries<S: Storage>(
+    storage: &S,
+    cq: &RefCell<ConsumeQueue<S::File>>,
+    first: u64,
+    entries: &[CqEntry],
+) -> Result<()> {
+    let (per_file, dir, max) = {
+        let q = cq.borrow();
+        (q.entries_per_file, q.dir.clone(), q.max_offset)
+    };
+    assert_eq!(first, max, "consume queue entries must be appended in order");
+    let mut done = 0usize;
+    while done < entries.len() {
+        let at = first + done as u64;
+        let room = (per_file - at % per_file) as usize;
+        let take = room.min(entries.len() - done);
+        let existing = cq.borrow().file_for(at).cloned();
+        let f = match existing {
+            Some(f) => f,
+            None => {
+                let file_first = at - at % per_file;
+                if cq.borrow().files.is_empty() {
+                    storage.create_dir_all(&dir).await.map_err(|e| StoreError::io("mkdir", &dir, e))?;
+                    // Make the new topic/queue directories themselves durable.
+                    let mut p = dir.as_path();
+                    for _ in 0..2 {
+                        if let Some(parent) = p.parent() {
+                            storage.sync_dir(parent).await.map_err(|e| StoreError::io("sync dir", parent, e))?;
+                            p = parent;
+                        }
+                    }
+                }
+                let path = dir.join(segment_name(file_first * CQ_ENTRY_LEN as u64));
+                let file = storage.open(&path, true).await.map_err(|e| StoreError::io("create", &path, e))?;
+                storage.sync_dir(&dir).await.map_err(|e| StoreError::io("sync dir", &dir, e))?;
+                let f = CqFile { first: file_first, path, file };
+                cq.borrow_mut().files.push(f.clone());
+                f
+            }
+        };
+        let mut buf = Vec::with_capacity(take * CQ_ENTRY_LEN);
+        for e in entries.iter().skip(done).take(take) {
+            e.encode(&mut buf);
+        }
+        let pos = (at - f.first) * CQ_ENTRY_LEN as u64;
+        f.file.write_all_at(buf, pos).await.map_err(|e| StoreError::io("write", &f.path, e))?;
+        done += take;
+        let mut q = cq.borrow_mut();
+        q.max_offset = first + done as u64;
+        q.dirty = true;
+    }
+    Ok(())
+}
+
+/// Reads up to `max_count` entries from `from`, never past the end of the file holding `from`
+/// nor past `max_offset`. `Ok(None)` when that file is gone (retention).
+pub async fn read_entries<F: StorageFile>(
+    cq: &RefCell<ConsumeQueue<F>>,
+    from: u64,
+    max_count: u64,
+) -> Result<Option<Vec<CqEntry>>> {
+    let (f, end) = {
+        let q = cq.borrow();
+        let Some(f) = q.file_for(from).cloned() else { return Ok(None) };
+        let file_end = f.first + q.entries_per_file;
+        (f, file_end.min(q.max_offset).min(from.saturating_add(max_count)))
+    };
+    if end <= from {
+        return Ok(Some(Vec::new()));
+    }
+    let n = (end - from) as usize;
+    let pos = (from - f.first) * CQ_ENTRY_LEN as u64;
+    let bytes = f.file.read_at(n * CQ_ENTRY_LEN, pos).await.map_err(|e| StoreError::io("read", &f.path, e))?;
+    let mut out = Vec::with_capacity(n);
+    for (i, chunk) in bytes.chunks_exact(CQ_ENTRY_LEN).enumerate() {
+        let e = CqEntry::decode(chunk).ok_or_else(|| StoreError::CorruptFile {
+            what: "consume queue",
+            path: f.path.clone(),
+            reason: format!("invalid entry at logical offset {}", from + i as u64),
+        })?;
+        out.push(e);
+    }
+    if out.len() != n {
+        return Err(StoreError::CorruptFile {
+            what: "consume queue",
+            path: f.path.clone(),
+            reason: format!("short read: {} of {n} entries", out.len()),
+        });
+    }
+    Ok(Some(out))
+}

@@ -1,0 +1,55 @@
+//! The store's typed error enum. The broker maps these to RocketMQ response codes at its handler
+//! boundary (e.g. `FlushFailed` → SYSTEM_ERROR, `DiskFull` → SERVICE_NOT_AVAILABLE).
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::record::RecordError;
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An I/O operation through the storage seam failed.
+    #[error("I/O error during {op} on {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A record could not be encoded (too large, bad topic, ...).
+    #[error("invalid message: {0}")]
+    InvalidMessage(#[from] RecordError),
+    /// Corruption below the durable point (or followed by durable data): an operator must look.
+    #[error("commit log corrupt at offset {offset}: {reason}")]
+    Corruption { offset: u64, reason: String },
+    /// A metadata file (checkpoint, consume queue, index) is malformed.
+    #[error("corrupt {what} file {path}: {reason}")]
+    CorruptFile { what: &'static str, path: PathBuf, reason: String },
+    /// A durable flush failed earlier; after a failed fdatasync the page cache cannot be trusted
+    /// (the kernel may have dropped the dirty pages), so the log refuses further appends until
+    /// it is reopened and recovered.
+    #[error("the commit log is failed after an earlier flush error: {0}")]
+    LogFailed(String),
+    /// Disk usage is above `disk_space_warning_level_ratio`; writes are refused.
+    #[error("disk full: usage {usage_pct}% is above the warning level")]
+    DiskFull { usage_pct: u32 },
+    /// The store has been shut down.
+    #[error("store is shut down")]
+    ShutDown,
+    /// A request named something that does not exist or is out of range.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A configuration value is out of its documented bounds.
+    #[error("invalid config: {0}")]
+    Config(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        StoreError::Io { op, path: path.into(), source }
+    }
+}
+
+/// Result alias for the store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,546 @@
+//! The key / unique-id index in RocketMQ's index-file layout (PROTOCOL.md §6.4):
+//! a 40-byte header, `index_hash_slots` 4-byte slots, then `index_max_entries` 20-byte entries
+//! `{keyHash i32, phyOffset i64, timeDiff i32 (seconds), prevIndex i32}`; entry 0 is unused.
+//! Keys are `topic#key` for every `KEYS` element and for `UNIQ_KEY`.
+//!
+//! Shard-resident. The active file's slots live in memory (rebuilt from its entries on
+//! recovery); new entries are buffered and written, together with the dirty slots and the
+//! header, by the checkpoint, which syncs the file before naming its entry count in the
+//! checkpoint. Full files are sealed (written and synced completely) and read from disk.
+//! Physical offsets stored here are shard-local.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use crate::checkpoint::Checkpoint;
+use crate::commitlog::DispatchRecord;
+use crate::config::StoreConfig;
+use crate::error::{Result, StoreError};
+use crate::io::{Storage, StorageFile};
+use crate::record::java_string_hash;
+use crate::store::Inner;
+use crate::types::CommitLogOffset;
+
+pub const INDEX_BEGIN_TS_POS: usize = 0;
+pub const INDEX_END_TS_POS: usize = INDEX_BEGIN_TS_POS + 8;
+pub const INDEX_BEGIN_PHY_POS: usize = INDEX_END_TS_POS + 8;
+pub const INDEX_END_PHY_POS: usize = INDEX_BEGIN_PHY_POS + 8;
+pub const INDEX_SLOT_COUNT_POS: usize = INDEX_END_PHY_POS + 8;
+pub const INDEX_COUNT_POS: usize = INDEX_SLOT_COUNT_POS + 4;
+pub const INDEX_HEADER_LEN: usize = INDEX_COUNT_POS + 4;
+const _: () = assert!(INDEX_HEADER_LEN == 40);
+pub const INDEX_SLOT_LEN: usize = 4;
+pub const INDEX_ENTRY_LEN: usize = 4 + 8 + 4 + 4;
+const _: () = assert!(INDEX_ENTRY_LEN == 20);
+
+/// `abs(javaHashCode(topic#key))`, 0 when the abs overflows.
+pub fn key_hash(topic: &str, key: &str) -> u32 {
+    let h = java_string_hash(&format!("{topic}#{key}"));
+    if h == i32::MIN { 0 } else { h.unsigned_abs() }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Header {
+    begin_ts: i64,
+    end_ts: i64,
+    begin_phy: i64,
+    end_phy: i64,
+    slot_count: u32,
+    count: u32,
+}
+
+impl Header {
+    fn encode(&self) -> Vec<u8> {
+        let mut o = Vec::with_capacity(INDEX_HEADER_LEN);
+        o.extend_from_slice(&self.begin_ts.to_be_bytes());
+        o.extend_from_slice(&self.end_ts.to_be_bytes());
+        o.extend_from_slice(&self.begin_phy.to_be_bytes());
+        o.extend_from_slice(&self.end_phy.to_be_bytes());
+        o.extend_from_slice(&self.slot_count.to_be_bytes());
+        o.extend_from_slice(&self.count.to_be_bytes());
+        o
+    }
+    fn decode(b: &[u8]) -> Option<Header> {
+        let i64_at = |p: usize| -> Option<i64> { Some(i64::from_be_bytes(b.get(p..p + 8)?.try_into().ok()?)) };
+        let u32_at = |p: usize| -> Option<u32> { Some(u32::from_be_bytes(b.get(p..p + 4)?.try_into().ok()?)) };
+        Some(Header {
+            begin_ts: i64_at(INDEX_BEGIN_TS_POS)?,
+            end_ts: i64_at(INDEX_END_TS_POS)?,
+            begin_phy: i64_at(INDEX_BEGIN_PHY_POS)?,
+            end_phy: i64_at(INDEX_END_PHY_POS)?,
+            slot_count: u32_at(INDEX_SLOT_COUNT_POS)?,
+            count: u32_at(INDEX_COUNT_POS)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    hash: u32,
+    phy: i64,
+    time_diff_s: i32,
+    prev: u32,
+}
+
+impl Entry {
+    fn encode(&self, o: &mut Vec<u8>) {
+        o.extend_from_slice(&(self.hash as i32).to_be_bytes());
+        o.extend_from_slice(&self.phy.to_be_bytes());
+        o.extend_from_slice(&self.time_diff_s.to_be_bytes());
+        o.extend_from_slice(&(self.prev as i32).to_be_bytes());
+    }
+    fn decode(b: &[u8]) -> Option<Entry> {
+        Some(Entry {
+            hash: i32::from_be_bytes(b.get(0..4)?.try_into().ok()?) as u32,
+            phy: i64::from_be_bytes(b.get(4..12)?.try_into().ok()?),
+            time_diff_s: i32::from_be_bytes(b.get(12..16)?.try_into().ok()?),
+            prev: i32::from_be_bytes(b.get(16..20)?.try_into().ok()?) as u32,
+        })
+    }
+}
+
+/// A sealed (full, durable, read-only) index file.
+#[derive(Debug, Clone)]
+struct Sealed<F> {
+    name: String,
+    path: PathBuf,
+    file: F,
+    header: Header,
+}
+
+/// The active index file with its in-memory slots and unwritten entries.
+struct Active<F> {
+    name: String,
+    path: PathBuf,
+    file: F,
+    header: Header,
+    slots: Vec<u32>,
+    dirty_slots: BTreeSet<u32>,
+    /// Entries `persisted..header.count` not yet written, encoded.
+    tail: Vec<u8>,
+    persisted: u32,
+}
+
+/// What one checkpoint persists of the index.
+pub struct IndexSnapshot {
+    name: String,
+    count: u32,
+}
+
+/// The shard's index: sealed files plus one active file.
+pub struct IndexService<S: Storage> {
+    dir: PathBuf,
+    slots_per_file: u32,
+    max_entries: u32,
+    sealed: Vec<Sealed<S::File>>,
+    active: Option<Active<S::File>>,
+    /// Files sealed since the last checkpoint, still to be written and synced.
+    to_seal: Vec<Active<S::File>>,
+    dispatched: u64,
+    at_dispatched: (String, u32),
+}
+
+fn file_len(slots: u32, entries: u32) -> u64 {
+    INDEX_HEADER_LEN as u64 + u64::from(slots) * INDEX_SLOT_LEN as u64 + u64::from(entries) * INDEX_ENTRY_LEN as u64
+}
+
+fn entry_pos(slots: u32, n: u32) -> u64 {
+    INDEX_HEADER_LEN as u64 + u64::from(slots) * INDEX_SLOT_LEN as u64 + u64::from(n) * INDEX_ENTRY_LEN as u64
+}
+
+/// `yyyyMMddHHmmssSSS` of a Unix-epoch millisecond (UTC).
+pub fn index_file_name(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let milli = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}{milli:03}", sod / 3600, sod % 3600 / 60, sod % 60)
+}
+
+fn corrupt(path: &Path, reason: &str) -> StoreError {
+    StoreError::CorruptFile { what: "index", path: path.to_path_buf(), reason: reason.to_owned() }
+}
+
+impl<S: Storage> IndexService<S> {
+    /// Opens the index directory: files after the checkpoint's active file are dropped (their
+    /// entries are rebuilt by replay), the active file is cut to its checkpointed entry count
+    /// and its slots are rebuilt from those entries.
+    pub async fn open(storage: &S, dir: &Path, cfg: &StoreConfig, cp: Option<&Checkpoint>) -> Result<Self> {
+        let mut svc = IndexService {
+            dir: dir.to_path_buf(),
+            slots_per_file: cfg.index_hash_slots,
+            max_entries: cfg.index_max_entries,
+            sealed: Vec::new(),
+            active: None,
+            to_seal: Vec::new(),
+            dispatched: 0,
+            at_dispatched: (String::new(), 0),
+        };
+        let names = storage.list_dir(dir).await.map_err(|e| StoreError::io("list", dir, e))?;
+        let active_name = cp.map(|c| c.index_file.clone()).unwrap_or_default();
+        let mut removed = false;
+        for name in names {
+            if name.len() != 17 || !name.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let path = dir.join(&name);
+            if active_name.is_empty() || name > active_name {
+                storage.remove_file(&path).await.map_err(|e| StoreError::io("remove", &path, e))?;
+                removed = true;
+                continue;
+            }
+            let file = storage.open(&path, false).await.map_err(|e| StoreError::io("open", &path, e))?;
+            let hb = file.read_at(INDEX_HEADER_LEN, 0).await.map_err(|e| StoreError::io("read", &path, e))?;
+            let header = Header::decode(&hb).ok_or_else(|| corrupt(&path, "short header"))?;
+            if header.slot_count == 0 {
+                return Err(corrupt(&path, "zero hash slots"));
+            }
+            if name == active_name {
+                let count = cp.map(|c| c.index_entry_count).unwrap_or(1).max(1);
+                let slots_n = header.slot_count;
+                let bytes = file
+                    .read_at((count as usize - 1) * INDEX_ENTRY_LEN, entry_pos(slots_n, 1))
+                    .await
+                    .map_err(|e| StoreError::io("read", &path, e))?;
+                if bytes.len() != (count as usize - 1) * INDEX_ENTRY_LEN {
+                    return Err(corrupt(&path, "fewer entries than the checkpoint names"));
+                }
+                let mut slots = vec![0u32; slots_n as usize];
+                let mut hdr = header.clone();
+                hdr.count = count;
+                for (i, chunk) in bytes.chunks_exact(INDEX_ENTRY_LEN).enumerate() {
+                    let e = Entry::decode(chunk).ok_or_else(|| corrupt(&path, "bad entry"))?;
+                    if let Some(s) = slots.get_mut((e.hash % slots_n) as usize) {
+                        *s = i as u32 + 1;
+                    }
+                    hdr.end_phy = e.phy;
+                }
+                // Rewrite every slot: the file may hold slot values written after the checkpoint.
+                let dirty: BTreeSet<u32> = (0..slots_n).collect();
+                svc.active = Some(Active { name, path, file, header: hdr, slots, dirty_slots: dirty, tail: Vec::new(), persisted: count });
+            } else {
+                svc.sealed.push(Sealed { name, path, file, header });
+            }
+        }
+        if removed {
+            storage.sync_dir(dir).await.map_err(|e| StoreError::io("sync dir", dir, e))?;
+        }
+        svc.sealed.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(svc)
+    }
+
+    /// Records the index position that corresponds to the store's dispatched offset.
+    pub fn set_dispatched(&mut self, end: u64) {
+        self.dispatched = end;
+        self.at_dispatched = match &self.active {
+            Some(a) => (a.name.clone(), a.header.count),
+            None => (String::new(), 0),
+        };
+    }
+
+    /// The position a checkpoint may name (as of the dispatched offset).
+    pub fn snapshot(&self) -> IndexSnapshot {
+        IndexSnapshot { name: self.at_dispatched.0.clone(), count: self.at_dispatched.1 }
+    }
+
+    fn add(&mut self, hash: u32, phy: u64, store_ts: i64) -> bool {
+        let slots_n = self.slots_per_file;
+        let Some(a) = self.active.as_mut() else { return false };
+        if a.header.count >= self.max_entries {
+            return false;
+        }
+        if a.header.count == 1 {
+            a.header.begin_ts = store_ts;
+            a.header.begin_phy = phy as i64;
+        }
+        let slot = hash % slots_n;
+        let prev = a.slots.get(slot as usize).copied().unwrap_or(0);
+        let diff = ((store_ts - a.header.begin_ts) / 1000).clamp(0, i64::from(i32::MAX)) as i32;
+        Entry { hash, phy: phy as i64, time_diff_s: diff, prev }.encode(&mut a.tail);
+        let n = a.header.count;
+        if let Some(s) = a.slots.get_mut(slot as usize) {
+            *s = n;
+        }
+        a.dirty_slots.insert(slot);
+        a.header.count += 1;
+        a.header.end_ts = store_ts;
+        a.header.end_phy = phy as i64;
+        true
+    }
+}
+
+/// Adds index entries for dispatched records; rolls to a new file when the active one is full.
+pub(crate) async fn dispatch<S: Storage>(inner: &Rc<Inner<S>>, records: &[DispatchRecord]) -> Result<()> {
+    for r in records {
+        for key in &r.keys {
+            let hash = key_hash(&r.topic, key);
+            loop {
+                let added = {
+                    let mut ix = inner.index.borrow_mut();
+                    let Some(ix) = ix.as_mut() else { return Ok(()) };
+                    ix.add(hash, r.offset.0, r.store_timestamp_ms)
+                };
+                if added {
+                    break;
+                }
+                roll(inner, r.store_timestamp_ms).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn roll<S: Storage>(inner: &Rc<Inner<S>>, ts: i64) -> Result<()> {
+    let (dir, slots_n, max_entries, mut name) = {
+        let ix = inner.index.borrow();
+        let Some(ix) = ix.as_ref() else { return Ok(()) };
+        let last = ix.active.as_ref().map(|a| a.name.clone()).or_else(|| ix.sealed.last().map(|s| s.name.clone()));
+        let mut name = index_file_name(ts.max(crate::store::now_ms()));
+        if let Some(l) = last.filter(|l| name <= *l) {
+            // Names must grow; bump by a millisecond past the last one.
+            let n: u64 = l.parse().unwrap_or(0);
+            name = format!("{:017}", n + 1);
+        }
+        (ix.dir.clone(), ix.slots_per_file, ix.max_entries, name)
+    };
+    if name.len() != 17 {
+        name = format!("{:017}", 0);
+    }
+    let path = dir.join(&name);
+    let file = inner.storage.open(&path, true).await.map_err(|e| StoreError::io("create", &path, e))?;
+    file.set_len(file_len(slots_n, max_entries)).await.map_err(|e| StoreError::io("set_len", &path, e))?;
+    let header = Header { slot_count: slots_n, count: 1, ..Default::default() };
+    file.write_all_at(header.encode(), 0).await.map_err(|e| StoreError::io("write", &path, e))?;
+    inner.storage.sync_dir(&dir).await.map_err(|e| StoreError::io("sync dir", &dir, e))?;
+    let mut ix = inner.index.borrow_mut();
+    let Some(ix) = ix.as_mut() else { return Ok(()) };
+    let fresh = Active {
+        name,
+        path,
+        file,
+        header,
+        slots: vec![0; slots_n as usize],
+        dirty_slots: BTreeSet::new(),
+        tail: Vec::new(),
+        persisted: 1,
+    };
+    if let Some(old) = ix.active.replace(fresh) {
+        ix.to_seal.push(old);
+    }
+    Ok(())
+}
+
+async fn write_active<F: StorageFile>(slots_n: u32, a: &mut Active<F>) -> Result<()> {
+    let path = a.path.clone();
+    if !a.tail.is_empty() {
+        let tail = std::mem::take(&mut a.tail);
+        a.file.write_all_at(tail, entry_pos(slots_n, a.persisted)).await.map_err(|e| StoreError::io("write", &path, e))?;
+        a.persisted = a.header.count;
+    }
+    // Coalesce dirty slots into runs so a burst on nearby slots costs one write.
+    let dirty: Vec<u32> = std::mem::take(&mut a.dirty_slots).into_iter().collect();
+    let mut i = 0;
+    while let Some(&first) = dirty.get(i) {
+        let mut last = first;
+        let mut j = i + 1;
+        while let Some(&n) = dirty.get(j) {
+            if n - last > 16 {
+                break;
+            }
+            last = n;
+            j += 1;
+        }
+        let mut buf = Vec::with_capacity(((last - first + 1) as usize) * INDEX_SLOT_LEN);
+        for s in first..=last {
+            buf.extend_from_slice(&a.slots.get(s as usize).copied().unwrap_or(0).to_be_bytes());
+        }
+        let pos = INDEX_HEADER_LEN as u64 + u64::from(first) * INDEX_SLOT_LEN as u64;
+        a.file.write_all_at(buf, pos).await.map_err(|e| StoreError::io("write", &path, e))?;
+        i = j;
+    }
+    a.file.write_all_at(a.header.encode(), 0).await.map_err(|e| StoreError::io("write", &path, e))?;
+    a.file.sync_data().await.map_err(|e| StoreError::io("fdatasync", &path, e))?;
+    Ok(())
+}
+
+/// Persists the index up to the snapshot (checkpoint step): seals full files, writes the active
+/// file's new entries, dirty slots and header, and syncs. Returns the active file and count.
+pub(crate) async fn persist<S: Storage>(inner: &Rc<Inner<S>>, snap: IndexSnapshot) -> Result<(String, u32)> {
+    let (slots_n, to_seal, active) = {
+        let mut ix = inner.index.borrow_mut();
+        let Some(ix) = ix.as_mut() else { return Ok((String::new(), 0)) };
+        (ix.slots_per_file, std::mem::take(&mut ix.to_seal), ix.active.take())
+    };
+    let mut sealed = Vec::new();
+    for mut a in to_seal {
+        write_active(slots_n, &mut a).await?;
+        sealed.push(Sealed { name: a.name, path: a.path, file: a.file, header: a.header });
+    }
+    // Entries added after the snapshot are persisted too; naming the smaller snapshot count in
+    // the checkpoint stays correct (recovery cuts to it and replays the rest).
+    let result = (snap.name, snap.count);
+    let active = match active {
+        Some(mut a) => {
+            write_active(slots_n, &mut a).await?;
+            Some(a)
+        }
+        None => None,
+    };
+    let mut ix = inner.index.borrow_mut();
+    if let Some(ix) = ix.as_mut() {
+        ix.sealed.extend(sealed);
+        if ix.active.is_none() {
+            ix.active = active;
+        } else if let Some(a) = active {
+            // A roll happened during the await: the file we wrote is now sealed.
+            ix.to_seal.insert(0, a);
+        }
+    }
+    Ok(result)
+}
+
+/// Query by key (QUERY_MESSAGE): physical offsets of up to `max` records of `topic` with `key`
+/// stored within `[begin_ms, end_ms]`, newest first. Also serves unique-id lookups.
+pub async fn query<S: Storage>(
+    store: &crate::store::Store<S>,
+    topic: &str,
+    key: &str,
+    max: usize,
+    begin_ms: i64,
+    end_ms: i64,
+) -> Result<Vec<CommitLogOffset>> {
+    let hash = key_hash(topic, key);
+    let mut out = Vec::new();
+    // In-memory files (the active one and any awaiting their seal), newest first, copied out so
+    // no borrow is held across the reads below; then sealed files, newest first.
+    let (mem_files, sealed) = {
+        let ix = store.inner.index.borrow();
+        let Some(ix) = ix.as_ref() else { return Ok(out) };
+        let slots_n = ix.slots_per_file;
+        let mut mem = Vec::new();
+        for a in ix.active.iter().chain(ix.to_seal.iter().rev()) {
+            let head = a.slots.get((hash % slots_n) as usize).copied().unwrap_or(0);
+            mem.push((a.file.clone(), a.path.clone(), a.header.clone(), a.persisted, a.tail.clone(), head));
+        }
+        (mem, ix.sealed.iter().rev().cloned().collect::<Vec<_>>())
+    };
+    for (file, path, header, persisted, tail, head) in mem_files {
+        let mut n = head;
+        let mut guard = 0u32;
+        while n > 0 && n < header.count && guard < header.count && out.len() < max {
+            guard += 1;
+            let e = if n >= persisted {
+                let at = (n - persisted) as usize * INDEX_ENTRY_LEN;
+                match tail.get(at..at + INDEX_ENTRY_LEN).and_then(Entry::decode) {
+                    Some(e) => e,
+                    None => break,
+                }
+            } else {
+                let b = file.read_at(INDEX_ENTRY_LEN, entry_pos(header.slot_count, n)).await.map_err(|e| StoreError::io("read", &path, e))?;
+                Entry::decode(&b).ok_or_else(|| corrupt(&path, "short entry"))?
+            };
+            if e.hash == hash && in_window(&header, &e, begin_ms, end_ms) && e.phy >= 0 {
+                out.push(CommitLogOffset(e.phy as u64));
+            }
+            if e.prev >= n {
+                break;
+            }
+            n = e.prev;
+        }
+    }
+    for s in sealed {
+        if out.len() >= max {
+            break;
+        }
+        if s.header.end_ts < begin_ms || s.header.begin_ts > end_ms {
+            continue;
+        }
+        walk_file(&s.file, &s.path, &s.header, s.header.slot_count, hash, begin_ms, end_ms, max, &mut out).await?;
+    }
+    out.truncate(max);
+    Ok(out)
+}
+
+fn in_window(h: &Header, e: &Entry, begin_ms: i64, end_ms: i64) -> bool {
+    let t = h.begin_ts + i64::from(e.time_diff_s) * 1000;
+    // timeDiff has second resolution: widen by the lost fraction.
+    t + 999 >= begin_ms && t <= end_ms
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn walk_file<F: StorageFile>(
+    file: &F,
+    path: &Path,
+    header: &Header,
+    slots_n: u32,
+    hash: u32,
+    begin_ms: i64,
+    end_ms: i64,
+    max: usize,
+    out: &mut Vec<CommitLogOffset>,
+) -> Result<()> {
+    let pos = INDEX_HEADER_LEN as u64 + u64::from(hash % slots_n) * INDEX_SLOT_LEN as u64;
+    let b = file.read_at(4, pos).await.map_err(|e| StoreError::io("read", path, e))?;
+    let mut n = u32::from_be_bytes(b.get(..4).and_then(|s| s.try_into().ok()).ok_or_else(|| corrupt(path, "short slot"))?);
+    let mut guard = 0u32;
+    while n > 0 && n < header.count && out.len() < max && guard < header.count {
+        guard += 1;
+        let b = file.read_at(INDEX_ENTRY_LEN, entry_pos(slots_n, n)).await.map_err(|e| StoreError::io("read", path, e))?;
+        let e = Entry::decode(&b).ok_or_else(|| corrupt(path, "short entry"))?;
+        if e.hash == hash && in_window(header, &e, begin_ms, end_ms) && e.phy >= 0 {
+            out.push(CommitLogOffset(e.phy as u64));
+        }
+        if e.prev >= n {
+            break;
+        }
+        n = e.prev;
+    }
+    Ok(())
+}
+
+/// Deletes sealed index files whose entries all point below `log_min`.
+pub(crate) async fn retire_below<S: Storage>(inner: &Rc<Inner<S>>, log_min: u64) -> Result<()> {
+    let doomed: Vec<Sealed<S::File>> = {
+        let mut ix = inner.index.borrow_mut();
+        let Some(ix) = ix.as_mut() else { return Ok(()) };
+        let (gone, keep): (Vec<_>, Vec<_>) = ix.sealed.drain(..).partition(|s| s.header.end_phy >= 0 && (s.header.end_phy as u64) < log_min);
+        ix.sealed = keep;
+        gone
+    };
+    if doomed.is_empty() {
+        return Ok(());
+    }
+    let dir = doomed.first().and_then(|d| d.path.parent().map(Path::to_path_buf)).unwrap_or_default();
+    for d in doomed {
+        inner.storage.remove_file(&d.path).await.map_err(|e| StoreError::io("remove", &d.path, e))?;
+    }
+    inner.storage.sync_dir(&dir).await.map_err(|e| StoreError::io("sync dir", &dir, e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_utc_timestamps() {
+        assert_eq!(index_file_name(0), "19700101000000000");
+        assert_eq!(index_file_name(1_700_000_000_123), "20231114221320123");
+    }
+
+    #[test]
+    fn key_hash_uses_topic_hash_key() {
+        assert_eq!(key_hash("T", "k"), java_string_hash("T#k").unsigned_abs());
+    }
+}

@@ -1,0 +1,1455 @@
+//! The per-shard store: append with group commit, dispatch to consume queues, pull reads,
+//! checkpoint, recovery and shutdown. Retention and the index live in their own modules and
+//! are driven from here.
+//!
+//! Shard-resident: one [`Store`] per shard, created and used on that shard's compio runtime
+//! only (`!Send`). Three named background tasks run per store:
+//! * **flusher** — the only writer of the commit log. Takes the next batch, writes it (one
+//!   write), makes it durable (one fdatasync) under SYNC_FLUSH, and releases every waiter whose
+//!   end offset is now covered. Exactly one flush is in flight; there is no batching timer:
+//!   appends arriving during a flush simply accumulate in the next batch.
+//! * **dispatcher** — appends consume-queue entries (and index entries) for batches the flusher
+//!   made visible, then publishes the new queue max offsets.
+//! * **checkpointer** — every `checkpoint_interval_ms`, syncs consume queues and index and
+//!   rewrites the checkpoint.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::checkpoint::{Checkpoint, QueueCheckpoint};
+use crate::commitlog::{
+    self, DispatchRecord, MARKER_FLAG_PRECEDING_DURABLE, MARKER_LEN, SEGMENT_RESERVED_BYTES, ScanStep,
+    Segment, SegmentReader,
+};
+use crate::config::{FlushMode, StoreConfig};
+use crate::consume_queue::{self, ConsumeQueue, CqEntry};
+use crate::error::{Result, StoreError};
+use crate::index::IndexService;
+use crate::io::{Storage, StorageFile};
+use crate::notify::{AckSlot, AckWait, Notify};
+use crate::record::{self, MessageInput, StoreAssigned};
+use crate::types::{ClientPhysicalOffset, CommitLogOffset, QueueOffset, encode_client_offset};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// When an append's future completes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckLevel {
+    /// Per the flush mode: durable under SYNC_FLUSH, written under ASYNC_FLUSH.
+    FlushMode,
+    /// Once written to the file (page cache), even under SYNC_FLUSH (`WAIT=false`).
+    Written,
+}
+
+/// Outcome of a successful append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendResult {
+    /// Local commit-log offset of the first record.
+    pub offset: CommitLogOffset,
+    /// The same, shard-qualified, as clients see it.
+    pub client_offset: ClientPhysicalOffset,
+    /// Queue offset of the first message (0 for undispatched transaction records).
+    pub queue_offset: QueueOffset,
+    pub message_count: u32,
+    /// Bytes of all records of the append.
+    pub wrote_bytes: u32,
+    pub store_timestamp_ms: i64,
+    /// offsetMsgId of each message, in order.
+    pub offset_msg_ids: Vec<String>,
+}
+
+/// A contiguous byte range of the commit log (one or more whole records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRange {
+    pub offset: CommitLogOffset,
+    pub len: u32,
+}
+
+/// Status of a pull read (DefaultMessageStore `GetMessageStatus`, PROTOCOL.md §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullStatus {
+    Found,
+    NoMatchedMessage,
+    MessageWasRemoving,
+    OffsetFoundNull,
+    OffsetOverflowBadly,
+    OffsetOverflowOne,
+    OffsetTooSmall,
+    NoMatchedLogicQueue,
+    NoMessageInQueue,
+}
+
+/// Tag filter by hash (the broker's part of TAG subscriptions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagFilter {
+    All,
+    /// Java hash codes of the subscribed tags; matched against the entry's tags code as int32.
+    Codes(Vec<i32>),
+}
+
+impl TagFilter {
+    pub fn matches(&self, tags_code: i64) -> bool {
+        match self {
+            TagFilter::All => true,
+            TagFilter::Codes(c) => c.contains(&(tags_code as i32)),
+        }
+    }
+}
+
+/// Result of a pull read: byte ranges of the log (adjacent records coalesced), ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullResult {
+    pub status: PullStatus,
+    pub next_begin_offset: QueueOffset,
+    pub min_offset: QueueOffset,
+    pub max_offset: QueueOffset,
+    pub ranges: Vec<LogRange>,
+    pub message_count: u32,
+    pub total_bytes: u64,
+}
+
+/// Counters for benchmarks and monitoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub appends: u64,
+    pub appended_messages: u64,
+    pub appended_bytes: u64,
+    /// Commit-log write calls (one per flush batch, plus segment fillers).
+    pub log_writes: u64,
+    /// Commit-log fdatasync calls.
+    pub log_syncs: u64,
+    /// Bytes made durable by those syncs (mean per sync = `synced_bytes / log_syncs`).
+    pub synced_bytes: u64,
+    pub flushes_in_flight: u64,
+    /// Most commit-log flushes ever in flight at once (must stay 1).
+    pub max_flushes_in_flight: u64,
+    pub checkpoints: u64,
+    pub segments_created: u64,
+    pub segments_deleted: u64,
+}
+
+impl StoreStats {
+    pub fn mean_bytes_per_sync(&self) -> f64 {
+        if self.log_syncs == 0 { 0.0 } else { self.synced_bytes as f64 / self.log_syncs as f64 }
+    }
+}
+
+/// What recovery found, for logs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub abnormal: bool,
+    pub had_checkpoint: bool,
+    pub scanned_from: u64,
+    pub log_end: u64,
+    pub batches_replayed: u64,
+    pub records_replayed: u64,
+    /// Bytes of torn tail wiped (0 when the log ended cleanly).
+    pub torn_bytes_wiped: u64,
+}
+
+#[derive(Debug)]
+struct Batch {
+    start: u64,
+    buf: Vec<u8>,
+    /// Where to write the end-of-file filler of the previous segment before this batch.
+    filler_at: Option<u64>,
+    records: Vec<DispatchRecord>,
+}
+
+impl Batch {
+    fn new(start: u64, filler_at: Option<u64>) -> Self {
+        Batch { start, buf: Vec::new(), filler_at, records: Vec::new() }
+    }
+}
+
+struct Waiter {
+    end: u64,
+    slot: Rc<AckSlot>,
+}
+
+struct AppendState {
+    /// Next local offset to hand out.
+    write_pos: u64,
+    open: Batch,
+    closed: VecDeque<Batch>,
+    pending_bytes: usize,
+    written: u64,
+    durable: u64,
+    durable_waiters: VecDeque<Waiter>,
+    written_waiters: VecDeque<Waiter>,
+    sync_requested: bool,
+    last_sync: Instant,
+    /// Next queue offset per queue (assigned at append).
+    next_queue_offset: HashMap<(String, u32), u64>,
+}
+
+struct DispatchBatch {
+    records: Vec<DispatchRecord>,
+    end: u64,
+}
+
+type QueueRef<F> = Rc<RefCell<ConsumeQueue<F>>>;
+type QueueMap<F> = BTreeMap<(String, u32), QueueRef<F>>;
+
+pub(crate) struct Inner<S: Storage> {
+    pub(crate) cfg: StoreConfig,
+    pub(crate) storage: S,
+    pub(crate) log_dir: PathBuf,
+    pub(crate) cq_root: PathBuf,
+    pub(crate) checkpoint_path: PathBuf,
+    pub(crate) abort_path: PathBuf,
+    pub(crate) segments: RefCell<Vec<Segment<S::File>>>,
+    app: RefCell<AppendState>,
+    pub(crate) queues: RefCell<QueueMap<S::File>>,
+    pub(crate) index: RefCell<Option<IndexService<S>>>,
+    flusher_wake: Notify,
+    dispatcher_wake: Notify,
+    checkpointer_wake: Notify,
+    retention_wake: Notify,
+    dispatch_queue: RefCell<VecDeque<DispatchBatch>>,
+    /// Log offset through which consume queues and index have been written.
+    pub(crate) dispatched_offset: Cell<u64>,
+    dispatched_waiters: RefCell<Vec<Waiter>>,
+    pub(crate) last_dispatched_ts: Cell<i64>,
+    /// Lowest log offset still present (moves with retention).
+    pub(crate) log_min: Cell<u64>,
+    pub(crate) stats: RefCell<StoreStats>,
+    closing: Cell<bool>,
+    pub(crate) failed: RefCell<Option<String>>,
+    pub(crate) disk_full: Cell<bool>,
+    tasks: RefCell<Vec<compio::runtime::JoinHandle<()>>>,
+    /// Serializes checkpoint runs (the periodic task and explicit calls).
+    checkpoint_busy: Cell<bool>,
+}
+
+/// One shard's store. Cheap to clone (a handle).
+pub struct Store<S: Storage> {
+    pub(crate) inner: Rc<Inner<S>>,
+}
+
+impl<S: Storage> Clone for Store<S> {
+    fn clone(&self) -> Self {
+        Store { inner: self.inner.clone() }
+    }
+}
+
+fn fits(segment_size: u64, pos: u64, len: usize) -> bool {
+    pos % segment_size + len as u64 + SEGMENT_RESERVED_BYTES as u64 <= segment_size
+}
+
+impl<S: Storage> Store<S> {
+    /// Opens (and if needed recovers) the store under `cfg.root_dir`, then starts its background
+    /// tasks on the current compio runtime.
+    pub async fn open(storage: S, cfg: StoreConfig) -> Result<(Self, RecoveryReport)> {
+        cfg.validate()?;
+        let root = cfg.root_dir.clone();
+        let log_dir = root.join("commitlog");
+        let cq_root = root.join("consumequeue");
+        let index_dir = root.join("index");
+        for d in [&root, &log_dir, &cq_root, &index_dir] {
+            storage.create_dir_all(d).await.map_err(|e| StoreError::io("mkdir", d, e))?;
+        }
+        if let Some(parent) = root.parent()
+            && storage.exists(parent).await.unwrap_or(false)
+        {
+            storage.sync_dir(parent).await.map_err(|e| StoreError::io("sync dir", parent, e))?;
+        }
+        storage.sync_dir(&root).await.map_err(|e| StoreError::io("sync dir", &root, e))?;
+        let checkpoint_path = root.join("checkpoint");
+        let abort_path = root.join("abort");
+        let abnormal = storage.exists(&abort_path).await.map_err(|e| StoreError::io("stat", &abort_path, e))?;
+        let cp = read_checkpoint(&storage, &checkpoint_path).await?;
+        let segments = commitlog::open_segments(&storage, &log_dir).await?;
+
+        let index = if cfg.index_enable {
+            Some(IndexService::open(&storage, &index_dir, &cfg, cp.as_ref()).await?)
+        } else {
+            None
+        };
+
+        let inner = Rc::new(Inner {
+            storage: storage.clone(),
+            log_dir,
+            cq_root: cq_root.clone(),
+            checkpoint_path,
+            abort_path: abort_path.clone(),
+            segments: RefCell::new(segments),
+            app: RefCell::new(AppendState {
+                write_pos: 0,
+                open: Batch::new(0, None),
+                closed: VecDeque::new(),
+                pending_bytes: 0,
+                written: 0,
+                durable: 0,
+                durable_waiters: VecDeque::new(),
+                written_waiters: VecDeque::new(),
+                sync_requested: false,
+                last_sync: Instant::now(),
+                next_queue_offset: HashMap::new(),
+            }),
+            queues: RefCell::new(BTreeMap::new()),
+            index: RefCell::new(index),
+            flusher_wake: Notify::default(),
+            dispatcher_wake: Notify::default(),
+            checkpointer_wake: Notify::default(),
+            retention_wake: Notify::default(),
+            dispatch_queue: RefCell::new(VecDeque::new()),
+            dispatched_offset: Cell::new(0),
+            dispatched_waiters: RefCell::new(Vec::new()),
+            last_dispatched_ts: Cell::new(cp.as_ref().map(|c| c.last_store_timestamp_ms).unwrap_or(0)),
+            log_min: Cell::new(0),
+            stats: RefCell::new(StoreStats::default()),
+            closing: Cell::new(false),
+            failed: RefCell::new(None),
+            disk_full: Cell::new(false),
+            tasks: RefCell::new(Vec::new()),
+            checkpoint_busy: Cell::new(false),
+            cfg,
+        });
+        let store = Store { inner };
+        let mut report = store.recover(cp, abnormal).await?;
+        report.abnormal = abnormal;
+
+        // The abort marker says "a run is in progress"; its name must be durable before any
+        // append is acknowledged, or a crash would look like a clean stop.
+        let f = storage.open(&abort_path, true).await.map_err(|e| StoreError::io("create", &abort_path, e))?;
+        f.write_all_at(std::process::id().to_string().into_bytes(), 0)
+            .await
+            .map_err(|e| StoreError::io("write", &abort_path, e))?;
+        let root = store.inner.cfg.root_dir.clone();
+        storage.sync_dir(&root).await.map_err(|e| StoreError::io("sync dir", &root, e))?;
+
+        store.spawn_tasks();
+        // Record the recovered state so the next recovery does not rescan it.
+        store.checkpoint().await?;
+        Ok((store, report))
+    }
+
+    fn spawn_tasks(&self) {
+        let mut t = self.inner.tasks.borrow_mut();
+        t.push(compio::runtime::spawn(flusher_task(self.inner.clone())));
+        t.push(compio::runtime::spawn(dispatcher_task(self.inner.clone())));
+        t.push(compio::runtime::spawn(checkpointer_task(self.inner.clone())));
+        t.push(compio::runtime::spawn(retention_task(self.clone())));
+    }
+
+    /// The configuration this store runs with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.cfg
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> StoreStats {
+        *self.inner.stats.borrow()
+    }
+
+    /// Offset one past the last byte acknowledged durable.
+    pub fn durable_offset(&self) -> CommitLogOffset {
+        CommitLogOffset(self.inner.app.borrow().durable)
+    }
+
+    /// Offset one past the last byte handed out (including unflushed appends).
+    pub fn write_offset(&self) -> CommitLogOffset {
+        CommitLogOffset(self.inner.app.borrow().write_pos)
+    }
+
+    /// Lowest commit-log offset still stored.
+    pub fn min_log_offset(&self) -> CommitLogOffset {
+        CommitLogOffset(self.inner.log_min.get())
+    }
+
+    /// Offset through which consume queues have been written (pulls see records below it).
+    pub fn dispatched_offset(&self) -> CommitLogOffset {
+        CommitLogOffset(self.inner.dispatched_offset.get())
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if let Some(f) = self.inner.failed.borrow().as_ref() {
+            return Err(StoreError::LogFailed(f.clone()));
+        }
+        if self.inner.closing.get() {
+            return Err(StoreError::ShutDown);
+        }
+        if self.inner.disk_full.get() {
+            return Err(StoreError::DiskFull { usage_pct: self.inner.cfg.disk_space_warning_level_ratio_pct });
+        }
+        Ok(())
+    }
+
+    /// Appends one message, or a batch of messages for one topic and queue (placed contiguously in
+    /// one segment). Completes when the append is acknowledged per the flush mode, or when written
+    /// if the first message carries `WAIT=false`.
+    pub async fn append(&self, msgs: Vec<MessageInput>) -> Result<AppendResult> {
+        let no_wait = msgs
+            .first()
+            .map(|m| record::Properties::decode(&m.properties).get(record::prop::WAIT) == Some("false"))
+            .unwrap_or(false);
+        let level = if no_wait { AckLevel::Written } else { AckLevel::FlushMode };
+        self.append_with(msgs, level).await
+    }
+
+    /// [`Store::append`] with an explicit acknowledgement level.
+    pub async fn append_with(&self, msgs: Vec<MessageInput>, level: AckLevel) -> Result<AppendResult> {
+        let (result, wait) = self.enqueue(msgs, level)?;
+        self.inner.flusher_wake.notify();
+        match wait.await {
+            Ok(()) => Ok(result),
+            Err(e) => Err(StoreError::LogFailed(e)),
+        }
+    }
+
+    /// Encodes the messages into the open batch and registers the waiter. Synchronous: offsets
+    /// are assigned in call order with no await in between.
+    fn enqueue(&self, msgs: Vec<MessageInput>, level: AckLevel) -> Result<(AppendResult, AckWait)> {
+        self.check_writable()?;
+        let cfg = &self.inner.cfg;
+        let first = msgs.first().ok_or_else(|| StoreError::NotFound("empty append".into()))?;
+        let topic = first.topic.clone();
+        let queue_id = first.queue_id;
+        let mut total = 0usize;
+        let mut body_total = 0usize;
+        for m in &msgs {
+            if m.topic != topic || m.queue_id != queue_id {
+                return Err(StoreError::InvalidMessage(record::RecordError::BadTopic));
+            }
+            total += m.encoded_len()?;
+            body_total += m.body.len();
+        }
+        if body_total > cfg.max_message_size_bytes
+            || total + SEGMENT_RESERVED_BYTES > cfg.segment_size_bytes as usize
+        {
+            return Err(StoreError::InvalidMessage(record::RecordError::BadLength(total as i64)));
+        }
+        let seg = cfg.segment_size_bytes;
+        let mut app = self.inner.app.borrow_mut();
+        if app.pending_bytes + total > cfg.max_pending_bytes {
+            return Err(StoreError::Config("append backlog above max_pending_bytes (busy)".into()));
+        }
+        // Split the open batch when it would exceed one write's size limit.
+        if !app.open.buf.is_empty() && app.open.buf.len() + total > cfg.max_flush_batch_bytes {
+            close_open_batch(&mut app, None);
+        }
+        if !fits(seg, app.write_pos, total) {
+            close_open_batch(&mut app, Some(seg));
+        }
+        let start = app.write_pos;
+        assert!(fits(seg, start, total), "append at {start} of {total} bytes does not fit a fresh segment");
+        if app.open.buf.is_empty() {
+            app.open.start = start;
+        }
+        let store_ts = now_ms();
+        let key = (topic.clone(), queue_id);
+        let mut qoff = app.next_queue_offset.get(&key).copied().unwrap_or(0);
+        let first_qoff = qoff;
+        let mut pos = start;
+        let mut ids = Vec::with_capacity(msgs.len());
+        let shard = cfg.shard;
+        for m in &msgs {
+            let dispatched = m.is_dispatched();
+            let assigned = StoreAssigned {
+                queue_offset: qoff,
+                physical_offset: encode_client_offset(shard, CommitLogOffset(pos)),
+                store_timestamp_ms: store_ts,
+            };
+            let before = app.open.buf.len();
+            let n = record::encode_record(m, assigned, &mut app.open.buf)?;
+            let props = record::Properties::decode(&m.properties);
+            let rollback = m.sys_flag & record::sysflag::TRANSACTION_MASK == record::sysflag::TRANSACTION_ROLLBACK;
+            app.open.records.push(DispatchRecord {
+                topic: topic.clone(),
+                queue_id,
+                queue_offset: dispatched.then_some(qoff),
+                offset: CommitLogOffset(pos),
+                size: n as u32,
+                tags_code: record::tags_code(props.get(record::prop::TAGS)),
+                store_timestamp_ms: store_ts,
+                keys: if rollback { Vec::new() } else { commitlog::index_keys(&props) },
+            });
+            debug_assert_eq!(app.open.buf.len() - before, n);
+            ids.push(record::offset_msg_id(&m.store_host, assigned.physical_offset));
+            if dispatched {
+                qoff += 1;
+            }
+            pos += n as u64;
+        }
+        app.next_queue_offset.insert(key, qoff);
+        app.write_pos = pos;
+        app.pending_bytes += total;
+        let slot = Rc::new(AckSlot::default());
+        let waiter = Waiter { end: pos, slot: slot.clone() };
+        let durable_ack = level == AckLevel::FlushMode && cfg.flush_mode == FlushMode::Sync;
+        if durable_ack {
+            app.durable_waiters.push_back(waiter);
+        } else {
+            app.written_waiters.push_back(waiter);
+        }
+        drop(app);
+        let mut st = self.inner.stats.borrow_mut();
+        st.appends += 1;
+        st.appended_messages += msgs.len() as u64;
+        st.appended_bytes += total as u64;
+        let dispatched_any = msgs.iter().any(|m| m.is_dispatched());
+        Ok((
+            AppendResult {
+                offset: CommitLogOffset(start),
+                client_offset: encode_client_offset(shard, CommitLogOffset(start)),
+                queue_offset: QueueOffset(if dispatched_any { first_qoff } else { 0 }),
+                message_count: msgs.len() as u32,
+                wrote_bytes: total as u32,
+                store_timestamp_ms: store_ts,
+                offset_msg_ids: ids,
+            },
+            AckWait(slot),
+        ))
+    }
+
+    /// Waits until everything appended so far is durable (forces an fdatasync under
+    /// ASYNC_FLUSH).
+    pub async fn flush(&self) -> Result<()> {
+        let end = self.inner.app.borrow().write_pos;
+        wait_durable(&self.inner, end).await
+    }
+
+    /// Waits until consume queues have been written for everything appended so far, so pulls see
+    /// it (tests and tools; the broker uses long polling instead).
+    pub async fn wait_dispatched(&self) -> Result<()> {
+        let end = self.inner.app.borrow().write_pos;
+        // Under ASYNC_FLUSH records become visible once written; under SYNC once durable.
+        self.inner.flusher_wake.notify();
+        wait_dispatched(&self.inner, end).await
+    }
+
+    /// Runs one checkpoint now: syncs consume queues and index, makes the log durable up to
+    /// the dispatched point, and atomically rewrites the checkpoint file.
+    pub async fn checkpoint(&self) -> Result<()> {
+        run_checkpoint(&self.inner).await
+    }
+
+    /// Clean shutdown: drains and syncs everything, writes a final checkpoint, removes the abort
+    /// marker.
+    pub async fn close(self) -> Result<()> {
+        let inner = &self.inner;
+        let end = inner.app.borrow().write_pos;
+        let flushed = wait_durable(inner, end).await;
+        let dispatched = if flushed.is_ok() { wait_dispatched(inner, end).await } else { Ok(()) };
+        let cp = if flushed.is_ok() && dispatched.is_ok() { run_checkpoint(inner).await } else { Ok(()) };
+        inner.closing.set(true);
+        wake_all(inner);
+        let tasks: Vec<_> = inner.tasks.borrow_mut().drain(..).collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+        flushed?;
+        dispatched?;
+        cp?;
+        if inner.failed.borrow().is_none() {
+            inner.storage.remove_file(&inner.abort_path).await.map_err(|e| StoreError::io("remove", &inner.abort_path, e))?;
+            let root = &inner.cfg.root_dir;
+            inner.storage.sync_dir(root).await.map_err(|e| StoreError::io("sync dir", root, e))?;
+        }
+        Ok(())
+    }
+
+    /// Stops the background tasks without flushing anything: what a crash leaves behind (for
+    /// tests that simulate a crash and reopen the same storage).
+    pub async fn abandon(self) {
+        self.inner.closing.set(true);
+        fail_all(&self.inner, "store abandoned".into());
+        let tasks: Vec<_> = self.inner.tasks.borrow_mut().drain(..).collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    pub(crate) fn queue(&self, topic: &str, queue_id: u32) -> Option<QueueRef<S::File>> {
+        self.inner.queues.borrow().get(&(topic.to_owned(), queue_id)).cloned()
+    }
+
+    /// Min and max (one past last) offsets of a queue; `(0, 0)` for an unknown queue.
+    pub fn queue_offsets(&self, topic: &str, queue_id: u32) -> (QueueOffset, QueueOffset) {
+        match self.queue(topic, queue_id) {
+            Some(q) => {
+                let q = q.borrow();
+                (QueueOffset(q.min_offset), QueueOffset(q.max_offset))
+            }
+            None => (QueueOffset(0), QueueOffset(0)),
+        }
+    }
+
+    /// All known queues as (topic, queue id).
+    pub fn queues(&self) -> Vec<(String, u32)> {
+        self.inner.queues.borrow().keys().cloned().collect()
+    }
+
+    /// Pull read (PROTOCOL.md §6.3): which log ranges to send for `max_msgs` messages from
+    /// `offset`, with the next offset to pull from.
+    pub async fn get_message(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        offset: QueueOffset,
+        max_msgs: u32,
+        filter: &TagFilter,
+    ) -> Result<PullResult> {
+        let cfg = &self.inner.cfg;
+        let offset = offset.0;
+        let mut res = PullResult {
+            status: PullStatus::NoMatchedLogicQueue,
+            next_begin_offset: QueueOffset(0),
+            min_offset: QueueOffset(0),
+            max_offset: QueueOffset(0),
+            ranges: Vec::new(),
+            message_count: 0,
+            total_bytes: 0,
+        };
+        let Some(q) = self.queue(topic, queue_id) else { return Ok(res) };
+        let (min, max) = {
+            let q = q.borrow();
+            (q.min_offset, q.max_offset)
+        };
+        res.min_offset = QueueOffset(min);
+        res.max_offset = QueueOffset(max);
+        if max == 0 {
+            res.status = PullStatus::NoMessageInQueue;
+            return Ok(res);
+        }
+        if offset < min {
+            res.status = PullStatus::OffsetTooSmall;
+            res.next_begin_offset = QueueOffset(min);
+            return Ok(res);
+        }
+        if offset == max {
+            res.status = PullStatus::OffsetOverflowOne;
+            res.next_begin_offset = QueueOffset(offset);
+            return Ok(res);
+        }
+        if offset > max {
+            res.status = PullStatus::OffsetOverflowBadly;
+            res.next_begin_offset = QueueOffset(max);
+            return Ok(res);
+        }
+        // Scan budget: stop once max(16000 bytes of entries, max_msgs entries) were looked at.
+        let max_scan = (16_000 / consume_queue::CQ_ENTRY_LEN as u64).max(u64::from(max_msgs));
+        let Some(entries) = consume_queue::read_entries(&q, offset, max_scan).await? else {
+            let per = q.borrow().entries_per_file;
+            res.status = PullStatus::OffsetFoundNull;
+            res.next_begin_offset = QueueOffset(offset + per - offset % per);
+            return Ok(res);
+        };
+        res.status = PullStatus::NoMatchedMessage;
+        let log_min = self.inner.log_min.get();
+        let visible_end = self.inner.dispatched_offset.get();
+        let mut examined = 0u64;
+        let mut removed_segment_end: Option<u64> = None;
+        let seg = cfg.segment_size_bytes;
+        for e in &entries {
+            if batch_full(cfg, max_msgs, res.message_count, res.total_bytes, e.size) {
+                break;
+            }
+            examined += 1;
+            if removed_segment_end.is_some_and(|end| e.offset < end) {
+                continue;
+            }
+            if !filter.matches(e.tags_code) {
+                continue;
+            }
+            if e.offset < log_min {
+                if res.message_count == 0 {
+                    res.status = PullStatus::MessageWasRemoving;
+                }
+                removed_segment_end = Some(e.offset - e.offset % seg + seg);
+                continue;
+            }
+            if e.offset + u64::from(e.size) > visible_end {
+                return Err(StoreError::CorruptFile {
+                    what: "consume queue",
+                    path: q.borrow().dir.clone(),
+                    reason: format!("entry points at {}..{} past the log end {visible_end}", e.offset, e.offset + u64::from(e.size)),
+                });
+            }
+            match res.ranges.last_mut() {
+                Some(r) if r.offset.0 + u64::from(r.len) == e.offset => r.len += e.size,
+                _ => res.ranges.push(LogRange { offset: CommitLogOffset(e.offset), len: e.size }),
+            }
+            res.message_count += 1;
+            res.total_bytes += u64::from(e.size);
+            res.status = PullStatus::Found;
+        }
+        res.next_begin_offset = QueueOffset(offset + examined);
+        Ok(res)
+    }
+
+    /// Reads a log range (for tools, tests and non-zero-copy sends).
+    pub async fn read_range(&self, range: LogRange) -> Result<Vec<u8>> {
+        let (file, path, pos) = self.locate(range.offset)?;
+        let b = file.read_at(range.len as usize, pos).await.map_err(|e| StoreError::io("read", &path, e))?;
+        if b.len() != range.len as usize {
+            return Err(StoreError::NotFound(format!("range {}+{} is past the end of its segment", range.offset, range.len)));
+        }
+        Ok(b)
+    }
+
+    /// The file and position holding a log range, for zero-copy sends (`sendfile` from
+    /// `file.raw_fd()` at `pos` for `range.len` bytes).
+    pub fn log_slice(&self, range: LogRange) -> Result<(S::File, u64)> {
+        let (file, _, pos) = self.locate(range.offset)?;
+        Ok((file, pos))
+    }
+
+    fn locate(&self, offset: CommitLogOffset) -> Result<(S::File, PathBuf, u64)> {
+        if offset.0 < self.inner.log_min.get() || offset.0 >= self.inner.dispatched_offset.get().max(self.inner.app.borrow().written) {
+            return Err(StoreError::NotFound(format!("commit-log offset {offset} is not stored")));
+        }
+        let segs = self.inner.segments.borrow();
+        let seg = segs
+            .iter()
+            .rev()
+            .find(|s| s.base <= offset.0)
+            .ok_or_else(|| StoreError::NotFound(format!("no segment holds offset {offset}")))?;
+        Ok((seg.file.clone(), seg.path.clone(), offset.0 - seg.base))
+    }
+
+    /// The record at a physical offset (VIEW_MESSAGE_BY_ID, CONSUMER_SEND_MSG_BACK).
+    pub async fn read_record(&self, offset: CommitLogOffset) -> Result<Vec<u8>> {
+        let head = self.read_range(LogRange { offset, len: 8 }).await?;
+        let (total, magic) = record::peek_header(&head)?;
+        if magic != record::MAGIC_V1 && magic != record::MAGIC_V2 || total <= 0 {
+            return Err(StoreError::NotFound(format!("no record starts at {offset}")));
+        }
+        let bytes = self.read_range(LogRange { offset, len: total as u32 }).await?;
+        record::decode_record(&bytes, false)?;
+        Ok(bytes)
+    }
+
+    /// Store timestamp of the message at a queue offset.
+    pub async fn store_time_at(&self, topic: &str, queue_id: u32, offset: QueueOffset) -> Result<Option<i64>> {
+        let Some(q) = self.queue(topic, queue_id) else { return Ok(None) };
+        let Some(e) = consume_queue::read_entries(&q, offset.0, 1).await? else { return Ok(None) };
+        let Some(e) = e.first() else { return Ok(None) };
+        if e.offset < self.inner.log_min.get() {
+            return Ok(None);
+        }
+        let rec = self.read_range(LogRange { offset: CommitLogOffset(e.offset), len: e.size }).await?;
+        Ok(Some(record::decode_record(&rec, false)?.store_timestamp_ms))
+    }
+
+    /// GET_EARLIEST_MSG_STORETIME: store time of the message at the queue's min offset, -1 when
+    /// empty or unknown.
+    pub async fn earliest_store_time(&self, topic: &str, queue_id: u32) -> Result<i64> {
+        let (min, max) = self.queue_offsets(topic, queue_id);
+        if min >= max {
+            return Ok(-1);
+        }
+        Ok(self.store_time_at(topic, queue_id, min).await?.unwrap_or(-1))
+    }
+
+    /// SEARCH_OFFSET_BY_TIMESTAMP by binary search over store times. `upper == false` (LOWER,
+    /// default): first offset whose store time ≥ `ts` (`max` if none); `upper`: last offset whose
+    /// store time ≤ `ts` (min if none). 0 for an unknown queue.
+    pub async fn search_offset_by_timestamp(&self, topic: &str, queue_id: u32, ts: i64, upper: bool) -> Result<QueueOffset> {
+        let (min, max) = self.queue_offsets(topic, queue_id);
+        if self.queue(topic, queue_id).is_none() {
+            return Ok(QueueOffset(0));
+        }
+        // Skip entries whose records were deleted by retention.
+        let mut lo = min.0;
+        let mut hi = max.0;
+        while lo < hi {
+            if self.store_time_at(topic, queue_id, QueueOffset(lo)).await?.is_some() {
+                break;
+            }
+            lo += 1;
+        }
+        if lo >= hi {
+            return Ok(QueueOffset(max.0));
+        }
+        if !upper {
+            // first offset with time >= ts
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                let t = self.store_time_at(topic, queue_id, QueueOffset(mid)).await?.unwrap_or(i64::MIN);
+                if t >= ts { hi = mid } else { lo = mid + 1 }
+            }
+            Ok(QueueOffset(lo))
+        } else {
+            // last offset with time <= ts
+            let first = lo;
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                let t = self.store_time_at(topic, queue_id, QueueOffset(mid)).await?.unwrap_or(i64::MIN);
+                if t <= ts { lo = mid + 1 } else { hi = mid }
+            }
+            Ok(QueueOffset(if lo > first { lo - 1 } else { first }))
+        }
+    }
+
+    /// Recovery: cut consume queues to the checkpoint, replay and validate the log from the
+    /// checkpoint's dispatch point, wipe a torn tail, and reject corruption below durable data.
+    async fn recover(&self, cp: Option<Checkpoint>, abnormal: bool) -> Result<RecoveryReport> {
+        let inner = &self.inner;
+        let storage = &inner.storage;
+        let cfg = &inner.cfg;
+        let mut report = RecoveryReport { had_checkpoint: cp.is_some(), ..Default::default() };
+        let first_base = inner.segments.borrow().first().map(|s| s.base);
+        let cp = cp.unwrap_or_else(|| Checkpoint { log_min_offset: first_base.unwrap_or(0), dispatch_offset: first_base.unwrap_or(0), ..Default::default() });
+        inner.log_min.set(first_base.map(|b| b.max(cp.log_min_offset)).unwrap_or(cp.log_min_offset));
+
+        // Consume queues: keep exactly the durable entries the checkpoint names.
+        let mut keep: HashMap<(String, u32), (u64, u64)> = HashMap::new();
+        for q in &cp.queues {
+            keep.insert((q.topic.clone(), q.queue_id), (q.max_offset, q.min_offset));
+        }
+        let topics = storage.list_dir(&inner.cq_root).await.map_err(|e| StoreError::io("list", &inner.cq_root, e))?;
+        for topic in topics {
+            let tdir = inner.cq_root.join(&topic);
+            let qids = storage.list_dir(&tdir).await.map_err(|e| StoreError::io("list", &tdir, e))?;
+            for qid in qids {
+                let Ok(queue_id) = qid.parse::<u32>() else { continue };
+                let (k, min) = keep.get(&(topic.clone(), queue_id)).copied().unwrap_or((0, 0));
+                let cq = ConsumeQueue::open(storage, &inner.cq_root, &topic, queue_id, cfg.cq_entries_per_file, k, min).await?;
+                self.register_queue(cq);
+            }
+        }
+        for q in &cp.queues {
+            if self.queue(&q.topic, q.queue_id).is_none() && q.max_offset > 0 {
+                // Every file of the queue was retired; it continues at its old end.
+                let mut cq = ConsumeQueue::empty(&inner.cq_root, &q.topic, q.queue_id, cfg.cq_entries_per_file);
+                cq.max_offset = q.max_offset;
+                cq.next_offset = q.max_offset;
+                cq.min_offset = q.max_offset;
+                self.register_queue(cq);
+            }
+        }
+
+        // Replay the log from the dispatch point.
+        let start = cp.dispatch_offset.max(inner.log_min.get());
+        report.scanned_from = start;
+        inner.dispatched_offset.set(start);
+        let seg_size = cfg.segment_size_bytes;
+        let segs: Vec<Segment<S::File>> = inner.segments.borrow().clone();
+        let mut end = start;
+        let mut idx = segs.iter().position(|s| s.base <= start && start < s.base + seg_size);
+        'segments: while let Some(i) = idx {
+            let Some(seg) = segs.get(i) else { break };
+            let mut reader = SegmentReader::new(seg, seg_size);
+            let mut pos = end.max(seg.base);
+            loop {
+                match commitlog::scan_batch(&mut reader, cfg.shard, pos, cfg.check_crc_on_recover).await? {
+                    ScanStep::Batch { records, end: e, max_store_timestamp_ms } => {
+                        report.batches_replayed += 1;
+                        report.records_replayed += records.len() as u64;
+                        self.replay_records(records).await?;
+                        inner.dispatched_offset.set(e);
+                        if max_store_timestamp_ms > inner.last_dispatched_ts.get() {
+                            inner.last_dispatched_ts.set(max_store_timestamp_ms);
+                        }
+                        pos = e;
+                    }
+                    ScanStep::Blank => {
+                        end = seg.base + seg_size;
+                        inner.dispatched_offset.set(end);
+                        idx = if segs.get(i + 1).is_some_and(|n| n.base == end) { Some(i + 1) } else { None };
+                        continue 'segments;
+                    }
+                    ScanStep::Invalid(reason) => {
+                        if pos < cp.log_durable_offset {
+                            return Err(StoreError::Corruption { offset: pos, reason: format!("{reason} (below the checkpointed durable offset {})", cp.log_durable_offset) });
+                        }
+                        if !abnormal {
+                            // After a clean stop the log ends exactly at the checkpointed end,
+                            // followed by preallocated zeros; anything else is damage.
+                            let head = reader.get(pos - seg.base, 8).await?;
+                            if head.iter().any(|b| *b != 0) {
+                                return Err(StoreError::Corruption { offset: pos, reason: format!("{reason} after a clean shutdown") });
+                            }
+                            end = pos;
+                            break 'segments;
+                        }
+                        report.torn_bytes_wiped = self.cut_torn_tail(&segs, i, pos, &reason).await?;
+                        if report.torn_bytes_wiped > 0 || abnormal {
+                            tracing::warn!(offset = pos, %reason, "commit log ends with a torn tail; truncated");
+                        }
+                        end = pos;
+                        break 'segments;
+                    }
+                }
+            }
+        }
+        // Segments past the end that the scan never reached (e.g. an empty, freshly created one)
+        // are kept; anything non-empty beyond `end` was already refused or wiped above.
+        report.log_end = end;
+        let mut app = inner.app.borrow_mut();
+        app.write_pos = end;
+        app.written = end;
+        app.durable = end;
+        app.open = Batch::new(end, None);
+        for ((t, q), cq) in inner.queues.borrow().iter() {
+            app.next_queue_offset.insert((t.clone(), *q), cq.borrow().max_offset);
+        }
+        drop(app);
+        inner.dispatched_offset.set(end);
+        if let Some(ix) = inner.index.borrow_mut().as_mut() {
+            ix.set_dispatched(end);
+        }
+        Ok(report)
+    }
+
+    fn register_queue(&self, cq: ConsumeQueue<S::File>) {
+        let key = (cq.topic.clone(), cq.queue_id);
+        self.inner.queues.borrow_mut().insert(key, Rc::new(RefCell::new(cq)));
+    }
+
+    async fn replay_records(&self, records: Vec<DispatchRecord>) -> Result<()> {
+        // Consistency: each record's QUEUEOFFSET must continue its queue exactly.
+        let mut expected: HashMap<(String, u32), u64> = HashMap::new();
+        for r in &records {
+            let Some(qo) = r.queue_offset else { continue };
+            let key = (r.topic.clone(), r.queue_id);
+            let next = match expected.get(&key) {
+                Some(n) => *n,
+                None => self.queue(&r.topic, r.queue_id).map(|q| q.borrow().max_offset).unwrap_or(0),
+            };
+            if qo != next {
+                return Err(StoreError::Corruption {
+                    offset: r.offset.0,
+                    reason: format!("record for {}:{} has QUEUEOFFSET {qo}, queue continues at {next}", r.topic, r.queue_id),
+                });
+            }
+            expected.insert(key, next + 1);
+        }
+        dispatch_records(&self.inner, &records).await
+    }
+
+    /// Handles an invalid batch at `pos` past the durable point: if a later batch proves the bad
+    /// bytes had been synced, that is corruption; otherwise wipe the torn tail and drop later
+    /// segments. Returns the bytes wiped.
+    async fn cut_torn_tail(&self, segs: &[Segment<S::File>], i: usize, pos: u64, reason: &str) -> Result<u64> {
+        let inner = &self.inner;
+        let seg_size = inner.cfg.segment_size_bytes;
+        let mut wipe_end = pos;
+        for (j, seg) in segs.iter().enumerate().skip(i) {
+            let from = if j == i { pos } else { seg.base };
+            let mut reader = SegmentReader::new(seg, seg_size);
+            let (found, nonzero_end) = commitlog::find_durable_marker_after(&mut reader, from).await?;
+            if let Some(at) = found {
+                return Err(StoreError::Corruption {
+                    offset: pos,
+                    reason: format!("{reason}; yet a later batch (marker at {at}) was written after this data was durable"),
+                });
+            }
+            if j == i {
+                wipe_end = nonzero_end;
+            }
+        }
+        let seg = segs.get(i).ok_or_else(|| StoreError::NotFound("segment".into()))?;
+        let wiped = wipe_end.saturating_sub(pos);
+        if wiped > 0 {
+            let zeros = vec![0u8; wiped as usize];
+            seg.file.write_all_at(zeros, pos - seg.base).await.map_err(|e| StoreError::io("write", &seg.path, e))?;
+            seg.file.sync_data().await.map_err(|e| StoreError::io("fdatasync", &seg.path, e))?;
+        }
+        let later: Vec<Segment<S::File>> = segs.iter().skip(i + 1).cloned().collect();
+        if !later.is_empty() {
+            for s in &later {
+                inner.storage.remove_file(&s.path).await.map_err(|e| StoreError::io("remove", &s.path, e))?;
+            }
+            inner.storage.sync_dir(&inner.log_dir).await.map_err(|e| StoreError::io("sync dir", &inner.log_dir, e))?;
+            inner.segments.borrow_mut().retain(|s| s.base <= seg.base);
+        }
+        Ok(wiped)
+    }
+}
+
+fn batch_full(cfg: &StoreConfig, max_msgs: u32, count: u32, bytes: u64, next_size: u32) -> bool {
+    if count == 0 || bytes == 0 {
+        return false;
+    }
+    count >= max_msgs
+        || bytes + u64::from(next_size) > u64::from(cfg.max_transfer_bytes)
+        || count >= cfg.max_transfer_count
+}
+
+/// Closes the open batch (its marker is reserved right after it). With `roll_segment_size`, the
+/// next batch starts at the next segment and carries the filler position for this one.
+fn close_open_batch(app: &mut AppendState, roll_segment_size: Option<u64>) {
+    if !app.open.buf.is_empty() {
+        let b = std::mem::replace(&mut app.open, Batch::new(0, None));
+        app.write_pos = b.start + b.buf.len() as u64 + MARKER_LEN as u64;
+        app.closed.push_back(b);
+    }
+    let mut filler_at = None;
+    if let Some(seg) = roll_segment_size {
+        filler_at = Some(app.write_pos);
+        app.write_pos = app.write_pos - app.write_pos % seg + seg;
+    }
+    app.open = Batch::new(app.write_pos, filler_at);
+}
+
+async fn read_checkpoint<S: Storage>(storage: &S, path: &Path) -> Result<Option<Checkpoint>> {
+    if !storage.exists(path).await.map_err(|e| StoreError::io("stat", path, e))? {
+        return Ok(None);
+    }
+    let f = storage.open(path, false).await.map_err(|e| StoreError::io("open", path, e))?;
+    let len = f.len().await.map_err(|e| StoreError::io("stat", path, e))?;
+    let b = f.read_at(len as usize, 0).await.map_err(|e| StoreError::io("read", path, e))?;
+    Checkpoint::decode(&b, path).map(Some)
+}
+
+fn wake_all<S: Storage>(inner: &Inner<S>) {
+    inner.flusher_wake.notify();
+    inner.dispatcher_wake.notify();
+    inner.checkpointer_wake.notify();
+    inner.retention_wake.notify();
+}
+
+fn fail_all<S: Storage>(inner: &Inner<S>, why: String) {
+    {
+        let mut f = inner.failed.borrow_mut();
+        if f.is_none() {
+            *f = Some(why.clone());
+        }
+    }
+    let (d, w) = {
+        let mut app = inner.app.borrow_mut();
+        (std::mem::take(&mut app.durable_waiters), std::mem::take(&mut app.written_waiters))
+    };
+    for x in d.into_iter().chain(w) {
+        x.slot.complete(Err(why.clone()));
+    }
+    for x in inner.dispatched_waiters.borrow_mut().drain(..) {
+        x.slot.complete(Err(why.clone()));
+    }
+    wake_all(inner);
+}
+
+async fn wait_durable<S: Storage>(inner: &Rc<Inner<S>>, end: u64) -> Result<()> {
+    let slot = {
+        if let Some(f) = inner.failed.borrow().as_ref() {
+            return Err(StoreError::LogFailed(f.clone()));
+        }
+        let mut app = inner.app.borrow_mut();
+        if app.durable >= end {
+            return Ok(());
+        }
+        app.sync_requested = true;
+        let slot = Rc::new(AckSlot::default());
+        // Keep the queue sorted by end offset.
+        let at = app.durable_waiters.iter().position(|w| w.end > end).unwrap_or(app.durable_waiters.len());
+        app.durable_waiters.insert(at, Waiter { end, slot: slot.clone() });
+        slot
+    };
+    inner.flusher_wake.notify();
+    AckWait(slot).await.map_err(StoreError::LogFailed)
+}
+
+async fn wait_dispatched<S: Storage>(inner: &Rc<Inner<S>>, end: u64) -> Result<()> {
+    let slot = {
+        if let Some(f) = inner.failed.borrow().as_ref() {
+            return Err(StoreError::LogFailed(f.clone()));
+        }
+        if inner.dispatched_offset.get() >= end {
+            return Ok(());
+        }
+        let slot = Rc::new(AckSlot::default());
+        inner.dispatched_waiters.borrow_mut().push(Waiter { end, slot: slot.clone() });
+        slot
+    };
+    inner.flusher_wake.notify();
+    AckWait(slot).await.map_err(StoreError::LogFailed)
+}
+
+fn release(waiters: &mut VecDeque<Waiter>, upto: u64) -> Vec<Rc<AckSlot>> {
+    let mut out = Vec::new();
+    while waiters.front().is_some_and(|w| w.end <= upto) {
+        if let Some(w) = waiters.pop_front() {
+            out.push(w.slot);
+        }
+    }
+    out
+}
+
+/// The flusher: the only commit-log writer. One flush in flight, by construction.
+async fn flusher_task<S: Storage>(inner: Rc<Inner<S>>) {
+    loop {
+        if inner.failed.borrow().is_some() {
+            return;
+        }
+        let next = {
+            let mut app = inner.app.borrow_mut();
+            if let Some(b) = app.closed.pop_front() {
+                Some(b)
+            } else if !app.open.buf.is_empty() {
+                let start = app.write_pos;
+                let b = std::mem::replace(&mut app.open, Batch::new(0, None));
+                app.write_pos = start + MARKER_LEN as u64;
+                app.open = Batch::new(app.write_pos, None);
+                Some(b)
+            } else {
+                None
+            }
+        };
+        let r = match next {
+            Some(b) => flush_batch(&inner, b).await,
+            None => {
+                let (need_sync, wait_for) = {
+                    let app = inner.app.borrow();
+                    let dirty = app.written > app.durable;
+                    let elapsed = app.last_sync.elapsed();
+                    let interval = Duration::from_millis(inner.cfg.flush_interval_ms);
+                    if dirty && (app.sync_requested || elapsed >= interval) {
+                        (true, None)
+                    } else if dirty {
+                        (false, Some(interval.saturating_sub(elapsed)))
+                    } else {
+                        (false, None)
+                    }
+                };
+                if need_sync {
+                    sync_log(&inner).await
+                } else {
+                    if inner.closing.get() {
+                        return;
+                    }
+                    {
+                        // Nothing dirty and a sync was requested: everything is durable already.
+                        let mut app = inner.app.borrow_mut();
+                        if app.written == app.durable {
+                            app.sync_requested = false;
+                            let upto = app.durable;
+                            let slots = release(&mut app.durable_waiters, upto);
+                            drop(app);
+                            for s in slots {
+                                s.complete(Ok(()));
+                            }
+                        }
+                    }
+                    match wait_for {
+                        Some(d) => {
+                            let _ = compio::time::timeout(d, inner.flusher_wake.wait()).await;
+                        }
+                        None => inner.flusher_wake.wait().await,
+                    }
+                    Ok(())
+                }
+            }
+        };
+        if let Err(e) = r {
+            tracing::error!(error = %e, "commit-log flush failed; the log refuses further appends");
+            fail_all(&inner, e.to_string());
+            return;
+        }
+    }
+}
+
+fn segment_of<S: Storage>(inner: &Inner<S>, offset: u64) -> Option<Segment<S::File>> {
+    let base = offset - offset % inner.cfg.segment_size_bytes;
+    inner.segments.borrow().iter().find(|s| s.base == base).cloned()
+}
+
+async fn flush_batch<S: Storage>(inner: &Rc<Inner<S>>, mut b: Batch) -> Result<()> {
+    let seg_size = inner.cfg.segment_size_bytes;
+    {
+        let mut st = inner.stats.borrow_mut();
+        st.flushes_in_flight += 1;
+        st.max_flushes_in_flight = st.max_flushes_in_flight.max(st.flushes_in_flight);
+    }
+    let r = flush_batch_inner(inner, &mut b, seg_size).await;
+    inner.stats.borrow_mut().flushes_in_flight -= 1;
+    r
+}
+
+async fn flush_batch_inner<S: Storage>(inner: &Rc<Inner<S>>, b: &mut Batch, seg_size: u64) -> Result<()> {
+    if let Some(f) = b.filler_at {
+        // Close the previous segment durably before anything lands in the next one, so recovery
+        // never sees data in segment k+1 after an unterminated segment k.
+        if let Some(seg) = segment_of(inner, f) {
+            let blank = commitlog::encode_blank(seg_size, f - seg.base);
+            seg.file.write_all_at(blank.to_vec(), f - seg.base).await.map_err(|e| StoreError::io("write", &seg.path, e))?;
+            seg.file.sync_data().await.map_err(|e| StoreError::io("fdatasync", &seg.path, e))?;
+            let mut st = inner.stats.borrow_mut();
+            st.log_writes += 1;
+            st.log_syncs += 1;
+        }
+        let mut app = inner.app.borrow_mut();
+        app.written = b.start;
+        app.durable = b.start;
+    }
+    let seg = match segment_of(inner, b.start) {
+        Some(s) => s,
+        None => {
+            let base = b.start - b.start % seg_size;
+            let s = commitlog::create_segment(&inner.storage, &inner.log_dir, base, seg_size).await?;
+            let mut segs = inner.segments.borrow_mut();
+            segs.push(s.clone());
+            segs.sort_by_key(|s| s.base);
+            inner.stats.borrow_mut().segments_created += 1;
+            s
+        }
+    };
+    let (preceding_durable, prev_end) = {
+        let app = inner.app.borrow();
+        (app.durable == b.start, app.written)
+    };
+    assert_eq!(prev_end, b.start, "flush batches must be contiguous");
+    let flags = if preceding_durable { MARKER_FLAG_PRECEDING_DURABLE } else { 0 };
+    let marker = commitlog::encode_marker(b.start, flags, &b.buf);
+    let mut buf = std::mem::take(&mut b.buf);
+    buf.extend_from_slice(&marker);
+    let len = buf.len() as u64;
+    let end = b.start + len;
+    inner.storage_write(&seg, buf, b.start - seg.base).await?;
+    let written_slots = {
+        let mut app = inner.app.borrow_mut();
+        app.written = end;
+        app.pending_bytes = app.pending_bytes.saturating_sub((len as usize).saturating_sub(MARKER_LEN));
+        release(&mut app.written_waiters, end)
+    };
+    inner.stats.borrow_mut().log_writes += 1;
+    for s in written_slots {
+        s.complete(Ok(()));
+    }
+    let sync_now = {
+        let app = inner.app.borrow();
+        inner.cfg.flush_mode == FlushMode::Sync
+            || app.sync_requested
+            || app.written - app.durable >= inner.cfg.flush_least_bytes
+            || app.last_sync.elapsed() >= Duration::from_millis(inner.cfg.flush_interval_ms)
+    };
+    let records = std::mem::take(&mut b.records);
+    if inner.cfg.flush_mode == FlushMode::Async {
+        // Visible once written (page cache), as in the Java broker.
+        push_dispatch(inner, records, end);
+        if sync_now {
+            sync_log(inner).await?;
+        }
+    } else {
+        sync_log(inner).await?;
+        // Visible only once durable: a consumer never sees what a crash could take back.
+        push_dispatch(inner, records, end);
+    }
+    Ok(())
+}
+
+impl<S: Storage> Inner<S> {
+    async fn storage_write(&self, seg: &Segment<S::File>, buf: Vec<u8>, pos: u64) -> Result<()> {
+        seg.file.write_all_at(buf, pos).await.map_err(|e| StoreError::io("write", &seg.path, e))
+    }
+}
+
+fn push_dispatch<S: Storage>(inner: &Inner<S>, records: Vec<DispatchRecord>, end: u64) {
+    inner.dispatch_queue.borrow_mut().push_back(DispatchBatch { records, end });
+    inner.dispatcher_wake.notify();
+}
+
+/// fdatasync of the active segment, releasing durable waiters.
+async fn sync_log<S: Storage>(inner: &Rc<Inner<S>>) -> Result<()> {
+    let (target, durable_before) = {
+        let mut app = inner.app.borrow_mut();
+        app.sync_requested = false;
+        (app.written, app.durable)
+    };
+    if target > durable_before {
+        // Every earlier segment was synced when its filler was written, so only the segment
+        // holding the unsynced bytes needs it.
+        let seg = segment_of(inner, target - 1).ok_or_else(|| StoreError::NotFound("active segment".into()))?;
+        seg.file.sync_data().await.map_err(|e| StoreError::io("fdatasync", &seg.path, e))?;
+        let mut st = inner.stats.borrow_mut();
+        st.log_syncs += 1;
+        st.synced_bytes += target - durable_before;
+    }
+    let slots = {
+        let mut app = inner.app.borrow_mut();
+        app.durable = app.durable.max(target);
+        app.last_sync = Instant::now();
+        let upto = app.durable;
+        release(&mut app.durable_waiters, upto)
+    };
+    for s in slots {
+        s.complete(Ok(()));
+    }
+    Ok(())
+}
+
+/// The dispatcher: writes consume-queue and index entries for visible batches.
+async fn dispatcher_task<S: Storage>(inner: Rc<Inner<S>>) {
+    loop {
+        let batches: Vec<DispatchBatch> = inner.dispatch_queue.borrow_mut().drain(..).collect();
+        if batches.is_empty() {
+            if inner.closing.get() || inner.failed.borrow().is_some() {
+                return;
+            }
+            inner.dispatcher_wake.wait().await;
+            continue;
+        }
+        let end = batches.last().map(|b| b.end).unwrap_or(0);
+        let records: Vec<DispatchRecord> = batches.into_iter().flat_map(|b| b.records).collect();
+        if let Err(e) = dispatch_records(&inner, &records).await {
+            tracing::error!(error = %e, "dispatch failed");
+            fail_all(&inner, e.to_string());
+            return;
+        }
+        inner.dispatched_offset.set(end);
+        if let Some(ix) = inner.index.borrow_mut().as_mut() {
+            ix.set_dispatched(end);
+        }
+        let done: Vec<Rc<AckSlot>> = {
+            let mut w = inner.dispatched_waiters.borrow_mut();
+            let (ready, rest): (Vec<Waiter>, Vec<Waiter>) = w.drain(..).partition(|x| x.end <= end);
+            *w = rest;
+            ready.into_iter().map(|x| x.slot).collect()
+        };
+        for s in done {
+            s.complete(Ok(()));
+        }
+    }
+}
+
+/// Appends consume-queue entries (grouped per queue, one write each) and index entries.
+async fn dispatch_records<S: Storage>(inner: &Rc<Inner<S>>, records: &[DispatchRecord]) -> Result<()> {
+    let mut per_queue: BTreeMap<(String, u32), (u64, Vec<CqEntry>)> = BTreeMap::new();
+    let mut touched = Vec::new();
+    let mut max_ts = inner.last_dispatched_ts.get();
+    for r in records {
+        max_ts = max_ts.max(r.store_timestamp_ms);
+        let Some(qo) = r.queue_offset else { continue };
+        let e = per_queue.entry((r.topic.clone(), r.queue_id)).or_insert_with(|| (qo, Vec::new()));
+        assert_eq!(e.0 + e.1.len() as u64, qo, "queue offsets of one queue must be consecutive");
+        e.1.push(CqEntry { offset: r.offset.0, size: r.size, tags_code: r.tags_code });
+    }
+    for ((topic, qid), (first, entries)) in per_queue {
+        let q = {
+            let existing = inner.queues.borrow().get(&(topic.clone(), qid)).cloned();
+            match existing {
+                Some(q) => q,
+                None => {
+                    let q = Rc::new(RefCell::new(ConsumeQueue::empty(&inner.cq_root, &topic, qid, inner.cfg.cq_entries_per_file)));
+                    inner.queues.borrow_mut().insert((topic.clone(), qid), q.clone());
+                    q
+                }
+            }
+        };
+        consume_queue::write_entries(&inner.storage, &q, first, &entries).await?;
+        touched.push(q);
+    }
+    let has_index = inner.index.borrow().is_some();
+    if has_index {
+        crate::index::dispatch(inner, records).await?;
+    }
+    inner.last_dispatched_ts.set(max_ts);
+    // Publish the round: queue ends first, the caller then moves the dispatched offset, with no
+    // await in between.
+    for q in touched {
+        let mut q = q.borrow_mut();
+        q.dispatched_max = q.max_offset;
+    }
+    Ok(())
+}
+
+/// How often the retention task checks the clock and the disk (`10 s` in the Java broker).
+pub const RETENTION_CHECK_INTERVAL_MS: u64 = 10_000;
+
+/// The retention task: every [`RETENTION_CHECK_INTERVAL_MS`], one pass at the local hour.
+async fn retention_task<S: Storage>(store: Store<S>) {
+    let period = Duration::from_millis(RETENTION_CHECK_INTERVAL_MS);
+    loop {
+        let _ = compio::time::timeout(period, store.inner.retention_wake.wait()).await;
+        if store.inner.closing.get() || store.inner.failed.borrow().is_some() {
+            return;
+        }
+        let now = now_ms();
+        if let Err(e) = store.run_retention(now, crate::retention::local_hour(now), false).await {
+            tracing::warn!(error = %e, "retention pass failed");
+        }
+    }
+}
+
+/// The checkpointer task.
+async fn checkpointer_task<S: Storage>(inner: Rc<Inner<S>>) {
+    let period = Duration::from_millis(inner.cfg.checkpoint_interval_ms);
+    loop {
+        let _ = compio::time::timeout(period, inner.checkpointer_wake.wait()).await;
+        if inner.closing.get() || inner.failed.borrow().is_some() {
+            return;
+        }
+        if let Err(e) = run_checkpoint(&inner).await {
+            tracing::error!(error = %e, "checkpoint failed");
+            fail_all(&inner, e.to_string());
+            return;
+        }
+    }
+}
+
+async fn run_checkpoint<S: Storage>(inner: &Rc<Inner<S>>) -> Result<()> {
+    if inner.checkpoint_busy.replace(true) {
+        return Ok(());
+    }
+    let r = run_checkpoint_inner(inner).await;
+    inner.checkpoint_busy.set(false);
+    r
+}
+
+async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>) -> Result<()> {
+    // 1. Snapshot the dispatched point and the queue ends that correspond to it. No await
+    //    happens between the two reads, so they are consistent.
+    let dispatch_offset = inner.dispatched_offset.get();
+    let last_ts = inner.last_dispatched_ts.get();
+    let mut queues = Vec::new();
+    let mut to_sync = Vec::new();
+    let mut synced_marks = Vec::new();
+    for ((t, qid), q) in inner.queues.borrow().iter() {
+        let q_ref = q.borrow();
+        let max = q_ref.dispatched_max;
+        queues.push(QueueCheckpoint { topic: t.clone(), queue_id: *qid, max_offset: max, min_offset: q_ref.min_offset.min(max) });
+        if q_ref.synced_offset < max {
+            to_sync.extend(q_ref.unsynced_files());
+            synced_marks.push((q.clone(), max));
+        }
+    }
+    let index_state = inner.index.borrow().as_ref().map(|ix| ix.snapshot());
+    // 2. Make those entries durable.
+    for f in to_sync {
+        f.file.sync_data().await.map_err(|e| StoreError::io("fdatasync", &f.path, e))?;
+    }
+    for (q, mark) in synced_marks {
+        let mut q = q.borrow_mut();
+        q.synced_offset = q.synced_offset.max(mark);
+    }
+    let (index_file, index_count) = match index_state {
+        Some(s) => crate::index::persist(inner, s).await?,
+        None => (String::new(), 0),
+    };
+    // 3. The log must be durable at least as far as what the queues point at.
+    wait_durable(inner, dispatch_offset).await?;
+    let log_durable_offset = inner.app.borrow().durable;
+    // 4. Atomically replace the checkpoint file.
+    let cp = Checkpoint {
+        log_durable_offset,
+        dispatch_offset,
+        last_store_timestamp_ms: last_ts,
+        log_min_offset: inner.log_min.get(),
+        index_file,
+        index_entry_count: index_count,
+        queues,
+    };
+    write_checkpoint(&inner.storage, &inner.checkpoint_path, &cp).await?;
+    inner.stats.borrow_mut().checkpoints += 1;
+    Ok(())
+}
+
+async fn write_checkpoint<S: Storage>(storage: &S, path: &Path, cp: &Checkpoint) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = storage.remove_file(&tmp).await;
+    let f = storage.open(&tmp, true).await.map_err(|e| StoreError::io("create", &tmp, e))?;
+    f.write_all_at(cp.encode(), 0).await.map_err(|e| StoreError::io("write", &tmp, e))?;
+    f.sync_data().await.map_err(|e| StoreError::io("fdatasync", &tmp, e))?;
+    storage.rename(&tmp, path).await.map_err(|e| StoreError::io("rename", path, e))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    storage.sync_dir(dir).await.map_err(|e| StoreError::io("sync dir", dir, e))?;
+    Ok(())
+}

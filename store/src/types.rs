@@ -1,0 +1,115 @@
+//! Offset and identity newtypes, and the encoding of shard-qualified physical offsets that
+//! clients see (PHYSICALOFFSET @28 of a record, offsetMsgId, VIEW_MESSAGE_BY_ID).
+//!
+//! Each shard owns one commit log whose offsets start at 0. A client-visible physical offset is
+//! a positive `i64` carrying the shard in its top bits:
+//!
+//! ```text
+//! bit 63      : 0 (the value stays positive: Java treats offsets as signed longs)
+//! bits 62..55 : shard id (8 bits, up to 256 shards)
+//! bits 54..0  : offset inside that shard's commit log (55 bits = 32 PiB per shard)
+//! ```
+//!
+//! Shard 0's client offsets are therefore identical to its local offsets, which keeps a
+//! one-shard broker byte-compatible with a Java broker's data directory.
+
+use std::fmt;
+
+/// Bits of a client-visible physical offset that hold the shard-local commit-log offset.
+pub const LOCAL_OFFSET_BITS: u32 = 55;
+/// Bits that hold the shard id (above the local offset, below the sign bit).
+pub const SHARD_BITS: u32 = 63 - LOCAL_OFFSET_BITS;
+/// Largest shard-local commit-log offset that can be encoded.
+pub const MAX_LOCAL_OFFSET: u64 = (1u64 << LOCAL_OFFSET_BITS) - 1;
+/// Number of distinct shard ids.
+pub const MAX_SHARDS: u32 = 1 << SHARD_BITS;
+const _: () = assert!(SHARD_BITS == 8, "shard field is one byte wide");
+
+/// A shard (one pinned thread with its own commit log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct ShardId(pub u8);
+
+/// A queue id within a topic (QUEUEID of a record; `queueId` on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct QueueId(pub u32);
+
+/// A byte offset inside one shard's commit log (not shard-qualified).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct CommitLogOffset(pub u64);
+
+/// A logical offset in a consume queue (entry index; QUEUEOFFSET of a record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct QueueOffset(pub u64);
+
+/// A shard-qualified physical offset as clients see it (always positive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientPhysicalOffset(pub i64);
+
+impl fmt::Display for CommitLogOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+impl fmt::Display for QueueOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+impl fmt::Display for ShardId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "shard-{}", self.0)
+    }
+}
+
+/// Error returned when a client-supplied physical offset cannot be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("physical offset {0} is negative and cannot name a shard")]
+pub struct BadClientOffset(pub i64);
+
+/// Encodes a shard and a local commit-log offset into the offset clients see.
+///
+/// Panics if the local offset exceeds [`MAX_LOCAL_OFFSET`]: a commit log cannot grow past
+/// 32 PiB, so reaching it means our own offset bookkeeping is broken.
+pub fn encode_client_offset(shard: ShardId, local: CommitLogOffset) -> ClientPhysicalOffset {
+    assert!(
+        local.0 <= MAX_LOCAL_OFFSET,
+        "commit-log offset {} exceeds the {LOCAL_OFFSET_BITS}-bit local range",
+        local.0
+    );
+    let raw = (u64::from(shard.0) << LOCAL_OFFSET_BITS) | local.0;
+    // The top bit is never set: shard uses bits 55..62.
+    ClientPhysicalOffset(raw as i64)
+}
+
+/// Splits a client-visible physical offset into shard and local offset.
+pub fn decode_client_offset(
+    offset: ClientPhysicalOffset,
+) -> Result<(ShardId, CommitLogOffset), BadClientOffset> {
+    if offset.0 < 0 {
+        return Err(BadClientOffset(offset.0));
+    }
+    let raw = offset.0 as u64;
+    let shard = (raw >> LOCAL_OFFSET_BITS) as u8;
+    Ok((ShardId(shard), CommitLogOffset(raw & MAX_LOCAL_OFFSET)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_offset_round_trips_and_stays_positive() {
+        for shard in [0u8, 1, 7, 255] {
+            for local in [0u64, 1, 1 << 30, MAX_LOCAL_OFFSET] {
+                let enc = encode_client_offset(ShardId(shard), CommitLogOffset(local));
+                assert!(enc.0 >= 0);
+                assert_eq!(
+                    decode_client_offset(enc),
+                    Ok((ShardId(shard), CommitLogOffset(local)))
+                );
+            }
+        }
+        assert_eq!(encode_client_offset(ShardId(0), CommitLogOffset(42)).0, 42);
+        assert!(decode_client_offset(ClientPhysicalOffset(-1)).is_err());
+    }
+}

@@ -1,0 +1,306 @@
+//! End-to-end behaviour of one store on the in-memory and the real (compio) storage.
+
+use ferromq_store::io::Storage;
+use ferromq_store::io::compio_fs::CompioStorage;
+use ferromq_store::io::mem::MemStorage;
+use ferromq_store::record::{self, MessageInput, Properties};
+use ferromq_store::test_support::block_on;
+use ferromq_store::{FlushMode, PullStatus, QueueOffset, Store, StoreConfig, TagFilter};
+
+fn msg(topic: &str, q: u32, body: &str, tag: Option<&str>, keys: Option<&str>) -> MessageInput {
+    let mut p = Properties::new();
+    if let Some(t) = tag {
+        p.insert("TAGS", t);
+    }
+    if let Some(k) = keys {
+        p.insert("KEYS", k);
+    }
+    MessageInput::simple(topic, q, body.as_bytes().to_vec(), &p)
+}
+
+async fn pull_bodies<S: Storage>(store: &Store<S>, topic: &str, q: u32, from: u64, n: u32) -> (Vec<String>, ferromq_store::PullResult) {
+    let r = store.get_message(topic, q, QueueOffset(from), n, &TagFilter::All).await.unwrap();
+    let mut out = Vec::new();
+    for range in &r.ranges {
+        let bytes = store.read_range(*range).await.unwrap();
+        let recs = record::decode_body_strict(&bytes).unwrap();
+        for rec in recs {
+            out.push(String::from_utf8(rec.body.to_vec()).unwrap());
+        }
+    }
+    (out, r)
+}
+
+async fn roundtrip<S: Storage>(storage: S, cfg: StoreConfig) {
+    let (store, report) = Store::open(storage.clone(), cfg.clone()).await.unwrap();
+    assert!(!report.abnormal);
+    let mut expect = Vec::new();
+    for i in 0..200 {
+        let body = format!("message-{i}-{}", "x".repeat(i % 50));
+        let r = store.append(vec![msg("T", 1, &body, Some(if i % 2 == 0 { "even" } else { "odd" }), Some(&format!("k{i}")))]).await.unwrap();
+        assert_eq!(r.queue_offset, QueueOffset(i as u64));
+        expect.push(body);
+    }
+    // A batch lands contiguously with consecutive queue offsets.
+    let batch: Vec<_> = (0..5).map(|i| msg("T", 1, &format!("batch-{i}"), None, None)).collect();
+    let r = store.append(batch).await.unwrap();
+    assert_eq!(r.queue_offset, QueueOffset(200));
+    assert_eq!(r.message_count, 5);
+    expect.extend((0..5).map(|i| format!("batch-{i}")));
+    store.wait_dispatched().await.unwrap();
+    let stats = store.stats();
+    assert!(stats.segments_created > 1, "tiny segments must roll: {stats:?}");
+    assert_eq!(stats.max_flushes_in_flight, 1);
+
+    let mut got = Vec::new();
+    let mut off = 0;
+    loop {
+        let (bodies, r) = pull_bodies(&store, "T", 1, off, 32).await;
+        if r.status != PullStatus::Found {
+            assert_eq!(r.status, PullStatus::OffsetOverflowOne);
+            break;
+        }
+        got.extend(bodies);
+        off = r.next_begin_offset.0;
+    }
+    assert_eq!(got, expect);
+
+    // Tag filter by hash.
+    let even = TagFilter::Codes(vec![record::java_string_hash("even")]);
+    let r = store.get_message("T", 1, QueueOffset(0), 4, &even).await.unwrap();
+    assert_eq!(r.message_count, 4);
+    assert_eq!(r.next_begin_offset, QueueOffset(7), "filtered entries are consumed");
+
+    // Status cases of §6.3.
+    let r = store.get_message("T", 1, QueueOffset(10_000), 4, &TagFilter::All).await.unwrap();
+    assert_eq!((r.status, r.next_begin_offset), (PullStatus::OffsetOverflowBadly, QueueOffset(205)));
+    let r = store.get_message("nope", 0, QueueOffset(0), 4, &TagFilter::All).await.unwrap();
+    assert_eq!(r.status, PullStatus::NoMatchedLogicQueue);
+    let none = TagFilter::Codes(vec![12345]);
+    let r = store.get_message("T", 1, QueueOffset(0), 4, &none).await.unwrap();
+    assert_eq!(r.status, PullStatus::NoMatchedMessage);
+    assert!(r.next_begin_offset.0 > 0);
+
+    // Index and timestamp search.
+    let now = ferromq_store::store::now_ms();
+    let hits = ferromq_store::index::query(&store, "T", "k17", 10, 0, now + 1000).await.unwrap();
+    assert_eq!(hits.len(), 1);
+    let rec = store.read_record(hits[0]).await.unwrap();
+    let v = record::decode_record(&rec, true).unwrap();
+    assert_eq!(v.queue_offset, 17);
+    assert_eq!(store.search_offset_by_timestamp("T", 1, 0, false).await.unwrap(), QueueOffset(0));
+    assert_eq!(store.search_offset_by_timestamp("T", 1, now + 100_000, false).await.unwrap(), QueueOffset(205));
+    assert!(store.earliest_store_time("T", 1).await.unwrap() > 0);
+
+    store.close().await.unwrap();
+
+    // Clean reopen: everything is still there, no replay needed beyond the checkpoint.
+    let (store, report) = Store::open(storage, cfg).await.unwrap();
+    assert!(!report.abnormal);
+    assert_eq!(store.queue_offsets("T", 1), (QueueOffset(0), QueueOffset(205)));
+    let (bodies, _) = pull_bodies(&store, "T", 1, 200, 32).await;
+    assert_eq!(bodies, (0..5).map(|i| format!("batch-{i}")).collect::<Vec<_>>());
+    let r = store.append(vec![msg("T", 1, "after-reopen", None, None)]).await.unwrap();
+    assert_eq!(r.queue_offset, QueueOffset(205));
+    let hits = ferromq_store::index::query(&store, "T", "k199", 10, 0, i64::MAX / 2).await.unwrap();
+    assert_eq!(hits.len(), 1);
+    store.close().await.unwrap();
+}
+
+#[test]
+fn roundtrip_in_memory() {
+    block_on(roundtrip(MemStorage::new(), StoreConfig::test_min("/s")));
+}
+
+#[test]
+fn roundtrip_on_disk_sync_flush() {
+    let dir = tempdir("rt-sync");
+    let mut cfg = StoreConfig::test_min(&dir);
+    cfg.segment_size_bytes = 16 * 1024;
+    block_on(roundtrip(CompioStorage, cfg));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn roundtrip_on_disk_async_flush() {
+    let dir = tempdir("rt-async");
+    let mut cfg = StoreConfig::test_min(&dir);
+    cfg.flush_mode = FlushMode::Async;
+    block_on(roundtrip(CompioStorage, cfg));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("ferromq-store-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn retention_deletes_expired_segments_but_never_the_active_one() {
+    block_on(async {
+        let mem = MemStorage::new();
+        let (store, _) = Store::open(mem.clone(), StoreConfig::test_min("/r")).await.unwrap();
+        for i in 0..120 {
+            store.append(vec![msg("T", 0, &format!("m{i}-{}", "y".repeat(200)), None, Some(&format!("k{i}")))]).await.unwrap();
+        }
+        store.wait_dispatched().await.unwrap();
+        let segs_before = mem.list_dir(std::path::Path::new("/r/commitlog")).await.unwrap().len();
+        assert!(segs_before > 3);
+        let now = ferromq_store::store::now_ms();
+        // Not the deletion hour, disk not full: nothing happens.
+        let out = store.run_retention(now + 100 * 3_600_000, 5, false).await.unwrap();
+        assert!(!out.ran);
+        // Nothing is old enough yet.
+        let out = store.run_retention(now, 4, false).await.unwrap();
+        assert_eq!(out.segments_deleted, 0);
+        // 73 hours later at 04:00: every segment but the active one goes (batch max 10).
+        let out = store.run_retention(now + 73 * 3_600_000, 4, false).await.unwrap();
+        assert!(out.segments_deleted > 0);
+        let segs_after = mem.list_dir(std::path::Path::new("/r/commitlog")).await.unwrap();
+        assert_eq!(segs_after.len(), (segs_before - out.segments_deleted).max(1));
+        assert!(!segs_after.is_empty(), "the active segment stays");
+        let (min, max) = store.queue_offsets("T", 0);
+        assert!(min.0 > 0 && max.0 == 120, "min {min:?} max {max:?}");
+        assert!(out.cq_files_deleted > 0);
+        let r = store.get_message("T", 0, QueueOffset(0), 4, &TagFilter::All).await.unwrap();
+        assert_eq!(r.status, PullStatus::OffsetTooSmall);
+        assert_eq!(r.next_begin_offset, min);
+        let (bodies, r) = pull_bodies(&store, "T", 0, min.0, 4).await;
+        assert_eq!(r.status, PullStatus::Found);
+        assert!(bodies[0].starts_with(&format!("m{}-", min.0)));
+        // Appends continue, and the store reopens from the retained files.
+        store.append(vec![msg("T", 0, "after", None, None)]).await.unwrap();
+        store.close().await.unwrap();
+        let (store, _) = Store::open(mem.clone(), StoreConfig::test_min("/r")).await.unwrap();
+        assert_eq!(store.queue_offsets("T", 0), (min, QueueOffset(121)));
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn fault_injection_fails_the_log_and_recovery_keeps_acknowledged_data() {
+    use ferromq_store::io::faulty::{Fault, FaultyStorage};
+    for fault_kind in 0..3 {
+        block_on(async move {
+            let mem = MemStorage::new();
+            let st = FaultyStorage::new(mem.clone());
+            let (store, _) = Store::open(st.clone(), StoreConfig::test_min("/f")).await.unwrap();
+            let mut acked = Vec::new();
+            for i in 0..10 {
+                acked.push(store.append(vec![msg("T", 0, &format!("ok{i}"), None, None)]).await.unwrap().queue_offset);
+            }
+            let next = st.faults().ops() + 1;
+            st.faults().add(match fault_kind {
+                0 => Fault::FailOp(next),
+                1 => Fault::TornWrite { op: next, keep_bytes: 30 },
+                _ => Fault::FailOp(next + 1),
+            });
+            // The next append's write (or sync) fails: the append errors and the log refuses more.
+            let r = store.append(vec![msg("T", 0, "doomed", None, None)]).await;
+            assert!(r.is_err(), "kind {fault_kind}: a failed flush must not acknowledge");
+            let r2 = store.append(vec![msg("T", 0, "after", None, None)]).await;
+            assert!(matches!(r2, Err(ferromq_store::StoreError::LogFailed(_))), "kind {fault_kind}: {r2:?}");
+            assert!(st.faults().injected() > 0);
+            store.abandon().await;
+            st.faults().clear();
+            let (store, report) = Store::open(st.clone(), StoreConfig::test_min("/f")).await.unwrap();
+            assert!(report.abnormal);
+            for q in acked {
+                let (b, _) = pull_bodies(&store, "T", 0, q.0, 1).await;
+                assert_eq!(b, vec![format!("ok{}", q.0)]);
+            }
+            store.close().await.unwrap();
+        });
+    }
+}
+
+#[test]
+fn read_errors_surface_as_errors() {
+    use ferromq_store::io::faulty::{Fault, FaultyStorage};
+    block_on(async {
+        let st = FaultyStorage::new(MemStorage::new());
+        let (store, _) = Store::open(st.clone(), StoreConfig::test_min("/e")).await.unwrap();
+        store.append(vec![msg("T", 0, "x", None, None)]).await.unwrap();
+        store.wait_dispatched().await.unwrap();
+        st.faults().add(Fault::ReadErrorsFrom(st.faults().ops() + 1));
+        assert!(store.get_message("T", 0, QueueOffset(0), 1, &TagFilter::All).await.is_err());
+        st.faults().clear();
+        assert_eq!(store.get_message("T", 0, QueueOffset(0), 1, &TagFilter::All).await.unwrap().status, PullStatus::Found);
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn corruption_below_the_durable_point_is_an_error_not_a_panic() {
+    block_on(async {
+        let mem = MemStorage::new();
+        let (store, _) = Store::open(mem.clone(), StoreConfig::test_min("/c")).await.unwrap();
+        for i in 0..5 {
+            store.append(vec![msg("T", 0, &format!("body{i}"), None, None)]).await.unwrap();
+        }
+        store.checkpoint().await.unwrap();
+        for i in 0..5 {
+            store.append(vec![msg("T", 0, &format!("late{i}"), None, None)]).await.unwrap();
+        }
+        store.abandon().await;
+        // Flip a body byte of the second record (durable, covered by a later batch).
+        let seg = std::path::Path::new("/c/commitlog/00000000000000000000");
+        let bytes = mem.file_bytes(seg).unwrap();
+        let at = bytes.windows(5).position(|w| w == b"body1").unwrap();
+        mem.corrupt(seg, at as u64, b"X");
+        // Force a replay from the start by dropping the checkpoint.
+        let _ = mem.remove_file(std::path::Path::new("/c/checkpoint")).await;
+        match Store::open(mem.clone(), StoreConfig::test_min("/c")).await {
+            Err(ferromq_store::StoreError::Corruption { .. }) => {}
+            Err(e) => panic!("expected corruption, got {e}"),
+            Ok(_) => panic!("corruption in the middle of the log was silently accepted"),
+        }
+    });
+}
+
+#[test]
+fn forced_backend_is_the_one_running() {
+    let rt = ferromq_store::test_support::runtime().unwrap();
+    if let Some(t) = ferromq_store::test_support::requested_backend() {
+        assert_eq!(rt.driver_type(), t, "FERROMQ_IO_BACKEND was not honoured");
+    }
+}
+
+#[test]
+fn group_commit_batches_concurrent_writers_with_one_flush_in_flight() {
+    let dir = tempdir("group");
+    let mut cfg = StoreConfig::test_min(&dir);
+    cfg.segment_size_bytes = 1 << 20;
+    cfg.max_flush_batch_bytes = 256 * 1024;
+    let d2 = dir.clone();
+    block_on(async move {
+        let (store, _) = Store::open(CompioStorage, cfg).await.unwrap();
+        let writers = 64;
+        let per_writer = 10;
+        let start = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let store = store.clone();
+            tasks.push(compio::runtime::spawn(async move {
+                for i in 0..per_writer {
+                    store.append(vec![msg("G", w % 4, &format!("{w}-{i}-{}", "z".repeat(900)), None, None)]).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let elapsed = start.elapsed();
+        let s = store.stats();
+        println!(
+            "{} appends by {writers} writers in {elapsed:?}: {} fdatasyncs, {:.0} bytes/sync, max in flight {}",
+            s.appends, s.log_syncs, s.mean_bytes_per_sync(), s.max_flushes_in_flight
+        );
+        assert_eq!(s.max_flushes_in_flight, 1);
+        assert!(s.log_syncs < s.appends / 2, "group commit did not batch: {s:?}");
+        store.close().await.unwrap();
+    });
+    let _ = std::fs::remove_dir_all(&d2);
+}
