@@ -10,8 +10,11 @@ pub fn init() {
         .find_map(|name| std::env::var(name).ok())
         .and_then(|text| text.trim().parse::<LevelFilter>().ok())
         .unwrap_or(LevelFilter::INFO);
+    // Colours only for a person at a terminal: logs captured to files stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
