@@ -3,13 +3,16 @@
 //!
 //! Modes so far:
 //! - `route`: GET_ROUTEINFO_BY_TOPIC load against a name server, closed loop, N connections.
+//! - `probe`: the machine's physical limits (fdatasync latency, sequential write bandwidth,
+//!   fdatasync-bound append rate, loopback RTT and sendfile bandwidth).
+//! - `store`: `ferromq-store` driven directly with N concurrent writers under SYNC_FLUSH and
+//!   ASYNC_FLUSH, reported as ratios to the probes measured in the same run.
 //!
-//! Every mode prints a progress line each second and a final summary with hdrhistogram
+//! Every load mode prints a progress line each second and a final summary with hdrhistogram
 //! percentiles; `--json` writes the summary as JSON as well.
 
-mod route;
-
 use clap::{Parser, Subcommand};
+use ferromq_bench::{probe, route, store};
 
 #[derive(Parser, Debug)]
 #[command(name = "ferromq-bench", version, about = "FerroMQ load generator (RocketMQ remoting protocol)")]
@@ -22,6 +25,10 @@ struct Cli {
 enum Mode {
     /// Route lookups (GET_ROUTEINFO_BY_TOPIC) against a name server.
     Route(route::RouteArgs),
+    /// The machine's physical limits: fdatasync, disk bandwidth, loopback RTT and sendfile.
+    Probe(probe::ProbeArgs),
+    /// The store alone: appends/s with N writers under SYNC_FLUSH and ASYNC_FLUSH, pull lookups.
+    Store(store::StoreArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -29,6 +36,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.mode {
         Mode::Route(args) => route::run(args),
+        Mode::Probe(args) => probe::run(args),
+        Mode::Store(args) => store::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

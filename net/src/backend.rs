@@ -81,6 +81,11 @@ impl fmt::Display for ActiveBackend {
 
 /// Builds a single-threaded compio runtime on `backend` for the calling thread.
 pub fn build_runtime(backend: IoBackend) -> io::Result<(Runtime, ActiveBackend)> {
+    build_runtime_on(backend, None)
+}
+
+/// Like [`build_runtime`], and pins the calling thread to `cpu` when given (a shard's core).
+pub fn build_runtime_on(backend: IoBackend, cpu: Option<usize>) -> io::Result<(Runtime, ActiveBackend)> {
     let mut proactor = ProactorBuilder::new();
     match backend {
         IoBackend::Auto => {}
@@ -91,7 +96,12 @@ pub fn build_runtime(backend: IoBackend) -> io::Result<(Runtime, ActiveBackend)>
             proactor.driver_type(DriverType::Poll);
         }
     }
-    let runtime = RuntimeBuilder::new().with_proactor(proactor).build().map_err(|e| {
+    let mut builder = RuntimeBuilder::new();
+    builder.with_proactor(proactor);
+    if let Some(cpu) = cpu {
+        builder.thread_affinity(std::collections::HashSet::from([cpu]));
+    }
+    let runtime = builder.build().map_err(|e| {
         io::Error::new(e.kind(), format!("cannot start the {backend} I/O backend: {e}"))
     })?;
     let active = if runtime.driver_type().is_iouring() { ActiveBackend::IoUring } else { ActiveBackend::Epoll };

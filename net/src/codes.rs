@@ -17,6 +17,8 @@ pub mod request_code {
     pub const UPDATE_CONSUMER_OFFSET: i32 = 15;
     pub const UPDATE_AND_CREATE_TOPIC: i32 = 17;
     pub const GET_ALL_TOPIC_CONFIG: i32 = 21;
+    pub const UPDATE_BROKER_CONFIG: i32 = 25;
+    pub const GET_BROKER_CONFIG: i32 = 26;
     pub const GET_BROKER_RUNTIME_INFO: i32 = 28;
     pub const SEARCH_OFFSET_BY_TIMESTAMP: i32 = 29;
     pub const GET_MAX_OFFSET: i32 = 30;
@@ -38,6 +40,7 @@ pub mod request_code {
     pub const UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: i32 = 200;
     pub const GET_TOPIC_STATS_INFO: i32 = 202;
     pub const GET_CONSUMER_CONNECTION_LIST: i32 = 203;
+    pub const GET_PRODUCER_CONNECTION_LIST: i32 = 204;
     pub const WIPE_WRITE_PERM_OF_BROKER: i32 = 205;
     pub const GET_ALL_TOPIC_LIST_FROM_NAMESERVER: i32 = 206;
     pub const GET_CONSUME_STATS: i32 = 208;

@@ -40,6 +40,20 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// Binds a listening socket with SO_REUSEPORT (and SO_REUSEADDR), one per shard on the same
+/// address: the kernel spreads incoming connections over the shards' sockets.
+pub fn bind_reuse_port(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 /// Wraps a handler so that the server can count open connections.
 struct Counted<H> {
     handler: Rc<H>,

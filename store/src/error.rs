@@ -34,6 +34,10 @@ pub enum StoreError {
     /// Disk usage is above `disk_space_warning_level_ratio`; writes are refused.
     #[error("disk full: usage {usage_pct}% is above the warning level")]
     DiskFull { usage_pct: u32 },
+    /// More bytes are waiting to be flushed than `max_pending_bytes` allows: back off and retry
+    /// (the broker answers SYSTEM_BUSY).
+    #[error("busy: {pending_bytes} bytes already wait for a flush (limit {limit_bytes})")]
+    Busy { pending_bytes: usize, limit_bytes: usize },
     /// The store has been shut down.
     #[error("store is shut down")]
     ShutDown,

@@ -404,6 +404,25 @@ impl<S: Storage> Store<S> {
         }
     }
 
+    /// Appends like [`Store::append`], but waits for the acknowledgement at most `timeout`.
+    /// Returns the assigned offsets either way, with `true` when the append was acknowledged
+    /// in time and `false` when the wait timed out — the records are in the log and will still
+    /// be flushed (RocketMQ's FLUSH_DISK_TIMEOUT: "the message IS stored").
+    pub async fn append_within(&self, msgs: Vec<MessageInput>, timeout: std::time::Duration) -> Result<(AppendResult, bool)> {
+        let no_wait = msgs
+            .first()
+            .map(|m| record::Properties::decode(&m.properties).get(record::prop::WAIT) == Some("false"))
+            .unwrap_or(false);
+        let level = if no_wait { AckLevel::Written } else { AckLevel::FlushMode };
+        let (result, wait) = self.enqueue(msgs, level)?;
+        self.inner.flusher_wake.notify();
+        match compio::time::timeout(timeout, wait).await {
+            Ok(Ok(())) => Ok((result, true)),
+            Ok(Err(e)) => Err(StoreError::LogFailed(e)),
+            Err(_elapsed) => Ok((result, false)),
+        }
+    }
+
     /// Encodes the messages into the open batch and registers the waiter. Synchronous: offsets
     /// are assigned in call order with no await in between.
     fn enqueue(&self, msgs: Vec<MessageInput>, level: AckLevel) -> Result<(AppendResult, AckWait)> {
@@ -429,7 +448,7 @@ impl<S: Storage> Store<S> {
         let seg = cfg.segment_size_bytes;
         let mut app = self.inner.app.borrow_mut();
         if app.pending_bytes + total > cfg.max_pending_bytes {
-            return Err(StoreError::Config("append backlog above max_pending_bytes (busy)".into()));
+            return Err(StoreError::Busy { pending_bytes: app.pending_bytes, limit_bytes: cfg.max_pending_bytes });
         }
         // Split the open batch when it would exceed one write's size limit.
         if !app.open.buf.is_empty() && app.open.buf.len() + total > cfg.max_flush_batch_bytes {

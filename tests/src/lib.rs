@@ -88,6 +88,15 @@ impl ServerProcess {
         self.log.lock().unwrap().clone()
     }
 
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        self.child.wait().expect("wait for the child")
+    }
+
     /// Sends SIGKILL and waits.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -137,6 +146,69 @@ pub fn start_namesrv(extra_args: &[&str], env: &[(&str, &str)]) -> Result<(Serve
     }
     let process = ServerProcess::start(command, "The Name Server boot success")?;
     Ok((process, dir))
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released: good enough for tests that start a
+/// server on it right away).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A running `mqbroker` with an embedded name server, both on free loopback ports.
+pub struct BrokerProcess {
+    pub process: ServerProcess,
+    pub namesrv: SocketAddr,
+    pub store: TempDir,
+    args: Vec<String>,
+}
+
+impl BrokerProcess {
+    /// Starts `mqbroker` with a fresh store; `settings` are extra `--set KEY=VALUE` pairs.
+    pub fn start(settings: &[(&str, &str)]) -> Result<BrokerProcess, String> {
+        let store = TempDir::new("broker");
+        let namesrv_port = free_port();
+        let mut args = vec![
+            "--set".to_owned(),
+            format!("storePathRootDir={}", store.path().display()),
+            "--set".to_owned(),
+            format!("listenPort={}", free_port()),
+            "--set".to_owned(),
+            format!("embeddedNamesrvPort={namesrv_port}"),
+            "--set".to_owned(),
+            "brokerIP1=127.0.0.1".to_owned(),
+        ];
+        for (key, value) in settings {
+            args.push("--set".to_owned());
+            args.push(format!("{key}={value}"));
+        }
+        let process = Self::spawn(&args)?;
+        let namesrv = SocketAddr::from(([127, 0, 0, 1], namesrv_port));
+        Ok(BrokerProcess { process, namesrv, store, args })
+    }
+
+    fn spawn(args: &[String]) -> Result<ServerProcess, String> {
+        let mut command = Command::new(binary("mqbroker"));
+        command.args(args);
+        ServerProcess::start(command, "The broker[")
+    }
+
+    /// SIGKILL, then start again on the same store and ports.
+    pub fn kill_and_restart(&mut self) -> Result<(), String> {
+        self.process.kill();
+        self.process = Self::spawn(&self.args)?;
+        Ok(())
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.process.terminate()
+    }
+
+    /// Starts again after `terminate`.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.process = Self::spawn(&self.args)?;
+        Ok(())
+    }
 }
 
 /// A directory removed on drop.

@@ -1,0 +1,15 @@
+//! `ferromq-bench` as a library: every mode of the binary, the machine's physical probes, and
+//! the bodies of the criterion micro-benchmarks (shared with the tests that keep them compiling
+//! and correct).
+//!
+//! - [`route`]: name-server route lookups over the remoting protocol.
+//! - [`probe`]: fdatasync latency, sequential write bandwidth, fdatasync-bound append rate at a
+//!   batch size, loopback RTT and loopback sendfile bandwidth.
+//! - [`store`]: `ferromq-store` driven directly: appends/s under SYNC_FLUSH and ASYNC_FLUSH with
+//!   N concurrent writers, reported as ratios to the probes measured in the same run.
+//! - [`micro`]: codec, record and consume-queue micro-benchmark bodies (`benches/micro.rs`).
+
+pub mod micro;
+pub mod probe;
+pub mod route;
+pub mod store;

@@ -1,0 +1,2243 @@
+//! The broker's one configuration schema (DESIGN.md, "Configuration"; PROTOCOL.md §11).
+//!
+//! [`BrokerConfig`] is owned by the control plane and handed (cloned) to the shards at start.
+//! It is read from either of two formats that describe the same fields:
+//!
+//! * **RocketMQ `broker.properties`** (`mqbroker -c conf/2m-2s-async/broker-a.properties`):
+//!   the Java keys as they are (`brokerClusterName`, `flushDiskType`, …), so existing files
+//!   move over unchanged. FerroMQ's own settings have camelCase keys of their own (`shards`,
+//!   `io.backend`, `maxFrameBytes`, …).
+//! * **TOML**, the native format: one `[section]` per nested struct (`[broker]`, `[namesrv]`,
+//!   `[topics]`, `[consumer]`, `[transaction]`, `[store]`, `[retention]`, `[flush]`, `[ha]`,
+//!   `[io]`, `[limits]`), keys named after the fields, with units in the names
+//!   (`sync_flush_timeout_ms`, `segment_size_bytes`). The profiles in `tuning/` are examples.
+//!
+//! Both formats go through one table of keys ([`KEYS`]): each entry names the Java key, the
+//! TOML section and key, and one parser that checks the value's type and bounds. Files, the
+//! CLI's overrides ([`BrokerConfig::apply_override`]) and [`BrokerConfig::validate`] all use
+//! that parser, so a bound is written once.
+//!
+//! Rules:
+//! * Unknown keys are logged (`warn`, naming the key) and returned to the caller, never fatal:
+//!   Java files carry many keys FerroMQ does not need.
+//! * Java keys FerroMQ accepts but ignores (thread-pool sizes, Netty tuning, …) are logged at
+//!   `info` as having no effect. A few Java keys ask for a feature FerroMQ does not have
+//!   (`aclEnable=true`, `enableDLegerCommitLog=true`, …): those are accepted only with the value
+//!   that leaves the feature off, so a broker never starts without something its file asks for.
+//! * A known key with a value that cannot be used is an error naming the key, the value and
+//!   what was expected. FerroMQ is stricter than Java here: Java silently skips a number it
+//!   cannot parse and reads any boolean other than `true` as `false`.
+//! * Values are trimmed (Java trims strings but not numbers, so `listenPort=10911 ` is silently
+//!   ignored by Java and accepted by FerroMQ). Enum values (`ASYNC_FLUSH`) are matched
+//!   ignoring case and written in upper case.
+//! * Loading does not check relations between keys; call [`BrokerConfig::validate`] once the
+//!   file, [`BrokerConfig::apply_override`] and [`BrokerConfig::resolve_namesrv_addr`] have
+//!   been applied.
+//!
+//! Store layout: FerroMQ runs one commit log per shard (DESIGN.md, "Threads and ownership").
+//! Shard `n` keeps its whole store (commit log, consume queues, index, checkpoint) under
+//! `<storePathRootDir>/shard-<n>/`, its commit log in `<storePathRootDir>/shard-<n>/commitlog`;
+//! see [`BrokerConfig::store_config`]. `storePathCommitLog` is therefore accepted only with its
+//! Java default, `<storePathRootDir>/commitlog` (as in the shipped example files).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use ferromq_net::backend::IoBackend;
+use ferromq_net::codec::WireLimits;
+use ferromq_net::conn::ConnLimits;
+use ferromq_net::server::ServerLimits;
+use ferromq_store::{FlushMode, ShardId, StoreConfig};
+
+/// Java's default main remoting port.
+pub const DEFAULT_LISTEN_PORT: u16 = 10911;
+/// Where the embedded name server listens when no name server is configured (and so the
+/// address every RocketMQ client tries by default).
+pub const DEFAULT_EMBEDDED_NAMESRV_PORT: u16 = 9876;
+/// The page size `flushCommitLogLeastPages` counts in (Java's `OS_PAGE_SIZE`).
+pub const OS_PAGE_BYTES: u64 = 4096;
+/// Bytes of a frame kept for the length words and the header (topic, properties, extFields)
+/// on top of the largest message body: `maxMessageSize + FRAME_HEADROOM_BYTES` must fit in
+/// `max_frame_bytes`, so that a maximal message is refused with MESSAGE_ILLEGAL rather than by
+/// closing its connection.
+pub const FRAME_HEADROOM_BYTES: usize = 64 * 1024;
+/// Bounds Java applies to `registerNameServerPeriod` (it clamps; so does FerroMQ).
+pub const REGISTER_PERIOD_MIN_MS: u64 = 10_000;
+/// See [`REGISTER_PERIOD_MIN_MS`].
+pub const REGISTER_PERIOD_MAX_MS: u64 = 60_000;
+/// Bytes of one consume-queue entry (`mappedFileSizeConsumeQueue` is rounded up to a multiple).
+pub const CQ_UNIT_BYTES: u64 = 20;
+/// Java's default `messageDelayLevel` (§9.3).
+pub const DEFAULT_MESSAGE_DELAY_LEVEL: &str = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
+/// Java's `brokerName` when the host name cannot be read.
+pub const DEFAULT_BROKER_NAME: &str = "DEFAULT_BROKER";
+/// Most shards a broker can run: the shard id is 8 bits of a client-visible physical offset.
+pub const MAX_SHARDS: u32 = ferromq_store::types::MAX_SHARDS;
+
+// ------------------------------------------------------------------------------------------
+// Errors
+// ------------------------------------------------------------------------------------------
+
+/// Why a configuration cannot be loaded or used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The properties file is malformed (bad escape, bad continuation).
+    #[error("{origin}: {source}")]
+    Properties { origin: String, source: java_properties::PropertiesError },
+    /// The TOML file is malformed.
+    #[error("{origin}: invalid TOML: {source}")]
+    Toml { origin: String, source: toml::de::Error },
+    /// A known key with a value that cannot be used.
+    #[error("invalid value for {key}: {value:?} (expected {expected})")]
+    Invalid { key: String, value: String, expected: String },
+    /// A key given to [`BrokerConfig::apply_override`] that FerroMQ does not know.
+    #[error("unknown configuration key {key:?}")]
+    UnknownKey { key: String },
+    /// Values that are fine one by one but not together.
+    #[error("inconsistent configuration: {0}")]
+    Conflict(String),
+}
+
+fn invalid(key: &str, value: &str, expected: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_owned(), value: value.to_owned(), expected: expected.into() }
+}
+
+// ------------------------------------------------------------------------------------------
+// Enumerations
+// ------------------------------------------------------------------------------------------
+
+/// `flushDiskType`: when an append is acknowledged to the producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlushDiskType {
+    /// `ASYNC_FLUSH` (default): acknowledged once written to the file (page cache); the log is
+    /// fdatasync'ed every `flushIntervalCommitLog` or once `flushCommitLogLeastPages` are dirty.
+    /// A machine crash (not a process crash) can lose the last interval's acknowledged writes.
+    #[default]
+    AsyncFlush,
+    /// `SYNC_FLUSH`: acknowledged once an fdatasync covering the message completed (group
+    /// commit: one write + fdatasync in flight per shard's log, every waiting producer released
+    /// together). Durable across power loss; latency and throughput track the disk's fdatasync.
+    SyncFlush,
+}
+
+impl FlushDiskType {
+    /// The Java spelling.
+    pub fn as_java_str(self) -> &'static str {
+        match self {
+            FlushDiskType::AsyncFlush => "ASYNC_FLUSH",
+            FlushDiskType::SyncFlush => "SYNC_FLUSH",
+        }
+    }
+}
+
+impl FromStr for FlushDiskType {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_uppercase().as_str() {
+            "ASYNC_FLUSH" => Ok(FlushDiskType::AsyncFlush),
+            "SYNC_FLUSH" => Ok(FlushDiskType::SyncFlush),
+            _ => Err("ASYNC_FLUSH or SYNC_FLUSH".to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for FlushDiskType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_java_str())
+    }
+}
+
+impl From<FlushDiskType> for FlushMode {
+    fn from(kind: FlushDiskType) -> FlushMode {
+        match kind {
+            FlushDiskType::AsyncFlush => FlushMode::Async,
+            FlushDiskType::SyncFlush => FlushMode::Sync,
+        }
+    }
+}
+
+/// `brokerRole` (§7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BrokerRole {
+    /// `ASYNC_MASTER` (default): a send is acknowledged without waiting for a slave.
+    #[default]
+    AsyncMaster,
+    /// `SYNC_MASTER`: a send is acknowledged once a slave has it too (replication: `repl/`,
+    /// not built yet; until then a SYNC_MASTER acknowledges like an ASYNC_MASTER).
+    SyncMaster,
+    /// `SLAVE`: replicates a master; serves reads, refuses writes.
+    Slave,
+}
+
+impl BrokerRole {
+    /// The Java spelling.
+    pub fn as_java_str(self) -> &'static str {
+        match self {
+            BrokerRole::AsyncMaster => "ASYNC_MASTER",
+            BrokerRole::SyncMaster => "SYNC_MASTER",
+            BrokerRole::Slave => "SLAVE",
+        }
+    }
+
+    /// Whether this role accepts writes.
+    pub fn is_master(self) -> bool {
+        !matches!(self, BrokerRole::Slave)
+    }
+}
+
+impl FromStr for BrokerRole {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_uppercase().as_str() {
+            "ASYNC_MASTER" => Ok(BrokerRole::AsyncMaster),
+            "SYNC_MASTER" => Ok(BrokerRole::SyncMaster),
+            "SLAVE" => Ok(BrokerRole::Slave),
+            _ => Err("ASYNC_MASTER, SYNC_MASTER or SLAVE".to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for BrokerRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_java_str())
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The schema
+// ------------------------------------------------------------------------------------------
+
+/// The whole broker configuration. Sections are the TOML tables of the same name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerConfig {
+    /// `[broker]`: identity, role and network addresses.
+    pub broker: BrokerSection,
+    /// `[namesrv]`: name servers and registration.
+    pub namesrv: NamesrvSection,
+    /// `[topics]`: topic and subscription-group creation.
+    pub topics: TopicsSection,
+    /// `[consumer]`: pull holding, client channels, consumer offsets.
+    pub consumer: ConsumerSection,
+    /// `[transaction]`: transactional messages (§10).
+    pub transaction: TransactionSection,
+    /// `[store]`: directories, file sizes, message and pull limits, index.
+    pub store: StoreSection,
+    /// `[retention]`: when commit-log segments are deleted.
+    pub retention: RetentionSection,
+    /// `[flush]`: durability (flush type, intervals, group-commit batching).
+    pub flush: FlushSection,
+    /// `[ha]`: master–slave replication (§7).
+    pub ha: HaSection,
+    /// `[io]`: I/O backend and shard count.
+    pub io: IoSection,
+    /// `[limits]`: bounds on frames, connections, queues and in-flight work.
+    pub limits: LimitsSection,
+}
+
+/// `[broker]`: identity, role and addresses (§11.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerSection {
+    /// `brokerClusterName` / `cluster_name`. Cluster this broker group belongs to. Default
+    /// `DefaultCluster`; must not be empty. Clients and `mqadmin` address clusters by it.
+    pub cluster_name: String,
+    /// `brokerName` / `name`. Name of the broker group (a master and its slaves share it).
+    /// Default: the host name (as Java), `DEFAULT_BROKER` if it cannot be read; an empty value
+    /// in a file means that default. Set it explicitly in production: a host rename would
+    /// otherwise make the broker a new, empty group in every route.
+    pub name: String,
+    /// `brokerId` / `id`. 0 for a master, 1 and above for a slave. Default 0; bounds
+    /// 0..=9223372036854775807 (a Java long); [`BrokerConfig::validate`] requires 0 for
+    /// master roles (Java forces it silently) and ≥ 1 for `SLAVE` (as Java does).
+    pub id: u64,
+    /// `brokerRole` / `role`. `ASYNC_MASTER` (default), `SYNC_MASTER` or `SLAVE`. Trade-off:
+    /// SYNC_MASTER adds a slave round trip to each send for surviving the loss of the master's
+    /// disk.
+    pub role: BrokerRole,
+    /// `brokerPermission` / `permission`. Broker-wide permission mask sent with registration:
+    /// 4 read, 2 write, 1 inherit, 8 priority. Default 6 (read + write); bounds 0..=15.
+    /// Set 4 to drain a broker (clients stop sending to it, consumers still read it).
+    pub permission: u32,
+    /// `listenPort` / `listen_port`. Main remoting port. Default 10911; bounds 1..=65535. The
+    /// HA port defaults to this + 1.
+    pub listen_port: u16,
+    /// `bindAddress` / `bind_address`. Local address the listeners bind. Default `0.0.0.0`
+    /// (all interfaces); any IPv4 or IPv6 address.
+    pub bind_address: IpAddr,
+    /// `brokerIP1` / `ip1`. Address advertised to the name server and written as STOREHOST
+    /// into every record (§5.1). Default (`None`, empty in files): see
+    /// [`BrokerConfig::advertised_ip`] — 127.0.0.1 with the embedded name server, else the
+    /// first non-loopback IPv4 of the host. Set it on multi-homed hosts: the guess can pick
+    /// an interface clients cannot reach.
+    pub ip1: Option<IpAddr>,
+    /// `brokerIP2` / `ip2`. Address advertised for HA (`haServerAddr`). Default (`None`, empty
+    /// in files): the advertised `brokerIP1`.
+    pub ip2: Option<IpAddr>,
+    /// `regionId` / `region_id`. Echoed in send responses (`MSG_REGION`). Default
+    /// `DefaultRegion`; informational.
+    pub region_id: String,
+    /// `traceOn` / `trace_on`. Echoed in send responses (`TRACE_ON`); clients skip message
+    /// tracing when false. Default true.
+    pub trace_on: bool,
+}
+
+/// `[namesrv]`: name servers and registration (§8.1, §11.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamesrvSection {
+    /// `namesrvAddr` / `addr`. Name servers, `host:port` entries separated by `;` in files.
+    /// Default: none (empty). When none is configured, the `NAMESRV_ADDR` environment variable
+    /// is consulted ([`BrokerConfig::resolve_namesrv_addr`]); when it is still empty the broker
+    /// runs an embedded name server on `127.0.0.1:<embedded_port>` and registers there.
+    pub addr: Vec<String>,
+    /// `registerNameServerPeriod` / `register_period_ms`. Milliseconds between full
+    /// registrations with every name server. Default 30 000; clamped to 10 000..=60 000 as
+    /// Java does. The name server drops a broker after 120 s without one, so lower periods
+    /// only speed up route refresh after a missed registration, at the cost of more traffic.
+    pub register_period_ms: u64,
+    /// `registerBrokerTimeoutMills` / `register_timeout_ms`. Milliseconds one registration
+    /// waits for a name server's answer. Default 24 000 (4.x used 6000); bounds 100..=300 000.
+    pub register_timeout_ms: u64,
+    /// `forceRegister` / `force_register`. Register the full topic table each period even if
+    /// unchanged (the name server also treats a registration as a heartbeat). Default true.
+    pub force_register: bool,
+    /// `compressedRegister` / `compressed_register`. zlib-compress REGISTER_BROKER bodies.
+    /// Default false. Turn on beyond ~100 000 topics, where an uncompressed body exceeds the
+    /// name server's 16 MiB frame.
+    pub compressed_register: bool,
+    /// `embeddedNamesrvPort` / `embedded_port` (FerroMQ). Port of the embedded name server on
+    /// 127.0.0.1, used only when no name server is configured. Default 9876 (what clients try
+    /// by default); bounds 1..=65535; must differ from the broker's own ports.
+    pub embedded_port: u16,
+}
+
+/// `[topics]`: topic and subscription-group creation (§11.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicsSection {
+    /// `autoCreateTopicEnable` / `auto_create_topic_enable`. Keep `TBW102` (perm 7) so
+    /// producers create topics by sending to them. Default true (as Java). Trade-off: handy
+    /// in development; in production a typo creates a topic, so many turn it off and create
+    /// topics with `mqadmin updateTopic`.
+    pub auto_create_topic_enable: bool,
+    /// `defaultTopicQueueNums` / `default_topic_queue_nums`. Queue count of `TBW102`, the
+    /// upper bound for auto-created topics (producers ask for min(this, their own, 4 by
+    /// default)). Default 8; bounds 1..=1024. More queues: more consumer parallelism, more
+    /// consume-queue files.
+    pub default_topic_queue_nums: u32,
+    /// `autoCreateSubscriptionGroup` / `auto_create_subscription_group`. Create consumer groups
+    /// on first use. Default true.
+    pub auto_create_subscription_group: bool,
+    /// `clusterTopicEnable` / `cluster_topic_enable`. Register a topic named after the cluster.
+    /// Default true.
+    pub cluster_topic_enable: bool,
+    /// `brokerTopicEnable` / `broker_topic_enable`. Register a topic named after the broker.
+    /// Default true.
+    pub broker_topic_enable: bool,
+}
+
+/// `[consumer]`: pull holding, client channels and consumer offsets (§2.2, §11.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerSection {
+    /// `longPollingEnable` / `long_polling_enable`. Hold a pull that finds nothing until a
+    /// message arrives or the client's `suspendTimeoutMillis` passes. Default true. Off: pulls
+    /// are held `short_polling_time_ms` and then answered empty (more requests, more latency).
+    pub long_polling_enable: bool,
+    /// `shortPollingTimeMills` / `short_polling_time_ms`. Milliseconds an empty pull is held
+    /// when long polling is off. Default 1000; bounds 1..=60 000.
+    pub short_polling_time_ms: u64,
+    /// `notifyConsumerIdsChangedEnable` / `notify_consumer_ids_changed_enable`. Push code 40
+    /// to a group's consumers when its membership changes, so they rebalance at once (else
+    /// within their 20 s rebalance period). Default true.
+    pub notify_consumer_ids_changed_enable: bool,
+    /// `slaveReadEnable` / `slave_read_enable`. Steer consumers to a slave when the master is
+    /// reading from disk rather than memory (§7.6). Default false.
+    pub slave_read_enable: bool,
+    /// `channelExpiredTimeout` / `channel_expired_timeout_ms`. Milliseconds without a
+    /// heartbeat after which a client's producer and consumer registrations are dropped.
+    /// Default 120 000; bounds 1000..=3 600 000. Clients heartbeat every 30 s; lower values
+    /// drop slow clients sooner and risk needless rebalances.
+    pub channel_expired_timeout_ms: u64,
+    /// `flushConsumerOffsetInterval` / `flush_consumer_offset_interval_ms`. Milliseconds
+    /// between persists of committed consumer offsets (`consumerOffset.json`). Default 5000;
+    /// bounds 100..=3 600 000. A crash re-delivers up to this much consumption.
+    pub flush_consumer_offset_interval_ms: u64,
+}
+
+/// `[transaction]`: transactional messages (§10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionSection {
+    /// `rejectTransactionMessage` / `reject_transaction_message`. Refuse half messages.
+    /// Default false.
+    pub reject_transaction_message: bool,
+    /// `transactionTimeOut` / `timeout_ms`. Milliseconds after which an unresolved half
+    /// message is first checked back with its producer. Default 6000; bounds 1..=86 400 000.
+    pub timeout_ms: u64,
+    /// `transactionCheckMax` / `check_max`. Check-backs before a half message is discarded.
+    /// Default 15; bounds 1..=1000.
+    pub check_max: u32,
+    /// `transactionCheckInterval` / `check_interval_ms`. Milliseconds between check passes.
+    /// Default 30 000 (5.x; 4.x used 60 000); bounds 1000..=86 400 000.
+    pub check_interval_ms: u64,
+}
+
+/// `[store]`: directories, file sizes, message and pull limits, index (§6, §11.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSection {
+    /// `storePathRootDir` / `root_dir`. Root of the store; shard `n` lives in
+    /// `<root_dir>/shard-<n>/`. Default `$HOME/store` (as Java); an empty value in a file
+    /// means that default.
+    pub root_dir: PathBuf,
+    /// `storePathCommitLog` / `commit_log_dir`. Java's commit-log directory. Default (`None`,
+    /// empty in files): `<root_dir>/commitlog`. FerroMQ keeps one commit log per shard under
+    /// `<root_dir>/shard-<n>/commitlog`, so only the default (or the same path written out, as
+    /// the shipped example files do) is accepted by [`BrokerConfig::validate`].
+    pub commit_log_dir: Option<PathBuf>,
+    /// `mappedFileSizeCommitLog` / `segment_size_bytes`. Bytes per commit-log segment.
+    /// Default 1 GiB (1073741824); bounds 4096..=17179869184 (16 GiB), and a segment must hold
+    /// the largest message. Retention deletes whole segments: smaller ones free space in finer
+    /// steps and roll more often.
+    pub segment_size_bytes: u64,
+    /// `mappedFileSizeConsumeQueue` / `cq_file_size_bytes`. Bytes per consume-queue file,
+    /// rounded up to a multiple of 20 (one entry) as Java does. Default 6 000 000 (300 000
+    /// entries); bounds 20..=2147483647.
+    pub cq_file_size_bytes: u64,
+    /// `maxMessageSize` / `max_message_size_bytes`. Largest message body, or total body of a
+    /// batch, in bytes; larger sends get MESSAGE_ILLEGAL. Default 4 MiB (4194304); bounds
+    /// 1..=1073741824, and at most `max_frame_bytes - 64 KiB` (header headroom).
+    pub max_message_size_bytes: usize,
+    /// `messageDelayLevel` / `message_delay_level`. Delay levels 1, 2, … as space-separated
+    /// durations with unit `s`, `m`, `h` or `d` (§9.3). Default
+    /// `1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h`; at least one level.
+    pub message_delay_level: String,
+    /// `messageIndexEnable` / `index_enable`. Build the key / unique-id index (QUERY_MESSAGE,
+    /// `mqadmin queryMsgByKey`). Default true. Off saves a write per key per message.
+    pub index_enable: bool,
+    /// `maxHashSlotNum` / `index_hash_slots`. Hash slots per index file. Default 5 000 000;
+    /// bounds 1..=100 000 000. Each slot is 4 bytes of the file.
+    pub index_hash_slots: u32,
+    /// `maxIndexNum` / `index_max_entries`. Entries per index file. Default 20 000 000; bounds
+    /// 2..=400 000 000. Each entry is 20 bytes of the file.
+    pub index_max_entries: u32,
+    /// `defaultQueryMaxNum` / `default_query_max_num`. Most messages one QUERY_MESSAGE returns.
+    /// Default 32; bounds 1..=100 000.
+    pub default_query_max_num: u32,
+    /// `maxTransferBytesOnMessageInMemory` / `max_transfer_bytes`. Most body bytes one pull
+    /// returns (a first message larger than this is still returned alone). Default 262 144;
+    /// bounds 1..=1073741824. Larger batches: fewer round trips, larger responses.
+    pub max_transfer_bytes: u32,
+    /// `maxTransferCountOnMessageInMemory` / `max_transfer_count`. Most messages one pull
+    /// returns. Default 32; bounds 1..=65535.
+    pub max_transfer_count: u32,
+    /// `checkCRCOnRecover` / `check_crc_on_recover`. Re-check every record's body CRC during
+    /// recovery after a crash. Default true. Off: faster recovery, corruption found later.
+    pub check_crc_on_recover: bool,
+}
+
+/// `[retention]`: when commit-log segments are deleted (§11.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionSection {
+    /// `deleteWhen` / `delete_when`. Hours of the day (local time, `0`..`23`, `;`-separated)
+    /// at which expired segments are deleted. Default `04`. Pick quiet hours: deletion costs
+    /// I/O.
+    pub delete_when: String,
+    /// `fileReservedTime` / `file_reserved_time_hours`. Hours a segment is kept after its last
+    /// write. Default 72 (the shipped example files use 48); bounds 1..=87 600.
+    pub file_reserved_time_hours: u64,
+    /// `diskMaxUsedSpaceRatio` / `disk_max_used_space_ratio_pct`. Disk usage (%) above which
+    /// expired segments are deleted at any hour. Default 75; clamped to 10..=95 as Java does.
+    pub disk_max_used_space_ratio_pct: u32,
+    /// `diskSpaceCleanForciblyRatio` / `disk_space_clean_forcibly_ratio_pct`. Disk usage (%)
+    /// above which the oldest segments are deleted even if not expired (when
+    /// `clean_file_forcibly_enable`). Default 85; bounds 1..=99; at most the warning level.
+    pub disk_space_clean_forcibly_ratio_pct: u32,
+    /// `diskSpaceWarningLevelRatio` / `disk_space_warning_level_ratio_pct`. Disk usage (%)
+    /// above which sends are refused. Default 90; bounds 1..=99.
+    pub disk_space_warning_level_ratio_pct: u32,
+    /// `cleanFileForciblyEnable` / `clean_file_forcibly_enable`. Allow deleting unexpired
+    /// segments when the disk is nearly full. Default true. Off: the broker refuses writes
+    /// instead of losing unconsumed messages.
+    pub clean_file_forcibly_enable: bool,
+    /// `deleteFileBatchMax` / `delete_file_batch_max`. Most segments deleted per pass. Default
+    /// 10; bounds 1..=10 000. Bounds the I/O burst of one pass.
+    pub delete_file_batch_max: usize,
+}
+
+/// `[flush]`: durability and group-commit batching (§7.1, §11.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlushSection {
+    /// `flushDiskType` / `disk_type`. `ASYNC_FLUSH` (default) or `SYNC_FLUSH`; see
+    /// [`FlushDiskType`] and `tuning/README.md`.
+    pub disk_type: FlushDiskType,
+    /// `flushIntervalCommitLog` / `interval_ms`. ASYNC_FLUSH: milliseconds between fdatasyncs
+    /// while bytes are dirty. Default 500; bounds 1..=60 000. Longer: fewer syncs, more
+    /// acknowledged data at risk on power loss. Unused by SYNC_FLUSH (no timer).
+    pub interval_ms: u64,
+    /// `flushCommitLogLeastPages` / `least_pages`. ASYNC_FLUSH: sync as soon as this many
+    /// 4 KiB pages are dirty. Default 4 (16 KiB); bounds 0..=262 144 (1 GiB); 0 syncs after
+    /// every write. Unused by SYNC_FLUSH.
+    pub least_pages: u64,
+    /// `syncFlushTimeout` / `sync_flush_timeout_ms`. SYNC_FLUSH: milliseconds a producer waits
+    /// for the fdatasync covering its message before FLUSH_DISK_TIMEOUT (the message is still
+    /// written and will be synced). Default 5000; bounds 1..=600 000.
+    pub sync_flush_timeout_ms: u64,
+    /// `flushIntervalConsumeQueue` / `consume_queue_interval_ms`. Milliseconds between syncs
+    /// of consume queues and the index, and checkpoint rewrites. Default 1000; bounds
+    /// 1..=600 000. Longer: less I/O, longer replay of the log after a crash.
+    pub consume_queue_interval_ms: u64,
+    /// `maxFlushBatchBytes` / `max_batch_bytes` (FerroMQ). Largest single write of the commit
+    /// log; a larger backlog is written in several batches. Default 4 MiB; bounds
+    /// 1024..=1073741824. Larger batches: fewer syncs under load, longer waits per batch.
+    pub max_batch_bytes: usize,
+    /// `maxPendingFlushBytes` / `max_pending_bytes` (FerroMQ). Appended bytes not yet written,
+    /// per shard; beyond it sends get SYSTEM_BUSY (backpressure). Default 64 MiB; bounds
+    /// 4096..=17179869184; at least `max_batch_bytes`. Memory per shard, bounded.
+    pub max_pending_bytes: usize,
+}
+
+/// `[ha]`: master–slave replication (§7; `repl/`, not built yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaSection {
+    /// `haListenPort` / `listen_port`. Master's HA port. Default (`None`, 0 in TOML, empty in
+    /// properties): `listenPort + 1`. Bounds 1..=65535.
+    pub listen_port: Option<u16>,
+    /// `haMasterAddress` / `master_address`. Static `host:port` of the master's HA port for a
+    /// slave. Default none: learned from the name server's registration answer.
+    pub master_address: Option<String>,
+    /// `slaveTimeout` / `slave_timeout_ms`. SYNC_MASTER: milliseconds a send waits for a slave
+    /// before FLUSH_SLAVE_TIMEOUT. Default 3000; bounds 1..=600 000.
+    pub slave_timeout_ms: u64,
+    /// `haSendHeartbeatInterval` / `send_heartbeat_interval_ms`. Milliseconds between a slave's
+    /// offset reports when idle. Default 5000; bounds 100..=600 000.
+    pub send_heartbeat_interval_ms: u64,
+    /// `haHousekeepingInterval` / `housekeeping_interval_ms`. Milliseconds of silence after
+    /// which an HA connection is closed. Default 20 000; bounds 1000..=3 600 000.
+    pub housekeeping_interval_ms: u64,
+    /// `haTransferBatchSize` / `transfer_batch_bytes`. Most log bytes per replication frame.
+    /// Default 32 768; bounds 1024..=67108864.
+    pub transfer_batch_bytes: u32,
+    /// `haMaxGapNotInSync` / `max_gap_not_in_sync_bytes`. A slave further behind than this is
+    /// not counted as in sync (SYNC_MASTER answers SLAVE_NOT_AVAILABLE). Default 268 435 456
+    /// (256 MiB); bounds 1..=1099511627776.
+    pub max_gap_not_in_sync_bytes: u64,
+}
+
+/// `[io]`: I/O backend and shards (DESIGN.md, "I/O foundation", "Threads and ownership").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoSection {
+    /// `io.backend` / `backend`. `auto` (default: io_uring if the kernel allows it, else
+    /// epoll), `io_uring` (fail at start if unavailable) or `epoll`. The `FERROMQ_IO_BACKEND`
+    /// environment variable overrides it.
+    pub backend: IoBackend,
+    /// `shards` / `shards`. Shard threads, each pinned to a core with its own commit log.
+    /// Default 0 = one per CPU ([`BrokerConfig::effective_shards`]); bounds 0..=256. Fewer
+    /// shards leave cores to other processes; queues are spread over shards, so a topic with
+    /// fewer queues than shards cannot use them all.
+    pub shards: u32,
+}
+
+/// `[limits]`: every bound on frames, connections, queues and in-flight work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsSection {
+    /// `maxFrameBytes` / `max_frame_bytes`. Largest frame accepted, checked before the reader
+    /// allocates for it; a larger one closes its connection. Default 16 MiB (16777216, Java's
+    /// limit); bounds 4096..=1073741824; at least `maxMessageSize + 64 KiB`.
+    pub max_frame_bytes: usize,
+    /// `maxHeaderBytes` / `max_header_bytes`. Largest frame header. Default 4 MiB; bounds
+    /// 1024..=`max_frame_bytes`.
+    pub max_header_bytes: usize,
+    /// `maxConnections` / `max_connections`. Open client connections per listener (each shard
+    /// has one). Default 10 000; bounds 1..=1 000 000. Connections beyond it are closed at
+    /// accept.
+    pub max_connections: usize,
+    /// `maxInFlightRequestsPerConnection` / `max_in_flight_requests_per_connection`. Requests
+    /// of one connection served at once (held pulls included); beyond it SYSTEM_BUSY.
+    /// Default 1024; bounds 1..=1 000 000.
+    pub max_in_flight_requests_per_connection: usize,
+    /// `writeQueueFrames` / `write_queue_frames`. Encoded frames queued for one connection's
+    /// writer; a full queue makes responders wait (backpressure on slow readers). Default
+    /// 1024; bounds 1..=1 000 000.
+    pub write_queue_frames: usize,
+    /// `maxHeldPullsPerShard` / `max_held_pulls_per_shard`. Long-polling pulls one shard holds
+    /// at once; beyond it a pull that finds nothing is answered at once (PULL_NOT_FOUND).
+    /// Default 65 536; bounds 1..=10 000 000. Memory: one small entry per held pull.
+    pub max_held_pulls_per_shard: usize,
+    /// `crossShardQueueDepth` / `cross_shard_queue_depth`. Requests queued from one shard to
+    /// another (a send for a queue owned elsewhere); beyond it SYSTEM_BUSY. Default 4096;
+    /// bounds 1..=1 000 000.
+    pub cross_shard_queue_depth: usize,
+}
+
+// ------------------------------------------------------------------------------------------
+// Defaults and profiles
+// ------------------------------------------------------------------------------------------
+
+impl Default for BrokerConfig {
+    /// PROTOCOL.md §11 defaults; `brokerName` is the host name, `storePathRootDir` `$HOME/store`.
+    fn default() -> BrokerConfig {
+        BrokerConfig {
+            broker: BrokerSection {
+                cluster_name: "DefaultCluster".to_owned(),
+                name: default_broker_name(),
+                id: 0,
+                role: BrokerRole::AsyncMaster,
+                permission: 6,
+                listen_port: DEFAULT_LISTEN_PORT,
+                bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                ip1: None,
+                ip2: None,
+                region_id: "DefaultRegion".to_owned(),
+                trace_on: true,
+            },
+            namesrv: NamesrvSection {
+                addr: Vec::new(),
+                register_period_ms: 30_000,
+                register_timeout_ms: 24_000,
+                force_register: true,
+                compressed_register: false,
+                embedded_port: DEFAULT_EMBEDDED_NAMESRV_PORT,
+            },
+            topics: TopicsSection {
+                auto_create_topic_enable: true,
+                default_topic_queue_nums: 8,
+                auto_create_subscription_group: true,
+                cluster_topic_enable: true,
+                broker_topic_enable: true,
+            },
+            consumer: ConsumerSection {
+                long_polling_enable: true,
+                short_polling_time_ms: 1000,
+                notify_consumer_ids_changed_enable: true,
+                slave_read_enable: false,
+                channel_expired_timeout_ms: 120_000,
+                flush_consumer_offset_interval_ms: 5000,
+            },
+            transaction: TransactionSection {
+                reject_transaction_message: false,
+                timeout_ms: 6000,
+                check_max: 15,
+                check_interval_ms: 30_000,
+            },
+            store: StoreSection {
+                root_dir: default_store_root(),
+                commit_log_dir: None,
+                segment_size_bytes: 1 << 30,
+                cq_file_size_bytes: 300_000 * CQ_UNIT_BYTES,
+                max_message_size_bytes: 4 << 20,
+                message_delay_level: DEFAULT_MESSAGE_DELAY_LEVEL.to_owned(),
+                index_enable: true,
+                index_hash_slots: 5_000_000,
+                index_max_entries: 20_000_000,
+                default_query_max_num: 32,
+                max_transfer_bytes: 262_144,
+                max_transfer_count: 32,
+                check_crc_on_recover: true,
+            },
+            retention: RetentionSection {
+                delete_when: "04".to_owned(),
+                file_reserved_time_hours: 72,
+                disk_max_used_space_ratio_pct: 75,
+                disk_space_clean_forcibly_ratio_pct: 85,
+                disk_space_warning_level_ratio_pct: 90,
+                clean_file_forcibly_enable: true,
+                delete_file_batch_max: 10,
+            },
+            flush: FlushSection {
+                disk_type: FlushDiskType::AsyncFlush,
+                interval_ms: 500,
+                least_pages: 4,
+                sync_flush_timeout_ms: 5000,
+                consume_queue_interval_ms: 1000,
+                max_batch_bytes: 4 << 20,
+                max_pending_bytes: 64 << 20,
+            },
+            ha: HaSection {
+                listen_port: None,
+                master_address: None,
+                slave_timeout_ms: 3000,
+                send_heartbeat_interval_ms: 5000,
+                housekeeping_interval_ms: 20_000,
+                transfer_batch_bytes: 32_768,
+                max_gap_not_in_sync_bytes: 256 << 20,
+            },
+            io: IoSection { backend: IoBackend::Auto, shards: 0 },
+            limits: LimitsSection {
+                max_frame_bytes: 16 << 20,
+                max_header_bytes: 4 << 20,
+                max_connections: 10_000,
+                max_in_flight_requests_per_connection: 1024,
+                write_queue_frames: 1024,
+                max_held_pulls_per_shard: 65_536,
+                cross_shard_queue_depth: 4096,
+            },
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// A profile for tests: store under `root`, every limit tiny so tests hit segment and
+    /// consume-queue rolls, flush batching, pull batch limits and backpressure quickly; two
+    /// shards so cross-shard hand-off is exercised; SYNC_FLUSH with a 5 ms interval (as the
+    /// store's own `StoreConfig::test_min`). Same values as `tuning/test_min.toml`. Tests set
+    /// `broker.listen_port` and `namesrv.embedded_port` to free ports themselves.
+    pub fn test_min(root: impl Into<PathBuf>) -> BrokerConfig {
+        let base = BrokerConfig::default();
+        BrokerConfig {
+            broker: BrokerSection { name: "test-broker".to_owned(), ..base.broker },
+            namesrv: NamesrvSection { register_period_ms: REGISTER_PERIOD_MIN_MS, register_timeout_ms: 1000, ..base.namesrv },
+            topics: TopicsSection { default_topic_queue_nums: 4, ..base.topics },
+            consumer: ConsumerSection { short_polling_time_ms: 50, flush_consumer_offset_interval_ms: 100, ..base.consumer },
+            transaction: TransactionSection { timeout_ms: 100, check_max: 2, check_interval_ms: 1000, ..base.transaction },
+            store: StoreSection {
+                root_dir: root.into(),
+                segment_size_bytes: 4096,
+                cq_file_size_bytes: 8 * CQ_UNIT_BYTES,
+                max_message_size_bytes: 1024,
+                message_delay_level: "1s 2s 3s".to_owned(),
+                index_hash_slots: 16,
+                index_max_entries: 32,
+                default_query_max_num: 4,
+                max_transfer_bytes: 4096,
+                max_transfer_count: 4,
+                ..base.store
+            },
+            retention: RetentionSection { file_reserved_time_hours: 1, delete_file_batch_max: 2, ..base.retention },
+            flush: FlushSection {
+                disk_type: FlushDiskType::SyncFlush,
+                interval_ms: 5,
+                least_pages: 1,
+                sync_flush_timeout_ms: 1000,
+                consume_queue_interval_ms: 20,
+                max_batch_bytes: 2048,
+                max_pending_bytes: 16 * 1024,
+            },
+            ha: HaSection {
+                slave_timeout_ms: 500,
+                send_heartbeat_interval_ms: 100,
+                housekeeping_interval_ms: 2000,
+                transfer_batch_bytes: 1024,
+                max_gap_not_in_sync_bytes: 64 * 1024,
+                ..base.ha
+            },
+            io: IoSection { shards: 2, ..base.io },
+            limits: LimitsSection {
+                max_frame_bytes: 128 * 1024,
+                max_header_bytes: 32 * 1024,
+                max_connections: 64,
+                max_in_flight_requests_per_connection: 8,
+                write_queue_frames: 4,
+                max_held_pulls_per_shard: 8,
+                cross_shard_queue_depth: 4,
+            },
+        }
+    }
+}
+
+fn default_store_root() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from).join("store")
+}
+
+/// The host name (`gethostname`), or `DEFAULT_BROKER` as Java when it cannot be read.
+fn default_broker_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is a writable buffer of the length passed; gethostname writes at most that
+    // many bytes and does not keep the pointer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast::<libc::c_char>(), buf.len()) };
+    if rc != 0 {
+        return DEFAULT_BROKER_NAME.to_owned();
+    }
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(buf.get(..len).unwrap_or_default()) {
+        Ok(name) if !name.trim().is_empty() => name.trim().to_owned(),
+        _ => DEFAULT_BROKER_NAME.to_owned(),
+    }
+}
+
+/// The host's IPv4 address as Java's `RemotingUtil.getLocalAddress` picks it: addresses of
+/// interfaces that are up and not loopback; the first that is neither `192.168.*` nor
+/// link-local (`169.254.*`), else the last candidate. `None` when the host has none (or
+/// `getifaddrs` fails).
+pub fn detect_local_ipv4() -> Option<Ipv4Addr> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: `head` is a valid out-pointer; on success it receives a list we free below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return None;
+    }
+    let mut candidates = Vec::new();
+    let mut cursor = head;
+    while !cursor.is_null() {
+        // SAFETY: `cursor` is a node of the list getifaddrs returned, valid until freeifaddrs.
+        let ifa = unsafe { &*cursor };
+        cursor = ifa.ifa_next;
+        let up = ifa.ifa_flags & (libc::IFF_UP as libc::c_uint) != 0;
+        let loopback = ifa.ifa_flags & (libc::IFF_LOOPBACK as libc::c_uint) != 0;
+        if ifa.ifa_addr.is_null() || !up || loopback {
+            continue;
+        }
+        // SAFETY: `ifa_addr` is non-null and points to a sockaddr owned by the list.
+        let family = unsafe { (*ifa.ifa_addr).sa_family };
+        if i32::from(family) != libc::AF_INET {
+            continue;
+        }
+        // SAFETY: the family is AF_INET, so the address is a `sockaddr_in`.
+        let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
+        let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+        if !ip.is_loopback() && !ip.is_unspecified() {
+            candidates.push(ip);
+        }
+    }
+    // SAFETY: `head` came from a successful getifaddrs and is freed once; no reference into
+    // the list outlives this point (addresses were copied out).
+    unsafe { libc::freeifaddrs(head) };
+    let preferred = candidates
+        .iter()
+        .find(|ip| {
+            let [a, b, _, _] = ip.octets();
+            !ip.is_link_local() && (a, b) != (192, 168)
+        })
+        .copied();
+    preferred.or_else(|| candidates.last().copied())
+}
+
+// ------------------------------------------------------------------------------------------
+// Derived values and mappings
+// ------------------------------------------------------------------------------------------
+
+impl BrokerConfig {
+    /// Whether the broker runs its own name server (no name server configured).
+    pub fn uses_embedded_namesrv(&self) -> bool {
+        self.namesrv.addr.is_empty()
+    }
+
+    /// Fills `namesrv.addr` from the `NAMESRV_ADDR` environment variable when neither the file
+    /// nor an override configured a name server (Java's order: `-n`, file, environment).
+    /// Entries are checked by [`BrokerConfig::validate`].
+    pub fn resolve_namesrv_addr(&mut self) {
+        self.resolve_namesrv_addr_from(std::env::var("NAMESRV_ADDR").ok());
+    }
+
+    fn resolve_namesrv_addr_from(&mut self, env: Option<String>) {
+        if !self.namesrv.addr.is_empty() {
+            return;
+        }
+        if let Some(text) = env {
+            self.namesrv.addr = split_namesrv_list(&text);
+            if !self.namesrv.addr.is_empty() {
+                tracing::info!(namesrv_addr = %text, "name servers taken from NAMESRV_ADDR");
+            }
+        }
+    }
+
+    /// The address advertised to the name server and written as STOREHOST: `brokerIP1` when
+    /// set; otherwise 127.0.0.1 when the broker runs the embedded name server (everything is
+    /// local then), else the host's first non-loopback IPv4 ([`detect_local_ipv4`]), else
+    /// 127.0.0.1.
+    pub fn advertised_ip(&self, embedded_namesrv: bool) -> IpAddr {
+        match self.broker.ip1 {
+            Some(ip) => ip,
+            None if embedded_namesrv => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            None => IpAddr::V4(detect_local_ipv4().unwrap_or(Ipv4Addr::LOCALHOST)),
+        }
+    }
+
+    /// The address advertised for HA (`brokerIP2`, else [`BrokerConfig::advertised_ip`]).
+    pub fn advertised_ha_ip(&self, embedded_namesrv: bool) -> IpAddr {
+        self.broker.ip2.unwrap_or_else(|| self.advertised_ip(embedded_namesrv))
+    }
+
+    /// The HA port: `haListenPort`, else `listenPort + 1` (saturating; `validate` rejects
+    /// 65535 + 1).
+    pub fn ha_listen_port(&self) -> u16 {
+        self.ha.listen_port.unwrap_or_else(|| self.broker.listen_port.saturating_add(1))
+    }
+
+    /// Java's commit-log directory (`storePathCommitLog`, default `<root>/commitlog`).
+    pub fn commit_log_dir(&self) -> PathBuf {
+        self.store.commit_log_dir.clone().unwrap_or_else(|| self.store.root_dir.join("commitlog"))
+    }
+
+    /// Shards to run: `shards`, or one per CPU when 0, at most [`MAX_SHARDS`].
+    pub fn effective_shards(&self) -> u32 {
+        let wanted = if self.io.shards == 0 {
+            std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(MAX_SHARDS))
+        } else {
+            self.io.shards
+        };
+        wanted.clamp(1, MAX_SHARDS)
+    }
+
+    /// Directory of shard `shard`'s store: `<storePathRootDir>/shard-<n>`. Every shard has its
+    /// own commit log (`…/shard-<n>/commitlog`), consume queues, index and checkpoint, so the
+    /// shard count must not change over an existing store: queue ownership would move.
+    pub fn shard_dir(&self, shard: ShardId) -> PathBuf {
+        self.store.root_dir.join(format!("shard-{}", shard.0))
+    }
+
+    /// Consume-queue entries per file: `mappedFileSizeConsumeQueue / 20`, rounded up.
+    pub fn cq_entries_per_file(&self) -> u64 {
+        self.store.cq_file_size_bytes.div_ceil(CQ_UNIT_BYTES).max(1)
+    }
+
+    /// The delay of each delay level (index 0 = level 1), in milliseconds.
+    pub fn delay_levels_ms(&self) -> Result<Vec<u64>, ConfigError> {
+        parse_delay_levels(&self.store.message_delay_level)
+            .map_err(|expected| invalid("messageDelayLevel", &self.store.message_delay_level, expected))
+    }
+
+    /// The store configuration of one shard: `root_dir` = [`BrokerConfig::shard_dir`], every
+    /// size, interval and limit from `[store]`, `[retention]` and `[flush]`.
+    pub fn store_config(&self, shard: ShardId) -> StoreConfig {
+        let mut cfg = StoreConfig::new(self.shard_dir(shard));
+        cfg.shard = shard;
+        cfg.segment_size_bytes = self.store.segment_size_bytes;
+        cfg.cq_entries_per_file = self.cq_entries_per_file();
+        cfg.flush_mode = self.flush.disk_type.into();
+        cfg.flush_interval_ms = self.flush.interval_ms;
+        cfg.flush_least_bytes = self.flush.least_pages.saturating_mul(OS_PAGE_BYTES);
+        cfg.sync_flush_timeout_ms = self.flush.sync_flush_timeout_ms;
+        cfg.max_message_size_bytes = self.store.max_message_size_bytes;
+        cfg.max_flush_batch_bytes = self.flush.max_batch_bytes;
+        cfg.max_pending_bytes = self.flush.max_pending_bytes;
+        cfg.checkpoint_interval_ms = self.flush.consume_queue_interval_ms;
+        cfg.check_crc_on_recover = self.store.check_crc_on_recover;
+        cfg.index_enable = self.store.index_enable;
+        cfg.index_hash_slots = self.store.index_hash_slots;
+        cfg.index_max_entries = self.store.index_max_entries;
+        cfg.delete_when = self.retention.delete_when.clone();
+        cfg.file_reserved_time_hours = self.retention.file_reserved_time_hours;
+        cfg.disk_max_used_space_ratio_pct = self.retention.disk_max_used_space_ratio_pct;
+        cfg.disk_space_clean_forcibly_ratio_pct = self.retention.disk_space_clean_forcibly_ratio_pct;
+        cfg.disk_space_warning_level_ratio_pct = self.retention.disk_space_warning_level_ratio_pct;
+        cfg.clean_file_forcibly_enable = self.retention.clean_file_forcibly_enable;
+        cfg.delete_file_batch_max = self.retention.delete_file_batch_max;
+        cfg.max_transfer_bytes = self.store.max_transfer_bytes;
+        cfg.max_transfer_count = self.store.max_transfer_count;
+        cfg
+    }
+
+    /// Frame limits for the codec.
+    pub fn wire_limits(&self) -> WireLimits {
+        WireLimits { max_frame_bytes: self.limits.max_frame_bytes, max_header_bytes: self.limits.max_header_bytes }
+    }
+
+    /// Limits of one listener and its connections; fields without a broker key keep
+    /// `ferromq-net`'s defaults.
+    pub fn server_limits(&self) -> ServerLimits {
+        ServerLimits {
+            conn: ConnLimits {
+                wire: self.wire_limits(),
+                max_in_flight_requests: self.limits.max_in_flight_requests_per_connection,
+                write_queue_frames: self.limits.write_queue_frames,
+                ..ConnLimits::default()
+            },
+            max_connections: self.limits.max_connections,
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Validation
+// ------------------------------------------------------------------------------------------
+
+impl BrokerConfig {
+    /// Checks every field against the bounds of its key (the same parser as for files) and the
+    /// relations between fields. Call it after loading and applying overrides.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut scratch = self.clone();
+        for key in KEYS {
+            let value = (key.get)(self);
+            (key.set)(&mut scratch, &value).map_err(|expected| invalid(key.java, &value, expected))?;
+        }
+        let b = &self.broker;
+        if b.cluster_name.trim().is_empty() {
+            return Err(invalid("brokerClusterName", &b.cluster_name, "a non-empty cluster name"));
+        }
+        if b.name.trim().is_empty() {
+            return Err(invalid("brokerName", &b.name, "a non-empty broker name"));
+        }
+        match b.role {
+            BrokerRole::AsyncMaster | BrokerRole::SyncMaster if b.id != 0 => {
+                return Err(invalid(
+                    "brokerId",
+                    &b.id.to_string(),
+                    format!("0 for a {} (brokerRole); slaves use 1 and above (Java would silently force 0)", b.role),
+                ));
+            }
+            BrokerRole::Slave if b.id == 0 => {
+                return Err(invalid("brokerId", "0", "1 or above for a SLAVE (brokerRole); 0 is the master's id"));
+            }
+            _ => {}
+        }
+        let ha_port = u32::from(self.ha.listen_port.unwrap_or(0));
+        let ha_port = if ha_port == 0 { u32::from(b.listen_port) + 1 } else { ha_port };
+        if ha_port > u32::from(u16::MAX) {
+            return Err(ConfigError::Conflict(format!(
+                "listenPort {} leaves no port for HA (listenPort + 1); set haListenPort",
+                b.listen_port
+            )));
+        }
+        if ha_port == u32::from(b.listen_port) {
+            return Err(ConfigError::Conflict(format!("haListenPort and listenPort are both {}", b.listen_port)));
+        }
+        if self.uses_embedded_namesrv() {
+            let ns = u32::from(self.namesrv.embedded_port);
+            if ns == u32::from(b.listen_port) || ns == ha_port {
+                return Err(ConfigError::Conflict(format!(
+                    "embeddedNamesrvPort {ns} (used because no namesrvAddr is configured) collides with listenPort or haListenPort"
+                )));
+            }
+        }
+        if let Some(dir) = &self.store.commit_log_dir
+            && dir != &self.store.root_dir.join("commitlog")
+        {
+            return Err(invalid(
+                "storePathCommitLog",
+                &dir.to_string_lossy(),
+                format!(
+                    "{} (storePathRootDir/commitlog) or empty: FerroMQ keeps one commit log per shard, in \
+                     storePathRootDir/shard-<n>/commitlog, and cannot place it elsewhere yet",
+                    self.store.root_dir.join("commitlog").display()
+                ),
+            ));
+        }
+        let limits = &self.limits;
+        if limits.max_header_bytes > limits.max_frame_bytes {
+            return Err(ConfigError::Conflict(format!(
+                "maxHeaderBytes {} exceeds maxFrameBytes {}",
+                limits.max_header_bytes, limits.max_frame_bytes
+            )));
+        }
+        if self.store.max_message_size_bytes.saturating_add(FRAME_HEADROOM_BYTES) > limits.max_frame_bytes {
+            return Err(ConfigError::Conflict(format!(
+                "maxMessageSize {} plus {} bytes of header headroom exceeds maxFrameBytes {}: a maximal message \
+                 could not be sent; raise maxFrameBytes or lower maxMessageSize",
+                self.store.max_message_size_bytes, FRAME_HEADROOM_BYTES, limits.max_frame_bytes
+            )));
+        }
+        let r = &self.retention;
+        if r.disk_space_clean_forcibly_ratio_pct > r.disk_space_warning_level_ratio_pct {
+            return Err(ConfigError::Conflict(format!(
+                "diskSpaceCleanForciblyRatio {}% exceeds diskSpaceWarningLevelRatio {}%: writes would be refused \
+                 before forcible cleaning starts",
+                r.disk_space_clean_forcibly_ratio_pct, r.disk_space_warning_level_ratio_pct
+            )));
+        }
+        if self.flush.max_pending_bytes < self.flush.max_batch_bytes {
+            return Err(ConfigError::Conflict(format!(
+                "maxPendingFlushBytes {} is below maxFlushBatchBytes {}",
+                self.flush.max_pending_bytes, self.flush.max_batch_bytes
+            )));
+        }
+        self.store_config(ShardId(0))
+            .validate()
+            .map_err(|e| ConfigError::Conflict(format!("store settings (mappedFileSizeCommitLog, maxMessageSize, …): {e}")))?;
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Loading
+// ------------------------------------------------------------------------------------------
+
+impl BrokerConfig {
+    /// Reads `path` over the defaults: `.toml` as the native schema, anything else (normally
+    /// `.properties`) as a RocketMQ properties file. Returns the configuration and the unknown
+    /// keys (already logged at `warn`). Does not [`validate`](BrokerConfig::validate).
+    pub fn load(path: impl AsRef<Path>) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let origin = path.display().to_string();
+        let is_toml = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+        let mut config = BrokerConfig::default();
+        let unknown =
+            if is_toml { config.apply_toml_str(&text, &origin)? } else { config.apply_properties_str(&text, &origin)? };
+        Ok((config, unknown))
+    }
+
+    /// Parses a RocketMQ properties text over the defaults.
+    pub fn from_properties_str(text: &str) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
+        let mut config = BrokerConfig::default();
+        let unknown = config.apply_properties_str(text, "<properties>")?;
+        Ok((config, unknown))
+    }
+
+    /// Parses a TOML text over the defaults.
+    pub fn from_toml_str(text: &str) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
+        let mut config = BrokerConfig::default();
+        let unknown = config.apply_toml_str(text, "<toml>")?;
+        Ok((config, unknown))
+    }
+
+    /// Applies every key of a properties text over `self`; returns the unknown keys.
+    pub fn apply_properties_str(&mut self, text: &str, origin: &str) -> Result<Vec<String>, ConfigError> {
+        let map = java_properties::read(text.as_bytes())
+            .map_err(|source| ConfigError::Properties { origin: origin.to_owned(), source })?;
+        let mut entries: Vec<(String, String)> = map.into_iter().collect();
+        entries.sort();
+        let mut unknown = Vec::new();
+        for (key, value) in entries {
+            if !self.apply_java_key(&key, value.trim())? {
+                tracing::warn!(key = %key, origin, "unknown configuration key {key:?} ignored");
+                unknown.push(key);
+            }
+        }
+        Ok(unknown)
+    }
+
+    /// Applies every key of a TOML text over `self`; returns the unknown keys as
+    /// `section.key` (or `section` for an unknown or non-table top-level entry).
+    pub fn apply_toml_str(&mut self, text: &str, origin: &str) -> Result<Vec<String>, ConfigError> {
+        let table: toml::Table =
+            toml::from_str(text).map_err(|source| ConfigError::Toml { origin: origin.to_owned(), source })?;
+        let mut unknown = Vec::new();
+        for (section, body) in &table {
+            let Some(entries) = body.as_table().filter(|_| SECTIONS.contains(&section.as_str())) else {
+                tracing::warn!(key = %section, origin, "unknown configuration section {section:?} ignored");
+                unknown.push(section.clone());
+                continue;
+            };
+            for (name, value) in entries {
+                let dotted = format!("{section}.{name}");
+                let Some(key) = KEYS.iter().find(|k| k.section == section && k.name == name) else {
+                    tracing::warn!(key = %dotted, origin, "unknown configuration key {dotted:?} ignored");
+                    unknown.push(dotted);
+                    continue;
+                };
+                let text = toml_scalar(key.kind, value).ok_or_else(|| invalid(&dotted, &value.to_string(), key.kind.toml_expected()))?;
+                (key.set)(self, &text).map_err(|expected| invalid(&dotted, &text, expected))?;
+            }
+        }
+        Ok(unknown)
+    }
+
+    /// Sets one key from the command line (`-n 10.0.0.1:9876` is `namesrvAddr`): a Java
+    /// properties key (`namesrvAddr`, `listenPort`, FerroMQ's `shards`, …) or a TOML
+    /// `section.key` (`store.segment_size_bytes`). Unlike in files, an unknown key is an error.
+    pub fn apply_override(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let value = value.trim();
+        if self.apply_java_key(key, value)? {
+            return Ok(());
+        }
+        if let Some((section, name)) = key.split_once('.')
+            && let Some(entry) = KEYS.iter().find(|k| k.section == section && k.name == name)
+        {
+            return (entry.set)(self, value).map_err(|expected| invalid(key, value, expected));
+        }
+        Err(ConfigError::UnknownKey { key: key.to_owned() })
+    }
+
+    /// Applies one Java key. `Ok(false)`: the key is unknown (the caller decides).
+    fn apply_java_key(&mut self, key: &str, value: &str) -> Result<bool, ConfigError> {
+        if let Some(entry) = KEYS.iter().find(|k| k.java == key) {
+            (entry.set)(self, value).map_err(|expected| invalid(key, value, expected))?;
+            return Ok(true);
+        }
+        if let Some((_, required, why)) = FEATURE_OFF_KEYS.iter().find(|(k, _, _)| *k == key) {
+            let on = parse_bool(value).map_err(|expected| invalid(key, value, expected))?;
+            if on != *required {
+                return Err(invalid(key, value, format!("{required}: {why}")));
+            }
+            tracing::info!(key, "configuration key {key:?} has no effect in FerroMQ ({why})");
+            return Ok(true);
+        }
+        if NO_EFFECT_KEYS.contains(&key) {
+            tracing::info!(key, "configuration key {key:?} has no effect in FerroMQ");
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+fn toml_scalar(kind: Kind, value: &toml::Value) -> Option<String> {
+    match (kind, value) {
+        (Kind::Bool, toml::Value::Boolean(b)) => Some(b.to_string()),
+        (Kind::Int, toml::Value::Integer(i)) => Some(i.to_string()),
+        (Kind::Str, toml::Value::String(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Writing
+// ------------------------------------------------------------------------------------------
+
+impl BrokerConfig {
+    /// The effective configuration as Java properties text, one `key=value` line per key
+    /// (GET_BROKER_CONFIG's body, `mqadmin getBrokerConfig`). Derived values are written
+    /// resolved: `brokerIP1` as advertised, `haListenPort` and `storePathCommitLog` computed.
+    /// Like Java's `MixAll.properties2String`, values are not escaped except `\` and line
+    /// breaks.
+    pub fn to_properties_text(&self) -> String {
+        let mut out = String::new();
+        for key in KEYS {
+            let value = (key.effective)(self);
+            out.push_str(key.java);
+            out.push('=');
+            for ch in value.chars() {
+                match ch {
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    _ => out.push(ch),
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The configuration as TOML in the native schema, every key present with a one-line
+    /// comment; derived values stay unresolved (`ip1 = ""`, `ha.listen_port = 0`) so that
+    /// reading the text back gives an equal configuration.
+    pub fn to_toml_text(&self) -> String {
+        let mut out = String::new();
+        for section in SECTIONS {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&format!("[{section}]\n"));
+            for key in KEYS.iter().filter(|k| k.section == *section) {
+                let raw = (key.get)(self);
+                let rendered = match key.kind {
+                    Kind::Str => toml::Value::String(raw).to_string(),
+                    Kind::Int | Kind::Bool => raw,
+                };
+                out.push_str(&format!("# {} ({})\n{} = {}\n", key.doc, key.java, key.name, rendered));
+            }
+        }
+        out
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The key table
+// ------------------------------------------------------------------------------------------
+
+/// TOML sections, in the order [`BrokerConfig::to_toml_text`] writes them.
+pub const SECTIONS: &[&str] =
+    &["broker", "namesrv", "topics", "consumer", "transaction", "store", "retention", "flush", "ha", "io", "limits"];
+
+/// The TOML type of a key's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Bool,
+    Int,
+    Str,
+}
+
+impl Kind {
+    fn toml_expected(self) -> &'static str {
+        match self {
+            Kind::Bool => "a TOML boolean (true or false)",
+            Kind::Int => "a TOML integer",
+            Kind::Str => "a TOML string",
+        }
+    }
+}
+
+/// One configuration key, in both formats.
+pub struct Key {
+    /// The properties key (Java's name, or FerroMQ's camelCase name for its own settings).
+    pub java: &'static str,
+    /// TOML section.
+    pub section: &'static str,
+    /// TOML key within the section.
+    pub name: &'static str,
+    /// TOML value type.
+    pub kind: Kind,
+    /// One line: unit, default, bounds.
+    pub doc: &'static str,
+    /// The stored value as text (derived defaults unresolved: empty / 0).
+    get: fn(&BrokerConfig) -> String,
+    /// The effective value as text (derived defaults resolved).
+    effective: fn(&BrokerConfig) -> String,
+    /// Parses and stores a value; `Err` says what was expected.
+    set: fn(&mut BrokerConfig, &str) -> Result<(), String>,
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({} = {}.{})", self.java, self.section, self.name)
+    }
+}
+
+macro_rules! num_key {
+    ($java:literal, $section:literal, $name:literal, $doc:literal, $($field:ident).+, $min:expr, $max:expr, $unit:literal) => {
+        Key {
+            java: $java,
+            section: $section,
+            name: $name,
+            kind: Kind::Int,
+            doc: $doc,
+            get: |c| c.$($field).+.to_string(),
+            effective: |c| c.$($field).+.to_string(),
+            set: |c, v| {
+                c.$($field).+ = parse_num(v, $min, $max, $unit)?;
+                Ok(())
+            },
+        }
+    };
+}
+
+macro_rules! bool_key {
+    ($java:literal, $section:literal, $name:literal, $doc:literal, $($field:ident).+) => {
+        Key {
+            java: $java,
+            section: $section,
+            name: $name,
+            kind: Kind::Bool,
+            doc: $doc,
+            get: |c| c.$($field).+.to_string(),
+            effective: |c| c.$($field).+.to_string(),
+            set: |c, v| {
+                c.$($field).+ = parse_bool(v)?;
+                Ok(())
+            },
+        }
+    };
+}
+
+/// A string key whose value is checked (and normalised) by `$check: fn(&str) -> Result<String, String>`.
+macro_rules! text_key {
+    ($java:literal, $section:literal, $name:literal, $doc:literal, $($field:ident).+, $check:expr) => {
+        Key {
+            java: $java,
+            section: $section,
+            name: $name,
+            kind: Kind::Str,
+            doc: $doc,
+            get: |c| c.$($field).+.to_string(),
+            effective: |c| c.$($field).+.to_string(),
+            set: |c, v| {
+                c.$($field).+ = $check(v)?;
+                Ok(())
+            },
+        }
+    };
+}
+
+/// Every key FerroMQ uses, in both formats.
+pub static KEYS: &[Key] = &[
+    // [broker]
+    text_key!("brokerClusterName", "broker", "cluster_name", "cluster name; default DefaultCluster; non-empty",
+        broker.cluster_name, non_empty),
+    Key {
+        java: "brokerName",
+        section: "broker",
+        name: "name",
+        kind: Kind::Str,
+        doc: "broker group name; default (empty): the host name",
+        get: |c| c.broker.name.clone(),
+        effective: |c| c.broker.name.clone(),
+        set: |c, v| {
+            c.broker.name = if v.is_empty() { default_broker_name() } else { v.to_owned() };
+            Ok(())
+        },
+    },
+    num_key!("brokerId", "broker", "id", "0 = master, >= 1 = slave; default 0", broker.id, 0u64, i64::MAX as u64, "an id"),
+    text_key!("brokerRole", "broker", "role", "ASYNC_MASTER | SYNC_MASTER | SLAVE; default ASYNC_MASTER",
+        broker.role, |v: &str| v.parse::<BrokerRole>()),
+    num_key!("brokerPermission", "broker", "permission", "permission mask 4 read | 2 write | 1 inherit | 8 priority; default 6; 0..=15",
+        broker.permission, 0u32, 15u32, "a permission mask"),
+    num_key!("listenPort", "broker", "listen_port", "main remoting port; default 10911; 1..=65535",
+        broker.listen_port, 1u16, u16::MAX, "a TCP port"),
+    text_key!("bindAddress", "broker", "bind_address", "local address the listeners bind; default 0.0.0.0",
+        broker.bind_address, parse_ip),
+    Key {
+        java: "brokerIP1",
+        section: "broker",
+        name: "ip1",
+        kind: Kind::Str,
+        doc: "advertised address (routes, STOREHOST); default (empty): 127.0.0.1 with the embedded name server, else the first non-loopback IPv4",
+        get: |c| c.broker.ip1.map(|ip| ip.to_string()).unwrap_or_default(),
+        effective: |c| c.advertised_ip(c.uses_embedded_namesrv()).to_string(),
+        set: |c, v| {
+            c.broker.ip1 = parse_optional_ip(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        java: "brokerIP2",
+        section: "broker",
+        name: "ip2",
+        kind: Kind::Str,
+        doc: "advertised HA address; default (empty): the advertised brokerIP1",
+        get: |c| c.broker.ip2.map(|ip| ip.to_string()).unwrap_or_default(),
+        effective: |c| c.advertised_ha_ip(c.uses_embedded_namesrv()).to_string(),
+        set: |c, v| {
+            c.broker.ip2 = parse_optional_ip(v)?;
+            Ok(())
+        },
+    },
+    text_key!("regionId", "broker", "region_id", "echoed in send responses (MSG_REGION); default DefaultRegion",
+        broker.region_id, non_empty),
+    bool_key!("traceOn", "broker", "trace_on", "echoed in send responses (TRACE_ON); default true", broker.trace_on),
+    // [namesrv]
+    Key {
+        java: "namesrvAddr",
+        section: "namesrv",
+        name: "addr",
+        kind: Kind::Str,
+        doc: "name servers host:port;host:port; default (empty): NAMESRV_ADDR, else the embedded name server",
+        get: |c| c.namesrv.addr.join(";"),
+        effective: |c| c.namesrv.addr.join(";"),
+        set: |c, v| {
+            c.namesrv.addr = parse_namesrv_list(v)?;
+            Ok(())
+        },
+    },
+    Key {
+        java: "registerNameServerPeriod",
+        section: "namesrv",
+        name: "register_period_ms",
+        kind: Kind::Int,
+        doc: "ms between registrations; default 30000; clamped to 10000..=60000",
+        get: |c| c.namesrv.register_period_ms.to_string(),
+        effective: |c| c.namesrv.register_period_ms.to_string(),
+        set: |c, v| {
+            let wanted: u64 = parse_num(v, 0, u64::MAX, "milliseconds")?;
+            let clamped = wanted.clamp(REGISTER_PERIOD_MIN_MS, REGISTER_PERIOD_MAX_MS);
+            if clamped != wanted {
+                tracing::info!(wanted, clamped, "registerNameServerPeriod clamped to 10000..=60000 ms, as Java does");
+            }
+            c.namesrv.register_period_ms = clamped;
+            Ok(())
+        },
+    },
+    num_key!("registerBrokerTimeoutMills", "namesrv", "register_timeout_ms", "ms a registration waits for an answer; default 24000; 100..=300000",
+        namesrv.register_timeout_ms, 100u64, 300_000u64, "milliseconds"),
+    bool_key!("forceRegister", "namesrv", "force_register", "register the full topic table every period; default true",
+        namesrv.force_register),
+    bool_key!("compressedRegister", "namesrv", "compressed_register", "zlib-compress registrations; default false",
+        namesrv.compressed_register),
+    num_key!("embeddedNamesrvPort", "namesrv", "embedded_port", "port of the embedded name server on 127.0.0.1 (no namesrvAddr); default 9876; 1..=65535",
+        namesrv.embedded_port, 1u16, u16::MAX, "a TCP port"),
+    // [topics]
+    bool_key!("autoCreateTopicEnable", "topics", "auto_create_topic_enable", "producers create topics by sending (TBW102); default true",
+        topics.auto_create_topic_enable),
+    num_key!("defaultTopicQueueNums", "topics", "default_topic_queue_nums", "queues of TBW102 / auto-created topics; default 8; 1..=1024",
+        topics.default_topic_queue_nums, 1u32, 1024u32, "a queue count"),
+    bool_key!("autoCreateSubscriptionGroup", "topics", "auto_create_subscription_group", "create consumer groups on first use; default true",
+        topics.auto_create_subscription_group),
+    bool_key!("clusterTopicEnable", "topics", "cluster_topic_enable", "register a topic named after the cluster; default true",
+        topics.cluster_topic_enable),
+    bool_key!("brokerTopicEnable", "topics", "broker_topic_enable", "register a topic named after the broker; default true",
+        topics.broker_topic_enable),
+    // [consumer]
+    bool_key!("longPollingEnable", "consumer", "long_polling_enable", "hold empty pulls until a message arrives; default true",
+        consumer.long_polling_enable),
+    num_key!("shortPollingTimeMills", "consumer", "short_polling_time_ms", "ms an empty pull is held without long polling; default 1000; 1..=60000",
+        consumer.short_polling_time_ms, 1u64, 60_000u64, "milliseconds"),
+    bool_key!("notifyConsumerIdsChangedEnable", "consumer", "notify_consumer_ids_changed_enable", "push code 40 on group changes; default true",
+        consumer.notify_consumer_ids_changed_enable),
+    bool_key!("slaveReadEnable", "consumer", "slave_read_enable", "steer consumers to a slave when reading from disk; default false",
+        consumer.slave_read_enable),
+    num_key!("channelExpiredTimeout", "consumer", "channel_expired_timeout_ms", "ms without heartbeat before a client is dropped; default 120000; 1000..=3600000",
+        consumer.channel_expired_timeout_ms, 1000u64, 3_600_000u64, "milliseconds"),
+    num_key!("flushConsumerOffsetInterval", "consumer", "flush_consumer_offset_interval_ms", "ms between consumer-offset persists; default 5000; 100..=3600000",
+        consumer.flush_consumer_offset_interval_ms, 100u64, 3_600_000u64, "milliseconds"),
+    // [transaction]
+    bool_key!("rejectTransactionMessage", "transaction", "reject_transaction_message", "refuse half messages; default false",
+        transaction.reject_transaction_message),
+    num_key!("transactionTimeOut", "transaction", "timeout_ms", "ms before an unresolved half message is checked; default 6000; 1..=86400000",
+        transaction.timeout_ms, 1u64, 86_400_000u64, "milliseconds"),
+    num_key!("transactionCheckMax", "transaction", "check_max", "check-backs before discarding; default 15; 1..=1000",
+        transaction.check_max, 1u32, 1000u32, "a count"),
+    num_key!("transactionCheckInterval", "transaction", "check_interval_ms", "ms between check passes; default 30000; 1000..=86400000",
+        transaction.check_interval_ms, 1000u64, 86_400_000u64, "milliseconds"),
+    // [store]
+    Key {
+        java: "storePathRootDir",
+        section: "store",
+        name: "root_dir",
+        kind: Kind::Str,
+        doc: "store root; shard n uses <root_dir>/shard-<n>; default (empty): $HOME/store",
+        get: |c| c.store.root_dir.to_string_lossy().into_owned(),
+        effective: |c| c.store.root_dir.to_string_lossy().into_owned(),
+        set: |c, v| {
+            c.store.root_dir = if v.is_empty() { default_store_root() } else { PathBuf::from(v) };
+            Ok(())
+        },
+    },
+    Key {
+        java: "storePathCommitLog",
+        section: "store",
+        name: "commit_log_dir",
+        kind: Kind::Str,
+        doc: "Java's commit-log dir; only the default (empty or <root_dir>/commitlog) is accepted: FerroMQ uses <root_dir>/shard-<n>/commitlog",
+        get: |c| c.store.commit_log_dir.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+        effective: |c| c.commit_log_dir().to_string_lossy().into_owned(),
+        set: |c, v| {
+            c.store.commit_log_dir = if v.is_empty() { None } else { Some(PathBuf::from(v)) };
+            Ok(())
+        },
+    },
+    num_key!("mappedFileSizeCommitLog", "store", "segment_size_bytes", "bytes per commit-log segment; default 1073741824; 4096..=17179869184",
+        store.segment_size_bytes, 4096u64, 16u64 << 30, "bytes"),
+    num_key!("mappedFileSizeConsumeQueue", "store", "cq_file_size_bytes", "bytes per consume-queue file (rounded up to 20); default 6000000; 20..=2147483647",
+        store.cq_file_size_bytes, CQ_UNIT_BYTES, i32::MAX as u64, "bytes"),
+    num_key!("maxMessageSize", "store", "max_message_size_bytes", "largest body / batch body; default 4194304; 1..=1073741824 and <= max_frame_bytes - 65536",
+        store.max_message_size_bytes, 1usize, 1usize << 30, "bytes"),
+    text_key!("messageDelayLevel", "store", "message_delay_level", "delay levels, space-separated durations (s, m, h, d)",
+        store.message_delay_level, |v: &str| parse_delay_levels(v).map(|_| v.to_owned())),
+    bool_key!("messageIndexEnable", "store", "index_enable", "build the key / unique-id index; default true", store.index_enable),
+    num_key!("maxHashSlotNum", "store", "index_hash_slots", "hash slots per index file; default 5000000; 1..=100000000",
+        store.index_hash_slots, 1u32, 100_000_000u32, "a slot count"),
+    num_key!("maxIndexNum", "store", "index_max_entries", "entries per index file; default 20000000; 2..=400000000",
+        store.index_max_entries, 2u32, 400_000_000u32, "an entry count"),
+    num_key!("defaultQueryMaxNum", "store", "default_query_max_num", "most messages per QUERY_MESSAGE; default 32; 1..=100000",
+        store.default_query_max_num, 1u32, 100_000u32, "a count"),
+    num_key!("maxTransferBytesOnMessageInMemory", "store", "max_transfer_bytes", "most body bytes per pull; default 262144; 1..=1073741824",
+        store.max_transfer_bytes, 1u32, 1u32 << 30, "bytes"),
+    num_key!("maxTransferCountOnMessageInMemory", "store", "max_transfer_count", "most messages per pull; default 32; 1..=65535",
+        store.max_transfer_count, 1u32, 65_535u32, "a count"),
+    bool_key!("checkCRCOnRecover", "store", "check_crc_on_recover", "re-check body CRCs in recovery; default true",
+        store.check_crc_on_recover),
+    // [retention]
+    text_key!("deleteWhen", "retention", "delete_when", "hours (0..=23, ;-separated) when expired segments are deleted; default 04",
+        retention.delete_when, parse_delete_when),
+    num_key!("fileReservedTime", "retention", "file_reserved_time_hours", "hours a segment is kept; default 72; 1..=87600",
+        retention.file_reserved_time_hours, 1u64, 87_600u64, "hours"),
+    Key {
+        java: "diskMaxUsedSpaceRatio",
+        section: "retention",
+        name: "disk_max_used_space_ratio_pct",
+        kind: Kind::Int,
+        doc: "disk usage % above which expired segments go at any hour; default 75; clamped to 10..=95",
+        get: |c| c.retention.disk_max_used_space_ratio_pct.to_string(),
+        effective: |c| c.retention.disk_max_used_space_ratio_pct.to_string(),
+        set: |c, v| {
+            let wanted: u32 = parse_num(v, 0, u32::MAX, "a percentage")?;
+            let clamped = wanted.clamp(10, 95);
+            if clamped != wanted {
+                tracing::info!(wanted, clamped, "diskMaxUsedSpaceRatio clamped to 10..=95 %, as Java does");
+            }
+            c.retention.disk_max_used_space_ratio_pct = clamped;
+            Ok(())
+        },
+    },
+    num_key!("diskSpaceCleanForciblyRatio", "retention", "disk_space_clean_forcibly_ratio_pct", "disk usage % above which unexpired segments go; default 85; 1..=99",
+        retention.disk_space_clean_forcibly_ratio_pct, 1u32, 99u32, "a percentage"),
+    num_key!("diskSpaceWarningLevelRatio", "retention", "disk_space_warning_level_ratio_pct", "disk usage % above which sends are refused; default 90; 1..=99",
+        retention.disk_space_warning_level_ratio_pct, 1u32, 99u32, "a percentage"),
+    bool_key!("cleanFileForciblyEnable", "retention", "clean_file_forcibly_enable", "delete unexpired segments when the disk is nearly full; default true",
+        retention.clean_file_forcibly_enable),
+    num_key!("deleteFileBatchMax", "retention", "delete_file_batch_max", "most segments deleted per pass; default 10; 1..=10000",
+        retention.delete_file_batch_max, 1usize, 10_000usize, "a count"),
+    // [flush]
+    text_key!("flushDiskType", "flush", "disk_type", "ASYNC_FLUSH | SYNC_FLUSH; default ASYNC_FLUSH",
+        flush.disk_type, |v: &str| v.parse::<FlushDiskType>()),
+    num_key!("flushIntervalCommitLog", "flush", "interval_ms", "ASYNC_FLUSH: ms between syncs while dirty; default 500; 1..=60000",
+        flush.interval_ms, 1u64, 60_000u64, "milliseconds"),
+    num_key!("flushCommitLogLeastPages", "flush", "least_pages", "ASYNC_FLUSH: sync once this many 4 KiB pages are dirty; default 4; 0..=262144",
+        flush.least_pages, 0u64, 262_144u64, "pages of 4 KiB"),
+    num_key!("syncFlushTimeout", "flush", "sync_flush_timeout_ms", "SYNC_FLUSH: ms before FLUSH_DISK_TIMEOUT; default 5000; 1..=600000",
+        flush.sync_flush_timeout_ms, 1u64, 600_000u64, "milliseconds"),
+    num_key!("flushIntervalConsumeQueue", "flush", "consume_queue_interval_ms", "ms between consume-queue/index syncs and checkpoints; default 1000; 1..=600000",
+        flush.consume_queue_interval_ms, 1u64, 600_000u64, "milliseconds"),
+    num_key!("maxFlushBatchBytes", "flush", "max_batch_bytes", "largest single commit-log write; default 4194304; 1024..=1073741824",
+        flush.max_batch_bytes, 1024usize, 1usize << 30, "bytes"),
+    num_key!("maxPendingFlushBytes", "flush", "max_pending_bytes", "unwritten bytes per shard before SYSTEM_BUSY; default 67108864; 4096..=17179869184",
+        flush.max_pending_bytes, 4096usize, 16usize << 30, "bytes"),
+    // [ha]
+    Key {
+        java: "haListenPort",
+        section: "ha",
+        name: "listen_port",
+        kind: Kind::Int,
+        doc: "master HA port; default 0 / empty: listenPort + 1",
+        get: |c| c.ha.listen_port.map_or(0, u32::from).to_string(),
+        effective: |c| c.ha_listen_port().to_string(),
+        set: |c, v| {
+            c.ha.listen_port = if v.is_empty() || v == "0" { None } else { Some(parse_num(v, 1u16, u16::MAX, "a TCP port")?) };
+            Ok(())
+        },
+    },
+    Key {
+        java: "haMasterAddress",
+        section: "ha",
+        name: "master_address",
+        kind: Kind::Str,
+        doc: "slave: static host:port of the master's HA port; default (empty): learned from the name server",
+        get: |c| c.ha.master_address.clone().unwrap_or_default(),
+        effective: |c| c.ha.master_address.clone().unwrap_or_default(),
+        set: |c, v| {
+            c.ha.master_address = if v.is_empty() { None } else { Some(parse_host_port(v)?) };
+            Ok(())
+        },
+    },
+    num_key!("slaveTimeout", "ha", "slave_timeout_ms", "SYNC_MASTER: ms before FLUSH_SLAVE_TIMEOUT; default 3000; 1..=600000",
+        ha.slave_timeout_ms, 1u64, 600_000u64, "milliseconds"),
+    num_key!("haSendHeartbeatInterval", "ha", "send_heartbeat_interval_ms", "ms between idle slave reports; default 5000; 100..=600000",
+        ha.send_heartbeat_interval_ms, 100u64, 600_000u64, "milliseconds"),
+    num_key!("haHousekeepingInterval", "ha", "housekeeping_interval_ms", "ms of silence before an HA connection closes; default 20000; 1000..=3600000",
+        ha.housekeeping_interval_ms, 1000u64, 3_600_000u64, "milliseconds"),
+    num_key!("haTransferBatchSize", "ha", "transfer_batch_bytes", "log bytes per replication frame; default 32768; 1024..=67108864",
+        ha.transfer_batch_bytes, 1024u32, 64u32 << 20, "bytes"),
+    num_key!("haMaxGapNotInSync", "ha", "max_gap_not_in_sync_bytes", "lag beyond which a slave is not in sync; default 268435456; 1..=1099511627776",
+        ha.max_gap_not_in_sync_bytes, 1u64, 1u64 << 40, "bytes"),
+    // [io]
+    text_key!("io.backend", "io", "backend", "auto | io_uring | epoll; default auto; FERROMQ_IO_BACKEND overrides",
+        io.backend, |v: &str| v.parse::<IoBackend>().map_err(|_| "auto, io_uring or epoll".to_owned())),
+    num_key!("shards", "io", "shards", "shard threads, 0 = one per CPU; default 0; 0..=256",
+        io.shards, 0u32, MAX_SHARDS, "a shard count"),
+    // [limits]
+    num_key!("maxFrameBytes", "limits", "max_frame_bytes", "largest accepted frame; default 16777216; 4096..=1073741824",
+        limits.max_frame_bytes, 4096usize, 1usize << 30, "bytes"),
+    num_key!("maxHeaderBytes", "limits", "max_header_bytes", "largest accepted frame header; default 4194304; 1024..=max_frame_bytes",
+        limits.max_header_bytes, 1024usize, 1usize << 30, "bytes"),
+    num_key!("maxConnections", "limits", "max_connections", "open connections per listener; default 10000; 1..=1000000",
+        limits.max_connections, 1usize, 1_000_000usize, "a connection count"),
+    num_key!("maxInFlightRequestsPerConnection", "limits", "max_in_flight_requests_per_connection", "requests served at once per connection; default 1024; 1..=1000000",
+        limits.max_in_flight_requests_per_connection, 1usize, 1_000_000usize, "a request count"),
+    num_key!("writeQueueFrames", "limits", "write_queue_frames", "frames queued per connection writer; default 1024; 1..=1000000",
+        limits.write_queue_frames, 1usize, 1_000_000usize, "a frame count"),
+    num_key!("maxHeldPullsPerShard", "limits", "max_held_pulls_per_shard", "long-polling pulls held per shard; default 65536; 1..=10000000",
+        limits.max_held_pulls_per_shard, 1usize, 10_000_000usize, "a pull count"),
+    num_key!("crossShardQueueDepth", "limits", "cross_shard_queue_depth", "requests queued from one shard to another; default 4096; 1..=1000000",
+        limits.cross_shard_queue_depth, 1usize, 1_000_000usize, "a request count"),
+];
+
+/// Java keys that ask for a feature FerroMQ does not have: accepted only with the value that
+/// leaves it off (key, required value, why).
+pub const FEATURE_OFF_KEYS: &[(&str, bool, &str)] = &[
+    ("aclEnable", false, "ACL is not supported by FerroMQ; requests would go unauthenticated"),
+    ("enableDLegerCommitLog", false, "DLedger commit logs are not supported; FerroMQ replicates master to slave (§7)"),
+    ("enableControllerMode", false, "controller-mode HA is not supported; FerroMQ replicates master to slave (§7)"),
+    ("enableSlaveActingMaster", false, "a slave acting as master is not supported"),
+    ("fetchNamesrvAddrByAddressServer", false, "address servers are not supported; set namesrvAddr or NAMESRV_ADDR"),
+    ("useTLS", false, "TLS is not supported by FerroMQ"),
+];
+
+/// Java keys FerroMQ accepts and ignores: thread pools and Netty tuning (shards replace them),
+/// features that need no setting or are not built, and keys of other modes that only matter
+/// when that mode is on.
+pub const NO_EFFECT_KEYS: &[&str] = &[
+    // Thread pools and their queues (FerroMQ runs one thread per shard).
+    "sendMessageThreadPoolNums", "putMessageFutureThreadPoolNums", "pullMessageThreadPoolNums",
+    "litePullMessageThreadPoolNums", "ackMessageThreadPoolNums", "processReplyMessageThreadPoolNums",
+    "queryMessageThreadPoolNums", "adminBrokerThreadPoolNums", "clientManageThreadPoolNums",
+    "consumerManageThreadPoolNums", "loadBalanceProcessorThreadPoolNums", "heartbeatThreadPoolNums",
+    "endTransactionThreadPoolNums", "recoverThreadPoolNums", "sendThreadPoolQueueCapacity",
+    "putThreadPoolQueueCapacity", "pullThreadPoolQueueCapacity", "litePullThreadPoolQueueCapacity",
+    "ackThreadPoolQueueCapacity", "replyThreadPoolQueueCapacity", "queryThreadPoolQueueCapacity",
+    "clientManagerThreadPoolQueueCapacity", "consumerManagerThreadPoolQueueCapacity",
+    "heartbeatThreadPoolQueueCapacity", "endTransactionPoolQueueCapacity", "adminBrokerThreadPoolQueueCapacity",
+    "loadBalanceThreadPoolQueueCapacity", "useReentrantLockWhenPutMessage", "brokerFastFailureEnable",
+    "waitTimeMillsInSendQueue", "waitTimeMillsInPullQueue", "waitTimeMillsInLitePullQueue",
+    "waitTimeMillsInHeartbeatQueue", "waitTimeMillsInTransactionQueue", "waitTimeMillsInAckQueue",
+    "osPageCacheBusyTimeOutMills",
+    // Netty server and client tuning.
+    "serverWorkerThreads", "serverCallbackExecutorThreads", "serverSelectorThreads", "serverOnewaySemaphoreValue",
+    "serverAsyncSemaphoreValue", "serverChannelMaxIdleTimeSeconds", "serverSocketSndBufSize",
+    "serverSocketRcvBufSize", "serverSocketBacklog", "serverPooledByteBufAllocatorEnable", "useEpollNativeSelector",
+    "writeBufferHighWaterMark", "writeBufferLowWaterMark", "enableShutdownGracefully", "shutdownWaitTimeSeconds",
+    "clientWorkerThreads", "clientCallbackExecutorThreads", "clientOnewaySemaphoreValue", "clientAsyncSemaphoreValue",
+    "connectTimeoutMillis", "channelNotActiveInterval", "clientChannelMaxIdleTimeSeconds", "clientSocketSndBufSize",
+    "clientSocketRcvBufSize", "clientPooledByteBufAllocatorEnable", "clientCloseSocketIfTimeout",
+    // Java store internals with no counterpart (mmap, transient pool, warm-up, timers).
+    "transientStorePoolEnable", "transientStorePoolSize", "fastFailIfNoBufferInStorePool", "warmMapedFileEnable",
+    "flushLeastPagesWhenWarmMapedFile", "flushConsumeQueueLeastPages", "flushCommitLogThoroughInterval",
+    "flushConsumeQueueThoroughInterval", "commitIntervalCommitLog", "commitCommitLogLeastPages",
+    "commitCommitLogThoroughInterval", "flushCommitLogTimed", "flushDelayOffsetInterval", "cleanResourceInterval",
+    "deleteCommitLogFilesInterval", "deleteConsumeQueueFilesInterval", "destroyMapedFileIntervalForcibly",
+    "redeleteHangedFileInterval", "debugLockEnable", "diskFallRecorded", "putMsgIndexHightWater",
+    "maxTransferBytesOnMessageInDisk", "maxTransferCountOnMessageInDisk", "accessMessageInMemoryMaxRatio",
+    "transferMsgByHeap", "offsetCheckInSlave", "mappedFileSizeConsumeQueueExt", "enableConsumeQueueExt",
+    "bitMapLengthConsumeQueueExt", "haSlaveFallbehindMax", "duplicationEnable", "autoMessageVersionOnTopicLen",
+    "enabledAppendPropCRC",
+    // Features without a setting in FerroMQ, or not built yet.
+    "rocketmqHome", "brokerConfigPath", "traceTopicEnable", "msgTraceTopicName", "storeReplyMessageEnable",
+    "litePullMessageEnable", "useServerSideResetOffset", "timerWheelEnable", "enablePropertyFilter",
+    "filterSupportRetry", "enableCalcFilterBitMap", "expectConsumerNumUseFilter", "maxErrorRateOfBloomFilter",
+    "filterDataCleanTimeSpan", "filterServerNums", "highSpeedMode", "commercialEnable", "commercialTimerCount",
+    "commercialTransCount", "commercialBigCount", "commercialBaseCount", "isolateLogEnable",
+    "startAcceptSendRequestTimeStamp", "consumerFallbehindThreshold", "disableConsumeIfConsumerReadSlowly",
+    "validateSystemTopicWhenUpdateTopic", "enableDetailStat", "autoDeleteUnusedStats", "enableScheduleMessageStats",
+    "enableScheduleAsyncDeliver", "enableLmq", "enableMultiDispatch", "maxLmqConsumeQueueNum",
+    "totalReplicas", "inSyncReplicas", "minInSyncReplicas", "allAckInSyncStateSet",
+    // Keys of modes refused above (DLedger, controller): meaningless while those are off.
+    "dLegerGroup", "dLegerPeers", "dLegerSelfId", "preferredLeaderId", "controllerAddr",
+    "fetchControllerAddrByDnsLookup", "syncBrokerMetadataPeriod", "checkSyncStateSetPeriod",
+    "syncControllerMetadataPeriod", "rmqAddressServerDomain", "rmqAddressServerSubGroup",
+];
+
+// ------------------------------------------------------------------------------------------
+// Value parsers (Err = what was expected)
+// ------------------------------------------------------------------------------------------
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    if value.eq_ignore_ascii_case("true") {
+        Ok(true)
+    } else if value.eq_ignore_ascii_case("false") {
+        Ok(false)
+    } else {
+        Err("true or false".to_owned())
+    }
+}
+
+fn parse_num<T>(value: &str, min: T, max: T, unit: &str) -> Result<T, String>
+where
+    T: FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let expected = || format!("{unit} as an integer from {min} to {max}");
+    let parsed: T = value.parse().map_err(|_| expected())?;
+    if parsed < min || parsed > max {
+        return Err(expected());
+    }
+    Ok(parsed)
+}
+
+fn non_empty(value: &str) -> Result<String, String> {
+    if value.is_empty() { Err("a non-empty value".to_owned()) } else { Ok(value.to_owned()) }
+}
+
+fn parse_ip(value: &str) -> Result<IpAddr, String> {
+    let inner = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')).unwrap_or(value);
+    inner.parse().map_err(|_| "an IPv4 or IPv6 address".to_owned())
+}
+
+fn parse_optional_ip(value: &str) -> Result<Option<IpAddr>, String> {
+    if value.is_empty() { Ok(None) } else { parse_ip(value).map(Some) }
+}
+
+/// `host:port` with a non-empty host and a port in 1..=65535; returned trimmed.
+fn parse_host_port(value: &str) -> Result<String, String> {
+    let expected = || "host:port with a port from 1 to 65535".to_owned();
+    let value = value.trim();
+    let (host, port) = value.rsplit_once(':').ok_or_else(expected)?;
+    if host.is_empty() || host.chars().any(char::is_whitespace) {
+        return Err(expected());
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(value.to_owned()),
+        _ => Err(expected()),
+    }
+}
+
+fn split_namesrv_list(value: &str) -> Vec<String> {
+    value.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+fn parse_namesrv_list(value: &str) -> Result<Vec<String>, String> {
+    split_namesrv_list(value)
+        .iter()
+        .map(|entry| parse_host_port(entry).map_err(|_| "name servers as host:port entries separated by ';'".to_owned()))
+        .collect()
+}
+
+fn parse_delete_when(value: &str) -> Result<String, String> {
+    let expected = || "hours of the day from 0 to 23 separated by ';' (e.g. 04 or 01;13)".to_owned();
+    let mut any = false;
+    for hour in value.split(';') {
+        match hour.trim().parse::<u8>() {
+            Ok(h) if h <= 23 => any = true,
+            _ => return Err(expected()),
+        }
+    }
+    if any { Ok(value.to_owned()) } else { Err(expected()) }
+}
+
+/// Java's `messageDelayLevel` grammar: space-separated `<n><unit>`, unit `s`, `m`, `h` or `d`.
+fn parse_delay_levels(value: &str) -> Result<Vec<u64>, String> {
+    let expected = || "space-separated durations such as 1s 5s 1m 2h (units s, m, h, d), at least one".to_owned();
+    let levels = value
+        .split_whitespace()
+        .map(|token| {
+            let unit_ms: u64 = match token.chars().last() {
+                Some('s') => 1000,
+                Some('m') => 60_000,
+                Some('h') => 3_600_000,
+                Some('d') => 86_400_000,
+                _ => return Err(expected()),
+            };
+            let digits = token.get(..token.len().saturating_sub(1)).ok_or_else(expected)?;
+            let n: u64 = digits.parse().map_err(|_| expected())?;
+            n.checked_mul(unit_ms).filter(|&ms| ms > 0).ok_or_else(expected)
+        })
+        .collect::<Result<Vec<u64>, String>>()?;
+    if levels.is_empty() { Err(expected()) } else { Ok(levels) }
+}
+
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn repo_path(rel: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+    }
+
+    fn props(text: &str) -> BrokerConfig {
+        let (config, unknown) = BrokerConfig::from_properties_str(text).unwrap();
+        assert!(unknown.is_empty(), "unexpected unknown keys {unknown:?}");
+        config
+    }
+
+    fn props_err(text: &str) -> String {
+        BrokerConfig::from_properties_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_match_protocol_section_11() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.broker.cluster_name, "DefaultCluster");
+        assert!(!c.broker.name.is_empty());
+        assert_eq!(c.broker.id, 0);
+        assert_eq!(c.broker.role, BrokerRole::AsyncMaster);
+        assert_eq!(c.broker.permission, 6);
+        assert_eq!(c.broker.listen_port, 10911);
+        assert_eq!(c.broker.ip1, None);
+        assert!(c.namesrv.addr.is_empty());
+        assert!(c.uses_embedded_namesrv());
+        assert_eq!(c.namesrv.register_period_ms, 30_000);
+        assert_eq!(c.ha_listen_port(), 10912);
+        assert_eq!(c.store.root_dir, default_store_root());
+        assert_eq!(c.commit_log_dir(), default_store_root().join("commitlog"));
+        assert_eq!(c.flush.disk_type, FlushDiskType::AsyncFlush);
+        assert_eq!(c.retention.delete_when, "04");
+        assert_eq!(c.retention.file_reserved_time_hours, 72);
+        assert!(c.topics.auto_create_topic_enable);
+        assert_eq!(c.topics.default_topic_queue_nums, 8);
+        assert_eq!(c.store.segment_size_bytes, 1_073_741_824);
+        assert_eq!(c.store.cq_file_size_bytes, 6_000_000);
+        assert_eq!(c.cq_entries_per_file(), 300_000);
+        assert_eq!(c.store.max_message_size_bytes, 4_194_304);
+        assert_eq!(c.flush.sync_flush_timeout_ms, 5000);
+        assert_eq!(c.flush.interval_ms, 500);
+        assert_eq!(c.flush.least_pages, 4);
+        assert_eq!(c.consumer.flush_consumer_offset_interval_ms, 5000);
+        assert_eq!(c.consumer.channel_expired_timeout_ms, 120_000);
+        assert!(c.consumer.long_polling_enable);
+        assert_eq!(c.consumer.short_polling_time_ms, 1000);
+        assert_eq!(c.io.backend, IoBackend::Auto);
+        assert_eq!(c.io.shards, 0);
+        assert!(c.effective_shards() >= 1);
+        assert_eq!(c.limits.max_frame_bytes, 16 << 20);
+        assert_eq!(c.limits.max_connections, 10_000);
+        assert_eq!(c.limits.max_in_flight_requests_per_connection, 1024);
+        assert_eq!(c.limits.write_queue_frames, 1024);
+        assert_eq!(c.store.max_transfer_bytes, 262_144);
+        assert_eq!(c.store.max_transfer_count, 32);
+        assert_eq!(c.retention.disk_max_used_space_ratio_pct, 75);
+        assert_eq!(c.ha.slave_timeout_ms, 3000);
+        assert_eq!(c.ha.transfer_batch_bytes, 32_768);
+        assert_eq!(c.ha.max_gap_not_in_sync_bytes, 268_435_456);
+        assert_eq!(c.delay_levels_ms().unwrap().len(), 18);
+        c.validate().unwrap();
+        // The store sees exactly its own defaults, except the per-shard directory.
+        let store = c.store_config(ShardId(0));
+        let reference = StoreConfig::new(store.root_dir.clone());
+        assert_eq!(format!("{store:?}"), format!("{reference:?}"));
+    }
+
+    #[test]
+    fn rocketmq_2m_2s_async_files_parse() {
+        let dir = repo_path("tests/fixtures/2m-2s-async");
+        let (master, unknown) = BrokerConfig::load(dir.join("broker-a.properties")).unwrap();
+        assert!(unknown.is_empty());
+        assert_eq!(master.broker.cluster_name, "DefaultCluster");
+        assert_eq!(master.broker.name, "broker-a");
+        assert_eq!(master.broker.id, 0);
+        assert_eq!(master.broker.role, BrokerRole::AsyncMaster);
+        assert_eq!(master.flush.disk_type, FlushDiskType::AsyncFlush);
+        assert_eq!(master.retention.delete_when, "04");
+        assert_eq!(master.retention.file_reserved_time_hours, 48);
+        master.validate().unwrap();
+
+        let (slave, unknown) = BrokerConfig::load(dir.join("broker-a-s.properties")).unwrap();
+        assert!(unknown.is_empty());
+        assert_eq!(slave.broker.name, "broker-a");
+        assert_eq!(slave.broker.id, 1);
+        assert_eq!(slave.broker.role, BrokerRole::Slave);
+        assert_eq!(slave.retention.file_reserved_time_hours, 48);
+        // Everything else keeps its default.
+        let expected = BrokerConfig {
+            broker: BrokerSection { name: "broker-a".into(), id: 1, role: BrokerRole::Slave, ..BrokerConfig::default().broker },
+            retention: RetentionSection { file_reserved_time_hours: 48, ..BrokerConfig::default().retention },
+            ..BrokerConfig::default()
+        };
+        assert_eq!(slave, expected);
+        // The slave shares ports with the master in the shipped files: fine, they run on other hosts.
+        slave.validate().unwrap();
+    }
+
+    #[test]
+    fn protocol_example_with_name_servers_and_paths() {
+        let text = "brokerClusterName=DefaultCluster\nbrokerName=broker-a\nbrokerId=0\n\
+                    namesrvAddr=10.0.0.1:9876;10.0.0.2:9876\nlistenPort=10911\nbrokerIP1=10.0.0.11\n\
+                    deleteWhen=04\nfileReservedTime=48\nbrokerRole=SYNC_MASTER\nflushDiskType=ASYNC_FLUSH\n\
+                    storePathRootDir=/data/rocketmq/store\nstorePathCommitLog=/data/rocketmq/store/commitlog\n\
+                    autoCreateTopicEnable=false\n";
+        let c = props(text);
+        assert_eq!(c.namesrv.addr, vec!["10.0.0.1:9876".to_owned(), "10.0.0.2:9876".to_owned()]);
+        assert_eq!(c.broker.role, BrokerRole::SyncMaster);
+        assert_eq!(c.advertised_ip(false), "10.0.0.11".parse::<IpAddr>().unwrap());
+        assert_eq!(c.advertised_ip(true), "10.0.0.11".parse::<IpAddr>().unwrap(), "explicit brokerIP1 wins");
+        assert!(!c.topics.auto_create_topic_enable);
+        c.validate().unwrap();
+        let store = c.store_config(ShardId(3));
+        assert_eq!(store.root_dir, PathBuf::from("/data/rocketmq/store/shard-3"));
+        assert_eq!(store.shard, ShardId(3));
+    }
+
+    #[test]
+    fn every_supported_key_is_read_from_properties() {
+        let path = repo_path("tests/fixtures/broker-all-keys.properties");
+        let text = std::fs::read_to_string(&path).unwrap();
+        for key in KEYS {
+            assert!(text.lines().any(|l| l.starts_with(&format!("{}=", key.java))), "{} missing from the fixture", key.java);
+        }
+        let (c, unknown) = BrokerConfig::load(&path).unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let default = BrokerConfig::default();
+        for key in KEYS {
+            assert_ne!((key.get)(&c), (key.get)(&default), "{} was not applied (or the fixture uses its default)", key.java);
+        }
+        assert_eq!(c.broker.cluster_name, "ProdCluster");
+        assert_eq!(c.broker.id, 2);
+        assert_eq!(c.broker.role, BrokerRole::Slave);
+        assert_eq!(c.broker.bind_address, "10.0.0.21".parse::<IpAddr>().unwrap());
+        assert_eq!(c.broker.ip2, Some("10.1.0.21".parse().unwrap()));
+        assert_eq!(c.namesrv.addr.len(), 2);
+        assert_eq!(c.namesrv.embedded_port, 19876);
+        assert_eq!(c.store.root_dir, PathBuf::from("/data/rocketmq/store"));
+        assert_eq!(c.store.commit_log_dir, Some(PathBuf::from("/data/rocketmq/store/commitlog")));
+        assert_eq!(c.cq_entries_per_file(), 30_000);
+        assert_eq!(c.delay_levels_ms().unwrap(), vec![1000, 10_000, 60_000, 3_600_000, 86_400_000]);
+        assert_eq!(c.retention.delete_when, "01;13");
+        assert_eq!(c.flush.disk_type, FlushDiskType::SyncFlush);
+        assert_eq!(c.ha_listen_port(), 20915);
+        assert_eq!(c.ha.master_address.as_deref(), Some("10.0.0.11:10912"));
+        assert_eq!(c.io.backend, IoBackend::Epoll);
+        assert_eq!(c.io.shards, 4);
+        assert_eq!(c.effective_shards(), 4);
+        assert_eq!(c.limits.cross_shard_queue_depth, 2048);
+        c.validate().unwrap();
+
+        let store = c.store_config(ShardId(1));
+        assert_eq!(store.root_dir, PathBuf::from("/data/rocketmq/store/shard-1"));
+        assert_eq!(store.segment_size_bytes, 536_870_912);
+        assert_eq!(store.cq_entries_per_file, 30_000);
+        assert_eq!(store.flush_mode, FlushMode::Sync);
+        assert_eq!(store.flush_interval_ms, 200);
+        assert_eq!(store.flush_least_bytes, 8 * 4096);
+        assert_eq!(store.sync_flush_timeout_ms, 3000);
+        assert_eq!(store.max_message_size_bytes, 1_048_576);
+        assert_eq!(store.max_flush_batch_bytes, 1_048_576);
+        assert_eq!(store.max_pending_bytes, 33_554_432);
+        assert_eq!(store.checkpoint_interval_ms, 500);
+        assert!(!store.check_crc_on_recover && !store.index_enable && !store.clean_file_forcibly_enable);
+        assert_eq!((store.index_hash_slots, store.index_max_entries), (1_000_000, 4_000_000));
+        assert_eq!(store.delete_when, "01;13");
+        assert_eq!(store.file_reserved_time_hours, 24);
+        assert_eq!(
+            (store.disk_max_used_space_ratio_pct, store.disk_space_clean_forcibly_ratio_pct, store.disk_space_warning_level_ratio_pct),
+            (80, 88, 92)
+        );
+        assert_eq!(store.delete_file_batch_max, 5);
+        assert_eq!((store.max_transfer_bytes, store.max_transfer_count), (524_288, 64));
+        store.validate().unwrap();
+
+        let limits = c.server_limits();
+        assert_eq!(limits.max_connections, 5000);
+        assert_eq!(limits.conn.max_in_flight_requests, 256);
+        assert_eq!(limits.conn.write_queue_frames, 512);
+        assert_eq!(limits.conn.wire.max_frame_bytes, 8_388_608);
+        assert_eq!(limits.conn.wire.max_header_bytes, 1_048_576);
+    }
+
+    #[test]
+    fn unknown_keys_are_returned_and_ignored_keys_are_not() {
+        let text = "brokerName=b\nsomeFutureKey=1\nbrokerNmae=typo\nsendMessageThreadPoolNums=16\n\
+                    useReentrantLockWhenPutMessage=true\ntraceTopicEnable=true\naclEnable=false\n\
+                    serverWorkerThreads=8\n";
+        let (c, unknown) = BrokerConfig::from_properties_str(text).unwrap();
+        assert_eq!(unknown, vec!["brokerNmae".to_owned(), "someFutureKey".to_owned()]);
+        assert_eq!(c.broker.name, "b");
+
+        let (_, unknown) =
+            BrokerConfig::from_toml_str("stray = 3\n[broker]\nname = \"b\"\nnmae = \"x\"\n[bogus]\nk = 1\n").unwrap();
+        assert_eq!(unknown, vec!["bogus".to_owned(), "broker.nmae".to_owned(), "stray".to_owned()]);
+    }
+
+    #[test]
+    fn invalid_values_are_rejected_naming_the_key() {
+        // Every numeric and boolean key refuses garbage, naming itself.
+        for key in KEYS {
+            let bad = match key.kind {
+                Kind::Int => "12abc",
+                Kind::Bool => "yes",
+                Kind::Str => continue,
+            };
+            let message = props_err(&format!("{}={bad}\n", key.java));
+            assert!(message.contains(key.java) && message.contains(bad), "{}: {message}", key.java);
+        }
+        let cases = [
+            ("listenPort", "0"),
+            ("listenPort", "65536"),
+            ("listenPort", "-1"),
+            ("brokerId", "-1"),
+            ("brokerRole", "MASTER"),
+            ("flushDiskType", "FSYNC"),
+            ("deleteWhen", "25"),
+            ("deleteWhen", "04;"),
+            ("deleteWhen", "four"),
+            ("namesrvAddr", "10.0.0.1"),
+            ("namesrvAddr", "10.0.0.1:9876;10.0.0.2:abc"),
+            ("brokerIP1", "10.0.0"),
+            ("bindAddress", "any"),
+            ("io.backend", "kqueue"),
+            ("messageDelayLevel", "1s 5x"),
+            ("messageDelayLevel", "0s"),
+            ("shards", "257"),
+            ("brokerPermission", "16"),
+            ("mappedFileSizeCommitLog", "0"),
+            ("maxMessageSize", "0"),
+            ("maxFrameBytes", "100"),
+            ("defaultTopicQueueNums", "0"),
+            ("haListenPort", "70000"),
+            ("haMasterAddress", "10.0.0.1"),
+            ("brokerClusterName", ""),
+            ("aclEnable", "true"),
+            ("aclEnable", "maybe"),
+            ("enableDLegerCommitLog", "true"),
+        ];
+        for (key, value) in cases {
+            let message = props_err(&format!("{key}={value}\n"));
+            assert!(message.contains(key), "{key}={value}: {message}");
+            assert!(message.contains("expected"), "{key}={value}: {message}");
+        }
+        // TOML: a value of the wrong type names the dotted key.
+        let err = BrokerConfig::from_toml_str("[broker]\nlisten_port = \"10911\"\n").unwrap_err().to_string();
+        assert!(err.contains("broker.listen_port") && err.contains("integer"), "{err}");
+        let err = BrokerConfig::from_toml_str("[flush]\ndisk_type = \"fsync\"\n").unwrap_err().to_string();
+        assert!(err.contains("flush.disk_type") && err.contains("ASYNC_FLUSH or SYNC_FLUSH"), "{err}");
+        let err = BrokerConfig::from_toml_str("[broker\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Toml { .. }), "{err}");
+    }
+
+    #[test]
+    fn values_are_trimmed_and_enums_ignore_case() {
+        let c = props("listenPort = 10921 \nflushDiskType=sync_flush\nbrokerRole=Slave\nbrokerId=3\nbrokerIP1=[::1]\n");
+        assert_eq!(c.broker.listen_port, 10921);
+        assert_eq!(c.ha_listen_port(), 10922);
+        assert_eq!(c.flush.disk_type, FlushDiskType::SyncFlush);
+        assert_eq!(c.broker.role, BrokerRole::Slave);
+        assert_eq!(c.broker.ip1, Some("::1".parse().unwrap()));
+        let text = c.to_properties_text();
+        assert!(text.contains("flushDiskType=SYNC_FLUSH\n") && text.contains("brokerRole=SLAVE\n"), "{text}");
+    }
+
+    #[test]
+    fn clamps_follow_java() {
+        let c = props("registerNameServerPeriod=1000\ndiskMaxUsedSpaceRatio=99\n");
+        assert_eq!(c.namesrv.register_period_ms, 10_000);
+        assert_eq!(c.retention.disk_max_used_space_ratio_pct, 95);
+        let c = props("registerNameServerPeriod=600000\ndiskMaxUsedSpaceRatio=1\n");
+        assert_eq!(c.namesrv.register_period_ms, 60_000);
+        assert_eq!(c.retention.disk_max_used_space_ratio_pct, 10);
+    }
+
+    #[test]
+    fn validate_checks_relations() {
+        let check = |text: &str, needle: &str| {
+            let err = props(text).validate().unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        };
+        check("brokerRole=SYNC_MASTER\nbrokerId=1\n", "brokerId");
+        check("brokerRole=ASYNC_MASTER\nbrokerId=2\n", "brokerId");
+        check("brokerRole=SLAVE\n", "brokerId");
+        check("maxMessageSize=16777216\n", "maxMessageSize");
+        check("maxFrameBytes=65536\n", "maxFrameBytes");
+        check("maxHeaderBytes=33554432\n", "maxHeaderBytes");
+        check("storePathRootDir=/data/store\nstorePathCommitLog=/ssd/commitlog\n", "storePathCommitLog");
+        check("listenPort=65535\n", "haListenPort");
+        check("listenPort=9876\n", "embeddedNamesrvPort");
+        check("haListenPort=10911\n", "haListenPort");
+        check("diskSpaceCleanForciblyRatio=95\ndiskSpaceWarningLevelRatio=90\n", "diskSpaceCleanForciblyRatio");
+        check("maxFlushBatchBytes=8388608\nmaxPendingFlushBytes=4194304\n", "maxPendingFlushBytes");
+        check("mappedFileSizeCommitLog=4096\n", "segment_size_bytes");
+        // Fine once a name server is configured or the port moves.
+        props("listenPort=9876\nnamesrvAddr=10.0.0.1:9876\n").validate().unwrap();
+        props("listenPort=65535\nhaListenPort=65534\n").validate().unwrap();
+        props("storePathRootDir=/data/store\nstorePathCommitLog=/data/store/commitlog\n").validate().unwrap();
+        // Fields set in code are held to the same bounds as files.
+        let mut c = BrokerConfig::default();
+        c.store.segment_size_bytes = 0;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("mappedFileSizeCommitLog"), "{err}");
+        let mut c = BrokerConfig::default();
+        c.broker.name = String::new();
+        assert!(c.validate().unwrap_err().to_string().contains("brokerName"));
+    }
+
+    #[test]
+    fn overrides_and_namesrv_resolution() {
+        let mut c = BrokerConfig::default();
+        c.apply_override("namesrvAddr", "127.0.0.1:19876").unwrap();
+        assert_eq!(c.namesrv.addr, vec!["127.0.0.1:19876".to_owned()]);
+        c.resolve_namesrv_addr_from(Some("10.9.9.9:9876".into()));
+        assert_eq!(c.namesrv.addr, vec!["127.0.0.1:19876".to_owned()], "-n and the file win over NAMESRV_ADDR");
+        c.apply_override("store.segment_size_bytes", "8388608").unwrap();
+        assert_eq!(c.store.segment_size_bytes, 8 << 20);
+        c.apply_override("sendMessageThreadPoolNums", "4").unwrap();
+        assert!(matches!(c.apply_override("noSuchKey", "1"), Err(ConfigError::UnknownKey { .. })));
+        assert!(matches!(c.apply_override("store.no_such_key", "1"), Err(ConfigError::UnknownKey { .. })));
+        let err = c.apply_override("store.segment_size_bytes", "big").unwrap_err().to_string();
+        assert!(err.contains("store.segment_size_bytes"), "{err}");
+
+        let mut c = BrokerConfig::default();
+        c.resolve_namesrv_addr_from(Some(" 10.9.9.9:9876 ; 10.9.9.10:9876;".into()));
+        assert_eq!(c.namesrv.addr, vec!["10.9.9.9:9876".to_owned(), "10.9.9.10:9876".to_owned()]);
+        assert!(!c.uses_embedded_namesrv());
+        let mut c = BrokerConfig::default();
+        c.resolve_namesrv_addr_from(Some("garbage".into()));
+        assert!(c.validate().unwrap_err().to_string().contains("namesrvAddr"));
+        let mut c = BrokerConfig::default();
+        c.resolve_namesrv_addr_from(None);
+        assert!(c.uses_embedded_namesrv());
+        // An empty value in a file means "none".
+        assert!(props("namesrvAddr=\n").namesrv.addr.is_empty());
+    }
+
+    #[test]
+    fn advertised_addresses() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.advertised_ip(true), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let detected = c.advertised_ip(false);
+        assert!(detected.is_ipv4());
+        if let Some(ip) = detect_local_ipv4() {
+            assert!(!ip.is_loopback());
+            assert_eq!(detected, IpAddr::V4(ip));
+        } else {
+            assert_eq!(detected, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        }
+        assert_eq!(c.advertised_ha_ip(true), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let c = props("brokerIP1=10.0.0.5\n");
+        assert_eq!(c.advertised_ip(true), "10.0.0.5".parse::<IpAddr>().unwrap());
+        assert_eq!(c.advertised_ha_ip(false), "10.0.0.5".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn properties_text_lists_effective_values() {
+        let c = props("storePathRootDir=/srv/store\nlistenPort=10921\n");
+        let text = c.to_properties_text();
+        for key in KEYS {
+            assert_eq!(text.lines().filter(|l| l.starts_with(&format!("{}=", key.java))).count(), 1, "{}", key.java);
+        }
+        assert!(text.contains("brokerClusterName=DefaultCluster\n"));
+        assert!(text.contains("haListenPort=10922\n"));
+        assert!(text.contains("storePathCommitLog=/srv/store/commitlog\n"));
+        assert!(text.contains("brokerIP1=127.0.0.1\n"), "embedded name server: 127.0.0.1 is advertised");
+        assert!(text.contains("flushDiskType=ASYNC_FLUSH\n"));
+        assert!(text.contains("io.backend=auto\n"));
+        // What GET_BROKER_CONFIG sends reads back (with the derived values now explicit).
+        let back = props(&text);
+        back.validate().unwrap();
+        assert_eq!(back.ha.listen_port, Some(10922));
+        assert_eq!(back.broker.ip1, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(back.store, StoreSection { commit_log_dir: Some("/srv/store/commitlog".into()), ..c.store.clone() });
+        assert_eq!(back.flush, c.flush);
+        assert_eq!(back.limits, c.limits);
+        // Backslashes survive.
+        let c = props("storePathRootDir=C:\\\\store\n");
+        assert_eq!(c.store.root_dir, PathBuf::from("C:\\store"));
+        assert_eq!(props(&c.to_properties_text()).store.root_dir, c.store.root_dir);
+    }
+
+    #[test]
+    fn toml_text_round_trips() {
+        for config in [BrokerConfig::default(), BrokerConfig::test_min("/tmp/x"), {
+            let (c, _) = BrokerConfig::load(repo_path("tests/fixtures/broker-all-keys.properties")).unwrap();
+            c
+        }] {
+            let text = config.to_toml_text();
+            let (back, unknown) = BrokerConfig::from_toml_str(&text).unwrap();
+            assert!(unknown.is_empty(), "{unknown:?}");
+            assert_eq!(back, config, "{text}");
+        }
+    }
+
+    #[test]
+    fn tuning_profiles_load_validate_and_round_trip() {
+        let dir = repo_path("tuning");
+        let mut seen = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let (config, unknown) = BrokerConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(unknown.is_empty(), "{}: unknown keys {unknown:?}", path.display());
+            config.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let (back, _) = BrokerConfig::from_toml_str(&config.to_toml_text()).unwrap();
+            assert_eq!(back, config, "{}", path.display());
+            seen.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+        seen.sort();
+        assert_eq!(seen, ["default.toml", "durable.toml", "low-latency.toml", "test_min.toml", "throughput.toml"]);
+
+        // default.toml is the defaults, with every key written out.
+        let text = std::fs::read_to_string(dir.join("default.toml")).unwrap();
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        for key in KEYS {
+            assert!(
+                table.get(key.section).and_then(|s| s.as_table()).is_some_and(|s| s.contains_key(key.name)),
+                "default.toml lacks {}.{}",
+                key.section,
+                key.name
+            );
+        }
+        let (default, _) = BrokerConfig::load(dir.join("default.toml")).unwrap();
+        assert_eq!(default, BrokerConfig::default());
+
+        // test_min.toml is BrokerConfig::test_min.
+        let (min, _) = BrokerConfig::load(dir.join("test_min.toml")).unwrap();
+        assert_eq!(min, BrokerConfig::test_min(min.store.root_dir.clone()));
+        let (durable, _) = BrokerConfig::load(dir.join("durable.toml")).unwrap();
+        assert_eq!(durable.flush.disk_type, FlushDiskType::SyncFlush);
+        let (throughput, _) = BrokerConfig::load(dir.join("throughput.toml")).unwrap();
+        assert_eq!(throughput.flush.disk_type, FlushDiskType::AsyncFlush);
+    }
+
+    #[test]
+    fn test_min_is_tiny_and_valid() {
+        let c = BrokerConfig::test_min("/tmp/ferromq-test");
+        c.validate().unwrap();
+        let store = c.store_config(ShardId(1));
+        store.validate().unwrap();
+        assert_eq!(store.root_dir, PathBuf::from("/tmp/ferromq-test/shard-1"));
+        assert_eq!(store.segment_size_bytes, 4096);
+        assert_eq!(store.cq_entries_per_file, 8);
+        assert!(c.limits.write_queue_frames <= 4 && c.limits.cross_shard_queue_depth <= 4);
+        assert_eq!(c.effective_shards(), 2);
+    }
+
+    #[test]
+    fn load_picks_the_format_by_extension() {
+        let dir = std::env::temp_dir().join(format!("ferromq-brokercfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.toml"), "[broker]\nlisten_port = 10931\n").unwrap();
+        std::fs::write(dir.join("a.properties"), "listenPort=10941\n").unwrap();
+        std::fs::write(dir.join("a.conf"), "listenPort=10951\n").unwrap();
+        assert_eq!(BrokerConfig::load(dir.join("a.toml")).unwrap().0.broker.listen_port, 10931);
+        assert_eq!(BrokerConfig::load(dir.join("a.properties")).unwrap().0.broker.listen_port, 10941);
+        assert_eq!(BrokerConfig::load(dir.join("a.conf")).unwrap().0.broker.listen_port, 10951);
+        let err = BrokerConfig::load(dir.join("missing.properties")).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn config_is_send_sync_clone() {
+        fn assert_traits<T: Clone + Send + Sync + 'static>() {}
+        assert_traits::<BrokerConfig>();
+        fn assert_error<T: std::error::Error + Send + Sync + 'static>() {}
+        assert_error::<ConfigError>();
+    }
+}

@@ -1,0 +1,70 @@
+//! Request dispatch: one handler per request code, grouped by resource.
+//!
+//! - [`send`]: SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE
+//! - [`pull`]: PULL_MESSAGE, LITE_PULL_MESSAGE (long polling)
+//! - [`offsets`]: consumer offsets and queue offset queries
+//! - [`clients`]: HEART_BEAT, UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP
+//! - [`admin`]: topics, subscription groups, runtime info, stats, message queries
+//!
+//! Unknown codes get REQUEST_CODE_NOT_SUPPORTED. Typed errors become RocketMQ response codes
+//! inside each handler, at this boundary.
+
+pub mod admin;
+pub mod clients;
+pub mod offsets;
+pub mod pull;
+pub mod send;
+
+use std::rc::Rc;
+
+use ferromq_net::RemotingCommand;
+use ferromq_net::codes::request_code as rc;
+use ferromq_net::conn::{Connection, RequestHandler, not_supported};
+
+use crate::shard::ShardCtx;
+
+/// The broker's request handler on one shard.
+pub struct BrokerService {
+    pub ctx: Rc<ShardCtx>,
+}
+
+impl RequestHandler for BrokerService {
+    async fn handle(&self, conn: &Connection, request: RemotingCommand) -> Option<RemotingCommand> {
+        let ctx = &self.ctx;
+        if !ctx.connections.borrow().contains_key(&conn.id()) {
+            ctx.connections.borrow_mut().insert(conn.id(), conn.clone());
+        }
+        let response = match request.code {
+            rc::SEND_MESSAGE | rc::SEND_MESSAGE_V2 | rc::SEND_BATCH_MESSAGE => send::send(ctx, conn.peer(), request).await,
+            rc::PULL_MESSAGE | rc::LITE_PULL_MESSAGE => pull::pull(ctx, request).await,
+            rc::QUERY_CONSUMER_OFFSET => offsets::query_consumer_offset(ctx, request).await,
+            rc::UPDATE_CONSUMER_OFFSET => offsets::update_consumer_offset(ctx, request),
+            rc::GET_MAX_OFFSET => offsets::queue_offset(ctx, request, true).await,
+            rc::GET_MIN_OFFSET => offsets::queue_offset(ctx, request, false).await,
+            rc::GET_EARLIEST_MSG_STORETIME => offsets::earliest_store_time(ctx, request).await,
+            rc::SEARCH_OFFSET_BY_TIMESTAMP => offsets::search_offset_by_timestamp(ctx, request).await,
+            rc::HEART_BEAT => clients::heartbeat(ctx, conn, request),
+            rc::UNREGISTER_CLIENT => clients::unregister_client(ctx, request),
+            rc::GET_CONSUMER_LIST_BY_GROUP => clients::consumer_list_by_group(ctx, request),
+            rc::UPDATE_AND_CREATE_TOPIC => admin::update_and_create_topic(ctx, request),
+            rc::DELETE_TOPIC_IN_BROKER => admin::delete_topic(ctx, request),
+            rc::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(ctx, request),
+            rc::GET_BROKER_RUNTIME_INFO => admin::broker_runtime_info(ctx, request),
+            rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => admin::update_and_create_subscription_group(ctx, request),
+            rc::GET_CONSUMER_CONNECTION_LIST => admin::consumer_connection_list(ctx, request),
+            rc::GET_TOPIC_STATS_INFO => admin::topic_stats(ctx, request).await,
+            rc::GET_CONSUME_STATS => admin::consume_stats(ctx, request).await,
+            rc::VIEW_MESSAGE_BY_ID => admin::view_message_by_id(ctx, request).await,
+            rc::GET_BROKER_CONFIG => admin::broker_config(ctx, request),
+            _ => not_supported(&request),
+        };
+        Some(response)
+    }
+
+    /// A client's connection closed: it leaves its groups at once, and the groups that changed
+    /// are told (NOTIFY_CONSUMER_IDS_CHANGED) so that they rebalance.
+    fn on_close(&self, conn: &Connection) {
+        self.ctx.connections.borrow_mut().remove(&conn.id());
+        self.ctx.control.channel_closed(self.ctx.id, conn.id());
+    }
+}

@@ -1,0 +1,332 @@
+//! Producer path: SEND_MESSAGE (10), SEND_MESSAGE_V2 (310), SEND_BATCH_MESSAGE (320)
+//! (PROTOCOL.md §2.1).
+//!
+//! Runs on the connection's shard until the store append, which runs on the queue's owner
+//! shard; the reply carries every field clients read (msgId, queueId, queueOffset,
+//! transactionId, MSG_REGION, TRACE_ON).
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use ferromq_net::RemotingCommand;
+use ferromq_net::codes::{request_code, response_code as code};
+use ferromq_store::record::{MessageInput, Properties};
+use ferromq_store::StoreError;
+
+use crate::meta::topics::{self, PERM_WRITE, TopicConfig};
+use crate::shard::ShardCtx;
+
+/// Largest encoded properties string a record can hold (int16 length, §5.1).
+pub const MAX_PROPERTIES_BYTES: usize = 32_767;
+/// The broker's region id, sent back on every send (the Java default).
+pub const MSG_REGION: &str = "DefaultRegion";
+
+/// The send header in long names, whichever form (10's long keys or 310/320's `a`..`n`) it
+/// arrived in.
+#[derive(Debug)]
+struct SendHeader {
+    topic: String,
+    default_topic: String,
+    default_topic_queue_nums: u32,
+    queue_id: i32,
+    sys_flag: i32,
+    born_timestamp_ms: i64,
+    flag: i32,
+    properties: String,
+    reconsume_times: i32,
+}
+
+impl SendHeader {
+    fn parse(request: &RemotingCommand) -> Result<SendHeader, String> {
+        // 310 and 320 use the short keys; be liberal and fall back to long names (§2.1).
+        let short = request.code != request_code::SEND_MESSAGE && request.ext("b").is_some();
+        let get = |short_key: &str, long_key: &str| {
+            if short { request.ext(short_key) } else { request.ext(long_key) }
+        };
+        let text = |s: &str, l: &str| get(s, l).map(str::to_owned);
+        let number = |s: &str, l: &str, name: &str| -> Result<i64, String> {
+            match get(s, l) {
+                None => Ok(0),
+                Some(v) => v.trim().parse::<i64>().map_err(|_| format!("{name} is not a number: {v:?}")),
+            }
+        };
+        let topic = text("b", "topic").ok_or("the send header has no topic")?;
+        Ok(SendHeader {
+            topic,
+            default_topic: text("c", "defaultTopic").unwrap_or_default(),
+            default_topic_queue_nums: number("d", "defaultTopicQueueNums", "defaultTopicQueueNums")?.clamp(0, 1024) as u32,
+            queue_id: number("e", "queueId", "queueId")?.clamp(-1, i64::from(i32::MAX)) as i32,
+            sys_flag: number("f", "sysFlag", "sysFlag")? as i32,
+            born_timestamp_ms: number("g", "bornTimestamp", "bornTimestamp")?,
+            flag: number("h", "flag", "flag")? as i32,
+            properties: text("i", "properties").unwrap_or_default(),
+            reconsume_times: number("j", "reconsumeTimes", "reconsumeTimes")? as i32,
+        })
+    }
+}
+
+/// 10 / 310 / 320.
+pub async fn send(ctx: &Rc<ShardCtx>, peer: SocketAddr, request: RemotingCommand) -> RemotingCommand {
+    let header = match SendHeader::parse(&request) {
+        Ok(header) => header,
+        Err(reason) => return request.error_response(code::SYSTEM_ERROR, reason),
+    };
+    let control = &ctx.control;
+    let max_name_len = if header.topic.starts_with(topics::RETRY_GROUP_TOPIC_PREFIX) || header.topic.starts_with(topics::DLQ_GROUP_TOPIC_PREFIX) {
+        topics::MAX_GROUP_TOPIC_NAME_LEN
+    } else {
+        topics::MAX_TOPIC_NAME_LEN
+    };
+    if let Err(reason) = crate::meta::validate_name(&header.topic, max_name_len) {
+        return request.error_response(code::SYSTEM_ERROR, format!("topic {:?}: {reason}", header.topic));
+    }
+    if topics::TopicConfigTable::is_not_allowed_send_topic(&header.topic) {
+        return request.error_response(code::NO_PERMISSION, format!("Sending message to topic[{}] is forbidden.", header.topic));
+    }
+    if control.broker_permission() & PERM_WRITE == 0 {
+        return request.error_response(code::NO_PERMISSION, format!("the broker[{}] sending message is forbidden", control.broker_name()));
+    }
+    let topic = match control.topic_for_send(&header.topic, &header.default_topic, header.default_topic_queue_nums) {
+        Ok(topic) => topic,
+        Err(reply) => return request.error_response(reply.0, reply.1),
+    };
+    if topic.perm & PERM_WRITE == 0 {
+        return request.error_response(code::NO_PERMISSION, format!("the topic[{}] sending message is forbidden", topic.topic_name));
+    }
+    let queue_id = match pick_queue(&topic, header.queue_id) {
+        Ok(queue_id) => queue_id,
+        Err(reason) => return request.error_response(code::SYSTEM_ERROR, reason),
+    };
+
+    let batch = request.code == request_code::SEND_BATCH_MESSAGE;
+    let max_body = control.max_message_size_bytes();
+    if request.body.len() > max_body {
+        return request.error_response(
+            code::MESSAGE_ILLEGAL,
+            format!("the message body size over max value, MAX: {max_body}"),
+        );
+    }
+    let store_host = control.store_host();
+    let template = MessageInput {
+        topic: topic.topic_name.clone(),
+        queue_id,
+        flag: header.flag,
+        body: Vec::new(),
+        properties: Vec::new(),
+        sys_flag: header.sys_flag,
+        born_timestamp_ms: header.born_timestamp_ms,
+        born_host: peer,
+        store_host,
+        reconsume_times: header.reconsume_times,
+        prepared_transaction_offset: 0,
+    };
+    let cluster = control.cluster_name().to_owned();
+    let mut uniq_key = None;
+    let messages = if batch {
+        if topic.topic_name.starts_with("%RETRY%") {
+            return request.error_response(code::MESSAGE_ILLEGAL, "batch request does not support retry group");
+        }
+        match decode_batch(&request.body) {
+            Ok(items) if !items.is_empty() => items
+                .into_iter()
+                .map(|(flag, body, properties)| {
+                    let mut props = Properties::decode(&properties);
+                    props.insert("CLUSTER", &cluster);
+                    MessageInput { flag, body, properties: props.encode(), ..template.clone() }
+                })
+                .collect(),
+            Ok(_) => return request.error_response(code::MESSAGE_ILLEGAL, "the batch is empty"),
+            Err(reason) => return request.error_response(code::MESSAGE_ILLEGAL, reason),
+        }
+    } else {
+        let mut props = Properties::decode(header.properties.as_bytes());
+        if props.get("UNIQ_KEY").is_none() {
+            props.insert("UNIQ_KEY", &generate_uniq_key(store_host));
+        }
+        uniq_key = props.get("UNIQ_KEY").map(str::to_owned);
+        props.insert("CLUSTER", &cluster);
+        let properties = props.encode();
+        if properties.len() > MAX_PROPERTIES_BYTES {
+            return request.error_response(
+                code::MESSAGE_ILLEGAL,
+                format!("message properties length too long {}", properties.len()),
+            );
+        }
+        vec![MessageInput { body: request.body.to_vec(), properties, ..template }]
+    };
+
+    let owner = ctx.router.owner(&topic.topic_name, queue_id);
+    let timeout = control.sync_flush_timeout();
+    let topic_name = topic.topic_name.clone();
+    let appended = ctx
+        .router
+        .invoke_on(ctx, owner, move |owner_ctx| async move {
+            let result = owner_ctx.store.append_within(messages, timeout).await;
+            if result.is_ok() {
+                owner_ctx.held.notify(&topic_name, queue_id);
+            }
+            result
+        })
+        .await;
+    let (result, acked) = match appended {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => return store_error_response(&request, &e),
+        Err(busy) => {
+            return request.error_response(code::SYSTEM_BUSY, format!("[REJECTREQUEST]system busy, start flow control for a while ({busy})"));
+        }
+    };
+    control.messages_put.fetch_add(u64::from(result.message_count), std::sync::atomic::Ordering::Relaxed);
+    let status = if acked { code::SUCCESS } else { code::FLUSH_DISK_TIMEOUT };
+    let mut response = RemotingCommand::response(status, request.opaque, None)
+        .with_ext("msgId", result.offset_msg_ids.join(","))
+        .with_ext("queueId", queue_id)
+        .with_ext("queueOffset", result.queue_offset.0)
+        .with_ext("MSG_REGION", MSG_REGION)
+        .with_ext("TRACE_ON", "true");
+    if let Some(uniq_key) = uniq_key {
+        response = response.with_ext("transactionId", uniq_key);
+    }
+    response
+}
+
+/// Maps a store refusal onto the RocketMQ code a producer understands.
+pub fn store_error_response(request: &RemotingCommand, error: &StoreError) -> RemotingCommand {
+    let status = match error {
+        StoreError::Busy { .. } => code::SYSTEM_BUSY,
+        StoreError::InvalidMessage(_) => code::MESSAGE_ILLEGAL,
+        StoreError::DiskFull { .. } | StoreError::ShutDown | StoreError::LogFailed(_) => code::SERVICE_NOT_AVAILABLE,
+        _ => code::SYSTEM_ERROR,
+    };
+    request.error_response(status, error.to_string())
+}
+
+/// Queue to write: the requested one, or a random writable one for a negative id (§2.1 step 3).
+fn pick_queue(topic: &TopicConfig, requested: i32) -> Result<u32, String> {
+    let queues = topic.write_queue_nums.max(0) as u32;
+    if queues == 0 {
+        return Err(format!("topic {} has no writable queue", topic.topic_name));
+    }
+    if requested < 0 {
+        let random = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        return Ok(random % queues);
+    }
+    let limit = topic.write_queue_nums.max(topic.read_queue_nums).max(0) as u32;
+    let requested = requested as u32;
+    if requested >= limit {
+        return Err(format!(
+            "request queueId[{requested}] is illegal, topic {} has {limit} queues",
+            topic.topic_name
+        ));
+    }
+    Ok(requested)
+}
+
+/// One message of a client-encoded batch: (flag, body, encoded properties).
+pub type BatchEntry = (i32, Vec<u8>, Vec<u8>);
+
+/// Decodes a client-encoded batch body (§2.1, 320): entries of
+/// `totalSize i32 | magic i32 | bodyCRC i32 | flag i32 | bodyLength i32 | body | propertiesLength i16 | properties`.
+pub fn decode_batch(mut body: &[u8]) -> Result<Vec<BatchEntry>, String> {
+    fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+        if rest.len() < n {
+            return Err(format!("batch entry truncated: need {n} bytes, {} left", rest.len()));
+        }
+        let (head, tail) = rest.split_at(n);
+        *rest = tail;
+        Ok(head)
+    }
+    fn int(rest: &mut &[u8]) -> Result<i32, String> {
+        let bytes = take(rest, 4)?;
+        Ok(i32::from_be_bytes(bytes.try_into().map_err(|_| "batch entry truncated")?))
+    }
+    let mut messages = Vec::new();
+    while !body.is_empty() {
+        let total = int(&mut body)?;
+        let total = usize::try_from(total).map_err(|_| format!("negative batch entry size {total}"))?;
+        let mut entry = take(&mut body, total.checked_sub(4).ok_or("batch entry size below 4")?)?;
+        let _magic = int(&mut entry)?;
+        let _crc = int(&mut entry)?;
+        let flag = int(&mut entry)?;
+        let body_len = int(&mut entry)?;
+        let body_len = usize::try_from(body_len).map_err(|_| format!("negative body length {body_len}"))?;
+        let message_body = take(&mut entry, body_len)?.to_vec();
+        let props_len = take(&mut entry, 2)?;
+        let props_len = u16::from_be_bytes(props_len.try_into().map_err(|_| "batch entry truncated")?) as usize;
+        let properties = take(&mut entry, props_len)?.to_vec();
+        if !entry.is_empty() {
+            return Err(format!("batch entry has {} unexpected trailing bytes", entry.len()));
+        }
+        messages.push((flag, message_body, properties));
+    }
+    Ok(messages)
+}
+
+/// A message unique id in the Java client's layout (§5.6): 16 bytes = IPv4 (4), pid (2),
+/// class-loader hash (4, a process constant here), time since the start of the month (4,
+/// ms), counter (2), rendered as 32 upper-case hex digits. Used only when the producer sent none.
+fn generate_uniq_key(store_host: SocketAddr) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let ip = match store_host.ip() {
+        std::net::IpAddr::V4(v4) => v4.octets(),
+        std::net::IpAddr::V6(v6) => {
+            let o = v6.octets();
+            [o[12], o[13], o[14], o[15]]
+        }
+    };
+    let pid = std::process::id() as u16;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let counter = COUNTER.fetch_add(1, Ordering::Relaxed) as u16;
+    format!(
+        "{:02X}{:02X}{:02X}{:02X}{:04X}{:08X}{:08X}{:04X}",
+        ip[0], ip[1], ip[2], ip[3], pid, 0x4645_5252u32, (now_ms & 0xFFFF_FFFF) as u32, counter
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(flag: i32, body: &[u8], props: &[u8]) -> Vec<u8> {
+        let total = 4 + 4 + 4 + 4 + 4 + body.len() + 2 + props.len();
+        let mut out = Vec::new();
+        out.extend((total as i32).to_be_bytes());
+        out.extend(0i32.to_be_bytes());
+        out.extend(0i32.to_be_bytes());
+        out.extend(flag.to_be_bytes());
+        out.extend((body.len() as i32).to_be_bytes());
+        out.extend(body);
+        out.extend((props.len() as u16).to_be_bytes());
+        out.extend(props);
+        out
+    }
+
+    #[test]
+    fn batch_bodies_decode_and_garbage_is_refused() {
+        let body = [entry(1, b"one", b"TAGS\x01a\x02"), entry(2, b"", b"")].concat();
+        let messages = decode_batch(&body).unwrap();
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0], (1, b"one".to_vec(), b"TAGS\x01a\x02".to_vec()));
+        assert_eq!(messages[1], (2, Vec::new(), Vec::new()));
+        for cut in 1..body.len() {
+            let _ = decode_batch(&body[..cut]);
+        }
+        assert!(decode_batch(&body[..body.len() - 1]).is_err());
+        assert!(decode_batch(&[0xFF, 0xFF, 0xFF, 0xFF]).is_err());
+        assert!(decode_batch(&[0, 0, 0, 2]).is_err());
+    }
+
+    #[test]
+    fn uniq_keys_are_32_hex_digits_and_distinct() {
+        let host: SocketAddr = "127.0.0.1:10911".parse().unwrap();
+        let a = generate_uniq_key(host);
+        let b = generate_uniq_key(host);
+        assert_eq!(a.len(), 32);
+        assert!(a.starts_with("7F000001"));
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,288 @@
+//! The broker's persistent control-plane metadata: topic configs (`topics.rs`, `topics.json`),
+//! subscription-group configs (`groups.rs`, `subscriptionGroup.json`) and committed consumer
+//! offsets (`offsets.rs`, `consumerOffset.json`), in the Java broker's file formats
+//! (PROTOCOL.md §6.6), plus what they share: [`DataVersion`], the atomic file writer
+//! ([`write_atomic`]) and fastjson helpers (`json.rs`).
+//!
+//! Ownership: one instance of each table per broker, held by the control plane behind a mutex
+//! that the shard threads share; every type here is plain data and `Send`. Nothing here does
+//! network I/O or async; file I/O happens only in the explicit `load`/`persist` calls.
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+pub mod groups;
+pub mod json;
+pub mod offsets;
+pub mod topics;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+/// Version stamp of a config table (`{"counter":3,"stateVersion":0,"timestamp":...}`, §4.4).
+/// Java's `DataVersion`: `nextVersion()` increments the counter and sets the timestamp to now;
+/// `stateVersion` (5.x) is left as is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DataVersion {
+    pub counter: i64,
+    pub state_version: i64,
+    pub timestamp: i64,
+}
+
+impl DataVersion {
+    /// A fresh version as Java creates one at start-up: counter 0, timestamp now.
+    pub fn new() -> Self {
+        DataVersion {
+            counter: 0,
+            state_version: 0,
+            timestamp: now_ms(),
+        }
+    }
+
+    /// Java `nextVersion()`: counter + 1, timestamp now (never moving backwards).
+    pub fn bump(&mut self) {
+        self.counter = self.counter.saturating_add(1);
+        self.timestamp = now_ms().max(self.timestamp);
+    }
+
+    /// `{"counter":..,"stateVersion":..,"timestamp":..}` (fastjson key order).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"counter\":");
+        json::write_num(out, self.counter);
+        out.extend_from_slice(b",\"stateVersion\":");
+        json::write_num(out, self.state_version);
+        out.extend_from_slice(b",\"timestamp\":");
+        json::write_num(out, self.timestamp);
+        out.push(b'}');
+    }
+
+    /// Reads a DataVersion object leniently; missing fields are 0, a non-object is `None`.
+    pub(crate) fn from_value(v: Option<&Value>) -> Option<Self> {
+        let obj = v?.as_object()?;
+        Some(DataVersion {
+            counter: json::lenient_i64(obj.get("counter")).unwrap_or(0),
+            state_version: json::lenient_i64(obj.get("stateVersion")).unwrap_or(0),
+            timestamp: json::lenient_i64(obj.get("timestamp")).unwrap_or(0),
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Errors of loading and persisting a metadata file. Always names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("corrupt config file {path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Writes `bytes` to `path` atomically: `<path>.tmp` is written and fsynced, renamed over
+/// `path`, and the directory is fsynced so the rename itself is durable. A crash at any point
+/// leaves either the old or the new file complete (plus possibly a stale `.tmp`, overwritten by
+/// the next write). Creates the parent directory if needed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
+    let err = |source| PersistError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&dir).map_err(err)?;
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(err)?;
+        f.write_all(bytes).map_err(err)?;
+        f.sync_all().map_err(err)?;
+    }
+    fs::rename(&tmp, path).map_err(err)?;
+    File::open(&dir).and_then(|d| d.sync_all()).map_err(err)?;
+    Ok(())
+}
+
+/// Reads a config file. `Ok(None)` when neither `path` nor the Java broker's `<path>.bak` exists
+/// (a fresh broker); a missing main file with a present `.bak` (a Java broker stopped between
+/// its rename and its write) reads the backup. Any other read failure is an error naming the
+/// file. An empty or all-whitespace file is reported as corrupt, not treated as empty.
+pub fn read_config_file(path: &Path) -> Result<Option<(PathBuf, Vec<u8>)>, PersistError> {
+    let mut bak_name = path.as_os_str().to_owned();
+    bak_name.push(".bak");
+    for candidate in [path.to_path_buf(), PathBuf::from(bak_name)] {
+        match fs::read(&candidate) {
+            Ok(bytes) => {
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    return Err(PersistError::Corrupt {
+                        path: candidate,
+                        reason: "file is empty".to_owned(),
+                    });
+                }
+                if candidate != path {
+                    tracing::warn!(file = %candidate.display(), "main config file missing; loading the Java broker's backup");
+                }
+                return Ok(Some((candidate, bytes)));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(PersistError::Read {
+                    path: candidate,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Why a topic or group name is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("name is empty")]
+    Empty,
+    #[error("name is {len} characters long; the limit is {max}")]
+    TooLong { len: usize, max: usize },
+    #[error("name {0:?} contains characters outside [%|a-zA-Z0-9_-]")]
+    BadChar(String),
+}
+
+/// Checks the topic/group charset `[%|a-zA-Z0-9_-]` and length (Appendix B). The length is
+/// counted in characters, which for this charset equals bytes.
+pub fn validate_name(name: &str, max_len: usize) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name
+        .chars()
+        .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-')))
+    {
+        return Err(NameError::BadChar(name.to_owned()));
+    }
+    if name.len() > max_len {
+        return Err(NameError::TooLong {
+            len: name.len(),
+            max: max_len,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+pub(crate) mod test_util {
+    use std::path::PathBuf;
+
+    /// A fresh, empty directory under the system temp dir, unique per test.
+    pub fn temp_dir(tag: &str) -> PathBuf {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ferromq-meta-{tag}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_version_json_and_bump() {
+        let mut v = DataVersion {
+            counter: 3,
+            state_version: 0,
+            timestamp: 1_700_000_000_000,
+        };
+        let mut out = Vec::new();
+        v.write_json(&mut out);
+        assert_eq!(
+            out,
+            br#"{"counter":3,"stateVersion":0,"timestamp":1700000000000}"#
+        );
+        v.bump();
+        assert_eq!(v.counter, 4);
+        assert!(v.timestamp >= 1_700_000_000_000);
+    }
+
+    #[test]
+    fn names() {
+        assert!(validate_name("TopicTest", 127).is_ok());
+        assert!(validate_name("%RETRY%g-1|x_y", 127).is_ok());
+        assert_eq!(validate_name("", 127), Err(NameError::Empty));
+        assert!(matches!(
+            validate_name("a b", 127),
+            Err(NameError::BadChar(_))
+        ));
+        assert!(matches!(
+            validate_name("a@b", 127),
+            Err(NameError::BadChar(_))
+        ));
+        assert!(matches!(
+            validate_name("é", 127),
+            Err(NameError::BadChar(_))
+        ));
+        assert!(validate_name(&"a".repeat(127), 127).is_ok());
+        assert_eq!(
+            validate_name(&"a".repeat(128), 127),
+            Err(NameError::TooLong { len: 128, max: 127 })
+        );
+    }
+
+    #[test]
+    fn atomic_write_and_read() {
+        let dir = test_util::temp_dir("persist");
+        let path = dir.join("sub").join("x.json");
+        assert!(read_config_file(&path).unwrap().is_none());
+        write_atomic(&path, b"{\"a\":1}").unwrap();
+        let (p, bytes) = read_config_file(&path).unwrap().unwrap();
+        assert_eq!(p, path);
+        assert_eq!(bytes, b"{\"a\":1}");
+        assert!(!dir.join("sub").join("x.json.tmp").exists());
+        write_atomic(&path, b"{}").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{}");
+        // Empty file is corrupt, not empty.
+        std::fs::write(&path, b"  \n").unwrap();
+        assert!(matches!(
+            read_config_file(&path),
+            Err(PersistError::Corrupt { .. })
+        ));
+        // Missing main file falls back to a Java .bak.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(dir.join("sub").join("x.json.bak"), b"{\"b\":2}").unwrap();
+        let (p, bytes) = read_config_file(&path).unwrap().unwrap();
+        assert!(p.to_string_lossy().ends_with(".bak"));
+        assert_eq!(bytes, b"{\"b\":2}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
