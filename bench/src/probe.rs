@@ -12,11 +12,11 @@
 //! - [`loopback_sendfile`]: `sendfile(2)` of a file over a loopback TCP socket to a reader
 //!   thread; MiB/s.
 //!
-//! The fdatasync probes run twice, [`Wakeups::Idle`] and [`Wakeups::Ticking`]. On some VMs (this
-//! project's Firecracker VM among them) an idle guest notices the completion of an fdatasync only
-//! at its next timer tick: alone, one thread doing `write + fdatasync` measures ~4 ms per round,
-//! while the same loop with another thread of the machine waking every 100 µs measures 0.3–0.5
-//! ms. A busy broker is never idle, so the ticking figure is the machine's bound and the one
+//! The fdatasync probes run twice, [`Wakeups::Idle`] and [`Wakeups::Ticking`]. On some VMs (the
+//! one this project is developed on among them, see bench/RESULTS.md) an idle guest notices the
+//! completion of an fdatasync only at its next timer tick: alone, one thread doing
+//! `write + fdatasync` measures ~4 ms per round, while the same loop with another thread of the
+//! machine waking every 100 µs measures 0.3–0.5 ms. A busy broker is never idle, so the ticking figure is the machine's bound and the one
 //! other results are compared with; the idle figure is what a lone synchronous writer sees.
 //!
 //! The file probes write into a preallocated file (`fallocate`, 1 GiB like a commit-log segment)
@@ -65,7 +65,7 @@ pub struct ProbeArgs {
     /// Batch sizes (bytes) of the fdatasync-bound probe, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "4096,65536,262144")]
     batch_bytes: Vec<usize>,
-    /// Milliseconds each fdatasync-bound probe runs.
+    /// Milliseconds each fdatasync-bound probe runs (once idle, once ticking).
     #[arg(long, default_value_t = 1000)]
     batch_ms: u64,
     /// Message size (bytes) used to express the fdatasync-bound rate as appends/s.

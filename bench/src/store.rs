@@ -76,7 +76,7 @@ pub struct StoreArgs {
     /// I/O backend of the shard runtime: auto, io_uring or epoll (`FERROMQ_IO_BACKEND` wins).
     #[arg(long, default_value = "auto")]
     io_backend: String,
-    /// Milliseconds the fdatasync-bound probe runs after each SYNC_FLUSH point.
+    /// Milliseconds each fdatasync-bound probe (idle, then ticking) runs after each SYNC_FLUSH point.
     #[arg(long, default_value_t = 1000)]
     probe_ms: u64,
     /// Messages per queue written before the lookup-cost measurement.
