@@ -721,6 +721,21 @@ impl<S: Storage> Store<S> {
         Ok((file, pos))
     }
 
+    /// The log range's file as an owned descriptor (a `dup`), for zero-copy sends from another
+    /// thread: the descriptor keeps the segment open even if retention deletes it meanwhile.
+    pub fn log_slice_fd(&self, range: LogRange) -> Result<(std::os::fd::OwnedFd, u64)> {
+        let (file, path, pos) = self.locate(range.offset)?;
+        let raw = file
+            .raw_fd()
+            .ok_or_else(|| StoreError::NotFound(format!("{} has no file descriptor (in-memory storage)", path.display())))?;
+        // SAFETY: `raw` belongs to `file`, which stays open for the duration of this borrow;
+        // `try_clone_to_owned` dups it, so the result lives independently of `file`.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) }
+            .try_clone_to_owned()
+            .map_err(|e| StoreError::io("dup", &path, e))?;
+        Ok((fd, pos))
+    }
+
     fn locate(&self, offset: CommitLogOffset) -> Result<(S::File, PathBuf, u64)> {
         if offset.0 < self.inner.log_min.get() || offset.0 >= self.inner.dispatched_offset.get().max(self.inner.app.borrow().written) {
             return Err(StoreError::NotFound(format!("commit-log offset {offset} is not stored")));

@@ -4,6 +4,7 @@
 //! - [`pull`]: PULL_MESSAGE, LITE_PULL_MESSAGE (long polling)
 //! - [`offsets`]: consumer offsets and queue offset queries
 //! - [`clients`]: HEART_BEAT, UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP
+//! - [`locks`]: LOCK_BATCH_MQ, UNLOCK_BATCH_MQ (orderly consumers)
 //! - [`admin`]: topics, subscription groups, runtime info, stats, message queries
 //!
 //! Unknown codes get REQUEST_CODE_NOT_SUPPORTED. Typed errors become RocketMQ response codes
@@ -11,6 +12,7 @@
 
 pub mod admin;
 pub mod clients;
+pub mod locks;
 pub mod offsets;
 pub mod pull;
 pub mod send;
@@ -36,7 +38,7 @@ impl RequestHandler for BrokerService {
         }
         let response = match request.code {
             rc::SEND_MESSAGE | rc::SEND_MESSAGE_V2 | rc::SEND_BATCH_MESSAGE => send::send(ctx, conn.peer(), request).await,
-            rc::PULL_MESSAGE | rc::LITE_PULL_MESSAGE => pull::pull(ctx, request).await,
+            rc::PULL_MESSAGE | rc::LITE_PULL_MESSAGE => return pull::pull(ctx, conn, request).await,
             rc::QUERY_CONSUMER_OFFSET => offsets::query_consumer_offset(ctx, request).await,
             rc::UPDATE_CONSUMER_OFFSET => offsets::update_consumer_offset(ctx, request),
             rc::GET_MAX_OFFSET => offsets::queue_offset(ctx, request, true).await,
@@ -46,6 +48,8 @@ impl RequestHandler for BrokerService {
             rc::HEART_BEAT => clients::heartbeat(ctx, conn, request),
             rc::UNREGISTER_CLIENT => clients::unregister_client(ctx, request),
             rc::GET_CONSUMER_LIST_BY_GROUP => clients::consumer_list_by_group(ctx, request),
+            rc::LOCK_BATCH_MQ => locks::lock_batch_mq(ctx, request),
+            rc::UNLOCK_BATCH_MQ => locks::unlock_batch_mq(ctx, request),
             rc::UPDATE_AND_CREATE_TOPIC => admin::update_and_create_topic(ctx, request),
             rc::DELETE_TOPIC_IN_BROKER => admin::delete_topic(ctx, request),
             rc::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(ctx, request),

@@ -9,9 +9,9 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use ferromq_net::RemotingCommand;
 use ferromq_net::codes::response_code as code;
+use ferromq_net::conn::{Connection, FileSegment};
 use ferromq_store::{PullResult, PullStatus, QueueOffset, TagFilter};
 
 use crate::meta::topics::PERM_READ;
@@ -70,43 +70,50 @@ pub fn tag_filter(expression: &str) -> TagFilter {
     TagFilter::Codes(tags.iter().map(|t| ferromq_store::record::java_string_hash(t)).collect())
 }
 
-/// 11 / 361.
-pub async fn pull(ctx: &Rc<ShardCtx>, request: RemotingCommand) -> RemotingCommand {
-    let header = match PullHeader::parse(&request) {
-        Ok(header) => header,
-        Err(reason) => return request.error_response(code::SYSTEM_ERROR, reason),
+/// 11 / 361. Found messages are sent from here with `sendfile` (zero copy) and `None` is
+/// returned; every other answer is returned for the connection to send.
+pub async fn pull(ctx: &Rc<ShardCtx>, conn: &Connection, request: RemotingCommand) -> Option<RemotingCommand> {
+    let (response, segments) = match checked_read(ctx, &request).await {
+        Ok(found) => found,
+        Err(answer) => return Some(*answer),
     };
+    if segments.is_empty() {
+        return Some(response);
+    }
+    if let Err(e) = conn.send_file_body(&response, segments).await {
+        tracing::debug!(conn = conn.id(), "pull response not sent: {e}");
+    }
+    None
+}
+
+/// Checks the request (§2.2, in the Java broker's order), commits a piggy-backed offset, and
+/// reads on the owner shard. Returns the answer and the log segments of its body; an early
+/// answer (an error, or nothing to read) comes back as `Err`.
+async fn checked_read(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> Result<(RemotingCommand, Vec<FileSegment>), Box<RemotingCommand>> {
+    let refuse = |status: i32, remark: String| Box::new(request.error_response(status, remark));
+    let header = PullHeader::parse(request).map_err(|reason| refuse(code::SYSTEM_ERROR, reason))?;
     let control = &ctx.control;
     if control.broker_permission() & PERM_READ == 0 {
-        return request.error_response(code::NO_PERMISSION, format!("the broker[{}] pulling message is forbidden", control.broker_name()));
+        return Err(refuse(code::NO_PERMISSION, format!("the broker[{}] pulling message is forbidden", control.broker_name())));
     }
-    let Some(topic) = control.topic(&header.topic) else {
-        return request.error_response(
-            code::TOPIC_NOT_EXIST,
-            format!("topic[{}] not exist, apply first please!", header.topic),
-        );
-    };
+    let topic = control
+        .topic(&header.topic)
+        .ok_or_else(|| refuse(code::TOPIC_NOT_EXIST, format!("topic[{}] not exist, apply first please!", header.topic)))?;
     if topic.perm & PERM_READ == 0 {
-        return request.error_response(code::NO_PERMISSION, format!("the topic[{}] pulling message is forbidden", header.topic));
+        return Err(refuse(code::NO_PERMISSION, format!("the topic[{}] pulling message is forbidden", header.topic)));
     }
     if header.queue_id >= topic.read_queue_nums.max(0) as u32 {
-        return request.error_response(
+        return Err(refuse(
             code::SYSTEM_ERROR,
             format!("queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}]", header.queue_id, header.topic, topic.read_queue_nums),
-        );
+        ));
     }
     let filter = if header.sys_flag & FLAG_SUBSCRIPTION != 0 {
         tag_filter(header.subscription.as_deref().unwrap_or("*"))
     } else {
-        match control.subscription_filter(&header.group, &header.topic) {
-            Some(filter) => filter,
-            None => {
-                return request.error_response(
-                    code::SUBSCRIPTION_NOT_EXIST,
-                    format!("the consumer's subscription not exist, group: {}", header.group),
-                );
-            }
-        }
+        control.subscription_filter(&header.group, &header.topic).ok_or_else(|| {
+            refuse(code::SUBSCRIPTION_NOT_EXIST, format!("the consumer's subscription not exist, group: {}", header.group))
+        })?
     };
     // The piggy-backed offset commit happens on first processing, whatever the read finds.
     if header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0 {
@@ -127,14 +134,15 @@ pub async fn pull(ctx: &Rc<ShardCtx>, request: RemotingCommand) -> RemotingComma
         })
         .await;
     match read {
-        Ok(Ok((result, body))) => pull_response(&request, &result, body),
-        Ok(Err(e)) => request.error_response(code::SYSTEM_ERROR, e),
-        Err(busy) => request.error_response(code::SYSTEM_BUSY, format!("[REJECTREQUEST]system busy, start flow control for a while ({busy})")),
+        Ok(Ok((result, segments))) => Ok((pull_response(request, &result), segments)),
+        Ok(Err(e)) => Err(refuse(code::SYSTEM_ERROR, e)),
+        Err(busy) => Err(refuse(code::SYSTEM_BUSY, format!("[REJECTREQUEST]system busy, start flow control for a while ({busy})"))),
     }
 }
 
 /// On the owner shard: reads, and while nothing is found and the client allows it, holds the
-/// pull until messages arrive or the suspension ends.
+/// pull until messages arrive or the suspension ends. Returns the result and, for found
+/// messages, the segments to send.
 async fn read_or_hold(
     ctx: &Rc<ShardCtx>,
     topic: &str,
@@ -143,7 +151,7 @@ async fn read_or_hold(
     max_messages: u32,
     filter: &TagFilter,
     suspend: Duration,
-) -> Result<(PullResult, Bytes), String> {
+) -> Result<(PullResult, Vec<FileSegment>), String> {
     let deadline = Instant::now() + suspend;
     loop {
         let result = ctx
@@ -151,18 +159,39 @@ async fn read_or_hold(
             .get_message(topic, queue_id, QueueOffset(offset), max_messages, filter)
             .await
             .map_err(|e| e.to_string())?;
-        if !nothing_new(&result, offset) || Instant::now() >= deadline {
-            let body = read_body(ctx, &result).await?;
-            return Ok((result, body));
+        let hold = nothing_new(&result, offset) && Instant::now() < deadline;
+        if hold && ctx.held.wait(topic, queue_id, deadline).await == Wake::Arrived {
+            continue;
         }
-        match ctx.held.wait(topic, queue_id, deadline).await {
-            Wake::Arrived => continue,
-            Wake::TimedOut | Wake::Refused => {
-                let body = read_body(ctx, &result).await?;
-                return Ok((result, body));
-            }
-        }
+        let segments = if is_found(&result) { file_segments(ctx, &result)? } else { Vec::new() };
+        return Ok((result, segments));
     }
+}
+
+fn is_found(result: &PullResult) -> bool {
+    result.status == PullStatus::Found && result.message_count > 0
+}
+
+/// The log ranges of a pull as file segments for `sendfile`: one duplicated descriptor per
+/// segment file (adjacent records are already coalesced into one range by the store).
+fn file_segments(ctx: &Rc<ShardCtx>, result: &PullResult) -> Result<Vec<FileSegment>, String> {
+    let mut files: Vec<(u64, std::sync::Arc<std::os::fd::OwnedFd>)> = Vec::new();
+    let mut segments = Vec::with_capacity(result.ranges.len());
+    for range in &result.ranges {
+        let (fd, position) = ctx.store.log_slice_fd(*range).map_err(|e| e.to_string())?;
+        // Ranges in one segment file share one descriptor; the segment base identifies it.
+        let base = range.offset.0 - position;
+        let file = match files.iter().find(|(b, _)| *b == base) {
+            Some((_, file)) => file.clone(),
+            None => {
+                let file = std::sync::Arc::new(fd);
+                files.push((base, file.clone()));
+                file
+            }
+        };
+        segments.push(FileSegment { file, offset: position, len: range.len });
+    }
+    Ok(segments)
 }
 
 /// Whether the reader is simply caught up (PULL_NOT_FOUND), the one case long polling holds.
@@ -174,21 +203,8 @@ fn nothing_new(result: &PullResult, requested_offset: u64) -> bool {
     }
 }
 
-/// The records of a pull, copied out of the log in their stored layout.
-async fn read_body(ctx: &Rc<ShardCtx>, result: &PullResult) -> Result<Bytes, String> {
-    if result.ranges.is_empty() {
-        return Ok(Bytes::new());
-    }
-    let mut body = BytesMut::with_capacity(result.total_bytes as usize);
-    for range in &result.ranges {
-        let bytes = ctx.store.read_range(*range).await.map_err(|e| e.to_string())?;
-        body.extend_from_slice(&bytes);
-    }
-    Ok(body.freeze())
-}
-
 /// Maps the store's status onto the four normal pull answers (§2.2, §6.3).
-fn pull_response(request: &RemotingCommand, result: &PullResult, body: Bytes) -> RemotingCommand {
+fn pull_response(request: &RemotingCommand, result: &PullResult) -> RemotingCommand {
     let (status, remark) = match result.status {
         PullStatus::Found if result.message_count > 0 => (code::SUCCESS, "FOUND"),
         PullStatus::Found | PullStatus::NoMatchedMessage | PullStatus::MessageWasRemoving => (code::PULL_RETRY_IMMEDIATELY, "NO_MATCHED_MESSAGE"),
@@ -200,15 +216,11 @@ fn pull_response(request: &RemotingCommand, result: &PullResult, body: Bytes) ->
         | PullStatus::OffsetOverflowBadly
         | PullStatus::OffsetTooSmall => (code::PULL_OFFSET_MOVED, "OFFSET_ILLEGAL"),
     };
-    let mut response = RemotingCommand::response(status, request.opaque, Some(remark.to_owned()))
+    RemotingCommand::response(status, request.opaque, Some(remark.to_owned()))
         .with_ext("suggestWhichBrokerId", 0)
         .with_ext("nextBeginOffset", result.next_begin_offset.0)
         .with_ext("minOffset", result.min_offset.0)
-        .with_ext("maxOffset", result.max_offset.0);
-    if status == code::SUCCESS {
-        response = response.with_body(body);
-    }
-    response
+        .with_ext("maxOffset", result.max_offset.0)
 }
 
 fn request_offset(request: &RemotingCommand) -> u64 {
