@@ -185,6 +185,59 @@ pub async fn view_message_by_id(ctx: &Rc<ShardCtx>, request: RemotingCommand) ->
     }
 }
 
+/// Largest `maxNum` honoured for QUERY_MESSAGE, and the cap for unique-key lookups
+/// (`defaultQueryMaxNum`).
+const QUERY_MAX_MESSAGES: usize = 64;
+const UNIQUE_KEY_QUERY_MAX_MESSAGES: usize = 32;
+
+/// 12 QUERY_MESSAGE: records whose KEYS or UNIQ_KEY match, stored within the time range,
+/// looked up in every shard's index (each shard indexes its own log). The client re-filters by
+/// the actual keys.
+pub async fn query_message(ctx: &Rc<ShardCtx>, request: RemotingCommand) -> RemotingCommand {
+    let (Some(topic), Some(key)) = (request.ext("topic"), request.ext("key")) else {
+        return request.error_response(code::SYSTEM_ERROR, "the request needs topic and key");
+    };
+    let number = |name: &str, default: i64| request.ext(name).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(default);
+    let cap = if request.ext("_UNIQUE_KEY_QUERY") == Some("true") { UNIQUE_KEY_QUERY_MAX_MESSAGES } else { QUERY_MAX_MESSAGES };
+    let max = (number("maxNum", cap as i64).max(1) as usize).min(cap);
+    let (begin_ms, end_ms) = (number("beginTimestamp", 0), number("endTimestamp", i64::MAX));
+    let mut body = Vec::new();
+    let mut found = 0usize;
+    for shard in 0..ctx.router.shard_count() {
+        if found >= max {
+            break;
+        }
+        let (topic, key, remaining) = (topic.to_owned(), key.to_owned(), max - found);
+        let records = ctx
+            .router
+            .invoke_on(ctx, ShardId(shard as u8), move |owner| async move {
+                let offsets = ferromq_store::index::query(&owner.store, &topic, &key, remaining, begin_ms, end_ms)
+                    .await
+                    .unwrap_or_default();
+                let mut records = Vec::new();
+                for offset in offsets {
+                    if let Ok(record) = owner.store.read_record(offset).await {
+                        records.push(record);
+                    }
+                }
+                records
+            })
+            .await;
+        for record in records.unwrap_or_default() {
+            body.extend_from_slice(&record);
+            found += 1;
+        }
+    }
+    if found == 0 {
+        return request.error_response(code::QUERY_NOT_FOUND, format!("can not find message, maybe time range not correct, key: {key}"));
+    }
+    request
+        .success_response()
+        .with_ext("indexLastUpdateTimestamp", ferromq_store::store::now_ms())
+        .with_ext("indexLastUpdatePhyoffset", ctx.store.write_offset().0)
+        .with_body(body)
+}
+
 /// 28 GET_BROKER_RUNTIME_INFO: `{"table":{..}}`, every value a numeric string where tools parse
 /// numbers (§4.8).
 pub fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: RemotingCommand) -> RemotingCommand {

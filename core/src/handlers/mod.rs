@@ -59,6 +59,7 @@ impl RequestHandler for BrokerService {
             rc::GET_TOPIC_STATS_INFO => admin::topic_stats(ctx, request).await,
             rc::GET_CONSUME_STATS => admin::consume_stats(ctx, request).await,
             rc::VIEW_MESSAGE_BY_ID => admin::view_message_by_id(ctx, request).await,
+            rc::QUERY_MESSAGE => admin::query_message(ctx, request).await,
             rc::GET_BROKER_CONFIG => admin::broker_config(ctx, request),
             _ => not_supported(&request),
         };
