@@ -4,7 +4,6 @@
 //!   and the JSON bodies clients read, in both the fastjson and the standard flavour.
 //! - [`register_body`]: REGISTER_BROKER bodies (JSON and zlib-compressed) and their CRC.
 //! - [`kv`]: the persisted KV config (`kvConfig.json`), e.g. order-topic settings.
-//! - [`fastjson`]: fastjson-compatible writing and tolerant reading helpers.
 //! - [`service`]: one handler per request code over those tables.
 //! - [`config`]: settings, by their Java names, from code or `namesrv.properties`.
 //!
@@ -17,7 +16,8 @@
 )]
 
 pub mod config;
-pub mod fastjson;
+/// The fastjson helpers live in `net`, shared with the broker.
+pub use ferromq_net::fastjson;
 pub mod kv;
 pub mod register_body;
 pub mod route;

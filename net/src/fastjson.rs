@@ -1,7 +1,8 @@
-//! fastjson-compatible JSON helpers shared by the name-server bodies: the string writer used by
-//! the hand-written encoders (route, cluster info, topic list, KV table) and the tolerant-reader
-//! pre-pass that turns fastjson's unquoted integer object keys (`{0:"a"}`) into standard JSON so
-//! serde_json can parse bodies written by Java (PROTOCOL.md §4.1 point 3).
+//! fastjson-compatible JSON helpers shared by the name server's and the broker's bodies: the
+//! writers used by the hand-written encoders (routes, cluster info, topic lists, KV tables,
+//! topic and group configs, consumer offsets) and the tolerant-reader pre-pass that turns
+//! fastjson's unquoted integer object keys (`{0:"a"}`) into standard JSON so serde_json can
+//! parse bodies written by Java (PROTOCOL.md §4.1 point 3).
 //!
 //! Owns no state. Everything here is total: no panics on any input.
 
@@ -43,7 +44,7 @@ impl JsonFlavour {
     }
 
     /// Whether non-ASCII characters are written as `\uXXXX` escapes.
-    pub(crate) fn ascii_only(self) -> bool {
+    pub fn ascii_only(self) -> bool {
         matches!(self, JsonFlavour::Standard)
     }
 }
@@ -55,7 +56,7 @@ impl JsonFlavour {
 /// byte for byte (tested below). With `ascii_only = true` every non-ASCII character is also
 /// written as one or two (surrogate pair) `\uxxxx` escapes, like fastjson's BrowserCompatible mode.
 /// Hand-written rather than calling serde_json so that it cannot fail and needs no `Result`.
-pub(crate) fn write_str(out: &mut Vec<u8>, s: &str, ascii_only: bool) {
+pub fn write_str(out: &mut Vec<u8>, s: &str, ascii_only: bool) {
     out.push(b'"');
     for ch in s.chars() {
         match ch {
@@ -93,18 +94,18 @@ fn push_u_escape(out: &mut Vec<u8>, unit: u16) {
 }
 
 /// Appends `"name":` (no leading comma).
-pub(crate) fn write_key(out: &mut Vec<u8>, name: &str) {
+pub fn write_key(out: &mut Vec<u8>, name: &str) {
     write_str(out, name, false);
     out.push(b':');
 }
 
 /// Appends a number in decimal.
-pub(crate) fn write_num(out: &mut Vec<u8>, n: impl std::fmt::Display) {
+pub fn write_num(out: &mut Vec<u8>, n: impl std::fmt::Display) {
     out.extend_from_slice(n.to_string().as_bytes());
 }
 
 /// Appends a JSON array of strings.
-pub(crate) fn write_str_array<'a>(
+pub fn write_str_array<'a>(
     out: &mut Vec<u8>,
     items: impl IntoIterator<Item = &'a String>,
     ascii_only: bool,
@@ -117,6 +118,26 @@ pub(crate) fn write_str_array<'a>(
         write_str(out, item, ascii_only);
     }
     out.push(b']');
+}
+
+/// Appends `true` or `false`.
+pub fn write_bool(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
+/// Appends a `Map<String,String>` as a JSON object, in the map's order (callers pass a
+/// `BTreeMap`: fastjson's sorted order).
+pub fn write_str_map<'a>(out: &mut Vec<u8>, items: impl IntoIterator<Item = (&'a String, &'a String)>, ascii_only: bool) {
+    out.push(b'{');
+    for (i, (key, value)) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, key, ascii_only);
+        out.push(b':');
+        write_str(out, value, ascii_only);
+    }
+    out.push(b'}');
 }
 
 /// Rewrites bare integer object keys (`{0:"a",-1:"b"}`) into quoted keys (`{"0":"a","-1":"b"}`)
@@ -224,9 +245,18 @@ pub fn parse_tolerant_object<T: DeserializeOwned>(body: &[u8]) -> Result<T, serd
     parse_tolerant(body)
 }
 
+/// Parses a body that must be a JSON object, standard or fastjson form, into a
+/// `serde_json::Value` object map (for bodies read field by field, leniently).
+pub fn parse_object_tolerant(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, serde_json::Error> {
+    match parse_tolerant_object::<serde_json::Value>(body)? {
+        serde_json::Value::Object(map) => Ok(map),
+        _ => Err(<serde_json::Error as serde::de::Error>::custom("expected a JSON object")),
+    }
+}
+
 /// Deserializes a field that may be absent (with `#[serde(default)]`) or `null` into its
 /// `Default`, so that `"filterServerList":null` from a non-Java broker does not fail the body.
-pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+pub fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: serde::Deserialize<'de> + Default,

@@ -9,6 +9,7 @@
 //!   servers and clients, so either side can send requests on it.
 //! - [`server`]: a listener that serves a [`conn::RequestHandler`] on every connection.
 //! - [`client`]: the RPC client used by tools, tests, the bench and the broker's outbound calls.
+//! - [`fastjson`]: writers and tolerant readers for the JSON dialect Java's fastjson speaks.
 //!
 //! Boundary: the codec does no I/O; only `conn`, `server` and `client` touch sockets.
 #![cfg_attr(
@@ -21,6 +22,7 @@ pub mod client;
 pub mod codec;
 pub mod codes;
 pub mod conn;
+pub mod fastjson;
 pub mod logging;
 pub mod server;
 
