@@ -7,9 +7,17 @@
 //!   batch size, loopback RTT and loopback sendfile bandwidth.
 //! - [`store`]: `ferromq-store` driven directly: appends/s under SYNC_FLUSH and ASYNC_FLUSH with
 //!   N concurrent writers, reported as ratios to the probes measured in the same run.
+//! - [`broker`]: what the broker modes share (requests, pull decoding, counters), `rss` mode.
+//! - [`produce`]: producers against any RocketMQ-compatible broker (closed or open loop).
+//! - [`consume`]: pull consumers (catch-up, tail) and the `e2e` mode.
 //! - [`micro`]: codec, record and consume-queue micro-benchmark bodies (`benches/micro.rs`).
 
+pub mod broker;
+pub mod consume;
+#[cfg(test)]
+mod fake_broker;
 pub mod micro;
+pub mod produce;
 pub mod probe;
 pub mod route;
 pub mod store;

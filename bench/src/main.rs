@@ -7,12 +7,14 @@
 //!   fdatasync-bound append rate, loopback RTT and sendfile bandwidth).
 //! - `store`: `ferromq-store` driven directly with N concurrent writers under SYNC_FLUSH and
 //!   ASYNC_FLUSH, reported as ratios to the probes measured in the same run.
+//! - `produce`, `consume`, `e2e`: a broker under load (any RocketMQ-compatible address).
+//! - `rss`: a broker's resident memory per idle connection.
 //!
 //! Every load mode prints a progress line each second and a final summary with hdrhistogram
 //! percentiles; `--json` writes the summary as JSON as well.
 
 use clap::{Parser, Subcommand};
-use ferromq_bench::{probe, route, store};
+use ferromq_bench::{broker, consume, probe, produce, route, store};
 
 #[derive(Parser, Debug)]
 #[command(name = "ferromq-bench", version, about = "FerroMQ load generator (RocketMQ remoting protocol)")]
@@ -29,6 +31,15 @@ enum Mode {
     Probe(probe::ProbeArgs),
     /// The store alone: appends/s with N writers under SYNC_FLUSH and ASYNC_FLUSH, pull lookups.
     Store(store::StoreArgs),
+    /// Producers against a broker: SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE, sync or one-way,
+    /// closed or open loop.
+    Produce(produce::ProduceArgs),
+    /// Pull consumers on every queue of a topic: --catch-up (backlog from 0) or --tail.
+    Consume(consume::ConsumeArgs),
+    /// Producer + tail consumer in one process: send -> receive latency.
+    E2e(consume::E2eArgs),
+    /// Broker RSS per idle connection (reads /proc/<pid>/status).
+    Rss(broker::RssArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,6 +49,10 @@ fn main() -> std::process::ExitCode {
         Mode::Route(args) => route::run(args),
         Mode::Probe(args) => probe::run(args),
         Mode::Store(args) => store::run(args),
+        Mode::Produce(args) => produce::run_produce(&args).map(drop),
+        Mode::Consume(args) => consume::run_consume(&args).map(drop),
+        Mode::E2e(args) => consume::run_e2e(&args).map(drop),
+        Mode::Rss(args) => broker::run_rss(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -116,8 +116,9 @@ pub struct ShardCtx {
     pub store: ShardStore,
     pub control: Arc<Control>,
     pub router: Router,
-    /// Pulls parked by long polling, by queue.
-    pub held: HeldPulls,
+    /// Pulls parked by long polling, by queue; woken by the store when new entries of their
+    /// queue become visible.
+    pub held: Rc<HeldPulls>,
     /// Open client connections on this shard, by connection id (to send them requests).
     pub connections: RefCell<HashMap<u64, Connection>>,
 }
@@ -131,6 +132,8 @@ pub struct HeldPulls {
     waiters: RefCell<HashMap<QueueKey, Vec<oneshot::Sender<()>>>>,
     held: Cell<usize>,
     max_held: usize,
+    /// Set by [`HeldPulls::stop`] at shutdown: nothing is held any more.
+    stopping: Cell<bool>,
 }
 
 /// What a held pull woke up for.
@@ -146,12 +149,12 @@ pub enum Wake {
 
 impl HeldPulls {
     pub fn new(max_held: usize) -> HeldPulls {
-        HeldPulls { waiters: RefCell::new(HashMap::new()), held: Cell::new(0), max_held }
+        HeldPulls { waiters: RefCell::new(HashMap::new()), held: Cell::new(0), max_held, stopping: Cell::new(false) }
     }
 
     /// Waits until messages arrive for (topic, queueId) or `deadline` passes.
     pub async fn wait(&self, topic: &str, queue_id: u32, deadline: Instant) -> Wake {
-        if self.held.get() >= self.max_held {
+        if self.stopping.get() || self.held.get() >= self.max_held {
             return Wake::Refused;
         }
         let (wake, woken) = oneshot::channel();
@@ -176,6 +179,17 @@ impl HeldPulls {
     pub fn notify(&self, topic: &str, queue_id: u32) {
         let woken = self.waiters.borrow_mut().remove(&(topic.to_owned(), queue_id));
         for waiter in woken.into_iter().flatten() {
+            let _ = waiter.send(());
+        }
+    }
+
+    /// Shutdown: wakes every held pull and holds no new one, so that parked pulls (up to
+    /// [`MAX_PULL_SUSPEND`]) answer at once instead of outliving the shutdown grace period and
+    /// keeping the store from being closed cleanly.
+    pub fn stop(&self) {
+        self.stopping.set(true);
+        let woken: Vec<_> = self.waiters.borrow_mut().drain().collect();
+        for waiter in woken.into_iter().flat_map(|(_, list)| list) {
             let _ = waiter.send(());
         }
     }

@@ -306,36 +306,35 @@ pub async fn find_durable_marker_after<F: StorageFile>(
     let mut last_nonzero_end = from;
     let mut found = None;
     let mut chunk_start = from - base;
+    // Most of what this scans after a crash is the zero-filled, preallocated rest of the
+    // segment: compare whole chunks against zeros (memcmp) and search the others for the
+    // marker magic with memmem, instead of testing every byte offset.
+    let zeros = vec![0u8; READ_CHUNK_BYTES];
     while chunk_start < size {
         let len = (READ_CHUNK_BYTES as u64).min(size - chunk_start) as usize;
         let chunk = reader.get(chunk_start, len).await?.to_vec();
         if chunk.is_empty() {
             break;
         }
-        if let Some(p) = chunk.iter().rposition(|b| *b != 0) {
-            last_nonzero_end = base + chunk_start + p as u64 + 1;
-        }
-        let mut i = 0;
-        while i + 4 <= chunk.len() {
-            if chunk.get(i..i + 4) == Some(&magic[..]) && i >= MARKER_MAGIC_POS {
+        let all_zero = zeros.get(..chunk.len()).is_some_and(|z| z == chunk.as_slice());
+        if !all_zero {
+            if let Some(p) = chunk.iter().rposition(|b| *b != 0) {
+                last_nonzero_end = base + chunk_start + p as u64 + 1;
+            }
+            let candidates: Vec<usize> = memchr::memmem::find_iter(&chunk, &magic).filter(|i| *i >= MARKER_MAGIC_POS).collect();
+            for i in candidates {
                 let at = chunk_start + (i - MARKER_MAGIC_POS) as u64;
                 let m = reader.get(at, MARKER_LEN).await?.to_vec();
                 if let Some(mk) = parse_marker(&m) {
                     let abs = base + at;
-                    if mk.flags & MARKER_FLAG_PRECEDING_DURABLE != 0
-                        && mk.batch_start >= from
-                        && mk.batch_start < abs
-                    {
+                    if mk.flags & MARKER_FLAG_PRECEDING_DURABLE != 0 && mk.batch_start >= from && mk.batch_start < abs {
                         let batch = reader.get(mk.batch_start - base, (abs - mk.batch_start) as usize).await?.to_vec();
                         if marker_matches(&m, &batch) {
                             found = Some(abs);
                         }
                     }
                 }
-                // The reader may have moved; re-read the chunk window lazily on the next turn.
-                let _ = reader.get(chunk_start, len).await?;
             }
-            i += 1;
         }
         if found.is_some() {
             break;

@@ -341,15 +341,29 @@ async fn roll<S: Storage>(inner: &Rc<Inner<S>>, ts: i64) -> Result<()> {
     Ok(())
 }
 
-async fn write_active<F: StorageFile>(slots_n: u32, a: &mut Active<F>) -> Result<()> {
-    let path = a.path.clone();
-    if !a.tail.is_empty() {
-        let tail = std::mem::take(&mut a.tail);
-        a.file.write_all_at(tail, entry_pos(slots_n, a.persisted)).await.map_err(|e| StoreError::io("write", &path, e))?;
-        a.persisted = a.header.count;
-    }
+/// One index file's pending writes, copied out of the index so that queries and dispatch keep
+/// seeing the file — and its unwritten entries — while the writes and the sync are in flight.
+/// (Taking the file out of the index for the duration made every key query of that window miss
+/// the active file, and made a concurrent dispatch roll a fresh file.)
+struct WriteJob<F> {
+    name: String,
+    path: PathBuf,
+    file: F,
+    /// Encoded entries `from..to`.
+    tail: Vec<u8>,
+    from: u32,
+    to: u32,
+    /// Slot values as of the copy, coalesced into runs: (file position, bytes).
+    slot_runs: Vec<(u64, Vec<u8>)>,
+    /// The slots those runs cover, put back as dirty if the write fails.
+    dirty: Vec<u32>,
+    header: Vec<u8>,
+}
+
+fn write_job<F: StorageFile>(a: &mut Active<F>) -> WriteJob<F> {
     // Coalesce dirty slots into runs so a burst on nearby slots costs one write.
     let dirty: Vec<u32> = std::mem::take(&mut a.dirty_slots).into_iter().collect();
+    let mut slot_runs = Vec::new();
     let mut i = 0;
     while let Some(&first) = dirty.get(i) {
         let mut last = first;
@@ -365,49 +379,101 @@ async fn write_active<F: StorageFile>(slots_n: u32, a: &mut Active<F>) -> Result
         for s in first..=last {
             buf.extend_from_slice(&a.slots.get(s as usize).copied().unwrap_or(0).to_be_bytes());
         }
-        let pos = INDEX_HEADER_LEN as u64 + u64::from(first) * INDEX_SLOT_LEN as u64;
-        a.file.write_all_at(buf, pos).await.map_err(|e| StoreError::io("write", &path, e))?;
+        slot_runs.push((INDEX_HEADER_LEN as u64 + u64::from(first) * INDEX_SLOT_LEN as u64, buf));
         i = j;
     }
-    a.file.write_all_at(a.header.encode(), 0).await.map_err(|e| StoreError::io("write", &path, e))?;
-    a.file.sync_data().await.map_err(|e| StoreError::io("fdatasync", &path, e))?;
+    WriteJob {
+        name: a.name.clone(),
+        path: a.path.clone(),
+        file: a.file.clone(),
+        tail: a.tail.clone(),
+        from: a.persisted,
+        to: a.header.count,
+        slot_runs,
+        dirty,
+        header: a.header.encode(),
+    }
+}
+
+async fn run_job<F: StorageFile>(slots_n: u32, job: &WriteJob<F>) -> Result<()> {
+    let path = &job.path;
+    if !job.tail.is_empty() {
+        job.file.write_all_at(job.tail.clone(), entry_pos(slots_n, job.from)).await.map_err(|e| StoreError::io("write", path, e))?;
+    }
+    for (pos, buf) in &job.slot_runs {
+        job.file.write_all_at(buf.clone(), *pos).await.map_err(|e| StoreError::io("write", path, e))?;
+    }
+    job.file.write_all_at(job.header.clone(), 0).await.map_err(|e| StoreError::io("write", path, e))?;
+    job.file.sync_data().await.map_err(|e| StoreError::io("fdatasync", path, e))?;
     Ok(())
+}
+
+/// The written entries leave the in-memory tail (entries added meanwhile stay in it).
+fn complete_job<F>(a: &mut Active<F>, job: &WriteJob<F>) {
+    if job.to > a.persisted {
+        let written = ((job.to - a.persisted) as usize * INDEX_ENTRY_LEN).min(a.tail.len());
+        a.tail.drain(..written);
+        a.persisted = job.to;
+    }
+}
+
+fn find_active<'a, S: Storage>(ix: &'a mut IndexService<S>, name: &str) -> Option<&'a mut Active<S::File>> {
+    if ix.active.as_ref().is_some_and(|a| a.name == name) {
+        return ix.active.as_mut();
+    }
+    ix.to_seal.iter_mut().find(|a| a.name == name)
 }
 
 /// Persists the index up to the snapshot (checkpoint step): seals full files, writes the active
 /// file's new entries, dirty slots and header, and syncs. Returns the active file and count.
+/// The files stay in the index (queryable, and the active one writable) throughout.
 pub(crate) async fn persist<S: Storage>(inner: &Rc<Inner<S>>, snap: IndexSnapshot) -> Result<(String, u32)> {
-    let (slots_n, to_seal, active) = {
+    let (slots_n, jobs) = {
         let mut ix = inner.index.borrow_mut();
         let Some(ix) = ix.as_mut() else { return Ok((String::new(), 0)) };
-        (ix.slots_per_file, std::mem::take(&mut ix.to_seal), ix.active.take())
+        let slots_n = ix.slots_per_file;
+        // Files to seal first (oldest first), then the active one.
+        let mut jobs: Vec<WriteJob<S::File>> = ix.to_seal.iter_mut().map(write_job).collect();
+        jobs.extend(ix.active.as_mut().map(write_job));
+        (slots_n, jobs)
     };
-    let mut sealed = Vec::new();
-    for mut a in to_seal {
-        write_active(slots_n, &mut a).await?;
-        sealed.push(Sealed { name: a.name, path: a.path, file: a.file, header: a.header });
+    for (i, job) in jobs.iter().enumerate() {
+        if let Err(e) = run_job(slots_n, job).await {
+            // Nothing is lost: unwritten entries are still in the tails; the slots are dirty again.
+            let mut ix = inner.index.borrow_mut();
+            if let Some(ix) = ix.as_mut() {
+                for job in jobs.get(i..).unwrap_or_default() {
+                    if let Some(a) = find_active(ix, &job.name) {
+                        a.dirty_slots.extend(job.dirty.iter().copied());
+                    }
+                }
+            }
+            return Err(e);
+        }
+    }
+    let mut ix = inner.index.borrow_mut();
+    if let Some(ix) = ix.as_mut() {
+        for job in &jobs {
+            if let Some(a) = find_active(ix, &job.name) {
+                complete_job(a, job);
+            }
+        }
+        // Files that were waiting to be sealed and are now fully written become sealed, in
+        // order. (One that rolled during the awaits stays queued until the next checkpoint.)
+        let mut still = Vec::new();
+        for a in std::mem::take(&mut ix.to_seal) {
+            let written = jobs.iter().any(|j| j.name == a.name && j.to == a.header.count) && a.tail.is_empty() && a.dirty_slots.is_empty();
+            if written {
+                ix.sealed.push(Sealed { name: a.name, path: a.path, file: a.file, header: a.header });
+            } else {
+                still.push(a);
+            }
+        }
+        ix.to_seal = still;
     }
     // Entries added after the snapshot are persisted too; naming the smaller snapshot count in
     // the checkpoint stays correct (recovery cuts to it and replays the rest).
-    let result = (snap.name, snap.count);
-    let active = match active {
-        Some(mut a) => {
-            write_active(slots_n, &mut a).await?;
-            Some(a)
-        }
-        None => None,
-    };
-    let mut ix = inner.index.borrow_mut();
-    if let Some(ix) = ix.as_mut() {
-        ix.sealed.extend(sealed);
-        if ix.active.is_none() {
-            ix.active = active;
-        } else if let Some(a) = active {
-            // A roll happened during the await: the file we wrote is now sealed.
-            ix.to_seal.insert(0, a);
-        }
-    }
-    Ok(result)
+    Ok((snap.name, snap.count))
 }
 
 /// Query by key (QUERY_MESSAGE): physical offsets of up to `max` records of `topic` with `key`
@@ -542,5 +608,79 @@ mod tests {
     #[test]
     fn key_hash_uses_topic_hash_key() {
         assert_eq!(key_hash("T", "k"), java_string_hash("T#k").unsigned_abs());
+    }
+
+    /// A checkpoint writes and syncs the index while the shard keeps serving: key queries in
+    /// that window must still see the active file's entries, and dispatch must keep adding to
+    /// the same file (the persist step once took the file out of the index for its duration).
+    #[test]
+    fn keys_stay_queryable_and_dispatch_stays_in_one_file_while_the_index_is_persisted() {
+        use std::cell::Cell;
+        use std::rc::Rc;
+
+        use crate::io::compio_fs::CompioStorage;
+        use crate::record::{MessageInput, Properties};
+        use crate::{Store, StoreConfig};
+
+        fn keyed(key: &str) -> MessageInput {
+            let mut p = Properties::new();
+            p.insert("KEYS", key);
+            MessageInput::simple("T", 0, key.as_bytes().to_vec(), &p)
+        }
+
+        let dir = std::env::temp_dir().join(format!("ferromq-index-persist-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut cfg = StoreConfig::test_min(&dir);
+        cfg.segment_size_bytes = 1 << 20;
+        cfg.index_hash_slots = 64;
+        cfg.index_max_entries = 4096;
+        crate::test_support::block_on(async {
+            let (store, _) = Store::open(CompioStorage, cfg).await.unwrap();
+            let store = Rc::new(store);
+            for i in 0..20 {
+                store.append(vec![keyed(&format!("k{i}"))]).await.unwrap();
+            }
+            store.wait_dispatched().await.unwrap();
+            // Checkpoints back to back on one task, queries and appends on this one.
+            let stop = Rc::new(Cell::new(false));
+            let checkpoints = compio::runtime::spawn({
+                let (store, stop) = (store.clone(), stop.clone());
+                async move {
+                    let mut n = 0u32;
+                    while !stop.get() && n < 100_000 {
+                        store.checkpoint().await.unwrap();
+                        n += 1;
+                        // A checkpoint already running (the store's own timer) returns at once.
+                        compio::time::sleep(std::time::Duration::from_micros(50)).await;
+                    }
+                    n
+                }
+            });
+            let mut queries = 0;
+            let mut appended = 20;
+            while queries < 300 {
+                let key = format!("k{}", queries % appended);
+                let hits = query(&store, "T", &key, 10, 0, i64::MAX / 2).await.unwrap();
+                assert_eq!(hits.len(), 1, "query {queries} for {key}");
+                queries += 1;
+                if queries % 8 == 0 {
+                    store.append(vec![keyed(&format!("k{appended}"))]).await.unwrap();
+                    store.wait_dispatched().await.unwrap();
+                    appended += 1;
+                }
+                compio::time::sleep(std::time::Duration::from_micros(100)).await;
+            }
+            stop.set(true);
+            let checkpoints = checkpoints.await.unwrap();
+            assert!(checkpoints > 10, "checkpoints ran alongside the queries: {checkpoints:?}");
+            store.wait_dispatched().await.unwrap();
+            for i in 0..appended {
+                assert_eq!(query(&store, "T", &format!("k{i}"), 10, 0, i64::MAX / 2).await.unwrap().len(), 1, "k{i}");
+            }
+            let files = std::fs::read_dir(dir.join("index")).unwrap().count();
+            assert_eq!(files, 1, "dispatch rolled index files while the index was being persisted");
+            Rc::try_unwrap(store).ok().unwrap().close().await.unwrap();
+        });
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -153,6 +153,9 @@ pub struct RecoveryReport {
     pub torn_bytes_wiped: u64,
 }
 
+/// See [`Store::on_dispatched`].
+type DispatchListener = Box<dyn Fn(&str, u32)>;
+
 #[derive(Debug)]
 struct Batch {
     start: u64,
@@ -216,6 +219,8 @@ pub(crate) struct Inner<S: Storage> {
     /// Log offset through which consume queues and index have been written.
     pub(crate) dispatched_offset: Cell<u64>,
     dispatched_waiters: RefCell<Vec<Waiter>>,
+    /// Told of every queue that got new entries, once they are visible to pulls (long polling).
+    dispatch_listener: RefCell<Option<DispatchListener>>,
     pub(crate) last_dispatched_ts: Cell<i64>,
     /// Lowest log offset still present (moves with retention).
     pub(crate) log_min: Cell<u64>,
@@ -302,6 +307,7 @@ impl<S: Storage> Store<S> {
             dispatch_queue: RefCell::new(VecDeque::new()),
             dispatched_offset: Cell::new(0),
             dispatched_waiters: RefCell::new(Vec::new()),
+            dispatch_listener: RefCell::new(None),
             last_dispatched_ts: Cell::new(cp.as_ref().map(|c| c.last_store_timestamp_ms).unwrap_or(0)),
             log_min: Cell::new(0),
             stats: RefCell::new(StoreStats::default()),
@@ -402,6 +408,13 @@ impl<S: Storage> Store<S> {
             Ok(()) => Ok(result),
             Err(e) => Err(StoreError::LogFailed(e)),
         }
+    }
+
+    /// Registers the function told of every (topic, queueId) that got new consume-queue entries,
+    /// right after they became visible to [`Store::get_message`] (the broker wakes held pulls
+    /// with it). Runs on the dispatcher task: it must not block.
+    pub fn on_dispatched(&self, listener: impl Fn(&str, u32) + 'static) {
+        *self.inner.dispatch_listener.borrow_mut() = Some(Box::new(listener));
     }
 
     /// Appends like [`Store::append`], but waits for the acknowledgement at most `timeout`.
@@ -906,8 +919,10 @@ impl<S: Storage> Store<S> {
                             break 'segments;
                         }
                         report.torn_bytes_wiped = self.cut_torn_tail(&segs, i, pos, &reason).await?;
-                        if report.torn_bytes_wiped > 0 || abnormal {
-                            tracing::warn!(offset = pos, %reason, "commit log ends with a torn tail; truncated");
+                        if report.torn_bytes_wiped > 0 {
+                            tracing::warn!(offset = pos, wiped_bytes = report.torn_bytes_wiped, %reason, "commit log ends with a torn tail; truncated");
+                        } else if abnormal {
+                            tracing::info!(offset = pos, "commit log ends cleanly at the last complete record");
                         }
                         end = pos;
                         break 'segments;
@@ -1331,6 +1346,15 @@ async fn dispatcher_task<S: Storage>(inner: Rc<Inner<S>>) {
         inner.dispatched_offset.set(end);
         if let Some(ix) = inner.index.borrow_mut().as_mut() {
             ix.set_dispatched(end);
+        }
+        if let Some(listener) = inner.dispatch_listener.borrow().as_ref() {
+            let mut queues: Vec<(&str, u32)> =
+                records.iter().filter(|r| r.queue_offset.is_some()).map(|r| (r.topic.as_str(), r.queue_id)).collect();
+            queues.sort_unstable();
+            queues.dedup();
+            for (topic, queue_id) in queues {
+                listener(topic, queue_id);
+            }
         }
         let done: Vec<Rc<AckSlot>> = {
             let mut w = inner.dispatched_waiters.borrow_mut();

@@ -157,16 +157,9 @@ pub async fn send(ctx: &Rc<ShardCtx>, peer: SocketAddr, request: RemotingCommand
 
     let owner = ctx.router.owner(&topic.topic_name, queue_id);
     let timeout = control.sync_flush_timeout();
-    let topic_name = topic.topic_name.clone();
     let appended = ctx
         .router
-        .invoke_on(ctx, owner, move |owner_ctx| async move {
-            let result = owner_ctx.store.append_within(messages, timeout).await;
-            if result.is_ok() {
-                owner_ctx.held.notify(&topic_name, queue_id);
-            }
-            result
-        })
+        .invoke_on(ctx, owner, move |owner_ctx| async move { owner_ctx.store.append_within(messages, timeout).await })
         .await;
     let (result, acked) = match appended {
         Ok(Ok(pair)) => pair,
