@@ -39,7 +39,8 @@ pub struct ConnLimits {
     /// Requests this side has sent and not yet seen answered; beyond it `invoke` fails fast
     /// with [`RpcError::TooManyPending`] instead of queueing without bound.
     pub max_pending_requests: usize,
-    /// Requests from the peer being served at once; beyond it they get SYSTEM_BUSY (§1.7).
+    /// Requests from the peer being served at once; beyond it two-way requests get SYSTEM_BUSY
+    /// (§1.7) and one-way requests make the reader wait for a free slot.
     pub max_in_flight_requests: usize,
     /// Encoded frames queued for the writer; a full queue makes senders wait (backpressure).
     pub write_queue_frames: usize,
@@ -149,6 +150,9 @@ struct Inner {
     next_opaque: Cell<i32>,
     /// Requests from the peer whose handler task has not finished.
     in_flight: Cell<usize>,
+    /// Signalled when a handler task finishes while the connection is at its in-flight limit,
+    /// so that a reader holding a one-way request can go on (capacity 1: signals coalesce).
+    slot_freed: (async_channel::Sender<()>, async_channel::Receiver<()>),
     closed: Cell<bool>,
     stream: TcpStream,
 }
@@ -172,6 +176,7 @@ impl Connection {
                 pending: RefCell::new(HashMap::new()),
                 next_opaque: Cell::new(0),
                 in_flight: Cell::new(0),
+                slot_freed: async_channel::bounded(1),
                 closed: Cell::new(false),
                 stream: stream.clone(),
             }),
@@ -280,6 +285,7 @@ impl Connection {
         }
         self.inner.pending.borrow_mut().clear();
         self.inner.outgoing.close();
+        self.inner.slot_freed.0.close();
         // Wakes a reader blocked in recv; the writer shuts the socket down fully when done.
         let _ = shutdown(&self.inner.stream, std::net::Shutdown::Read);
     }
@@ -371,21 +377,30 @@ async fn dispatch<H: RequestHandler>(conn: &Connection, handler: &Rc<H>, command
     let oneway = command.is_oneway();
     let limit = conn.inner.limits.max_in_flight_requests;
     if conn.inner.in_flight.get() >= limit {
-        debug!(conn = conn.id(), code = command.code, limit, "rejecting request: too many in flight");
-        if !oneway {
+        if oneway {
+            // A one-way request cannot be told SYSTEM_BUSY, and dropping it would lose data
+            // silently: stop reading this connection until a slot frees (TCP backpressure).
+            while conn.inner.in_flight.get() >= limit && !conn.is_closed() {
+                if conn.inner.slot_freed.1.recv().await.is_err() {
+                    return;
+                }
+            }
+        } else {
+            debug!(conn = conn.id(), code = command.code, limit, "rejecting request: too many in flight");
             let busy = command.error_response(
                 response_code::SYSTEM_BUSY,
                 "[OVERLOAD]system busy, start flow control for a while",
             );
             let _ = conn.send(&busy).await;
+            return;
         }
-        return;
     }
     conn.inner.in_flight.set(conn.inner.in_flight.get() + 1);
     let (conn, handler) = (conn.clone(), handler.clone());
     compio::runtime::spawn(async move {
         let response = handler.handle(&conn, command).await;
         conn.inner.in_flight.set(conn.inner.in_flight.get().saturating_sub(1));
+        let _ = conn.inner.slot_freed.0.try_send(());
         let Some(mut response) = response.filter(|_| !oneway) else {
             return;
         };

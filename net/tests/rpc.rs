@@ -41,6 +41,9 @@ impl RequestHandler for TestHandler {
             }
             FAST => Some(request.success_response().with_ext("who", "fast").with_body(request.body.clone())),
             ONEWAY_LOG => {
+                if request.ext("slow").is_some() {
+                    compio::time::sleep(Duration::from_millis(20)).await;
+                }
                 self.oneway_bodies.borrow_mut().push(request.body.clone());
                 Some(request.success_response())
             }
@@ -301,5 +304,31 @@ fn file_bodies_are_sent_with_sendfile() {
             assert_eq!(&fast.unwrap().body[..], b"x");
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    });
+}
+
+/// One-way requests beyond the in-flight limit cannot be answered SYSTEM_BUSY; they are not
+/// dropped either: the connection stops reading until a slot frees.
+#[test]
+fn oneway_requests_beyond_the_limit_wait_instead_of_being_dropped() {
+    run(async {
+        let limits = ServerLimits {
+            conn: ConnLimits { max_in_flight_requests: 2, ..ConnLimits::default() },
+            ..ServerLimits::default()
+        };
+        let (addr, handler) = start_server(limits);
+        let client = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
+        for i in 0..20 {
+            let request = RemotingCommand::request(ONEWAY_LOG).with_ext("slow", 1).with_body(format!("{i}").into_bytes());
+            client.invoke_oneway(request).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while handler.oneway_bodies.borrow().len() < 20 {
+            assert!(std::time::Instant::now() < deadline, "only {} of 20 one-way requests served", handler.oneway_bodies.borrow().len());
+            compio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut seen: Vec<u32> = handler.oneway_bodies.borrow().iter().map(|b| std::str::from_utf8(b).unwrap().parse().unwrap()).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..20).collect::<Vec<u32>>());
     });
 }

@@ -698,12 +698,24 @@ impl<S: Storage> Store<S> {
                 removed_segment_end = Some(e.offset - e.offset % seg + seg);
                 continue;
             }
-            if e.offset + u64::from(e.size) > visible_end {
-                return Err(StoreError::CorruptFile {
-                    what: "consume queue",
-                    path: q.borrow().dir.clone(),
-                    reason: format!("entry points at {}..{} past the log end {visible_end}", e.offset, e.offset + u64::from(e.size)),
-                });
+            let entry_end = e.offset + u64::from(e.size);
+            if entry_end > visible_end {
+                // The dispatcher writes a round's queue entries before it publishes the round's
+                // end, so an entry past `visible_end` but within what was written is simply not
+                // visible yet: stop here, as if the queue ended. Past everything ever written,
+                // it is corruption.
+                if entry_end > self.inner.app.borrow().written {
+                    return Err(StoreError::CorruptFile {
+                        what: "consume queue",
+                        path: q.borrow().dir.clone(),
+                        reason: format!("entry points at {}..{entry_end} past the log end {visible_end}", e.offset),
+                    });
+                }
+                examined -= 1;
+                if examined == 0 {
+                    res.status = PullStatus::OffsetOverflowOne;
+                }
+                break;
             }
             match res.ranges.last_mut() {
                 Some(r) if r.offset.0 + u64::from(r.len) == e.offset => r.len += e.size,
