@@ -383,7 +383,8 @@ pub fn owner_of(topic: &str, queue_id: u32, shards: usize) -> usize {
     (topic_hash.wrapping_mul(31).wrapping_add(u64::from(queue_id)) % shards) as usize
 }
 
-/// The shard threads (`shard-N`) of process `pid`: (N, tid), sorted by N.
+/// The shard threads (`shard-N`) of process `pid`: (N, tid), sorted by N. Threads a shard
+/// spawns (compio's blocking pool) inherit its name, so one N may have several threads.
 pub fn shard_threads(pid: u32) -> Result<Vec<(usize, u32)>, String> {
     let dir = format!("/proc/{pid}/task");
     let mut out = Vec::new();
@@ -420,11 +421,12 @@ pub async fn connection_shard(client: &Client, pid: u32, threads: &[(usize, u32)
         for _ in 0..PROBE_REQUESTS {
             client.invoke(RemotingCommand::request(PROBE_CODE), REQUEST_TIMEOUT).await.map_err(|e| e.to_string())?;
         }
-        let mut deltas: Vec<(u64, usize)> = threads
-            .iter()
-            .zip(before)
-            .map(|((n, tid), b)| (thread_cpu_ns(pid, *tid).saturating_sub(b), *n))
-            .collect();
+        // Per shard number (a shard's helper threads share its name).
+        let shard_count = threads.iter().map(|(n, _)| n + 1).max().unwrap_or(1);
+        let mut deltas: Vec<(u64, usize)> = (0..shard_count).map(|n| (0, n)).collect();
+        for ((n, tid), b) in threads.iter().zip(before) {
+            deltas[*n].0 += thread_cpu_ns(pid, *tid).saturating_sub(b);
+        }
         deltas.sort_unstable_by(|a, b| b.cmp(a));
         match deltas.as_slice() {
             [(_, only)] => return Ok(*only),

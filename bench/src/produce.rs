@@ -280,7 +280,8 @@ async fn producer_thread(
                 compio::time::sleep(Duration::from_millis(2)).await;
             }
             let classified = async {
-                let shard_count = threads.len();
+                // Helper threads a shard spawns inherit its name: count distinct shard numbers.
+                let shard_count = threads.iter().map(|(n, _)| n + 1).max().unwrap_or(1);
                 split = vec![0usize; shard_count];
                 for (c, client) in clients.iter().enumerate() {
                     let shard = broker::connection_shard(client, *pid, threads).await?;
@@ -406,7 +407,13 @@ impl Recorder {
         let outcome = if oneway {
             client.invoke_oneway(request).await.map(|()| response_code::SUCCESS)
         } else {
-            client.invoke(request, broker::REQUEST_TIMEOUT).await.map(|r| r.code)
+            client.invoke(request, broker::REQUEST_TIMEOUT).await.map(|r| {
+                if r.code != response_code::SUCCESS && self.codes.borrow().len() < 16 {
+                    let remark: String = r.remark.unwrap_or_default().chars().take(160).collect();
+                    self.codes.borrow_mut().entry(format!("remark {}: {remark}", r.code)).or_insert(0);
+                }
+                r.code
+            })
         };
         if !self.counters.measuring.load(Ordering::Relaxed) {
             return;
@@ -415,6 +422,9 @@ impl Recorder {
             Ok(code) => broker::code_name(*code),
             Err(e) => broker::rpc_error_name(e),
         };
+        if let Err(e) = &outcome {
+            self.codes.borrow_mut().entry(format!("first error: {e}")).or_insert(0);
+        }
         *self.codes.borrow_mut().entry(name).or_default() += 1;
         if outcome.as_ref().is_ok_and(|c| *c == response_code::SUCCESS) {
             let _ = self.histogram.borrow_mut().record(broker::micros_since(since));

@@ -656,14 +656,14 @@ mod tests {
                     n
                 }
             });
-            let mut queries = 0;
-            let mut appended = 20;
+            let mut queries = 0u32;
+            let mut appended = 20u32;
             while queries < 300 {
                 let key = format!("k{}", queries % appended);
                 let hits = query(&store, "T", &key, 10, 0, i64::MAX / 2).await.unwrap();
                 assert_eq!(hits.len(), 1, "query {queries} for {key}");
                 queries += 1;
-                if queries % 8 == 0 {
+                if queries.is_multiple_of(8) {
                     store.append(vec![keyed(&format!("k{appended}"))]).await.unwrap();
                     store.wait_dispatched().await.unwrap();
                     appended += 1;

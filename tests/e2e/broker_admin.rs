@@ -103,13 +103,12 @@ async fn wait_for_route(admin: &DefaultMQAdminExt, topic: &str, read: u32, write
     let deadline = Instant::now() + ROUTE_DEADLINE;
     loop {
         let route = TopicAdmin::examine_topic_route_info(admin, topic.into()).await.ok().flatten();
-        if let Some(route) = &route {
-            if let [queues] = route.queue_datas.as_slice() {
-                if queues.read_queue_nums == read && queues.write_queue_nums == write {
-                    assert_eq!(queues.perm, 6, "{route:?}");
-                    return queues.broker_name.to_string();
-                }
-            }
+        if let Some([queues]) = route.as_ref().map(|r| r.queue_datas.as_slice())
+            && queues.read_queue_nums == read
+            && queues.write_queue_nums == write
+        {
+            assert_eq!(queues.perm, 6, "{route:?}");
+            return queues.broker_name.to_string();
         }
         assert!(Instant::now() < deadline, "route of {topic} not {read}/{write} after {ROUTE_DEADLINE:?}: {route:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -102,11 +102,11 @@ impl LockTable {
     }
 }
 
-fn parse_body(request: &RemotingCommand) -> Result<LockBatchBody, RemotingCommand> {
+fn parse_body(request: &RemotingCommand) -> Result<LockBatchBody, Box<RemotingCommand>> {
     let body: LockBatchBody = serde_json::from_slice(&request.body)
-        .map_err(|e| request.error_response(code::SYSTEM_ERROR, format!("bad lock batch body: {e}")))?;
+        .map_err(|e| Box::new(request.error_response(code::SYSTEM_ERROR, format!("bad lock batch body: {e}"))))?;
     if body.consumer_group.is_empty() || body.client_id.is_empty() {
-        return Err(request.error_response(code::SYSTEM_ERROR, "the lock batch body needs consumerGroup and clientId"));
+        return Err(Box::new(request.error_response(code::SYSTEM_ERROR, "the lock batch body needs consumerGroup and clientId")));
     }
     Ok(body)
 }
@@ -116,7 +116,7 @@ fn parse_body(request: &RemotingCommand) -> Result<LockBatchBody, RemotingComman
 pub fn lock_batch_mq(ctx: &Rc<ShardCtx>, request: RemotingCommand) -> RemotingCommand {
     let body = match parse_body(&request) {
         Ok(body) => body,
-        Err(reply) => return reply,
+        Err(reply) => return *reply,
     };
     let locked = ctx.control.try_lock_batch(&body.consumer_group, &body.client_id, &body.mq_set);
     let queues: Vec<serde_json::Value> = locked
@@ -131,7 +131,7 @@ pub fn lock_batch_mq(ctx: &Rc<ShardCtx>, request: RemotingCommand) -> RemotingCo
 pub fn unlock_batch_mq(ctx: &Rc<ShardCtx>, request: RemotingCommand) -> RemotingCommand {
     let body = match parse_body(&request) {
         Ok(body) => body,
-        Err(reply) => return reply,
+        Err(reply) => return *reply,
     };
     ctx.control.unlock_batch(&body.consumer_group, &body.client_id, &body.mq_set);
     request.success_response()
