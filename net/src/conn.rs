@@ -55,7 +55,9 @@ impl Default for ConnLimits {
             wire: WireLimits::default(),
             max_pending_requests: 65_536,
             max_in_flight_requests: 1024,
-            write_queue_frames: 1024,
+            // Slots are allocated up front (~72 bytes each), so this is per-connection memory;
+            // the writer drains up to WRITE_BATCH_FRAMES per writev.
+            write_queue_frames: 64,
             read_buffer_bytes: 4096,
         }
     }
