@@ -145,7 +145,7 @@ impl KvConfig {
     }
 
     fn commit(&mut self, next: Table) -> Result<(), KvError> {
-        write_atomically(&self.path, &render_file(&next))?;
+        write_atomically(&self.path, &render_file(&next)).map_err(|source| KvError::Write { path: self.path.clone(), source })?;
         self.table = next;
         Ok(())
     }
@@ -193,33 +193,24 @@ fn render_file(table: &Table) -> Vec<u8> {
 }
 
 /// Replaces `path` with `contents` so that a crash leaves either the old or the new file:
-/// write `<path>.tmp`, fsync it, rename over `path`, fsync the directory.
-fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), KvError> {
-    let err = |source| KvError::Write {
-        path: path.to_owned(),
-        source,
-    };
+/// write `<path>.tmp`, fsync it, rename over `path`, fsync the directory. Creates the parent
+/// directory if needed. Shared with the broker's metadata files (`ferromq-core`).
+pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
     };
-    fs::create_dir_all(&dir).map_err(err)?;
+    fs::create_dir_all(&dir)?;
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);
     {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(err)?;
-        f.write_all(contents).map_err(err)?;
-        f.sync_all().map_err(err)?;
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
     }
-    fs::rename(&tmp, path).map_err(err)?;
-    File::open(&dir).and_then(|d| d.sync_all()).map_err(err)?;
-    Ok(())
+    fs::rename(&tmp, path)?;
+    File::open(&dir).and_then(|d| d.sync_all())
 }
 
 #[cfg(test)]

@@ -15,8 +15,7 @@ pub mod json;
 pub mod offsets;
 pub mod topics;
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -100,31 +99,7 @@ pub enum PersistError {
 /// leaves either the old or the new file complete (plus possibly a stale `.tmp`, overwritten by
 /// the next write). Creates the parent directory if needed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
-    let err = |source| PersistError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&dir).map_err(err)?;
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
-    {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(err)?;
-        f.write_all(bytes).map_err(err)?;
-        f.sync_all().map_err(err)?;
-    }
-    fs::rename(&tmp, path).map_err(err)?;
-    File::open(&dir).and_then(|d| d.sync_all()).map_err(err)?;
-    Ok(())
+    ferromq_namesrv::kv::write_atomically(path, bytes).map_err(|source| PersistError::Write { path: path.to_path_buf(), source })
 }
 
 /// Reads a config file. `Ok(None)` when neither `path` nor the Java broker's `<path>.bak` exists
