@@ -40,9 +40,15 @@ use crate::config::{BrokerConfig, FlushDiskType};
 use crate::handlers::BrokerService;
 use crate::handlers::locks::{LockTable, MessageQueue};
 use crate::meta::groups::SubscriptionGroupTable;
+use crate::meta::PersistedTable;
 use crate::meta::offsets::ConsumerOffsets;
 use crate::meta::topics::{TopicConfig, TopicConfigTable, TopicTableSettings};
 use crate::shard::{HeldPulls, Router, ShardCtx, ShardJob};
+
+/// The control-plane files under `<storePathRootDir>/config`, named as the Java broker names them.
+const TOPICS_FILE: &str = "topics.json";
+const GROUPS_FILE: &str = "subscriptionGroup.json";
+const OFFSETS_FILE: &str = "consumerOffset.json";
 
 /// How often clients without a heartbeat are looked for (Java: 10 s).
 const CLIENT_SCAN_INTERVAL: Duration = Duration::from_secs(10);
@@ -137,10 +143,9 @@ impl Control {
         };
         match created {
             Ok(ensured) => {
-                let snapshot = topics.snapshot_if_dirty();
                 drop(topics);
                 info!(topic, queues = ensured.config.write_queue_nums, "topic auto-created");
-                self.persist_topics(snapshot);
+                self.persist(&self.topics, TOPICS_FILE);
                 self.signal_topics_changed();
                 Ok(ensured.config)
             }
@@ -153,9 +158,8 @@ impl Control {
         let mut topics = lock(&self.topics);
         topics.validate_user_topic(&config.topic_name).map_err(|e| e.to_string())?;
         topics.create_or_update(config).map_err(|e| e.to_string())?;
-        let snapshot = topics.snapshot_if_dirty();
         drop(topics);
-        self.persist_topics(snapshot);
+        self.persist(&self.topics, TOPICS_FILE);
         self.signal_topics_changed();
         Ok(())
     }
@@ -164,10 +168,9 @@ impl Control {
     pub fn delete_topic(&self, topic: &str) -> bool {
         let mut topics = lock(&self.topics);
         let removed = topics.delete(topic).is_some();
-        let snapshot = topics.snapshot_if_dirty();
         drop(topics);
         lock(&self.offsets).remove_topic(topic);
-        self.persist_topics(snapshot);
+        self.persist(&self.topics, TOPICS_FILE);
         self.signal_topics_changed();
         removed
     }
@@ -176,12 +179,16 @@ impl Control {
         lock(&self.topics).to_wrapper_json()
     }
 
-    fn persist_topics(&self, snapshot: Option<Vec<u8>>) {
+    /// Writes `table` to `config_dir/file_name` if it changed: snapshot under the lock, write
+    /// outside it, and mark it dirty again if the write fails (the next change or offset flush
+    /// retries).
+    fn persist<T: PersistedTable>(&self, table: &Mutex<T>, file_name: &str) {
+        let snapshot = lock(table).snapshot_if_dirty();
         if let Some(bytes) = snapshot {
-            let path = self.config_dir.join("topics.json");
+            let path = self.config_dir.join(file_name);
             if let Err(e) = crate::meta::write_atomic(&path, &bytes) {
                 error!("cannot persist {}: {e}", path.display());
-                lock(&self.topics).mark_dirty();
+                lock(table).mark_dirty();
             }
         }
     }
@@ -193,19 +200,9 @@ impl Control {
     pub fn update_subscription_group(&self, body: &[u8]) -> Result<String, String> {
         let mut groups = lock(&self.groups);
         let (name, _changed) = groups.create_or_update_from_json(body).map_err(|e| e.to_string())?;
-        let snapshot = groups.snapshot_if_dirty();
         drop(groups);
-        self.persist_file("subscriptionGroup.json", snapshot);
+        self.persist(&self.groups, GROUPS_FILE);
         Ok(name)
-    }
-
-    fn persist_file(&self, name: &str, snapshot: Option<Vec<u8>>) {
-        if let Some(bytes) = snapshot {
-            let path = self.config_dir.join(name);
-            if let Err(e) = crate::meta::write_atomic(&path, &bytes) {
-                error!("cannot persist {}: {e}", path.display());
-            }
-        }
     }
 
     // ---- consumer offsets ----------------------------------------------------------------
@@ -233,14 +230,7 @@ impl Control {
 
     /// Writes `consumerOffset.json` if offsets changed since the last flush.
     pub fn flush_offsets(&self) {
-        let snapshot = lock(&self.offsets).snapshot_if_dirty();
-        if let Some(bytes) = snapshot {
-            let path = self.config_dir.join("consumerOffset.json");
-            if let Err(e) = crate::meta::write_atomic(&path, &bytes) {
-                error!("cannot persist {}: {e}", path.display());
-                lock(&self.offsets).mark_dirty();
-            }
-        }
+        self.persist(&self.offsets, OFFSETS_FILE);
     }
 
     // ---- orderly queue locks --------------------------------------------------------------
@@ -303,12 +293,10 @@ impl Control {
             }
         }
         if topics_created {
-            let snapshot = lock(&self.topics).snapshot_if_dirty();
-            self.persist_topics(snapshot);
+            self.persist(&self.topics, TOPICS_FILE);
             self.signal_topics_changed();
         }
-        let groups_snapshot = lock(&self.groups).snapshot_if_dirty();
-        self.persist_file("subscriptionGroup.json", groups_snapshot);
+        self.persist(&self.groups, GROUPS_FILE);
         for group in to_notify {
             self.notify_consumer_ids_changed(&group);
         }
@@ -421,9 +409,8 @@ impl Control {
         let order: BTreeSet<String> = table.keys().cloned().collect();
         let mut topics = lock(&self.topics);
         if topics.update_order_topics(&order) {
-            let snapshot = topics.snapshot_if_dirty();
             drop(topics);
-            self.persist_topics(snapshot);
+            self.persist(&self.topics, TOPICS_FILE);
         }
     }
 }
@@ -584,10 +571,10 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
         trace_topic: None,
     };
     let load_error = |what: &str, e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidData, format!("cannot load {what}: {e}"));
-    let topics = TopicConfigTable::load(&config_dir.join("topics.json"), settings).map_err(|e| load_error("topics.json", &e))?;
-    let offsets = ConsumerOffsets::load(&config_dir.join("consumerOffset.json")).map_err(|e| load_error("consumerOffset.json", &e))?;
-    let groups = SubscriptionGroupTable::load(&config_dir.join("subscriptionGroup.json"), config.topics.auto_create_subscription_group)
-        .map_err(|e| load_error("subscriptionGroup.json", &e))?;
+    let topics = TopicConfigTable::load(&config_dir.join(TOPICS_FILE), settings).map_err(|e| load_error(TOPICS_FILE, &e))?;
+    let offsets = ConsumerOffsets::load(&config_dir.join(OFFSETS_FILE)).map_err(|e| load_error(OFFSETS_FILE, &e))?;
+    let groups = SubscriptionGroupTable::load(&config_dir.join(GROUPS_FILE), config.topics.auto_create_subscription_group)
+        .map_err(|e| load_error(GROUPS_FILE, &e))?;
     let (topics_changed, topics_changed_rx) = async_channel::bounded(1);
     let control = Arc::new(Control {
         broker_addr: broker_addr.clone(),

@@ -15,7 +15,7 @@ use super::json::{
     write_bool, write_key, write_num, write_str, write_str_map,
 };
 use super::topics::MAX_QUEUE_NUMS;
-use super::{DataVersion, NameError, PersistError, read_config_file, validate_name, write_atomic};
+use super::{DataVersion, NameError, PersistError, PersistedTable, read_config_file, validate_name};
 
 /// Longest group name accepted. Java brokers before 5.3.3 set no broker-side limit and the Java
 /// client caps groups at 255 (Appendix B), so 255 keeps every working client working.
@@ -351,30 +351,6 @@ impl SubscriptionGroupTable {
         out
     }
 
-    pub fn is_dirty(&self) -> bool {
-        self.dirty
-    }
-
-    pub fn mark_dirty(&mut self) {
-        self.dirty = true;
-    }
-
-    /// The file body if changed since the last snapshot (clears the flag); write it with
-    /// [`write_atomic`] outside the lock, [`Self::mark_dirty`] on failure.
-    pub fn snapshot_if_dirty(&mut self) -> Option<Vec<u8>> {
-        if !self.dirty {
-            return None;
-        }
-        self.dirty = false;
-        Some(self.to_wrapper_json())
-    }
-
-    pub fn persist(&mut self, path: &Path) -> Result<(), PersistError> {
-        write_atomic(path, &self.to_wrapper_json())?;
-        self.dirty = false;
-        Ok(())
-    }
-
     /// The pre-created groups overlaid with `path` (ours or a Java broker's file). Missing file =
     /// defaults; corrupt file = error naming it; unreadable entries are skipped with a warning.
     pub fn load(path: &Path, auto_create: bool) -> Result<Self, PersistError> {
@@ -440,6 +416,18 @@ impl SubscriptionGroupTable {
         }
         self.data_version.bump();
         Ok(warnings)
+    }
+}
+
+impl PersistedTable for SubscriptionGroupTable {
+    fn file_json(&self) -> Vec<u8> {
+        self.to_wrapper_json()
+    }
+    fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+    fn set_dirty(&mut self, dirty: bool) {
+        self.dirty = dirty;
     }
 }
 

@@ -102,6 +102,47 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
     ferromq_namesrv::kv::write_atomically(path, bytes).map_err(|source| PersistError::Write { path: path.to_path_buf(), source })
 }
 
+/// A control-plane table persisted as one JSON file (`topics.json`, `subscriptionGroup.json`,
+/// `consumerOffset.json`) and written only when it changed. The broker takes a snapshot under
+/// its lock and writes it outside, marking the table dirty again if the write fails.
+pub trait PersistedTable {
+    /// The whole file body, in the Java broker's format.
+    fn file_json(&self) -> Vec<u8>;
+    /// Whether a change has not been persisted yet (since the last snapshot or write).
+    fn is_dirty(&self) -> bool;
+    fn set_dirty(&mut self, dirty: bool);
+
+    /// Marks the table dirty again, after a failed write of a snapshot.
+    fn mark_dirty(&mut self) {
+        self.set_dirty(true);
+    }
+
+    /// The file body if the table changed since the last snapshot, clearing the flag.
+    fn snapshot_if_dirty(&mut self) -> Option<Vec<u8>> {
+        if !self.is_dirty() {
+            return None;
+        }
+        self.set_dirty(false);
+        Some(self.file_json())
+    }
+
+    /// Writes the file atomically and clears the flag (it stays set if the write fails).
+    fn persist(&mut self, path: &Path) -> Result<(), PersistError> {
+        write_atomic(path, &self.file_json())?;
+        self.set_dirty(false);
+        Ok(())
+    }
+
+    /// [`PersistedTable::persist`] only if dirty; returns whether it wrote.
+    fn persist_if_dirty(&mut self, path: &Path) -> Result<bool, PersistError> {
+        if !self.is_dirty() {
+            return Ok(false);
+        }
+        self.persist(path)?;
+        Ok(true)
+    }
+}
+
 /// Reads a config file. `Ok(None)` when neither `path` nor the Java broker's `<path>.bak` exists
 /// (a fresh broker); a missing main file with a present `.bak` (a Java broker stopped between
 /// its rename and its write) reads the backup. Any other read failure is an error naming the

@@ -22,7 +22,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::json::{lenient_i64, parse_object_tolerant, write_key, write_num};
-use super::{PersistError, read_config_file, write_atomic};
+use super::{PersistError, PersistedTable, read_config_file};
 
 /// Java `TOPIC_GROUP_SEPARATOR`: the file key is `<topic>@<group>`.
 pub const TOPIC_GROUP_SEPARATOR: char = '@';
@@ -141,27 +141,6 @@ impl ConsumerOffsets {
         self.table.is_empty()
     }
 
-    /// Whether a change has not been persisted yet.
-    pub fn is_dirty(&self) -> bool {
-        self.dirty
-    }
-
-    /// Marks the table dirty again, after a failed write of a snapshot.
-    pub fn mark_dirty(&mut self) {
-        self.dirty = true;
-    }
-
-    /// The file body if the table changed since the last snapshot, clearing the dirty flag.
-    /// The caller writes it with [`write_atomic`] outside the lock and calls
-    /// [`Self::mark_dirty`] if that fails.
-    pub fn snapshot_if_dirty(&mut self) -> Option<Vec<u8>> {
-        if !self.dirty {
-            return None;
-        }
-        self.dirty = false;
-        Some(self.to_json())
-    }
-
     /// The `consumerOffset.json` body (also the GET_ALL_CONSUMER_OFFSET body):
     /// `{"offsetTable":{"<topic>@<group>":{<queueId>:<offset>,...},...}}`, compact, queue ids
     /// unquoted and ascending, entries ordered by topic then group.
@@ -258,21 +237,17 @@ impl ConsumerOffsets {
         Ok(table)
     }
 
-    /// Writes the table to `path` atomically and clears the dirty flag (it stays set if the
-    /// write fails).
-    pub fn persist(&mut self, path: &Path) -> Result<(), PersistError> {
-        write_atomic(path, &self.to_json())?;
-        self.dirty = false;
-        Ok(())
-    }
+}
 
-    /// [`Self::persist`] only if dirty; returns whether it wrote.
-    pub fn persist_if_dirty(&mut self, path: &Path) -> Result<bool, PersistError> {
-        if !self.dirty {
-            return Ok(false);
-        }
-        self.persist(path)?;
-        Ok(true)
+impl PersistedTable for ConsumerOffsets {
+    fn file_json(&self) -> Vec<u8> {
+        self.to_json()
+    }
+    fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+    fn set_dirty(&mut self, dirty: bool) {
+        self.dirty = dirty;
     }
 }
 

@@ -16,7 +16,7 @@ use super::json::{
     lenient_bool, lenient_i32, lenient_str_map, lenient_string, parse_object_tolerant, write_bool,
     write_key, write_num, write_str, write_str_map,
 };
-use super::{DataVersion, NameError, PersistError, read_config_file, validate_name, write_atomic};
+use super::{DataVersion, NameError, PersistError, PersistedTable, read_config_file, validate_name};
 
 pub const PERM_PRIORITY: i32 = 8;
 pub const PERM_READ: i32 = 4;
@@ -629,32 +629,6 @@ impl TopicConfigTable {
         out
     }
 
-    /// Whether a change has not been persisted yet.
-    pub fn is_dirty(&self) -> bool {
-        self.dirty
-    }
-
-    pub fn mark_dirty(&mut self) {
-        self.dirty = true;
-    }
-
-    /// The `topics.json` body if changed since the last snapshot (clears the flag); write it
-    /// with [`write_atomic`] outside the lock, [`Self::mark_dirty`] on failure.
-    pub fn snapshot_if_dirty(&mut self) -> Option<Vec<u8>> {
-        if !self.dirty {
-            return None;
-        }
-        self.dirty = false;
-        Some(self.to_wrapper_json())
-    }
-
-    /// Writes `topics.json` atomically and clears the dirty flag.
-    pub fn persist(&mut self, path: &Path) -> Result<(), PersistError> {
-        write_atomic(path, &self.to_wrapper_json())?;
-        self.dirty = false;
-        Ok(())
-    }
-
     /// Builds the start-up table: the system topics of [`Self::new`], overlaid with the topics
     /// of `path` (a file written by FerroMQ or by a Java broker; stored topics win, as in Java,
     /// where the file is loaded after the constructor). Missing file = system topics only;
@@ -714,6 +688,18 @@ impl TopicConfigTable {
         }
         self.data_version.bump();
         Ok(warnings)
+    }
+}
+
+impl PersistedTable for TopicConfigTable {
+    fn file_json(&self) -> Vec<u8> {
+        self.to_wrapper_json()
+    }
+    fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+    fn set_dirty(&mut self, dirty: bool) {
+        self.dirty = dirty;
     }
 }
 
