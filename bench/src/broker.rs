@@ -349,6 +349,81 @@ pub fn percentiles_json(h: &Histogram<u64>) -> serde_json::Value {
     serde_json::json!({"count": h.len(), "mean": h.mean(), "p50": p50, "p90": p90, "p99": p99, "p99_9": p999, "p99_99": p9999, "max": max})
 }
 
+/// Quantiles at which [`cdf_json`] samples a latency histogram: dense in the tail, where a CDF
+/// plot on a log axis needs the points.
+pub const CDF_QUANTILES: [f64; 19] =
+    [0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0];
+
+/// The CDF of a µs histogram as `[[quantile, µs], ...]` at [`CDF_QUANTILES`] (empty when the
+/// histogram is).
+pub fn cdf_json(h: &Histogram<u64>) -> serde_json::Value {
+    if h.is_empty() {
+        return serde_json::json!([]);
+    }
+    let points: Vec<serde_json::Value> = CDF_QUANTILES
+        .iter()
+        .map(|&q| {
+            let us = if q >= 1.0 { h.max() } else if q <= 0.0 { h.min() } else { h.value_at_quantile(q) };
+            serde_json::json!([q, us])
+        })
+        .collect();
+    serde_json::Value::Array(points)
+}
+
+/// The commit-log counters a FerroMQ broker reports in GET_BROKER_RUNTIME_INFO (its `ferromq*`
+/// keys, summed over shards); another broker has none of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct FlushCounters {
+    pub appended_messages: u64,
+    pub appended_bytes: u64,
+    pub log_syncs: u64,
+    pub synced_bytes: u64,
+}
+
+impl FlushCounters {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &FlushCounters) -> FlushCounters {
+        FlushCounters {
+            appended_messages: self.appended_messages.saturating_sub(earlier.appended_messages),
+            appended_bytes: self.appended_bytes.saturating_sub(earlier.appended_bytes),
+            log_syncs: self.log_syncs.saturating_sub(earlier.log_syncs),
+            synced_bytes: self.synced_bytes.saturating_sub(earlier.synced_bytes),
+        }
+    }
+
+    /// Mean bytes made durable per fdatasync (0 without syncs).
+    pub fn mean_bytes_per_sync(&self) -> f64 {
+        if self.log_syncs == 0 { 0.0 } else { self.synced_bytes as f64 / self.log_syncs as f64 }
+    }
+
+    /// Mean stored bytes per message (record header included; 0 without messages).
+    pub fn mean_stored_bytes_per_message(&self) -> f64 {
+        if self.appended_messages == 0 { 0.0 } else { self.appended_bytes as f64 / self.appended_messages as f64 }
+    }
+}
+
+/// GET_BROKER_RUNTIME_INFO (28) and its FerroMQ commit-log counters (`None` from a broker that
+/// does not report them).
+pub async fn flush_counters(client: &Client) -> Result<Option<FlushCounters>, String> {
+    let response = client
+        .invoke(RemotingCommand::request(request_code::GET_BROKER_RUNTIME_INFO), REQUEST_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    if response.code != response_code::SUCCESS {
+        return Err(format!("GET_BROKER_RUNTIME_INFO answered {}: {:?}", response.code, response.remark));
+    }
+    let body: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("runtime info body: {e}"))?;
+    let number = |key: &str| body.get("table")?.get(key)?.as_str()?.parse::<u64>().ok();
+    Ok((|| {
+        Some(FlushCounters {
+            appended_messages: number("ferromqAppendedMessages")?,
+            appended_bytes: number("ferromqAppendedBytes")?,
+            log_syncs: number("ferromqCommitLogSyncs")?,
+            synced_bytes: number("ferromqCommitLogSyncedBytes")?,
+        })
+    })())
+}
+
 /// The client's I/O backend from a CLI string (`FERROMQ_IO_BACKEND` wins, as everywhere).
 pub fn resolve_backend(name: &str) -> Result<IoBackend, String> {
     IoBackend::resolve(name.parse()?).map_err(|e| e.to_string())
@@ -444,25 +519,25 @@ pub async fn connection_shard(client: &Client, pid: u32, threads: &[(usize, u32)
 pub struct RssArgs {
     /// Broker address.
     #[arg(long, default_value = "127.0.0.1:10911")]
-    broker: SocketAddr,
+    pub broker: SocketAddr,
     /// PID of the broker process (its /proc/<pid>/status VmRSS is read).
     #[arg(long)]
-    pid: u32,
+    pub pid: u32,
     /// Idle connections to open.
     #[arg(long, default_value_t = 1000)]
-    connections: usize,
+    pub connections: usize,
     /// What each connection sends once: nothing, or one HEART_BEAT (a producer's).
     #[arg(long, default_value = "heartbeat", value_parser = ["none", "heartbeat"])]
-    send: String,
+    pub send: String,
     /// Milliseconds to wait before each RSS reading.
     #[arg(long, default_value_t = 1500)]
-    settle_ms: u64,
+    pub settle_ms: u64,
     /// I/O backend of the client: auto, io_uring or epoll.
     #[arg(long, default_value = "auto")]
-    io_backend: String,
+    pub io_backend: String,
     /// Also write the summary as JSON to this file.
     #[arg(long)]
-    json: Option<std::path::PathBuf>,
+    pub json: Option<std::path::PathBuf>,
 }
 
 /// Target: broker RSS per idle connection, KiB.
@@ -488,7 +563,14 @@ pub fn heartbeat_request(client_id: &str, producer_group: &str) -> RemotingComma
     RemotingCommand::request(request_code::HEART_BEAT).with_body(serde_json::to_vec(&body).unwrap_or_default())
 }
 
+/// `rss` mode: prints the result (and writes it as JSON with `--json`).
 pub fn run_rss(args: RssArgs) -> Result<(), String> {
+    measure_rss(&args).map(drop)
+}
+
+/// Opens `args.connections` idle connections to the broker and returns the JSON summary of its
+/// RSS growth per connection (also printed).
+pub fn measure_rss(args: &RssArgs) -> Result<serde_json::Value, String> {
     raise_nofile_limit();
     let backend = resolve_backend(&args.io_backend)?;
     let (runtime, _) = build_runtime(backend).map_err(|e| e.to_string())?;
@@ -540,17 +622,17 @@ pub fn run_rss(args: RssArgs) -> Result<(), String> {
         closed.0,
         if per_conn <= TARGET_RSS_PER_IDLE_CONN_KIB { "met" } else { "missed" }
     );
+    let summary = serde_json::json!({
+        "mode": "rss", "broker": args.broker.to_string(), "pid": pid, "connections": open, "send": args.send, "failures": failed,
+        "vmrss_before_kib": before.0, "vmrss_after_kib": after.0, "vmrss_after_close_kib": closed.0,
+        "rssanon_before_kib": before.1, "rssanon_after_kib": after.1,
+        "kib_per_connection": per_conn, "anon_kib_per_connection": per_conn_anon,
+        "target_kib_per_connection": TARGET_RSS_PER_IDLE_CONN_KIB,
+    });
     if let Some(path) = &args.json {
-        let summary = serde_json::json!({
-            "mode": "rss", "broker": args.broker.to_string(), "pid": pid, "connections": open, "send": args.send, "failures": failed,
-            "vmrss_before_kib": before.0, "vmrss_after_kib": after.0, "vmrss_after_close_kib": closed.0,
-            "rssanon_before_kib": before.1, "rssanon_after_kib": after.1,
-            "kib_per_connection": per_conn, "anon_kib_per_connection": per_conn_anon,
-            "target_kib_per_connection": TARGET_RSS_PER_IDLE_CONN_KIB,
-        });
         crate::probe::write_json(path, &summary)?;
     }
-    Ok(())
+    Ok(summary)
 }
 
 #[cfg(test)]

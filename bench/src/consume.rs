@@ -340,6 +340,7 @@ fn consume_json(counters: &ConsumeCounters, result: &ConsumeResult, elapsed: Dur
         "errors": result.errors,
         "pull_latency_us": broker::percentiles_json(&result.pull_latency),
         "e2e_latency_us": broker::percentiles_json(&result.e2e_latency),
+        "e2e_latency_cdf_us": broker::cdf_json(&result.e2e_latency),
     })
 }
 

@@ -11,6 +11,8 @@
 //! - [`produce`]: producers against any RocketMQ-compatible broker (closed or open loop).
 //! - [`consume`]: pull consumers (catch-up, tail) and the `e2e` mode.
 //! - [`micro`]: codec, record and consume-queue micro-benchmark bodies (`benches/micro.rs`).
+//! - [`suite`]: the benchmark suite (name server + broker per profile, the whole matrix) and
+//!   [`report`], its Markdown + SVG report.
 
 pub mod broker;
 pub mod consume;
@@ -19,5 +21,7 @@ mod fake_broker;
 pub mod micro;
 pub mod produce;
 pub mod probe;
+pub mod report;
 pub mod route;
 pub mod store;
+pub mod suite;

@@ -9,12 +9,14 @@
 //!   ASYNC_FLUSH, reported as ratios to the probes measured in the same run.
 //! - `produce`, `consume`, `e2e`: a broker under load (any RocketMQ-compatible address).
 //! - `rss`: a broker's resident memory per idle connection.
+//! - `suite`: the benchmark suite: starts name server + broker per profile (SYNC/ASYNC flush ×
+//!   io_uring/epoll), runs the matrix, writes a Markdown report with SVG plots.
 //!
 //! Every load mode prints a progress line each second and a final summary with hdrhistogram
 //! percentiles; `--json` writes the summary as JSON as well.
 
 use clap::{Parser, Subcommand};
-use ferromq_bench::{broker, consume, probe, produce, route, store};
+use ferromq_bench::{broker, consume, probe, produce, route, store, suite};
 
 #[derive(Parser, Debug)]
 #[command(name = "ferromq-bench", version, about = "FerroMQ load generator (RocketMQ remoting protocol)")]
@@ -40,6 +42,9 @@ enum Mode {
     E2e(consume::E2eArgs),
     /// Broker RSS per idle connection (reads /proc/<pid>/status).
     Rss(broker::RssArgs),
+    /// The benchmark suite: name server + broker per profile (SYNC/ASYNC flush x io_uring/epoll),
+    /// the whole matrix, a Markdown report with SVG plots in a results folder.
+    Suite(suite::SuiteArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Mode::Consume(args) => consume::run_consume(&args).map(drop),
         Mode::E2e(args) => consume::run_e2e(&args).map(drop),
         Mode::Rss(args) => broker::run_rss(args),
+        Mode::Suite(args) => suite::run(args).map(drop),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -519,6 +519,7 @@ pub fn summarize_produce(p: &ProducerArgs, result: &ProduceResult, acked: u64, e
         "messages_stored_by_max_offset": stored,
         "codes": result.codes,
         "latency_us": broker::percentiles_json(&result.histogram),
+        "latency_cdf_us": broker::cdf_json(&result.histogram),
     })
 }
 

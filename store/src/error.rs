@@ -32,7 +32,7 @@ pub enum StoreError {
     #[error("the commit log is failed after an earlier flush error: {0}")]
     LogFailed(String),
     /// Disk usage is above `disk_space_warning_level_ratio`; writes are refused.
-    #[error("disk full: usage {usage_pct}% is above the warning level")]
+    #[error("disk full: usage is above the warning level of {usage_pct}% (diskSpaceWarningLevelRatio)")]
     DiskFull { usage_pct: u32 },
     /// More bytes are waiting to be flushed than `max_pending_bytes` allows: back off and retry
     /// (the broker answers SYSTEM_BUSY).

@@ -62,7 +62,17 @@ impl<S: Storage> Store<S> {
         let pct = usage * 100.0;
         let mut out = RetentionOutcome { disk_usage_ratio: usage, ..Default::default() };
         out.disk_full = pct >= f64::from(cfg.disk_space_warning_level_ratio_pct);
-        inner.disk_full.set(out.disk_full);
+        // Said once per change, at WARN: refusing every write is an outage an operator must see.
+        match (inner.disk_full.replace(out.disk_full), out.disk_full) {
+            (false, true) => tracing::warn!(
+                dir = %root.display(),
+                usage_pct = format_args!("{pct:.1}"),
+                warning_level_pct = cfg.disk_space_warning_level_ratio_pct,
+                "disk nearly full: refusing writes (SERVICE_NOT_AVAILABLE) until usage drops below diskSpaceWarningLevelRatio"
+            ),
+            (true, false) => tracing::warn!(dir = %root.display(), usage_pct = format_args!("{pct:.1}"), "disk usage back below the warning level: accepting writes again"),
+            _ => {}
+        }
         let over_max = pct >= f64::from(cfg.disk_max_used_space_ratio_pct);
         if !(force || over_max || is_delete_hour(&cfg.delete_when, hour)) {
             return Ok(out);

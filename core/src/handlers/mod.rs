@@ -53,7 +53,7 @@ impl RequestHandler for BrokerService {
             rc::UPDATE_AND_CREATE_TOPIC => admin::update_and_create_topic(ctx, request),
             rc::DELETE_TOPIC_IN_BROKER => admin::delete_topic(ctx, request),
             rc::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(ctx, request),
-            rc::GET_BROKER_RUNTIME_INFO => admin::broker_runtime_info(ctx, request),
+            rc::GET_BROKER_RUNTIME_INFO => admin::broker_runtime_info(ctx, request).await,
             rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => admin::update_and_create_subscription_group(ctx, request),
             rc::GET_CONSUMER_CONNECTION_LIST => admin::consumer_connection_list(ctx, request),
             rc::GET_TOPIC_STATS_INFO => admin::topic_stats(ctx, request).await,
