@@ -5,7 +5,9 @@
 //!   [`WireLimits`] before reserving room for it; responses complete the matching pending
 //!   request by `opaque`; each request runs the [`RequestHandler`] in a task of its own, up to
 //!   a per-connection in-flight limit past which requests are answered SYSTEM_BUSY;
-//! - the **writer** drains a bounded queue of encoded frames, several per `writev`.
+//! - the **writer** drains a bounded queue of encoded frames, several per `writev`; a response
+//!   whose body lies in files goes out with `sendfile`, or, when its file segments are small
+//!   and many, is read into memory and joins the `writev` (see [`COPY_MAX_MEAN_SEGMENT_BYTES`]).
 //!
 //! Because both directions carry requests, a server can call [`Connection::invoke`] on a client
 //! connection (e.g. NOTIFY_CONSUMER_IDS_CHANGED) exactly as a client calls its server.
@@ -63,7 +65,8 @@ impl Default for ConnLimits {
     }
 }
 
-/// A part of a file sent with `sendfile(2)`: the bytes never pass through user space.
+/// A part of a file sent as (part of) a frame body: with `sendfile(2)`, the bytes never passing
+/// through user space, or copied when the body is small and fragmented.
 #[derive(Debug, Clone)]
 pub struct FileSegment {
     /// Kept open (shared) until the segment is sent, even if its file is deleted meanwhile.
@@ -82,6 +85,21 @@ enum Outgoing {
 /// Frames written by one `writev`, and the bytes after which a batch stops growing.
 const WRITE_BATCH_FRAMES: usize = 64;
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
+
+/// File bodies whose segments average at most this many bytes are copied (`pread` into one
+/// buffer, then sent with the frame head in one `writev`, coalesced with the frames queued
+/// behind them) instead of sent with one `sendfile` per segment: on loopback every `sendfile`
+/// call costs a few µs whatever its size, so a pull of 32 interleaved ~1.2 KB records spent
+/// most of its time in syscalls. Larger segments keep `sendfile` (no copy through user space).
+pub const COPY_MAX_MEAN_SEGMENT_BYTES: usize = 16 * 1024;
+/// Bodies larger than this are always sent with `sendfile`: it bounds the buffer one copied
+/// body takes in the writer.
+pub const COPY_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Segments of one file are read with one `pread` of the span that covers them while that span
+/// is at most this many times the bytes wanted (and at most [`COPY_MAX_SPAN_BYTES`]), the
+/// wanted slices then copied out; otherwise each segment is read on its own.
+const COPY_MAX_SPAN_FACTOR: u64 = 4;
+const COPY_MAX_SPAN_BYTES: u64 = 1024 * 1024;
 
 /// Why an outbound request got no response.
 #[derive(Debug, thiserror::Error)]
@@ -264,7 +282,9 @@ impl Connection {
     }
 
     /// Sends `command` (a response) with a body made of file segments, sent with `sendfile`
-    /// (zero copy). `command.body` is ignored.
+    /// (zero copy), or copied and written with the head in one `writev` when the segments are
+    /// small (at most [`COPY_MAX_MEAN_SEGMENT_BYTES`] on average, [`COPY_MAX_BODY_BYTES`] in
+    /// all). `command.body` is ignored.
     pub async fn send_file_body(&self, command: &RemotingCommand, segments: Vec<FileSegment>) -> Result<(), RpcError> {
         let body_len: usize = segments.iter().map(|s| s.len as usize).sum();
         let mut head = bytes::BytesMut::with_capacity(256);
@@ -426,29 +446,31 @@ async fn write_loop(mut stream: TcpStream, queue: async_channel::Receiver<Outgoi
             },
         };
         let written = match first {
-            Outgoing::FileBody { head, segments } => send_file_body(&mut stream, head, &segments).await,
-            Outgoing::Frame(frame) => {
-                // Coalesce the frames queued behind this one into one writev; a file body
-                // ends the batch and goes next.
-                let mut batch_bytes = frame.len();
-                batch.push(frame);
-                while batch.len() < WRITE_BATCH_FRAMES && batch_bytes < WRITE_BATCH_BYTES {
+            Outgoing::FileBody { head, segments } if !worth_copying(&segments) => send_file_body(&mut stream, head, &segments).await,
+            first => {
+                // Coalesce the frames queued behind this one (copied file bodies included)
+                // into one writev; a file body sent with sendfile ends the batch and goes next.
+                let mut batch_bytes = 0;
+                let mut pushed = push_to_batch(&mut batch, &mut batch_bytes, first);
+                while pushed.is_ok() && batch.len() < WRITE_BATCH_FRAMES && batch_bytes < WRITE_BATCH_BYTES {
                     match queue.try_recv() {
-                        Ok(Outgoing::Frame(frame)) => {
-                            batch_bytes += frame.len();
-                            batch.push(frame);
-                        }
-                        Ok(file_body) => {
-                            next = Some(file_body);
+                        Ok(Outgoing::FileBody { head, segments }) if !worth_copying(&segments) => {
+                            next = Some(Outgoing::FileBody { head, segments });
                             break;
                         }
+                        Ok(outgoing) => pushed = push_to_batch(&mut batch, &mut batch_bytes, outgoing),
                         Err(_) => break,
                     }
                 }
-                let BufResult(written, returned) = stream.write_vectored_all(batch).await;
-                batch = returned;
-                batch.clear();
-                written
+                match pushed {
+                    Ok(()) => {
+                        let BufResult(written, returned) = stream.write_vectored_all(batch).await;
+                        batch = returned;
+                        batch.clear();
+                        written
+                    }
+                    Err(e) => Err(e),
+                }
             }
         };
         if let Err(e) = written {
@@ -458,6 +480,107 @@ async fn write_loop(mut stream: TcpStream, queue: async_channel::Receiver<Outgoi
         }
     }
     let _ = shutdown(&stream, std::net::Shutdown::Both);
+}
+
+/// Whether a file body goes out copied rather than with one `sendfile` per segment.
+fn worth_copying(segments: &[FileSegment]) -> bool {
+    let body: usize = segments.iter().map(|s| s.len as usize).sum();
+    !segments.is_empty() && body <= COPY_MAX_BODY_BYTES && body <= COPY_MAX_MEAN_SEGMENT_BYTES.saturating_mul(segments.len())
+}
+
+/// Adds an outgoing frame to a writev batch; a file body is read into memory first, its head
+/// and body then going in as two buffers.
+fn push_to_batch(batch: &mut Vec<Bytes>, batch_bytes: &mut usize, outgoing: Outgoing) -> std::io::Result<()> {
+    match outgoing {
+        Outgoing::Frame(frame) => {
+            *batch_bytes += frame.len();
+            batch.push(frame);
+        }
+        Outgoing::FileBody { head, segments } => {
+            let body = read_segments(&segments)?;
+            *batch_bytes += head.len() + body.len();
+            batch.push(head);
+            batch.push(body);
+        }
+    }
+    Ok(())
+}
+
+/// Reads file segments into one buffer, in order. Runs of segments of one file whose covering
+/// span is small enough (see [`COPY_MAX_SPAN_FACTOR`]) are read with one `pread`. Like
+/// `sendfile`, this reads on the shard thread: instant from the page cache, blocking on cold
+/// data.
+fn read_segments(segments: &[FileSegment]) -> std::io::Result<Bytes> {
+    let body_len: usize = segments.iter().map(|s| s.len as usize).sum();
+    let mut body = vec![0u8; body_len];
+    let mut span = Vec::new();
+    let mut filled = 0usize;
+    let mut rest = segments;
+    while let Some(first) = rest.first() {
+        // The longest run of following segments of the same file, in increasing order, whose
+        // covering span stays within the bounds.
+        let start = first.offset;
+        let (mut end, mut wanted, mut run) = (first.offset + u64::from(first.len), u64::from(first.len), 1usize);
+        for next in rest.iter().skip(1) {
+            // A segment of another file (the pull crossed into the next log segment) or one
+            // before the run's end starts a new run.
+            if !std::sync::Arc::ptr_eq(&next.file, &first.file) || next.offset < end {
+                break;
+            }
+            let next_end = next.offset + u64::from(next.len);
+            let next_wanted = wanted + u64::from(next.len);
+            let span = next_end.saturating_sub(start);
+            if span > COPY_MAX_SPAN_BYTES || span > next_wanted.saturating_mul(COPY_MAX_SPAN_FACTOR) {
+                break;
+            }
+            (end, wanted, run) = (next_end, next_wanted, run + 1);
+        }
+        let (read, after) = rest.split_at(run.min(rest.len()));
+        if read.len() == 1 {
+            let into = body.get_mut(filled..filled + first.len as usize).ok_or_else(short_body)?;
+            pread_exact(first, into, start)?;
+            filled += into.len();
+        } else {
+            span.resize((end - start) as usize, 0);
+            pread_exact(first, &mut span, start)?;
+            for segment in read {
+                let from = (segment.offset - start) as usize;
+                let slice = span.get(from..from + segment.len as usize).ok_or_else(short_body)?;
+                body.get_mut(filled..filled + slice.len()).ok_or_else(short_body)?.copy_from_slice(slice);
+                filled += slice.len();
+            }
+        }
+        rest = after;
+    }
+    Ok(Bytes::from(body))
+}
+
+fn short_body() -> std::io::Error {
+    std::io::Error::other("file body segments do not add up to the body length")
+}
+
+/// Fills `into` from `segment`'s file at `position`.
+fn pread_exact(segment: &FileSegment, into: &mut [u8], mut position: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut done = 0usize;
+    while let Some(want) = into.get_mut(done..).filter(|w| !w.is_empty()) {
+        // SAFETY: the descriptor is open for the whole call (the Arc'ed file is borrowed here),
+        // and `want` is a valid, exclusively borrowed buffer of `want.len()` bytes.
+        let n = unsafe { libc::pread(segment.file.as_raw_fd(), want.as_mut_ptr().cast(), want.len(), position as libc::off_t) };
+        if n > 0 {
+            done += n as usize;
+            position += n as u64;
+            continue;
+        }
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shorter than the range to send"));
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+    Ok(())
 }
 
 /// Writes a frame head, then each segment with `sendfile` from its file straight to the

@@ -70,8 +70,9 @@ pub fn tag_filter(expression: &str) -> TagFilter {
     TagFilter::Codes(tags.iter().map(|t| ferromq_store::record::java_string_hash(t)).collect())
 }
 
-/// 11 / 361. Found messages are sent from here with `sendfile` (zero copy) and `None` is
-/// returned; every other answer is returned for the connection to send.
+/// 11 / 361. Found messages are sent from here as file segments (`sendfile`, or one copied
+/// `writev` when they are many small ranges; `Connection::send_file_body` decides) and `None`
+/// is returned; every other answer is returned for the connection to send.
 pub async fn pull(ctx: &Rc<ShardCtx>, conn: &Connection, request: RemotingCommand) -> Option<RemotingCommand> {
     let (response, segments) = match checked_read(ctx, &request).await {
         Ok(found) => found,
@@ -172,7 +173,7 @@ fn is_found(result: &PullResult) -> bool {
     result.status == PullStatus::Found && result.message_count > 0
 }
 
-/// The log ranges of a pull as file segments for `sendfile`: one duplicated descriptor per
+/// The log ranges of a pull as file segments to send: one duplicated descriptor per
 /// segment file (adjacent records are already coalesced into one range by the store).
 fn file_segments(ctx: &Rc<ShardCtx>, result: &PullResult) -> Result<Vec<FileSegment>, String> {
     let mut files: Vec<(u64, std::sync::Arc<std::os::fd::OwnedFd>)> = Vec::new();
