@@ -98,6 +98,11 @@ pub struct SuiteArgs {
     /// Milliseconds each fdatasync-bound measurement at a point's batch size runs (idle and ticking).
     #[arg(long, default_value_t = 1000)]
     pub bound_ms: u64,
+    /// A broker configuration file for every profile (`mqbroker -c`: a tuning/*.toml profile or
+    /// a broker.properties); the suite's own settings (ports, store folder, flush mode, shards,
+    /// --set) override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Extra broker settings for every profile, KEY=VALUE (passed as `mqbroker --set`).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub broker_settings: Vec<String>,
@@ -281,7 +286,7 @@ pub fn run(args: SuiteArgs) -> Result<PathBuf, String> {
         "max_connections": args.max_connections, "message_bytes": args.message_bytes, "queues": args.queues,
         "duration_secs": args.duration_secs, "warmup_ms": args.warmup_ms, "rounds": args.rounds,
         "shards": args.shards, "rss_connections": args.rss_connections, "bound_ms": args.bound_ms,
-        "broker_settings": args.broker_settings, "tiny": args.tiny,
+        "config": args.config, "broker_settings": args.broker_settings, "tiny": args.tiny,
         "elapsed_s": started_at.elapsed().as_secs_f64(),
     });
     let results = SuiteResults {
@@ -320,6 +325,10 @@ fn run_profile(args: &SuiteArgs, profile: &Profile, round: usize, mqbroker: &Pat
     )?;
     let broker_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let mut broker_args = vec!["-n".to_owned(), namesrv_addr.to_string()];
+    if let Some(config) = &args.config {
+        broker_args.push("-c".to_owned());
+        broker_args.push(config.display().to_string());
+    }
     let mut set = |kv: String| {
         broker_args.push("--set".to_owned());
         broker_args.push(kv);

@@ -70,7 +70,7 @@ impl Default for ConnLimits {
 #[derive(Debug, Clone)]
 pub struct FileSegment {
     /// Kept open (shared) until the segment is sent, even if its file is deleted meanwhile.
-    pub file: std::sync::Arc<std::os::fd::OwnedFd>,
+    pub file: std::sync::Arc<std::fs::File>,
     pub offset: u64,
     pub len: u32,
 }
@@ -559,28 +559,10 @@ fn short_body() -> std::io::Error {
     std::io::Error::other("file body segments do not add up to the body length")
 }
 
-/// Fills `into` from `segment`'s file at `position`.
-fn pread_exact(segment: &FileSegment, into: &mut [u8], mut position: u64) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let mut done = 0usize;
-    while let Some(want) = into.get_mut(done..).filter(|w| !w.is_empty()) {
-        // SAFETY: the descriptor is open for the whole call (the Arc'ed file is borrowed here),
-        // and `want` is a valid, exclusively borrowed buffer of `want.len()` bytes.
-        let n = unsafe { libc::pread(segment.file.as_raw_fd(), want.as_mut_ptr().cast(), want.len(), position as libc::off_t) };
-        if n > 0 {
-            done += n as usize;
-            position += n as u64;
-            continue;
-        }
-        if n == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shorter than the range to send"));
-        }
-        let error = std::io::Error::last_os_error();
-        if error.kind() != std::io::ErrorKind::Interrupted {
-            return Err(error);
-        }
-    }
-    Ok(())
+/// Fills `into` from `segment`'s file at `position` (`pread`, retried until full).
+fn pread_exact(segment: &FileSegment, into: &mut [u8], position: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    segment.file.read_exact_at(into, position)
 }
 
 /// Writes a frame head, then each segment with `sendfile` from its file straight to the

@@ -61,7 +61,7 @@ impl RequestHandler for TestHandler {
             NEVER => None,
             FILE => {
                 let file = std::fs::File::open(request.ext("path").unwrap()).unwrap();
-                let file = std::sync::Arc::new(std::os::fd::OwnedFd::from(file));
+                let file = std::sync::Arc::new(file);
                 let offset: u64 = request.ext("offset").unwrap().parse().unwrap();
                 let len: u32 = request.ext("len").unwrap().parse().unwrap();
                 let times: usize = request.ext("times").unwrap().parse().unwrap();

@@ -176,7 +176,7 @@ fn is_found(result: &PullResult) -> bool {
 /// The log ranges of a pull as file segments to send: one duplicated descriptor per
 /// segment file (adjacent records are already coalesced into one range by the store).
 fn file_segments(ctx: &Rc<ShardCtx>, result: &PullResult) -> Result<Vec<FileSegment>, String> {
-    let mut files: Vec<(u64, std::sync::Arc<std::os::fd::OwnedFd>)> = Vec::new();
+    let mut files: Vec<(u64, std::sync::Arc<std::fs::File>)> = Vec::new();
     let mut segments = Vec::with_capacity(result.ranges.len());
     for range in &result.ranges {
         let (fd, position) = ctx.store.log_slice_fd(*range).map_err(|e| e.to_string())?;
@@ -185,7 +185,7 @@ fn file_segments(ctx: &Rc<ShardCtx>, result: &PullResult) -> Result<Vec<FileSegm
         let file = match files.iter().find(|(b, _)| *b == base) {
             Some((_, file)) => file.clone(),
             None => {
-                let file = std::sync::Arc::new(fd);
+                let file = std::sync::Arc::new(std::fs::File::from(fd));
                 files.push((base, file.clone()));
                 file
             }
