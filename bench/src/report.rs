@@ -159,6 +159,24 @@ impl<'a> View<'a> {
             m.device.as_deref().unwrap_or("?"),
             r.settings
         );
+        let failed: u64 = r
+            .runs
+            .iter()
+            .flat_map(|run| run.produce.iter().map(|p| p.errors))
+            .sum::<u64>()
+            + r.runs
+                .iter()
+                .filter_map(|run| run.e2e.as_ref()?.get("producer")?.get("codes"))
+                .map(crate::suite::error_count)
+                .sum::<u64>();
+        if failed > 0 {
+            let _ = writeln!(
+                md,
+                "> **Warning: {failed} sends failed during this run; the figures below are not valid.** See \"Errors and fallbacks\" at the end.\n"
+            );
+        }
+        let pct = |p: Option<f64>| p.map_or("?".to_owned(), |p| format!("{p:.0}%"));
+        let _ = writeln!(md, "Store file system used: {} at the start, {} at the end.\n", pct(r.disk_used_pct.0), pct(r.disk_used_pct.1));
         let _ = writeln!(
             md,
             "Every point is recorded, not asserted. Compare variants within one run: this machine may be shared and \

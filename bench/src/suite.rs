@@ -220,6 +220,9 @@ pub struct SuiteResults {
     pub started: String,
     pub finished: String,
     pub settings: serde_json::Value,
+    /// Used space (%) of the file system holding the stores, at the start and the end: the
+    /// broker refuses sends above `diskSpaceWarningLevelRatio` (90 % by default).
+    pub disk_used_pct: (Option<f64>, Option<f64>),
     pub probes: ProbeReport,
     pub runs: Vec<ProfileRun>,
     pub bounds: Vec<BoundPoint>,
@@ -263,6 +266,13 @@ pub fn run(args: SuiteArgs) -> Result<PathBuf, String> {
         return Err("no profiles: --flush and --backends must name at least one each".into());
     }
     eprintln!("[suite] results folder {}", out.display());
+    let store_base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let disk_at_start = disk_used_pct(&store_base);
+    if let Some(pct) = disk_at_start.filter(|p| *p >= 80.0) {
+        eprintln!(
+            "[suite] WARNING: {} is {pct:.0}% full; the broker refuses sends above 90% (diskSpaceWarningLevelRatio) and a run writes a few GiB"
+        , store_base.display());
+    }
     eprintln!("[suite] probes");
     let sizes = if args.tiny { ProbeSizes::tiny() } else { ProbeSizes::quick() };
     let probes = probe::run_probes(args.dir.as_deref(), &sizes)?;
@@ -294,6 +304,7 @@ pub fn run(args: SuiteArgs) -> Result<PathBuf, String> {
         started,
         finished: utc_timestamp(SystemTime::now()),
         settings,
+        disk_used_pct: (disk_at_start, disk_used_pct(&store_base)),
         probes,
         runs,
         bounds,
@@ -495,6 +506,24 @@ fn measure_bounds(args: &SuiteArgs, runs: &[ProfileRun]) -> Result<Vec<BoundPoin
         }
     }
     Ok(bounds)
+}
+
+/// Used space of the file system holding `dir`, in % of what non-root users can use (as `df`
+/// and the broker count it).
+fn disk_used_pct(dir: &Path) -> Option<f64> {
+    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: `path` is a NUL-terminated string and `stat` a plain struct statvfs fills.
+    let stat = unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(path.as_ptr(), &mut stat) != 0 {
+            return None;
+        }
+        stat
+    };
+    let block = stat.f_frsize as f64;
+    let used = (stat.f_blocks.saturating_sub(stat.f_bfree)) as f64 * block;
+    let usable = used + stat.f_bavail as f64 * block;
+    (usable > 0.0).then(|| 100.0 * used / usable)
 }
 
 /// Sum of the non-SUCCESS entries of a `codes` object (`{"SUCCESS": n, "SYSTEM_BUSY ...": m}`).
