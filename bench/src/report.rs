@@ -267,19 +267,7 @@ impl<'a> View<'a> {
                     met(point.p50_us() <= limit)
                 );
             }
-            let asynch = format!("async/{backend}");
-            for c in [min_c, max_c] {
-                if let Some(ratio) = self.ratio(&sync, &asynch, c) {
-                    let _ = writeln!(
-                        md,
-                        "| SYNC ÷ ASYNC throughput | {backend}, {c} in flight | {ratio:.2} | ≥ {TARGET_SYNC_VS_ASYNC} | {} |",
-                        met(ratio >= TARGET_SYNC_VS_ASYNC)
-                    );
-                }
-                if min_c == max_c {
-                    break;
-                }
-            }
+            self.ratio_rows(md, "SYNC ÷ ASYNC throughput", backend, &sync, &format!("async/{backend}"), TARGET_SYNC_VS_ASYNC);
         }
         for profile in &self.profiles {
             if let Some(s) = self.consume_mib_per_s(profile) {
@@ -304,20 +292,21 @@ impl<'a> View<'a> {
             );
         }
         for flush in ["sync", "async"] {
-            for c in [min_c, max_c] {
-                if let Some(ratio) = self.ratio(&format!("{flush}/epoll"), &format!("{flush}/io_uring"), c) {
-                    let _ = writeln!(
-                        md,
-                        "| epoll ÷ io_uring throughput | {flush}, {c} in flight | {ratio:.2} | ≥ {TARGET_EPOLL_VS_IO_URING} | {} |",
-                        met(ratio >= TARGET_EPOLL_VS_IO_URING)
-                    );
-                }
-                if min_c == max_c {
-                    break;
-                }
-            }
+            self.ratio_rows(md, "epoll ÷ io_uring throughput", flush, &format!("{flush}/epoll"), &format!("{flush}/io_uring"), TARGET_EPOLL_VS_IO_URING);
         }
         let _ = writeln!(md);
+    }
+
+    /// Target rows for the throughput ratio `num ÷ den` at the lowest and highest concurrency.
+    fn ratio_rows(&self, md: &mut String, target: &str, place: &str, num: &str, den: &str, at_least: f64) {
+        let (min_c, max_c) = (self.concurrency.first().copied().unwrap_or(1), self.concurrency.last().copied().unwrap_or(1));
+        let points = if min_c == max_c { vec![min_c] } else { vec![min_c, max_c] };
+        for c in points {
+            if let Some(ratio) = self.ratio(num, den, c) {
+                let verdict = if ratio >= at_least { "**met**" } else { "**missed**" };
+                let _ = writeln!(md, "| {target} | {place}, {c} in flight | {ratio:.2} | ≥ {at_least} | {verdict} |");
+            }
+        }
     }
 
     fn throughput_section(&self, md: &mut String) {

@@ -151,8 +151,13 @@ fn entry_pos(slots: u32, n: u32) -> u64 {
 
 /// `yyyyMMddHHmmssSSS` of a Unix-epoch millisecond (UTC).
 pub fn index_file_name(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let milli = ms.rem_euclid(1000);
+    let (y, m, d, hour, minute, second) = utc_civil(ms.div_euclid(1000));
+    format!("{y:04}{m:02}{d:02}{hour:02}{minute:02}{second:02}{:03}", ms.rem_euclid(1000))
+}
+
+/// The UTC calendar date and time of day of a Unix time in seconds:
+/// `(year, month, day, hour, minute, second)` (proleptic Gregorian).
+pub fn utc_civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     // Civil-from-days (Howard Hinnant's algorithm).
@@ -165,7 +170,7 @@ pub fn index_file_name(ms: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}{milli:03}", sod / 3600, sod % 3600 / 60, sod % 60)
+    (y, m, d, sod / 3600, sod % 3600 / 60, sod % 60)
 }
 
 fn corrupt(path: &Path, reason: &str) -> StoreError {
