@@ -15,7 +15,7 @@ use super::json::{
     write_bool, write_key, write_num, write_str, write_str_map,
 };
 use super::topics::MAX_QUEUE_NUMS;
-use super::{DataVersion, NameError, PersistError, PersistedTable, read_config_file, validate_name};
+use super::{DataVersion, NameError, PersistError, PersistedTable, overlay_config_file, validate_name};
 
 /// Longest group name accepted. Java brokers before 5.3.3 set no broker-side limit and the Java
 /// client caps groups at 255 (Appendix B), so 255 keeps every working client working.
@@ -354,21 +354,7 @@ impl SubscriptionGroupTable {
     /// The pre-created groups overlaid with `path` (ours or a Java broker's file). Missing file =
     /// defaults; corrupt file = error naming it; unreadable entries are skipped with a warning.
     pub fn load(path: &Path, auto_create: bool) -> Result<Self, PersistError> {
-        let mut table = Self::new(auto_create);
-        let Some((file, bytes)) = read_config_file(path)? else {
-            return Ok(table);
-        };
-        let warnings =
-            table
-                .merge_wrapper_json(&bytes)
-                .map_err(|reason| PersistError::Corrupt {
-                    path: file.clone(),
-                    reason,
-                })?;
-        for w in warnings {
-            tracing::warn!(file = %file.display(), "{w}");
-        }
-        Ok(table)
+        overlay_config_file(path, Self::new(auto_create), Self::merge_wrapper_json)
     }
 
     /// Overlays a `subscriptionGroup.json` / GET_ALL_SUBSCRIPTIONGROUP_CONFIG body and adopts its

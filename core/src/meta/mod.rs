@@ -143,6 +143,24 @@ pub trait PersistedTable {
     }
 }
 
+/// Loads a metadata table: `table` (the defaults) overlaid with the file at `path` (or its
+/// Java `.bak`) by `merge`, which returns one warning per entry it skipped; the warnings are
+/// logged. Missing file = `table` as it is; corrupt file = error naming it.
+pub fn overlay_config_file<T>(
+    path: &Path,
+    mut table: T,
+    merge: impl FnOnce(&mut T, &[u8]) -> Result<Vec<String>, String>,
+) -> Result<T, PersistError> {
+    let Some((file, bytes)) = read_config_file(path)? else {
+        return Ok(table);
+    };
+    let warnings = merge(&mut table, &bytes).map_err(|reason| PersistError::Corrupt { path: file.clone(), reason })?;
+    for w in warnings {
+        tracing::warn!(file = %file.display(), "{w}");
+    }
+    Ok(table)
+}
+
 /// Reads a config file. `Ok(None)` when neither `path` nor the Java broker's `<path>.bak` exists
 /// (a fresh broker); a missing main file with a present `.bak` (a Java broker stopped between
 /// its rename and its write) reads the backup. Any other read failure is an error naming the

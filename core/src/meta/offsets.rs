@@ -22,7 +22,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::json::{lenient_i64, parse_object_tolerant, write_key, write_num};
-use super::{PersistError, PersistedTable, read_config_file};
+use super::{PersistError, PersistedTable, overlay_config_file};
 
 /// Java `TOPIC_GROUP_SEPARATOR`: the file key is `<topic>@<group>`.
 pub const TOPIC_GROUP_SEPARATOR: char = '@';
@@ -223,18 +223,11 @@ impl ConsumerOffsets {
     /// Loads `path` (missing file = empty table; corrupt file = error naming it). Skipped
     /// entries are logged as warnings.
     pub fn load(path: &Path) -> Result<Self, PersistError> {
-        let Some((file, bytes)) = read_config_file(path)? else {
-            return Ok(Self::new());
-        };
-        let (table, warnings) =
-            Self::from_json(&bytes).map_err(|reason| PersistError::Corrupt {
-                path: file.clone(),
-                reason,
-            })?;
-        for w in warnings {
-            tracing::warn!(file = %file.display(), "{w}");
-        }
-        Ok(table)
+        overlay_config_file(path, Self::new(), |table, bytes| {
+            let (parsed, warnings) = Self::from_json(bytes)?;
+            *table = parsed;
+            Ok(warnings)
+        })
     }
 
 }

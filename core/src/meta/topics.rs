@@ -16,7 +16,7 @@ use super::json::{
     lenient_bool, lenient_i32, lenient_str_map, lenient_string, parse_object_tolerant, write_bool,
     write_key, write_num, write_str, write_str_map,
 };
-use super::{DataVersion, NameError, PersistError, PersistedTable, read_config_file, validate_name};
+use super::{DataVersion, NameError, PersistError, PersistedTable, overlay_config_file, validate_name};
 
 pub const PERM_PRIORITY: i32 = 8;
 pub const PERM_READ: i32 = 4;
@@ -637,21 +637,7 @@ impl TopicConfigTable {
     /// even when `autoCreateTopicEnable` is now off; [`Self::auto_create`] ignores its inherit
     /// bit then.
     pub fn load(path: &Path, settings: TopicTableSettings) -> Result<Self, PersistError> {
-        let mut table = Self::new(settings);
-        let Some((file, bytes)) = read_config_file(path)? else {
-            return Ok(table);
-        };
-        let warnings =
-            table
-                .merge_wrapper_json(&bytes)
-                .map_err(|reason| PersistError::Corrupt {
-                    path: file.clone(),
-                    reason,
-                })?;
-        for w in warnings {
-            tracing::warn!(file = %file.display(), "{w}");
-        }
-        Ok(table)
+        overlay_config_file(path, Self::new(settings), Self::merge_wrapper_json)
     }
 
     /// Overlays the topics of a TopicConfigSerializeWrapper body (topics.json, or a master's
