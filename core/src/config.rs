@@ -571,6 +571,23 @@ pub struct LimitsSection {
     /// another (a send for a queue owned elsewhere); beyond it SYSTEM_BUSY. Default 4096;
     /// bounds 1..=1 000 000.
     pub cross_shard_queue_depth: usize,
+    /// `crossShardMaxRunningJobs` / `cross_shard_max_running_jobs`. Jobs from other shards one
+    /// shard runs at once; further jobs wait in the mailbox (`crossShardQueueDepth`). A held
+    /// pull gives its slot back while it waits (it counts against `maxHeldPullsPerShard`).
+    /// Default 1024; bounds 1..=1 000 000.
+    pub cross_shard_max_running_jobs: usize,
+    /// `controlQueueDepth` / `control_queue_depth`. Commands queued for the control thread
+    /// (topic creation, heartbeats, offset commits, locks …); a full queue makes the request
+    /// wait. Default 16384; bounds 1..=1 000 000.
+    pub control_queue_depth: usize,
+    /// `maxPendingOffsetCommitsPerShard` / `max_pending_offset_commits_per_shard`. Distinct
+    /// (group, topic, queue) offset commits one shard coalesces before handing them to the
+    /// control thread; beyond it a commit waits. Default 65536; bounds 1..=10 000 000.
+    pub max_pending_offset_commits_per_shard: usize,
+    /// `shardEventQueueDepth` / `shard_event_queue_depth`. Notifications (NOTIFY_CONSUMER_IDS_CHANGED)
+    /// queued from the control thread to one shard; beyond it a notification is dropped and
+    /// logged (consumers rebalance on their own every 20 s). Default 4096; bounds 1..=1 000 000.
+    pub shard_event_queue_depth: usize,
 }
 
 // ------------------------------------------------------------------------------------------
@@ -674,6 +691,10 @@ impl Default for BrokerConfig {
                 write_queue_frames: 64,
                 max_held_pulls_per_shard: 65_536,
                 cross_shard_queue_depth: 4096,
+                cross_shard_max_running_jobs: 1024,
+                control_queue_depth: 16_384,
+                max_pending_offset_commits_per_shard: 65_536,
+                shard_event_queue_depth: 4096,
             },
         }
     }
@@ -733,6 +754,10 @@ impl BrokerConfig {
                 write_queue_frames: 4,
                 max_held_pulls_per_shard: 8,
                 cross_shard_queue_depth: 4,
+                cross_shard_max_running_jobs: 2,
+                control_queue_depth: 4,
+                max_pending_offset_commits_per_shard: 4,
+                shard_event_queue_depth: 4,
             },
         }
     }
@@ -1601,6 +1626,14 @@ pub static KEYS: &[Key] = &[
         limits.max_held_pulls_per_shard, 1usize, 10_000_000usize, "a pull count"),
     num_key!("crossShardQueueDepth", "limits", "cross_shard_queue_depth", "requests queued from one shard to another; default 4096; 1..=1000000",
         limits.cross_shard_queue_depth, 1usize, 1_000_000usize, "a request count"),
+    num_key!("crossShardMaxRunningJobs", "limits", "cross_shard_max_running_jobs", "jobs from other shards run at once per shard; default 1024; 1..=1000000",
+        limits.cross_shard_max_running_jobs, 1usize, 1_000_000usize, "a job count"),
+    num_key!("controlQueueDepth", "limits", "control_queue_depth", "commands queued for the control thread; default 16384; 1..=1000000",
+        limits.control_queue_depth, 1usize, 1_000_000usize, "a command count"),
+    num_key!("maxPendingOffsetCommitsPerShard", "limits", "max_pending_offset_commits_per_shard", "offset commits one shard coalesces; default 65536; 1..=10000000",
+        limits.max_pending_offset_commits_per_shard, 1usize, 10_000_000usize, "a commit count"),
+    num_key!("shardEventQueueDepth", "limits", "shard_event_queue_depth", "notifications queued to one shard; default 4096; 1..=1000000",
+        limits.shard_event_queue_depth, 1usize, 1_000_000usize, "an event count"),
 ];
 
 /// Java keys that ask for a feature FerroMQ does not have: accepted only with the value that

@@ -1,12 +1,16 @@
 //! `ferromq-core`: the FerroMQ broker (`mqbroker`).
 //!
 //! - [`config`]: the one configuration schema (TOML, or RocketMQ `broker.properties` as-is).
-//! - [`broker`]: start-up, the shared control plane, name-server registration, shutdown.
+//! - [`broker`]: start-up and shutdown: wires the control thread, the shards and the embedded
+//!   name server.
+//! - [`control`]: the control plane, owned by one control thread: topics, groups, clients,
+//!   offsets, locks, registration, metadata files; a published view and typed commands.
 //! - [`shard`]: pinned shard threads, queue ownership, cross-shard calls, long-poll holds.
 //! - [`handlers`]: one handler per request code.
-//! - [`clients`]: producer/consumer bookkeeping from heartbeats.
+//! - [`header`], [`error`]: one way to read a request header and one way to fail.
+//! - [`clients`]: producer/consumer/lock tables (data the control plane owns).
 //! - [`meta`]: topics, subscription groups and consumer offsets, persisted as the Java broker
-//!   persists them.
+//!   persists them (data the control plane owns).
 //!
 //! Boundary: only this crate wires `net`, `store` and `namesrv` together.
 #![cfg_attr(
@@ -17,6 +21,9 @@
 pub mod broker;
 pub mod clients;
 pub mod config;
+pub mod control;
+pub mod error;
 pub mod handlers;
+pub mod header;
 pub mod meta;
 pub mod shard;

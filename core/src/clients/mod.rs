@@ -7,8 +7,10 @@
 //!   expiry, the ConsumerConnection body.
 //! - `producers.rs`: `ProducerManager`, group → clients, the ProducerConnection body.
 //!
-//! Ownership: one `ConsumerManager` and one `ProducerManager` per broker, held by the control
-//! plane behind the mutex its shard threads share. Everything here is plain synchronous data and
+//! - `locks.rs`: `LockTable`, orderly consumers' queue locks.
+//!
+//! Ownership: one `ConsumerManager`, `ProducerManager` and `LockTable` per broker, owned by the
+//! control thread (`control/plane.rs`). Everything here is plain synchronous data and
 //! `Send`; connections are named by [`ChannelId`] only, so the broker finds the connection to
 //! notify on the shard that owns it.
 
@@ -16,6 +18,7 @@
 
 pub mod consumers;
 pub mod heartbeat;
+pub mod locks;
 pub mod producers;
 
 use std::fmt;

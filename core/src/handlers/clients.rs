@@ -1,46 +1,54 @@
 //! Client bookkeeping: HEART_BEAT (34), UNREGISTER_CLIENT (35), GET_CONSUMER_LIST_BY_GROUP (38)
-//! (PROTOCOL.md §2.1, §2.2). Membership changes make the control plane send
+//! (PROTOCOL.md §2.1, §2.2). The tables are the control plane's; membership changes make it send
 //! NOTIFY_CONSUMER_IDS_CHANGED to every consumer of the group, on its connection's shard.
 
 use std::rc::Rc;
 
 use ferromq_net::RemotingCommand;
-use ferromq_net::codes::response_code as code;
-use ferromq_net::conn::Connection;
 
+use super::reply::Origin;
 use crate::clients::heartbeat::HeartbeatData;
+use crate::clients::{ChannelId, ClientInfo};
+use crate::control::Command;
+use crate::error::{BrokerError, BrokerResult};
+use crate::header::Header;
 use crate::shard::ShardCtx;
 
-/// 34 HEART_BEAT. The response carries the broker's version ordinal (clients remember it);
-/// `IS_SUPPORT_HEART_BEAT_V2` is not sent, so clients keep sending full heartbeats.
-pub fn heartbeat(ctx: &Rc<ShardCtx>, conn: &Connection, request: RemotingCommand) -> RemotingCommand {
-    let data = match HeartbeatData::parse(&request.body) {
-        Ok(data) => data,
-        Err(e) => return request.error_response(code::SYSTEM_ERROR, format!("bad heartbeat body: {e}")),
+/// 34 HEART_BEAT. Answered once the control plane has registered the client and created its
+/// groups and retry topics, so a pull right after it finds them. `IS_SUPPORT_HEART_BEAT_V2`
+/// is not sent, so clients keep sending full heartbeats.
+pub async fn heartbeat(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
+    let data = HeartbeatData::parse(&request.body).map_err(|e| BrokerError::system(format!("bad heartbeat body: {e}")))?;
+    let client = ClientInfo {
+        channel: ChannelId::new(u16::from(ctx.id.0), origin.connection),
+        client_id: data.client_id.clone(),
+        client_addr: origin.peer.to_string(),
+        language: request.language.name().to_owned(),
+        version: request.version,
+        last_update_ms: ferromq_store::store::now_ms(),
     };
-    ctx.control.heartbeat(ctx.id, conn, &request, data);
-    request.success_response()
+    ctx.control.call(|reply| Command::Heartbeat { client, data: Box::new(data), reply }).await?;
+    Ok(request.success_response())
 }
 
 /// 35 UNREGISTER_CLIENT.
-pub fn unregister_client(ctx: &Rc<ShardCtx>, request: RemotingCommand) -> RemotingCommand {
-    let Some(client_id) = request.ext("clientID").filter(|c| !c.is_empty()) else {
-        return request.error_response(code::SYSTEM_ERROR, "the request needs clientID");
-    };
-    ctx.control.unregister_client(client_id, request.ext("producerGroup"), request.ext("consumerGroup"));
-    request.success_response()
+pub async fn unregister_client(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
+    let header = Header::of(request);
+    let client_id = header.str("clientID")?.to_owned();
+    let producer_group = header.opt_str("producerGroup").map(str::to_owned);
+    let consumer_group = header.opt_str("consumerGroup").map(str::to_owned);
+    ctx.control.call(|reply| Command::UnregisterClient { client_id, producer_group, consumer_group, reply }).await?;
+    Ok(request.success_response())
 }
 
 /// 38 GET_CONSUMER_LIST_BY_GROUP: the live consumers' client ids, de-duplicated (a client may
 /// hold several connections).
-pub fn consumer_list_by_group(ctx: &Rc<ShardCtx>, request: RemotingCommand) -> RemotingCommand {
-    let Some(group) = request.ext("consumerGroup").filter(|g| !g.is_empty()) else {
-        return request.error_response(code::SYSTEM_ERROR, "the request needs consumerGroup");
-    };
-    let ids = ctx.control.consumer_ids(group);
+pub async fn consumer_list_by_group(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
+    let group = Header::of(request).str("consumerGroup")?.to_owned();
+    let ids = ctx.control.call(|reply| Command::ConsumerIds { group: group.clone(), reply }).await?;
     if ids.is_empty() {
-        return request.error_response(code::SYSTEM_ERROR, format!("no consumer for this group, {group}"));
+        return Err(BrokerError::system(format!("no consumer for this group, {group}")));
     }
     let body = serde_json::json!({ "consumerIdList": ids });
-    request.success_response().with_body(serde_json::to_vec(&body).unwrap_or_default())
+    Ok(request.success_response().with_body(serde_json::to_vec(&body).unwrap_or_default()))
 }

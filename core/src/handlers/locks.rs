@@ -1,38 +1,16 @@
 //! Orderly-consumer queue locks: LOCK_BATCH_MQ (41) and UNLOCK_BATCH_MQ (42)
-//! (PROTOCOL.md §2.2, §4.4, §8.5).
-//!
-//! An orderly push consumer locks each queue it is assigned before it pulls from it, re-locks
-//! every 20 s, and consumes a queue only while its lock is fresh; this is what keeps two members
-//! of a group from consuming one queue at once during a rebalance. The broker keeps one
-//! [`LockTable`] in the control plane (behind a mutex, like the other client tables).
-//!
-//! Rules (Java `RebalanceLockManager`): a queue is granted to `clientId` if nobody holds it, if
-//! `clientId` already holds it (the lock is renewed), or if the holder has not renewed for more
-//! than [`LOCK_MAX_LIVE_MS`]. Unlock releases only queues held by the requesting client. Locks
-//! are not persisted and not released when a connection closes: an orderly client that goes
-//! away unlocks on shutdown, and a crashed one's locks expire.
+//! (PROTOCOL.md §2.2, §4.4). The lock table itself is the control plane's
+//! (`clients/locks.rs`); these handlers parse the body and ask the control thread.
 
-use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 
 use ferromq_net::RemotingCommand;
-use ferromq_net::codes::response_code as code;
 use serde::Deserialize;
 
+use crate::clients::locks::MessageQueue;
+use crate::control::Command;
+use crate::error::{BrokerError, BrokerResult};
 use crate::shard::ShardCtx;
-
-/// `rocketmq.broker.rebalance.lockMaxLiveTime`: a lock not renewed for longer may be taken.
-pub const LOCK_MAX_LIVE_MS: i64 = 60_000;
-
-/// A message queue as clients name it: `{"brokerName":..,"queueId":..,"topic":..}` (§4.4).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MessageQueue {
-    pub topic: String,
-    #[serde(default)]
-    pub broker_name: String,
-    pub queue_id: i32,
-}
 
 /// LockBatchRequestBody / UnlockBatchRequestBody (§4.4). `onlyThisBroker` is accepted and
 /// ignored: there are no other brokers of this broker group to forward to.
@@ -47,122 +25,42 @@ struct LockBatchBody {
     mq_set: Vec<MessageQueue>,
 }
 
-#[derive(Debug, Clone)]
-struct LockEntry {
-    client_id: String,
-    last_update_ms: i64,
-}
-
-impl LockEntry {
-    fn expired(&self, now_ms: i64) -> bool {
-        now_ms.saturating_sub(self.last_update_ms) > LOCK_MAX_LIVE_MS
-    }
-}
-
-/// group → queue → holder. `Send`; plain data.
-#[derive(Debug, Default)]
-pub struct LockTable {
-    groups: HashMap<String, HashMap<MessageQueue, LockEntry>>,
-}
-
-impl LockTable {
-    /// Locks (or renews) each queue for `client_id` where the rules allow; returns the queues
-    /// `client_id` holds afterwards, among those asked for.
-    pub fn try_lock_batch(&mut self, group: &str, client_id: &str, queues: &[MessageQueue], now_ms: i64) -> BTreeSet<MessageQueue> {
-        let table = self.groups.entry(group.to_owned()).or_default();
-        let mut locked = BTreeSet::new();
-        for mq in queues {
-            let entry = table.entry(mq.clone()).or_insert_with(|| LockEntry { client_id: client_id.to_owned(), last_update_ms: now_ms });
-            if entry.client_id == client_id || entry.expired(now_ms) {
-                entry.client_id = client_id.to_owned();
-                entry.last_update_ms = now_ms;
-                locked.insert(mq.clone());
-            }
-        }
-        locked
-    }
-
-    /// Releases each queue held by `client_id`; queues held by others stay locked.
-    pub fn unlock_batch(&mut self, group: &str, client_id: &str, queues: &[MessageQueue]) {
-        let Some(table) = self.groups.get_mut(group) else { return };
-        for mq in queues {
-            if table.get(mq).is_some_and(|entry| entry.client_id == client_id) {
-                table.remove(mq);
-            }
-        }
-        if table.is_empty() {
-            self.groups.remove(group);
-        }
-    }
-
-    /// The holder of a queue's unexpired lock, if any.
-    pub fn holder(&self, group: &str, mq: &MessageQueue, now_ms: i64) -> Option<&str> {
-        let entry = self.groups.get(group)?.get(mq)?;
-        (!entry.expired(now_ms)).then_some(entry.client_id.as_str())
-    }
-}
-
-fn parse_body(request: &RemotingCommand) -> Result<LockBatchBody, Box<RemotingCommand>> {
-    let body: LockBatchBody = serde_json::from_slice(&request.body)
-        .map_err(|e| Box::new(request.error_response(code::SYSTEM_ERROR, format!("bad lock batch body: {e}"))))?;
+fn parse_body(request: &RemotingCommand) -> BrokerResult<LockBatchBody> {
+    let body: LockBatchBody = serde_json::from_slice(&request.body).map_err(|e| BrokerError::system(format!("bad lock batch body: {e}")))?;
     if body.consumer_group.is_empty() || body.client_id.is_empty() {
-        return Err(Box::new(request.error_response(code::SYSTEM_ERROR, "the lock batch body needs consumerGroup and clientId")));
+        return Err(BrokerError::system("the lock batch body needs consumerGroup and clientId"));
     }
     Ok(body)
 }
 
 /// 41 LOCK_BATCH_MQ: answers `{"lockOKMQSet":[MessageQueue..]}`, the queues now held by the
 /// client.
-pub fn lock_batch_mq(ctx: &Rc<ShardCtx>, request: RemotingCommand) -> RemotingCommand {
-    let body = match parse_body(&request) {
-        Ok(body) => body,
-        Err(reply) => return *reply,
-    };
-    let locked = ctx.control.try_lock_batch(&body.consumer_group, &body.client_id, &body.mq_set);
+pub async fn lock_batch_mq(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
+    let body = parse_body(request)?;
+    let locked = ctx
+        .control
+        .call(|reply| Command::LockBatch { group: body.consumer_group, client_id: body.client_id, queues: body.mq_set, reply })
+        .await?;
     let queues: Vec<serde_json::Value> = locked
         .iter()
         .map(|mq| serde_json::json!({ "brokerName": mq.broker_name, "queueId": mq.queue_id, "topic": mq.topic }))
         .collect();
     let reply = serde_json::json!({ "lockOKMQSet": queues });
-    request.success_response().with_body(serde_json::to_vec(&reply).unwrap_or_default())
+    Ok(request.success_response().with_body(serde_json::to_vec(&reply).unwrap_or_default()))
 }
 
 /// 42 UNLOCK_BATCH_MQ (usually one-way): success with no body.
-pub fn unlock_batch_mq(ctx: &Rc<ShardCtx>, request: RemotingCommand) -> RemotingCommand {
-    let body = match parse_body(&request) {
-        Ok(body) => body,
-        Err(reply) => return *reply,
-    };
-    ctx.control.unlock_batch(&body.consumer_group, &body.client_id, &body.mq_set);
-    request.success_response()
+pub async fn unlock_batch_mq(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
+    let body = parse_body(request)?;
+    ctx.control
+        .call(|reply| Command::UnlockBatch { group: body.consumer_group, client_id: body.client_id, queues: body.mq_set, reply })
+        .await?;
+    Ok(request.success_response())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn mq(queue_id: i32) -> MessageQueue {
-        MessageQueue { topic: "T".into(), broker_name: "b".into(), queue_id }
-    }
-
-    #[test]
-    fn grant_renew_refuse_expire_unlock() {
-        let mut t = LockTable::default();
-        let all = [mq(0), mq(1)];
-        assert_eq!(t.try_lock_batch("g", "a", &all, 0).len(), 2, "unlocked queues are granted");
-        assert_eq!(t.try_lock_batch("g", "a", &all[..1], 1_000).len(), 1, "the holder renews");
-        assert!(t.try_lock_batch("g", "b", &all, 30_000).is_empty(), "a live lock is refused to others");
-        assert!(t.try_lock_batch("other", "b", &all, 30_000).len() == 2, "groups are independent");
-        // Queue 1 was last renewed at 0, queue 0 at 1 000: only queue 1 has expired at 60 500.
-        let taken = t.try_lock_batch("g", "b", &all, 60_500);
-        assert_eq!(taken.into_iter().collect::<Vec<_>>(), vec![mq(1)]);
-        assert_eq!(t.holder("g", &mq(0), 60_500), Some("a"));
-        t.unlock_batch("g", "b", &all);
-        assert_eq!(t.holder("g", &mq(0), 60_500), Some("a"), "unlock by another client does nothing");
-        assert_eq!(t.holder("g", &mq(1), 60_500), None);
-        t.unlock_batch("g", "a", &all);
-        assert_eq!(t.holder("g", &mq(0), 60_500), None);
-    }
 
     #[test]
     fn parses_the_client_body() {

@@ -7,15 +7,20 @@
 //! - [`locks`]: LOCK_BATCH_MQ, UNLOCK_BATCH_MQ (orderly consumers)
 //! - [`admin`]: topics, subscription groups, runtime info, stats, message queries
 //!
-//! Unknown codes get REQUEST_CODE_NOT_SUPPORTED. Typed errors become RocketMQ response codes
-//! inside each handler, at this boundary.
+//! Every handler reads its header through [`crate::header::Header`] and fails with a
+//! [`BrokerError`], turned into the response here, at this boundary. Unknown codes get
+//! REQUEST_CODE_NOT_SUPPORTED. [`dispatch`] needs no connection, so handlers are tested at the
+//! protocol boundary without processes (`tests.rs`).
 
 pub mod admin;
 pub mod clients;
 pub mod locks;
 pub mod offsets;
 pub mod pull;
+pub mod reply;
 pub mod send;
+#[cfg(test)]
+mod tests;
 
 use std::rc::Rc;
 
@@ -23,9 +28,52 @@ use ferromq_net::RemotingCommand;
 use ferromq_net::codes::request_code as rc;
 use ferromq_net::conn::{Connection, RequestHandler, not_supported};
 
+pub use reply::{Origin, Reply};
+use crate::clients::ChannelId;
+use crate::control::Command;
+use crate::error::BrokerResult;
 use crate::shard::ShardCtx;
 
-/// The broker's request handler on one shard.
+/// Serves one request on `ctx`'s shard.
+pub async fn dispatch(ctx: &Rc<ShardCtx>, origin: Origin, request: RemotingCommand) -> Reply {
+    match route(ctx, origin, &request).await {
+        Ok(reply) => reply,
+        Err(error) => Reply::Response(error.response_to(&request)),
+    }
+}
+
+async fn route(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand) -> BrokerResult<Reply> {
+    let response = match request.code {
+        rc::SEND_MESSAGE | rc::SEND_MESSAGE_V2 | rc::SEND_BATCH_MESSAGE => send::send(ctx, origin, request).await?,
+        rc::PULL_MESSAGE | rc::LITE_PULL_MESSAGE => return pull::pull(ctx, request).await,
+        rc::QUERY_CONSUMER_OFFSET => offsets::query_consumer_offset(ctx, request).await?,
+        rc::UPDATE_CONSUMER_OFFSET => offsets::update_consumer_offset(ctx, request).await?,
+        rc::GET_MAX_OFFSET => offsets::max_offset(ctx, request).await?,
+        rc::GET_MIN_OFFSET => offsets::min_offset(ctx, request).await?,
+        rc::GET_EARLIEST_MSG_STORETIME => offsets::earliest_store_time(ctx, request).await?,
+        rc::SEARCH_OFFSET_BY_TIMESTAMP => offsets::search_offset_by_timestamp(ctx, request).await?,
+        rc::HEART_BEAT => clients::heartbeat(ctx, origin, request).await?,
+        rc::UNREGISTER_CLIENT => clients::unregister_client(ctx, request).await?,
+        rc::GET_CONSUMER_LIST_BY_GROUP => clients::consumer_list_by_group(ctx, request).await?,
+        rc::LOCK_BATCH_MQ => locks::lock_batch_mq(ctx, request).await?,
+        rc::UNLOCK_BATCH_MQ => locks::unlock_batch_mq(ctx, request).await?,
+        rc::UPDATE_AND_CREATE_TOPIC => admin::update_and_create_topic(ctx, request).await?,
+        rc::DELETE_TOPIC_IN_BROKER => admin::delete_topic(ctx, request).await?,
+        rc::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(ctx, request).await?,
+        rc::GET_BROKER_RUNTIME_INFO => admin::broker_runtime_info(ctx, request).await?,
+        rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => admin::update_and_create_subscription_group(ctx, request).await?,
+        rc::GET_CONSUMER_CONNECTION_LIST => admin::consumer_connection_list(ctx, request).await?,
+        rc::GET_TOPIC_STATS_INFO => admin::topic_stats(ctx, request).await?,
+        rc::GET_CONSUME_STATS => admin::consume_stats(ctx, request).await?,
+        rc::VIEW_MESSAGE_BY_ID => admin::view_message_by_id(ctx, request).await?,
+        rc::QUERY_MESSAGE => admin::query_message(ctx, request).await?,
+        rc::GET_BROKER_CONFIG => admin::broker_config(ctx, request)?,
+        _ => not_supported(request),
+    };
+    Ok(Reply::Response(response))
+}
+
+/// The broker's request handler on one shard's connections.
 pub struct BrokerService {
     pub ctx: Rc<ShardCtx>,
 }
@@ -33,43 +81,35 @@ pub struct BrokerService {
 impl RequestHandler for BrokerService {
     async fn handle(&self, conn: &Connection, request: RemotingCommand) -> Option<RemotingCommand> {
         let ctx = &self.ctx;
+        let _serving = ctx.requests.enter();
         if !ctx.connections.borrow().contains_key(&conn.id()) {
             ctx.connections.borrow_mut().insert(conn.id(), conn.clone());
         }
-        let response = match request.code {
-            rc::SEND_MESSAGE | rc::SEND_MESSAGE_V2 | rc::SEND_BATCH_MESSAGE => send::send(ctx, conn.peer(), request).await,
-            rc::PULL_MESSAGE | rc::LITE_PULL_MESSAGE => return pull::pull(ctx, conn, request).await,
-            rc::QUERY_CONSUMER_OFFSET => offsets::query_consumer_offset(ctx, request).await,
-            rc::UPDATE_CONSUMER_OFFSET => offsets::update_consumer_offset(ctx, request),
-            rc::GET_MAX_OFFSET => offsets::queue_offset(ctx, request, true).await,
-            rc::GET_MIN_OFFSET => offsets::queue_offset(ctx, request, false).await,
-            rc::GET_EARLIEST_MSG_STORETIME => offsets::earliest_store_time(ctx, request).await,
-            rc::SEARCH_OFFSET_BY_TIMESTAMP => offsets::search_offset_by_timestamp(ctx, request).await,
-            rc::HEART_BEAT => clients::heartbeat(ctx, conn, request),
-            rc::UNREGISTER_CLIENT => clients::unregister_client(ctx, request),
-            rc::GET_CONSUMER_LIST_BY_GROUP => clients::consumer_list_by_group(ctx, request),
-            rc::LOCK_BATCH_MQ => locks::lock_batch_mq(ctx, request),
-            rc::UNLOCK_BATCH_MQ => locks::unlock_batch_mq(ctx, request),
-            rc::UPDATE_AND_CREATE_TOPIC => admin::update_and_create_topic(ctx, request),
-            rc::DELETE_TOPIC_IN_BROKER => admin::delete_topic(ctx, request),
-            rc::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(ctx, request),
-            rc::GET_BROKER_RUNTIME_INFO => admin::broker_runtime_info(ctx, request).await,
-            rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => admin::update_and_create_subscription_group(ctx, request),
-            rc::GET_CONSUMER_CONNECTION_LIST => admin::consumer_connection_list(ctx, request),
-            rc::GET_TOPIC_STATS_INFO => admin::topic_stats(ctx, request).await,
-            rc::GET_CONSUME_STATS => admin::consume_stats(ctx, request).await,
-            rc::VIEW_MESSAGE_BY_ID => admin::view_message_by_id(ctx, request).await,
-            rc::QUERY_MESSAGE => admin::query_message(ctx, request).await,
-            rc::GET_BROKER_CONFIG => admin::broker_config(ctx, request),
-            _ => not_supported(&request),
-        };
-        Some(response)
+        let origin = Origin { connection: conn.id(), peer: conn.peer() };
+        match dispatch(ctx, origin, request).await {
+            Reply::Response(response) => Some(response),
+            Reply::Messages(response, segments) => {
+                if let Err(e) = conn.send_file_body(&response, segments).await {
+                    tracing::debug!(conn = conn.id(), "pull response not sent: {e}");
+                }
+                None
+            }
+        }
     }
 
     /// A client's connection closed: it leaves its groups at once, and the groups that changed
     /// are told (NOTIFY_CONSUMER_IDS_CHANGED) so that they rebalance.
     fn on_close(&self, conn: &Connection) {
         self.ctx.connections.borrow_mut().remove(&conn.id());
-        self.ctx.control.channel_closed(self.ctx.id, conn.id());
+        let channel = ChannelId::new(u16::from(self.ctx.id.0), conn.id());
+        if let Err(command) = self.ctx.control.try_tell(Command::ChannelClosed { channel }) {
+            // The control queue is full: wait for room rather than lose the departure (the
+            // group would keep a dead member until its heartbeat expires).
+            let ctx = self.ctx.clone();
+            compio::runtime::spawn(async move {
+                let _ = ctx.control.tell(command).await;
+            })
+            .detach();
+        }
     }
 }

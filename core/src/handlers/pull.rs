@@ -7,15 +7,20 @@
 //! them unconditionally).
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferromq_net::RemotingCommand;
 use ferromq_net::codes::response_code as code;
-use ferromq_net::conn::{Connection, FileSegment};
+use ferromq_net::conn::FileSegment;
 use ferromq_store::{PullResult, PullStatus, QueueOffset, TagFilter};
 
+use super::reply::Reply;
+use crate::control::plane::offset_key;
+use crate::error::{BrokerError, BrokerResult};
+use crate::header::Header;
 use crate::meta::topics::PERM_READ;
-use crate::shard::{MAX_PULL_SUSPEND, ShardCtx, Wake};
+use crate::shard::{JobSlot, MAX_PULL_SUSPEND, ShardCtx, Wake};
 
 /// PullSysFlag bits (§2.2).
 const FLAG_COMMIT_OFFSET: i32 = 1;
@@ -25,38 +30,36 @@ const FLAG_SUBSCRIPTION: i32 = 4;
 /// The largest `maxMsgNums` honoured; the store caps bytes per pull as well.
 const MAX_PULL_MESSAGES: u32 = 1024;
 
-struct PullHeader {
-    group: String,
-    topic: String,
+/// The pull header (PullMessageRequestHeader, §2.2).
+struct PullHeader<'a> {
+    group: &'a str,
+    topic: &'a str,
     queue_id: u32,
+    /// A negative offset reads as 0 (the store then answers OFFSET_TOO_SMALL when the queue no
+    /// longer starts there, and the client moves on).
     queue_offset: u64,
     max_messages: u32,
     sys_flag: i32,
+    /// Piggy-backed commit (with FLAG_COMMIT_OFFSET); negative: none.
     commit_offset: i64,
     suspend: Duration,
-    subscription: Option<String>,
+    subscription: Option<&'a str>,
 }
 
-impl PullHeader {
-    fn parse(request: &RemotingCommand) -> Result<PullHeader, String> {
-        let text = |key: &str| request.ext(key).ok_or_else(|| format!("the pull header has no {key}"));
-        let number = |key: &str| -> Result<i64, String> {
-            let value = text(key)?;
-            value.trim().parse::<i64>().map_err(|_| format!("{key} is not a number: {value:?}"))
-        };
-        let optional = |key: &str| request.ext(key).and_then(|v| v.trim().parse::<i64>().ok());
-        let queue_id = number("queueId")?;
-        let queue_id = u32::try_from(queue_id).map_err(|_| format!("queueId {queue_id} is negative"))?;
+impl<'a> PullHeader<'a> {
+    fn parse(request: &'a RemotingCommand) -> BrokerResult<PullHeader<'a>> {
+        let h = Header::of(request);
         Ok(PullHeader {
-            group: text("consumerGroup")?.to_owned(),
-            topic: text("topic")?.to_owned(),
-            queue_id,
-            queue_offset: number("queueOffset")?.max(0) as u64,
-            max_messages: number("maxMsgNums")?.clamp(1, i64::from(MAX_PULL_MESSAGES)) as u32,
-            sys_flag: optional("sysFlag").unwrap_or(0) as i32,
-            commit_offset: optional("commitOffset").unwrap_or(-1),
-            suspend: Duration::from_millis(optional("suspendTimeoutMillis").unwrap_or(0).max(0) as u64),
-            subscription: request.ext("subscription").filter(|s| !s.trim().is_empty()).map(str::to_owned),
+            group: h.str("consumerGroup")?,
+            topic: h.str("topic")?,
+            queue_id: h.u31("queueId")?,
+            queue_offset: h.i64("queueOffset")?.max(0) as u64,
+            // More than the cap is served as the cap (the client asks again for the rest).
+            max_messages: h.i32("maxMsgNums")?.clamp(1, MAX_PULL_MESSAGES as i32) as u32,
+            sys_flag: h.i32("sysFlag")?,
+            commit_offset: h.opt_i64("commitOffset")?.unwrap_or(-1),
+            suspend: Duration::from_millis(h.opt_i64("suspendTimeoutMillis")?.unwrap_or(0).max(0) as u64),
+            subscription: h.opt_str("subscription").filter(|s| !s.trim().is_empty()),
         })
     }
 }
@@ -70,99 +73,83 @@ pub fn tag_filter(expression: &str) -> TagFilter {
     TagFilter::Codes(tags.iter().map(|t| ferromq_store::record::java_string_hash(t)).collect())
 }
 
-/// 11 / 361. Found messages are sent from here as file segments (`sendfile`, or one copied
-/// `writev` when they are many small ranges; `Connection::send_file_body` decides) and `None`
-/// is returned; every other answer is returned for the connection to send.
-pub async fn pull(ctx: &Rc<ShardCtx>, conn: &Connection, request: RemotingCommand) -> Option<RemotingCommand> {
-    let (response, segments) = match checked_read(ctx, &request).await {
-        Ok(found) => found,
-        Err(answer) => return Some(*answer),
-    };
-    if segments.is_empty() {
-        return Some(response);
-    }
-    if let Err(e) = conn.send_file_body(&response, segments).await {
-        tracing::debug!(conn = conn.id(), "pull response not sent: {e}");
-    }
-    None
-}
-
-/// Checks the request (§2.2, in the Java broker's order), commits a piggy-backed offset, and
-/// reads on the owner shard. Returns the answer and the log segments of its body; an early
-/// answer (an error, or nothing to read) comes back as `Err`.
-async fn checked_read(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> Result<(RemotingCommand, Vec<FileSegment>), Box<RemotingCommand>> {
-    let refuse = |status: i32, remark: String| Box::new(request.error_response(status, remark));
-    let header = PullHeader::parse(request).map_err(|reason| refuse(code::SYSTEM_ERROR, reason))?;
+/// 11 / 361. Found messages are answered as file segments ([`Reply::Messages`]: `sendfile`,
+/// or one copied `writev` when they are many small ranges; the connection decides).
+pub async fn pull(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<Reply> {
+    let header = PullHeader::parse(request)?;
     let control = &ctx.control;
-    if control.broker_permission() & PERM_READ == 0 {
-        return Err(refuse(code::NO_PERMISSION, format!("the broker[{}] pulling message is forbidden", control.broker_name())));
+    let view = control.view();
+    if view.broker_permission & PERM_READ == 0 {
+        return Err(BrokerError::no_permission(format!("the broker[{}] pulling message is forbidden", control.identity().broker_name)));
     }
-    let topic = control
-        .topic(&header.topic)
-        .ok_or_else(|| refuse(code::TOPIC_NOT_EXIST, format!("topic[{}] not exist, apply first please!", header.topic)))?;
+    let topic = view.topic(header.topic).ok_or_else(|| BrokerError::topic_not_exist(header.topic))?;
     if topic.perm & PERM_READ == 0 {
-        return Err(refuse(code::NO_PERMISSION, format!("the topic[{}] pulling message is forbidden", header.topic)));
+        return Err(BrokerError::no_permission(format!("the topic[{}] pulling message is forbidden", header.topic)));
     }
     if header.queue_id >= topic.read_queue_nums.max(0) as u32 {
-        return Err(refuse(
-            code::SYSTEM_ERROR,
-            format!("queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}]", header.queue_id, header.topic, topic.read_queue_nums),
-        ));
+        return Err(BrokerError::system(format!(
+            "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}]",
+            header.queue_id, header.topic, topic.read_queue_nums
+        )));
     }
     let filter = if header.sys_flag & FLAG_SUBSCRIPTION != 0 {
-        tag_filter(header.subscription.as_deref().unwrap_or("*"))
+        Arc::new(tag_filter(header.subscription.unwrap_or("*")))
     } else {
-        control.subscription_filter(&header.group, &header.topic).ok_or_else(|| {
-            refuse(code::SUBSCRIPTION_NOT_EXIST, format!("the consumer's subscription not exist, group: {}", header.group))
-        })?
+        view.subscription(header.group, header.topic)
+            .cloned()
+            .ok_or_else(|| BrokerError::new(code::SUBSCRIPTION_NOT_EXIST, format!("the consumer's subscription not exist, group: {}", header.group)))?
     };
+    drop(view);
     // The piggy-backed offset commit happens on first processing, whatever the read finds.
     if header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0 {
-        control.commit_offset(&header.group, &header.topic, header.queue_id, header.commit_offset);
+        ctx.offsets.commit(offset_key(header.group, header.topic, header.queue_id), header.commit_offset).await;
     }
-    let suspend = if header.sys_flag & FLAG_SUSPEND != 0 {
-        control.long_poll_duration(header.suspend).min(MAX_PULL_SUSPEND)
-    } else {
+    // How long the pull may be held: the client's suspension, or the short-polling time when
+    // long polling is off.
+    let consumer = &control.config().consumer;
+    let suspend = if header.sys_flag & FLAG_SUSPEND == 0 {
         Duration::ZERO
+    } else if consumer.long_polling_enable {
+        header.suspend.min(MAX_PULL_SUSPEND)
+    } else {
+        Duration::from_millis(consumer.short_polling_time_ms).min(MAX_PULL_SUSPEND)
     };
 
-    let owner = ctx.router.owner(&header.topic, header.queue_id);
-    let (topic_name, queue_id, offset, max_messages) = (header.topic, header.queue_id, header.queue_offset, header.max_messages);
-    let read = ctx
-        .router
-        .invoke_on(ctx, owner, move |owner_ctx| async move {
-            read_or_hold(&owner_ctx, &topic_name, queue_id, offset, max_messages, &filter, suspend).await
+    let owner = ctx.owner(header.topic, header.queue_id);
+    let (topic_name, queue_id, offset, max_messages) = (header.topic.to_owned(), header.queue_id, header.queue_offset, header.max_messages);
+    let (result, segments) = ctx
+        .on(owner, move |owner_ctx, slot| async move {
+            read_or_hold(&owner_ctx, &slot, &topic_name, queue_id, offset, max_messages, &filter, suspend).await
         })
-        .await;
-    match read {
-        Ok(Ok((result, segments))) => Ok((pull_response(request, &result), segments)),
-        Ok(Err(e)) => Err(refuse(code::SYSTEM_ERROR, e)),
-        Err(busy) => Err(refuse(code::SYSTEM_BUSY, format!("[REJECTREQUEST]system busy, start flow control for a while ({busy})"))),
-    }
+        .await??;
+    let response = pull_response(request, header.queue_offset, &result);
+    Ok(if segments.is_empty() { Reply::Response(response) } else { Reply::Messages(response, segments) })
 }
 
 /// On the owner shard: reads, and while nothing is found and the client allows it, holds the
 /// pull until messages arrive or the suspension ends. Returns the result and, for found
 /// messages, the segments to send.
+#[allow(clippy::too_many_arguments)]
 async fn read_or_hold(
     ctx: &Rc<ShardCtx>,
+    slot: &JobSlot,
     topic: &str,
     queue_id: u32,
     offset: u64,
     max_messages: u32,
     filter: &TagFilter,
     suspend: Duration,
-) -> Result<(PullResult, Vec<FileSegment>), String> {
+) -> BrokerResult<(PullResult, Vec<FileSegment>)> {
     let deadline = Instant::now() + suspend;
     loop {
-        let result = ctx
-            .store
-            .get_message(topic, queue_id, QueueOffset(offset), max_messages, filter)
-            .await
-            .map_err(|e| e.to_string())?;
+        let result = ctx.store.get_message(topic, queue_id, QueueOffset(offset), max_messages, filter).await?;
         let hold = nothing_new(&result, offset) && Instant::now() < deadline;
-        if hold && ctx.held.wait(topic, queue_id, deadline).await == Wake::Arrived {
-            continue;
+        if hold {
+            // A held pull is bounded by maxHeldPullsPerShard, not by the executor's cap.
+            slot.release();
+            if ctx.held.wait(topic, queue_id, deadline).await == Wake::Arrived {
+                continue;
+            }
         }
         let segments = if is_found(&result) { file_segments(ctx, &result)? } else { Vec::new() };
         return Ok((result, segments));
@@ -175,11 +162,11 @@ fn is_found(result: &PullResult) -> bool {
 
 /// The log ranges of a pull as file segments to send: one duplicated descriptor per
 /// segment file (adjacent records are already coalesced into one range by the store).
-fn file_segments(ctx: &Rc<ShardCtx>, result: &PullResult) -> Result<Vec<FileSegment>, String> {
+fn file_segments(ctx: &Rc<ShardCtx>, result: &PullResult) -> BrokerResult<Vec<FileSegment>> {
     let mut files: Vec<(u64, std::sync::Arc<std::fs::File>)> = Vec::new();
     let mut segments = Vec::with_capacity(result.ranges.len());
     for range in &result.ranges {
-        let (fd, position) = ctx.store.log_slice_fd(*range).map_err(|e| e.to_string())?;
+        let (fd, position) = ctx.store.log_slice_fd(*range)?;
         // Ranges in one segment file share one descriptor; the segment base identifies it.
         let base = range.offset.0 - position;
         let file = match files.iter().find(|(b, _)| *b == base) {
@@ -205,11 +192,11 @@ fn nothing_new(result: &PullResult, requested_offset: u64) -> bool {
 }
 
 /// Maps the store's status onto the four normal pull answers (§2.2, §6.3).
-fn pull_response(request: &RemotingCommand, result: &PullResult) -> RemotingCommand {
+fn pull_response(request: &RemotingCommand, requested_offset: u64, result: &PullResult) -> RemotingCommand {
     let (status, remark) = match result.status {
         PullStatus::Found if result.message_count > 0 => (code::SUCCESS, "FOUND"),
         PullStatus::Found | PullStatus::NoMatchedMessage | PullStatus::MessageWasRemoving => (code::PULL_RETRY_IMMEDIATELY, "NO_MATCHED_MESSAGE"),
-        _ if nothing_new(result, request_offset(request)) => (code::PULL_NOT_FOUND, "NO_NEW_MESSAGE"),
+        _ if nothing_new(result, requested_offset) => (code::PULL_NOT_FOUND, "NO_NEW_MESSAGE"),
         PullStatus::OffsetOverflowOne
         | PullStatus::OffsetFoundNull
         | PullStatus::NoMessageInQueue
@@ -222,10 +209,6 @@ fn pull_response(request: &RemotingCommand, result: &PullResult) -> RemotingComm
         .with_ext("nextBeginOffset", result.next_begin_offset.0)
         .with_ext("minOffset", result.min_offset.0)
         .with_ext("maxOffset", result.max_offset.0)
-}
-
-fn request_offset(request: &RemotingCommand) -> u64 {
-    request.ext("queueOffset").and_then(|v| v.parse::<i64>().ok()).unwrap_or(0).max(0) as u64
 }
 
 #[cfg(test)]

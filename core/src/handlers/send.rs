@@ -7,12 +7,16 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 use ferromq_net::RemotingCommand;
 use ferromq_net::codes::{request_code, response_code as code};
 use ferromq_store::record::{MessageInput, Properties};
-use ferromq_store::StoreError;
 
+use super::reply::Origin;
+use crate::control::Command;
+use crate::error::{BrokerError, BrokerResult};
+use crate::header::{Header, HeaderError};
 use crate::meta::topics::{self, PERM_WRITE, TopicConfig};
 use crate::shard::ShardCtx;
 
@@ -24,89 +28,91 @@ pub const MSG_REGION: &str = "DefaultRegion";
 /// The send header in long names, whichever form (10's long keys or 310/320's `a`..`n`) it
 /// arrived in.
 #[derive(Debug)]
-struct SendHeader {
-    topic: String,
-    default_topic: String,
+struct SendHeader<'a> {
+    topic: &'a str,
+    default_topic: &'a str,
     default_topic_queue_nums: u32,
+    /// Negative: the broker picks a queue.
     queue_id: i32,
     sys_flag: i32,
     born_timestamp_ms: i64,
     flag: i32,
-    properties: String,
+    properties: &'a str,
     reconsume_times: i32,
 }
 
-impl SendHeader {
-    fn parse(request: &RemotingCommand) -> Result<SendHeader, String> {
-        // 310 and 320 use the short keys; be liberal and fall back to long names (§2.1).
+/// The queue count a client asks for an auto-created topic when it names none (Java client
+/// default `defaultTopicQueueNums`).
+const DEFAULT_TOPIC_QUEUE_NUMS: u32 = 4;
+
+impl<'a> SendHeader<'a> {
+    fn parse(request: &'a RemotingCommand) -> BrokerResult<SendHeader<'a>> {
+        let header = Header::of(request);
+        // 310 and 320 use the short keys; be liberal and take long names when `b` is absent
+        // (§2.1). Errors name the long field either way.
         let short = request.code != request_code::SEND_MESSAGE && request.ext("b").is_some();
-        let get = |short_key: &str, long_key: &str| {
-            if short { request.ext(short_key) } else { request.ext(long_key) }
-        };
-        let text = |s: &str, l: &str| get(s, l).map(str::to_owned);
-        let number = |s: &str, l: &str, name: &str| -> Result<i64, String> {
-            match get(s, l) {
-                None => Ok(0),
-                Some(v) => v.trim().parse::<i64>().map_err(|_| format!("{name} is not a number: {v:?}")),
+        let key = |short_key: &'static str, long_key: &'static str| if short { short_key } else { long_key };
+        let named = |long: &'static str| {
+            move |e: HeaderError| match e {
+                HeaderError::Missing { .. } => HeaderError::Missing { field: long },
+                HeaderError::Invalid { expected, value, .. } => HeaderError::Invalid { field: long, expected, value },
             }
         };
-        let topic = text("b", "topic").ok_or("the send header has no topic")?;
         Ok(SendHeader {
-            topic,
-            default_topic: text("c", "defaultTopic").unwrap_or_default(),
-            default_topic_queue_nums: number("d", "defaultTopicQueueNums", "defaultTopicQueueNums")?.clamp(0, 1024) as u32,
-            queue_id: number("e", "queueId", "queueId")?.clamp(-1, i64::from(i32::MAX)) as i32,
-            sys_flag: number("f", "sysFlag", "sysFlag")? as i32,
-            born_timestamp_ms: number("g", "bornTimestamp", "bornTimestamp")?,
-            flag: number("h", "flag", "flag")? as i32,
-            properties: text("i", "properties").unwrap_or_default(),
-            reconsume_times: number("j", "reconsumeTimes", "reconsumeTimes")? as i32,
+            topic: header.str(key("b", "topic")).map_err(named("topic"))?,
+            default_topic: header.opt_str(key("c", "defaultTopic")).unwrap_or(""),
+            default_topic_queue_nums: header
+                .opt_u31(key("d", "defaultTopicQueueNums"))
+                .map_err(named("defaultTopicQueueNums"))?
+                .unwrap_or(DEFAULT_TOPIC_QUEUE_NUMS),
+            queue_id: header.i32(key("e", "queueId")).map_err(named("queueId"))?,
+            sys_flag: header.i32(key("f", "sysFlag")).map_err(named("sysFlag"))?,
+            born_timestamp_ms: header.i64(key("g", "bornTimestamp")).map_err(named("bornTimestamp"))?,
+            flag: header.i32(key("h", "flag")).map_err(named("flag"))?,
+            properties: header.opt_str(key("i", "properties")).unwrap_or(""),
+            reconsume_times: header.opt_i32(key("j", "reconsumeTimes")).map_err(named("reconsumeTimes"))?.unwrap_or(0),
         })
     }
 }
 
 /// 10 / 310 / 320.
-pub async fn send(ctx: &Rc<ShardCtx>, peer: SocketAddr, request: RemotingCommand) -> RemotingCommand {
-    let header = match SendHeader::parse(&request) {
-        Ok(header) => header,
-        Err(reason) => return request.error_response(code::SYSTEM_ERROR, reason),
-    };
+pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
+    let header = SendHeader::parse(request)?;
     let control = &ctx.control;
+    let config = control.config();
     let max_name_len = if header.topic.starts_with(topics::RETRY_GROUP_TOPIC_PREFIX) || header.topic.starts_with(topics::DLQ_GROUP_TOPIC_PREFIX) {
         topics::MAX_GROUP_TOPIC_NAME_LEN
     } else {
         topics::MAX_TOPIC_NAME_LEN
     };
-    if let Err(reason) = crate::meta::validate_name(&header.topic, max_name_len) {
-        return request.error_response(code::SYSTEM_ERROR, format!("topic {:?}: {reason}", header.topic));
+    crate::meta::validate_name(header.topic, max_name_len).map_err(|reason| BrokerError::system(format!("topic {:?}: {reason}", header.topic)))?;
+    if topics::TopicConfigTable::is_not_allowed_send_topic(header.topic) {
+        return Err(BrokerError::no_permission(format!("Sending message to topic[{}] is forbidden.", header.topic)));
     }
-    if topics::TopicConfigTable::is_not_allowed_send_topic(&header.topic) {
-        return request.error_response(code::NO_PERMISSION, format!("Sending message to topic[{}] is forbidden.", header.topic));
+    let view = control.view();
+    if view.broker_permission & PERM_WRITE == 0 {
+        return Err(BrokerError::no_permission(format!("the broker[{}] sending message is forbidden", control.identity().broker_name)));
     }
-    if control.broker_permission() & PERM_WRITE == 0 {
-        return request.error_response(code::NO_PERMISSION, format!("the broker[{}] sending message is forbidden", control.broker_name()));
-    }
-    let topic = match control.topic_for_send(&header.topic, &header.default_topic, header.default_topic_queue_nums) {
-        Ok(topic) => topic,
-        Err(reply) => return request.error_response(reply.0, reply.1),
+    let known = view.topic(header.topic).cloned();
+    drop(view);
+    let topic = match known {
+        Some(topic) => topic,
+        None => {
+            let (name, default_topic, queue_nums) = (header.topic.to_owned(), header.default_topic.to_owned(), header.default_topic_queue_nums);
+            control.call(|reply| Command::TopicForSend { topic: name, default_topic, queue_nums, reply }).await??
+        }
     };
     if topic.perm & PERM_WRITE == 0 {
-        return request.error_response(code::NO_PERMISSION, format!("the topic[{}] sending message is forbidden", topic.topic_name));
+        return Err(BrokerError::no_permission(format!("the topic[{}] sending message is forbidden", topic.topic_name)));
     }
-    let queue_id = match pick_queue(&topic, header.queue_id) {
-        Ok(queue_id) => queue_id,
-        Err(reason) => return request.error_response(code::SYSTEM_ERROR, reason),
-    };
+    let queue_id = pick_queue(&topic, header.queue_id)?;
 
     let batch = request.code == request_code::SEND_BATCH_MESSAGE;
-    let max_body = control.max_message_size_bytes();
+    let max_body = config.store.max_message_size_bytes;
     if request.body.len() > max_body {
-        return request.error_response(
-            code::MESSAGE_ILLEGAL,
-            format!("the message body size over max value, MAX: {max_body}"),
-        );
+        return Err(BrokerError::illegal(format!("the message body size over max value, MAX: {max_body}")));
     }
-    let store_host = control.store_host();
+    let store_host = control.identity().store_host;
     let template = MessageInput {
         topic: topic.topic_name.clone(),
         queue_id,
@@ -115,60 +121,46 @@ pub async fn send(ctx: &Rc<ShardCtx>, peer: SocketAddr, request: RemotingCommand
         properties: Vec::new(),
         sys_flag: header.sys_flag,
         born_timestamp_ms: header.born_timestamp_ms,
-        born_host: peer,
+        born_host: origin.peer,
         store_host,
         reconsume_times: header.reconsume_times,
         prepared_transaction_offset: 0,
     };
-    let cluster = control.cluster_name().to_owned();
+    let cluster = &control.identity().cluster_name;
     let mut uniq_key = None;
     let messages = if batch {
-        if topic.topic_name.starts_with("%RETRY%") {
-            return request.error_response(code::MESSAGE_ILLEGAL, "batch request does not support retry group");
+        if topic.topic_name.starts_with(topics::RETRY_GROUP_TOPIC_PREFIX) {
+            return Err(BrokerError::illegal("batch request does not support retry group"));
         }
-        match decode_batch(&request.body) {
-            Ok(items) if !items.is_empty() => items
-                .into_iter()
-                .map(|(flag, body, properties)| {
-                    let mut props = Properties::decode(&properties);
-                    props.insert("CLUSTER", &cluster);
-                    MessageInput { flag, body, properties: props.encode(), ..template.clone() }
-                })
-                .collect(),
-            Ok(_) => return request.error_response(code::MESSAGE_ILLEGAL, "the batch is empty"),
-            Err(reason) => return request.error_response(code::MESSAGE_ILLEGAL, reason),
+        let items = decode_batch(&request.body).map_err(BrokerError::illegal)?;
+        if items.is_empty() {
+            return Err(BrokerError::illegal("the batch is empty"));
         }
+        items
+            .into_iter()
+            .map(|(flag, body, properties)| {
+                let mut props = Properties::decode(&properties);
+                props.insert("CLUSTER", cluster);
+                MessageInput { flag, body, properties: props.encode(), ..template.clone() }
+            })
+            .collect()
     } else {
         let mut props = Properties::decode(header.properties.as_bytes());
         if props.get("UNIQ_KEY").is_none() {
             props.insert("UNIQ_KEY", &generate_uniq_key(store_host));
         }
         uniq_key = props.get("UNIQ_KEY").map(str::to_owned);
-        props.insert("CLUSTER", &cluster);
+        props.insert("CLUSTER", cluster);
         let properties = props.encode();
         if properties.len() > MAX_PROPERTIES_BYTES {
-            return request.error_response(
-                code::MESSAGE_ILLEGAL,
-                format!("message properties length too long {}", properties.len()),
-            );
+            return Err(BrokerError::illegal(format!("message properties length too long {}", properties.len())));
         }
         vec![MessageInput { body: request.body.to_vec(), properties, ..template }]
     };
 
-    let owner = ctx.router.owner(&topic.topic_name, queue_id);
-    let timeout = control.sync_flush_timeout();
-    let appended = ctx
-        .router
-        .invoke_on(ctx, owner, move |owner_ctx| async move { owner_ctx.store.append_within(messages, timeout).await })
-        .await;
-    let (result, acked) = match appended {
-        Ok(Ok(pair)) => pair,
-        Ok(Err(e)) => return store_error_response(&request, &e),
-        Err(busy) => {
-            return request.error_response(code::SYSTEM_BUSY, format!("[REJECTREQUEST]system busy, start flow control for a while ({busy})"));
-        }
-    };
-    control.messages_put.fetch_add(u64::from(result.message_count), std::sync::atomic::Ordering::Relaxed);
+    let owner = ctx.owner(&topic.topic_name, queue_id);
+    let timeout = Duration::from_millis(config.flush.sync_flush_timeout_ms);
+    let (result, acked) = ctx.on(owner, move |owner_ctx, _slot| async move { owner_ctx.store.append_within(messages, timeout).await }).await??;
     let status = if acked { code::SUCCESS } else { code::FLUSH_DISK_TIMEOUT };
     let mut response = RemotingCommand::response(status, request.opaque, None)
         .with_ext("msgId", result.offset_msg_ids.join(","))
@@ -179,25 +171,14 @@ pub async fn send(ctx: &Rc<ShardCtx>, peer: SocketAddr, request: RemotingCommand
     if let Some(uniq_key) = uniq_key {
         response = response.with_ext("transactionId", uniq_key);
     }
-    response
-}
-
-/// Maps a store refusal onto the RocketMQ code a producer understands.
-pub fn store_error_response(request: &RemotingCommand, error: &StoreError) -> RemotingCommand {
-    let status = match error {
-        StoreError::Busy { .. } => code::SYSTEM_BUSY,
-        StoreError::InvalidMessage(_) => code::MESSAGE_ILLEGAL,
-        StoreError::DiskFull { .. } | StoreError::ShutDown | StoreError::LogFailed(_) => code::SERVICE_NOT_AVAILABLE,
-        _ => code::SYSTEM_ERROR,
-    };
-    request.error_response(status, error.to_string())
+    Ok(response)
 }
 
 /// Queue to write: the requested one, or a random writable one for a negative id (§2.1 step 3).
-fn pick_queue(topic: &TopicConfig, requested: i32) -> Result<u32, String> {
+fn pick_queue(topic: &TopicConfig, requested: i32) -> BrokerResult<u32> {
     let queues = topic.write_queue_nums.max(0) as u32;
     if queues == 0 {
-        return Err(format!("topic {} has no writable queue", topic.topic_name));
+        return Err(BrokerError::system(format!("topic {} has no writable queue", topic.topic_name)));
     }
     if requested < 0 {
         let random = std::time::SystemTime::now()
@@ -208,10 +189,7 @@ fn pick_queue(topic: &TopicConfig, requested: i32) -> Result<u32, String> {
     let limit = topic.write_queue_nums.max(topic.read_queue_nums).max(0) as u32;
     let requested = requested as u32;
     if requested >= limit {
-        return Err(format!(
-            "request queueId[{requested}] is illegal, topic {} has {limit} queues",
-            topic.topic_name
-        ));
+        return Err(BrokerError::system(format!("request queueId[{requested}] is illegal, topic {} has {limit} queues", topic.topic_name)));
     }
     Ok(requested)
 }

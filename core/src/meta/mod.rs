@@ -4,8 +4,8 @@
 //! (PROTOCOL.md §6.6), plus what they share: [`DataVersion`], the atomic file writer
 //! ([`write_atomic`]) and fastjson helpers (`json.rs`).
 //!
-//! Ownership: one instance of each table per broker, held by the control plane behind a mutex
-//! that the shard threads share; every type here is plain data and `Send`. Nothing here does
+//! Ownership: one instance of each table per broker, owned by the control thread
+//! (`control/plane.rs`), the only writer of these files; every type here is plain data. Nothing here does
 //! network I/O or async; file I/O happens only in the explicit `load`/`persist` calls.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -103,8 +103,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
 }
 
 /// A control-plane table persisted as one JSON file (`topics.json`, `subscriptionGroup.json`,
-/// `consumerOffset.json`) and written only when it changed. The broker takes a snapshot under
-/// its lock and writes it outside, marking the table dirty again if the write fails.
+/// `consumerOffset.json`) and written only when it changed, by the control thread; a failed
+/// write marks the table dirty again so that the next batch or tick retries it.
 pub trait PersistedTable {
     /// The whole file body, in the Java broker's format.
     fn file_json(&self) -> Vec<u8>;

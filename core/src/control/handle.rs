@@ -1,0 +1,131 @@
+//! What shards hold of the control plane: the broker's identity and configuration (fixed at
+//! start), the latest published [`ControlView`] (read without locks), and the command channel.
+//!
+//! Boundary: shards never touch control-plane state directly. They read the view — one atomic
+//! load, no lock, no copy of a topic config — and they change things by sending a
+//! [`Command`] and (usually) awaiting its answer. The control thread is the only writer of the
+//! view and of every metadata file.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use ferromq_store::TagFilter;
+use futures_channel::oneshot;
+
+use super::command::{Command, Reply};
+use crate::config::BrokerConfig;
+use crate::error::{BrokerError, BrokerResult};
+use crate::meta::topics::TopicConfig;
+
+/// Who this broker is, as registered with name servers and stamped into message ids.
+#[derive(Debug, Clone)]
+pub struct BrokerIdentity {
+    /// `brokerIP1:listenPort`.
+    pub broker_addr: String,
+    /// The same as a socket address (storeHost of every record).
+    pub store_host: SocketAddr,
+    pub broker_name: String,
+    pub cluster_name: String,
+    pub broker_id: u64,
+}
+
+/// A versioned, read-only snapshot of the control-plane state the data plane needs per request.
+/// Published by the control thread after each batch of changes; never mutated.
+#[derive(Debug, Default)]
+pub struct ControlView {
+    /// Increases with every publication.
+    pub version: u64,
+    /// The broker's permission bits (PERM_READ | PERM_WRITE …, §8.2).
+    pub broker_permission: i32,
+    pub topics: HashMap<Arc<str>, Arc<TopicConfig>>,
+    /// group → topic → the tag filter of the group's subscription (registered by heartbeats).
+    pub subscriptions: HashMap<String, HashMap<String, Arc<TagFilter>>>,
+}
+
+impl ControlView {
+    pub fn topic(&self, name: &str) -> Option<&Arc<TopicConfig>> {
+        self.topics.get(name)
+    }
+
+    /// The filter a pull without an inline subscription uses; `None` when the group has not
+    /// subscribed the topic.
+    pub fn subscription(&self, group: &str, topic: &str) -> Option<&Arc<TagFilter>> {
+        self.subscriptions.get(group)?.get(topic)
+    }
+}
+
+/// Something the control thread asks a shard to do with one of its connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardEvent {
+    /// Send NOTIFY_CONSUMER_IDS_CHANGED (one-way) for `group` on connection `connection`.
+    NotifyConsumerIdsChanged { connection: u64, group: String },
+}
+
+/// The control plane as shards see it. `Send + Sync`; shared as `Arc`.
+pub struct ControlHandle {
+    config: Arc<BrokerConfig>,
+    identity: BrokerIdentity,
+    view: ArcSwap<ControlView>,
+    commands: async_channel::Sender<Command>,
+    pub boot_timestamp_ms: i64,
+}
+
+impl ControlHandle {
+    pub fn new(config: Arc<BrokerConfig>, identity: BrokerIdentity, commands: async_channel::Sender<Command>) -> ControlHandle {
+        ControlHandle {
+            config,
+            identity,
+            view: ArcSwap::from_pointee(ControlView::default()),
+            commands,
+            boot_timestamp_ms: ferromq_store::store::now_ms(),
+        }
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    pub fn identity(&self) -> &BrokerIdentity {
+        &self.identity
+    }
+
+    /// The latest published view.
+    pub fn view(&self) -> Arc<ControlView> {
+        self.view.load_full()
+    }
+
+    /// A topic's config from the latest view.
+    pub fn topic(&self, name: &str) -> Option<Arc<TopicConfig>> {
+        self.view.load().topic(name).cloned()
+    }
+
+    /// Publishes a new view (the control thread only).
+    pub(super) fn publish(&self, view: ControlView) {
+        self.view.store(Arc::new(view));
+    }
+
+    /// Sends a command and waits for its answer. A full channel makes the caller wait (the
+    /// channel is the bound); a stopped control thread is SERVICE_NOT_AVAILABLE.
+    pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> BrokerResult<T> {
+        let (reply, answer) = oneshot::channel();
+        self.tell(make(reply)).await?;
+        answer.await.map_err(|_| BrokerError::unavailable("the broker's control plane stopped"))
+    }
+
+    /// Sends a command that has no answer, waiting while the channel is full.
+    pub async fn tell(&self, command: Command) -> BrokerResult<()> {
+        self.commands.send(command).await.map_err(|_| BrokerError::unavailable("the broker's control plane stopped"))
+    }
+
+    /// Sends a command without waiting; `Err` gives it back when the channel is full or closed.
+    pub fn try_tell(&self, command: Command) -> Result<(), Command> {
+        self.commands.try_send(command).map_err(|e| e.into_inner())
+    }
+
+    /// Closes the command channel: the control thread applies what is queued and stops.
+    pub fn close(&self) {
+        self.commands.close();
+    }
+}

@@ -1,0 +1,23 @@
+//! The control plane: topics, subscription groups, producer and consumer tables, committed
+//! offsets, orderly locks, name-server registration and every metadata file — owned by one
+//! control thread (`service.rs`), apart from the data plane.
+//!
+//! - `handle.rs`: [`ControlHandle`], what shards hold — the broker's identity and config, the
+//!   published [`ControlView`] (read without locks), and the bounded command channel.
+//! - `command.rs`: [`Command`], the typed requests shards send.
+//! - `plane.rs`: [`ControlPlane`], the state and how each command changes it.
+//! - `service.rs`: the control thread and its named tasks.
+//! - `registrar.rs`: REGISTER_BROKER / UNREGISTER_BROKER.
+//!
+//! Invariant: no metadata file is written or fsynced on a shard thread; shards read the view
+//! and send commands, nothing else.
+
+pub mod command;
+pub mod handle;
+pub mod plane;
+pub mod registrar;
+pub mod service;
+
+pub use command::{Command, OffsetKey};
+pub use handle::{BrokerIdentity, ControlHandle, ControlView, ShardEvent};
+pub use plane::ControlPlane;

@@ -1,0 +1,461 @@
+//! The control-plane state and how each command changes it.
+//!
+//! Ownership: one [`ControlPlane`] per broker, owned by the control thread (`service.rs`) and
+//! touched by nothing else. It holds the topic, subscription-group, client, offset and lock
+//! tables, writes the metadata files (`topics.json`, `subscriptionGroup.json`,
+//! `consumerOffset.json` under `<storePathRootDir>/config`), and publishes the
+//! [`ControlView`] shards read. Everything here is synchronous: a command is applied, its answer
+//! and its side effects (a new view, a file write, a notification to a shard) are collected in
+//! a [`Batch`], and [`ControlPlane::finish`] carries them out once per batch of commands.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ferromq_net::RemotingCommand;
+use ferromq_net::codes::request_code;
+use ferromq_store::TagFilter;
+use tracing::{error, info, warn};
+
+use super::command::{Command, GroupOffsets, OffsetKey};
+use super::handle::{ControlHandle, ControlView, ShardEvent};
+use crate::clients::consumers::ConsumerManager;
+use crate::clients::heartbeat::{HeartbeatData, SubscriptionData};
+use crate::clients::locks::LockTable;
+use crate::clients::producers::ProducerManager;
+use crate::clients::{ChannelId, ClientInfo};
+use crate::error::{BrokerError, BrokerResult};
+use crate::meta::PersistedTable;
+use crate::meta::groups::SubscriptionGroupTable;
+use crate::meta::offsets::ConsumerOffsets;
+use crate::meta::topics::{self, TopicConfig, TopicConfigTable};
+
+/// The control-plane files under `<storePathRootDir>/config`, named as the Java broker names them.
+pub const TOPICS_FILE: &str = "topics.json";
+pub const GROUPS_FILE: &str = "subscriptionGroup.json";
+pub const OFFSETS_FILE: &str = "consumerOffset.json";
+
+/// The side effects of a batch of commands, carried out by [`ControlPlane::finish`].
+#[derive(Default)]
+pub struct Batch {
+    /// Answers, sent after the view is published and the files are written.
+    replies: Vec<Box<dyn FnOnce() + Send>>,
+    /// Groups to send NOTIFY_CONSUMER_IDS_CHANGED to.
+    notify: BTreeSet<String>,
+    topics_changed: bool,
+    subscriptions_changed: bool,
+}
+
+impl Batch {
+    fn reply<T: Send + 'static>(&mut self, reply: super::command::Reply<T>, value: T) {
+        self.replies.push(Box::new(move || {
+            let _ = reply.send(value);
+        }));
+    }
+
+    /// Whether the topic set changed (the name servers must hear of it).
+    pub fn topics_changed(&self) -> bool {
+        self.topics_changed
+    }
+}
+
+/// The tables the control thread owns.
+pub struct ControlPlane {
+    handle: Arc<ControlHandle>,
+    config_dir: PathBuf,
+    topics: TopicConfigTable,
+    groups: SubscriptionGroupTable,
+    consumers: ConsumerManager,
+    producers: ProducerManager,
+    offsets: ConsumerOffsets,
+    locks: LockTable,
+    /// The topic configs of the last view, reused while unchanged.
+    topic_views: HashMap<Arc<str>, Arc<TopicConfig>>,
+    view_version: u64,
+    /// One sender per shard, for [`ShardEvent`]s.
+    shard_events: Vec<async_channel::Sender<ShardEvent>>,
+}
+
+impl ControlPlane {
+    /// Loads the metadata files from `config_dir` (missing files: defaults) and publishes the
+    /// first view.
+    pub fn load(handle: Arc<ControlHandle>, config_dir: PathBuf, shard_events: Vec<async_channel::Sender<ShardEvent>>) -> std::io::Result<ControlPlane> {
+        std::fs::create_dir_all(&config_dir)?;
+        let config = handle.config();
+        let settings = topics::TopicTableSettings {
+            cluster_name: config.broker.cluster_name.clone(),
+            broker_name: config.broker.name.clone(),
+            auto_create_topic_enable: config.topics.auto_create_topic_enable,
+            default_topic_queue_nums: config.topics.default_topic_queue_nums as i32,
+            cluster_topic_enable: config.topics.cluster_topic_enable,
+            broker_topic_enable: config.topics.broker_topic_enable,
+            trace_topic: None,
+        };
+        let load_error = |what: &str, e: &dyn std::fmt::Display| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("cannot load {what}: {e}"));
+        let topics = TopicConfigTable::load(&config_dir.join(TOPICS_FILE), settings).map_err(|e| load_error(TOPICS_FILE, &e))?;
+        let offsets = ConsumerOffsets::load(&config_dir.join(OFFSETS_FILE)).map_err(|e| load_error(OFFSETS_FILE, &e))?;
+        let groups = SubscriptionGroupTable::load(&config_dir.join(GROUPS_FILE), config.topics.auto_create_subscription_group)
+            .map_err(|e| load_error(GROUPS_FILE, &e))?;
+        let mut plane = ControlPlane {
+            handle,
+            config_dir,
+            topics,
+            groups,
+            consumers: ConsumerManager::default(),
+            producers: ProducerManager::default(),
+            offsets,
+            locks: LockTable::default(),
+            topic_views: HashMap::new(),
+            view_version: 0,
+            shard_events,
+        };
+        plane.publish(true, true);
+        Ok(plane)
+    }
+
+    pub fn handle(&self) -> &Arc<ControlHandle> {
+        &self.handle
+    }
+
+    /// Applies one command, collecting its answer and side effects in `batch`.
+    pub fn apply(&mut self, command: Command, batch: &mut Batch) {
+        match command {
+            Command::TopicForSend { topic, default_topic, queue_nums, reply } => {
+                let result = self.topic_for_send(&topic, &default_topic, queue_nums, batch);
+                batch.reply(reply, result);
+            }
+            Command::UpdateTopic { config, reply } => {
+                let result = self.update_topic(config, batch);
+                batch.reply(reply, result);
+            }
+            Command::DeleteTopic { topic, reply } => {
+                let removed = self.topics.delete(&topic).is_some();
+                self.offsets.remove_topic(&topic);
+                batch.topics_changed = true;
+                batch.reply(reply, removed);
+            }
+            Command::AllTopicConfigJson { reply } => batch.reply(reply, self.topics.to_wrapper_json()),
+            Command::UpdateSubscriptionGroup { body, reply } => {
+                let result = self.groups.create_or_update_from_json(&body).map(|(name, _)| name).map_err(|e| BrokerError::system(e.to_string()));
+                batch.reply(reply, result);
+            }
+            Command::CommitOffsets { commits } => {
+                for (key, offset) in commits {
+                    if let Err(e) = self.offsets.commit(&key.group, &key.topic, key.queue_id as i32, offset) {
+                        warn!(group = key.group, topic = key.topic, queue_id = key.queue_id, "offset not committed: {e}");
+                    }
+                }
+            }
+            Command::QueryOffset { key, reply } => {
+                let offset = self.offsets.query(&key.group, &key.topic, key.queue_id as i32);
+                batch.reply(reply, offset);
+            }
+            Command::GroupOffsets { group, topic, reply } => {
+                let topics = match topic {
+                    Some(topic) => vec![topic],
+                    None => self.offsets.topics_of_group(&group),
+                };
+                let offsets: GroupOffsets = topics
+                    .into_iter()
+                    .map(|topic| {
+                        let queues = self.offsets.queues_of(&group, &topic).map(|q| q.iter().map(|(q, o)| (*q, *o)).collect()).unwrap_or_default();
+                        (topic, queues)
+                    })
+                    .collect();
+                batch.reply(reply, offsets);
+            }
+            Command::Heartbeat { client, data, reply } => {
+                self.heartbeat(client, &data, batch);
+                batch.reply(reply, ());
+            }
+            Command::UnregisterClient { client_id, producer_group, consumer_group, reply } => {
+                if let Some(group) = producer_group.filter(|g| !g.is_empty()) {
+                    self.producers.unregister_client(&group, &client_id);
+                }
+                if let Some(group) = consumer_group.filter(|g| !g.is_empty())
+                    && self.consumers.unregister_client(&group, &client_id)
+                {
+                    batch.subscriptions_changed = true;
+                    self.notify_if_enabled(&group, batch);
+                }
+                batch.reply(reply, ());
+            }
+            Command::ChannelClosed { channel } => {
+                self.producers.channel_closed(channel);
+                let changed = self.consumers.channel_closed(channel);
+                if !changed.is_empty() {
+                    batch.subscriptions_changed = true;
+                }
+                for group in changed {
+                    self.notify_if_enabled(&group, batch);
+                }
+            }
+            Command::ConsumerIds { group, reply } => batch.reply(reply, self.consumers.consumer_ids(&group)),
+            Command::ConsumerConnectionListJson { group, reply } => batch.reply(reply, self.consumers.connection_list_json(&group)),
+            Command::LockBatch { group, client_id, queues, reply } => {
+                let locked = self.locks.try_lock_batch(&group, &client_id, &queues, ferromq_store::store::now_ms());
+                batch.reply(reply, locked);
+            }
+            Command::UnlockBatch { group, client_id, queues, reply } => {
+                self.locks.unlock_batch(&group, &client_id, &queues);
+                batch.reply(reply, ());
+            }
+        }
+    }
+
+    /// Carries out a batch: publishes a new view if it changed, writes the changed topic and
+    /// group files, then answers every command and sends the notifications.
+    pub fn finish(&mut self, batch: Batch) {
+        if batch.topics_changed || batch.subscriptions_changed {
+            self.publish(batch.topics_changed, batch.subscriptions_changed);
+        }
+        self.persist_config();
+        for reply in batch.replies {
+            reply();
+        }
+        for group in batch.notify {
+            self.notify_consumer_ids_changed(&group);
+        }
+    }
+
+    /// §2.1 step 2: the existing topic; else a retry topic (1 queue, RW); else a topic
+    /// auto-created from `default_topic` when that is allowed; else TOPIC_NOT_EXIST.
+    fn topic_for_send(&mut self, topic: &str, default_topic: &str, queue_nums: u32, batch: &mut Batch) -> BrokerResult<Arc<TopicConfig>> {
+        if let Some(existing) = self.topics.get(topic) {
+            let existing = existing.clone();
+            return Ok(self.topic_arc(existing));
+        }
+        let created = if let Some(group) = topic.strip_prefix(topics::RETRY_GROUP_TOPIC_PREFIX) {
+            self.topics.create_retry_topic(group, 1, false)
+        } else if default_topic.is_empty() {
+            return Err(BrokerError::topic_not_exist(topic));
+        } else {
+            let queue_nums = i32::try_from(queue_nums).unwrap_or(i32::MAX);
+            self.topics.auto_create(topic, default_topic, queue_nums, 0)
+        };
+        match created {
+            Ok(ensured) => {
+                if ensured.created {
+                    info!(topic, queues = ensured.config.write_queue_nums, "topic auto-created");
+                    batch.topics_changed = true;
+                }
+                Ok(self.topic_arc(ensured.config))
+            }
+            Err(e) => Err(BrokerError::new(
+                ferromq_net::codes::response_code::TOPIC_NOT_EXIST,
+                format!("topic[{topic}] not exist, apply first please! ({e})"),
+            )),
+        }
+    }
+
+    /// The shared form of a topic config: the view's `Arc` when it is the same config, else a
+    /// new one, remembered so that the next published view reuses it.
+    fn topic_arc(&mut self, config: TopicConfig) -> Arc<TopicConfig> {
+        if let Some(existing) = self.topic_views.get(config.topic_name.as_str())
+            && **existing == config
+        {
+            return existing.clone();
+        }
+        let arc = Arc::new(config);
+        self.topic_views.insert(Arc::from(arc.topic_name.as_str()), arc.clone());
+        arc
+    }
+
+    fn update_topic(&mut self, config: TopicConfig, batch: &mut Batch) -> BrokerResult<()> {
+        self.topics.validate_user_topic(&config.topic_name).map_err(|e| BrokerError::system(e.to_string()))?;
+        self.topics.create_or_update(config).map_err(|e| BrokerError::system(e.to_string()))?;
+        batch.topics_changed = true;
+        Ok(())
+    }
+
+    /// HEART_BEAT: producers and consumers of one connection; groups and retry topics created
+    /// as needed; groups whose membership changed are told.
+    fn heartbeat(&mut self, client: ClientInfo, data: &HeartbeatData, batch: &mut Batch) {
+        let now = client.last_update_ms;
+        for group in &data.producer_groups {
+            self.producers.register(group, client.clone(), now);
+        }
+        for consumer in &data.consumers {
+            match self.groups.find_or_create(&consumer.group_name) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    warn!(group = %consumer.group_name, "heartbeat for an unknown group (autoCreateSubscriptionGroup is off)");
+                    continue;
+                }
+                Err(e) => {
+                    warn!(group = %consumer.group_name, "heartbeat refused for group: {e}");
+                    continue;
+                }
+            }
+            let order = consumer.subscriptions.iter().any(|s| self.topics.is_order(&s.topic));
+            if let Ok(ensured) = self.topics.create_retry_topic(&consumer.group_name, 1, order) {
+                batch.topics_changed |= ensured.created;
+            }
+            let outcome = self.consumers.register_consumer_data(consumer, client.clone(), data.without_sub, now);
+            if outcome.subscriptions_changed || outcome.filter_changed || outcome.ids_changed {
+                batch.subscriptions_changed = true;
+            }
+            if outcome.should_notify() {
+                self.notify_if_enabled(&consumer.group_name, batch);
+            }
+        }
+    }
+
+    fn notify_if_enabled(&self, group: &str, batch: &mut Batch) {
+        if self.handle.config().consumer.notify_consumer_ids_changed_enable {
+            batch.notify.insert(group.to_owned());
+        }
+    }
+
+    /// Sends NOTIFY_CONSUMER_IDS_CHANGED to each consumer of `group`, through the shard that
+    /// holds its connection. Best effort, as in Java: a consumer that misses it rebalances on
+    /// its own within 20 s.
+    fn notify_consumer_ids_changed(&self, group: &str) {
+        for channel in self.consumers.channels_to_notify(group) {
+            let event = ShardEvent::NotifyConsumerIdsChanged { connection: channel.connection, group: group.to_owned() };
+            match self.shard_events.get(usize::from(channel.shard)) {
+                Some(events) => {
+                    if let Err(e) = events.try_send(event) {
+                        warn!(%channel, group, "cannot notify consumer: shard event queue {}", if e.is_full() { "full" } else { "closed" });
+                    }
+                }
+                None => warn!(%channel, "notification for an unknown shard"),
+            }
+        }
+    }
+
+    /// Drops clients whose heartbeats stopped (every 10 s); their groups are told.
+    pub fn scan_expired_clients(&mut self) -> Batch {
+        let mut batch = Batch::default();
+        let timeout_ms = self.handle.config().consumer.channel_expired_timeout_ms as i64;
+        let now = ferromq_store::store::now_ms();
+        let report = self.consumers.scan_expired(now, timeout_ms);
+        self.producers.scan_expired(now, timeout_ms);
+        if !report.changed_groups.is_empty() {
+            batch.subscriptions_changed = true;
+        }
+        for group in report.changed_groups {
+            self.notify_if_enabled(&group, &mut batch);
+        }
+        batch
+    }
+
+    /// Builds and publishes a new view; unchanged topic configs keep their `Arc`.
+    fn publish(&mut self, topics_changed: bool, subscriptions_changed: bool) {
+        let previous = self.handle.view();
+        let topics = if topics_changed || self.view_version == 0 {
+            let mut next = HashMap::with_capacity(self.topics.len());
+            for config in self.topics.iter() {
+                let reused = self.topic_views.get_key_value(config.topic_name.as_str()).filter(|(_, old)| ***old == *config);
+                let (name, arc) = match reused {
+                    Some((name, old)) => (name.clone(), old.clone()),
+                    None => (Arc::<str>::from(config.topic_name.as_str()), Arc::new(config.clone())),
+                };
+                next.insert(name, arc);
+            }
+            self.topic_views = next.clone();
+            next
+        } else {
+            previous.topics.clone()
+        };
+        let subscriptions = if subscriptions_changed || self.view_version == 0 { self.subscription_view() } else { previous.subscriptions.clone() };
+        self.view_version += 1;
+        self.handle.publish(ControlView {
+            version: self.view_version,
+            broker_permission: self.handle.config().broker.permission as i32,
+            topics,
+            subscriptions,
+        });
+    }
+
+    fn subscription_view(&self) -> HashMap<String, HashMap<String, Arc<TagFilter>>> {
+        let mut view: HashMap<String, HashMap<String, Arc<TagFilter>>> = HashMap::new();
+        for group in self.consumers.groups() {
+            let topics = group.subscriptions().iter().map(|(topic, sub)| (topic.clone(), Arc::new(tag_filter_of(sub)))).collect();
+            view.insert(group.group().to_owned(), topics);
+        }
+        view
+    }
+
+    /// Writes `topics.json` and `subscriptionGroup.json` if they changed.
+    fn persist_config(&mut self) {
+        let dir = self.config_dir.clone();
+        persist(&mut self.topics, &dir, TOPICS_FILE);
+        persist(&mut self.groups, &dir, GROUPS_FILE);
+    }
+
+    /// Writes `consumerOffset.json` if offsets changed (every `flushConsumerOffsetInterval`
+    /// and at stop).
+    pub fn flush_offsets(&mut self) {
+        let dir = self.config_dir.clone();
+        persist(&mut self.offsets, &dir, OFFSETS_FILE);
+    }
+
+    /// The REGISTER_BROKER request for every name server (§2.6).
+    pub fn register_request(&self) -> RemotingCommand {
+        let identity = self.handle.identity();
+        let config = self.handle.config();
+        let body = self.topics.to_register_body_json(config.broker.permission as i32);
+        let ha = format!("{}:{}", identity.store_host.ip(), config.ha_listen_port());
+        RemotingCommand::request(request_code::REGISTER_BROKER)
+            .with_ext("brokerName", &identity.broker_name)
+            .with_ext("brokerAddr", &identity.broker_addr)
+            .with_ext("clusterName", &identity.cluster_name)
+            .with_ext("haServerAddr", ha)
+            .with_ext("brokerId", identity.broker_id)
+            .with_ext("compressed", false)
+            .with_ext("bodyCrc32", ferromq_namesrv::register_body::body_crc32(&body))
+            .with_body(body)
+    }
+
+    pub fn unregister_request(&self) -> RemotingCommand {
+        let identity = self.handle.identity();
+        RemotingCommand::request(request_code::UNREGISTER_BROKER)
+            .with_ext("brokerName", &identity.broker_name)
+            .with_ext("brokerAddr", &identity.broker_addr)
+            .with_ext("clusterName", &identity.cluster_name)
+            .with_ext("brokerId", identity.broker_id)
+    }
+
+    /// Applies the order-topic table a name server returned (`{"table":{topic: conf}}`).
+    pub fn apply_order_topics(&mut self, body: &[u8]) {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else { return };
+        let Some(table) = value.get("table").and_then(|t| t.as_object()) else { return };
+        let order: BTreeSet<String> = table.keys().cloned().collect();
+        if self.topics.update_order_topics(&order) {
+            self.publish(true, false);
+            self.persist_config();
+        }
+    }
+}
+
+/// A subscription as the store's tag-hash filter: every message for `*` and for expression
+/// types the store cannot filter (SQL92 is filtered nowhere yet: every message passes).
+fn tag_filter_of(subscription: &SubscriptionData) -> TagFilter {
+    if subscription.is_all() || !subscription.is_tag_type() {
+        return TagFilter::All;
+    }
+    TagFilter::Codes(subscription.code_set.iter().copied().collect())
+}
+
+/// Writes one table's file if it changed; on failure it stays dirty and the next batch or
+/// tick tries again.
+fn persist<T: PersistedTable>(table: &mut T, dir: &Path, file_name: &str) {
+    if let Some(bytes) = table.snapshot_if_dirty() {
+        let path = dir.join(file_name);
+        if let Err(e) = crate::meta::write_atomic(&path, &bytes) {
+            error!("cannot persist {}: {e}", path.display());
+            table.mark_dirty();
+        }
+    }
+}
+
+/// The channel id of a connection: (shard, connection id).
+pub fn channel_of(shard: ferromq_store::ShardId, connection: u64) -> ChannelId {
+    ChannelId::new(u16::from(shard.0), connection)
+}
+
+/// An offset key from its parts.
+pub fn offset_key(group: &str, topic: &str, queue_id: u32) -> OffsetKey {
+    OffsetKey { group: group.to_owned(), topic: topic.to_owned(), queue_id }
+}

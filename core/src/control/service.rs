@@ -1,0 +1,120 @@
+//! The control thread: the one owner of the [`ControlPlane`].
+//!
+//! Named tasks on its runtime:
+//! - **commands** — takes every command waiting on the channel (at most
+//!   [`MAX_COMMANDS_PER_BATCH`]), applies them as one batch, publishes the new view, writes the
+//!   changed metadata files once, then answers them all (`plane.rs`);
+//! - **registration** — REGISTER_BROKER to every name server at start, every
+//!   `registerNameServerPeriod` (clamped to 10–60 s), and at once after a batch changed topics;
+//! - **offset flush** — writes `consumerOffset.json` every `flushConsumerOffsetInterval`;
+//! - **client expiry** — every 10 s, drops clients whose heartbeats stopped.
+//!
+//! It stops when the command channel is closed (after the shards stopped): it applies what is
+//! still queued, flushes the offsets and unregisters from the name servers.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use event_listener::Event;
+use ferromq_net::backend::{IoBackend, build_runtime_on};
+use futures_util::FutureExt;
+use tracing::error;
+
+use super::command::Command;
+use super::plane::{Batch, ControlPlane};
+use super::registrar::Registrar;
+
+/// Most commands applied as one batch (one view publication, one file write).
+pub const MAX_COMMANDS_PER_BATCH: usize = 1024;
+/// How often clients without a heartbeat are looked for (Java: 10 s).
+const CLIENT_SCAN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Starts the control thread; it runs until `commands` is closed.
+pub fn spawn(plane: ControlPlane, commands: async_channel::Receiver<Command>, backend: IoBackend, namesrv_addrs: Vec<String>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("control".into()).spawn(move || {
+        let runtime = match build_runtime_on(backend, None) {
+            Ok((runtime, _)) => runtime,
+            Err(e) => {
+                error!("control thread cannot start: {e}");
+                return;
+            }
+        };
+        runtime.block_on(run(plane, commands, namesrv_addrs));
+    })
+}
+
+/// The control thread's work, on the current runtime (tests run it on theirs).
+pub async fn run(plane: ControlPlane, commands: async_channel::Receiver<Command>, namesrv_addrs: Vec<String>) {
+    let config = plane.handle().config();
+    let register_period = Duration::from_millis(config.namesrv.register_period_ms.clamp(10_000, 60_000));
+    let register_timeout = Duration::from_millis(config.namesrv.register_timeout_ms.max(1));
+    let offset_flush_interval = Duration::from_millis(config.consumer.flush_consumer_offset_interval_ms.max(100));
+    let plane = Rc::new(RefCell::new(plane));
+    let registrar = Rc::new(Registrar::new(namesrv_addrs, register_timeout));
+    let register_now = Rc::new(Event::new());
+
+    let registration = compio::runtime::spawn({
+        let (plane, registrar, register_now) = (plane.clone(), registrar.clone(), register_now.clone());
+        async move {
+            loop {
+                // Listen first, so a change during a registration round triggers the next.
+                let changed = register_now.listen();
+                registrar.register_all(&plane).await;
+                futures_util::select_biased! {
+                    () = changed.fuse() => {}
+                    () = compio::time::sleep(register_period).fuse() => {}
+                }
+            }
+        }
+    });
+    let offset_flush = compio::runtime::spawn({
+        let plane = plane.clone();
+        async move {
+            let mut ticks = compio::time::interval(offset_flush_interval);
+            loop {
+                ticks.tick().await;
+                plane.borrow_mut().flush_offsets();
+            }
+        }
+    });
+    let client_expiry = compio::runtime::spawn({
+        let plane = plane.clone();
+        async move {
+            let mut ticks = compio::time::interval(CLIENT_SCAN_INTERVAL);
+            loop {
+                ticks.tick().await;
+                let mut plane = plane.borrow_mut();
+                let batch = plane.scan_expired_clients();
+                plane.finish(batch);
+            }
+        }
+    });
+
+    while let Ok(first) = commands.recv().await {
+        let mut batch = Batch::default();
+        let topics_changed = {
+            let mut plane = plane.borrow_mut();
+            plane.apply(first, &mut batch);
+            for _ in 1..MAX_COMMANDS_PER_BATCH {
+                match commands.try_recv() {
+                    Ok(command) => plane.apply(command, &mut batch),
+                    Err(_) => break,
+                }
+            }
+            let topics_changed = batch.topics_changed();
+            plane.finish(batch);
+            topics_changed
+        };
+        if topics_changed {
+            register_now.notify(1);
+        }
+    }
+
+    // Dropping the handles cancels the periodic tasks.
+    drop(registration);
+    drop(offset_flush);
+    drop(client_expiry);
+    plane.borrow_mut().flush_offsets();
+    registrar.unregister_all(&plane).await;
+}

@@ -1,0 +1,425 @@
+//! Handler tests at the protocol boundary, without processes: a one-shard broker (store on a
+//! temp dir, the control plane's service on the same runtime) and [`dispatch`] called with
+//! requests as clients send them. Every request code the broker serves has a test of its
+//! success response and of at least one error response ([`SERVED`] lists them; a test checks
+//! the list against the dispatcher).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use ferromq_net::RemotingCommand;
+use ferromq_net::codes::{request_code as rc, response_code as code};
+use ferromq_store::io::compio_fs::CompioStorage;
+use ferromq_store::record::{Properties, decode_body_strict};
+use ferromq_store::{ShardId, Store};
+
+use super::{Origin, Reply, dispatch};
+use crate::config::BrokerConfig;
+use crate::control::{BrokerIdentity, ControlHandle, ControlPlane};
+use crate::shard::ShardCtx;
+use crate::shard::router::Router;
+
+/// Every code the dispatcher serves, with the error its error test provokes (or why it has
+/// none).
+const SERVED: &[(i32, &str)] = &[
+    (rc::SEND_MESSAGE, "missing topic"),
+    (rc::SEND_MESSAGE_V2, "queueId out of range, forbidden topic, body too large"),
+    (rc::SEND_BATCH_MESSAGE, "malformed batch"),
+    (rc::PULL_MESSAGE, "unknown topic, no subscription, bad number"),
+    (rc::LITE_PULL_MESSAGE, "illegal queue id"),
+    (rc::QUERY_CONSUMER_OFFSET, "no offset and the queue does not start at 0"),
+    (rc::UPDATE_CONSUMER_OFFSET, "unknown topic"),
+    (rc::GET_MAX_OFFSET, "negative queueId"),
+    (rc::GET_MIN_OFFSET, "missing queueId"),
+    (rc::GET_EARLIEST_MSG_STORETIME, "missing topic"),
+    (rc::SEARCH_OFFSET_BY_TIMESTAMP, "bad boundaryType"),
+    (rc::HEART_BEAT, "malformed body"),
+    (rc::UNREGISTER_CLIENT, "missing clientID"),
+    (rc::GET_CONSUMER_LIST_BY_GROUP, "no consumer online"),
+    (rc::LOCK_BATCH_MQ, "malformed body"),
+    (rc::UNLOCK_BATCH_MQ, "body without group"),
+    (rc::UPDATE_AND_CREATE_TOPIC, "system topic name"),
+    (rc::DELETE_TOPIC_IN_BROKER, "missing topic"),
+    (rc::GET_ALL_TOPIC_CONFIG, "control plane stopped"),
+    (rc::GET_BROKER_RUNTIME_INFO, "none: it reports what it can (a busy shard is left out), as Java"),
+    (rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, "malformed body"),
+    (rc::GET_CONSUMER_CONNECTION_LIST, "group not online"),
+    (rc::GET_TOPIC_STATS_INFO, "unknown topic"),
+    (rc::GET_CONSUME_STATS, "missing consumerGroup"),
+    (rc::VIEW_MESSAGE_BY_ID, "no record at the offset"),
+    (rc::QUERY_MESSAGE, "no match"),
+    (rc::GET_BROKER_CONFIG, "none: the configuration is always there, as in Java"),
+];
+
+struct TestDir(PathBuf);
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A one-shard broker in this runtime.
+struct Broker {
+    ctx: Rc<ShardCtx>,
+    control: Arc<ControlHandle>,
+    _dir: TestDir,
+}
+
+const PEER: &str = "127.0.0.1:40000";
+
+impl Broker {
+    async fn start() -> Broker {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ferromq-handlers-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut config = BrokerConfig::test_min(dir.join("store"));
+        config.io.shards = 1;
+        let config = Arc::new(config);
+        let store_host: SocketAddr = "127.0.0.1:10911".parse().unwrap();
+        let identity = BrokerIdentity {
+            broker_addr: store_host.to_string(),
+            store_host,
+            broker_name: config.broker.name.clone(),
+            cluster_name: config.broker.cluster_name.clone(),
+            broker_id: 0,
+        };
+        let (commands, inbox) = async_channel::bounded(config.limits.control_queue_depth);
+        let control = Arc::new(ControlHandle::new(config.clone(), identity, commands));
+        let (events, _events_rx) = async_channel::bounded(16);
+        let plane = ControlPlane::load(control.clone(), dir.join("store").join("config"), vec![events]).unwrap();
+        compio::runtime::spawn(crate::control::service::run(plane, inbox, Vec::new())).detach();
+        let (mailbox, jobs) = async_channel::bounded(16);
+        let (store, _) = Store::open(CompioStorage, config.store_config(ShardId(0))).await.unwrap();
+        let ctx = ShardCtx::new(ShardId(0), store, control.clone(), Router::new(vec![mailbox]));
+        compio::runtime::spawn(crate::shard::executor::run(ctx.clone(), jobs, ctx.executor.clone())).detach();
+        {
+            let ctx = ctx.clone();
+            compio::runtime::spawn(async move { ctx.offsets.run_flusher(&ctx.control).await }).detach();
+        }
+        Broker { ctx, control, _dir: TestDir(dir) }
+    }
+
+    async fn reply(&self, request: RemotingCommand) -> Reply {
+        dispatch(&self.ctx, Origin { connection: 7, peer: PEER.parse().unwrap() }, request).await
+    }
+
+    /// The response of a request answered with a plain response.
+    async fn call(&self, request: RemotingCommand) -> RemotingCommand {
+        match self.reply(request).await {
+            Reply::Response(response) => response,
+            Reply::Messages(response, _) => panic!("unexpected messages: {response:?}"),
+        }
+    }
+
+    /// Asserts the response code, and that the remark mentions `remark_has`.
+    async fn check(&self, request: RemotingCommand, expected: i32, remark_has: &str) -> RemotingCommand {
+        let request_code = request.code;
+        let response = self.call(request).await;
+        assert_eq!(response.code, expected, "code {request_code}: {response:?}");
+        let remark = response.remark.clone().unwrap_or_default();
+        assert!(remark.contains(remark_has), "code {request_code}: remark {remark:?} lacks {remark_has:?}");
+        response
+    }
+
+    async fn send(&self, topic: &str, queue_id: i32, body: &str, keys: &str) -> RemotingCommand {
+        self.call(send_v2(topic, queue_id, body, keys)).await
+    }
+
+    async fn heartbeat(&self, group: &str, topic: &str) {
+        let body = format!(
+            r#"{{"clientID":"client-1","consumerDataSet":[{{"groupName":"{group}","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","consumeFromWhere":"CONSUME_FROM_LAST_OFFSET","subscriptionDataSet":[{{"topic":"{topic}","subString":"*","tagsSet":[],"codeSet":[],"subVersion":0,"expressionType":"TAG"}}],"unitMode":false}}],"producerDataSet":[{{"groupName":"pg"}}]}}"#
+        );
+        let response = self.call(RemotingCommand::request(rc::HEART_BEAT).with_body(body.into_bytes())).await;
+        assert_eq!(response.code, code::SUCCESS, "{response:?}");
+    }
+}
+
+fn run<F: std::future::Future<Output = ()>>(test: impl FnOnce() -> F) {
+    compio::runtime::Runtime::new().unwrap().block_on(test());
+}
+
+fn request(code: i32, fields: &[(&str, &str)]) -> RemotingCommand {
+    fields.iter().fold(RemotingCommand::request(code), |r, (k, v)| r.with_ext(k, v))
+}
+
+fn send_v2(topic: &str, queue_id: i32, body: &str, keys: &str) -> RemotingCommand {
+    let mut props = Properties::new();
+    props.insert("KEYS", keys);
+    props.insert("TAGS", "TagA");
+    let props = String::from_utf8(props.encode()).unwrap();
+    request(
+        rc::SEND_MESSAGE_V2,
+        &[("a", "pg"), ("b", topic), ("c", "TBW102"), ("d", "4"), ("e", &queue_id.to_string()), ("f", "0"), ("g", "1"), ("h", "0"), ("i", &props), ("j", "0"), ("k", "false"), ("m", "false")],
+    )
+    .with_body(body.as_bytes().to_vec())
+}
+
+fn pull(code: i32, group: &str, topic: &str, queue_id: &str, offset: &str, sys_flag: &str) -> RemotingCommand {
+    request(
+        code,
+        &[
+            ("consumerGroup", group),
+            ("topic", topic),
+            ("queueId", queue_id),
+            ("queueOffset", offset),
+            ("maxMsgNums", "32"),
+            ("sysFlag", sys_flag),
+            ("commitOffset", "0"),
+            ("suspendTimeoutMillis", "0"),
+            ("subscription", "*"),
+            ("subVersion", "0"),
+        ],
+    )
+}
+
+/// The records of a pull answered with messages.
+fn pulled_bodies(reply: Reply) -> Vec<Vec<u8>> {
+    let Reply::Messages(response, segments) = reply else { panic!("no messages: {reply:?}") };
+    assert_eq!(response.code, code::SUCCESS);
+    let mut bytes = Vec::new();
+    for segment in &segments {
+        let mut part = vec![0u8; segment.len as usize];
+        std::os::unix::fs::FileExt::read_exact_at(&*segment.file, &mut part, segment.offset).unwrap();
+        bytes.extend(part);
+    }
+    decode_body_strict(&bytes).unwrap().iter().map(|r| r.body.to_vec()).collect()
+}
+
+#[test]
+fn every_served_code_is_dispatched_and_others_are_not_supported() {
+    run(|| async {
+        let broker = Broker::start().await;
+        for (served, _) in SERVED {
+            let response = broker.call(RemotingCommand::request(*served)).await;
+            assert_ne!(response.code, code::REQUEST_CODE_NOT_SUPPORTED, "code {served} is listed as served");
+        }
+        for unserved in [rc::CONSUMER_SEND_MSG_BACK, rc::UPDATE_BROKER_CONFIG, 9999] {
+            let response = broker.call(RemotingCommand::request(unserved)).await;
+            assert_eq!(response.code, code::REQUEST_CODE_NOT_SUPPORTED, "code {unserved}");
+        }
+    });
+}
+
+#[test]
+fn sends_store_and_refuse_with_the_right_code() {
+    run(|| async {
+        let broker = Broker::start().await;
+        // 310: auto-created through TBW102, stored, every field clients read.
+        let ok = broker.send("Orders", 1, "hello", "k1").await;
+        assert_eq!(ok.code, code::SUCCESS, "{ok:?}");
+        for field in ["msgId", "queueId", "queueOffset", "MSG_REGION", "TRACE_ON", "transactionId"] {
+            assert!(ok.ext(field).is_some(), "send response lacks {field}");
+        }
+        assert_eq!(ok.ext("queueId"), Some("1"));
+        assert_eq!(ok.ext("queueOffset"), Some("0"));
+        // 10 with long names.
+        let long = request(
+            rc::SEND_MESSAGE,
+            &[("producerGroup", "pg"), ("topic", "Orders"), ("defaultTopic", "TBW102"), ("defaultTopicQueueNums", "4"), ("queueId", "1"), ("sysFlag", "0"), ("bornTimestamp", "1"), ("flag", "0")],
+        )
+        .with_body(b"long".to_vec());
+        let ok = broker.check(long, code::SUCCESS, "").await;
+        assert_eq!(ok.ext("queueOffset"), Some("1"));
+        // Errors: each names what is wrong.
+        broker.check(request(rc::SEND_MESSAGE, &[("queueId", "1")]), code::SYSTEM_ERROR, "topic").await;
+        broker.check(send_v2("Orders", 99, "x", "k"), code::SYSTEM_ERROR, "queueId[99] is illegal").await;
+        broker.check(send_v2("SCHEDULE_TOPIC_XXXX", 0, "x", "k"), code::NO_PERMISSION, "forbidden").await;
+        let huge = send_v2("Orders", 0, &"x".repeat(2048), "k");
+        broker.check(huge, code::MESSAGE_ILLEGAL, "body size").await;
+        let truncated = send_v2("Orders", 0, "x", "k").with_ext("e", "4294967296");
+        broker.check(truncated, code::SYSTEM_ERROR, "queueId").await;
+        let no_default = send_v2("Fresh", 0, "x", "k").with_ext("c", "");
+        broker.check(no_default, code::TOPIC_NOT_EXIST, "Fresh").await;
+    });
+}
+
+#[test]
+fn batch_sends_store_every_message_and_refuse_garbage() {
+    run(|| async {
+        let broker = Broker::start().await;
+        let entry = |body: &[u8]| {
+            let props = b"KEYS\x01b\x02";
+            let total = 20 + body.len() + 2 + props.len();
+            let mut out = Vec::new();
+            for v in [total as i32, 0, 0, 0, body.len() as i32] {
+                out.extend(v.to_be_bytes());
+            }
+            out.extend(body);
+            out.extend((props.len() as u16).to_be_bytes());
+            out.extend(props);
+            out
+        };
+        let body = [entry(b"one"), entry(b"two")].concat();
+        let batch = send_v2("Batch", 0, "", "").with_ext("m", "true");
+        let mut batch = RemotingCommand { code: rc::SEND_BATCH_MESSAGE, ..batch };
+        batch.body = body.into();
+        let ok = broker.check(batch.clone(), code::SUCCESS, "").await;
+        assert_eq!(ok.ext("msgId").unwrap().split(',').count(), 2);
+        batch.body = bytes::Bytes::from_static(&[0, 0, 0, 9, 1]);
+        broker.check(batch, code::MESSAGE_ILLEGAL, "batch").await;
+    });
+}
+
+#[test]
+fn pulls_find_messages_and_refuse_bad_requests() {
+    run(|| async {
+        let broker = Broker::start().await;
+        for i in 0..3 {
+            assert_eq!(broker.send("Pulled", 2, &format!("m{i}"), "k").await.code, code::SUCCESS);
+        }
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        // With an inline subscription (sysFlag 4).
+        let bodies = pulled_bodies(broker.reply(pull(rc::PULL_MESSAGE, "g", "Pulled", "2", "0", "4")).await);
+        assert_eq!(bodies, vec![b"m0".to_vec(), b"m1".to_vec(), b"m2".to_vec()]);
+        let bodies = pulled_bodies(broker.reply(pull(rc::LITE_PULL_MESSAGE, "g", "Pulled", "2", "1", "4")).await);
+        assert_eq!(bodies.len(), 2);
+        // Caught up: PULL_NOT_FOUND with the offsets clients unbox.
+        let caught_up = broker.check(pull(rc::PULL_MESSAGE, "g", "Pulled", "2", "3", "4"), code::PULL_NOT_FOUND, "").await;
+        assert_eq!(caught_up.ext("nextBeginOffset"), Some("3"));
+        assert_eq!(caught_up.ext("maxOffset"), Some("3"));
+        // Errors.
+        broker.check(pull(rc::PULL_MESSAGE, "g", "Nope", "0", "0", "4"), code::TOPIC_NOT_EXIST, "Nope").await;
+        broker.check(pull(rc::PULL_MESSAGE, "g", "Pulled", "2", "0", "0"), code::SUBSCRIPTION_NOT_EXIST, "g").await;
+        broker.check(pull(rc::PULL_MESSAGE, "g", "Pulled", "2", "zero", "4"), code::SYSTEM_ERROR, "queueOffset").await;
+        broker.check(pull(rc::LITE_PULL_MESSAGE, "g", "Pulled", "99", "0", "4"), code::SYSTEM_ERROR, "queueId[99] is illegal").await;
+        // With the group's registered subscription (sysFlag 0) after a heartbeat.
+        broker.heartbeat("g", "Pulled").await;
+        let bodies = pulled_bodies(broker.reply(pull(rc::PULL_MESSAGE, "g", "Pulled", "2", "0", "0")).await);
+        assert_eq!(bodies.len(), 3);
+    });
+}
+
+#[test]
+fn offsets_commit_query_and_queue_bounds() {
+    run(|| async {
+        let broker = Broker::start().await;
+        broker.send("Offs", 0, "a", "k").await;
+        broker.send("Offs", 0, "b", "k").await;
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        let q = |code, extra: &[(&str, &str)]| {
+            let mut fields = vec![("topic", "Offs"), ("queueId", "0"), ("consumerGroup", "g")];
+            fields.extend_from_slice(extra);
+            request(code, &fields)
+        };
+        // No commit yet, queue starts at 0: offset 0.
+        let none = broker.check(q(rc::QUERY_CONSUMER_OFFSET, &[]), code::SUCCESS, "").await;
+        assert_eq!(none.ext("offset"), Some("0"));
+        broker.check(q(rc::UPDATE_CONSUMER_OFFSET, &[("commitOffset", "2")]), code::SUCCESS, "").await;
+        let committed = broker.check(q(rc::QUERY_CONSUMER_OFFSET, &[]), code::SUCCESS, "").await;
+        assert_eq!(committed.ext("offset"), Some("2"));
+        // Still 2 once the commit has reached the control plane.
+        broker.ctx.offsets.flush(&broker.control).await;
+        let committed = broker.check(q(rc::QUERY_CONSUMER_OFFSET, &[]), code::SUCCESS, "").await;
+        assert_eq!(committed.ext("offset"), Some("2"));
+        let not_found = request(rc::QUERY_CONSUMER_OFFSET, &[("topic", "Offs"), ("queueId", "0"), ("consumerGroup", "other"), ("setZeroIfNotFound", "false")]);
+        broker.check(not_found, code::QUERY_NOT_FOUND, "Not found").await;
+        let unknown = request(rc::UPDATE_CONSUMER_OFFSET, &[("topic", "Nope"), ("queueId", "0"), ("consumerGroup", "g"), ("commitOffset", "1")]);
+        broker.check(unknown, code::TOPIC_NOT_EXIST, "Nope").await;
+
+        let max = broker.check(request(rc::GET_MAX_OFFSET, &[("topic", "Offs"), ("queueId", "0")]), code::SUCCESS, "").await;
+        assert_eq!(max.ext("offset"), Some("2"));
+        broker.check(request(rc::GET_MAX_OFFSET, &[("topic", "Offs"), ("queueId", "-1")]), code::SYSTEM_ERROR, "queueId").await;
+        let min = broker.check(request(rc::GET_MIN_OFFSET, &[("topic", "Offs"), ("queueId", "0")]), code::SUCCESS, "").await;
+        assert_eq!(min.ext("offset"), Some("0"));
+        broker.check(request(rc::GET_MIN_OFFSET, &[("topic", "Offs")]), code::SYSTEM_ERROR, "queueId").await;
+        let earliest = broker.check(request(rc::GET_EARLIEST_MSG_STORETIME, &[("topic", "Offs"), ("queueId", "0")]), code::SUCCESS, "").await;
+        assert!(earliest.ext("timestamp").unwrap().parse::<i64>().unwrap() > 0);
+        broker.check(request(rc::GET_EARLIEST_MSG_STORETIME, &[("queueId", "0")]), code::SYSTEM_ERROR, "topic").await;
+        let search = request(rc::SEARCH_OFFSET_BY_TIMESTAMP, &[("topic", "Offs"), ("queueId", "0"), ("timestamp", "0")]);
+        let found = broker.check(search.clone(), code::SUCCESS, "").await;
+        assert_eq!(found.ext("offset"), Some("0"));
+        broker.check(search.with_ext("boundaryType", "MIDDLE"), code::SYSTEM_ERROR, "boundaryType").await;
+    });
+}
+
+#[test]
+fn clients_heartbeat_list_unregister_and_lock() {
+    run(|| async {
+        let broker = Broker::start().await;
+        broker.heartbeat("cg", "T").await;
+        let list = broker.check(request(rc::GET_CONSUMER_LIST_BY_GROUP, &[("consumerGroup", "cg")]), code::SUCCESS, "").await;
+        assert_eq!(std::str::from_utf8(&list.body).unwrap(), r#"{"consumerIdList":["client-1"]}"#);
+        // The heartbeat created the group's retry topic.
+        assert!(broker.control.topic("%RETRY%cg").is_some());
+        let connections = broker.check(request(rc::GET_CONSUMER_CONNECTION_LIST, &[("consumerGroup", "cg")]), code::SUCCESS, "").await;
+        assert!(std::str::from_utf8(&connections.body).unwrap().contains(PEER));
+        broker.check(RemotingCommand::request(rc::HEART_BEAT).with_body(b"{not json".to_vec()), code::SYSTEM_ERROR, "heartbeat").await;
+
+        let body = br#"{"consumerGroup":"cg","clientId":"client-1","mqSet":[{"topic":"T","brokerName":"b","queueId":0}]}"#;
+        let locked = broker.check(RemotingCommand::request(rc::LOCK_BATCH_MQ).with_body(body.to_vec()), code::SUCCESS, "").await;
+        assert!(std::str::from_utf8(&locked.body).unwrap().contains(r#""queueId":0"#));
+        broker.check(RemotingCommand::request(rc::LOCK_BATCH_MQ).with_body(b"[]".to_vec()), code::SYSTEM_ERROR, "lock batch body").await;
+        broker.check(RemotingCommand::request(rc::UNLOCK_BATCH_MQ).with_body(body.to_vec()), code::SUCCESS, "").await;
+        broker.check(RemotingCommand::request(rc::UNLOCK_BATCH_MQ).with_body(br#"{"mqSet":[]}"#.to_vec()), code::SYSTEM_ERROR, "consumerGroup").await;
+
+        broker.check(request(rc::UNREGISTER_CLIENT, &[("clientID", "client-1"), ("consumerGroup", "cg")]), code::SUCCESS, "").await;
+        broker.check(request(rc::GET_CONSUMER_LIST_BY_GROUP, &[("consumerGroup", "cg")]), code::SYSTEM_ERROR, "no consumer").await;
+        broker.check(request(rc::GET_CONSUMER_CONNECTION_LIST, &[("consumerGroup", "cg")]), 206, "not online").await;
+        broker.check(request(rc::UNREGISTER_CLIENT, &[("consumerGroup", "cg")]), code::SYSTEM_ERROR, "clientID").await;
+    });
+}
+
+#[test]
+fn admin_codes_answer_and_refuse() {
+    run(|| async {
+        let broker = Broker::start().await;
+        let create = request(rc::UPDATE_AND_CREATE_TOPIC, &[("topic", "Admin"), ("readQueueNums", "2"), ("writeQueueNums", "2"), ("perm", "6")]);
+        broker.check(create, code::SUCCESS, "").await;
+        assert_eq!(broker.control.topic("Admin").unwrap().write_queue_nums, 2);
+        broker.check(request(rc::UPDATE_AND_CREATE_TOPIC, &[("topic", "TBW102")]), code::SYSTEM_ERROR, "TBW102").await;
+        broker.check(request(rc::UPDATE_AND_CREATE_TOPIC, &[("topic", "A"), ("perm", "rw")]), code::SYSTEM_ERROR, "perm").await;
+
+        let all = broker.check(RemotingCommand::request(rc::GET_ALL_TOPIC_CONFIG), code::SUCCESS, "").await;
+        assert!(std::str::from_utf8(&all.body).unwrap().contains(r#""topicName":"Admin""#));
+
+        broker.send("Admin", 1, "x", "key-1").await;
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        let stats = broker.check(request(rc::GET_TOPIC_STATS_INFO, &[("topic", "Admin")]), code::SUCCESS, "").await;
+        assert!(std::str::from_utf8(&stats.body).unwrap().contains(r#""maxOffset":1"#));
+        broker.check(request(rc::GET_TOPIC_STATS_INFO, &[("topic", "Nope")]), code::TOPIC_NOT_EXIST, "Nope").await;
+        let consume = broker.check(request(rc::GET_CONSUME_STATS, &[("consumerGroup", "g"), ("topic", "Admin")]), code::SUCCESS, "").await;
+        assert!(std::str::from_utf8(&consume.body).unwrap().contains(r#""brokerOffset":1"#));
+        broker.check(request(rc::GET_CONSUME_STATS, &[("topic", "Admin")]), code::SYSTEM_ERROR, "consumerGroup").await;
+
+        let group = br#"{"groupName":"sg","retryMaxTimes":3}"#;
+        broker.check(RemotingCommand::request(rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).with_body(group.to_vec()), code::SUCCESS, "").await;
+        broker.check(RemotingCommand::request(rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).with_body(b"{".to_vec()), code::SYSTEM_ERROR, "").await;
+
+        let found = broker.check(request(rc::QUERY_MESSAGE, &[("topic", "Admin"), ("key", "key-1"), ("maxNum", "4")]), code::SUCCESS, "").await;
+        assert_eq!(decode_body_strict(&found.body).unwrap().len(), 1);
+        broker.check(request(rc::QUERY_MESSAGE, &[("topic", "Admin"), ("key", "absent"), ("maxNum", "4")]), code::QUERY_NOT_FOUND, "absent").await;
+
+        let sent = broker.send("Admin", 0, "viewed", "k").await;
+        let msg_id = sent.ext("msgId").unwrap();
+        let (_, offset) = ferromq_store::record::decode_offset_msg_id(msg_id).unwrap();
+        let viewed = broker.check(request(rc::VIEW_MESSAGE_BY_ID, &[("offset", &offset.0.to_string())]), code::SUCCESS, "").await;
+        assert_eq!(decode_body_strict(&viewed.body).unwrap()[0].body, b"viewed");
+        broker.check(request(rc::VIEW_MESSAGE_BY_ID, &[("offset", "3")]), code::SYSTEM_ERROR, "offset 3").await;
+
+        let info = broker.check(RemotingCommand::request(rc::GET_BROKER_RUNTIME_INFO), code::SUCCESS, "").await;
+        assert!(std::str::from_utf8(&info.body).unwrap().contains("msgPutTotalTodayNow"));
+        let config = broker.check(RemotingCommand::request(rc::GET_BROKER_CONFIG), code::SUCCESS, "").await;
+        assert!(std::str::from_utf8(&config.body).unwrap().contains("brokerName="));
+
+        broker.check(request(rc::DELETE_TOPIC_IN_BROKER, &[("topic", "Admin")]), code::SUCCESS, "").await;
+        assert!(broker.control.topic("Admin").is_none());
+        broker.check(RemotingCommand::request(rc::DELETE_TOPIC_IN_BROKER), code::SYSTEM_ERROR, "topic").await;
+
+        // With the control plane stopped, what needs it is SERVICE_NOT_AVAILABLE.
+        broker.control.close();
+        broker.check(RemotingCommand::request(rc::GET_ALL_TOPIC_CONFIG), code::SERVICE_NOT_AVAILABLE, "control plane").await;
+    });
+}
+
+#[test]
+fn the_served_list_names_an_error_case_for_every_code() {
+    let mut codes: Vec<i32> = SERVED.iter().map(|(c, _)| *c).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    assert_eq!(codes.len(), SERVED.len(), "a code is listed twice");
+    assert!(SERVED.iter().all(|(_, why)| !why.is_empty()));
+}

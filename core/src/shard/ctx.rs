@@ -1,0 +1,143 @@
+//! What one shard owns: its store (its own commit log, consume queues and index), its held
+//! pulls, its open connections, its coalesced offset commits — plus its handles on the rest of
+//! the broker (the router to other shards, the control plane).
+//!
+//! Shard-resident: a [`ShardCtx`] lives on its shard's thread only (`!Send`, shared as `Rc`).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use event_listener::Event;
+use ferromq_net::conn::Connection;
+use ferromq_store::io::compio_fs::CompioStorage;
+use ferromq_store::{ShardId, Store};
+
+use super::executor::{ExecutorState, JobSlot};
+use super::held::HeldPulls;
+use super::offsets::OffsetCommits;
+use super::router::{RouteError, Router};
+use crate::control::ControlHandle;
+use crate::error::{BrokerError, BrokerResult};
+
+/// The store type every shard runs.
+pub type ShardStore = Store<CompioStorage>;
+
+/// The router between shard contexts.
+pub type ShardRouter = Router<ShardCtx>;
+
+/// Everything a shard owns.
+pub struct ShardCtx {
+    pub id: ShardId,
+    pub store: ShardStore,
+    pub control: Arc<ControlHandle>,
+    pub router: ShardRouter,
+    /// Pulls parked by long polling, by queue; woken when new entries of their queue become
+    /// visible.
+    pub held: HeldPulls,
+    /// Open client connections on this shard, by connection id (to send them requests).
+    pub connections: RefCell<HashMap<u64, Connection>>,
+    /// Consumer-offset commits waiting to go to the control thread.
+    pub offsets: OffsetCommits,
+    /// Requests being served on this shard's connections (shutdown waits for 0).
+    pub requests: Gauge,
+    /// The executor of jobs other shards send here.
+    pub executor: Rc<ExecutorState>,
+}
+
+impl ShardCtx {
+    /// A shard's context around its open store; held pulls are woken by the store's dispatcher.
+    pub fn new(id: ShardId, store: ShardStore, control: Arc<ControlHandle>, router: ShardRouter) -> Rc<ShardCtx> {
+        let limits = &control.config().limits;
+        let ctx = Rc::new(ShardCtx {
+            id,
+            store,
+            router,
+            held: HeldPulls::new(limits.max_held_pulls_per_shard),
+            connections: RefCell::new(HashMap::new()),
+            offsets: OffsetCommits::new(limits.max_pending_offset_commits_per_shard),
+            requests: Gauge::default(),
+            executor: ExecutorState::new(limits.cross_shard_max_running_jobs),
+            control,
+        });
+        // Held pulls wake when their queue's new entries are visible (dispatched), not merely
+        // appended: a pull woken earlier would find nothing and wait out its whole suspension.
+        // Weak: the store belongs to the context.
+        let weak = Rc::downgrade(&ctx);
+        ctx.store.on_dispatched(move |topic, queue_id| {
+            if let Some(ctx) = weak.upgrade() {
+                ctx.held.notify(topic, queue_id);
+            }
+        });
+        ctx
+    }
+
+    /// The shard that owns (topic, queueId).
+    pub fn owner(&self, topic: &str, queue_id: u32) -> ShardId {
+        self.router.owner(topic, queue_id)
+    }
+
+    /// Runs `job` on `shard` (inline when it is this one) and returns its result; a full or
+    /// stopped mailbox is the error the client gets.
+    pub async fn on<T, F, Fut>(self: &Rc<Self>, shard: ShardId, job: F) -> BrokerResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<ShardCtx>, JobSlot) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        self.router.invoke_on((self.id, self), shard, job).await.map_err(route_error)
+    }
+}
+
+/// A full mailbox is back-pressure (SYSTEM_BUSY, the client retries); a stopped shard means the
+/// broker is stopping (SERVICE_NOT_AVAILABLE, the client tries another broker).
+pub fn route_error(error: RouteError) -> BrokerError {
+    match error {
+        RouteError::Busy(_) => BrokerError::busy(error),
+        RouteError::Stopped(_) => BrokerError::unavailable(error.to_string()),
+    }
+}
+
+/// A count of things in progress that can be waited down to zero.
+#[derive(Default)]
+pub struct Gauge {
+    count: Cell<usize>,
+    zero: Event,
+}
+
+/// Holds one unit of a [`Gauge`] until dropped.
+pub struct GaugeGuard<'a>(&'a Gauge);
+
+impl Gauge {
+    pub fn enter(&self) -> GaugeGuard<'_> {
+        self.count.set(self.count.get() + 1);
+        GaugeGuard(self)
+    }
+
+    pub fn get(&self) -> usize {
+        self.count.get()
+    }
+
+    /// Waits until the count is 0.
+    pub async fn wait_zero(&self) {
+        while self.count.get() > 0 {
+            let listener = self.zero.listen();
+            if self.count.get() == 0 {
+                break;
+            }
+            listener.await;
+        }
+    }
+}
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        let count = self.0.count.get().saturating_sub(1);
+        self.0.count.set(count);
+        if count == 0 {
+            self.0.zero.notify(usize::MAX);
+        }
+    }
+}
