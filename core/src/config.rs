@@ -20,10 +20,16 @@
 //! Rules:
 //! * Unknown keys are logged (`warn`, naming the key) and returned to the caller, never fatal:
 //!   Java files carry many keys FerroMQ does not need.
-//! * Java keys FerroMQ accepts but ignores (thread-pool sizes, Netty tuning, …) are logged at
-//!   `info` as having no effect. A few Java keys ask for a feature FerroMQ does not have
-//!   (`aclEnable=true`, `enableDLegerCommitLog=true`, …): those are accepted only with the value
-//!   that leaves the feature off, so a broker never starts without something its file asks for.
+//! * A key the broker accepts does something. Every [`KEYS`] entry is read by broker code, or
+//!   listed with its reason: [`KEYS_WITHOUT_EFFECT`], or — logged at `warn` as "not applied
+//!   yet" when set to anything but its default — [`AWAITING_WIRING`] / [`AWAITING_FEATURE`].
+//!   The test `every_key_is_read_or_listed` checks this against the sources.
+//! * Java keys outside the schema that cannot change what a client or operator observes
+//!   (thread-pool sizes, Netty tuning, mmap internals) are logged at `info` as having no effect,
+//!   each with its reason ([`NO_EFFECT_KEYS`]). Java keys that ask for something FerroMQ does
+//!   not do (`aclEnable=true`, `inSyncReplicas=2`, …) are accepted only with the value that
+//!   matches what FerroMQ does ([`FIXED_VALUE_KEYS`]), so a broker never starts without
+//!   something its file asks for.
 //! * A known key with a value that cannot be used is an error naming the key, the value and
 //!   what was expected. FerroMQ is stricter than Java here: Java silently skips a number it
 //!   cannot parse and reads any boolean other than `true` as `false`.
@@ -42,9 +48,10 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use ferromq_net::backend::IoBackend;
 use ferromq_net::codec::WireLimits;
@@ -275,14 +282,17 @@ pub struct BrokerSection {
     /// first non-loopback IPv4 of the host. Set it on multi-homed hosts: the guess can pick
     /// an interface clients cannot reach.
     pub ip1: Option<IpAddr>,
-    /// `brokerIP2` / `ip2`. Address advertised for HA (`haServerAddr`). Default (`None`, empty
-    /// in files): the advertised `brokerIP1`.
+    /// `brokerIP2` / `ip2`. Address advertised for HA (`haServerAddr`,
+    /// [`BrokerConfig::ha_server_addr`]). Default (`None`, empty in files): the advertised
+    /// `brokerIP1`. Not applied yet ([`AWAITING_WIRING`]).
     pub ip2: Option<IpAddr>,
-    /// `regionId` / `region_id`. Echoed in send responses (`MSG_REGION`). Default
-    /// `DefaultRegion`; informational.
+    /// `regionId` / `region_id`. Sent as `MSG_REGION` in send responses and stored as the
+    /// `MSG_REGION` property of each message, for clients' message traces. Default
+    /// `DefaultRegion`; informational. Not applied yet ([`AWAITING_WIRING`]).
     pub region_id: String,
-    /// `traceOn` / `trace_on`. Echoed in send responses (`TRACE_ON`); clients skip message
-    /// tracing when false. Default true.
+    /// `traceOn` / `trace_on`. Sent as `TRACE_ON` in send responses and stored as the
+    /// `TRACE_ON` property of each message; clients skip message tracing when false. Default
+    /// true. Not applied yet ([`AWAITING_WIRING`]).
     pub trace_on: bool,
 }
 
@@ -299,15 +309,18 @@ pub struct NamesrvSection {
     /// Java does. The name server drops a broker after 120 s without one, so lower periods
     /// only speed up route refresh after a missed registration, at the cost of more traffic.
     pub register_period_ms: u64,
-    /// `registerBrokerTimeoutMills` / `register_timeout_ms`. Milliseconds one registration
-    /// waits for a name server's answer. Default 24 000 (4.x used 6000); bounds 100..=300 000.
+    /// `registerBrokerTimeoutMills` / `register_timeout_ms`. Milliseconds one registration call
+    /// waits for a name server's answer ([`BrokerConfig::register_timeout`]). Default 24 000
+    /// (4.x used 6000); bounds 100..=300 000. Not applied yet ([`AWAITING_WIRING`]).
     pub register_timeout_ms: u64,
     /// `forceRegister` / `force_register`. Register the full topic table each period even if
-    /// unchanged (the name server also treats a registration as a heartbeat). Default true.
+    /// unchanged. False: ask each name server QUERY_DATA_VERSION first (which also refreshes
+    /// the broker's liveness there) and register only where its copy is stale. Default true.
+    /// Not applied yet ([`AWAITING_WIRING`]).
     pub force_register: bool,
     /// `compressedRegister` / `compressed_register`. zlib-compress REGISTER_BROKER bodies.
     /// Default false. Turn on beyond ~100 000 topics, where an uncompressed body exceeds the
-    /// name server's 16 MiB frame.
+    /// name server's 16 MiB frame. Not applied yet ([`AWAITING_WIRING`]).
     pub compressed_register: bool,
     /// `embeddedNamesrvPort` / `embedded_port` (FerroMQ). Port of the embedded name server on
     /// 127.0.0.1, used only when no name server is configured. Default 9876 (what clients try
@@ -354,7 +367,8 @@ pub struct ConsumerSection {
     /// within their 20 s rebalance period). Default true.
     pub notify_consumer_ids_changed_enable: bool,
     /// `slaveReadEnable` / `slave_read_enable`. Steer consumers to a slave when the master is
-    /// reading from disk rather than memory (§7.6). Default false.
+    /// reading from disk rather than memory (§7.6). Default false. Not applied yet: replication
+    /// is not built ([`AWAITING_FEATURE`]).
     pub slave_read_enable: bool,
     /// `channelExpiredTimeout` / `channel_expired_timeout_ms`. Milliseconds without a
     /// heartbeat after which a client's producer and consumer registrations are dropped.
@@ -367,11 +381,13 @@ pub struct ConsumerSection {
     pub flush_consumer_offset_interval_ms: u64,
 }
 
-/// `[transaction]`: transactional messages (§10).
+/// `[transaction]`: transactional messages (§10). The check-back keys are not applied yet:
+/// transaction check-back is not built ([`AWAITING_FEATURE`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransactionSection {
-    /// `rejectTransactionMessage` / `reject_transaction_message`. Refuse half messages.
-    /// Default false.
+    /// `rejectTransactionMessage` / `reject_transaction_message`. Refuse half messages
+    /// (`TRAN_MSG=true`) with NO_PERMISSION. Default false. Not applied yet
+    /// ([`AWAITING_WIRING`]).
     pub reject_transaction_message: bool,
     /// `transactionTimeOut` / `timeout_ms`. Milliseconds after which an unresolved half
     /// message is first checked back with its producer. Default 6000; bounds 1..=86 400 000.
@@ -411,7 +427,8 @@ pub struct StoreSection {
     pub max_message_size_bytes: usize,
     /// `messageDelayLevel` / `message_delay_level`. Delay levels 1, 2, … as space-separated
     /// durations with unit `s`, `m`, `h` or `d` (§9.3). Default
-    /// `1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h`; at least one level.
+    /// `1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h`; at least one level. Not
+    /// applied yet: delayed delivery is not built ([`AWAITING_FEATURE`]).
     pub message_delay_level: String,
     /// `messageIndexEnable` / `index_enable`. Build the key / unique-id index (QUERY_MESSAGE,
     /// `mqadmin queryMsgByKey`). Default true. Off saves a write per key per message.
@@ -422,8 +439,10 @@ pub struct StoreSection {
     /// `maxIndexNum` / `index_max_entries`. Entries per index file. Default 20 000 000; bounds
     /// 2..=400 000 000. Each entry is 20 bytes of the file.
     pub index_max_entries: u32,
-    /// `defaultQueryMaxNum` / `default_query_max_num`. Most messages one QUERY_MESSAGE returns.
-    /// Default 32; bounds 1..=100 000.
+    /// `defaultQueryMaxNum` / `default_query_max_num`. Most messages a lookup by message id
+    /// returns: QUERY_MESSAGE with `_UNIQUE_KEY_QUERY=true` uses it in place of the client's
+    /// `maxNum` ([`BrokerConfig::unique_key_query_max_num`]); the index's own cap (64) still
+    /// applies. Default 32; bounds 1..=100 000. Not applied yet ([`AWAITING_WIRING`]).
     pub default_query_max_num: u32,
     /// `maxTransferBytesOnMessageInMemory` / `max_transfer_bytes`. Most body bytes one pull
     /// returns (a first message larger than this is still returned alone). Default 262 144;
@@ -498,7 +517,8 @@ pub struct FlushSection {
     pub max_pending_bytes: usize,
 }
 
-/// `[ha]`: master–slave replication (§7; `repl/`, not built yet).
+/// `[ha]`: master–slave replication (§7; `repl/`, not built yet). Only `listen_port` is applied
+/// (advertised as `haServerAddr`); the others wait for `repl/` ([`AWAITING_FEATURE`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HaSection {
     /// `haListenPort` / `listen_port`. Master's HA port. Default (`None`, 0 in TOML, empty in
@@ -881,6 +901,27 @@ impl BrokerConfig {
         self.ha.listen_port.unwrap_or_else(|| self.broker.listen_port.saturating_add(1))
     }
 
+    /// `haServerAddr` of REGISTER_BROKER, as Java's `getHAServerAddr`: the HA address
+    /// ([`BrokerConfig::advertised_ha_ip`], `brokerIP2`) and [`BrokerConfig::ha_listen_port`].
+    /// Call it once [`BrokerConfig::resolve_namesrv_addr`] has run: whether the embedded name
+    /// server runs decides the guessed address.
+    pub fn ha_server_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.advertised_ha_ip(self.uses_embedded_namesrv()), self.ha_listen_port())
+    }
+
+    /// How long one call of a registration round (REGISTER_BROKER, QUERY_DATA_VERSION) waits
+    /// for a name server's answer (`registerBrokerTimeoutMills`).
+    pub fn register_timeout(&self) -> Duration {
+        Duration::from_millis(self.namesrv.register_timeout_ms)
+    }
+
+    /// `maxNum` of a QUERY_MESSAGE flagged `_UNIQUE_KEY_QUERY=true` (a lookup by message id):
+    /// Java replaces the client's `maxNum` with `defaultQueryMaxNum`, and the index's batch cap
+    /// (`maxMsgsNumBatch`, 64) still applies on top.
+    pub fn unique_key_query_max_num(&self) -> usize {
+        usize::try_from(self.store.default_query_max_num).unwrap_or(usize::MAX)
+    }
+
     /// Java's commit-log directory (`storePathCommitLog`, default `<root>/commitlog`).
     pub fn commit_log_dir(&self) -> PathBuf {
         self.store.commit_log_dir.clone().unwrap_or_else(|| self.store.root_dir.join("commitlog"))
@@ -1135,6 +1176,7 @@ impl BrokerConfig {
                 };
                 let text = toml_scalar(key.kind, value).ok_or_else(|| invalid(&dotted, &value.to_string(), key.kind.toml_expected()))?;
                 (key.set)(self, &text).map_err(|expected| invalid(&dotted, &text, expected))?;
+                warn_if_not_applied(self, key);
             }
         }
         Ok(unknown)
@@ -1151,7 +1193,9 @@ impl BrokerConfig {
         if let Some((section, name)) = key.split_once('.')
             && let Some(entry) = KEYS.iter().find(|k| k.section == section && k.name == name)
         {
-            return (entry.set)(self, value).map_err(|expected| invalid(key, value, expected));
+            (entry.set)(self, value).map_err(|expected| invalid(key, value, expected))?;
+            warn_if_not_applied(self, entry);
+            return Ok(());
         }
         Err(ConfigError::UnknownKey { key: key.to_owned() })
     }
@@ -1160,21 +1204,37 @@ impl BrokerConfig {
     fn apply_java_key(&mut self, key: &str, value: &str) -> Result<bool, ConfigError> {
         if let Some(entry) = KEYS.iter().find(|k| k.java == key) {
             (entry.set)(self, value).map_err(|expected| invalid(key, value, expected))?;
+            warn_if_not_applied(self, entry);
             return Ok(true);
         }
-        if let Some((_, required, why)) = FEATURE_OFF_KEYS.iter().find(|(k, _, _)| *k == key) {
-            let on = parse_bool(value).map_err(|expected| invalid(key, value, expected))?;
-            if on != *required {
+        if let Some((_, required, why)) = FIXED_VALUE_KEYS.iter().find(|(k, _, _)| *k == key) {
+            let matches = required.matches(value).map_err(|expected| invalid(key, value, expected))?;
+            if !matches {
                 return Err(invalid(key, value, format!("{required}: {why}")));
             }
             tracing::info!(key, "configuration key {key:?} has no effect in FerroMQ ({why})");
             return Ok(true);
         }
-        if NO_EFFECT_KEYS.contains(&key) {
-            tracing::info!(key, "configuration key {key:?} has no effect in FerroMQ");
+        if let Some((_, why)) = NO_EFFECT_KEYS.iter().find(|(k, _)| *k == key) {
+            tracing::info!(key, "configuration key {key:?} has no effect in FerroMQ ({why})");
+            return Ok(true);
+        }
+        if let Some(why) = not_applied_yet(key) {
+            tracing::warn!(key, "configuration key {key:?} is accepted but not applied yet: {why}");
             return Ok(true);
         }
         Ok(false)
+    }
+}
+
+/// Logs, at `warn`, that `key` was set to a value that is not applied yet ([`AWAITING_WIRING`],
+/// [`AWAITING_FEATURE`]), so that the operator who chose it is not misled. Its default is not
+/// reported: `tuning/default.toml` writes every key out, and nobody chose that value.
+fn warn_if_not_applied(config: &BrokerConfig, key: &Key) {
+    if let Some(why) = not_applied_yet(key.java)
+        && (key.get)(config) != (key.get)(&BrokerConfig::default())
+    {
+        tracing::warn!(key = key.java, "configuration key {:?} is accepted but not applied yet: {why}", key.java);
     }
 }
 
@@ -1277,6 +1337,10 @@ pub struct Key {
     pub kind: Kind,
     /// One line: unit, default, bounds.
     pub doc: &'static str,
+    /// The [`BrokerConfig`] field the key sets, as a path (`"broker.listen_port"`). Always
+    /// `section.name`: the TOML schema is named after the fields. The test
+    /// `every_key_is_read_or_listed` looks for reads of this path in the broker's sources.
+    pub field: &'static str,
     /// The stored value as text (derived defaults unresolved: empty / 0).
     get: fn(&BrokerConfig) -> String,
     /// The effective value as text (derived defaults resolved).
@@ -1299,6 +1363,7 @@ macro_rules! num_key {
             name: $name,
             kind: Kind::Int,
             doc: $doc,
+            field: stringify!($($field).+),
             get: |c| c.$($field).+.to_string(),
             effective: |c| c.$($field).+.to_string(),
             set: |c, v| {
@@ -1317,6 +1382,7 @@ macro_rules! bool_key {
             name: $name,
             kind: Kind::Bool,
             doc: $doc,
+            field: stringify!($($field).+),
             get: |c| c.$($field).+.to_string(),
             effective: |c| c.$($field).+.to_string(),
             set: |c, v| {
@@ -1336,6 +1402,7 @@ macro_rules! text_key {
             name: $name,
             kind: Kind::Str,
             doc: $doc,
+            field: stringify!($($field).+),
             get: |c| c.$($field).+.to_string(),
             effective: |c| c.$($field).+.to_string(),
             set: |c, v| {
@@ -1357,6 +1424,7 @@ pub static KEYS: &[Key] = &[
         name: "name",
         kind: Kind::Str,
         doc: "broker group name; default (empty): the host name",
+        field: "broker.name",
         get: |c| c.broker.name.clone(),
         effective: |c| c.broker.name.clone(),
         set: |c, v| {
@@ -1379,6 +1447,7 @@ pub static KEYS: &[Key] = &[
         name: "ip1",
         kind: Kind::Str,
         doc: "advertised address (routes, STOREHOST); default (empty): 127.0.0.1 with the embedded name server, else the first non-loopback IPv4",
+        field: "broker.ip1",
         get: |c| c.broker.ip1.map(|ip| ip.to_string()).unwrap_or_default(),
         effective: |c| c.advertised_ip(c.uses_embedded_namesrv()).to_string(),
         set: |c, v| {
@@ -1392,6 +1461,7 @@ pub static KEYS: &[Key] = &[
         name: "ip2",
         kind: Kind::Str,
         doc: "advertised HA address; default (empty): the advertised brokerIP1",
+        field: "broker.ip2",
         get: |c| c.broker.ip2.map(|ip| ip.to_string()).unwrap_or_default(),
         effective: |c| c.advertised_ha_ip(c.uses_embedded_namesrv()).to_string(),
         set: |c, v| {
@@ -1399,9 +1469,9 @@ pub static KEYS: &[Key] = &[
             Ok(())
         },
     },
-    text_key!("regionId", "broker", "region_id", "echoed in send responses (MSG_REGION); default DefaultRegion",
+    text_key!("regionId", "broker", "region_id", "MSG_REGION of send responses and stored messages; default DefaultRegion",
         broker.region_id, non_empty),
-    bool_key!("traceOn", "broker", "trace_on", "echoed in send responses (TRACE_ON); default true", broker.trace_on),
+    bool_key!("traceOn", "broker", "trace_on", "TRACE_ON of send responses and stored messages; default true", broker.trace_on),
     // [namesrv]
     Key {
         java: "namesrvAddr",
@@ -1409,6 +1479,7 @@ pub static KEYS: &[Key] = &[
         name: "addr",
         kind: Kind::Str,
         doc: "name servers host:port;host:port; default (empty): NAMESRV_ADDR, else the embedded name server",
+        field: "namesrv.addr",
         get: |c| c.namesrv.addr.join(";"),
         effective: |c| c.namesrv.addr.join(";"),
         set: |c, v| {
@@ -1422,6 +1493,7 @@ pub static KEYS: &[Key] = &[
         name: "register_period_ms",
         kind: Kind::Int,
         doc: "ms between registrations; default 30000; clamped to 10000..=60000",
+        field: "namesrv.register_period_ms",
         get: |c| c.namesrv.register_period_ms.to_string(),
         effective: |c| c.namesrv.register_period_ms.to_string(),
         set: |c, v| {
@@ -1482,6 +1554,7 @@ pub static KEYS: &[Key] = &[
         name: "root_dir",
         kind: Kind::Str,
         doc: "store root; shard n uses <root_dir>/shard-<n>; default (empty): $HOME/store",
+        field: "store.root_dir",
         get: |c| c.store.root_dir.to_string_lossy().into_owned(),
         effective: |c| c.store.root_dir.to_string_lossy().into_owned(),
         set: |c, v| {
@@ -1495,6 +1568,7 @@ pub static KEYS: &[Key] = &[
         name: "commit_log_dir",
         kind: Kind::Str,
         doc: "Java's commit-log dir; only the default (empty or <root_dir>/commitlog) is accepted: FerroMQ uses <root_dir>/shard-<n>/commitlog",
+        field: "store.commit_log_dir",
         get: |c| c.store.commit_log_dir.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
         effective: |c| c.commit_log_dir().to_string_lossy().into_owned(),
         set: |c, v| {
@@ -1515,7 +1589,7 @@ pub static KEYS: &[Key] = &[
         store.index_hash_slots, 1u32, 100_000_000u32, "a slot count"),
     num_key!("maxIndexNum", "store", "index_max_entries", "entries per index file; default 20000000; 2..=400000000",
         store.index_max_entries, 2u32, 400_000_000u32, "an entry count"),
-    num_key!("defaultQueryMaxNum", "store", "default_query_max_num", "most messages per QUERY_MESSAGE; default 32; 1..=100000",
+    num_key!("defaultQueryMaxNum", "store", "default_query_max_num", "maxNum of QUERY_MESSAGE lookups by message id; default 32; 1..=100000",
         store.default_query_max_num, 1u32, 100_000u32, "a count"),
     num_key!("maxTransferBytesOnMessageInMemory", "store", "max_transfer_bytes", "most body bytes per pull; default 262144; 1..=1073741824",
         store.max_transfer_bytes, 1u32, 1u32 << 30, "bytes"),
@@ -1534,6 +1608,7 @@ pub static KEYS: &[Key] = &[
         name: "disk_max_used_space_ratio_pct",
         kind: Kind::Int,
         doc: "disk usage % above which expired segments go at any hour; default 75; clamped to 10..=95",
+        field: "retention.disk_max_used_space_ratio_pct",
         get: |c| c.retention.disk_max_used_space_ratio_pct.to_string(),
         effective: |c| c.retention.disk_max_used_space_ratio_pct.to_string(),
         set: |c, v| {
@@ -1576,6 +1651,7 @@ pub static KEYS: &[Key] = &[
         name: "listen_port",
         kind: Kind::Int,
         doc: "master HA port; default 0 / empty: listenPort + 1",
+        field: "ha.listen_port",
         get: |c| c.ha.listen_port.map_or(0, u32::from).to_string(),
         effective: |c| c.ha_listen_port().to_string(),
         set: |c, v| {
@@ -1589,6 +1665,7 @@ pub static KEYS: &[Key] = &[
         name: "master_address",
         kind: Kind::Str,
         doc: "slave: static host:port of the master's HA port; default (empty): learned from the name server",
+        field: "ha.master_address",
         get: |c| c.ha.master_address.clone().unwrap_or_default(),
         effective: |c| c.ha.master_address.clone().unwrap_or_default(),
         set: |c, v| {
@@ -1636,69 +1713,291 @@ pub static KEYS: &[Key] = &[
         limits.shard_event_queue_depth, 1usize, 1_000_000usize, "an event count"),
 ];
 
-/// Java keys that ask for a feature FerroMQ does not have: accepted only with the value that
-/// leaves it off (key, required value, why).
-pub const FEATURE_OFF_KEYS: &[(&str, bool, &str)] = &[
-    ("aclEnable", false, "ACL is not supported by FerroMQ; requests would go unauthenticated"),
-    ("enableDLegerCommitLog", false, "DLedger commit logs are not supported; FerroMQ replicates master to slave (§7)"),
-    ("enableControllerMode", false, "controller-mode HA is not supported; FerroMQ replicates master to slave (§7)"),
-    ("enableSlaveActingMaster", false, "a slave acting as master is not supported"),
-    ("fetchNamesrvAddrByAddressServer", false, "address servers are not supported; set namesrvAddr or NAMESRV_ADDR"),
-    ("useTLS", false, "TLS is not supported by FerroMQ"),
+// ------------------------------------------------------------------------------------------
+// Keys without a reader: every schema key and every accepted Java key is in exactly one place
+// ------------------------------------------------------------------------------------------
+//
+// A key the broker accepts must do something (issue #14). Each key of [`KEYS`] is read by broker
+// code — the test `every_key_is_read_or_listed` scans the sources for it — or is listed below
+// with the reason it is not. Java keys outside [`KEYS`] are either refused unless they hold
+// FerroMQ's fixed value ([`FIXED_VALUE_KEYS`]) or accepted because they cannot change what a
+// client or operator observes ([`NO_EFFECT_KEYS`]).
+
+/// [`KEYS`] entries that need no reader, with the reason.
+pub const KEYS_WITHOUT_EFFECT: &[(&str, &str)] = &[(
+    "storePathCommitLog",
+    "validate() accepts only <storePathRootDir>/commitlog, the value that matches FerroMQ's fixed layout \
+     (one log per shard under storePathRootDir/shard-<n>/); any other value stops the start",
+)];
+
+/// TEMPORARY: keys whose effect is still to be wired into the broker (key, where it takes
+/// effect). Setting one to anything but its default logs a warning that it is not applied
+/// yet. Delete an entry in the commit that wires it: the test fails while an entry here is
+/// read by broker code, and `tuning/default.toml` must drop the key's "Not applied yet" note
+/// at the same time.
+pub const AWAITING_WIRING: &[(&str, &str)] = &[
+    ("brokerIP2", "REGISTER_BROKER's haServerAddr (broker.rs register_request): BrokerConfig::ha_server_addr()"),
+    ("regionId", "MSG_REGION ext field of every send response and MSG_REGION property of every stored single message (handlers/send.rs)"),
+    ("traceOn", "TRACE_ON ext field of every send response and TRACE_ON property of every stored single message (handlers/send.rs)"),
+    ("registerBrokerTimeoutMills", "timeout of REGISTER_BROKER and QUERY_DATA_VERSION calls (broker.rs Registrar, REGISTER_TIMEOUT): BrokerConfig::register_timeout()"),
+    ("forceRegister", "false: each period asks every name server QUERY_DATA_VERSION first and skips REGISTER_BROKER when nothing changed (broker.rs Registrar::register_all)"),
+    ("compressedRegister", "true: REGISTER_BROKER body in RegisterBrokerBody::to_compressed() form, header compressed=true (broker.rs register_request)"),
+    ("rejectTransactionMessage", "true: sends whose properties carry TRAN_MSG=true answered NO_PERMISSION (handlers/send.rs)"),
+    ("defaultQueryMaxNum", "maxNum of QUERY_MESSAGE with _UNIQUE_KEY_QUERY=true (handlers/admin.rs UNIQUE_KEY_QUERY_MAX_MESSAGES): BrokerConfig::unique_key_query_max_num()"),
 ];
 
-/// Java keys FerroMQ accepts and ignores: thread pools and Netty tuning (shards replace them),
-/// features that need no setting or are not built, and keys of other modes that only matter
-/// when that mode is on.
-pub const NO_EFFECT_KEYS: &[&str] = &[
-    // Thread pools and their queues (FerroMQ runs one thread per shard).
-    "sendMessageThreadPoolNums", "putMessageFutureThreadPoolNums", "pullMessageThreadPoolNums",
-    "litePullMessageThreadPoolNums", "ackMessageThreadPoolNums", "processReplyMessageThreadPoolNums",
-    "queryMessageThreadPoolNums", "adminBrokerThreadPoolNums", "clientManageThreadPoolNums",
-    "consumerManageThreadPoolNums", "loadBalanceProcessorThreadPoolNums", "heartbeatThreadPoolNums",
-    "endTransactionThreadPoolNums", "recoverThreadPoolNums", "sendThreadPoolQueueCapacity",
-    "putThreadPoolQueueCapacity", "pullThreadPoolQueueCapacity", "litePullThreadPoolQueueCapacity",
-    "ackThreadPoolQueueCapacity", "replyThreadPoolQueueCapacity", "queryThreadPoolQueueCapacity",
-    "clientManagerThreadPoolQueueCapacity", "consumerManagerThreadPoolQueueCapacity",
-    "heartbeatThreadPoolQueueCapacity", "endTransactionPoolQueueCapacity", "adminBrokerThreadPoolQueueCapacity",
-    "loadBalanceThreadPoolQueueCapacity", "useReentrantLockWhenPutMessage", "brokerFastFailureEnable",
-    "waitTimeMillsInSendQueue", "waitTimeMillsInPullQueue", "waitTimeMillsInLitePullQueue",
-    "waitTimeMillsInHeartbeatQueue", "waitTimeMillsInTransactionQueue", "waitTimeMillsInAckQueue",
-    "osPageCacheBusyTimeOutMills",
-    // Netty server and client tuning.
-    "serverWorkerThreads", "serverCallbackExecutorThreads", "serverSelectorThreads", "serverOnewaySemaphoreValue",
-    "serverAsyncSemaphoreValue", "serverChannelMaxIdleTimeSeconds", "serverSocketSndBufSize",
-    "serverSocketRcvBufSize", "serverSocketBacklog", "serverPooledByteBufAllocatorEnable", "useEpollNativeSelector",
-    "writeBufferHighWaterMark", "writeBufferLowWaterMark", "enableShutdownGracefully", "shutdownWaitTimeSeconds",
-    "clientWorkerThreads", "clientCallbackExecutorThreads", "clientOnewaySemaphoreValue", "clientAsyncSemaphoreValue",
-    "connectTimeoutMillis", "channelNotActiveInterval", "clientChannelMaxIdleTimeSeconds", "clientSocketSndBufSize",
-    "clientSocketRcvBufSize", "clientPooledByteBufAllocatorEnable", "clientCloseSocketIfTimeout",
-    // Java store internals with no counterpart (mmap, transient pool, warm-up, timers).
-    "transientStorePoolEnable", "transientStorePoolSize", "fastFailIfNoBufferInStorePool", "warmMapedFileEnable",
-    "flushLeastPagesWhenWarmMapedFile", "flushConsumeQueueLeastPages", "flushCommitLogThoroughInterval",
-    "flushConsumeQueueThoroughInterval", "commitIntervalCommitLog", "commitCommitLogLeastPages",
-    "commitCommitLogThoroughInterval", "flushCommitLogTimed", "flushDelayOffsetInterval", "cleanResourceInterval",
-    "deleteCommitLogFilesInterval", "deleteConsumeQueueFilesInterval", "destroyMapedFileIntervalForcibly",
-    "redeleteHangedFileInterval", "debugLockEnable", "diskFallRecorded", "putMsgIndexHightWater",
-    "maxTransferBytesOnMessageInDisk", "maxTransferCountOnMessageInDisk", "accessMessageInMemoryMaxRatio",
-    "transferMsgByHeap", "offsetCheckInSlave", "mappedFileSizeConsumeQueueExt", "enableConsumeQueueExt",
-    "bitMapLengthConsumeQueueExt", "haSlaveFallbehindMax", "duplicationEnable", "autoMessageVersionOnTopicLen",
-    "enabledAppendPropCRC",
-    // Features without a setting in FerroMQ, or not built yet.
-    "rocketmqHome", "brokerConfigPath", "traceTopicEnable", "msgTraceTopicName", "storeReplyMessageEnable",
-    "litePullMessageEnable", "useServerSideResetOffset", "timerWheelEnable", "enablePropertyFilter",
-    "filterSupportRetry", "enableCalcFilterBitMap", "expectConsumerNumUseFilter", "maxErrorRateOfBloomFilter",
-    "filterDataCleanTimeSpan", "filterServerNums", "highSpeedMode", "commercialEnable", "commercialTimerCount",
-    "commercialTransCount", "commercialBigCount", "commercialBaseCount", "isolateLogEnable",
-    "startAcceptSendRequestTimeStamp", "consumerFallbehindThreshold", "disableConsumeIfConsumerReadSlowly",
-    "validateSystemTopicWhenUpdateTopic", "enableDetailStat", "autoDeleteUnusedStats", "enableScheduleMessageStats",
-    "enableScheduleAsyncDeliver", "enableLmq", "enableMultiDispatch", "maxLmqConsumeQueueNum",
-    "totalReplicas", "inSyncReplicas", "minInSyncReplicas", "allAckInSyncStateSet",
-    // Keys of modes refused above (DLedger, controller): meaningless while those are off.
-    "dLegerGroup", "dLegerPeers", "dLegerSelfId", "preferredLeaderId", "controllerAddr",
-    "fetchControllerAddrByDnsLookup", "syncBrokerMetadataPeriod", "checkSyncStateSetPeriod",
-    "syncControllerMetadataPeriod", "rmqAddressServerDomain", "rmqAddressServerSubGroup",
+const TRANSACTIONS: &str = "transaction check-back (§10): not built; a half message is stored but never delivered today \
+     (END_TRANSACTION is not handled)";
+
+/// Keys read only by a subsystem FerroMQ has not built yet (key, the subsystem, and what
+/// happens meanwhile). Setting one (a schema key: to anything but
+/// its default) logs a warning that it is not applied yet. Entries may be [`KEYS`] entries or
+/// Java keys outside the schema.
+pub const AWAITING_FEATURE: &[(&str, &str)] = &[
+    // Replication (§7, repl/): brokerRole=SLAVE is refused at start, so no slave connects, and
+    // inSyncReplicas is fixed at 1, with which a Java 5.x SYNC_MASTER does not wait for a slave
+    // either (CommitLog.handleHA).
+    ("slaveReadEnable", "replication (§7): steers pulls to a slave; no slave can run yet, and a client told to read from a missing slave reads the master"),
+    ("haMasterAddress", "replication (§7): a slave's master address; no slave can run yet (brokerRole=SLAVE is refused)"),
+    ("haSendHeartbeatInterval", "replication (§7): a slave's offset reports; no slave can run yet"),
+    ("haHousekeepingInterval", "replication (§7): idle close of HA connections; there are none yet"),
+    ("haTransferBatchSize", "replication (§7): bytes per frame to a slave; no slave can run yet"),
+    ("slaveTimeout", "replication (§7): a SYNC_MASTER's wait for slave acks; with inSyncReplicas fixed at 1 no send waits, as in Java 5.x"),
+    ("haMaxGapNotInSync", "replication (§7): in-sync test of a slave; no slave can run yet"),
+    // Delayed delivery (§9.3) and transactional messages (§10).
+    ("messageDelayLevel", "delayed delivery (§9.3) and consumer retries (CONSUMER_SEND_MSG_BACK): not built; a message with DELAY is delivered at once today"),
+    ("timerWheelEnable", "timer messages (TIMER_DELIVER_MS / TIMER_DELAY_SEC, 5.x): not built; such a message is delivered at once today"),
+    ("transactionTimeOut", TRANSACTIONS),
+    ("transactionCheckMax", TRANSACTIONS),
+    ("transactionCheckInterval", TRANSACTIONS),
+    // Network.
+    ("serverChannelMaxIdleTimeSeconds", "idle-connection close (Java: 120 s): ferromq-net has no idle timeout yet"),
 ];
+
+/// The value a [`FIXED_VALUE_KEYS`] entry must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fixed {
+    Bool(bool),
+    Int(i64),
+}
+
+impl fmt::Display for Fixed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fixed::Bool(b) => write!(f, "{b}"),
+            Fixed::Int(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+impl Fixed {
+    /// Whether `value` (trimmed) is this value; `Err` says what a value of this kind looks like.
+    fn matches(self, value: &str) -> Result<bool, String> {
+        match self {
+            Fixed::Bool(required) => parse_bool(value).map(|b| b == required),
+            Fixed::Int(required) => {
+                value.parse::<i64>().map(|i| i == required).map_err(|_| "an integer".to_owned())
+            }
+        }
+    }
+}
+
+/// Java keys accepted only with the value that matches what FerroMQ does (key, value, why):
+/// mostly a feature left off. Any other value stops the start naming the key, so a broker never
+/// starts without something its file asks for.
+pub const FIXED_VALUE_KEYS: &[(&str, Fixed, &str)] = &[
+    ("aclEnable", Fixed::Bool(false), "ACL is not supported by FerroMQ; requests would go unauthenticated"),
+    ("enableDLegerCommitLog", Fixed::Bool(false), "DLedger commit logs are not supported; FerroMQ replicates master to slave (§7)"),
+    ("enableControllerMode", Fixed::Bool(false), "controller-mode HA is not supported; FerroMQ replicates master to slave (§7)"),
+    ("enableSlaveActingMaster", Fixed::Bool(false), "a slave acting as master is not supported"),
+    ("fetchNamesrvAddrByAddressServer", Fixed::Bool(false), "address servers are not supported; set namesrvAddr or NAMESRV_ADDR"),
+    ("useTLS", Fixed::Bool(false), "TLS is not supported by FerroMQ"),
+    ("inSyncReplicas", Fixed::Int(1), "sends are acknowledged by the master alone: replication is not built (§7)"),
+    ("duplicationEnable", Fixed::Bool(false), "duplication mode (dispatch from the confirmed offset, no registration at start) is not supported"),
+    ("enabledAppendPropCRC", Fixed::Bool(false), "properties CRCs (__CRC32#) are not written"),
+    ("enablePropertyFilter", Fixed::Bool(false), "SQL92 filtering is not supported; subscriptions filter by TAG only"),
+    ("filterServerNums", Fixed::Int(0), "filter servers (removed in RocketMQ 5) are not supported"),
+    ("traceTopicEnable", Fixed::Bool(false), "the broker does not create the trace topic yet; create RMQ_SYS_TRACE_TOPIC with mqadmin updateTopic or keep autoCreateTopicEnable"),
+    ("enableLmq", Fixed::Bool(false), "light message queues (%LMQ% topics) are not supported"),
+    ("enableMultiDispatch", Fixed::Bool(false), "multi-dispatch (INNER_MULTI_DISPATCH to light message queues) is not supported"),
+    ("disableConsumeIfConsumerReadSlowly", Fixed::Bool(false), "consumption of lagging groups is never disabled"),
+    ("startAcceptSendRequestTimeStamp", Fixed::Int(0), "sends are accepted as soon as the broker serves"),
+    ("litePullMessageEnable", Fixed::Bool(true), "LITE_PULL_MESSAGE (361) is always served"),
+];
+
+const THREAD_POOL: &str = "a Java thread pool or its queue: FerroMQ serves each request on its connection's shard thread; \
+     overload is bounded by maxInFlightRequestsPerConnection, crossShardQueueDepth and maxHeldPullsPerShard (SYSTEM_BUSY)";
+const QUEUE_WAIT: &str = "Java sheds requests that waited too long in a thread-pool queue; FerroMQ has no such queue and \
+     answers SYSTEM_BUSY at once beyond its in-flight bounds";
+const NETTY_SERVER: &str = "Netty server tuning: FerroMQ's network layer (io_uring / epoll, one listener per shard) has no \
+     counterpart; its bounds are maxConnections, maxFrameBytes, maxInFlightRequestsPerConnection and writeQueueFrames";
+const SOCKET_BUFFERS: &str = "socket buffer sizes: FerroMQ keeps the kernel's autotuned sizes, as Java 5.x does with its default (0)";
+const NETTY_CLIENT: &str = "tuning of Java's Netty client to the name servers: FerroMQ keeps one connection per name server";
+const TRANSIENT_POOL: &str = "Java's off-heap write buffer and its commit thread: FerroMQ writes each shard's log from its own \
+     batch (maxFlushBatchBytes)";
+const MMAP: &str = "mmap internals (pre-touching, reference-counted unmapping): FerroMQ does not mmap its log";
+const CQ_FLUSH: &str = "consume-queue sync thresholds: FerroMQ syncs consume queues every flushIntervalConsumeQueue and \
+     rebuilds them from the commit log after a crash";
+const CLEAN_PACING: &str = "pacing of Java's clean-up thread: FerroMQ's retention pass is bounded by deleteFileBatchMax";
+const COLD_READS: &str = "Java applies tighter pull limits to messages out of the page cache: FerroMQ does not tell them \
+     apart, every pull is bounded by maxTransferBytesOnMessageInMemory / maxTransferCountOnMessageInMemory";
+const SLAVE_ONLY: &str = "slave-side setting: no slave can run yet (brokerRole=SLAVE is refused at start)";
+const SQL_FILTER: &str = "SQL92 filter internals: SQL92 filtering is refused (enablePropertyFilter)";
+const STATS: &str = "Java's statistics switches: FerroMQ keeps its own counters (GET_BROKER_RUNTIME_INFO)";
+const COMMERCIAL: &str = "Java's commercial statistics";
+const LMQ: &str = "light message queues are refused (enableLmq)";
+const REPLICA_MODES: &str = "used only by enableSlaveActingMaster or enableControllerMode, both refused";
+const DLEDGER: &str = "DLedger commit log setting: enableDLegerCommitLog is refused";
+const CONTROLLER: &str = "controller-mode setting: enableControllerMode is refused";
+const ADDRESS_SERVER: &str = "address-server setting: fetchNamesrvAddrByAddressServer is refused";
+
+/// Java keys FerroMQ accepts with no effect, each with the reason the value cannot change what
+/// a client or operator observes. A key that promises a behaviour (durability, delivery,
+/// limits, security) does not belong here: it belongs in [`KEYS`], [`FIXED_VALUE_KEYS`] or,
+/// temporarily, [`AWAITING_FEATURE`].
+pub const NO_EFFECT_KEYS: &[(&str, &str)] = &[
+    ("sendMessageThreadPoolNums", THREAD_POOL),
+    ("putMessageFutureThreadPoolNums", THREAD_POOL),
+    ("pullMessageThreadPoolNums", THREAD_POOL),
+    ("litePullMessageThreadPoolNums", THREAD_POOL),
+    ("ackMessageThreadPoolNums", THREAD_POOL),
+    ("processReplyMessageThreadPoolNums", THREAD_POOL),
+    ("queryMessageThreadPoolNums", THREAD_POOL),
+    ("adminBrokerThreadPoolNums", THREAD_POOL),
+    ("clientManageThreadPoolNums", THREAD_POOL),
+    ("consumerManageThreadPoolNums", THREAD_POOL),
+    ("loadBalanceProcessorThreadPoolNums", THREAD_POOL),
+    ("heartbeatThreadPoolNums", THREAD_POOL),
+    ("endTransactionThreadPoolNums", THREAD_POOL),
+    ("recoverThreadPoolNums", THREAD_POOL),
+    ("sendThreadPoolQueueCapacity", THREAD_POOL),
+    ("putThreadPoolQueueCapacity", THREAD_POOL),
+    ("pullThreadPoolQueueCapacity", THREAD_POOL),
+    ("litePullThreadPoolQueueCapacity", THREAD_POOL),
+    ("ackThreadPoolQueueCapacity", THREAD_POOL),
+    ("replyThreadPoolQueueCapacity", THREAD_POOL),
+    ("queryThreadPoolQueueCapacity", THREAD_POOL),
+    ("clientManagerThreadPoolQueueCapacity", THREAD_POOL),
+    ("consumerManagerThreadPoolQueueCapacity", THREAD_POOL),
+    ("heartbeatThreadPoolQueueCapacity", THREAD_POOL),
+    ("endTransactionPoolQueueCapacity", THREAD_POOL),
+    ("adminBrokerThreadPoolQueueCapacity", THREAD_POOL),
+    ("loadBalanceThreadPoolQueueCapacity", THREAD_POOL),
+    ("brokerFastFailureEnable", QUEUE_WAIT),
+    ("waitTimeMillsInSendQueue", QUEUE_WAIT),
+    ("waitTimeMillsInPullQueue", QUEUE_WAIT),
+    ("waitTimeMillsInLitePullQueue", QUEUE_WAIT),
+    ("waitTimeMillsInHeartbeatQueue", QUEUE_WAIT),
+    ("waitTimeMillsInTransactionQueue", QUEUE_WAIT),
+    ("waitTimeMillsInAckQueue", QUEUE_WAIT),
+    ("osPageCacheBusyTimeOutMills", "Java answers SYSTEM_BUSY when an append holds the commit-log lock this long; a FerroMQ \
+         shard appends to its own log without a lock, and its backpressure is maxPendingFlushBytes"),
+    ("useReentrantLockWhenPutMessage", "the kind of lock around Java's commit-log append; a FerroMQ shard appends without one"),
+    // Netty server and client tuning.
+    ("serverWorkerThreads", NETTY_SERVER),
+    ("serverCallbackExecutorThreads", NETTY_SERVER),
+    ("serverSelectorThreads", NETTY_SERVER),
+    ("serverOnewaySemaphoreValue", NETTY_SERVER),
+    ("serverAsyncSemaphoreValue", NETTY_SERVER),
+    ("serverSocketBacklog", NETTY_SERVER),
+    ("serverPooledByteBufAllocatorEnable", NETTY_SERVER),
+    ("useEpollNativeSelector", NETTY_SERVER),
+    ("writeBufferHighWaterMark", NETTY_SERVER),
+    ("writeBufferLowWaterMark", NETTY_SERVER),
+    ("serverSocketSndBufSize", SOCKET_BUFFERS),
+    ("serverSocketRcvBufSize", SOCKET_BUFFERS),
+    ("enableShutdownGracefully", "Netty event-loop shutdown: FerroMQ's shutdown sequence is fixed (BrokerHandle::shutdown)"),
+    ("shutdownWaitTimeSeconds", "Netty event-loop shutdown: FerroMQ's shutdown sequence is fixed (BrokerHandle::shutdown)"),
+    ("clientWorkerThreads", NETTY_CLIENT),
+    ("clientCallbackExecutorThreads", NETTY_CLIENT),
+    ("clientOnewaySemaphoreValue", NETTY_CLIENT),
+    ("clientAsyncSemaphoreValue", NETTY_CLIENT),
+    ("connectTimeoutMillis", "connect timeout of Java's client to the name servers: FerroMQ bounds a connect by its registration timeout"),
+    ("channelNotActiveInterval", NETTY_CLIENT),
+    ("clientChannelMaxIdleTimeSeconds", NETTY_CLIENT),
+    ("clientSocketSndBufSize", SOCKET_BUFFERS),
+    ("clientSocketRcvBufSize", SOCKET_BUFFERS),
+    ("clientPooledByteBufAllocatorEnable", NETTY_CLIENT),
+    ("clientCloseSocketIfTimeout", NETTY_CLIENT),
+    // Java store internals with no counterpart.
+    ("transientStorePoolEnable", TRANSIENT_POOL),
+    ("transientStorePoolSize", TRANSIENT_POOL),
+    ("fastFailIfNoBufferInStorePool", TRANSIENT_POOL),
+    ("commitIntervalCommitLog", TRANSIENT_POOL),
+    ("commitCommitLogLeastPages", TRANSIENT_POOL),
+    ("commitCommitLogThoroughInterval", TRANSIENT_POOL),
+    ("warmMapedFileEnable", MMAP),
+    ("flushLeastPagesWhenWarmMapedFile", MMAP),
+    ("destroyMapedFileIntervalForcibly", MMAP),
+    ("redeleteHangedFileInterval", MMAP),
+    ("flushConsumeQueueLeastPages", CQ_FLUSH),
+    ("flushConsumeQueueThoroughInterval", CQ_FLUSH),
+    ("flushCommitLogThoroughInterval", "Java's forced ASYNC_FLUSH sync at least every interval: FerroMQ already syncs every \
+         flushIntervalCommitLog while anything is dirty"),
+    ("flushCommitLogTimed", "whether Java's flush thread sleeps or waits to be woken: a mechanism, not a policy"),
+    ("flushDelayOffsetInterval", "persist period of Java's delayed-delivery progress: delayed delivery is not built (see messageDelayLevel)"),
+    ("cleanResourceInterval", CLEAN_PACING),
+    ("deleteCommitLogFilesInterval", CLEAN_PACING),
+    ("deleteConsumeQueueFilesInterval", CLEAN_PACING),
+    ("debugLockEnable", "Java lock diagnostics"),
+    ("diskFallRecorded", "Java latency diagnostics"),
+    ("putMsgIndexHightWater", "backlog threshold of Java's index builder: FerroMQ indexes as it dispatches"),
+    ("maxTransferBytesOnMessageInDisk", COLD_READS),
+    ("maxTransferCountOnMessageInDisk", COLD_READS),
+    ("accessMessageInMemoryMaxRatio", COLD_READS),
+    ("transferMsgByHeap", "copy or zero-copy pull bodies: FerroMQ chooses per read (sendfile for large bodies)"),
+    ("offsetCheckInSlave", SLAVE_ONLY),
+    ("haSlaveFallbehindMax", SLAVE_ONLY),
+    ("mappedFileSizeConsumeQueueExt", SQL_FILTER),
+    ("enableConsumeQueueExt", SQL_FILTER),
+    ("bitMapLengthConsumeQueueExt", SQL_FILTER),
+    ("autoMessageVersionOnTopicLen", "FerroMQ writes V2 records exactly for topics over 127 bytes (Java's default, true); \
+         only FerroMQ reads its per-shard logs"),
+    // Settings without a counterpart, and modes refused above.
+    ("rocketmqHome", "Java's installation directory: FerroMQ needs none"),
+    ("brokerConfigPath", "where Java persists UPDATE_BROKER_CONFIG changes: FerroMQ does not change its configuration at run time"),
+    ("msgTraceTopicName", "name of the trace topic, used only with traceTopicEnable (refused)"),
+    ("storeReplyMessageEnable", "SEND_REPLY_MESSAGE (324) is answered REQUEST_CODE_NOT_SUPPORTED, so replies fail visibly either way"),
+    ("useServerSideResetOffset", "offset-reset requests from mqadmin are answered REQUEST_CODE_NOT_SUPPORTED either way"),
+    ("validateSystemTopicWhenUpdateTopic", "FerroMQ always refuses updateTopic on system topics (Java's default, true), visibly"),
+    ("filterSupportRetry", SQL_FILTER),
+    ("enableCalcFilterBitMap", SQL_FILTER),
+    ("expectConsumerNumUseFilter", SQL_FILTER),
+    ("maxErrorRateOfBloomFilter", SQL_FILTER),
+    ("filterDataCleanTimeSpan", SQL_FILTER),
+    ("highSpeedMode", "read by nothing in Java either"),
+    ("commercialEnable", COMMERCIAL),
+    ("commercialTimerCount", COMMERCIAL),
+    ("commercialTransCount", COMMERCIAL),
+    ("commercialBigCount", COMMERCIAL),
+    ("commercialBaseCount", COMMERCIAL),
+    ("isolateLogEnable", "per-broker log files of Java's broker container"),
+    ("consumerFallbehindThreshold", "lag threshold of disableConsumeIfConsumerReadSlowly (fixed at false)"),
+    ("enableDetailStat", STATS),
+    ("autoDeleteUnusedStats", STATS),
+    ("enableScheduleMessageStats", STATS),
+    ("enableScheduleAsyncDeliver", "internals of Java's delayed-delivery service: delayed delivery is not built (see messageDelayLevel)"),
+    ("maxLmqConsumeQueueNum", LMQ),
+    ("totalReplicas", REPLICA_MODES),
+    ("minInSyncReplicas", REPLICA_MODES),
+    ("allAckInSyncStateSet", REPLICA_MODES),
+    ("dLegerGroup", DLEDGER),
+    ("dLegerPeers", DLEDGER),
+    ("dLegerSelfId", DLEDGER),
+    ("preferredLeaderId", DLEDGER),
+    ("controllerAddr", CONTROLLER),
+    ("fetchControllerAddrByDnsLookup", CONTROLLER),
+    ("syncBrokerMetadataPeriod", CONTROLLER),
+    ("checkSyncStateSetPeriod", CONTROLLER),
+    ("syncControllerMetadataPeriod", CONTROLLER),
+    ("rmqAddressServerDomain", ADDRESS_SERVER),
+    ("rmqAddressServerSubGroup", ADDRESS_SERVER),
+];
+
+/// Why `key` is accepted but not applied yet, when it is awaiting wiring or a feature.
+fn not_applied_yet(key: &str) -> Option<&'static str> {
+    AWAITING_WIRING.iter().chain(AWAITING_FEATURE).find(|(k, _)| *k == key).map(|(_, why)| *why)
+}
 
 // ------------------------------------------------------------------------------------------
 // Value parsers (Err = what was expected)
@@ -1802,6 +2101,7 @@ fn parse_delay_levels(value: &str) -> Result<Vec<u64>, String> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     fn repo_path(rel: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
@@ -1989,7 +2289,7 @@ mod tests {
     #[test]
     fn unknown_keys_are_returned_and_ignored_keys_are_not() {
         let text = "brokerName=b\nsomeFutureKey=1\nbrokerNmae=typo\nsendMessageThreadPoolNums=16\n\
-                    useReentrantLockWhenPutMessage=true\ntraceTopicEnable=true\naclEnable=false\n\
+                    useReentrantLockWhenPutMessage=true\ntraceTopicEnable=false\naclEnable=false\n\
                     serverWorkerThreads=8\n";
         let (c, unknown) = BrokerConfig::from_properties_str(text).unwrap();
         assert_eq!(unknown, vec!["brokerNmae".to_owned(), "someFutureKey".to_owned()]);
@@ -2266,6 +2566,529 @@ mod tests {
         let err = BrokerConfig::load(dir.join("missing.properties")).unwrap_err();
         assert!(matches!(err, ConfigError::Read { .. }), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    // --------------------------------------------------------------------------------------
+    // A key the broker accepts must do something: every KEYS entry is read by broker code, or
+    // listed with its reason. The scan works on the sources with comments, string literals and
+    // #[cfg(test)] items blanked out, so a key named in a doc, a log message or a test does not
+    // count as read.
+    // --------------------------------------------------------------------------------------
+
+    /// Functions of config.rs whose result the broker acts on. A field read inside one counts
+    /// as read once broker code calls it, directly or through another one of them. `validate`,
+    /// `to_properties_text`, `to_toml_text`, `Default`, `test_min` and the KEYS closures only
+    /// check, echo or produce values, so reads there never count.
+    const EFFECT_ACCESSORS: &[&str] = &[
+        "uses_embedded_namesrv",
+        "advertised_ip",
+        "advertised_ha_ip",
+        "ha_listen_port",
+        "ha_server_addr",
+        "register_timeout",
+        "unique_key_query_max_num",
+        "commit_log_dir",
+        "effective_shards",
+        "shard_dir",
+        "cq_entries_per_file",
+        "delay_levels_ms",
+        "store_config",
+        "wire_limits",
+        "server_limits",
+    ];
+
+    /// The accessor that hands `[store]`, `[retention]` and `[flush]` to the store: a key
+    /// assigned there (`cfg.<store_field> = …;`) counts only if the store reads that field.
+    const STORE_MAPPING: &str = "store_config";
+
+    /// The code the scan looks at, each with comments, literals and test items blanked.
+    struct Sources {
+        /// core/src/config.rs.
+        config: String,
+        /// Every other file of core/src: the broker.
+        broker: String,
+        /// store/src without its config.rs (StoreConfig's definition, defaults and checks) and
+        /// test_support.rs.
+        store: String,
+    }
+
+    impl Sources {
+        fn of_this_workspace() -> Sources {
+            let core_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+            let config = code_only(&std::fs::read_to_string(core_src.join("config.rs")).unwrap());
+            let broker = read_code(&core_src, &["config.rs"]);
+            let store = read_code(&repo_path("store/src"), &["config.rs", "test_support.rs"]);
+            assert!(broker.contains("fn start") && store.contains("fn open"), "the scan found no sources");
+            Sources { config, broker, store }
+        }
+    }
+
+    /// The code of every `.rs` file under `dir`, except the files of `dir` named in `skip`.
+    fn read_code(dir: &Path, skip: &[&str]) -> String {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(dir, &mut files);
+        files.sort();
+        let skipped: Vec<PathBuf> = skip.iter().map(|name| dir.join(name)).collect();
+        files
+            .iter()
+            .filter(|path| !skipped.contains(path))
+            .map(|path| code_only(&std::fs::read_to_string(path).unwrap()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn is_ident_char(c: char) -> bool {
+        c.is_alphanumeric() || c == '_'
+    }
+
+    /// `src` with comments removed, string and char literals emptied and `#[cfg(test)]` items
+    /// removed.
+    fn code_only(src: &str) -> String {
+        remove_cfg_test_items(&blank_comments_and_literals(src))
+    }
+
+    fn blank_comments_and_literals(src: &str) -> String {
+        let chars: Vec<char> = src.chars().collect();
+        let at = |i: usize| chars.get(i).copied();
+        let mut out = String::with_capacity(src.len());
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            let prev_is_ident = i > 0 && is_ident_char(chars[i - 1]);
+            if c == '/' && at(i + 1) == Some('/') {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            } else if c == '/' && at(i + 1) == Some('*') {
+                let mut depth = 0;
+                while i < chars.len() {
+                    if chars[i] == '/' && at(i + 1) == Some('*') {
+                        depth += 1;
+                        i += 2;
+                    } else if chars[i] == '*' && at(i + 1) == Some('/') {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                out.push(' ');
+            } else if c == 'r' && (!prev_is_ident || (chars[i - 1] == 'b' && (i < 2 || !is_ident_char(chars[i - 2]))))
+                && (at(i + 1) == Some('"') || (at(i + 1) == Some('#') && chars[i + 1..].iter().find(|&&c| c != '#') == Some(&'"')))
+            {
+                // A raw string r"…" / r#"…"#: it ends at a quote followed by as many hashes.
+                let hashes = chars[i + 1..].iter().take_while(|&&c| c == '#').count();
+                let mut k = i + 1 + hashes + 1;
+                while k < chars.len() && !(chars[k] == '"' && (1..=hashes).all(|h| at(k + h) == Some('#'))) {
+                    k += 1;
+                }
+                out.push_str("\"\"");
+                i = k + 1 + hashes;
+            } else if c == '"' {
+                let mut k = i + 1;
+                while k < chars.len() && chars[k] != '"' {
+                    k += if chars[k] == '\\' { 2 } else { 1 };
+                }
+                out.push_str("\"\"");
+                i = k + 1;
+            } else if c == '\'' && at(i + 1) == Some('\\') {
+                // An escaped char literal ('\n', '\'', '\u{..}'): skip the escaped char, then
+                // find the closing quote.
+                let mut k = i + 3;
+                while k < chars.len() && chars[k] != '\'' {
+                    k += 1;
+                }
+                out.push_str("' '");
+                i = k + 1;
+            } else if c == '\'' && at(i + 2) == Some('\'') {
+                out.push_str("' '");
+                i += 3;
+            } else {
+                // Anything else, lifetimes and labels ('a, 'outer) included.
+                out.push(c);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    fn remove_cfg_test_items(code: &str) -> String {
+        const ATTR: &str = "#[cfg(test)]";
+        let mut out = String::with_capacity(code.len());
+        let mut rest = code;
+        while let Some(at) = rest.find(ATTR) {
+            out.push_str(&rest[..at]);
+            rest = after_item(&rest[at + ATTR.len()..]);
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// What follows the item `code` starts with (its further attributes included): the text
+    /// after its closing `;` or `{…}` block.
+    fn after_item(code: &str) -> &str {
+        let mut depth = 0usize;
+        for (i, c) in code.char_indices() {
+            match c {
+                '(' | '[' => depth += 1,
+                ')' | ']' => depth = depth.saturating_sub(1),
+                ';' if depth == 0 => return &code[i + 1..],
+                '{' if depth == 0 => return &code[i + block_len(&code[i..])..],
+                _ => {}
+            }
+        }
+        ""
+    }
+
+    /// Length of the `{…}` block `code` starts with.
+    fn block_len(code: &str) -> usize {
+        let mut depth = 0usize;
+        for (i, c) in code.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return i + 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        code.len()
+    }
+
+    /// The body of `fn name` in `code`.
+    fn fn_body<'a>(code: &'a str, name: &str) -> Option<&'a str> {
+        let needle = format!("fn {name}");
+        code.match_indices(&needle).find_map(|(at, _)| {
+            let before_ok = !code[..at].chars().next_back().is_some_and(is_ident_char);
+            let after = code[at + needle.len()..].chars().next();
+            if !before_ok || !after.is_some_and(|c| c == '(' || c == '<') {
+                return None;
+            }
+            let open = at + code[at..].find('{')?;
+            Some(&code[open..open + block_len(&code[open..])])
+        })
+    }
+
+    /// Whether `code` reads the field path `field` (`broker.listen_port`) of some value:
+    /// `<expr>.broker.listen_port` not followed by more of an identifier, a call or an
+    /// assignment.
+    fn reads_field(code: &str, field: &str) -> bool {
+        let needle = format!(".{field}");
+        code.match_indices(&needle).any(|(at, _)| {
+            let rest = &code[at + needle.len()..];
+            if rest.chars().next().is_some_and(is_ident_char) {
+                return false;
+            }
+            let rest = rest.trim_start();
+            let is_call = rest.starts_with('(');
+            !is_call && !starts_assignment(rest)
+        })
+    }
+
+    /// Whether `rest` (the text after a place expression) assigns to it: `= …`, not `== …`.
+    fn starts_assignment(rest: &str) -> bool {
+        rest.starts_with('=') && !rest.starts_with("==")
+    }
+
+    /// Whether `code` calls a method `name`.
+    fn calls_method(code: &str, name: &str) -> bool {
+        let needle = format!(".{name}");
+        code.match_indices(&needle).any(|(at, _)| {
+            let rest = &code[at + needle.len()..];
+            let rest = rest.strip_prefix("::").map_or(rest, |generic| generic.trim_start_matches(|c| c != '('));
+            rest.trim_start().starts_with('(')
+        })
+    }
+
+    /// `store_config`'s body without the statements `cfg.<name> = …;` that assign a StoreConfig
+    /// field the store never reads (those are returned too): a key set only there reaches
+    /// nothing. Also returns how many assignments the body has, so that a rewrite of the
+    /// mapping into another shape cannot silently disable this filter.
+    fn store_mapping_in_effect(body: &str, store: &str) -> (String, Vec<String>, usize) {
+        let mut kept = String::new();
+        let mut unread = Vec::new();
+        let mut assignments = 0;
+        for statement in body.split(';') {
+            let trimmed = statement.trim_start_matches(|c: char| c == '{' || c.is_whitespace());
+            if let Some(rest) = trimmed.strip_prefix("cfg.") {
+                let name: String = rest.chars().take_while(|&c| is_ident_char(c)).collect();
+                if starts_assignment(rest[name.len()..].trim_start()) {
+                    assignments += 1;
+                    if !reads_field(store, &name) {
+                        unread.push(name);
+                        continue;
+                    }
+                }
+            }
+            kept.push_str(statement);
+            kept.push(';');
+        }
+        (kept, unread, assignments)
+    }
+
+    /// What the scan found: the fields of `fields` that broker code reads, and the StoreConfig
+    /// fields `store_config` sets that the store never reads.
+    struct Usage {
+        read: BTreeSet<String>,
+        store_fields_unread: Vec<String>,
+        store_assignments: usize,
+    }
+
+    fn scan_usage(sources: &Sources, fields: &[&str]) -> Usage {
+        scan_usage_with(sources, fields, EFFECT_ACCESSORS)
+    }
+
+    fn scan_usage_with(sources: &Sources, fields: &[&str], accessors: &[&'static str]) -> Usage {
+        let mut bodies = std::collections::BTreeMap::new();
+        let mut store_fields_unread = Vec::new();
+        let mut store_assignments = 0;
+        for &name in accessors {
+            let body = fn_body(&sources.config, name).unwrap_or_else(|| panic!("EFFECT_ACCESSORS names {name}, not a fn of config.rs"));
+            let body = if name == STORE_MAPPING {
+                let (kept, unread, assignments) = store_mapping_in_effect(body, &sources.store);
+                store_fields_unread = unread;
+                store_assignments = assignments;
+                kept
+            } else {
+                body.to_owned()
+            };
+            bodies.insert(name, body);
+        }
+        // Accessors the broker calls, then those they call, until nothing changes.
+        let mut live: BTreeSet<&str> = accessors.iter().copied().filter(|n| calls_method(&sources.broker, n)).collect();
+        loop {
+            let called: Vec<&str> = accessors
+                .iter()
+                .copied()
+                .filter(|callee| !live.contains(callee) && live.iter().any(|caller| calls_method(&bodies[caller], callee)))
+                .collect();
+            if called.is_empty() {
+                break;
+            }
+            live.extend(called);
+        }
+        let read = fields
+            .iter()
+            .filter(|field| reads_field(&sources.broker, field) || live.iter().any(|n| reads_field(&bodies[n], field)))
+            .map(|field| (*field).to_owned())
+            .collect();
+        Usage { read, store_fields_unread, store_assignments }
+    }
+
+    /// Which list explains a key that broker code does not read.
+    fn listed_as_unread(java: &str) -> Option<&'static str> {
+        let lists: [(&'static str, &[(&str, &str)]); 3] =
+            [("KEYS_WITHOUT_EFFECT", KEYS_WITHOUT_EFFECT), ("AWAITING_WIRING", AWAITING_WIRING), ("AWAITING_FEATURE", AWAITING_FEATURE)];
+        lists.iter().find(|(_, list)| list.iter().any(|(k, _)| *k == java)).map(|(name, _)| *name)
+    }
+
+    #[test]
+    fn every_key_is_read_or_listed() {
+        let sources = Sources::of_this_workspace();
+        let fields: Vec<&str> = KEYS.iter().map(|k| k.field).collect();
+        let usage = scan_usage(&sources, &fields);
+        assert!(usage.store_assignments >= 20, "store_config no longer assigns `cfg.<field> = …;`: update store_mapping_in_effect");
+        let mut problems = Vec::new();
+        for key in KEYS {
+            match (usage.read.contains(key.field), listed_as_unread(key.java)) {
+                (false, None) => problems.push(format!(
+                    "{} ({}) is accepted but never read by broker code: read it where it takes effect (directly, or \
+                     through an accessor listed in EFFECT_ACCESSORS), or list it with its reason",
+                    key.java, key.field
+                )),
+                (true, Some(list)) => problems.push(format!(
+                    "{} ({}) is read by broker code now: delete its entry from {list} (and its \"Not applied yet\" \
+                     note in tuning/default.toml)",
+                    key.java, key.field
+                )),
+                _ => {}
+            }
+        }
+        assert!(problems.is_empty(), "\n{}\n", problems.join("\n"));
+        // Known today: syncFlushTimeout reaches StoreConfig but the broker applies it itself.
+        assert_eq!(usage.store_fields_unread, ["sync_flush_timeout_ms"], "StoreConfig fields set by store_config that the store never reads");
+    }
+
+    #[test]
+    fn usage_scan_counts_only_effective_reads() {
+        let config = code_only(
+            r#"
+            impl BrokerConfig {
+                pub fn register_timeout(&self) -> Duration { Duration::from_millis(self.namesrv.register_timeout_ms) }
+                pub fn server_limits(&self) -> ServerLimits { ServerLimits { max_connections: self.limits.max_connections } }
+                pub fn store_config(&self, shard: ShardId) -> StoreConfig {
+                    let mut cfg = StoreConfig::new(self.shard_dir(shard));
+                    cfg.flush_interval_ms = self.flush.interval_ms;
+                    cfg.sync_flush_timeout_ms = self.flush.sync_flush_timeout_ms;
+                    cfg
+                }
+                pub fn shard_dir(&self, shard: ShardId) -> PathBuf { self.store.root_dir.join("x") }
+                pub fn validate(&self) -> bool { self.broker.region_id.is_empty() }
+            }
+            "#,
+        );
+        let broker = code_only(
+            r##"
+            // config.broker.trace_on in a comment
+            /* config.consumer.long_polling_enable in a block comment */
+            const NOTE: &str = "config.topics.auto_create_topic_enable";
+            const RAW: &str = r#"config.io.backend"#;
+            fn start<'a>(config: &'a mut BrokerConfig) {
+                let quote = '"';
+                config.io.shards = 3;
+                config.validate();
+                let store = config.store_config(ShardId(0));
+                let port = config.broker.listen_port;
+            }
+            #[cfg(test)]
+            mod tests {
+                fn t(c: &BrokerConfig) { let _ = (c.consumer.slave_read_enable, c.register_timeout(), c.server_limits()); }
+            }
+            "##,
+        );
+        let store = code_only("fn flush(config: &StoreConfig) -> u64 { config.flush_interval_ms }");
+        let sources = Sources { config, broker, store };
+        let fields = [
+            "broker.listen_port",
+            "flush.interval_ms",
+            "store.root_dir",
+            "flush.sync_flush_timeout_ms",
+            "broker.region_id",
+            "broker.trace_on",
+            "consumer.long_polling_enable",
+            "topics.auto_create_topic_enable",
+            "io.backend",
+            "io.shards",
+            "consumer.slave_read_enable",
+            "namesrv.register_timeout_ms",
+            "limits.max_connections",
+        ];
+        let usage = scan_usage_with(&sources, &fields, &["register_timeout", "server_limits", "store_config", "shard_dir"]);
+        // Read: directly, through a called accessor, through an accessor's accessor.
+        assert_eq!(usage.read, BTreeSet::from(["broker.listen_port", "flush.interval_ms", "store.root_dir"].map(String::from)));
+        // Not read: set into a StoreConfig field the store ignores, read only by validate(), in a
+        // comment or literal, assigned, read or called only in a test.
+        assert_eq!(usage.store_fields_unread, ["sync_flush_timeout_ms"]);
+        assert_eq!(usage.store_assignments, 2);
+    }
+
+    #[test]
+    fn key_fields_name_the_fields_they_set() {
+        let source = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config.rs")).unwrap();
+        for key in KEYS {
+            // The TOML schema is named after the fields, so the path is also `section.name`.
+            assert_eq!(key.field, format!("{}.{}", key.section, key.name), "{}", key.java);
+            // A hand-written entry's field is typed by hand: its setter must assign that field.
+            if let Some(at) = source.find(&format!("java: \"{}\",", key.java)) {
+                let entry = &source[at..];
+                let end = entry[1..].find("java: \"").map_or(entry.len(), |e| e + 1).min(entry.find("_key!(").unwrap_or(entry.len()));
+                assert!(entry[..end].contains(&format!("c.{} =", key.field)), "{}: its setter does not assign c.{}", key.java, key.field);
+            }
+        }
+    }
+
+    #[test]
+    fn every_accepted_java_key_is_in_one_place_with_a_reason() {
+        let schema: BTreeSet<&str> = KEYS.iter().map(|k| k.java).collect();
+        assert_eq!(schema.len(), KEYS.len(), "a Java key appears twice in KEYS");
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        let mut place = |key: &'static str, list: &str, reason: &str| {
+            assert!(seen.insert(key), "{key} is listed twice (last in {list})");
+            assert!(reason.trim().len() >= 10, "{key} in {list} needs a reason");
+        };
+        for (key, reason) in KEYS_WITHOUT_EFFECT.iter().chain(AWAITING_WIRING) {
+            assert!(schema.contains(key), "{key}: KEYS_WITHOUT_EFFECT and AWAITING_WIRING list KEYS entries only");
+            place(key, "KEYS_WITHOUT_EFFECT / AWAITING_WIRING", reason);
+        }
+        for (key, reason) in AWAITING_FEATURE {
+            place(key, "AWAITING_FEATURE", reason);
+        }
+        for (key, _, reason) in FIXED_VALUE_KEYS {
+            assert!(!schema.contains(key), "{key} is in KEYS and FIXED_VALUE_KEYS");
+            place(key, "FIXED_VALUE_KEYS", reason);
+        }
+        for (key, reason) in NO_EFFECT_KEYS {
+            assert!(!schema.contains(key), "{key} is in KEYS and NO_EFFECT_KEYS");
+            place(key, "NO_EFFECT_KEYS", reason);
+        }
+        // Every listed key is accepted: a bare AWAITING_FEATURE key too, with a warning.
+        let mut c = BrokerConfig::default();
+        for key in seen {
+            let value = match FIXED_VALUE_KEYS.iter().find(|(k, _, _)| *k == key) {
+                Some((_, fixed, _)) => fixed.to_string(),
+                None => KEYS.iter().find(|k| k.java == key).map_or_else(|| "1".to_owned(), |k| (k.get)(&c)),
+            };
+            c.apply_override(key, &value).unwrap_or_else(|e| panic!("{key}={value}: {e}"));
+        }
+    }
+
+    #[test]
+    fn fixed_value_keys_refuse_other_values_naming_the_key() {
+        for (key, fixed, why) in FIXED_VALUE_KEYS {
+            let other = match fixed {
+                Fixed::Bool(b) => (!b).to_string(),
+                Fixed::Int(i) => (i + 1).to_string(),
+            };
+            let message = props_err(&format!("{key}={other}\n"));
+            assert!(message.contains(key) && message.contains(why), "{key}={other}: {message}");
+            let message = props_err(&format!("{key}=x\n"));
+            assert!(message.contains(key) && message.contains("expected"), "{key}=x: {message}");
+            props(&format!("{key}= {fixed} \n"));
+        }
+        let message = props_err("inSyncReplicas=2\n");
+        assert!(message.contains("replication is not built"), "{message}");
+    }
+
+    /// The comment block above each key of `tuning/default.toml`, by (section, name).
+    fn default_toml_comments() -> std::collections::BTreeMap<(String, String), String> {
+        let text = std::fs::read_to_string(repo_path("tuning/default.toml")).unwrap();
+        let mut comments = std::collections::BTreeMap::new();
+        let (mut section, mut block) = (String::new(), String::new());
+        for line in text.lines() {
+            let line = line.trim();
+            if let Some(rest) = line.strip_prefix('[') {
+                section = rest.trim_end_matches(']').to_owned();
+                block.clear();
+            } else if let Some(comment) = line.strip_prefix('#') {
+                block.push_str(comment);
+                block.push('\n');
+            } else if let Some((name, _)) = line.split_once('=') {
+                comments.insert((section.clone(), name.trim().to_owned()), std::mem::take(&mut block));
+            } else {
+                block.clear();
+            }
+        }
+        comments
+    }
+
+    #[test]
+    fn default_toml_says_which_keys_are_not_applied_yet() {
+        let comments = default_toml_comments();
+        for key in KEYS {
+            let comment = &comments[&(key.section.to_owned(), key.name.to_owned())];
+            assert!(comment.contains(&format!("[{}", key.java)), "default.toml: the comment of {}.{} should name [{}]", key.section, key.name, key.java);
+            let noted = comment.contains("Not applied yet");
+            match not_applied_yet(key.java) {
+                Some(_) => assert!(noted, "default.toml: {}.{} ({}) is not applied yet; its comment must say \"Not applied yet\"", key.section, key.name, key.java),
+                None => assert!(!noted, "default.toml: {}.{} ({}) is applied now; drop its \"Not applied yet\" note", key.section, key.name, key.java),
+            }
+        }
     }
 
     #[test]
