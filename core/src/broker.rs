@@ -170,16 +170,15 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
         cluster_name: config.broker.cluster_name.clone(),
         broker_id: config.broker.id,
     };
-    let limits = config.limits.clone();
     let config = Arc::new(config);
 
     // The control plane: its state is loaded here, its thread starts once the shards serve.
-    let (commands_tx, commands_rx) = async_channel::bounded(limits.control_queue_depth.max(1));
+    let (commands_tx, commands_rx) = async_channel::bounded(config.limits.control_queue_depth.max(1));
     let control = Arc::new(ControlHandle::new(config.clone(), identity, commands_tx));
     let mut event_senders = Vec::new();
     let mut event_receivers = Vec::new();
     for _ in 0..shard_count {
-        let (tx, rx) = async_channel::bounded::<ShardEvent>(limits.shard_event_queue_depth.max(1));
+        let (tx, rx) = async_channel::bounded::<ShardEvent>(config.limits.shard_event_queue_depth.max(1));
         event_senders.push(tx);
         event_receivers.push(rx);
     }
@@ -189,7 +188,7 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
     let mut mailboxes = Vec::new();
     let mut inboxes = Vec::new();
     for _ in 0..shard_count {
-        let (tx, rx) = async_channel::bounded::<ShardJob<ShardCtx>>(limits.cross_shard_queue_depth.max(1));
+        let (tx, rx) = async_channel::bounded::<ShardJob<ShardCtx>>(config.limits.cross_shard_queue_depth.max(1));
         mailboxes.push(tx);
         inboxes.push(rx);
     }

@@ -284,15 +284,15 @@ pub struct BrokerSection {
     pub ip1: Option<IpAddr>,
     /// `brokerIP2` / `ip2`. Address advertised for HA (`haServerAddr`,
     /// [`BrokerConfig::ha_server_addr`]). Default (`None`, empty in files): the advertised
-    /// `brokerIP1`. Not applied yet ([`AWAITING_WIRING`]).
+    /// `brokerIP1`.
     pub ip2: Option<IpAddr>,
     /// `regionId` / `region_id`. Sent as `MSG_REGION` in send responses and stored as the
     /// `MSG_REGION` property of each message, for clients' message traces. Default
-    /// `DefaultRegion`; informational. Not applied yet ([`AWAITING_WIRING`]).
+    /// `DefaultRegion`; informational.
     pub region_id: String,
     /// `traceOn` / `trace_on`. Sent as `TRACE_ON` in send responses and stored as the
     /// `TRACE_ON` property of each message; clients skip message tracing when false. Default
-    /// true. Not applied yet ([`AWAITING_WIRING`]).
+    /// true.
     pub trace_on: bool,
 }
 
@@ -311,16 +311,16 @@ pub struct NamesrvSection {
     pub register_period_ms: u64,
     /// `registerBrokerTimeoutMills` / `register_timeout_ms`. Milliseconds one registration call
     /// waits for a name server's answer ([`BrokerConfig::register_timeout`]). Default 24 000
-    /// (4.x used 6000); bounds 100..=300 000. Not applied yet ([`AWAITING_WIRING`]).
+    /// (4.x used 6000); bounds 100..=300 000.
     pub register_timeout_ms: u64,
     /// `forceRegister` / `force_register`. Register the full topic table each period even if
     /// unchanged. False: ask each name server QUERY_DATA_VERSION first (which also refreshes
     /// the broker's liveness there) and register only where its copy is stale. Default true.
-    /// Not applied yet ([`AWAITING_WIRING`]).
+    /// Rounds after a topic change always register in full.
     pub force_register: bool,
     /// `compressedRegister` / `compressed_register`. zlib-compress REGISTER_BROKER bodies.
     /// Default false. Turn on beyond ~100 000 topics, where an uncompressed body exceeds the
-    /// name server's 16 MiB frame. Not applied yet ([`AWAITING_WIRING`]).
+    /// name server's 16 MiB frame.
     pub compressed_register: bool,
     /// `embeddedNamesrvPort` / `embedded_port` (FerroMQ). Port of the embedded name server on
     /// 127.0.0.1, used only when no name server is configured. Default 9876 (what clients try
@@ -386,8 +386,7 @@ pub struct ConsumerSection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransactionSection {
     /// `rejectTransactionMessage` / `reject_transaction_message`. Refuse half messages
-    /// (`TRAN_MSG=true`) with NO_PERMISSION. Default false. Not applied yet
-    /// ([`AWAITING_WIRING`]).
+    /// (`TRAN_MSG=true`) with NO_PERMISSION. Default false.
     pub reject_transaction_message: bool,
     /// `transactionTimeOut` / `timeout_ms`. Milliseconds after which an unresolved half
     /// message is first checked back with its producer. Default 6000; bounds 1..=86 400 000.
@@ -442,7 +441,7 @@ pub struct StoreSection {
     /// `defaultQueryMaxNum` / `default_query_max_num`. Most messages a lookup by message id
     /// returns: QUERY_MESSAGE with `_UNIQUE_KEY_QUERY=true` uses it in place of the client's
     /// `maxNum` ([`BrokerConfig::unique_key_query_max_num`]); the index's own cap (64) still
-    /// applies. Default 32; bounds 1..=100 000. Not applied yet ([`AWAITING_WIRING`]).
+    /// applies. Default 32; bounds 1..=100 000.
     pub default_query_max_num: u32,
     /// `maxTransferBytesOnMessageInMemory` / `max_transfer_bytes`. Most body bytes one pull
     /// returns (a first message larger than this is still returned alone). Default 262 144;
@@ -1736,14 +1735,6 @@ pub const KEYS_WITHOUT_EFFECT: &[(&str, &str)] = &[(
 /// read by broker code, and `tuning/default.toml` must drop the key's "Not applied yet" note
 /// at the same time.
 pub const AWAITING_WIRING: &[(&str, &str)] = &[
-    ("brokerIP2", "REGISTER_BROKER's haServerAddr (broker.rs register_request): BrokerConfig::ha_server_addr()"),
-    ("regionId", "MSG_REGION ext field of every send response and MSG_REGION property of every stored single message (handlers/send.rs)"),
-    ("traceOn", "TRACE_ON ext field of every send response and TRACE_ON property of every stored single message (handlers/send.rs)"),
-    ("registerBrokerTimeoutMills", "timeout of REGISTER_BROKER and QUERY_DATA_VERSION calls (broker.rs Registrar, REGISTER_TIMEOUT): BrokerConfig::register_timeout()"),
-    ("forceRegister", "false: each period asks every name server QUERY_DATA_VERSION first and skips REGISTER_BROKER when nothing changed (broker.rs Registrar::register_all)"),
-    ("compressedRegister", "true: REGISTER_BROKER body in RegisterBrokerBody::to_compressed() form, header compressed=true (broker.rs register_request)"),
-    ("rejectTransactionMessage", "true: sends whose properties carry TRAN_MSG=true answered NO_PERMISSION (handlers/send.rs)"),
-    ("defaultQueryMaxNum", "maxNum of QUERY_MESSAGE with _UNIQUE_KEY_QUERY=true (handlers/admin.rs UNIQUE_KEY_QUERY_MAX_MESSAGES): BrokerConfig::unique_key_query_max_num()"),
 ];
 
 const TRANSACTIONS: &str = "transaction check-back (§10): not built; a half message is stored but never delivered today \

@@ -391,21 +391,49 @@ impl ControlPlane {
         persist(&mut self.offsets, &dir, OFFSETS_FILE);
     }
 
-    /// The REGISTER_BROKER request for every name server (§2.6).
+    /// The REGISTER_BROKER request for every name server (§2.6): the whole topic table, as
+    /// JSON, or in RegisterBrokerBody's compressed form with `compressedRegister` (4.x: header
+    /// `compressed=true`, `bodyCrc32` over the compressed bytes).
     pub fn register_request(&self) -> RemotingCommand {
         let identity = self.handle.identity();
         let config = self.handle.config();
-        let body = self.topics.to_register_body_json(config.broker.permission as i32);
-        let ha = format!("{}:{}", identity.store_host.ip(), config.ha_listen_port());
+        let json = self.topics.to_register_body_json(config.broker.permission as i32);
+        let (body, compressed) = if config.namesrv.compressed_register {
+            match ferromq_namesrv::register_body::RegisterBrokerBody::parse_json(&json) {
+                Ok(parsed) => (parsed.to_compressed(), true),
+                Err(e) => {
+                    // Our own JSON always parses; if it ever does not, the plain form still registers.
+                    error!("cannot compress the registration body, sending it uncompressed: {e}");
+                    (json, false)
+                }
+            }
+        } else {
+            (json, false)
+        };
         RemotingCommand::request(request_code::REGISTER_BROKER)
             .with_ext("brokerName", &identity.broker_name)
             .with_ext("brokerAddr", &identity.broker_addr)
             .with_ext("clusterName", &identity.cluster_name)
-            .with_ext("haServerAddr", ha)
+            .with_ext("haServerAddr", config.ha_server_addr())
             .with_ext("brokerId", identity.broker_id)
-            .with_ext("compressed", false)
+            .with_ext("compressed", compressed)
             .with_ext("bodyCrc32", ferromq_namesrv::register_body::body_crc32(&body))
             .with_body(body)
+    }
+
+    /// QUERY_DATA_VERSION (322): asks a name server whether it holds this broker's current
+    /// topic-table version (a periodic round with `forceRegister=false` registers only when
+    /// one does not).
+    pub fn query_data_version_request(&self) -> RemotingCommand {
+        let identity = self.handle.identity();
+        let mut version = Vec::with_capacity(64);
+        self.topics.data_version().write_json(&mut version);
+        RemotingCommand::request(request_code::QUERY_DATA_VERSION)
+            .with_ext("brokerName", &identity.broker_name)
+            .with_ext("brokerAddr", &identity.broker_addr)
+            .with_ext("clusterName", &identity.cluster_name)
+            .with_ext("brokerId", identity.broker_id)
+            .with_body(version)
     }
 
     pub fn unregister_request(&self) -> RemotingCommand {

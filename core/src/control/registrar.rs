@@ -45,6 +45,33 @@ impl Registrar {
         }
     }
 
+    /// Whether any name server lacks this broker's current topic-table version (Java
+    /// `needRegister`): asked with QUERY_DATA_VERSION; a server that does not answer counts as
+    /// lacking it. The query also refreshes the broker's liveness on each server.
+    pub async fn needs_register(&self, plane: &Rc<RefCell<ControlPlane>>) -> bool {
+        let request = plane.borrow().query_data_version_request();
+        let mut needed = false;
+        for addr in &self.addrs {
+            let Some(client) = self.client(addr).await else {
+                needed = true;
+                continue;
+            };
+            match client.invoke(request.clone(), self.timeout).await {
+                Ok(response) if response.code == response_code::SUCCESS => {
+                    let changed = response.ext("changed").is_some_and(|c| c.eq_ignore_ascii_case("true"));
+                    needed |= changed || response.body.is_empty() || response.body != request.body;
+                }
+                Ok(_) => needed = true,
+                Err(e) => {
+                    warn!(namesrv = addr, "data version query failed: {e}");
+                    client.close();
+                    needed = true;
+                }
+            }
+        }
+        needed
+    }
+
     /// Registers with every name server; applies the order-topic table a name server returns.
     pub async fn register_all(&self, plane: &Rc<RefCell<ControlPlane>>) {
         let request = plane.borrow().register_request();

@@ -46,10 +46,13 @@ pub fn spawn(plane: ControlPlane, commands: async_channel::Receiver<Command>, ba
 
 /// The control thread's work, on the current runtime (tests run it on theirs).
 pub async fn run(plane: ControlPlane, commands: async_channel::Receiver<Command>, namesrv_addrs: Vec<String>) {
-    let config = plane.handle().config();
+    let config = plane.handle().config().clone();
     let register_period = Duration::from_millis(config.namesrv.register_period_ms.clamp(10_000, 60_000));
-    let register_timeout = Duration::from_millis(config.namesrv.register_timeout_ms.max(1));
+    let register_timeout = config.register_timeout();
     let offset_flush_interval = Duration::from_millis(config.consumer.flush_consumer_offset_interval_ms.max(100));
+    // Periodic rounds register in full unless `forceRegister=false`, which asks each name server
+    // for its version of the topic table first; rounds after a topic change always register.
+    let force_register = config.namesrv.force_register;
     let plane = Rc::new(RefCell::new(plane));
     let registrar = Rc::new(Registrar::new(namesrv_addrs, register_timeout));
     let register_now = Rc::new(Event::new());
@@ -57,14 +60,17 @@ pub async fn run(plane: ControlPlane, commands: async_channel::Receiver<Command>
     let registration = compio::runtime::spawn({
         let (plane, registrar, register_now) = (plane.clone(), registrar.clone(), register_now.clone());
         async move {
+            let mut forced = true;
             loop {
                 // Listen first, so a change during a registration round triggers the next.
                 let changed = register_now.listen();
-                registrar.register_all(&plane).await;
-                futures_util::select_biased! {
-                    () = changed.fuse() => {}
-                    () = compio::time::sleep(register_period).fuse() => {}
+                if forced || force_register || registrar.needs_register(&plane).await {
+                    registrar.register_all(&plane).await;
                 }
+                forced = futures_util::select_biased! {
+                    () = changed.fuse() => true,
+                    () = compio::time::sleep(register_period).fuse() => false,
+                };
             }
         }
     });

@@ -166,10 +166,8 @@ pub async fn view_message_by_id(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -
     Ok(request.success_response().with_body(record))
 }
 
-/// Largest `maxNum` honoured for QUERY_MESSAGE, and the cap for unique-key lookups
-/// (`defaultQueryMaxNum`).
+/// Largest `maxNum` honoured for QUERY_MESSAGE (Java's index batch cap `maxMsgsNumBatch`).
 const QUERY_MAX_MESSAGES: usize = 64;
-const UNIQUE_KEY_QUERY_MAX_MESSAGES: usize = 32;
 
 /// 12 QUERY_MESSAGE: records whose KEYS or UNIQ_KEY match, stored within the time range,
 /// looked up in every shard's index (each shard indexes its own log). The client re-filters by
@@ -177,8 +175,11 @@ const UNIQUE_KEY_QUERY_MAX_MESSAGES: usize = 32;
 pub async fn query_message(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
     let h = Header::of(request);
     let (topic, key) = (h.str("topic")?, h.str("key")?);
-    let cap = if h.opt_bool("_UNIQUE_KEY_QUERY")? == Some(true) { UNIQUE_KEY_QUERY_MAX_MESSAGES } else { QUERY_MAX_MESSAGES };
-    let max = usize::try_from(h.opt_i32("maxNum")?.unwrap_or(cap as i32).max(1)).unwrap_or(1).min(cap);
+    // A lookup by message id (`_UNIQUE_KEY_QUERY`) takes `defaultQueryMaxNum` instead of the
+    // client's maxNum, as Java does; the index's batch cap applies to both.
+    let requested = usize::try_from(h.opt_i32("maxNum")?.unwrap_or(QUERY_MAX_MESSAGES as i32)).unwrap_or(0);
+    let wanted = if h.opt_bool("_UNIQUE_KEY_QUERY")? == Some(true) { ctx.control.config().unique_key_query_max_num() } else { requested };
+    let max = wanted.clamp(1, QUERY_MAX_MESSAGES);
     let (begin_ms, end_ms) = (h.opt_i64("beginTimestamp")?.unwrap_or(0), h.opt_i64("endTimestamp")?.unwrap_or(i64::MAX));
     let mut body = Vec::new();
     let mut found = 0usize;

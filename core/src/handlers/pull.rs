@@ -106,13 +106,12 @@ pub async fn pull(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult
     }
     // How long the pull may be held: the client's suspension, or the short-polling time when
     // long polling is off.
-    let consumer = &control.config().consumer;
     let suspend = if header.sys_flag & FLAG_SUSPEND == 0 {
         Duration::ZERO
-    } else if consumer.long_polling_enable {
+    } else if control.config().consumer.long_polling_enable {
         header.suspend.min(MAX_PULL_SUSPEND)
     } else {
-        Duration::from_millis(consumer.short_polling_time_ms).min(MAX_PULL_SUSPEND)
+        Duration::from_millis(control.config().consumer.short_polling_time_ms).min(MAX_PULL_SUSPEND)
     };
 
     let owner = ctx.owner(header.topic, header.queue_id);

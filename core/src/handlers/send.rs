@@ -22,8 +22,6 @@ use crate::shard::ShardCtx;
 
 /// Largest encoded properties string a record can hold (int16 length, §5.1).
 pub const MAX_PROPERTIES_BYTES: usize = 32_767;
-/// The broker's region id, sent back on every send (the Java default).
-pub const MSG_REGION: &str = "DefaultRegion";
 
 /// The send header in long names, whichever form (10's long keys or 310/320's `a`..`n`) it
 /// arrived in.
@@ -146,10 +144,19 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
             .collect()
     } else {
         let mut props = Properties::decode(header.properties.as_bytes());
+        if config.transaction.reject_transaction_message && is_transaction_message(&props, header.reconsume_times) {
+            return Err(BrokerError::no_permission(format!(
+                "the broker[{}] sending transaction message is forbidden",
+                control.identity().store_host.ip()
+            )));
+        }
         if props.get("UNIQ_KEY").is_none() {
             props.insert("UNIQ_KEY", &generate_uniq_key(store_host));
         }
         uniq_key = props.get("UNIQ_KEY").map(str::to_owned);
+        // Java's buildMsgContext stamps the region and trace switch on every single message.
+        props.insert("MSG_REGION", &config.broker.region_id);
+        props.insert("TRACE_ON", if config.broker.trace_on { "true" } else { "false" });
         props.insert("CLUSTER", cluster);
         let properties = props.encode();
         if properties.len() > MAX_PROPERTIES_BYTES {
@@ -166,12 +173,23 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
         .with_ext("msgId", result.offset_msg_ids.join(","))
         .with_ext("queueId", queue_id)
         .with_ext("queueOffset", result.queue_offset.0)
-        .with_ext("MSG_REGION", MSG_REGION)
-        .with_ext("TRACE_ON", "true");
+        .with_ext("MSG_REGION", &config.broker.region_id)
+        .with_ext("TRACE_ON", config.broker.trace_on);
     if let Some(uniq_key) = uniq_key {
         response = response.with_ext("transactionId", uniq_key);
     }
     Ok(response)
+}
+
+/// Whether a send is a transactional (half) message as `rejectTransactionMessage` means it:
+/// the `TRAN_MSG=true` property, except an old client's resend of a consumed message with a
+/// delay level (reconsumeTimes > 0 and DELAY > 0), which Java lets through.
+fn is_transaction_message(props: &Properties, reconsume_times: i32) -> bool {
+    if props.get("TRAN_MSG") != Some("true") {
+        return false;
+    }
+    let delayed = props.get("DELAY").and_then(|d| d.parse::<i32>().ok()).is_some_and(|d| d > 0);
+    !(reconsume_times > 0 && delayed)
 }
 
 /// Queue to write: the requested one, or a random writable one for a negative id (§2.1 step 3).

@@ -50,17 +50,17 @@ pub struct ShardCtx {
 impl ShardCtx {
     /// A shard's context around its open store; held pulls are woken by the store's dispatcher.
     pub fn new(id: ShardId, store: ShardStore, control: Arc<ControlHandle>, router: ShardRouter) -> Rc<ShardCtx> {
-        let limits = &control.config().limits;
+        let config = control.config();
         let ctx = Rc::new(ShardCtx {
             id,
             store,
             router,
-            held: HeldPulls::new(limits.max_held_pulls_per_shard),
+            held: HeldPulls::new(config.limits.max_held_pulls_per_shard),
             connections: RefCell::new(HashMap::new()),
-            offsets: OffsetCommits::new(limits.max_pending_offset_commits_per_shard),
+            offsets: OffsetCommits::new(config.limits.max_pending_offset_commits_per_shard),
             requests: Gauge::default(),
-            executor: ExecutorState::new(limits.cross_shard_max_running_jobs),
-            control,
+            executor: ExecutorState::new(config.limits.cross_shard_max_running_jobs),
+            control: control.clone(),
         });
         // Held pulls wake when their queue's new entries are visible (dispatched), not merely
         // appended: a pull woken earlier would find nothing and wait out its whole suspension.
