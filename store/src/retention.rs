@@ -93,10 +93,18 @@ impl<S: Storage> Store<S> {
             if !(expired || forcibly) {
                 break;
             }
+            // The highest client range of the shard must stay on disk: after a restart the
+            // allocator starts above the ranges it finds, and a deleted top range would be
+            // handed out again while clients may still hold offsets into it. A later segment
+            // with a range of its own (hence a higher one) makes this one deletable.
+            if !self.has_client_range(next.base) {
+                break;
+            }
             // Move the minimum first so no reader is sent to a file about to vanish.
             inner.log_min.set(next.base);
             inner.storage.remove_file(&seg.path).await.map_err(|e| StoreError::io("remove", &seg.path, e))?;
             inner.segments.borrow_mut().retain(|s| s.base != seg.base);
+            self.drop_client_range(seg.base);
             deleted += 1;
         }
         if deleted > 0 {
