@@ -320,25 +320,36 @@ pub async fn scan_batch<F: StorageFile>(
     }
 }
 
-/// The client base of a segment whose first record is durable: that record's PHYSICALOFFSET
-/// (a new segment always starts with a record). Used at open for segments the recovery scan
-/// does not read from their start; a missing or undecodable record there is corruption.
+/// The bytes of the record a segment file starts with (a new segment always starts with one).
+/// [`StoreError::NotFound`] says why there is none; I/O errors are [`StoreError::Io`].
+pub async fn read_first_record<F: StorageFile>(file: &F, path: &Path, segment_size: u64) -> Result<Vec<u8>> {
+    let head = file.read_at(8, 0).await.map_err(|e| StoreError::io("read", path, e))?;
+    let missing = |why: String| StoreError::NotFound(format!("no record starts {}: {why}", path.display()));
+    let (total, magic) = record::peek_header(&head).map_err(|e| missing(e.to_string()))?;
+    if magic != record::MAGIC_V1 && magic != record::MAGIC_V2 {
+        return Err(missing(format!("magic {magic:#x}")));
+    }
+    if total <= 0 || total as u64 + MARKER_LEN as u64 > segment_size {
+        return Err(missing(format!("size {total}")));
+    }
+    file.read_at(total as usize, 0).await.map_err(|e| StoreError::io("read", path, e))
+}
+
+/// The client base of a segment whose first record is durable: that record's PHYSICALOFFSET.
+/// Used at open for segments the recovery scan does not read from their start; a missing or
+/// undecodable record there is corruption.
 pub async fn first_record_client_base<F: StorageFile>(seg: &Segment<F>, segment_size: u64, verify_crc: bool) -> Result<u64> {
     let corrupt = |reason: String| StoreError::Corruption {
         offset: seg.base,
-        reason: format!("segment {} holds durable data, but its first record {reason}", segment_name(seg.base)),
+        reason: format!("segment {} holds durable data, but {reason}", segment_name(seg.base)),
     };
-    let head = seg.file.read_at(8, 0).await.map_err(|e| StoreError::io("read", &seg.path, e))?;
-    let (total, magic) = record::peek_header(&head).map_err(|e| corrupt(format!("cannot be read: {e}")))?;
-    if magic != record::MAGIC_V1 && magic != record::MAGIC_V2 {
-        return Err(corrupt(format!("has magic {magic:#x}")));
-    }
-    if total <= 0 || total as u64 + MARKER_LEN as u64 > segment_size {
-        return Err(corrupt(format!("has size {total}")));
-    }
-    let bytes = seg.file.read_at(total as usize, 0).await.map_err(|e| StoreError::io("read", &seg.path, e))?;
-    let view = record::decode_record(&bytes, verify_crc).map_err(|e| corrupt(format!("does not decode: {e}")))?;
-    u64::try_from(view.physical_offset).map_err(|_| corrupt(format!("has PHYSICALOFFSET {}", view.physical_offset)))
+    let bytes = match read_first_record(&seg.file, &seg.path, segment_size).await {
+        Ok(b) => b,
+        Err(StoreError::NotFound(why)) => return Err(corrupt(why)),
+        Err(e) => return Err(e),
+    };
+    let view = record::decode_record(&bytes, verify_crc).map_err(|e| corrupt(format!("its first record does not decode: {e}")))?;
+    u64::try_from(view.physical_offset).map_err(|_| corrupt(format!("its first record has PHYSICALOFFSET {}", view.physical_offset)))
 }
 
 /// Searches `[from, segment end)` of a segment for a valid commit marker that carries
