@@ -3,14 +3,15 @@
 //! recovery scan that validates batches.
 //!
 //! The state machine that appends, group-commits and dispatches lives in [`crate::store`]; this
-//! module is the on-disk vocabulary it uses.
+//! module is the on-disk vocabulary it uses. How local positions map to the offsets clients see
+//! (a per-segment client base) is [`crate::offset_space`]'s.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StoreError};
 use crate::io::{Storage, StorageFile};
 use crate::record::{self, BLANK_LEN, BLANK_MAGIC, RecordError};
-use crate::types::{CommitLogOffset, ShardId, encode_client_offset};
+use crate::types::CommitLogOffset;
 
 /// Magic of the commit marker that ends every flush batch. Never referenced by a consume queue,
 /// so it never appears in a pull body.
@@ -218,22 +219,31 @@ impl<'a, F: StorageFile> SegmentReader<'a, F> {
 /// Result of validating what starts at a position of a segment.
 #[derive(Debug)]
 pub enum ScanStep {
-    /// A complete, valid batch: its records and the position after its marker.
-    Batch { records: Vec<DispatchRecord>, end: u64, max_store_timestamp_ms: i64 },
+    /// A complete, valid batch: its records, the position after its marker, and the segment's
+    /// client base (given, or read from the batch's first record when the batch opens the
+    /// segment).
+    Batch { records: Vec<DispatchRecord>, end: u64, max_store_timestamp_ms: i64, client_base: u64 },
     /// The end-of-file filler: the segment ends here.
     Blank,
     /// Not a valid batch (torn, zero, or corrupt), with the reason.
     Invalid(String),
 }
 
-/// Validates the batch starting at local offset `start` of `seg`.
+/// Validates the batch starting at local offset `start` of `seg`. Every record's PHYSICALOFFSET
+/// must equal `client_base + (position − segment base)`. Without a `client_base` the batch must
+/// open the segment, and its first record's PHYSICALOFFSET *is* the client base (the caller
+/// checks that it is plausible once the whole batch has been validated by its marker).
 pub async fn scan_batch<F: StorageFile>(
     reader: &mut SegmentReader<'_, F>,
-    shard: ShardId,
+    client_base: Option<u64>,
     start: u64,
     verify_crc: bool,
 ) -> Result<ScanStep> {
     let base = reader.seg.base;
+    let mut client_base = client_base;
+    if client_base.is_none() && start != base {
+        return Ok(ScanStep::Invalid(format!("no client base is known for the segment holding {start}")));
+    }
     let size = reader.segment_size;
     let mut pos = start;
     let mut records = Vec::new();
@@ -265,7 +275,10 @@ pub async fn scan_batch<F: StorageFile>(
             if !marker_matches(&m, &batch) {
                 return Ok(ScanStep::Invalid(format!("marker checksum mismatch for batch {start}..{pos}")));
             }
-            return Ok(ScanStep::Batch { records, end: pos + MARKER_LEN as u64, max_store_timestamp_ms: max_ts });
+            let Some(client_base) = client_base else {
+                return Ok(ScanStep::Invalid(format!("batch at {start} has no record")));
+            };
+            return Ok(ScanStep::Batch { records, end: pos + MARKER_LEN as u64, max_store_timestamp_ms: max_ts, client_base });
         }
         if magic != record::MAGIC_V1 && magic != record::MAGIC_V2 {
             return Ok(ScanStep::Invalid(format!("bad magic {magic:#x} at {pos}")));
@@ -280,7 +293,21 @@ pub async fn scan_batch<F: StorageFile>(
                 return Ok(ScanStep::Invalid(format!("record at {pos}: {e}")));
             }
         };
-        let expect = encode_client_offset(shard, CommitLogOffset(pos)).0;
+        let g = match client_base {
+            Some(g) => g,
+            None => match u64::try_from(view.physical_offset) {
+                Ok(g) if pos == base => *client_base.insert(g),
+                _ => {
+                    return Ok(ScanStep::Invalid(format!(
+                        "record at {pos} opens its segment with PHYSICALOFFSET {}",
+                        view.physical_offset
+                    )));
+                }
+            },
+        };
+        let Some(expect) = g.checked_add(pos - base).and_then(|x| i64::try_from(x).ok()) else {
+            return Ok(ScanStep::Invalid(format!("client base {g:#x} of the segment holding {pos} overflows")));
+        };
         if view.physical_offset != expect {
             return Ok(ScanStep::Invalid(format!(
                 "record at {pos} says PHYSICALOFFSET {} (expected {expect})",
@@ -291,6 +318,38 @@ pub async fn scan_batch<F: StorageFile>(
         records.push(DispatchRecord::from_view(&view, pos));
         pos += total as u64;
     }
+}
+
+/// The bytes of the record a segment file starts with (a new segment always starts with one).
+/// [`StoreError::NotFound`] says why there is none; I/O errors are [`StoreError::Io`].
+pub async fn read_first_record<F: StorageFile>(file: &F, path: &Path, segment_size: u64) -> Result<Vec<u8>> {
+    let head = file.read_at(8, 0).await.map_err(|e| StoreError::io("read", path, e))?;
+    let missing = |why: String| StoreError::NotFound(format!("no record starts {}: {why}", path.display()));
+    let (total, magic) = record::peek_header(&head).map_err(|e| missing(e.to_string()))?;
+    if magic != record::MAGIC_V1 && magic != record::MAGIC_V2 {
+        return Err(missing(format!("magic {magic:#x}")));
+    }
+    if total <= 0 || total as u64 + MARKER_LEN as u64 > segment_size {
+        return Err(missing(format!("size {total}")));
+    }
+    file.read_at(total as usize, 0).await.map_err(|e| StoreError::io("read", path, e))
+}
+
+/// The client base of a segment whose first record is durable: that record's PHYSICALOFFSET.
+/// Used at open for segments the recovery scan does not read from their start; a missing or
+/// undecodable record there is corruption.
+pub async fn first_record_client_base<F: StorageFile>(seg: &Segment<F>, segment_size: u64, verify_crc: bool) -> Result<u64> {
+    let corrupt = |reason: String| StoreError::Corruption {
+        offset: seg.base,
+        reason: format!("segment {} holds durable data, but {reason}", segment_name(seg.base)),
+    };
+    let bytes = match read_first_record(&seg.file, &seg.path, segment_size).await {
+        Ok(b) => b,
+        Err(StoreError::NotFound(why)) => return Err(corrupt(why)),
+        Err(e) => return Err(e),
+    };
+    let view = record::decode_record(&bytes, verify_crc).map_err(|e| corrupt(format!("its first record does not decode: {e}")))?;
+    u64::try_from(view.physical_offset).map_err(|_| corrupt(format!("its first record has PHYSICALOFFSET {}", view.physical_offset)))
 }
 
 /// Searches `[from, segment end)` of a segment for a valid commit marker that carries

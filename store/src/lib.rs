@@ -16,6 +16,7 @@ pub mod error;
 pub mod index;
 pub mod io;
 mod notify;
+pub mod offset_space;
 pub mod record;
 pub mod retention;
 pub mod store;
@@ -24,6 +25,7 @@ pub mod types;
 
 pub use config::{FlushMode, StoreConfig};
 pub use error::{Result, StoreError};
+pub use offset_space::{CLIENT_OFFSET_EXACT_LIMIT, OffsetSpace, SegmentRange};
 pub use record::{MessageInput, Properties, RecordView};
 pub use store::{
     AckLevel, AppendResult, LogRange, PullResult, PullStatus, RecoveryReport, Store, StoreStats, TagFilter,

@@ -11,6 +11,7 @@
 
 use std::rc::Rc;
 
+use crate::commitlog::{Segment, read_first_record};
 use crate::consume_queue::{CQ_ENTRY_LEN, CqEntry};
 use crate::error::{Result, StoreError};
 use crate::io::{Storage, StorageFile};
@@ -42,13 +43,8 @@ pub fn local_hour(ms: i64) -> u32 {
     if ok { tm.tm_hour as u32 } else { 0 }
 }
 
-async fn first_store_time<S: Storage>(file: &S::File) -> Option<i64> {
-    let head = file.read_at(8, 0).await.ok()?;
-    let (total, magic) = record::peek_header(&head).ok()?;
-    if magic != record::MAGIC_V1 && magic != record::MAGIC_V2 || total <= 0 {
-        return None;
-    }
-    let rec = file.read_at(total as usize, 0).await.ok()?;
+async fn first_store_time<S: Storage>(seg: &Segment<S::File>, segment_size: u64) -> Option<i64> {
+    let rec = read_first_record(&seg.file, &seg.path, segment_size).await.ok()?;
     record::decode_record(&rec, false).ok().map(|r| r.store_timestamp_ms)
 }
 
@@ -88,15 +84,23 @@ impl<S: Storage> Store<S> {
             if deleted >= cfg.delete_file_batch_max {
                 break;
             }
-            let newest = first_store_time::<S>(&next.file).await;
+            let newest = first_store_time::<S>(next, cfg.segment_size_bytes).await;
             let expired = newest.is_some_and(|t| t + reserved_ms <= now_ms);
             if !(expired || forcibly) {
+                break;
+            }
+            // The highest client range of the shard must stay on disk: after a restart the
+            // allocator starts above the ranges it finds, and a deleted top range would be
+            // handed out again while clients may still hold offsets into it. A later segment
+            // with a range of its own (hence a higher one) makes this one deletable.
+            if !self.has_client_range(next.base) {
                 break;
             }
             // Move the minimum first so no reader is sent to a file about to vanish.
             inner.log_min.set(next.base);
             inner.storage.remove_file(&seg.path).await.map_err(|e| StoreError::io("remove", &seg.path, e))?;
             inner.segments.borrow_mut().retain(|s| s.base != seg.base);
+            self.drop_client_range(seg.base);
             deleted += 1;
         }
         if deleted > 0 {

@@ -12,11 +12,17 @@
 //!   made visible, then publishes the new queue max offsets.
 //! * **checkpointer** — every `checkpoint_interval_ms`, syncs consume queues and index and
 //!   rewrites the checkpoint.
+//!
+//! Offsets inside the store are shard-local ([`CommitLogOffset`]); the offsets clients see are
+//! translated per segment through the broker-wide [`OffsetSpace`] (see that module): the store
+//! keeps each segment's client base, derives it from the segment's first record at open, and
+//! asks the space for one when an append enters a new segment.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::checkpoint::{Checkpoint, QueueCheckpoint};
@@ -30,8 +36,9 @@ use crate::error::{Result, StoreError};
 use crate::index::IndexService;
 use crate::io::{Storage, StorageFile};
 use crate::notify::{AckSlot, AckWait, Notify};
+use crate::offset_space::{OffsetSpace, SegmentRange, ShardClaim};
 use crate::record::{self, MessageInput, StoreAssigned};
-use crate::types::{ClientPhysicalOffset, CommitLogOffset, QueueOffset, encode_client_offset};
+use crate::types::{ClientPhysicalOffset, CommitLogOffset, QueueOffset};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -52,7 +59,8 @@ pub enum AckLevel {
 pub struct AppendResult {
     /// Local commit-log offset of the first record.
     pub offset: CommitLogOffset,
-    /// The same, shard-qualified, as clients see it.
+    /// The same as clients see it (its PHYSICALOFFSET): a position in the broker-wide offset
+    /// space, resolved back with [`OffsetSpace::locate`].
     pub client_offset: ClientPhysicalOffset,
     /// Queue offset of the first message (0 for undispatched transaction records).
     pub queue_offset: QueueOffset,
@@ -208,6 +216,13 @@ pub(crate) struct Inner<S: Storage> {
     pub(crate) checkpoint_path: PathBuf,
     pub(crate) abort_path: PathBuf,
     pub(crate) segments: RefCell<Vec<Segment<S::File>>>,
+    /// The broker-wide client offset space this store's segments are registered in.
+    space: Arc<OffsetSpace>,
+    /// This shard's registration in `space`; released on close.
+    claim: RefCell<Option<ShardClaim>>,
+    /// Client range of every segment that has one, by local base (a segment gets one when its
+    /// first record is encoded). Mirrors this shard's entries in `space`.
+    client_ranges: RefCell<BTreeMap<u64, SegmentRange>>,
     app: RefCell<AppendState>,
     pub(crate) queues: RefCell<QueueMap<S::File>>,
     pub(crate) index: RefCell<Option<IndexService<S>>>,
@@ -249,10 +264,21 @@ fn fits(segment_size: u64, pos: u64, len: usize) -> bool {
 }
 
 impl<S: Storage> Store<S> {
-    /// Opens (and if needed recovers) the store under `cfg.root_dir`, then starts its background
-    /// tasks on the current compio runtime.
+    /// Opens (and if needed recovers) the store under `cfg.root_dir` in an offset space of its
+    /// own, then starts its background tasks on the current compio runtime. For tests and tools
+    /// that open one store; a broker opens all its shards with [`Store::open_in`].
     pub async fn open(storage: S, cfg: StoreConfig) -> Result<(Self, RecoveryReport)> {
+        Self::open_in(storage, cfg, Arc::new(OffsetSpace::new())).await
+    }
+
+    /// Opens (and if needed recovers) the store of shard `cfg.shard` under `cfg.root_dir`,
+    /// registering its segments' client ranges in the broker-wide `space`, then starts its
+    /// background tasks. Fails if the shard is already open in `space`, or if a segment's range
+    /// overlaps another's ([`StoreError::Corruption`]). Every shard's store must be open before
+    /// any of them appends (see [`OffsetSpace`]).
+    pub async fn open_in(storage: S, cfg: StoreConfig, space: Arc<OffsetSpace>) -> Result<(Self, RecoveryReport)> {
         cfg.validate()?;
+        let claim = space.claim(cfg.shard)?;
         let root = cfg.root_dir.clone();
         let log_dir = root.join("commitlog");
         let cq_root = root.join("consumequeue");
@@ -285,6 +311,9 @@ impl<S: Storage> Store<S> {
             checkpoint_path,
             abort_path: abort_path.clone(),
             segments: RefCell::new(segments),
+            space: claim.space().clone(),
+            claim: RefCell::new(Some(claim)),
+            client_ranges: RefCell::new(BTreeMap::new()),
             app: RefCell::new(AppendState {
                 write_pos: 0,
                 open: Batch::new(0, None),
@@ -332,8 +361,12 @@ impl<S: Storage> Store<S> {
         storage.sync_dir(&root).await.map_err(|e| StoreError::io("sync dir", &root, e))?;
 
         store.spawn_tasks();
-        // Record the recovered state so the next recovery does not rescan it.
-        store.checkpoint().await?;
+        // Record the recovered state so the next recovery does not rescan it. On failure, stop
+        // the tasks again: they hold the store, and with it the shard's claim on the space.
+        if let Err(e) = store.checkpoint().await {
+            store.abandon().await;
+            return Err(e);
+        }
         Ok((store, report))
     }
 
@@ -348,6 +381,56 @@ impl<S: Storage> Store<S> {
     /// The configuration this store runs with.
     pub fn config(&self) -> &StoreConfig {
         &self.inner.cfg
+    }
+
+    /// The broker-wide client offset space this store is registered in.
+    pub fn offset_space(&self) -> &Arc<OffsetSpace> {
+        &self.inner.space
+    }
+
+    /// The client-visible offset of a local commit-log offset, if its segment has a client
+    /// range (it has once a record was appended to it). The inverse of [`OffsetSpace::locate`].
+    pub fn client_offset(&self, local: CommitLogOffset) -> Option<ClientPhysicalOffset> {
+        let seg = self.inner.cfg.segment_size_bytes;
+        let base = local.0 - local.0 % seg;
+        let r = *self.inner.client_ranges.borrow().get(&base)?;
+        i64::try_from(r.client_base.checked_add(local.0 - base)?).ok().map(ClientPhysicalOffset)
+    }
+
+    /// The client base of the segment an append at local offset `start` lands in, allocating
+    /// one from the offset space when the append is the segment's first.
+    fn client_base_for_append(&self, start: u64) -> Result<u64> {
+        let inner = &self.inner;
+        let seg = inner.cfg.segment_size_bytes;
+        let base = start - start % seg;
+        if let Some(r) = inner.client_ranges.borrow().get(&base) {
+            return Ok(r.client_base);
+        }
+        let shard = inner.cfg.shard;
+        let g = inner.space.allocate(shard, CommitLogOffset(base), seg)?.0 as u64;
+        let range = SegmentRange { client_base: g, len_bytes: seg, shard, local_base: CommitLogOffset(base) };
+        inner.client_ranges.borrow_mut().insert(base, range);
+        tracing::debug!(%shard, local_base = base, client_base = g, "segment gets its client offset range");
+        Ok(g)
+    }
+
+    /// Whether the segment holding `pos` takes no more records: a legacy segment (client
+    /// offsets above 2^53) that was still open when the store was upgraded.
+    fn sealed_at(&self, pos: u64) -> bool {
+        let seg = self.inner.cfg.segment_size_bytes;
+        !pos.is_multiple_of(seg) && self.inner.client_ranges.borrow().get(&(pos - pos % seg)).is_some_and(SegmentRange::is_legacy_high)
+    }
+
+    /// Forgets the client range of a segment that is gone (retention, torn tail).
+    pub(crate) fn drop_client_range(&self, local_base: u64) {
+        if self.inner.client_ranges.borrow_mut().remove(&local_base).is_some() {
+            self.inner.space.unregister(self.inner.cfg.shard, CommitLogOffset(local_base));
+        }
+    }
+
+    /// Whether the segment at `local_base` has a client range (has held a record).
+    pub(crate) fn has_client_range(&self, local_base: u64) -> bool {
+        self.inner.client_ranges.borrow().contains_key(&local_base)
     }
 
     /// A snapshot of the counters.
@@ -467,11 +550,18 @@ impl<S: Storage> Store<S> {
         if !app.open.buf.is_empty() && app.open.buf.len() + total > cfg.max_flush_batch_bytes {
             close_open_batch(&mut app, None);
         }
-        if !fits(seg, app.write_pos, total) {
+        // A legacy segment still open at the upgrade is closed like a full one, so new records
+        // go to a fresh segment with client offsets below 2^53.
+        if !fits(seg, app.write_pos, total) || self.sealed_at(app.write_pos) {
             close_open_batch(&mut app, Some(seg));
         }
         let start = app.write_pos;
         assert!(fits(seg, start, total), "append at {start} of {total} bytes does not fit a fresh segment");
+        let client_base = self.client_base_for_append(start)?;
+        let seg_base = start - start % seg;
+        // Within one segment client offsets run parallel to local ones (the allocator keeps the
+        // whole range below 2^63).
+        let client_of = |pos: u64| ClientPhysicalOffset((client_base + (pos - seg_base)) as i64);
         if app.open.buf.is_empty() {
             app.open.start = start;
         }
@@ -481,12 +571,11 @@ impl<S: Storage> Store<S> {
         let first_qoff = qoff;
         let mut pos = start;
         let mut ids = Vec::with_capacity(msgs.len());
-        let shard = cfg.shard;
         for m in &msgs {
             let dispatched = m.is_dispatched();
             let assigned = StoreAssigned {
                 queue_offset: qoff,
-                physical_offset: encode_client_offset(shard, CommitLogOffset(pos)),
+                physical_offset: client_of(pos),
                 store_timestamp_ms: store_ts,
             };
             let before = app.open.buf.len();
@@ -530,7 +619,7 @@ impl<S: Storage> Store<S> {
         Ok((
             AppendResult {
                 offset: CommitLogOffset(start),
-                client_offset: encode_client_offset(shard, CommitLogOffset(start)),
+                client_offset: client_of(start),
                 queue_offset: QueueOffset(if dispatched_any { first_qoff } else { 0 }),
                 message_count: msgs.len() as u32,
                 wrote_bytes: total as u32,
@@ -577,6 +666,10 @@ impl<S: Storage> Store<S> {
         for t in tasks {
             let _ = t.await;
         }
+        // The store serves no reads from here on: its ranges leave the offset space.
+        if let Some(mut claim) = inner.claim.borrow_mut().take() {
+            claim.release();
+        }
         flushed?;
         dispatched?;
         cp?;
@@ -596,6 +689,9 @@ impl<S: Storage> Store<S> {
         let tasks: Vec<_> = self.inner.tasks.borrow_mut().drain(..).collect();
         for t in tasks {
             let _ = t.await;
+        }
+        if let Some(mut claim) = self.inner.claim.borrow_mut().take() {
+            claim.release();
         }
     }
 
@@ -892,6 +988,17 @@ impl<S: Storage> Store<S> {
         inner.dispatched_offset.set(start);
         let seg_size = cfg.segment_size_bytes;
         let segs: Vec<Segment<S::File>> = inner.segments.borrow().clone();
+
+        // Client bases. A segment the scan enters at its start gets its base from the first
+        // batch the scan validates; every other stored segment starts below the dispatch point,
+        // so its first record is durable and names the base (see DESIGN-NOTES.md). Leftovers of
+        // an interrupted retention pass (wholly below the log minimum) are never read again.
+        let mut client_bases: BTreeMap<u64, u64> = BTreeMap::new();
+        for seg in segs.iter().filter(|s| s.base < start && s.base + seg_size > inner.log_min.get()) {
+            let g = commitlog::first_record_client_base(seg, seg_size, cfg.check_crc_on_recover).await?;
+            client_bases.insert(seg.base, g);
+        }
+
         let mut end = start;
         let mut idx = segs.iter().position(|s| s.base <= start && start < s.base + seg_size);
         'segments: while let Some(i) = idx {
@@ -899,8 +1006,9 @@ impl<S: Storage> Store<S> {
             let mut reader = SegmentReader::new(seg, seg_size);
             let mut pos = end.max(seg.base);
             loop {
-                match commitlog::scan_batch(&mut reader, cfg.shard, pos, cfg.check_crc_on_recover).await? {
-                    ScanStep::Batch { records, end: e, max_store_timestamp_ms } => {
+                match commitlog::scan_batch(&mut reader, client_bases.get(&seg.base).copied(), pos, cfg.check_crc_on_recover).await? {
+                    ScanStep::Batch { records, end: e, max_store_timestamp_ms, client_base } => {
+                        client_bases.insert(seg.base, client_base);
                         report.batches_replayed += 1;
                         report.records_replayed += records.len() as u64;
                         self.replay_records(records).await?;
@@ -945,6 +1053,7 @@ impl<S: Storage> Store<S> {
         // Segments past the end that the scan never reached (e.g. an empty, freshly created one)
         // are kept; anything non-empty beyond `end` was already refused or wiped above.
         report.log_end = end;
+        self.register_client_ranges(&client_bases)?;
         let mut app = inner.app.borrow_mut();
         app.write_pos = end;
         app.written = end;
@@ -958,7 +1067,32 @@ impl<S: Storage> Store<S> {
         if let Some(ix) = inner.index.borrow_mut().as_mut() {
             ix.set_dispatched(end);
         }
+        if self.sealed_at(end) {
+            tracing::info!(
+                shard = %cfg.shard,
+                segment = %commitlog::segment_name(end - end % seg_size),
+                "the active segment carries legacy client offsets above 2^53: the next append closes it and starts a new segment"
+            );
+        }
         Ok(report)
+    }
+
+    /// Registers the client range of every stored segment that has a client base in the offset
+    /// space (which checks them: plausible bases, growing with local bases, no overlaps).
+    fn register_client_ranges(&self, client_bases: &BTreeMap<u64, u64>) -> Result<()> {
+        let inner = &self.inner;
+        let seg = inner.cfg.segment_size_bytes;
+        let shard = inner.cfg.shard;
+        let ranges: Vec<SegmentRange> = inner
+            .segments
+            .borrow()
+            .iter()
+            .filter_map(|s| client_bases.get(&s.base).map(|g| (s.base, *g)))
+            .map(|(base, g)| SegmentRange { client_base: g, len_bytes: seg, shard, local_base: CommitLogOffset(base) })
+            .collect();
+        inner.space.register_shard(shard, &ranges)?;
+        *inner.client_ranges.borrow_mut() = ranges.into_iter().map(|r| (r.local_base.0, r)).collect();
+        Ok(())
     }
 
     fn register_queue(&self, cq: ConsumeQueue<S::File>) {
@@ -1022,6 +1156,9 @@ impl<S: Storage> Store<S> {
             }
             inner.storage.sync_dir(&inner.log_dir).await.map_err(|e| StoreError::io("sync dir", &inner.log_dir, e))?;
             inner.segments.borrow_mut().retain(|s| s.base <= seg.base);
+            for s in &later {
+                self.drop_client_range(s.base);
+            }
         }
         Ok(wiped)
     }

@@ -1,8 +1,15 @@
-//! Offset and identity newtypes, and the encoding of shard-qualified physical offsets that
-//! clients see (PHYSICALOFFSET @28 of a record, offsetMsgId, VIEW_MESSAGE_BY_ID).
+//! Offset and identity newtypes, and the legacy encoding of shard-qualified physical offsets.
 //!
-//! Each shard owns one commit log whose offsets start at 0. A client-visible physical offset is
-//! a positive `i64` carrying the shard in its top bits:
+//! Each shard owns one commit log whose *local* offsets ([`CommitLogOffset`]) start at 0; consume
+//! queues, the index and the checkpoint hold local offsets. The offset clients see
+//! ([`ClientPhysicalOffset`]: PHYSICALOFFSET @28 of a record, offsetMsgId, VIEW_MESSAGE_BY_ID,
+//! the `offset` of CONSUMER_SEND_MSG_BACK, END_TRANSACTION's `commitLogOffset`) is a position in
+//! one offset space shared by all shards of a broker, translated per commit-log segment
+//! ([`crate::offset_space`]): it stays below 2^53 (exact in a JavaScript client) for as long as a
+//! Java broker's single commit log would, and [`crate::OffsetSpace::locate`] maps it back to
+//! (shard, local offset).
+//!
+//! **Legacy encoding.** Stores written before the shared space put the shard id in the top bits:
 //!
 //! ```text
 //! bit 63      : 0 (the value stays positive: Java treats offsets as signed longs)
@@ -10,16 +17,19 @@
 //! bits 54..0  : offset inside that shard's commit log (55 bits = 32 PiB per shard)
 //! ```
 //!
-//! Shard 0's client offsets are therefore identical to its local offsets, which keeps a
-//! one-shard broker byte-compatible with a Java broker's data directory.
+//! Their records keep these offsets (so clients holding them still find the records), but no
+//! new record is written with them. [`encode_client_offset`] and [`decode_client_offset`]
+//! implement that encoding; they no longer describe offsets the store hands out, and stay only
+//! for callers outside the store that have not moved to `OffsetSpace::locate` yet.
 
 use std::fmt;
 
-/// Bits of a client-visible physical offset that hold the shard-local commit-log offset.
+/// Legacy encoding: bits of a client-visible physical offset that held the shard-local
+/// commit-log offset.
 pub const LOCAL_OFFSET_BITS: u32 = 55;
-/// Bits that hold the shard id (above the local offset, below the sign bit).
+/// Legacy encoding: bits that held the shard id (above the local offset, below the sign bit).
 pub const SHARD_BITS: u32 = 63 - LOCAL_OFFSET_BITS;
-/// Largest shard-local commit-log offset that can be encoded.
+/// Largest shard-local commit-log offset the legacy encoding can carry.
 pub const MAX_LOCAL_OFFSET: u64 = (1u64 << LOCAL_OFFSET_BITS) - 1;
 /// Number of distinct shard ids.
 pub const MAX_SHARDS: u32 = 1 << SHARD_BITS;
@@ -41,7 +51,9 @@ pub struct CommitLogOffset(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct QueueOffset(pub u64);
 
-/// A shard-qualified physical offset as clients see it (always positive).
+/// A physical offset as clients see it (always positive): a position in the broker-wide offset
+/// space ([`crate::OffsetSpace`]), or, for records of stores written before it, the legacy
+/// shard-qualified encoding (module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientPhysicalOffset(pub i64);
 
@@ -66,7 +78,11 @@ impl fmt::Display for ShardId {
 #[error("physical offset {0} is negative and cannot name a shard")]
 pub struct BadClientOffset(pub i64);
 
-/// Encodes a shard and a local commit-log offset into the offset clients see.
+/// **Deprecated (legacy encoding):** the store no longer hands out such offsets; resolve a
+/// client offset with [`crate::OffsetSpace::locate`] and get one with `Store::client_offset` or
+/// `AppendResult::client_offset`. Kept until callers outside the store have moved.
+///
+/// Encodes a shard and a local commit-log offset into the legacy shard-qualified form.
 ///
 /// Panics if the local offset exceeds [`MAX_LOCAL_OFFSET`]: a commit log cannot grow past
 /// 32 PiB, so reaching it means our own offset bookkeeping is broken.
@@ -81,7 +97,11 @@ pub fn encode_client_offset(shard: ShardId, local: CommitLogOffset) -> ClientPhy
     ClientPhysicalOffset(raw as i64)
 }
 
-/// Splits a client-visible physical offset into shard and local offset.
+/// **Deprecated (legacy encoding):** wrong for every offset the store hands out now (they all
+/// decode as shard 0); use [`crate::OffsetSpace::locate`]. Kept until callers outside the store
+/// have moved.
+///
+/// Splits a legacy shard-qualified physical offset into shard and local offset.
 pub fn decode_client_offset(
     offset: ClientPhysicalOffset,
 ) -> Result<(ShardId, CommitLogOffset), BadClientOffset> {
@@ -98,7 +118,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn client_offset_round_trips_and_stays_positive() {
+    fn legacy_client_offset_round_trips_and_stays_positive() {
         for shard in [0u8, 1, 7, 255] {
             for local in [0u64, 1, 1 << 30, MAX_LOCAL_OFFSET] {
                 let enc = encode_client_offset(ShardId(shard), CommitLogOffset(local));

@@ -5,7 +5,11 @@
 //! * every acknowledged message reads back byte-identical at its queue offset;
 //! * every visible record is whole (strict decode, CRC) and is one that some writer really sent
 //!   at that queue offset — nothing unacknowledged is half-visible;
-//! * queue offsets stay dense and appends continue where the recovered queue ends.
+//! * queue offsets stay dense and appends continue where the recovered queue ends;
+//! * every visible record's PHYSICALOFFSET locates back to it through the offset space. Other
+//!   "shards" take ranges of the space at random moments (so client offsets differ from local
+//!   ones), and each recovery runs either in the same space (the process survived) or in a
+//!   fresh one (a restart).
 //!
 //! Each run does at least 1,000 crash points. A failure prints its seed; replay it with
 //! `FERROMQ_STORE_SEED=<seed> cargo test -p ferromq-store --test model_crash`.
@@ -13,13 +17,13 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use ferromq_store::io::faulty::{Fault, FaultyStorage};
 use ferromq_store::io::mem::{CrashOdds, MemStorage};
 use ferromq_store::record::{self, MessageInput, Properties, StoreAssigned};
 use ferromq_store::{
-    ClientPhysicalOffset, CommitLogOffset, PullStatus, QueueOffset, ShardId, Store, StoreConfig, TagFilter,
-    encode_client_offset,
+    ClientPhysicalOffset, CommitLogOffset, OffsetSpace, PullStatus, QueueOffset, ShardId, Store, StoreConfig, TagFilter,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -27,6 +31,8 @@ use rand::{Rng, SeedableRng};
 thread_local! {
     static TORN: RefCell<u64> = const { RefCell::new(0) };
     static ACKS: RefCell<u64> = const { RefCell::new(0) };
+    /// Verified records whose client offset differs from their local offset.
+    static SHIFTED: RefCell<u64> = const { RefCell::new(0) };
 }
 
 type Rng_ = Rc<RefCell<StdRng>>;
@@ -42,6 +48,8 @@ struct Model {
     sent: HashMap<Vec<u8>, MessageInput>,
     next_id: u64,
     acks: u64,
+    /// Segments "other shards" took ranges for.
+    other_segments: u64,
 }
 
 fn gen_msg(rng: &Rng_, model: &Rc<RefCell<Model>>, topic: &str, q: u32) -> MessageInput {
@@ -65,11 +73,11 @@ fn gen_msg(rng: &Rng_, model: &Rc<RefCell<Model>>, topic: &str, q: u32) -> Messa
     msg
 }
 
-fn expected_bytes(msg: &MessageInput, qoff: u64, phys: u64, ts: i64) -> Vec<u8> {
+fn expected_bytes(msg: &MessageInput, qoff: u64, client_offset: i64, ts: i64) -> Vec<u8> {
     let mut out = Vec::new();
     let assigned = StoreAssigned {
         queue_offset: qoff,
-        physical_offset: encode_client_offset(ShardId(0), CommitLogOffset(phys)),
+        physical_offset: ClientPhysicalOffset(client_offset),
         store_timestamp_ms: ts,
     };
     record::encode_record(msg, assigned, &mut out).unwrap();
@@ -85,10 +93,11 @@ async fn writer(store: Store<St>, rng: Rng_, model: Rc<RefCell<Model>>, ops: usi
             Ok(r) => {
                 let mut m = model.borrow_mut();
                 m.acks += 1;
-                let mut phys = r.offset.0;
+                // A batch lies in one segment, so its client offsets run parallel to local ones.
+                let mut client = r.client_offset.0;
                 for (i, msg) in msgs.iter().enumerate() {
-                    let bytes = expected_bytes(msg, r.queue_offset.0 + i as u64, phys, r.store_timestamp_ms);
-                    phys += bytes.len() as u64;
+                    let bytes = expected_bytes(msg, r.queue_offset.0 + i as u64, client, r.store_timestamp_ms);
+                    client += bytes.len() as i64;
                     let prev = m.acked.entry((topic.to_owned(), q)).or_default().insert(r.queue_offset.0 + i as u64, bytes);
                     assert!(prev.is_none(), "queue offset {} of {topic}:{q} acknowledged twice", r.queue_offset.0 + i as u64);
                 }
@@ -98,12 +107,22 @@ async fn writer(store: Store<St>, rng: Rng_, model: Rc<RefCell<Model>>, ops: usi
     }
 }
 
-async fn chaos(store: Store<St>, rng: Rng_, ops: usize) {
+async fn chaos(store: Store<St>, rng: Rng_, model: Rc<RefCell<Model>>, ops: usize) {
     for _ in 0..ops {
         let pick = rng.borrow_mut().random_range(0..10);
         let r = match pick {
             0 => store.checkpoint().await.map(|_| ()),
             1 => store.flush().await,
+            2 => {
+                // Another shard rolls into a new segment.
+                let seg = store.config().segment_size_bytes;
+                let n = {
+                    let mut m = model.borrow_mut();
+                    m.other_segments += 1;
+                    m.other_segments
+                };
+                store.offset_space().allocate(ShardId(9), CommitLogOffset(n * seg), seg).map(|_| ())
+            }
             _ => {
                 let (topic, q) = TOPICS[rng.borrow_mut().random_range(0..TOPICS.len())];
                 let (min, max) = store.queue_offsets(topic, q);
@@ -148,6 +167,11 @@ async fn verify(store: &Store<St>, model: &Rc<RefCell<Model>>, seed: u64, epoch:
                     .unwrap_or_else(|e| panic!("seed {seed} epoch {epoch}: torn record visible in {topic}:{q}: {e:?}"));
                 let mut pos = 0;
                 for r in recs {
+                    let local = CommitLogOffset(range.offset.0 + pos as u64);
+                    let client = ClientPhysicalOffset(r.physical_offset);
+                    assert_eq!(store.offset_space().locate(client), Some((ShardId(0), local)), "seed {seed} epoch {epoch}: locate");
+                    assert_eq!(store.client_offset(local), Some(client), "seed {seed} epoch {epoch}: client_offset");
+                    SHIFTED.with(|s| *s.borrow_mut() += u64::from(client.0 as u64 != local.0));
                     let raw = bytes[pos..pos + r.total_size].to_vec();
                     pos += r.total_size;
                     assert_eq!(r.topic, topic);
@@ -171,7 +195,6 @@ async fn verify(store: &Store<St>, model: &Rc<RefCell<Model>>, seed: u64, epoch:
         // Survivors are durable now (recovery read them from the durable image).
         model.borrow_mut().acked.insert((topic.to_owned(), q), seen);
     }
-    let _ = ClientPhysicalOffset(0);
 }
 
 async fn run_case(seed: u64, epochs: usize) -> usize {
@@ -185,14 +208,18 @@ async fn run_case(seed: u64, epochs: usize) -> usize {
     cfg.checkpoint_interval_ms = 3_600_000;
     let model = Rc::new(RefCell::new(Model::default()));
     let mut crashes = 0;
+    let mut space = Arc::new(OffsetSpace::new());
     for epoch in 0..epochs {
+        if rng.borrow_mut().random_bool(0.5) {
+            space = Arc::new(OffsetSpace::new());
+        }
         // Open, possibly crashing during recovery itself.
         let store = loop {
             if rng.borrow_mut().random_bool(0.15) {
                 let at = storage.faults().ops() + rng.borrow_mut().random_range(1..40);
                 storage.faults().add(Fault::CrashAt(at));
             }
-            match Store::open(storage.clone(), cfg.clone()).await {
+            match Store::open_in(storage.clone(), cfg.clone(), space.clone()).await {
                 Ok((s, report)) => {
                     TORN.with(|t| *t.borrow_mut() += u64::from(report.torn_bytes_wiped > 0));
                     storage.faults().clear();
@@ -214,7 +241,7 @@ async fn run_case(seed: u64, epochs: usize) -> usize {
         for _ in 0..writers {
             handles.push(compio::runtime::spawn(writer(store.clone(), rng.clone(), model.clone(), 25)));
         }
-        handles.push(compio::runtime::spawn(chaos(store.clone(), rng.clone(), 20)));
+        handles.push(compio::runtime::spawn(chaos(store.clone(), rng.clone(), model.clone(), 20)));
         for h in handles {
             h.await.unwrap();
         }
@@ -251,8 +278,10 @@ fn model_based_crash_recovery() {
     }
     let torn = TORN.with(|t| *t.borrow());
     let acks = ACKS.with(|a| *a.borrow());
-    println!("{crashes} crash points, {acks} acknowledged appends, {torn} recoveries wiped a torn tail");
+    let shifted = SHIFTED.with(|s| *s.borrow());
+    println!("{crashes} crash points, {acks} acknowledged appends, {torn} recoveries wiped a torn tail, {shifted} records checked with client ≠ local offset");
     assert!(acks > 0 && (torn > 0 || fixed.is_some()), "the crash model never produced a torn tail");
+    assert!(shifted > 0 || fixed.is_some(), "client offsets never differed from local ones");
     if fixed.is_none() {
         assert!(crashes >= 1000, "only {crashes} crash points");
     }
