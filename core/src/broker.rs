@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use ferromq_namesrv::{NamesrvConfig, NamesrvHandle};
 use ferromq_net::backend::{ActiveBackend, IoBackend};
-use ferromq_store::ShardId;
+use ferromq_store::{OffsetSpace, ShardId};
 use tracing::{info, warn};
 
 use crate::config::BrokerConfig;
@@ -193,6 +193,9 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
         inboxes.push(rx);
     }
     let router = Router::new(mailboxes);
+    // Client-visible commit-log offsets: one space for all shards, handed out per segment, so
+    // they stay below 2^53 as long as a Java broker's would (store/DESIGN-NOTES.md).
+    let offset_space = Arc::new(OffsetSpace::new());
     let (stop_shards, shards_stopped) = async_channel::bounded::<()>(1);
     let (go_tx, go_rx) = async_channel::bounded::<()>(shard_count as usize);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<ActiveBackend>>();
@@ -206,6 +209,7 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
             control: control.clone(),
             router: router.clone(),
             listener,
+            offset_space: offset_space.clone(),
             inbox,
             events,
             ready: ready_tx.clone(),

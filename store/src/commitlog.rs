@@ -7,6 +7,7 @@
 //! (a per-segment client base) is [`crate::offset_space`]'s.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Result, StoreError};
 use crate::io::{Storage, StorageFile};
@@ -148,6 +149,23 @@ pub struct Segment<F> {
     pub base: u64,
     pub path: PathBuf,
     pub file: F,
+    /// The same file as a plain descriptor shared with the senders of pull responses (`dup`ed
+    /// once, when the segment is opened); `None` for storages without descriptors. Dropped
+    /// with the segment, so a segment retention deletes is closed once the last pull that
+    /// reads it is sent.
+    pub shared: Option<Arc<std::fs::File>>,
+}
+
+impl<F: StorageFile> Segment<F> {
+    fn new(base: u64, path: PathBuf, file: F) -> Segment<F> {
+        let shared = file.raw_fd().and_then(|raw| {
+            // SAFETY: `raw` belongs to `file`, open for the duration of this borrow;
+            // `try_clone_to_owned` dups it, so the result lives independently of `file`.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) }.try_clone_to_owned().ok()?;
+            Some(Arc::new(std::fs::File::from(fd)))
+        });
+        Segment { base, path, file, shared }
+    }
 }
 
 /// Lists segment files (sorted by base) and opens them.
@@ -158,7 +176,7 @@ pub async fn open_segments<S: Storage>(storage: &S, dir: &Path) -> Result<Vec<Se
         let Some(base) = parse_offset_name(&name) else { continue };
         let path = dir.join(&name);
         let file = storage.open(&path, false).await.map_err(|e| StoreError::io("open", &path, e))?;
-        segs.push(Segment { base, path, file });
+        segs.push(Segment::new(base, path, file));
     }
     segs.sort_by_key(|s| s.base);
     Ok(segs)
@@ -178,7 +196,7 @@ pub async fn create_segment<S: Storage>(
     // the first acknowledged write into the segment.
     file.sync_data().await.map_err(|e| StoreError::io("fdatasync", &path, e))?;
     storage.sync_dir(dir).await.map_err(|e| StoreError::io("sync dir", dir, e))?;
-    Ok(Segment { base, path, file })
+    Ok(Segment::new(base, path, file))
 }
 
 /// A forward-only buffered reader over one segment, for the recovery scan.

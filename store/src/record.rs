@@ -8,6 +8,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use bytes::Bytes;
+
 use crate::types::ClientPhysicalOffset;
 
 /// MAGICCODE of a V1 record (1-byte topic length).
@@ -173,6 +175,60 @@ impl Properties {
     }
 }
 
+/// The (name, value) pairs of an encoded properties string, in order, without allocating:
+/// split like [`Properties::decode`] (pieces with an empty name or value, or without a
+/// separator, are skipped); pieces that are not UTF-8 are skipped too.
+pub fn property_pairs(encoded: &[u8]) -> impl Iterator<Item = (&str, &str)> {
+    encoded.split(|b| *b == PROPERTY_SEPARATOR).filter_map(|piece| {
+        let sep = piece.iter().position(|b| *b == NAME_VALUE_SEPARATOR)?;
+        let (k, v) = piece.split_at(sep);
+        let v = v.get(1..)?;
+        if k.is_empty() || v.is_empty() {
+            return None;
+        }
+        Some((std::str::from_utf8(k).ok()?, std::str::from_utf8(v).ok()?))
+    })
+}
+
+/// What the store needs from a message's properties, found in one pass over the encoded
+/// string (the broker builds it while it reads the properties for its own checks, so that a
+/// send parses them once). Later duplicates win, as with [`Properties::get`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PropertySummary {
+    /// The consume-queue tags code: Java hash of `TAGS`, 0 without tags.
+    pub tags_code: i64,
+    /// `WAIT=false`: acknowledge once written, even under SYNC_FLUSH.
+    pub no_wait: bool,
+    /// What the index stores: the `KEYS` elements, then `UNIQ_KEY`.
+    pub index_keys: Vec<String>,
+}
+
+impl PropertySummary {
+    /// Scans an encoded properties string.
+    pub fn scan(encoded: &[u8]) -> PropertySummary {
+        let (mut tags, mut wait, mut keys, mut uniq) = (None, None, None, None);
+        for (name, value) in property_pairs(encoded) {
+            match name {
+                prop::TAGS => tags = Some(value),
+                prop::WAIT => wait = Some(value),
+                prop::KEYS => keys = Some(value),
+                prop::UNIQ_KEY => uniq = Some(value),
+                _ => {}
+            }
+        }
+        PropertySummary::of(tags, wait, keys, uniq)
+    }
+
+    /// The summary of the given property values.
+    pub fn of(tags: Option<&str>, wait: Option<&str>, keys: Option<&str>, uniq_key: Option<&str>) -> PropertySummary {
+        let mut index_keys: Vec<String> = keys.map(|k| k.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()).unwrap_or_default();
+        if let Some(u) = uniq_key {
+            index_keys.push(u.to_owned());
+        }
+        PropertySummary { tags_code: tags_code(tags), no_wait: wait == Some("false"), index_keys }
+    }
+}
+
 /// What a producer hands the store for one message. The store fills in QUEUEOFFSET,
 /// PHYSICALOFFSET, STORETIMESTAMP and BODYCRC.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,9 +236,13 @@ pub struct MessageInput {
     pub topic: String,
     pub queue_id: u32,
     pub flag: i32,
-    pub body: Vec<u8>,
+    /// Shared with the request it arrived in: the store copies it once, into its write batch.
+    pub body: Bytes,
     /// Encoded properties string (see [`Properties::encode`]).
     pub properties: Vec<u8>,
+    /// What the store needs from `properties`, when the caller has already scanned them; it
+    /// must describe `properties` exactly. `None`: the store scans them.
+    pub summary: Option<PropertySummary>,
     pub sys_flag: i32,
     pub born_timestamp_ms: i64,
     pub born_host: SocketAddr,
@@ -193,14 +253,15 @@ pub struct MessageInput {
 
 impl MessageInput {
     /// A plain message with default hosts (for tests and tools).
-    pub fn simple(topic: &str, queue_id: u32, body: Vec<u8>, properties: &Properties) -> Self {
+    pub fn simple(topic: &str, queue_id: u32, body: impl Into<Bytes>, properties: &Properties) -> Self {
         let host = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 10911);
         MessageInput {
             topic: topic.to_owned(),
             queue_id,
             flag: 0,
-            body,
+            body: body.into(),
             properties: properties.encode(),
+            summary: None,
             sys_flag: 0,
             born_timestamp_ms: 0,
             born_host: host,
@@ -571,7 +632,7 @@ pub fn decode_offset_msg_id(id: &str) -> Option<(SocketAddr, ClientPhysicalOffse
 pub fn batch_inputs(template: &MessageInput, items: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<MessageInput> {
     items
         .into_iter()
-        .map(|(body, properties)| MessageInput { body, properties, ..template.clone() })
+        .map(|(body, properties)| MessageInput { body: body.into(), properties, summary: None, ..template.clone() })
         .collect()
 }
 

@@ -259,6 +259,15 @@ impl<S: Storage> Clone for Store<S> {
     }
 }
 
+/// How an append is acknowledged: per the flush mode, or once written when its first message
+/// carries `WAIT=false`. Scans the first message's properties once and keeps the result for
+/// `enqueue`.
+fn ack_level(msgs: &mut [MessageInput]) -> AckLevel {
+    let Some(first) = msgs.first_mut() else { return AckLevel::FlushMode };
+    let summary = first.summary.get_or_insert_with(|| record::PropertySummary::scan(&first.properties));
+    if summary.no_wait { AckLevel::Written } else { AckLevel::FlushMode }
+}
+
 fn fits(segment_size: u64, pos: u64, len: usize) -> bool {
     pos % segment_size + len as u64 + SEGMENT_RESERVED_BYTES as u64 <= segment_size
 }
@@ -474,12 +483,8 @@ impl<S: Storage> Store<S> {
     /// Appends one message, or a batch of messages for one topic and queue (placed contiguously in
     /// one segment). Completes when the append is acknowledged per the flush mode, or when written
     /// if the first message carries `WAIT=false`.
-    pub async fn append(&self, msgs: Vec<MessageInput>) -> Result<AppendResult> {
-        let no_wait = msgs
-            .first()
-            .map(|m| record::Properties::decode(&m.properties).get(record::prop::WAIT) == Some("false"))
-            .unwrap_or(false);
-        let level = if no_wait { AckLevel::Written } else { AckLevel::FlushMode };
+    pub async fn append(&self, mut msgs: Vec<MessageInput>) -> Result<AppendResult> {
+        let level = ack_level(&mut msgs);
         self.append_with(msgs, level).await
     }
 
@@ -504,14 +509,18 @@ impl<S: Storage> Store<S> {
     /// Returns the assigned offsets either way, with `true` when the append was acknowledged
     /// in time and `false` when the wait timed out — the records are in the log and will still
     /// be flushed (RocketMQ's FLUSH_DISK_TIMEOUT: "the message IS stored").
-    pub async fn append_within(&self, msgs: Vec<MessageInput>, timeout: std::time::Duration) -> Result<(AppendResult, bool)> {
-        let no_wait = msgs
-            .first()
-            .map(|m| record::Properties::decode(&m.properties).get(record::prop::WAIT) == Some("false"))
-            .unwrap_or(false);
-        let level = if no_wait { AckLevel::Written } else { AckLevel::FlushMode };
+    pub async fn append_within(&self, mut msgs: Vec<MessageInput>, timeout: std::time::Duration) -> Result<(AppendResult, bool)> {
+        let level = ack_level(&mut msgs);
+        let durable = level == AckLevel::FlushMode && self.inner.cfg.flush_mode == FlushMode::Sync;
         let (result, wait) = self.enqueue(msgs, level)?;
         self.inner.flusher_wake.notify();
+        if !durable {
+            // Acknowledged once written: no disk wait to time out, so no timer either.
+            return match wait.await {
+                Ok(()) => Ok((result, true)),
+                Err(e) => Err(StoreError::LogFailed(e)),
+            };
+        }
         match compio::time::timeout(timeout, wait).await {
             Ok(Ok(())) => Ok((result, true)),
             Ok(Err(e)) => Err(StoreError::LogFailed(e)),
@@ -521,7 +530,7 @@ impl<S: Storage> Store<S> {
 
     /// Encodes the messages into the open batch and registers the waiter. Synchronous: offsets
     /// are assigned in call order with no await in between.
-    fn enqueue(&self, msgs: Vec<MessageInput>, level: AckLevel) -> Result<(AppendResult, AckWait)> {
+    fn enqueue(&self, mut msgs: Vec<MessageInput>, level: AckLevel) -> Result<(AppendResult, AckWait)> {
         self.check_writable()?;
         let cfg = &self.inner.cfg;
         let first = msgs.first().ok_or_else(|| StoreError::NotFound("empty append".into()))?;
@@ -571,8 +580,9 @@ impl<S: Storage> Store<S> {
         let first_qoff = qoff;
         let mut pos = start;
         let mut ids = Vec::with_capacity(msgs.len());
-        for m in &msgs {
+        for m in &mut msgs {
             let dispatched = m.is_dispatched();
+            let summary = m.summary.take().unwrap_or_else(|| record::PropertySummary::scan(&m.properties));
             let assigned = StoreAssigned {
                 queue_offset: qoff,
                 physical_offset: client_of(pos),
@@ -580,7 +590,6 @@ impl<S: Storage> Store<S> {
             };
             let before = app.open.buf.len();
             let n = record::encode_record(m, assigned, &mut app.open.buf)?;
-            let props = record::Properties::decode(&m.properties);
             let rollback = m.sys_flag & record::sysflag::TRANSACTION_MASK == record::sysflag::TRANSACTION_ROLLBACK;
             app.open.records.push(DispatchRecord {
                 topic: topic.clone(),
@@ -588,9 +597,9 @@ impl<S: Storage> Store<S> {
                 queue_offset: dispatched.then_some(qoff),
                 offset: CommitLogOffset(pos),
                 size: n as u32,
-                tags_code: record::tags_code(props.get(record::prop::TAGS)),
+                tags_code: summary.tags_code,
                 store_timestamp_ms: store_ts,
-                keys: if rollback { Vec::new() } else { commitlog::index_keys(&props) },
+                keys: if rollback { Vec::new() } else { summary.index_keys },
             });
             debug_assert_eq!(app.open.buf.len() - before, n);
             ids.push(record::offset_msg_id(&m.store_host, assigned.physical_offset));
@@ -763,7 +772,12 @@ impl<S: Storage> Store<S> {
             return Ok(res);
         }
         // Scan budget: stop once max(16000 bytes of entries, max_msgs entries) were looked at.
-        let max_scan = (16_000 / consume_queue::CQ_ENTRY_LEN as u64).max(u64::from(max_msgs));
+        // Without a tag filter every entry matches, so `max_msgs` entries are all a pull can use:
+        // reading (and decoding) the whole budget would be 25 times the work for 32 messages.
+        let max_scan = match filter {
+            TagFilter::All => u64::from(max_msgs).max(1),
+            TagFilter::Codes(_) => (16_000 / consume_queue::CQ_ENTRY_LEN as u64).max(u64::from(max_msgs)),
+        };
         let Some(entries) = consume_queue::read_entries(&q, offset, max_scan).await? else {
             let per = q.borrow().entries_per_file;
             res.status = PullStatus::OffsetFoundNull;
@@ -842,25 +856,33 @@ impl<S: Storage> Store<S> {
         Ok((file, pos))
     }
 
-    /// The log range's file as an owned descriptor (a `dup`), for zero-copy sends from another
-    /// thread: the descriptor keeps the segment open even if retention deletes it meanwhile.
-    pub fn log_slice_fd(&self, range: LogRange) -> Result<(std::os::fd::OwnedFd, u64)> {
-        let (file, path, pos) = self.locate(range.offset)?;
-        let raw = file
-            .raw_fd()
-            .ok_or_else(|| StoreError::NotFound(format!("{} has no file descriptor (in-memory storage)", path.display())))?;
-        // SAFETY: `raw` belongs to `file`, which stays open for the duration of this borrow;
-        // `try_clone_to_owned` dups it, so the result lives independently of `file`.
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) }
-            .try_clone_to_owned()
-            .map_err(|e| StoreError::io("dup", &path, e))?;
-        Ok((fd, pos))
+    /// The segment file holding a log range, shared (one descriptor per segment, no syscall per
+    /// call), and the range's position in it, for zero-copy sends from the connection's writer:
+    /// the descriptor keeps the segment readable even if retention deletes it meanwhile.
+    pub fn log_file(&self, range: LogRange) -> Result<(Arc<std::fs::File>, u64)> {
+        self.check_readable(range.offset)?;
+        let segs = self.inner.segments.borrow();
+        let seg = segs
+            .iter()
+            .rev()
+            .find(|s| s.base <= range.offset.0)
+            .ok_or_else(|| StoreError::NotFound(format!("no segment holds offset {}", range.offset)))?;
+        let file = seg
+            .shared
+            .clone()
+            .ok_or_else(|| StoreError::NotFound(format!("{} has no file descriptor (in-memory storage)", seg.path.display())))?;
+        Ok((file, range.offset.0 - seg.base))
     }
 
-    fn locate(&self, offset: CommitLogOffset) -> Result<(S::File, PathBuf, u64)> {
+    fn check_readable(&self, offset: CommitLogOffset) -> Result<()> {
         if offset.0 < self.inner.log_min.get() || offset.0 >= self.inner.dispatched_offset.get().max(self.inner.app.borrow().written) {
             return Err(StoreError::NotFound(format!("commit-log offset {offset} is not stored")));
         }
+        Ok(())
+    }
+
+    fn locate(&self, offset: CommitLogOffset) -> Result<(S::File, PathBuf, u64)> {
+        self.check_readable(offset)?;
         let segs = self.inner.segments.borrow();
         let seg = segs
             .iter()

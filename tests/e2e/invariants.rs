@@ -96,10 +96,7 @@ fn import_graph(crate_src: &Path) -> std::collections::BTreeMap<PathBuf, std::co
             continue;
         }
         let text = std::fs::read_to_string(&file).unwrap();
-        let text = match text.find("#[cfg(test)]\nmod tests {") {
-            Some(at) => &text[..at],
-            None => &text,
-        };
+        let text = &text[..test_code_start(&text)];
         let here = module_path_of(crate_src, &file);
         let mut targets = BTreeSet::new();
         for path in referenced_paths(text) {
@@ -140,6 +137,24 @@ fn import_graph(crate_src: &Path) -> std::collections::BTreeMap<PathBuf, std::co
         graph.insert(file, targets);
     }
     graph
+}
+
+/// Where a file's test code starts: the first `#[cfg(test)]` whose item (after any further
+/// attributes) is an inline module (`mod tests { .. }`, `pub(crate) mod test_util { .. }`);
+/// the project keeps such modules at the end of a file.
+fn test_code_start(text: &str) -> usize {
+    let mut offset = 0;
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim() == "#[cfg(test)]" {
+            let item = lines[i + 1..].iter().map(|l| l.trim()).find(|l| !l.starts_with("#["));
+            if item.is_some_and(|l| l.contains("mod ") && l.ends_with('{')) {
+                return offset;
+            }
+        }
+        offset += line.len();
+    }
+    text.len()
 }
 
 /// `src/a/b.rs` and `src/a/b/mod.rs` → `["a", "b"]`; `src/lib.rs` → `[]`.

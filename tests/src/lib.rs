@@ -165,7 +165,11 @@ pub struct BrokerProcess {
 impl BrokerProcess {
     /// Starts `mqbroker` with a fresh store; `settings` are extra `--set KEY=VALUE` pairs.
     pub fn start(settings: &[(&str, &str)]) -> Result<BrokerProcess, String> {
-        let store = TempDir::new("broker");
+        Self::start_in(TempDir::new("broker"), settings)
+    }
+
+    /// Starts `mqbroker` on the store in `store` (e.g. a fixture extracted there).
+    pub fn start_in(store: TempDir, settings: &[(&str, &str)]) -> Result<BrokerProcess, String> {
         let namesrv_port = free_port();
         let mut args = vec![
             "--set".to_owned(),

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use ferromq_net::RemotingCommand;
 use ferromq_net::codes::response_code as code;
 use ferromq_store::record::decode_offset_msg_id;
-use ferromq_store::{QueueOffset, ShardId, decode_client_offset};
+use ferromq_store::{ClientPhysicalOffset, QueueOffset, ShardId};
 
 use crate::control::Command;
 use crate::error::{BrokerError, BrokerResult};
@@ -144,7 +144,7 @@ pub async fn consume_stats(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> Bro
 }
 
 /// 33 VIEW_MESSAGE_BY_ID: header `offset` is the client-visible physical offset (from an
-/// offsetMsgId); the record is read from the log of the shard that holds it.
+/// offsetMsgId); the broker's offset space names the shard whose log holds it.
 pub async fn view_message_by_id(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
     let h = Header::of(request);
     let offset = match h.opt_i64("offset")? {
@@ -154,13 +154,13 @@ pub async fn view_message_by_id(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -
             None => return Err(BrokerError::system("the request header has no offset")),
         },
     };
-    let (shard, local) = decode_client_offset(ferromq_store::ClientPhysicalOffset(offset))
-        .map_err(|_| BrokerError::system(format!("offset {offset} is not a FerroMQ commit-log offset")))?;
-    if u16::from(shard.0) >= ctx.router.shard_count() {
-        return Err(BrokerError::system(format!("offset {offset} names shard {} of {}", shard.0, ctx.router.shard_count())));
-    }
+    let (shard, local) = ctx
+        .store
+        .offset_space()
+        .locate(ClientPhysicalOffset(offset))
+        .ok_or_else(|| BrokerError::system(format!("message at offset {offset} not found: no commit-log segment holds it")))?;
     let record = ctx
-        .on(ShardId(shard.0), move |owner, _| async move { owner.store.read_record(local).await })
+        .on(shard, move |owner, _| async move { owner.store.read_record(local).await })
         .await?
         .map_err(|e| BrokerError::system(format!("message at offset {offset} not found: {e}")))?;
     Ok(request.success_response().with_body(record))

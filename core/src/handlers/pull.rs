@@ -159,24 +159,14 @@ fn is_found(result: &PullResult) -> bool {
     result.status == PullStatus::Found && result.message_count > 0
 }
 
-/// The log ranges of a pull as file segments to send: one duplicated descriptor per
-/// segment file (adjacent records are already coalesced into one range by the store).
+/// The log ranges of a pull as file segments to send: each range's segment file, shared (the
+/// store keeps one descriptor per segment; adjacent records are already coalesced into one
+/// range by the store).
 fn file_segments(ctx: &Rc<ShardCtx>, result: &PullResult) -> BrokerResult<Vec<FileSegment>> {
-    let mut files: Vec<(u64, std::sync::Arc<std::fs::File>)> = Vec::new();
     let mut segments = Vec::with_capacity(result.ranges.len());
     for range in &result.ranges {
-        let (fd, position) = ctx.store.log_slice_fd(*range)?;
-        // Ranges in one segment file share one descriptor; the segment base identifies it.
-        let base = range.offset.0 - position;
-        let file = match files.iter().find(|(b, _)| *b == base) {
-            Some((_, file)) => file.clone(),
-            None => {
-                let file = std::sync::Arc::new(std::fs::File::from(fd));
-                files.push((base, file.clone()));
-                file
-            }
-        };
-        segments.push(FileSegment { file, offset: position, len: range.len });
+        let (file, offset) = ctx.store.log_file(*range)?;
+        segments.push(FileSegment { file, offset, len: range.len });
     }
     Ok(segments)
 }

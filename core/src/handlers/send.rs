@@ -6,12 +6,14 @@
 //! transactionId, MSG_REGION, TRACE_ON).
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::rc::Rc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use ferromq_net::RemotingCommand;
 use ferromq_net::codes::{request_code, response_code as code};
-use ferromq_store::record::{MessageInput, Properties};
+use ferromq_store::record::{MessageInput, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR, PropertySummary, property_pairs};
 
 use super::reply::Origin;
 use crate::control::Command;
@@ -115,8 +117,9 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
         topic: topic.topic_name.clone(),
         queue_id,
         flag: header.flag,
-        body: Vec::new(),
+        body: Bytes::new(),
         properties: Vec::new(),
+        summary: None,
         sys_flag: header.sys_flag,
         born_timestamp_ms: header.born_timestamp_ms,
         born_host: origin.peer,
@@ -124,7 +127,7 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
         reconsume_times: header.reconsume_times,
         prepared_transaction_offset: 0,
     };
-    let cluster = &control.identity().cluster_name;
+    let cluster = control.identity().cluster_name.as_str();
     let mut uniq_key = None;
     let messages = if batch {
         if topic.topic_name.starts_with(topics::RETRY_GROUP_TOPIC_PREFIX) {
@@ -134,35 +137,55 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
         if items.is_empty() {
             return Err(BrokerError::illegal("the batch is empty"));
         }
-        items
-            .into_iter()
-            .map(|(flag, body, properties)| {
-                let mut props = Properties::decode(&properties);
-                props.insert("CLUSTER", cluster);
-                MessageInput { flag, body, properties: props.encode(), ..template.clone() }
-            })
-            .collect()
+        let mut messages = Vec::with_capacity(items.len());
+        for item in items {
+            let original = request.body.get(item.properties.clone()).unwrap_or_default();
+            let mut properties = Vec::with_capacity(original.len() + cluster.len() + 10);
+            append_properties(&mut properties, original);
+            push_property(&mut properties, "CLUSTER", cluster);
+            let summary = PropertySummary::scan(&properties);
+            messages.push(MessageInput { flag: item.flag, body: request.body.slice(item.body), properties, summary: Some(summary), ..template.clone() });
+        }
+        messages
     } else {
-        let mut props = Properties::decode(header.properties.as_bytes());
-        if config.transaction.reject_transaction_message && is_transaction_message(&props, header.reconsume_times) {
+        // The properties are read once, here: what this handler checks, and what the store
+        // needs (tags code, index keys, WAIT). The broker's own properties are appended; a
+        // later duplicate wins for every reader (Java's decoder included), so nothing needs
+        // re-encoding.
+        let original = header.properties.as_bytes();
+        let mut seen = SendProperties::default();
+        for (name, value) in property_pairs(original) {
+            seen.note(name, value);
+        }
+        if config.transaction.reject_transaction_message && seen.is_transaction_message(header.reconsume_times) {
             return Err(BrokerError::no_permission(format!(
                 "the broker[{}] sending transaction message is forbidden",
                 control.identity().store_host.ip()
             )));
         }
-        if props.get("UNIQ_KEY").is_none() {
-            props.insert("UNIQ_KEY", &generate_uniq_key(store_host));
+        let generated;
+        let uniq = match seen.uniq_key {
+            Some(uniq) => uniq,
+            None => {
+                generated = generate_uniq_key(store_host);
+                &generated
+            }
+        };
+        let mut properties = Vec::with_capacity(original.len() + 128);
+        append_properties(&mut properties, original);
+        if seen.uniq_key.is_none() {
+            push_property(&mut properties, "UNIQ_KEY", uniq);
         }
-        uniq_key = props.get("UNIQ_KEY").map(str::to_owned);
         // Java's buildMsgContext stamps the region and trace switch on every single message.
-        props.insert("MSG_REGION", &config.broker.region_id);
-        props.insert("TRACE_ON", if config.broker.trace_on { "true" } else { "false" });
-        props.insert("CLUSTER", cluster);
-        let properties = props.encode();
+        push_property(&mut properties, "MSG_REGION", &config.broker.region_id);
+        push_property(&mut properties, "TRACE_ON", if config.broker.trace_on { "true" } else { "false" });
+        push_property(&mut properties, "CLUSTER", cluster);
         if properties.len() > MAX_PROPERTIES_BYTES {
             return Err(BrokerError::illegal(format!("message properties length too long {}", properties.len())));
         }
-        vec![MessageInput { body: request.body.to_vec(), properties, ..template }]
+        let summary = PropertySummary::of(seen.tags, seen.wait, seen.keys, Some(uniq));
+        uniq_key = Some(uniq.to_owned());
+        vec![MessageInput { body: request.body.clone(), properties, summary: Some(summary), ..template }]
     };
 
     let owner = ctx.owner(&topic.topic_name, queue_id);
@@ -181,15 +204,58 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
     Ok(response)
 }
 
-/// Whether a send is a transactional (half) message as `rejectTransactionMessage` means it:
-/// the `TRAN_MSG=true` property, except an old client's resend of a consumed message with a
-/// delay level (reconsumeTimes > 0 and DELAY > 0), which Java lets through.
-fn is_transaction_message(props: &Properties, reconsume_times: i32) -> bool {
-    if props.get("TRAN_MSG") != Some("true") {
-        return false;
+/// The properties of a single send that the broker looks at (the last value of each wins, as
+/// in Java's decoder).
+#[derive(Default)]
+struct SendProperties<'a> {
+    uniq_key: Option<&'a str>,
+    tags: Option<&'a str>,
+    keys: Option<&'a str>,
+    wait: Option<&'a str>,
+    transaction: Option<&'a str>,
+    delay: Option<&'a str>,
+}
+
+impl<'a> SendProperties<'a> {
+    fn note(&mut self, name: &str, value: &'a str) {
+        match name {
+            "UNIQ_KEY" => self.uniq_key = Some(value),
+            "TAGS" => self.tags = Some(value),
+            "KEYS" => self.keys = Some(value),
+            "WAIT" => self.wait = Some(value),
+            "TRAN_MSG" => self.transaction = Some(value),
+            "DELAY" => self.delay = Some(value),
+            _ => {}
+        }
     }
-    let delayed = props.get("DELAY").and_then(|d| d.parse::<i32>().ok()).is_some_and(|d| d > 0);
-    !(reconsume_times > 0 && delayed)
+
+    /// Whether the send is a transactional (half) message as `rejectTransactionMessage` means
+    /// it: `TRAN_MSG=true`, except an old client's resend of a consumed message with a delay
+    /// level (reconsumeTimes > 0 and DELAY > 0), which Java lets through.
+    fn is_transaction_message(&self, reconsume_times: i32) -> bool {
+        if self.transaction != Some("true") {
+            return false;
+        }
+        let delayed = self.delay.and_then(|d| d.parse::<i32>().ok()).is_some_and(|d| d > 0);
+        !(reconsume_times > 0 && delayed)
+    }
+}
+
+/// Copies an encoded properties string, ending it with a separator if the client did not, so
+/// that more pairs can follow.
+fn append_properties(out: &mut Vec<u8>, original: &[u8]) {
+    out.extend_from_slice(original);
+    if out.last().is_some_and(|b| *b != PROPERTY_SEPARATOR) {
+        out.push(PROPERTY_SEPARATOR);
+    }
+}
+
+/// Appends `name \u0001 value \u0002`.
+fn push_property(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.push(NAME_VALUE_SEPARATOR);
+    out.extend_from_slice(value.as_bytes());
+    out.push(PROPERTY_SEPARATOR);
 }
 
 /// Queue to write: the requested one, or a random writable one for a negative id (§2.1 step 3).
@@ -212,12 +278,21 @@ fn pick_queue(topic: &TopicConfig, requested: i32) -> BrokerResult<u32> {
     Ok(requested)
 }
 
-/// One message of a client-encoded batch: (flag, body, encoded properties).
-pub type BatchEntry = (i32, Vec<u8>, Vec<u8>);
+/// One message of a client-encoded batch: its flag, and where its body and encoded properties
+/// lie in the batch body (so the body is shared, not copied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchEntry {
+    pub flag: i32,
+    pub body: Range<usize>,
+    pub properties: Range<usize>,
+}
 
 /// Decodes a client-encoded batch body (§2.1, 320): entries of
 /// `totalSize i32 | magic i32 | bodyCRC i32 | flag i32 | bodyLength i32 | body | propertiesLength i16 | properties`.
-pub fn decode_batch(mut body: &[u8]) -> Result<Vec<BatchEntry>, String> {
+pub fn decode_batch(batch: &[u8]) -> Result<Vec<BatchEntry>, String> {
+    let mut body = batch;
+    // Where a slice taken from `batch` starts in it.
+    let at = |slice: &[u8]| slice.as_ptr() as usize - batch.as_ptr() as usize;
     fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
         if rest.len() < n {
             return Err(format!("batch entry truncated: need {n} bytes, {} left", rest.len()));
@@ -240,14 +315,16 @@ pub fn decode_batch(mut body: &[u8]) -> Result<Vec<BatchEntry>, String> {
         let flag = int(&mut entry)?;
         let body_len = int(&mut entry)?;
         let body_len = usize::try_from(body_len).map_err(|_| format!("negative body length {body_len}"))?;
-        let message_body = take(&mut entry, body_len)?.to_vec();
+        let message_body = take(&mut entry, body_len)?;
+        let body_range = at(message_body)..at(message_body) + message_body.len();
         let props_len = take(&mut entry, 2)?;
         let props_len = u16::from_be_bytes(props_len.try_into().map_err(|_| "batch entry truncated")?) as usize;
-        let properties = take(&mut entry, props_len)?.to_vec();
+        let properties = take(&mut entry, props_len)?;
+        let properties_range = at(properties)..at(properties) + properties.len();
         if !entry.is_empty() {
             return Err(format!("batch entry has {} unexpected trailing bytes", entry.len()));
         }
-        messages.push((flag, message_body, properties));
+        messages.push(BatchEntry { flag, body: body_range, properties: properties_range });
     }
     Ok(messages)
 }
@@ -299,8 +376,8 @@ mod tests {
         let body = [entry(1, b"one", b"TAGS\x01a\x02"), entry(2, b"", b"")].concat();
         let messages = decode_batch(&body).unwrap();
         assert_eq!(messages.len(), 2);
-        assert_eq!(messages[0], (1, b"one".to_vec(), b"TAGS\x01a\x02".to_vec()));
-        assert_eq!(messages[1], (2, Vec::new(), Vec::new()));
+        assert_eq!((messages[0].flag, &body[messages[0].body.clone()], &body[messages[0].properties.clone()]), (1, &b"one"[..], &b"TAGS\x01a\x02"[..]));
+        assert_eq!((messages[1].flag, messages[1].body.len(), messages[1].properties.len()), (2, 0, 0));
         for cut in 1..body.len() {
             let _ = decode_batch(&body[..cut]);
         }

@@ -1,8 +1,9 @@
 //! A shard's thread, from start to stop.
 //!
-//! Start: build the pinned runtime, open (and if needed recover) the shard's store, report
-//! ready, then wait for the broker's go — given once every shard's store is open, so that no
-//! shard appends before the global offset space knows every shard's segments. Then the named
+//! Start: build the pinned runtime, open (and if needed recover) the shard's store in the
+//! broker's shared offset space, report ready, then wait for the broker's go — given once every
+//! shard's store is open, so that no shard appends (and takes a new range of client-visible
+//! offsets) before the offset space knows every shard's segments. Then the named
 //! tasks start:
 //! - **server** — the SO_REUSEPORT listener and its connections (`net::server`);
 //! - **executor** — jobs from other shards, capped (`executor.rs`);
@@ -25,7 +26,7 @@ use ferromq_net::backend::{ActiveBackend, IoBackend, build_runtime_on};
 use ferromq_net::codes::request_code;
 use ferromq_net::conn::RequestHandler;
 use ferromq_store::io::compio_fs::CompioStorage;
-use ferromq_store::{ShardId, Store};
+use ferromq_store::{OffsetSpace, ShardId, Store};
 use futures_util::FutureExt;
 use tracing::{error, warn};
 
@@ -48,6 +49,8 @@ pub struct ShardSetup {
     pub control: Arc<ControlHandle>,
     pub router: ShardRouter,
     pub listener: std::net::TcpListener,
+    /// The broker's one client-visible offset space, shared by every shard's store.
+    pub offset_space: Arc<OffsetSpace>,
     pub inbox: async_channel::Receiver<ShardJob<ShardCtx>>,
     pub events: async_channel::Receiver<ShardEvent>,
     /// Reports the start outcome (the backend in use, or why the shard cannot start).
@@ -81,9 +84,9 @@ where
     H: RequestHandler,
     M: FnOnce(Rc<ShardCtx>) -> Rc<H>,
 {
-    let ShardSetup { id, control, router, listener, inbox, events, ready, go, stop, .. } = setup;
+    let ShardSetup { id, control, router, listener, offset_space, inbox, events, ready, go, stop, .. } = setup;
     let config = control.config();
-    let store = match Store::open(CompioStorage, config.store_config(id)).await {
+    let store = match Store::open_in(CompioStorage, config.store_config(id), offset_space).await {
         Ok((store, report)) => {
             if report.abnormal {
                 warn!(shard = id.0, ?report, "store recovered after an unclean stop");
