@@ -116,7 +116,7 @@ struct Active<F> {
     file: F,
     header: Header,
     slots: Vec<u32>,
-    dirty_slots: BTreeSet<u32>,
+    dirty_slots: DirtySlots,
     /// Entries `persisted..header.count` not yet written, encoded.
     tail: Vec<u8>,
     persisted: u32,
@@ -232,7 +232,7 @@ impl<S: Storage> IndexService<S> {
                     hdr.end_phy = e.phy;
                 }
                 // Rewrite every slot: the file may hold slot values written after the checkpoint.
-                let dirty: BTreeSet<u32> = (0..slots_n).collect();
+                let dirty = DirtySlots { all: true, some: BTreeSet::new() };
                 svc.active = Some(Active { name, path, file, header: hdr, slots, dirty_slots: dirty, tail: Vec::new(), persisted: count });
             } else {
                 svc.sealed.push(Sealed { name, path, file, header });
@@ -336,7 +336,7 @@ async fn roll<S: Storage>(inner: &Rc<Inner<S>>, ts: i64) -> Result<()> {
         file,
         header,
         slots: vec![0; slots_n as usize],
-        dirty_slots: BTreeSet::new(),
+        dirty_slots: DirtySlots::default(),
         tail: Vec::new(),
         persisted: 1,
     };
@@ -361,31 +361,69 @@ struct WriteJob<F> {
     /// Slot values as of the copy, coalesced into runs: (file position, bytes).
     slot_runs: Vec<(u64, Vec<u8>)>,
     /// The slots those runs cover, put back as dirty if the write fails.
-    dirty: Vec<u32>,
+    dirty: DirtySlots,
     header: Vec<u8>,
 }
 
-fn write_job<F: StorageFile>(a: &mut Active<F>) -> WriteJob<F> {
-    // Coalesce dirty slots into runs so a burst on nearby slots costs one write.
-    let dirty: Vec<u32> = std::mem::take(&mut a.dirty_slots).into_iter().collect();
-    let mut slot_runs = Vec::new();
-    let mut i = 0;
-    while let Some(&first) = dirty.get(i) {
-        let mut last = first;
-        let mut j = i + 1;
-        while let Some(&n) = dirty.get(j) {
-            if n - last > 16 {
-                break;
-            }
-            last = n;
-            j += 1;
+/// Slots changed since the last checkpoint: a few (a set), or every one (after opening an
+/// active file, whose slots on disk may be newer than the checkpoint). "Every one" is a flag,
+/// not a set of millions of numbers: the default index file has 5 000 000 slots, and a set of
+/// them cost a second of CPU and about 100 MB at every start.
+#[derive(Debug, Clone, Default)]
+struct DirtySlots {
+    all: bool,
+    some: BTreeSet<u32>,
+}
+
+impl DirtySlots {
+    fn insert(&mut self, slot: u32) {
+        if !self.all {
+            self.some.insert(slot);
         }
+    }
+
+    fn merge(&mut self, other: DirtySlots) {
+        self.all |= other.all;
+        if self.all {
+            self.some.clear();
+        } else {
+            self.some.extend(other.some);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.all && self.some.is_empty()
+    }
+}
+
+fn write_job<F: StorageFile>(a: &mut Active<F>) -> WriteJob<F> {
+    let dirty = std::mem::take(&mut a.dirty_slots);
+    let slot_bytes = |first: u32, last: u32| {
         let mut buf = Vec::with_capacity(((last - first + 1) as usize) * INDEX_SLOT_LEN);
         for s in first..=last {
             buf.extend_from_slice(&a.slots.get(s as usize).copied().unwrap_or(0).to_be_bytes());
         }
-        slot_runs.push((INDEX_HEADER_LEN as u64 + u64::from(first) * INDEX_SLOT_LEN as u64, buf));
-        i = j;
+        (INDEX_HEADER_LEN as u64 + u64::from(first) * INDEX_SLOT_LEN as u64, buf)
+    };
+    let mut slot_runs = Vec::new();
+    if dirty.all {
+        if let Some(last) = (a.slots.len() as u32).checked_sub(1) {
+            slot_runs.push(slot_bytes(0, last));
+        }
+    } else {
+        // Coalesce dirty slots into runs so a burst on nearby slots costs one write.
+        let mut slots = dirty.some.iter().copied().peekable();
+        while let Some(first) = slots.next() {
+            let mut last = first;
+            while let Some(&n) = slots.peek() {
+                if n - last > 16 {
+                    break;
+                }
+                last = n;
+                slots.next();
+            }
+            slot_runs.push(slot_bytes(first, last));
+        }
     }
     WriteJob {
         name: a.name.clone(),
@@ -449,7 +487,7 @@ pub(crate) async fn persist<S: Storage>(inner: &Rc<Inner<S>>, snap: IndexSnapsho
             if let Some(ix) = ix.as_mut() {
                 for job in jobs.get(i..).unwrap_or_default() {
                     if let Some(a) = find_active(ix, &job.name) {
-                        a.dirty_slots.extend(job.dirty.iter().copied());
+                        a.dirty_slots.merge(job.dirty.clone());
                     }
                 }
             }
