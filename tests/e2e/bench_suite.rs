@@ -11,8 +11,9 @@ use ferromq_tests::{TempDir, binary};
 fn the_suite_runs_every_profile_and_writes_the_report_with_plots() {
     let work = TempDir::new("suite");
     let out = work.path().join("results");
+    // The suite starts mqbroker and mqnamesrv from one folder.
     let bin_dir = binary("mqbroker").parent().expect("binary folder").to_path_buf();
-    binary("mqnamesrv");
+    assert_eq!(binary("mqnamesrv").parent(), Some(bin_dir.as_path()), "mqbroker and mqnamesrv in different folders");
     let output = Command::new(binary("ferromq-bench"))
         .args(["suite", "--tiny", "--concurrency", "1,4", "--duration-secs", "1", "--warmup-ms", "100", "--rss-connections", "20"])
         .arg("--out")

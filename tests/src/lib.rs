@@ -4,11 +4,12 @@
 //! Every process started here is killed when its handle drops, so a failing test leaves
 //! nothing running.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ferromq_net::RemotingCommand;
@@ -18,21 +19,86 @@ use ferromq_net::codes::request_code;
 /// How long a process may take to say it is serving.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The path of a workspace binary, building it first if this test run did not.
+/// The workspace binaries the end-to-end tests start: `mqbroker` (package ferromq-core),
+/// `mqnamesrv` (ferromq-namesrv) and `ferromq-bench` (ferromq-bench). `cargo test` builds a
+/// package's binaries only for that package's own integration tests, and this package has none,
+/// so [`binary`] builds them.
+const WORKSPACE_BINARIES: [&str; 3] = ["mqbroker", "mqnamesrv", "ferromq-bench"];
+
+/// The path of a workspace binary, built in this test run's profile.
+///
+/// The first call in a test process runs one `cargo build` of every binary in
+/// [`WORKSPACE_BINARIES`] from the workspace root and takes each path from cargo's artifact
+/// messages; later calls reuse the answer. The build runs even when the files exist, so a binary
+/// left by an older checkout is rebuilt; it takes a second or two when all is up to date. Cargo's
+/// build lock serialises test processes that build at once, and cargo puts a binary in place only
+/// once it is linked, so no test starts a half-written one.
 pub fn binary(name: &str) -> PathBuf {
-    // Test executables live in target/<profile>/deps; binaries one level up.
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target directory");
-    let path = dir.join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--bin", name])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build --bin {name} failed");
+    static BUILT: OnceLock<Result<HashMap<String, PathBuf>, String>> = OnceLock::new();
+    let built = BUILT.get_or_init(build_workspace_binaries).as_ref().unwrap_or_else(|e| panic!("{e}"));
+    match built.get(name) {
+        Some(path) => path.clone(),
+        None => panic!("{name} is not a binary the end-to-end tests know: add it to WORKSPACE_BINARIES"),
     }
-    path
+}
+
+/// `cargo build --workspace --profile P --test SELF --bin …` for the binaries, where P and SELF
+/// are the profile and the test target of this test executable.
+///
+/// Why each part: `--workspace` because `--bin` only sees the selected packages' binaries; the
+/// same profile because `cargo test --release` must start release binaries; `--test SELF` (already
+/// built, so free) because building a test turns on dev-dependencies, and with them the features
+/// they enable in shared crates: without it the binaries' dependencies would resolve to other
+/// features than those `cargo test --workspace` just compiled, and the first run would compile
+/// the broker and half its dependency tree a second time. `CARGO` is the cargo that runs this
+/// test, and `CARGO_TARGET_DIR` and the workspace's cargo config apply to both alike.
+fn build_workspace_binaries() -> Result<HashMap<String, PathBuf>, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("test executable path: {e}"))?;
+    let (profile, test) = profile_and_test_target(&exe).ok_or_else(|| {
+        format!("{} is not where cargo puts tests (<target>/<profile>/deps/<test>-<hash>)", exe.display())
+    })?;
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("tests/ has no parent folder")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.current_dir(workspace).args(["build", "--workspace", "--message-format=json-render-diagnostics"]);
+    command.args(["--profile", &profile, "--test", &test]);
+    for bin in WORKSPACE_BINARIES {
+        command.args(["--bin", bin]);
+    }
+    // Progress and compiler errors go to our stderr; the JSON messages come to us.
+    let shown = format!("{command:?}");
+    let output = command.stderr(Stdio::inherit()).output().map_err(|e| format!("{shown}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("{shown} failed ({}): see its errors above", output.status));
+    }
+    let mut built = HashMap::new();
+    for line in output.stdout.split(|&b| b == b'\n') {
+        let Ok(message) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
+        if message["reason"] != "compiler-artifact" || !message["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin")) {
+            continue;
+        }
+        if let (Some(name), Some(executable)) = (message["target"]["name"].as_str(), message["executable"].as_str()) {
+            built.insert(name.to_owned(), PathBuf::from(executable));
+        }
+    }
+    match WORKSPACE_BINARIES.iter().find(|bin| !built.contains_key(**bin)) {
+        Some(missing) => Err(format!("{shown} reported no executable for {missing}")),
+        None => Ok(built),
+    }
+}
+
+/// The cargo profile and test target of a test executable, from where cargo puts it:
+/// `<target>/<profile folder>/deps/<test>-<hash>`. The folder `debug` holds the dev profile; every
+/// other folder is named after its profile (`release`, or a custom one).
+fn profile_and_test_target(exe: &Path) -> Option<(String, String)> {
+    let deps = exe.parent()?;
+    let folder = deps.parent()?.file_name()?.to_str()?;
+    let (test, hash) = exe.file_name()?.to_str()?.rsplit_once('-')?;
+    if deps.file_name()? != "deps" || hash.is_empty() || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let profile = if folder == "debug" { "dev" } else { folder };
+    Some((profile.to_owned(), test.to_owned()))
 }
 
 /// A running server process and everything it has written to stderr so far.
@@ -336,5 +402,20 @@ impl Drop for FakeBroker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_profile_and_test_target_come_from_where_cargo_put_the_test() {
+        let found = |p: &str| profile_and_test_target(Path::new(p));
+        assert_eq!(found("/w/target/debug/deps/broker_client-0123456789abcdef"), Some(("dev".into(), "broker_client".into())));
+        assert_eq!(found("/w/target/release/deps/bench_suite-0123456789abcdef"), Some(("release".into(), "bench_suite".into())));
+        assert_eq!(found("/w/target/x86_64-unknown-linux-gnu/ci/deps/a_b-00ff"), Some(("ci".into(), "a_b".into())));
+        assert_eq!(found("/w/target/debug/broker_client-0123456789abcdef"), None, "not in deps/");
+        assert_eq!(found("/w/target/debug/deps/broker_client"), None, "no hash");
     }
 }
