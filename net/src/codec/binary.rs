@@ -9,11 +9,9 @@
 //! decoding and are not written when encoding. Every length is checked against the bytes that
 //! remain before it is used.
 
-use std::collections::BTreeMap;
-
 use bytes::{BufMut, BytesMut};
 
-use super::{Language, RemotingCommand, SerializeType, WireError};
+use super::{ExtFields, Language, RemotingCommand, SerializeType, WireError};
 
 /// code + language + version + opaque + flag + remarkLen.
 const FIXED_PREFIX_BYTES: usize = 2 + 1 + 2 + 4 + 4 + 4;
@@ -32,15 +30,16 @@ pub(super) fn decode_header(header: &[u8]) -> Result<RemotingCommand, WireError>
     let remark = r.string(remark_len, "remark longer than the header")?;
     let ext_len = r.len_i32("negative extFields length")?;
     let mut ext = Reader { rest: r.take(ext_len, "extFields longer than the header")? };
-    let mut ext_fields = BTreeMap::new();
+    let mut ext_fields = ExtFields::with_capacity(16, ext.rest.len());
     while !ext.rest.is_empty() {
         let key_len = usize::try_from(ext.i16()?)
             .map_err(|_| WireError::Binary("negative extFields key length"))?;
-        let key = ext.string(key_len, "extFields key longer than its map")?;
+        let key = ext.take(key_len, "extFields key longer than its map")?;
         let value_len = ext.len_i32("negative extFields value length")?;
-        let value = ext.string(value_len, "extFields value longer than its map")?;
-        if let (Some(key), Some(value)) = (key, value) {
-            ext_fields.insert(key, value);
+        let value = ext.take(value_len, "extFields value longer than its map")?;
+        // A zero-length key or value is Java's null: the field is absent.
+        if !key.is_empty() && !value.is_empty() {
+            ext_fields.insert(&String::from_utf8_lossy(key), &String::from_utf8_lossy(value));
         }
     }
     Ok(RemotingCommand {

@@ -1,10 +1,9 @@
 //! [`RemotingCommand`]: one decoded request or response (PROTOCOL.md §1.3), with the helpers
 //! handlers use to build responses.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 
+use super::fields::ExtFields;
 use crate::codes::{response_code, FLAG_ONEWAY, FLAG_RESPONSE};
 
 /// The serialization of a frame's header: the top byte of the header-length word (§1.2).
@@ -159,7 +158,7 @@ pub struct RemotingCommand {
     /// `None` when absent, null or empty (§1.4 rule 3).
     pub remark: Option<String>,
     /// Sorted, so that encoding is deterministic (fastjson sorts keys too).
-    pub ext_fields: BTreeMap<String, String>,
+    pub ext_fields: ExtFields,
     pub body: Bytes,
     /// How the header arrived. Responses FerroMQ builds are always JSON.
     pub serialize_type: SerializeType,
@@ -211,8 +210,8 @@ impl RemotingCommand {
     }
 
     /// Builder-style ext field insertion; `value` is stored as its `Display` text.
-    pub fn with_ext(mut self, key: &str, value: impl ToString) -> RemotingCommand {
-        self.ext_fields.insert(key.to_owned(), value.to_string());
+    pub fn with_ext(mut self, key: &str, value: impl std::fmt::Display) -> RemotingCommand {
+        self.ext_fields.insert_display(key, value);
         self
     }
 
@@ -223,7 +222,7 @@ impl RemotingCommand {
 
     /// An ext field's text, if present.
     pub fn ext(&self, key: &str) -> Option<&str> {
-        self.ext_fields.get(key).map(String::as_str)
+        self.ext_fields.get(key)
     }
 }
 

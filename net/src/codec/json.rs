@@ -7,13 +7,12 @@
 //! `extFields` value is a JSON string, `extFields` is always an object (never `null`), null
 //! fields are omitted, and keys are sorted as fastjson sorts them.
 
-use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
 use bytes::{BufMut, BytesMut};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use super::{Language, RemotingCommand, SerializeType, WireError};
+use super::{ExtFields, Language, RemotingCommand, SerializeType, WireError};
 
 pub(super) fn decode_header(header: &[u8]) -> Result<RemotingCommand, WireError> {
     let parsed: JsonHeader =
@@ -80,7 +79,7 @@ struct JsonHeader {
     opaque: Option<i32>,
     flag: Option<i32>,
     remark: Option<String>,
-    ext_fields: BTreeMap<String, String>,
+    ext_fields: ExtFields,
 }
 
 impl<'de> de::Deserialize<'de> for JsonHeader {
@@ -108,7 +107,7 @@ impl<'de> Visitor<'de> for HeaderVisitor {
                 "opaque" => header.opaque = map.next_value::<Scalar>()?.into_i32("opaque")?,
                 "flag" => header.flag = map.next_value::<Scalar>()?.into_i32("flag")?,
                 "remark" => header.remark = map.next_value::<Scalar>()?.0,
-                "extFields" => header.ext_fields = map.next_value::<ExtFields>()?.0,
+                "extFields" => header.ext_fields = map.next_value::<ExtFieldsDe>()?.0,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -175,11 +174,14 @@ impl Visitor<'_> for ScalarVisitor {
     }
 }
 
-/// `extFields`: an object of scalars, or `null`/absent for none.
-struct ExtFields(BTreeMap<String, String>);
+/// `extFields`: an object of scalars, or `null`/absent for none. Keys and values are written
+/// straight into the [`ExtFields`] text (strings without escapes are copied from the frame once;
+/// numbers and booleans are written as their text), so a header costs two allocations however
+/// many fields it has.
+struct ExtFieldsDe(ExtFields);
 
-impl<'de> de::Deserialize<'de> for ExtFields {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ExtFields, D::Error> {
+impl<'de> de::Deserialize<'de> for ExtFieldsDe {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ExtFieldsDe, D::Error> {
         deserializer.deserialize_any(ExtFieldsVisitor)
     }
 }
@@ -187,24 +189,83 @@ impl<'de> de::Deserialize<'de> for ExtFields {
 struct ExtFieldsVisitor;
 
 impl<'de> Visitor<'de> for ExtFieldsVisitor {
-    type Value = ExtFields;
+    type Value = ExtFieldsDe;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an extFields object or null")
     }
-    fn visit_unit<E: de::Error>(self) -> Result<ExtFields, E> {
-        Ok(ExtFields(BTreeMap::new()))
+    fn visit_unit<E: de::Error>(self) -> Result<ExtFieldsDe, E> {
+        Ok(ExtFieldsDe(ExtFields::new()))
     }
-    fn visit_none<E: de::Error>(self) -> Result<ExtFields, E> {
-        Ok(ExtFields(BTreeMap::new()))
+    fn visit_none<E: de::Error>(self) -> Result<ExtFieldsDe, E> {
+        Ok(ExtFieldsDe(ExtFields::new()))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ExtFields, A::Error> {
-        let mut fields = BTreeMap::new();
-        while let Some((key, value)) = map.next_entry::<String, Scalar>()? {
-            if let Some(value) = value.0 {
-                fields.insert(key, value);
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ExtFieldsDe, A::Error> {
+        let mut fields = ExtFields::with_capacity(map.size_hint().unwrap_or(16), 256);
+        loop {
+            let mut done = false;
+            fields.push_with(|text| {
+                let start = text.len();
+                if map.next_key_seed(AppendText { text: &mut *text })?.is_none() {
+                    done = true;
+                    return Ok((0, false));
+                }
+                let key_len = text.len() - start;
+                let value = map.next_value_seed(AppendText { text: &mut *text })?;
+                Ok((key_len, !value))
+            })?;
+            if done {
+                break;
             }
         }
-        Ok(ExtFields(fields))
+        Ok(ExtFieldsDe(fields))
+    }
+}
+
+/// Appends a JSON scalar's text to `text`; deserializes to `true` when the scalar was `null`
+/// (nothing appended).
+struct AppendText<'t> {
+    text: &'t mut String,
+}
+
+impl<'de> de::DeserializeSeed<'de> for AppendText<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AppendText<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string, number, boolean or null")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+        self.text.push_str(v);
+        Ok(false)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<bool, E> {
+        let _ = write!(self.text, "{v}");
+        Ok(false)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<bool, E> {
+        let _ = write!(self.text, "{v}");
+        Ok(false)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<bool, E> {
+        let _ = write!(self.text, "{v}");
+        Ok(false)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
+        self.text.push_str(if v { "true" } else { "false" });
+        Ok(false)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<bool, E> {
+        Ok(true)
     }
 }

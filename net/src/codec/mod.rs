@@ -14,11 +14,13 @@
 
 mod binary;
 mod command;
+mod fields;
 mod json;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub use command::{FERROMQ_VERSION_ORDINAL, Language, RemotingCommand, SerializeType};
+pub use fields::ExtFields;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;

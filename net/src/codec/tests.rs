@@ -1,7 +1,6 @@
 //! Codec tests: worked examples from PROTOCOL.md, leniency rules, limits, round trips and a
 //! bounded fuzz over arbitrary bytes.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -41,7 +40,7 @@ fn java_route_request_from_protocol_doc() {
             code: 105,
             version: 479,
             opaque: 3,
-            ext_fields: BTreeMap::from([("topic".into(), "TopicTest".into())]),
+            ext_fields: ExtFields::from([("topic", "TopicTest")]),
             ..RemotingCommand::default()
         },
     );
@@ -58,14 +57,14 @@ fn json_ext_values_of_any_scalar_type_become_text() {
             version: 317,
             opaque: -5,
             flag: 2,
-            ext_fields: BTreeMap::from([
-                ("e".into(), "3".into()),
-                ("f".into(), "0".into()),
-                ("h".into(), "-7".into()),
-                ("m".into(), "true".into()),
-                ("n".into(), "false".into()),
-                ("big".into(), "9007199254740993".into()),
-                ("s".into(), "a\u{1}b\u{2}c".into()),
+            ext_fields: ExtFields::from([
+                ("e", "3"),
+                ("f", "0"),
+                ("h", "-7"),
+                ("m", "true"),
+                ("n", "false"),
+                ("big", "9007199254740993"),
+                ("s", "a\u{1}b\u{2}c"),
             ]),
             ..RemotingCommand::default()
         },
@@ -249,7 +248,7 @@ fn arb_command(serialize_type: SerializeType) -> impl Strategy<Value = RemotingC
             opaque,
             flag,
             remark,
-            ext_fields,
+            ext_fields: ext_fields.into_iter().collect(),
             body: Bytes::from(body),
             serialize_type,
         })
