@@ -33,7 +33,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_channel::oneshot;
 
@@ -180,13 +180,10 @@ pub(super) async fn in_pool<T: Send + 'static>(
     task.await.unwrap_or_else(|_| Err(io::Error::other("a cold read in the blocking pool panicked")))
 }
 
-/// Support for a kernel feature, probed on first use: unknown, yes, no.
-const UNKNOWN: u8 = 0;
-const SUPPORTED: u8 = 1;
-const UNSUPPORTED: u8 = 2;
-
-static NOWAIT_READS: AtomicU8 = AtomicU8::new(UNKNOWN);
-static CACHESTAT: AtomicU8 = AtomicU8::new(UNKNOWN);
+/// Set, once and for the process, when the kernel turns out to lack a feature (never cleared:
+/// a later success on another file must not make every read probe again).
+static NOWAIT_READS_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+static CACHESTAT_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 
 /// What a non-blocking read got.
 pub(super) enum NoWait {
@@ -205,7 +202,7 @@ pub(super) fn pread_nowait(file: &File, into: &mut [u8], position: u64) -> io::R
     if test_hook::old_kernel() {
         return Ok(NoWait::Unsupported);
     }
-    if NOWAIT_READS.load(Ordering::Relaxed) == UNSUPPORTED {
+    if NOWAIT_READS_UNSUPPORTED.load(Ordering::Relaxed) {
         return Ok(NoWait::Unsupported);
     }
     let iov = libc::iovec { iov_base: into.as_mut_ptr().cast(), iov_len: into.len() };
@@ -222,7 +219,6 @@ pub(super) fn pread_nowait(file: &File, into: &mut [u8], position: u64) -> io::R
             libc::syscall(libc::SYS_preadv2, file.as_raw_fd(), &iov as *const libc::iovec, 1 as libc::c_int, low, high, libc::RWF_NOWAIT)
         };
         if read >= 0 {
-            NOWAIT_READS.store(SUPPORTED, Ordering::Relaxed);
             return Ok(NoWait::Read(read as usize));
         }
         let error = io::Error::last_os_error();
@@ -230,7 +226,7 @@ pub(super) fn pread_nowait(file: &File, into: &mut [u8], position: u64) -> io::R
             Some(libc::EAGAIN) => return Ok(NoWait::WouldBlock),
             Some(libc::EINTR) => {}
             Some(libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL) => {
-                if NOWAIT_READS.swap(UNSUPPORTED, Ordering::Relaxed) != UNSUPPORTED {
+                if !NOWAIT_READS_UNSUPPORTED.swap(true, Ordering::Relaxed) {
                     tracing::info!("preadv2(RWF_NOWAIT) unavailable ({error}): checking page-cache residency with cachestat/mincore before each read");
                 }
                 return Ok(NoWait::Unsupported);
@@ -298,7 +294,7 @@ fn resident_by_cachestat(file: &File, offset: u64, len: u64) -> Option<bool> {
     if test_hook::old_kernel() {
         return None;
     }
-    if CACHESTAT.load(Ordering::Relaxed) == UNSUPPORTED {
+    if CACHESTAT_UNSUPPORTED.load(Ordering::Relaxed) {
         return None;
     }
     let page = page_bytes();
@@ -311,11 +307,10 @@ fn resident_by_cachestat(file: &File, offset: u64, len: u64) -> Option<bool> {
         libc::syscall(number, file.as_raw_fd(), &range as *const CachestatRange, &mut stat as *mut Cachestat, 0 as libc::c_uint)
     };
     if rc == 0 {
-        CACHESTAT.store(SUPPORTED, Ordering::Relaxed);
         return Some(stat.nr_cache >= pages);
     }
     let error = io::Error::last_os_error();
-    if matches!(error.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) && CACHESTAT.swap(UNSUPPORTED, Ordering::Relaxed) != UNSUPPORTED {
+    if matches!(error.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) && !CACHESTAT_UNSUPPORTED.swap(true, Ordering::Relaxed) {
         tracing::info!("cachestat(2) unavailable ({error}): checking page-cache residency with mincore");
     }
     None
