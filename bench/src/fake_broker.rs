@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ferromq_net::RemotingCommand;
 use ferromq_net::codes::{request_code as rc, response_code as code};
-use ferromq_net::conn::{Connection, RequestHandler};
+use ferromq_net::conn::{Connection, RequestHandler, Response};
 use ferromq_net::server::{ServerLimits, bind, serve};
 use ferromq_store::record::{MessageInput, Properties, StoreAssigned, encode_record};
 use ferromq_store::types::ClientPhysicalOffset;
@@ -50,7 +50,7 @@ impl FakeBroker {
 }
 
 impl RequestHandler for FakeBroker {
-    async fn handle(&self, _conn: &Connection, request: RemotingCommand) -> Option<RemotingCommand> {
+    async fn handle(&self, _conn: &Connection, request: RemotingCommand) -> Option<Response> {
         let int = |k: &str| request.ext(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
         let response = match request.code {
             rc::SEND_MESSAGE_V2 | rc::SEND_BATCH_MESSAGE => {
@@ -92,7 +92,7 @@ impl RequestHandler for FakeBroker {
             }
             _ => request.error_response(code::REQUEST_CODE_NOT_SUPPORTED, "fake"),
         };
-        Some(response)
+        Some(response.into())
     }
 }
 

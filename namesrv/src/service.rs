@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferromq_net::RemotingCommand;
 use ferromq_net::codes::{request_code as rc, response_code};
-use ferromq_net::conn::{Connection, RequestHandler, not_supported};
+use ferromq_net::conn::{Connection, RequestHandler, Response, not_supported};
 use tracing::{info, warn};
 
 use crate::config::NamesrvConfig;
@@ -360,8 +360,8 @@ impl NamesrvService {
 }
 
 impl RequestHandler for NamesrvService {
-    async fn handle(&self, conn: &Connection, request: RemotingCommand) -> Option<RemotingCommand> {
-        Some(self.dispatch(conn, &request))
+    async fn handle(&self, conn: &Connection, request: RemotingCommand) -> Option<Response> {
+        Some(self.dispatch(conn, &request).into())
     }
 
     /// A broker's connection closed: its addresses leave the routes at once (§8.1).

@@ -7,7 +7,12 @@
 //!   a per-connection in-flight limit past which requests are answered SYSTEM_BUSY;
 //! - the **writer** drains a bounded queue of encoded frames, several per `writev`; a response
 //!   whose body lies in files goes out with `sendfile`, or, when its file segments are small
-//!   and many, is read into memory and joins the `writev` (see [`COPY_MAX_MEAN_SEGMENT_BYTES`]).
+//!   and many, is read into memory and joins the `writev` (see [`COPY_MAX_MEAN_SEGMENT_BYTES`];
+//!   `file_body.rs`). File data not in the page cache is read (or, for `sendfile`, warmed) in
+//!   compio's blocking pool, at most [`ConnLimits::max_cold_reads_in_flight`] at once per thread,
+//!   so a consumer catching up on old data never blocks the thread's other connections; only
+//!   the frames queued behind that body on its own connection wait (`cold.rs`). This is the
+//!   same on both backends: the pool is compio's whether the driver is io_uring or epoll.
 //!
 //! Because both directions carry requests, a server can call [`Connection::invoke`] on a client
 //! connection (e.g. NOTIFY_CONSUMER_IDS_CHANGED) exactly as a client calls its server.
@@ -34,6 +39,14 @@ use tracing::{debug, warn};
 use crate::codec::{self, RemotingCommand, WireError, WireLimits};
 use crate::codes::{FLAG_ONEWAY, FLAG_RESPONSE, response_code};
 
+mod cold;
+mod file_body;
+#[cfg(test)]
+mod tests;
+
+pub use cold::{ColdReadStats, cold_read_stats};
+pub use file_body::{COPY_MAX_BODY_BYTES, COPY_MAX_MEAN_SEGMENT_BYTES};
+
 /// Per-connection limits. Every buffer and in-flight count on a connection is bounded by one.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
@@ -49,6 +62,15 @@ pub struct ConnLimits {
     /// Initial read buffer; it grows to the largest frame in flight and shrinks back to this
     /// when it empties, so idle connections stay small.
     pub read_buffer_bytes: usize,
+    /// File bodies whose data is not in the page cache being read in the blocking pool at once,
+    /// per thread: all connections of a thread (a shard) share these slots. A cold body beyond
+    /// it waits for a slot, holding up only its own connection's writer. Bounds the pool
+    /// threads and disk reads one shard can have in flight (and, for copied bodies, the memory:
+    /// at most this many × [`COPY_MAX_BODY_BYTES`]), and keeps the thread well below compio's
+    /// pool limit (256 threads per runtime), at which compio's submit spins on the calling
+    /// thread. A connection's read waits while at least its own limit are taken, so with mixed
+    /// limits on one thread the largest one bounds it.
+    pub max_cold_reads_in_flight: usize,
 }
 
 impl Default for ConnLimits {
@@ -61,6 +83,8 @@ impl Default for ConnLimits {
             // the writer drains up to WRITE_BATCH_FRAMES per writev.
             write_queue_frames: 64,
             read_buffer_bytes: 4096,
+            // Enough to keep an SSD's queue busy for one shard; a few MiB of copy buffers.
+            max_cold_reads_in_flight: 16,
         }
     }
 }
@@ -75,31 +99,40 @@ pub struct FileSegment {
     pub len: u32,
 }
 
+/// What a [`RequestHandler`] answers: a response the connection encodes, one already encoded,
+/// or one whose body lies in files.
+#[derive(Debug)]
+pub enum Response {
+    /// Encoded by the connection, which also sets the response flag.
+    Command(RemotingCommand),
+    /// A whole encoded frame, length prefix included, already flagged as a response and
+    /// carrying the request's `opaque` (see [`codec::ResponseFrame`]); queued as it is.
+    Frame(Bytes),
+    /// `RemotingCommand` (its `body` ignored, the response flag set by the connection) with a
+    /// body made of file segments, sent with `sendfile` or copied (see
+    /// [`Connection::send_file_body`]).
+    FileBody(RemotingCommand, Vec<FileSegment>),
+}
+
+impl From<RemotingCommand> for Response {
+    fn from(command: RemotingCommand) -> Response {
+        Response::Command(command)
+    }
+}
+
 /// What the writer sends: an encoded frame, or a frame whose body comes from files.
 enum Outgoing {
     Frame(Bytes),
     /// `head` is the length prefix and header; the body is `segments`, in order.
     FileBody { head: Bytes, segments: Vec<FileSegment> },
+    /// A body to copy that was found partly cold while a batch was being built; only the
+    /// writer makes these, to finish the read where the page cache stopped.
+    ColdCopy { head: Bytes, reader: file_body::BodyReader },
 }
 
 /// Frames written by one `writev`, and the bytes after which a batch stops growing.
 const WRITE_BATCH_FRAMES: usize = 64;
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
-
-/// File bodies whose segments average at most this many bytes are copied (`pread` into one
-/// buffer, then sent with the frame head in one `writev`, coalesced with the frames queued
-/// behind them) instead of sent with one `sendfile` per segment: on loopback every `sendfile`
-/// call costs a few µs whatever its size, so a pull of 32 interleaved ~1.2 KB records spent
-/// most of its time in syscalls. Larger segments keep `sendfile` (no copy through user space).
-pub const COPY_MAX_MEAN_SEGMENT_BYTES: usize = 16 * 1024;
-/// Bodies larger than this are always sent with `sendfile`: it bounds the buffer one copied
-/// body takes in the writer.
-pub const COPY_MAX_BODY_BYTES: usize = 1024 * 1024;
-/// Segments of one file are read with one `pread` of the span that covers them while that span
-/// is at most this many times the bytes wanted (and at most [`COPY_MAX_SPAN_BYTES`]), the
-/// wanted slices then copied out; otherwise each segment is read on its own.
-const COPY_MAX_SPAN_FACTOR: u64 = 4;
-const COPY_MAX_SPAN_BYTES: u64 = 1024 * 1024;
 
 /// Why an outbound request got no response.
 #[derive(Debug, thiserror::Error)]
@@ -121,13 +154,14 @@ pub trait RequestHandler: 'static {
     /// Serves one request. Each request runs as its own task, so a handler may wait (long
     /// polling, a flush, a call back to the peer on this same connection) without holding up
     /// other requests; at most [`ConnLimits::max_in_flight_requests`] run at once per
-    /// connection, and beyond that requests are answered SYSTEM_BUSY. Return the response, or
-    /// `None` to send nothing; nothing is ever sent for a one-way request (§1.6).
+    /// connection, and beyond that requests are answered SYSTEM_BUSY. Return the response
+    /// (a `RemotingCommand` converts with `.into()`), or `None` to send nothing; nothing is
+    /// ever sent for a one-way request (§1.6), whatever the handler returns.
     fn handle(
         &self,
         conn: &Connection,
         request: RemotingCommand,
-    ) -> impl Future<Output = Option<RemotingCommand>>;
+    ) -> impl Future<Output = Option<Response>>;
 
     /// Called once when the connection has closed, after pending requests have failed.
     fn on_close(&self, conn: &Connection) {
@@ -140,8 +174,8 @@ pub trait RequestHandler: 'static {
 pub struct NotSupported;
 
 impl RequestHandler for NotSupported {
-    async fn handle(&self, _conn: &Connection, request: RemotingCommand) -> Option<RemotingCommand> {
-        Some(not_supported(&request))
+    async fn handle(&self, _conn: &Connection, request: RemotingCommand) -> Option<Response> {
+        Some(not_supported(&request).into())
     }
 }
 
@@ -201,7 +235,7 @@ impl Connection {
                 stream: stream.clone(),
             }),
         };
-        compio::runtime::spawn(write_loop(stream.clone(), queue)).detach();
+        compio::runtime::spawn(write_loop(stream.clone(), queue, limits)).detach();
         let reader = conn.clone();
         compio::runtime::spawn(async move {
             if let Err(reason) = read_loop(&reader, stream, &handler).await {
@@ -265,9 +299,20 @@ impl Connection {
     }
 
     /// Sends a response outside the handler that received its request (e.g. a held pull
-    /// released by another task).
-    pub async fn respond(&self, response: RemotingCommand) -> Result<(), RpcError> {
-        self.send(&response).await
+    /// released by another task). A `Command` or `FileBody` gets the response flag; a `Frame`
+    /// is sent as it is.
+    pub async fn respond(&self, response: impl Into<Response>) -> Result<(), RpcError> {
+        match response.into() {
+            Response::Command(mut command) => {
+                command.flag |= FLAG_RESPONSE;
+                self.send(&command).await
+            }
+            Response::Frame(frame) => self.send_frame(frame).await,
+            Response::FileBody(mut command, segments) => {
+                command.flag |= FLAG_RESPONSE;
+                self.send_file_body(&command, segments).await
+            }
+        }
     }
 
     /// Encodes and queues one frame, waiting while the write queue is full.
@@ -284,7 +329,8 @@ impl Connection {
     /// Sends `command` (a response) with a body made of file segments, sent with `sendfile`
     /// (zero copy), or copied and written with the head in one `writev` when the segments are
     /// small (at most [`COPY_MAX_MEAN_SEGMENT_BYTES`] on average, [`COPY_MAX_BODY_BYTES`] in
-    /// all). `command.body` is ignored.
+    /// all). `command.body` is ignored. Data not in the page cache is read in the blocking
+    /// pool (see [`ConnLimits::max_cold_reads_in_flight`]); the thread never waits for the disk.
     pub async fn send_file_body(&self, command: &RemotingCommand, segments: Vec<FileSegment>) -> Result<(), RpcError> {
         let body_len: usize = segments.iter().map(|s| s.len as usize).sum();
         let mut head = bytes::BytesMut::with_capacity(256);
@@ -397,6 +443,8 @@ async fn dispatch<H: RequestHandler>(conn: &Connection, handler: &Rc<H>, command
         return;
     }
     let oneway = command.is_oneway();
+    #[cfg(debug_assertions)]
+    let opaque = command.opaque;
     let limit = conn.inner.limits.max_in_flight_requests;
     if conn.inner.in_flight.get() >= limit {
         if oneway {
@@ -423,18 +471,30 @@ async fn dispatch<H: RequestHandler>(conn: &Connection, handler: &Rc<H>, command
         let response = handler.handle(&conn, command).await;
         conn.inner.in_flight.set(conn.inner.in_flight.get().saturating_sub(1));
         let _ = conn.inner.slot_freed.0.try_send(());
-        let Some(mut response) = response.filter(|_| !oneway) else {
+        let Some(response) = response.filter(|_| !oneway) else {
             return;
         };
-        response.flag |= FLAG_RESPONSE;
-        if let Err(e) = conn.send(&response).await {
+        #[cfg(debug_assertions)]
+        if let Response::Frame(frame) = &response {
+            debug_assert!(frame_answers(frame, opaque), "a Response::Frame must be a response to opaque {opaque}");
+        }
+        if let Err(e) = conn.respond(response).await {
             debug!(conn = conn.id(), "response not sent: {e}");
         }
     })
     .detach();
 }
 
-async fn write_loop(mut stream: TcpStream, queue: async_channel::Receiver<Outgoing>) {
+/// Whether `frame` decodes as a response to the request `opaque` (debug builds check every
+/// [`Response::Frame`] with it).
+#[cfg(debug_assertions)]
+fn frame_answers(frame: &Bytes, opaque: i32) -> bool {
+    let limits = WireLimits { max_frame_bytes: usize::MAX, max_header_bytes: usize::MAX };
+    matches!(codec::decode_frame(frame, &limits), Ok(Some((command, used))) if used == frame.len() && command.is_response() && command.opaque == opaque)
+}
+
+async fn write_loop(mut stream: TcpStream, queue: async_channel::Receiver<Outgoing>, limits: ConnLimits) {
+    let max_cold = limits.max_cold_reads_in_flight;
     let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH_FRAMES);
     let mut next = None;
     loop {
@@ -446,30 +506,74 @@ async fn write_loop(mut stream: TcpStream, queue: async_channel::Receiver<Outgoi
             },
         };
         let written = match first {
-            Outgoing::FileBody { head, segments } if !worth_copying(&segments) => send_file_body(&mut stream, head, &segments).await,
+            Outgoing::FileBody { head, segments } if !file_body::worth_copying(&segments) => {
+                file_body::send(&mut stream, head, &segments, max_cold).await
+            }
             first => {
                 // Coalesce the frames queued behind this one (copied file bodies included)
-                // into one writev; a file body sent with sendfile ends the batch and goes next.
+                // into one writev. A file body sent with sendfile, or one to copy whose data is
+                // not all in the page cache, ends the batch and goes next: the frames before it
+                // are not held up by its disk read.
                 let mut batch_bytes = 0;
-                let mut pushed = push_to_batch(&mut batch, &mut batch_bytes, first);
-                while pushed.is_ok() && batch.len() < WRITE_BATCH_FRAMES && batch_bytes < WRITE_BATCH_BYTES {
-                    match queue.try_recv() {
-                        Ok(Outgoing::FileBody { head, segments }) if !worth_copying(&segments) => {
-                            next = Some(Outgoing::FileBody { head, segments });
+                let mut pushed = match first {
+                    Outgoing::Frame(frame) => Ok(Some(frame)),
+                    Outgoing::FileBody { head, segments } => file_body::copy(segments, max_cold).await.map(|body| {
+                        batch_bytes += head.len();
+                        batch.push(head);
+                        Some(body)
+                    }),
+                    Outgoing::ColdCopy { head, reader } => file_body::finish_cold(reader, max_cold).await.map(|body| {
+                        batch_bytes += head.len();
+                        batch.push(head);
+                        Some(body)
+                    }),
+                };
+                let mut failed = None;
+                loop {
+                    let frame = match pushed {
+                        Ok(Some(frame)) => frame,
+                        Ok(None) => break,
+                        Err(e) => {
+                            failed = Some(e);
                             break;
                         }
-                        Ok(outgoing) => pushed = push_to_batch(&mut batch, &mut batch_bytes, outgoing),
-                        Err(_) => break,
+                    };
+                    batch_bytes += frame.len();
+                    batch.push(frame);
+                    if batch.len() >= WRITE_BATCH_FRAMES || batch_bytes >= WRITE_BATCH_BYTES {
+                        break;
                     }
+                    pushed = match queue.try_recv() {
+                        Ok(Outgoing::Frame(frame)) => Ok(Some(frame)),
+                        Ok(Outgoing::FileBody { head, segments }) if file_body::worth_copying(&segments) => {
+                            match file_body::copy_resident(segments) {
+                                Ok(file_body::Copied::Ready(body)) => {
+                                    batch_bytes += head.len();
+                                    batch.push(head);
+                                    Ok(Some(body))
+                                }
+                                Ok(file_body::Copied::Cold(reader)) => {
+                                    next = Some(Outgoing::ColdCopy { head, reader });
+                                    Ok(None)
+                                }
+                                Err(e) => Err(e),
+                            }
+                        }
+                        Ok(other) => {
+                            next = Some(other);
+                            Ok(None)
+                        }
+                        Err(_) => Ok(None),
+                    };
                 }
-                match pushed {
-                    Ok(()) => {
+                match failed {
+                    None => {
                         let BufResult(written, returned) = stream.write_vectored_all(batch).await;
                         batch = returned;
                         batch.clear();
                         written
                     }
-                    Err(e) => Err(e),
+                    Some(e) => Err(e),
                 }
             }
         };
@@ -480,126 +584,4 @@ async fn write_loop(mut stream: TcpStream, queue: async_channel::Receiver<Outgoi
         }
     }
     let _ = shutdown(&stream, std::net::Shutdown::Both);
-}
-
-/// Whether a file body goes out copied rather than with one `sendfile` per segment.
-fn worth_copying(segments: &[FileSegment]) -> bool {
-    let body: usize = segments.iter().map(|s| s.len as usize).sum();
-    !segments.is_empty() && body <= COPY_MAX_BODY_BYTES && body <= COPY_MAX_MEAN_SEGMENT_BYTES.saturating_mul(segments.len())
-}
-
-/// Adds an outgoing frame to a writev batch; a file body is read into memory first, its head
-/// and body then going in as two buffers.
-fn push_to_batch(batch: &mut Vec<Bytes>, batch_bytes: &mut usize, outgoing: Outgoing) -> std::io::Result<()> {
-    match outgoing {
-        Outgoing::Frame(frame) => {
-            *batch_bytes += frame.len();
-            batch.push(frame);
-        }
-        Outgoing::FileBody { head, segments } => {
-            let body = read_segments(&segments)?;
-            *batch_bytes += head.len() + body.len();
-            batch.push(head);
-            batch.push(body);
-        }
-    }
-    Ok(())
-}
-
-/// Reads file segments into one buffer, in order. Runs of segments of one file whose covering
-/// span is small enough (see [`COPY_MAX_SPAN_FACTOR`]) are read with one `pread`. Like
-/// `sendfile`, this reads on the shard thread: instant from the page cache, blocking on cold
-/// data.
-fn read_segments(segments: &[FileSegment]) -> std::io::Result<Bytes> {
-    let body_len: usize = segments.iter().map(|s| s.len as usize).sum();
-    let mut body = vec![0u8; body_len];
-    let mut span = Vec::new();
-    let mut filled = 0usize;
-    let mut rest = segments;
-    while let Some(first) = rest.first() {
-        // The longest run of following segments of the same file, in increasing order, whose
-        // covering span stays within the bounds.
-        let start = first.offset;
-        let (mut end, mut wanted, mut run) = (first.offset + u64::from(first.len), u64::from(first.len), 1usize);
-        for next in rest.iter().skip(1) {
-            // A segment of another file (the pull crossed into the next log segment) or one
-            // before the run's end starts a new run.
-            if !std::sync::Arc::ptr_eq(&next.file, &first.file) || next.offset < end {
-                break;
-            }
-            let next_end = next.offset + u64::from(next.len);
-            let next_wanted = wanted + u64::from(next.len);
-            let span = next_end.saturating_sub(start);
-            if span > COPY_MAX_SPAN_BYTES || span > next_wanted.saturating_mul(COPY_MAX_SPAN_FACTOR) {
-                break;
-            }
-            (end, wanted, run) = (next_end, next_wanted, run + 1);
-        }
-        let (read, after) = rest.split_at(run.min(rest.len()));
-        if read.len() == 1 {
-            let into = body.get_mut(filled..filled + first.len as usize).ok_or_else(short_body)?;
-            pread_exact(first, into, start)?;
-            filled += into.len();
-        } else {
-            span.resize((end - start) as usize, 0);
-            pread_exact(first, &mut span, start)?;
-            for segment in read {
-                let from = (segment.offset - start) as usize;
-                let slice = span.get(from..from + segment.len as usize).ok_or_else(short_body)?;
-                body.get_mut(filled..filled + slice.len()).ok_or_else(short_body)?.copy_from_slice(slice);
-                filled += slice.len();
-            }
-        }
-        rest = after;
-    }
-    Ok(Bytes::from(body))
-}
-
-fn short_body() -> std::io::Error {
-    std::io::Error::other("file body segments do not add up to the body length")
-}
-
-/// Fills `into` from `segment`'s file at `position` (`pread`, retried until full).
-fn pread_exact(segment: &FileSegment, into: &mut [u8], position: u64) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    segment.file.read_exact_at(into, position)
-}
-
-/// Writes a frame head, then each segment with `sendfile` from its file straight to the
-/// socket, waiting for writability through the runtime whenever the socket buffer is full.
-async fn send_file_body(stream: &mut TcpStream, head: Bytes, segments: &[FileSegment]) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let BufResult(written, _) = stream.write_all(head).await;
-    written?;
-    let mut readiness = None;
-    for segment in segments {
-        let mut offset = segment.offset as libc::off_t;
-        let mut remaining = segment.len as usize;
-        while remaining > 0 {
-            // SAFETY: both descriptors are open for the whole call (`stream` and the Arc'ed
-            // file are owned here), and `offset` is a valid, exclusively borrowed off_t.
-            let sent = unsafe { libc::sendfile(stream.as_raw_fd(), segment.file.as_raw_fd(), &mut offset, remaining) };
-            if sent > 0 {
-                remaining -= sent as usize;
-                continue;
-            }
-            if sent == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shorter than the range to send"));
-            }
-            let error = std::io::Error::last_os_error();
-            match error.kind() {
-                std::io::ErrorKind::WouldBlock => {
-                    if readiness.is_none() {
-                        readiness = Some(stream.to_poll_fd()?);
-                    }
-                    if let Some(poll) = &readiness {
-                        poll.write_ready().await?;
-                    }
-                }
-                std::io::ErrorKind::Interrupted => {}
-                _ => return Err(error),
-            }
-        }
-    }
-    Ok(())
 }

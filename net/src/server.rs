@@ -14,7 +14,7 @@ use compio::net::TcpListener;
 use futures_util::FutureExt;
 use tracing::{info, warn};
 
-use crate::conn::{ConnLimits, Connection, RequestHandler};
+use crate::conn::{ConnLimits, Connection, RequestHandler, Response};
 
 /// Limits of one listener.
 #[derive(Debug, Clone, Copy)]
@@ -65,7 +65,7 @@ impl<H: RequestHandler> RequestHandler for Counted<H> {
         &self,
         conn: &Connection,
         request: crate::RemotingCommand,
-    ) -> impl std::future::Future<Output = Option<crate::RemotingCommand>> {
+    ) -> impl std::future::Future<Output = Option<Response>> {
         self.handler.handle(conn, request)
     }
 

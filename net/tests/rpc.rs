@@ -11,8 +11,9 @@ use bytes::Bytes;
 use ferromq_net::backend::runtime_from_env;
 use ferromq_net::client::Client;
 use ferromq_net::codes::response_code;
-use ferromq_net::conn::{ConnLimits, Connection, RequestHandler, RpcError};
+use ferromq_net::conn::{ConnLimits, Connection, RequestHandler, Response, RpcError};
 use ferromq_net::server::{self, ServerLimits};
+use ferromq_net::codec::ResponseFrame;
 use ferromq_net::{RemotingCommand, WireLimits};
 
 const SLOW: i32 = 1;
@@ -24,6 +25,9 @@ const NEVER: i32 = 5;
 /// `times` times in one body, each `stride` bytes after the previous one (default 0: the same
 /// segment each time), in reverse order with ext `reverse`.
 const FILE: i32 = 6;
+/// Answers with a frame encoded directly (`ResponseFrame`): ext `who` = `frame`, the request's
+/// body echoed.
+const FRAME: i32 = 7;
 
 /// A server handler: SLOW answers after 200 ms (other requests overtake it),
 /// FAST answers at once, ONEWAY_LOG records its body, CALL_BACK asks the client a question on
@@ -34,8 +38,8 @@ struct TestHandler {
 }
 
 impl RequestHandler for TestHandler {
-    async fn handle(&self, conn: &Connection, request: RemotingCommand) -> Option<RemotingCommand> {
-        match request.code {
+    async fn handle(&self, conn: &Connection, request: RemotingCommand) -> Option<Response> {
+        let response = match request.code {
             SLOW => {
                 compio::time::sleep(Duration::from_millis(200)).await;
                 Some(request.success_response().with_ext("who", "slow"))
@@ -59,6 +63,10 @@ impl RequestHandler for TestHandler {
                 })
             }
             NEVER => None,
+            FRAME => {
+                let frame = ResponseFrame::new(0, request.opaque, None).ext("who", "frame").finish(&request.body).unwrap();
+                return Some(Response::Frame(frame));
+            }
             FILE => {
                 let file = std::fs::File::open(request.ext("path").unwrap()).unwrap();
                 let file = std::sync::Arc::new(file);
@@ -73,19 +81,19 @@ impl RequestHandler for TestHandler {
                     segments.reverse();
                 }
                 let response = request.success_response().with_ext("zeroCopy", true);
-                conn.send_file_body(&response, segments).await.unwrap();
-                None
+                return Some(Response::FileBody(response, segments));
             }
             _ => Some(ferromq_net::conn::not_supported(&request)),
-        }
+        };
+        response.map(Into::into)
     }
 }
 
 /// The client's handler for the server's CALL_BACK question.
 struct Answerer;
 impl RequestHandler for Answerer {
-    async fn handle(&self, _conn: &Connection, request: RemotingCommand) -> Option<RemotingCommand> {
-        Some(request.success_response().with_ext("answer", format!("code {}", request.code)))
+    async fn handle(&self, _conn: &Connection, request: RemotingCommand) -> Option<Response> {
+        Some(request.success_response().with_ext("answer", format!("code {}", request.code)).into())
     }
 }
 
@@ -398,5 +406,58 @@ fn oneway_requests_beyond_the_limit_wait_instead_of_being_dropped() {
         let mut seen: Vec<u32> = handler.oneway_bodies.borrow().iter().map(|b| std::str::from_utf8(b).unwrap().parse().unwrap()).collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..20).collect::<Vec<u32>>());
+    });
+}
+
+/// A handler may answer with an already encoded frame; a one-way request is never answered,
+/// whatever kind of response its handler returns (a frame, a file body, a command).
+#[test]
+fn direct_frames_are_sent_and_oneway_requests_never_answered_by_any_response_kind() {
+    use compio::io::{AsyncRead, AsyncWriteExt};
+    run(async {
+        let (addr, handler) = start_server(ServerLimits::default());
+        let client = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
+        let r = client.invoke(RemotingCommand::request(FRAME).with_body(&b"echo"[..]), Duration::from_secs(5)).await.unwrap();
+        assert_eq!((r.code, r.ext("who"), &r.body[..]), (0, Some("frame"), &b"echo"[..]));
+
+        let dir = std::env::temp_dir().join(format!("ferromq-oneway-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("segment");
+        std::fs::write(&path, vec![7u8; 4096]).unwrap();
+        // Raw frames, so that a stray response cannot hide in the client's unmatched-response
+        // path: one-way FRAME, FILE and ONEWAY_LOG requests, then one two-way FAST request,
+        // whose answer must be the first and only frame to come back.
+        let mut stream = compio::net::TcpStream::connect(addr).await.unwrap();
+        let mut wire = Vec::new();
+        let oneways = [
+            RemotingCommand::request(FRAME),
+            RemotingCommand::request(FILE).with_ext("path", path.display()).with_ext("offset", 0).with_ext("len", 100).with_ext("times", 2),
+            RemotingCommand::request(ONEWAY_LOG).with_body(&b"raw"[..]),
+        ];
+        for (opaque, mut request) in (100..).zip(oneways) {
+            request.opaque = opaque;
+            request.set_oneway();
+            wire.extend_from_slice(&ferromq_net::codec::encode_to_bytes(&request).unwrap());
+        }
+        let mut fast = RemotingCommand::request(FAST);
+        fast.opaque = 200;
+        wire.extend_from_slice(&ferromq_net::codec::encode_to_bytes(&fast).unwrap());
+        let compio::BufResult(written, _) = stream.write_all(wire).await;
+        written.unwrap();
+        let mut received = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_millis(500);
+        while std::time::Instant::now() < deadline {
+            match compio::time::timeout(Duration::from_millis(100), stream.read(Vec::with_capacity(4096))).await {
+                Ok(compio::BufResult(Ok(n), buf)) if n > 0 => received.extend_from_slice(&buf[..n]),
+                Ok(_) => break,
+                Err(_) => {}
+            }
+        }
+        let received = Bytes::from(received);
+        let (first, used) = ferromq_net::codec::decode_frame(&received, &WireLimits::default()).unwrap().expect("one response");
+        assert_eq!((first.opaque, first.is_response()), (200, true));
+        assert_eq!(used, received.len(), "more than one frame came back");
+        assert!(handler.oneway_bodies.borrow().iter().any(|b| &b[..] == b"raw"));
+        std::fs::remove_dir_all(&dir).unwrap();
     });
 }

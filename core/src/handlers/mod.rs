@@ -26,7 +26,7 @@ use std::rc::Rc;
 
 use ferromq_net::RemotingCommand;
 use ferromq_net::codes::request_code as rc;
-use ferromq_net::conn::{Connection, RequestHandler, not_supported};
+use ferromq_net::conn::{Connection, RequestHandler, Response, not_supported};
 
 pub use reply::{Origin, Reply};
 use crate::clients::ChannelId;
@@ -79,7 +79,7 @@ pub struct BrokerService {
 }
 
 impl RequestHandler for BrokerService {
-    async fn handle(&self, conn: &Connection, request: RemotingCommand) -> Option<RemotingCommand> {
+    async fn handle(&self, conn: &Connection, request: RemotingCommand) -> Option<Response> {
         let ctx = &self.ctx;
         let _serving = ctx.requests.enter();
         if !ctx.connections.borrow().contains_key(&conn.id()) {
@@ -87,13 +87,8 @@ impl RequestHandler for BrokerService {
         }
         let origin = Origin { connection: conn.id(), peer: conn.peer() };
         match dispatch(ctx, origin, request).await {
-            Reply::Response(response) => Some(response),
-            Reply::Messages(response, segments) => {
-                if let Err(e) = conn.send_file_body(&response, segments).await {
-                    tracing::debug!(conn = conn.id(), "pull response not sent: {e}");
-                }
-                None
-            }
+            Reply::Response(response) => Some(response.into()),
+            Reply::Messages(response, segments) => Some(Response::FileBody(response, segments)),
         }
     }
 

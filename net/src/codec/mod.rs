@@ -11,16 +11,21 @@
 //! [`WireLimits::max_frame_bytes`] before a caller reads or allocates the rest, and the header
 //! length is checked against [`WireLimits::max_header_bytes`] before the header is parsed.
 //! Every malformed input is a [`WireError`], never a panic.
+//!
+//! Responses on hot paths can skip the `RemotingCommand` and be written straight into their
+//! frame with [`ResponseFrame`], byte for byte what [`encode_frame`] writes.
 
 mod binary;
 mod command;
 mod fields;
 mod json;
+mod response;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub use command::{FERROMQ_VERSION_ORDINAL, Language, RemotingCommand, SerializeType};
 pub use fields::ExtFields;
+pub use response::{RESPONSE_FRAME_DEFAULT_CAPACITY_BYTES, ResponseFrame};
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
