@@ -44,7 +44,7 @@ pub async fn dispatch(ctx: &Rc<ShardCtx>, origin: Origin, request: RemotingComma
 
 async fn route(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand) -> BrokerResult<Reply> {
     let response = match request.code {
-        rc::SEND_MESSAGE | rc::SEND_MESSAGE_V2 | rc::SEND_BATCH_MESSAGE => send::send(ctx, origin, request).await?,
+        rc::SEND_MESSAGE | rc::SEND_MESSAGE_V2 | rc::SEND_BATCH_MESSAGE => return send::send(ctx, origin, request).await,
         rc::PULL_MESSAGE | rc::LITE_PULL_MESSAGE => return pull::pull(ctx, request).await,
         rc::QUERY_CONSUMER_OFFSET => offsets::query_consumer_offset(ctx, request).await?,
         rc::UPDATE_CONSUMER_OFFSET => offsets::update_consumer_offset(ctx, request).await?,
@@ -88,6 +88,7 @@ impl RequestHandler for BrokerService {
         let origin = Origin { connection: conn.id(), peer: conn.peer() };
         match dispatch(ctx, origin, request).await {
             Reply::Response(response) => Some(response.into()),
+            Reply::Frame(frame) => Some(Response::Frame(frame)),
             Reply::Messages(response, segments) => Some(Response::FileBody(response, segments)),
         }
     }

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use bytes::Bytes;
 use ferromq_net::RemotingCommand;
 use ferromq_net::conn::FileSegment;
 
@@ -18,6 +19,8 @@ pub struct Origin {
 pub enum Reply {
     /// A response (never sent for a one-way request).
     Response(RemotingCommand),
+    /// A response already encoded as a whole frame (`codec::ResponseFrame`), for the hot paths.
+    Frame(Bytes),
     /// Found messages: the response header and the log segments that are its body.
     Messages(RemotingCommand, Vec<FileSegment>),
 }

@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferromq_net::RemotingCommand;
+use ferromq_net::codec::ResponseFrame;
 use ferromq_net::codes::{request_code, response_code as code};
 use ferromq_store::record::{MessageInput, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR, PropertySummary, property_pairs};
 
-use super::reply::Origin;
+use super::reply::{Origin, Reply};
 use crate::control::Command;
 use crate::error::{BrokerError, BrokerResult};
 use crate::header::{Header, HeaderError};
@@ -76,7 +77,7 @@ impl<'a> SendHeader<'a> {
 }
 
 /// 10 / 310 / 320.
-pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
+pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand) -> BrokerResult<Reply> {
     let header = SendHeader::parse(request)?;
     let control = &ctx.control;
     let config = control.config();
@@ -192,16 +193,34 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
     let timeout = Duration::from_millis(config.flush.sync_flush_timeout_ms);
     let (result, acked) = ctx.on(owner, move |owner_ctx, _slot| async move { owner_ctx.store.append_within(messages, timeout).await }).await??;
     let status = if acked { code::SUCCESS } else { code::FLUSH_DISK_TIMEOUT };
-    let mut response = RemotingCommand::response(status, request.opaque, None)
-        .with_ext("msgId", result.offset_msg_ids.join(","))
-        .with_ext("queueId", queue_id)
-        .with_ext("queueOffset", result.queue_offset.0)
-        .with_ext("MSG_REGION", &config.broker.region_id)
-        .with_ext("TRACE_ON", config.broker.trace_on);
-    if let Some(uniq_key) = uniq_key {
-        response = response.with_ext("transactionId", uniq_key);
+    // The response is written straight into its frame, keys in fastjson's order.
+    let trace_on = if config.broker.trace_on { "true" } else { "false" };
+    let mut frame = ResponseFrame::new(status, request.opaque, None)
+        .ext("MSG_REGION", &config.broker.region_id)
+        .ext("TRACE_ON", trace_on)
+        .ext("msgId", MsgIds(&result.offset_msg_ids))
+        .ext("queueId", queue_id)
+        .ext("queueOffset", result.queue_offset.0);
+    if let Some(uniq_key) = &uniq_key {
+        frame = frame.ext("transactionId", uniq_key);
     }
-    Ok(response)
+    let frame = frame.finish(b"").map_err(|e| BrokerError::system(format!("cannot encode the send response: {e}")))?;
+    Ok(Reply::Frame(frame))
+}
+
+/// A batch's offsetMsgIds, comma-joined, written without building the joined string.
+struct MsgIds<'a>(&'a [String]);
+
+impl std::fmt::Display for MsgIds<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, id) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(id)?;
+        }
+        Ok(())
+    }
 }
 
 /// The properties of a single send that the broker looks at (the last value of each wins, as

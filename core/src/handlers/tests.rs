@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use ferromq_net::RemotingCommand;
+use ferromq_net::codec::{WireLimits, decode_frame};
 use ferromq_net::codes::{request_code as rc, response_code as code};
 use ferromq_store::io::compio_fs::CompioStorage;
 use ferromq_store::record::{Properties, decode_body_strict};
@@ -111,6 +112,13 @@ impl Broker {
     async fn call(&self, request: RemotingCommand) -> RemotingCommand {
         match self.reply(request).await {
             Reply::Response(response) => response,
+            // Encoded responses are checked as a client reads them.
+            Reply::Frame(frame) => {
+                let (response, used) = decode_frame(&frame, &WireLimits::default()).unwrap().unwrap();
+                assert_eq!(used, frame.len());
+                assert!(response.is_response());
+                response
+            }
             Reply::Messages(response, _) => panic!("unexpected messages: {response:?}"),
         }
     }
