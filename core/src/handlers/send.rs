@@ -196,13 +196,13 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
     // The response is written straight into its frame, keys in fastjson's order.
     let trace_on = if config.broker.trace_on { "true" } else { "false" };
     let mut frame = ResponseFrame::new(status, request.opaque, None)
-        .ext("MSG_REGION", &config.broker.region_id)
-        .ext("TRACE_ON", trace_on)
+        .ext_str("MSG_REGION", &config.broker.region_id)
+        .ext_str("TRACE_ON", trace_on)
         .ext("msgId", MsgIds(&result.offset_msg_ids))
-        .ext("queueId", queue_id)
-        .ext("queueOffset", result.queue_offset.0);
+        .ext_int("queueId", queue_id)
+        .ext_int("queueOffset", result.queue_offset.0);
     if let Some(uniq_key) = &uniq_key {
-        frame = frame.ext("transactionId", uniq_key);
+        frame = frame.ext_str("transactionId", uniq_key);
     }
     let frame = frame.finish(b"").map_err(|e| BrokerError::system(format!("cannot encode the send response: {e}")))?;
     Ok(Reply::Frame(frame))
@@ -366,10 +366,19 @@ fn generate_uniq_key(store_host: SocketAddr) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let counter = COUNTER.fetch_add(1, Ordering::Relaxed) as u16;
-    format!(
-        "{:02X}{:02X}{:02X}{:02X}{:04X}{:08X}{:08X}{:04X}",
-        ip[0], ip[1], ip[2], ip[3], pid, 0x4645_5252u32, (now_ms & 0xFFFF_FFFF) as u32, counter
-    )
+    let mut id = [0u8; 16];
+    id[..4].copy_from_slice(&ip);
+    id[4..6].copy_from_slice(&pid.to_be_bytes());
+    id[6..10].copy_from_slice(&0x4645_5252u32.to_be_bytes());
+    id[10..14].copy_from_slice(&((now_ms & 0xFFFF_FFFF) as u32).to_be_bytes());
+    id[14..].copy_from_slice(&counter.to_be_bytes());
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut text = String::with_capacity(32);
+    for byte in id {
+        text.push(char::from(HEX[usize::from(byte >> 4)]));
+        text.push(char::from(HEX[usize::from(byte & 0xF)]));
+    }
+    text
 }
 
 #[cfg(test)]

@@ -9,6 +9,9 @@
 
 use std::fmt;
 
+/// Up to this many fields a lookup scans instead of searching.
+const LINEAR_LOOKUP_MAX_FIELDS: usize = 24;
+
 /// One field: the key at `text[start..start + key_len]`, its value right after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
@@ -56,8 +59,13 @@ impl ExtFields {
         self.index.binary_search_by(|e| self.key_of(e).as_bytes().cmp(key.as_bytes()))
     }
 
-    /// The value of `key`, if present.
+    /// The value of `key`, if present. A header has a dozen fields: a scan that compares
+    /// lengths first rejects most of them without looking at a byte, and beats a binary search
+    /// of string comparisons; long lists are searched.
     pub fn get(&self, key: &str) -> Option<&str> {
+        if self.index.len() <= LINEAR_LOOKUP_MAX_FIELDS {
+            return self.index.iter().find(|e| e.key_len as usize == key.len() && self.key_of(e) == key).map(|e| self.value_of(e));
+        }
         let at = self.position(key).ok()?;
         self.index.get(at).map(|e| self.value_of(e))
     }
@@ -73,6 +81,11 @@ impl ExtFields {
     /// Files the field whose key and value were just appended to `text` at `start`.
     fn commit(&mut self, start: usize, key_len: usize, value_len: usize) {
         let entry = Entry { start: start as u32, key_len: key_len as u32, value_len: value_len as u32 };
+        // Java clients (fastjson) send their keys sorted: then each key goes at the end.
+        if self.index.last().is_none_or(|last| self.key_of(last).as_bytes() < self.key_of(&entry).as_bytes()) {
+            self.index.push(entry);
+            return;
+        }
         let found = self.position(self.key_of(&entry));
         match found {
             // A later duplicate wins, as it did in a map; its old text stays unused.
@@ -92,6 +105,16 @@ impl ExtFields {
         self.text.push_str(key);
         // Writing into a String cannot fail.
         let _ = write!(self.text, "{value}");
+        let value_len = self.text.len() - start - key.len();
+        self.commit(start, key.len(), value_len);
+    }
+
+    /// Sets `key` to the decimal text of `value` (integers are most fields; no formatting
+    /// machinery).
+    pub fn insert_int(&mut self, key: &str, value: impl itoa::Integer) {
+        let start = self.text.len();
+        self.text.push_str(key);
+        self.text.push_str(itoa::Buffer::new().format(value));
         let value_len = self.text.len() - start - key.len();
         self.commit(start, key.len(), value_len);
     }

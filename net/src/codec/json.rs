@@ -15,8 +15,11 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use super::{ExtFields, Language, RemotingCommand, SerializeType, WireError};
 
 pub(super) fn decode_header(header: &[u8]) -> Result<RemotingCommand, WireError> {
-    let parsed: JsonHeader =
-        serde_json::from_slice(header).map_err(|e| WireError::Json(e.to_string()))?;
+    let mut deserializer = serde_json::Deserializer::from_slice(header);
+    // The header's length bounds the text of its fields: one allocation for all of them.
+    let parsed = de::Deserializer::deserialize_map(&mut deserializer, HeaderVisitor { text_bytes: header.len() })
+        .and_then(|parsed| deserializer.end().map(|()| parsed))
+        .map_err(|e| WireError::Json(e.to_string()))?;
     let code = parsed.code.ok_or_else(|| WireError::Json("missing \"code\"".into()))?;
     Ok(RemotingCommand {
         code,
@@ -82,13 +85,10 @@ struct JsonHeader {
     ext_fields: ExtFields,
 }
 
-impl<'de> de::Deserialize<'de> for JsonHeader {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<JsonHeader, D::Error> {
-        deserializer.deserialize_map(HeaderVisitor)
-    }
+struct HeaderVisitor {
+    /// Room to reserve for the ext fields' text.
+    text_bytes: usize,
 }
-
-struct HeaderVisitor;
 
 impl<'de> Visitor<'de> for HeaderVisitor {
     type Value = JsonHeader;
@@ -107,7 +107,7 @@ impl<'de> Visitor<'de> for HeaderVisitor {
                 "opaque" => header.opaque = map.next_value::<Scalar>()?.into_i32("opaque")?,
                 "flag" => header.flag = map.next_value::<Scalar>()?.into_i32("flag")?,
                 "remark" => header.remark = map.next_value::<Scalar>()?.0,
-                "extFields" => header.ext_fields = map.next_value::<ExtFieldsDe>()?.0,
+                "extFields" => header.ext_fields = map.next_value_seed(ExtFieldsSeed { text_bytes: self.text_bytes })?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -178,30 +178,32 @@ impl Visitor<'_> for ScalarVisitor {
 /// straight into the [`ExtFields`] text (strings without escapes are copied from the frame once;
 /// numbers and booleans are written as their text), so a header costs two allocations however
 /// many fields it has.
-struct ExtFieldsDe(ExtFields);
+struct ExtFieldsSeed {
+    text_bytes: usize,
+}
 
-impl<'de> de::Deserialize<'de> for ExtFieldsDe {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ExtFieldsDe, D::Error> {
-        deserializer.deserialize_any(ExtFieldsVisitor)
+impl<'de> de::DeserializeSeed<'de> for ExtFieldsSeed {
+    type Value = ExtFields;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<ExtFields, D::Error> {
+        deserializer.deserialize_any(self)
     }
 }
 
-struct ExtFieldsVisitor;
-
-impl<'de> Visitor<'de> for ExtFieldsVisitor {
-    type Value = ExtFieldsDe;
+impl<'de> Visitor<'de> for ExtFieldsSeed {
+    type Value = ExtFields;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an extFields object or null")
     }
-    fn visit_unit<E: de::Error>(self) -> Result<ExtFieldsDe, E> {
-        Ok(ExtFieldsDe(ExtFields::new()))
+    fn visit_unit<E: de::Error>(self) -> Result<ExtFields, E> {
+        Ok(ExtFields::new())
     }
-    fn visit_none<E: de::Error>(self) -> Result<ExtFieldsDe, E> {
-        Ok(ExtFieldsDe(ExtFields::new()))
+    fn visit_none<E: de::Error>(self) -> Result<ExtFields, E> {
+        Ok(ExtFields::new())
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ExtFieldsDe, A::Error> {
-        let mut fields = ExtFields::with_capacity(map.size_hint().unwrap_or(16), 256);
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ExtFields, A::Error> {
+        let mut fields = ExtFields::with_capacity(map.size_hint().unwrap_or(16), self.text_bytes);
         loop {
             let mut done = false;
             fields.push_with(|text| {
@@ -218,7 +220,7 @@ impl<'de> Visitor<'de> for ExtFieldsVisitor {
                 break;
             }
         }
-        Ok(ExtFieldsDe(fields))
+        Ok(fields)
     }
 }
 
@@ -247,11 +249,11 @@ impl<'de> Visitor<'de> for AppendText<'_> {
         Ok(false)
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<bool, E> {
-        let _ = write!(self.text, "{v}");
+        self.text.push_str(itoa::Buffer::new().format(v));
         Ok(false)
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<bool, E> {
-        let _ = write!(self.text, "{v}");
+        self.text.push_str(itoa::Buffer::new().format(v));
         Ok(false)
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<bool, E> {

@@ -66,7 +66,7 @@ impl<'a> ResponseFrame<'a> {
         // Length prefix and header-length word, patched by `finish`.
         out.extend_from_slice(&[0; LENGTH_PREFIX_BYTES + HEADER_LENGTH_WORD_BYTES]);
         out.extend_from_slice(b"{\"code\":");
-        let _ = write!(Raw(&mut out), "{code}");
+        out.extend_from_slice(itoa::Buffer::new().format(code).as_bytes());
         out.extend_from_slice(b",\"extFields\":{");
         ResponseFrame {
             out,
@@ -100,6 +100,38 @@ impl<'a> ResponseFrame<'a> {
         self
     }
 
+    /// [`ResponseFrame::ext`] for a text value, escaped without the formatting machinery.
+    pub fn ext_str(mut self, key: &'a str, value: &str) -> ResponseFrame<'a> {
+        #[cfg(debug_assertions)]
+        {
+            debug_assert!(self.last_key.is_none_or(|last| last < key), "ext fields out of fastjson's order: {:?} after {:?}", key, self.last_key);
+            self.last_key = Some(key);
+        }
+        self.out.extend_from_slice(if self.has_ext { b",\"" } else { b"\"" });
+        self.has_ext = true;
+        let _ = Escaped(&mut self.out).write_str(key);
+        self.out.extend_from_slice(b"\":\"");
+        let _ = Escaped(&mut self.out).write_str(value);
+        self.out.push(b'"');
+        self
+    }
+
+    /// [`ResponseFrame::ext`] for an integer value, written without the formatting machinery.
+    pub fn ext_int(mut self, key: &'a str, value: impl itoa::Integer) -> ResponseFrame<'a> {
+        #[cfg(debug_assertions)]
+        {
+            debug_assert!(self.last_key.is_none_or(|last| last < key), "ext fields out of fastjson's order: {:?} after {:?}", key, self.last_key);
+            self.last_key = Some(key);
+        }
+        self.out.extend_from_slice(if self.has_ext { b",\"" } else { b"\"" });
+        self.has_ext = true;
+        let _ = Escaped(&mut self.out).write_str(key);
+        self.out.extend_from_slice(b"\":\"");
+        self.out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        self.out.push(b'"');
+        self
+    }
+
     /// Ends the header, appends `body` and returns the whole frame, ready for
     /// [`Response::Frame`](crate::conn::Response::Frame). Fails only when the header or the
     /// frame exceeds what the length words can carry.
@@ -107,13 +139,17 @@ impl<'a> ResponseFrame<'a> {
         let opaque = self.opaque;
         let out = &mut self.out;
         out.extend_from_slice(b"},\"flag\":");
-        let _ = write!(Raw(out), "{FLAG_RESPONSE},\"language\":\"JAVA\",\"opaque\":{opaque}");
+        out.extend_from_slice(itoa::Buffer::new().format(FLAG_RESPONSE).as_bytes());
+        out.extend_from_slice(b",\"language\":\"JAVA\",\"opaque\":");
+        out.extend_from_slice(itoa::Buffer::new().format(opaque).as_bytes());
         if let Some(remark) = self.remark {
             out.extend_from_slice(b",\"remark\":\"");
             let _ = Escaped(out).write_str(remark);
             out.push(b'"');
         }
-        let _ = write!(Raw(out), ",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":{FERROMQ_VERSION_ORDINAL}}}");
+        out.extend_from_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
+        out.extend_from_slice(itoa::Buffer::new().format(FERROMQ_VERSION_ORDINAL).as_bytes());
+        out.push(b'}');
         let prefix_bytes = LENGTH_PREFIX_BYTES + HEADER_LENGTH_WORD_BYTES;
         let header_len = out.len() - prefix_bytes;
         if header_len > MAX_ENCODABLE_HEADER_BYTES {
@@ -130,16 +166,6 @@ impl<'a> ResponseFrame<'a> {
             prefix.copy_from_slice(&words.to_be_bytes());
         }
         Ok(Bytes::from(self.out))
-    }
-}
-
-/// Writes text as it is (numbers and the fixed parts of the header).
-struct Raw<'b>(&'b mut Vec<u8>);
-
-impl fmt::Write for Raw<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
     }
 }
 

@@ -285,7 +285,7 @@ fn the_thread_keeps_serving_while_a_cold_read_is_in_flight() {
                 if !file.evict() {
                     return;
                 }
-                test_hook::install(Arc::new(test_hook::PoolProbe { delay: Duration::from_secs(1), ..Default::default() }));
+                test_hook::install(Arc::new(test_hook::PoolProbe { delay: Duration::from_secs(3), ..Default::default() }));
                 let puller = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
                 let pinger = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
                 let started = Instant::now();
@@ -301,7 +301,7 @@ fn the_thread_keeps_serving_while_a_cold_read_is_in_flight() {
                         compio::time::sleep(Duration::from_millis(1)).await;
                     }
                     let mut slowest = Duration::ZERO;
-                    for i in 0..20 {
+                    for i in 0..10 {
                         let sent = Instant::now();
                         let r = pinger.invoke(RemotingCommand::request(FAST).with_body(&b"ping"[..]), Duration::from_secs(5)).await.unwrap();
                         assert_eq!(&r.body[..], b"ping");
@@ -312,11 +312,14 @@ fn the_thread_keeps_serving_while_a_cold_read_is_in_flight() {
                     (slowest, started.elapsed())
                 };
                 let (cold_took, (slowest, pings_done)) = futures_util::join!(cold, pings);
-                println!("{backend} {path}: cold body took {cold_took:?}; slowest of 20 pings meanwhile {slowest:?}");
-                // Milliseconds on an idle machine; generous for a loaded 2-core CI box.
-                assert!(slowest < Duration::from_millis(100), "{backend} {path}: a ping took {slowest:?} during a cold read");
+                println!("{backend} {path}: cold body took {cold_took:?}; slowest of 10 pings meanwhile {slowest:?}");
+                // Milliseconds on an idle machine. The bound is generous for a loaded 2-core CI
+                // box (a 100 ms bound failed once with builds running beside it) and still far
+                // below the 3 s the cold read is held in the pool: a blocked shard would answer
+                // nothing until then.
+                assert!(slowest < Duration::from_millis(500), "{backend} {path}: a ping took {slowest:?} during a cold read");
                 assert!(pings_done < cold_took, "the pings did not overlap the cold read");
-                assert!(cold_took >= Duration::from_secs(1), "{cold_took:?}");
+                assert!(cold_took >= Duration::from_secs(3), "{cold_took:?}");
             }
         })
     });
