@@ -142,26 +142,48 @@ pub struct SendTemplate {
     pub message_bytes: usize,
     /// Messages per send: 1 = SEND_MESSAGE_V2 (310), more = SEND_BATCH_MESSAGE (320).
     pub batch: usize,
+    /// The unstamped body (built once; a clone shares it).
+    body: Bytes,
 }
 
 impl SendTemplate {
-    /// A send of `batch` fresh messages to `queue_id`, bodies stamped with `stamp` if given.
+    pub fn new(producer_group: &str, topic: &str, queues: u32, message_bytes: usize, batch: usize) -> SendTemplate {
+        SendTemplate {
+            producer_group: producer_group.to_owned(),
+            topic: topic.to_owned(),
+            queues,
+            message_bytes,
+            batch: batch.max(1),
+            body: Bytes::from(make_body(message_bytes, None)),
+        }
+    }
+
+    /// A send of `batch` fresh messages to `queue_id` of the template's topic, bodies stamped
+    /// with `stamp` if given.
     pub fn request(&self, queue_id: u32, stamp: Option<u64>) -> RemotingCommand {
+        self.request_to(&self.topic, queue_id, stamp)
+    }
+
+    /// The same to `queue_id` of `topic`.
+    pub fn request_to(&self, topic: &str, queue_id: u32, stamp: Option<u64>) -> RemotingCommand {
         let batch = self.batch.max(1);
+        let one_body = || match stamp {
+            Some(_) => Bytes::from(make_body(self.message_bytes, stamp)),
+            None if self.body.len() == self.message_bytes => self.body.clone(),
+            None => Bytes::from(make_body(self.message_bytes, None)),
+        };
         let (code, body, header_props) = if batch == 1 {
-            (request_code::SEND_MESSAGE_V2, make_body(self.message_bytes, stamp), message_properties(&uniq_key()))
+            (request_code::SEND_MESSAGE_V2, one_body(), message_properties(&uniq_key()))
         } else {
-            let entries: Vec<BatchEntry> = (0..batch)
-                .map(|_| (0, make_body(self.message_bytes, stamp), message_properties(&uniq_key()).into_bytes()))
-                .collect();
-            (request_code::SEND_BATCH_MESSAGE, encode_batch(&entries), "WAIT\u{1}true\u{2}".to_owned())
+            let entries: Vec<BatchEntry> = (0..batch).map(|_| (0, one_body().to_vec(), message_properties(&uniq_key()).into_bytes())).collect();
+            (request_code::SEND_BATCH_MESSAGE, Bytes::from(encode_batch(&entries)), "WAIT\u{1}true\u{2}".to_owned())
         };
         let born_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         RemotingCommand::request(code)
             .with_ext("a", &self.producer_group)
-            .with_ext("b", &self.topic)
+            .with_ext("b", topic)
             .with_ext("c", DEFAULT_TOPIC)
             .with_ext("d", self.queues)
             .with_ext("e", queue_id)
@@ -172,7 +194,7 @@ impl SendTemplate {
             .with_ext("j", 0)
             .with_ext("k", false)
             .with_ext("m", batch > 1)
-            .with_body(Bytes::from(body))
+            .with_body(body)
     }
 }
 
@@ -258,7 +280,17 @@ pub async fn max_offsets(client: &Client, topic: &str, queues: u32) -> Vec<u64> 
 
 /// UPDATE_AND_CREATE_TOPIC (17) with `queues` read and write queues, perm RW.
 pub async fn create_topic(client: &Client, topic: &str, queues: u32) -> Result<(), String> {
-    let request = RemotingCommand::request(request_code::UPDATE_AND_CREATE_TOPIC)
+    let request = create_topic_request(topic, queues);
+    let response = client.invoke(request, REQUEST_TIMEOUT).await.map_err(|e| e.to_string())?;
+    if response.code != response_code::SUCCESS {
+        return Err(format!("UPDATE_AND_CREATE_TOPIC {topic} answered {}: {:?}", response.code, response.remark));
+    }
+    Ok(())
+}
+
+/// The UPDATE_AND_CREATE_TOPIC (17) request of [`create_topic`].
+pub fn create_topic_request(topic: &str, queues: u32) -> RemotingCommand {
+    RemotingCommand::request(request_code::UPDATE_AND_CREATE_TOPIC)
         .with_ext("topic", topic)
         .with_ext("defaultTopic", DEFAULT_TOPIC)
         .with_ext("readQueueNums", queues)
@@ -266,12 +298,7 @@ pub async fn create_topic(client: &Client, topic: &str, queues: u32) -> Result<(
         .with_ext("perm", 6)
         .with_ext("topicFilterType", "SINGLE_TAG")
         .with_ext("topicSysFlag", 0)
-        .with_ext("order", false);
-    let response = client.invoke(request, REQUEST_TIMEOUT).await.map_err(|e| e.to_string())?;
-    if response.code != response_code::SUCCESS {
-        return Err(format!("UPDATE_AND_CREATE_TOPIC {topic} answered {}: {:?}", response.code, response.remark));
-    }
-    Ok(())
+        .with_ext("order", false)
 }
 
 /// The name of a response code, for the error tables.
@@ -655,12 +682,15 @@ mod tests {
 
     #[test]
     fn send_requests_use_short_keys_and_batch_code() {
-        let template = SendTemplate { producer_group: "g".into(), topic: "T".into(), queues: 4, message_bytes: 64, batch: 1 };
+        let template = SendTemplate::new("g", "T", 4, 64, 1);
         let single = template.request(3, None);
         assert_eq!(single.code, request_code::SEND_MESSAGE_V2);
         assert_eq!((single.ext("b"), single.ext("c"), single.ext("e")), (Some("T"), Some(DEFAULT_TOPIC), Some("3")));
         assert_eq!(single.body.len(), 64);
-        let batch = SendTemplate { batch: 5, ..template }.request(0, Some(9));
+        assert_eq!(template.request_to("U", 1, None).ext("b"), Some("U"));
+        assert_eq!(template.request(1, None).body, template.request(2, None).body, "unstamped bodies are shared");
+        assert_eq!(body_stamp(&template.request(0, Some(5)).body), Some(5));
+        let batch = SendTemplate::new("g", "T", 4, 64, 5).request(0, Some(9));
         assert_eq!(batch.code, request_code::SEND_BATCH_MESSAGE);
         assert_eq!(batch.ext("m"), Some("true"));
         let entries = decode_batch(&batch.body).unwrap();
