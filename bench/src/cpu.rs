@@ -279,6 +279,13 @@ impl CpuReport {
         if self.window_s > 0.0 { self.generator_cpu_s / self.window_s } else { 0.0 }
     }
 
+    /// Busy CPUs of the machine that neither the broker nor the generator used (the name server,
+    /// kernel threads, other work on a shared machine); `None` without the machine figure or
+    /// the broker's.
+    pub fn other_cpus(&self) -> Option<f64> {
+        Some((self.machine_busy_cpus? - self.broker_cpus()? - self.generator_cpus()).max(0.0))
+    }
+
     /// One line for the modes' printed summaries.
     pub fn line(&self) -> String {
         let generator = format!(
@@ -286,7 +293,11 @@ impl CpuReport {
             self.generator_us_per_message.unwrap_or(f64::NAN),
             self.generator_cpus()
         );
-        let machine = self.machine_busy_cpus.map(|m| format!("; machine {m:.2} CPUs busy")).unwrap_or_default();
+        let machine = match (self.machine_busy_cpus, self.other_cpus()) {
+            (Some(m), Some(o)) => format!("; machine {m:.2} CPUs busy, {o:.2} of them by others"),
+            (Some(m), None) => format!("; machine {m:.2} CPUs busy"),
+            _ => String::new(),
+        };
         match (self.broker_us_per_message, self.broker_cpus()) {
             (Some(b), Some(cpus)) => format!(
                 "cpu: broker {b:.2} µs/msg ({cpus:.2} CPUs), {generator}, broker ÷ generator {:.2}{machine}",
@@ -302,6 +313,7 @@ impl CpuReport {
         if let Some(obj) = value.as_object_mut() {
             obj.insert("broker_cpus".into(), self.broker_cpus().into());
             obj.insert("generator_cpus".into(), self.generator_cpus().into());
+            obj.insert("other_cpus".into(), self.other_cpus().into());
         }
         value
     }
@@ -410,6 +422,9 @@ mod tests {
         assert!((total - broker).abs() < 0.02, "breakdown {total} vs total {broker}");
         let json = report.to_json();
         assert!(json["broker_cpus"].as_f64().unwrap() > 0.0);
+        // The "broker" is this process: nothing is left for others beyond rounding and the
+        // other tests running meanwhile.
+        assert!(report.other_cpus().unwrap() >= 0.0);
         assert_eq!(CpuReport::from_summary(&serde_json::json!({"cpu": json})).unwrap(), report);
     }
 

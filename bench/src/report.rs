@@ -283,6 +283,12 @@ pub fn issue14_targets(r: &SuiteResults) -> Vec<TargetRow> {
         } else {
             rows.push(TargetRow::new("Width: produce to many topics ÷ few", name, None, String::new(), TARGET_WIDTH_RATIO, false, format!("≥ {TARGET_WIDTH_RATIO}")));
         }
+    } else {
+        for target in ["Width: consume many queues ÷ few (catch-up, same backlog)", "Width: produce to many topics ÷ few"] {
+            let mut row = TargetRow::new(target, "not run (suite --width)".into(), None, String::new(), TARGET_WIDTH_RATIO, false, format!("≥ {TARGET_WIDTH_RATIO}"));
+            row.shown = "—".into();
+            rows.push(row);
+        }
     }
     for profile in &view.profiles {
         let Some(run) = view.first_run(profile).filter(|run| !run.affinity.is_empty() || run.failures.iter().any(|f| f.starts_with("cross-shard"))) else {
@@ -649,13 +655,14 @@ impl<'a> View<'a> {
         let _ = writeln!(
             md,
             "Every measured window: broker and load-generator CPU per message (µs), their ratio, the CPUs each kept busy, \
-             the whole machine's busy CPUs (`/proc/stat`: whoever used them) and where the broker's CPU went by thread name \
+             the whole machine's busy CPUs (`/proc/stat`), what of that neither the broker nor the generator used (the name \
+             server, the kernel's own threads, other work on a shared machine) and where the broker's CPU went by thread name \
              (CPUs; `(exited threads)`: threads that ended inside the window).\n"
         );
         let _ = writeln!(md, "![cpu per message](cpu_per_message.svg)\n");
         let _ = writeln!(
             md,
-            "| profile | window | msg/s | broker µs/msg | generator µs/msg | broker ÷ generator | broker CPUs | generator CPUs | machine busy CPUs | broker threads (CPUs) |\n|---|---|---|---|---|---|---|---|---|---|"
+            "| profile | window | msg/s | broker µs/msg | generator µs/msg | broker ÷ generator | broker CPUs | generator CPUs | machine busy CPUs | others' CPUs | broker threads (CPUs) |\n|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for profile in &self.profiles {
             let Some(run) = self.first_run(profile) else { continue };
@@ -1047,20 +1054,21 @@ fn cpu_pair(cpu: Option<&CpuReport>) -> String {
 
 /// The CPU cells of the "CPU per message" table (from "broker µs/msg" on).
 fn cpu_cells(cpu: Option<&CpuReport>) -> String {
-    let Some(cpu) = cpu else { return "— | — | — | — | — | — | —".to_owned() };
+    let Some(cpu) = cpu else { return "— | — | — | — | — | — | — | —".to_owned() };
     let f = |v: Option<f64>, d: usize| v.map_or("—".to_owned(), |v| format!("{v:.d$}"));
     let mut threads: Vec<(&String, &f64)> = cpu.broker_threads_cpu_s.iter().filter(|(_, s)| **s > 0.0).collect();
     threads.sort_by(|a, b| b.1.total_cmp(a.1));
     let window = cpu.window_s.max(1e-9);
     let threads: Vec<String> = threads.iter().take(5).map(|(name, s)| format!("{name} {:.2}", **s / window)).collect();
     format!(
-        "{} | {} | {} | {} | {:.2} | {} | {}",
+        "{} | {} | {} | {} | {:.2} | {} | {} | {}",
         f(cpu.broker_us_per_message, 2),
         f(cpu.generator_us_per_message, 2),
         f(cpu.broker_per_generator, 2),
         f(cpu.broker_cpus(), 2),
         cpu.generator_cpus(),
         f(cpu.machine_busy_cpus, 2),
+        f(cpu.other_cpus(), 2),
         if threads.is_empty() { "—".to_owned() } else { threads.join(", ") }
     )
 }

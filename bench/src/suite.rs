@@ -20,13 +20,13 @@
 //!    and both processes are stopped with SIGTERM. Every produce, consume and end-to-end window
 //!    also records the broker's CPU (all its threads) and this process's own, per message
 //!    ([`crate::cpu`]).
-//! 3. Width (unless `--no-width`), ASYNC_FLUSH on the first backend, a fresh broker per topic
+//! 3. With the brokers stopped: the fdatasync-bound rate at each SYNC_FLUSH point's own mean
+//!    batch size (the ratio the durability target is stated in).
+//! 4. Width (with `--width`), ASYNC_FLUSH on the first backend, a fresh broker per topic
 //!    count: steady sends spread over few and many topics (written into the broker's
 //!    `topics.json` before it starts, every queue touched once before measuring), and on the
 //!    first of those brokers, catch-up consume of the same backlog spread over few and many
-//!    queues.
-//! 4. With the brokers stopped: the fdatasync-bound rate at each SYNC_FLUSH point's own mean
-//!    batch size (the ratio the durability target is stated in).
+//!    queues. Their stores are removed only after the report is written.
 //! 5. `report.md`, the SVG plots, `results.json` (everything, and the targets of issue 14 with
 //!    their verdicts), `raw/` (each run's JSON summary) and `logs/` (every process's log) in the
 //!    results folder.
@@ -53,8 +53,9 @@ use crate::report;
 
 /// How long a server may take to log that it is serving.
 const SERVER_START_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a server may take to exit after SIGTERM before it is killed.
-const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a server may take to exit after SIGTERM before it is killed (a broker with 80,000
+/// queues took 10 s).
+const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Topic of the produce points (the catch-up consume reads it back).
 const PRODUCE_TOPIC: &str = "BenchTopic";
 /// Topic of the end-to-end run.
@@ -134,9 +135,11 @@ pub struct SuiteArgs {
     /// Backends whose profiles also run the batch point and the cross-shard pair.
     #[arg(long, value_delimiter = ',', default_value = "io_uring", value_parser = ["io_uring", "epoll"])]
     pub extra_backends: Vec<String>,
-    /// Skip the width runs (many queues, many topics).
+    /// Also run the width comparisons (many queues, many topics; ASYNC_FLUSH on the first
+    /// backend, after everything else). Their stores — 80,000 queue files at the default size —
+    /// are removed after the report is written: minutes on a disk mounted with `discard`.
     #[arg(long)]
-    pub no_width: bool,
+    pub width: bool,
     /// Width, consume: queue counts of the catch-up reads compared (few,many); the same backlog
     /// is spread over each.
     #[arg(long, value_delimiter = ',', default_value = "72,600")]
@@ -150,6 +153,10 @@ pub struct SuiteArgs {
     /// Width, produce: queues per topic.
     #[arg(long, default_value_t = 8)]
     pub width_topic_queues: u32,
+    /// Width, produce: unmeasured warm-up of the steady-send points, milliseconds (a broker
+    /// that has just started is still allocating its first segments).
+    #[arg(long, default_value_t = 2000)]
+    pub width_warmup_ms: u64,
     /// Width, produce: how the topics come to exist. seed: written into the fresh broker's
     /// `<store>/config/topics.json` (RocketMQ's file, read at start by FerroMQ and Java brokers)
     /// before it starts; request: UPDATE_AND_CREATE_TOPIC each, several in flight (each one
@@ -390,7 +397,7 @@ pub fn run(args: SuiteArgs) -> Result<PathBuf, String> {
     if args.concurrency.is_empty() || args.concurrency.contains(&0) {
         return Err("--concurrency needs positive values".into());
     }
-    if !args.no_width && (args.width_consume_queues.contains(&0) || args.width_topics.contains(&0) || args.width_topic_queues == 0) {
+    if args.width && (args.width_consume_queues.contains(&0) || args.width_topics.contains(&0) || args.width_topic_queues == 0) {
         return Err("--width-consume-queues, --width-topics and --width-topic-queues need positive values".into());
     }
     let profiles: Vec<Profile> = args
@@ -424,15 +431,17 @@ pub fn run(args: SuiteArgs) -> Result<PathBuf, String> {
             runs.push(run_profile(&args, profile, round, &binaries, &out)?);
         }
     }
-    let width = if args.no_width {
-        None
-    } else {
-        eprintln!("[suite] width");
-        Some(run_width(&args, &binaries, &out)?)
-    };
-
+    // The bounds before the width runs: those leave stores behind until the very end (removing
+    // them would load the disk under the fdatasync probes).
     eprintln!("[suite] fdatasync-bound rates at the brokers' batch sizes");
     let bounds = measure_bounds(&args, &runs)?;
+    let (width, width_stores) = if args.width {
+        eprintln!("[suite] width");
+        let (width, stores) = run_width(&args, &binaries, &out)?;
+        (Some(width), stores)
+    } else {
+        (None, Vec::new())
+    };
     let settings = serde_json::json!({
         "flush": args.flush, "backends": args.backends, "concurrency": args.concurrency,
         "max_connections": args.max_connections, "message_bytes": args.message_bytes, "queues": args.queues,
@@ -441,7 +450,7 @@ pub fn run(args: SuiteArgs) -> Result<PathBuf, String> {
         "config": args.config, "broker_settings": args.broker_settings, "tiny": args.tiny,
         "batch_messages": args.batch_messages, "batch_concurrency": args.batch_concurrency,
         "affinity_concurrency": args.affinity_concurrency, "extra_backends": args.extra_backends,
-        "width": !args.no_width, "width_consume_queues": args.width_consume_queues, "width_backlog": args.width_backlog,
+        "width": args.width, "width_warmup_ms": args.width_warmup_ms, "width_consume_queues": args.width_consume_queues, "width_backlog": args.width_backlog,
         "width_topics": args.width_topics, "width_topic_queues": args.width_topic_queues, "width_setup": args.width_setup,
         "bin_dir": bin_dir, "cpu_source": "broker: process CPU clock (clock_getcpuclockid), all threads incl. exited; generator: CLOCK_PROCESS_CPUTIME_ID",
         "elapsed_s": started_at.elapsed().as_secs_f64(),
@@ -462,7 +471,13 @@ pub fn run(args: SuiteArgs) -> Result<PathBuf, String> {
     let json = serde_json::to_value(&results).map_err(|e| e.to_string())?;
     probe::write_json(&out.join("results.json"), &json)?;
     report::write(&results, &out)?;
-    eprintln!("[suite] done in {:.0} s: {}", started_at.elapsed().as_secs_f64(), out.join("report.md").display());
+    eprintln!("[suite] report written after {:.0} s: {}", started_at.elapsed().as_secs_f64(), out.join("report.md").display());
+    if !width_stores.is_empty() {
+        let removing = Instant::now();
+        drop(width_stores);
+        eprintln!("[suite] width stores removed in {:.0} s", removing.elapsed().as_secs_f64());
+    }
+    eprintln!("[suite] done in {:.0} s", started_at.elapsed().as_secs_f64());
     println!("{}", out.join("report.md").display());
     Ok(out)
 }
@@ -478,7 +493,7 @@ struct Servers {
     namesrv: Server,
     broker: Server,
     broker_addr: SocketAddr,
-    _scratch: ScratchDir,
+    scratch: ScratchDir,
 }
 
 impl Servers {
@@ -524,26 +539,30 @@ impl Servers {
             set(kv.clone());
         }
         let broker = Server::start(&binaries.mqbroker, &broker_args, &profile.backend, "boot success", &out.join("logs").join(format!("{tag}-broker.log")))?;
-        Ok(Servers { namesrv, broker, broker_addr, _scratch: scratch })
+        Ok(Servers { namesrv, broker, broker_addr, scratch })
     }
 
     fn pid(&self) -> u32 {
         self.broker.pid()
     }
 
-    /// SIGTERM to both (broker first); the scratch store goes with `self`.
+    /// SIGTERM to both (broker first), then removes the scratch store.
     fn stop(self) -> Result<(), String> {
+        let (stopped, store) = self.stop_keeping_store();
+        let removing = Instant::now();
+        drop(store);
+        eprintln!("[suite] store removed in {:.1} s", removing.elapsed().as_secs_f64());
+        stopped
+    }
+
+    /// SIGTERM to both (broker first); the scratch store is returned, to be dropped later.
+    fn stop_keeping_store(self) -> (Result<(), String>, ScratchDir) {
         let started = Instant::now();
         let broker = self.broker.stop();
         let broker_s = started.elapsed().as_secs_f64();
         let namesrv = self.namesrv.stop();
-        let namesrv_s = started.elapsed().as_secs_f64() - broker_s;
-        drop(self._scratch);
-        eprintln!(
-            "[suite] stopped: broker {broker_s:.1} s, name server {namesrv_s:.1} s, store removed {:.1} s",
-            started.elapsed().as_secs_f64() - broker_s - namesrv_s
-        );
-        broker.and(namesrv)
+        eprintln!("[suite] stopped: broker in {broker_s:.1} s, name server in {:.1} s", started.elapsed().as_secs_f64() - broker_s);
+        (broker.and(namesrv), self.scratch)
     }
 }
 
@@ -695,10 +714,12 @@ fn catch_up(broker_addr: SocketAddr, pid: u32, profile: &Profile, topic: &str, q
 /// The width runs: ASYNC_FLUSH (the broker's default) on the first backend. One fresh broker
 /// per topic count, the topics in place before it starts; the first one also runs the consume
 /// comparison, after its produce point (so that both produce points see a fresh store).
-fn run_width(args: &SuiteArgs, binaries: &Binaries, out: &Path) -> Result<WidthResults, String> {
+/// Returns the brokers' stores too, still on disk (see [`SuiteArgs::width`]).
+fn run_width(args: &SuiteArgs, binaries: &Binaries, out: &Path) -> Result<(WidthResults, Vec<ScratchDir>), String> {
     let profile = Profile { flush: "async".into(), backend: args.backends.first().cloned().unwrap_or_else(|| "io_uring".into()) };
     let mut results = WidthResults { profile: profile.clone(), consume: Vec::new(), produce: Vec::new(), failures: Vec::new() };
     let (connections, in_flight) = shape(args, args.concurrency.iter().copied().max().unwrap_or(1));
+    let mut stores = Vec::new();
     let topic_counts: Vec<Option<u32>> = if args.width_topics.is_empty() { vec![None] } else { args.width_topics.iter().copied().map(Some).collect() };
     for (i, topics) in topic_counts.into_iter().enumerate() {
         let consume_here = i == 0 && !args.width_consume_queues.is_empty();
@@ -729,9 +750,11 @@ fn run_width(args: &SuiteArgs, binaries: &Binaries, out: &Path) -> Result<WidthR
         if consume_here {
             width_consume(args, &profile, addr, pid, out, &mut results);
         }
-        servers.stop()?;
+        let (stopped, store) = servers.stop_keeping_store();
+        stores.push(store);
+        stopped?;
     }
-    Ok(results)
+    Ok((results, stores))
 }
 
 /// Touches every (topic, queue) of `producer` once, then measures steady sends over all of them.
@@ -753,7 +776,8 @@ fn width_produce(args: &SuiteArgs, profile: &Profile, producer: ProducerArgs, na
     let concurrency = producer.connections * producer.in_flight;
     let (topics, queues_per_topic) = (producer.topics, producer.queues);
     let json = Some(out.join("raw").join(format!("width-produce-t{topics}.json")));
-    let point = produce_point(args, profile, concurrency, ProducerArgs { no_create_topic: true, ..producer }, json)?;
+    let warm = SuiteArgs { warmup_ms: args.width_warmup_ms, ..args.clone() };
+    let point = produce_point(&warm, profile, concurrency, ProducerArgs { no_create_topic: true, ..producer }, json)?;
     Ok(WidthProduce { topics, queues_per_topic, setup: args.width_setup.clone(), setup_s, touch_s, point })
 }
 

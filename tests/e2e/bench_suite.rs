@@ -18,7 +18,7 @@ fn the_suite_runs_every_profile_and_writes_the_report_with_plots() {
     let output = Command::new(binary("ferromq-bench"))
         .args(["suite", "--tiny", "--concurrency", "1,4", "--duration-secs", "0.6", "--warmup-ms", "100", "--rss-connections", "20"])
         .args(["--batch-concurrency", "4", "--affinity-concurrency", "4"])
-        .args(["--width-consume-queues", "4,12", "--width-backlog", "1200", "--width-topics", "2,20", "--width-topic-queues", "2"])
+        .args(["--width", "--width-warmup-ms", "100", "--width-consume-queues", "4,12", "--width-backlog", "1200", "--width-topics", "2,20", "--width-topic-queues", "2"])
         .arg("--out")
         .arg(&out)
         .arg("--bin-dir")
