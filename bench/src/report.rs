@@ -456,6 +456,14 @@ impl<'a> View<'a> {
         }
         let pct = |p: Option<f64>| p.map_or("?".to_owned(), |p| format!("{p:.0}%"));
         let _ = writeln!(md, "Store file system used: {} at the start, {} at the end.\n", pct(r.disk_used_pct.0), pct(r.disk_used_pct.1));
+        let load = |l: Option<[f64; 3]>| l.map_or("?".to_owned(), |[a, b, c]| format!("{a:.2} / {b:.2} / {c:.2}"));
+        let _ = writeln!(
+            md,
+            "Load average (1 / 5 / 15 min): {} at the start, {} at the end — other work on this machine shows there, and in \
+             the \"others' CPUs\" column of \"CPU per message\".\n",
+            load(r.load_avg.0),
+            load(r.load_avg.1)
+        );
         let _ = writeln!(
             md,
             "Every point is recorded, not asserted. Compare variants within one run: this machine may be shared and \

@@ -361,6 +361,8 @@ pub struct SuiteResults {
     /// Used space (%) of the file system holding the stores, at the start and the end: the
     /// broker refuses sends above `diskSpaceWarningLevelRatio` (90 % by default).
     pub disk_used_pct: (Option<f64>, Option<f64>),
+    /// `/proc/loadavg` (1, 5, 15 minutes) at the start and the end: other work on the machine.
+    pub load_avg: (Option<[f64; 3]>, Option<[f64; 3]>),
     pub probes: ProbeReport,
     pub runs: Vec<ProfileRun>,
     pub width: Option<WidthResults>,
@@ -411,6 +413,7 @@ pub fn run(args: SuiteArgs) -> Result<PathBuf, String> {
     eprintln!("[suite] results folder {}", out.display());
     let store_base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let disk_at_start = disk_used_pct(&store_base);
+    let load_at_start = load_avg();
     if let Some(pct) = disk_at_start.filter(|p| *p >= 80.0) {
         eprintln!(
             "[suite] WARNING: {} is {pct:.0}% full; the broker refuses sends above 90% (diskSpaceWarningLevelRatio) and a run writes a few GiB"
@@ -461,6 +464,7 @@ pub fn run(args: SuiteArgs) -> Result<PathBuf, String> {
         finished: utc_timestamp(SystemTime::now()),
         settings,
         disk_used_pct: (disk_at_start, disk_used_pct(&store_base)),
+        load_avg: (load_at_start, load_avg()),
         probes,
         runs,
         width,
@@ -886,6 +890,13 @@ fn disk_used_pct(dir: &Path) -> Option<f64> {
     let used = (stat.f_blocks.saturating_sub(stat.f_bfree)) as f64 * block;
     let usable = used + stat.f_bavail as f64 * block;
     (usable > 0.0).then(|| 100.0 * used / usable)
+}
+
+/// The 1-, 5- and 15-minute load averages (`/proc/loadavg`).
+fn load_avg() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut fields = text.split_whitespace().map(|v| v.parse::<f64>().ok());
+    Some([fields.next()??, fields.next()??, fields.next()??])
 }
 
 /// Sum of the non-SUCCESS entries of a `codes` object (`{"SUCCESS": n, "SYSTEM_BUSY ...": m}`).
