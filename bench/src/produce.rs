@@ -13,8 +13,9 @@
 //! the sends over N topics `<topic>-0` … `<topic>-(N-1)` of `--queues` queues each (topics first,
 //! so consecutive sends go to different topics). With `--pid` of a FerroMQ broker and
 //! `--affinity owner|cross`, each connection first finds which shard serves it
-//! ([`broker::connection_shard`]) and then sends only to queues that shard owns (`owner`: no
-//! cross-shard hop) or only to queues another shard owns (`cross`: every send hops).
+//! ([`broker::connection_shard`]; connections are opened until they spread evenly over the
+//! shards) and then sends only to queues that shard owns (`owner`: no cross-shard hop) or only
+//! to queues another shard owns (`cross`: every send hops).
 //!
 //! Besides client-side figures, the topic's max offsets are read before and after the run
 //! (GET_MAX_OFFSET; one topic only), so messages actually stored are reported too — the only
@@ -345,9 +346,12 @@ async fn producer_thread(
     turn: Arc<AtomicU64>,
 ) -> Result<ThreadResult, String> {
     let setup = async {
+        let connect = || async { Client::connect(args.broker, broker::CONNECT_TIMEOUT).await.map_err(|e| format!("cannot connect to {}: {e}", args.broker)) };
         let mut clients = Vec::new();
-        for _ in 0..connections {
-            clients.push(Client::connect(args.broker, broker::CONNECT_TIMEOUT).await.map_err(|e| format!("cannot connect to {}: {e}", args.broker))?);
+        if shards.is_none() {
+            for _ in 0..connections {
+                clients.push(connect().await?);
+            }
         }
         // Which (topic, queue) pairs each connection sends to.
         let topics = topic_names(&args);
@@ -363,14 +367,29 @@ async fn producer_thread(
                 // Helper threads a shard spawns inherit its name: count distinct shard numbers.
                 let shard_count = threads.iter().map(|(n, _)| n + 1).max().unwrap_or(1);
                 split = vec![0usize; shard_count];
-                for (c, client) in clients.iter().enumerate() {
-                    let shard = broker::connection_shard(client, *pid, threads).await?;
+                // Spread the connections evenly over the shards (the broker places a new
+                // connection where it likes): an uneven split would compare one busy shard
+                // with two, not a local send with a hop. Extra connections are closed; after
+                // `max_attempts` the split is taken as it comes (and reported).
+                let per_shard = connections.div_ceil(shard_count);
+                let max_attempts = 8 * connections + 8;
+                let mut attempts = 0;
+                while clients.len() < connections {
+                    let client = connect().await?;
+                    attempts += 1;
+                    let shard = broker::connection_shard(&client, *pid, threads).await?;
+                    if split[shard] >= per_shard && attempts < max_attempts {
+                        client.close();
+                        continue;
+                    }
                     split[shard] += 1;
                     let owner = args.affinity == "owner";
-                    pair_sets[c] = all.iter().copied().filter(|(t, q)| (broker::owner_of(&topics[*t], *q, shard_count) == shard) == owner).collect();
-                    if pair_sets[c].is_empty() {
+                    let pairs: Vec<(usize, u32)> = all.iter().copied().filter(|(t, q)| (broker::owner_of(&topics[*t], *q, shard_count) == shard) == owner).collect();
+                    if pairs.is_empty() {
                         return Err(format!("no queue of {} fits --affinity {} for a connection on shard {shard}", args.topic, args.affinity));
                     }
+                    pair_sets[clients.len()] = pairs;
+                    clients.push(client);
                 }
                 Ok(())
             }

@@ -144,8 +144,8 @@ pub struct SuiteArgs {
     /// is spread over each.
     #[arg(long, value_delimiter = ',', default_value = "72,600")]
     pub width_consume_queues: Vec<u32>,
-    /// Width, consume: records in each backlog.
-    #[arg(long, default_value_t = 384_000)]
+    /// Width, consume: records in each backlog (at ~300k records/s, a window of 2–3 s).
+    #[arg(long, default_value_t = 768_000)]
     pub width_backlog: u64,
     /// Width, produce: topic counts compared (few,many), each topic with --width-topic-queues.
     #[arg(long, value_delimiter = ',', default_value = "64,10000")]
