@@ -519,6 +519,7 @@ pub async fn connection_shard(client: &Client, pid: u32, threads: &[(usize, u32)
     const PROBE_CODE: i32 = 9_999;
     const PROBE_REQUESTS: usize = 300;
     for _attempt in 0..5 {
+        wait_for_quiet_shards(pid, threads, SHARD_QUIET_WAIT).await;
         let before: Vec<u64> = threads.iter().map(|(_, tid)| thread_cpu_ns(pid, *tid)).collect();
         for _ in 0..PROBE_REQUESTS {
             client.invoke(RemotingCommand::request(PROBE_CODE), REQUEST_TIMEOUT).await.map_err(|e| e.to_string())?;
@@ -537,6 +538,27 @@ pub async fn connection_shard(client: &Client, pid: u32, threads: &[(usize, u32)
         }
     }
     Err("cannot tell which shard serves the connection (shard CPU times too close; is the broker busy?)".into())
+}
+
+/// How long [`connection_shard`] waits at most for the shards to go quiet before a burst.
+const SHARD_QUIET_WAIT: Duration = Duration::from_secs(15);
+
+/// Waits (at most `max`) until the shard threads together use less than a tenth of a CPU over
+/// 50 ms, so that a classification burst stands out from background work — the flush and
+/// dispatch that follow a load point (an ASYNC_FLUSH broker writes back gigabytes after a batch
+/// point).
+async fn wait_for_quiet_shards(pid: u32, threads: &[(usize, u32)], max: Duration) {
+    const WINDOW: Duration = Duration::from_millis(50);
+    let deadline = Instant::now() + max;
+    let busy = || threads.iter().map(|(_, tid)| thread_cpu_ns(pid, *tid)).sum::<u64>();
+    loop {
+        let before = busy();
+        compio::time::sleep(WINDOW).await;
+        let used = busy().saturating_sub(before);
+        if u128::from(used) * 10 < WINDOW.as_nanos() || Instant::now() >= deadline {
+            return;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

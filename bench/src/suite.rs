@@ -644,14 +644,8 @@ fn measure_profile(args: &SuiteArgs, profile: &Profile, round: usize, broker_add
 
     let mut failures = Vec::new();
     let extras = args.extra_backends.contains(&profile.backend);
-    let batch = if extras && args.batch_messages > 1 && args.batch_concurrency > 0 {
-        let (connections, in_flight) = shape(args, args.batch_concurrency);
-        let producer = ProducerArgs { batch: args.batch_messages, ..producer_args(args, profile, broker_addr, pid, BATCH_TOPIC, connections, in_flight) };
-        let name = format!("produce-batch{}-c{}", args.batch_messages, args.batch_concurrency);
-        Some(produce_point(args, profile, args.batch_concurrency, producer, raw(&name))?)
-    } else {
-        None
-    };
+    // The cross-shard pair before the batch point, whose write-back keeps the shards busy for
+    // seconds (finding each connection's shard needs them quiet).
     let mut affinity = Vec::new();
     if extras && args.affinity_concurrency > 0 {
         let (connections, in_flight) = shape(args, args.affinity_concurrency);
@@ -667,6 +661,14 @@ fn measure_profile(args: &SuiteArgs, profile: &Profile, round: usize, broker_add
         }
     }
 
+    let batch = if extras && args.batch_messages > 1 && args.batch_concurrency > 0 {
+        let (connections, in_flight) = shape(args, args.batch_concurrency);
+        let producer = ProducerArgs { batch: args.batch_messages, ..producer_args(args, profile, broker_addr, pid, BATCH_TOPIC, connections, in_flight) };
+        let name = format!("produce-batch{}-c{}", args.batch_messages, args.batch_concurrency);
+        Some(produce_point(args, profile, args.batch_concurrency, producer, raw(&name))?)
+    } else {
+        None
+    };
     let e2e = consume::run_e2e(&E2eArgs {
         producer: producer_args(args, profile, broker_addr, pid, E2E_TOPIC, 1, 1),
         consumer_connections: 1,
