@@ -462,16 +462,50 @@ pub fn share(total: usize, parts: usize, i: usize) -> usize {
     total / parts + usize::from(i < total % parts)
 }
 
-/// Raises this process's open-file soft limit to its hard limit (many connections).
-pub fn raise_nofile_limit() {
+/// Raises this process's open-file limit — and so that of the servers it starts — as far as
+/// allowed: both limits to `fs.nr_open` (at most 1,048,576) where the process may raise its hard
+/// limit (root), else the soft limit to the hard one. Returns the soft limit in force.
+pub fn raise_nofile_limit() -> u64 {
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(0).min(1 << 20);
     // SAFETY: `rlimit` is plain data; getrlimit/setrlimit only read/write it.
     unsafe {
         let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if nr_open > lim.rlim_max {
+            let wanted = libc::rlimit { rlim_cur: nr_open, rlim_max: nr_open };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                return nr_open;
+            }
+        }
+        if lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max;
             let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur
     }
+}
+
+/// Open file descriptors of process `pid` (`/proc/PID/fd`).
+pub fn open_files(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// `dispatchBehindBytes` of GET_BROKER_RUNTIME_INFO (RocketMQ's key, FerroMQ's too): commit-log
+/// bytes written but not yet dispatched to consume queues and index, on the shard (FerroMQ) or
+/// broker answering. `None` from a broker without the key.
+pub async fn dispatch_behind_bytes(client: &Client) -> Result<Option<u64>, String> {
+    let response = client
+        .invoke(RemotingCommand::request(request_code::GET_BROKER_RUNTIME_INFO), REQUEST_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    if response.code != response_code::SUCCESS {
+        return Err(format!("GET_BROKER_RUNTIME_INFO answered {}: {:?}", response.code, response.remark));
+    }
+    let body: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("runtime info body: {e}"))?;
+    Ok(body.get("table").and_then(|t| t.get("dispatchBehindBytes")).and_then(serde_json::Value::as_str).and_then(|v| v.parse().ok()))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -52,6 +52,9 @@ pub const TARGET_WIDTH_RATIO: f64 = 0.8;
 /// Throughput lost when every send's queue lives on another shard: 1 − cross ÷ owner.
 pub const TARGET_CROSS_SHARD_PENALTY: f64 = 0.10;
 
+/// A point that ends with more than this not yet dispatched gets a note in its target row.
+pub const DISPATCH_LAG_NOTE_BYTES: u64 = 16 << 20;
+
 /// The plots, by file name, with what they show.
 pub const PLOTS: [(&str, &str); 7] = [
     ("throughput_vs_concurrency.svg", "Produce throughput vs sends in flight"),
@@ -136,7 +139,12 @@ pub fn issue14_targets(r: &SuiteResults) -> Vec<TargetRow> {
             "Broker CPU per acknowledged 1 KiB send",
             format!("{profile}, {shape}"),
             broker.map(|s| s.median),
-            format!("{} (generator {})", broker.map_or(String::new(), |s| us(&s, 1)), generator.map_or("?".to_owned(), |s| us(&s, 1))),
+            format!(
+                "{} (generator {}){}",
+                broker.map_or(String::new(), |s| us(&s, 1)),
+                generator.map_or("?".to_owned(), |s| us(&s, 1)),
+                lag_note(view.point(profile, c))
+            ),
             TARGET_BROKER_US_PER_SEND,
             true,
             format!("≤ {TARGET_BROKER_US_PER_SEND} µs"),
@@ -275,7 +283,9 @@ pub fn issue14_targets(r: &SuiteResults) -> Vec<TargetRow> {
                 "Width: produce to many topics ÷ few",
                 format!("{name}, {} ÷ {} topics × {} queues, {}", many.topics, few.topics, many.queues_per_topic, many.point.shape()),
                 ratio,
-                ratio.map_or(String::new(), |v| format!("{v:.2} ({:.0} ÷ {:.0} msg/s)", many.point.messages_per_s, few.point.messages_per_s)),
+                ratio.map_or(String::new(), |v| {
+                    format!("{v:.2} ({:.0} ÷ {:.0} msg/s{})", many.point.messages_per_s, few.point.messages_per_s, lag_note(Some(&many.point)))
+                }),
                 TARGET_WIDTH_RATIO,
                 false,
                 format!("≥ {TARGET_WIDTH_RATIO}"),
@@ -319,6 +329,14 @@ pub fn issue14_targets(r: &SuiteResults) -> Vec<TargetRow> {
         ));
     }
     rows
+}
+
+/// `; dispatch N MB behind …` when the point ended with a large dispatch backlog (its CPU per
+/// message leaves that work out).
+fn lag_note(point: Option<&ProducePoint>) -> String {
+    point.and_then(|p| p.dispatch_behind_bytes).filter(|b| *b >= DISPATCH_LAG_NOTE_BYTES).map_or(String::new(), |b| {
+        format!("; dispatch {:.0} MB behind at the end: acknowledged work left undone", b as f64 / 1_048_576.0)
+    })
 }
 
 /// The CPU report of an optional point.
@@ -670,34 +688,43 @@ impl<'a> View<'a> {
         let _ = writeln!(md, "![cpu per message](cpu_per_message.svg)\n");
         let _ = writeln!(
             md,
-            "| profile | window | msg/s | broker µs/msg | generator µs/msg | broker ÷ generator | broker CPUs | generator CPUs | machine busy CPUs | others' CPUs | broker threads (CPUs) |\n|---|---|---|---|---|---|---|---|---|---|---|"
+            "| profile | window | msg/s | broker µs/msg | generator µs/msg | broker ÷ generator | broker CPUs | generator CPUs | machine busy CPUs | others' CPUs | broker threads (CPUs) | dispatch behind after, MB |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for profile in &self.profiles {
             let Some(run) = self.first_run(profile) else { continue };
-            let mut windows: Vec<(String, f64, Option<CpuReport>)> = Vec::new();
-            for p in run.produce.iter().chain(&run.batch).chain(&run.affinity) {
-                windows.push((point_label(p), p.messages_per_s, p.cpu.clone()));
+            let mut windows: Vec<(String, f64, Option<CpuReport>, Option<u64>)> = Vec::new();
+            for p in run.produce.iter().chain(&run.affinity).chain(&run.batch) {
+                windows.push((point_label(p), p.messages_per_s, p.cpu.clone(), p.dispatch_behind_bytes));
             }
             if let Some(e2e) = &run.e2e {
                 let rate = e2e.get("producer").and_then(|p| p.get("messages_per_s")).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
-                windows.push(("end-to-end 1 × 1 (per message, both sides)".to_owned(), rate, CpuReport::from_summary(e2e)));
+                windows.push(("end-to-end 1 × 1 (per message, both sides)".to_owned(), rate, CpuReport::from_summary(e2e), None));
             }
             if let Some(c) = &run.consume {
                 let rate = c.get("messages_per_s").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
-                windows.push(("catch-up consume (per record)".to_owned(), rate, CpuReport::from_summary(c)));
+                windows.push(("catch-up consume (per record)".to_owned(), rate, CpuReport::from_summary(c), None));
             }
-            for (label, rate, cpu) in windows {
-                let _ = writeln!(md, "| {profile} | {label} | {rate:.0} | {} |", cpu_cells(cpu.as_ref()));
+            for (label, rate, cpu, behind) in windows {
+                let _ = writeln!(md, "| {profile} | {label} | {rate:.0} | {} | {} |", cpu_cells(cpu.as_ref()), mib(behind));
             }
         }
         if let Some(w) = &self.r.width {
             let profile = w.profile.name();
             for c in &w.consume {
                 let rate = c.summary.get("messages_per_s").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
-                let _ = writeln!(md, "| {profile} | width: catch-up over {} queues (per record) | {rate:.0} | {} |", c.queues, cpu_cells(CpuReport::from_summary(&c.summary).as_ref()));
+                let _ = writeln!(md, "| {profile} | width: catch-up over {} queues (per record) | {rate:.0} | {} | — |", c.queues, cpu_cells(CpuReport::from_summary(&c.summary).as_ref()));
             }
             for p in &w.produce {
-                let _ = writeln!(md, "| {profile} | width: {} topics × {} queues, {} | {:.0} | {} |", p.topics, p.queues_per_topic, p.point.shape(), p.point.messages_per_s, cpu_cells(p.point.cpu.as_ref()));
+                let _ = writeln!(
+                    md,
+                    "| {profile} | width: {} topics × {} queues, {} | {:.0} | {} | {} |",
+                    p.topics,
+                    p.queues_per_topic,
+                    p.point.shape(),
+                    p.point.messages_per_s,
+                    cpu_cells(p.point.cpu.as_ref()),
+                    mib(p.point.dispatch_behind_bytes)
+                );
             }
         }
         let _ = writeln!(md);
@@ -768,13 +795,13 @@ impl<'a> View<'a> {
         if !w.produce.is_empty() {
             let _ = writeln!(
                 md,
-                "| topics × queues | point | msg/s | p50 / p99 µs | CPU µs/msg broker / generator | setup s ({}) | touch every queue s |\n|---|---|---|---|---|---|---|",
+                "| topics × queues | point | msg/s | p50 / p99 µs | CPU µs/msg broker / generator | setup s ({}) | touch every queue s | then dispatched in s (MB left) | dispatch behind after the window, MB | broker open files |\n|---|---|---|---|---|---|---|---|---|---|",
                 w.produce.first().map_or("", |p| p.setup.as_str())
             );
             for p in &w.produce {
                 let _ = writeln!(
                     md,
-                    "| {} × {} | {} | {:.0} | {:.0} / {:.0} | {} | {:.1} | {:.1} |",
+                    "| {} × {} | {} | {:.0} | {:.0} / {:.0} | {} | {:.1} | {:.1} | {:.1} ({}) | {} | {} |",
                     p.topics,
                     p.queues_per_topic,
                     p.point.shape(),
@@ -783,7 +810,11 @@ impl<'a> View<'a> {
                     p.point.p99_us(),
                     cpu_pair(p.point.cpu.as_ref()),
                     p.setup_s,
-                    p.touch_s
+                    p.touch_s,
+                    p.dispatch_wait_s,
+                    mib(p.dispatch_behind_before_bytes),
+                    mib(p.point.dispatch_behind_bytes),
+                    p.broker_open_files.map_or("?".to_owned(), |n| n.to_string())
                 );
             }
             let _ = writeln!(md);
@@ -863,6 +894,7 @@ impl<'a> View<'a> {
 
     fn errors_section(&self, md: &mut String) {
         let mut lines = Vec::new();
+        let mut warnings = Vec::new();
         for run in &self.r.runs {
             if run.backend_logged.as_deref().is_some_and(|b| b != run.profile.backend) {
                 lines.push(format!(
@@ -902,11 +934,27 @@ impl<'a> View<'a> {
                 lines.push(format!("- width: {failure}"));
             }
         }
+        for log in &self.r.log_problems {
+            let what = if log.errors > 0 { "ERROR" } else { "WARN" };
+            let first = log.first.iter().map(|l| format!("`{}`", l.replace('`', "'"))).collect::<Vec<_>>().join("; ");
+            let line = format!("- logs/{}: {} ERROR and {} WARN lines, first: {first}", log.file, log.errors, log.warnings);
+            if what == "ERROR" {
+                lines.push(line);
+            } else {
+                warnings.push(line);
+            }
+        }
         let _ = writeln!(md, "## Errors and fallbacks\n");
         if lines.is_empty() {
-            let _ = writeln!(md, "None: every send was answered SUCCESS, every profile ran on the backend it named, no consume gaps, every measurement ran.\n");
+            let _ = writeln!(
+                md,
+                "None: every send was answered SUCCESS, every profile ran on the backend it named, no consume gaps, every measurement ran, no server logged an ERROR.\n"
+            );
         } else {
             let _ = writeln!(md, "{}\n", lines.join("\n"));
+        }
+        if !warnings.is_empty() {
+            let _ = writeln!(md, "Warnings in the server logs:\n\n{}\n", warnings.join("\n"));
         }
     }
 
@@ -1051,6 +1099,11 @@ impl<'a> View<'a> {
             legend: SeriesLabelPosition::LowerRight,
         })
     }
+}
+
+/// Bytes as MiB with one decimal (`—` when unknown).
+fn mib(bytes: Option<u64>) -> String {
+    bytes.map_or("—".to_owned(), |b| format!("{:.1}", b as f64 / 1_048_576.0))
 }
 
 /// `broker / generator` µs per message (`— / g` without a broker PID, `—` without a window).

@@ -64,6 +64,8 @@ const E2E_TOPIC: &str = "BenchE2e";
 const BATCH_TOPIC: &str = "BenchBatch";
 /// Topic of the cross-shard points.
 const AFFINITY_TOPIC: &str = "BenchAffinity";
+/// How long the width runs wait for the broker to dispatch the touch of every queue.
+const DISPATCH_WAIT: Duration = Duration::from_secs(120);
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SuiteArgs {
@@ -216,6 +218,10 @@ pub struct ProducePoint {
     pub flush_window_s: f64,
     /// Broker and load-generator CPU over the measured window, per acknowledged message.
     pub cpu: Option<CpuReport>,
+    /// `dispatchBehindBytes` right after the window (the largest of several connections' answers,
+    /// so of every shard): acknowledged work the broker had not finished — consume-queue and index
+    /// entries — which the window's CPU does not include.
+    pub dispatch_behind_bytes: Option<u64>,
 }
 
 impl ProducePoint {
@@ -242,6 +248,7 @@ impl ProducePoint {
             flush,
             flush_window_s,
             cpu: CpuReport::from_summary(summary),
+            dispatch_behind_bytes: None,
         }
     }
 
@@ -318,6 +325,12 @@ pub struct WidthProduce {
     pub setup_s: f64,
     /// Seconds one send to every (topic, queue) took before measuring (first-touch costs).
     pub touch_s: f64,
+    /// Seconds the broker then took to dispatch them (consume-queue files created), and what it
+    /// still had not dispatched when the suite stopped waiting.
+    pub dispatch_wait_s: f64,
+    pub dispatch_behind_before_bytes: Option<u64>,
+    /// The broker's open file descriptors after the point (`/proc/PID/fd`).
+    pub broker_open_files: Option<usize>,
     pub point: ProducePoint,
 }
 
@@ -349,6 +362,44 @@ pub struct BoundPoint {
     pub ratio: f64,
 }
 
+/// The ERROR and WARN lines of one server log.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogProblems {
+    pub file: String,
+    pub errors: usize,
+    pub warnings: usize,
+    /// The first few of them.
+    pub first: Vec<String>,
+}
+
+/// The ERROR and WARN lines of every `*.log` in `dir` (files without any are left out).
+fn scan_logs(dir: &Path) -> Vec<LogProblems> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "log")).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .into_iter()
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(&path).ok()?;
+            let (mut errors, mut warnings, mut first) = (0, 0, Vec::new());
+            for line in text.lines() {
+                let level = line.split_whitespace().nth(1);
+                match level {
+                    Some("ERROR") => errors += 1,
+                    Some("WARN") => warnings += 1,
+                    _ => continue,
+                }
+                if first.len() < 3 {
+                    first.push(line.chars().take(240).collect());
+                }
+            }
+            let file = path.file_name()?.to_string_lossy().into_owned();
+            (errors + warnings > 0).then_some(LogProblems { file, errors, warnings, first })
+        })
+        .collect()
+}
+
 /// What a suite run measured (`results.json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct SuiteResults {
@@ -367,6 +418,8 @@ pub struct SuiteResults {
     pub runs: Vec<ProfileRun>,
     pub width: Option<WidthResults>,
     pub bounds: Vec<BoundPoint>,
+    /// ERROR and WARN lines of the servers' logs, by log file.
+    pub log_problems: Vec<LogProblems>,
     /// The targets of issue 14 with their measured values and verdicts (as in `report.md`).
     pub targets_issue14: Vec<report::TargetRow>,
 }
@@ -411,6 +464,8 @@ pub fn run(args: SuiteArgs) -> Result<PathBuf, String> {
         return Err("no profiles: --flush and --backends must name at least one each".into());
     }
     eprintln!("[suite] results folder {}", out.display());
+    // The servers inherit it: a broker with 80,000 queues may keep a file open per queue.
+    let nofile_limit = broker::raise_nofile_limit();
     let store_base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let disk_at_start = disk_used_pct(&store_base);
     let load_at_start = load_avg();
@@ -455,7 +510,7 @@ pub fn run(args: SuiteArgs) -> Result<PathBuf, String> {
         "affinity_concurrency": args.affinity_concurrency, "extra_backends": args.extra_backends,
         "width": args.width, "width_warmup_ms": args.width_warmup_ms, "width_consume_queues": args.width_consume_queues, "width_backlog": args.width_backlog,
         "width_topics": args.width_topics, "width_topic_queues": args.width_topic_queues, "width_setup": args.width_setup,
-        "bin_dir": bin_dir, "cpu_source": "broker: process CPU clock (clock_getcpuclockid), all threads incl. exited; generator: CLOCK_PROCESS_CPUTIME_ID",
+        "bin_dir": bin_dir, "nofile_limit": nofile_limit, "cpu_source": "broker: process CPU clock (clock_getcpuclockid), all threads incl. exited; generator: CLOCK_PROCESS_CPUTIME_ID",
         "elapsed_s": started_at.elapsed().as_secs_f64(),
     });
     let mut results = SuiteResults {
@@ -469,6 +524,7 @@ pub fn run(args: SuiteArgs) -> Result<PathBuf, String> {
         runs,
         width,
         bounds,
+        log_problems: scan_logs(&out.join("logs")),
         targets_issue14: Vec::new(),
     };
     results.targets_issue14 = report::issue14_targets(&results);
@@ -614,8 +670,44 @@ fn produce_point(args: &SuiteArgs, profile: &Profile, concurrency: usize, produc
     let window = Instant::now();
     let summary = produce::run_produce(&ProduceArgs { producer: producer.clone(), duration_secs: args.duration_secs.max(0.1), count: None, warmup_ms: args.warmup_ms, json })?;
     let flush_window_s = window.elapsed().as_secs_f64();
+    let dispatch_behind_bytes = dispatch_behind(producer.broker, &profile.backend)?;
     let after = read_flush_counters(producer.broker, &profile.backend)?;
-    Ok(ProducePoint::from_summary(concurrency, &producer, &summary, before.zip(after).map(|(b, a)| a.since(&b)), flush_window_s))
+    let mut point = ProducePoint::from_summary(concurrency, &producer, &summary, before.zip(after).map(|(b, a)| a.since(&b)), flush_window_s);
+    point.dispatch_behind_bytes = dispatch_behind_bytes;
+    Ok(point)
+}
+
+/// Connections [`dispatch_behind`] asks on: a FerroMQ broker answers for the connection's shard,
+/// and 8 connections miss one of 2 shards with probability 1/128.
+const DISPATCH_PROBE_CONNECTIONS: usize = 8;
+
+/// The broker's `dispatchBehindBytes`, the largest answer over several connections.
+fn dispatch_behind(broker_addr: SocketAddr, backend: &str) -> Result<Option<u64>, String> {
+    let backend = broker::resolve_backend(backend)?;
+    let (runtime, _) = build_runtime(backend).map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let mut largest = None;
+        for _ in 0..DISPATCH_PROBE_CONNECTIONS {
+            let client = Client::connect(broker_addr, broker::CONNECT_TIMEOUT).await.map_err(|e| format!("cannot connect to {broker_addr}: {e}"))?;
+            let behind = broker::dispatch_behind_bytes(&client).await?;
+            client.close();
+            largest = largest.max(behind);
+        }
+        Ok(largest)
+    })
+}
+
+/// Waits (at most `limit`) until the broker has dispatched all but 1 MiB of what it stored;
+/// returns the seconds waited and the last figure.
+fn wait_for_dispatch(broker_addr: SocketAddr, backend: &str, limit: Duration) -> Result<(f64, Option<u64>), String> {
+    let started = Instant::now();
+    loop {
+        let behind = dispatch_behind(broker_addr, backend)?;
+        if behind.is_none_or(|b| b < 1 << 20) || started.elapsed() >= limit {
+            return Ok((started.elapsed().as_secs_f64(), behind));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 fn measure_profile(args: &SuiteArgs, profile: &Profile, round: usize, broker_addr: SocketAddr, pid: u32, out: &Path, tag: &str) -> Result<ProfileRun, String> {
@@ -779,12 +871,25 @@ fn width_produce(args: &SuiteArgs, profile: &Profile, producer: ProducerArgs, na
         return Err(format!("touching {} queues: {failed:?}", pairs.len()));
     }
     let touch_s = touch.elapsed().as_secs_f64();
+    // Acknowledged is not dispatched: the broker may still be creating consume-queue files.
+    let (dispatch_wait_s, dispatch_behind_before_bytes) = wait_for_dispatch(producer.broker, &profile.backend, DISPATCH_WAIT)?;
     let concurrency = producer.connections * producer.in_flight;
+    let pid = producer.pid;
     let (topics, queues_per_topic) = (producer.topics, producer.queues);
     let json = Some(out.join("raw").join(format!("width-produce-t{topics}.json")));
     let warm = SuiteArgs { warmup_ms: args.width_warmup_ms, ..args.clone() };
     let point = produce_point(&warm, profile, concurrency, ProducerArgs { no_create_topic: true, ..producer }, json)?;
-    Ok(WidthProduce { topics, queues_per_topic, setup: args.width_setup.clone(), setup_s, touch_s, point })
+    Ok(WidthProduce {
+        topics,
+        queues_per_topic,
+        setup: args.width_setup.clone(),
+        setup_s,
+        touch_s,
+        dispatch_wait_s,
+        dispatch_behind_before_bytes,
+        broker_open_files: pid.and_then(broker::open_files),
+        point,
+    })
 }
 
 /// The same backlog written over few and over many queues (batches, not measured), then each
@@ -1037,6 +1142,22 @@ mod tests {
         assert_eq!(utc_timestamp(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         assert_eq!(utc_timestamp(UNIX_EPOCH + Duration::from_secs(951_782_400 + 3_661)), "2000-02-29T01:01:01Z");
         assert_eq!(utc_timestamp(UNIX_EPOCH + Duration::from_secs(1_795_256_340)), "2026-11-21T10:19:00Z");
+    }
+
+    #[test]
+    fn log_scan_counts_errors_and_warnings_per_file() {
+        let dir = ScratchDir::create(None, "logscan").unwrap();
+        std::fs::write(
+            dir.path().join("a-broker.log"),
+            "2026-12-02T09:16:35Z  INFO boot success\n2026-12-02T09:16:55Z ERROR dispatch failed error=EMFILE\n2026-12-02T09:16:56Z  WARN slow\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("b-namesrv.log"), "2026-12-02T09:16:35Z  INFO boot success (ERROR in a message is not a level)\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "x ERROR y\n").unwrap();
+        let found = scan_logs(dir.path());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].file.as_str(), found[0].errors, found[0].warnings), ("a-broker.log", 1, 1));
+        assert!(found[0].first[0].contains("dispatch failed"));
     }
 
     #[test]

@@ -86,6 +86,8 @@ fn the_suite_runs_every_profile_and_writes_the_report_with_plots() {
             assert!(p["flush"]["appended_messages"].as_u64().unwrap() > 0, "{name}: no flush counters in {p}");
             assert!(p["flush"]["log_syncs"].as_u64().unwrap() > 0, "{name}: no syncs in {p}");
             check_cpu(&format!("{name} produce"), &p["cpu"]);
+            // The broker's dispatch backlog after the window (RocketMQ's dispatchBehindBytes).
+            assert!(p["dispatch_behind_bytes"].is_u64(), "{name}: no dispatch figure in {p}");
         }
         check_cpu(&format!("{name} catch-up"), &run["consume"]["cpu"]);
         check_cpu(&format!("{name} e2e"), &run["e2e"]["cpu"]);
@@ -125,6 +127,8 @@ fn the_suite_runs_every_profile_and_writes_the_report_with_plots() {
     assert_eq!(produced, [2, 20]);
     for p in width["produce"].as_array().unwrap() {
         assert_eq!(p["point"]["topics"], p["topics"]);
+        assert!(p["broker_open_files"].as_u64().unwrap() > 0, "{p}");
+        assert!(p["dispatch_wait_s"].as_f64().unwrap() >= 0.0, "{p}");
         check_cpu(&format!("width produce {}", p["topics"]), &p["point"]["cpu"]);
     }
     // The targets, as data: every one measured here has a verdict.
