@@ -767,22 +767,27 @@ impl<'a> View<'a> {
         let _ = writeln!(
             md,
             "{} on fresh brokers. Consume: the same backlog written to a topic of few and of many queues (batches, not \
-             measured), then read back by one connection with one 32-record pull in flight per queue. Produce: the topics \
+             measured), then read back by one connection with one 32-record pull in flight per queue, the two alternating \
+             (`--width-reads`; the row shows the median read). Produce: the topics \
              exist before the broker starts (`--width-setup`), one send to every queue touches it first (not measured), then \
              closed-loop sends go round robin over every (topic, queue).\n",
             w.profile.name()
         );
         if !w.consume.is_empty() {
-            let _ = writeln!(md, "| queues | backlog | records/s | wire MiB/s | pull p50 / p99 µs | CPU µs/record broker / consumer | fill s |\n|---|---|---|---|---|---|---|");
+            let _ = writeln!(
+                md,
+                "| queues | backlog | records/s, median read (all reads) | wire MiB/s | pull p50 / p99 µs | CPU µs/record broker / consumer | fill s |\n|---|---|---|---|---|---|---|"
+            );
             for c in &w.consume {
                 let f = |k: &str| c.summary.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
                 let pull = |k: &str| c.summary.get("pull_latency_us").and_then(|p| p.get(k)).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
                 let _ = writeln!(
                     md,
-                    "| {} | {:.0} | {:.0} | {:.0} | {:.0} / {:.0} | {} | {:.1} |",
+                    "| {} | {:.0} | {:.0} ({}) | {:.0} | {:.0} / {:.0} | {} | {:.1} |",
                     c.queues,
                     f("backlog"),
                     f("messages_per_s"),
+                    c.rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
                     f("wire_mib_per_s"),
                     pull("p50"),
                     pull("p99"),

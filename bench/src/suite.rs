@@ -146,6 +146,10 @@ pub struct SuiteArgs {
     /// is spread over each.
     #[arg(long, value_delimiter = ',', default_value = "72,600")]
     pub width_consume_queues: Vec<u32>,
+    /// Width, consume: catch-up reads of each backlog, alternating between the queue counts
+    /// (the comparison uses the median; one read is a 2–3 s window on a shared machine).
+    #[arg(long, default_value_t = 3)]
+    pub width_reads: usize,
     /// Width, consume: records in each backlog (at ~300k records/s, a window of 2–3 s).
     #[arg(long, default_value_t = 768_000)]
     pub width_backlog: u64,
@@ -310,8 +314,11 @@ pub struct WidthConsume {
     pub queues: u32,
     /// Seconds the fill (unmeasured; batches of `--batch-messages`) took.
     pub fill_s: f64,
-    /// The catch-up `consume` summary (backlog, records/s, pull latency, cpu).
+    /// The catch-up `consume` summary of the read with the median rate (backlog, records/s,
+    /// pull latency, cpu).
     pub summary: serde_json::Value,
+    /// Records/s of every read (`--width-reads`, alternating between the queue counts).
+    pub rates: Vec<f64>,
 }
 
 /// One steady-send point of the width runs.
@@ -508,7 +515,7 @@ pub fn run(args: SuiteArgs) -> Result<PathBuf, String> {
         "config": args.config, "broker_settings": args.broker_settings, "tiny": args.tiny,
         "batch_messages": args.batch_messages, "batch_concurrency": args.batch_concurrency,
         "affinity_concurrency": args.affinity_concurrency, "extra_backends": args.extra_backends,
-        "width": args.width, "width_warmup_ms": args.width_warmup_ms, "width_consume_queues": args.width_consume_queues, "width_backlog": args.width_backlog,
+        "width": args.width, "width_warmup_ms": args.width_warmup_ms, "width_consume_queues": args.width_consume_queues, "width_backlog": args.width_backlog, "width_reads": args.width_reads,
         "width_topics": args.width_topics, "width_topic_queues": args.width_topic_queues, "width_setup": args.width_setup,
         "bin_dir": bin_dir, "nofile_limit": nofile_limit, "cpu_source": "broker: process CPU clock (clock_getcpuclockid), all threads incl. exited; generator: CLOCK_PROCESS_CPUTIME_ID",
         "elapsed_s": started_at.elapsed().as_secs_f64(),
@@ -906,11 +913,22 @@ fn width_consume(args: &SuiteArgs, profile: &Profile, addr: SocketAddr, pid: u32
             Err(e) => results.failures.push(format!("width consume: filling {queues} queues: {e}")),
         }
     }
-    for (queues, topic, fill_s) in filled {
-        let json = Some(out.join("raw").join(format!("width-consume-q{queues}.json")));
-        match catch_up(addr, pid, profile, &topic, queues, 120.0, json) {
-            Ok(summary) => results.consume.push(WidthConsume { queues, fill_s, summary }),
-            Err(e) => results.failures.push(format!("width consume over {queues} queues: {e}")),
+    let mut reads: Vec<Vec<serde_json::Value>> = vec![Vec::new(); filled.len()];
+    for read in 0..args.width_reads.max(1) {
+        for (i, (queues, topic, _)) in filled.iter().enumerate() {
+            let json = Some(out.join("raw").join(format!("width-consume-q{queues}-read{}.json", read + 1)));
+            match catch_up(addr, pid, profile, topic, *queues, 120.0, json) {
+                Ok(summary) => reads[i].push(summary),
+                Err(e) => results.failures.push(format!("width consume over {queues} queues, read {}: {e}", read + 1)),
+            }
+        }
+    }
+    for ((queues, _, fill_s), mut summaries) in filled.into_iter().zip(reads) {
+        let rate = |s: &serde_json::Value| s.get("messages_per_s").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+        let rates: Vec<f64> = summaries.iter().map(rate).collect();
+        summaries.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+        if let Some(summary) = summaries.get(summaries.len() / 2).cloned() {
+            results.consume.push(WidthConsume { queues, fill_s, summary, rates });
         }
     }
 }
