@@ -288,22 +288,20 @@ impl CpuReport {
 
     /// One line for the modes' printed summaries.
     pub fn line(&self) -> String {
-        let generator = format!(
-            "generator {:.2} µs/msg ({:.2} CPUs)",
-            self.generator_us_per_message.unwrap_or(f64::NAN),
-            self.generator_cpus()
-        );
+        let per = |v: Option<f64>| v.map_or("— µs/msg (no messages)".to_owned(), |v| format!("{v:.2} µs/msg"));
+        let generator = format!("generator {} ({:.2} CPUs)", per(self.generator_us_per_message), self.generator_cpus());
         let machine = match (self.machine_busy_cpus, self.other_cpus()) {
             (Some(m), Some(o)) => format!("; machine {m:.2} CPUs busy, {o:.2} of them by others"),
             (Some(m), None) => format!("; machine {m:.2} CPUs busy"),
             _ => String::new(),
         };
-        match (self.broker_us_per_message, self.broker_cpus()) {
-            (Some(b), Some(cpus)) => format!(
-                "cpu: broker {b:.2} µs/msg ({cpus:.2} CPUs), {generator}, broker ÷ generator {:.2}{machine}",
-                self.broker_per_generator.unwrap_or(f64::NAN)
+        match self.broker_cpus() {
+            Some(cpus) => format!(
+                "cpu: broker {} ({cpus:.2} CPUs), {generator}, broker ÷ generator {}{machine}",
+                per(self.broker_us_per_message),
+                self.broker_per_generator.map_or("—".to_owned(), |r| format!("{r:.2}"))
             ),
-            _ => format!("cpu: {generator} (broker not measured: no --pid){machine}"),
+            None => format!("cpu: {generator} (broker not measured: no --pid){machine}"),
         }
     }
 
@@ -437,5 +435,6 @@ mod tests {
         assert!(report.broker_threads_cpu_s.is_empty());
         assert!(report.generator_cpu_s > 0.0);
         assert!(report.line().contains("broker not measured"));
+        assert!(report.line().contains("no messages"), "{}", report.line());
     }
 }
