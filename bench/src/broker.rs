@@ -142,26 +142,48 @@ pub struct SendTemplate {
     pub message_bytes: usize,
     /// Messages per send: 1 = SEND_MESSAGE_V2 (310), more = SEND_BATCH_MESSAGE (320).
     pub batch: usize,
+    /// The unstamped body (built once; a clone shares it).
+    body: Bytes,
 }
 
 impl SendTemplate {
-    /// A send of `batch` fresh messages to `queue_id`, bodies stamped with `stamp` if given.
+    pub fn new(producer_group: &str, topic: &str, queues: u32, message_bytes: usize, batch: usize) -> SendTemplate {
+        SendTemplate {
+            producer_group: producer_group.to_owned(),
+            topic: topic.to_owned(),
+            queues,
+            message_bytes,
+            batch: batch.max(1),
+            body: Bytes::from(make_body(message_bytes, None)),
+        }
+    }
+
+    /// A send of `batch` fresh messages to `queue_id` of the template's topic, bodies stamped
+    /// with `stamp` if given.
     pub fn request(&self, queue_id: u32, stamp: Option<u64>) -> RemotingCommand {
+        self.request_to(&self.topic, queue_id, stamp)
+    }
+
+    /// The same to `queue_id` of `topic`.
+    pub fn request_to(&self, topic: &str, queue_id: u32, stamp: Option<u64>) -> RemotingCommand {
         let batch = self.batch.max(1);
+        let one_body = || match stamp {
+            Some(_) => Bytes::from(make_body(self.message_bytes, stamp)),
+            None if self.body.len() == self.message_bytes => self.body.clone(),
+            None => Bytes::from(make_body(self.message_bytes, None)),
+        };
         let (code, body, header_props) = if batch == 1 {
-            (request_code::SEND_MESSAGE_V2, make_body(self.message_bytes, stamp), message_properties(&uniq_key()))
+            (request_code::SEND_MESSAGE_V2, one_body(), message_properties(&uniq_key()))
         } else {
-            let entries: Vec<BatchEntry> = (0..batch)
-                .map(|_| (0, make_body(self.message_bytes, stamp), message_properties(&uniq_key()).into_bytes()))
-                .collect();
-            (request_code::SEND_BATCH_MESSAGE, encode_batch(&entries), "WAIT\u{1}true\u{2}".to_owned())
+            let entries: Vec<BatchEntry> = (0..batch).map(|_| (0, one_body().to_vec(), message_properties(&uniq_key()).into_bytes())).collect();
+            (request_code::SEND_BATCH_MESSAGE, Bytes::from(encode_batch(&entries)), "WAIT\u{1}true\u{2}".to_owned())
         };
         let born_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         RemotingCommand::request(code)
             .with_ext("a", &self.producer_group)
-            .with_ext("b", &self.topic)
+            .with_ext("b", topic)
             .with_ext("c", DEFAULT_TOPIC)
             .with_ext("d", self.queues)
             .with_ext("e", queue_id)
@@ -172,7 +194,7 @@ impl SendTemplate {
             .with_ext("j", 0)
             .with_ext("k", false)
             .with_ext("m", batch > 1)
-            .with_body(Bytes::from(body))
+            .with_body(body)
     }
 }
 
@@ -258,7 +280,17 @@ pub async fn max_offsets(client: &Client, topic: &str, queues: u32) -> Vec<u64> 
 
 /// UPDATE_AND_CREATE_TOPIC (17) with `queues` read and write queues, perm RW.
 pub async fn create_topic(client: &Client, topic: &str, queues: u32) -> Result<(), String> {
-    let request = RemotingCommand::request(request_code::UPDATE_AND_CREATE_TOPIC)
+    let request = create_topic_request(topic, queues);
+    let response = client.invoke(request, REQUEST_TIMEOUT).await.map_err(|e| e.to_string())?;
+    if response.code != response_code::SUCCESS {
+        return Err(format!("UPDATE_AND_CREATE_TOPIC {topic} answered {}: {:?}", response.code, response.remark));
+    }
+    Ok(())
+}
+
+/// The UPDATE_AND_CREATE_TOPIC (17) request of [`create_topic`].
+pub fn create_topic_request(topic: &str, queues: u32) -> RemotingCommand {
+    RemotingCommand::request(request_code::UPDATE_AND_CREATE_TOPIC)
         .with_ext("topic", topic)
         .with_ext("defaultTopic", DEFAULT_TOPIC)
         .with_ext("readQueueNums", queues)
@@ -266,12 +298,7 @@ pub async fn create_topic(client: &Client, topic: &str, queues: u32) -> Result<(
         .with_ext("perm", 6)
         .with_ext("topicFilterType", "SINGLE_TAG")
         .with_ext("topicSysFlag", 0)
-        .with_ext("order", false);
-    let response = client.invoke(request, REQUEST_TIMEOUT).await.map_err(|e| e.to_string())?;
-    if response.code != response_code::SUCCESS {
-        return Err(format!("UPDATE_AND_CREATE_TOPIC {topic} answered {}: {:?}", response.code, response.remark));
-    }
-    Ok(())
+        .with_ext("order", false)
 }
 
 /// The name of a response code, for the error tables.
@@ -435,16 +462,50 @@ pub fn share(total: usize, parts: usize, i: usize) -> usize {
     total / parts + usize::from(i < total % parts)
 }
 
-/// Raises this process's open-file soft limit to its hard limit (many connections).
-pub fn raise_nofile_limit() {
+/// Raises this process's open-file limit — and so that of the servers it starts — as far as
+/// allowed: both limits to `fs.nr_open` (at most 1,048,576) where the process may raise its hard
+/// limit (root), else the soft limit to the hard one. Returns the soft limit in force.
+pub fn raise_nofile_limit() -> u64 {
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(0).min(1 << 20);
     // SAFETY: `rlimit` is plain data; getrlimit/setrlimit only read/write it.
     unsafe {
         let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if nr_open > lim.rlim_max {
+            let wanted = libc::rlimit { rlim_cur: nr_open, rlim_max: nr_open };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                return nr_open;
+            }
+        }
+        if lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max;
             let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur
     }
+}
+
+/// Open file descriptors of process `pid` (`/proc/PID/fd`).
+pub fn open_files(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// `dispatchBehindBytes` of GET_BROKER_RUNTIME_INFO (RocketMQ's key, FerroMQ's too): commit-log
+/// bytes written but not yet dispatched to consume queues and index, on the shard (FerroMQ) or
+/// broker answering. `None` from a broker without the key.
+pub async fn dispatch_behind_bytes(client: &Client) -> Result<Option<u64>, String> {
+    let response = client
+        .invoke(RemotingCommand::request(request_code::GET_BROKER_RUNTIME_INFO), REQUEST_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    if response.code != response_code::SUCCESS {
+        return Err(format!("GET_BROKER_RUNTIME_INFO answered {}: {:?}", response.code, response.remark));
+    }
+    let body: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("runtime info body: {e}"))?;
+    Ok(body.get("table").and_then(|t| t.get("dispatchBehindBytes")).and_then(serde_json::Value::as_str).and_then(|v| v.parse().ok()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -492,6 +553,7 @@ pub async fn connection_shard(client: &Client, pid: u32, threads: &[(usize, u32)
     const PROBE_CODE: i32 = 9_999;
     const PROBE_REQUESTS: usize = 300;
     for _attempt in 0..5 {
+        wait_for_quiet_shards(pid, threads, SHARD_QUIET_WAIT).await;
         let before: Vec<u64> = threads.iter().map(|(_, tid)| thread_cpu_ns(pid, *tid)).collect();
         for _ in 0..PROBE_REQUESTS {
             client.invoke(RemotingCommand::request(PROBE_CODE), REQUEST_TIMEOUT).await.map_err(|e| e.to_string())?;
@@ -510,6 +572,27 @@ pub async fn connection_shard(client: &Client, pid: u32, threads: &[(usize, u32)
         }
     }
     Err("cannot tell which shard serves the connection (shard CPU times too close; is the broker busy?)".into())
+}
+
+/// How long [`connection_shard`] waits at most for the shards to go quiet before a burst.
+const SHARD_QUIET_WAIT: Duration = Duration::from_secs(15);
+
+/// Waits (at most `max`) until the shard threads together use less than a tenth of a CPU over
+/// 50 ms, so that a classification burst stands out from background work — the flush and
+/// dispatch that follow a load point (an ASYNC_FLUSH broker writes back gigabytes after a batch
+/// point).
+async fn wait_for_quiet_shards(pid: u32, threads: &[(usize, u32)], max: Duration) {
+    const WINDOW: Duration = Duration::from_millis(50);
+    let deadline = Instant::now() + max;
+    let busy = || threads.iter().map(|(_, tid)| thread_cpu_ns(pid, *tid)).sum::<u64>();
+    loop {
+        let before = busy();
+        compio::time::sleep(WINDOW).await;
+        let used = busy().saturating_sub(before);
+        if u128::from(used) * 10 < WINDOW.as_nanos() || Instant::now() >= deadline {
+            return;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -655,12 +738,15 @@ mod tests {
 
     #[test]
     fn send_requests_use_short_keys_and_batch_code() {
-        let template = SendTemplate { producer_group: "g".into(), topic: "T".into(), queues: 4, message_bytes: 64, batch: 1 };
+        let template = SendTemplate::new("g", "T", 4, 64, 1);
         let single = template.request(3, None);
         assert_eq!(single.code, request_code::SEND_MESSAGE_V2);
         assert_eq!((single.ext("b"), single.ext("c"), single.ext("e")), (Some("T"), Some(DEFAULT_TOPIC), Some("3")));
         assert_eq!(single.body.len(), 64);
-        let batch = SendTemplate { batch: 5, ..template }.request(0, Some(9));
+        assert_eq!(template.request_to("U", 1, None).ext("b"), Some("U"));
+        assert_eq!(template.request(1, None).body, template.request(2, None).body, "unstamped bodies are shared");
+        assert_eq!(body_stamp(&template.request(0, Some(5)).body), Some(5));
+        let batch = SendTemplate::new("g", "T", 4, 64, 5).request(0, Some(9));
         assert_eq!(batch.code, request_code::SEND_BATCH_MESSAGE);
         assert_eq!(batch.ext("m"), Some("true"));
         let entries = decode_batch(&batch.body).unwrap();

@@ -16,6 +16,10 @@
 //!
 //! Queue offsets are checked as they arrive: a record whose queue offset is not the next
 //! expected one counts as a gap.
+//!
+//! With `--pid` of the broker, both modes report its CPU over the measured window (all its
+//! threads) per consumed record (`consume`) or per produced message (`e2e`), next to this
+//! process's own ([`crate::cpu`]).
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -30,6 +34,7 @@ use ferromq_net::codes::response_code;
 use hdrhistogram::Histogram;
 
 use crate::broker::{self, Counts};
+use crate::cpu::CpuWindow;
 use crate::produce::{self, ProducerArgs, ProducerSet};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -71,8 +76,11 @@ pub struct ConsumeArgs {
     #[arg(long)]
     pub tail: bool,
     /// Tail: measured seconds. Catch-up: give up after this many seconds.
-    #[arg(long, default_value_t = 10)]
-    pub duration_secs: u64,
+    #[arg(long, default_value_t = 10.0)]
+    pub duration_secs: f64,
+    /// PID of the broker (same machine): report its CPU per consumed record (all its threads).
+    #[arg(long)]
+    pub pid: Option<u32>,
     /// Also write the summary as JSON to this file.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -92,8 +100,8 @@ pub struct E2eArgs {
     #[arg(long, default_value_t = 1000)]
     pub suspend_ms: u64,
     /// Measured seconds (after the warm-up).
-    #[arg(long, default_value_t = 10)]
-    pub duration_secs: u64,
+    #[arg(long, default_value_t = 10.0)]
+    pub duration_secs: f64,
     /// Unmeasured warm-up, milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub warmup_ms: u64,
@@ -361,10 +369,11 @@ pub fn run_consume(args: &ConsumeArgs) -> Result<serde_json::Value, String> {
     let catch_up = args.catch_up;
     let set = ConsumerSet::start(&args.consumer, catch_up)?;
     let counters = set.counters.clone();
+    let cpu = CpuWindow::start(args.pid);
     counters.measuring.store(true, Ordering::SeqCst);
     let started = Instant::now();
     set.go();
-    let limit = Duration::from_secs(args.duration_secs);
+    let limit = Duration::from_secs_f64(args.duration_secs.max(0.0));
     let mut last = (started, 0, 0);
     let mut next_print = started + Duration::from_secs(1);
     loop {
@@ -380,9 +389,11 @@ pub fn run_consume(args: &ConsumeArgs) -> Result<serde_json::Value, String> {
     }
     let elapsed = started.elapsed();
     counters.measuring.store(false, Ordering::SeqCst);
+    let cpu = cpu.finish(counters.messages.load(Ordering::SeqCst));
     let backlog = set.backlog;
     let result = set.stop_and_join()?;
     let mut summary = consume_json(&counters, &result, elapsed);
+    summary["cpu"] = cpu.to_json();
     if let Some(obj) = summary.as_object_mut() {
         obj.insert("mode".into(), if catch_up { "consume-catch-up" } else { "consume-tail" }.into());
         obj.insert("broker".into(), args.consumer.broker.to_string().into());
@@ -392,6 +403,7 @@ pub fn run_consume(args: &ConsumeArgs) -> Result<serde_json::Value, String> {
         obj.insert("backlog".into(), backlog.into());
     }
     print_consume(&summary, &result);
+    println!("{}", cpu.line());
     if let Some(path) = &args.json {
         crate::probe::write_json(path, &summary)?;
     }
@@ -424,6 +436,9 @@ fn print_consume(summary: &serde_json::Value, result: &ConsumeResult) {
 /// `e2e` mode: producer + tail consumer in one process.
 pub fn run_e2e(args: &E2eArgs) -> Result<serde_json::Value, String> {
     let p = &args.producer;
+    if p.topics > 1 {
+        return Err("e2e follows one topic: --topics must be 1".into());
+    }
     let backend = broker::resolve_backend(&p.io_backend)?;
     produce::prepare_topic(p, backend)?;
     let consumer_args = ConsumerArgs {
@@ -442,13 +457,15 @@ pub fn run_e2e(args: &E2eArgs) -> Result<serde_json::Value, String> {
     consumer.go();
     producer.go();
     std::thread::sleep(Duration::from_millis(args.warmup_ms));
+    let cpu = CpuWindow::start(p.pid);
     pc.measuring.store(true, Ordering::SeqCst);
     cc.measuring.store(true, Ordering::SeqCst);
     let started = Instant::now();
     let mut last = (started, 0, 0);
     let mut last_p = 0u64;
-    while started.elapsed() < Duration::from_secs(args.duration_secs) {
-        std::thread::sleep(Duration::from_secs(1));
+    let duration = Duration::from_secs_f64(args.duration_secs.max(0.0));
+    while started.elapsed() < duration {
+        std::thread::sleep((duration - started.elapsed()).min(Duration::from_secs(1)));
         let acked = pc.acked.load(Ordering::Relaxed);
         let extra = format!("  produced {} msgs in the last second, errors {}", acked - last_p, pc.failed.load(Ordering::Relaxed));
         last_p = acked;
@@ -457,6 +474,8 @@ pub fn run_e2e(args: &E2eArgs) -> Result<serde_json::Value, String> {
     let elapsed = started.elapsed();
     pc.measuring.store(false, Ordering::SeqCst);
     let acked = pc.acked.load(Ordering::SeqCst);
+    // Per produced message; the window holds both sides' work (send, store, deliver, receive).
+    let cpu = cpu.finish(acked);
     let produced = producer.stop_and_join()?;
     // Let the consumer catch the last messages (bounded), still measuring.
     let drain_deadline = Instant::now() + Duration::from_secs(2);
@@ -465,7 +484,7 @@ pub fn run_e2e(args: &E2eArgs) -> Result<serde_json::Value, String> {
     }
     cc.measuring.store(false, Ordering::SeqCst);
     let consumed = consumer.stop_and_join()?;
-    let produce_summary = produce::summarize_produce(p, &produced, acked, elapsed, 0);
+    let produce_summary = produce::summarize_produce(p, &produced, acked, elapsed, None);
     let consume_summary = consume_json(&cc, &consumed, elapsed);
     println!(
         "e2e: produced {:.0} msg/s (send latency us: {}), consumed {} of {acked} measured messages",
@@ -474,7 +493,8 @@ pub fn run_e2e(args: &E2eArgs) -> Result<serde_json::Value, String> {
         cc.messages.load(Ordering::SeqCst)
     );
     print_consume(&consume_summary, &consumed);
-    let summary = serde_json::json!({"mode": "e2e", "producer": produce_summary, "consumer": consume_summary});
+    println!("{}", cpu.line());
+    let summary = serde_json::json!({"mode": "e2e", "producer": produce_summary, "consumer": consume_summary, "cpu": cpu.to_json()});
     if let Some(path) = &args.json {
         crate::probe::write_json(path, &summary)?;
     }

@@ -1,9 +1,11 @@
 //! An in-process fake broker for the tests of the broker modes: it serves SEND_MESSAGE_V2,
 //! SEND_BATCH_MESSAGE (decoding the client batch layout), PULL_MESSAGE (bodies of real
 //! records, encoded with `ferromq_store::record`), GET_MAX_OFFSET and UPDATE_AND_CREATE_TOPIC
-//! from memory. Not a broker: no flush, no long polling beyond a short sleep.
+//! (counted) from memory, per (topic, queue). Not a broker: no flush, no long polling beyond a
+//! short sleep.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -17,34 +19,36 @@ use ferromq_store::types::ClientPhysicalOffset;
 
 use crate::broker::decode_batch;
 
+/// Encoded records, oldest first.
+type Records = Vec<Vec<u8>>;
+
 #[derive(Default)]
 struct FakeBroker {
-    /// Encoded records per queue.
-    queues: RefCell<Vec<Vec<Vec<u8>>>>,
+    /// Records per (topic, queue).
+    queues: RefCell<HashMap<(String, usize), Records>>,
     next_physical: RefCell<i64>,
+    topics_created: Cell<u64>,
 }
 
 impl FakeBroker {
-    fn queue_len(&self, q: usize) -> u64 {
-        self.queues.borrow().get(q).map_or(0, |v| v.len() as u64)
+    fn queue_len(&self, topic: &str, q: usize) -> u64 {
+        self.queues.borrow().get(&(topic.to_owned(), q)).map_or(0, |v| v.len() as u64)
     }
 
     fn append(&self, topic: &str, q: usize, body: Vec<u8>, props: &[u8]) -> u64 {
         let mut queues = self.queues.borrow_mut();
-        if queues.len() <= q {
-            queues.resize(q + 1, Vec::new());
-        }
+        let queue = queues.entry((topic.to_owned(), q)).or_default();
         let msg = MessageInput::simple(topic, q as u32, body, &Properties::decode(props));
         let mut out = Vec::new();
         let physical = *self.next_physical.borrow();
         let assigned = StoreAssigned {
-            queue_offset: queues[q].len() as u64,
+            queue_offset: queue.len() as u64,
             physical_offset: ClientPhysicalOffset(physical),
             store_timestamp_ms: 0,
         };
         let len = encode_record(&msg, assigned, &mut out).unwrap();
         *self.next_physical.borrow_mut() += len as i64;
-        queues[q].push(out);
+        queue.push(out);
         assigned.queue_offset
     }
 }
@@ -65,13 +69,19 @@ impl RequestHandler for FakeBroker {
                 };
                 RemotingCommand::response(code::SUCCESS, request.opaque, None).with_ext("queueId", q).with_ext("queueOffset", first)
             }
-            rc::GET_MAX_OFFSET => request.success_response().with_ext("offset", self.queue_len(int("queueId") as usize)),
-            rc::UPDATE_AND_CREATE_TOPIC => request.success_response(),
+            rc::GET_MAX_OFFSET => request.success_response().with_ext("offset", self.queue_len(request.ext("topic").unwrap_or_default(), int("queueId") as usize)),
+            rc::UPDATE_AND_CREATE_TOPIC => {
+                self.topics_created.set(self.topics_created.get() + 1);
+                request.success_response()
+            }
+            // Answers with how many topics were created so far (tests read it).
+            rc::GET_ALL_TOPIC_CONFIG => request.success_response().with_ext("created", self.topics_created.get()),
             rc::PULL_MESSAGE => {
+                let topic = request.ext("topic").unwrap_or_default().to_owned();
                 let q = int("queueId") as usize;
                 let offset = int("queueOffset") as u64;
                 let max = int("maxMsgNums") as u64;
-                let len = self.queue_len(q);
+                let len = self.queue_len(&topic, q);
                 if offset >= len {
                     if int("sysFlag") & 2 != 0 {
                         compio::time::sleep(Duration::from_millis(5)).await;
@@ -82,7 +92,7 @@ impl RequestHandler for FakeBroker {
                         .with_ext("minOffset", 0)
                 } else {
                     let end = (offset + max).min(len);
-                    let body: Vec<u8> = self.queues.borrow()[q][offset as usize..end as usize].concat();
+                    let body: Vec<u8> = self.queues.borrow()[&(topic, q)][offset as usize..end as usize].concat();
                     RemotingCommand::response(code::SUCCESS, request.opaque, None)
                         .with_ext("nextBeginOffset", end)
                         .with_ext("maxOffset", len)
@@ -125,6 +135,7 @@ mod tests {
             message_bytes: 100,
             topic: topic.into(),
             queues: 4,
+            topics: 1,
             no_create_topic: false,
             send_mode: "sync".into(),
             batch: 1,
@@ -149,7 +160,7 @@ mod tests {
     fn produce_then_catch_up_against_a_fake_broker() {
         let addr = start_fake();
         // Single sends, then batches of 4, then an open-loop run: 200 + 200 + 100 messages.
-        let mut args = ProduceArgs { producer: producer(addr, "T"), duration_secs: 1, count: Some(200), warmup_ms: 0, json: None };
+        let mut args = ProduceArgs { producer: producer(addr, "T"), duration_secs: 1.0, count: Some(200), warmup_ms: 0, json: None };
         let s = run_produce(&args).unwrap();
         assert!(get(&s, &["messages_acked"]) >= 200.0);
         assert_eq!(get(&s, &["messages_stored_by_max_offset"]), get(&s, &["messages_acked"]));
@@ -177,7 +188,8 @@ mod tests {
             },
             catch_up: true,
             tail: false,
-            duration_secs: 10,
+            duration_secs: 10.0,
+            pid: Some(std::process::id()),
             json: None,
         };
         let c = run_consume(&consume).unwrap();
@@ -187,6 +199,47 @@ mod tests {
         assert_eq!(get(&c, &["gaps"]), 0.0);
         let bodies = get(&c, &["body_mib_per_s"]) * 1_048_576.0 * get(&c, &["duration_s"]) / 100.0;
         assert!((bodies - get(&c, &["messages"])).abs() < 0.01, "{c}");
+        // The "broker" is this process: its CPU per record is measured, and so is the consumer's.
+        assert_eq!(get(&c, &["cpu", "messages"]), get(&c, &["messages"]));
+        assert!(get(&c, &["cpu", "broker_us_per_message"]) > 0.0, "{c}");
+        assert!(get(&c, &["cpu", "generator_us_per_message"]) > 0.0, "{c}");
+    }
+
+    #[test]
+    fn sends_spread_over_many_topics_reach_every_queue_and_report_cpu() {
+        let addr = start_fake();
+        let backend = crate::broker::resolve_backend("auto").unwrap();
+        let producer = ProducerArgs { topics: 5, queues: 3, pid: Some(std::process::id()), ..producer(addr, "Many") };
+        // 15 pairs, 2 connections starting half-way apart, one lane each: 30 sends cover every
+        // pair exactly twice.
+        let args = ProduceArgs { producer: ProducerArgs { in_flight: 1, ..producer.clone() }, duration_secs: 1.0, count: Some(30), warmup_ms: 0, json: None };
+        let s = run_produce(&args).unwrap();
+        assert_eq!(get(&s, &["messages_acked"]), 30.0, "{s}");
+        assert!(s["messages_stored_by_max_offset"].is_null(), "not read with several topics: {s}");
+        assert_eq!(get(&s, &["cpu", "messages"]), 30.0);
+        assert!(get(&s, &["cpu", "broker_cpu_s"]) > 0.0 && get(&s, &["cpu", "generator_cpu_s"]) > 0.0, "{s}");
+        let names = crate::produce::topic_names(&producer);
+        assert_eq!(names, ["Many-0", "Many-1", "Many-2", "Many-3", "Many-4"]);
+        for name in &names {
+            let offsets = crate::produce::topic_offsets(addr, name, 3, backend).unwrap();
+            assert!(offsets.iter().all(|n| *n >= 1), "{name}: {offsets:?}");
+        }
+        // Creation went through UPDATE_AND_CREATE_TOPIC, one per topic.
+        let (runtime, _) = ferromq_net::backend::build_runtime(backend).unwrap();
+        let created = runtime.block_on(async {
+            let client = ferromq_net::client::Client::connect(addr, crate::broker::CONNECT_TIMEOUT).await.unwrap();
+            let r = client.invoke(RemotingCommand::request(rc::GET_ALL_TOPIC_CONFIG), crate::broker::REQUEST_TIMEOUT).await.unwrap();
+            r.ext("created").unwrap().parse::<u64>().unwrap()
+        });
+        assert_eq!(created, 5);
+        let failures = crate::produce::pipelined(addr, backend, 7, 3, |_| RemotingCommand::request(9_999)).unwrap();
+        assert_eq!(failures.values().sum::<u64>(), 7, "{failures:?}");
+        assert!(failures.keys().next().unwrap().starts_with("REQUEST_CODE_NOT_SUPPORTED"), "{failures:?}");
+    }
+
+    #[test]
+    fn send_pairs_put_topics_first() {
+        assert_eq!(crate::produce::send_pairs(2, 2), [(0, 0), (1, 0), (0, 1), (1, 1)]);
     }
 
     #[test]
@@ -197,7 +250,7 @@ mod tests {
             consumer_connections: 1,
             pull_batch: 32,
             suspend_ms: 50,
-            duration_secs: 1,
+            duration_secs: 1.0,
             warmup_ms: 100,
             json: None,
         };

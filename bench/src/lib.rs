@@ -7,6 +7,8 @@
 //!   batch size, loopback RTT and loopback sendfile bandwidth.
 //! - [`store`]: `ferromq-store` driven directly: appends/s under SYNC_FLUSH and ASYNC_FLUSH with
 //!   N concurrent writers, reported as ratios to the probes measured in the same run.
+//! - [`cpu`]: CPU accounting of a measured window: the broker's (all threads, by its process
+//!   CPU clock) and the load generator's own, per message.
 //! - [`broker`]: what the broker modes share (requests, pull decoding, counters), `rss` mode.
 //! - [`produce`]: producers against any RocketMQ-compatible broker (closed or open loop).
 //! - [`consume`]: pull consumers (catch-up, tail) and the `e2e` mode.
@@ -16,6 +18,7 @@
 
 pub mod broker;
 pub mod consume;
+pub mod cpu;
 #[cfg(test)]
 mod fake_broker;
 pub mod micro;

@@ -8,14 +8,19 @@
 //! outstanding, and latency is measured from the *scheduled* time, so a stalled broker shows
 //! up as latency instead of as fewer samples (no coordinated omission).
 //!
-//! Queue choice: round robin over the topic's queues. With `--pid` of a FerroMQ broker and
+//! Queue choice: each connection goes round robin over the (topic, queue) pairs it may send to
+//! (its lanes share one cursor; connections start at evenly spread points). `--topics N` spreads
+//! the sends over N topics `<topic>-0` … `<topic>-(N-1)` of `--queues` queues each (topics first,
+//! so consecutive sends go to different topics). With `--pid` of a FerroMQ broker and
 //! `--affinity owner|cross`, each connection first finds which shard serves it
-//! ([`broker::connection_shard`]) and then sends only to queues that shard owns (`owner`: no
-//! cross-shard hop) or only to queues another shard owns (`cross`: every send hops).
+//! ([`broker::connection_shard`]; connections are opened until they spread evenly over the
+//! shards) and then sends only to queues that shard owns (`owner`: no cross-shard hop) or only
+//! to queues another shard owns (`cross`: every send hops).
 //!
 //! Besides client-side figures, the topic's max offsets are read before and after the run
-//! (GET_MAX_OFFSET), so messages actually stored are reported too — the only check one-way
-//! sends get.
+//! (GET_MAX_OFFSET; one topic only), so messages actually stored are reported too — the only
+//! check one-way sends get. With `--pid`, the broker's CPU over the measured window is reported
+//! per acknowledged message next to this process's own ([`crate::cpu`]).
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -30,14 +35,15 @@ use ferromq_net::codes::response_code;
 use hdrhistogram::Histogram;
 
 use crate::broker::{self, Counts, SendTemplate};
+use crate::cpu::CpuWindow;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProduceArgs {
     #[command(flatten)]
     pub producer: ProducerArgs,
     /// Measured duration, seconds (after the warm-up); ignored with --count.
-    #[arg(long, default_value_t = 10)]
-    pub duration_secs: u64,
+    #[arg(long, default_value_t = 10.0)]
+    pub duration_secs: f64,
     /// Send this many messages in all instead of running for a duration (no warm-up).
     #[arg(long)]
     pub count: Option<u64>,
@@ -70,9 +76,13 @@ pub struct ProducerArgs {
     /// Topic (created with --queues queues unless --no-create-topic; auto-created through TBW102 otherwise).
     #[arg(long, default_value = "BenchTopic")]
     pub topic: String,
-    /// Queues of the topic.
+    /// Queues of the topic (of each topic).
     #[arg(long, default_value_t = 8)]
     pub queues: u32,
+    /// Topics: above 1, sends go round robin over `<topic>-0` … `<topic>-(N-1)`, each with
+    /// --queues queues (created first, several requests in flight, unless --no-create-topic).
+    #[arg(long, default_value_t = 1)]
+    pub topics: u32,
     /// Do not send UPDATE_AND_CREATE_TOPIC first; rely on auto-creation (defaultTopic TBW102).
     #[arg(long)]
     pub no_create_topic: bool,
@@ -92,7 +102,8 @@ pub struct ProducerArgs {
     /// or cross (only to queues another shard owns).
     #[arg(long, default_value = "any", value_parser = ["any", "owner", "cross"])]
     pub affinity: String,
-    /// PID of the broker (for --affinity).
+    /// PID of the broker (same machine): for --affinity, and to report the broker's CPU per
+    /// acknowledged message (all its threads, from its process CPU clock).
     #[arg(long)]
     pub pid: Option<u32>,
     /// Producer group.
@@ -231,16 +242,79 @@ impl ProducerSet {
     }
 }
 
-/// Creates the topic (unless told not to) and returns its max offsets.
-pub fn prepare_topic(args: &ProducerArgs, backend: IoBackend) -> Result<Vec<u64>, String> {
+/// The topics a producer sends to: `topic` alone, or `topic-0` … `topic-(N-1)` with `--topics N`.
+pub fn topic_names(args: &ProducerArgs) -> Vec<String> {
+    if args.topics <= 1 { vec![args.topic.clone()] } else { (0..args.topics).map(|i| format!("{}-{i}", args.topic)).collect() }
+}
+
+/// Creates the topics (unless told not to) and returns the max offsets of a single topic's
+/// queues (`None` with several topics: reading every queue's offset would be a run of its own).
+pub fn prepare_topic(args: &ProducerArgs, backend: IoBackend) -> Result<Option<Vec<u64>>, String> {
+    let topics = topic_names(args);
+    if !args.no_create_topic {
+        let started = Instant::now();
+        let failures = pipelined(args.broker, backend, topics.len(), CREATE_TOPICS_IN_FLIGHT, |i| broker::create_topic_request(&topics[i], args.queues))?;
+        if let Some((name, n)) = failures.iter().next() {
+            return Err(format!("creating {} topics: {n} × {name} ({} kinds of failure)", topics.len(), failures.len()));
+        }
+        if topics.len() > 1 {
+            eprintln!("[produce] created {} topics × {} queues in {:.1} s", topics.len(), args.queues, started.elapsed().as_secs_f64());
+        }
+    }
+    if topics.len() > 1 {
+        return Ok(None);
+    }
+    topic_offsets(args.broker, &args.topic, args.queues, backend).map(Some)
+}
+
+/// UPDATE_AND_CREATE_TOPIC requests in flight while creating many topics.
+pub const CREATE_TOPICS_IN_FLIGHT: usize = 16;
+
+/// Sends `request(0)` … `request(n-1)` over one connection with up to `in_flight` outstanding
+/// (a setup step: topic creation, touching every queue once). Returns the failures by name
+/// (non-SUCCESS codes with their first remark, client errors); empty when all succeeded.
+pub fn pipelined(
+    broker_addr: SocketAddr,
+    backend: IoBackend,
+    n: usize,
+    in_flight: usize,
+    request: impl Fn(usize) -> ferromq_net::RemotingCommand,
+) -> Result<Counts, String> {
     let (runtime, _) = build_runtime(backend).map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let client = Client::connect(args.broker, broker::CONNECT_TIMEOUT).await.map_err(|e| format!("cannot connect to {}: {e}", args.broker))?;
-        if !args.no_create_topic {
-            broker::create_topic(&client, &args.topic, args.queues).await?;
-        }
-        Ok(broker::max_offsets(&client, &args.topic, args.queues).await)
+        let client = Client::connect(broker_addr, broker::CONNECT_TIMEOUT).await.map_err(|e| format!("cannot connect to {broker_addr}: {e}"))?;
+        let next = Cell::new(0usize);
+        let failures = RefCell::new(Counts::new());
+        let lane = || async {
+            loop {
+                let i = next.get();
+                if i >= n {
+                    break;
+                }
+                next.set(i + 1);
+                let name = match client.invoke(request(i), broker::REQUEST_TIMEOUT).await {
+                    Ok(r) if r.code == response_code::SUCCESS => continue,
+                    Ok(r) => format!("{}: {}", broker::code_name(r.code), r.remark.unwrap_or_default().chars().take(120).collect::<String>()),
+                    Err(e) => broker::rpc_error_name(&e),
+                };
+                let mut failures = failures.borrow_mut();
+                let key = failures.keys().find(|k| k.split(':').next() == name.split(':').next()).cloned().unwrap_or(name);
+                *failures.entry(key).or_default() += 1;
+            }
+        };
+        futures_join_all((0..in_flight.max(1)).map(|_| lane())).await;
+        Ok(failures.into_inner())
     })
+}
+
+/// Runs `futures` concurrently on the current task and waits for all of them.
+async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
+    let mut pending: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    std::future::poll_fn(|cx| {
+        pending.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if pending.is_empty() { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await;
 }
 
 /// The topic's max offsets now.
@@ -250,6 +324,12 @@ pub fn topic_offsets(broker_addr: SocketAddr, topic: &str, queues: u32, backend:
         let client = Client::connect(broker_addr, broker::CONNECT_TIMEOUT).await.map_err(|e| e.to_string())?;
         Ok(broker::max_offsets(&client, topic, queues).await)
     })
+}
+
+/// The (topic index, queue) pairs of `topics` × `queues`, topics first: consecutive pairs name
+/// different topics.
+pub fn send_pairs(topics: usize, queues: u32) -> Vec<(usize, u32)> {
+    (0..queues).flat_map(|q| (0..topics).map(move |t| (t, q))).collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -266,13 +346,17 @@ async fn producer_thread(
     turn: Arc<AtomicU64>,
 ) -> Result<ThreadResult, String> {
     let setup = async {
+        let connect = || async { Client::connect(args.broker, broker::CONNECT_TIMEOUT).await.map_err(|e| format!("cannot connect to {}: {e}", args.broker)) };
         let mut clients = Vec::new();
-        for _ in 0..connections {
-            clients.push(Client::connect(args.broker, broker::CONNECT_TIMEOUT).await.map_err(|e| format!("cannot connect to {}: {e}", args.broker))?);
+        if shards.is_none() {
+            for _ in 0..connections {
+                clients.push(connect().await?);
+            }
         }
-        // Which queues each connection sends to.
-        let all: Vec<u32> = (0..args.queues).collect();
-        let mut queue_sets = vec![all.clone(); connections];
+        // Which (topic, queue) pairs each connection sends to.
+        let topics = topic_names(&args);
+        let all = send_pairs(topics.len(), args.queues);
+        let mut pair_sets = vec![all.clone(); connections];
         let mut split = Vec::new();
         if let Some((pid, threads)) = &shards {
             // One thread at a time: classification reads shard CPU times.
@@ -283,14 +367,29 @@ async fn producer_thread(
                 // Helper threads a shard spawns inherit its name: count distinct shard numbers.
                 let shard_count = threads.iter().map(|(n, _)| n + 1).max().unwrap_or(1);
                 split = vec![0usize; shard_count];
-                for (c, client) in clients.iter().enumerate() {
-                    let shard = broker::connection_shard(client, *pid, threads).await?;
+                // Spread the connections evenly over the shards (the broker places a new
+                // connection where it likes): an uneven split would compare one busy shard
+                // with two, not a local send with a hop. Extra connections are closed; after
+                // `max_attempts` the split is taken as it comes (and reported).
+                let per_shard = connections.div_ceil(shard_count);
+                let max_attempts = 8 * connections + 8;
+                let mut attempts = 0;
+                while clients.len() < connections {
+                    let client = connect().await?;
+                    attempts += 1;
+                    let shard = broker::connection_shard(&client, *pid, threads).await?;
+                    if split[shard] >= per_shard && attempts < max_attempts {
+                        client.close();
+                        continue;
+                    }
                     split[shard] += 1;
                     let owner = args.affinity == "owner";
-                    queue_sets[c] = all.iter().copied().filter(|q| (broker::owner_of(&args.topic, *q, shard_count) == shard) == owner).collect();
-                    if queue_sets[c].is_empty() {
+                    let pairs: Vec<(usize, u32)> = all.iter().copied().filter(|(t, q)| (broker::owner_of(&topics[*t], *q, shard_count) == shard) == owner).collect();
+                    if pairs.is_empty() {
                         return Err(format!("no queue of {} fits --affinity {} for a connection on shard {shard}", args.topic, args.affinity));
                     }
+                    pair_sets[clients.len()] = pairs;
+                    clients.push(client);
                 }
                 Ok(())
             }
@@ -298,9 +397,9 @@ async fn producer_thread(
             turn.fetch_add(1, Ordering::SeqCst);
             classified?;
         }
-        Ok::<_, String>((clients, queue_sets, split))
+        Ok::<_, String>((clients, pair_sets, topics, split))
     };
-    let (clients, queue_sets, split) = match setup.await {
+    let (clients, pair_sets, topics, split) = match setup.await {
         Ok(v) => v,
         Err(e) => {
             let _ = ready.send(Err(e.clone()));
@@ -313,21 +412,24 @@ async fn producer_thread(
     }
     let histogram = Rc::new(RefCell::new(broker::micros_histogram()));
     let codes = Rc::new(RefCell::new(Counts::new()));
-    let template = Rc::new(SendTemplate {
-        producer_group: args.producer_group.clone(),
-        topic: args.topic.clone(),
-        queues: args.queues,
-        message_bytes: args.message_bytes,
-        batch: args.batch.max(1),
-    });
+    let template = Rc::new(SendTemplate::new(&args.producer_group, &args.topic, args.queues, args.message_bytes, args.batch));
+    let topics: Rc<[String]> = topics.into();
     let recorder = Recorder { histogram: histogram.clone(), codes: codes.clone(), counters: counters.clone(), batch: template.batch as u64 };
     let oneway = args.send_mode == "oneway";
     let mut tasks = Vec::new();
-    for (c, (client, queues)) in clients.into_iter().zip(queue_sets).enumerate() {
+    for (c, (client, pairs)) in clients.into_iter().zip(pair_sets).enumerate() {
         let global_conn = first_conn + c;
+        // The connection's round-robin cursor, shared by its lanes; connections start at evenly
+        // spread points so that together they cover every pair early.
+        let cursor = Cell::new(global_conn * pairs.len() / args.connections.max(1));
+        let next_pair = Rc::new(move || {
+            let pair = pairs[cursor.get() % pairs.len()];
+            cursor.set(cursor.get().wrapping_add(1));
+            pair
+        });
         if let Some(rate) = args.rate.filter(|_| args.open_loop) {
             let interval_ns = 1e9 * args.connections as f64 * template.batch as f64 / rate;
-            let (template, recorder, counters) = (template.clone(), recorder.clone(), counters.clone());
+            let (template, recorder, counters, topics) = (template.clone(), recorder.clone(), counters.clone(), topics.clone());
             let cap = args.in_flight.max(1) as u64;
             tasks.push(compio::runtime::spawn(async move {
                 let outstanding = Rc::new(Cell::new(0u64));
@@ -343,8 +445,8 @@ async fn producer_thread(
                     while outstanding.get() >= cap && !counters.stop.load(Ordering::Relaxed) {
                         compio::time::sleep(Duration::from_micros(100)).await;
                     }
-                    let queue = queues[(i as usize + global_conn) % queues.len()];
-                    let request = template.request(queue, stamp.then(|| broker::nanos_at(scheduled)));
+                    let (t, q) = next_pair();
+                    let request = template.request_to(&topics[t], q, stamp.then(|| broker::nanos_at(scheduled)));
                     outstanding.set(outstanding.get() + 1);
                     counters.outstanding.fetch_add(1, Ordering::Relaxed);
                     let (client, recorder, outstanding, counters) = (client.clone(), recorder.clone(), outstanding.clone(), counters.clone());
@@ -362,15 +464,14 @@ async fn producer_thread(
                 }
             }));
         } else {
-            for lane in 0..args.in_flight.max(1) {
-                let (client, template, recorder, counters, queues) = (client.clone(), template.clone(), recorder.clone(), counters.clone(), queues.clone());
-                let mut next = global_conn * 7 + lane;
+            for _lane in 0..args.in_flight.max(1) {
+                let (client, template, recorder, counters, next_pair, topics) =
+                    (client.clone(), template.clone(), recorder.clone(), counters.clone(), next_pair.clone(), topics.clone());
                 tasks.push(compio::runtime::spawn(async move {
                     while !counters.stop.load(Ordering::Relaxed) && claim(&counters, count, template.batch as u64) {
-                        next += 1;
-                        let queue = queues[next % queues.len()];
+                        let (t, q) = next_pair();
                         let now = Instant::now();
-                        let request = template.request(queue, stamp.then(|| broker::nanos_at(now)));
+                        let request = template.request_to(&topics[t], q, stamp.then(|| broker::nanos_at(now)));
                         recorder.send(&client, request, oneway, now).await;
                     }
                 }));
@@ -443,16 +544,22 @@ pub fn run_produce(args: &ProduceArgs) -> Result<serde_json::Value, String> {
     let set = ProducerSet::start(p, false, args.count)?;
     let counters = set.counters.clone();
     let warmup = if args.count.is_some() { Duration::ZERO } else { Duration::from_millis(args.warmup_ms) };
+    let mut cpu = None;
     if warmup.is_zero() {
+        cpu = Some(CpuWindow::start(p.pid));
         counters.measuring.store(true, Ordering::SeqCst);
     }
     set.go();
     std::thread::sleep(warmup);
     // Stored messages are counted from the end of the warm-up.
-    let before = if warmup.is_zero() { before } else { topic_offsets(p.broker, &p.topic, p.queues, backend)? };
+    let before = match before {
+        Some(_) if !warmup.is_zero() => Some(topic_offsets(p.broker, &p.topic, p.queues, backend)?),
+        before => before,
+    };
+    let cpu = cpu.unwrap_or_else(|| CpuWindow::start(p.pid));
     counters.measuring.store(true, Ordering::SeqCst);
     let started = Instant::now();
-    let duration = Duration::from_secs(args.duration_secs);
+    let duration = Duration::from_secs_f64(args.duration_secs.max(0.0));
     let mut last = (started, 0u64);
     let mut next_print = started + Duration::from_secs(1);
     loop {
@@ -482,11 +589,19 @@ pub fn run_produce(args: &ProduceArgs) -> Result<serde_json::Value, String> {
     let elapsed = started.elapsed();
     counters.measuring.store(false, Ordering::SeqCst);
     let acked = counters.acked.load(Ordering::SeqCst);
+    let cpu = cpu.finish(acked);
     let result = set.stop_and_join()?;
-    let after = topic_offsets(p.broker, &p.topic, p.queues, backend)?;
-    let stored: u64 = after.iter().zip(&before).map(|(a, b)| a.saturating_sub(*b)).sum();
-    let summary = summarize_produce(p, &result, acked, elapsed, stored);
+    let stored = match before {
+        Some(before) => {
+            let after = topic_offsets(p.broker, &p.topic, p.queues, backend)?;
+            Some(after.iter().zip(&before).map(|(a, b)| a.saturating_sub(*b)).sum())
+        }
+        None => None,
+    };
+    let mut summary = summarize_produce(p, &result, acked, elapsed, stored);
+    summary["cpu"] = cpu.to_json();
     print_produce(p, &summary, &result);
+    println!("{}", cpu.line());
     if let Some(path) = &args.json {
         crate::probe::write_json(path, &summary)?;
     }
@@ -494,7 +609,7 @@ pub fn run_produce(args: &ProduceArgs) -> Result<serde_json::Value, String> {
 }
 
 /// The JSON summary of a producer run.
-pub fn summarize_produce(p: &ProducerArgs, result: &ProduceResult, acked: u64, elapsed: Duration, stored: u64) -> serde_json::Value {
+pub fn summarize_produce(p: &ProducerArgs, result: &ProduceResult, acked: u64, elapsed: Duration, stored: Option<u64>) -> serde_json::Value {
     let secs = elapsed.as_secs_f64().max(1e-9);
     let tps = acked as f64 / secs;
     serde_json::json!({
@@ -505,6 +620,7 @@ pub fn summarize_produce(p: &ProducerArgs, result: &ProduceResult, acked: u64, e
         "threads": p.threads,
         "message_bytes": p.message_bytes,
         "topic": p.topic,
+        "topics": p.topics,
         "queues": p.queues,
         "send_mode": p.send_mode,
         "batch": p.batch,
@@ -526,7 +642,7 @@ pub fn summarize_produce(p: &ProducerArgs, result: &ProduceResult, acked: u64, e
 fn print_produce(p: &ProducerArgs, summary: &serde_json::Value, result: &ProduceResult) {
     let f = |k: &str| summary.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
     println!(
-        "produce: {:.0} msg/s, {:.1} MiB/s over {:.1} s; {} conns x {} in flight, {} B, batch {}, {}{}, {} queues, affinity {} (shard split {:?}); stored (max offsets) {}",
+        "produce: {:.0} msg/s, {:.1} MiB/s over {:.1} s; {} conns x {} in flight, {} B, batch {}, {}{}, {} topic(s) x {} queues, affinity {} (shard split {:?}); stored (max offsets) {}",
         f("messages_per_s"),
         f("mib_per_s"),
         f("duration_s"),
@@ -536,10 +652,11 @@ fn print_produce(p: &ProducerArgs, summary: &serde_json::Value, result: &Produce
         p.batch,
         p.send_mode,
         if p.open_loop { format!(", open loop {} msg/s", p.rate.unwrap_or(0.0)) } else { String::new() },
+        p.topics.max(1),
         p.queues,
         p.affinity,
         result.shard_split,
-        summary.get("messages_stored_by_max_offset").and_then(serde_json::Value::as_u64).unwrap_or(0)
+        summary.get("messages_stored_by_max_offset").and_then(serde_json::Value::as_u64).map_or("not read".to_owned(), |n| n.to_string())
     );
     println!("latency us{}: {}", if p.open_loop { " (from scheduled time)" } else { "" }, broker::percentile_line(&result.histogram));
     println!("responses: {:?}", result.codes);

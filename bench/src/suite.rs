@@ -11,14 +11,25 @@
 //!    - closed-loop producers at each concurrency (sends in flight in all), 1 KiB by default,
 //!      with the broker's commit-log counters (GET_BROKER_RUNTIME_INFO) read before and after,
 //!      which give the flush batches,
+//!    - on the `--extra-backends` profiles: batches of `--batch-messages` at
+//!      `--batch-concurrency`, and the cross-shard pair (every connection sends only to queues
+//!      its own shard owns, then only to queues another shard owns) at `--affinity-concurrency`,
 //!    - one producer → tail consumer end-to-end latency run,
 //!    - a catch-up consume of everything the producers stored (hot in the page cache),
 //!
-//!    and both processes are stopped with SIGTERM.
+//!    and both processes are stopped with SIGTERM. Every produce, consume and end-to-end window
+//!    also records the broker's CPU (all its threads) and this process's own, per message
+//!    ([`crate::cpu`]).
 //! 3. With the brokers stopped: the fdatasync-bound rate at each SYNC_FLUSH point's own mean
 //!    batch size (the ratio the durability target is stated in).
-//! 4. `report.md`, five SVG plots, `results.json` (everything), `raw/` (each run's JSON summary)
-//!    and `logs/` (every process's log) in the results folder.
+//! 4. Width (with `--width`), ASYNC_FLUSH on the first backend, a fresh broker per topic
+//!    count: steady sends spread over few and many topics (written into the broker's
+//!    `topics.json` before it starts, every queue touched once before measuring), and on the
+//!    first of those brokers, catch-up consume of the same backlog spread over few and many
+//!    queues. Their stores are removed only after the report is written.
+//! 5. `report.md`, the SVG plots, `results.json` (everything, and the targets of issue 14 with
+//!    their verdicts), `raw/` (each run's JSON summary) and `logs/` (every process's log) in the
+//!    results folder.
 //!
 //! Profiles of one round run back to back and the order rotates between rounds, so a variant
 //! is compared with its neighbours in time — this machine is shared and noisy.
@@ -35,18 +46,26 @@ use serde::Serialize;
 
 use crate::broker::{self, FlushCounters};
 use crate::consume::{self, ConsumeArgs, ConsumerArgs, E2eArgs};
+use crate::cpu::CpuReport;
 use crate::probe::{self, ProbeReport, ProbeSizes, ScratchDir, SyncBoundRate, Wakeups};
 use crate::produce::{self, ProduceArgs, ProducerArgs};
 use crate::report;
 
 /// How long a server may take to log that it is serving.
 const SERVER_START_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a server may take to exit after SIGTERM before it is killed.
-const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a server may take to exit after SIGTERM before it is killed (a broker with 80,000
+/// queues took 10 s).
+const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Topic of the produce points (the catch-up consume reads it back).
 const PRODUCE_TOPIC: &str = "BenchTopic";
 /// Topic of the end-to-end run.
 const E2E_TOPIC: &str = "BenchE2e";
+/// Topic of the batch point (kept out of the catch-up consume's backlog).
+const BATCH_TOPIC: &str = "BenchBatch";
+/// Topic of the cross-shard points.
+const AFFINITY_TOPIC: &str = "BenchAffinity";
+/// How long the width runs wait for the broker to dispatch the touch of every queue.
+const DISPATCH_WAIT: Duration = Duration::from_secs(120);
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SuiteArgs {
@@ -67,8 +86,8 @@ pub struct SuiteArgs {
     #[arg(long, value_delimiter = ',', default_value = "io_uring,epoll", value_parser = ["io_uring", "epoll"])]
     pub backends: Vec<String>,
     /// Concurrency points: sends in flight in all (closed loop), spread over
-    /// min(N, --max-connections) connections.
-    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
+    /// min(N, --max-connections) connections (256 = 4 connections × 64 by default).
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64,256")]
     pub concurrency: Vec<usize>,
     /// Most producer connections of a point.
     #[arg(long, default_value_t = 4)]
@@ -80,8 +99,8 @@ pub struct SuiteArgs {
     #[arg(long, default_value_t = 8)]
     pub queues: u32,
     /// Measured seconds of each produce point and of the end-to-end run.
-    #[arg(long, default_value_t = 5)]
-    pub duration_secs: u64,
+    #[arg(long, default_value_t = 5.0)]
+    pub duration_secs: f64,
     /// Unmeasured warm-up of each produce point, milliseconds.
     #[arg(long, default_value_t = 500)]
     pub warmup_ms: u64,
@@ -106,6 +125,50 @@ pub struct SuiteArgs {
     /// Extra broker settings for every profile, KEY=VALUE (passed as `mqbroker --set`).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub broker_settings: Vec<String>,
+    /// Messages per SEND_BATCH_MESSAGE of the batch point (0 or 1: no batch point).
+    #[arg(long, default_value_t = 16)]
+    pub batch_messages: usize,
+    /// Sends in flight in all at the batch point (spread like --concurrency).
+    #[arg(long, default_value_t = 256)]
+    pub batch_concurrency: usize,
+    /// Sends in flight in all at the cross-shard pair (owner, then cross; 0: skip it).
+    #[arg(long, default_value_t = 64)]
+    pub affinity_concurrency: usize,
+    /// Backends whose profiles also run the batch point and the cross-shard pair.
+    #[arg(long, value_delimiter = ',', default_value = "io_uring", value_parser = ["io_uring", "epoll"])]
+    pub extra_backends: Vec<String>,
+    /// Also run the width comparisons (many queues, many topics; ASYNC_FLUSH on the first
+    /// backend, after everything else). Their stores — 80,000 queue files at the default size —
+    /// are removed after the report is written: minutes on a disk mounted with `discard`.
+    #[arg(long)]
+    pub width: bool,
+    /// Width, consume: queue counts of the catch-up reads compared (few,many); the same backlog
+    /// is spread over each.
+    #[arg(long, value_delimiter = ',', default_value = "72,600")]
+    pub width_consume_queues: Vec<u32>,
+    /// Width, consume: catch-up reads of each backlog, alternating between the queue counts
+    /// (the comparison uses the median; one read is a 2–3 s window on a shared machine).
+    #[arg(long, default_value_t = 3)]
+    pub width_reads: usize,
+    /// Width, consume: records in each backlog (at ~300k records/s, a window of 2–3 s).
+    #[arg(long, default_value_t = 768_000)]
+    pub width_backlog: u64,
+    /// Width, produce: topic counts compared (few,many), each topic with --width-topic-queues.
+    #[arg(long, value_delimiter = ',', default_value = "64,10000")]
+    pub width_topics: Vec<u32>,
+    /// Width, produce: queues per topic.
+    #[arg(long, default_value_t = 8)]
+    pub width_topic_queues: u32,
+    /// Width, produce: unmeasured warm-up of the steady-send points, milliseconds (a broker
+    /// that has just started is still allocating its first segments).
+    #[arg(long, default_value_t = 2000)]
+    pub width_warmup_ms: u64,
+    /// Width, produce: how the topics come to exist. seed: written into the fresh broker's
+    /// `<store>/config/topics.json` (RocketMQ's file, read at start by FerroMQ and Java brokers)
+    /// before it starts; request: UPDATE_AND_CREATE_TOPIC each, several in flight (each one
+    /// rewrites and syncs topics.json: minutes for 10,000 topics). Not measured either way.
+    #[arg(long, default_value = "seed", value_parser = ["seed", "request"])]
+    pub width_setup: String,
     /// Tiny probes and settle times: checks that the suite works end to end, measures nothing
     /// meaningful (the tests use it).
     #[arg(long)]
@@ -137,6 +200,15 @@ pub struct ProducePoint {
     pub concurrency: usize,
     pub connections: usize,
     pub in_flight_per_connection: usize,
+    /// Messages per send (> 1: SEND_BATCH_MESSAGE).
+    pub batch: usize,
+    /// Topics the sends were spread over.
+    pub topics: u32,
+    /// `any`, `owner` or `cross` (see `produce --affinity`).
+    pub affinity: String,
+    /// Producer connections per broker shard (with an affinity).
+    pub shard_split: Vec<usize>,
+    /// Acknowledged messages per second (a batch counts its messages).
     pub messages_per_s: f64,
     pub latency_us: serde_json::Value,
     /// `[[quantile, µs], ...]`.
@@ -148,9 +220,47 @@ pub struct ProducePoint {
     pub flush: Option<FlushCounters>,
     /// Seconds those counters cover.
     pub flush_window_s: f64,
+    /// Broker and load-generator CPU over the measured window, per acknowledged message.
+    pub cpu: Option<CpuReport>,
+    /// `dispatchBehindBytes` right after the window (the largest of several connections' answers,
+    /// so of every shard): acknowledged work the broker had not finished — consume-queue and index
+    /// entries — which the window's CPU does not include.
+    pub dispatch_behind_bytes: Option<u64>,
 }
 
 impl ProducePoint {
+    /// The point of a `produce` summary.
+    fn from_summary(concurrency: usize, producer: &ProducerArgs, summary: &serde_json::Value, flush: Option<FlushCounters>, flush_window_s: f64) -> ProducePoint {
+        let codes = summary.get("codes").cloned().unwrap_or(serde_json::Value::Null);
+        ProducePoint {
+            concurrency,
+            connections: producer.connections,
+            in_flight_per_connection: producer.in_flight,
+            batch: producer.batch.max(1),
+            topics: producer.topics.max(1),
+            affinity: producer.affinity.clone(),
+            shard_split: summary
+                .get("shard_split")
+                .and_then(serde_json::Value::as_array)
+                .map(|a| a.iter().filter_map(|n| n.as_u64().map(|n| n as usize)).collect())
+                .unwrap_or_default(),
+            messages_per_s: summary.get("messages_per_s").and_then(serde_json::Value::as_f64).unwrap_or(0.0),
+            latency_us: summary.get("latency_us").cloned().unwrap_or(serde_json::Value::Null),
+            latency_cdf_us: cdf_points(summary.get("latency_cdf_us")),
+            errors: error_count(&codes),
+            codes,
+            flush,
+            flush_window_s,
+            cpu: CpuReport::from_summary(summary),
+            dispatch_behind_bytes: None,
+        }
+    }
+
+    /// `connections × in flight per connection`.
+    pub fn shape(&self) -> String {
+        format!("{} × {}", self.connections, self.in_flight_per_connection)
+    }
+
     pub fn p50_us(&self) -> f64 {
         self.latency_us.get("p50").and_then(serde_json::Value::as_f64).unwrap_or(0.0)
     }
@@ -184,12 +294,60 @@ pub struct ProfileRun {
     /// The backend the broker logged at start (`io_uring` or `epoll`; a fallback shows here).
     pub backend_logged: Option<String>,
     pub produce: Vec<ProducePoint>,
+    /// The batch point (`--batch-messages` per send; `--extra-backends` profiles).
+    pub batch: Option<ProducePoint>,
+    /// The cross-shard pair: `owner` then `cross` (`--extra-backends` profiles).
+    pub affinity: Vec<ProducePoint>,
     /// The `e2e` summary (1 connection, 1 in flight, tail consumer).
     pub e2e: Option<serde_json::Value>,
     /// The catch-up `consume` summary.
     pub consume: Option<serde_json::Value>,
     /// The `rss` summary (first round only).
     pub rss: Option<serde_json::Value>,
+    /// Measurements that failed without stopping the suite (shown under "Errors").
+    pub failures: Vec<String>,
+}
+
+/// One catch-up read of the width runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct WidthConsume {
+    pub queues: u32,
+    /// Seconds the fill (unmeasured; batches of `--batch-messages`) took.
+    pub fill_s: f64,
+    /// The catch-up `consume` summary of the read with the median rate (backlog, records/s,
+    /// pull latency, cpu).
+    pub summary: serde_json::Value,
+    /// Records/s of every read (`--width-reads`, alternating between the queue counts).
+    pub rates: Vec<f64>,
+}
+
+/// One steady-send point of the width runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct WidthProduce {
+    pub topics: u32,
+    pub queues_per_topic: u32,
+    /// `seed` or `request` (see `--width-setup`).
+    pub setup: String,
+    /// Seconds the topics took to exist (writing topics.json, or the requests).
+    pub setup_s: f64,
+    /// Seconds one send to every (topic, queue) took before measuring (first-touch costs).
+    pub touch_s: f64,
+    /// Seconds the broker then took to dispatch them (consume-queue files created), and what it
+    /// still had not dispatched when the suite stopped waiting.
+    pub dispatch_wait_s: f64,
+    pub dispatch_behind_before_bytes: Option<u64>,
+    /// The broker's open file descriptors after the point (`/proc/PID/fd`).
+    pub broker_open_files: Option<usize>,
+    pub point: ProducePoint,
+}
+
+/// The width runs (ASYNC_FLUSH on the first backend, fresh brokers).
+#[derive(Debug, Clone, Serialize)]
+pub struct WidthResults {
+    pub profile: Profile,
+    pub consume: Vec<WidthConsume>,
+    pub produce: Vec<WidthProduce>,
+    pub failures: Vec<String>,
 }
 
 /// The fdatasync-bound rate at one SYNC_FLUSH point's mean batch size.
@@ -211,6 +369,44 @@ pub struct BoundPoint {
     pub ratio: f64,
 }
 
+/// The ERROR and WARN lines of one server log.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogProblems {
+    pub file: String,
+    pub errors: usize,
+    pub warnings: usize,
+    /// The first few of them.
+    pub first: Vec<String>,
+}
+
+/// The ERROR and WARN lines of every `*.log` in `dir` (files without any are left out).
+fn scan_logs(dir: &Path) -> Vec<LogProblems> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "log")).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .into_iter()
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(&path).ok()?;
+            let (mut errors, mut warnings, mut first) = (0, 0, Vec::new());
+            for line in text.lines() {
+                let level = line.split_whitespace().nth(1);
+                match level {
+                    Some("ERROR") => errors += 1,
+                    Some("WARN") => warnings += 1,
+                    _ => continue,
+                }
+                if first.len() < 3 {
+                    first.push(line.chars().take(240).collect());
+                }
+            }
+            let file = path.file_name()?.to_string_lossy().into_owned();
+            (errors + warnings > 0).then_some(LogProblems { file, errors, warnings, first })
+        })
+        .collect()
+}
+
 /// What a suite run measured (`results.json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct SuiteResults {
@@ -223,9 +419,16 @@ pub struct SuiteResults {
     /// Used space (%) of the file system holding the stores, at the start and the end: the
     /// broker refuses sends above `diskSpaceWarningLevelRatio` (90 % by default).
     pub disk_used_pct: (Option<f64>, Option<f64>),
+    /// `/proc/loadavg` (1, 5, 15 minutes) at the start and the end: other work on the machine.
+    pub load_avg: (Option<[f64; 3]>, Option<[f64; 3]>),
     pub probes: ProbeReport,
     pub runs: Vec<ProfileRun>,
+    pub width: Option<WidthResults>,
     pub bounds: Vec<BoundPoint>,
+    /// ERROR and WARN lines of the servers' logs, by log file.
+    pub log_problems: Vec<LogProblems>,
+    /// The targets of issue 14 with their measured values and verdicts (as in `report.md`).
+    pub targets_issue14: Vec<report::TargetRow>,
 }
 
 /// Runs the suite and writes the report; returns the results folder.
@@ -244,9 +447,8 @@ pub fn run(args: SuiteArgs) -> Result<PathBuf, String> {
             .map(Path::to_path_buf)
             .ok_or("cannot find this executable's folder")?,
     };
-    let mqbroker = bin_dir.join("mqbroker");
-    let mqnamesrv = bin_dir.join("mqnamesrv");
-    for binary in [&mqbroker, &mqnamesrv] {
+    let binaries = Binaries { mqbroker: bin_dir.join("mqbroker"), mqnamesrv: bin_dir.join("mqnamesrv") };
+    for binary in [&binaries.mqbroker, &binaries.mqnamesrv] {
         if !binary.exists() {
             return Err(format!(
                 "{} not found: build it first (cargo build --release --bins) or pass --bin-dir",
@@ -257,6 +459,9 @@ pub fn run(args: SuiteArgs) -> Result<PathBuf, String> {
     if args.concurrency.is_empty() || args.concurrency.contains(&0) {
         return Err("--concurrency needs positive values".into());
     }
+    if args.width && (args.width_consume_queues.contains(&0) || args.width_topics.contains(&0) || args.width_topic_queues == 0) {
+        return Err("--width-consume-queues, --width-topics and --width-topic-queues need positive values".into());
+    }
     let profiles: Vec<Profile> = args
         .flush
         .iter()
@@ -266,8 +471,11 @@ pub fn run(args: SuiteArgs) -> Result<PathBuf, String> {
         return Err("no profiles: --flush and --backends must name at least one each".into());
     }
     eprintln!("[suite] results folder {}", out.display());
+    // The servers inherit it: a broker with 80,000 queues may keep a file open per queue.
+    let nofile_limit = broker::raise_nofile_limit();
     let store_base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let disk_at_start = disk_used_pct(&store_base);
+    let load_at_start = load_avg();
     if let Some(pct) = disk_at_start.filter(|p| *p >= 80.0) {
         eprintln!(
             "[suite] WARNING: {} is {pct:.0}% full; the broker refuses sends above 90% (diskSpaceWarningLevelRatio) and a run writes a few GiB"
@@ -285,84 +493,228 @@ pub fn run(args: SuiteArgs) -> Result<PathBuf, String> {
         for i in 0..n {
             let profile = &profiles[(i + round) % n];
             eprintln!("[suite] round {} profile {}", round + 1, profile.name());
-            runs.push(run_profile(&args, profile, round, &mqbroker, &mqnamesrv, &out)?);
+            runs.push(run_profile(&args, profile, round, &binaries, &out)?);
         }
     }
-
+    // The bounds before the width runs: those leave stores behind until the very end (removing
+    // them would load the disk under the fdatasync probes).
     eprintln!("[suite] fdatasync-bound rates at the brokers' batch sizes");
     let bounds = measure_bounds(&args, &runs)?;
+    let (width, width_stores) = if args.width {
+        eprintln!("[suite] width");
+        let (width, stores) = run_width(&args, &binaries, &out)?;
+        (Some(width), stores)
+    } else {
+        (None, Vec::new())
+    };
     let settings = serde_json::json!({
         "flush": args.flush, "backends": args.backends, "concurrency": args.concurrency,
         "max_connections": args.max_connections, "message_bytes": args.message_bytes, "queues": args.queues,
         "duration_secs": args.duration_secs, "warmup_ms": args.warmup_ms, "rounds": args.rounds,
         "shards": args.shards, "rss_connections": args.rss_connections, "bound_ms": args.bound_ms,
         "config": args.config, "broker_settings": args.broker_settings, "tiny": args.tiny,
+        "batch_messages": args.batch_messages, "batch_concurrency": args.batch_concurrency,
+        "affinity_concurrency": args.affinity_concurrency, "extra_backends": args.extra_backends,
+        "width": args.width, "width_warmup_ms": args.width_warmup_ms, "width_consume_queues": args.width_consume_queues, "width_backlog": args.width_backlog, "width_reads": args.width_reads,
+        "width_topics": args.width_topics, "width_topic_queues": args.width_topic_queues, "width_setup": args.width_setup,
+        "bin_dir": bin_dir, "nofile_limit": nofile_limit, "cpu_source": "broker: process CPU clock (clock_getcpuclockid), all threads incl. exited; generator: CLOCK_PROCESS_CPUTIME_ID",
         "elapsed_s": started_at.elapsed().as_secs_f64(),
     });
-    let results = SuiteResults {
+    let mut results = SuiteResults {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         started,
         finished: utc_timestamp(SystemTime::now()),
         settings,
         disk_used_pct: (disk_at_start, disk_used_pct(&store_base)),
+        load_avg: (load_at_start, load_avg()),
         probes,
         runs,
+        width,
         bounds,
+        log_problems: scan_logs(&out.join("logs")),
+        targets_issue14: Vec::new(),
     };
+    results.targets_issue14 = report::issue14_targets(&results);
     let json = serde_json::to_value(&results).map_err(|e| e.to_string())?;
     probe::write_json(&out.join("results.json"), &json)?;
     report::write(&results, &out)?;
-    eprintln!("[suite] done in {:.0} s: {}", started_at.elapsed().as_secs_f64(), out.join("report.md").display());
+    eprintln!("[suite] report written after {:.0} s: {}", started_at.elapsed().as_secs_f64(), out.join("report.md").display());
+    if !width_stores.is_empty() {
+        let removing = Instant::now();
+        drop(width_stores);
+        eprintln!("[suite] width stores removed in {:.0} s", removing.elapsed().as_secs_f64());
+    }
+    eprintln!("[suite] done in {:.0} s", started_at.elapsed().as_secs_f64());
     println!("{}", out.join("report.md").display());
     Ok(out)
 }
 
+/// Where the servers' binaries are.
+struct Binaries {
+    mqbroker: PathBuf,
+    mqnamesrv: PathBuf,
+}
+
+/// A name server and a broker registered with it, on a scratch store.
+struct Servers {
+    namesrv: Server,
+    broker: Server,
+    broker_addr: SocketAddr,
+    scratch: ScratchDir,
+}
+
+impl Servers {
+    /// Starts both for `profile`; `seed_topics` (names, queues each) are written into the
+    /// store's `config/topics.json` first.
+    fn start(args: &SuiteArgs, profile: &Profile, binaries: &Binaries, out: &Path, tag: &str, seed_topics: Option<(&[String], u32)>) -> Result<Servers, String> {
+        let scratch = ScratchDir::create(args.dir.as_deref(), &format!("suite-{}-{}", profile.flush, profile.backend))?;
+        let store = scratch.path().join("store");
+        if let Some((topics, queues)) = seed_topics {
+            write_topics_json(&store.join("config").join("topics.json"), topics, queues)?;
+        }
+        let namesrv_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let namesrv = Server::start(
+            &binaries.mqnamesrv,
+            &[
+                "--listen".to_owned(),
+                namesrv_addr.to_string(),
+                "--kv-config-path".to_owned(),
+                scratch.path().join("kvConfig.json").display().to_string(),
+            ],
+            &profile.backend,
+            "boot success",
+            &out.join("logs").join(format!("{tag}-namesrv.log")),
+        )?;
+        let broker_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let mut broker_args = vec!["-n".to_owned(), namesrv_addr.to_string()];
+        if let Some(config) = &args.config {
+            broker_args.push("-c".to_owned());
+            broker_args.push(config.display().to_string());
+        }
+        let mut set = |kv: String| {
+            broker_args.push("--set".to_owned());
+            broker_args.push(kv);
+        };
+        set(format!("storePathRootDir={}", store.display()));
+        set(format!("listenPort={}", broker_addr.port()));
+        set("brokerIP1=127.0.0.1".to_owned());
+        set(format!("flushDiskType={}", profile.flush_disk_type()));
+        if let Some(shards) = args.shards {
+            set(format!("shards={shards}"));
+        }
+        for kv in &args.broker_settings {
+            set(kv.clone());
+        }
+        let broker = Server::start(&binaries.mqbroker, &broker_args, &profile.backend, "boot success", &out.join("logs").join(format!("{tag}-broker.log")))?;
+        Ok(Servers { namesrv, broker, broker_addr, scratch })
+    }
+
+    fn pid(&self) -> u32 {
+        self.broker.pid()
+    }
+
+    /// SIGTERM to both (broker first), then removes the scratch store.
+    fn stop(self) -> Result<(), String> {
+        let (stopped, store) = self.stop_keeping_store();
+        let removing = Instant::now();
+        drop(store);
+        eprintln!("[suite] store removed in {:.1} s", removing.elapsed().as_secs_f64());
+        stopped
+    }
+
+    /// SIGTERM to both (broker first); the scratch store is returned, to be dropped later.
+    fn stop_keeping_store(self) -> (Result<(), String>, ScratchDir) {
+        let started = Instant::now();
+        let broker = self.broker.stop();
+        let broker_s = started.elapsed().as_secs_f64();
+        let namesrv = self.namesrv.stop();
+        eprintln!("[suite] stopped: broker in {broker_s:.1} s, name server in {:.1} s", started.elapsed().as_secs_f64() - broker_s);
+        (broker.and(namesrv), self.scratch)
+    }
+}
+
+/// Writes a RocketMQ `topics.json` (TopicConfigSerializeWrapper) holding `topics`, each with
+/// `queues` read and write queues, perm RW: what a broker that had created them would load.
+fn write_topics_json(path: &Path, topics: &[String], queues: u32) -> Result<(), String> {
+    let table: serde_json::Map<String, serde_json::Value> = topics
+        .iter()
+        .map(|t| {
+            let config = serde_json::json!({
+                "topicName": t, "readQueueNums": queues, "writeQueueNums": queues, "perm": 6,
+                "topicFilterType": "SINGLE_TAG", "topicSysFlag": 0, "order": false, "attributes": {},
+            });
+            (t.clone(), config)
+        })
+        .collect();
+    let wrapper = serde_json::json!({"dataVersion": {"counter": 1, "stateVersion": 0, "timestamp": 0}, "topicConfigTable": table});
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    probe::write_json(path, &wrapper)
+}
+
 /// Starts name server + broker for `profile`, runs every measurement, stops both.
-fn run_profile(args: &SuiteArgs, profile: &Profile, round: usize, mqbroker: &Path, mqnamesrv: &Path, out: &Path) -> Result<ProfileRun, String> {
-    let scratch = ScratchDir::create(args.dir.as_deref(), &format!("suite-{}-{}", profile.flush, profile.backend))?;
+fn run_profile(args: &SuiteArgs, profile: &Profile, round: usize, binaries: &Binaries, out: &Path) -> Result<ProfileRun, String> {
     let tag = format!("r{}-{}-{}", round + 1, profile.flush, profile.backend);
-    let namesrv_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    let namesrv = Server::start(
-        mqnamesrv,
-        &[
-            "--listen".to_owned(),
-            namesrv_addr.to_string(),
-            "--kv-config-path".to_owned(),
-            scratch.path().join("kvConfig.json").display().to_string(),
-        ],
-        &profile.backend,
-        "boot success",
-        &out.join("logs").join(format!("{tag}-namesrv.log")),
-    )?;
-    let broker_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    let mut broker_args = vec!["-n".to_owned(), namesrv_addr.to_string()];
-    if let Some(config) = &args.config {
-        broker_args.push("-c".to_owned());
-        broker_args.push(config.display().to_string());
-    }
-    let mut set = |kv: String| {
-        broker_args.push("--set".to_owned());
-        broker_args.push(kv);
-    };
-    set(format!("storePathRootDir={}", scratch.path().join("store").display()));
-    set(format!("listenPort={}", broker_addr.port()));
-    set("brokerIP1=127.0.0.1".to_owned());
-    set(format!("flushDiskType={}", profile.flush_disk_type()));
-    if let Some(shards) = args.shards {
-        set(format!("shards={shards}"));
-    }
-    for kv in &args.broker_settings {
-        set(kv.clone());
-    }
-    let broker_server = Server::start(mqbroker, &broker_args, &profile.backend, "boot success", &out.join("logs").join(format!("{tag}-broker.log")))?;
-    let result = measure_profile(args, profile, round, broker_addr, broker_server.pid(), out, &tag);
-    let backend_logged = broker_server.backend_logged.clone();
-    broker_server.stop()?;
-    namesrv.stop()?;
-    drop(scratch);
+    let servers = Servers::start(args, profile, binaries, out, &tag, None)?;
+    let result = measure_profile(args, profile, round, servers.broker_addr, servers.pid(), out, &tag);
+    let backend_logged = servers.broker.backend_logged.clone();
+    servers.stop()?;
     let mut run = result?;
     run.backend_logged = backend_logged;
     Ok(run)
+}
+
+/// Connections and in flight per connection of a point with `concurrency` sends in flight.
+fn shape(args: &SuiteArgs, concurrency: usize) -> (usize, usize) {
+    let connections = concurrency.min(args.max_connections.max(1)).max(1);
+    (connections, concurrency.div_ceil(connections))
+}
+
+/// One closed-loop produce point with the broker's commit-log counters around it.
+fn produce_point(args: &SuiteArgs, profile: &Profile, concurrency: usize, producer: ProducerArgs, json: Option<PathBuf>) -> Result<ProducePoint, String> {
+    let before = read_flush_counters(producer.broker, &profile.backend)?;
+    let window = Instant::now();
+    let summary = produce::run_produce(&ProduceArgs { producer: producer.clone(), duration_secs: args.duration_secs.max(0.1), count: None, warmup_ms: args.warmup_ms, json })?;
+    let flush_window_s = window.elapsed().as_secs_f64();
+    let dispatch_behind_bytes = dispatch_behind(producer.broker, &profile.backend)?;
+    let after = read_flush_counters(producer.broker, &profile.backend)?;
+    let mut point = ProducePoint::from_summary(concurrency, &producer, &summary, before.zip(after).map(|(b, a)| a.since(&b)), flush_window_s);
+    point.dispatch_behind_bytes = dispatch_behind_bytes;
+    Ok(point)
+}
+
+/// Connections [`dispatch_behind`] asks on: a FerroMQ broker answers for the connection's shard,
+/// and 8 connections miss one of 2 shards with probability 1/128.
+const DISPATCH_PROBE_CONNECTIONS: usize = 8;
+
+/// The broker's `dispatchBehindBytes`, the largest answer over several connections.
+fn dispatch_behind(broker_addr: SocketAddr, backend: &str) -> Result<Option<u64>, String> {
+    let backend = broker::resolve_backend(backend)?;
+    let (runtime, _) = build_runtime(backend).map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let mut largest = None;
+        for _ in 0..DISPATCH_PROBE_CONNECTIONS {
+            let client = Client::connect(broker_addr, broker::CONNECT_TIMEOUT).await.map_err(|e| format!("cannot connect to {broker_addr}: {e}"))?;
+            let behind = broker::dispatch_behind_bytes(&client).await?;
+            client.close();
+            largest = largest.max(behind);
+        }
+        Ok(largest)
+    })
+}
+
+/// Waits (at most `limit`) until the broker has dispatched all but 1 MiB of what it stored;
+/// returns the seconds waited and the last figure.
+fn wait_for_dispatch(broker_addr: SocketAddr, backend: &str, limit: Duration) -> Result<(f64, Option<u64>), String> {
+    let started = Instant::now();
+    loop {
+        let behind = dispatch_behind(broker_addr, backend)?;
+        if behind.is_none_or(|b| b < 1 << 20) || started.elapsed() >= limit {
+            return Ok((started.elapsed().as_secs_f64(), behind));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 fn measure_profile(args: &SuiteArgs, profile: &Profile, round: usize, broker_addr: SocketAddr, pid: u32, out: &Path, tag: &str) -> Result<ProfileRun, String> {
@@ -384,50 +736,72 @@ fn measure_profile(args: &SuiteArgs, profile: &Profile, round: usize, broker_add
 
     let mut produce_points = Vec::new();
     for &concurrency in &args.concurrency {
-        let connections = concurrency.min(args.max_connections.max(1));
-        let in_flight = concurrency.div_ceil(connections);
-        let producer = producer_args(args, profile, broker_addr, PRODUCE_TOPIC, connections, in_flight);
-        let before = read_flush_counters(broker_addr, &profile.backend)?;
-        let window = Instant::now();
-        let summary = produce::run_produce(&ProduceArgs {
-            producer,
-            duration_secs: args.duration_secs.max(1),
-            count: None,
-            warmup_ms: args.warmup_ms,
-            json: raw(&format!("produce-c{concurrency}")),
-        })?;
-        let flush_window_s = window.elapsed().as_secs_f64();
-        let after = read_flush_counters(broker_addr, &profile.backend)?;
-        let codes = summary.get("codes").cloned().unwrap_or(serde_json::Value::Null);
-        produce_points.push(ProducePoint {
-            concurrency,
-            connections,
-            in_flight_per_connection: in_flight,
-            messages_per_s: summary.get("messages_per_s").and_then(serde_json::Value::as_f64).unwrap_or(0.0),
-            latency_us: summary.get("latency_us").cloned().unwrap_or(serde_json::Value::Null),
-            latency_cdf_us: cdf_points(summary.get("latency_cdf_us")),
-            errors: error_count(&codes),
-            codes,
-            flush: before.zip(after).map(|(b, a)| a.since(&b)),
-            flush_window_s,
-        });
+        let (connections, in_flight) = shape(args, concurrency);
+        let producer = producer_args(args, profile, broker_addr, pid, PRODUCE_TOPIC, connections, in_flight);
+        produce_points.push(produce_point(args, profile, concurrency, producer, raw(&format!("produce-c{concurrency}")))?);
     }
 
+    let mut failures = Vec::new();
+    let extras = args.extra_backends.contains(&profile.backend);
+    // The cross-shard pair before the batch point, whose write-back keeps the shards busy for
+    // seconds (finding each connection's shard needs them quiet).
+    let mut affinity = Vec::new();
+    if extras && args.affinity_concurrency > 0 {
+        let (connections, in_flight) = shape(args, args.affinity_concurrency);
+        for side in ["owner", "cross"] {
+            let producer = ProducerArgs { affinity: side.into(), ..producer_args(args, profile, broker_addr, pid, AFFINITY_TOPIC, connections, in_flight) };
+            let name = format!("produce-{side}-c{}", args.affinity_concurrency);
+            // Finding each connection's shard needs a FerroMQ broker that is otherwise idle;
+            // a failure here is reported, not fatal.
+            match produce_point(args, profile, args.affinity_concurrency, producer, raw(&name)) {
+                Ok(point) => affinity.push(point),
+                Err(e) => failures.push(format!("cross-shard point ({side}): {e}")),
+            }
+        }
+    }
+
+    let batch = if extras && args.batch_messages > 1 && args.batch_concurrency > 0 {
+        let (connections, in_flight) = shape(args, args.batch_concurrency);
+        let producer = ProducerArgs { batch: args.batch_messages, ..producer_args(args, profile, broker_addr, pid, BATCH_TOPIC, connections, in_flight) };
+        let name = format!("produce-batch{}-c{}", args.batch_messages, args.batch_concurrency);
+        Some(produce_point(args, profile, args.batch_concurrency, producer, raw(&name))?)
+    } else {
+        None
+    };
     let e2e = consume::run_e2e(&E2eArgs {
-        producer: producer_args(args, profile, broker_addr, E2E_TOPIC, 1, 1),
+        producer: producer_args(args, profile, broker_addr, pid, E2E_TOPIC, 1, 1),
         consumer_connections: 1,
         pull_batch: 32,
         suspend_ms: 1000,
-        duration_secs: args.duration_secs.max(1),
+        duration_secs: args.duration_secs.max(0.1),
         warmup_ms: args.warmup_ms,
         json: raw("e2e"),
     })?;
 
-    let consume = consume::run_consume(&ConsumeArgs {
+    let consume = catch_up(broker_addr, pid, profile, PRODUCE_TOPIC, args.queues, (args.duration_secs * 3.0).max(5.0), raw("consume-catch-up"))?;
+
+    Ok(ProfileRun {
+        profile: profile.clone(),
+        round,
+        backend_logged: None,
+        produce: produce_points,
+        batch,
+        affinity,
+        e2e: Some(e2e),
+        consume: Some(consume),
+        rss,
+        failures,
+    })
+}
+
+/// A catch-up read of `topic` from offset 0: one connection, one 32-message pull in flight per
+/// queue, broker CPU measured.
+fn catch_up(broker_addr: SocketAddr, pid: u32, profile: &Profile, topic: &str, queues: u32, limit_s: f64, json: Option<PathBuf>) -> Result<serde_json::Value, String> {
+    consume::run_consume(&ConsumeArgs {
         consumer: ConsumerArgs {
             broker: broker_addr,
-            topic: PRODUCE_TOPIC.into(),
-            queues: args.queues,
+            topic: topic.into(),
+            queues,
             consumer_connections: 1,
             pull_batch: 32,
             suspend_ms: 1000,
@@ -436,14 +810,130 @@ fn measure_profile(args: &SuiteArgs, profile: &Profile, round: usize, broker_add
         },
         catch_up: true,
         tail: false,
-        duration_secs: (args.duration_secs * 3).max(5),
-        json: raw("consume-catch-up"),
-    })?;
-
-    Ok(ProfileRun { profile: profile.clone(), round, backend_logged: None, produce: produce_points, e2e: Some(e2e), consume: Some(consume), rss })
+        duration_secs: limit_s,
+        pid: Some(pid),
+        json,
+    })
 }
 
-fn producer_args(args: &SuiteArgs, profile: &Profile, broker: SocketAddr, topic: &str, connections: usize, in_flight: usize) -> ProducerArgs {
+/// The width runs: ASYNC_FLUSH (the broker's default) on the first backend. One fresh broker
+/// per topic count, the topics in place before it starts; the first one also runs the consume
+/// comparison, after its produce point (so that both produce points see a fresh store).
+/// Returns the brokers' stores too, still on disk (see [`SuiteArgs::width`]).
+fn run_width(args: &SuiteArgs, binaries: &Binaries, out: &Path) -> Result<(WidthResults, Vec<ScratchDir>), String> {
+    let profile = Profile { flush: "async".into(), backend: args.backends.first().cloned().unwrap_or_else(|| "io_uring".into()) };
+    let mut results = WidthResults { profile: profile.clone(), consume: Vec::new(), produce: Vec::new(), failures: Vec::new() };
+    let (connections, in_flight) = shape(args, args.concurrency.iter().copied().max().unwrap_or(1));
+    let mut stores = Vec::new();
+    let topic_counts: Vec<Option<u32>> = if args.width_topics.is_empty() { vec![None] } else { args.width_topics.iter().copied().map(Some).collect() };
+    for (i, topics) in topic_counts.into_iter().enumerate() {
+        let consume_here = i == 0 && !args.width_consume_queues.is_empty();
+        if topics.is_none() && !consume_here {
+            continue;
+        }
+        let prefix = topics.map(|t| format!("Width{t}T")).unwrap_or_default();
+        let template = ProducerArgs {
+            topics: topics.unwrap_or(1),
+            queues: args.width_topic_queues,
+            connections,
+            in_flight,
+            ..producer_args(args, &profile, SocketAddr::from(([127, 0, 0, 1], 0)), 0, &prefix, 1, 1)
+        };
+        let names = if topics.is_some() { produce::topic_names(&template) } else { Vec::new() };
+        let setup = Instant::now();
+        let seed = (topics.is_some() && args.width_setup == "seed").then_some((names.as_slice(), args.width_topic_queues));
+        let tag = topics.map_or_else(|| "width-consume".to_owned(), |t| format!("width-t{t}"));
+        let servers = Servers::start(args, &profile, binaries, out, &tag, seed)?;
+        let (addr, pid) = (servers.broker_addr, servers.pid());
+        if let Some(topics) = topics {
+            let producer = ProducerArgs { broker: addr, pid: Some(pid), ..template };
+            match width_produce(args, &profile, producer, &names, setup, out) {
+                Ok(p) => results.produce.push(p),
+                Err(e) => results.failures.push(format!("width produce over {topics} topics: {e}")),
+            }
+        }
+        if consume_here {
+            width_consume(args, &profile, addr, pid, out, &mut results);
+        }
+        let (stopped, store) = servers.stop_keeping_store();
+        stores.push(store);
+        stopped?;
+    }
+    Ok((results, stores))
+}
+
+/// Touches every (topic, queue) of `producer` once, then measures steady sends over all of them.
+fn width_produce(args: &SuiteArgs, profile: &Profile, producer: ProducerArgs, names: &[String], setup: Instant, out: &Path) -> Result<WidthProduce, String> {
+    let backend = broker::resolve_backend(&profile.backend)?;
+    if args.width_setup == "request" {
+        produce::prepare_topic(&producer, backend)?;
+    }
+    let setup_s = setup.elapsed().as_secs_f64();
+    // One send to every (topic, queue) first: creating queue files is not the steady state.
+    let touch = Instant::now();
+    let pairs = produce::send_pairs(names.len(), producer.queues);
+    let sends = broker::SendTemplate::new(&producer.producer_group, &producer.topic, producer.queues, args.message_bytes, 1);
+    let failed = produce::pipelined(producer.broker, backend, pairs.len(), 64, |i| sends.request_to(&names[pairs[i].0], pairs[i].1, None))?;
+    if !failed.is_empty() {
+        return Err(format!("touching {} queues: {failed:?}", pairs.len()));
+    }
+    let touch_s = touch.elapsed().as_secs_f64();
+    // Acknowledged is not dispatched: the broker may still be creating consume-queue files.
+    let (dispatch_wait_s, dispatch_behind_before_bytes) = wait_for_dispatch(producer.broker, &profile.backend, DISPATCH_WAIT)?;
+    let concurrency = producer.connections * producer.in_flight;
+    let pid = producer.pid;
+    let (topics, queues_per_topic) = (producer.topics, producer.queues);
+    let json = Some(out.join("raw").join(format!("width-produce-t{topics}.json")));
+    let warm = SuiteArgs { warmup_ms: args.width_warmup_ms, ..args.clone() };
+    let point = produce_point(&warm, profile, concurrency, ProducerArgs { no_create_topic: true, ..producer }, json)?;
+    Ok(WidthProduce {
+        topics,
+        queues_per_topic,
+        setup: args.width_setup.clone(),
+        setup_s,
+        touch_s,
+        dispatch_wait_s,
+        dispatch_behind_before_bytes,
+        broker_open_files: pid.and_then(broker::open_files),
+        point,
+    })
+}
+
+/// The same backlog written over few and over many queues (batches, not measured), then each
+/// read back by a catch-up consumer (measured).
+fn width_consume(args: &SuiteArgs, profile: &Profile, addr: SocketAddr, pid: u32, out: &Path, results: &mut WidthResults) {
+    let (connections, in_flight) = shape(args, args.concurrency.iter().copied().max().unwrap_or(1));
+    let mut filled = Vec::new();
+    for &queues in &args.width_consume_queues {
+        let topic = format!("WidthQ{queues}");
+        let fill = Instant::now();
+        let producer = ProducerArgs { queues, batch: args.batch_messages.max(1), ..producer_args(args, profile, addr, pid, &topic, connections, in_flight) };
+        match produce::run_produce(&ProduceArgs { producer, duration_secs: 0.0, count: Some(args.width_backlog.max(1)), warmup_ms: 0, json: None }) {
+            Ok(_) => filled.push((queues, topic, fill.elapsed().as_secs_f64())),
+            Err(e) => results.failures.push(format!("width consume: filling {queues} queues: {e}")),
+        }
+    }
+    let mut reads: Vec<Vec<serde_json::Value>> = vec![Vec::new(); filled.len()];
+    for read in 0..args.width_reads.max(1) {
+        for (i, (queues, topic, _)) in filled.iter().enumerate() {
+            let json = Some(out.join("raw").join(format!("width-consume-q{queues}-read{}.json", read + 1)));
+            match catch_up(addr, pid, profile, topic, *queues, 120.0, json) {
+                Ok(summary) => reads[i].push(summary),
+                Err(e) => results.failures.push(format!("width consume over {queues} queues, read {}: {e}", read + 1)),
+            }
+        }
+    }
+    for ((queues, _, fill_s), mut summaries) in filled.into_iter().zip(reads) {
+        let rate = |s: &serde_json::Value| s.get("messages_per_s").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+        let rates: Vec<f64> = summaries.iter().map(rate).collect();
+        summaries.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+        if let Some(summary) = summaries.get(summaries.len() / 2).cloned() {
+            results.consume.push(WidthConsume { queues, fill_s, summary, rates });
+        }
+    }
+}
+
+fn producer_args(args: &SuiteArgs, profile: &Profile, broker: SocketAddr, pid: u32, topic: &str, connections: usize, in_flight: usize) -> ProducerArgs {
     ProducerArgs {
         broker,
         connections,
@@ -452,13 +942,14 @@ fn producer_args(args: &SuiteArgs, profile: &Profile, broker: SocketAddr, topic:
         message_bytes: args.message_bytes,
         topic: topic.into(),
         queues: args.queues,
+        topics: 1,
         no_create_topic: false,
         send_mode: "sync".into(),
         batch: 1,
         open_loop: false,
         rate: None,
         affinity: "any".into(),
-        pid: None,
+        pid: (pid != 0).then_some(pid),
         producer_group: "ferromq-bench-suite".into(),
         io_backend: profile.backend.clone(),
     }
@@ -524,6 +1015,13 @@ fn disk_used_pct(dir: &Path) -> Option<f64> {
     let used = (stat.f_blocks.saturating_sub(stat.f_bfree)) as f64 * block;
     let usable = used + stat.f_bavail as f64 * block;
     (usable > 0.0).then(|| 100.0 * used / usable)
+}
+
+/// The 1-, 5- and 15-minute load averages (`/proc/loadavg`).
+fn load_avg() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut fields = text.split_whitespace().map(|v| v.parse::<f64>().ok());
+    Some([fields.next()??, fields.next()??, fields.next()??])
 }
 
 /// Sum of the non-SUCCESS entries of a `codes` object (`{"SUCCESS": n, "SYSTEM_BUSY ...": m}`).
@@ -662,6 +1160,22 @@ mod tests {
         assert_eq!(utc_timestamp(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         assert_eq!(utc_timestamp(UNIX_EPOCH + Duration::from_secs(951_782_400 + 3_661)), "2000-02-29T01:01:01Z");
         assert_eq!(utc_timestamp(UNIX_EPOCH + Duration::from_secs(1_795_256_340)), "2026-11-21T10:19:00Z");
+    }
+
+    #[test]
+    fn log_scan_counts_errors_and_warnings_per_file() {
+        let dir = ScratchDir::create(None, "logscan").unwrap();
+        std::fs::write(
+            dir.path().join("a-broker.log"),
+            "2026-12-02T09:16:35Z  INFO boot success\n2026-12-02T09:16:55Z ERROR dispatch failed error=EMFILE\n2026-12-02T09:16:56Z  WARN slow\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("b-namesrv.log"), "2026-12-02T09:16:35Z  INFO boot success (ERROR in a message is not a level)\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "x ERROR y\n").unwrap();
+        let found = scan_logs(dir.path());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].file.as_str(), found[0].errors, found[0].warnings), ("a-broker.log", 1, 1));
+        assert!(found[0].first[0].contains("dispatch failed"));
     }
 
     #[test]
