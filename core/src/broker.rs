@@ -243,7 +243,12 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
     }
     let backend = active.unwrap_or(ActiveBackend::Epoll);
 
-    let control_thread = crate::control::service::spawn(plane, commands_rx, backend_of(backend), namesrv_addrs)?;
+    let (registered_tx, registered_rx) = std::sync::mpsc::channel();
+    let control_thread = crate::control::service::spawn(plane, commands_rx, backend_of(backend), namesrv_addrs, registered_tx)?;
+    // Java registers with the name servers before it reports `boot success`: a client that
+    // starts on that line finds the broker's routes. A round that cannot reach a name server
+    // ends after `registerBrokerTimeoutMills` per server (logged); the periodic rounds retry.
+    let _ = registered_rx.recv();
     info!(
         local_addr = %listen_addr,
         broker_addr = %control.identity().broker_addr,

@@ -13,140 +13,47 @@ use std::io::Read;
 use serde::Deserialize;
 
 use crate::fastjson::{
-    null_as_default, parse_tolerant, parse_tolerant_object, write_key, write_num, write_str,
+    null_as_default, parse_tolerant, parse_tolerant_object, write_key,
 };
 use crate::route::RouteError;
 
-/// Java `TopicConfig.defaultReadQueueNums` / `defaultWriteQueueNums`.
-pub const DEFAULT_QUEUE_NUMS: i32 = 16;
+pub use ferromq_net::wire::{DEFAULT_QUEUE_NUMS, DataVersion, TopicConfig};
+
 /// PERM_READ | PERM_WRITE (§8.2).
-pub const DEFAULT_TOPIC_PERM: i32 = 6;
+pub const DEFAULT_TOPIC_PERM: i32 = ferromq_net::wire::PERM_READ | ferromq_net::wire::PERM_WRITE;
 /// Java `TopicFilterType.SINGLE_TAG`.
-pub const DEFAULT_TOPIC_FILTER_TYPE: &str = "SINGLE_TAG";
+pub const DEFAULT_TOPIC_FILTER_TYPE: &str = ferromq_net::wire::SINGLE_TAG;
 
-/// The broker's topic-config version (`{"counter":3,"stateVersion":0,"timestamp":...}`).
-/// Equality is Java's `DataVersion.equals`: all three fields.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct DataVersion {
-    pub counter: i64,
-    /// 5.x only; 0 from 4.x brokers.
-    pub state_version: i64,
-    pub timestamp: i64,
+/// Parses a DataVersion body (QUERY_DATA_VERSION request). Missing fields are 0.
+pub fn parse_data_version(body: &[u8]) -> Result<DataVersion, RouteError> {
+    parse_tolerant_object(body).map_err(|e| RouteError::MalformedBody(format!("DataVersion: {e}")))
 }
 
-impl DataVersion {
-    /// Parses a DataVersion body (QUERY_DATA_VERSION request). Missing fields are 0.
-    pub fn parse_json(body: &[u8]) -> Result<Self, RouteError> {
-        parse_tolerant_object(body)
-            .map_err(|e| RouteError::MalformedBody(format!("DataVersion: {e}")))
+/// Parses the compressed-body text form. Java splits on single spaces and needs at least
+/// five fields; a sixth (5.x attributes JSON) is ignored here. Since the text carries no
+/// `topicSysFlag`, compressed registrations always yield sysFlag 0, as in Java.
+fn decode_topic_text(text: &str) -> Result<TopicConfig, RouteError> {
+    let bad = || RouteError::MalformedBody(format!("compressed topic config {text:?}"));
+    let mut fields = text.splitn(6, ' ');
+    let mut next = || fields.next().ok_or_else(bad);
+    let name = next()?;
+    let read = next()?.parse::<i32>().map_err(|_| bad())?;
+    let write = next()?.parse::<i32>().map_err(|_| bad())?;
+    let perm = next()?.parse::<i32>().map_err(|_| bad())?;
+    let filter = next()?;
+    if name.is_empty() || filter.is_empty() {
+        return Err(bad());
     }
-
-    /// `{"counter":..,"stateVersion":..,"timestamp":..}` (fastjson key order).
-    pub fn to_json(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
-        self.write_json(&mut out);
-        out
-    }
-
-    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"counter\":");
-        write_num(out, self.counter);
-        out.extend_from_slice(b",\"stateVersion\":");
-        write_num(out, self.state_version);
-        out.extend_from_slice(b",\"timestamp\":");
-        write_num(out, self.timestamp);
-        out.push(b'}');
-    }
-}
-
-/// The fields of a broker's `TopicConfig` that the name server uses or passes on. 5.x
-/// `attributes` are accepted on input and dropped: nothing in the name server reads them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicConfig {
-    pub topic_name: String,
-    pub read_queue_nums: i32,
-    pub write_queue_nums: i32,
-    pub perm: i32,
-    /// `SINGLE_TAG` or `MULTI_TAG`; kept as text, not validated (the name server ignores it).
-    pub topic_filter_type: String,
-    pub topic_sys_flag: i32,
-    pub order: bool,
-}
-
-impl TopicConfig {
-    /// A topic with Java's defaults: 16/16 queues, perm 6, SINGLE_TAG, sysFlag 0, not ordered.
-    pub fn new(topic_name: impl Into<String>) -> Self {
-        TopicConfig {
-            topic_name: topic_name.into(),
-            read_queue_nums: DEFAULT_QUEUE_NUMS,
-            write_queue_nums: DEFAULT_QUEUE_NUMS,
-            perm: DEFAULT_TOPIC_PERM,
-            topic_filter_type: DEFAULT_TOPIC_FILTER_TYPE.to_owned(),
-            topic_sys_flag: 0,
-            order: false,
-        }
-    }
-
-    /// fastjson form as a 5.x broker writes it (keys sorted, `"attributes":{}`).
-    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"attributes\":{},\"order\":");
-        out.extend_from_slice(if self.order { b"true" } else { b"false" });
-        out.extend_from_slice(b",\"perm\":");
-        write_num(out, self.perm);
-        out.extend_from_slice(b",\"readQueueNums\":");
-        write_num(out, self.read_queue_nums);
-        out.push(b',');
-        write_key(out, "topicFilterType");
-        write_str(out, &self.topic_filter_type, false);
-        out.push(b',');
-        write_key(out, "topicName");
-        write_str(out, &self.topic_name, false);
-        out.extend_from_slice(b",\"topicSysFlag\":");
-        write_num(out, self.topic_sys_flag);
-        out.extend_from_slice(b",\"writeQueueNums\":");
-        write_num(out, self.write_queue_nums);
-        out.push(b'}');
-    }
-
-    /// The compressed-body text `name SP readQ SP writeQ SP perm SP filterType SP {}` (5.x
-    /// `TopicConfig.encode()`; `topicSysFlag` and `order` are not part of it).
-    pub(crate) fn encode_text(&self) -> String {
-        format!(
-            "{} {} {} {} {} {{}}",
-            self.topic_name,
-            self.read_queue_nums,
-            self.write_queue_nums,
-            self.perm,
-            self.topic_filter_type
-        )
-    }
-
-    /// Parses the compressed-body text form. Java splits on single spaces and needs at least
-    /// five fields; a sixth (5.x attributes JSON) is ignored here. Since the text carries no
-    /// `topicSysFlag`, compressed registrations always yield sysFlag 0, as in Java.
-    fn decode_text(text: &str) -> Result<Self, RouteError> {
-        let bad = || RouteError::MalformedBody(format!("compressed topic config {text:?}"));
-        let mut fields = text.splitn(6, ' ');
-        let mut next = || fields.next().ok_or_else(bad);
-        let name = next()?;
-        let read = next()?.parse::<i32>().map_err(|_| bad())?;
-        let write = next()?.parse::<i32>().map_err(|_| bad())?;
-        let perm = next()?.parse::<i32>().map_err(|_| bad())?;
-        let filter = next()?;
-        if name.is_empty() || filter.is_empty() {
-            return Err(bad());
-        }
-        Ok(TopicConfig {
-            topic_name: name.to_owned(),
-            read_queue_nums: read,
-            write_queue_nums: write,
-            perm,
-            topic_filter_type: filter.to_owned(),
-            topic_sys_flag: 0,
-            order: false,
-        })
-    }
+    Ok(TopicConfig {
+        topic_name: name.to_owned(),
+        read_queue_nums: read,
+        write_queue_nums: write,
+        perm,
+        topic_filter_type: filter.to_owned(),
+        topic_sys_flag: 0,
+        order: false,
+        attributes: BTreeMap::new(),
+    })
 }
 
 /// Decoded REGISTER_BROKER body.
@@ -242,6 +149,7 @@ impl RegisterBrokerBody {
                         .unwrap_or_else(|| DEFAULT_TOPIC_FILTER_TYPE.to_owned()),
                     topic_sys_flag: tc.topic_sys_flag,
                     order: tc.order,
+                    attributes: BTreeMap::new(),
                 })
             })
             .collect();
@@ -271,7 +179,7 @@ impl RegisterBrokerBody {
         };
 
         let dv_bytes = cur.len_prefixed("dataVersion")?;
-        let data_version = DataVersion::parse_json(dv_bytes)?;
+        let data_version = parse_data_version(dv_bytes)?;
 
         let topic_count = cur.count("topic count")?;
         // Each entry takes at least 4 bytes, so the count is bounded by the data; still cap the
@@ -281,7 +189,7 @@ impl RegisterBrokerBody {
             let text_bytes = cur.len_prefixed("topic config")?;
             let text = std::str::from_utf8(text_bytes)
                 .map_err(|_| RouteError::MalformedBody("topic config is not UTF-8".into()))?;
-            topics.push(TopicConfig::decode_text(text)?);
+            topics.push(decode_topic_text(text)?);
         }
 
         let filter_bytes = cur.len_prefixed("filterServerList")?;
@@ -694,8 +602,8 @@ mod tests {
             dv.to_json(),
             br#"{"counter":3,"stateVersion":0,"timestamp":1700000000000}"#
         );
-        assert_eq!(DataVersion::parse_json(&dv.to_json()).unwrap(), dv);
-        assert!(DataVersion::parse_json(b"[]").is_err());
+        assert_eq!(parse_data_version(&dv.to_json()).unwrap(), dv);
+        assert!(parse_data_version(b"[]").is_err());
     }
 
     /// Registration body sizes for realistic topic names, against the 16 MiB frame limit.

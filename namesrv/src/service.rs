@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use crate::config::NamesrvConfig;
 use crate::fastjson::JsonFlavour;
 use crate::kv::{KvConfig, kv_table_json};
-use crate::register_body::{DataVersion, RegisterBrokerBody, check_body_crc32};
+use crate::register_body::{RegisterBrokerBody, check_body_crc32};
 use crate::route::{RegisterBrokerRequest, RemovedBroker, RouteError, RouteTable, RouteTableConfig, TopicList, TopicRouteData};
 
 /// KV namespace whose `topic → "brokerName:queues;…"` entries mark order topics (§8.3).
@@ -154,7 +154,7 @@ impl NamesrvService {
         let (Some(cluster), Some(addr)) = (request.ext("clusterName"), request.ext("brokerAddr")) else {
             return missing_fields(request, "clusterName and brokerAddr");
         };
-        let version = match DataVersion::parse_json(&request.body) {
+        let version = match crate::register_body::parse_data_version(&request.body) {
             Ok(version) => version,
             Err(e) => return route_error(request, &e),
         };

@@ -7,8 +7,10 @@
 //! Owns no state. Everything here is total: no panics on any input.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 /// Which JSON dialect a name-server body is written in (PROTOCOL.md §4.2, Appendix Q).
 ///
@@ -263,6 +265,65 @@ where
 {
     let opt: Option<T> = serde::Deserialize::deserialize(deserializer)?;
     Ok(opt.unwrap_or_default())
+}
+
+// ---- Lenient readers over serde_json::Value (what third-party clients and Java files send:
+// numbers as strings, booleans as strings, nulls; PROTOCOL.md Appendix Q).
+
+/// A field read leniently: a JSON number, or a string holding one (`"3"`), as `i64`. `None` for
+/// absent, `null`, or anything else (including fractions and out-of-range values).
+pub fn lenient_i64(v: Option<&Value>) -> Option<i64> {
+    match v? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    }
+}
+
+/// [`lenient_i64`] narrowed to `i32` (out-of-range values are `None`).
+pub fn lenient_i32(v: Option<&Value>) -> Option<i32> {
+    lenient_i64(v).and_then(|n| i32::try_from(n).ok())
+}
+
+/// A boolean read leniently: `true`/`false`, the strings `"true"`/`"false"` (any case), or the
+/// numbers 0/1. `None` for absent, `null` or anything else.
+pub fn lenient_bool(v: Option<&Value>) -> Option<bool> {
+    match v? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        Value::Number(n) => match n.as_i64() {
+            Some(0) => Some(false),
+            Some(1) => Some(true),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A string read leniently: a JSON string, or a number/bool written as text. `None` for absent,
+/// `null`, arrays and objects.
+pub fn lenient_string(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A `Map<String,String>` read leniently (`attributes`): non-string values are written as text,
+/// nulls and nested containers are dropped. Absent or not an object gives an empty map.
+pub fn lenient_str_map(v: Option<&Value>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Some(Value::Object(map)) = v {
+        for (k, v) in map {
+            if let Some(s) = lenient_string(Some(v)) {
+                out.insert(k.clone(), s);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

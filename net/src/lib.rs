@@ -25,5 +25,6 @@ pub mod conn;
 pub mod fastjson;
 pub mod logging;
 pub mod server;
+pub mod wire;
 
 pub use codec::{Language, RemotingCommand, SerializeType, WireError, WireLimits};

@@ -30,8 +30,17 @@ pub const MAX_COMMANDS_PER_BATCH: usize = 1024;
 /// How often clients without a heartbeat are looked for (Java: 10 s).
 const CLIENT_SCAN_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Starts the control thread; it runs until `commands` is closed.
-pub fn spawn(plane: ControlPlane, commands: async_channel::Receiver<Command>, backend: IoBackend, namesrv_addrs: Vec<String>) -> std::io::Result<std::thread::JoinHandle<()>> {
+/// Starts the control thread; it runs until `commands` is closed. `registered` is signalled
+/// once the first registration round has ended (registered, refused or timed out with every
+/// name server), so the broker can report `boot success` only when clients can find it — as
+/// Java's `BrokerController.start()` registers before returning.
+pub fn spawn(
+    plane: ControlPlane,
+    commands: async_channel::Receiver<Command>,
+    backend: IoBackend,
+    namesrv_addrs: Vec<String>,
+    registered: std::sync::mpsc::Sender<()>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("control".into()).spawn(move || {
         let runtime = match build_runtime_on(backend, None) {
             Ok((runtime, _)) => runtime,
@@ -40,12 +49,17 @@ pub fn spawn(plane: ControlPlane, commands: async_channel::Receiver<Command>, ba
                 return;
             }
         };
-        runtime.block_on(run(plane, commands, namesrv_addrs));
+        runtime.block_on(run(plane, commands, namesrv_addrs, Some(registered)));
     })
 }
 
 /// The control thread's work, on the current runtime (tests run it on theirs).
-pub async fn run(plane: ControlPlane, commands: async_channel::Receiver<Command>, namesrv_addrs: Vec<String>) {
+pub async fn run(
+    plane: ControlPlane,
+    commands: async_channel::Receiver<Command>,
+    namesrv_addrs: Vec<String>,
+    mut registered: Option<std::sync::mpsc::Sender<()>>,
+) {
     let config = plane.handle().config().clone();
     let register_period = Duration::from_millis(config.namesrv.register_period_ms.clamp(10_000, 60_000));
     let register_timeout = config.register_timeout();
@@ -66,6 +80,9 @@ pub async fn run(plane: ControlPlane, commands: async_channel::Receiver<Command>
                 let changed = register_now.listen();
                 if forced || force_register || registrar.needs_register(&plane).await {
                     registrar.register_all(&plane).await;
+                }
+                if let Some(first_round) = registered.take() {
+                    let _ = first_round.send(());
                 }
                 forced = futures_util::select_biased! {
                     () = changed.fuse() => true,

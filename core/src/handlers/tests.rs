@@ -92,7 +92,7 @@ impl Broker {
         let control = Arc::new(ControlHandle::new(config.clone(), identity, commands));
         let (events, _events_rx) = async_channel::bounded(16);
         let plane = ControlPlane::load(control.clone(), dir.join("store").join("config"), vec![events]).unwrap();
-        compio::runtime::spawn(crate::control::service::run(plane, inbox, Vec::new())).detach();
+        compio::runtime::spawn(crate::control::service::run(plane, inbox, Vec::new(), None)).detach();
         let (mailbox, jobs) = async_channel::bounded(16);
         let (store, _) = Store::open(CompioStorage, config.store_config(ShardId(0))).await.unwrap();
         let ctx = ShardCtx::new(ShardId(0), store, control.clone(), Router::new(vec![mailbox]));

@@ -6,9 +6,10 @@
 //! Owns no state. Everything here is total: no panics on any input.
 
 use ferromq_net::fastjson;
-use serde_json::Value;
 
-pub(crate) use ferromq_net::fastjson::{parse_object_tolerant, write_bool, write_key, write_num};
+pub(crate) use ferromq_net::fastjson::{
+    lenient_bool, lenient_i32, lenient_i64, lenient_str_map, lenient_string, parse_object_tolerant, write_bool, write_key, write_num,
+};
 pub(crate) use ferromq_store::record::java_string_hash;
 
 /// Appends `s` as a JSON string literal, non-ASCII kept as UTF-8.
@@ -26,66 +27,11 @@ pub(crate) fn write_str_map<'a>(out: &mut Vec<u8>, items: impl IntoIterator<Item
     fastjson::write_str_map(out, items, false);
 }
 
-/// A field read leniently: a JSON number, or a string holding one (`"3"`), as `i64`. `None` for
-/// absent, `null`, or anything else (including fractions and out-of-range values).
-pub(crate) fn lenient_i64(v: Option<&Value>) -> Option<i64> {
-    match v? {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse::<i64>().ok(),
-        _ => None,
-    }
-}
-
-/// [`lenient_i64`] narrowed to `i32` (out-of-range values are `None`).
-pub(crate) fn lenient_i32(v: Option<&Value>) -> Option<i32> {
-    lenient_i64(v).and_then(|n| i32::try_from(n).ok())
-}
-
-/// A boolean read leniently: `true`/`false`, the strings `"true"`/`"false"` (any case), or the
-/// numbers 0/1. `None` for absent, `null` or anything else.
-pub(crate) fn lenient_bool(v: Option<&Value>) -> Option<bool> {
-    match v? {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
-        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
-        Value::Number(n) => match n.as_i64() {
-            Some(0) => Some(false),
-            Some(1) => Some(true),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// A string read leniently: a JSON string, or a number/bool written as text. `None` for absent,
-/// `null`, arrays and objects.
-pub(crate) fn lenient_string(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-/// A `Map<String,String>` read leniently (`attributes`): non-string values are written as text,
-/// nulls and nested containers are dropped. Absent or not an object gives an empty map.
-pub(crate) fn lenient_str_map(v: Option<&Value>) -> std::collections::BTreeMap<String, String> {
-    let mut out = std::collections::BTreeMap::new();
-    if let Some(Value::Object(map)) = v {
-        for (k, v) in map {
-            if let Some(s) = lenient_string(Some(v)) {
-                out.insert(k.clone(), s);
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn parse_object_tolerant_forms() {

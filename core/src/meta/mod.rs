@@ -17,65 +17,9 @@ pub mod topics;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
 
-/// Version stamp of a config table (`{"counter":3,"stateVersion":0,"timestamp":...}`, §4.4).
-/// Java's `DataVersion`: `nextVersion()` increments the counter and sets the timestamp to now;
-/// `stateVersion` (5.x) is left as is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DataVersion {
-    pub counter: i64,
-    pub state_version: i64,
-    pub timestamp: i64,
-}
-
-impl DataVersion {
-    /// A fresh version as Java creates one at start-up: counter 0, timestamp now.
-    pub fn new() -> Self {
-        DataVersion {
-            counter: 0,
-            state_version: 0,
-            timestamp: now_ms(),
-        }
-    }
-
-    /// Java `nextVersion()`: counter + 1, timestamp now (never moving backwards).
-    pub fn bump(&mut self) {
-        self.counter = self.counter.saturating_add(1);
-        self.timestamp = now_ms().max(self.timestamp);
-    }
-
-    /// `{"counter":..,"stateVersion":..,"timestamp":..}` (fastjson key order).
-    pub fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"counter\":");
-        json::write_num(out, self.counter);
-        out.extend_from_slice(b",\"stateVersion\":");
-        json::write_num(out, self.state_version);
-        out.extend_from_slice(b",\"timestamp\":");
-        json::write_num(out, self.timestamp);
-        out.push(b'}');
-    }
-
-    /// Reads a DataVersion object leniently; missing fields are 0, a non-object is `None`.
-    pub(crate) fn from_value(v: Option<&Value>) -> Option<Self> {
-        let obj = v?.as_object()?;
-        Some(DataVersion {
-            counter: json::lenient_i64(obj.get("counter")).unwrap_or(0),
-            state_version: json::lenient_i64(obj.get("stateVersion")).unwrap_or(0),
-            timestamp: json::lenient_i64(obj.get("timestamp")).unwrap_or(0),
-        })
-    }
-}
-
-/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use ferromq_net::wire::DataVersion;
 
 /// Errors of loading and persisting a metadata file. Always names the file.
 #[derive(Debug, thiserror::Error)]

@@ -12,22 +12,12 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::json::{
-    lenient_bool, lenient_i32, lenient_str_map, lenient_string, parse_object_tolerant, write_bool,
-    write_key, write_num, write_str, write_str_map,
-};
+use super::json::{parse_object_tolerant, write_key};
 use super::{DataVersion, NameError, PersistError, PersistedTable, overlay_config_file, validate_name};
 
-pub const PERM_PRIORITY: i32 = 8;
-pub const PERM_READ: i32 = 4;
-pub const PERM_WRITE: i32 = 2;
-pub const PERM_INHERIT: i32 = 1;
-
-/// Java `TopicConfig` default queue count when constructed without values.
-pub const DEFAULT_QUEUE_NUMS: i32 = 16;
-/// Java `TopicFilterType.SINGLE_TAG`.
-pub const SINGLE_TAG: &str = "SINGLE_TAG";
-pub const MULTI_TAG: &str = "MULTI_TAG";
+pub use ferromq_net::wire::{
+    DEFAULT_QUEUE_NUMS, MULTI_TAG, PERM_INHERIT, PERM_PRIORITY, PERM_READ, PERM_WRITE, SINGLE_TAG, TopicConfig,
+};
 
 /// The auto-create template topic (`TopicValidator.AUTO_CREATE_TOPIC_KEY_TOPIC`).
 pub const AUTO_CREATE_TOPIC_KEY_TOPIC: &str = "TBW102";
@@ -101,125 +91,23 @@ pub enum TopicError {
     NoInheritPermission(String),
 }
 
-/// A topic's configuration (§4.6). Field names follow the JSON names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicConfig {
-    pub topic_name: String,
-    pub read_queue_nums: i32,
-    pub write_queue_nums: i32,
-    pub perm: i32,
-    /// `SINGLE_TAG` or `MULTI_TAG`; kept as text.
-    pub topic_filter_type: String,
-    pub topic_sys_flag: i32,
-    pub order: bool,
-    /// 5.x attributes (`{"message.type":"NORMAL"}`); empty for 4.x.
-    pub attributes: BTreeMap<String, String>,
-}
-
-impl TopicConfig {
-    /// Java `new TopicConfig(name)`: 16/16 queues, perm 6, SINGLE_TAG, sysFlag 0, not ordered.
-    pub fn new(topic_name: impl Into<String>) -> Self {
-        TopicConfig {
-            topic_name: topic_name.into(),
-            read_queue_nums: DEFAULT_QUEUE_NUMS,
-            write_queue_nums: DEFAULT_QUEUE_NUMS,
-            perm: PERM_READ | PERM_WRITE,
-            topic_filter_type: SINGLE_TAG.to_owned(),
-            topic_sys_flag: 0,
-            order: false,
-            attributes: BTreeMap::new(),
-        }
+/// Checks a topic's name charset/length, queue counts and perm (0..=15): the broker's rules
+/// for a topic it creates or loads (the shared wire type itself accepts anything).
+pub fn validate_topic(config: &TopicConfig, max_name_len: usize) -> Result<(), TopicError> {
+    validate_name(&config.topic_name, max_name_len)?;
+    let ok = |n: i32| (0..=MAX_QUEUE_NUMS).contains(&n);
+    if !ok(config.read_queue_nums) || !ok(config.write_queue_nums) {
+        return Err(TopicError::InvalidQueueNums {
+            topic: config.topic_name.clone(),
+            read: config.read_queue_nums,
+            write: config.write_queue_nums,
+            max: MAX_QUEUE_NUMS,
+        });
     }
-
-    /// Java `new TopicConfig(name, read, write, perm)`.
-    pub fn with_queues(topic_name: impl Into<String>, read: i32, write: i32, perm: i32) -> Self {
-        TopicConfig {
-            read_queue_nums: read,
-            write_queue_nums: write,
-            perm,
-            ..TopicConfig::new(topic_name)
-        }
+    if !(0..=15).contains(&config.perm) {
+        return Err(TopicError::InvalidPerm { topic: config.topic_name.clone(), perm: config.perm });
     }
-
-    /// fastjson form (keys sorted):
-    /// `{"attributes":{},"order":false,"perm":6,"readQueueNums":8,"topicFilterType":"SINGLE_TAG",
-    /// "topicName":"T","topicSysFlag":0,"writeQueueNums":8}`.
-    pub fn write_json(&self, out: &mut Vec<u8>) {
-        self.write_json_with_perm(out, self.perm);
-    }
-
-    /// The GET_TOPIC_CONFIG (351) body.
-    pub fn to_json(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(192);
-        self.write_json(&mut out);
-        out
-    }
-
-    fn write_json_with_perm(&self, out: &mut Vec<u8>, perm: i32) {
-        out.extend_from_slice(b"{\"attributes\":");
-        write_str_map(out, &self.attributes);
-        out.extend_from_slice(b",\"order\":");
-        write_bool(out, self.order);
-        out.extend_from_slice(b",\"perm\":");
-        write_num(out, perm);
-        out.extend_from_slice(b",\"readQueueNums\":");
-        write_num(out, self.read_queue_nums);
-        out.push(b',');
-        write_key(out, "topicFilterType");
-        write_str(out, &self.topic_filter_type);
-        out.push(b',');
-        write_key(out, "topicName");
-        write_str(out, &self.topic_name);
-        out.extend_from_slice(b",\"topicSysFlag\":");
-        write_num(out, self.topic_sys_flag);
-        out.extend_from_slice(b",\"writeQueueNums\":");
-        write_num(out, self.write_queue_nums);
-        out.push(b'}');
-    }
-
-    /// Reads a TopicConfig object leniently: missing fields take Java's defaults, numbers may be
-    /// strings, unknown fields are ignored. `name` is used when `topicName` is absent. `None`
-    /// if `v` is not an object.
-    pub fn from_value(v: &Value, name: Option<&str>) -> Option<Self> {
-        let obj = v.as_object()?;
-        let topic_name = lenient_string(obj.get("topicName"))
-            .filter(|s| !s.is_empty())
-            .or_else(|| name.map(str::to_owned))?;
-        let d = TopicConfig::new(topic_name);
-        Some(TopicConfig {
-            read_queue_nums: lenient_i32(obj.get("readQueueNums")).unwrap_or(d.read_queue_nums),
-            write_queue_nums: lenient_i32(obj.get("writeQueueNums")).unwrap_or(d.write_queue_nums),
-            perm: lenient_i32(obj.get("perm")).unwrap_or(d.perm),
-            topic_filter_type: lenient_string(obj.get("topicFilterType"))
-                .filter(|s| !s.is_empty())
-                .unwrap_or(d.topic_filter_type.clone()),
-            topic_sys_flag: lenient_i32(obj.get("topicSysFlag")).unwrap_or(0),
-            order: lenient_bool(obj.get("order")).unwrap_or(false),
-            attributes: lenient_str_map(obj.get("attributes")),
-            topic_name: d.topic_name,
-        })
-    }
-
-    /// Checks the name charset/length, queue counts and perm (0..=15).
-    pub fn validate(&self, max_name_len: usize) -> Result<(), TopicError> {
-        validate_name(&self.topic_name, max_name_len)?;
-        let ok = |n: i32| (0..=MAX_QUEUE_NUMS).contains(&n);
-        if !ok(self.read_queue_nums) || !ok(self.write_queue_nums) {
-            return Err(TopicError::InvalidQueueNums {
-                topic: self.topic_name.clone(),
-                read: self.read_queue_nums,
-                write: self.write_queue_nums,
-                max: MAX_QUEUE_NUMS,
-            });
-        }
-        if !(0..=15).contains(&self.perm) {
-            return Err(TopicError::InvalidPerm {
-                topic: self.topic_name.clone(),
-                perm: self.perm,
-            });
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// The broker settings the topic table depends on (§11.1, §11.2).
@@ -417,7 +305,7 @@ impl TopicConfigTable {
     /// which is the admin handler's). Returns whether anything changed; the version is bumped
     /// and the table marked dirty only then.
     pub fn create_or_update(&mut self, config: TopicConfig) -> Result<bool, TopicError> {
-        config.validate(MAX_GROUP_TOPIC_NAME_LEN)?;
+        validate_topic(&config, MAX_GROUP_TOPIC_NAME_LEN)?;
         if self.topics.get(&config.topic_name) == Some(&config) {
             return Ok(false);
         }
@@ -508,7 +396,7 @@ impl TopicConfigTable {
             topic_sys_flag,
             ..TopicConfig::with_queues(topic, queue_nums, queue_nums, perm)
         };
-        config.validate(MAX_GROUP_TOPIC_NAME_LEN)?;
+        validate_topic(&config, MAX_GROUP_TOPIC_NAME_LEN)?;
         self.topics.insert(topic.to_owned(), config.clone());
         self.changed();
         Ok(Ensured {
@@ -655,7 +543,7 @@ impl TopicConfigTable {
                         Some(mut config) => {
                             // The map key is authoritative, as in Java's table.
                             config.topic_name.clone_from(name);
-                            match config.validate(MAX_GROUP_TOPIC_NAME_LEN) {
+                            match validate_topic(&config, MAX_GROUP_TOPIC_NAME_LEN) {
                                 Ok(()) => {
                                     self.topics.insert(name.clone(), config);
                                 }
