@@ -222,9 +222,18 @@ pub async fn query_message(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> Bro
 /// tools ignore keys they do not know): the benchmark suite reads the mean flush batch from them.
 pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
     let mut totals = ferromq_store::store::StoreStats::default();
+    let mut cold = ferromq_net::conn::ColdReadStats::default();
     for shard in 0..ctx.router.shard_count() {
         // A shard whose mailbox is full is left out of the sums rather than failing the request.
-        if let Ok(s) = ctx.on(ShardId(shard as u8), |owner, _| async move { owner.store.stats() }).await {
+        // Cold-read counters are per thread: read on the shard's own thread.
+        let stats = ctx.on(ShardId(shard as u8), |owner, _| async move { (owner.store.stats(), ferromq_net::conn::cold_read_stats()) }).await;
+        if let Ok((s, c)) = stats {
+            cold.resident_bodies += c.resident_bodies;
+            cold.cold_bodies += c.cold_bodies;
+            cold.cold_bytes += c.cold_bytes;
+            cold.waited_bodies += c.waited_bodies;
+            cold.in_flight += c.in_flight;
+            cold.max_in_flight = cold.max_in_flight.max(c.max_in_flight);
             totals.appended_messages += s.appended_messages;
             totals.appended_bytes += s.appended_bytes;
             totals.log_writes += s.log_writes;
@@ -278,6 +287,14 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
         ("ferromqCommitLogWrites", totals.log_writes.to_string()),
         ("ferromqCommitLogSyncs", totals.log_syncs.to_string()),
         ("ferromqCommitLogSyncedBytes", totals.synced_bytes.to_string()),
+        // Pull bodies read from the page cache on the shard vs read in the blocking pool
+        // (ARCHITECTURE.md, "Cold reads").
+        ("ferromqResidentReadBodies", cold.resident_bodies.to_string()),
+        ("ferromqColdReadBodies", cold.cold_bodies.to_string()),
+        ("ferromqColdReadBytes", cold.cold_bytes.to_string()),
+        ("ferromqColdReadsWaited", cold.waited_bodies.to_string()),
+        ("ferromqColdReadsInFlight", cold.in_flight.to_string()),
+        ("ferromqColdReadsMaxInFlight", cold.max_in_flight.to_string()),
     ];
     let table: serde_json::Map<String, serde_json::Value> =
         entries.into_iter().map(|(k, v)| (k.to_owned(), serde_json::Value::String(v))).collect();

@@ -409,7 +409,10 @@ fn admin_codes_answer_and_refuse() {
         broker.check(request(rc::VIEW_MESSAGE_BY_ID, &[("offset", "3")]), code::SYSTEM_ERROR, "offset 3").await;
 
         let info = broker.check(RemotingCommand::request(rc::GET_BROKER_RUNTIME_INFO), code::SUCCESS, "").await;
-        assert!(std::str::from_utf8(&info.body).unwrap().contains("msgPutTotalTodayNow"));
+        let info = std::str::from_utf8(&info.body).unwrap();
+        for key in ["msgPutTotalTodayNow", "ferromqResidentReadBodies", "ferromqColdReadBodies", "ferromqColdReadsMaxInFlight"] {
+            assert!(info.contains(key), "{key} missing: {info}");
+        }
         let config = broker.check(RemotingCommand::request(rc::GET_BROKER_CONFIG), code::SUCCESS, "").await;
         assert!(std::str::from_utf8(&config.body).unwrap().contains("brokerName="));
 
