@@ -29,7 +29,8 @@ use crate::config::BrokerConfig;
 use crate::control::{BrokerIdentity, ControlHandle, ControlPlane, ShardEvent};
 use crate::handlers::BrokerService;
 use crate::shard::ShardCtx;
-use crate::shard::router::{Router, ShardJob};
+use crate::shard::executor::ShardJob;
+use crate::shard::router::Router;
 use crate::shard::run::ShardSetup;
 
 /// A running broker. [`BrokerHandle::shutdown`] stops it cleanly.

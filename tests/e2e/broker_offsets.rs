@@ -33,7 +33,7 @@ fn send(topic: &str, queue_id: u32, body: &[u8]) -> RemotingCommand {
         .with_ext("a", "offsets_producer")
         .with_ext("b", topic)
         .with_ext("c", "TBW102")
-        .with_ext("d", 4)
+        .with_ext("d", 8)
         .with_ext("e", queue_id)
         .with_ext("f", 0)
         .with_ext("g", 0)

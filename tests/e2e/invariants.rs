@@ -96,7 +96,8 @@ fn import_graph(crate_src: &Path) -> std::collections::BTreeMap<PathBuf, std::co
             continue;
         }
         let text = std::fs::read_to_string(&file).unwrap();
-        let text = &text[..test_code_start(&text)];
+        let text = without_comments(&text[..test_code_start(&text)]);
+        let text = text.as_str();
         let here = module_path_of(crate_src, &file);
         let mut targets = BTreeSet::new();
         for path in referenced_paths(text) {
@@ -155,6 +156,12 @@ fn test_code_start(text: &str) -> usize {
         offset += line.len();
     }
     text.len()
+}
+
+/// `text` with every `//` comment (doc comments included) cut from its line: a doc link names a
+/// module without importing it.
+fn without_comments(text: &str) -> String {
+    text.lines().map(|line| line.split_once("//").map_or(line, |(code, _)| code)).collect::<Vec<_>>().join("\n")
 }
 
 /// `src/a/b.rs` and `src/a/b/mod.rs` → `["a", "b"]`; `src/lib.rs` → `[]`.

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use super::heartbeat::{
     ConsumeFromWhere, ConsumeType, ConsumerData, MessageModel, SubscriptionData,
 };
-use super::{ChannelId, ClientInfo, ClientTable, ExpiryReport};
+use super::table::{ChannelId, ClientInfo, ClientTable, ExpiryReport};
 use crate::meta::json::{write_key, write_str};
 
 /// Java `channelExpiredTimeout`: a connection without a heartbeat for longer is dropped.
@@ -356,7 +356,7 @@ impl ConsumerManager {
 mod tests {
     use super::*;
     use crate::clients::heartbeat::HeartbeatData;
-    use crate::clients::test_util::{client, golden_body};
+    use crate::clients::table::test_util::{client, golden_body};
 
     fn subs(list: &[(&str, &str, i64)]) -> Option<Vec<SubscriptionData>> {
         Some(

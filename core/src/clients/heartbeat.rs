@@ -506,7 +506,7 @@ fn parse_consumer(
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::clients::test_util::golden_body;
+    use crate::clients::table::test_util::golden_body;
 
     #[test]
     fn golden_producer_heartbeat() {

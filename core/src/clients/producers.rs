@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ChannelId, ClientInfo, ClientTable, ExpiryReport};
+use super::table::{ChannelId, ClientInfo, ClientTable, ExpiryReport};
 
 /// All producer groups with at least one live client. `Send`; plain data.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -129,7 +129,7 @@ impl ProducerManager {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::clients::test_util::client;
+    use crate::clients::table::test_util::client;
 
     #[test]
     fn register_close_expire_and_list() {

@@ -15,7 +15,8 @@ use super::json::{
     write_bool, write_key, write_num, write_str, write_str_map,
 };
 use super::topics::MAX_QUEUE_NUMS;
-use super::{DataVersion, NameError, PersistError, PersistedTable, overlay_config_file, validate_name};
+use super::persist::{NameError, PersistError, PersistedTable, overlay_config_file, validate_name};
+use ferromq_net::wire::DataVersion;
 
 /// Longest group name accepted. Java brokers before 5.3.3 set no broker-side limit and the Java
 /// client caps groups at 255 (Appendix B), so 255 keeps every working client working.

@@ -22,7 +22,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::json::{lenient_i64, parse_object_tolerant, write_key, write_num};
-use super::{PersistError, PersistedTable, overlay_config_file};
+use super::persist::{PersistError, PersistedTable, overlay_config_file};
 
 /// Java `TOPIC_GROUP_SEPARATOR`: the file key is `<topic>@<group>`.
 pub const TOPIC_GROUP_SEPARATOR: char = '@';

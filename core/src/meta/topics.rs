@@ -13,7 +13,8 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::json::{parse_object_tolerant, write_key};
-use super::{DataVersion, NameError, PersistError, PersistedTable, overlay_config_file, validate_name};
+use super::persist::{NameError, PersistError, PersistedTable, overlay_config_file, validate_name};
+use ferromq_net::wire::DataVersion;
 
 pub use ferromq_net::wire::{
     DEFAULT_QUEUE_NUMS, MULTI_TAG, PERM_INHERIT, PERM_PRIORITY, PERM_READ, PERM_WRITE, SINGLE_TAG, TopicConfig,

@@ -14,11 +14,14 @@
 //! Shard-resident: one executor per shard, on its thread.
 
 use std::cell::Cell;
+use std::pin::Pin;
 use std::rc::Rc;
 
 use event_listener::Event;
 
-use super::router::ShardJob;
+/// Work sent to a shard: a closure run on that shard's thread with its context and the slot it
+/// occupies in the shard's executor (see [`JobSlot`]).
+pub type ShardJob<C> = Box<dyn FnOnce(Rc<C>, JobSlot) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
 
 /// Counters of one shard's executor.
 pub struct ExecutorState {

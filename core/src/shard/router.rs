@@ -11,18 +11,14 @@
 //! shard holds.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use ferromq_store::ShardId;
 use futures_channel::oneshot;
 
-use super::executor::JobSlot;
+use super::executor::{JobSlot, ShardJob};
 
-/// Work sent to a shard: a closure run on that shard's thread with its context and the slot it
-/// occupies in the shard's executor (see [`JobSlot`]).
-pub type ShardJob<C> = Box<dyn FnOnce(Rc<C>, JobSlot) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
 
 /// Why a cross-shard call did not run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

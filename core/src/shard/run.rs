@@ -32,7 +32,7 @@ use tracing::{error, warn};
 
 use super::ctx::{ShardCtx, ShardRouter};
 use super::executor;
-use super::router::ShardJob;
+use super::executor::ShardJob;
 use crate::control::{ControlHandle, ShardEvent};
 
 /// How long shutdown waits for requests in progress, and then for running cross-shard jobs.
