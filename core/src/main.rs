@@ -10,11 +10,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use ferromq_core::config::BrokerConfig;
 
-/// mimalloc instead of glibc's malloc: per-thread heaps suit one runtime per thread (a buffer
-/// allocated on one shard and freed on another costs glibc arena locking and consolidation).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser, Debug)]
 #[command(name = "mqbroker", version, about = "FerroMQ broker (RocketMQ-compatible)")]
 struct Args {
