@@ -16,6 +16,7 @@
 )]
 
 pub mod config;
+pub mod error;
 /// The fastjson helpers live in `net`, shared with the broker.
 pub use ferromq_net::fastjson;
 pub mod kv;

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::fastjson::{
     null_as_default, parse_tolerant, parse_tolerant_object, write_key,
 };
-use crate::route::RouteError;
+use crate::error::RouteError;
 
 pub use ferromq_net::wire::{DEFAULT_QUEUE_NUMS, DataVersion, TopicConfig};
 

@@ -26,7 +26,8 @@ use crate::fastjson::{
     JsonFlavour, null_as_default, parse_tolerant_object, write_key, write_num, write_str,
     write_str_array,
 };
-use crate::register_body::{DataVersion, RegisterBrokerBody, TopicConfig};
+use crate::register_body::RegisterBrokerBody;
+use ferromq_net::wire::{DataVersion, TopicConfig};
 
 /// Default broker expiry when the registration names none (Java `DEFAULT_BROKER_CHANNEL_EXPIRED_TIME`).
 pub const DEFAULT_BROKER_TIMEOUT_MS: u64 = 120_000;
@@ -41,30 +42,7 @@ pub const PERM_INHERIT: i32 = 1;
 pub const TOPIC_SYS_FLAG_UNIT: i32 = 1 << 0;
 pub const TOPIC_SYS_FLAG_UNIT_SUB: i32 = 1 << 1;
 
-/// Errors of the route registry and of decoding its request bodies. Handlers map them to
-/// RocketMQ response codes (all are 1 SYSTEM_ERROR in the Java name server; `Crc32Mismatch` with
-/// remark `"crc32 not match"`, `SingleTopicBeforeFullRegistration` with `"register broker
-/// failed"`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RouteError {
-    #[error("malformed body: {0}")]
-    MalformedBody(String),
-    #[error("decompressed body larger than {limit_bytes} bytes")]
-    BodyTooLarge { limit_bytes: usize },
-    #[error("crc32 not match: header {expected}, body {actual}")]
-    Crc32Mismatch { expected: u32, actual: u32 },
-    #[error(
-        "broker {broker_name} id {broker_id} ({broker_addr}) sent a single-topic registration \
-         before registering its full topic table"
-    )]
-    SingleTopicBeforeFullRegistration {
-        broker_name: String,
-        broker_id: u64,
-        broker_addr: String,
-    },
-    #[error("broker group {broker_name} is not registered")]
-    UnknownBrokerGroup { broker_name: String },
-}
+pub use crate::error::RouteError;
 
 /// Per-topic, per-broker-group queue layout (`QueueData`).
 #[derive(Debug, Clone, PartialEq, Eq)]
