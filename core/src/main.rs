@@ -26,6 +26,7 @@ struct Args {
 
 fn main() -> ExitCode {
     ferromq_net::logging::init();
+    ferromq_net::server::raise_and_log_open_file_limit();
     let args = Args::parse();
     let mut config = match &args.config {
         Some(path) => match BrokerConfig::load(path) {

@@ -32,6 +32,7 @@ struct Args {
 
 fn main() -> ExitCode {
     ferromq_net::logging::init();
+    ferromq_net::server::raise_and_log_open_file_limit();
     let args = Args::parse();
     let mut config = NamesrvConfig::default();
     if let Some(path) = &args.config

@@ -30,6 +30,46 @@ impl Default for ServerLimits {
     }
 }
 
+/// The open-file limits of this process before and after [`raise_open_file_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenFileLimit {
+    pub soft_before: u64,
+    pub soft_now: u64,
+    pub hard: u64,
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit, as RocketMQ's start scripts do with
+/// `ulimit -n`: every connection, commit-log segment and consume-queue file holds a descriptor,
+/// and distributions start services with a soft limit of 1,024 under a hard one of 500,000 or
+/// more. Called once by each server binary at start, which logs the result.
+pub fn raise_open_file_limit() -> io::Result<OpenFileLimit> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one `rlimit` into the struct it is given, which lives here.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let soft_before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        // SAFETY: setrlimit reads the struct it is given; raising the soft limit up to the hard
+        // one needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        limit = raised;
+    }
+    Ok(OpenFileLimit { soft_before, soft_now: limit.rlim_cur, hard: limit.rlim_max })
+}
+
+/// [`raise_open_file_limit`], logged: the limits at `info`, a failure at `warn` (the server
+/// still starts, with the limit it was given).
+pub fn raise_and_log_open_file_limit() {
+    match raise_open_file_limit() {
+        Ok(l) => info!(soft_before = l.soft_before, soft = l.soft_now, hard = l.hard, "open-file limit (RLIMIT_NOFILE)"),
+        Err(e) => warn!("cannot raise the open-file limit: {e}"),
+    }
+}
+
 /// Binds a listener on `addr` (SO_REUSEADDR, so a restarted server can rebind at once).
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;

@@ -717,6 +717,8 @@ async fn rocketmq_2m_2s_async_master_file_serves() {
     let _print = PrintLogOnPanic(&broker, "mqbroker -c broker-a.properties");
     assert!(logged(&broker, "The broker[broker-a,"), "boot line names broker-a");
     assert!(logged(&broker, "embedded name server started"), "no namesrvAddr: embedded name server");
+    // As RocketMQ's start scripts raise `ulimit -n`, the broker raises its soft limit and says so.
+    assert!(logged(&broker, "open-file limit (RLIMIT_NOFILE)"), "the open-file limit is logged at start");
     let namesrv = format!("127.0.0.1:{namesrv_port}");
 
     // GET_BROKER_CONFIG shows the file's identity and role.
