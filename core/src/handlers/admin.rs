@@ -288,7 +288,7 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
         ("ferromqCommitLogSyncs", totals.log_syncs.to_string()),
         ("ferromqCommitLogSyncedBytes", totals.synced_bytes.to_string()),
         // Pull bodies read from the page cache on the shard vs read in the blocking pool
-        // (ARCHITECTURE.md, "Cold reads").
+        // (`net/src/conn/cold.rs`; ARCHITECTURE.md, "Departures").
         ("ferromqResidentReadBodies", cold.resident_bodies.to_string()),
         ("ferromqColdReadBodies", cold.cold_bodies.to_string()),
         ("ferromqColdReadBytes", cold.cold_bytes.to_string()),
