@@ -26,8 +26,8 @@ struct Args {
 
 fn main() -> ExitCode {
     ferromq_net::logging::init();
-    ferromq_net::server::raise_and_log_open_file_limit();
     let args = Args::parse();
+    ferromq_net::server::raise_and_log_open_file_limit();
     let mut config = match &args.config {
         Some(path) => match BrokerConfig::load(path) {
             Ok((config, unknown)) => {

@@ -32,8 +32,8 @@ struct Args {
 
 fn main() -> ExitCode {
     ferromq_net::logging::init();
-    ferromq_net::server::raise_and_log_open_file_limit();
     let args = Args::parse();
+    ferromq_net::server::raise_and_log_open_file_limit();
     let mut config = NamesrvConfig::default();
     if let Some(path) = &args.config
         && let Err(e) = config.apply_properties_file(path) {
