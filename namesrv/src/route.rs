@@ -33,11 +33,8 @@ use ferromq_net::wire::{DataVersion, TopicConfig};
 pub const DEFAULT_BROKER_TIMEOUT_MS: u64 = 120_000;
 /// Broker id of a master.
 pub const MASTER_ID: u64 = 0;
-/// PermName bits (§8.2).
-pub const PERM_PRIORITY: i32 = 8;
-pub const PERM_READ: i32 = 4;
-pub const PERM_WRITE: i32 = 2;
-pub const PERM_INHERIT: i32 = 1;
+/// PermName bits (§8.2), as the broker's topic configs carry them.
+pub use ferromq_net::wire::{PERM_INHERIT, PERM_PRIORITY, PERM_READ, PERM_WRITE};
 /// TopicSysFlag bits (Java `TopicSysFlag`).
 pub const TOPIC_SYS_FLAG_UNIT: i32 = 1 << 0;
 pub const TOPIC_SYS_FLAG_UNIT_SUB: i32 = 1 << 1;

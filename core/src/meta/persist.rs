@@ -180,25 +180,6 @@ pub(crate) mod test_util {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use ferromq_net::wire::DataVersion;
-
-    #[test]
-    fn data_version_json_and_bump() {
-        let mut v = DataVersion {
-            counter: 3,
-            state_version: 0,
-            timestamp: 1_700_000_000_000,
-        };
-        let mut out = Vec::new();
-        v.write_json(&mut out);
-        assert_eq!(
-            out,
-            br#"{"counter":3,"stateVersion":0,"timestamp":1700000000000}"#
-        );
-        v.bump();
-        assert_eq!(v.counter, 4);
-        assert!(v.timestamp >= 1_700_000_000_000);
-    }
 
     #[test]
     fn names() {
