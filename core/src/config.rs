@@ -381,8 +381,8 @@ pub struct ConsumerSection {
     pub flush_consumer_offset_interval_ms: u64,
 }
 
-/// `[transaction]`: transactional messages (§10). The check-back keys are not applied yet:
-/// transaction check-back is not built ([`AWAITING_FEATURE`]).
+/// `[transaction]`: transactional messages (§10): half messages, END_TRANSACTION and the
+/// check-back task (`shard/transaction.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransactionSection {
     /// `rejectTransactionMessage` / `reject_transaction_message`. Refuse half messages
@@ -426,8 +426,8 @@ pub struct StoreSection {
     pub max_message_size_bytes: usize,
     /// `messageDelayLevel` / `message_delay_level`. Delay levels 1, 2, … as space-separated
     /// durations with unit `s`, `m`, `h` or `d` (§9.3). Default
-    /// `1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h`; at least one level. Not
-    /// applied yet: delayed delivery is not built ([`AWAITING_FEATURE`]).
+    /// `1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h`; at least one level.
+    /// Levels above the count are clamped to the last one, as Java does.
     pub message_delay_level: String,
     /// `messageIndexEnable` / `index_enable`. Build the key / unique-id index (QUERY_MESSAGE,
     /// `mqadmin queryMsgByKey`). Default true. Off saves a write per key per message.
@@ -1737,30 +1737,26 @@ pub const KEYS_WITHOUT_EFFECT: &[(&str, &str)] = &[(
 pub const AWAITING_WIRING: &[(&str, &str)] = &[
 ];
 
-const TRANSACTIONS: &str = "transaction check-back (§10): not built; a half message is stored but never delivered today \
-     (END_TRANSACTION is not handled)";
 
 /// Keys read only by a subsystem FerroMQ has not built yet (key, the subsystem, and what
 /// happens meanwhile). Setting one (a schema key: to anything but
 /// its default) logs a warning that it is not applied yet. Entries may be [`KEYS`] entries or
 /// Java keys outside the schema.
 pub const AWAITING_FEATURE: &[(&str, &str)] = &[
-    // Replication (§7, repl/): brokerRole=SLAVE is refused at start, so no slave connects, and
-    // inSyncReplicas is fixed at 1, with which a Java 5.x SYNC_MASTER does not wait for a slave
-    // either (CommitLog.handleHA).
+    // Replication (§7, repl/): brokerRole=SLAVE is refused at start, so no slave connects, and a
+    // SYNC_MASTER answers SLAVE_NOT_AVAILABLE to every send that waits (4.x semantics without a
+    // slave): it never acknowledges as replicated what is on one machine.
     ("slaveReadEnable", "replication (§7): steers pulls to a slave; no slave can run yet, and a client told to read from a missing slave reads the master"),
     ("haMasterAddress", "replication (§7): a slave's master address; no slave can run yet (brokerRole=SLAVE is refused)"),
     ("haSendHeartbeatInterval", "replication (§7): a slave's offset reports; no slave can run yet"),
     ("haHousekeepingInterval", "replication (§7): idle close of HA connections; there are none yet"),
     ("haTransferBatchSize", "replication (§7): bytes per frame to a slave; no slave can run yet"),
-    ("slaveTimeout", "replication (§7): a SYNC_MASTER's wait for slave acks; with inSyncReplicas fixed at 1 no send waits, as in Java 5.x"),
+    ("slaveTimeout", "replication (§7): a SYNC_MASTER's wait for slave acks; no slave can follow yet, so a SYNC_MASTER answers every \
+     send that waits (WAIT != false) with SLAVE_NOT_AVAILABLE (stored on the master only), as Java 4.x does without a slave"),
     ("haMaxGapNotInSync", "replication (§7): in-sync test of a slave; no slave can run yet"),
-    // Delayed delivery (§9.3) and transactional messages (§10).
-    ("messageDelayLevel", "delayed delivery (§9.3) and consumer retries (CONSUMER_SEND_MSG_BACK): not built; a message with DELAY is delivered at once today"),
-    ("timerWheelEnable", "timer messages (TIMER_DELIVER_MS / TIMER_DELAY_SEC, 5.x): not built; such a message is delivered at once today"),
-    ("transactionTimeOut", TRANSACTIONS),
-    ("transactionCheckMax", TRANSACTIONS),
-    ("transactionCheckInterval", TRANSACTIONS),
+    // Timer messages (5.x).
+    ("timerWheelEnable", "timer messages (TIMER_DELIVER_MS / TIMER_DELAY_SEC / TIMER_DELAY_MS, 5.x): not built; a send carrying one \
+     without a delay level is refused with SYSTEM_ERROR naming the property"),
     // Network.
     ("serverChannelMaxIdleTimeSeconds", "idle-connection close (Java: 120 s): ferromq-net has no idle timeout yet"),
 ];
@@ -1803,7 +1799,7 @@ pub const FIXED_VALUE_KEYS: &[(&str, Fixed, &str)] = &[
     ("enableSlaveActingMaster", Fixed::Bool(false), "a slave acting as master is not supported"),
     ("fetchNamesrvAddrByAddressServer", Fixed::Bool(false), "address servers are not supported; set namesrvAddr or NAMESRV_ADDR"),
     ("useTLS", Fixed::Bool(false), "TLS is not supported by FerroMQ"),
-    ("inSyncReplicas", Fixed::Int(1), "sends are acknowledged by the master alone: replication is not built (§7)"),
+    ("inSyncReplicas", Fixed::Int(1), "replication is not built (§7): no slave can acknowledge a send"),
     ("duplicationEnable", Fixed::Bool(false), "duplication mode (dispatch from the confirmed offset, no registration at start) is not supported"),
     ("enabledAppendPropCRC", Fixed::Bool(false), "properties CRCs (__CRC32#) are not written"),
     ("enablePropertyFilter", Fixed::Bool(false), "SQL92 filtering is not supported; subscriptions filter by TAG only"),
@@ -1926,7 +1922,8 @@ pub const NO_EFFECT_KEYS: &[(&str, &str)] = &[
     ("flushCommitLogThoroughInterval", "Java's forced ASYNC_FLUSH sync at least every interval: FerroMQ already syncs every \
          flushIntervalCommitLog while anything is dirty"),
     ("flushCommitLogTimed", "whether Java's flush thread sleeps or waits to be woken: a mechanism, not a policy"),
-    ("flushDelayOffsetInterval", "persist period of Java's delayed-delivery progress: delayed delivery is not built (see messageDelayLevel)"),
+    ("flushDelayOffsetInterval", "persist period of Java's delayed-delivery progress: FerroMQ writes delayOffset.json with the consumer \
+     offsets, every flushConsumerOffsetInterval and at stop"),
     ("cleanResourceInterval", CLEAN_PACING),
     ("deleteCommitLogFilesInterval", CLEAN_PACING),
     ("deleteConsumeQueueFilesInterval", CLEAN_PACING),
@@ -1967,7 +1964,8 @@ pub const NO_EFFECT_KEYS: &[(&str, &str)] = &[
     ("enableDetailStat", STATS),
     ("autoDeleteUnusedStats", STATS),
     ("enableScheduleMessageStats", STATS),
-    ("enableScheduleAsyncDeliver", "internals of Java's delayed-delivery service: delayed delivery is not built (see messageDelayLevel)"),
+    ("enableScheduleAsyncDeliver", "internals of Java's delayed-delivery service: FerroMQ delivers each level in order on the shard \
+     that owns its queue"),
     ("maxLmqConsumeQueueNum", LMQ),
     ("totalReplicas", REPLICA_MODES),
     ("minInSyncReplicas", REPLICA_MODES),

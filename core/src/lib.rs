@@ -7,6 +7,8 @@
 //!   offsets, locks, registration, metadata files; a published view and typed commands.
 //! - [`shard`]: pinned shard threads, queue ownership, cross-shard calls, long-poll holds.
 //! - [`handlers`]: one handler per request code.
+//! - [`delay`]: delay levels — how delayed messages are parked and restored (§9.3).
+//! - [`transaction`]: half messages, commits, op records and check-backs (§10).
 //! - [`header`], [`error`]: one way to read a request header and one way to fail.
 //! - [`clients`]: producer/consumer/lock tables (data the control plane owns).
 //! - [`meta`]: topics, subscription groups and consumer offsets, persisted as the Java broker
@@ -22,8 +24,10 @@ pub mod broker;
 pub mod clients;
 pub mod config;
 pub mod control;
+pub mod delay;
 pub mod error;
 pub mod handlers;
 pub mod header;
 pub mod meta;
 pub mod shard;
+pub mod transaction;

@@ -6,7 +6,7 @@
 //! files once for the batch, and only then answers — so an answer means "visible to every shard
 //! and on disk" (group commit for metadata).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -62,6 +62,34 @@ pub enum Command {
     /// LOCK_BATCH_MQ: answers the queues `client_id` holds afterwards.
     LockBatch { group: String, client_id: String, queues: Vec<MessageQueue>, reply: Reply<BTreeSet<MessageQueue>> },
     UnlockBatch { group: String, client_id: String, queues: Vec<MessageQueue>, reply: Reply<()> },
+    /// A consumer group's retry settings and its `%RETRY%` topic, created if missing (§9.2
+    /// steps 1–2, §2.1 step 4): the group is found or auto-created (SUBSCRIPTION_GROUP_NOT_EXIST
+    /// when neither).
+    RetryGroup { group: String, reply: Reply<BrokerResult<RetryGroup>> },
+    /// A topic the broker writes itself, created if missing with `queue_nums` queues, perm 6:
+    /// `%DLQ%<group>` on the first dead letter, `TRANS_CHECK_MAX_TIME_TOPIC` on the first
+    /// discarded half message.
+    InternalTopic { topic: String, queue_nums: i32, reply: Reply<BrokerResult<Arc<TopicConfig>>> },
+    /// Every delay level's next offset to deliver (`delayOffset.json`), read by the delivering
+    /// shards at start.
+    DelayOffsets { reply: Reply<BTreeMap<u32, i64>> },
+    /// A delay level's delivery progress. No answer.
+    CommitDelayOffset { level: u32, offset: i64 },
+    /// GET_ALL_DELAY_OFFSET body (`delayOffset.json`).
+    DelayOffsetsJson { reply: Reply<Vec<u8>> },
+    /// Send a CHECK_TRANSACTION_STATE to one live producer of `producer_group`; answers
+    /// whether one was found.
+    CheckTransaction { producer_group: String, request: Box<ferromq_net::RemotingCommand>, reply: Reply<bool> },
+}
+
+/// What a send-back needs of its consumer group.
+#[derive(Debug, Clone)]
+pub struct RetryGroup {
+    /// The group's `%RETRY%` topic; `None` when the group's `retryQueueNums` is 0 or less
+    /// (Java then drops send-backs, answering SUCCESS).
+    pub retry_topic: Option<Arc<TopicConfig>>,
+    /// The group's `retryMaxTimes`.
+    pub retry_max_times: i32,
 }
 
 impl Command {
@@ -83,6 +111,12 @@ impl Command {
             Command::ConsumerConnectionListJson { .. } => "ConsumerConnectionListJson",
             Command::LockBatch { .. } => "LockBatch",
             Command::UnlockBatch { .. } => "UnlockBatch",
+            Command::RetryGroup { .. } => "RetryGroup",
+            Command::InternalTopic { .. } => "InternalTopic",
+            Command::DelayOffsets { .. } => "DelayOffsets",
+            Command::CommitDelayOffset { .. } => "CommitDelayOffset",
+            Command::DelayOffsetsJson { .. } => "DelayOffsetsJson",
+            Command::CheckTransaction { .. } => "CheckTransaction",
         }
     }
 }

@@ -57,10 +57,12 @@ impl ControlView {
 }
 
 /// Something the control thread asks a shard to do with one of its connections.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ShardEvent {
     /// Send NOTIFY_CONSUMER_IDS_CHANGED (one-way) for `group` on connection `connection`.
     NotifyConsumerIdsChanged { connection: u64, group: String },
+    /// Send `request` (CHECK_TRANSACTION_STATE, one-way) on connection `connection`.
+    CheckTransactionState { connection: u64, request: ferromq_net::RemotingCommand },
 }
 
 /// The control plane as shards see it. `Send + Sync`; shared as `Arc`.

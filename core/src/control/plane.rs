@@ -17,7 +17,7 @@ use ferromq_net::codes::request_code;
 use ferromq_store::TagFilter;
 use tracing::{error, info, warn};
 
-use super::command::{Command, GroupOffsets, OffsetKey};
+use super::command::{Command, GroupOffsets, OffsetKey, RetryGroup};
 use super::handle::{ControlHandle, ControlView, ShardEvent};
 use crate::clients::consumers::ConsumerManager;
 use crate::clients::heartbeat::{HeartbeatData, SubscriptionData};
@@ -27,6 +27,7 @@ use crate::clients::{ChannelId, ClientInfo};
 use crate::error::{BrokerError, BrokerResult};
 use crate::meta::PersistedTable;
 use crate::meta::groups::SubscriptionGroupTable;
+use crate::meta::delay_offsets::DelayOffsets;
 use crate::meta::offsets::ConsumerOffsets;
 use crate::meta::topics::{self, TopicConfig, TopicConfigTable};
 
@@ -34,6 +35,7 @@ use crate::meta::topics::{self, TopicConfig, TopicConfigTable};
 pub const TOPICS_FILE: &str = "topics.json";
 pub const GROUPS_FILE: &str = "subscriptionGroup.json";
 pub const OFFSETS_FILE: &str = "consumerOffset.json";
+pub const DELAY_OFFSETS_FILE: &str = "delayOffset.json";
 
 /// The side effects of a batch of commands, carried out by [`ControlPlane::finish`].
 #[derive(Default)]
@@ -68,6 +70,7 @@ pub struct ControlPlane {
     consumers: ConsumerManager,
     producers: ProducerManager,
     offsets: ConsumerOffsets,
+    delay_offsets: DelayOffsets,
     locks: LockTable,
     /// The topic configs of the last view, reused while unchanged.
     topic_views: HashMap<Arc<str>, Arc<TopicConfig>>,
@@ -94,6 +97,7 @@ impl ControlPlane {
         let load_error = |what: &str, e: &dyn std::fmt::Display| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("cannot load {what}: {e}"));
         let topics = TopicConfigTable::load(&config_dir.join(TOPICS_FILE), settings).map_err(|e| load_error(TOPICS_FILE, &e))?;
         let offsets = ConsumerOffsets::load(&config_dir.join(OFFSETS_FILE)).map_err(|e| load_error(OFFSETS_FILE, &e))?;
+        let delay_offsets = DelayOffsets::load(&config_dir.join(DELAY_OFFSETS_FILE)).map_err(|e| load_error(DELAY_OFFSETS_FILE, &e))?;
         let groups = SubscriptionGroupTable::load(&config_dir.join(GROUPS_FILE), config.topics.auto_create_subscription_group)
             .map_err(|e| load_error(GROUPS_FILE, &e))?;
         let mut plane = ControlPlane {
@@ -104,6 +108,7 @@ impl ControlPlane {
             consumers: ConsumerManager::default(),
             producers: ProducerManager::default(),
             offsets,
+            delay_offsets,
             locks: LockTable::default(),
             topic_views: HashMap::new(),
             view_version: 0,
@@ -135,6 +140,21 @@ impl ControlPlane {
                 batch.reply(reply, removed);
             }
             Command::AllTopicConfigJson { reply } => batch.reply(reply, self.topics.to_wrapper_json()),
+            Command::RetryGroup { group, reply } => {
+                let result = self.retry_group(&group, batch);
+                batch.reply(reply, result);
+            }
+            Command::InternalTopic { topic, queue_nums, reply } => {
+                let result = self.internal_topic(&topic, queue_nums, batch);
+                batch.reply(reply, result);
+            }
+            Command::DelayOffsets { reply } => batch.reply(reply, self.delay_offsets.all()),
+            Command::CommitDelayOffset { level, offset } => self.delay_offsets.set(level, offset),
+            Command::DelayOffsetsJson { reply } => batch.reply(reply, self.delay_offsets.to_json()),
+            Command::CheckTransaction { producer_group, request, reply } => {
+                let sent = self.check_transaction(&producer_group, *request);
+                batch.reply(reply, sent);
+            }
             Command::UpdateSubscriptionGroup { body, reply } => {
                 let result = self.groups.create_or_update_from_json(&body).map(|(name, _)| name).map_err(|e| BrokerError::system(e.to_string()));
                 batch.reply(reply, result);
@@ -324,6 +344,22 @@ impl ControlPlane {
         }
     }
 
+    /// Hands a CHECK_TRANSACTION_STATE to the shard of one live connection of `group`.
+    fn check_transaction(&self, group: &str, request: RemotingCommand) -> bool {
+        let Some(channel) = self.producers.channel_for_group(group) else { return false };
+        let event = ShardEvent::CheckTransactionState { connection: channel.connection, request };
+        match self.shard_events.get(usize::from(channel.shard)) {
+            Some(events) => match events.try_send(event) {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!(%channel, group, "cannot send a transaction check: shard event queue {}", if e.is_full() { "full" } else { "closed" });
+                    false
+                }
+            },
+            None => false,
+        }
+    }
+
     /// Drops clients whose heartbeats stopped (every 10 s); their groups are told.
     pub fn scan_expired_clients(&mut self) -> Batch {
         let mut batch = Batch::default();
@@ -384,11 +420,52 @@ impl ControlPlane {
         persist(&mut self.groups, &dir, GROUPS_FILE);
     }
 
-    /// Writes `consumerOffset.json` if offsets changed (every `flushConsumerOffsetInterval`
-    /// and at stop).
+    /// Writes `consumerOffset.json` and `delayOffset.json` if they changed (every
+    /// `flushConsumerOffsetInterval` and at stop).
     pub fn flush_offsets(&mut self) {
         let dir = self.config_dir.clone();
         persist(&mut self.offsets, &dir, OFFSETS_FILE);
+        persist(&mut self.delay_offsets, &dir, DELAY_OFFSETS_FILE);
+    }
+
+    /// §9.2 steps 1–2: the group (found or auto-created) and its retry topic with the group's
+    /// `retryQueueNums` queues.
+    fn retry_group(&mut self, group: &str, batch: &mut Batch) -> BrokerResult<RetryGroup> {
+        let config = match self.groups.find_or_create(group) {
+            Ok(Some((config, _created))) => config,
+            Ok(None) => {
+                return Err(BrokerError::new(
+                    ferromq_net::codes::response_code::SUBSCRIPTION_GROUP_NOT_EXIST,
+                    format!("subscription group not exist, {group}"),
+                ));
+            }
+            Err(e) => return Err(BrokerError::system(format!("subscription group {group}: {e}"))),
+        };
+        if config.retry_queue_nums <= 0 {
+            return Ok(RetryGroup { retry_topic: None, retry_max_times: config.retry_max_times });
+        }
+        let ensured = self
+            .topics
+            .create_retry_topic(group, config.retry_queue_nums, false)
+            .map_err(|e| BrokerError::system(format!("retry topic of {group}: {e}")))?;
+        if ensured.created {
+            info!(group, queues = ensured.config.write_queue_nums, "retry topic created");
+            batch.topics_changed = true;
+        }
+        Ok(RetryGroup { retry_topic: Some(self.topic_arc(ensured.config)), retry_max_times: config.retry_max_times })
+    }
+
+    /// A topic the broker writes itself (perm 6), created on first use.
+    fn internal_topic(&mut self, topic: &str, queue_nums: i32, batch: &mut Batch) -> BrokerResult<Arc<TopicConfig>> {
+        let ensured = self
+            .topics
+            .ensure_topic(topic, queue_nums, topics::PERM_READ | topics::PERM_WRITE, false, 0)
+            .map_err(|e| BrokerError::system(format!("topic {topic}: {e}")))?;
+        if ensured.created {
+            info!(topic, queues = queue_nums, "topic created");
+            batch.topics_changed = true;
+        }
+        Ok(self.topic_arc(ensured.config))
     }
 
     /// The REGISTER_BROKER request for every name server (§2.6): the whole topic table, as

@@ -47,6 +47,12 @@ pub async fn all_topic_config(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> 
     Ok(request.success_response().with_body(body))
 }
 
+/// 45 GET_ALL_DELAY_OFFSET: `delayOffset.json` (what a slave syncs, §7.5).
+pub async fn all_delay_offset(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
+    let body = ctx.control.call(|reply| Command::DelayOffsetsJson { reply }).await?;
+    Ok(request.success_response().with_body(body))
+}
+
 /// 200 UPDATE_AND_CREATE_SUBSCRIPTIONGROUP.
 pub async fn update_and_create_subscription_group(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
     let body = request.body.clone();

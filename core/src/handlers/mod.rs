@@ -1,6 +1,8 @@
 //! Request dispatch: one handler per request code, grouped by resource.
 //!
 //! - [`send`]: SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE
+//! - [`send_back`]: CONSUMER_SEND_MSG_BACK — retry with a delay level, then dead letter
+//! - [`end_transaction`]: END_TRANSACTION — commit or roll back a half message
 //! - [`pull`]: PULL_MESSAGE, LITE_PULL_MESSAGE (long polling)
 //! - [`offsets`]: consumer offsets and queue offset queries
 //! - [`clients`]: HEART_BEAT, UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP
@@ -14,11 +16,13 @@
 
 pub mod admin;
 pub mod clients;
+pub mod end_transaction;
 pub mod locks;
 pub mod offsets;
 pub mod pull;
 pub mod reply;
 pub mod send;
+pub mod send_back;
 #[cfg(test)]
 mod tests;
 
@@ -68,6 +72,9 @@ async fn route(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand) ->
         rc::VIEW_MESSAGE_BY_ID => admin::view_message_by_id(ctx, request).await?,
         rc::QUERY_MESSAGE => admin::query_message(ctx, request).await?,
         rc::GET_BROKER_CONFIG => admin::broker_config(ctx, request)?,
+        rc::END_TRANSACTION => end_transaction::end_transaction(ctx, request).await?,
+        rc::CONSUMER_SEND_MSG_BACK => send_back::consumer_send_msg_back(ctx, request).await?,
+        rc::GET_ALL_DELAY_OFFSET => admin::all_delay_offset(ctx, request).await?,
         _ => not_supported(request),
     };
     Ok(Reply::Response(response))
@@ -86,7 +93,15 @@ impl RequestHandler for BrokerService {
             ctx.connections.borrow_mut().insert(conn.id(), conn.clone());
         }
         let origin = Origin { connection: conn.id(), peer: conn.peer() };
-        match dispatch(ctx, origin, request).await {
+        let (oneway, code) = (request.is_oneway(), request.code);
+        let reply = dispatch(ctx, origin, request).await;
+        if oneway && let Reply::Response(response) = &reply
+            && response.code != ferromq_net::codes::response_code::SUCCESS
+        {
+            // Nobody reads a one-way request's answer: say here that it was not served.
+            tracing::warn!(conn = conn.id(), peer = %conn.peer(), code, error = response.code, "one-way request not served: {}", response.remark.as_deref().unwrap_or(""));
+        }
+        match reply {
             Reply::Response(response) => Some(response.into()),
             Reply::Frame(frame) => Some(Response::Frame(frame)),
             Reply::Messages(response, segments) => Some(Response::FileBody(response, segments)),

@@ -14,10 +14,12 @@ use bytes::Bytes;
 use ferromq_net::RemotingCommand;
 use ferromq_net::codec::ResponseFrame;
 use ferromq_net::codes::{request_code, response_code as code};
-use ferromq_store::record::{MessageInput, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR, PropertySummary, property_pairs};
+use ferromq_store::record::{MessageInput, PropertySummary, property_pairs, sysflag};
 
 use super::reply::{Origin, Reply};
+use crate::config::BrokerRole;
 use crate::control::Command;
+use crate::delay::push_property;
 use crate::error::{BrokerError, BrokerResult};
 use crate::header::{Header, HeaderError};
 use crate::meta::topics::{self, PERM_WRITE, TopicConfig};
@@ -40,6 +42,9 @@ struct SendHeader<'a> {
     flag: i32,
     properties: &'a str,
     reconsume_times: i32,
+    /// The client's retry limit for sends to `%RETRY%` topics (`l`); the group's
+    /// `retryMaxTimes` when absent.
+    max_reconsume_times: Option<i32>,
 }
 
 /// The queue count a client asks for an auto-created topic when it names none (Java client
@@ -72,6 +77,7 @@ impl<'a> SendHeader<'a> {
             flag: header.i32(key("h", "flag")).map_err(named("flag"))?,
             properties: header.opt_str(key("i", "properties")).unwrap_or(""),
             reconsume_times: header.opt_i32(key("j", "reconsumeTimes")).map_err(named("reconsumeTimes"))?.unwrap_or(0),
+            max_reconsume_times: header.opt_i32(key("l", "maxReconsumeTimes")).map_err(named("maxReconsumeTimes"))?,
         })
     }
 }
@@ -106,9 +112,34 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
     if topic.perm & PERM_WRITE == 0 {
         return Err(BrokerError::no_permission(format!("the topic[{}] sending message is forbidden", topic.topic_name)));
     }
-    let queue_id = pick_queue(&topic, header.queue_id)?;
-
+    let mut queue_id = pick_queue(&topic, header.queue_id)?;
     let batch = request.code == request_code::SEND_BATCH_MESSAGE;
+    if batch && topic.topic_name.starts_with(topics::RETRY_GROUP_TOPIC_PREFIX) {
+        return Err(BrokerError::illegal("batch request does not support retry group"));
+    }
+    // §2.1 step 4: a client's resend to `%RETRY%<group>` past the group's retry limit goes to
+    // the group's dead-letter queue instead (5.x: `reconsumeTimes > max`).
+    let mut dead_lettered = false;
+    let topic = match topic.topic_name.strip_prefix(topics::RETRY_GROUP_TOPIC_PREFIX) {
+        Some(group) => {
+            let group = group.to_owned();
+            let retry = control.call(|reply| Command::RetryGroup { group: group.clone(), reply }).await??;
+            let max = header.max_reconsume_times.unwrap_or(retry.retry_max_times);
+            if header.reconsume_times > max {
+                let dlq = control.call(|reply| Command::InternalTopic { topic: topics::dlq_topic(&group), queue_nums: topics::DLQ_QUEUE_NUMS, reply }).await??;
+                if dlq.perm & PERM_WRITE == 0 {
+                    return Err(BrokerError::no_permission(format!("the topic[{}] sending message is forbidden", dlq.topic_name)));
+                }
+                queue_id = 0;
+                dead_lettered = true;
+                dlq
+            } else {
+                topic
+            }
+        }
+        None => topic,
+    };
+
     let max_body = config.store.max_message_size_bytes;
     if request.body.len() > max_body {
         return Err(BrokerError::illegal(format!("the message body size over max value, MAX: {max_body}")));
@@ -131,9 +162,6 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
     let cluster = control.identity().cluster_name.as_str();
     let mut uniq_key = None;
     let messages = if batch {
-        if topic.topic_name.starts_with(topics::RETRY_GROUP_TOPIC_PREFIX) {
-            return Err(BrokerError::illegal("batch request does not support retry group"));
-        }
         let items = decode_batch(&request.body).map_err(BrokerError::illegal)?;
         if items.is_empty() {
             return Err(BrokerError::illegal("the batch is empty"));
@@ -141,6 +169,17 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
         let mut messages = Vec::with_capacity(items.len());
         for item in items {
             let original = request.body.get(item.properties.clone()).unwrap_or_default();
+            let mut seen = SendProperties::default();
+            for (name, value) in property_pairs(original) {
+                seen.note(name, value);
+            }
+            if crate::delay::requested_level(seen.delay, u32::MAX).is_some() {
+                return Err(BrokerError::illegal("TimeDelayLevel is not supported for batching"));
+            }
+            seen.refuse_unserved()?;
+            if seen.is_half(header.sys_flag, header.reconsume_times) {
+                return Err(BrokerError::illegal("transactional messages cannot be sent in a batch"));
+            }
             let mut properties = Vec::with_capacity(original.len() + cluster.len() + 10);
             append_properties(&mut properties, original);
             push_property(&mut properties, "CLUSTER", cluster);
@@ -164,6 +203,11 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
                 control.identity().store_host.ip()
             )));
         }
+        seen.refuse_unserved()?;
+        let half = seen.is_half(header.sys_flag, header.reconsume_times);
+        if half && seen.producer_group.is_none_or(str::is_empty) {
+            return Err(BrokerError::illegal("a transactional message needs its producer group in the PGROUP property (for check-backs)"));
+        }
         let generated;
         let uniq = match seen.uniq_key {
             Some(uniq) => uniq,
@@ -184,15 +228,40 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
         if properties.len() > MAX_PROPERTIES_BYTES {
             return Err(BrokerError::illegal(format!("message properties length too long {}", properties.len())));
         }
+        if dead_lettered {
+            // 5.x marks a dead letter as never scheduled, whatever DELAY the resend carried.
+            push_property(&mut properties, crate::delay::PROPERTY_DELAY, "-1");
+        }
         let summary = PropertySummary::of(seen.tags, seen.wait, seen.keys, Some(uniq));
         uniq_key = Some(uniq.to_owned());
-        vec![MessageInput { body: request.body.clone(), properties, summary: Some(summary), ..template }]
+        let mut message = MessageInput { body: request.body.clone(), properties, summary: Some(summary), ..template };
+        // §2.1 step 6: a half message waits in RMQ_SYS_TRANS_HALF_TOPIC for its commit (§10);
+        // a delayed message in SCHEDULE_TOPIC_XXXX for its time (§9.3).
+        let max_level = ctx.delay_levels_ms.len() as u32;
+        if half {
+            crate::transaction::to_half(&mut message, uniq);
+        } else if let Some(level) = crate::delay::requested_level(seen.delay, max_level).filter(|_| !dead_lettered) {
+            crate::delay::to_scheduled(&mut message, level);
+        }
+        vec![message]
     };
+    // Whether the producer waits for durability (WAIT ≠ false), which a SYNC_MASTER cannot give.
+    let waits = messages.first().and_then(|m| m.summary.as_ref()).is_none_or(|s| !s.no_wait);
 
-    let owner = ctx.owner(&topic.topic_name, queue_id);
+    let (store_topic, store_queue) = messages.first().map(|m| (m.topic.clone(), m.queue_id)).unwrap_or_default();
+    let owner = ctx.owner(&store_topic, store_queue);
     let timeout = Duration::from_millis(config.flush.sync_flush_timeout_ms);
     let (result, acked) = ctx.on(owner, move |owner_ctx, _slot| async move { owner_ctx.store.append_within(messages, timeout).await }).await??;
-    let status = if acked { code::SUCCESS } else { code::FLUSH_DISK_TIMEOUT };
+    let status = if !acked {
+        code::FLUSH_DISK_TIMEOUT
+    } else if waits && config.broker.role == BrokerRole::SyncMaster {
+        // A SYNC_MASTER acknowledges only what a slave holds, and no slave can follow this
+        // broker yet (replication is not built): the message is stored on this broker only,
+        // which is what SLAVE_NOT_AVAILABLE says (§7.4, 4.x semantics with no slave).
+        code::SLAVE_NOT_AVAILABLE
+    } else {
+        code::SUCCESS
+    };
     // The response is written straight into its frame, keys in fastjson's order.
     let trace_on = if config.broker.trace_on { "true" } else { "false" };
     let mut frame = ResponseFrame::new(status, request.opaque, None)
@@ -233,6 +302,10 @@ struct SendProperties<'a> {
     wait: Option<&'a str>,
     transaction: Option<&'a str>,
     delay: Option<&'a str>,
+    /// The first 5.x timer property present (name).
+    timer: Option<&'static str>,
+    /// `PGROUP`: a transactional producer's group.
+    producer_group: Option<&'a str>,
 }
 
 impl<'a> SendProperties<'a> {
@@ -244,8 +317,37 @@ impl<'a> SendProperties<'a> {
             "WAIT" => self.wait = Some(value),
             "TRAN_MSG" => self.transaction = Some(value),
             "DELAY" => self.delay = Some(value),
-            _ => {}
+            "PGROUP" => self.producer_group = Some(value),
+            _ => {
+                if self.timer.is_none()
+                    && let Some(timer) = crate::delay::TIMER_PROPERTIES.iter().find(|t| **t == name)
+                {
+                    self.timer = Some(timer);
+                }
+            }
         }
+    }
+
+    /// Whether the send is a half message (§10): `TRAN_MSG=true` (the legacy reconsume case
+    /// aside) or the prepared transaction type in the sysflag (which Java would store and never
+    /// deliver).
+    fn is_half(&self, sys_flag: i32, reconsume_times: i32) -> bool {
+        self.is_transaction_message(reconsume_times) || sys_flag & sysflag::TRANSACTION_MASK == sysflag::TRANSACTION_PREPARED
+    }
+
+    /// Refuses what the broker would otherwise accept and not do (never accept and ignore):
+    /// 5.x timer properties without a delay level (no timer wheel: the message would be
+    /// delivered at once).
+    fn refuse_unserved(&self) -> BrokerResult<()> {
+        if let Some(timer) = self.timer
+            && crate::delay::requested_level(self.delay, u32::MAX).is_none()
+        {
+            return Err(BrokerError::system(format!(
+                "timer message ({timer}) refused: the timer wheel is not enabled on this broker (timerWheelEnable); \
+                 use a delay level (DELAY) instead"
+            )));
+        }
+        Ok(())
     }
 
     /// Whether the send is a transactional (half) message as `rejectTransactionMessage` means
@@ -264,17 +366,7 @@ impl<'a> SendProperties<'a> {
 /// that more pairs can follow.
 fn append_properties(out: &mut Vec<u8>, original: &[u8]) {
     out.extend_from_slice(original);
-    if out.last().is_some_and(|b| *b != PROPERTY_SEPARATOR) {
-        out.push(PROPERTY_SEPARATOR);
-    }
-}
-
-/// Appends `name \u0001 value \u0002`.
-fn push_property(out: &mut Vec<u8>, name: &str, value: &str) {
-    out.extend_from_slice(name.as_bytes());
-    out.push(NAME_VALUE_SEPARATOR);
-    out.extend_from_slice(value.as_bytes());
-    out.push(PROPERTY_SEPARATOR);
+    crate::delay::end_with_separator(out);
 }
 
 /// Queue to write: the requested one, or a random writable one for a negative id (§2.1 step 3).

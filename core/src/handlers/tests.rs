@@ -52,6 +52,9 @@ const SERVED: &[(i32, &str)] = &[
     (rc::VIEW_MESSAGE_BY_ID, "no record at the offset"),
     (rc::QUERY_MESSAGE, "no match"),
     (rc::GET_BROKER_CONFIG, "none: the configuration is always there, as in Java"),
+    (rc::CONSUMER_SEND_MSG_BACK, "no record at the offset, missing group"),
+    (rc::GET_ALL_DELAY_OFFSET, "none: the table is always there (empty at first), as in Java"),
+    (rc::END_TRANSACTION, "wrong producer group, no half message at the offset"),
 ];
 
 struct TestDir(PathBuf);
@@ -73,12 +76,18 @@ const PEER: &str = "127.0.0.1:40000";
 
 impl Broker {
     async fn start() -> Broker {
+        Broker::start_with(|_| {}).await
+    }
+
+    /// A broker whose configuration `edit` changes first; its delay-level deliverers run.
+    async fn start_with(edit: impl FnOnce(&mut BrokerConfig)) -> Broker {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("ferromq-handlers-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut config = BrokerConfig::test_min(dir.join("store"));
         config.io.shards = 1;
+        edit(&mut config);
         let config = Arc::new(config);
         let store_host: SocketAddr = "127.0.0.1:10911".parse().unwrap();
         let identity = BrokerIdentity {
@@ -100,6 +109,10 @@ impl Broker {
         {
             let ctx = ctx.clone();
             compio::runtime::spawn(async move { ctx.offsets.run_flusher(&ctx.control).await }).detach();
+        }
+        crate::shard::delay::spawn(&ctx).detach();
+        if let Some(task) = crate::shard::transaction::spawn(&ctx) {
+            task.detach();
         }
         Broker { ctx, control, _dir: TestDir(dir) }
     }
@@ -205,7 +218,7 @@ fn every_served_code_is_dispatched_and_others_are_not_supported() {
             let response = broker.call(RemotingCommand::request(*served)).await;
             assert_ne!(response.code, code::REQUEST_CODE_NOT_SUPPORTED, "code {served} is listed as served");
         }
-        for unserved in [rc::CONSUMER_SEND_MSG_BACK, rc::UPDATE_BROKER_CONFIG, 9999] {
+        for unserved in [rc::UPDATE_BROKER_CONFIG, 9999] {
             let response = broker.call(RemotingCommand::request(unserved)).await;
             assert_eq!(response.code, code::REQUEST_CODE_NOT_SUPPORTED, "code {unserved}");
         }
@@ -433,4 +446,223 @@ fn the_served_list_names_an_error_case_for_every_code() {
     codes.dedup();
     assert_eq!(codes.len(), SERVED.len(), "a code is listed twice");
     assert!(SERVED.iter().all(|(_, why)| !why.is_empty()));
+}
+
+/// A send (310) to queue 0 of `topic` with the given extra properties.
+fn send_with(topic: &str, body: &str, extra: &[(&str, &str)]) -> RemotingCommand {
+    let mut props = Properties::new();
+    props.insert("KEYS", "k");
+    for (name, value) in extra {
+        props.insert(name, value);
+    }
+    let props = String::from_utf8(props.encode()).unwrap();
+    request(
+        rc::SEND_MESSAGE_V2,
+        &[("a", "pg"), ("b", topic), ("c", "TBW102"), ("d", "4"), ("e", "0"), ("f", "0"), ("g", "1"), ("h", "0"), ("i", &props), ("j", "0"), ("k", "false"), ("m", "false")],
+    )
+    .with_body(body.as_bytes().to_vec())
+}
+
+/// One pulled record, owned: (body, properties, reconsumeTimes, physical offset).
+type Pulled = (Vec<u8>, Properties, i32, i64);
+
+/// Polls queue `queue_id` of `topic` from offset 0 (inline subscription) until it holds
+/// `count` records or 5 s pass; returns them.
+async fn wait_records(broker: &Broker, topic: &str, queue_id: u32, count: usize) -> Vec<Pulled> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    let mut records: Vec<Pulled> = Vec::new();
+    loop {
+        // A pull is capped (maxTransferCountOnMessageInMemory): read on from what we have.
+        let reply = broker.reply(pull(rc::PULL_MESSAGE, "probe", topic, &queue_id.to_string(), &records.len().to_string(), "4")).await;
+        let mut got = false;
+        if let Reply::Messages(_, segments) = reply {
+            let mut bytes = Vec::new();
+            for segment in &segments {
+                let mut part = vec![0u8; segment.len as usize];
+                std::os::unix::fs::FileExt::read_exact_at(&*segment.file, &mut part, segment.offset).unwrap();
+                bytes.extend(part);
+            }
+            let decoded = decode_body_strict(&bytes).unwrap();
+            got = !decoded.is_empty();
+            records.extend(decoded.iter().map(|r| (r.body.to_vec(), r.properties(), r.reconsume_times, r.physical_offset)));
+        }
+        if records.len() >= count {
+            return records;
+        }
+        if got {
+            continue;
+        }
+        assert!(std::time::Instant::now() < deadline, "{topic}:{queue_id} has {} of {count} records: {:?}", records.len(), records.iter().map(|r| String::from_utf8_lossy(&r.0).into_owned()).collect::<Vec<_>>());
+        compio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn max_offset(broker: &Broker, topic: &str, queue_id: u32) -> String {
+    let response = broker.check(request(rc::GET_MAX_OFFSET, &[("topic", topic), ("queueId", &queue_id.to_string())]), code::SUCCESS, "").await;
+    response.ext("offset").unwrap().to_owned()
+}
+
+#[test]
+fn delayed_sends_wait_for_their_level_then_reach_their_queue() {
+    run(|| async {
+        let broker = Broker::start_with(|c| c.store.message_delay_level = "1s 2s".into()).await;
+        let sent_at = std::time::Instant::now();
+        let ok = broker.check(send_with("Later", "soon", &[("DELAY", "1")]), code::SUCCESS, "").await;
+        assert_eq!(ok.ext("queueId"), Some("0"));
+        // A level above the count is clamped to the last (2 s).
+        broker.check(send_with("Later", "later", &[("DELAY", "9")]), code::SUCCESS, "").await;
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        assert_eq!(max_offset(&broker, "Later", 0).await, "0", "a delayed message is visible before its time");
+        assert_eq!(broker.ctx.store.queue_offsets(crate::meta::topics::SCHEDULE_TOPIC, 0).1.0, 1);
+        assert_eq!(broker.ctx.store.queue_offsets(crate::meta::topics::SCHEDULE_TOPIC, 1).1.0, 1);
+        let first = wait_records(&broker, "Later", 0, 1).await;
+        assert!(sent_at.elapsed() >= std::time::Duration::from_millis(950), "level 1 delivered after {:?}", sent_at.elapsed());
+        assert_eq!(first[0].0, b"soon");
+        assert_eq!(first[0].1.get("DELAY"), None);
+        assert_eq!(first[0].1.get("REAL_TOPIC"), Some("Later"));
+        let both = wait_records(&broker, "Later", 0, 2).await;
+        assert!(sent_at.elapsed() >= std::time::Duration::from_millis(1950), "level 2 delivered after {:?}", sent_at.elapsed());
+        assert_eq!(both[1].0, b"later");
+        // The progress is served to slaves (and persisted as delayOffset.json).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let body = broker.check(RemotingCommand::request(rc::GET_ALL_DELAY_OFFSET), code::SUCCESS, "").await.body;
+            if body.as_ref() == b"{\"offsetTable\":{1:1,2:1}}" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "delay offsets: {}", String::from_utf8_lossy(&body));
+            compio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+}
+
+#[test]
+fn unserved_message_kinds_are_refused_not_ignored() {
+    run(|| async {
+        let broker = Broker::start().await;
+        broker.check(send_with("Kinds", "t", &[("TIMER_DELIVER_MS", "99999999999999")]), code::SYSTEM_ERROR, "TIMER_DELIVER_MS").await;
+        broker.check(send_with("Kinds", "t", &[("TIMER_DELAY_SEC", "5")]), code::SYSTEM_ERROR, "timerWheelEnable").await;
+        // A half message names its producer group, or no check-back could reach it.
+        broker.check(send_with("Kinds", "t", &[("TRAN_MSG", "true")]), code::MESSAGE_ILLEGAL, "PGROUP").await;
+        let prepared = send_with("Kinds", "t", &[]).with_ext("f", "4");
+        broker.check(prepared, code::MESSAGE_ILLEGAL, "PGROUP").await;
+        // A batch member with a delay level (Java: 13).
+        let props = b"DELAY\x012\x02";
+        let body = b"b";
+        let mut entry = Vec::new();
+        for v in [(20 + body.len() + 2 + props.len()) as i32, 0, 0, 0, body.len() as i32] {
+            entry.extend(v.to_be_bytes());
+        }
+        entry.extend(body);
+        entry.extend((props.len() as u16).to_be_bytes());
+        entry.extend(props);
+        let mut batch = RemotingCommand { code: rc::SEND_BATCH_MESSAGE, ..send_v2("Kinds", 0, "", "").with_ext("m", "true") };
+        batch.body = entry.into();
+        broker.check(batch, code::MESSAGE_ILLEGAL, "batching").await;
+        // Nothing was stored by the refused sends.
+        assert_eq!(max_offset(&broker, "Kinds", 0).await, "0");
+    });
+}
+
+#[test]
+fn a_sync_master_without_a_slave_never_answers_send_ok() {
+    run(|| async {
+        let broker = Broker::start_with(|c| c.broker.role = crate::config::BrokerRole::SyncMaster).await;
+        let stored = broker.check(send_with("Sync", "b", &[]), code::SLAVE_NOT_AVAILABLE, "").await;
+        // Stored on the master: the response carries what clients read.
+        assert_eq!(stored.ext("queueOffset"), Some("0"));
+        // WAIT=false asks for no replication: SEND_OK.
+        broker.check(send_with("Sync", "b", &[("WAIT", "false")]), code::SUCCESS, "").await;
+    });
+}
+
+#[test]
+fn send_backs_retry_with_the_next_level_then_dead_letter() {
+    run(|| async {
+        let broker = Broker::start_with(|c| c.store.message_delay_level = "1s 1s 1s 1s 1s".into()).await;
+        broker.heartbeat("g", "Work").await;
+        let sent = broker.check(send_with("Work", "job", &[("TAGS", "t1")]), code::SUCCESS, "").await;
+        let (_, offset) = ferromq_store::record::decode_offset_msg_id(sent.ext("msgId").unwrap()).unwrap();
+        let back = |offset: i64| {
+            request(rc::CONSUMER_SEND_MSG_BACK, &[("offset", &offset.to_string()), ("group", "g"), ("delayLevel", "0"), ("maxReconsumeTimes", "1")])
+        };
+        // Errors: no record there; no group named.
+        broker.check(back(offset.0 + 1), code::SYSTEM_ERROR, "offset").await;
+        broker.check(request(rc::CONSUMER_SEND_MSG_BACK, &[("offset", "0"), ("delayLevel", "0")]), code::SYSTEM_ERROR, "group").await;
+        // First failure: level 3 + 0, then %RETRY%g with reconsumeTimes 1.
+        broker.check(back(offset.0), code::SUCCESS, "").await;
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        assert_eq!(broker.ctx.store.queue_offsets(crate::meta::topics::SCHEDULE_TOPIC, 2).1.0, 1, "not parked at level 3");
+        let retried = wait_records(&broker, "%RETRY%g", 0, 1).await;
+        let (body, props, reconsume, retry_offset) = &retried[0];
+        assert_eq!((body.as_slice(), *reconsume), (&b"job"[..], 1));
+        assert_eq!(props.get("RETRY_TOPIC"), Some("Work"));
+        assert_eq!(props.get("TAGS"), Some("t1"));
+        assert_eq!(props.get("ORIGIN_MESSAGE_ID"), sent.ext("msgId"));
+        // Second failure: reconsumeTimes 1 ≥ max 1 → %DLQ%g at once, no delay.
+        broker.check(back(*retry_offset), code::SUCCESS, "").await;
+        let dead = wait_records(&broker, "%DLQ%g", 0, 1).await;
+        let (body, props, reconsume, _) = &dead[0];
+        assert_eq!((body.as_slice(), *reconsume), (&b"job"[..], 2));
+        assert_eq!(props.get("RETRY_TOPIC"), Some("Work"));
+        assert_eq!(props.get("ORIGIN_MESSAGE_ID"), sent.ext("msgId"));
+        assert_eq!(props.get("UNIQ_KEY"), Some(sent.ext("transactionId").unwrap()));
+        // A client's own resend past the limit goes to the DLQ too (§2.1 step 4).
+        let resend = send_with("%RETRY%g", "again", &[("DELAY", "3")]).with_ext("j", "5").with_ext("l", "4");
+        broker.check(resend, code::SUCCESS, "").await;
+        let dead = wait_records(&broker, "%DLQ%g", 0, 2).await;
+        assert_eq!(dead[1].0, b"again");
+    });
+}
+
+#[test]
+fn transactions_commit_roll_back_and_are_checked_back() {
+    run(|| async {
+        let broker = Broker::start_with(|c| {
+            c.transaction.check_interval_ms = 1000;
+            c.transaction.timeout_ms = 1;
+            c.transaction.check_max = 2;
+        })
+        .await;
+        let half = |body: &str| send_with("Pay", body, &[("TRAN_MSG", "true"), ("PGROUP", "pg")]);
+        let end = |sent: &RemotingCommand, group: &str, resolution: &str| {
+            let (_, offset) = ferromq_store::record::decode_offset_msg_id(sent.ext("msgId").unwrap()).unwrap();
+            request(
+                rc::END_TRANSACTION,
+                &[
+                    ("producerGroup", group),
+                    ("tranStateTableOffset", sent.ext("queueOffset").unwrap()),
+                    ("commitLogOffset", &offset.0.to_string()),
+                    ("commitOrRollback", resolution),
+                    ("msgId", sent.ext("transactionId").unwrap()),
+                ],
+            )
+        };
+        let a = broker.check(half("a"), code::SUCCESS, "").await;
+        let b = broker.check(half("b"), code::SUCCESS, "").await;
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        assert_eq!(max_offset(&broker, "Pay", 0).await, "0", "a half message is visible");
+        // Mismatches are refused and change nothing.
+        broker.check(end(&a, "other", "8"), code::SYSTEM_ERROR, "producer group").await;
+        let mut wrong = end(&a, "pg", "8");
+        wrong.ext_fields.insert("commitLogOffset", "1");
+        broker.check(wrong, code::SYSTEM_ERROR, "").await;
+        // Commit: delivered to the real queue, once; rollback: never.
+        broker.check(end(&a, "pg", "8"), code::SUCCESS, "").await;
+        broker.check(end(&b, "pg", "12"), code::SUCCESS, "").await;
+        broker.check(end(&b, "pg", "0"), code::SUCCESS, "").await;
+        let delivered = wait_records(&broker, "Pay", 0, 1).await;
+        assert_eq!(delivered.len(), 1);
+        assert_eq!(delivered[0].0, b"a");
+        assert_eq!(delivered[0].1.get("TRAN_MSG"), None);
+        // An unresolved half message is checked back (a copy with TRANSACTION_CHECK_TIMES),
+        // then discarded after check_max checks.
+        broker.check(half("c"), code::SUCCESS, "").await;
+        let half_records = wait_records(&broker, crate::meta::topics::TRANS_HALF_TOPIC, 0, 5).await;
+        let checks: Vec<Option<&str>> = half_records.iter().map(|r| r.1.get("TRANSACTION_CHECK_TIMES")).collect();
+        assert_eq!(checks, vec![None, None, None, Some("1"), Some("2")], "the half queue holds a, b, c and c's two check copies");
+        let discarded = wait_records(&broker, crate::meta::topics::TRANS_CHECK_MAX_TIME_TOPIC, 0, 1).await;
+        assert_eq!(discarded[0].0, b"c");
+        assert_eq!(max_offset(&broker, "Pay", 0).await, "1", "only the committed message reached its topic");
+    });
 }

@@ -1,6 +1,7 @@
 //! The broker's persistent control-plane metadata: topic configs (`topics.rs`, `topics.json`),
-//! subscription-group configs (`groups.rs`, `subscriptionGroup.json`) and committed consumer
-//! offsets (`offsets.rs`, `consumerOffset.json`), in the Java broker's file formats
+//! subscription-group configs (`groups.rs`, `subscriptionGroup.json`), committed consumer
+//! offsets (`offsets.rs`, `consumerOffset.json`) and delayed-delivery progress
+//! (`delay_offsets.rs`, `delayOffset.json`), in the Java broker's file formats
 //! (PROTOCOL.md §6.6), plus what they share: [`DataVersion`], the atomic file writer
 //! ([`write_atomic`], `persist.rs`) and fastjson helpers (`json.rs`).
 //!
@@ -10,6 +11,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+pub mod delay_offsets;
 pub mod groups;
 pub mod json;
 pub mod offsets;

@@ -21,6 +21,7 @@ use super::offsets::OffsetCommits;
 use super::router::{RouteError, Router};
 use crate::control::ControlHandle;
 use crate::error::{BrokerError, BrokerResult};
+use crate::meta::topics::SCHEDULE_TOPIC;
 
 /// The store type every shard runs.
 pub type ShardStore = Store<CompioStorage>;
@@ -45,6 +46,13 @@ pub struct ShardCtx {
     pub requests: Gauge,
     /// The executor of jobs other shards send here.
     pub executor: Rc<ExecutorState>,
+    /// The delay of each delay level in ms (index 0 = level 1), from `messageDelayLevel`.
+    pub delay_levels_ms: Vec<u64>,
+    /// Woken when `SCHEDULE_TOPIC_XXXX` entries of this shard become visible, and at stop: the
+    /// delay-level deliverers (`delay.rs`) wait on it when their queue is empty.
+    pub schedule_wake: Event,
+    /// Set when the shard begins to stop; long-running shard tasks end at their next step.
+    pub stopping: Cell<bool>,
 }
 
 impl ShardCtx {
@@ -60,6 +68,10 @@ impl ShardCtx {
             offsets: OffsetCommits::new(config.limits.max_pending_offset_commits_per_shard),
             requests: Gauge::default(),
             executor: ExecutorState::new(config.limits.cross_shard_max_running_jobs),
+            // Validated at start (BrokerConfig::validate), so the fallback is never used.
+            delay_levels_ms: config.delay_levels_ms().unwrap_or_default(),
+            schedule_wake: Event::new(),
+            stopping: Cell::new(false),
             control: control.clone(),
         });
         // Held pulls wake when their queue's new entries are visible (dispatched), not merely
@@ -68,6 +80,9 @@ impl ShardCtx {
         let weak = Rc::downgrade(&ctx);
         ctx.store.on_dispatched(move |topic, queue_id| {
             if let Some(ctx) = weak.upgrade() {
+                if topic == SCHEDULE_TOPIC {
+                    ctx.schedule_wake.notify(usize::MAX);
+                }
                 ctx.held.notify(topic, queue_id);
             }
         });

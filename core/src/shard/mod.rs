@@ -5,7 +5,9 @@
 //! - `router.rs`: queue ownership ([`owner_of`]) and cross-shard calls through bounded mailboxes.
 //! - `executor.rs`: runs other shards' jobs, at most `crossShardMaxRunningJobs` at once.
 //! - `held.rs`: pulls held by long polling.
+//! - `delay.rs`: the delay-level deliverers (due delayed messages to their real queues).
 //! - `offsets.rs`: offset commits coalesced on their way to the control thread.
+//! - `transaction.rs`: the transaction check-back task (on the half queue's shard).
 //! - `run.rs`: the thread — start, named tasks, stop.
 //!
 //! Ownership: each message queue (topic, queueId) belongs to exactly one shard; only the owner
@@ -13,11 +15,13 @@
 //! except the router and the mailboxes' job type.
 
 pub mod ctx;
+pub mod delay;
 pub mod executor;
 pub mod held;
 pub mod offsets;
 pub mod router;
 pub mod run;
+pub mod transaction;
 
 pub use ctx::{ShardCtx, ShardStore, route_error};
 pub use executor::JobSlot;

@@ -8,11 +8,14 @@
 //! - **server** — the SO_REUSEPORT listener and its connections (`net::server`);
 //! - **executor** — jobs from other shards, capped (`executor.rs`);
 //! - **events** — notifications the control thread asks this shard to send on its connections;
-//! - **offset flusher** — coalesced offset commits to the control thread (`offsets.rs`).
+//! - **offset flusher** — coalesced offset commits to the control thread (`offsets.rs`);
+//! - **delay levels** — delivery of due delayed messages of the levels this shard owns
+//!   (`delay.rs`);
+//! - **transaction check-back** — on the shard that owns the half queue (`transaction.rs`).
 //!
 //! Stop (the broker closes `stop`): stop accepting and close the connections, wake every held
-//! pull, wait for the requests still being served (at most [`SHUTDOWN_GRACE`]), close the
-//! mailbox and wait for the running jobs, hand the last offset commits to the control thread,
+//! pull, let the delay-level deliverers and the check-back finish the message in hand, wait for the requests still
+//! being served (at most [`SHUTDOWN_GRACE`]), close the mailbox and wait for the running jobs, hand the last offset commits to the control thread,
 //! then close the store (flush, checkpoint, remove the abort marker). Every wait is on an
 //! event, none polls.
 
@@ -120,6 +123,8 @@ where
         let ctx = ctx.clone();
         async move { ctx.offsets.run_flusher(&ctx.control).await }
     });
+    let delay_task = super::delay::spawn(&ctx);
+    let check_task = super::transaction::spawn(&ctx);
 
     let service = make_service(ctx.clone());
     let shutdown = async move {
@@ -135,6 +140,14 @@ where
         conn.close();
     }
     ctx.held.stop();
+    if compio::time::timeout(SHUTDOWN_GRACE, super::delay::stop(&ctx, delay_task)).await.is_err() {
+        warn!(shard = id.0, "delay-level deliverers still running after {SHUTDOWN_GRACE:?}; stopping anyway");
+    }
+    if let Some(check_task) = check_task
+        && compio::time::timeout(SHUTDOWN_GRACE, check_task).await.is_err()
+    {
+        warn!(shard = id.0, "transaction check-back still running after {SHUTDOWN_GRACE:?}; stopping anyway");
+    }
     if compio::time::timeout(SHUTDOWN_GRACE, ctx.requests.wait_zero()).await.is_err() {
         warn!(shard = id.0, in_flight = ctx.requests.get(), "requests still running after {SHUTDOWN_GRACE:?}; stopping anyway");
     }
@@ -163,6 +176,16 @@ async fn serve_events(ctx: Rc<ShardCtx>, events: async_channel::Receiver<ShardEv
                     let sent = compio::time::timeout(NOTIFY_TIMEOUT, conn.invoke_oneway(notify)).map(|r| r.map_err(|_| ()).and_then(|r| r.map_err(|_| ())));
                     if sent.await.is_err() {
                         tracing::debug!(conn = conn.id(), group, "NOTIFY_CONSUMER_IDS_CHANGED not sent");
+                    }
+                })
+                .detach();
+            }
+            ShardEvent::CheckTransactionState { connection, request } => {
+                let Some(conn) = ctx.connections.borrow().get(&connection).cloned() else { continue };
+                compio::runtime::spawn(async move {
+                    let sent = compio::time::timeout(NOTIFY_TIMEOUT, conn.invoke_oneway(request)).map(|r| r.map_err(|_| ()).and_then(|r| r.map_err(|_| ())));
+                    if sent.await.is_err() {
+                        tracing::debug!(conn = conn.id(), "CHECK_TRANSACTION_STATE not sent");
                     }
                 })
                 .detach();

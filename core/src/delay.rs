@@ -1,0 +1,198 @@
+//! Delay levels (PROTOCOL.md §9.3): how a delayed message is parked in `SCHEDULE_TOPIC_XXXX`
+//! and how it is rebuilt for its real topic when it is due. Pure functions over records and
+//! encoded properties; the task that delivers due messages is `shard/delay.rs`, the progress
+//! table `meta/delay_offsets.rs`.
+//!
+//! A message sent with `DELAY = n > 0` (levels above the configured count are clamped to the
+//! last) is stored in queue `n − 1` of `SCHEDULE_TOPIC_XXXX` with `REAL_TOPIC` / `REAL_QID`
+//! naming where it belongs. Every record of one level has the same delay, so each level's queue
+//! is due in order: the deliverer only ever waits for the head of its queue.
+
+use bytes::Bytes;
+use ferromq_store::record::{MessageInput, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR, PropertySummary, RecordView, property_pairs};
+
+use crate::meta::topics::SCHEDULE_TOPIC;
+
+/// Delay level (1-based) of a scheduled message.
+pub const PROPERTY_DELAY: &str = "DELAY";
+/// The topic a scheduled message is delivered to.
+pub const PROPERTY_REAL_TOPIC: &str = "REAL_TOPIC";
+/// The queue a scheduled message is delivered to.
+pub const PROPERTY_REAL_QUEUE_ID: &str = "REAL_QID";
+/// `WAIT=false`: broker-internal writes do not wait for flush or replication (§7.1).
+pub const PROPERTY_WAIT: &str = "WAIT";
+/// The 5.x timer properties (arbitrary delays), which FerroMQ does not serve yet.
+pub const TIMER_PROPERTIES: [&str; 3] = ["TIMER_DELIVER_MS", "TIMER_DELAY_SEC", "TIMER_DELAY_MS"];
+
+/// The queue of `SCHEDULE_TOPIC_XXXX` that holds `level`.
+pub fn schedule_queue(level: u32) -> u32 {
+    level.saturating_sub(1)
+}
+
+/// The delay level a `DELAY` property value asks for: `None` for absent, unparsable or ≤ 0
+/// (not delayed, as Java reads it), else clamped to `max_level`.
+pub fn requested_level(value: Option<&str>, max_level: u32) -> Option<u32> {
+    let level = value?.trim().parse::<i64>().ok().filter(|l| *l > 0)?;
+    Some(u32::try_from(level).unwrap_or(u32::MAX).min(max_level))
+}
+
+/// Parks `msg` in `SCHEDULE_TOPIC_XXXX`: queue `level − 1`, with `REAL_TOPIC` / `REAL_QID`
+/// naming its destination (appended, so a client-sent value of either is overridden for every
+/// reader — the last duplicate wins).
+pub fn to_scheduled(msg: &mut MessageInput, level: u32) {
+    let real_queue = msg.queue_id.to_string();
+    let mut properties = std::mem::take(&mut msg.properties);
+    end_with_separator(&mut properties);
+    push_property(&mut properties, PROPERTY_REAL_TOPIC, &msg.topic);
+    push_property(&mut properties, PROPERTY_REAL_QUEUE_ID, &real_queue);
+    msg.summary = Some(PropertySummary::scan(&properties));
+    msg.properties = properties;
+    msg.topic = SCHEDULE_TOPIC.to_owned();
+    msg.queue_id = schedule_queue(level);
+}
+
+/// When a scheduled record stored at `store_timestamp_ms` is due: its store time plus the
+/// level's delay, but never later than `now_ms + delay_ms` (a clock set back must not hold a
+/// message for longer than its delay, as Java clamps it).
+pub fn due_ms(store_timestamp_ms: i64, delay_ms: u64, now_ms: i64) -> i64 {
+    let delay = i64::try_from(delay_ms).unwrap_or(i64::MAX);
+    store_timestamp_ms.saturating_add(delay).min(now_ms.saturating_add(delay))
+}
+
+/// Why a scheduled record cannot be delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    #[error("it has no {PROPERTY_REAL_TOPIC} property")]
+    NoRealTopic,
+    #[error("its {PROPERTY_REAL_QUEUE_ID} property {0:?} is not a queue id")]
+    BadRealQueue(String),
+}
+
+/// The message a due scheduled record becomes (§9.3): its real topic and queue, the original
+/// body, flag, sysflag, born and store hosts, born time and reconsume count; its properties
+/// without `DELAY` (and the timer properties) and with `WAIT=false`. `REAL_TOPIC` and
+/// `REAL_QID` stay, as Java keeps them.
+pub fn restored(view: &RecordView<'_>) -> Result<MessageInput, RestoreError> {
+    let mut real_topic = None;
+    let mut real_queue = None;
+    for (name, value) in property_pairs(view.properties) {
+        match name {
+            PROPERTY_REAL_TOPIC => real_topic = Some(value),
+            PROPERTY_REAL_QUEUE_ID => real_queue = Some(value),
+            _ => {}
+        }
+    }
+    let topic = real_topic.filter(|t| !t.is_empty()).ok_or(RestoreError::NoRealTopic)?;
+    let queue = real_queue.unwrap_or("");
+    let queue_id = queue.trim().parse::<u32>().map_err(|_| RestoreError::BadRealQueue(queue.to_owned()))?;
+    let drop = [PROPERTY_DELAY, PROPERTY_WAIT, TIMER_PROPERTIES[0], TIMER_PROPERTIES[1], TIMER_PROPERTIES[2]];
+    let properties = rebuild_properties(view.properties, &drop, &[(PROPERTY_WAIT, "false")]);
+    Ok(MessageInput {
+        topic: topic.to_owned(),
+        queue_id,
+        flag: view.flag,
+        body: Bytes::copy_from_slice(view.body),
+        summary: Some(PropertySummary::scan(&properties)),
+        properties,
+        sys_flag: view.sys_flag,
+        born_timestamp_ms: view.born_timestamp_ms,
+        born_host: view.born_host,
+        store_host: view.store_host,
+        reconsume_times: view.reconsume_times,
+        prepared_transaction_offset: view.prepared_transaction_offset,
+    })
+}
+
+/// `original` without the properties named in `drop` (every occurrence), then `add` appended.
+pub fn rebuild_properties(original: &[u8], drop: &[&str], add: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(original.len() + 64);
+    for (name, value) in property_pairs(original) {
+        if !drop.contains(&name) {
+            push_property(&mut out, name, value);
+        }
+    }
+    for (name, value) in add {
+        push_property(&mut out, name, value);
+    }
+    out
+}
+
+/// Ends an encoded properties string with a separator (if it has content), so that more pairs
+/// can follow.
+pub fn end_with_separator(out: &mut Vec<u8>) {
+    if out.last().is_some_and(|b| *b != PROPERTY_SEPARATOR) {
+        out.push(PROPERTY_SEPARATOR);
+    }
+}
+
+/// Appends `name \u0001 value \u0002`.
+pub fn push_property(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.push(NAME_VALUE_SEPARATOR);
+    out.extend_from_slice(value.as_bytes());
+    out.push(PROPERTY_SEPARATOR);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use ferromq_store::ClientPhysicalOffset;
+    use ferromq_store::record::{Properties, StoreAssigned, decode_record, encode_record};
+
+    fn assigned() -> StoreAssigned {
+        StoreAssigned { queue_offset: 0, physical_offset: ClientPhysicalOffset(0), store_timestamp_ms: 5 }
+    }
+
+    #[test]
+    fn levels_are_read_as_java_reads_them() {
+        assert_eq!(requested_level(None, 18), None);
+        assert_eq!(requested_level(Some("0"), 18), None);
+        assert_eq!(requested_level(Some("-1"), 18), None);
+        assert_eq!(requested_level(Some("x"), 18), None);
+        assert_eq!(requested_level(Some("3"), 18), Some(3));
+        assert_eq!(requested_level(Some("40"), 18), Some(18));
+        assert_eq!(schedule_queue(1), 0);
+    }
+
+    #[test]
+    fn due_time_is_store_time_plus_delay_clamped_to_now_plus_delay() {
+        assert_eq!(due_ms(1_000, 500, 1_100), 1_500);
+        // The clock went back: due no later than now + delay.
+        assert_eq!(due_ms(10_000, 500, 2_000), 2_500);
+    }
+
+    #[test]
+    fn a_scheduled_message_is_restored_to_its_real_queue() {
+        let mut props = Properties::new();
+        props.insert("TAGS", "t");
+        props.insert(PROPERTY_DELAY, "2");
+        props.insert("KEYS", "k1");
+        let mut msg = MessageInput::simple("Real", 3, &b"body"[..], &props);
+        msg.reconsume_times = 2;
+        to_scheduled(&mut msg, 2);
+        assert_eq!((msg.topic.as_str(), msg.queue_id), (SCHEDULE_TOPIC, 1));
+        let mut bytes = Vec::new();
+        encode_record(&msg, assigned(), &mut bytes).unwrap();
+        let view = decode_record(&bytes, true).unwrap();
+        let back = restored(&view).unwrap();
+        assert_eq!((back.topic.as_str(), back.queue_id, back.reconsume_times), ("Real", 3, 2));
+        assert_eq!(&back.body[..], b"body");
+        let p = Properties::decode(&back.properties);
+        assert_eq!(p.get("TAGS"), Some("t"));
+        assert_eq!(p.get("KEYS"), Some("k1"));
+        assert_eq!(p.get(PROPERTY_DELAY), None);
+        assert_eq!(p.get(PROPERTY_WAIT), Some("false"));
+        assert_eq!(p.get(PROPERTY_REAL_TOPIC), Some("Real"));
+        assert_eq!(p.get(PROPERTY_REAL_QUEUE_ID), Some("3"));
+        assert_eq!(back.summary.as_ref().map(|s| s.no_wait), Some(true));
+    }
+
+    #[test]
+    fn records_without_a_destination_are_refused() {
+        let msg = MessageInput::simple(SCHEDULE_TOPIC, 0, &b"b"[..], &Properties::new());
+        let mut bytes = Vec::new();
+        encode_record(&msg, assigned(), &mut bytes).unwrap();
+        assert_eq!(restored(&decode_record(&bytes, true).unwrap()), Err(RestoreError::NoRealTopic));
+    }
+}
