@@ -77,6 +77,9 @@ pub const REGISTER_PERIOD_MIN_MS: u64 = 10_000;
 pub const REGISTER_PERIOD_MAX_MS: u64 = 60_000;
 /// Bytes of one consume-queue entry (`mappedFileSizeConsumeQueue` is rounded up to a multiple).
 pub const CQ_UNIT_BYTES: u64 = 20;
+/// Java's default `msgTraceTopicName`.
+pub const DEFAULT_TRACE_TOPIC_NAME: &str = "RMQ_SYS_TRACE_TOPIC";
+
 /// Java's default `messageDelayLevel` (§9.3).
 pub const DEFAULT_MESSAGE_DELAY_LEVEL: &str = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
 /// Java's `brokerName` when the host name cannot be read.
@@ -350,6 +353,13 @@ pub struct TopicsSection {
     /// `brokerTopicEnable` / `broker_topic_enable`. Register a topic named after the broker.
     /// Default true.
     pub broker_topic_enable: bool,
+    /// `traceTopicEnable` / `trace_topic_enable`. Create the message-trace topic
+    /// (`trace_topic_name`, 1 queue) at start and register it, for clients with message trace
+    /// on. Default false (as Java); with auto-create on, the first trace send creates it anyway.
+    pub trace_topic_enable: bool,
+    /// `msgTraceTopicName` / `trace_topic_name`. The message-trace topic. Default
+    /// `RMQ_SYS_TRACE_TOPIC`; a valid topic name.
+    pub trace_topic_name: String,
 }
 
 /// `[consumer]`: pull holding, client channels and consumer offsets (§2.2, §11.2).
@@ -379,6 +389,11 @@ pub struct ConsumerSection {
     /// between persists of committed consumer offsets (`consumerOffset.json`). Default 5000;
     /// bounds 100..=3 600 000. A crash re-delivers up to this much consumption.
     pub flush_consumer_offset_interval_ms: u64,
+    /// `enablePropertyFilter` / `enable_property_filter`. Serve SQL92 subscriptions
+    /// (`selector.rs`): each candidate record's properties are read on pull. Default false (as
+    /// Java): SQL92 subscriptions are refused with SYSTEM_ERROR. TAG subscriptions cost the
+    /// same either way.
+    pub enable_property_filter: bool,
 }
 
 /// `[transaction]`: transactional messages (§10): half messages, END_TRANSACTION and the
@@ -644,6 +659,8 @@ impl Default for BrokerConfig {
                 auto_create_subscription_group: true,
                 cluster_topic_enable: true,
                 broker_topic_enable: true,
+                trace_topic_enable: false,
+                trace_topic_name: DEFAULT_TRACE_TOPIC_NAME.to_owned(),
             },
             consumer: ConsumerSection {
                 long_polling_enable: true,
@@ -652,6 +669,7 @@ impl Default for BrokerConfig {
                 slave_read_enable: false,
                 channel_expired_timeout_ms: 120_000,
                 flush_consumer_offset_interval_ms: 5000,
+                enable_property_filter: false,
             },
             transaction: TransactionSection {
                 reject_transaction_message: false,
@@ -1524,9 +1542,15 @@ pub static KEYS: &[Key] = &[
         topics.cluster_topic_enable),
     bool_key!("brokerTopicEnable", "topics", "broker_topic_enable", "register a topic named after the broker; default true",
         topics.broker_topic_enable),
+    bool_key!("traceTopicEnable", "topics", "trace_topic_enable", "create the message-trace topic at start; default false",
+        topics.trace_topic_enable),
+    text_key!("msgTraceTopicName", "topics", "trace_topic_name", "the message-trace topic; default RMQ_SYS_TRACE_TOPIC",
+        topics.trace_topic_name, non_empty),
     // [consumer]
     bool_key!("longPollingEnable", "consumer", "long_polling_enable", "hold empty pulls until a message arrives; default true",
         consumer.long_polling_enable),
+    bool_key!("enablePropertyFilter", "consumer", "enable_property_filter", "serve SQL92 subscriptions; default false",
+        consumer.enable_property_filter),
     num_key!("shortPollingTimeMills", "consumer", "short_polling_time_ms", "ms an empty pull is held without long polling; default 1000; 1..=60000",
         consumer.short_polling_time_ms, 1u64, 60_000u64, "milliseconds"),
     bool_key!("notifyConsumerIdsChangedEnable", "consumer", "notify_consumer_ids_changed_enable", "push code 40 on group changes; default true",
@@ -1802,9 +1826,7 @@ pub const FIXED_VALUE_KEYS: &[(&str, Fixed, &str)] = &[
     ("inSyncReplicas", Fixed::Int(1), "replication is not built (§7): no slave can acknowledge a send"),
     ("duplicationEnable", Fixed::Bool(false), "duplication mode (dispatch from the confirmed offset, no registration at start) is not supported"),
     ("enabledAppendPropCRC", Fixed::Bool(false), "properties CRCs (__CRC32#) are not written"),
-    ("enablePropertyFilter", Fixed::Bool(false), "SQL92 filtering is not supported; subscriptions filter by TAG only"),
     ("filterServerNums", Fixed::Int(0), "filter servers (removed in RocketMQ 5) are not supported"),
-    ("traceTopicEnable", Fixed::Bool(false), "the broker does not create the trace topic yet; create RMQ_SYS_TRACE_TOPIC with mqadmin updateTopic or keep autoCreateTopicEnable"),
     ("enableLmq", Fixed::Bool(false), "light message queues (%LMQ% topics) are not supported"),
     ("enableMultiDispatch", Fixed::Bool(false), "multi-dispatch (INNER_MULTI_DISPATCH to light message queues) is not supported"),
     ("disableConsumeIfConsumerReadSlowly", Fixed::Bool(false), "consumption of lagging groups is never disabled"),
@@ -1829,7 +1851,8 @@ const CLEAN_PACING: &str = "pacing of Java's clean-up thread: FerroMQ's retentio
 const COLD_READS: &str = "Java applies tighter pull limits to messages out of the page cache: FerroMQ does not tell them \
      apart, every pull is bounded by maxTransferBytesOnMessageInMemory / maxTransferCountOnMessageInMemory";
 const SLAVE_ONLY: &str = "slave-side setting: no slave can run yet (brokerRole=SLAVE is refused at start)";
-const SQL_FILTER: &str = "SQL92 filter internals: SQL92 filtering is refused (enablePropertyFilter)";
+const SQL_FILTER: &str = "internals of Java's SQL92 filter (bloom-filter consume-queue extension): FerroMQ evaluates each \
+     candidate record's properties on pull";
 const STATS: &str = "Java's statistics switches: FerroMQ keeps its own counters (GET_BROKER_RUNTIME_INFO)";
 const COMMERCIAL: &str = "Java's commercial statistics";
 const LMQ: &str = "light message queues are refused (enableLmq)";
@@ -1944,11 +1967,11 @@ pub const NO_EFFECT_KEYS: &[(&str, &str)] = &[
     // Settings without a counterpart, and modes refused above.
     ("rocketmqHome", "Java's installation directory: FerroMQ needs none"),
     ("brokerConfigPath", "where Java persists UPDATE_BROKER_CONFIG changes: FerroMQ does not change its configuration at run time"),
-    ("msgTraceTopicName", "name of the trace topic, used only with traceTopicEnable (refused)"),
     ("storeReplyMessageEnable", "SEND_REPLY_MESSAGE (324) is answered REQUEST_CODE_NOT_SUPPORTED, so replies fail visibly either way"),
     ("useServerSideResetOffset", "offset-reset requests from mqadmin are answered REQUEST_CODE_NOT_SUPPORTED either way"),
     ("validateSystemTopicWhenUpdateTopic", "FerroMQ always refuses updateTopic on system topics (Java's default, true), visibly"),
-    ("filterSupportRetry", SQL_FILTER),
+    ("filterSupportRetry", "FerroMQ applies SQL92 selectors to the subscribed topics only, as Java's default (false): \
+     retry topics are subscribed with *"),
     ("enableCalcFilterBitMap", SQL_FILTER),
     ("expectConsumerNumUseFilter", SQL_FILTER),
     ("maxErrorRateOfBloomFilter", SQL_FILTER),

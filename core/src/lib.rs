@@ -8,6 +8,7 @@
 //! - [`shard`]: pinned shard threads, queue ownership, cross-shard calls, long-poll holds.
 //! - [`handlers`]: one handler per request code.
 //! - [`delay`]: delay levels — how delayed messages are parked and restored (§9.3).
+//! - [`selector`]: the SQL92 message selector (`enablePropertyFilter`).
 //! - [`transaction`]: half messages, commits, op records and check-backs (§10).
 //! - [`header`], [`error`]: one way to read a request header and one way to fail.
 //! - [`clients`]: producer/consumer/lock tables (data the control plane owns).
@@ -29,5 +30,6 @@ pub mod error;
 pub mod handlers;
 pub mod header;
 pub mod meta;
+pub mod selector;
 pub mod shard;
 pub mod transaction;

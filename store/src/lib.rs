@@ -28,7 +28,7 @@ pub use error::{Result, StoreError};
 pub use offset_space::{CLIENT_OFFSET_EXACT_LIMIT, OffsetSpace, SegmentRange};
 pub use record::{MessageInput, Properties, RecordView};
 pub use store::{
-    AckLevel, AppendResult, LogRange, PullResult, PullStatus, RecoveryReport, Store, StoreStats, TagFilter,
+    AckLevel, AppendResult, LogRange, PropertyFilter, PullResult, PullStatus, RecoveryReport, Store, StoreStats, TagFilter,
 };
 pub use types::{
     ClientPhysicalOffset, CommitLogOffset, QueueId, QueueOffset, ShardId, decode_client_offset,

@@ -93,18 +93,43 @@ pub enum PullStatus {
     NoMessageInQueue,
 }
 
-/// Tag filter by hash (the broker's part of TAG subscriptions).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A filter on a message's properties (the broker's SQL92 selector), applied to each record a
+/// pull would return, after the consume-queue scan.
+pub trait PropertyFilter: std::fmt::Debug + Send + Sync {
+    /// Whether the record with these encoded properties (§5.4) is wanted.
+    fn matches(&self, encoded_properties: &[u8]) -> bool;
+}
+
+/// What a pull wants: every message, the tags hashes of a TAG subscription (matched in the
+/// consume queue, without reading the log), or a property filter (each candidate record's
+/// properties are read — only such subscriptions pay for it).
+#[derive(Debug, Clone)]
 pub enum TagFilter {
     All,
     /// Java hash codes of the subscribed tags; matched against the entry's tags code as int32.
     Codes(Vec<i32>),
+    Properties(Arc<dyn PropertyFilter>),
 }
 
+impl PartialEq for TagFilter {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (TagFilter::All, TagFilter::All) => true,
+            (TagFilter::Codes(a), TagFilter::Codes(b)) => a == b,
+            (TagFilter::Properties(a), TagFilter::Properties(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for TagFilter {}
+
 impl TagFilter {
+    /// Whether a consume-queue entry with this tags code may match (a property filter decides
+    /// on the record itself).
     pub fn matches(&self, tags_code: i64) -> bool {
         match self {
-            TagFilter::All => true,
+            TagFilter::All | TagFilter::Properties(_) => true,
             TagFilter::Codes(c) => c.contains(&(tags_code as i32)),
         }
     }
@@ -776,7 +801,8 @@ impl<S: Storage> Store<S> {
         // reading (and decoding) the whole budget would be 25 times the work for 32 messages.
         let max_scan = match filter {
             TagFilter::All => u64::from(max_msgs).max(1),
-            TagFilter::Codes(_) => (16_000 / consume_queue::CQ_ENTRY_LEN as u64).max(u64::from(max_msgs)),
+            // A property filter reads each candidate record: the same budget as Java's.
+            TagFilter::Codes(_) | TagFilter::Properties(_) => (16_000 / consume_queue::CQ_ENTRY_LEN as u64).max(u64::from(max_msgs)),
         };
         let Some(entries) = consume_queue::read_entries(&q, offset, max_scan).await? else {
             let per = q.borrow().entries_per_file;
@@ -826,6 +852,17 @@ impl<S: Storage> Store<S> {
                     res.status = PullStatus::OffsetOverflowOne;
                 }
                 break;
+            }
+            if let TagFilter::Properties(wanted) = filter {
+                let record = self.read_range(LogRange { offset: CommitLogOffset(e.offset), len: e.size }).await?;
+                let properties = record::decode_record(&record, false).map_err(|err| StoreError::CorruptFile {
+                    what: "commit log",
+                    path: q.borrow().dir.clone(),
+                    reason: format!("the record at {} that a consume-queue entry names does not decode: {err}", e.offset),
+                })?;
+                if !wanted.matches(properties.properties) {
+                    continue;
+                }
             }
             match res.ranges.last_mut() {
                 Some(r) if r.offset.0 + u64::from(r.len) == e.offset => r.len += e.size,

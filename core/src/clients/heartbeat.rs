@@ -266,8 +266,9 @@ impl SubscriptionData {
         self.code_set = self.tags_set.iter().map(|t| java_string_hash(t)).collect();
     }
 
-    /// Reads one element of `subscriptionDataSet` leniently. `Err` names what is wrong.
-    fn from_value(v: &Value) -> Result<Self, String> {
+    /// Reads one element of `subscriptionDataSet` (or CHECK_CLIENT_CONFIG's
+    /// `subscriptionData`) leniently. `Err` names what is wrong.
+    pub fn from_value(v: &Value) -> Result<Self, String> {
         let obj = v.as_object().ok_or("subscription is not an object")?;
         let topic = lenient_string(obj.get("topic"))
             .filter(|t| !t.is_empty())

@@ -19,6 +19,9 @@ use crate::config::BrokerConfig;
 use crate::error::{BrokerError, BrokerResult};
 use crate::meta::topics::TopicConfig;
 
+/// A registered subscription's store filter, or the error its pulls get.
+pub type SubscriptionFilter = Result<Arc<TagFilter>, BrokerError>;
+
 /// Who this broker is, as registered with name servers and stamped into message ids.
 #[derive(Debug, Clone)]
 pub struct BrokerIdentity {
@@ -40,8 +43,9 @@ pub struct ControlView {
     /// The broker's permission bits (PERM_READ | PERM_WRITE …, §8.2).
     pub broker_permission: i32,
     pub topics: HashMap<Arc<str>, Arc<TopicConfig>>,
-    /// group → topic → the tag filter of the group's subscription (registered by heartbeats).
-    pub subscriptions: HashMap<String, HashMap<String, Arc<TagFilter>>>,
+    /// group → topic → the filter of the group's subscription (registered by heartbeats), or
+    /// why its pulls are refused (an SQL92 subscription the broker does not serve).
+    pub subscriptions: HashMap<String, HashMap<String, SubscriptionFilter>>,
 }
 
 impl ControlView {
@@ -51,7 +55,7 @@ impl ControlView {
 
     /// The filter a pull without an inline subscription uses; `None` when the group has not
     /// subscribed the topic.
-    pub fn subscription(&self, group: &str, topic: &str) -> Option<&Arc<TagFilter>> {
+    pub fn subscription(&self, group: &str, topic: &str) -> Option<&SubscriptionFilter> {
         self.subscriptions.get(group)?.get(topic)
     }
 }

@@ -18,7 +18,7 @@ use ferromq_store::TagFilter;
 use tracing::{error, info, warn};
 
 use super::command::{Command, GroupOffsets, OffsetKey, RetryGroup};
-use super::handle::{ControlHandle, ControlView, ShardEvent};
+use super::handle::{ControlHandle, ControlView, ShardEvent, SubscriptionFilter};
 use crate::clients::consumers::ConsumerManager;
 use crate::clients::heartbeat::{HeartbeatData, SubscriptionData};
 use crate::clients::locks::LockTable;
@@ -92,7 +92,7 @@ impl ControlPlane {
             default_topic_queue_nums: config.topics.default_topic_queue_nums as i32,
             cluster_topic_enable: config.topics.cluster_topic_enable,
             broker_topic_enable: config.topics.broker_topic_enable,
-            trace_topic: None,
+            trace_topic: config.topics.trace_topic_enable.then(|| config.topics.trace_topic_name.clone()),
         };
         let load_error = |what: &str, e: &dyn std::fmt::Display| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("cannot load {what}: {e}"));
         let topics = TopicConfigTable::load(&config_dir.join(TOPICS_FILE), settings).map_err(|e| load_error(TOPICS_FILE, &e))?;
@@ -404,10 +404,11 @@ impl ControlPlane {
         });
     }
 
-    fn subscription_view(&self) -> HashMap<String, HashMap<String, Arc<TagFilter>>> {
-        let mut view: HashMap<String, HashMap<String, Arc<TagFilter>>> = HashMap::new();
+    fn subscription_view(&self) -> HashMap<String, HashMap<String, SubscriptionFilter>> {
+        let sql_enabled = self.handle.config().consumer.enable_property_filter;
+        let mut view: HashMap<String, HashMap<String, SubscriptionFilter>> = HashMap::new();
         for group in self.consumers.groups() {
-            let topics = group.subscriptions().iter().map(|(topic, sub)| (topic.clone(), Arc::new(tag_filter_of(sub)))).collect();
+            let topics = group.subscriptions().iter().map(|(topic, sub)| (topic.clone(), filter_of(sub, sql_enabled).map(Arc::new))).collect();
             view.insert(group.group().to_owned(), topics);
         }
         view
@@ -534,13 +535,17 @@ impl ControlPlane {
     }
 }
 
-/// A subscription as the store's tag-hash filter: every message for `*` and for expression
-/// types the store cannot filter (SQL92 is filtered nowhere yet: every message passes).
-fn tag_filter_of(subscription: &SubscriptionData) -> TagFilter {
-    if subscription.is_all() || !subscription.is_tag_type() {
-        return TagFilter::All;
+/// A subscription as the store's filter: tags hashes for TAG (every message for `*`), the
+/// compiled selector for SQL92; an SQL92 subscription the broker does not serve is the error
+/// its pulls get.
+fn filter_of(subscription: &SubscriptionData, sql_enabled: bool) -> Result<TagFilter, BrokerError> {
+    if !subscription.is_tag_type() {
+        return crate::selector::expression_filter(&subscription.expression_type, &subscription.sub_string, sql_enabled);
     }
-    TagFilter::Codes(subscription.code_set.iter().copied().collect())
+    if subscription.is_all() {
+        return Ok(TagFilter::All);
+    }
+    Ok(TagFilter::Codes(subscription.code_set.iter().copied().collect()))
 }
 
 /// Writes one table's file if it changed; on failure it stays dirty and the next batch or

@@ -1,5 +1,5 @@
-//! Client bookkeeping: HEART_BEAT (34), UNREGISTER_CLIENT (35), GET_CONSUMER_LIST_BY_GROUP (38)
-//! (PROTOCOL.md §2.1, §2.2). The tables are the control plane's; membership changes make it send
+//! Client bookkeeping: HEART_BEAT (34), UNREGISTER_CLIENT (35), GET_CONSUMER_LIST_BY_GROUP (38),
+//! CHECK_CLIENT_CONFIG (46) (PROTOCOL.md §2.1, §2.2). The tables are the control plane's; membership changes make it send
 //! NOTIFY_CONSUMER_IDS_CHANGED to every consumer of the group, on its connection's shard.
 
 use std::rc::Rc;
@@ -7,7 +7,7 @@ use std::rc::Rc;
 use ferromq_net::RemotingCommand;
 
 use super::reply::Origin;
-use crate::clients::heartbeat::HeartbeatData;
+use crate::clients::heartbeat::{HeartbeatData, SubscriptionData};
 use crate::clients::{ChannelId, ClientInfo};
 use crate::control::Command;
 use crate::error::{BrokerError, BrokerResult};
@@ -51,4 +51,19 @@ pub async fn consumer_list_by_group(ctx: &Rc<ShardCtx>, request: &RemotingComman
     }
     let body = serde_json::json!({ "consumerIdList": ids });
     Ok(request.success_response().with_body(serde_json::to_vec(&body).unwrap_or_default()))
+}
+
+/// 46 CHECK_CLIENT_CONFIG: whether the broker serves a consumer's subscription — any TAG one;
+/// an SQL92 one only with `enablePropertyFilter` (else SYSTEM_ERROR) and only if it compiles
+/// (else SUBSCRIPTION_PARSE_FAILED), so a bad selector fails when it is subscribed, not on
+/// every pull.
+pub async fn check_client_config(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
+    let body = crate::meta::json::parse_object_tolerant(&request.body).map_err(|e| BrokerError::system(format!("bad CHECK_CLIENT_CONFIG body: {e}")))?;
+    let subscription = body.get("subscriptionData").ok_or_else(|| BrokerError::system("CHECK_CLIENT_CONFIG body has no subscriptionData"))?;
+    let subscription = SubscriptionData::from_value(subscription).map_err(|e| BrokerError::system(format!("bad subscriptionData: {e}")))?;
+    if !subscription.is_tag_type() {
+        let enabled = ctx.control.config().consumer.enable_property_filter;
+        crate::selector::expression_filter(&subscription.expression_type, &subscription.sub_string, enabled)?;
+    }
+    Ok(request.success_response())
 }

@@ -5,7 +5,7 @@
 //! - [`end_transaction`]: END_TRANSACTION — commit or roll back a half message
 //! - [`pull`]: PULL_MESSAGE, LITE_PULL_MESSAGE (long polling)
 //! - [`offsets`]: consumer offsets and queue offset queries
-//! - [`clients`]: HEART_BEAT, UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP
+//! - [`clients`]: HEART_BEAT, UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP, CHECK_CLIENT_CONFIG
 //! - [`locks`]: LOCK_BATCH_MQ, UNLOCK_BATCH_MQ (orderly consumers)
 //! - [`admin`]: topics, subscription groups, runtime info, stats, message queries
 //!
@@ -58,6 +58,7 @@ async fn route(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand) ->
         rc::SEARCH_OFFSET_BY_TIMESTAMP => offsets::search_offset_by_timestamp(ctx, request).await?,
         rc::HEART_BEAT => clients::heartbeat(ctx, origin, request).await?,
         rc::UNREGISTER_CLIENT => clients::unregister_client(ctx, request).await?,
+        rc::CHECK_CLIENT_CONFIG => clients::check_client_config(ctx, request).await?,
         rc::GET_CONSUMER_LIST_BY_GROUP => clients::consumer_list_by_group(ctx, request).await?,
         rc::LOCK_BATCH_MQ => locks::lock_batch_mq(ctx, request).await?,
         rc::UNLOCK_BATCH_MQ => locks::unlock_batch_mq(ctx, request).await?,

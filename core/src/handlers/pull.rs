@@ -44,6 +44,8 @@ struct PullHeader<'a> {
     commit_offset: i64,
     suspend: Duration,
     subscription: Option<&'a str>,
+    /// `TAG` (also when absent or empty) or `SQL92`.
+    expression_type: Option<&'a str>,
 }
 
 impl<'a> PullHeader<'a> {
@@ -60,6 +62,7 @@ impl<'a> PullHeader<'a> {
             commit_offset: h.opt_i64("commitOffset")?.unwrap_or(-1),
             suspend: Duration::from_millis(h.opt_i64("suspendTimeoutMillis")?.unwrap_or(0).max(0) as u64),
             subscription: h.opt_str("subscription").filter(|s| !s.trim().is_empty()),
+            expression_type: h.opt_str("expressionType").map(str::trim).filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("TAG")),
         })
     }
 }
@@ -93,11 +96,14 @@ pub async fn pull(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult
         )));
     }
     let filter = if header.sys_flag & FLAG_SUBSCRIPTION != 0 {
-        Arc::new(tag_filter(header.subscription.unwrap_or("*")))
+        match header.expression_type {
+            None => Arc::new(tag_filter(header.subscription.unwrap_or("*"))),
+            Some(kind) => Arc::new(crate::selector::expression_filter(kind, header.subscription.unwrap_or(""), control.config().consumer.enable_property_filter)?),
+        }
     } else {
         view.subscription(header.group, header.topic)
             .cloned()
-            .ok_or_else(|| BrokerError::new(code::SUBSCRIPTION_NOT_EXIST, format!("the consumer's subscription not exist, group: {}", header.group)))?
+            .ok_or_else(|| BrokerError::new(code::SUBSCRIPTION_NOT_EXIST, format!("the consumer's subscription not exist, group: {}", header.group)))??
     };
     drop(view);
     // The piggy-backed offset commit happens on first processing, whatever the read finds.

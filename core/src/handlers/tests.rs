@@ -55,6 +55,7 @@ const SERVED: &[(i32, &str)] = &[
     (rc::CONSUMER_SEND_MSG_BACK, "no record at the offset, missing group"),
     (rc::GET_ALL_DELAY_OFFSET, "none: the table is always there (empty at first), as in Java"),
     (rc::END_TRANSACTION, "wrong producer group, no half message at the offset"),
+    (rc::CHECK_CLIENT_CONFIG, "selector does not parse, SQL92 disabled"),
 ];
 
 struct TestDir(PathBuf);
@@ -664,5 +665,63 @@ fn transactions_commit_roll_back_and_are_checked_back() {
         let discarded = wait_records(&broker, crate::meta::topics::TRANS_CHECK_MAX_TIME_TOPIC, 0, 1).await;
         assert_eq!(discarded[0].0, b"c");
         assert_eq!(max_offset(&broker, "Pay", 0).await, "1", "only the committed message reached its topic");
+    });
+}
+
+#[test]
+fn the_trace_topic_is_created_by_config_or_by_the_first_trace_send() {
+    run(|| async {
+        // Clients with message trace on send to RMQ_SYS_TRACE_TOPIC through TBW102.
+        let broker = Broker::start().await;
+        assert!(broker.control.topic("RMQ_SYS_TRACE_TOPIC").is_none());
+        broker.check(send_with("RMQ_SYS_TRACE_TOPIC", "trace", &[]), code::SUCCESS, "").await;
+        assert!(broker.control.topic("RMQ_SYS_TRACE_TOPIC").is_some());
+        // traceTopicEnable creates msgTraceTopicName at start.
+        let broker = Broker::start_with(|c| {
+            c.topics.trace_topic_enable = true;
+            c.topics.trace_topic_name = "MyTrace".into();
+        })
+        .await;
+        let trace = broker.control.topic("MyTrace").expect("the trace topic exists at start");
+        assert_eq!(trace.write_queue_nums, 1);
+    });
+}
+
+#[test]
+fn sql92_subscriptions_get_exactly_the_matching_messages() {
+    run(|| async {
+        let broker = Broker::start_with(|c| c.consumer.enable_property_filter = true).await;
+        for (i, (a, b)) in [("6", "x"), ("4", "x"), ("9", "z"), ("7", "y"), ("x", "y")].into_iter().enumerate() {
+            broker.check(send_with("Sql", &format!("m{i}"), &[("a", a), ("b", b)]), code::SUCCESS, "").await;
+        }
+        broker.check(send_with("Sql", "m5", &[("b", "x")]), code::SUCCESS, "").await;
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        let selector = "a > 5 AND b IN ('x','y')";
+        let sql_pull = |expression: &str| pull(rc::PULL_MESSAGE, "g", "Sql", "0", "0", "4").with_ext("subscription", expression).with_ext("expressionType", "SQL92");
+        let bodies = pulled_bodies(broker.reply(sql_pull(selector)).await);
+        assert_eq!(bodies, vec![b"m0".to_vec(), b"m3".to_vec()]);
+        broker.check(sql_pull("a >"), code::SUBSCRIPTION_PARSE_FAILED, "does not parse").await;
+        // Registered by a heartbeat, used by pulls without an inline subscription.
+        let body = format!(
+            r#"{{"clientID":"c","consumerDataSet":[{{"groupName":"sqlg","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","consumeFromWhere":"CONSUME_FROM_LAST_OFFSET","subscriptionDataSet":[{{"topic":"Sql","subString":"{selector}","expressionType":"SQL92","tagsSet":[],"codeSet":[],"subVersion":1}}],"unitMode":false}}],"producerDataSet":[]}}"#
+        );
+        broker.check(RemotingCommand::request(rc::HEART_BEAT).with_body(body.into_bytes()), code::SUCCESS, "").await;
+        let bodies = pulled_bodies(broker.reply(pull(rc::PULL_MESSAGE, "sqlg", "Sql", "0", "0", "0")).await);
+        assert_eq!(bodies, vec![b"m0".to_vec(), b"m3".to_vec()]);
+        // CHECK_CLIENT_CONFIG refuses a selector that does not parse, at subscription time.
+        let check = |expression: &str, kind: &str| {
+            RemotingCommand::request(rc::CHECK_CLIENT_CONFIG).with_body(
+                format!(r#"{{"clientId":"c","group":"g","subscriptionData":{{"topic":"Sql","subString":"{expression}","expressionType":"{kind}"}}}}"#).into_bytes(),
+            )
+        };
+        broker.check(check(selector, "SQL92"), code::SUCCESS, "").await;
+        broker.check(check("*", "TAG"), code::SUCCESS, "").await;
+        broker.check(check("a = NULL", "SQL92"), code::SUBSCRIPTION_PARSE_FAILED, "IS NULL").await;
+        broker.check(RemotingCommand::request(rc::CHECK_CLIENT_CONFIG), code::SYSTEM_ERROR, "body").await;
+        // Without enablePropertyFilter, SQL92 is refused everywhere, never served unfiltered.
+        let off = Broker::start().await;
+        off.check(check(selector, "SQL92"), code::SYSTEM_ERROR, "enablePropertyFilter").await;
+        off.check(send_with("Sql", "m", &[("a", "9")]), code::SUCCESS, "").await;
+        off.check(sql_pull(selector), code::SYSTEM_ERROR, "enablePropertyFilter").await;
     });
 }

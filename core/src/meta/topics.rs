@@ -345,7 +345,13 @@ impl TopicConfigTable {
                 created: false,
             });
         }
-        self.validate_user_topic(topic)?;
+        if topic == DEFAULT_TRACE_TOPIC {
+            // Clients with message trace on create the trace topic by sending to it, as with
+            // a Java broker (whose send path does not refuse system topics).
+            validate_name(topic, MAX_TOPIC_NAME_LEN)?;
+        } else {
+            self.validate_user_topic(topic)?;
+        }
         let Some(template) = self.topics.get(default_topic) else {
             return Err(TopicError::DefaultTopicMissing(default_topic.to_owned()));
         };
