@@ -628,7 +628,7 @@ fn eval<'a>(expr: &Expr, property: &dyn Fn(&str) -> Option<&'a str>) -> Tri {
         }
         Expr::In(inner, list) => match value(inner, property) {
             Value::Null => Tri(None),
-            Value::Str(s) => Tri(Some(list.iter().any(|item| *item == s))),
+            Value::Str(s) => Tri(Some(list.contains(&s))),
             _ => Tri(Some(false)),
         },
         Expr::Text(inner, op, pattern) => match value(inner, property) {
