@@ -49,17 +49,22 @@ pub mod request_code {
     pub const GET_PRODUCER_CONNECTION_LIST: i32 = 204;
     pub const WIPE_WRITE_PERM_OF_BROKER: i32 = 205;
     pub const GET_ALL_TOPIC_LIST_FROM_NAMESERVER: i32 = 206;
+    pub const DELETE_SUBSCRIPTIONGROUP: i32 = 207;
     pub const GET_CONSUME_STATS: i32 = 208;
     pub const DELETE_TOPIC_IN_BROKER: i32 = 215;
     pub const DELETE_TOPIC_IN_NAMESRV: i32 = 216;
     pub const REGISTER_TOPIC_IN_NAMESRV: i32 = 217;
     pub const GET_KVLIST_BY_NAMESPACE: i32 = 219;
+    pub const RESET_CONSUMER_CLIENT_OFFSET: i32 = 220;
+    pub const INVOKE_BROKER_TO_RESET_OFFSET: i32 = 222;
     pub const GET_TOPICS_BY_CLUSTER: i32 = 224;
     pub const GET_SYSTEM_TOPIC_LIST_FROM_NS: i32 = 304;
+    pub const GET_CONSUMER_RUNNING_INFO: i32 = 307;
     pub const SEND_MESSAGE_V2: i32 = 310;
     pub const GET_UNIT_TOPIC_LIST: i32 = 311;
     pub const GET_HAS_UNIT_SUB_TOPIC_LIST: i32 = 312;
     pub const GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST: i32 = 313;
+    pub const CLONE_GROUP_OFFSET: i32 = 314;
     pub const UPDATE_NAMESRV_CONFIG: i32 = 318;
     pub const GET_NAMESRV_CONFIG: i32 = 319;
     pub const SEND_BATCH_MESSAGE: i32 = 320;
@@ -91,6 +96,7 @@ pub mod response_code {
     pub const SUBSCRIPTION_NOT_EXIST: i32 = 24;
     pub const SUBSCRIPTION_GROUP_NOT_EXIST: i32 = 26;
     pub const INVALID_PARAMETER: i32 = 29;
+    pub const CONSUMER_NOT_ONLINE: i32 = 206;
     pub const GO_AWAY: i32 = 1500;
 }
 

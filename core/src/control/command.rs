@@ -80,6 +80,16 @@ pub enum Command {
     /// Send a CHECK_TRANSACTION_STATE to one live producer of `producer_group`; answers
     /// whether one was found.
     CheckTransaction { producer_group: String, request: Box<ferromq_net::RemotingCommand>, reply: Reply<bool> },
+    /// Send `request` one-way to every online consumer of `group` (RESET_CONSUMER_CLIENT_OFFSET);
+    /// answers how many connections it was handed to.
+    NotifyConsumers { group: String, request: Box<ferromq_net::RemotingCommand>, reply: Reply<usize> },
+    /// CLONE_GROUP_OFFSET: `dest` gets `src`'s committed offsets (of `topic`, or of every topic).
+    CloneGroupOffset { src: String, dest: String, topic: Option<String>, reply: Reply<()> },
+    /// DELETE_SUBSCRIPTIONGROUP: the group's config goes (and its offsets with `clean_offset`);
+    /// answers whether it existed.
+    DeleteGroup { group: String, clean_offset: bool, reply: Reply<bool> },
+    /// The connection of consumer `client_id` of `group`, if it is online.
+    ConsumerChannel { group: String, client_id: String, reply: Reply<Option<ChannelId>> },
 }
 
 /// What a send-back needs of its consumer group.
@@ -117,6 +127,10 @@ impl Command {
             Command::CommitDelayOffset { .. } => "CommitDelayOffset",
             Command::DelayOffsetsJson { .. } => "DelayOffsetsJson",
             Command::CheckTransaction { .. } => "CheckTransaction",
+            Command::NotifyConsumers { .. } => "NotifyConsumers",
+            Command::CloneGroupOffset { .. } => "CloneGroupOffset",
+            Command::DeleteGroup { .. } => "DeleteGroup",
+            Command::ConsumerChannel { .. } => "ConsumerChannel",
         }
     }
 }

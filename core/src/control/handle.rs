@@ -65,8 +65,9 @@ impl ControlView {
 pub enum ShardEvent {
     /// Send NOTIFY_CONSUMER_IDS_CHANGED (one-way) for `group` on connection `connection`.
     NotifyConsumerIdsChanged { connection: u64, group: String },
-    /// Send `request` (CHECK_TRANSACTION_STATE, one-way) on connection `connection`.
-    CheckTransactionState { connection: u64, request: ferromq_net::RemotingCommand },
+    /// Send `request` one-way on connection `connection` (CHECK_TRANSACTION_STATE,
+    /// RESET_CONSUMER_CLIENT_OFFSET).
+    SendOneway { connection: u64, request: ferromq_net::RemotingCommand },
 }
 
 /// The control plane as shards see it. `Send + Sync`; shared as `Arc`.

@@ -151,6 +151,27 @@ impl ControlPlane {
             Command::DelayOffsets { reply } => batch.reply(reply, self.delay_offsets.all()),
             Command::CommitDelayOffset { level, offset } => self.delay_offsets.set(level, offset),
             Command::DelayOffsetsJson { reply } => batch.reply(reply, self.delay_offsets.to_json()),
+            Command::NotifyConsumers { group, request, reply } => {
+                // One connection per client (its most recently heard one), as Java picks.
+                let channels = self.consumers.channels_to_notify(&group);
+                let sent = channels.into_iter().filter(|channel| self.send_oneway(*channel, (*request).clone())).count();
+                batch.reply(reply, sent);
+            }
+            Command::CloneGroupOffset { src, dest, topic, reply } => {
+                self.offsets.clone_group(&src, &dest, topic.as_deref());
+                batch.reply(reply, ());
+            }
+            Command::DeleteGroup { group, clean_offset, reply } => {
+                let existed = self.groups.delete(&group).is_some();
+                if clean_offset {
+                    self.offsets.remove_group(&group);
+                }
+                batch.reply(reply, existed);
+            }
+            Command::ConsumerChannel { group, client_id, reply } => {
+                let channel = self.consumers.find_client(&group, &client_id).map(|c| c.channel);
+                batch.reply(reply, channel);
+            }
             Command::CheckTransaction { producer_group, request, reply } => {
                 let sent = self.check_transaction(&producer_group, *request);
                 batch.reply(reply, sent);
@@ -347,12 +368,17 @@ impl ControlPlane {
     /// Hands a CHECK_TRANSACTION_STATE to the shard of one live connection of `group`.
     fn check_transaction(&self, group: &str, request: RemotingCommand) -> bool {
         let Some(channel) = self.producers.channel_for_group(group) else { return false };
-        let event = ShardEvent::CheckTransactionState { connection: channel.connection, request };
+        self.send_oneway(channel, request)
+    }
+
+    /// Hands a one-way request to the shard of `channel`; false when its event queue is full.
+    fn send_oneway(&self, channel: ChannelId, request: RemotingCommand) -> bool {
+        let event = ShardEvent::SendOneway { connection: channel.connection, request };
         match self.shard_events.get(usize::from(channel.shard)) {
             Some(events) => match events.try_send(event) {
                 Ok(()) => true,
                 Err(e) => {
-                    warn!(%channel, group, "cannot send a transaction check: shard event queue {}", if e.is_full() { "full" } else { "closed" });
+                    warn!(%channel, "cannot send a one-way request: shard event queue {}", if e.is_full() { "full" } else { "closed" });
                     false
                 }
             },

@@ -65,15 +65,13 @@ pub async fn consumer_connection_list(ctx: &Rc<ShardCtx>, request: &RemotingComm
     let group = Header::of(request).str("consumerGroup")?.to_owned();
     match ctx.control.call(|reply| Command::ConsumerConnectionListJson { group: group.clone(), reply }).await? {
         Some(body) => Ok(request.success_response().with_body(body)),
-        None => Err(BrokerError::new(CONSUMER_NOT_ONLINE, format!("the consumer group[{group}] not online"))),
+        None => Err(BrokerError::new(ferromq_net::codes::response_code::CONSUMER_NOT_ONLINE, format!("the consumer group[{group}] not online"))),
     }
 }
 
-/// Java `ResponseCode.CONSUMER_NOT_ONLINE`.
-const CONSUMER_NOT_ONLINE: i32 = 206;
 
 /// The fastjson form of a MessageQueue used as an object key (§4.1 rule 3).
-fn queue_key(out: &mut String, broker_name: &str, queue_id: u32, topic: &str) {
+pub(super) fn queue_key(out: &mut String, broker_name: &str, queue_id: u32, topic: &str) {
     let _ = write!(
         out,
         "{{\"brokerName\":{},\"queueId\":{queue_id},\"topic\":{}}}",

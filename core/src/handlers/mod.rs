@@ -7,6 +7,7 @@
 //! - [`offsets`]: consumer offsets and queue offset queries
 //! - [`clients`]: HEART_BEAT, UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP, CHECK_CLIENT_CONFIG
 //! - [`locks`]: LOCK_BATCH_MQ, UNLOCK_BATCH_MQ (orderly consumers)
+//! - [`operator`]: offset resets, group offset clones and deletes, consumer running info
 //! - [`admin`]: topics, subscription groups, runtime info, stats, message queries
 //!
 //! Every handler reads its header through [`crate::header::Header`] and fails with a
@@ -19,6 +20,7 @@ pub mod clients;
 pub mod end_transaction;
 pub mod locks;
 pub mod offsets;
+pub mod operator;
 pub mod pull;
 pub mod reply;
 pub mod send;
@@ -74,6 +76,10 @@ async fn route(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand) ->
         rc::QUERY_MESSAGE => admin::query_message(ctx, request).await?,
         rc::GET_BROKER_CONFIG => admin::broker_config(ctx, request)?,
         rc::END_TRANSACTION => end_transaction::end_transaction(ctx, request).await?,
+        rc::INVOKE_BROKER_TO_RESET_OFFSET => operator::reset_offset(ctx, request).await?,
+        rc::CLONE_GROUP_OFFSET => operator::clone_group_offset(ctx, request).await?,
+        rc::DELETE_SUBSCRIPTIONGROUP => operator::delete_subscription_group(ctx, request).await?,
+        rc::GET_CONSUMER_RUNNING_INFO => operator::consumer_running_info(ctx, request).await?,
         rc::CONSUMER_SEND_MSG_BACK => send_back::consumer_send_msg_back(ctx, request).await?,
         rc::GET_ALL_DELAY_OFFSET => admin::all_delay_offset(ctx, request).await?,
         _ => not_supported(request),

@@ -56,6 +56,10 @@ const SERVED: &[(i32, &str)] = &[
     (rc::GET_ALL_DELAY_OFFSET, "none: the table is always there (empty at first), as in Java"),
     (rc::END_TRANSACTION, "wrong producer group, no half message at the offset"),
     (rc::CHECK_CLIENT_CONFIG, "selector does not parse, SQL92 disabled"),
+    (rc::INVOKE_BROKER_TO_RESET_OFFSET, "unknown topic"),
+    (rc::CLONE_GROUP_OFFSET, "missing destGroup"),
+    (rc::DELETE_SUBSCRIPTIONGROUP, "missing groupName"),
+    (rc::GET_CONSUMER_RUNNING_INFO, "consumer not online"),
 ];
 
 struct TestDir(PathBuf);
@@ -723,5 +727,49 @@ fn sql92_subscriptions_get_exactly_the_matching_messages() {
         off.check(check(selector, "SQL92"), code::SYSTEM_ERROR, "enablePropertyFilter").await;
         off.check(send_with("Sql", "m", &[("a", "9")]), code::SUCCESS, "").await;
         off.check(sql_pull(selector), code::SYSTEM_ERROR, "enablePropertyFilter").await;
+    });
+}
+
+#[test]
+fn operators_reset_clone_and_delete_group_offsets() {
+    run(|| async {
+        let broker = Broker::start().await;
+        broker.check(send_with("Reset", "old", &[]), code::SUCCESS, "").await;
+        compio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let from_ms = ferromq_store::store::now_ms();
+        compio::time::sleep(std::time::Duration::from_millis(5)).await;
+        broker.check(send_with("Reset", "new1", &[]), code::SUCCESS, "").await;
+        broker.check(send_with("Reset", "new2", &[]), code::SUCCESS, "").await;
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        let query = |group: &str| request(rc::QUERY_CONSUMER_OFFSET, &[("topic", "Reset"), ("queueId", "0"), ("consumerGroup", group), ("setZeroIfNotFound", "false")]);
+        broker.check(request(rc::UPDATE_CONSUMER_OFFSET, &[("topic", "Reset"), ("queueId", "0"), ("consumerGroup", "g"), ("commitOffset", "3")]), code::SUCCESS, "").await;
+        broker.ctx.offsets.flush(&broker.control).await;
+        // Back to the first message stored at or after `from_ms`.
+        let reset = |timestamp: String, force: &str| {
+            request(rc::INVOKE_BROKER_TO_RESET_OFFSET, &[("topic", "Reset"), ("group", "g"), ("timestamp", &timestamp), ("isForce", force)])
+        };
+        let answer = broker.check(reset(from_ms.to_string(), "true"), code::SUCCESS, "").await;
+        let body = String::from_utf8(answer.body.to_vec()).unwrap();
+        assert!(body.contains("\"queueId\":0,\"topic\":\"Reset\"}:1"), "{body}");
+        assert_eq!(broker.check(query("g"), code::SUCCESS, "").await.ext("offset"), Some("1"));
+        // Not forced: a group already behind the time keeps its offset.
+        broker.check(request(rc::UPDATE_CONSUMER_OFFSET, &[("topic", "Reset"), ("queueId", "0"), ("consumerGroup", "g"), ("commitOffset", "0")]), code::SUCCESS, "").await;
+        broker.ctx.offsets.flush(&broker.control).await;
+        broker.check(reset(from_ms.to_string(), "false"), code::SUCCESS, "").await;
+        assert_eq!(broker.check(query("g"), code::SUCCESS, "").await.ext("offset"), Some("0"));
+        // -1: the end of every queue.
+        broker.check(reset("-1".into(), "true"), code::SUCCESS, "").await;
+        assert_eq!(broker.check(query("g"), code::SUCCESS, "").await.ext("offset"), Some("3"));
+        broker.check(request(rc::INVOKE_BROKER_TO_RESET_OFFSET, &[("topic", "Nope"), ("group", "g"), ("timestamp", "0")]), code::TOPIC_NOT_EXIST, "Nope").await;
+        // Clone, then delete with the offsets.
+        broker.check(request(rc::CLONE_GROUP_OFFSET, &[("srcGroup", "g"), ("destGroup", "g2"), ("topic", "Reset")]), code::SUCCESS, "").await;
+        assert_eq!(broker.check(query("g2"), code::SUCCESS, "").await.ext("offset"), Some("3"));
+        broker.check(request(rc::CLONE_GROUP_OFFSET, &[("srcGroup", "g")]), code::SYSTEM_ERROR, "destGroup").await;
+        broker.check(request(rc::DELETE_SUBSCRIPTIONGROUP, &[("groupName", "g2"), ("cleanOffset", "true")]), code::SUCCESS, "").await;
+        broker.check(query("g2"), code::QUERY_NOT_FOUND, "").await;
+        broker.check(RemotingCommand::request(rc::DELETE_SUBSCRIPTIONGROUP), code::SYSTEM_ERROR, "groupName").await;
+        // Running info is the client's: a consumer that is not online cannot answer.
+        let info = request(rc::GET_CONSUMER_RUNNING_INFO, &[("consumerGroup", "g"), ("clientId", "nobody")]);
+        broker.check(info, code::CONSUMER_NOT_ONLINE, "not online").await;
     });
 }

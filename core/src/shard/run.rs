@@ -180,12 +180,12 @@ async fn serve_events(ctx: Rc<ShardCtx>, events: async_channel::Receiver<ShardEv
                 })
                 .detach();
             }
-            ShardEvent::CheckTransactionState { connection, request } => {
+            ShardEvent::SendOneway { connection, request } => {
                 let Some(conn) = ctx.connections.borrow().get(&connection).cloned() else { continue };
                 compio::runtime::spawn(async move {
                     let sent = compio::time::timeout(NOTIFY_TIMEOUT, conn.invoke_oneway(request)).map(|r| r.map_err(|_| ()).and_then(|r| r.map_err(|_| ())));
                     if sent.await.is_err() {
-                        tracing::debug!(conn = conn.id(), "CHECK_TRANSACTION_STATE not sent");
+                        tracing::debug!(conn = conn.id(), "one-way request not sent");
                     }
                 })
                 .detach();
