@@ -300,8 +300,18 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
         ("ferromqColdReadsInFlight", cold.in_flight.to_string()),
         ("ferromqColdReadsMaxInFlight", cold.max_in_flight.to_string()),
     ];
-    let table: serde_json::Map<String, serde_json::Value> =
+    let mut table: serde_json::Map<String, serde_json::Value> =
         entries.into_iter().map(|(k, v)| (k.to_owned(), serde_json::Value::String(v))).collect();
+    // Java's `scheduleMessageOffset_<level>`: "<next offset to deliver>,<queue end>" per delay
+    // level — how far each level's deliverer is behind (§9.3).
+    let delivered = control.call(|reply| Command::DelayOffsets { reply }).await?;
+    for level in 1..=ctx.delay_levels_ms.len() as u32 {
+        let queue = crate::delay::schedule_queue(level);
+        let owner = ctx.owner(topics::SCHEDULE_TOPIC, queue);
+        let Ok((_, end)) = ctx.on(owner, move |owner_ctx, _| async move { owner_ctx.store.queue_offsets(topics::SCHEDULE_TOPIC, queue) }).await else { continue };
+        let next = delivered.get(&level).copied().unwrap_or(0);
+        table.insert(format!("scheduleMessageOffset_{level}"), serde_json::Value::String(format!("{next},{}", end.0)));
+    }
     let body = serde_json::json!({ "table": table });
     Ok(request.success_response().with_body(serde_json::to_vec(&body).unwrap_or_default()))
 }

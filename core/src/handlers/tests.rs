@@ -538,6 +538,10 @@ fn delayed_sends_wait_for_their_level_then_reach_their_queue() {
             assert!(std::time::Instant::now() < deadline, "delay offsets: {}", String::from_utf8_lossy(&body));
             compio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+        // Runtime info reports each level's progress as Java does.
+        let info = broker.check(RemotingCommand::request(rc::GET_BROKER_RUNTIME_INFO), code::SUCCESS, "").await;
+        let info = String::from_utf8(info.body.to_vec()).unwrap();
+        assert!(info.contains("\"scheduleMessageOffset_1\":\"1,1\"") && info.contains("\"scheduleMessageOffset_2\":\"1,1\""), "{info}");
     });
 }
 
