@@ -1967,7 +1967,8 @@ pub const NO_EFFECT_KEYS: &[(&str, &str)] = &[
     // Settings without a counterpart, and modes refused above.
     ("rocketmqHome", "Java's installation directory: FerroMQ needs none"),
     ("brokerConfigPath", "where Java persists UPDATE_BROKER_CONFIG changes: FerroMQ does not change its configuration at run time"),
-    ("storeReplyMessageEnable", "SEND_REPLY_MESSAGE (324) is answered REQUEST_CODE_NOT_SUPPORTED, so replies fail visibly either way"),
+    ("storeReplyMessageEnable", "FerroMQ always stores reply messages in <cluster>_REPLY_TOPIC after pushing them to the requester \
+     (Java's default, true)"),
     ("useServerSideResetOffset", "FerroMQ does both of Java's resets at once: it commits the reset offsets on the broker and sends \
      RESET_CONSUMER_CLIENT_OFFSET to the group's online consumers"),
     ("validateSystemTopicWhenUpdateTopic", "FerroMQ always refuses updateTopic on system topics (Java's default, true), visibly"),

@@ -90,6 +90,9 @@ pub enum Command {
     DeleteGroup { group: String, clean_offset: bool, reply: Reply<bool> },
     /// The connection of consumer `client_id` of `group`, if it is online.
     ConsumerChannel { group: String, client_id: String, reply: Reply<Option<ChannelId>> },
+    /// The connection of producer `client_id` (any group), if it is online: where a reply
+    /// message is pushed.
+    ProducerChannel { client_id: String, reply: Reply<Option<ChannelId>> },
 }
 
 /// What a send-back needs of its consumer group.
@@ -131,6 +134,7 @@ impl Command {
             Command::CloneGroupOffset { .. } => "CloneGroupOffset",
             Command::DeleteGroup { .. } => "DeleteGroup",
             Command::ConsumerChannel { .. } => "ConsumerChannel",
+            Command::ProducerChannel { .. } => "ProducerChannel",
         }
     }
 }

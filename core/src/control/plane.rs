@@ -172,6 +172,10 @@ impl ControlPlane {
                 let channel = self.consumers.find_client(&group, &client_id).map(|c| c.channel);
                 batch.reply(reply, channel);
             }
+            Command::ProducerChannel { client_id, reply } => {
+                let channel = self.producers.find_client(&client_id).map(|c| c.channel);
+                batch.reply(reply, channel);
+            }
             Command::CheckTransaction { producer_group, request, reply } => {
                 let sent = self.check_transaction(&producer_group, *request);
                 batch.reply(reply, sent);

@@ -1,6 +1,7 @@
 //! Request dispatch: one handler per request code, grouped by resource.
 //!
 //! - [`send`]: SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE
+//! - [`send_reply`]: SEND_REPLY_MESSAGE(_V2) — request-reply, pushed to the requester
 //! - [`send_back`]: CONSUMER_SEND_MSG_BACK — retry with a delay level, then dead letter
 //! - [`end_transaction`]: END_TRANSACTION — commit or roll back a half message
 //! - [`pull`]: PULL_MESSAGE, LITE_PULL_MESSAGE (long polling)
@@ -25,6 +26,7 @@ pub mod pull;
 pub mod reply;
 pub mod send;
 pub mod send_back;
+pub mod send_reply;
 #[cfg(test)]
 mod tests;
 
@@ -51,6 +53,7 @@ pub async fn dispatch(ctx: &Rc<ShardCtx>, origin: Origin, request: RemotingComma
 async fn route(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand) -> BrokerResult<Reply> {
     let response = match request.code {
         rc::SEND_MESSAGE | rc::SEND_MESSAGE_V2 | rc::SEND_BATCH_MESSAGE => return send::send(ctx, origin, request).await,
+        rc::SEND_REPLY_MESSAGE | rc::SEND_REPLY_MESSAGE_V2 => return send_reply::send_reply(ctx, origin, request).await,
         rc::PULL_MESSAGE | rc::LITE_PULL_MESSAGE => return pull::pull(ctx, request).await,
         rc::QUERY_CONSUMER_OFFSET => offsets::query_consumer_offset(ctx, request).await?,
         rc::UPDATE_CONSUMER_OFFSET => offsets::update_consumer_offset(ctx, request).await?,

@@ -60,6 +60,8 @@ const SERVED: &[(i32, &str)] = &[
     (rc::CLONE_GROUP_OFFSET, "missing destGroup"),
     (rc::DELETE_SUBSCRIPTIONGROUP, "missing groupName"),
     (rc::GET_CONSUMER_RUNNING_INFO, "consumer not online"),
+    (rc::SEND_REPLY_MESSAGE, "no REPLY_TO_CLIENT property"),
+    (rc::SEND_REPLY_MESSAGE_V2, "no REPLY_TO_CLIENT property"),
 ];
 
 struct TestDir(PathBuf);
@@ -775,5 +777,19 @@ fn operators_reset_clone_and_delete_group_offsets() {
         // Running info is the client's: a consumer that is not online cannot answer.
         let info = request(rc::GET_CONSUMER_RUNNING_INFO, &[("consumerGroup", "g"), ("clientId", "nobody")]);
         broker.check(info, code::CONSUMER_NOT_ONLINE, "not online").await;
+    });
+}
+
+#[test]
+fn replies_are_stored_in_the_reply_topic_and_need_a_requester() {
+    run(|| async {
+        let broker = Broker::start().await;
+        let reply_topic = format!("{}_REPLY_TOPIC", broker.control.identity().cluster_name);
+        let reply = |props: &[(&str, &str)]| RemotingCommand { code: rc::SEND_REPLY_MESSAGE_V2, ..send_with(&reply_topic, "answer", props) };
+        broker.check(reply(&[("MSG_TYPE", "reply")]), code::SYSTEM_ERROR, "REPLY_TO_CLIENT").await;
+        // A requester not connected here does not get it (logged), but the reply is stored.
+        broker.check(reply(&[("MSG_TYPE", "reply"), ("REPLY_TO_CLIENT", "gone@1")]), code::SUCCESS, "").await;
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        assert_eq!(max_offset(&broker, &reply_topic, 0).await, "1");
     });
 }
