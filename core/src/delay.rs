@@ -8,9 +8,9 @@
 //! naming where it belongs. Every record of one level has the same delay, so each level's queue
 //! is due in order: the deliverer only ever waits for the head of its queue.
 
-use bytes::Bytes;
-use ferromq_store::record::{MessageInput, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR, PropertySummary, RecordView, property_pairs};
+use ferromq_store::record::{MessageInput, PropertySummary, RecordView, property_pairs};
 
+use crate::message::{copy_of, end_with_separator, push_property, rebuild_properties};
 use crate::meta::topics::SCHEDULE_TOPIC;
 
 /// Delay level (1-based) of a scheduled message.
@@ -87,50 +87,7 @@ pub fn restored(view: &RecordView<'_>) -> Result<MessageInput, RestoreError> {
     let queue_id = queue.trim().parse::<u32>().map_err(|_| RestoreError::BadRealQueue(queue.to_owned()))?;
     let drop = [PROPERTY_DELAY, PROPERTY_WAIT, TIMER_PROPERTIES[0], TIMER_PROPERTIES[1], TIMER_PROPERTIES[2]];
     let properties = rebuild_properties(view.properties, &drop, &[(PROPERTY_WAIT, "false")]);
-    Ok(MessageInput {
-        topic: topic.to_owned(),
-        queue_id,
-        flag: view.flag,
-        body: Bytes::copy_from_slice(view.body),
-        summary: Some(PropertySummary::scan(&properties)),
-        properties,
-        sys_flag: view.sys_flag,
-        born_timestamp_ms: view.born_timestamp_ms,
-        born_host: view.born_host,
-        store_host: view.store_host,
-        reconsume_times: view.reconsume_times,
-        prepared_transaction_offset: view.prepared_transaction_offset,
-    })
-}
-
-/// `original` without the properties named in `drop` (every occurrence), then `add` appended.
-pub fn rebuild_properties(original: &[u8], drop: &[&str], add: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(original.len() + 64);
-    for (name, value) in property_pairs(original) {
-        if !drop.contains(&name) {
-            push_property(&mut out, name, value);
-        }
-    }
-    for (name, value) in add {
-        push_property(&mut out, name, value);
-    }
-    out
-}
-
-/// Ends an encoded properties string with a separator (if it has content), so that more pairs
-/// can follow.
-pub fn end_with_separator(out: &mut Vec<u8>) {
-    if out.last().is_some_and(|b| *b != PROPERTY_SEPARATOR) {
-        out.push(PROPERTY_SEPARATOR);
-    }
-}
-
-/// Appends `name \u0001 value \u0002`.
-pub fn push_property(out: &mut Vec<u8>, name: &str, value: &str) {
-    out.extend_from_slice(name.as_bytes());
-    out.push(NAME_VALUE_SEPARATOR);
-    out.extend_from_slice(value.as_bytes());
-    out.push(PROPERTY_SEPARATOR);
+    Ok(copy_of(view, topic, queue_id, properties))
 }
 
 #[cfg(test)]

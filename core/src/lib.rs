@@ -7,6 +7,7 @@
 //!   offsets, locks, registration, metadata files; a published view and typed commands.
 //! - [`shard`]: pinned shard threads, queue ownership, cross-shard calls, long-poll holds.
 //! - [`handlers`]: one handler per request code.
+//! - [`message`]: rewriting stored messages (copies, property edits) for the broker's own writes.
 //! - [`delay`]: delay levels — how delayed messages are parked and restored (§9.3).
 //! - [`selector`]: the SQL92 message selector (`enablePropertyFilter`).
 //! - [`transaction`]: half messages, commits, op records and check-backs (§10).
@@ -29,6 +30,7 @@ pub mod delay;
 pub mod error;
 pub mod handlers;
 pub mod header;
+pub mod message;
 pub mod meta;
 pub mod selector;
 pub mod shard;

@@ -10,7 +10,8 @@ use ferromq_net::codes::request_code;
 use ferromq_store::ClientPhysicalOffset;
 use ferromq_store::record::{MessageInput, PropertySummary, RecordView, StoreAssigned, encode_record, property_pairs, sysflag};
 
-use crate::delay::{PROPERTY_REAL_QUEUE_ID, PROPERTY_REAL_TOPIC, PROPERTY_WAIT, end_with_separator, push_property, rebuild_properties};
+use crate::delay::{PROPERTY_REAL_QUEUE_ID, PROPERTY_REAL_TOPIC, PROPERTY_WAIT};
+use crate::message::{copy_of, end_with_separator, push_property, rebuild_properties};
 use crate::meta::topics::{TRANS_CHECK_MAX_TIME_TOPIC, TRANS_HALF_TOPIC, TRANS_OP_HALF_TOPIC};
 
 /// `TRAN_MSG=true`: a half message.
@@ -115,18 +116,9 @@ pub fn committed(view: &RecordView<'_>, info: &HalfInfo) -> MessageInput {
         &[(PROPERTY_WAIT, "false")],
     );
     MessageInput {
-        topic: info.real_topic.clone(),
-        queue_id: info.real_queue_id,
-        flag: view.flag,
-        body: Bytes::copy_from_slice(view.body),
-        summary: Some(PropertySummary::scan(&properties)),
-        properties,
         sys_flag: (view.sys_flag & !sysflag::TRANSACTION_MASK) | sysflag::TRANSACTION_COMMIT,
-        born_timestamp_ms: view.born_timestamp_ms,
-        born_host: view.born_host,
-        store_host: view.store_host,
-        reconsume_times: view.reconsume_times,
         prepared_transaction_offset: view.physical_offset,
+        ..copy_of(view, &info.real_topic, info.real_queue_id, properties)
     }
 }
 
@@ -161,20 +153,7 @@ pub fn op_offsets(body: &[u8]) -> impl Iterator<Item = u64> + '_ {
 pub fn half_copy(view: &RecordView<'_>, topic: &str, check_times: u32) -> MessageInput {
     let times = check_times.to_string();
     let properties = rebuild_properties(view.properties, &[PROPERTY_CHECK_TIMES, PROPERTY_WAIT], &[(PROPERTY_CHECK_TIMES, &times), (PROPERTY_WAIT, "false")]);
-    MessageInput {
-        topic: topic.to_owned(),
-        queue_id: HALF_QUEUE,
-        flag: view.flag,
-        body: Bytes::copy_from_slice(view.body),
-        summary: Some(PropertySummary::scan(&properties)),
-        properties,
-        sys_flag: view.sys_flag,
-        born_timestamp_ms: view.born_timestamp_ms,
-        born_host: view.born_host,
-        store_host: view.store_host,
-        reconsume_times: view.reconsume_times,
-        prepared_transaction_offset: view.prepared_transaction_offset,
-    }
+    copy_of(view, topic, HALF_QUEUE, properties)
 }
 
 /// A discarded half message's copy for `TRANS_CHECK_MAX_TIME_TOPIC`.

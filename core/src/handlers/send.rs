@@ -19,7 +19,7 @@ use ferromq_store::record::{MessageInput, PropertySummary, property_pairs, sysfl
 use super::reply::{Origin, Reply};
 use crate::config::BrokerRole;
 use crate::control::Command;
-use crate::delay::push_property;
+use crate::message::push_property;
 use crate::error::{BrokerError, BrokerResult};
 use crate::header::{Header, HeaderError};
 use crate::meta::topics::{self, PERM_WRITE, TopicConfig};
@@ -366,7 +366,7 @@ impl<'a> SendProperties<'a> {
 /// that more pairs can follow.
 fn append_properties(out: &mut Vec<u8>, original: &[u8]) {
     out.extend_from_slice(original);
-    crate::delay::end_with_separator(out);
+    crate::message::end_with_separator(out);
 }
 
 /// Queue to write: the requested one, or a random writable one for a negative id (§2.1 step 3).

@@ -9,13 +9,13 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use ferromq_net::RemotingCommand;
 use ferromq_store::ClientPhysicalOffset;
-use ferromq_store::record::{MessageInput, PropertySummary, decode_record, property_pairs};
+use ferromq_store::record::{MessageInput, decode_record, property_pairs};
 
 use crate::control::Command;
-use crate::delay::{PROPERTY_DELAY, PROPERTY_WAIT, rebuild_properties, to_scheduled};
+use crate::delay::{PROPERTY_DELAY, PROPERTY_WAIT, to_scheduled};
+use crate::message::{copy_of, rebuild_properties};
 use crate::error::{BrokerError, BrokerResult};
 use crate::header::Header;
 use crate::meta::topics::{self, PERM_WRITE, TopicConfig};
@@ -94,18 +94,9 @@ pub async fn consumer_send_msg_back(ctx: &Rc<ShardCtx>, request: &RemotingComman
         &add,
     );
     let mut message = MessageInput {
-        topic: topic.topic_name.clone(),
-        queue_id,
-        flag: original.flag,
-        body: Bytes::copy_from_slice(original.body),
-        summary: Some(PropertySummary::scan(&properties)),
-        properties,
-        sys_flag: original.sys_flag,
-        born_timestamp_ms: original.born_timestamp_ms,
-        born_host: original.born_host,
         store_host: control.identity().store_host,
         reconsume_times: original.reconsume_times.saturating_add(1),
-        prepared_transaction_offset: original.prepared_transaction_offset,
+        ..copy_of(&original, &topic.topic_name, queue_id, properties)
     };
     if let Some(level) = level {
         let max_level = ctx.delay_levels_ms.len() as u32;
