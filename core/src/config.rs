@@ -179,7 +179,8 @@ pub enum BrokerRole {
     #[default]
     AsyncMaster,
     /// `SYNC_MASTER`: a send is acknowledged once a slave has it too (replication: `repl/`,
-    /// not built yet; until then a SYNC_MASTER acknowledges like an ASYNC_MASTER).
+    /// not built yet; until then a SYNC_MASTER answers SLAVE_NOT_AVAILABLE to every send that
+    /// waits, as Java 4.x does without a slave).
     SyncMaster,
     /// `SLAVE`: replicates a master; serves reads, refuses writes.
     Slave,
