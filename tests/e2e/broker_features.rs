@@ -17,107 +17,54 @@
 //!
 //! Every wait has a deadline; a timeout fails with what was seen and the broker's log.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ferromq_net::RemotingCommand;
+use ferromq_net::codes::request_code;
 use ferromq_tests::BrokerProcess;
 use rocketmq_client_rust::{
-    ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeOrderlyContext,
-    ConsumeOrderlyStatus, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently, MessageListenerOrderly,
-    TelemetryHandle,
+    ClientResult, ConsumeOrderlyContext, ConsumeOrderlyStatus, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer, MessageListenerOrderly,
 };
-use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_queue::MessageQueue;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::result::SendStatus;
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 
-/// RPC timeout of every send, ms.
-const SEND_TIMEOUT_MS: u64 = 10_000;
+use common::{
+    Clients, ConsumerOptions, Delivery, Listen, SEND_TIMEOUT_MS, Seen, Trace, create_topic, keys_of, log_tail, message, raw_request, stop_consumer,
+    unique, wait_for,
+};
 
-/// One delivered message, as a listener saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Got {
-    key: String,
-    tags: String,
-    body: Vec<u8>,
-    /// The user properties the tests set (`seq`, `mode`, `order`, `step`), absent ones left out.
-    props: BTreeMap<String, String>,
-    queue_id: i32,
-    queue_offset: i64,
-}
+// The helpers the messaging-semantics tests share (tests/e2e/semantics); not every one is used here.
+#[allow(dead_code)]
+#[path = "semantics/common.rs"]
+mod common;
 
+/// The user properties the tests set (`seq`, `mode`, `order`, `step`).
 const USER_PROPS: [&str; 4] = ["seq", "mode", "order", "step"];
 
-impl Got {
-    fn of(message: &MessageExt) -> Got {
-        let inner = message.message_inner();
-        Got {
-            key: inner.keys().and_then(|k| k.first().cloned()).unwrap_or_default(),
-            tags: inner.tags().unwrap_or_default().to_owned(),
-            body: message.body().map(|b| b.to_vec()).unwrap_or_default(),
-            props: USER_PROPS.iter().filter_map(|p| inner.property(p).map(|v| ((*p).to_owned(), v.to_owned()))).collect(),
-            queue_id: message.queue_id(),
-            queue_offset: message.queue_offset(),
-        }
-    }
+/// A delivery's user properties among [`USER_PROPS`], absent ones left out.
+fn user_props(got: &Delivery) -> BTreeMap<String, String> {
+    USER_PROPS.iter().filter_map(|p| got.prop(p).map(|v| ((*p).to_owned(), v.to_owned()))).collect()
 }
 
-/// Every delivery, in arrival order (duplicates kept, so the tests can count them).
-type Seen = Arc<Mutex<Vec<Got>>>;
-
-struct Record(Seen);
-
-impl MessageListenerConcurrently for Record {
-    fn consume_message(&self, messages: &[&MessageExt], _: &ConsumeConcurrentlyContext) -> ClientResult<ConsumeConcurrentlyStatus> {
-        let mut seen = self.0.lock().unwrap();
-        seen.extend(messages.iter().map(|m| Got::of(m)));
-        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
-    }
-}
-
+/// An orderly listener that records every delivery.
 struct RecordOrderly(Seen);
 
 impl MessageListenerOrderly for RecordOrderly {
     fn consume_message(&self, messages: &[&MessageExt], _: &mut ConsumeOrderlyContext) -> ClientResult<ConsumeOrderlyStatus> {
         let mut seen = self.0.lock().unwrap();
-        seen.extend(messages.iter().map(|m| Got::of(m)));
+        seen.extend(messages.iter().map(|m| Delivery::of(m)));
         Ok(ConsumeOrderlyStatus::Success)
     }
 }
 
-fn keys_of(seen: &Seen) -> BTreeSet<String> {
-    seen.lock().unwrap().iter().map(|g| g.key.clone()).collect()
-}
-
-/// A name unique to this run (group and topic names; the broadcasting consumer's local offset
-/// file is named by its group, so a rerun must not find an old one).
-fn unique(base: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{base}_{}_{nanos}", std::process::id())
-}
-
-/// The last lines of the broker's log, for failure messages.
-fn log_tail(broker: &BrokerProcess) -> String {
-    let log = broker.process.log();
-    let skip = log.len().saturating_sub(300);
-    log[skip..].join("\n")
-}
-
-/// Polls `done` every 50 ms until it holds; panics after `limit` with `what()` and the log.
-async fn wait_for(broker: &BrokerProcess, limit: Duration, mut done: impl FnMut() -> bool, what: impl Fn() -> String) {
-    let deadline = Instant::now() + limit;
-    let mut next_report = Instant::now() + Duration::from_secs(5);
-    while !done() {
-        if Instant::now() > next_report {
-            eprintln!("still waiting: {}", what());
-            next_report += Duration::from_secs(5);
-        }
-        assert!(Instant::now() < deadline, "timed out after {limit:?}: {}\nbroker log (tail):\n{}", what(), log_tail(broker));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+impl Listen for RecordOrderly {
+    fn register(self, consumer: &mut DefaultMQPushConsumer) {
+        consumer.register_message_listener_orderly(self);
     }
 }
 
@@ -130,120 +77,6 @@ fn per_queue(seen: &Seen) -> BTreeMap<i32, (usize, i64)> {
         entry.1 = entry.1.max(got.queue_offset + 1);
     }
     out
-}
-
-/// The client side of one test: a client runtime and the name server to use.
-struct Clients {
-    owner: RuntimeOwner,
-    runtime: Arc<ClientRuntime>,
-    namesrv: String,
-}
-
-impl Clients {
-    fn new(broker: &BrokerProcess, name: &'static str) -> Clients {
-        // The client logs through `tracing`: `FERROMQ_LOG=warn cargo test ...` shows it.
-        if std::env::var_os("FERROMQ_LOG").is_some() {
-            ferromq_net::logging::init();
-        }
-        // The client runs each consume request as a task of its runtime's "metadata-io" blocking
-        // lane, whose default admission queue holds 8 × cores tasks (16 on 2 cores). One pull
-        // brings up to 32 messages, one consume request each, so under load most requests are
-        // refused ("runtime.capacity.exhausted") and the client counts them as consume failures:
-        // a BROADCASTING consumer drops them, a CLUSTERING one sends them back to the retry
-        // topic (re-delivered: duplicates). Java queues consume requests without bound, so give
-        // every lane a deep queue: what is tested is the broker, not this client default.
-        let mut config = RuntimeConfig::default();
-        for lane in [
-            &mut config.blocking_lane_policies.storage_io,
-            &mut config.blocking_lane_policies.metadata_io,
-            &mut config.blocking_lane_policies.cpu_crypto,
-        ] {
-            lane.max_queue_depth = lane.max_queue_depth.max(1 << 16);
-        }
-        let owner = RuntimeOwner::plan(config).expect("runtime config").build().expect("runtime owner");
-        let runtime = ClientRuntime::try_new(owner.root_context().component(name), ClientRuntimeConfig::default(), TelemetryHandle::default())
-            .expect("client runtime");
-        Clients { owner, runtime, namesrv: broker.namesrv.to_string() }
-    }
-
-    async fn producer(&self, group: &str) -> DefaultMQProducer {
-        let mut producer = DefaultMQProducer::builder(self.runtime.clone())
-            .producer_group(group)
-            .name_server_addr(self.namesrv.as_str())
-            .send_msg_timeout(SEND_TIMEOUT_MS as u32)
-            .build();
-        producer.start().await.expect("producer start");
-        producer
-    }
-
-    /// A push consumer of `topic` (all tags) starting from the first offset of new queues.
-    /// `broadcasting` picks the message model; `orderly` the listener kind.
-    async fn consumer(&self, group: &str, topic: &str, broadcasting: bool, orderly: bool, seen: Seen) -> DefaultMQPushConsumer {
-        // MessageModel lives in rocketmq-protocol, which the client does not re-export; its
-        // serde form is the Java name, so let the builder's parameter type pick the enum.
-        let model = serde_json::from_str(if broadcasting { "\"BROADCASTING\"" } else { "\"CLUSTERING\"" }).expect("message model");
-        let mut consumer = DefaultMQPushConsumer::builder(self.runtime.clone())
-            .consumer_group(group)
-            .name_server_addr(self.namesrv.as_str())
-            .message_model(model)
-            .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
-            .build();
-        consumer.subscribe(topic, "*").await.expect("subscribe");
-        if orderly {
-            consumer.register_message_listener_orderly(RecordOrderly(seen));
-        } else {
-            consumer.register_message_listener_concurrently(Record(seen));
-        }
-        consumer.start().await.expect("consumer start");
-        consumer
-    }
-
-    async fn finish(self) {
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.runtime.shutdown()).await;
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.owner.shutdown_tasks()).await;
-        let _ = self.owner.shutdown_background();
-    }
-}
-
-/// Shuts a consumer down cleanly (it persists its offsets and unregisters), bounded.
-async fn stop_consumer(broker: &BrokerProcess, consumer: &mut DefaultMQPushConsumer, what: &str) {
-    if tokio::time::timeout(Duration::from_secs(20), consumer.shutdown()).await.is_err() {
-        panic!("{what}: consumer shutdown did not finish in 20 s\nbroker log (tail):\n{}", log_tail(broker));
-    }
-}
-
-/// Creates `topic` with `queues` queues through the client's admin path (UPDATE_AND_CREATE_TOPIC
-/// to the brokers of `TBW102`) and waits until the name server routes all of them.
-async fn create_topic(broker: &BrokerProcess, producer: &mut DefaultMQProducer, topic: &str, queues: usize) -> Vec<MessageQueue> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    // The broker registers with its name server just after it logs that it started: until then
-    // the route of TBW102 (the key topic) is unknown.
-    while let Err(e) = producer.create_topic("TBW102", topic, queues as i32, HashMap::new()).await {
-        assert!(Instant::now() < deadline, "create topic {topic}: {e}\nbroker log (tail):\n{}", log_tail(broker));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    loop {
-        match producer.fetch_publish_message_queues(topic).await {
-            Ok(mut mqs) if mqs.len() == queues => {
-                mqs.sort_by_key(|mq| mq.queue_id());
-                return mqs;
-            }
-            other => assert!(
-                Instant::now() < deadline,
-                "topic {topic} not routed with {queues} queues: {other:?}\nbroker log (tail):\n{}",
-                log_tail(broker)
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn message(topic: &str, key: &str, tags: &str, props: &[(&str, String)], body: &[u8]) -> Message {
-    let mut builder = Message::builder().topic(topic).tags(tags).key(key);
-    for (name, value) in props {
-        builder = builder.raw_property(*name, value.clone()).expect("user property");
-    }
-    builder.body_slice(body).build_unchecked()
 }
 
 // ---- 1. every send mode, clustering and broadcasting ----------------------------------------
@@ -276,7 +109,7 @@ fn mode_of(i: usize) -> &'static str {
 
 fn feature_message(topic: &str, i: usize) -> Message {
     let tags = ["TagA", "TagB", "TagC"][i % 3];
-    message(topic, &format!("m{i:05}"), tags, &[("seq", i.to_string()), ("mode", mode_of(i).to_owned())], &body_of(i))
+    message(topic, &format!("m{i:05}"), tags, &[("seq", &i.to_string()), ("mode", mode_of(i))], &body_of(i))
 }
 
 fn expected_got(i: usize) -> (String, String, Vec<u8>, BTreeMap<String, String>) {
@@ -376,7 +209,7 @@ fn missing_by_mode(seen: &Seen) -> BTreeMap<&'static str, usize> {
 /// byte-identical in body, tags, key and user properties.
 fn check_group(name: &str, seen: &Seen) {
     let seen = seen.lock().unwrap();
-    let mut by_key: BTreeMap<&str, Vec<&Got>> = BTreeMap::new();
+    let mut by_key: BTreeMap<&str, Vec<&Delivery>> = BTreeMap::new();
     for got in seen.iter() {
         by_key.entry(got.key.as_str()).or_default().push(got);
     }
@@ -386,8 +219,8 @@ fn check_group(name: &str, seen: &Seen) {
     for i in 0..MESSAGES {
         let (key, tags, body, props) = expected_got(i);
         let got = by_key.get(key.as_str()).and_then(|v| v.first()).unwrap_or_else(|| panic!("{name}: {key} missing"));
-        assert_eq!(got.tags, tags, "{name}: tags of {key}");
-        assert_eq!(got.props, props, "{name}: user properties of {key}");
+        assert_eq!(got.prop("TAGS").unwrap_or_default(), tags, "{name}: tags of {key}");
+        assert_eq!(user_props(got), props, "{name}: user properties of {key}");
         assert!(got.body == body, "{name}: body of {key} differs ({} bytes received, {} sent)", got.body.len(), body.len());
     }
 }
@@ -398,7 +231,7 @@ async fn every_send_mode_reaches_clustering_and_broadcasting_groups() {
     let clients = Clients::new(&broker, "features");
     let started = Instant::now();
     let topic = unique("FeatTopic");
-    let mut producer = clients.producer(&unique("feat_producer")).await;
+    let mut producer = clients.producer(&unique("feat_producer"), Trace::Off).await;
     create_topic(&broker, &mut producer, &topic, 8).await;
 
     // Both groups run while the messages are produced; new queues start at offset 0.
@@ -406,8 +239,9 @@ async fn every_send_mode_reaches_clustering_and_broadcasting_groups() {
     let broadcasting_group = unique("feat_broadcasting");
     let clustered: Seen = Default::default();
     let broadcast: Seen = Default::default();
-    let mut clustering = clients.consumer(&clustering_group, &topic, false, false, clustered.clone()).await;
-    let mut broadcasting = clients.consumer(&broadcasting_group, &topic, true, false, broadcast.clone()).await;
+    let mut clustering = clients.consumer(&broker, &clustering_group, &topic, clustered.clone(), ConsumerOptions::default()).await;
+    let broadcasting_options = ConsumerOptions { broadcasting: true, ..Default::default() };
+    let mut broadcasting = clients.consumer(&broker, &broadcasting_group, &topic, broadcast.clone(), broadcasting_options).await;
 
     let producer = Arc::new(producer);
     let senders: Vec<_> = TASKS.iter().map(|modes| tokio::spawn(send_task(producer.clone(), topic.clone(), modes))).collect();
@@ -479,14 +313,14 @@ async fn committed_offsets_survive_a_broker_restart() {
 
     {
         let clients = Clients::new(&broker, "restart-before");
-        let mut producer = clients.producer(&unique("restart_producer")).await;
+        let mut producer = clients.producer(&unique("restart_producer"), Trace::Off).await;
         create_topic(&broker, &mut producer, &topic, 4).await;
         for i in 0..OLD {
             let sent = producer.send_with_timeout(message(&topic, &format!("old-{i:03}"), "T", &[], format!("old {i}").as_bytes()), SEND_TIMEOUT_MS).await;
             assert!(matches!(sent, Ok(Some(_))), "send old-{i}: {sent:?}");
         }
         let seen: Seen = Default::default();
-        let mut consumer = clients.consumer(&group, &topic, false, false, seen.clone()).await;
+        let mut consumer = clients.consumer(&broker, &group, &topic, seen.clone(), ConsumerOptions::default()).await;
         wait_for(&broker, Duration::from_secs(30), || keys_of(&seen).len() >= OLD, || format!("{} of {OLD} old messages consumed", keys_of(&seen).len()))
             .await;
         // Clean shutdown: the client persists its offsets (one-way UPDATE_CONSUMER_OFFSET)
@@ -504,8 +338,8 @@ async fn committed_offsets_survive_a_broker_restart() {
     let seen: Seen = Default::default();
     // The same group, starting "from the first offset" if it had none: a lost offset would
     // redeliver every old message.
-    let mut consumer = clients.consumer(&group, &topic, false, false, seen.clone()).await;
-    let producer = clients.producer(&unique("restart_producer2")).await;
+    let mut consumer = clients.consumer(&broker, &group, &topic, seen.clone(), ConsumerOptions::default()).await;
+    let producer = clients.producer(&unique("restart_producer2"), Trace::Off).await;
     for i in 0..NEW {
         let sent = producer.send_with_timeout(message(&topic, &format!("new-{i:03}"), "T", &[], format!("new {i}").as_bytes()), SEND_TIMEOUT_MS).await;
         assert!(matches!(sent, Ok(Some(_))), "send new-{i} after restart: {sent:?}\nbroker log (tail):\n{}", log_tail(&broker));
@@ -533,29 +367,18 @@ async fn committed_offsets_survive_a_broker_restart() {
 /// Sends LOCK_BATCH_MQ (41) for `queues` of `topic` as client `client_id` over a plain
 /// connection (not the third-party client) and returns the queue ids granted: a probe of who
 /// holds the orderly locks.
-fn probe_locks(broker: &BrokerProcess, broker_name: &str, group: &str, client_id: &str, topic: &str, queues: &[i32]) -> Result<BTreeSet<i32>, String> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], broker.process.addr.port()));
+async fn probe_locks(broker: &BrokerProcess, broker_name: &str, group: &str, client_id: &str, topic: &str, queues: &[i32]) -> Result<BTreeSet<i32>, String> {
     let mq_set: Vec<serde_json::Value> =
         queues.iter().map(|q| serde_json::json!({"topic": topic, "brokerName": broker_name, "queueId": q})).collect();
     let body = serde_json::json!({"consumerGroup": group, "clientId": client_id, "onlyThisBroker": false, "mqSet": mq_set});
-    let request = ferromq_net::RemotingCommand::request(41).with_body(serde_json::to_vec(&body).unwrap());
-    std::thread::spawn(move || {
-        let (runtime, _) = ferromq_net::backend::runtime_from_env().map_err(|e| e.to_string())?;
-        runtime.block_on(async move {
-            let client = ferromq_net::client::Client::connect(addr, Duration::from_secs(5)).await.map_err(|e| e.to_string())?;
-            let response = client.invoke(request, Duration::from_secs(5)).await.map_err(|e| e.to_string());
-            client.close();
-            let response = response?;
-            if response.code != 0 {
-                return Err(format!("LOCK_BATCH_MQ answered {}: {:?}", response.code, response.remark));
-            }
-            let value: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| e.to_string())?;
-            let granted = value["lockOKMQSet"].as_array().ok_or("no lockOKMQSet")?;
-            Ok(granted.iter().filter_map(|mq| mq["queueId"].as_i64()).map(|q| q as i32).collect())
-        })
-    })
-    .join()
-    .map_err(|_| "probe thread panicked".to_owned())?
+    let request = RemotingCommand::request(request_code::LOCK_BATCH_MQ).with_body(serde_json::to_vec(&body).unwrap());
+    let response = raw_request(broker, request, Duration::from_secs(5)).await?;
+    if response.code != 0 {
+        return Err(format!("LOCK_BATCH_MQ answered {}: {:?}", response.code, response.remark));
+    }
+    let value: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| e.to_string())?;
+    let granted = value["lockOKMQSet"].as_array().ok_or("no lockOKMQSet")?;
+    Ok(granted.iter().filter_map(|mq| mq["queueId"].as_i64()).map(|q| q as i32).collect())
 }
 
 // ---- 3. ordered consumption of selector sends ---------------------------------------------------
@@ -567,7 +390,7 @@ async fn selector_sends_are_consumed_in_order() {
     let broker = BrokerProcess::start(&[("shards", "2")]).unwrap();
     let clients = Clients::new(&broker, "orderly");
     let topic = unique("OrderTopic");
-    let mut producer = clients.producer(&unique("order_producer")).await;
+    let mut producer = clients.producer(&unique("order_producer"), Trace::Off).await;
     let mqs = create_topic(&broker, &mut producer, &topic, 4).await;
     let queue_ids: Vec<i32> = mqs.iter().map(|mq| mq.queue_id()).collect();
     let broker_name = mqs[0].broker_name().to_string();
@@ -578,7 +401,7 @@ async fn selector_sends_are_consumed_in_order() {
         async move {
             for order in 0..ORDERS {
                 let key = format!("o{order:02}-s{step:02}");
-                let msg = message(topic, &key, "Order", &[("order", order.to_string()), ("step", step.to_string())], key.as_bytes());
+                let msg = message(topic, &key, "Order", &[("order", &order.to_string()), ("step", &step.to_string())], key.as_bytes());
                 // MessageQueueSelector: a hash of the order id picks the queue.
                 let selector = |mqs: &[MessageQueue], _: &Message, order: &u64| {
                     let mut sorted = mqs.to_vec();
@@ -595,7 +418,7 @@ async fn selector_sends_are_consumed_in_order() {
         send_step(step).await;
     }
     let seen: Seen = Default::default();
-    let mut consumer = clients.consumer(&group, &topic, false, true, seen.clone()).await;
+    let mut consumer = clients.consumer(&broker, &group, &topic, RecordOrderly(seen.clone()), ConsumerOptions::default()).await;
     for step in STEPS / 2..STEPS {
         send_step(step).await;
     }
@@ -624,10 +447,10 @@ async fn selector_sends_are_consumed_in_order() {
 
     // The orderly consumer holds the lock of every queue (LOCK_BATCH_MQ): another client of the
     // group is refused them. After a clean shutdown it has unlocked them (UNLOCK_BATCH_MQ).
-    let held = probe_locks(&broker, &broker_name, &group, "intruder@probe", &topic, &queue_ids).unwrap();
+    let held = probe_locks(&broker, &broker_name, &group, "intruder@probe", &topic, &queue_ids).await.unwrap();
     assert!(held.is_empty(), "queues {held:?} were granted to another client while the orderly consumer ran");
     stop_consumer(&broker, &mut consumer, "orderly consumer").await;
-    let freed = probe_locks(&broker, &broker_name, &group, "intruder@probe", &topic, &queue_ids).unwrap();
+    let freed = probe_locks(&broker, &broker_name, &group, "intruder@probe", &topic, &queue_ids).await.unwrap();
     assert_eq!(freed, queue_ids.iter().copied().collect::<BTreeSet<i32>>(), "after the orderly consumer's shutdown every queue is unlocked");
     producer.shutdown().await;
     clients.finish().await;
@@ -642,14 +465,14 @@ async fn clustering_members_split_queues_and_take_over() {
     let clients = Clients::new(&broker, "rebalance");
     let topic = unique("SplitTopic");
     let group = unique("split_group");
-    let mut producer = clients.producer(&unique("split_producer")).await;
+    let mut producer = clients.producer(&unique("split_producer"), Trace::Off).await;
     let mqs = create_topic(&broker, &mut producer, &topic, QUEUES).await;
     let all_queues: BTreeSet<i32> = mqs.iter().map(|mq| mq.queue_id()).collect();
 
     let seen_a: Seen = Default::default();
     let seen_b: Seen = Default::default();
-    let mut a = clients.consumer(&group, &topic, false, false, seen_a.clone()).await;
-    let mut b = clients.consumer(&group, &topic, false, false, seen_b.clone()).await;
+    let mut a = clients.consumer(&broker, &group, &topic, seen_a.clone(), ConsumerOptions::default()).await;
+    let mut b = clients.consumer(&broker, &group, &topic, seen_b.clone(), ConsumerOptions::default()).await;
 
     let round = AtomicUsize::new(0);
     // One message per queue; returns, per consumer, the queues whose round message it got.

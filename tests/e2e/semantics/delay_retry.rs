@@ -17,274 +17,17 @@
 //!
 //! Every wait has a deadline; a timeout fails with what was seen and the broker's log.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use ferromq_tests::BrokerProcess;
-use rocketmq_client_rust::{
-    ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQProducer,
-    DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently, TelemetryHandle,
+use rocketmq_client_rust::DefaultMQProducer;
+use rocketmq_model::result::SendResult;
+
+use crate::common::{
+    CASE_PROP, Clients, ConsumerOptions, Delivery, EARLY_TOLERANCE, Record, Seen, Trace, counts, create_topic, deliveries_of,
+    kill_9_and_restart, message, route_into_consumer, send, stop_consumer, unique, wait_for,
 };
-use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
-use rocketmq_model::common::message::message_ext::MessageExt;
-use rocketmq_model::common::message::message_queue::MessageQueue;
-use rocketmq_model::common::message::message_single::Message;
-use rocketmq_model::result::{SendResult, SendStatus};
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
-
-/// RPC timeout of every send, ms.
-const SEND_TIMEOUT_MS: u64 = 10_000;
-
-/// How much earlier than its delay a message may show up: store timestamps are whole
-/// milliseconds of the broker's wall clock, the test measures with a monotonic clock.
-const EARLY_TOLERANCE: Duration = Duration::from_millis(100);
-
-/// The user property every test message carries.
-const CASE_PROP: &str = "case";
-
-/// The properties a delivery records (user property and the broker's bookkeeping).
-const RECORDED_PROPS: [&str; 7] = [CASE_PROP, "UNIQ_KEY", "RETRY_TOPIC", "ORIGIN_MESSAGE_ID", "DELAY", "REAL_TOPIC", "REAL_QID"];
-
-/// One delivery, as a listener saw it.
-#[derive(Debug, Clone)]
-struct Delivery {
-    at: Instant,
-    key: String,
-    /// The topic the client hands the listener (for `%RETRY%` deliveries the client puts the
-    /// `RETRY_TOPIC` back, as Java's does).
-    topic: String,
-    queue_id: i32,
-    reconsume_times: i32,
-    /// Producer wall clock at the original send (kept through retries and delays).
-    born_timestamp: i64,
-    /// Broker wall clock when this record was appended (for a delayed message: when the delay
-    /// service put it into the real topic).
-    store_timestamp: i64,
-    body: Vec<u8>,
-    props: BTreeMap<String, String>,
-}
-
-impl Delivery {
-    fn of(message: &MessageExt) -> Delivery {
-        let inner = message.message_inner();
-        Delivery {
-            at: Instant::now(),
-            key: inner.keys().and_then(|k| k.first().cloned()).unwrap_or_default(),
-            topic: message.topic().to_string(),
-            queue_id: message.queue_id(),
-            reconsume_times: message.reconsume_times(),
-            born_timestamp: message.born_timestamp(),
-            store_timestamp: message.store_timestamp(),
-            body: message.body().map(|b| b.to_vec()).unwrap_or_default(),
-            props: RECORDED_PROPS.iter().filter_map(|p| inner.property(p).map(|v| ((*p).to_owned(), v.to_owned()))).collect(),
-        }
-    }
-
-    fn prop(&self, name: &str) -> Option<&str> {
-        self.props.get(name).map(String::as_str)
-    }
-}
-
-/// Every delivery, in arrival order (duplicates kept, so the tests can count them).
-type Seen = Arc<Mutex<Vec<Delivery>>>;
-
-/// Records every delivery; fails (RECONSUME_LATER) those whose key starts with `fail_prefix`.
-struct Listener {
-    seen: Seen,
-    fail_prefix: Option<&'static str>,
-}
-
-impl MessageListenerConcurrently for Listener {
-    fn consume_message(&self, messages: &[&MessageExt], _: &ConsumeConcurrentlyContext) -> ClientResult<ConsumeConcurrentlyStatus> {
-        let got: Vec<Delivery> = messages.iter().map(|m| Delivery::of(m)).collect();
-        // The context's delay level stays 0: the broker picks 3 + reconsumeTimes (§9.2 step 6).
-        let fail = self.fail_prefix.is_some_and(|prefix| got.iter().any(|d| d.key.starts_with(prefix)));
-        self.seen.lock().unwrap().extend(got);
-        Ok(if fail { ConsumeConcurrentlyStatus::ReconsumeLater } else { ConsumeConcurrentlyStatus::ConsumeSuccess })
-    }
-}
-
-/// The deliveries of `key`, in arrival order.
-fn deliveries_of(seen: &Seen, key: &str) -> Vec<Delivery> {
-    seen.lock().unwrap().iter().filter(|d| d.key == key).cloned().collect()
-}
-
-/// How many times each key was delivered.
-fn counts(seen: &Seen) -> BTreeMap<String, usize> {
-    let mut out = BTreeMap::new();
-    for d in seen.lock().unwrap().iter() {
-        *out.entry(d.key.clone()).or_default() += 1;
-    }
-    out
-}
-
-/// A name unique to this run (group and topic names).
-fn unique(base: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{base}_{}_{nanos}", std::process::id())
-}
-
-/// The last lines of the broker's log, for failure messages.
-fn log_tail(broker: &BrokerProcess) -> String {
-    let log = broker.process.log();
-    let skip = log.len().saturating_sub(300);
-    log[skip..].join("\n")
-}
-
-/// Polls `done` every 50 ms until it holds; panics after `limit` with `what()` and the log.
-async fn wait_for(broker: &BrokerProcess, limit: Duration, mut done: impl FnMut() -> bool, what: impl Fn() -> String) {
-    let deadline = Instant::now() + limit;
-    let mut next_report = Instant::now() + Duration::from_secs(5);
-    while !done() {
-        if Instant::now() > next_report {
-            eprintln!("still waiting: {}", what());
-            next_report += Duration::from_secs(5);
-        }
-        assert!(Instant::now() < deadline, "timed out after {limit:?}: {}\nbroker log (tail):\n{}", what(), log_tail(broker));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The client side of one test: a client runtime and the name server to use.
-struct Clients {
-    owner: RuntimeOwner,
-    runtime: Arc<ClientRuntime>,
-    namesrv: String,
-}
-
-impl Clients {
-    fn new(broker: &BrokerProcess, name: &'static str) -> Clients {
-        // The client logs through `tracing`: `FERROMQ_LOG=warn cargo test ...` shows it.
-        if std::env::var_os("FERROMQ_LOG").is_some() {
-            ferromq_net::logging::init();
-        }
-        // Deep admission queues on every blocking lane of the client runtime, as in
-        // broker_features: the client runs each consume request as a task of its "metadata-io"
-        // lane, and a refused task counts as a consume failure (a send-back this test would
-        // then see as an unexplained retry).
-        let mut config = RuntimeConfig::default();
-        for lane in [
-            &mut config.blocking_lane_policies.storage_io,
-            &mut config.blocking_lane_policies.metadata_io,
-            &mut config.blocking_lane_policies.cpu_crypto,
-        ] {
-            lane.max_queue_depth = lane.max_queue_depth.max(1 << 16);
-        }
-        let owner = RuntimeOwner::plan(config).expect("runtime config").build().expect("runtime owner");
-        let runtime = ClientRuntime::try_new(owner.root_context().component(name), ClientRuntimeConfig::default(), TelemetryHandle::default())
-            .expect("client runtime");
-        Clients { owner, runtime, namesrv: broker.namesrv.to_string() }
-    }
-
-    async fn producer(&self, group: &str) -> DefaultMQProducer {
-        let mut producer = DefaultMQProducer::builder(self.runtime.clone())
-            .producer_group(group)
-            .name_server_addr(self.namesrv.as_str())
-            .send_msg_timeout(SEND_TIMEOUT_MS as u32)
-            .build();
-        producer.start().await.expect("producer start");
-        producer
-    }
-
-    /// A CLUSTERING push consumer of `topic` (all tags) starting from the first offset of new
-    /// queues, with `maxReconsumeTimes` if given (the client's default is -1, meaning 16).
-    async fn consumer(&self, group: &str, topic: &str, max_reconsume_times: Option<i32>, listener: Listener) -> DefaultMQPushConsumer {
-        // MessageModel lives in rocketmq-protocol, which the client does not re-export; its
-        // serde form is the Java name, so let the builder's parameter type pick the enum.
-        let model = serde_json::from_str("\"CLUSTERING\"").expect("message model");
-        let mut builder = DefaultMQPushConsumer::builder(self.runtime.clone())
-            .consumer_group(group)
-            .name_server_addr(self.namesrv.as_str())
-            .message_model(model)
-            .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset);
-        if let Some(max) = max_reconsume_times {
-            builder = builder.max_reconsume_times(max);
-        }
-        let mut consumer = builder.build();
-        consumer.subscribe(topic, "*").await.expect("subscribe");
-        consumer.register_message_listener_concurrently(listener);
-        consumer.start().await.expect("consumer start");
-        consumer
-    }
-
-    async fn finish(self) {
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.runtime.shutdown()).await;
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.owner.shutdown_tasks()).await;
-        let _ = self.owner.shutdown_background();
-    }
-}
-
-/// Shuts a consumer down cleanly (it persists its offsets and unregisters), bounded.
-async fn stop_consumer(broker: &BrokerProcess, consumer: &mut DefaultMQPushConsumer, what: &str) {
-    if tokio::time::timeout(Duration::from_secs(20), consumer.shutdown()).await.is_err() {
-        panic!("{what}: consumer shutdown did not finish in 20 s\nbroker log (tail):\n{}", log_tail(broker));
-    }
-}
-
-/// Creates `topic` with `queues` queues through the client's admin path (UPDATE_AND_CREATE_TOPIC
-/// to the brokers of `TBW102`) and waits until the name server routes all of them.
-async fn create_topic(broker: &BrokerProcess, producer: &mut DefaultMQProducer, topic: &str, queues: usize) -> Vec<MessageQueue> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    // The broker registers with its name server just after it logs that it started: until then
-    // the route of TBW102 (the key topic) is unknown.
-    while let Err(e) = producer.create_topic("TBW102", topic, queues as i32, HashMap::new()).await {
-        assert!(Instant::now() < deadline, "create topic {topic}: {e}\nbroker log (tail):\n{}", log_tail(broker));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    loop {
-        match producer.fetch_publish_message_queues(topic).await {
-            Ok(mut mqs) if mqs.len() == queues => {
-                mqs.sort_by_key(|mq| mq.queue_id());
-                return mqs;
-            }
-            other => assert!(
-                Instant::now() < deadline,
-                "topic {topic} not routed with {queues} queues: {other:?}\nbroker log (tail):\n{}",
-                log_tail(broker)
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Waits until the name server routes `topic` with readable queues and puts that route into
-/// `consumer`'s client, then has the consumer rebalance at once.
-///
-/// Why: a push consumer looks up the routes of its subscriptions once when it starts and then
-/// only every 30 s (`pollNameServerInterval`, at least 10 s), and rebalances every 20 s. A topic
-/// the broker creates later (`%RETRY%<group>` on the group's first heartbeat, which comes after
-/// that first lookup; `%DLQ%<group>` on the first dead letter) would reach the consumer only that
-/// much later. `fetch_subscribe_message_queues` asks the name server and stores the route for
-/// every consumer of the client that subscribes the topic; `resume` (on a consumer that is not
-/// paused) rebalances it, as Java's `resume()` does.
-async fn route_into_consumer(broker: &BrokerProcess, consumer: &mut DefaultMQPushConsumer, topic: &str, limit: Duration, why: &str) -> Vec<MessageQueue> {
-    let deadline = Instant::now() + limit;
-    loop {
-        match consumer.fetch_subscribe_message_queues(topic).await {
-            Ok(mut mqs) if !mqs.is_empty() => {
-                consumer.resume().await;
-                mqs.sort_by_key(|mq| mq.queue_id());
-                return mqs;
-            }
-            other => assert!(
-                Instant::now() < deadline,
-                "{topic} is not routed with readable queues after {limit:?} ({why}); last lookup: {other:?}\nbroker log (tail):\n{}",
-                log_tail(broker)
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn message(topic: &str, key: &str, case: &str, body: &[u8], delay_level: Option<i32>) -> Message {
-    let mut builder = Message::builder().topic(topic).tags("T").key(key).raw_property(CASE_PROP, case.to_owned()).expect("user property");
-    if let Some(level) = delay_level {
-        // Property DELAY (§9.3); `Message::set_delay_time_level` does the same.
-        builder = builder.delay_level(level);
-    }
-    builder.body_slice(body).build_unchecked()
-}
 
 /// One sent message and when it was sent.
 #[derive(Debug, Clone)]
@@ -299,15 +42,17 @@ struct Sent {
     result: SendResult,
 }
 
-async fn send(broker: &BrokerProcess, producer: &DefaultMQProducer, topic: &str, key: &str, body: Vec<u8>, delay_level: Option<i32>) -> Sent {
+/// Sends `body` as message `key` with user property [`CASE_PROP`], delayed by `delay_level` if
+/// given (property DELAY, §9.3).
+async fn send_case(broker: &BrokerProcess, producer: &DefaultMQProducer, topic: &str, key: &str, body: Vec<u8>, delay_level: Option<i32>) -> Sent {
     let case = format!("case of {key}");
+    let mut message = message(topic, key, "T", &[(CASE_PROP, &case)], &body);
+    if let Some(level) = delay_level {
+        message.set_delay_time_level(level);
+    }
     let started = Instant::now();
-    let result = producer.send_with_timeout(message(topic, key, &case, &body, delay_level), SEND_TIMEOUT_MS).await;
+    let result = send(broker, producer, message, &format!("{key} (delay level {delay_level:?})")).await;
     let acked = Instant::now();
-    let result = match result {
-        Ok(Some(r)) if r.send_status == SendStatus::SendOk => r,
-        other => panic!("send {key} (delay level {delay_level:?}): {other:?}\nbroker log (tail):\n{}", log_tail(broker)),
-    };
     Sent { key: key.to_owned(), case, body, started, acked, result }
 }
 
@@ -338,11 +83,12 @@ async fn failed_messages_come_back_after_their_delay_level_then_land_in_the_dlq(
     let group = unique("retry_group");
     let retry_topic = format!("%RETRY%{group}");
     let dlq_topic = format!("%DLQ%{group}");
-    let mut producer = clients.producer(&unique("retry_producer")).await;
+    let mut producer = clients.producer(&unique("retry_producer"), Trace::Off).await;
     create_topic(&broker, &mut producer, &topic, 2).await;
 
     let failing: Seen = Default::default();
-    let mut consumer = clients.consumer(&group, &topic, Some(MAX_RECONSUME), Listener { seen: failing.clone(), fail_prefix: Some("dlq-") }).await;
+    let options = ConsumerOptions { max_reconsume_times: Some(MAX_RECONSUME), ..Default::default() };
+    let mut consumer = clients.consumer(&broker, &group, &topic, Record::failing(failing.clone(), "dlq-"), options).await;
     // The broker creates %RETRY%<group> on the group's heartbeat (§9.1) and registers it.
     let retry_queues = route_into_consumer(&broker, &mut consumer, &retry_topic, Duration::from_secs(15), "created on the group's first heartbeat").await;
     eprintln!("{retry_topic} routed with {} queue(s)", retry_queues.len());
@@ -351,7 +97,7 @@ async fn failed_messages_come_back_after_their_delay_level_then_land_in_the_dlq(
     for i in 0..FAILING {
         let mut body = format!("dead letter {i}: ").into_bytes();
         body.extend((0..(100 + i * 37)).map(|b| (b * 13 + i) as u8));
-        sent.push(send(&broker, &producer, &topic, &format!("dlq-{i}"), body, None).await);
+        sent.push(send_case(&broker, &producer, &topic, &format!("dlq-{i}"), body, None).await);
     }
     let expected_keys: BTreeSet<String> = sent.iter().map(|s| s.key.clone()).collect();
 
@@ -367,7 +113,7 @@ async fn failed_messages_come_back_after_their_delay_level_then_land_in_the_dlq(
     // A second group reads the DLQ, which the broker creates on the first dead letter.
     let dlq_group = unique("dlq_reader");
     let dead: Seen = Default::default();
-    let mut dlq_consumer = clients.consumer(&dlq_group, &dlq_topic, None, Listener { seen: dead.clone(), fail_prefix: None }).await;
+    let mut dlq_consumer = clients.consumer(&broker, &dlq_group, &dlq_topic, dead.clone(), ConsumerOptions::default()).await;
     let dlq_queues = route_into_consumer(&broker, &mut dlq_consumer, &dlq_topic, Duration::from_secs(15), "created on the first dead letter, perm 6").await;
     assert_eq!(dlq_queues.len(), 1, "{dlq_topic} has one queue (§9.1): {dlq_queues:?}");
     wait_for(
@@ -473,17 +219,6 @@ const LEVEL: i32 = 2;
 const LEVEL_DELAY: Duration = Duration::from_secs(3);
 const PER_KIND: usize = 5;
 
-/// Prints the log of a broker process that is gone (before a kill) if the test panics later.
-struct EarlierLog(Vec<String>);
-
-impl Drop for EarlierLog {
-    fn drop(&mut self) {
-        if std::thread::panicking() && !self.0.is_empty() {
-            eprintln!("======== broker log before the SIGKILL ========\n{}\n======== (end of the killed process's log) ========", self.0.join("\n"));
-        }
-    }
-}
-
 /// The first delivery of each sent message, checked against what was sent and its due time
 /// (`None`: not delayed). Returns each one's first arrival after its send started.
 fn check_arrivals(seen: &Seen, sent: &[Sent], topic: &str, due_after: Option<Duration>) -> Vec<Duration> {
@@ -528,25 +263,25 @@ async fn delayed_messages_arrive_after_their_level_even_across_a_kill_9() {
     let clients = Clients::new(&broker, "delay");
     let topic = unique("DelayTopic");
     let group = unique("delay_group");
-    let mut producer = clients.producer(&unique("delay_producer")).await;
+    let mut producer = clients.producer(&unique("delay_producer"), Trace::Off).await;
     create_topic(&broker, &mut producer, &topic, 4).await;
 
     let seen: Seen = Default::default();
-    let mut consumer = clients.consumer(&group, &topic, None, Listener { seen: seen.clone(), fail_prefix: None }).await;
+    let mut consumer = clients.consumer(&broker, &group, &topic, seen.clone(), ConsumerOptions::default()).await;
     // The consumer is running (queues assigned, pulls parked) before anything is timed.
-    let warmup = send(&broker, &producer, &topic, "warmup", b"warm up".to_vec(), None).await;
+    let warmup = send_case(&broker, &producer, &topic, "warmup", b"warm up".to_vec(), None).await;
     wait_for(&broker, Duration::from_secs(20), || !deliveries_of(&seen, &warmup.key).is_empty(), || format!("warm-up message not consumed; seen {:?}", counts(&seen))).await;
 
     // Part 1: five delayed by level 2 (3 s), then five undelayed.
     let mut delayed = Vec::new();
     for i in 0..PER_KIND {
         let body = format!("delayed {i} ").repeat(i + 1).into_bytes();
-        delayed.push(send(&broker, &producer, &topic, &format!("d1-{i}"), body, Some(LEVEL)).await);
+        delayed.push(send_case(&broker, &producer, &topic, &format!("d1-{i}"), body, Some(LEVEL)).await);
     }
     let mut undelayed = Vec::new();
     for i in 0..PER_KIND {
         let body = format!("at once {i} ").repeat(i + 1).into_bytes();
-        undelayed.push(send(&broker, &producer, &topic, &format!("n-{i}"), body, None).await);
+        undelayed.push(send_case(&broker, &producer, &topic, &format!("n-{i}"), body, None).await);
     }
     let part1_keys: BTreeSet<String> = delayed.iter().chain(&undelayed).map(|s| s.key.clone()).collect();
     wait_for(
@@ -577,15 +312,11 @@ async fn delayed_messages_arrive_after_their_level_even_across_a_kill_9() {
     let mut pending = Vec::new();
     for i in 0..PER_KIND {
         let body = format!("survivor {i} ").repeat(i + 2).into_bytes();
-        pending.push(send(&broker, &producer, &topic, &format!("d2-{i}"), body, Some(LEVEL)).await);
+        pending.push(send_case(&broker, &producer, &topic, &format!("d2-{i}"), body, Some(LEVEL)).await);
     }
     let seen_before_kill = seen.lock().unwrap().len();
-    let _earlier = EarlierLog(broker.process.log());
-    let killed_at = Instant::now();
-    if let Err(e) = broker.kill_and_restart() {
-        panic!("restart after SIGKILL failed: {e}");
-    }
-    let restarted_in = killed_at.elapsed();
+    let restart = kill_9_and_restart(&mut broker);
+    let (killed_at, restarted_in) = (restart.killed_at, restart.restarted_in);
     let part2_keys: BTreeSet<String> = pending.iter().map(|s| s.key.clone()).collect();
     // The deadline counts from the kill. Besides the restart (a store recovering from an
     // unclean stop), the client needs time: pulls it had parked on the killed broker can hang
