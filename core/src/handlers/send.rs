@@ -248,8 +248,8 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
     // Whether the producer waits for durability (WAIT ≠ false), which a SYNC_MASTER cannot give.
     let waits = messages.first().and_then(|m| m.summary.as_ref()).is_none_or(|s| !s.no_wait);
 
-    let (store_topic, store_queue) = messages.first().map(|m| (m.topic.clone(), m.queue_id)).unwrap_or_default();
-    let owner = ctx.owner(&store_topic, store_queue);
+    // The queue the records go to (a delayed or half message's is the system topic's).
+    let owner = messages.first().map_or(ctx.id, |m| ctx.owner(&m.topic, m.queue_id));
     let timeout = Duration::from_millis(config.flush.sync_flush_timeout_ms);
     let (result, acked) = ctx.on(owner, move |owner_ctx, _slot| async move { owner_ctx.store.append_within(messages, timeout).await }).await??;
     let status = if !acked {
