@@ -8,7 +8,7 @@ use std::rc::Rc;
 use ferromq_net::RemotingCommand;
 use ferromq_net::codes::response_code as code;
 use ferromq_store::record::decode_offset_msg_id;
-use ferromq_store::{ClientPhysicalOffset, QueueOffset, ShardId};
+use ferromq_store::{QueueOffset, ShardId};
 
 use crate::control::Command;
 use crate::error::{BrokerError, BrokerResult};
@@ -158,15 +158,7 @@ pub async fn view_message_by_id(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -
             None => return Err(BrokerError::system("the request header has no offset")),
         },
     };
-    let (shard, local) = ctx
-        .store
-        .offset_space()
-        .locate(ClientPhysicalOffset(offset))
-        .ok_or_else(|| BrokerError::system(format!("message at offset {offset} not found: no commit-log segment holds it")))?;
-    let record = ctx
-        .on(shard, move |owner, _| async move { owner.store.read_record(local).await })
-        .await?
-        .map_err(|e| BrokerError::system(format!("message at offset {offset} not found: {e}")))?;
+    let record = ctx.record_at(offset).await?.map_err(|e| BrokerError::system(format!("message at offset {offset} not found: {e}")))?;
     Ok(request.success_response().with_body(record))
 }
 

@@ -10,7 +10,6 @@
 use std::rc::Rc;
 
 use ferromq_net::RemotingCommand;
-use ferromq_store::ClientPhysicalOffset;
 use ferromq_store::record::decode_record;
 
 use crate::error::{BrokerError, BrokerResult};
@@ -35,15 +34,7 @@ pub async fn end_transaction(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> B
     if control.view().broker_permission & PERM_WRITE == 0 {
         return Err(BrokerError::no_permission(format!("the broker[{}] sending message is forbidden", control.identity().broker_name)));
     }
-    let (shard, local) = ctx
-        .store
-        .offset_space()
-        .locate(ClientPhysicalOffset(offset))
-        .ok_or_else(|| BrokerError::system(format!("Find prepared transaction message failed: no commit-log segment holds offset {offset}")))?;
-    let record = ctx
-        .on(shard, move |owner, _| async move { owner.store.read_record(local).await })
-        .await?
-        .map_err(|e| BrokerError::system(format!("Find prepared transaction message failed at offset {offset}: {e}")))?;
+    let record = ctx.record_at(offset).await?.map_err(|e| BrokerError::system(format!("Find prepared transaction message failed at offset {offset}: {e}")))?;
     let half = decode_record(&record, true).map_err(|e| BrokerError::system(format!("the half message at offset {offset} is damaged: {e}")))?;
     if half.topic != TRANS_HALF_TOPIC {
         return Err(BrokerError::system(format!("the message at offset {offset} is not a half message (topic {})", half.topic)));

@@ -124,15 +124,8 @@ pub async fn consumer_running_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand
         .with_ext("consumerGroup", &group)
         .with_ext("clientId", &client_id)
         .with_ext("jstackEnable", jstack);
-    let shard = ferromq_store::ShardId(u8::try_from(channel.shard).map_err(|_| BrokerError::system("bad shard id"))?);
     let answer = ctx
-        .on(shard, move |owner_ctx, _| async move {
-            let conn = owner_ctx.connections.borrow().get(&channel.connection).cloned();
-            match conn {
-                Some(conn) => conn.invoke(forward, CLIENT_CALL_TIMEOUT).await.map_err(|e| e.to_string()),
-                None => Err("its connection closed".to_owned()),
-            }
-        })
+        .invoke_client(channel, forward, CLIENT_CALL_TIMEOUT)
         .await?
         .map_err(|e| BrokerError::system(format!("consumer <{client_id}> did not answer: {e}")))?;
     let mut response = request.success_response().with_body(answer.body.to_vec());

@@ -10,7 +10,6 @@
 use std::rc::Rc;
 
 use ferromq_net::RemotingCommand;
-use ferromq_store::ClientPhysicalOffset;
 use ferromq_store::record::{MessageInput, decode_record, property_pairs};
 
 use crate::control::Command;
@@ -45,15 +44,7 @@ pub async fn consumer_send_msg_back(ctx: &Rc<ShardCtx>, request: &RemotingComman
     };
     writable(&retry_topic)?;
 
-    let (shard, local) = ctx
-        .store
-        .offset_space()
-        .locate(ClientPhysicalOffset(offset))
-        .ok_or_else(|| BrokerError::system(format!("look message by offset failed, {offset}: no commit-log segment holds it")))?;
-    let record = ctx
-        .on(shard, move |owner, _| async move { owner.store.read_record(local).await })
-        .await?
-        .map_err(|e| BrokerError::system(format!("look message by offset failed, {offset}: {e}")))?;
+    let record = ctx.record_at(offset).await?.map_err(|e| BrokerError::system(format!("look message by offset failed, {offset}: {e}")))?;
     let original = decode_record(&record, true).map_err(|e| BrokerError::system(format!("the message at offset {offset} is damaged: {e}")))?;
 
     let max = max_from_client.unwrap_or(retry.retry_max_times);

@@ -80,17 +80,7 @@ async fn push_to_requester(ctx: &Rc<ShardCtx>, client_id: &str, push: RemotingCo
         .await
         .map_err(|e| e.remark)?
         .ok_or("the requester is not connected to this broker")?;
-    let shard = ferromq_store::ShardId(u8::try_from(channel.shard).map_err(|_| "bad shard id")?);
-    let answer = ctx
-        .on(shard, move |owner_ctx, _| async move {
-            let conn = owner_ctx.connections.borrow().get(&channel.connection).cloned();
-            match conn {
-                Some(conn) => conn.invoke(push, PUSH_TIMEOUT).await.map_err(|e| e.to_string()),
-                None => Err("the requester's connection closed".to_owned()),
-            }
-        })
-        .await
-        .map_err(|e| e.remark)??;
+    let answer = ctx.invoke_client(channel, push, PUSH_TIMEOUT).await.map_err(|e| e.remark)??;
     if answer.code != ferromq_net::codes::response_code::SUCCESS {
         return Err(format!("the requester answered {}: {}", answer.code, answer.remark.unwrap_or_default()));
     }

@@ -9,16 +9,19 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use event_listener::Event;
 use ferromq_net::conn::Connection;
 use ferromq_store::io::compio_fs::CompioStorage;
-use ferromq_store::{ShardId, Store};
+use ferromq_net::RemotingCommand;
+use ferromq_store::{ClientPhysicalOffset, ShardId, Store};
 
 use super::executor::{ExecutorState, JobSlot};
 use super::held::HeldPulls;
 use super::offsets::OffsetCommits;
 use super::router::{RouteError, Router};
+use crate::clients::ChannelId;
 use crate::control::ControlHandle;
 use crate::error::{BrokerError, BrokerResult};
 use crate::meta::topics::SCHEDULE_TOPIC;
@@ -103,6 +106,32 @@ impl ShardCtx {
         Fut: Future<Output = T> + 'static,
     {
         self.router.invoke_on((self.id, self), shard, job).await.map_err(route_error)
+    }
+
+    /// The stored record at a client-visible physical offset (an offsetMsgId's, a send-back's,
+    /// an END_TRANSACTION's), read on the shard whose log holds it. `Err` says why not, for the
+    /// caller's remark.
+    pub async fn record_at(self: &Rc<Self>, offset: i64) -> BrokerResult<Result<Vec<u8>, String>> {
+        let Some((shard, local)) = self.store.offset_space().locate(ClientPhysicalOffset(offset)) else {
+            return Ok(Err("no commit-log segment holds it".to_owned()));
+        };
+        let read = self.on(shard, move |owner, _| async move { owner.store.read_record(local).await }).await?;
+        Ok(read.map_err(|e| e.to_string()))
+    }
+
+    /// Sends `request` on a client's connection (on the shard that holds it) and returns the
+    /// client's answer: a request the broker forwards (GET_CONSUMER_RUNNING_INFO) or pushes
+    /// (PUSH_REPLY_MESSAGE_TO_CLIENT).
+    pub async fn invoke_client(self: &Rc<Self>, channel: ChannelId, request: RemotingCommand, timeout: Duration) -> BrokerResult<Result<RemotingCommand, String>> {
+        let shard = ShardId(u8::try_from(channel.shard).map_err(|_| BrokerError::system(format!("no shard {}", channel.shard)))?);
+        self.on(shard, move |owner, _| async move {
+            let conn = owner.connections.borrow().get(&channel.connection).cloned();
+            match conn {
+                Some(conn) => conn.invoke(request, timeout).await.map_err(|e| e.to_string()),
+                None => Err("the client's connection closed".to_owned()),
+            }
+        })
+        .await
     }
 }
 
