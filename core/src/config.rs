@@ -392,8 +392,8 @@ pub struct ConsumerSection {
     pub flush_consumer_offset_interval_ms: u64,
     /// `enablePropertyFilter` / `enable_property_filter`. Serve SQL92 subscriptions
     /// (`selector.rs`): each candidate record's properties are read on pull. Default false (as
-    /// Java): SQL92 subscriptions are refused with SYSTEM_ERROR. TAG subscriptions cost the
-    /// same either way.
+    /// Java): SQL92 subscriptions are refused with SYSTEM_ERROR. TAG subscriptions are matched
+    /// in the consume queue either way.
     pub enable_property_filter: bool,
 }
 

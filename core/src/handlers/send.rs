@@ -183,7 +183,8 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
             let mut properties = Vec::with_capacity(original.len() + cluster.len() + 10);
             append_properties(&mut properties, original);
             push_property(&mut properties, "CLUSTER", cluster);
-            let summary = PropertySummary::scan(&properties);
+            // The scan above read what the store needs (the appended CLUSTER is not part of it).
+            let summary = PropertySummary::of(seen.tags, seen.wait, seen.keys, seen.uniq_key);
             messages.push(MessageInput { flag: item.flag, body: request.body.slice(item.body), properties, summary: Some(summary), ..template.clone() });
         }
         messages

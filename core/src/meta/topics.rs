@@ -429,17 +429,6 @@ impl TopicConfigTable {
         )
     }
 
-    /// `%DLQ%<group>`, 1 queue, perm 6 (§9.1).
-    pub fn create_dlq_topic(&mut self, group: &str) -> Result<Ensured, TopicError> {
-        self.ensure_topic(
-            &dlq_topic(group),
-            DLQ_QUEUE_NUMS,
-            PERM_READ | PERM_WRITE,
-            false,
-            0,
-        )
-    }
-
     /// Applies the name server's ORDER_TOPIC_CONFIG KV table (REGISTER_BROKER response, §8.3;
     /// Java `updateOrderTopicConfig`): topics named there become `order=true`, other order
     /// topics become `order=false`. Returns whether anything changed.
@@ -750,7 +739,7 @@ mod tests {
             (1, 6, true)
         );
         assert!(!t.create_retry_topic("g1", 3, false).unwrap().created);
-        let d = t.create_dlq_topic("g1").unwrap();
+        let d = t.ensure_topic(&dlq_topic("g1"), DLQ_QUEUE_NUMS, PERM_READ | PERM_WRITE, false, 0).unwrap();
         assert_eq!(
             (d.config.topic_name.as_str(), d.config.write_queue_nums),
             ("%DLQ%g1", 1)

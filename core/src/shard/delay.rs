@@ -18,13 +18,14 @@
 use std::rc::Rc;
 use std::time::Duration;
 
+use ferromq_store::AckLevel;
 use ferromq_store::record::decode_record;
 use ferromq_store::store::now_ms;
-use ferromq_store::{AckLevel, PullStatus, QueueOffset, TagFilter};
 use futures_util::FutureExt;
 use tracing::{error, info, warn};
 
 use super::ctx::ShardCtx;
+use super::queue_reader::read_queue;
 use crate::control::Command;
 use crate::delay::{due_ms, restored, schedule_queue};
 use crate::meta::topics::SCHEDULE_TOPIC;
@@ -104,107 +105,75 @@ async fn deliver_level(ctx: Rc<ShardCtx>, level: u32, delay_ms: u64, start: u64)
     let mut reported = start;
     let mut failing = false;
     info!(shard = ctx.id.0, level, delay_ms, from = next, "delay level deliverer started");
-    while !ctx.stopping.get() {
-        let (min, max) = ctx.store.queue_offsets(SCHEDULE_TOPIC, queue);
-        if next < min.0 {
-            warn!(level, from = next, to = min.0, "delay level: entries before its offset were removed by retention; skipping to the oldest");
-            next = min.0;
-        }
-        if next >= max.0 {
-            report(&ctx, level, next, &mut reported).await;
-            pause(&ctx, MAX_SLEEP, true).await;
-            continue;
-        }
-        let pulled = match ctx.store.get_message(SCHEDULE_TOPIC, queue, QueueOffset(next), READ_BATCH_ENTRIES, &TagFilter::All).await {
-            Ok(pulled) => pulled,
+    'reads: while !ctx.stopping.get() {
+        let read = match read_queue(&ctx.store, SCHEDULE_TOPIC, queue, next, READ_BATCH_ENTRIES).await {
+            Ok(Some(read)) => read,
+            Ok(None) => {
+                report(&ctx, level, next, &mut reported).await;
+                pause(&ctx, MAX_SLEEP, true).await;
+                continue;
+            }
             Err(e) => {
-                error!(level, offset = next, "delay level: cannot read {SCHEDULE_TOPIC} queue {queue}: {e}");
+                error!(level, offset = next, "delay level: {e}");
                 pause(&ctx, RETRY_AFTER, false).await;
                 continue;
             }
         };
-        match pulled.status {
-            PullStatus::Found => {}
-            PullStatus::OffsetTooSmall => {
-                next = pulled.min_offset.0;
-                continue;
-            }
-            _ => {
-                pause(&ctx, MAX_SLEEP, true).await;
-                continue;
-            }
+        if read.first > next {
+            warn!(level, from = next, to = read.first, "delay level: entries before its offset were removed by retention; skipping to the oldest");
+            next = read.first;
         }
-        'ranges: for range in pulled.ranges {
-            let bytes = match ctx.store.read_range(range).await {
-                Ok(bytes) => bytes,
+        for record in read.records {
+            // The CRC is checked here: a damaged record is never delivered.
+            let Some(view) = record.as_deref().and_then(|bytes| decode_record(bytes, true).ok()) else {
+                error!(level, queue_offset = next, "delay level: damaged record skipped, not delivered");
+                next += 1;
+                continue;
+            };
+            // Wait for the head to be due.
+            loop {
+                if ctx.stopping.get() {
+                    break 'reads;
+                }
+                let now = now_ms();
+                let due = due_ms(view.store_timestamp_ms, delay_ms, now);
+                if due <= now {
+                    break;
+                }
+                report(&ctx, level, next, &mut reported).await;
+                pause(&ctx, Duration::from_millis((due - now) as u64), false).await;
+            }
+            let message = match restored(&view) {
+                Ok(message) => message,
                 Err(e) => {
-                    error!(level, offset = next, "delay level: cannot read the log at {}: {e}", range.offset);
-                    pause(&ctx, RETRY_AFTER, false).await;
-                    break 'ranges;
+                    error!(level, queue_offset = next, "delay level: record skipped, not delivered: {e}");
+                    next += 1;
+                    continue;
                 }
             };
-            let mut at = 0usize;
-            while at < bytes.len() {
-                let Some(rest) = bytes.get(at..) else { break };
-                let view = match decode_record(rest, true) {
-                    Ok(view) => view,
-                    Err(e) => {
-                        // The rest of this range cannot be split into records: skip the entry
-                        // and read again from the next one.
-                        error!(level, queue_offset = next, log_offset = range.offset.0 + at as u64, "delay level: damaged record skipped, not delivered: {e}");
-                        next += 1;
-                        break 'ranges;
+            let owner = ctx.owner(&message.topic, message.queue_id);
+            let (topic, queue_id) = (message.topic.clone(), message.queue_id);
+            let delivered = ctx.on(owner, move |owner_ctx, _slot| async move { owner_ctx.store.append_with(vec![message], AckLevel::FlushMode).await }).await;
+            let failure = match delivered {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.remark),
+            };
+            match failure {
+                None => {
+                    if failing {
+                        info!(level, "delay level: delivering again");
+                        failing = false;
                     }
-                };
-                at += view.total_size;
-                // Wait for the head to be due.
-                loop {
-                    if ctx.stopping.get() {
-                        break 'ranges;
-                    }
-                    let now = now_ms();
-                    let due = due_ms(view.store_timestamp_ms, delay_ms, now);
-                    if due <= now {
-                        break;
-                    }
-                    report(&ctx, level, next, &mut reported).await;
-                    pause(&ctx, Duration::from_millis((due - now) as u64), false).await;
+                    next += 1;
                 }
-                let message = match restored(&view) {
-                    Ok(message) => message,
-                    Err(e) => {
-                        error!(level, queue_offset = next, "delay level: record skipped, not delivered: {e}");
-                        next += 1;
-                        continue;
+                Some(why) => {
+                    if !failing {
+                        error!(level, queue_offset = next, topic, queue_id, "delay level: delivery failed, retrying every {RETRY_AFTER:?}: {why}");
+                        failing = true;
                     }
-                };
-                let owner = ctx.owner(&message.topic, message.queue_id);
-                let (topic, queue_id) = (message.topic.clone(), message.queue_id);
-                let delivered = ctx.on(owner, move |owner_ctx, _slot| async move { owner_ctx.store.append_with(vec![message], AckLevel::FlushMode).await }).await;
-                match delivered {
-                    Ok(Ok(_)) => {
-                        if failing {
-                            info!(level, "delay level: delivering again");
-                            failing = false;
-                        }
-                        next += 1;
-                    }
-                    Ok(Err(e)) => {
-                        if !failing {
-                            error!(level, queue_offset = next, topic, queue_id, "delay level: delivery failed, retrying every {RETRY_AFTER:?}: {e}");
-                            failing = true;
-                        }
-                        pause(&ctx, RETRY_AFTER, false).await;
-                        break 'ranges;
-                    }
-                    Err(e) => {
-                        if !failing {
-                            warn!(level, queue_offset = next, topic, queue_id, "delay level: delivery failed, retrying every {RETRY_AFTER:?}: {}", e.remark);
-                            failing = true;
-                        }
-                        pause(&ctx, RETRY_AFTER, false).await;
-                        break 'ranges;
-                    }
+                    pause(&ctx, RETRY_AFTER, false).await;
+                    continue 'reads;
                 }
             }
         }

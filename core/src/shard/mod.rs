@@ -7,6 +7,7 @@
 //! - `held.rs`: pulls held by long polling.
 //! - `delay.rs`: the delay-level deliverers (due delayed messages to their real queues).
 //! - `offsets.rs`: offset commits coalesced on their way to the control thread.
+//! - `queue_reader.rs`: in-order reads of an internal queue, for the delay deliverers and the check-back.
 //! - `transaction.rs`: the transaction check-back task (on the half queue's shard).
 //! - `run.rs`: the thread — start, named tasks, stop.
 //!
@@ -19,6 +20,7 @@ pub mod delay;
 pub mod executor;
 pub mod held;
 pub mod offsets;
+pub mod queue_reader;
 pub mod router;
 pub mod run;
 pub mod transaction;

@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use ferromq_store::record::decode_record;
 use ferromq_store::store::now_ms;
-use ferromq_store::{PullStatus, QueueOffset, TagFilter};
 use tracing::{debug, error, info, warn};
 
-use super::ctx::{ShardCtx, ShardStore};
+use super::ctx::ShardCtx;
+use super::queue_reader::{QueueRecords, read_queue};
 use crate::control::{Command, OffsetKey};
 use crate::meta::topics::{TRANS_HALF_TOPIC, TRANS_OP_HALF_TOPIC};
 use crate::transaction::{CHECKER_GROUP, HALF_QUEUE, check_request, discarded, half_copy, half_info, op_offsets};
@@ -101,8 +101,7 @@ async fn check_pass(ctx: &Rc<ShardCtx>, progress: &mut Progress) -> Result<(), S
     let pass_start_ms = now_ms();
     // 1. Resolutions recorded since the last pass.
     loop {
-        let records = read_queue(&ctx.store, TRANS_OP_HALF_TOPIC, progress.op_next).await?;
-        let Some((first, records)) = records else { break };
+        let Some(QueueRecords { first, records }) = read_queue(&ctx.store, TRANS_OP_HALF_TOPIC, HALF_QUEUE, progress.op_next, READ_BATCH_ENTRIES).await? else { break };
         progress.op_next = first;
         for record in records {
             if let Some(bytes) = record
@@ -117,8 +116,7 @@ async fn check_pass(ctx: &Rc<ShardCtx>, progress: &mut Progress) -> Result<(), S
     }
     // 2. The half messages, oldest first.
     loop {
-        let records = read_queue(&ctx.store, TRANS_HALF_TOPIC, progress.half_next).await?;
-        let Some((first, records)) = records else { return Ok(()) };
+        let Some(QueueRecords { first, records }) = read_queue(&ctx.store, TRANS_HALF_TOPIC, HALF_QUEUE, progress.half_next, READ_BATCH_ENTRIES).await? else { return Ok(()) };
         if first > progress.half_next {
             progress.done.retain(|half, _| *half >= first);
             progress.half_next = first;
@@ -191,37 +189,4 @@ async fn check_pass(ctx: &Rc<ShardCtx>, progress: &mut Progress) -> Result<(), S
             progress.half_next += 1;
         }
     }
-}
-
-/// Up to [`READ_BATCH_ENTRIES`] records of queue 0 of `topic` from `from`: the offset of the
-/// first (later than `from` when retention removed older ones) and each record's bytes (`None`
-/// for a damaged one); `None` when there is nothing from `from` on.
-async fn read_queue(store: &ShardStore, topic: &str, from: u64) -> Result<Option<(u64, Vec<Option<Vec<u8>>>)>, String> {
-    let (min, max) = store.queue_offsets(topic, HALF_QUEUE);
-    let from = from.max(min.0);
-    if from >= max.0 {
-        return Ok(None);
-    }
-    let pulled = store.get_message(topic, HALF_QUEUE, QueueOffset(from), READ_BATCH_ENTRIES, &TagFilter::All).await.map_err(|e| format!("cannot read {topic}: {e}"))?;
-    if pulled.status != PullStatus::Found {
-        return Ok(None);
-    }
-    let mut records = Vec::with_capacity(pulled.message_count as usize);
-    for range in pulled.ranges {
-        let bytes = store.read_range(range).await.map_err(|e| format!("cannot read {topic} at {}: {e}", range.offset))?;
-        let mut at = 0usize;
-        while let Some(rest) = bytes.get(at..).filter(|r| !r.is_empty()) {
-            match decode_record(rest, false) {
-                Ok(view) => {
-                    records.push(rest.get(..view.total_size).map(<[u8]>::to_vec));
-                    at += view.total_size;
-                }
-                Err(_) => {
-                    records.push(None);
-                    break;
-                }
-            }
-        }
-    }
-    Ok(Some((from, records)))
 }
