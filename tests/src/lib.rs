@@ -228,6 +228,14 @@ pub struct BrokerProcess {
     args: Vec<String>,
 }
 
+/// Settings every harness broker starts with, before the test's own.
+const HARNESS_DEFAULTS: &[(&str, &str)] = &[
+    ("diskSpaceWarningLevelRatio", "99"),
+    ("diskSpaceCleanForciblyRatio", "98"),
+    ("diskMaxUsedSpaceRatio", "95"),
+    ("mappedFileSizeCommitLog", "67108864"),
+];
+
 impl BrokerProcess {
     /// Starts `mqbroker` with a fresh store; `settings` are extra `--set KEY=VALUE` pairs.
     pub fn start(settings: &[(&str, &str)]) -> Result<BrokerProcess, String> {
@@ -247,6 +255,14 @@ impl BrokerProcess {
             "--set".to_owned(),
             "brokerIP1=127.0.0.1".to_owned(),
         ];
+        // Test brokers must not depend on how full the test machine's disk is: Java's defaults
+        // refuse writes at 90 % and delete old segments from 85 %, which a shared CI disk can
+        // reach on its own. Tests of disk-full behaviour set these keys themselves (later
+        // `--set`s win). 64 MiB segments keep each broker's preallocated footprint small.
+        for (key, value) in HARNESS_DEFAULTS {
+            args.push("--set".to_owned());
+            args.push(format!("{key}={value}"));
+        }
         for (key, value) in settings {
             args.push("--set".to_owned());
             args.push(format!("{key}={value}"));
