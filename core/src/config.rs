@@ -598,6 +598,17 @@ pub struct LimitsSection {
     /// queue's slots are allocated up front, ~72 bytes each, for every connection — 1024 made
     /// an idle connection cost ~74 KiB.
     pub write_queue_frames: usize,
+    /// `writeQueueBytes` / `write_queue_bytes`. Bytes of encoded frames queued for one
+    /// connection's writer beyond which the connection serves no further request until the
+    /// writer drains (file bodies count their head only). With the in-flight limit it bounds
+    /// what a client that sends and never reads can make the broker hold: this plus the
+    /// responses of its in-flight requests. Default 4 MiB; bounds 4096..=1 GiB.
+    pub write_queue_bytes: usize,
+    /// `serverChannelMaxIdleTimeSeconds` / `idle_connection_timeout_secs`. A connection with
+    /// neither reads nor writes for this long and no request in flight is closed, as Java's
+    /// IdleStateHandler does (clients heartbeat every 30 s). 0 = never. Default 120; bounds
+    /// 0..=86 400.
+    pub idle_connection_timeout_secs: u64,
     /// `maxHeldPullsPerShard` / `max_held_pulls_per_shard`. Long-polling pulls one shard holds
     /// at once; beyond it a pull that finds nothing is answered at once (PULL_NOT_FOUND).
     /// Default 65 536; bounds 1..=10 000 000. Memory: one small entry per held pull.
@@ -727,6 +738,8 @@ impl Default for BrokerConfig {
                 max_connections: 10_000,
                 max_in_flight_requests_per_connection: 1024,
                 write_queue_frames: 64,
+                write_queue_bytes: 4 << 20,
+                idle_connection_timeout_secs: 120,
                 max_held_pulls_per_shard: 65_536,
                 cross_shard_queue_depth: 4096,
                 cross_shard_max_running_jobs: 1024,
@@ -790,6 +803,8 @@ impl BrokerConfig {
                 max_connections: 64,
                 max_in_flight_requests_per_connection: 8,
                 write_queue_frames: 4,
+                write_queue_bytes: 4096,
+                idle_connection_timeout_secs: 120,
                 max_held_pulls_per_shard: 8,
                 cross_shard_queue_depth: 4,
                 cross_shard_max_running_jobs: 2,
@@ -1017,6 +1032,9 @@ impl BrokerConfig {
                 wire: self.wire_limits(),
                 max_in_flight_requests: self.limits.max_in_flight_requests_per_connection,
                 write_queue_frames: self.limits.write_queue_frames,
+                write_queue_bytes: self.limits.write_queue_bytes,
+                idle_timeout: (self.limits.idle_connection_timeout_secs > 0)
+                    .then(|| std::time::Duration::from_secs(self.limits.idle_connection_timeout_secs)),
                 ..ConnLimits::default()
             },
             max_connections: self.limits.max_connections,
@@ -1723,6 +1741,10 @@ pub static KEYS: &[Key] = &[
         limits.max_in_flight_requests_per_connection, 1usize, 1_000_000usize, "a request count"),
     num_key!("writeQueueFrames", "limits", "write_queue_frames", "frames queued per connection writer; default 64; 1..=1000000",
         limits.write_queue_frames, 1usize, 1_000_000usize, "a frame count"),
+    num_key!("writeQueueBytes", "limits", "write_queue_bytes", "bytes queued per connection writer before the connection stops serving requests; default 4194304; 4096..=1073741824",
+        limits.write_queue_bytes, 4096usize, 1usize << 30, "a byte count"),
+    num_key!("serverChannelMaxIdleTimeSeconds", "limits", "idle_connection_timeout_secs", "seconds a connection with no traffic and no request in flight stays open; 0 = never; default 120; 0..=86400",
+        limits.idle_connection_timeout_secs, 0u64, 86_400u64, "seconds"),
     num_key!("maxHeldPullsPerShard", "limits", "max_held_pulls_per_shard", "long-polling pulls held per shard; default 65536; 1..=10000000",
         limits.max_held_pulls_per_shard, 1usize, 10_000_000usize, "a pull count"),
     num_key!("crossShardQueueDepth", "limits", "cross_shard_queue_depth", "requests queued from one shard to another; default 4096; 1..=1000000",
@@ -1782,8 +1804,6 @@ pub const AWAITING_FEATURE: &[(&str, &str)] = &[
     // Timer messages (5.x).
     ("timerWheelEnable", "timer messages (TIMER_DELIVER_MS / TIMER_DELAY_SEC / TIMER_DELAY_MS, 5.x): not built; a send carrying one \
      without a delay level is refused with SYSTEM_ERROR naming the property"),
-    // Network.
-    ("serverChannelMaxIdleTimeSeconds", "idle-connection close (Java: 120 s): ferromq-net has no idle timeout yet"),
 ];
 
 /// The value a [`FIXED_VALUE_KEYS`] entry must hold.
@@ -1840,7 +1860,7 @@ const THREAD_POOL: &str = "a Java thread pool or its queue: FerroMQ serves each 
 const QUEUE_WAIT: &str = "Java sheds requests that waited too long in a thread-pool queue; FerroMQ has no such queue and \
      answers SYSTEM_BUSY at once beyond its in-flight bounds";
 const NETTY_SERVER: &str = "Netty server tuning: FerroMQ's network layer (io_uring / epoll, one listener per shard) has no \
-     counterpart; its bounds are maxConnections, maxFrameBytes, maxInFlightRequestsPerConnection and writeQueueFrames";
+     counterpart; its bounds are maxConnections, maxFrameBytes, maxInFlightRequestsPerConnection, writeQueueFrames and writeQueueBytes";
 const SOCKET_BUFFERS: &str = "socket buffer sizes: FerroMQ keeps the kernel's autotuned sizes, as Java 5.x does with its default (0)";
 const NETTY_CLIENT: &str = "tuning of Java's Netty client to the name servers: FerroMQ keeps one connection per name server";
 const TRANSIENT_POOL: &str = "Java's off-heap write buffer and its commit thread: FerroMQ writes each shard's log from its own \

@@ -77,6 +77,9 @@ impl From<StoreError> for BrokerError {
             // SERVICE_NOT_AVAILABLE and producers try another broker.
             StoreError::DiskFull { .. } | StoreError::ShutDown | StoreError::LogFailed(_) => code::SERVICE_NOT_AVAILABLE,
             StoreError::NotFound(_) => code::SYSTEM_ERROR,
+            // Bytes the start-up check found missing or damaged: this request fails, the
+            // connection and every other queue are served (the store logged file and offset).
+            StoreError::Damaged { .. } => code::SYSTEM_ERROR,
             StoreError::Io { .. } | StoreError::Corruption { .. } | StoreError::CorruptFile { .. } | StoreError::Config(_) => code::SYSTEM_ERROR,
         };
         BrokerError::new(status, error.to_string())

@@ -113,9 +113,13 @@ impl NamesrvConfig {
             "maxFrameBytes" => {
                 self.limits.conn.wire.max_frame_bytes = value.parse().map_err(|_| invalid("expected bytes"))?;
             }
+            "serverChannelMaxIdleTimeSeconds" => {
+                let seconds: u64 = value.parse().map_err(|_| invalid("expected seconds (0 = never)"))?;
+                self.limits.conn.idle_timeout = (seconds > 0).then(|| Duration::from_secs(seconds));
+            }
             "rocketmqHome" | "productEnvName" | "clusterTest" | "serverWorkerThreads" | "serverCallbackExecutorThreads"
             | "serverSelectorThreads" | "serverOnewaySemaphoreValue" | "serverAsyncSemaphoreValue"
-            | "serverChannelMaxIdleTimeSeconds" | "serverSocketSndBufSize" | "serverSocketRcvBufSize"
+            | "serverSocketSndBufSize" | "serverSocketRcvBufSize"
             | "serverPooledByteBufAllocatorEnable" | "useEpollNativeSelector" | "defaultThreadPoolNums"
             | "clientRequestThreadPoolNums" | "configStorePath" => {
                 tracing::info!(key, "namesrv.properties key has no effect in FerroMQ");

@@ -5,7 +5,8 @@
 //!   [`WireLimits`] before reserving room for it; responses complete the matching pending
 //!   request by `opaque`; each request runs the [`RequestHandler`] in a task of its own, up to
 //!   a per-connection in-flight limit past which requests are answered SYSTEM_BUSY;
-//! - the **writer** drains a bounded queue of encoded frames, several per `writev`; a response
+//! - the **writer** drains a queue of encoded frames, bounded in frames and in bytes
+//!   ([`ConnLimits::write_queue_bytes`]), several per `writev`; a response
 //!   whose body lies in files goes out with `sendfile`, or, when its file segments are small
 //!   and many, is read into memory and joins the `writev` (see [`COPY_MAX_MEAN_SEGMENT_BYTES`];
 //!   `file_body.rs`). File data not in the page cache is read (or, for `sendfile`, warmed) in
@@ -13,6 +14,13 @@
 //!   so a consumer catching up on old data never blocks the thread's other connections; only
 //!   the frames queued behind that body on its own connection wait (`cold.rs`). This is the
 //!   same on both backends: the pool is compio's whether the driver is io_uring or epoll.
+//!
+//! A peer that sends requests and does not read the answers cannot make the broker hold their
+//! memory: a request keeps its in-flight slot until its response is queued, queued bytes count
+//! against the connection's byte budget until the writer takes them, and while the connection
+//! is over that budget the reader serves no further request (it stops reading, so TCP pushes
+//! back on the peer). What one such connection holds is thus at most the budget plus the
+//! responses of its in-flight requests ([`ConnLimits::max_in_flight_requests`]).
 //!
 //! Because both directions carry requests, a server can call [`Connection::invoke`] on a client
 //! connection (e.g. NOTIFY_CONSUMER_IDS_CHANGED) exactly as a client calls its server.
@@ -27,14 +35,14 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use compio::BufResult;
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
 use futures_channel::oneshot;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::codec::{self, RemotingCommand, WireError, WireLimits};
 use crate::codes::{FLAG_ONEWAY, FLAG_RESPONSE, response_code};
@@ -54,11 +62,28 @@ pub struct ConnLimits {
     /// Requests this side has sent and not yet seen answered; beyond it `invoke` fails fast
     /// with [`RpcError::TooManyPending`] instead of queueing without bound.
     pub max_pending_requests: usize,
-    /// Requests from the peer being served at once; beyond it two-way requests get SYSTEM_BUSY
-    /// (§1.7) and one-way requests make the reader wait for a free slot.
+    /// Requests from the peer being served at once, each holding its slot until its response
+    /// is queued; beyond it two-way requests get SYSTEM_BUSY (§1.7) and one-way requests make
+    /// the reader wait for a free slot.
     pub max_in_flight_requests: usize,
     /// Encoded frames queued for the writer; a full queue makes senders wait (backpressure).
     pub write_queue_frames: usize,
+    /// Bytes of encoded frames queued for the writer (file bodies count their head only: their
+    /// data is not in memory) beyond which the connection serves no further request until the
+    /// writer has drained below it. A single frame larger than this still goes through.
+    pub write_queue_bytes: usize,
+    /// Requests whose answer may be large ([`RequestHandler::may_answer_large`]) served at once;
+    /// beyond it the reader waits for one to be queued. With `write_queue_bytes`, bounds a
+    /// connection's unsent answers to about `write_queue_bytes` + this × the largest answer.
+    pub max_large_answers_in_flight: usize,
+    /// A connection that has neither read nor written for this long, with no request of the
+    /// peer in flight, is closed (Java's `serverChannelMaxIdleTimeSeconds` /
+    /// `clientChannelMaxIdleTimeSeconds`, 120 s; RocketMQ clients heartbeat every 30 s).
+    /// `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// A frame whose first bytes have arrived must be complete within this, or the connection
+    /// is closed: a peer trickling a partial frame would otherwise hold its buffer forever.
+    pub partial_frame_timeout: Duration,
     /// Initial read buffer; it grows to the largest frame in flight and shrinks back to this
     /// when it empties, so idle connections stay small.
     pub read_buffer_bytes: usize,
@@ -82,6 +107,13 @@ impl Default for ConnLimits {
             // Slots are allocated up front (~72 bytes each), so this is per-connection memory;
             // the writer drains up to WRITE_BATCH_FRAMES per writev.
             write_queue_frames: 64,
+            // A few large admin answers (GET_ALL_TOPIC_CONFIG over thousands of topics is ~1 MiB)
+            // or thousands of small ones; a reading peer never comes near it.
+            write_queue_bytes: 4 * 1024 * 1024,
+            max_large_answers_in_flight: 4,
+            idle_timeout: Some(Duration::from_secs(120)),
+            // A 16 MiB frame at 1 MB/s takes 16 s.
+            partial_frame_timeout: Duration::from_secs(60),
             read_buffer_bytes: 4096,
             // Enough to keep an SSD's queue busy for one shard; a few MiB of copy buffers.
             max_cold_reads_in_flight: 16,
@@ -132,6 +164,50 @@ enum Outgoing {
     ColdCopy { head: Bytes, reader: Box<file_body::BodyReader> },
 }
 
+impl Outgoing {
+    /// The memory this item holds while queued, as counted against
+    /// [`ConnLimits::write_queue_bytes`]: file data is not in memory until the writer reads it.
+    fn memory_bytes(&self) -> usize {
+        match self {
+            Outgoing::Frame(frame) => frame.len(),
+            Outgoing::FileBody { head, .. } | Outgoing::ColdCopy { head, .. } => head.len(),
+        }
+    }
+}
+
+/// What a connection's writer shares with its reader and handlers (all on one thread): the
+/// bytes queued for it, and when it last wrote.
+struct WriteState {
+    limit_bytes: usize,
+    /// Counted when an item is queued (before waiting for a free slot in the queue, so a
+    /// response waiting to be queued counts too), released when the writer takes it.
+    queued_bytes: Cell<usize>,
+    /// Wakes the reader when the writer drains below `limit_bytes` (see [`Inner::wake_reader`]).
+    wake_reader: async_channel::Sender<()>,
+    /// When the writer last finished a write: a connection that writes is not idle.
+    last_write_at: Cell<Instant>,
+    /// Set when a write failed (the peer is gone): the reader serves nothing more.
+    failed: Cell<bool>,
+}
+
+impl WriteState {
+    fn over(&self) -> bool {
+        self.queued_bytes.get() > self.limit_bytes
+    }
+
+    fn add(&self, bytes: usize) {
+        self.queued_bytes.set(self.queued_bytes.get() + bytes);
+    }
+
+    fn release(&self, bytes: usize) {
+        let was_over = self.over();
+        self.queued_bytes.set(self.queued_bytes.get().saturating_sub(bytes));
+        if was_over && !self.over() {
+            let _ = self.wake_reader.try_send(());
+        }
+    }
+}
+
 /// Frames written by one `writev`, and the bytes after which a batch stops growing.
 const WRITE_BATCH_FRAMES: usize = 64;
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
@@ -169,6 +245,15 @@ pub trait RequestHandler: 'static {
     fn on_close(&self, conn: &Connection) {
         let _ = conn;
     }
+
+    /// Whether `request`'s answer may be large (a whole table, a query's messages): at most
+    /// [`ConnLimits::max_large_answers_in_flight`] of these are served at once per connection,
+    /// the reader waiting (not reading further) for one to be queued before it takes the next.
+    /// Bounds what a peer that pipelines such requests and never reads can make us hold.
+    fn may_answer_large(&self, request: &RemotingCommand) -> bool {
+        let _ = request;
+        false
+    }
 }
 
 /// Answers every request with REQUEST_CODE_NOT_SUPPORTED: what a plain client offers a server
@@ -204,11 +289,17 @@ struct Inner {
     outgoing: async_channel::Sender<Outgoing>,
     pending: RefCell<HashMap<i32, oneshot::Sender<RemotingCommand>>>,
     next_opaque: Cell<i32>,
-    /// Requests from the peer whose handler task has not finished.
+    /// Requests from the peer whose response is not yet queued (or whose handler has not
+    /// finished, for one-way requests).
     in_flight: Cell<usize>,
-    /// Signalled when a handler task finishes while the connection is at its in-flight limit,
-    /// so that a reader holding a one-way request can go on (capacity 1: signals coalesce).
-    slot_freed: (async_channel::Sender<()>, async_channel::Receiver<()>),
+    /// Requests from the peer counted in `in_flight` whose answers may be large
+    /// ([`RequestHandler::may_answer_large`]).
+    large_in_flight: Cell<usize>,
+    write_budget: Rc<WriteState>,
+    /// Signalled when a request releases its slot or the writer drains below its byte budget,
+    /// so that a reader holding a request it may not serve yet can go on (capacity 1: signals
+    /// coalesce; only the reader waits on it); closed with the connection.
+    wake_reader: (async_channel::Sender<()>, async_channel::Receiver<()>),
     closed: Cell<bool>,
     stream: TcpStream,
 }
@@ -223,6 +314,14 @@ impl Connection {
         // behave the same).
         let _ = socket2::SockRef::from(&stream).set_nonblocking(true);
         let (outgoing, queue) = async_channel::bounded(limits.write_queue_frames.max(1));
+        let wake_reader = async_channel::bounded(1);
+        let write_budget = Rc::new(WriteState {
+            limit_bytes: limits.write_queue_bytes,
+            queued_bytes: Cell::new(0),
+            wake_reader: wake_reader.0.clone(),
+            last_write_at: Cell::new(Instant::now()),
+            failed: Cell::new(false),
+        });
         let conn = Connection {
             inner: Rc::new(Inner {
                 id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
@@ -232,16 +331,22 @@ impl Connection {
                 pending: RefCell::new(HashMap::new()),
                 next_opaque: Cell::new(0),
                 in_flight: Cell::new(0),
-                slot_freed: async_channel::bounded(1),
+                large_in_flight: Cell::new(0),
+                write_budget: write_budget.clone(),
+                wake_reader,
                 closed: Cell::new(false),
                 stream: stream.clone(),
             }),
         };
-        compio::runtime::spawn(write_loop(stream.clone(), queue, limits)).detach();
+        compio::runtime::spawn(write_loop(stream.clone(), queue, write_budget, limits)).detach();
         let reader = conn.clone();
         compio::runtime::spawn(async move {
-            if let Err(reason) = read_loop(&reader, stream, &handler).await {
-                warn!(peer = %reader.peer(), conn = reader.id(), "closing connection: {reason}");
+            match read_loop(&reader, stream, &handler).await {
+                Ok(()) => {}
+                Err(ReadStop::Idle(idle)) => {
+                    info!(peer = %reader.peer(), conn = reader.id(), "closing connection: idle for {idle:?}");
+                }
+                Err(reason) => warn!(peer = %reader.peer(), conn = reader.id(), "closing connection: {reason}"),
             }
             reader.close();
             handler.on_close(&reader);
@@ -344,7 +449,14 @@ impl Connection {
         if self.is_closed() {
             return Err(RpcError::Closed);
         }
-        self.inner.outgoing.send(outgoing).await.map_err(|_| RpcError::Closed)
+        let bytes = outgoing.memory_bytes();
+        let budget = &self.inner.write_budget;
+        budget.add(bytes);
+        let queued = self.inner.outgoing.send(outgoing).await;
+        if queued.is_err() {
+            budget.release(bytes);
+        }
+        queued.map_err(|_| RpcError::Closed)
     }
 
     /// Closes the connection: pending requests fail with [`RpcError::Closed`], queued frames
@@ -355,7 +467,7 @@ impl Connection {
         }
         self.inner.pending.borrow_mut().clear();
         self.inner.outgoing.close();
-        self.inner.slot_freed.0.close();
+        self.inner.wake_reader.0.close();
         // Wakes a reader blocked in recv; the writer shuts the socket down fully when done.
         let _ = shutdown(&self.inner.stream, std::net::Shutdown::Read);
     }
@@ -396,14 +508,23 @@ enum ReadStop {
     Wire(#[from] WireError),
     #[error("read failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("a frame begun {0:?} ago is still incomplete (partial_frame_timeout)")]
+    PartialFrame(Duration),
+    #[error("idle for {0:?}")]
+    Idle(Duration),
 }
 
 async fn read_loop<H: RequestHandler>(conn: &Connection, mut stream: TcpStream, handler: &Rc<H>) -> Result<(), ReadStop> {
     let limits = conn.inner.limits;
     let idle_capacity = limits.read_buffer_bytes.max(64);
     let mut buf = BytesMut::with_capacity(idle_capacity);
+    // When the first bytes of the frame now in `buf` arrived (None: `buf` holds no partial
+    // frame), and when the connection last read anything.
+    let mut partial_since: Option<Instant> = None;
+    let mut last_read_at = Instant::now();
     loop {
         // Serve every whole frame already buffered.
+        let mut served = false;
         let wanted = loop {
             let Some(total) = codec::frame_length(&buf, &limits.wire)? else {
                 break codec::LENGTH_PREFIX_BYTES;
@@ -411,10 +532,21 @@ async fn read_loop<H: RequestHandler>(conn: &Connection, mut stream: TcpStream, 
             if buf.len() < total {
                 break total;
             }
+            if conn.inner.write_budget.failed.get() {
+                // Nothing can be answered any more: stop, not serve what is still buffered.
+                return Ok(());
+            }
             let frame = buf.split_to(total).freeze();
             let command = codec::decode_frame_contents(&frame.slice(codec::LENGTH_PREFIX_BYTES..), &limits.wire)?;
             dispatch(conn, handler, command).await;
+            served = true;
         };
+        if buf.is_empty() {
+            partial_since = None;
+        } else if served || partial_since.is_none() {
+            // What is left begins a new frame (a pipelining peer's reads often end mid-frame).
+            partial_since = Some(Instant::now());
+        }
         if buf.is_empty() && buf.capacity() > 4 * idle_capacity {
             // A large frame has gone through: give its memory back.
             buf = BytesMut::with_capacity(idle_capacity);
@@ -422,8 +554,39 @@ async fn read_loop<H: RequestHandler>(conn: &Connection, mut stream: TcpStream, 
         // `wanted` is within the frame limit, so this reservation is bounded by it.
         let missing = wanted.saturating_sub(buf.len()).max(idle_capacity.min(wanted));
         buf.reserve(missing);
-        let BufResult(read, returned) = stream.append(buf).await;
+        let deadline = match (partial_since, limits.idle_timeout) {
+            (Some(since), _) => Some(since + limits.partial_frame_timeout),
+            (None, Some(idle)) => Some(last_read_at.max(conn.inner.write_budget.last_write_at.get()) + idle),
+            (None, None) => None,
+        };
+        let read = match deadline {
+            None => stream.append(buf).await,
+            Some(deadline) => match compio::time::timeout_at(deadline, stream.append(buf)).await {
+                Ok(read) => read,
+                // The cancelled read took `buf` with it: either the connection closes now, or
+                // `buf` was empty (idle) and a fresh one replaces it.
+                Err(_elapsed) => {
+                    if let Some(since) = partial_since {
+                        return Err(ReadStop::PartialFrame(since.elapsed()));
+                    }
+                    let last_active = last_read_at.max(conn.inner.write_budget.last_write_at.get());
+                    if conn.inner.in_flight.get() > 0 || conn.is_closed() {
+                        // A request of the peer still being served (a held pull) keeps the
+                        // connection active.
+                        last_read_at = Instant::now();
+                    } else if let Some(idle) = limits.idle_timeout
+                        && last_active.elapsed() >= idle
+                    {
+                        return Err(ReadStop::Idle(last_active.elapsed()));
+                    }
+                    buf = BytesMut::with_capacity(idle_capacity);
+                    continue;
+                }
+            },
+        };
+        let BufResult(read, returned) = read;
         buf = returned;
+        last_read_at = Instant::now();
         match read {
             Ok(0) => return Ok(()),
             Ok(_) => {}
@@ -438,51 +601,69 @@ async fn read_loop<H: RequestHandler>(conn: &Connection, mut stream: TcpStream, 
 }
 
 /// Routes one decoded frame: a response completes its pending request; a request runs as its
-/// own task unless the connection is at its in-flight limit.
+/// own task once the connection may take it (see `must_wait`), or is answered SYSTEM_BUSY at
+/// the in-flight limit.
 async fn dispatch<H: RequestHandler>(conn: &Connection, handler: &Rc<H>, command: RemotingCommand) {
     if command.is_response() {
         conn.complete(command);
         return;
     }
     let oneway = command.is_oneway();
+    let large = handler.may_answer_large(&command);
     #[cfg(debug_assertions)]
     let opaque = command.opaque;
-    let limit = conn.inner.limits.max_in_flight_requests;
-    if conn.inner.in_flight.get() >= limit {
-        if oneway {
-            // A one-way request cannot be told SYSTEM_BUSY, and dropping it would lose data
-            // silently: stop reading this connection until a slot frees (TCP backpressure).
-            while conn.inner.in_flight.get() >= limit && !conn.is_closed() {
-                if conn.inner.slot_freed.1.recv().await.is_err() {
-                    return;
-                }
-            }
-        } else {
-            debug!(conn = conn.id(), code = command.code, limit, "rejecting request: too many in flight");
-            let busy = command.error_response(
-                response_code::SYSTEM_BUSY,
-                "[OVERLOAD]system busy, start flow control for a while",
-            );
-            let _ = conn.send(&busy).await;
+    let limits = &conn.inner.limits;
+    let limit = limits.max_in_flight_requests;
+    // The reader holds this request, and so stops reading the connection (TCP pushes back on
+    // the peer), while
+    // - the connection is over its write budget: the peer is not reading what it asked for;
+    // - it is a request whose answer may be large and enough of those are in flight: without
+    //   this, a burst of them would all be building answers before the first is queued;
+    // - it is one-way and every slot is taken: it cannot be told SYSTEM_BUSY, and dropping it
+    //   would lose data silently.
+    let must_wait = |conn: &Connection| {
+        conn.inner.write_budget.over()
+            || (large && conn.inner.large_in_flight.get() >= limits.max_large_answers_in_flight)
+            || (oneway && conn.inner.in_flight.get() >= limit)
+    };
+    while must_wait(conn) && !conn.is_closed() && !conn.inner.write_budget.failed.get() {
+        if conn.inner.wake_reader.1.recv().await.is_err() {
             return;
         }
     }
+    if conn.inner.write_budget.failed.get() {
+        return;
+    }
+    if conn.inner.in_flight.get() >= limit {
+        debug!(conn = conn.id(), code = command.code, limit, "rejecting request: too many in flight");
+        let busy = command.error_response(response_code::SYSTEM_BUSY, "[OVERLOAD]system busy, start flow control for a while");
+        let _ = conn.send(&busy).await;
+        return;
+    }
     conn.inner.in_flight.set(conn.inner.in_flight.get() + 1);
+    if large {
+        conn.inner.large_in_flight.set(conn.inner.large_in_flight.get() + 1);
+    }
     let (conn, handler) = (conn.clone(), handler.clone());
     compio::runtime::spawn(async move {
         let response = handler.handle(&conn, command).await;
+        if let Some(response) = response.filter(|_| !oneway) {
+            #[cfg(debug_assertions)]
+            if let Response::Frame(frame) = &response {
+                debug_assert!(frame_answers(frame, opaque), "a Response::Frame must be a response to opaque {opaque}");
+            }
+            if let Err(e) = conn.respond(response).await {
+                debug!(conn = conn.id(), "response not sent: {e}");
+            }
+        }
+        // The slot is held until the response is queued (and so counted in the write budget):
+        // released when the handler returned, a peer that does not read could have any number
+        // of finished responses waiting for room in the queue.
         conn.inner.in_flight.set(conn.inner.in_flight.get().saturating_sub(1));
-        let _ = conn.inner.slot_freed.0.try_send(());
-        let Some(response) = response.filter(|_| !oneway) else {
-            return;
-        };
-        #[cfg(debug_assertions)]
-        if let Response::Frame(frame) = &response {
-            debug_assert!(frame_answers(frame, opaque), "a Response::Frame must be a response to opaque {opaque}");
+        if large {
+            conn.inner.large_in_flight.set(conn.inner.large_in_flight.get().saturating_sub(1));
         }
-        if let Err(e) = conn.respond(response).await {
-            debug!(conn = conn.id(), "response not sent: {e}");
-        }
+        let _ = conn.inner.wake_reader.0.try_send(());
     })
     .detach();
 }
@@ -495,15 +676,21 @@ fn frame_answers(frame: &Bytes, opaque: i32) -> bool {
     matches!(codec::decode_frame(frame, &limits), Ok(Some((command, used))) if used == frame.len() && command.is_response() && command.opaque == opaque)
 }
 
-async fn write_loop(mut stream: TcpStream, queue: async_channel::Receiver<Outgoing>, limits: ConnLimits) {
+async fn write_loop(mut stream: TcpStream, queue: async_channel::Receiver<Outgoing>, budget: Rc<WriteState>, limits: ConnLimits) {
     let max_cold = limits.max_cold_reads_in_flight;
     let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH_FRAMES);
     let mut next = None;
+    // Every item leaves the budget as it is taken from the queue: from then on it is the
+    // writer's one batch (at most WRITE_BATCH_BYTES plus one frame).
+    let take = |item: Outgoing| {
+        budget.release(item.memory_bytes());
+        item
+    };
     loop {
         let first = match next.take() {
             Some(outgoing) => outgoing,
             None => match queue.recv().await {
-                Ok(outgoing) => outgoing,
+                Ok(outgoing) => take(outgoing),
                 Err(_) => break,
             },
         };
@@ -545,7 +732,7 @@ async fn write_loop(mut stream: TcpStream, queue: async_channel::Receiver<Outgoi
                     if batch.len() >= WRITE_BATCH_FRAMES || batch_bytes >= WRITE_BATCH_BYTES {
                         break;
                     }
-                    pushed = match queue.try_recv() {
+                    pushed = match queue.try_recv().map(take) {
                         Ok(Outgoing::Frame(frame)) => Ok(Some(frame)),
                         Ok(Outgoing::FileBody { head, segments }) if file_body::worth_copying(&segments) => {
                             match file_body::copy_resident(segments) {
@@ -579,9 +766,15 @@ async fn write_loop(mut stream: TcpStream, queue: async_channel::Receiver<Outgoi
                 }
             }
         };
+        budget.last_write_at.set(Instant::now());
         if let Err(e) = written {
             debug!("write failed, dropping the rest of the queue: {e}");
+            budget.failed.set(true);
+            let _ = budget.wake_reader.try_send(());
             queue.close();
+            while let Ok(item) = queue.try_recv() {
+                take(item);
+            }
             break;
         }
     }

@@ -113,6 +113,46 @@ impl<H: RequestHandler> RequestHandler for Counted<H> {
         self.open.set(self.open.get().saturating_sub(1));
         self.handler.on_close(conn);
     }
+
+    fn may_answer_large(&self, request: &crate::RemotingCommand) -> bool {
+        self.handler.may_answer_large(request)
+    }
+}
+
+/// First and longest pause after a failed `accept`, and how often a run of failures is logged.
+const ACCEPT_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(10);
+const ACCEPT_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+const ACCEPT_FAILURE_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A run of failed `accept`s (EMFILE, ENFILE, ENOBUFS: the process or the machine is out of
+/// something another part of it will give back): retried with a growing pause, logged when it
+/// starts, every [`ACCEPT_FAILURE_LOG_EVERY`] while it lasts, and when it ends, not once per
+/// try (a busy loop of failures logged ~300 lines a second).
+#[derive(Default)]
+struct AcceptFailures {
+    failed: u64,
+    pause: std::time::Duration,
+    logged_at: Option<std::time::Instant>,
+}
+
+impl AcceptFailures {
+    /// Records a failure and returns how long to pause before the next try.
+    fn failed(&mut self, error: &io::Error) -> std::time::Duration {
+        self.failed += 1;
+        self.pause = if self.failed == 1 { ACCEPT_RETRY_FIRST } else { (self.pause * 2).min(ACCEPT_RETRY_MAX) };
+        if self.logged_at.is_none_or(|at| at.elapsed() >= ACCEPT_FAILURE_LOG_EVERY) {
+            warn!(failures = self.failed, retry_in = ?self.pause, "accept failed: {error}; serving the connections already open");
+            self.logged_at = Some(std::time::Instant::now());
+        }
+        self.pause
+    }
+
+    fn succeeded(&mut self) {
+        if self.failed > 0 {
+            info!(failures = self.failed, "accept works again");
+            *self = AcceptFailures::default();
+        }
+    }
 }
 
 /// Accepts connections on `listener` and serves `handler` on each until `shutdown` resolves.
@@ -125,6 +165,7 @@ pub async fn serve<H: RequestHandler>(
     let open = Rc::new(Cell::new(0usize));
     let counted = Rc::new(Counted { handler, open: open.clone() });
     let mut shutdown = std::pin::pin!(shutdown.fuse());
+    let mut failures = AcceptFailures::default();
     loop {
         let accepted = futures_util::select_biased! {
             () = shutdown => {
@@ -134,11 +175,13 @@ pub async fn serve<H: RequestHandler>(
             accepted = listener.accept().fuse() => accepted,
         };
         let (stream, peer) = match accepted {
-            Ok(pair) => pair,
+            Ok(pair) => {
+                failures.succeeded();
+                pair
+            }
             Err(e) => {
-                // EMFILE and friends: keep serving the connections we have.
-                warn!("accept failed: {e}");
-                compio::time::sleep(std::time::Duration::from_millis(10)).await;
+                let pause = failures.failed(&e);
+                compio::time::sleep(pause).await;
                 continue;
             }
         };
@@ -149,5 +192,27 @@ pub async fn serve<H: RequestHandler>(
         }
         open.set(open.get() + 1);
         Connection::spawn(stream, counted.clone(), limits.conn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_failures_back_off_and_reset() {
+        let mut failures = AcceptFailures::default();
+        let emfile = io::Error::from_raw_os_error(libc::EMFILE);
+        let pauses: Vec<_> = (0..10).map(|_| failures.failed(&emfile)).collect();
+        assert_eq!(pauses[0], ACCEPT_RETRY_FIRST);
+        assert_eq!(pauses[1], ACCEPT_RETRY_FIRST * 2);
+        assert!(pauses.windows(2).all(|w| w[1] >= w[0]), "{pauses:?}");
+        assert_eq!(*pauses.last().unwrap(), ACCEPT_RETRY_MAX);
+        // Logged once for the whole run (the next line only after ACCEPT_FAILURE_LOG_EVERY).
+        let first_log = failures.logged_at.unwrap();
+        assert!(first_log.elapsed() < ACCEPT_FAILURE_LOG_EVERY);
+        failures.succeeded();
+        assert_eq!(failures.failed, 0);
+        assert_eq!(failures.failed(&emfile), ACCEPT_RETRY_FIRST);
     }
 }

@@ -28,6 +28,12 @@ const FILE: i32 = 6;
 /// Answers with a frame encoded directly (`ResponseFrame`): ext `who` = `frame`, the request's
 /// body echoed.
 const FRAME: i32 = 7;
+/// Answers with a body of [`BIG_BODY_BYTES`], after a yield (as a handler that asks another
+/// thread would); its answer "may be large" (`may_answer_large`). Counted in `big_served`.
+const BIG: i32 = 8;
+const BIG_BODY_BYTES: usize = 256 * 1024;
+/// Answers after one second (longer than the idle timeout of the idle test).
+const HOLD: i32 = 9;
 
 /// A server handler: SLOW answers after 200 ms (other requests overtake it),
 /// FAST answers at once, ONEWAY_LOG records its body, CALL_BACK asks the client a question on
@@ -35,6 +41,7 @@ const FRAME: i32 = 7;
 #[derive(Default)]
 struct TestHandler {
     oneway_bodies: RefCell<Vec<Bytes>>,
+    big_served: std::cell::Cell<usize>,
 }
 
 impl RequestHandler for TestHandler {
@@ -63,6 +70,15 @@ impl RequestHandler for TestHandler {
                 })
             }
             NEVER => None,
+            HOLD => {
+                compio::time::sleep(Duration::from_secs(1)).await;
+                Some(request.success_response())
+            }
+            BIG => {
+                compio::time::sleep(Duration::from_millis(1)).await;
+                self.big_served.set(self.big_served.get() + 1);
+                Some(request.success_response().with_body(vec![7u8; BIG_BODY_BYTES]))
+            }
             FRAME => {
                 let frame = ResponseFrame::new(0, request.opaque, None).ext("who", "frame").finish(&request.body).unwrap();
                 return Some(Response::Frame(frame));
@@ -86,6 +102,10 @@ impl RequestHandler for TestHandler {
             _ => Some(ferromq_net::conn::not_supported(&request)),
         };
         response.map(Into::into)
+    }
+
+    fn may_answer_large(&self, request: &RemotingCommand) -> bool {
+        request.code == BIG
     }
 }
 
@@ -459,5 +479,120 @@ fn direct_frames_are_sent_and_oneway_requests_never_answered_by_any_response_kin
         assert_eq!(used, received.len(), "more than one frame came back");
         assert!(handler.oneway_bodies.borrow().iter().any(|b| &b[..] == b"raw"));
         std::fs::remove_dir_all(&dir).unwrap();
+    });
+}
+
+/// A peer that pipelines requests with large answers and never reads them cannot make the
+/// server hold more than the connection's write budget plus a few answers: the server stops
+/// serving (and reading) that connection, while other connections are served as usual.
+#[test]
+fn peer_that_never_reads_stops_being_served() {
+    run(async {
+        const WRITE_BUDGET_BYTES: usize = 1024 * 1024;
+        const REQUESTS: usize = 2_000;
+        let limits = ServerLimits {
+            conn: ConnLimits { write_queue_bytes: WRITE_BUDGET_BYTES, ..ConnLimits::default() },
+            ..ServerLimits::default()
+        };
+        let (addr, handler) = start_server(limits);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut stream = std::net::TcpStream::connect(addr).unwrap();
+                stream.set_write_timeout(Some(Duration::from_millis(50))).unwrap();
+                let mut frames = Vec::new();
+                for opaque in 0..REQUESTS as i32 {
+                    let mut request = RemotingCommand::request(BIG);
+                    request.opaque = opaque;
+                    frames.extend_from_slice(&ferromq_net::codec::encode_to_bytes(&request).unwrap());
+                }
+                let mut unsent = &frames[..];
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && !unsent.is_empty() {
+                    match stream.write(unsent) {
+                        Ok(n) => unsent = &unsent[n..],
+                        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                        Err(e) => panic!("write: {e}"),
+                    }
+                }
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                frames.len() - unsent.len()
+            })
+        };
+        compio::time::sleep(Duration::from_millis(1500)).await;
+        let served = handler.big_served.get();
+        // Another connection is served meanwhile.
+        let other = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(other.invoke(RemotingCommand::request(FAST), Duration::from_secs(5)).await.unwrap().code, 0);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let written = writer.join().unwrap();
+        // What the kernel's socket buffers absorb (a few MiB on loopback), the write budget, and
+        // the answers in flight: far below the 2,000 the peer asked for.
+        let bound = (16 * 1024 * 1024 + WRITE_BUDGET_BYTES) / BIG_BODY_BYTES + ConnLimits::default().max_large_answers_in_flight;
+        assert!(served <= bound, "served {served} of {REQUESTS} requests (bound {bound}) for a peer that reads nothing; it wrote {written} bytes");
+        assert!(served > 0);
+        // The big ones are served in bounded groups; once the peer is gone, nothing is left.
+        compio::time::sleep(Duration::from_millis(200)).await;
+        assert!(handler.big_served.get() <= bound + ConnLimits::default().max_large_answers_in_flight);
+    });
+}
+
+/// A frame whose first bytes arrived must be complete within `partial_frame_timeout`; a peer
+/// that pipelines without pause (its reads often ending mid-frame) is not affected.
+#[test]
+fn partial_frame_times_out_and_idle_connection_closes() {
+    run(async {
+        let limits = ServerLimits {
+            conn: ConnLimits {
+                partial_frame_timeout: Duration::from_millis(300),
+                idle_timeout: Some(Duration::from_millis(600)),
+                ..ConnLimits::default()
+            },
+            ..ServerLimits::default()
+        };
+        let (addr, _) = start_server(limits);
+        // Closed by the server within `within`: the peer reads EOF (or a reset).
+        let closed_within = |stream: std::net::TcpStream, within: Duration| {
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let started = std::time::Instant::now();
+                let mut stream = stream;
+                stream.set_read_timeout(Some(within)).unwrap();
+                let mut byte = [0u8; 1];
+                let closed = match stream.read(&mut byte) {
+                    Ok(0) => true,
+                    Ok(_) => false,
+                    Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+                };
+                (closed, started.elapsed())
+            })
+        };
+        // Three bytes of a length prefix, then nothing.
+        let partial = std::net::TcpStream::connect(addr).unwrap();
+        std::io::Write::write_all(&mut &partial, &[0, 0, 0]).unwrap();
+        let partial = closed_within(partial, Duration::from_secs(5));
+        // Nothing at all: idle.
+        let idle = closed_within(std::net::TcpStream::connect(addr).unwrap(), Duration::from_secs(5));
+        // A request in flight keeps a connection open past the idle timeout.
+        let busy = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
+        let held = busy.invoke(RemotingCommand::request(HOLD), Duration::from_secs(5));
+        // A client that keeps talking is never closed.
+        let talker = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
+        let talk = async {
+            for _ in 0..15 {
+                assert_eq!(talker.invoke(RemotingCommand::request(FAST), Duration::from_secs(5)).await.unwrap().code, 0);
+                compio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let (held, ()) = futures_util::join!(held, talk);
+        assert_eq!(held.expect("the busy connection stays open").code, 0);
+        assert!(!busy.is_closed() && !talker.is_closed());
+        let (partial_closed, partial_after) = partial.join().unwrap();
+        assert!(partial_closed && partial_after < Duration::from_secs(2), "partial frame: closed {partial_closed} after {partial_after:?}");
+        let (idle_closed, idle_after) = idle.join().unwrap();
+        assert!(idle_closed && idle_after >= Duration::from_millis(500), "idle: closed {idle_closed} after {idle_after:?}");
     });
 }

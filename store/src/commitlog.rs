@@ -425,6 +425,48 @@ pub async fn find_durable_marker_after<F: StorageFile>(
     Ok((found, last_nonzero_end))
 }
 
+/// Where the first batch after the damaged batch starting at `batch_start` begins, searching
+/// `[batch_start, limit)` of a segment (`limit`: the end of the data): the end of that batch's
+/// own commit marker when the marker survived (it names `batch_start`), else the start of the
+/// first later batch whose marker checksum matches its bytes, else `limit`. Every byte from
+/// `batch_start` to the returned position is unusable: record boundaries inside a damaged batch
+/// cannot be trusted (its TOTALSIZE fields may be what was damaged).
+pub async fn next_batch_start_after<F: StorageFile>(reader: &mut SegmentReader<'_, F>, batch_start: u64, limit: u64) -> Result<u64> {
+    let base = reader.seg.base;
+    let magic = MARKER_MAGIC.to_be_bytes();
+    let end_in_seg = limit.saturating_sub(base).min(reader.segment_size);
+    let mut chunk_start = batch_start - base;
+    while chunk_start < end_in_seg {
+        let len = (READ_CHUNK_BYTES as u64).min(end_in_seg - chunk_start) as usize;
+        let chunk = reader.get(chunk_start, len).await?.to_vec();
+        if chunk.is_empty() {
+            break;
+        }
+        let candidates: Vec<usize> = memchr::memmem::find_iter(&chunk, &magic).filter(|i| *i >= MARKER_MAGIC_POS).collect();
+        for i in candidates {
+            let at = chunk_start + (i - MARKER_MAGIC_POS) as u64;
+            let m = reader.get(at, MARKER_LEN).await?.to_vec();
+            let Some(mk) = parse_marker(&m) else { continue };
+            let abs = base + at;
+            if mk.batch_start == batch_start {
+                return Ok((abs + MARKER_LEN as u64).min(limit));
+            }
+            if mk.batch_start > batch_start && mk.batch_start < abs {
+                let batch = reader.get(mk.batch_start - base, (abs - mk.batch_start) as usize).await?.to_vec();
+                if marker_matches(&m, &batch) {
+                    return Ok(mk.batch_start);
+                }
+            }
+        }
+        if chunk.len() < len || chunk_start + len as u64 >= end_in_seg {
+            break;
+        }
+        // Overlap so a marker split across chunks is still seen.
+        chunk_start += (len - MARKER_LEN) as u64;
+    }
+    Ok(limit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

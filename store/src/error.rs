@@ -23,6 +23,10 @@ pub enum StoreError {
     /// Corruption below the durable point (or followed by durable data): an operator must look.
     #[error("commit log corrupt at offset {offset}: {reason}")]
     Corruption { offset: u64, reason: String },
+    /// A read touches bytes of the log that the start-up check found missing or damaged
+    /// ([`crate::store::DamagedRange`]): they are never served.
+    #[error("commit log damaged: {path} bytes {file_pos}..{file_end} (log offsets {offset}..{end}): {reason}; not served")]
+    Damaged { path: PathBuf, offset: u64, end: u64, file_pos: u64, file_end: u64, reason: String },
     /// A metadata file (checkpoint, consume queue, index) is malformed.
     #[error("corrupt {what} file {path}: {reason}")]
     CorruptFile { what: &'static str, path: PathBuf, reason: String },

@@ -176,6 +176,8 @@ impl StoreStats {
 /// What recovery found, for logs and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
+    /// Missing or damaged ranges of the log found at start ([`Store::damaged_ranges`]).
+    pub damaged: Vec<DamagedRange>,
     pub abnormal: bool,
     pub had_checkpoint: bool,
     pub scanned_from: u64,
@@ -184,6 +186,59 @@ pub struct RecoveryReport {
     pub records_replayed: u64,
     /// Bytes of torn tail wiped (0 when the log ended cleanly).
     pub torn_bytes_wiped: u64,
+}
+
+/// Segments whose batches are verified (record CRCs, commit markers) at every start, newest
+/// first, as Java checks its last three files: damage there is what a crash or a bad disk most
+/// often leaves, and what consumers read next. Every segment's length is checked.
+pub const VERIFY_NEWEST_SEGMENTS: usize = 3;
+
+/// A range of the log found missing or damaged at start: reads touching it fail with
+/// [`StoreError::Damaged`] (logged at ERROR, at most every [`DAMAGE_LOG_EVERY`] per range).
+#[derive(Debug, Clone)]
+pub struct DamagedRange {
+    /// Local log offsets `[offset, end)`.
+    pub offset: u64,
+    pub end: u64,
+    /// The segment file and the range's position in it.
+    pub path: PathBuf,
+    pub file_pos: u64,
+    pub reason: String,
+    last_logged: Cell<Option<Instant>>,
+}
+
+impl PartialEq for DamagedRange {
+    fn eq(&self, other: &Self) -> bool {
+        (self.offset, self.end, &self.path, self.file_pos, &self.reason) == (other.offset, other.end, &other.path, other.file_pos, &other.reason)
+    }
+}
+
+impl Eq for DamagedRange {}
+
+/// How often a read of one damaged range is logged again.
+pub const DAMAGE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+impl DamagedRange {
+    fn error(&self) -> StoreError {
+        StoreError::Damaged {
+            path: self.path.clone(),
+            offset: self.offset,
+            end: self.end,
+            file_pos: self.file_pos,
+            file_end: self.file_pos + (self.end - self.offset),
+            reason: self.reason.clone(),
+        }
+    }
+
+    /// The error for a read touching this range, logged at ERROR unless it was lately.
+    fn refuse_read(&self) -> StoreError {
+        let error = self.error();
+        if self.last_logged.get().is_none_or(|at| at.elapsed() >= DAMAGE_LOG_EVERY) {
+            self.last_logged.set(Some(Instant::now()));
+            tracing::error!(file = %self.path.display(), position = self.file_pos, "read refused: {error}");
+        }
+        error
+    }
 }
 
 /// See [`Store::on_dispatched`].
@@ -268,6 +323,8 @@ pub(crate) struct Inner<S: Storage> {
     closing: Cell<bool>,
     pub(crate) failed: RefCell<Option<String>>,
     pub(crate) disk_full: Cell<bool>,
+    /// Missing or damaged ranges found at start, by local start offset; never served.
+    damaged: RefCell<BTreeMap<u64, DamagedRange>>,
     tasks: RefCell<Vec<compio::runtime::JoinHandle<()>>>,
     /// Serializes checkpoint runs (the periodic task and explicit calls).
     checkpoint_busy: Cell<bool>,
@@ -377,6 +434,7 @@ impl<S: Storage> Store<S> {
             closing: Cell::new(false),
             failed: RefCell::new(None),
             disk_full: Cell::new(false),
+            damaged: RefCell::new(BTreeMap::new()),
             tasks: RefCell::new(Vec::new()),
             checkpoint_busy: Cell::new(false),
             cfg,
@@ -384,6 +442,7 @@ impl<S: Storage> Store<S> {
         let store = Store { inner };
         let mut report = store.recover(cp, abnormal).await?;
         report.abnormal = abnormal;
+        report.damaged = store.verify_stored_log(report.log_end).await?;
 
         // The abort marker says "a run is in progress"; its name must be durable before any
         // append is acknowledged, or a crash would look like a clean stop.
@@ -835,6 +894,15 @@ impl<S: Storage> Store<S> {
                 continue;
             }
             let entry_end = e.offset + u64::from(e.size);
+            if let Err(damaged) = self.check_undamaged(e.offset, e.size) {
+                // Never served: this pull ends before it (what precedes it is good), and a
+                // pull that starts at it fails with the damage.
+                if res.message_count == 0 {
+                    return Err(damaged);
+                }
+                examined -= 1;
+                break;
+            }
             if entry_end > visible_end {
                 // The dispatcher writes a round's queue entries before it publishes the round's
                 // end, so an entry past `visible_end` but within what was written is simply not
@@ -878,6 +946,7 @@ impl<S: Storage> Store<S> {
 
     /// Reads a log range (for tools, tests and non-zero-copy sends).
     pub async fn read_range(&self, range: LogRange) -> Result<Vec<u8>> {
+        self.check_undamaged(range.offset.0, range.len)?;
         let (file, path, pos) = self.locate(range.offset)?;
         let b = file.read_at(range.len as usize, pos).await.map_err(|e| StoreError::io("read", &path, e))?;
         if b.len() != range.len as usize {
@@ -909,6 +978,86 @@ impl<S: Storage> Store<S> {
             .clone()
             .ok_or_else(|| StoreError::NotFound(format!("{} has no file descriptor (in-memory storage)", seg.path.display())))?;
         Ok((file, range.offset.0 - seg.base))
+    }
+
+    /// The damaged ranges found at start (see [`VERIFY_NEWEST_SEGMENTS`]).
+    pub fn damaged_ranges(&self) -> Vec<DamagedRange> {
+        self.inner.damaged.borrow().values().cloned().collect()
+    }
+
+    /// Fails (and logs) if `[offset, offset+len)` touches a damaged range. One map lookup, and
+    /// none at all on a store without damage.
+    fn check_undamaged(&self, offset: u64, len: u32) -> Result<()> {
+        let damaged = self.inner.damaged.borrow();
+        if damaged.is_empty() {
+            return Ok(());
+        }
+        let end = offset + u64::from(len);
+        // The range starting at or before `offset`, and any starting inside `[offset, end)`.
+        let before = damaged.range(..=offset).next_back().map(|(_, d)| d).filter(|d| d.end > offset);
+        let inside = damaged.range(offset..end).next().map(|(_, d)| d);
+        match before.or(inside) {
+            Some(d) => Err(d.refuse_read()),
+            None => Ok(()),
+        }
+    }
+
+    /// The start-up check of the stored log: every segment's file must hold its bytes up to the
+    /// log end `end` (a file cut short while the broker was stopped leaves a missing range), and
+    /// the batches of the newest [`VERIFY_NEWEST_SEGMENTS`] segments must validate (record CRCs
+    /// when `check_crc_on_recover`, PHYSICALOFFSETs, commit-marker checksums). A bad batch is
+    /// damaged up to the next batch that validates. Each finding is logged at ERROR with its
+    /// file and position, recorded, and never served; the store still opens, so every other
+    /// queue is served.
+    async fn verify_stored_log(&self, end: u64) -> Result<Vec<DamagedRange>> {
+        let inner = &self.inner;
+        let seg_size = inner.cfg.segment_size_bytes;
+        let log_min = inner.log_min.get();
+        let segs: Vec<Segment<S::File>> =
+            inner.segments.borrow().iter().filter(|s| s.base < end && s.base + seg_size > log_min).cloned().collect();
+        let mut found: Vec<DamagedRange> = Vec::new();
+        let mut damage = |seg: &Segment<S::File>, offset: u64, to: u64, reason: String| {
+            let range = DamagedRange { offset, end: to, path: seg.path.clone(), file_pos: offset - seg.base, reason, last_logged: Cell::new(None) };
+            tracing::error!(
+                file = %seg.path.display(),
+                position = range.file_pos,
+                bytes = to - offset,
+                "commit log damaged (found at start): {}; reads of it will be refused",
+                range.reason
+            );
+            found.push(range);
+        };
+        let newest_from = segs.len().saturating_sub(VERIFY_NEWEST_SEGMENTS);
+        for (i, seg) in segs.iter().enumerate() {
+            let data_end = (seg.base + seg_size).min(end);
+            let file_len = seg.file.len().await.map_err(|e| StoreError::io("stat", &seg.path, e))?;
+            let present_end = (seg.base + file_len).min(data_end);
+            if present_end < data_end {
+                damage(seg, present_end, data_end, format!("the file ends at {file_len} bytes; the log's data runs to {}", data_end - seg.base));
+            }
+            if i < newest_from {
+                continue;
+            }
+            let Some(client_base) = inner.client_ranges.borrow().get(&seg.base).map(|r| r.client_base) else { continue };
+            let mut reader = SegmentReader::new(seg, seg_size);
+            let mut pos = seg.base.max(log_min);
+            while pos < present_end {
+                match commitlog::scan_batch(&mut reader, Some(client_base), pos, inner.cfg.check_crc_on_recover).await? {
+                    ScanStep::Batch { end: batch_end, .. } => pos = batch_end,
+                    ScanStep::Blank => break,
+                    ScanStep::Invalid(reason) => {
+                        let next = commitlog::next_batch_start_after(&mut reader, pos, present_end).await?.max(pos + 1);
+                        damage(seg, pos, next, reason);
+                        pos = next;
+                    }
+                }
+            }
+        }
+        let mut damaged = inner.damaged.borrow_mut();
+        for range in &found {
+            damaged.insert(range.offset, range.clone());
+        }
+        Ok(found)
     }
 
     fn check_readable(&self, offset: CommitLogOffset) -> Result<()> {

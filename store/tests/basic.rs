@@ -1,6 +1,6 @@
 //! End-to-end behaviour of one store on the in-memory and the real (compio) storage.
 
-use ferromq_store::io::Storage;
+use ferromq_store::io::{Storage, StorageFile};
 use ferromq_store::io::compio_fs::CompioStorage;
 use ferromq_store::io::mem::MemStorage;
 use ferromq_store::record::{self, MessageInput, Properties};
@@ -303,4 +303,114 @@ fn group_commit_batches_concurrent_writers_with_one_flush_in_flight() {
         store.close().await.unwrap();
     });
     let _ = std::fs::remove_dir_all(&d2);
+}
+
+/// Damage done to the log while the store was closed (cleanly, or abandoned as by kill -9 after
+/// a checkpoint): it opens, reports each damaged range with its file, refuses every read that
+/// touches one (the pull that starts there fails; one that reaches it stops before it), and
+/// serves everything else, the other queue's records in the same segment included.
+#[test]
+fn damage_found_at_open_is_reported_and_never_served() {
+    #[derive(Debug, Clone, Copy)]
+    enum Damage {
+        Truncate,
+        ZeroFill,
+        GarbageBody,
+        OverwrittenTotalSize,
+    }
+    for clean in [true, false] {
+        for damage in [Damage::Truncate, Damage::ZeroFill, Damage::GarbageBody, Damage::OverwrittenTotalSize] {
+            block_on(async move {
+                let mem = MemStorage::new();
+                let cfg = StoreConfig::test_min("/d");
+                let (store, _) = Store::open(mem.clone(), cfg.clone()).await.unwrap();
+                for i in 0..20 {
+                    store.append(vec![msg("A", 0, &format!("a-{i:02}-payload"), None, None)]).await.unwrap();
+                    store.append(vec![msg("B", 0, &format!("b-{i:02}-payload"), None, None)]).await.unwrap();
+                }
+                store.wait_dispatched().await.unwrap();
+                store.checkpoint().await.unwrap();
+                if clean {
+                    store.close().await.unwrap();
+                } else {
+                    store.abandon().await;
+                }
+                // The segment holding A's record 15, and where that record starts.
+                let mut segments: Vec<_> = mem.list_dir(std::path::Path::new("/d/commitlog")).await.unwrap();
+                segments.sort();
+                let (path, at) = segments
+                    .iter()
+                    .find_map(|name| {
+                        let path = std::path::Path::new("/d/commitlog").join(name);
+                        let bytes = mem.file_bytes(&path)?;
+                        let body_at = bytes.windows(12).position(|w| w == b"a-15-payload")?;
+                        // Walk the records from the segment start to find the one holding it.
+                        let mut pos = 0usize;
+                        loop {
+                            let total = i32::from_be_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+                            if pos + total > body_at {
+                                return Some((path, pos));
+                            }
+                            pos += total;
+                        }
+                    })
+                    .expect("record a-15 is stored");
+                match damage {
+                    Damage::Truncate => {
+                        let f = mem.open(&path, false).await.unwrap();
+                        f.set_len(at as u64 + 10).await.unwrap();
+                    }
+                    Damage::ZeroFill => assert!(mem.corrupt(&path, at as u64, &[0u8; 40])),
+                    Damage::GarbageBody => {
+                        let bytes = mem.file_bytes(&path).unwrap();
+                        let body = at + bytes[at..].windows(4).position(|w| w == b"a-15").unwrap();
+                        assert!(mem.corrupt(&path, body as u64, b"XXXX"));
+                    }
+                    Damage::OverwrittenTotalSize => assert!(mem.corrupt(&path, at as u64, &9999i32.to_be_bytes())),
+                }
+
+                let (store, report) = Store::open(mem.clone(), cfg.clone()).await.unwrap_or_else(|e| panic!("{damage:?} (clean {clean}): {e}"));
+                assert!(!report.damaged.is_empty(), "{damage:?} (clean {clean}): damage not found");
+                assert!(report.damaged.iter().all(|d| d.path == path), "{:?}", report.damaged);
+                // A: records before 15 are served, the pull stops before the damage, a pull at
+                // the damage fails with it.
+                let before = store.get_message("A", 0, QueueOffset(10), 32, &TagFilter::All).await.unwrap();
+                assert_eq!(before.status, PullStatus::Found);
+                assert_eq!(before.message_count, 5, "{damage:?}: a-10..a-14 then stop");
+                match store.get_message("A", 0, QueueOffset(15), 32, &TagFilter::All).await {
+                    Err(ferromq_store::StoreError::Damaged { path: p, .. }) => assert_eq!(p, path),
+                    other => panic!("{damage:?} (clean {clean}): a pull at the damaged record must fail, got {other:?}"),
+                }
+                // B is served wherever its records are intact; every byte served decodes.
+                let mut served = 0;
+                let mut off = 0;
+                while off < 20 {
+                    match store.get_message("B", 0, QueueOffset(off), 32, &TagFilter::All).await {
+                        Ok(r) if r.status == PullStatus::Found => {
+                            for range in &r.ranges {
+                                let bytes = store.read_range(*range).await.unwrap();
+                                served += record::decode_body_strict(&bytes).unwrap().len();
+                            }
+                            off = r.next_begin_offset.0;
+                        }
+                        Ok(r) => panic!("{damage:?}: B pull at {off}: {:?}", r.status),
+                        Err(ferromq_store::StoreError::Damaged { .. }) => off += 1,
+                        Err(e) => panic!("{damage:?}: B pull at {off}: {e}"),
+                    }
+                }
+                let b_lost = match damage {
+                    Damage::Truncate => 20 - served,
+                    _ => 0,
+                };
+                assert_eq!(served + b_lost, 20);
+                assert!(served >= 15, "{damage:?} (clean {clean}): B served {served} of 20");
+                if !matches!(damage, Damage::Truncate) {
+                    assert_eq!(served, 20, "{damage:?} (clean {clean}): B's records are intact and must all be served");
+                }
+                // New appends still work.
+                store.append(vec![msg("B", 0, "after", None, None)]).await.unwrap();
+                store.close().await.unwrap();
+            });
+        }
+    }
 }

@@ -149,6 +149,11 @@ impl ServerProcess {
         }
     }
 
+    /// The process id (e.g. to read its memory from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the process logged so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
@@ -228,6 +233,12 @@ pub struct BrokerProcess {
     args: Vec<String>,
 }
 
+/// `--set` arguments for [`HARNESS_DEFAULTS`], for tests that start `mqbroker` themselves
+/// (e.g. with `-c` and a deployment file).
+pub fn harness_args() -> Vec<String> {
+    HARNESS_DEFAULTS.iter().flat_map(|(key, value)| ["--set".to_owned(), format!("{key}={value}")]).collect()
+}
+
 /// Settings every harness broker starts with, before the test's own.
 const HARNESS_DEFAULTS: &[(&str, &str)] = &[
     ("diskSpaceWarningLevelRatio", "99"),
@@ -259,10 +270,7 @@ impl BrokerProcess {
         // refuse writes at 90 % and delete old segments from 85 %, which a shared CI disk can
         // reach on its own. Tests of disk-full behaviour set these keys themselves (later
         // `--set`s win). 64 MiB segments keep each broker's preallocated footprint small.
-        for (key, value) in HARNESS_DEFAULTS {
-            args.push("--set".to_owned());
-            args.push(format!("{key}={value}"));
-        }
+        args.extend(harness_args());
         for (key, value) in settings {
             args.push("--set".to_owned());
             args.push(format!("{key}={value}"));

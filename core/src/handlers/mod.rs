@@ -90,6 +90,28 @@ async fn route(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand) ->
     Ok(Reply::Response(response))
 }
 
+/// Codes whose answer may be large: whole tables (every topic, every connection of a group,
+/// runtime info, stats) and query results (messages). A connection serves a few of these at a
+/// time (`ConnLimits::max_large_answers_in_flight`), so a client that pipelines them and does
+/// not read cannot make the broker build and hold hundreds of them. Sends, pulls (their bodies
+/// stay in the files), heartbeats and offsets answer small.
+fn answer_may_be_large(code: i32) -> bool {
+    matches!(
+        code,
+        rc::GET_ALL_TOPIC_CONFIG
+            | rc::GET_ALL_DELAY_OFFSET
+            | rc::GET_BROKER_RUNTIME_INFO
+            | rc::GET_BROKER_CONFIG
+            | rc::GET_CONSUMER_CONNECTION_LIST
+            | rc::GET_CONSUMER_LIST_BY_GROUP
+            | rc::GET_CONSUMER_RUNNING_INFO
+            | rc::GET_TOPIC_STATS_INFO
+            | rc::GET_CONSUME_STATS
+            | rc::VIEW_MESSAGE_BY_ID
+            | rc::QUERY_MESSAGE
+    )
+}
+
 /// The broker's request handler on one shard's connections.
 pub struct BrokerService {
     pub ctx: Rc<ShardCtx>,
@@ -116,6 +138,10 @@ impl RequestHandler for BrokerService {
             Reply::Frame(frame) => Some(Response::Frame(frame)),
             Reply::Messages(response, segments) => Some(Response::FileBody(response, segments)),
         }
+    }
+
+    fn may_answer_large(&self, request: &RemotingCommand) -> bool {
+        answer_may_be_large(request.code)
     }
 
     /// A client's connection closed: it leaves its groups at once, and the groups that changed

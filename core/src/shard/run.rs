@@ -94,6 +94,14 @@ where
             if report.abnormal {
                 warn!(shard = id.0, ?report, "store recovered after an unclean stop");
             }
+            if !report.damaged.is_empty() {
+                tracing::error!(
+                    shard = id.0,
+                    ranges = report.damaged.len(),
+                    "the commit log has damaged ranges (logged above with file and position): pulls and reads touching them \
+                     are refused with SYSTEM_ERROR; everything else is served"
+                );
+            }
             store
         }
         Err(e) => {
