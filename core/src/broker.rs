@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use ferromq_namesrv::{NamesrvConfig, NamesrvHandle};
 use ferromq_net::backend::{ActiveBackend, IoBackend};
+use ferromq_store::io::faulty::ExternalFaults;
 use ferromq_store::{OffsetSpace, ShardId};
 use tracing::{info, warn};
 
@@ -197,6 +198,7 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
     // Client-visible commit-log offsets: one space for all shards, handed out per segment, so
     // they stay below 2^53 as long as a Java broker's would (store/DESIGN-NOTES.md).
     let offset_space = Arc::new(OffsetSpace::new());
+    let faults = external_faults()?;
     let (stop_shards, shards_stopped) = async_channel::bounded::<()>(1);
     let (go_tx, go_rx) = async_channel::bounded::<()>(shard_count as usize);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<ActiveBackend>>();
@@ -211,6 +213,7 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
             router: router.clone(),
             listener,
             offset_space: offset_space.clone(),
+            faults: faults.clone(),
             inbox,
             events,
             ready: ready_tx.clone(),
@@ -270,3 +273,14 @@ fn backend_of(active: ActiveBackend) -> IoBackend {
     }
 }
 
+
+/// The environment variable that turns on fault injection for tests: it names a control file
+/// (`open=EMFILE`, `write=ENOSPC`, `sync=EIO`, one per line; empty or missing = no faults)
+/// that every shard's storage obeys from then on. Never set in production; logged when set.
+pub const FAULT_INJECTION_ENV: &str = "FERROMQ_FAULT_INJECTION_FILE";
+
+fn external_faults() -> io::Result<Option<Arc<ExternalFaults>>> {
+    let Some(path) = std::env::var_os(FAULT_INJECTION_ENV) else { return Ok(None) };
+    tracing::warn!(file = %std::path::Path::new(&path).display(), "{FAULT_INJECTION_ENV} is set: storage faults are injected from this file (tests only)");
+    ExternalFaults::watch_file(path.into()).map(Some)
+}

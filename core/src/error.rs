@@ -75,7 +75,9 @@ impl From<StoreError> for BrokerError {
             StoreError::InvalidMessage(_) => code::MESSAGE_ILLEGAL,
             // The log cannot take writes now (full disk, failed flush, stopping): Java answers
             // SERVICE_NOT_AVAILABLE and producers try another broker.
-            StoreError::DiskFull { .. } | StoreError::ShutDown | StoreError::LogFailed(_) => code::SERVICE_NOT_AVAILABLE,
+            StoreError::DiskFull { .. } | StoreError::ShutDown | StoreError::LogFailed(_) | StoreError::Stalled(_) => {
+                code::SERVICE_NOT_AVAILABLE
+            }
             StoreError::NotFound(_) => code::SYSTEM_ERROR,
             // Bytes the start-up check found missing or damaged: this request fails, the
             // connection and every other queue are served (the store logged file and offset).
@@ -103,6 +105,7 @@ mod tests {
         assert_eq!(BrokerError::from(StoreError::ShutDown).code, code::SERVICE_NOT_AVAILABLE);
         assert_eq!(BrokerError::from(StoreError::DiskFull { usage_pct: 90 }).code, code::SERVICE_NOT_AVAILABLE);
         assert_eq!(BrokerError::from(StoreError::LogFailed("x".into())).code, code::SERVICE_NOT_AVAILABLE);
+        assert_eq!(BrokerError::from(StoreError::Stalled("x".into())).code, code::SERVICE_NOT_AVAILABLE);
         let corrupt = StoreError::Corruption { offset: 1, reason: "bad crc".into() };
         let mapped = BrokerError::from(corrupt);
         assert_eq!(mapped.code, code::SYSTEM_ERROR);

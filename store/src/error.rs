@@ -35,6 +35,11 @@ pub enum StoreError {
     /// it is reopened and recovered.
     #[error("the commit log is failed after an earlier flush error: {0}")]
     LogFailed(String),
+    /// The log met a transient fault it retries by itself (descriptors or disk space ran out,
+    /// see [`StoreError::is_transient`]): appends are refused until a retry succeeds. An append
+    /// refused while it waited may still be stored once the fault clears.
+    #[error("the commit log is stalled by a transient fault, retrying until it clears: {0}")]
+    Stalled(String),
     /// Disk usage is above `disk_space_warning_level_ratio`; writes are refused.
     #[error("disk full: usage is above the warning level of {usage_pct}% (diskSpaceWarningLevelRatio)")]
     DiskFull { usage_pct: u32 },
@@ -57,6 +62,23 @@ impl StoreError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         StoreError::Io { op, path: path.into(), source }
     }
+
+    /// Whether this is an I/O error an operator can clear without touching the data — the
+    /// process ran out of descriptors (EMFILE, ENFILE), the disk or a quota ran out of space
+    /// (ENOSPC, EDQUOT), or the kernel of memory (ENOMEM) — so the operation is retried with
+    /// backoff instead of failing the log for good. Every other error (EIO, a torn or corrupt
+    /// file) still stops the log.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => is_transient_errno(source),
+            _ => false,
+        }
+    }
+}
+
+/// [`StoreError::is_transient`] for a bare `io::Error`.
+pub fn is_transient_errno(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOSPC | libc::EDQUOT | libc::ENOMEM))
 }
 
 /// Result alias for the store.

@@ -139,6 +139,9 @@ pub struct IndexService<S: Storage> {
     to_seal: Vec<Active<S::File>>,
     dispatched: u64,
     at_dispatched: (String, u32),
+    /// The last entry added, as (record log offset, key number): a dispatch retried after a
+    /// transient fault (a roll that could not create its file) skips what it already added.
+    added_through: Option<(u64, usize)>,
 }
 
 fn file_len(slots: u32, entries: u32) -> u64 {
@@ -191,6 +194,7 @@ impl<S: Storage> IndexService<S> {
             to_seal: Vec::new(),
             dispatched: 0,
             at_dispatched: (String::new(), 0),
+            added_through: None,
         };
         let names = storage.list_dir(dir).await.map_err(|e| StoreError::io("list", dir, e))?;
         let active_name = cp.map(|c| c.index_file.clone()).unwrap_or_default();
@@ -288,13 +292,21 @@ impl<S: Storage> IndexService<S> {
 /// Adds index entries for dispatched records; rolls to a new file when the active one is full.
 pub(crate) async fn dispatch<S: Storage>(inner: &Rc<Inner<S>>, records: &[DispatchRecord]) -> Result<()> {
     for r in records {
-        for key in &r.keys {
+        for (key_no, key) in r.keys.iter().enumerate() {
             let hash = key_hash(&r.topic, key);
+            let at = (r.offset.0, key_no);
             loop {
                 let added = {
                     let mut ix = inner.index.borrow_mut();
                     let Some(ix) = ix.as_mut() else { return Ok(()) };
-                    ix.add(hash, r.offset.0, r.store_timestamp_ms)
+                    if ix.added_through.is_some_and(|done| at <= done) {
+                        break;
+                    }
+                    let added = ix.add(hash, r.offset.0, r.store_timestamp_ms);
+                    if added {
+                        ix.added_through = Some(at);
+                    }
+                    added
                 };
                 if added {
                     break;

@@ -43,15 +43,34 @@ impl Future for NotifyWait<'_> {
     }
 }
 
+/// Why an append was not acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckError {
+    /// The log failed for good ([`crate::StoreError::LogFailed`]).
+    Failed(String),
+    /// The log stalled on a transient fault ([`crate::StoreError::Stalled`]); the record may
+    /// still be stored once it clears.
+    Stalled(String),
+}
+
+impl From<AckError> for crate::StoreError {
+    fn from(e: AckError) -> Self {
+        match e {
+            AckError::Failed(why) => crate::StoreError::LogFailed(why),
+            AckError::Stalled(why) => crate::StoreError::Stalled(why),
+        }
+    }
+}
+
 /// Where the flusher posts the outcome of one append.
 #[derive(Debug, Default)]
 pub struct AckSlot {
-    result: RefCell<Option<Result<(), String>>>,
+    result: RefCell<Option<Result<(), AckError>>>,
     waker: RefCell<Option<Waker>>,
 }
 
 impl AckSlot {
-    pub fn complete(&self, r: Result<(), String>) {
+    pub fn complete(&self, r: Result<(), AckError>) {
         *self.result.borrow_mut() = Some(r);
         if let Some(w) = self.waker.borrow_mut().take() {
             w.wake();
@@ -63,7 +82,7 @@ impl AckSlot {
 pub struct AckWait(pub Rc<AckSlot>);
 
 impl Future for AckWait {
-    type Output = Result<(), String>;
+    type Output = Result<(), AckError>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if let Some(r) = self.0.result.borrow_mut().take() {
             return Poll::Ready(r);

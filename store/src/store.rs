@@ -35,7 +35,7 @@ use crate::consume_queue::{self, ConsumeQueue, CqEntry};
 use crate::error::{Result, StoreError};
 use crate::index::IndexService;
 use crate::io::{Storage, StorageFile};
-use crate::notify::{AckSlot, AckWait, Notify};
+use crate::notify::{AckError, AckSlot, AckWait, Notify};
 use crate::offset_space::{OffsetSpace, SegmentRange, ShardClaim};
 use crate::record::{self, MessageInput, StoreAssigned};
 use crate::types::{ClientPhysicalOffset, CommitLogOffset, QueueOffset};
@@ -165,6 +165,11 @@ pub struct StoreStats {
     pub checkpoints: u64,
     pub segments_created: u64,
     pub segments_deleted: u64,
+    /// Transient faults met by the flusher, the dispatcher or the checkpointer (each failed
+    /// try counts; see [`StoreError::is_transient`]).
+    pub transient_faults: u64,
+    /// Times the log stalled on such a fault and refused appends until a retry succeeded.
+    pub stalls: u64,
 }
 
 impl StoreStats {
@@ -251,13 +256,40 @@ struct Batch {
     /// Where to write the end-of-file filler of the previous segment before this batch.
     filler_at: Option<u64>,
     records: Vec<DispatchRecord>,
+    /// Whether `buf` ends with its commit marker already (a batch whose write failed with a
+    /// transient error is written again as it was).
+    sealed: bool,
 }
 
 impl Batch {
     fn new(start: u64, filler_at: Option<u64>) -> Self {
-        Batch { start, buf: Vec::new(), filler_at, records: Vec::new() }
+        Batch { start, buf: Vec::new(), filler_at, records: Vec::new(), sealed: false }
     }
 }
+
+/// A background task's transient fault, for as long as it lasts.
+struct Stall {
+    why: String,
+    since: Instant,
+    retries: u32,
+    last_logged: Instant,
+}
+
+/// Which task a [`Stall`] belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StallOf {
+    /// The flusher: the commit-log write (or the creation of its next segment) failed.
+    Flush,
+    /// The dispatcher: a consume-queue or index write (or file creation) failed.
+    Dispatch,
+}
+
+/// First wait before a stalled task tries again; it doubles per try up to [`STALL_RETRY_MAX`].
+const STALL_RETRY_FIRST: Duration = Duration::from_millis(10);
+/// Longest wait between two tries of a stalled task.
+const STALL_RETRY_MAX: Duration = Duration::from_secs(1);
+/// A stall that lasts is logged again this often (not once per try).
+const STALL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 struct Waiter {
     end: u64,
@@ -322,6 +354,10 @@ pub(crate) struct Inner<S: Storage> {
     pub(crate) stats: RefCell<StoreStats>,
     closing: Cell<bool>,
     pub(crate) failed: RefCell<Option<String>>,
+    /// Set while the flusher retries a write that met a transient fault: appends are refused.
+    flush_stall: RefCell<Option<Stall>>,
+    /// Set while the dispatcher retries consume-queue or index writes: appends are refused.
+    dispatch_stall: RefCell<Option<Stall>>,
     pub(crate) disk_full: Cell<bool>,
     /// Missing or damaged ranges found at start, by local start offset; never served.
     damaged: RefCell<BTreeMap<u64, DamagedRange>>,
@@ -433,6 +469,8 @@ impl<S: Storage> Store<S> {
             stats: RefCell::new(StoreStats::default()),
             closing: Cell::new(false),
             failed: RefCell::new(None),
+            flush_stall: RefCell::new(None),
+            dispatch_stall: RefCell::new(None),
             disk_full: Cell::new(false),
             damaged: RefCell::new(BTreeMap::new()),
             tasks: RefCell::new(Vec::new()),
@@ -555,6 +593,7 @@ impl<S: Storage> Store<S> {
         if let Some(f) = self.inner.failed.borrow().as_ref() {
             return Err(StoreError::LogFailed(f.clone()));
         }
+        stalled(&self.inner, true)?;
         if self.inner.closing.get() {
             return Err(StoreError::ShutDown);
         }
@@ -578,7 +617,7 @@ impl<S: Storage> Store<S> {
         self.inner.flusher_wake.notify();
         match wait.await {
             Ok(()) => Ok(result),
-            Err(e) => Err(StoreError::LogFailed(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -602,12 +641,12 @@ impl<S: Storage> Store<S> {
             // Acknowledged once written: no disk wait to time out, so no timer either.
             return match wait.await {
                 Ok(()) => Ok((result, true)),
-                Err(e) => Err(StoreError::LogFailed(e)),
+                Err(e) => Err(e.into()),
             };
         }
         match compio::time::timeout(timeout, wait).await {
             Ok(Ok(())) => Ok((result, true)),
-            Ok(Err(e)) => Err(StoreError::LogFailed(e)),
+            Ok(Err(e)) => Err(e.into()),
             Err(_elapsed) => Ok((result, false)),
         }
     }
@@ -1421,17 +1460,106 @@ fn fail_all<S: Storage>(inner: &Inner<S>, why: String) {
             *f = Some(why.clone());
         }
     }
+    fail_ack_waiters(inner, &AckError::Failed(why.clone()));
+    fail_dispatched_waiters(inner, &AckError::Failed(why));
+    wake_all(inner);
+}
+
+fn fail_ack_waiters<S: Storage>(inner: &Inner<S>, err: &AckError) {
     let (d, w) = {
         let mut app = inner.app.borrow_mut();
         (std::mem::take(&mut app.durable_waiters), std::mem::take(&mut app.written_waiters))
     };
     for x in d.into_iter().chain(w) {
-        x.slot.complete(Err(why.clone()));
+        x.slot.complete(Err(err.clone()));
     }
-    for x in inner.dispatched_waiters.borrow_mut().drain(..) {
-        x.slot.complete(Err(why.clone()));
+}
+
+fn fail_dispatched_waiters<S: Storage>(inner: &Inner<S>, err: &AckError) {
+    let waiters: Vec<Waiter> = inner.dispatched_waiters.borrow_mut().drain(..).collect();
+    for x in waiters {
+        x.slot.complete(Err(err.clone()));
     }
-    wake_all(inner);
+}
+
+/// `Err(Stalled)` while the flusher (or, with `or_dispatch`, the dispatcher) is stalled.
+fn stalled<S: Storage>(inner: &Inner<S>, or_dispatch: bool) -> Result<()> {
+    if let Some(st) = inner.flush_stall.borrow().as_ref() {
+        return Err(StoreError::Stalled(st.why.clone()));
+    }
+    if or_dispatch && let Some(st) = inner.dispatch_stall.borrow().as_ref() {
+        return Err(StoreError::Stalled(st.why.clone()));
+    }
+    Ok(())
+}
+
+/// Errors a background task retries instead of failing the log: a transient fault (descriptors
+/// or space ran out) in anything but an fdatasync. A failed fdatasync is never retried: the
+/// kernel may already have dropped the dirty pages it could not write, so what the page cache
+/// shows can no longer be trusted to be on disk (the PostgreSQL "fsyncgate" lesson).
+fn retryable(e: &StoreError) -> bool {
+    match e {
+        StoreError::Io { op, .. } => e.is_transient() && !op.contains("fdatasync") && *op != "sync dir",
+        StoreError::Stalled(_) => true,
+        _ => false,
+    }
+}
+
+/// Records one failed try of a stalled task and returns how long to wait before the next. The
+/// first try of a stall refuses appends from then on and fails the waiters the stall blocks:
+/// under a flush stall every unacknowledged append (its record may still be stored once the
+/// fault clears: a producer that retries may store it twice, as after any timeout), under a
+/// dispatch stall only the waiters for visibility (what is acknowledged is in the log).
+fn note_stall<S: Storage>(inner: &Inner<S>, of: StallOf, e: &StoreError) -> Duration {
+    let why = e.to_string();
+    let cell = match of {
+        StallOf::Flush => &inner.flush_stall,
+        StallOf::Dispatch => &inner.dispatch_stall,
+    };
+    let task = if of == StallOf::Flush { "commit-log write" } else { "consume-queue/index write" };
+    inner.stats.borrow_mut().transient_faults += 1;
+    let retries = {
+        let mut slot = cell.borrow_mut();
+        match slot.as_mut() {
+            Some(st) => {
+                st.retries = st.retries.saturating_add(1);
+                if st.last_logged.elapsed() >= STALL_LOG_EVERY {
+                    st.last_logged = Instant::now();
+                    tracing::warn!(error = %why, stalled_s = st.since.elapsed().as_secs(), retries = st.retries,
+                        "{task} still failing with a transient error; appends stay refused, retrying");
+                }
+                st.why = why;
+                st.retries
+            }
+            None => {
+                tracing::warn!(error = %why, "{task} failed with a transient error; appends are refused until a retry succeeds");
+                let now = Instant::now();
+                *slot = Some(Stall { why: why.clone(), since: now, retries: 0, last_logged: now });
+                drop(slot);
+                inner.stats.borrow_mut().stalls += 1;
+                let err = AckError::Stalled(why);
+                if of == StallOf::Flush {
+                    fail_ack_waiters(inner, &err);
+                }
+                fail_dispatched_waiters(inner, &err);
+                0
+            }
+        }
+    };
+    STALL_RETRY_FIRST.saturating_mul(1u32 << retries.min(7)).min(STALL_RETRY_MAX)
+}
+
+/// Ends a stall after the try that succeeded.
+fn clear_stall<S: Storage>(inner: &Inner<S>, of: StallOf) {
+    let cell = match of {
+        StallOf::Flush => &inner.flush_stall,
+        StallOf::Dispatch => &inner.dispatch_stall,
+    };
+    if let Some(st) = cell.borrow_mut().take() {
+        let task = if of == StallOf::Flush { "commit-log write" } else { "consume-queue/index write" };
+        tracing::warn!(stalled_ms = st.since.elapsed().as_millis() as u64, retries = st.retries, last_error = %st.why,
+            "{task} succeeded again; appends are accepted");
+    }
 }
 
 async fn wait_durable<S: Storage>(inner: &Rc<Inner<S>>, end: u64) -> Result<()> {
@@ -1443,6 +1571,7 @@ async fn wait_durable<S: Storage>(inner: &Rc<Inner<S>>, end: u64) -> Result<()> 
         if app.durable >= end {
             return Ok(());
         }
+        stalled(inner, false)?;
         app.sync_requested = true;
         let slot = Rc::new(AckSlot::default());
         // Keep the queue sorted by end offset.
@@ -1451,7 +1580,7 @@ async fn wait_durable<S: Storage>(inner: &Rc<Inner<S>>, end: u64) -> Result<()> 
         slot
     };
     inner.flusher_wake.notify();
-    AckWait(slot).await.map_err(StoreError::LogFailed)
+    AckWait(slot).await.map_err(StoreError::from)
 }
 
 async fn wait_dispatched<S: Storage>(inner: &Rc<Inner<S>>, end: u64) -> Result<()> {
@@ -1462,12 +1591,13 @@ async fn wait_dispatched<S: Storage>(inner: &Rc<Inner<S>>, end: u64) -> Result<(
         if inner.dispatched_offset.get() >= end {
             return Ok(());
         }
+        stalled(inner, true)?;
         let slot = Rc::new(AckSlot::default());
         inner.dispatched_waiters.borrow_mut().push(Waiter { end, slot: slot.clone() });
         slot
     };
     inner.flusher_wake.notify();
-    AckWait(slot).await.map_err(StoreError::LogFailed)
+    AckWait(slot).await.map_err(StoreError::from)
 }
 
 fn release(waiters: &mut VecDeque<Waiter>, upto: u64) -> Vec<Rc<AckSlot>> {
@@ -1482,11 +1612,16 @@ fn release(waiters: &mut VecDeque<Waiter>, upto: u64) -> Vec<Rc<AckSlot>> {
 
 /// The flusher: the only commit-log writer. One flush in flight, by construction.
 async fn flusher_task<S: Storage>(inner: Rc<Inner<S>>) {
+    // A batch whose write met a transient fault: written again, at the same offset, before
+    // anything else (appends are refused meanwhile, so nothing queues up behind it).
+    let mut retry: Option<Batch> = None;
     loop {
         if inner.failed.borrow().is_some() {
             return;
         }
-        let next = {
+        let next = if retry.is_some() {
+            retry.take()
+        } else {
             let mut app = inner.app.borrow_mut();
             if let Some(b) = app.closed.pop_front() {
                 Some(b)
@@ -1501,7 +1636,24 @@ async fn flusher_task<S: Storage>(inner: Rc<Inner<S>>) {
             }
         };
         let r = match next {
-            Some(b) => flush_batch(&inner, b).await,
+            Some(mut b) => match flush_batch(&inner, &mut b).await {
+                Err(e) if retryable(&e) => {
+                    if inner.closing.get() {
+                        // Shutting down mid-stall: the abort marker stays, recovery replays.
+                        return;
+                    }
+                    let wait = note_stall(&inner, StallOf::Flush, &e);
+                    retry = Some(b);
+                    compio::time::sleep(wait).await;
+                    continue;
+                }
+                r => {
+                    if r.is_ok() {
+                        clear_stall(&inner, StallOf::Flush);
+                    }
+                    r
+                }
+            },
             None => {
                 let (need_sync, wait_for) = {
                     let app = inner.app.borrow();
@@ -1558,14 +1710,14 @@ fn segment_of<S: Storage>(inner: &Inner<S>, offset: u64) -> Option<Segment<S::Fi
     inner.segments.borrow().iter().find(|s| s.base == base).cloned()
 }
 
-async fn flush_batch<S: Storage>(inner: &Rc<Inner<S>>, mut b: Batch) -> Result<()> {
+async fn flush_batch<S: Storage>(inner: &Rc<Inner<S>>, b: &mut Batch) -> Result<()> {
     let seg_size = inner.cfg.segment_size_bytes;
     {
         let mut st = inner.stats.borrow_mut();
         st.flushes_in_flight += 1;
         st.max_flushes_in_flight = st.max_flushes_in_flight.max(st.flushes_in_flight);
     }
-    let r = flush_batch_inner(inner, &mut b, seg_size).await;
+    let r = flush_batch_inner(inner, b, seg_size).await;
     inner.stats.borrow_mut().flushes_in_flight -= 1;
     r
 }
@@ -1585,6 +1737,9 @@ async fn flush_batch_inner<S: Storage>(inner: &Rc<Inner<S>>, b: &mut Batch, seg_
         let mut app = inner.app.borrow_mut();
         app.written = b.start;
         app.durable = b.start;
+        drop(app);
+        // Done: a retry of this batch does not write the filler again.
+        b.filler_at = None;
     }
     let seg = match segment_of(inner, b.start) {
         Some(s) => s,
@@ -1603,13 +1758,22 @@ async fn flush_batch_inner<S: Storage>(inner: &Rc<Inner<S>>, b: &mut Batch, seg_
         (app.durable == b.start, app.written)
     };
     assert_eq!(prev_end, b.start, "flush batches must be contiguous");
-    let flags = if preceding_durable { MARKER_FLAG_PRECEDING_DURABLE } else { 0 };
-    let marker = commitlog::encode_marker(b.start, flags, &b.buf);
-    let mut buf = std::mem::take(&mut b.buf);
-    buf.extend_from_slice(&marker);
-    let len = buf.len() as u64;
+    if !b.sealed {
+        let flags = if preceding_durable { MARKER_FLAG_PRECEDING_DURABLE } else { 0 };
+        let marker = commitlog::encode_marker(b.start, flags, &b.buf);
+        b.buf.extend_from_slice(&marker);
+        b.sealed = true;
+    }
+    let len = b.buf.len() as u64;
     let end = b.start + len;
-    inner.storage_write(&seg, buf, b.start - seg.base).await?;
+    // Written whole or not at all as far as the log is concerned: after a failed (possibly
+    // partial) write the same bytes go to the same place again, and nothing past `written`
+    // is read before they have.
+    let (r, buf) = seg.file.write_all_at_keep(std::mem::take(&mut b.buf), b.start - seg.base).await;
+    if let Err(e) = r {
+        b.buf = buf;
+        return Err(StoreError::io("write", &seg.path, e));
+    }
     let written_slots = {
         let mut app = inner.app.borrow_mut();
         app.written = end;
@@ -1640,12 +1804,6 @@ async fn flush_batch_inner<S: Storage>(inner: &Rc<Inner<S>>, b: &mut Batch, seg_
         push_dispatch(inner, records, end);
     }
     Ok(())
-}
-
-impl<S: Storage> Inner<S> {
-    async fn storage_write(&self, seg: &Segment<S::File>, buf: Vec<u8>, pos: u64) -> Result<()> {
-        seg.file.write_all_at(buf, pos).await.map_err(|e| StoreError::io("write", &seg.path, e))
-    }
 }
 
 fn push_dispatch<S: Storage>(inner: &Inner<S>, records: Vec<DispatchRecord>, end: u64) {
@@ -1684,21 +1842,41 @@ async fn sync_log<S: Storage>(inner: &Rc<Inner<S>>) -> Result<()> {
 
 /// The dispatcher: writes consume-queue and index entries for visible batches.
 async fn dispatcher_task<S: Storage>(inner: Rc<Inner<S>>) {
+    // Records whose dispatch met a transient fault, with their end: dispatched again first
+    // (`dispatch_records` skips what the failed try already wrote).
+    let mut retry: Option<(Vec<DispatchRecord>, u64)> = None;
     loop {
-        let batches: Vec<DispatchBatch> = inner.dispatch_queue.borrow_mut().drain(..).collect();
-        if batches.is_empty() {
-            if inner.closing.get() || inner.failed.borrow().is_some() {
+        let (records, end) = match retry.take() {
+            Some(r) => r,
+            None => {
+                let batches: Vec<DispatchBatch> = inner.dispatch_queue.borrow_mut().drain(..).collect();
+                if batches.is_empty() {
+                    if inner.closing.get() || inner.failed.borrow().is_some() {
+                        return;
+                    }
+                    inner.dispatcher_wake.wait().await;
+                    continue;
+                }
+                let end = batches.last().map(|b| b.end).unwrap_or(0);
+                (batches.into_iter().flat_map(|b| b.records).collect(), end)
+            }
+        };
+        match dispatch_records(&inner, &records).await {
+            Ok(()) => clear_stall(&inner, StallOf::Dispatch),
+            Err(e) if retryable(&e) => {
+                if inner.closing.get() || inner.failed.borrow().is_some() {
+                    return;
+                }
+                let wait = note_stall(&inner, StallOf::Dispatch, &e);
+                retry = Some((records, end));
+                compio::time::sleep(wait).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "dispatch failed");
+                fail_all(&inner, e.to_string());
                 return;
             }
-            inner.dispatcher_wake.wait().await;
-            continue;
-        }
-        let end = batches.last().map(|b| b.end).unwrap_or(0);
-        let records: Vec<DispatchRecord> = batches.into_iter().flat_map(|b| b.records).collect();
-        if let Err(e) = dispatch_records(&inner, &records).await {
-            tracing::error!(error = %e, "dispatch failed");
-            fail_all(&inner, e.to_string());
-            return;
         }
         inner.dispatched_offset.set(end);
         if let Some(ix) = inner.index.borrow_mut().as_mut() {
@@ -1737,7 +1915,7 @@ async fn dispatch_records<S: Storage>(inner: &Rc<Inner<S>>, records: &[DispatchR
         assert_eq!(e.0 + e.1.len() as u64, qo, "queue offsets of one queue must be consecutive");
         e.1.push(CqEntry { offset: r.offset.0, size: r.size, tags_code: r.tags_code });
     }
-    for ((topic, qid), (first, entries)) in per_queue {
+    for ((topic, qid), (mut first, mut entries)) in per_queue {
         let q = {
             let existing = inner.queues.borrow().get(&(topic.clone(), qid)).cloned();
             match existing {
@@ -1749,7 +1927,16 @@ async fn dispatch_records<S: Storage>(inner: &Rc<Inner<S>>, records: &[DispatchR
                 }
             }
         };
-        consume_queue::write_entries(&inner.storage, &q, first, &entries).await?;
+        // A retry after a transient fault skips the entries the failed try wrote.
+        let written = q.borrow().max_offset;
+        if written > first {
+            let skip = ((written - first) as usize).min(entries.len());
+            entries.drain(..skip);
+            first += skip as u64;
+        }
+        if !entries.is_empty() {
+            consume_queue::write_entries(&inner.storage, &q, first, &entries).await?;
+        }
         touched.push(q);
     }
     let has_index = inner.index.borrow().is_some();
@@ -1787,15 +1974,33 @@ async fn retention_task<S: Storage>(store: Store<S>) {
 /// The checkpointer task.
 async fn checkpointer_task<S: Storage>(inner: Rc<Inner<S>>) {
     let period = Duration::from_millis(inner.cfg.checkpoint_interval_ms);
+    let mut last_logged: Option<Instant> = None;
     loop {
         let _ = compio::time::timeout(period, inner.checkpointer_wake.wait()).await;
         if inner.closing.get() || inner.failed.borrow().is_some() {
             return;
         }
-        if let Err(e) = run_checkpoint(&inner).await {
-            tracing::error!(error = %e, "checkpoint failed");
-            fail_all(&inner, e.to_string());
-            return;
+        match run_checkpoint(&inner).await {
+            Ok(()) => {
+                if last_logged.take().is_some() {
+                    tracing::warn!("checkpoint succeeded again");
+                }
+            }
+            // The previous checkpoint stays valid (the new one is renamed into place only when
+            // complete), so a transient fault costs a longer replay after a crash, nothing else:
+            // the next period tries again.
+            Err(e) if retryable(&e) => {
+                inner.stats.borrow_mut().transient_faults += 1;
+                if last_logged.is_none_or(|t| t.elapsed() >= STALL_LOG_EVERY) {
+                    tracing::warn!(error = %e, "checkpoint failed with a transient error; retrying every checkpoint period");
+                    last_logged = Some(Instant::now());
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "checkpoint failed");
+                fail_all(&inner, e.to_string());
+                return;
+            }
         }
     }
 }

@@ -414,3 +414,131 @@ fn damage_found_at_open_is_reported_and_never_served() {
         }
     }
 }
+
+/// Issue 10, item 2: running out of descriptors or disk space stalls the log (appends refused
+/// with `Stalled`), never fails it; once the cause is gone it resumes by itself, and every
+/// acknowledged append — before, during and after — is readable exactly once, also after a
+/// reopen.
+#[test]
+fn transient_faults_stall_the_log_and_it_resumes_without_loss() {
+    use ferromq_store::StoreError;
+    use ferromq_store::io::faulty::{Fault, FaultyStorage, OpClass};
+    for (on, errno) in [(OpClass::Write, libc::ENOSPC), (OpClass::Open, libc::EMFILE)] {
+        block_on(async move {
+            let mem = MemStorage::new();
+            let st = FaultyStorage::new(mem.clone());
+            let (store, _) = Store::open(st.clone(), StoreConfig::test_min("/t")).await.unwrap();
+            let mut acked: Vec<String> = Vec::new();
+            let mut n = 0;
+            let mut send = async |store: &Store<FaultyStorage<MemStorage>>, acked: &mut Vec<String>| {
+                n += 1;
+                let body = format!("m{n}-{}", "y".repeat(200));
+                let r = store.append(vec![msg("T", (n % 3) as u32, &body, None, Some(&format!("k{n}")))]).await;
+                if r.is_ok() {
+                    acked.push(body);
+                }
+                r
+            };
+            for _ in 0..20 {
+                send(&store, &mut acked).await.unwrap();
+            }
+            st.faults().add(Fault::Errno { on, errno });
+            // Keep sending until the fault bites (a roll needs an open; every write needs space).
+            let mut refused = 0;
+            for _ in 0..200 {
+                match send(&store, &mut acked).await {
+                    Ok(_) => {}
+                    Err(StoreError::Stalled(why)) => {
+                        assert!(why.contains("os error"), "{on:?}: the remark names the OS error: {why}");
+                        refused += 1;
+                        if refused >= 5 {
+                            break;
+                        }
+                    }
+                    Err(e) => panic!("{on:?}: a transient fault must stall the log, not {e:?}"),
+                }
+            }
+            assert!(refused >= 5, "{on:?}: the fault never stalled the log");
+            assert!(store.stats().stalls >= 1 && store.stats().transient_faults >= 1, "{:?}", store.stats());
+            // The cause goes away: the log resumes on its own.
+            st.faults().clear();
+            let mut resumed = false;
+            for _ in 0..200 {
+                compio::time::sleep(std::time::Duration::from_millis(20)).await;
+                if send(&store, &mut acked).await.is_ok() {
+                    resumed = true;
+                    break;
+                }
+            }
+            assert!(resumed, "{on:?}: the log did not resume after the fault cleared");
+            for _ in 0..30 {
+                send(&store, &mut acked).await.unwrap();
+            }
+            store.wait_dispatched().await.unwrap();
+            store.checkpoint().await.unwrap();
+            let check = async |store: &Store<FaultyStorage<MemStorage>>| {
+                let mut stored = Vec::new();
+                for q in 0..3 {
+                    let mut from = 0;
+                    loop {
+                        let (bodies, r) = pull_bodies(store, "T", q, from, 32).await;
+                        if r.status != PullStatus::Found {
+                            break;
+                        }
+                        from = r.next_begin_offset.0;
+                        stored.extend(bodies);
+                    }
+                }
+                for body in &acked {
+                    assert_eq!(stored.iter().filter(|b| *b == body).count(), 1, "{on:?}: acknowledged {body} stored once");
+                }
+            };
+            check(&store).await;
+            store.close().await.unwrap();
+            let (store, _) = Store::open(st.clone(), StoreConfig::test_min("/t")).await.unwrap();
+            check(&store).await;
+            store.close().await.unwrap();
+        });
+    }
+}
+
+/// A failed fdatasync is not retried even when its errno is a "transient" one: the kernel may
+/// have dropped the pages it could not write, so the log fails loudly (recovery on reopen).
+#[test]
+fn failed_fdatasync_fails_the_log_even_with_enospc() {
+    use ferromq_store::StoreError;
+    use ferromq_store::io::faulty::{Fault, FaultyStorage, OpClass};
+    block_on(async {
+        let st = FaultyStorage::new(MemStorage::new());
+        let (store, _) = Store::open(st.clone(), StoreConfig::test_min("/s")).await.unwrap();
+        store.append(vec![msg("T", 0, "ok", None, None)]).await.unwrap();
+        st.faults().add(Fault::Errno { on: OpClass::Sync, errno: libc::ENOSPC });
+        assert!(store.append(vec![msg("T", 0, "doomed", None, None)]).await.is_err());
+        let r = store.append(vec![msg("T", 0, "after", None, None)]).await;
+        assert!(matches!(r, Err(StoreError::LogFailed(_))), "{r:?}");
+        store.abandon().await;
+    });
+}
+
+/// The control text of [`ExternalFaults`]: one `class=ERRNO` per line, unnamed classes
+/// cleared, anything else refused with the plan left as it was.
+#[test]
+fn external_fault_plan_is_applied_and_cleared() {
+    use ferromq_store::io::faulty::{ExternalFaults, FaultyStorage, OpClass};
+    let faults = std::sync::Arc::new(ExternalFaults::default());
+    faults.apply("open=EMFILE\nwrite = ENOSPC\n").unwrap();
+    assert_eq!(faults.errno(OpClass::Open), Some(libc::EMFILE));
+    assert_eq!(faults.errno(OpClass::Write), Some(libc::ENOSPC));
+    assert_eq!(faults.errno(OpClass::Sync), None);
+    assert!(faults.apply("read=EIO").is_err());
+    assert!(faults.apply("open=EAGAIN").is_err());
+    assert_eq!(faults.errno(OpClass::Open), Some(libc::EMFILE), "a bad plan changes nothing");
+    let st = FaultyStorage::with_external(MemStorage::new(), Some(faults.clone()));
+    block_on(async {
+        st.inner().create_dir_all(std::path::Path::new("/d")).await.unwrap();
+        let e = st.open(std::path::Path::new("/d/x"), true).await.err().expect("open fails");
+        assert_eq!(e.raw_os_error(), Some(libc::EMFILE));
+        faults.apply("").unwrap();
+        st.open(std::path::Path::new("/d/x"), true).await.expect("open works once cleared");
+    });
+}

@@ -1226,3 +1226,119 @@ fn damaged_log_is_reported_at_start_and_never_served() {
         assert_eq!(response.code, response_code::SUCCESS, "{response:?}");
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// Transient I/O faults (issue 10, item 2): the store's fault seam in a running broker
+// ------------------------------------------------------------------------------------------
+
+const TRANSIENT_TOPIC: &str = "FaultTransient";
+const TRANSIENT_QUEUES: u32 = 4;
+
+/// Sends one message with a unique key to a queue of [`TRANSIENT_TOPIC`]; returns the key,
+/// the body and the response.
+async fn send_keyed(client: &Client, seq: usize, body_bytes: usize) -> (String, Vec<u8>, RemotingCommand) {
+    let key = format!("transient-{seq}");
+    let mut body = format!("{key}:").into_bytes();
+    body.resize(body_bytes.max(body.len()), b'x');
+    let request = send_v2(TRANSIENT_TOPIC, seq as u32 % TRANSIENT_QUEUES, &key, body.clone());
+    let response = client.invoke(request, RPC_TIMEOUT).await.unwrap_or_else(|e| panic!("send {key}: {e}"));
+    (key, body, response)
+}
+
+/// Writes the broker's fault control file and waits until the broker has read it (every 20 ms).
+async fn set_faults(control: &std::path::Path, plan: &str) {
+    std::fs::write(control, plan).expect("write the fault control file");
+    compio::time::sleep(Duration::from_millis(200)).await;
+}
+
+/// EMFILE and ENOSPC for a while, then relief, in a running broker (the store's fault seam,
+/// driven through `FERROMQ_FAULT_INJECTION_FILE`): sends during the fault are answered 14 with
+/// a remark naming the OS error, the broker resumes by itself when the cause is gone (no
+/// restart), and every send acknowledged before, during and after is readable exactly once.
+#[test]
+fn transient_io_faults_refuse_sends_until_relief_and_lose_nothing() {
+    let control_dir = TempDir::new("fault-control");
+    let control = control_dir.path().join("faults");
+    std::fs::write(&control, "").expect("write the fault control file");
+    let control_str = control.display().to_string();
+    let broker = BrokerProcess::start_in_with_env(
+        TempDir::new("broker"),
+        &[
+            ("flushDiskType", "SYNC_FLUSH"),
+            // Small files, so that new segments and consume-queue files are opened often.
+            ("maxMessageSize", "65536"),
+            ("mappedFileSizeCommitLog", "1048576"),
+            ("mappedFileSizeConsumeQueue", "200"),
+        ],
+        &[("FERROMQ_FAULT_INJECTION_FILE", control_str.as_str())],
+    )
+    .unwrap_or_else(|e| panic!("mqbroker did not start: {e}"));
+    let watched = Watched { broker, earlier: Vec::new() };
+    let addr = watched.addr();
+    create_topic(addr, TRANSIENT_TOPIC, TRANSIENT_QUEUES);
+    let (acked, stored) = on_compio(move || async move {
+        let client = Client::connect(addr, RPC_TIMEOUT).await.expect("connect");
+        let mut acked: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut seq = 0usize;
+        let plans = [("write=ENOSPC", "No space left on device", 1024), ("open=EMFILE", "Too many open files", 16 * 1024)];
+        for (plan, errno_text, body_bytes) in plans {
+            for _ in 0..40 {
+                seq += 1;
+                let (key, body, r) = send_keyed(&client, seq, 1024).await;
+                assert_eq!(r.code, response_code::SUCCESS, "before {plan}: {r:?}");
+                acked.push((key, body));
+            }
+            set_faults(&control, plan).await;
+            // Until the fault bites (every write needs space; only new files need a descriptor).
+            let mut refused = 0;
+            for _ in 0..400 {
+                seq += 1;
+                let (key, body, r) = send_keyed(&client, seq, body_bytes).await;
+                match r.code {
+                    response_code::SUCCESS => acked.push((key, body)),
+                    response_code::SERVICE_NOT_AVAILABLE => {
+                        let remark = r.remark.clone().unwrap_or_default();
+                        assert!(remark.contains(errno_text) && remark.contains("retrying"), "{plan}: the remark names the fault: {remark}");
+                        refused += 1;
+                        if refused >= 5 {
+                            break;
+                        }
+                    }
+                    other => panic!("{plan}: a send during the fault answered {other}: {r:?}"),
+                }
+            }
+            assert!(refused >= 5, "{plan}: the fault never refused a send");
+            set_faults(&control, "").await;
+            // Relief: the broker resumes without a restart.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                seq += 1;
+                let (key, body, r) = send_keyed(&client, seq, 1024).await;
+                if r.code == response_code::SUCCESS {
+                    acked.push((key, body));
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{plan}: sends still refused 10 s after relief: {r:?}");
+                compio::time::sleep(Duration::from_millis(50)).await;
+            }
+            for _ in 0..40 {
+                seq += 1;
+                let (key, body, r) = send_keyed(&client, seq, 1024).await;
+                assert_eq!(r.code, response_code::SUCCESS, "after {plan}: {r:?}");
+                acked.push((key, body));
+            }
+        }
+        let stored = pull_all(&client, TRANSIENT_TOPIC, TRANSIENT_QUEUES).await;
+        client.close();
+        (acked, stored)
+    });
+    let stored = stored.unwrap_or_else(|e| panic!("{e}"));
+    assert!(logged(&watched.broker.process, "failed with a transient error"), "the stall is logged");
+    assert!(logged(&watched.broker.process, "succeeded again"), "the recovery is logged");
+    // Every acknowledged message is readable exactly once, in the broker that never restarted.
+    for (key, body) in &acked {
+        let copies = stored.values().filter(|m| &m.body == body).count();
+        assert_eq!(copies, 1, "acknowledged {key} is stored once");
+    }
+    drop(watched);
+}

@@ -231,6 +231,7 @@ pub struct BrokerProcess {
     pub namesrv: SocketAddr,
     pub store: TempDir,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 /// `--set` arguments for [`HARNESS_DEFAULTS`], for tests that start `mqbroker` themselves
@@ -255,6 +256,11 @@ impl BrokerProcess {
 
     /// Starts `mqbroker` on the store in `store` (e.g. a fixture extracted there).
     pub fn start_in(store: TempDir, settings: &[(&str, &str)]) -> Result<BrokerProcess, String> {
+        Self::start_in_with_env(store, settings, &[])
+    }
+
+    /// [`BrokerProcess::start_in`] with extra environment variables (kept across restarts).
+    pub fn start_in_with_env(store: TempDir, settings: &[(&str, &str)], env: &[(&str, &str)]) -> Result<BrokerProcess, String> {
         let namesrv_port = free_port();
         let mut args = vec![
             "--set".to_owned(),
@@ -275,21 +281,23 @@ impl BrokerProcess {
             args.push("--set".to_owned());
             args.push(format!("{key}={value}"));
         }
-        let process = Self::spawn(&args)?;
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let process = Self::spawn(&args, &env)?;
         let namesrv = SocketAddr::from(([127, 0, 0, 1], namesrv_port));
-        Ok(BrokerProcess { process, namesrv, store, args })
+        Ok(BrokerProcess { process, namesrv, store, args, env })
     }
 
-    fn spawn(args: &[String]) -> Result<ServerProcess, String> {
+    fn spawn(args: &[String], env: &[(String, String)]) -> Result<ServerProcess, String> {
         let mut command = Command::new(binary("mqbroker"));
         command.args(args);
+        command.envs(env.iter().map(|(k, v)| (k, v)));
         ServerProcess::start(command, "The broker[")
     }
 
     /// SIGKILL, then start again on the same store and ports.
     pub fn kill_and_restart(&mut self) -> Result<(), String> {
         self.process.kill();
-        self.process = Self::spawn(&self.args)?;
+        self.process = Self::spawn(&self.args, &self.env)?;
         Ok(())
     }
 
@@ -300,7 +308,7 @@ impl BrokerProcess {
 
     /// Starts again after `terminate`.
     pub fn restart(&mut self) -> Result<(), String> {
-        self.process = Self::spawn(&self.args)?;
+        self.process = Self::spawn(&self.args, &self.env)?;
         Ok(())
     }
 }

@@ -110,7 +110,7 @@ impl Broker {
         let plane = ControlPlane::load(control.clone(), dir.join("store").join("config"), vec![events]).unwrap();
         compio::runtime::spawn(crate::control::service::run(plane, inbox, Vec::new(), None)).detach();
         let (mailbox, jobs) = async_channel::bounded(16);
-        let (store, _) = Store::open(CompioStorage, config.store_config(ShardId(0))).await.unwrap();
+        let (store, _) = Store::open(ferromq_store::io::faulty::FaultyStorage::new(CompioStorage), config.store_config(ShardId(0))).await.unwrap();
         let ctx = ShardCtx::new(ShardId(0), store, control.clone(), Router::new(vec![mailbox]));
         compio::runtime::spawn(crate::shard::executor::run(ctx.clone(), jobs, ctx.executor.clone())).detach();
         {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use event_listener::Event;
 use ferromq_net::conn::Connection;
 use ferromq_store::io::compio_fs::CompioStorage;
+use ferromq_store::io::faulty::FaultyStorage;
 use ferromq_net::RemotingCommand;
 use ferromq_store::{ClientPhysicalOffset, ShardId, Store};
 
@@ -26,8 +27,10 @@ use crate::control::ControlHandle;
 use crate::error::{BrokerError, BrokerResult};
 use crate::meta::topics::SCHEDULE_TOPIC;
 
-/// The store type every shard runs.
-pub type ShardStore = Store<CompioStorage>;
+/// The store type every shard runs: real files behind the fault seam, which injects nothing
+/// unless a test turns it on (`FERROMQ_FAULT_INJECTION_FILE`); when off, each file operation
+/// pays one branch.
+pub type ShardStore = Store<FaultyStorage<CompioStorage>>;
 
 /// The router between shard contexts.
 pub type ShardRouter = Router<ShardCtx>;

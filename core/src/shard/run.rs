@@ -29,6 +29,7 @@ use ferromq_net::backend::{ActiveBackend, IoBackend, build_runtime_on};
 use ferromq_net::codes::request_code;
 use ferromq_net::conn::RequestHandler;
 use ferromq_store::io::compio_fs::CompioStorage;
+use ferromq_store::io::faulty::{ExternalFaults, FaultyStorage};
 use ferromq_store::{OffsetSpace, ShardId, Store};
 use futures_util::FutureExt;
 use tracing::{error, warn};
@@ -54,6 +55,9 @@ pub struct ShardSetup {
     pub listener: std::net::TcpListener,
     /// The broker's one client-visible offset space, shared by every shard's store.
     pub offset_space: Arc<OffsetSpace>,
+    /// Storage faults injected from outside ([`crate::broker::FAULT_INJECTION_ENV`]); `None`
+    /// in production.
+    pub faults: Option<Arc<ExternalFaults>>,
     pub inbox: async_channel::Receiver<ShardJob<ShardCtx>>,
     pub events: async_channel::Receiver<ShardEvent>,
     /// Reports the start outcome (the backend in use, or why the shard cannot start).
@@ -87,9 +91,10 @@ where
     H: RequestHandler,
     M: FnOnce(Rc<ShardCtx>) -> Rc<H>,
 {
-    let ShardSetup { id, control, router, listener, offset_space, inbox, events, ready, go, stop, .. } = setup;
+    let ShardSetup { id, control, router, listener, offset_space, faults, inbox, events, ready, go, stop, .. } = setup;
     let config = control.config();
-    let store = match Store::open_in(CompioStorage, config.store_config(id), offset_space).await {
+    let storage = FaultyStorage::with_external(CompioStorage, faults);
+    let store = match Store::open_in(storage, config.store_config(id), offset_space).await {
         Ok((store, report)) => {
             if report.abnormal {
                 warn!(shard = id.0, ?report, "store recovered after an unclean stop");

@@ -186,6 +186,10 @@ impl StorageFile for CompioFile {
         pwrite_all(self.file.as_raw_fd(), &buf, pos)
     }
 
+    async fn write_all_at_keep(&self, buf: Vec<u8>, pos: u64) -> (io::Result<()>, Vec<u8>) {
+        (pwrite_all(self.file.as_raw_fd(), &buf, pos), buf)
+    }
+
     async fn read_at(&self, len: usize, pos: u64) -> io::Result<Vec<u8>> {
         let mut out: Vec<u8> = Vec::with_capacity(len);
         if read_cached(self.file.as_raw_fd(), &mut out, len, pos)? {

@@ -4,11 +4,19 @@
 //! [`MemStorage::crash`](super::mem::MemStorage::crash)).
 //!
 //! Operations are counted across all files of one wrapper, in issue order, starting at 1.
+//!
+//! Besides those numbered faults, an errno can be injected into every operation of a class
+//! ([`Fault::Errno`], in-process) or from outside the process ([`ExternalFaults`], a control
+//! file the broker polls when `FERROMQ_FAULT_INJECTION_FILE` names one): that is how the
+//! end-to-end tests run a real broker out of descriptors or disk space and then give them back.
 
 use std::cell::RefCell;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
 
 use super::{Storage, StorageFile};
 
@@ -23,6 +31,113 @@ pub enum Fault {
     ReadErrorsFrom(u64),
     /// The Nth operation and every later one fail: the machine "lost power" at that point.
     CrashAt(u64),
+    /// Every operation of the class fails with the OS error `errno` and has no effect, until
+    /// the plan is cleared (a resource ran out: EMFILE, ENOSPC, ...).
+    Errno { on: OpClass, errno: i32 },
+}
+
+/// The classes of operation an errno fault can hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpClass {
+    /// Opening or creating a file or a directory (where EMFILE and ENFILE happen).
+    Open,
+    /// Writing, resizing or preallocating a file (where ENOSPC and EDQUOT happen).
+    Write,
+    /// fdatasync of a file or a directory.
+    Sync,
+}
+
+impl OpClass {
+    const ALL: [OpClass; 3] = [OpClass::Open, OpClass::Write, OpClass::Sync];
+
+    fn name(self) -> &'static str {
+        match self {
+            OpClass::Open => "open",
+            OpClass::Write => "write",
+            OpClass::Sync => "sync",
+        }
+    }
+}
+
+/// Errno faults set from outside the process: one errno per [`OpClass`] (0 = none), shared by
+/// every shard's storage. Reading it costs one relaxed atomic load per operation.
+#[derive(Debug, Default)]
+pub struct ExternalFaults {
+    open: AtomicI32,
+    write: AtomicI32,
+    sync: AtomicI32,
+}
+
+/// How often [`ExternalFaults::watch_file`] reads its control file.
+pub const FAULT_FILE_POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+impl ExternalFaults {
+    fn slot(&self, class: OpClass) -> &AtomicI32 {
+        match class {
+            OpClass::Open => &self.open,
+            OpClass::Write => &self.write,
+            OpClass::Sync => &self.sync,
+        }
+    }
+
+    /// The errno injected into `class` now, if any.
+    pub fn errno(&self, class: OpClass) -> Option<i32> {
+        Some(self.slot(class).load(Ordering::Relaxed)).filter(|e| *e != 0)
+    }
+
+    /// Applies a control text: one `class=ERRNO` per line (`open=EMFILE`, `write=ENOSPC`,
+    /// `sync=EIO`); classes not named are cleared, so an empty text clears everything.
+    pub fn apply(&self, text: &str) -> Result<(), String> {
+        let mut plan: Vec<(OpClass, i32)> = OpClass::ALL.iter().map(|c| (*c, 0)).collect();
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let (class, name) = line.split_once('=').ok_or_else(|| format!("fault line `{line}` is not class=ERRNO"))?;
+            let entry = plan
+                .iter_mut()
+                .find(|(c, _)| c.name() == class.trim())
+                .ok_or_else(|| format!("fault class `{}` is not open, write or sync", class.trim()))?;
+            entry.1 = errno_by_name(name.trim())
+                .ok_or_else(|| format!("fault errno `{}` is not one of EMFILE, ENFILE, ENOSPC, EDQUOT, ENOMEM, EIO", name.trim()))?;
+        }
+        for (class, errno) in plan {
+            self.slot(class).store(errno, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Starts a thread that applies `path` every [`FAULT_FILE_POLL_INTERVAL`] (a missing file
+    /// means no faults) for as long as the process lives. A control file that does not parse
+    /// is logged and leaves the plan as it was.
+    pub fn watch_file(path: PathBuf) -> io::Result<Arc<ExternalFaults>> {
+        let faults = Arc::new(ExternalFaults::default());
+        let shared = faults.clone();
+        std::thread::Builder::new().name("fault-injection".into()).spawn(move || {
+            let mut last = String::new();
+            loop {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                if text != last {
+                    match shared.apply(&text) {
+                        Ok(()) => tracing::warn!(file = %path.display(), plan = %text.trim(), "fault injection plan applied"),
+                        Err(e) => tracing::error!(file = %path.display(), error = %e, "fault injection file ignored"),
+                    }
+                    last = text;
+                }
+                std::thread::sleep(FAULT_FILE_POLL_INTERVAL);
+            }
+        })?;
+        Ok(faults)
+    }
+}
+
+fn errno_by_name(name: &str) -> Option<i32> {
+    Some(match name {
+        "EMFILE" => libc::EMFILE,
+        "ENFILE" => libc::ENFILE,
+        "ENOSPC" => libc::ENOSPC,
+        "EDQUOT" => libc::EDQUOT,
+        "ENOMEM" => libc::ENOMEM,
+        "EIO" => libc::EIO,
+        _ => return None,
+    })
 }
 
 #[derive(Debug, Default)]
@@ -37,13 +152,27 @@ struct FaultState {
 enum OpKind {
     Read,
     Write,
+    Open,
+    Sync,
     Other,
+}
+
+impl OpKind {
+    fn class(self) -> Option<OpClass> {
+        match self {
+            OpKind::Open => Some(OpClass::Open),
+            OpKind::Write => Some(OpClass::Write),
+            OpKind::Sync => Some(OpClass::Sync),
+            OpKind::Read | OpKind::Other => None,
+        }
+    }
 }
 
 enum Verdict {
     Proceed,
     Fail,
     Tear(usize),
+    Errno(i32),
 }
 
 fn injected() -> io::Error {
@@ -54,6 +183,7 @@ fn injected() -> io::Error {
 #[derive(Debug, Clone, Default)]
 pub struct FaultHandle {
     state: Rc<RefCell<FaultState>>,
+    external: Option<Arc<ExternalFaults>>,
 }
 
 impl FaultHandle {
@@ -79,6 +209,12 @@ impl FaultHandle {
     }
 
     fn check(&self, kind: OpKind) -> Verdict {
+        if let (Some(ext), Some(class)) = (&self.external, kind.class())
+            && let Some(errno) = ext.errno(class)
+        {
+            self.state.borrow_mut().injected += 1;
+            return Verdict::Errno(errno);
+        }
         let mut st = self.state.borrow_mut();
         st.ops += 1;
         let n = st.ops;
@@ -100,6 +236,7 @@ impl FaultHandle {
                     crash = true;
                     verdict = Verdict::Fail;
                 }
+                Fault::Errno { on, errno } if kind.class() == Some(on) => verdict = Verdict::Errno(errno),
                 _ => {}
             }
         }
@@ -115,7 +252,8 @@ impl FaultHandle {
     fn gate(&self, kind: OpKind) -> io::Result<()> {
         match self.check(kind) {
             Verdict::Proceed => Ok(()),
-            _ => Err(injected()),
+            Verdict::Errno(e) => Err(io::Error::from_raw_os_error(e)),
+            Verdict::Fail | Verdict::Tear(_) => Err(injected()),
         }
     }
 }
@@ -138,6 +276,11 @@ impl<S: Storage> FaultyStorage<S> {
     pub fn new(inner: S) -> Self {
         FaultyStorage { inner, faults: FaultHandle::default() }
     }
+    /// A wrapper that also obeys errno faults set from outside ([`ExternalFaults`]); `None`
+    /// injects nothing of that kind.
+    pub fn with_external(inner: S, external: Option<Arc<ExternalFaults>>) -> Self {
+        FaultyStorage { inner, faults: FaultHandle { state: Rc::default(), external } }
+    }
     pub fn faults(&self) -> &FaultHandle {
         &self.faults
     }
@@ -150,12 +293,12 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     type File = FaultyFile<S::File>;
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<Self::File> {
-        self.faults.gate(OpKind::Other)?;
+        self.faults.gate(OpKind::Open)?;
         let inner = self.inner.open(path, create).await?;
         Ok(FaultyFile { inner, faults: self.faults.clone() })
     }
     async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.faults.gate(OpKind::Other)?;
+        self.faults.gate(OpKind::Open)?;
         self.inner.create_dir_all(path).await
     }
     async fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
@@ -171,7 +314,7 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         self.inner.rename(from, to).await
     }
     async fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.faults.gate(OpKind::Other)?;
+        self.faults.gate(OpKind::Sync)?;
         self.inner.sync_dir(path).await
     }
     async fn exists(&self, path: &Path) -> io::Result<bool> {
@@ -185,14 +328,17 @@ impl<S: Storage> Storage for FaultyStorage<S> {
 }
 
 impl<F: StorageFile> StorageFile for FaultyFile<F> {
-    async fn write_all_at(&self, mut buf: Vec<u8>, pos: u64) -> io::Result<()> {
+    async fn write_all_at(&self, buf: Vec<u8>, pos: u64) -> io::Result<()> {
+        self.write_all_at_keep(buf, pos).await.0
+    }
+    async fn write_all_at_keep(&self, buf: Vec<u8>, pos: u64) -> (io::Result<()>, Vec<u8>) {
         match self.faults.check(OpKind::Write) {
-            Verdict::Proceed => self.inner.write_all_at(buf, pos).await,
-            Verdict::Fail => Err(injected()),
+            Verdict::Proceed => self.inner.write_all_at_keep(buf, pos).await,
+            Verdict::Fail => (Err(injected()), buf),
+            Verdict::Errno(e) => (Err(io::Error::from_raw_os_error(e)), buf),
             Verdict::Tear(keep) => {
-                buf.truncate(keep);
-                self.inner.write_all_at(buf, pos).await?;
-                Err(injected())
+                let (r, buf) = self.inner.write_all_at_keep(buf.get(..keep).unwrap_or(&buf).to_vec(), pos).await;
+                (r.and(Err(injected())), buf)
             }
         }
     }
@@ -201,15 +347,15 @@ impl<F: StorageFile> StorageFile for FaultyFile<F> {
         self.inner.read_at(len, pos).await
     }
     async fn sync_data(&self) -> io::Result<()> {
-        self.faults.gate(OpKind::Other)?;
+        self.faults.gate(OpKind::Sync)?;
         self.inner.sync_data().await
     }
     async fn set_len(&self, len: u64) -> io::Result<()> {
-        self.faults.gate(OpKind::Other)?;
+        self.faults.gate(OpKind::Write)?;
         self.inner.set_len(len).await
     }
     async fn preallocate(&self, len: u64) -> io::Result<()> {
-        self.faults.gate(OpKind::Other)?;
+        self.faults.gate(OpKind::Write)?;
         self.inner.preallocate(len).await
     }
     async fn len(&self) -> io::Result<u64> {

@@ -278,6 +278,11 @@ impl StorageFile for MemFile {
         })
     }
 
+    async fn write_all_at_keep(&self, buf: Vec<u8>, pos: u64) -> (io::Result<()>, Vec<u8>) {
+        let r = self.write_all_at(buf.clone(), pos).await;
+        (r, buf)
+    }
+
     async fn read_at(&self, len: usize, pos: u64) -> io::Result<Vec<u8>> {
         yield_now().await;
         self.with(|st, id| {

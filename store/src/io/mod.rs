@@ -49,6 +49,9 @@ pub trait Storage: Clone + 'static {
 #[allow(async_fn_in_trait, clippy::len_without_is_empty)]
 pub trait StorageFile: Clone + 'static {
     async fn write_all_at(&self, buf: Vec<u8>, pos: u64) -> io::Result<()>;
+    /// [`StorageFile::write_all_at`] that hands the buffer back, written or not, so that a write
+    /// that failed with a transient error can be retried at the same position without a copy.
+    async fn write_all_at_keep(&self, buf: Vec<u8>, pos: u64) -> (io::Result<()>, Vec<u8>);
     /// Reads up to `len` bytes at `pos`; shorter only at end of file.
     async fn read_at(&self, len: usize, pos: u64) -> io::Result<Vec<u8>>;
     /// fdatasync: makes every completed write to this file durable.
