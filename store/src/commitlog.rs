@@ -191,7 +191,15 @@ pub async fn create_segment<S: Storage>(
 ) -> Result<Segment<S::File>> {
     let path = dir.join(segment_name(base));
     let file = storage.open(&path, true).await.map_err(|e| StoreError::io("create", &path, e))?;
-    file.preallocate(size).await.map_err(|e| StoreError::io("preallocate", &path, e))?;
+    // The whole segment's space is reserved now (fallocate), so a full disk shows here, at
+    // roll time, with this path in the error, rather than as a failed write mid-flush.
+    if let Err(e) = file.preallocate(size).await {
+        // Remove the half-made file, so that a restart before the retry does not find a
+        // segment of the wrong size; the caller retries the whole creation.
+        drop(file);
+        let _ = storage.remove_file(&path).await;
+        return Err(StoreError::io("preallocate", &path, e));
+    }
     // fdatasync persists the new size; the directory sync persists the name. Both must precede
     // the first acknowledged write into the segment.
     file.sync_data().await.map_err(|e| StoreError::io("fdatasync", &path, e))?;

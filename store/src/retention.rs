@@ -48,27 +48,39 @@ async fn first_store_time<S: Storage>(seg: &Segment<S::File>, segment_size: u64)
     record::decode_record(&rec, false).ok().map(|r| r.store_timestamp_ms)
 }
 
+/// Reads the disk usage of the store's partition and sets the store's disk-full flag from it
+/// (appends are refused while it is set); returns the usage ratio. Called by every retention
+/// pass and, so that a fast writer cannot run far past the warning level between two passes,
+/// by the flusher every [`crate::store::disk_check_every_bytes`] written and at every segment
+/// creation.
+pub(crate) async fn refresh_disk_full<S: Storage>(inner: &Inner<S>) -> Result<f64> {
+    let cfg = &inner.cfg;
+    let root = &cfg.root_dir;
+    let usage = inner.storage.disk_usage_ratio(root).await.map_err(|e| StoreError::io("statvfs", root, e))?;
+    let pct = usage * 100.0;
+    let full = pct >= f64::from(cfg.disk_space_warning_level_ratio_pct);
+    // Said once per change, at WARN: refusing every write is an outage an operator must see.
+    match (inner.disk_full.replace(full), full) {
+        (false, true) => tracing::warn!(
+            dir = %root.display(),
+            usage_pct = format_args!("{pct:.1}"),
+            warning_level_pct = cfg.disk_space_warning_level_ratio_pct,
+            "disk nearly full: refusing writes (SERVICE_NOT_AVAILABLE) until usage drops below diskSpaceWarningLevelRatio"
+        ),
+        (true, false) => tracing::warn!(dir = %root.display(), usage_pct = format_args!("{pct:.1}"), "disk usage back below the warning level: accepting writes again"),
+        _ => {}
+    }
+    Ok(usage)
+}
+
 impl<S: Storage> Store<S> {
     /// One retention pass at time `now_ms` with local hour `hour`; `force` is the admin trigger.
     pub async fn run_retention(&self, now_ms: i64, hour: u32, force: bool) -> Result<RetentionOutcome> {
         let inner = &self.inner;
         let cfg = &inner.cfg;
-        let root = &cfg.root_dir;
-        let usage = inner.storage.disk_usage_ratio(root).await.map_err(|e| StoreError::io("statvfs", root, e))?;
+        let usage = refresh_disk_full(inner).await?;
         let pct = usage * 100.0;
-        let mut out = RetentionOutcome { disk_usage_ratio: usage, ..Default::default() };
-        out.disk_full = pct >= f64::from(cfg.disk_space_warning_level_ratio_pct);
-        // Said once per change, at WARN: refusing every write is an outage an operator must see.
-        match (inner.disk_full.replace(out.disk_full), out.disk_full) {
-            (false, true) => tracing::warn!(
-                dir = %root.display(),
-                usage_pct = format_args!("{pct:.1}"),
-                warning_level_pct = cfg.disk_space_warning_level_ratio_pct,
-                "disk nearly full: refusing writes (SERVICE_NOT_AVAILABLE) until usage drops below diskSpaceWarningLevelRatio"
-            ),
-            (true, false) => tracing::warn!(dir = %root.display(), usage_pct = format_args!("{pct:.1}"), "disk usage back below the warning level: accepting writes again"),
-            _ => {}
-        }
+        let mut out = RetentionOutcome { disk_usage_ratio: usage, disk_full: inner.disk_full.get(), ..Default::default() };
         let over_max = pct >= f64::from(cfg.disk_max_used_space_ratio_pct);
         if !(force || over_max || is_delete_hour(&cfg.delete_when, hour)) {
             return Ok(out);

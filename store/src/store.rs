@@ -284,6 +284,16 @@ enum StallOf {
     Dispatch,
 }
 
+/// While the disk is full, refused appends ask for a new usage reading at most this often.
+const DISK_RECHECK_WHILE_FULL: Duration = Duration::from_secs(1);
+
+/// The flusher reads the disk usage again after this many bytes of commit log (a quarter
+/// segment, at most 4 MiB): one statvfs per 4 MiB costs nothing next to the writes, and a
+/// writer cannot run far past `diskSpaceWarningLevelRatio` between two retention passes.
+pub(crate) fn disk_check_every_bytes(segment_size_bytes: u64) -> u64 {
+    (segment_size_bytes / 4).clamp(1, 4 << 20)
+}
+
 /// First wait before a stalled task tries again; it doubles per try up to [`STALL_RETRY_MAX`].
 const STALL_RETRY_FIRST: Duration = Duration::from_millis(10);
 /// Longest wait between two tries of a stalled task.
@@ -359,6 +369,10 @@ pub(crate) struct Inner<S: Storage> {
     /// Set while the dispatcher retries consume-queue or index writes: appends are refused.
     dispatch_stall: RefCell<Option<Stall>>,
     pub(crate) disk_full: Cell<bool>,
+    /// Commit-log bytes written since the flusher last read the disk usage.
+    bytes_since_disk_check: Cell<u64>,
+    /// When a refused append last asked the retention task to read the disk usage again.
+    disk_recheck_asked: Cell<Option<Instant>>,
     /// Missing or damaged ranges found at start, by local start offset; never served.
     damaged: RefCell<BTreeMap<u64, DamagedRange>>,
     tasks: RefCell<Vec<compio::runtime::JoinHandle<()>>>,
@@ -472,6 +486,8 @@ impl<S: Storage> Store<S> {
             flush_stall: RefCell::new(None),
             dispatch_stall: RefCell::new(None),
             disk_full: Cell::new(false),
+            bytes_since_disk_check: Cell::new(0),
+            disk_recheck_asked: Cell::new(None),
             damaged: RefCell::new(BTreeMap::new()),
             tasks: RefCell::new(Vec::new()),
             checkpoint_busy: Cell::new(false),
@@ -598,6 +614,14 @@ impl<S: Storage> Store<S> {
             return Err(StoreError::ShutDown);
         }
         if self.inner.disk_full.get() {
+            // Nothing is written while the disk is full, so the flusher never reads the usage
+            // again: ask the retention task to (at most once a second) rather than wait for
+            // its next 10 s pass, so writes resume soon after space is freed.
+            let asked = self.inner.disk_recheck_asked.get();
+            if asked.is_none_or(|t| t.elapsed() >= DISK_RECHECK_WHILE_FULL) {
+                self.inner.disk_recheck_asked.set(Some(Instant::now()));
+                self.inner.retention_wake.notify();
+            }
             return Err(StoreError::DiskFull { usage_pct: self.inner.cfg.disk_space_warning_level_ratio_pct });
         }
         Ok(())
@@ -1744,6 +1768,8 @@ async fn flush_batch_inner<S: Storage>(inner: &Rc<Inner<S>>, b: &mut Batch, seg_
     let seg = match segment_of(inner, b.start) {
         Some(s) => s,
         None => {
+            // A new segment takes a segment's worth of space at once: read the usage first.
+            check_disk_usage(inner).await;
             let base = b.start - b.start % seg_size;
             let s = commitlog::create_segment(&inner.storage, &inner.log_dir, base, seg_size).await?;
             let mut segs = inner.segments.borrow_mut();
@@ -1773,6 +1799,12 @@ async fn flush_batch_inner<S: Storage>(inner: &Rc<Inner<S>>, b: &mut Batch, seg_
     if let Err(e) = r {
         b.buf = buf;
         return Err(StoreError::io("write", &seg.path, e));
+    }
+    let since = inner.bytes_since_disk_check.get() + len;
+    if since >= disk_check_every_bytes(seg_size) {
+        check_disk_usage(inner).await;
+    } else {
+        inner.bytes_since_disk_check.set(since);
     }
     let written_slots = {
         let mut app = inner.app.borrow_mut();
@@ -1804,6 +1836,20 @@ async fn flush_batch_inner<S: Storage>(inner: &Rc<Inner<S>>, b: &mut Batch, seg_
         push_dispatch(inner, records, end);
     }
     Ok(())
+}
+
+/// The flusher's disk-usage reading (see [`crate::retention::refresh_disk_full`]); wakes the
+/// retention task when usage is past `diskMaxUsedSpaceRatio`, so clean-up starts at once.
+async fn check_disk_usage<S: Storage>(inner: &Rc<Inner<S>>) {
+    inner.bytes_since_disk_check.set(0);
+    match crate::retention::refresh_disk_full(inner).await {
+        Ok(usage) => {
+            if usage * 100.0 >= f64::from(inner.cfg.disk_max_used_space_ratio_pct) {
+                inner.retention_wake.notify();
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "disk usage reading failed; the retention task reads it again"),
+    }
 }
 
 fn push_dispatch<S: Storage>(inner: &Inner<S>, records: Vec<DispatchRecord>, end: u64) {

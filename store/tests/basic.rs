@@ -536,9 +536,48 @@ fn external_fault_plan_is_applied_and_cleared() {
     let st = FaultyStorage::with_external(MemStorage::new(), Some(faults.clone()));
     block_on(async {
         st.inner().create_dir_all(std::path::Path::new("/d")).await.unwrap();
-        let e = st.open(std::path::Path::new("/d/x"), true).await.err().expect("open fails");
+        let e = st.open(std::path::Path::new("/d/x"), true).await.expect_err("open fails");
         assert_eq!(e.raw_os_error(), Some(libc::EMFILE));
         faults.apply("").unwrap();
         st.open(std::path::Path::new("/d/x"), true).await.expect("open works once cleared");
+    });
+}
+
+/// Issue 10, item 4: the flusher reads the disk usage as it writes (every quarter segment, at
+/// most 4 MiB, and at every new segment), so writes stop near `diskSpaceWarningLevelRatio`
+/// without waiting for the 10 s retention pass; once space is freed they resume within a
+/// second or two.
+#[test]
+fn disk_usage_is_read_on_the_write_path() {
+    use ferromq_store::StoreError;
+    block_on(async {
+        let mem = MemStorage::new();
+        let (store, _) = Store::open(mem.clone(), StoreConfig::test_min("/d")).await.unwrap();
+        store.append(vec![msg("T", 0, "first", None, None)]).await.unwrap();
+        mem.set_disk_usage_ratio(0.95);
+        let mut refused = None;
+        for i in 0..200 {
+            match store.append(vec![msg("T", 0, &format!("m{i}-{}", "z".repeat(100)), None, None)]).await {
+                Ok(_) => {}
+                Err(e) => {
+                    refused = Some((i, e));
+                    break;
+                }
+            }
+        }
+        let (after, e) = refused.expect("writes stop once the disk is nearly full");
+        assert!(matches!(e, StoreError::DiskFull { .. }), "{e:?}");
+        // test_min: 4 KiB segments, so a check every 1 KiB: a handful of appends, not 10 s.
+        assert!(after <= 12, "refused only after {after} appends");
+        mem.set_disk_usage_ratio(0.5);
+        let started = std::time::Instant::now();
+        loop {
+            if store.append(vec![msg("T", 0, "again", None, None)]).await.is_ok() {
+                break;
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(5), "writes did not resume after space was freed");
+            compio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        store.close().await.unwrap();
     });
 }

@@ -231,7 +231,10 @@ impl StorageFile for CompioFile {
         match res {
             Ok(()) => Ok(()),
             // File systems without fallocate: a sparse extension still gives the right size.
-            Err(_) => self.file.set_len(len).await,
+            // Any other error (ENOSPC above all) is the caller's: a segment that could not get
+            // its space must not be created sparse and fail later, mid-flush.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) => self.file.set_len(len).await,
+            Err(e) => Err(e),
         }
     }
 

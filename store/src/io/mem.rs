@@ -70,6 +70,8 @@ struct State {
     next_inode: u64,
     /// Completed `sync_data` calls (for tests that count syncs).
     syncs: u64,
+    /// What `disk_usage_ratio` answers (tests of the disk-full paths set it).
+    disk_usage_ratio: f64,
 }
 
 /// A whole file system in memory. Clones share it.
@@ -110,6 +112,11 @@ impl Default for CrashOdds {
 }
 
 impl MemStorage {
+    /// Sets what `disk_usage_ratio` reports from now on (0.0..=1.0).
+    pub fn set_disk_usage_ratio(&self, ratio: f64) {
+        self.state.borrow_mut().disk_usage_ratio = ratio;
+    }
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -253,7 +260,7 @@ impl Storage for MemStorage {
     }
 
     async fn disk_usage_ratio(&self, _path: &Path) -> io::Result<f64> {
-        Ok(0.0)
+        Ok(self.state.borrow().disk_usage_ratio)
     }
 }
 
