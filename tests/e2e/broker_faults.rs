@@ -1342,3 +1342,68 @@ fn transient_io_faults_refuse_sends_until_relief_and_lose_nothing() {
     }
     drop(watched);
 }
+
+// ------------------------------------------------------------------------------------------
+// Restart memory (issue 10, item 10)
+// ------------------------------------------------------------------------------------------
+
+const RESTART_TOPIC: &str = "RestartMemory";
+/// Messages written before the restart: 4 KiB each, with a key (so the index is used).
+const RESTART_MESSAGES: usize = 24_000;
+/// What a restart may add to the anonymous memory the broker had before it. Measured (debug
+/// build, 2 shards, ~100 MB of log, 31 MiB before): without the fixed malloc mmap threshold
+/// +4 MiB after a clean restart and +21.5 MiB after kill -9 (recovery's freed buffers stayed
+/// resident); with it +0.4 MiB after either.
+const RESTART_ANON_GROWTH_MAX_KIB: u64 = 8 * 1024;
+
+fn rss_anon_kib(process: &ServerProcess) -> u64 {
+    ferromq_bench::broker::rss_kib(process.pid()).map(|(_, anon)| anon).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A restart (clean or kill -9) over a store of ~100 MB does not leave the broker holding more
+/// anonymous memory than it held before: recovery's transient buffers are given back.
+#[test]
+fn restart_gives_back_recovery_memory() {
+    let mut broker = Watched::start(&[("flushDiskType", "ASYNC_FLUSH")]);
+    let addr = broker.addr();
+    create_topic(addr, RESTART_TOPIC, 8);
+    on_compio(move || async move {
+        let client = Client::connect(addr, RPC_TIMEOUT).await.expect("connect");
+        for chunk in 0..RESTART_MESSAGES / 64 {
+            let sends = (0..64).map(|i| {
+                let n = chunk * 64 + i;
+                let mut body = format!("restart-{n}:").into_bytes();
+                body.resize(4096, b'r');
+                client.invoke(send_v2(RESTART_TOPIC, n as u32 % 8, &format!("restart-key-{n}"), body), RPC_TIMEOUT)
+            });
+            for r in futures_util::future::join_all(sends).await {
+                let r = r.expect("send answered");
+                assert_eq!(r.code, response_code::SUCCESS, "{r:?}");
+            }
+        }
+        client.close();
+    });
+    // Let the checkpoint and the index writes of the load finish.
+    std::thread::sleep(Duration::from_secs(2));
+    let before = rss_anon_kib(&broker.broker.process);
+    for clean in [true, false] {
+        if clean {
+            assert!(broker.terminate().success());
+            broker.restart();
+        } else {
+            broker.kill_and_restart();
+        }
+        let addr = broker.addr();
+        // One request served: recovery is over.
+        let answer = rpc(addr, RemotingCommand::request(request_code::GET_ALL_TOPIC_CONFIG)).expect("GET_ALL_TOPIC_CONFIG");
+        assert_eq!(answer.code, response_code::SUCCESS);
+        std::thread::sleep(Duration::from_secs(2));
+        let after = rss_anon_kib(&broker.broker.process);
+        println!("anonymous memory: {before} KiB before, {after} KiB after a {} restart", if clean { "clean" } else { "kill -9" });
+        assert!(
+            after <= before + RESTART_ANON_GROWTH_MAX_KIB,
+            "after a {} restart the broker holds {after} KiB of anonymous memory, {before} KiB before",
+            if clean { "clean" } else { "kill -9" }
+        );
+    }
+}
