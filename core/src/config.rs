@@ -34,8 +34,9 @@
 //!   what was expected. FerroMQ is stricter than Java here: Java silently skips a number it
 //!   cannot parse and reads any boolean other than `true` as `false`.
 //! * Values are trimmed (Java trims strings but not numbers, so `listenPort=10911 ` is silently
-//!   ignored by Java and accepted by FerroMQ). Enum values (`ASYNC_FLUSH`) are matched
-//!   ignoring case and written in upper case.
+//!   ignored by Java and accepted by FerroMQ). Java's enum values (`flushDiskType`,
+//!   `brokerRole`) must be spelled as Java spells them, in upper case (`SYNC_FLUSH`): Java's
+//!   `valueOf` refuses `sync_flush`, and so does FerroMQ, naming the key and the value.
 //! * Loading does not check relations between keys; call [`BrokerConfig::validate`] once the
 //!   file, [`BrokerConfig::apply_override`] and [`BrokerConfig::resolve_namesrv_addr`] have
 //!   been applied.
