@@ -69,7 +69,6 @@ impl BrokerHandle {
 /// changing the count would move queues away from their data. The first start records the
 /// count; later starts use the recorded one (and warn if the config asks for another).
 fn pin_shard_count(root: &Path, configured: u32) -> io::Result<u32> {
-    std::fs::create_dir_all(root)?;
     let path = root.join("ferromq-shards");
     match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -85,6 +84,26 @@ fn pin_shard_count(root: &Path, configured: u32) -> io::Result<u32> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// Creates the store's root directory if needed and checks that it is a writable directory,
+/// before anything else (the embedded name server keeps its KV file there) touches it. A
+/// refusal names the key and the path: `Not a directory (os error 20)` alone does not say
+/// which setting to fix.
+fn prepare_store_root(root: &Path) -> io::Result<()> {
+    let refuse = |e: io::Error| io::Error::new(e.kind(), format!("storePathRootDir={}: cannot be used as the store directory: {e}", root.display()));
+    if root.as_os_str().is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "storePathRootDir is empty: set it to the store directory"));
+    }
+    std::fs::create_dir_all(root).map_err(refuse)?;
+    if !root.is_dir() {
+        return Err(refuse(io::Error::new(io::ErrorKind::NotADirectory, "not a directory")));
+    }
+    // Writable: a directory we may not write would otherwise fail later, in whichever file
+    // comes first.
+    let probe = root.join(".ferromq-write-probe");
+    std::fs::write(&probe, b"").map_err(refuse)?;
+    std::fs::remove_file(&probe).map_err(refuse)
 }
 
 /// How long the embedded name server retries a port that is still in use at start.
@@ -134,6 +153,7 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
         ));
     }
     let backend = IoBackend::resolve(config.io.backend).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    prepare_store_root(&config.store.root_dir)?;
 
     let embedded = config.uses_embedded_namesrv();
     let namesrv = if embedded {
@@ -273,7 +293,6 @@ fn backend_of(active: ActiveBackend) -> IoBackend {
     }
 }
 
-
 /// The environment variable that turns on fault injection for tests: it names a control file
 /// (`open=EMFILE`, `write=ENOSPC`, `sync=EIO`, one per line; empty or missing = no faults)
 /// that every shard's storage obeys from then on. Never set in production; logged when set.
@@ -283,4 +302,27 @@ fn external_faults() -> io::Result<Option<Arc<ExternalFaults>>> {
     let Some(path) = std::env::var_os(FAULT_INJECTION_ENV) else { return Ok(None) };
     tracing::warn!(file = %std::path::Path::new(&path).display(), "{FAULT_INJECTION_ENV} is set: storage faults are injected from this file (tests only)");
     ExternalFaults::watch_file(path.into()).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_root_that_is_not_a_directory_is_refused_naming_the_key_and_path() {
+        let dir = std::env::temp_dir().join(format!("ferromq-store-root-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        for root in [file.clone(), file.join("store")] {
+            let err = prepare_store_root(&root).unwrap_err().to_string();
+            assert!(err.contains(&format!("storePathRootDir={}", root.display())), "{err}");
+        }
+        let fresh = dir.join("new").join("store");
+        prepare_store_root(&fresh).unwrap();
+        assert!(fresh.is_dir());
+        assert_eq!(std::fs::read_dir(&fresh).unwrap().count(), 0, "the probe is removed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

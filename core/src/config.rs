@@ -34,8 +34,9 @@
 //!   what was expected. FerroMQ is stricter than Java here: Java silently skips a number it
 //!   cannot parse and reads any boolean other than `true` as `false`.
 //! * Values are trimmed (Java trims strings but not numbers, so `listenPort=10911 ` is silently
-//!   ignored by Java and accepted by FerroMQ). Enum values (`ASYNC_FLUSH`) are matched
-//!   ignoring case and written in upper case.
+//!   ignored by Java and accepted by FerroMQ). Java's enum values (`flushDiskType`,
+//!   `brokerRole`) must be spelled as Java spells them, in upper case (`SYNC_FLUSH`): Java's
+//!   `valueOf` refuses `sync_flush`, and so does FerroMQ, naming the key and the value.
 //! * Loading does not check relations between keys; call [`BrokerConfig::validate`] once the
 //!   file, [`BrokerConfig::apply_override`] and [`BrokerConfig::resolve_namesrv_addr`] have
 //!   been applied.
@@ -146,13 +147,16 @@ impl FlushDiskType {
     }
 }
 
+/// The Java spellings only, in upper case (surrounding blanks allowed): Java's
+/// `FlushDiskType.valueOf` refuses `sync_flush`, so a file FerroMQ accepts also starts a Java
+/// broker.
 impl FromStr for FlushDiskType {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        match text.trim().to_ascii_uppercase().as_str() {
+        match text.trim() {
             "ASYNC_FLUSH" => Ok(FlushDiskType::AsyncFlush),
             "SYNC_FLUSH" => Ok(FlushDiskType::SyncFlush),
-            _ => Err("ASYNC_FLUSH or SYNC_FLUSH".to_owned()),
+            _ => Err("ASYNC_FLUSH or SYNC_FLUSH, in upper case as Java spells them".to_owned()),
         }
     }
 }
@@ -202,14 +206,16 @@ impl BrokerRole {
     }
 }
 
+/// The Java spellings only, in upper case (surrounding blanks allowed), as Java's
+/// `BrokerRole.valueOf`.
 impl FromStr for BrokerRole {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        match text.trim().to_ascii_uppercase().as_str() {
+        match text.trim() {
             "ASYNC_MASTER" => Ok(BrokerRole::AsyncMaster),
             "SYNC_MASTER" => Ok(BrokerRole::SyncMaster),
             "SLAVE" => Ok(BrokerRole::Slave),
-            _ => Err("ASYNC_MASTER, SYNC_MASTER or SLAVE".to_owned()),
+            _ => Err("ASYNC_MASTER, SYNC_MASTER or SLAVE, in upper case as Java spells them".to_owned()),
         }
     }
 }
@@ -2392,8 +2398,8 @@ mod tests {
     }
 
     #[test]
-    fn values_are_trimmed_and_enums_ignore_case() {
-        let c = props("listenPort = 10921 \nflushDiskType=sync_flush\nbrokerRole=Slave\nbrokerId=3\nbrokerIP1=[::1]\n");
+    fn values_are_trimmed() {
+        let c = props("listenPort = 10921 \nflushDiskType= SYNC_FLUSH \nbrokerRole=SLAVE \nbrokerId=3\nbrokerIP1=[::1]\n");
         assert_eq!(c.broker.listen_port, 10921);
         assert_eq!(c.ha_listen_port(), 10922);
         assert_eq!(c.flush.disk_type, FlushDiskType::SyncFlush);
@@ -2401,6 +2407,30 @@ mod tests {
         assert_eq!(c.broker.ip1, Some("::1".parse().unwrap()));
         let text = c.to_properties_text();
         assert!(text.contains("flushDiskType=SYNC_FLUSH\n") && text.contains("brokerRole=SLAVE\n"), "{text}");
+    }
+
+    #[test]
+    fn enums_take_only_the_java_spelling_and_refusals_name_key_and_value() {
+        // broker.properties, as Java's `valueOf`: exact upper case.
+        for (text, key, value) in [
+            ("flushDiskType=sync_flush\n", "flushDiskType", "sync_flush"),
+            ("flushDiskType=Async_Flush\n", "flushDiskType", "Async_Flush"),
+            ("brokerRole=slave\n", "brokerRole", "slave"),
+            ("brokerRole=Sync_Master\n", "brokerRole", "Sync_Master"),
+        ] {
+            let err = props_err(text);
+            assert!(err.contains(key) && err.contains(&format!("{value:?}")) && err.contains("upper case"), "{text}: {err}");
+        }
+        // TOML: the dotted key and the value.
+        let err = BrokerConfig::from_toml_str("[flush]\ndisk_type = \"sync_flush\"\n").unwrap_err().to_string();
+        assert!(err.contains("flush.disk_type") && err.contains("\"sync_flush\""), "{err}");
+        let err = BrokerConfig::from_toml_str("[broker]\nrole = \"async_master\"\n").unwrap_err().to_string();
+        assert!(err.contains("broker.role") && err.contains("\"async_master\""), "{err}");
+        // --set overrides go through the same rule.
+        let mut c = BrokerConfig::default();
+        let err = c.apply_override("flushDiskType", "sync_flush").unwrap_err().to_string();
+        assert!(err.contains("flushDiskType") && err.contains("sync_flush"), "{err}");
+        assert_eq!(props("flushDiskType=SYNC_FLUSH\nbrokerRole=SYNC_MASTER\n").flush.disk_type, FlushDiskType::SyncFlush);
     }
 
     #[test]

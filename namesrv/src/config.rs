@@ -92,7 +92,7 @@ impl NamesrvConfig {
             "false" => Ok(false),
             _ => Err(invalid("expected true or false")),
         };
-        let millis = || value.parse::<u64>().map(Duration::from_millis).map_err(|_| invalid("expected milliseconds"));
+        let millis = || value.parse::<u64>().map(Duration::from_millis).map_err(|_| invalid("expected milliseconds, a whole number >= 0"));
         match key {
             "listenPort" => {
                 let port = value.parse::<u16>().map_err(|_| invalid("expected a port number"))?;

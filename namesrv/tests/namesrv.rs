@@ -336,3 +336,15 @@ fn garbage_on_one_connection_does_not_disturb_others() {
         }
     });
 }
+
+#[test]
+fn mqnamesrv_refuses_a_negative_interval_naming_the_flag_and_value() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mqnamesrv"))
+        .args(["--listen", "127.0.0.1:0", "--scan-interval-ms", "-1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--scan-interval-ms -1") && stderr.contains("scanNotActiveBrokerInterval"), "{stderr}");
+    assert!(!stderr.contains("unexpected argument"), "{stderr}");
+}

@@ -35,9 +35,9 @@ struct PullHeader<'a> {
     group: &'a str,
     topic: &'a str,
     queue_id: u32,
-    /// A negative offset reads as 0 (the store then answers OFFSET_TOO_SMALL when the queue no
-    /// longer starts there, and the client moves on).
-    queue_offset: u64,
+    /// As sent: a negative offset is below every queue's min offset, answered as the store's
+    /// OFFSET_TOO_SMALL (Java compares the signed value; see [`below_every_queue`]).
+    queue_offset: i64,
     max_messages: u32,
     sys_flag: i32,
     /// Piggy-backed commit (with FLAG_COMMIT_OFFSET); negative: none.
@@ -55,7 +55,7 @@ impl<'a> PullHeader<'a> {
             group: h.str("consumerGroup")?,
             topic: h.str("topic")?,
             queue_id: h.u31("queueId")?,
-            queue_offset: h.i64("queueOffset")?.max(0) as u64,
+            queue_offset: h.i64("queueOffset")?,
             // More than the cap is served as the cap (the client asks again for the rest).
             max_messages: h.i32("maxMsgNums")?.clamp(1, MAX_PULL_MESSAGES as i32) as u32,
             sys_flag: h.i32("sysFlag")?,
@@ -124,6 +124,7 @@ pub async fn pull(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult
     let (topic_name, queue_id, offset, max_messages) = (header.topic.to_owned(), header.queue_id, header.queue_offset, header.max_messages);
     let (result, segments) = ctx
         .on(owner, move |owner_ctx, slot| async move {
+            let Ok(offset) = u64::try_from(offset) else { return Ok((below_every_queue(&owner_ctx, &topic_name, queue_id), Vec::new())) };
             read_or_hold(&owner_ctx, &slot, &topic_name, queue_id, offset, max_messages, &filter, suspend).await
         })
         .await??;
@@ -148,7 +149,7 @@ async fn read_or_hold(
     let deadline = Instant::now() + suspend;
     loop {
         let result = ctx.store.get_message(topic, queue_id, QueueOffset(offset), max_messages, filter).await?;
-        let hold = nothing_new(&result, offset) && Instant::now() < deadline;
+        let hold = nothing_new(&result, offset as i64) && Instant::now() < deadline;
         if hold {
             // A held pull is bounded by maxHeldPullsPerShard, not by the executor's cap.
             slot.release();
@@ -158,6 +159,24 @@ async fn read_or_hold(
         }
         let segments = if is_found(&result) { file_segments(ctx, &result)? } else { Vec::new() };
         return Ok((result, segments));
+    }
+}
+
+/// The store's answer to a negative offset, as Java's `getMessage` gives it for any offset
+/// below the min offset on a master: NO_MESSAGE_IN_QUEUE when the queue is empty (next 0),
+/// else OFFSET_TOO_SMALL with next = min offset — both PULL_OFFSET_MOVED, since the requested
+/// offset is not 0. (A negative offset used to read as 0 and answer FOUND.)
+fn below_every_queue(ctx: &Rc<ShardCtx>, topic: &str, queue_id: u32) -> PullResult {
+    let (min, max) = ctx.store.queue_offsets(topic, queue_id);
+    let empty = max.0 == 0;
+    PullResult {
+        status: if empty { PullStatus::NoMessageInQueue } else { PullStatus::OffsetTooSmall },
+        next_begin_offset: if empty { QueueOffset(0) } else { min },
+        min_offset: min,
+        max_offset: max,
+        ranges: Vec::new(),
+        message_count: 0,
+        total_bytes: 0,
     }
 }
 
@@ -178,7 +197,7 @@ fn file_segments(ctx: &Rc<ShardCtx>, result: &PullResult) -> BrokerResult<Vec<Fi
 }
 
 /// Whether the reader is simply caught up (PULL_NOT_FOUND), the one case long polling holds.
-fn nothing_new(result: &PullResult, requested_offset: u64) -> bool {
+fn nothing_new(result: &PullResult, requested_offset: i64) -> bool {
     match result.status {
         PullStatus::OffsetOverflowOne | PullStatus::OffsetFoundNull => true,
         PullStatus::NoMessageInQueue | PullStatus::NoMatchedLogicQueue => requested_offset == 0,
@@ -187,7 +206,7 @@ fn nothing_new(result: &PullResult, requested_offset: u64) -> bool {
 }
 
 /// Maps the store's status onto the four normal pull answers (§2.2, §6.3).
-fn pull_response(request: &RemotingCommand, requested_offset: u64, result: &PullResult) -> RemotingCommand {
+fn pull_response(request: &RemotingCommand, requested_offset: i64, result: &PullResult) -> RemotingCommand {
     let (status, remark) = match result.status {
         PullStatus::Found if result.message_count > 0 => (code::SUCCESS, "FOUND"),
         PullStatus::Found | PullStatus::NoMatchedMessage | PullStatus::MessageWasRemoving => (code::PULL_RETRY_IMMEDIATELY, "NO_MATCHED_MESSAGE"),

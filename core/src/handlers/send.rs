@@ -93,7 +93,7 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
         topics::MAX_TOPIC_NAME_LEN
     };
     crate::meta::validate_name(header.topic, max_name_len).map_err(|reason| BrokerError::system(format!("topic {:?}: {reason}", header.topic)))?;
-    if topics::TopicConfigTable::is_not_allowed_send_topic(header.topic) {
+    if topics::is_not_allowed_send_topic(header.topic) {
         return Err(BrokerError::no_permission(format!("Sending message to topic[{}] is forbidden.", header.topic)));
     }
     let view = control.view();

@@ -47,6 +47,11 @@ const FIELDS: [(&str, &str); 11] = [
 pub async fn send_reply(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand) -> BrokerResult<Reply> {
     let h = Header::of(request);
     let field = |long: &'static str, short: &'static str| h.opt_str(long).or_else(|| h.opt_str(short));
+    // Refused before the push, as Java's msgCheck does: the requester never sees a reply that
+    // is not stored.
+    if let Some(topic) = field("topic", "b").filter(|t| crate::meta::topics::is_not_allowed_send_topic(t)) {
+        return Err(BrokerError::no_permission(format!("Sending message to topic[{topic}] is forbidden.")));
+    }
     let properties = field("properties", "i").unwrap_or("");
     let requester = property_pairs(properties.as_bytes())
         .filter(|(name, _)| *name == PROPERTY_REPLY_TO_CLIENT)

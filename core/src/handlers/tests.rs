@@ -793,3 +793,77 @@ fn replies_are_stored_in_the_reply_topic_and_need_a_requester() {
         assert_eq!(max_offset(&broker, &reply_topic, 0).await, "1");
     });
 }
+
+#[test]
+fn sends_into_system_topics_are_refused_by_one_rule() {
+    run(|| async {
+        let broker = Broker::start().await;
+        // SELF_TEST_TOPIC and OFFSET_MOVED_EVENT exist (perm 6) and were accepted before.
+        for topic in crate::meta::topics::NOT_ALLOWED_SEND_TOPICS {
+            let expected = format!("Sending message to topic[{topic}] is forbidden.");
+            broker.check(send_v2(topic, 0, "x", "k"), code::NO_PERMISSION, &expected).await;
+            let long = request(
+                rc::SEND_MESSAGE,
+                &[("producerGroup", "pg"), ("topic", topic), ("defaultTopic", "TBW102"), ("defaultTopicQueueNums", "4"), ("queueId", "0"), ("sysFlag", "0"), ("bornTimestamp", "1"), ("flag", "0")],
+            )
+            .with_body(b"x".to_vec());
+            broker.check(long, code::NO_PERMISSION, &expected).await;
+            let batch = RemotingCommand { code: rc::SEND_BATCH_MESSAGE, ..send_v2(topic, 0, "", "").with_ext("m", "true") };
+            broker.check(batch, code::NO_PERMISSION, &expected).await;
+            let reply = RemotingCommand { code: rc::SEND_REPLY_MESSAGE_V2, ..send_with(topic, "answer", &[("MSG_TYPE", "reply"), ("REPLY_TO_CLIENT", "gone@1")]) };
+            broker.check(reply, code::NO_PERMISSION, &expected).await;
+        }
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        for topic in [crate::meta::topics::SELF_TEST_TOPIC, crate::meta::topics::OFFSET_MOVED_EVENT] {
+            assert_eq!(max_offset(&broker, topic, 0).await, "0", "{topic} was written");
+        }
+        // Clients still write the trace topic and BenchmarkTest.
+        assert_eq!(broker.send("BenchmarkTest", 0, "b", "k").await.code, code::SUCCESS);
+    });
+}
+
+#[test]
+fn a_send_without_a_queue_id_is_refused_naming_the_field() {
+    run(|| async {
+        let broker = Broker::start().await;
+        // 310/320 with the short keys: `e` absent, or empty (absent by §1.4).
+        let short = request(rc::SEND_MESSAGE_V2, &[("a", "pg"), ("b", "Orders"), ("c", "TBW102"), ("d", "4"), ("f", "0"), ("g", "1"), ("h", "0")]).with_body(b"x".to_vec());
+        broker.check(short.clone(), code::SYSTEM_ERROR, "the request header has no queueId").await;
+        broker.check(RemotingCommand { code: rc::SEND_BATCH_MESSAGE, ..short.with_ext("m", "true") }, code::SYSTEM_ERROR, "queueId").await;
+        broker.check(send_v2("Orders", 0, "x", "k").with_ext("e", ""), code::SYSTEM_ERROR, "queueId").await;
+        // 10 with the long keys.
+        let long = request(
+            rc::SEND_MESSAGE,
+            &[("producerGroup", "pg"), ("topic", "Orders"), ("defaultTopic", "TBW102"), ("defaultTopicQueueNums", "4"), ("sysFlag", "0"), ("bornTimestamp", "1"), ("flag", "0")],
+        )
+        .with_body(b"x".to_vec());
+        broker.check(long, code::SYSTEM_ERROR, "the request header has no queueId").await;
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        for queue in 0..4 {
+            assert_eq!(max_offset(&broker, "Orders", queue).await, "0", "queue {queue} was written");
+        }
+    });
+}
+
+#[test]
+fn pulls_below_the_min_offset_are_told_where_the_queue_starts() {
+    run(|| async {
+        let broker = Broker::start().await;
+        for i in 0..3 {
+            assert_eq!(broker.send("Early", 1, &format!("m{i}"), "k").await.code, code::SUCCESS);
+        }
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        // Java: OFFSET_TOO_SMALL → 21 with nextBeginOffset = min offset (a master), for every
+        // negative offset, with or without long polling (sysFlag 2).
+        for (offset, flag) in [("-1", "4"), ("-1", "6"), ("-9223372036854775808", "4")] {
+            let moved = broker.check(pull(rc::PULL_MESSAGE, "g", "Early", "1", offset, flag), code::PULL_OFFSET_MOVED, "").await;
+            assert_eq!((moved.ext("nextBeginOffset"), moved.ext("minOffset"), moved.ext("maxOffset")), (Some("0"), Some("0"), Some("3")), "offset {offset}");
+        }
+        broker.check(pull(rc::LITE_PULL_MESSAGE, "g", "Early", "1", "-1", "4"), code::PULL_OFFSET_MOVED, "").await;
+        // An empty queue: NO_MESSAGE_IN_QUEUE at a non-zero offset is 21 too, next 0.
+        let empty = broker.check(pull(rc::PULL_MESSAGE, "g", "Early", "0", "-1", "4"), code::PULL_OFFSET_MOVED, "").await;
+        assert_eq!(empty.ext("nextBeginOffset"), Some("0"));
+        // Offset 0 still finds the messages.
+        assert_eq!(pulled_bodies(broker.reply(pull(rc::PULL_MESSAGE, "g", "Early", "1", "0", "4")).await).len(), 3);
+    });
+}

@@ -32,6 +32,9 @@ pub const TRANS_HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
 pub const TRANS_OP_HALF_TOPIC: &str = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
 pub const TRANS_CHECK_MAX_TIME_TOPIC: &str = "TRANS_CHECK_MAX_TIME_TOPIC";
 pub const DEFAULT_TRACE_TOPIC: &str = "RMQ_SYS_TRACE_TOPIC";
+/// 5.x timer topic (`TopicValidator.RMQ_SYS_SCHEDULE_TOPIC_V2`). FerroMQ has no timer service
+/// and never creates it; the name is reserved as in Java.
+pub const SCHEDULE_TOPIC_V2: &str = "SCHEDULE_TOPIC_XXXX_V2";
 /// Suffix of the request/reply topic `<clusterName>_REPLY_TOPIC`.
 pub const REPLY_TOPIC_POSTFIX: &str = "REPLY_TOPIC";
 /// 5.x `TopicValidator.SYSTEM_TOPIC_PREFIX`.
@@ -40,6 +43,41 @@ pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
 pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
 /// Java `DLQ_NUMS_PER_GROUP`.
 pub const DLQ_QUEUE_NUMS: i32 = 1;
+
+/// The fixed system topics (Java `TopicValidator.SYSTEM_TOPIC_SET`). A broker adds its
+/// cluster-name, broker-name and reply topics and a configured trace topic
+/// ([`TopicConfigTable::is_system_topic`]); `rmq_sys_*` names are system topics too.
+pub const SYSTEM_TOPICS: [&str; 10] = [
+    AUTO_CREATE_TOPIC_KEY_TOPIC,
+    SELF_TEST_TOPIC,
+    BENCHMARK_TOPIC,
+    OFFSET_MOVED_EVENT,
+    SCHEDULE_TOPIC,
+    SCHEDULE_TOPIC_V2,
+    TRANS_HALF_TOPIC,
+    TRANS_OP_HALF_TOPIC,
+    TRANS_CHECK_MAX_TIME_TOPIC,
+    DEFAULT_TRACE_TOPIC,
+];
+
+/// The system topics no client may send to (Java `TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`):
+/// every fixed system topic except TBW102, BenchmarkTest and the trace topic, which clients
+/// do write. Sends to them answer 16 NO_PERMISSION ([`is_not_allowed_send_topic`]).
+pub const NOT_ALLOWED_SEND_TOPICS: [&str; 7] = [
+    SCHEDULE_TOPIC,
+    SCHEDULE_TOPIC_V2,
+    TRANS_HALF_TOPIC,
+    TRANS_OP_HALF_TOPIC,
+    TRANS_CHECK_MAX_TIME_TOPIC,
+    SELF_TEST_TOPIC,
+    OFFSET_MOVED_EVENT,
+];
+
+/// Whether a client's send to `topic` is refused outright (SEND_MESSAGE, SEND_MESSAGE_V2,
+/// SEND_BATCH_MESSAGE and the reply sends; Java `TopicValidator.isNotAllowedSendTopic`).
+pub fn is_not_allowed_send_topic(topic: &str) -> bool {
+    NOT_ALLOWED_SEND_TOPICS.contains(&topic)
+}
 
 /// Longest topic a client may create or send to (Appendix B; 4.x and 5.0–5.3.3 brokers).
 pub const MAX_TOPIC_NAME_LEN: usize = 127;
@@ -172,20 +210,7 @@ impl TopicConfigTable {
     /// (1 each). 5.x pop/timer topics (`rmq_sys_REVIVE_LOG_*`, `rmq_sys_wheel_timer`,
     /// `rmq_sys_SYNC_BROKER_MEMBER_*`) are left out: FerroMQ has no pop or timer service.
     pub fn new(settings: TopicTableSettings) -> Self {
-        let mut system_topics: BTreeSet<String> = [
-            AUTO_CREATE_TOPIC_KEY_TOPIC,
-            SELF_TEST_TOPIC,
-            BENCHMARK_TOPIC,
-            OFFSET_MOVED_EVENT,
-            SCHEDULE_TOPIC,
-            TRANS_HALF_TOPIC,
-            TRANS_OP_HALF_TOPIC,
-            TRANS_CHECK_MAX_TIME_TOPIC,
-            DEFAULT_TRACE_TOPIC,
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+        let mut system_topics: BTreeSet<String> = SYSTEM_TOPICS.into_iter().map(str::to_owned).collect();
         let rw = PERM_READ | PERM_WRITE;
         let mut initial = vec![TopicConfig::with_queues(SELF_TEST_TOPIC, 1, 1, rw)];
         if settings.auto_create_topic_enable {
@@ -290,15 +315,6 @@ impl TopicConfigTable {
             return Err(TopicError::SystemTopic(topic.to_owned()));
         }
         Ok(())
-    }
-
-    /// Whether sends to `topic` are refused outright (Java `TopicValidator.isNotAllowedSendTopic`):
-    /// the delay and transaction topics, which only the broker writes.
-    pub fn is_not_allowed_send_topic(topic: &str) -> bool {
-        matches!(
-            topic,
-            SCHEDULE_TOPIC | TRANS_HALF_TOPIC | TRANS_OP_HALF_TOPIC | TRANS_CHECK_MAX_TIME_TOPIC
-        )
     }
 
     /// Inserts or replaces a topic (UPDATE_AND_CREATE_TOPIC after [`Self::validate_user_topic`],
@@ -776,8 +792,13 @@ mod tests {
         assert!(t.delete("T").is_some());
         assert!(t.delete("T").is_none());
         assert!(!t.contains("T"));
-        assert!(TopicConfigTable::is_not_allowed_send_topic(SCHEDULE_TOPIC));
-        assert!(!TopicConfigTable::is_not_allowed_send_topic("T"));
+        for name in NOT_ALLOWED_SEND_TOPICS {
+            assert!(is_not_allowed_send_topic(name), "{name}");
+            assert!(t.is_system_topic(name), "{name}: every refused topic is a system topic");
+        }
+        for name in ["T", AUTO_CREATE_TOPIC_KEY_TOPIC, BENCHMARK_TOPIC, DEFAULT_TRACE_TOPIC, "DefaultCluster"] {
+            assert!(!is_not_allowed_send_topic(name), "{name}");
+        }
     }
 
     #[test]
