@@ -126,11 +126,16 @@ async fn retire_consume_queues<S: Storage>(inner: &Rc<Inner<S>>, log_min: u64) -
             (q.files.clone(), q.entries_per_file, q.max_offset)
         };
         let mut dir_dirty = false;
+        // A queue its topic's deletion detached meanwhile is the dispatcher's to remove.
+        let registered = |inner: &Inner<S>| {
+            let qm = q.borrow();
+            inner.queues.borrow().get(&(qm.topic.clone(), qm.queue_id)).is_some_and(|x| Rc::ptr_eq(x, &q))
+        };
         for f in files.iter().take(files.len().saturating_sub(1)) {
             let last_pos = (per - 1) * CQ_ENTRY_LEN as u64;
             let b = f.file.read_at(CQ_ENTRY_LEN, last_pos).await.map_err(|e| StoreError::io("read", &f.path, e))?;
             let Some(last) = CqEntry::decode(&b) else { break };
-            if last.offset >= log_min {
+            if last.offset >= log_min || !registered(inner) {
                 break;
             }
             {
@@ -142,7 +147,7 @@ async fn retire_consume_queues<S: Storage>(inner: &Rc<Inner<S>>, log_min: u64) -
             dir_dirty = true;
             removed += 1;
         }
-        if dir_dirty {
+        if dir_dirty && registered(inner) {
             let dir = q.borrow().dir.clone();
             inner.storage.sync_dir(&dir).await.map_err(|e| StoreError::io("sync dir", &dir, e))?;
         }
