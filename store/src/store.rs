@@ -165,6 +165,12 @@ pub struct StoreStats {
     pub checkpoints: u64,
     pub segments_created: u64,
     pub segments_deleted: u64,
+    /// Retention passes that deleted unexpired segments because the disk was nearly full
+    /// (`cleanFileForciblyEnable`), the segments they deleted, and the consume-queue entries
+    /// (messages, consumed or not) that pointed into them.
+    pub forced_cleanups: u64,
+    pub forced_segments_deleted: u64,
+    pub forced_entries_deleted: u64,
 }
 
 impl StoreStats {

@@ -256,6 +256,9 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
             totals.log_syncs += s.log_syncs;
             totals.synced_bytes += s.synced_bytes;
             totals.appends += s.appends;
+            totals.forced_cleanups += s.forced_cleanups;
+            totals.forced_segments_deleted += s.forced_segments_deleted;
+            totals.forced_entries_deleted += s.forced_entries_deleted;
         }
     }
     let control = &ctx.control;
@@ -303,6 +306,11 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
         ("ferromqCommitLogWrites", totals.log_writes.to_string()),
         ("ferromqCommitLogSyncs", totals.log_syncs.to_string()),
         ("ferromqCommitLogSyncedBytes", totals.synced_bytes.to_string()),
+        // Forced clean-ups (cleanFileForciblyEnable on a nearly full disk): passes, segments
+        // deleted before their retention time, and the messages (consumed or not) they held.
+        ("ferromqForcedCleanups", totals.forced_cleanups.to_string()),
+        ("ferromqForcedCleanSegments", totals.forced_segments_deleted.to_string()),
+        ("ferromqForcedCleanMessages", totals.forced_entries_deleted.to_string()),
         // Pull bodies read from the page cache on the shard vs read in the blocking pool
         // (`net/src/conn/cold.rs`; ARCHITECTURE.md, "Departures").
         ("ferromqResidentReadBodies", cold.resident_bodies.to_string()),
