@@ -72,6 +72,8 @@ impl From<StoreError> for BrokerError {
         let status = match &error {
             // Too many bytes wait for a flush: back-pressure, the client retries.
             StoreError::Busy { .. } => code::SYSTEM_BUSY,
+            // A deletion of the topic is being made durable (milliseconds): retry.
+            StoreError::TopicDeleting(_) => code::SYSTEM_BUSY,
             StoreError::InvalidMessage(_) => code::MESSAGE_ILLEGAL,
             // The log cannot take writes now (full disk, failed flush, stopping): Java answers
             // SERVICE_NOT_AVAILABLE and producers try another broker.

@@ -7,8 +7,13 @@
 //! | last_store_timestamp_ms i64 | log_min_offset u64
 //! | index_file_name_len u16 | index_file_name | index_entry_count u32
 //! | queue_count u32 | { topic_len u16 | topic | queue_id u32 | max_offset u64 | min_offset u64 }*
+//! [version 2 only: | fence_count u32 | { topic_len u16 | topic | fence u64 }* ]
 //! | crc32c u32 (of everything before it)
 //! ```
+//!
+//! Version 2 adds the deleted-topic fences (see [`Checkpoint::deleted_topics`]); a checkpoint
+//! without fences is still written as version 1, so a store that never deleted a topic stays
+//! readable by builds that predate fences.
 //!
 //! Written as `checkpoint.tmp`, fdatasync'ed, renamed over `checkpoint`, then the directory is
 //! synced: a crash leaves either the old or the new checkpoint, never a mix.
@@ -17,6 +22,8 @@ use crate::error::{Result, StoreError};
 
 pub const CHECKPOINT_MAGIC: u32 = 0x464D_514B;
 pub const CHECKPOINT_VERSION: u32 = 1;
+/// The version written when [`Checkpoint::deleted_topics`] is not empty.
+pub const CHECKPOINT_VERSION_FENCES: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QueueCheckpoint {
@@ -39,6 +46,10 @@ pub struct Checkpoint {
     pub index_file: String,
     pub index_entry_count: u32,
     pub queues: Vec<QueueCheckpoint>,
+    /// Deleted topics and their fences: every record of the topic at a local commit-log offset
+    /// below its fence belongs to the deleted incarnation and is never dispatched again (nor
+    /// found by key). Sorted by topic.
+    pub deleted_topics: Vec<(String, u64)>,
 }
 
 struct Cur<'a> {
@@ -70,7 +81,8 @@ impl Checkpoint {
     pub fn encode(&self) -> Vec<u8> {
         let mut o = Vec::new();
         o.extend_from_slice(&CHECKPOINT_MAGIC.to_be_bytes());
-        o.extend_from_slice(&CHECKPOINT_VERSION.to_be_bytes());
+        let version = if self.deleted_topics.is_empty() { CHECKPOINT_VERSION } else { CHECKPOINT_VERSION_FENCES };
+        o.extend_from_slice(&version.to_be_bytes());
         o.extend_from_slice(&self.log_durable_offset.to_be_bytes());
         o.extend_from_slice(&self.dispatch_offset.to_be_bytes());
         o.extend_from_slice(&self.last_store_timestamp_ms.to_be_bytes());
@@ -85,6 +97,14 @@ impl Checkpoint {
             o.extend_from_slice(&q.queue_id.to_be_bytes());
             o.extend_from_slice(&q.max_offset.to_be_bytes());
             o.extend_from_slice(&q.min_offset.to_be_bytes());
+        }
+        if !self.deleted_topics.is_empty() {
+            o.extend_from_slice(&(self.deleted_topics.len() as u32).to_be_bytes());
+            for (topic, fence) in &self.deleted_topics {
+                o.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+                o.extend_from_slice(topic.as_bytes());
+                o.extend_from_slice(&fence.to_be_bytes());
+            }
         }
         let crc = crc32c::crc32c(&o);
         o.extend_from_slice(&crc.to_be_bytes());
@@ -107,7 +127,11 @@ impl Checkpoint {
         }
         let mut c = Cur { b: body, pos: 0 };
         let parse = |c: &mut Cur<'_>| -> Option<Checkpoint> {
-            if c.u32()? != CHECKPOINT_MAGIC || c.u32()? != CHECKPOINT_VERSION {
+            if c.u32()? != CHECKPOINT_MAGIC {
+                return None;
+            }
+            let version = c.u32()?;
+            if version != CHECKPOINT_VERSION && version != CHECKPOINT_VERSION_FENCES {
                 return None;
             }
             let mut cp = Checkpoint {
@@ -118,6 +142,7 @@ impl Checkpoint {
                 index_file: c.str()?,
                 index_entry_count: c.u32()?,
                 queues: Vec::new(),
+                deleted_topics: Vec::new(),
             };
             let n = c.u32()?;
             for _ in 0..n {
@@ -127,6 +152,12 @@ impl Checkpoint {
                     max_offset: c.u64()?,
                     min_offset: c.u64()?,
                 });
+            }
+            if version == CHECKPOINT_VERSION_FENCES {
+                let n = c.u32()?;
+                for _ in 0..n {
+                    cp.deleted_topics.push((c.str()?, c.u64()?));
+                }
             }
             Some(cp)
         };
@@ -148,10 +179,16 @@ mod tests {
             index_file: "20260101000000000".into(),
             index_entry_count: 3,
             queues: vec![QueueCheckpoint { topic: "T".into(), queue_id: 2, max_offset: 7, min_offset: 1 }],
+            deleted_topics: Vec::new(),
         };
         let b = cp.encode();
         let p = std::path::Path::new("cp");
         assert_eq!(Checkpoint::decode(&b, p).unwrap(), cp);
+        assert_eq!(u32::from_be_bytes(b[4..8].try_into().unwrap()), CHECKPOINT_VERSION, "no fences: still version 1");
+        let fenced = Checkpoint { deleted_topics: vec![("Gone".into(), 4096)], ..cp.clone() };
+        let fb = fenced.encode();
+        assert_eq!(u32::from_be_bytes(fb[4..8].try_into().unwrap()), CHECKPOINT_VERSION_FENCES);
+        assert_eq!(Checkpoint::decode(&fb, p).unwrap(), fenced);
         let mut bad = b.clone();
         bad[9] ^= 1;
         assert!(Checkpoint::decode(&bad, p).is_err());

@@ -47,6 +47,10 @@ pub enum StoreError {
     /// (the broker answers SYSTEM_BUSY).
     #[error("busy: {pending_bytes} bytes already wait for a flush (limit {limit_bytes})")]
     Busy { pending_bytes: usize, limit_bytes: usize },
+    /// The topic is being deleted ([`crate::Store::delete_topic`]): appends to it wait until
+    /// the deletion is durable, so a crash cannot mix its old and new queue offsets. Retry.
+    #[error("topic {0} is being deleted; retry")]
+    TopicDeleting(String),
     /// The store has been shut down.
     #[error("store is shut down")]
     ShutDown,

@@ -543,6 +543,9 @@ pub async fn query<S: Storage>(
 ) -> Result<Vec<CommitLogOffset>> {
     let hash = key_hash(topic, key);
     let mut out = Vec::new();
+    // Entries below the topic's deletion fence belong to a deleted incarnation of the topic,
+    // and entries below the log minimum to records retention removed: neither is found.
+    let floor = store.inner.fence_of(topic).max(store.inner.log_min.get());
     // In-memory files (the active one and any awaiting their seal), newest first, copied out so
     // no borrow is held across the reads below; then sealed files, newest first.
     let (mem_files, sealed) = {
@@ -571,7 +574,7 @@ pub async fn query<S: Storage>(
                 let b = file.read_at(INDEX_ENTRY_LEN, entry_pos(header.slot_count, n)).await.map_err(|e| StoreError::io("read", &path, e))?;
                 Entry::decode(&b).ok_or_else(|| corrupt(&path, "short entry"))?
             };
-            if e.hash == hash && in_window(&header, &e, begin_ms, end_ms) && e.phy >= 0 {
+            if e.hash == hash && in_window(&header, &e, begin_ms, end_ms) && e.phy >= 0 && e.phy as u64 >= floor {
                 out.push(CommitLogOffset(e.phy as u64));
             }
             if e.prev >= n {
@@ -587,7 +590,7 @@ pub async fn query<S: Storage>(
         if s.header.end_ts < begin_ms || s.header.begin_ts > end_ms {
             continue;
         }
-        walk_file(&s.file, &s.path, &s.header, s.header.slot_count, hash, begin_ms, end_ms, max, &mut out).await?;
+        walk_file(&s.file, &s.path, &s.header, s.header.slot_count, hash, (begin_ms, end_ms), floor, max, &mut out).await?;
     }
     out.truncate(max);
     Ok(out)
@@ -606,8 +609,8 @@ async fn walk_file<F: StorageFile>(
     header: &Header,
     slots_n: u32,
     hash: u32,
-    begin_ms: i64,
-    end_ms: i64,
+    (begin_ms, end_ms): (i64, i64),
+    floor: u64,
     max: usize,
     out: &mut Vec<CommitLogOffset>,
 ) -> Result<()> {
@@ -619,7 +622,7 @@ async fn walk_file<F: StorageFile>(
         guard += 1;
         let b = file.read_at(INDEX_ENTRY_LEN, entry_pos(slots_n, n)).await.map_err(|e| StoreError::io("read", path, e))?;
         let e = Entry::decode(&b).ok_or_else(|| corrupt(path, "short entry"))?;
-        if e.hash == hash && in_window(header, &e, begin_ms, end_ms) && e.phy >= 0 {
+        if e.hash == hash && in_window(header, &e, begin_ms, end_ms) && e.phy >= 0 && e.phy as u64 >= floor {
             out.push(CommitLogOffset(e.phy as u64));
         }
         if e.prev >= n {

@@ -29,6 +29,7 @@ pub use offset_space::{CLIENT_OFFSET_EXACT_LIMIT, OffsetSpace, SegmentRange};
 pub use record::{MessageInput, Properties, RecordView};
 pub use store::{
     AckLevel, AppendResult, LogRange, PropertyFilter, PullResult, PullStatus, RecoveryReport, Store, StoreStats, TagFilter,
+    TopicDeletion,
 };
 pub use types::{
     ClientPhysicalOffset, CommitLogOffset, QueueId, QueueOffset, ShardId, decode_client_offset,

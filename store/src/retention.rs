@@ -9,9 +9,11 @@
 //! of a segment is older than that), so retention needs no file mtimes and is testable with an
 //! injected clock.
 
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use crate::commitlog::{Segment, read_first_record};
+use crate::types::CommitLogOffset;
 use crate::consume_queue::{CQ_ENTRY_LEN, CqEntry};
 use crate::error::{Result, StoreError};
 use crate::io::{Storage, StorageFile};
@@ -26,6 +28,33 @@ pub struct RetentionOutcome {
     pub cq_files_deleted: usize,
     pub disk_usage_ratio: f64,
     pub disk_full: bool,
+    /// Set when the pass deleted unexpired segments because the disk was nearly full
+    /// (`cleanFileForciblyEnable` above `diskSpaceCleanForciblyRatio`): what they destroyed.
+    pub forced: Option<ForcedCleanup>,
+}
+
+/// What a forced clean-up destroyed: segments deleted before their retention time, whose
+/// messages may never have been consumed (the store does not know consumer offsets; the broker
+/// does, and it is told the queues and entry counts). Logged at WARN and counted in
+/// [`crate::StoreStats::forced_segments_deleted`] and `forced_entries_deleted`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForcedCleanup {
+    /// Segments deleted early.
+    pub segments: usize,
+    /// Local commit-log offsets `[start, end)` they covered.
+    pub log_range: (u64, u64),
+    /// The same range as clients see offsets (PHYSICALOFFSET), when known.
+    pub client_range: Option<(i64, i64)>,
+    /// Consume-queue entries that pointed into the range, per topic and queue id: messages
+    /// whose bodies are gone.
+    pub entries: BTreeMap<String, BTreeMap<u32, u64>>,
+}
+
+impl ForcedCleanup {
+    /// Entries destroyed, over every queue.
+    pub fn total_entries(&self) -> u64 {
+        self.entries.values().flat_map(|q| q.values()).sum()
+    }
 }
 
 /// Whether `hour` (0..24) is listed in a `deleteWhen` value such as `"04"` or `"04;16"`.
@@ -75,7 +104,18 @@ pub(crate) async fn refresh_disk_full<S: Storage>(inner: &Inner<S>) -> Result<f6
 
 impl<S: Storage> Store<S> {
     /// One retention pass at time `now_ms` with local hour `hour`; `force` is the admin trigger.
+    /// Passes never overlap: one asked for while another runs (the periodic task, an admin
+    /// trigger, the flusher's wake-up when the disk fills) waits for it and then runs.
     pub async fn run_retention(&self, now_ms: i64, hour: u32, force: bool) -> Result<RetentionOutcome> {
+        while self.inner.retention_busy.replace(true) {
+            compio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let r = self.run_retention_pass(now_ms, hour, force).await;
+        self.inner.retention_busy.set(false);
+        r
+    }
+
+    async fn run_retention_pass(&self, now_ms: i64, hour: u32, force: bool) -> Result<RetentionOutcome> {
         let inner = &self.inner;
         let cfg = &inner.cfg;
         let usage = refresh_disk_full(inner).await?;
@@ -89,11 +129,13 @@ impl<S: Storage> Store<S> {
         let forcibly = cfg.clean_file_forcibly_enable && pct >= f64::from(cfg.disk_space_clean_forcibly_ratio_pct);
         let reserved_ms = cfg.file_reserved_time_hours as i64 * 3_600_000;
         let segs = inner.segments.borrow().clone();
-        let mut deleted = 0;
+        // Plan first (what goes, and which only because the disk is nearly full), so a forced
+        // deletion can be accounted for while its consume-queue entries are still readable.
+        let mut doomed: Vec<(Segment<S::File>, u64, bool)> = Vec::new();
         // Never the last (active) segment: pairs (candidate, the segment after it).
         for pair in segs.windows(2) {
             let [seg, next] = pair else { continue };
-            if deleted >= cfg.delete_file_batch_max {
+            if doomed.len() >= cfg.delete_file_batch_max {
                 break;
             }
             let newest = first_store_time::<S>(next, cfg.segment_size_bytes).await;
@@ -108,8 +150,26 @@ impl<S: Storage> Store<S> {
             if !self.has_client_range(next.base) {
                 break;
             }
+            doomed.push((seg.clone(), next.base, !expired));
+        }
+        let forced_segments: Vec<(u64, u64)> = doomed.iter().filter(|d| d.2).map(|d| (d.0.base, d.1)).collect();
+        if let (Some(first), Some(last)) = (forced_segments.first(), forced_segments.last()) {
+            let (start, end) = (first.0, last.1);
+            let client_start = self.client_offset(CommitLogOffset(start)).map(|c| c.0);
+            let client_end = self.client_offset(CommitLogOffset(last.0)).map(|c| c.0 + (end - last.0) as i64);
+            let forced = ForcedCleanup {
+                segments: forced_segments.len(),
+                log_range: (start, end),
+                client_range: client_start.zip(client_end),
+                entries: entries_pointing_into(inner, start, end).await,
+            };
+            report_forced(inner, &forced, pct);
+            out.forced = Some(forced);
+        }
+        let mut deleted = 0;
+        for (seg, next_base, _) in &doomed {
             // Move the minimum first so no reader is sent to a file about to vanish.
-            inner.log_min.set(next.base);
+            inner.log_min.set(*next_base);
             inner.storage.remove_file(&seg.path).await.map_err(|e| StoreError::io("remove", &seg.path, e))?;
             inner.segments.borrow_mut().retain(|s| s.base != seg.base);
             self.drop_client_range(seg.base);
@@ -127,6 +187,76 @@ impl<S: Storage> Store<S> {
     }
 }
 
+/// Logs a forced clean-up at WARN (one line, then one per topic) and counts it.
+fn report_forced<S: Storage>(inner: &Inner<S>, forced: &ForcedCleanup, usage_pct: f64) {
+    let total = forced.total_entries();
+    let client = forced.client_range.map(|(a, b)| format!("{a}..{b}")).unwrap_or_else(|| "unknown".into());
+    tracing::warn!(
+        shard = %inner.cfg.shard,
+        usage_pct = format_args!("{usage_pct:.1}"),
+        forcibly_ratio_pct = inner.cfg.disk_space_clean_forcibly_ratio_pct,
+        segments = forced.segments,
+        log_offsets = format_args!("{}..{}", forced.log_range.0, forced.log_range.1),
+        client_offsets = %client,
+        topics = forced.entries.len(),
+        messages = total,
+        "forced clean-up (cleanFileForciblyEnable): the disk is nearly full, so commit-log segments are deleted before fileReservedTime; \
+         their messages are gone whether or not they were consumed"
+    );
+    for (topic, queues) in &forced.entries {
+        let per_queue = queues.iter().map(|(q, n)| format!("{q}:{n}")).collect::<Vec<_>>().join(",");
+        tracing::warn!(
+            shard = %inner.cfg.shard,
+            topic = %topic,
+            messages = queues.values().sum::<u64>(),
+            queues = %per_queue,
+            "forced clean-up removed messages of this topic (queueId:count); consumers behind them skip to the new minimum offset"
+        );
+    }
+    let mut st = inner.stats.borrow_mut();
+    st.forced_cleanups += 1;
+    st.forced_segments_deleted += forced.segments as u64;
+    st.forced_entries_deleted += total;
+}
+
+/// Consume-queue entries pointing into local log offsets `[start, end)`, per topic and queue.
+/// Entries of a queue point at growing log offsets, so two binary searches per queue find them
+/// (a few 20-byte reads per queue, page-cached for recent queues); a queue whose entries cannot
+/// be read is left out (the count is a report, not a decision).
+async fn entries_pointing_into<S: Storage>(inner: &Rc<Inner<S>>, start: u64, end: u64) -> BTreeMap<String, BTreeMap<u32, u64>> {
+    let queues: Vec<_> = inner.queues.borrow().iter().map(|(k, q)| (k.clone(), q.clone())).collect();
+    let mut out: BTreeMap<String, BTreeMap<u32, u64>> = BTreeMap::new();
+    for ((topic, queue_id), q) in queues {
+        let (min, max) = {
+            let q = q.borrow();
+            (q.min_offset, q.max_offset)
+        };
+        if min >= max {
+            continue;
+        }
+        let (Some(from), Some(to)) = (first_at_or_above(&q, min, max, start).await, first_at_or_above(&q, min, max, end).await) else { continue };
+        if to > from {
+            out.entry(topic).or_default().insert(queue_id, to - from);
+        }
+    }
+    out
+}
+
+/// The first queue offset in `[lo, hi)` whose entry points at or above `target` (`hi` if none);
+/// `None` if an entry cannot be read.
+async fn first_at_or_above<F: StorageFile>(q: &std::cell::RefCell<crate::consume_queue::ConsumeQueue<F>>, mut lo: u64, mut hi: u64, target: u64) -> Option<u64> {
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let entry = crate::consume_queue::read_entries(q, mid, 1).await.ok()??;
+        if entry.first()?.offset >= target {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Some(lo)
+}
+
 /// Deletes consume-queue files whose entries all point below `log_min` and moves each queue's
 /// min offset to its first entry at or above it.
 async fn retire_consume_queues<S: Storage>(inner: &Rc<Inner<S>>, log_min: u64) -> Result<usize> {
@@ -138,11 +268,16 @@ async fn retire_consume_queues<S: Storage>(inner: &Rc<Inner<S>>, log_min: u64) -
             (q.files.clone(), q.entries_per_file, q.max_offset)
         };
         let mut dir_dirty = false;
+        // A queue its topic's deletion detached meanwhile is the dispatcher's to remove.
+        let registered = |inner: &Inner<S>| {
+            let qm = q.borrow();
+            inner.queues.borrow().get(&(qm.topic.clone(), qm.queue_id)).is_some_and(|x| Rc::ptr_eq(x, &q))
+        };
         for f in files.iter().take(files.len().saturating_sub(1)) {
             let last_pos = (per - 1) * CQ_ENTRY_LEN as u64;
             let b = f.file.read_at(CQ_ENTRY_LEN, last_pos).await.map_err(|e| StoreError::io("read", &f.path, e))?;
             let Some(last) = CqEntry::decode(&b) else { break };
-            if last.offset >= log_min {
+            if last.offset >= log_min || !registered(inner) {
                 break;
             }
             {
@@ -154,7 +289,7 @@ async fn retire_consume_queues<S: Storage>(inner: &Rc<Inner<S>>, log_min: u64) -
             dir_dirty = true;
             removed += 1;
         }
-        if dir_dirty {
+        if dir_dirty && registered(inner) {
             let dir = q.borrow().dir.clone();
             inner.storage.sync_dir(&dir).await.map_err(|e| StoreError::io("sync dir", &dir, e))?;
         }

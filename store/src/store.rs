@@ -170,6 +170,12 @@ pub struct StoreStats {
     pub transient_faults: u64,
     /// Times the log stalled on such a fault and refused appends until a retry succeeded.
     pub stalls: u64,
+    /// Retention passes that deleted unexpired segments because the disk was nearly full
+    /// (`cleanFileForciblyEnable`), the segments they deleted, and the consume-queue entries
+    /// (messages, consumed or not) that pointed into them.
+    pub forced_cleanups: u64,
+    pub forced_segments_deleted: u64,
+    pub forced_entries_deleted: u64,
 }
 
 impl StoreStats {
@@ -378,6 +384,55 @@ pub(crate) struct Inner<S: Storage> {
     tasks: RefCell<Vec<compio::runtime::JoinHandle<()>>>,
     /// Serializes checkpoint runs (the periodic task and explicit calls).
     checkpoint_busy: Cell<bool>,
+    /// Set while a retention pass runs (they must not overlap: both would delete the same
+    /// segments).
+    pub(crate) retention_busy: Cell<bool>,
+    /// Completed when the checkpoint run in progress ends ([`run_fresh_checkpoint`]).
+    checkpoint_waiters: RefCell<Vec<Rc<AckSlot>>>,
+    /// Deleted topics, by name: see [`Fence`].
+    pub(crate) fences: RefCell<BTreeMap<String, Fence>>,
+    /// Consume queues of deleted topics whose files the dispatcher is to remove.
+    removals: RefCell<Vec<Removal<S::File>>>,
+}
+
+/// Where a deleted topic's old incarnation ends in this shard's log. Every record of the topic
+/// at a local commit-log offset below `offset` was appended before the deletion: dispatch
+/// (live and in recovery) skips it and a query by key never returns it, so a topic created
+/// again under the same name starts empty at queue offset 0 while the old bytes stay in the log
+/// until retention deletes their segments (Java's `deleteTopics` likewise leaves the commit log
+/// alone). The fence is named in every checkpoint until the log minimum passes it.
+///
+/// Crash safety: recovery replays the log from the checkpoint's dispatch point, which may lie
+/// below the fence, so the fence must be durable before the deletion is acknowledged — and
+/// before the topic takes a new record: a record with queue offset 0 after old records with
+/// offsets 0..n, replayed without the fence, would be a broken queue-offset sequence (refused as
+/// corruption). Until a checkpoint naming the fence is on disk (`durable`), appends to the topic
+/// are refused with [`StoreError::TopicDeleting`]. A crash before that point leaves the old
+/// checkpoint: the deletion never happened as far as recovery can tell (it was not
+/// acknowledged), and the old queue offsets continue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fence {
+    pub(crate) offset: u64,
+    pub(crate) durable: bool,
+}
+
+/// A deleted topic's detached consume queues, handed to the dispatcher (the only writer of
+/// consume queues) so their files never vanish under a write in progress.
+struct Removal<F> {
+    topic: String,
+    queues: Vec<QueueRef<F>>,
+    slot: Rc<AckSlot>,
+}
+
+/// What [`Store::delete_topic`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TopicDeletion {
+    /// Consume queues removed (0 when this store held nothing of the topic).
+    pub queues: usize,
+    /// Consume-queue entries those queues still held (`max - min` summed).
+    pub entries: u64,
+    /// The fence: local commit-log offset below which the topic's records are dead.
+    pub fence: u64,
 }
 
 /// One shard's store. Cheap to clone (a handle).
@@ -491,6 +546,10 @@ impl<S: Storage> Store<S> {
             damaged: RefCell::new(BTreeMap::new()),
             tasks: RefCell::new(Vec::new()),
             checkpoint_busy: Cell::new(false),
+            retention_busy: Cell::new(false),
+            checkpoint_waiters: RefCell::new(Vec::new()),
+            fences: RefCell::new(BTreeMap::new()),
+            removals: RefCell::new(Vec::new()),
             cfg,
         });
         let store = Store { inner };
@@ -681,6 +740,7 @@ impl<S: Storage> Store<S> {
         self.check_writable()?;
         let cfg = &self.inner.cfg;
         let first = msgs.first().ok_or_else(|| StoreError::NotFound("empty append".into()))?;
+        self.inner.check_not_deleting(&first.topic)?;
         let topic = first.topic.clone();
         let queue_id = first.queue_id;
         let mut total = 0usize;
@@ -849,6 +909,56 @@ impl<S: Storage> Store<S> {
         if let Some(mut claim) = self.inner.claim.borrow_mut().take() {
             claim.release();
         }
+    }
+
+    /// Deletes a topic's data from this store (DELETE_TOPIC_IN_BROKER; Java's
+    /// `DefaultMessageStore.deleteTopics`): its consume queues go (files and state), its index
+    /// entries become unreachable, and its next queue offsets restart at 0; its records stay in
+    /// the log until retention. Returns once the deletion is durable (a checkpoint naming the
+    /// topic's [`Fence`] and no longer its queues has been written); a crash or restart never
+    /// brings the old queues back. Appends to the topic are refused
+    /// ([`StoreError::TopicDeleting`]) in the meantime. A store that holds nothing of the topic
+    /// does nothing.
+    pub async fn delete_topic(&self, topic: &str) -> Result<TopicDeletion> {
+        let inner = &self.inner;
+        if let Some(f) = inner.failed.borrow().as_ref() {
+            return Err(StoreError::LogFailed(f.clone()));
+        }
+        if inner.closing.get() {
+            return Err(StoreError::ShutDown);
+        }
+        // One synchronous step: from here on no append of the topic is accepted until the fence
+        // is durable, every record already appended lies below the fence (so the dispatcher
+        // skips it), and no reader finds the old queues.
+        let (queues, outcome) = {
+            let mut app = inner.app.borrow_mut();
+            let mut queues_map = inner.queues.borrow_mut();
+            let keys: Vec<(String, u32)> = queues_map.range((topic.to_owned(), 0)..=(topic.to_owned(), u32::MAX)).map(|(k, _)| k.clone()).collect();
+            let appended = app.next_queue_offset.keys().any(|(t, _)| t == topic);
+            if keys.is_empty() && !appended {
+                return Ok(TopicDeletion::default());
+            }
+            let queues: Vec<QueueRef<S::File>> = keys.iter().filter_map(|k| queues_map.remove(k)).collect();
+            app.next_queue_offset.retain(|(t, _), _| t != topic);
+            let fence = app.write_pos;
+            inner.fences.borrow_mut().insert(topic.to_owned(), Fence { offset: fence, durable: false });
+            let entries = queues.iter().map(|q| {
+                let q = q.borrow();
+                q.max_offset.saturating_sub(q.min_offset)
+            }).sum();
+            (queues, TopicDeletion { queues: keys.len(), entries, fence })
+        };
+        // The dispatcher removes the files between two rounds; a crash after it but before the
+        // checkpoint below leaves the old checkpoint, which recovery honours (the old queues
+        // continue at their checkpointed ends).
+        let slot = Rc::new(AckSlot::default());
+        inner.removals.borrow_mut().push(Removal { topic: topic.to_owned(), queues, slot: slot.clone() });
+        inner.dispatcher_wake.notify();
+        AckWait(slot).await.map_err(StoreError::from)?;
+        // A checkpoint started after the fence was set: it names the fence, not the queues.
+        run_fresh_checkpoint(inner).await?;
+        tracing::info!(shard = %inner.cfg.shard, topic, queues = outcome.queues, entries = outcome.entries, fence = outcome.fence, "topic deleted from the store");
+        Ok(outcome)
     }
 
     pub(crate) fn queue(&self, topic: &str, queue_id: u32) -> Option<QueueRef<S::File>> {
@@ -1226,6 +1336,9 @@ impl<S: Storage> Store<S> {
         let cp = cp.unwrap_or_else(|| Checkpoint { log_min_offset: first_base.unwrap_or(0), dispatch_offset: first_base.unwrap_or(0), ..Default::default() });
         inner.log_min.set(first_base.map(|b| b.max(cp.log_min_offset)).unwrap_or(cp.log_min_offset));
 
+        // Deleted topics: their old records are never replayed into queues again.
+        *inner.fences.borrow_mut() =
+            cp.deleted_topics.iter().map(|(t, offset)| (t.clone(), Fence { offset: *offset, durable: true })).collect();
         // Consume queues: keep exactly the durable entries the checkpoint names.
         let mut keep: HashMap<(String, u32), (u64, u64)> = HashMap::new();
         for q in &cp.queues {
@@ -1237,8 +1350,15 @@ impl<S: Storage> Store<S> {
             let qids = storage.list_dir(&tdir).await.map_err(|e| StoreError::io("list", &tdir, e))?;
             for qid in qids {
                 let Ok(queue_id) = qid.parse::<u32>() else { continue };
-                let (k, min) = keep.get(&(topic.clone(), queue_id)).copied().unwrap_or((0, 0));
+                let named = keep.get(&(topic.clone(), queue_id)).copied();
+                let (k, min) = named.unwrap_or((0, 0));
                 let cq = ConsumeQueue::open(storage, &inner.cq_root, &topic, queue_id, cfg.cq_entries_per_file, k, min).await?;
+                if named.is_none() && inner.fences.borrow().contains_key(&topic) {
+                    // Left by a deletion whose file removal the crash interrupted after its
+                    // checkpoint (which no longer names the queue): emptied above, now gone.
+                    let _ = storage.remove_dir(&cq.dir).await;
+                    continue;
+                }
                 self.register_queue(cq);
             }
         }
@@ -1371,7 +1491,8 @@ impl<S: Storage> Store<S> {
         self.inner.queues.borrow_mut().insert(key, Rc::new(RefCell::new(cq)));
     }
 
-    async fn replay_records(&self, records: Vec<DispatchRecord>) -> Result<()> {
+    async fn replay_records(&self, mut records: Vec<DispatchRecord>) -> Result<()> {
+        self.inner.drop_fenced(&mut records);
         // Consistency: each record's QUEUEOFFSET must continue its queue exactly.
         let mut expected: HashMap<(String, u32), u64> = HashMap::new();
         for r in &records {
@@ -1485,7 +1606,11 @@ fn fail_all<S: Storage>(inner: &Inner<S>, why: String) {
         }
     }
     fail_ack_waiters(inner, &AckError::Failed(why.clone()));
-    fail_dispatched_waiters(inner, &AckError::Failed(why));
+    fail_dispatched_waiters(inner, &AckError::Failed(why.clone()));
+    let removals: Vec<Removal<S::File>> = inner.removals.borrow_mut().drain(..).collect();
+    for r in removals {
+        r.slot.complete(Err(AckError::Failed(why.clone())));
+    }
     wake_all(inner);
 }
 
@@ -1852,6 +1977,35 @@ async fn check_disk_usage<S: Storage>(inner: &Rc<Inner<S>>) {
     }
 }
 
+impl<S: Storage> Inner<S> {
+    /// Whether the record of `topic` at local log offset `offset` belongs to a deleted
+    /// incarnation of the topic (see [`Fence`]).
+    pub(crate) fn fenced(&self, topic: &str, offset: u64) -> bool {
+        let fences = self.fences.borrow();
+        !fences.is_empty() && fences.get(topic).is_some_and(|f| offset < f.offset)
+    }
+
+    /// The fence of `topic`, 0 when it was never deleted (or its old records aged out).
+    pub(crate) fn fence_of(&self, topic: &str) -> u64 {
+        self.fences.borrow().get(topic).map_or(0, |f| f.offset)
+    }
+
+    /// Drops the records of deleted incarnations from a dispatch round.
+    fn drop_fenced(&self, records: &mut Vec<DispatchRecord>) {
+        if !self.fences.borrow().is_empty() {
+            records.retain(|r| !self.fenced(&r.topic, r.offset.0));
+        }
+    }
+
+    fn check_not_deleting(&self, topic: &str) -> Result<()> {
+        let fences = self.fences.borrow();
+        if !fences.is_empty() && fences.get(topic).is_some_and(|f| !f.durable) {
+            return Err(StoreError::TopicDeleting(topic.to_owned()));
+        }
+        Ok(())
+    }
+}
+
 fn push_dispatch<S: Storage>(inner: &Inner<S>, records: Vec<DispatchRecord>, end: u64) {
     inner.dispatch_queue.borrow_mut().push_back(DispatchBatch { records, end });
     inner.dispatcher_wake.notify();
@@ -1892,11 +2046,23 @@ async fn dispatcher_task<S: Storage>(inner: Rc<Inner<S>>) {
     // (`dispatch_records` skips what the failed try already wrote).
     let mut retry: Option<(Vec<DispatchRecord>, u64)> = None;
     loop {
+        // Deleted topics' queues first, between two rounds: no entry write is in progress.
+        let removals: Vec<Removal<S::File>> = inner.removals.borrow_mut().drain(..).collect();
+        for r in removals {
+            let result = remove_queue_files(&inner, &r).await;
+            if let Err(e) = &result {
+                tracing::error!(topic = %r.topic, error = %e, "removing a deleted topic's consume queues failed");
+            }
+            r.slot.complete(result.map_err(|e| AckError::Failed(e.to_string())));
+        }
         let (records, end) = match retry.take() {
             Some(r) => r,
             None => {
                 let batches: Vec<DispatchBatch> = inner.dispatch_queue.borrow_mut().drain(..).collect();
                 if batches.is_empty() {
+                    if !inner.removals.borrow().is_empty() {
+                        continue;
+                    }
                     if inner.closing.get() || inner.failed.borrow().is_some() {
                         return;
                     }
@@ -1904,7 +2070,9 @@ async fn dispatcher_task<S: Storage>(inner: Rc<Inner<S>>) {
                     continue;
                 }
                 let end = batches.last().map(|b| b.end).unwrap_or(0);
-                (batches.into_iter().flat_map(|b| b.records).collect(), end)
+                let mut records: Vec<DispatchRecord> = batches.into_iter().flat_map(|b| b.records).collect();
+                inner.drop_fenced(&mut records);
+                (records, end)
             }
         };
         match dispatch_records(&inner, &records).await {
@@ -1962,6 +2130,11 @@ async fn dispatch_records<S: Storage>(inner: &Rc<Inner<S>>, records: &[DispatchR
         e.1.push(CqEntry { offset: r.offset.0, size: r.size, tags_code: r.tags_code });
     }
     for ((topic, qid), (mut first, mut entries)) in per_queue {
+        // A deletion while an earlier queue of this round was written: every record of the
+        // round was appended before it, so the whole group is below the fence.
+        if entries.first().is_some_and(|e| inner.fenced(&topic, e.offset)) {
+            continue;
+        }
         let q = {
             let existing = inner.queues.borrow().get(&(topic.clone(), qid)).cloned();
             match existing {
@@ -1995,6 +2168,50 @@ async fn dispatch_records<S: Storage>(inner: &Rc<Inner<S>>, records: &[DispatchR
     for q in touched {
         let mut q = q.borrow_mut();
         q.dispatched_max = q.max_offset;
+    }
+    Ok(())
+}
+
+/// Removes a deleted topic's consume-queue files and directories (run by the dispatcher).
+/// A file already gone (retention got there first) is fine.
+async fn remove_queue_files<S: Storage>(inner: &Rc<Inner<S>>, r: &Removal<S::File>) -> Result<()> {
+    let storage = &inner.storage;
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    for q in &r.queues {
+        let (files, dir) = {
+            let q = q.borrow();
+            (q.files.iter().map(|f| f.path.clone()).collect::<Vec<_>>(), q.dir.clone())
+        };
+        for path in files {
+            if let Err(e) = storage.remove_file(&path).await
+                && !gone(&e)
+            {
+                return Err(StoreError::io("remove", &path, e));
+            }
+        }
+        q.borrow_mut().files.clear();
+        if let Err(e) = storage.remove_dir(&dir).await
+            && !gone(&e)
+        {
+            return Err(StoreError::io("remove dir", &dir, e));
+        }
+    }
+    // The topic's directory goes too when nothing else is in it; one directory sync makes the
+    // whole removal durable (or, when the topic directory stays, one sync of it).
+    let topic_dir = inner.cq_root.join(&r.topic);
+    let empty = storage.list_dir(&topic_dir).await.map(|names| names.is_empty()).unwrap_or(false);
+    let synced = if empty {
+        if let Err(e) = storage.remove_dir(&topic_dir).await
+            && !gone(&e)
+        {
+            return Err(StoreError::io("remove dir", &topic_dir, e));
+        }
+        inner.cq_root.clone()
+    } else {
+        topic_dir
+    };
+    if storage.exists(&synced).await.unwrap_or(false) {
+        storage.sync_dir(&synced).await.map_err(|e| StoreError::io("sync dir", &synced, e))?;
     }
     Ok(())
 }
@@ -2057,7 +2274,22 @@ async fn run_checkpoint<S: Storage>(inner: &Rc<Inner<S>>) -> Result<()> {
     }
     let r = run_checkpoint_inner(inner).await;
     inner.checkpoint_busy.set(false);
+    let waiters: Vec<Rc<AckSlot>> = inner.checkpoint_waiters.borrow_mut().drain(..).collect();
+    for w in waiters {
+        w.complete(Ok(()));
+    }
     r
+}
+
+/// A checkpoint of the state as of this call: a run already in progress may have taken its
+/// snapshot before the caller's change, so wait for it to end, then run one.
+async fn run_fresh_checkpoint<S: Storage>(inner: &Rc<Inner<S>>) -> Result<()> {
+    while inner.checkpoint_busy.get() {
+        let slot = Rc::new(AckSlot::default());
+        inner.checkpoint_waiters.borrow_mut().push(slot.clone());
+        let _ = AckWait(slot).await;
+    }
+    run_checkpoint(inner).await
 }
 
 async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>) -> Result<()> {
@@ -2078,6 +2310,15 @@ async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>) -> Result<()> {
         }
     }
     let index_state = inner.index.borrow().as_ref().map(|ix| ix.snapshot());
+    // Fences, taken in the same step as the queues (a deletion is one synchronous step too).
+    // A fence the log minimum has passed guards nothing any more: its records are gone and
+    // replay starts above it.
+    let log_min = inner.log_min.get();
+    let deleted_topics: Vec<(String, u64)> = {
+        let mut fences = inner.fences.borrow_mut();
+        fences.retain(|_, f| !(f.durable && f.offset <= log_min));
+        fences.iter().map(|(t, f)| (t.clone(), f.offset)).collect()
+    };
     // 2. Make those entries durable.
     for f in to_sync {
         f.file.sync_data().await.map_err(|e| StoreError::io("fdatasync", &f.path, e))?;
@@ -2102,9 +2343,19 @@ async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>) -> Result<()> {
         index_file,
         index_entry_count: index_count,
         queues,
+        deleted_topics,
     };
     write_checkpoint(&inner.storage, &inner.checkpoint_path, &cp).await?;
     inner.stats.borrow_mut().checkpoints += 1;
+    // The fences it names are durable: their topics take appends again.
+    let mut fences = inner.fences.borrow_mut();
+    for (topic, offset) in &cp.deleted_topics {
+        if let Some(f) = fences.get_mut(topic)
+            && f.offset == *offset
+        {
+            f.durable = true;
+        }
+    }
     Ok(())
 }
 

@@ -180,6 +180,59 @@ fn retention_deletes_expired_segments_but_never_the_active_one() {
 }
 
 #[test]
+fn forced_clean_up_reports_what_it_destroys_and_counts_it() {
+    block_on(async {
+        let mem = MemStorage::new();
+        // The in-memory disk reports 0 % used: ratios of 0 make every pass run, and run forced.
+        let cfg = StoreConfig { disk_space_clean_forcibly_ratio_pct: 0, disk_max_used_space_ratio_pct: 0, ..StoreConfig::test_min("/forced") };
+        // Written with the default ratios: at 0 % the flusher's own usage readings would wake
+        // the retention task while the segments are still being written.
+        let (store, _) = Store::open(mem.clone(), StoreConfig::test_min("/forced")).await.unwrap();
+        for i in 0..90 {
+            let (topic, q) = [("A", 0), ("A", 1), ("B", 3)][i % 3];
+            store.append(vec![msg(topic, q, &format!("m{i}-{}", "z".repeat(200)), None, Some(&format!("k{i}")))]).await.unwrap();
+        }
+        store.close().await.unwrap();
+        let (store, _) = Store::open(mem.clone(), cfg.clone()).await.unwrap();
+        let now = ferromq_store::store::now_ms();
+        // Nothing has expired (72 h retention), it is not the deletion hour, and nobody consumed
+        // anything: only the nearly full disk deletes.
+        let out = store.run_retention(now, 5, false).await.unwrap();
+        assert!(out.ran && out.segments_deleted > 0, "{out:?}");
+        let forced = out.forced.clone().expect("a forced clean-up is reported");
+        assert_eq!(forced.segments, out.segments_deleted);
+        assert_eq!(forced.log_range.0, 0);
+        assert_eq!(forced.log_range.1, store.min_log_offset().0);
+        assert!(forced.client_range.is_some_and(|(a, b)| b - a == forced.log_range.1 as i64 - forced.log_range.0 as i64), "{forced:?}");
+        // Exactly the entries whose records went: each queue's new minimum.
+        let mut expected = std::collections::BTreeMap::new();
+        for (topic, q) in [("A", 0), ("A", 1), ("B", 3)] {
+            let min = store.queue_offsets(topic, q).0.0;
+            assert!(min > 0);
+            expected.entry(topic.to_owned()).or_insert_with(std::collections::BTreeMap::new).insert(q, min);
+        }
+        assert_eq!(forced.entries, expected);
+        let stats = store.stats();
+        assert_eq!(stats.forced_cleanups, 1);
+        assert_eq!(stats.forced_segments_deleted, forced.segments as u64);
+        assert_eq!(stats.forced_entries_deleted, forced.total_entries());
+        store.close().await.unwrap();
+
+        // Expired segments deleted at the deletion hour are not forced deletions.
+        let cfg = StoreConfig::test_min("/expired");
+        let (store, _) = Store::open(mem.clone(), cfg).await.unwrap();
+        for i in 0..60 {
+            store.append(vec![msg("A", 0, &format!("m{i}-{}", "z".repeat(200)), None, None)]).await.unwrap();
+        }
+        store.wait_dispatched().await.unwrap();
+        let out = store.run_retention(now + 73 * 3_600_000, 4, false).await.unwrap();
+        assert!(out.segments_deleted > 0 && out.forced.is_none(), "{out:?}");
+        assert_eq!(store.stats().forced_cleanups, 0);
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
 fn fault_injection_fails_the_log_and_recovery_keeps_acknowledged_data() {
     use ferromq_store::io::faulty::{Fault, FaultyStorage};
     for fault_kind in 0..3 {

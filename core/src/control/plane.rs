@@ -46,6 +46,9 @@ pub struct Batch {
     notify: BTreeSet<String>,
     topics_changed: bool,
     subscriptions_changed: bool,
+    /// Offsets were dropped (a topic deleted): written before the answer, not at the next
+    /// periodic flush, so a crash cannot bring them back for a topic created again.
+    offsets_dropped: bool,
 }
 
 impl Batch {
@@ -135,7 +138,7 @@ impl ControlPlane {
             }
             Command::DeleteTopic { topic, reply } => {
                 let removed = self.topics.delete(&topic).is_some();
-                self.offsets.remove_topic(&topic);
+                batch.offsets_dropped |= self.offsets.remove_topic(&topic);
                 batch.topics_changed = true;
                 batch.reply(reply, removed);
             }
@@ -255,6 +258,9 @@ impl ControlPlane {
             self.publish(batch.topics_changed, batch.subscriptions_changed);
         }
         self.persist_config();
+        if batch.offsets_dropped {
+            self.flush_offsets();
+        }
         for reply in batch.replies {
             reply();
         }

@@ -33,11 +33,31 @@ pub async fn update_and_create_topic(ctx: &Rc<ShardCtx>, request: &RemotingComma
     Ok(request.success_response())
 }
 
-/// 215 DELETE_TOPIC_IN_BROKER: the topic's config and consumer offsets go; its messages age
-/// out with retention (they stay in the shard logs until their segments expire).
+/// 215 DELETE_TOPIC_IN_BROKER, as Java's `deleteTopicInBroker`: the topic's consume queues and
+/// index entries, its config and its consumer offsets go; its records stay in the shard logs
+/// until retention deletes their segments, unreachable.
+///
+/// Every shard deletes its store data first (each owns some of the topic's queues), each
+/// durably (`Store::delete_topic` returns once its checkpoint names the deletion) and drops the
+/// offset commits it still holds for the topic; only then does the control thread drop the
+/// config and the offsets. A crash in between leaves the topic configured with empty queues,
+/// and the operator's retry completes the deletion; the other order could leave the topic gone
+/// from the config with its old queues still on disk, to come back when it is created again.
 pub async fn delete_topic(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
     let topic = Header::of(request).str("topic")?.to_owned();
-    ctx.control.call(|reply| Command::DeleteTopic { topic, reply }).await?;
+    let mut queues = 0;
+    for shard in 0..ctx.router.shard_count() {
+        let name = topic.clone();
+        let deleted = ctx
+            .on(ShardId(shard as u8), move |owner, _| async move {
+                owner.offsets.forget_topic(&name);
+                owner.store.delete_topic(&name).await
+            })
+            .await??;
+        queues += deleted.queues;
+    }
+    ctx.control.call(|reply| Command::DeleteTopic { topic: topic.clone(), reply }).await?;
+    tracing::info!(topic, queues, "topic deleted");
     Ok(request.success_response())
 }
 
@@ -236,6 +256,9 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
             totals.log_syncs += s.log_syncs;
             totals.synced_bytes += s.synced_bytes;
             totals.appends += s.appends;
+            totals.forced_cleanups += s.forced_cleanups;
+            totals.forced_segments_deleted += s.forced_segments_deleted;
+            totals.forced_entries_deleted += s.forced_entries_deleted;
         }
     }
     let control = &ctx.control;
@@ -283,6 +306,11 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
         ("ferromqCommitLogWrites", totals.log_writes.to_string()),
         ("ferromqCommitLogSyncs", totals.log_syncs.to_string()),
         ("ferromqCommitLogSyncedBytes", totals.synced_bytes.to_string()),
+        // Forced clean-ups (cleanFileForciblyEnable on a nearly full disk): passes, segments
+        // deleted before their retention time, and the messages (consumed or not) they held.
+        ("ferromqForcedCleanups", totals.forced_cleanups.to_string()),
+        ("ferromqForcedCleanSegments", totals.forced_segments_deleted.to_string()),
+        ("ferromqForcedCleanMessages", totals.forced_entries_deleted.to_string()),
         // Pull bodies read from the page cache on the shard vs read in the blocking pool
         // (`net/src/conn/cold.rs`; ARCHITECTURE.md, "Departures").
         ("ferromqResidentReadBodies", cold.resident_bodies.to_string()),

@@ -60,6 +60,13 @@ impl OffsetCommits {
         self.pending.borrow().get(key).copied()
     }
 
+    /// Drops the pending commits of a deleted topic (DELETE_TOPIC_IN_BROKER), so they cannot
+    /// bring its offsets back after the control thread dropped them.
+    pub fn forget_topic(&self, topic: &str) {
+        self.pending.borrow_mut().retain(|key, _| key.topic != topic);
+        self.drained.notify(usize::MAX);
+    }
+
     fn take(&self) -> Vec<(OffsetKey, i64)> {
         let taken: Vec<_> = self.pending.borrow_mut().drain().collect();
         self.drained.notify(usize::MAX);

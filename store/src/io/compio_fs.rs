@@ -81,6 +81,11 @@ impl Storage for CompioStorage {
         compio::fs::remove_file(path).await
     }
 
+    async fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        let path = path.to_path_buf();
+        blocking(move || std::fs::remove_dir(&path)).await
+    }
+
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         compio::fs::rename(from, to).await
     }

@@ -309,6 +309,10 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         self.faults.gate(OpKind::Other)?;
         self.inner.remove_file(path).await
     }
+    async fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.faults.gate(OpKind::Other)?;
+        self.inner.remove_dir(path).await
+    }
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.faults.gate(OpKind::Other)?;
         self.inner.rename(from, to).await

@@ -237,6 +237,18 @@ impl Storage for MemStorage {
         st.live.remove(path).map(|_| ()).ok_or_else(|| not_found(path))
     }
 
+    async fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.state.borrow_mut();
+        if !st.dirs.contains(path) {
+            return Err(not_found(path));
+        }
+        if st.live.keys().chain(st.dirs.iter()).any(|p| p.parent() == Some(path)) {
+            return Err(io::Error::new(io::ErrorKind::DirectoryNotEmpty, format!("{} is not empty", path.display())));
+        }
+        st.dirs.remove(path);
+        Ok(())
+    }
+
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut st = self.state.borrow_mut();
         let id = st.live.remove(from).ok_or_else(|| not_found(from))?;

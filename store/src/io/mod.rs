@@ -37,6 +37,8 @@ pub trait Storage: Clone + 'static {
     /// Names (not paths) of the entries of a directory, sorted.
     async fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
     async fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Removes an empty directory.
+    async fn remove_dir(&self, path: &Path) -> io::Result<()>;
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes the directory's entries (creations, removals, renames) durable.
     async fn sync_dir(&self, path: &Path) -> io::Result<()>;
