@@ -219,18 +219,7 @@ async fn pull_all(client: &Client, topic: &str, queues: u32) -> Result<BTreeMap<
             if rounds > 100_000 {
                 return Err(format!("queue {queue_id}: the pull loop does not end (offset {offset})"));
             }
-            let request = RemotingCommand::request(request_code::PULL_MESSAGE)
-                .with_ext("consumerGroup", "fault_verifier")
-                .with_ext("topic", topic)
-                .with_ext("queueId", queue_id)
-                .with_ext("queueOffset", offset)
-                .with_ext("maxMsgNums", 32)
-                .with_ext("sysFlag", 4)
-                .with_ext("commitOffset", 0)
-                .with_ext("suspendTimeoutMillis", 0)
-                .with_ext("subscription", "*")
-                .with_ext("subVersion", 0)
-                .with_ext("expressionType", "TAG");
+            let request = ferromq_tests::pull_request("fault_verifier", topic, queue_id, offset).with_ext("expressionType", "TAG");
             let response = client.invoke(request, RPC_TIMEOUT).await.map_err(|e| format!("pull q{queue_id}@{offset}: {e}"))?;
             let ext_u64 = |key: &str| response.ext(key).and_then(|v| v.parse::<i64>().ok()).map(|v| v.max(0) as u64);
             let max = ext_u64("maxOffset").ok_or_else(|| format!("pull answer without maxOffset: {response:?}"))?;

@@ -40,17 +40,7 @@ fn send(queue_id: u32, body: Vec<u8>) -> RemotingCommand {
 }
 
 fn pull(queue_id: u32, queue_offset: u64) -> RemotingCommand {
-    RemotingCommand::request(request_code::PULL_MESSAGE)
-        .with_ext("consumerGroup", "pull_body_group")
-        .with_ext("topic", TOPIC)
-        .with_ext("queueId", queue_id)
-        .with_ext("queueOffset", queue_offset)
-        .with_ext("maxMsgNums", 32)
-        .with_ext("sysFlag", 4)
-        .with_ext("commitOffset", 0)
-        .with_ext("suspendTimeoutMillis", 0)
-        .with_ext("subscription", "*")
-        .with_ext("subVersion", 0)
+    ferromq_tests::pull_request("pull_body_group", TOPIC, queue_id, queue_offset)
 }
 
 /// Pulls `queue_id` from 0 to its end, checking each record's queue, offset and body.

@@ -38,17 +38,7 @@ fn queue_request(code: i32, queue_id: u32) -> RemotingCommand {
 }
 
 fn pull(queue_id: u32, queue_offset: u64) -> RemotingCommand {
-    RemotingCommand::request(request_code::PULL_MESSAGE)
-        .with_ext("consumerGroup", GROUP)
-        .with_ext("topic", TOPIC)
-        .with_ext("queueId", queue_id)
-        .with_ext("queueOffset", queue_offset)
-        .with_ext("maxMsgNums", 32)
-        .with_ext("sysFlag", 4)
-        .with_ext("commitOffset", 0)
-        .with_ext("suspendTimeoutMillis", 0)
-        .with_ext("subscription", "*")
-        .with_ext("subVersion", 0)
+    ferromq_tests::pull_request(GROUP, TOPIC, queue_id, queue_offset)
 }
 
 fn create_topic() -> RemotingCommand {

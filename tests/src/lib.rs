@@ -437,6 +437,22 @@ impl Drop for FakeBroker {
     }
 }
 
+/// A PULL_MESSAGE (11) of up to 32 messages of every tag (`*`), not held by long polling
+/// (sysFlag 4: subscription inline; suspendTimeoutMillis 0), committing nothing.
+pub fn pull_request(group: &str, topic: &str, queue_id: u32, queue_offset: u64) -> RemotingCommand {
+    RemotingCommand::request(request_code::PULL_MESSAGE)
+        .with_ext("consumerGroup", group)
+        .with_ext("topic", topic)
+        .with_ext("queueId", queue_id)
+        .with_ext("queueOffset", queue_offset)
+        .with_ext("maxMsgNums", 32)
+        .with_ext("sysFlag", 4)
+        .with_ext("commitOffset", 0)
+        .with_ext("suspendTimeoutMillis", 0)
+        .with_ext("subscription", "*")
+        .with_ext("subVersion", 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,3 +467,4 @@ mod tests {
         assert_eq!(found("/w/target/debug/deps/broker_client"), None, "no hash");
     }
 }
+
