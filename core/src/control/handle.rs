@@ -49,9 +49,10 @@ pub struct ControlView {
     pub subscriptions: HashMap<String, HashMap<String, SubscriptionFilter>>,
     /// Every subscription group in the table (rebuilt only when the table changes).
     pub groups: Arc<HashSet<String>>,
-    /// Whether an unknown group would be created on first use: `autoCreateSubscriptionGroup`
-    /// on and below `maxAutoCreatedSubscriptionGroups` / `maxAutoCreatedTopics`.
-    pub group_auto_create_open: bool,
+    /// Why an unknown group would not be created on first use (`autoCreateSubscriptionGroup`
+    /// off, or `maxAutoCreatedSubscriptionGroups` / `maxAutoCreatedTopics` reached, with the
+    /// counts); `None` when it would be.
+    pub group_refusal: Option<Arc<str>>,
 }
 
 impl ControlView {
@@ -69,13 +70,12 @@ impl ControlView {
     /// created on first use. Otherwise SUBSCRIPTION_GROUP_NOT_EXIST, as a Java broker answers
     /// with `autoCreateSubscriptionGroup=false`.
     pub fn check_group(&self, group: &str) -> BrokerResult<()> {
-        if self.group_auto_create_open || self.groups.contains(group) {
-            return Ok(());
+        match &self.group_refusal {
+            Some(why) if !self.groups.contains(group) => {
+                Err(BrokerError::new(ferromq_net::codes::response_code::SUBSCRIPTION_GROUP_NOT_EXIST, format!("subscription group [{group}] does not exist, {why}")))
+            }
+            _ => Ok(()),
         }
-        Err(BrokerError::new(
-            ferromq_net::codes::response_code::SUBSCRIPTION_GROUP_NOT_EXIST,
-            format!("subscription group [{group}] does not exist (not auto-created: autoCreateSubscriptionGroup is off or maxAutoCreatedSubscriptionGroups is reached)"),
-        ))
     }
 }
 

@@ -52,6 +52,9 @@ pub const DELAY_OFFSETS_FILE: &str = "delayOffset.json";
 
 type Answer = Box<dyn FnOnce() + Send>;
 
+/// [`ControlPlane::group_refusal`]'s flag: refused only by the topic limit.
+const TOPIC_LIMIT: bool = true;
+
 /// How often a refused auto-creation is logged at most (the rest are counted).
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -500,23 +503,12 @@ impl ControlPlane {
             return Ok((existing.clone(), false));
         }
         let not_exist = |why: String| BrokerError::new(ferromq_net::codes::response_code::SUBSCRIPTION_GROUP_NOT_EXIST, format!("subscription group [{group}] does not exist, {why}"));
-        if !self.groups.auto_create() {
-            let error = not_exist("and autoCreateSubscriptionGroup is off".to_owned());
-            self.refusals.warn(&error.remark);
-            return Err(error);
-        }
-        let config = self.handle.config();
-        let (max_groups, max_topics) = (config.topics.max_auto_created_subscription_groups, config.topics.max_auto_created_topics);
-        let groups = self.groups.non_system_count();
-        let refusal = if groups >= max_groups {
-            Some(format!("and is not auto-created: the broker holds {groups} groups, the limit (maxAutoCreatedSubscriptionGroups={max_groups})"))
-        } else if !self.topics.contains(&topics::retry_topic(group)) && self.topics.non_system_count() >= max_topics {
-            let count = self.topics.non_system_count();
-            Some(format!("and is not auto-created: its retry topic would exceed the topic limit ({count} topics, maxAutoCreatedTopics={max_topics})"))
-        } else {
-            None
+        // A group whose retry topic already exists needs no topic room.
+        let refusal = match self.group_refusal() {
+            Some((TOPIC_LIMIT, _)) if self.topics.contains(&topics::retry_topic(group)) => None,
+            refusal => refusal,
         };
-        if let Some(why) = refusal {
+        if let Some((_, why)) = refusal {
             let error = not_exist(why);
             self.refusals.warn(&error.remark);
             return Err(error);
@@ -526,6 +518,25 @@ impl ControlPlane {
             Ok(None) => Err(not_exist("and autoCreateSubscriptionGroup is off".to_owned())),
             Err(e) => Err(BrokerError::system(format!("subscription group {group}: {e}"))),
         }
+    }
+
+    /// Why a new group would not be created now (whether only for want of room for its
+    /// retry topic, and the remark of its refusal), or `None`.
+    fn group_refusal(&self) -> Option<(bool, String)> {
+        if !self.groups.auto_create() {
+            return Some((false, "and autoCreateSubscriptionGroup is off".to_owned()));
+        }
+        let config = self.handle.config();
+        let (max_groups, max_topics) = (config.topics.max_auto_created_subscription_groups, config.topics.max_auto_created_topics);
+        let groups = self.groups.non_system_count();
+        if groups >= max_groups {
+            return Some((false, format!("and is not auto-created: the broker holds {groups} groups, the limit (maxAutoCreatedSubscriptionGroups={max_groups})")));
+        }
+        let topics = self.topics.non_system_count();
+        if topics >= max_topics {
+            return Some((TOPIC_LIMIT, format!("and is not auto-created: its retry topic would exceed the topic limit ({topics} topics, maxAutoCreatedTopics={max_topics})")));
+        }
+        None
     }
 
     /// The shared form of a topic config: the view's `Arc` when it is the same config, else a
@@ -660,10 +671,7 @@ impl ControlPlane {
         } else {
             previous.groups.clone()
         };
-        let config = self.handle.config();
-        let group_auto_create_open = self.groups.auto_create()
-            && self.groups.non_system_count() < config.topics.max_auto_created_subscription_groups
-            && self.topics.non_system_count() < config.topics.max_auto_created_topics;
+        let group_refusal = self.group_refusal().map(|(_, why)| Arc::from(why));
         self.view_version += 1;
         self.handle.publish(ControlView {
             version: self.view_version,
@@ -671,7 +679,7 @@ impl ControlPlane {
             topics,
             subscriptions,
             groups,
-            group_auto_create_open,
+            group_refusal,
         });
     }
 
