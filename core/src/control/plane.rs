@@ -450,7 +450,7 @@ impl ControlPlane {
         }
         // The retry topic of an existing group follows from the group (bounded by the group
         // count); anything else is an auto-created topic, and counts.
-        if !retry_of_group.is_some_and(|group| self.groups.get(group).is_some()) {
+        if retry_of_group.is_none_or(|group| self.groups.get(group).is_none()) {
             self.check_topic_room(topic)?;
         }
         let created = if let Some(group) = retry_of_group {
