@@ -360,6 +360,26 @@ pub struct TopicsSection {
     /// `brokerTopicEnable` / `broker_topic_enable`. Register a topic named after the broker.
     /// Default true.
     pub broker_topic_enable: bool,
+    /// `maxAutoCreatedTopics` / `max_auto_created_topics`. Topics the broker creates on its own
+    /// (a send through `TBW102` or the request's `defaultTopic`, the `%RETRY%` topic of a group
+    /// a heartbeat or send-back creates) are refused once the topic table holds this many
+    /// topics besides the broker's own system topics — whoever created them, loaded from
+    /// `topics.json` included. Topics an admin creates (UPDATE_AND_CREATE_TOPIC) are never
+    /// refused, and neither are the retry and DLQ topics of a group that already exists
+    /// (bounded by the group count). A refused send is answered TOPIC_NOT_EXIST (17) naming this
+    /// key. Default 20 000; bounds 0..=10 000 000. Bounds `topics.json` (~160 bytes a topic)
+    /// and the registration body against clients that send to endless new names.
+    pub max_auto_created_topics: usize,
+    /// `maxAutoCreatedSubscriptionGroups` / `max_auto_created_subscription_groups`. With
+    /// `autoCreateSubscriptionGroup`, a group is created on first use (heartbeat, send-back)
+    /// only while the group table holds fewer than this many groups besides the ones the
+    /// broker pre-creates — whoever created them, loaded from `subscriptionGroup.json`
+    /// included. Beyond it the group is not created (WARN, at most one line per 10 s) and its
+    /// pulls and send-backs get SUBSCRIPTION_GROUP_NOT_EXIST (26), as with auto-creation off;
+    /// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP is never refused. Default 10 000; bounds
+    /// 0..=10 000 000. Each group costs ~350 bytes of `subscriptionGroup.json` plus its retry
+    /// topic.
+    pub max_auto_created_subscription_groups: usize,
     /// `traceTopicEnable` / `trace_topic_enable`. Create the message-trace topic
     /// (`trace_topic_name`, 1 queue) at start and register it, for clients with message trace
     /// on. Default false (as Java); with auto-create on, the first trace send creates it anyway.
@@ -677,6 +697,8 @@ impl Default for BrokerConfig {
                 auto_create_subscription_group: true,
                 cluster_topic_enable: true,
                 broker_topic_enable: true,
+                max_auto_created_topics: 20_000,
+                max_auto_created_subscription_groups: 10_000,
                 trace_topic_enable: false,
                 trace_topic_name: DEFAULT_TRACE_TOPIC_NAME.to_owned(),
             },
@@ -1567,6 +1589,10 @@ pub static KEYS: &[Key] = &[
         topics.cluster_topic_enable),
     bool_key!("brokerTopicEnable", "topics", "broker_topic_enable", "register a topic named after the broker; default true",
         topics.broker_topic_enable),
+    num_key!("maxAutoCreatedTopics", "topics", "max_auto_created_topics", "topics besides system topics beyond which sends and new groups create none; default 20000; 0..=10000000",
+        topics.max_auto_created_topics, 0usize, 10_000_000usize, "a topic count"),
+    num_key!("maxAutoCreatedSubscriptionGroups", "topics", "max_auto_created_subscription_groups", "groups besides pre-created ones beyond which heartbeats create none; default 10000; 0..=10000000",
+        topics.max_auto_created_subscription_groups, 0usize, 10_000_000usize, "a group count"),
     bool_key!("traceTopicEnable", "topics", "trace_topic_enable", "create the message-trace topic at start; default false",
         topics.trace_topic_enable),
     text_key!("msgTraceTopicName", "topics", "trace_topic_name", "the message-trace topic; default RMQ_SYS_TRACE_TOPIC",

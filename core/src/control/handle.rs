@@ -6,9 +6,10 @@
 //! [`Command`] and (usually) awaiting its answer. The control thread is the only writer of the
 //! view and of every metadata file.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use ferromq_store::TagFilter;
@@ -46,6 +47,12 @@ pub struct ControlView {
     /// group → topic → the filter of the group's subscription (registered by heartbeats), or
     /// why its pulls are refused (an SQL92 subscription the broker does not serve).
     pub subscriptions: HashMap<String, HashMap<String, SubscriptionFilter>>,
+    /// Every subscription group in the table (rebuilt only when the table changes).
+    pub groups: Arc<HashSet<String>>,
+    /// Why an unknown group would not be created on first use (`autoCreateSubscriptionGroup`
+    /// off, or `maxAutoCreatedSubscriptionGroups` / `maxAutoCreatedTopics` reached, with the
+    /// counts); `None` when it would be.
+    pub group_refusal: Option<Arc<str>>,
 }
 
 impl ControlView {
@@ -57,6 +64,18 @@ impl ControlView {
     /// subscribed the topic.
     pub fn subscription(&self, group: &str, topic: &str) -> Option<&SubscriptionFilter> {
         self.subscriptions.get(group)?.get(topic)
+    }
+
+    /// Whether a pull or send-back for `group` may go on: the group exists, or it would be
+    /// created on first use. Otherwise SUBSCRIPTION_GROUP_NOT_EXIST, as a Java broker answers
+    /// with `autoCreateSubscriptionGroup=false`.
+    pub fn check_group(&self, group: &str) -> BrokerResult<()> {
+        match &self.group_refusal {
+            Some(why) if !self.groups.contains(group) => {
+                Err(BrokerError::new(ferromq_net::codes::response_code::SUBSCRIPTION_GROUP_NOT_EXIST, format!("subscription group [{group}] does not exist, {why}")))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -77,6 +96,9 @@ pub struct ControlHandle {
     view: ArcSwap<ControlView>,
     commands: async_channel::Sender<Command>,
     pub boot_timestamp_ms: i64,
+    /// Metadata files (`topics.json`, `subscriptionGroup.json`) written since start, by the
+    /// metadata writer or at stop (`ferromqMetadataFileWrites` in GET_BROKER_RUNTIME_INFO).
+    pub metadata_file_writes: Arc<AtomicU64>,
 }
 
 impl ControlHandle {
@@ -87,6 +109,7 @@ impl ControlHandle {
             view: ArcSwap::from_pointee(ControlView::default()),
             commands,
             boot_timestamp_ms: ferromq_store::store::now_ms(),
+            metadata_file_writes: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -96,6 +119,11 @@ impl ControlHandle {
 
     pub fn identity(&self) -> &BrokerIdentity {
         &self.identity
+    }
+
+    /// Metadata files written since start.
+    pub fn metadata_file_writes(&self) -> u64 {
+        self.metadata_file_writes.load(Ordering::Relaxed)
     }
 
     /// The latest published view.

@@ -8,6 +8,8 @@
 //! - `plane.rs`: [`ControlPlane`], the state and how each command changes it.
 //! - `service.rs`: the control thread and its named tasks.
 //! - `registrar.rs`: REGISTER_BROKER / UNREGISTER_BROKER.
+//! - `writer.rs`: the metadata-writer thread, which writes `topics.json` and
+//!   `subscriptionGroup.json` off the control thread, one job at a time.
 //!
 //! Invariant: no metadata file is written or fsynced on a shard thread; shards read the view
 //! and send commands, nothing else.
@@ -17,6 +19,7 @@ pub mod handle;
 pub mod plane;
 pub mod registrar;
 pub mod service;
+pub mod writer;
 
 pub use command::{Command, OffsetKey};
 pub use handle::{BrokerIdentity, ControlHandle, ControlView, ShardEvent};

@@ -2,15 +2,27 @@
 //!
 //! Ownership: one [`ControlPlane`] per broker, owned by the control thread (`service.rs`) and
 //! touched by nothing else. It holds the topic, subscription-group, client, offset and lock
-//! tables, writes the metadata files (`topics.json`, `subscriptionGroup.json`,
-//! `consumerOffset.json` under `<storePathRootDir>/config`), and publishes the
+//! tables, has the metadata files (`topics.json`, `subscriptionGroup.json`,
+//! `consumerOffset.json` under `<storePathRootDir>/config`) written, and publishes the
 //! [`ControlView`] shards read. Everything here is synchronous: a command is applied, its answer
 //! and its side effects (a new view, a file write, a notification to a shard) are collected in
 //! a [`Batch`], and [`ControlPlane::finish`] carries them out once per batch of commands.
+//!
+//! Persistence of topics and groups is batched: `finish` serializes a snapshot of each changed
+//! table only when the metadata writer (`writer.rs`) is idle and hands it over; changes made
+//! while a write is in flight wait, coalesced, for the next one. An admin change
+//! (UPDATE_AND_CREATE_TOPIC, DELETE_TOPIC_IN_BROKER, UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
+//! DELETE_SUBSCRIPTIONGROUP) is answered only once a write containing it is on disk — group
+//! commit, as the commit log does for messages; auto-creations (sends, heartbeats,
+//! send-backs) are answered once visible in the view, and reach the file with the next write.
+//!
+//! Limits: a topic or group the broker would create on its own is refused beyond
+//! `maxAutoCreatedTopics` / `maxAutoCreatedSubscriptionGroups` (see [`ControlPlane::auto_group`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ferromq_net::RemotingCommand;
 use ferromq_net::codes::request_code;
@@ -19,14 +31,15 @@ use tracing::{error, info, warn};
 
 use super::command::{Command, GroupOffsets, OffsetKey, RetryGroup};
 use super::handle::{ControlHandle, ControlView, ShardEvent, SubscriptionFilter};
+use super::writer::{MetaFile, MetaWriter, WriteJob, WriteOutcome};
 use crate::clients::consumers::ConsumerManager;
 use crate::clients::heartbeat::{HeartbeatData, SubscriptionData};
 use crate::clients::locks::LockTable;
 use crate::clients::producers::ProducerManager;
 use crate::clients::{ChannelId, ClientInfo};
 use crate::error::{BrokerError, BrokerResult};
-use crate::meta::PersistedTable;
-use crate::meta::groups::SubscriptionGroupTable;
+use crate::meta::{DataVersion, PersistedTable};
+use crate::meta::groups::{SubscriptionGroupConfig, SubscriptionGroupTable};
 use crate::meta::delay_offsets::DelayOffsets;
 use crate::meta::offsets::ConsumerOffsets;
 use crate::meta::topics::{self, TopicConfig, TopicConfigTable};
@@ -37,11 +50,21 @@ pub const GROUPS_FILE: &str = "subscriptionGroup.json";
 pub const OFFSETS_FILE: &str = "consumerOffset.json";
 pub const DELAY_OFFSETS_FILE: &str = "delayOffset.json";
 
+type Answer = Box<dyn FnOnce() + Send>;
+
+/// [`ControlPlane::group_refusal`]'s flag: refused only by the topic limit.
+const TOPIC_LIMIT: bool = true;
+
+/// How often a refused auto-creation is logged at most (the rest are counted).
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The side effects of a batch of commands, carried out by [`ControlPlane::finish`].
 #[derive(Default)]
 pub struct Batch {
-    /// Answers, sent after the view is published and the files are written.
-    replies: Vec<Box<dyn FnOnce() + Send>>,
+    /// Answers, sent once the view is published.
+    replies: Vec<Answer>,
+    /// Answers of admin changes, sent once a file write containing the change completed.
+    durable_replies: Vec<Answer>,
     /// Groups to send NOTIFY_CONSUMER_IDS_CHANGED to.
     notify: BTreeSet<String>,
     topics_changed: bool,
@@ -54,6 +77,14 @@ pub struct Batch {
 impl Batch {
     fn reply<T: Send + 'static>(&mut self, reply: super::command::Reply<T>, value: T) {
         self.replies.push(Box::new(move || {
+            let _ = reply.send(value);
+        }));
+    }
+
+    /// An answer that waits until the change it confirms is in `topics.json` /
+    /// `subscriptionGroup.json` (group commit with the other changes of the same write).
+    fn reply_when_written<T: Send + 'static>(&mut self, reply: super::command::Reply<T>, value: T) {
+        self.durable_replies.push(Box::new(move || {
             let _ = reply.send(value);
         }));
     }
@@ -80,6 +111,41 @@ pub struct ControlPlane {
     view_version: u64,
     /// One sender per shard, for [`ShardEvent`]s.
     shard_events: Vec<async_channel::Sender<ShardEvent>>,
+    /// The group table's version in the last view (the group set is rebuilt when it moves).
+    groups_version: DataVersion,
+    persistence: Persistence,
+    refusals: RefusalLog,
+}
+
+/// The metadata writer and the admin answers waiting for it.
+struct Persistence {
+    writer: MetaWriter,
+    /// A job is with the writer; its outcome has not been handled yet.
+    in_flight: bool,
+    /// Answers whose change is not in any write yet.
+    waiting: Vec<Answer>,
+    /// Answers whose change is in the write in flight.
+    in_write: Vec<Answer>,
+}
+
+/// Rate-limits the WARN line of refused auto-creations.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RefusalLog {
+    fn warn(&mut self, what: &str) {
+        let now = Instant::now();
+        if self.last.is_some_and(|last| now.duration_since(last) < REFUSAL_LOG_INTERVAL) {
+            self.suppressed += 1;
+            return;
+        }
+        warn!(suppressed_since_last = self.suppressed, "{what}");
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
 }
 
 impl ControlPlane {
@@ -103,6 +169,7 @@ impl ControlPlane {
         let delay_offsets = DelayOffsets::load(&config_dir.join(DELAY_OFFSETS_FILE)).map_err(|e| load_error(DELAY_OFFSETS_FILE, &e))?;
         let groups = SubscriptionGroupTable::load(&config_dir.join(GROUPS_FILE), config.topics.auto_create_subscription_group)
             .map_err(|e| load_error(GROUPS_FILE, &e))?;
+        let writer = MetaWriter::spawn(handle.metadata_file_writes.clone())?;
         let mut plane = ControlPlane {
             handle,
             config_dir,
@@ -116,6 +183,9 @@ impl ControlPlane {
             topic_views: HashMap::new(),
             view_version: 0,
             shard_events,
+            groups_version: DataVersion::default(),
+            persistence: Persistence { writer, in_flight: false, waiting: Vec::new(), in_write: Vec::new() },
+            refusals: RefusalLog::default(),
         };
         plane.publish(true, true);
         Ok(plane)
@@ -134,13 +204,13 @@ impl ControlPlane {
             }
             Command::UpdateTopic { config, reply } => {
                 let result = self.update_topic(config, batch);
-                batch.reply(reply, result);
+                batch.reply_when_written(reply, result);
             }
             Command::DeleteTopic { topic, reply } => {
                 let removed = self.topics.delete(&topic).is_some();
                 batch.offsets_dropped |= self.offsets.remove_topic(&topic);
                 batch.topics_changed = true;
-                batch.reply(reply, removed);
+                batch.reply_when_written(reply, removed);
             }
             Command::AllTopicConfigJson { reply } => batch.reply(reply, self.topics.to_wrapper_json()),
             Command::RetryGroup { group, reply } => {
@@ -169,7 +239,7 @@ impl ControlPlane {
                 if clean_offset {
                     self.offsets.remove_group(&group);
                 }
-                batch.reply(reply, existed);
+                batch.reply_when_written(reply, existed);
             }
             Command::ConsumerChannel { group, client_id, reply } => {
                 let channel = self.consumers.find_client(&group, &client_id).map(|c| c.channel);
@@ -185,7 +255,7 @@ impl ControlPlane {
             }
             Command::UpdateSubscriptionGroup { body, reply } => {
                 let result = self.groups.create_or_update_from_json(&body).map(|(name, _)| name).map_err(|e| BrokerError::system(e.to_string()));
-                batch.reply(reply, result);
+                batch.reply_when_written(reply, result);
             }
             Command::CommitOffsets { commits } => {
                 for (key, offset) in commits {
@@ -251,22 +321,128 @@ impl ControlPlane {
         }
     }
 
-    /// Carries out a batch: publishes a new view if it changed, writes the changed topic and
-    /// group files, then answers every command and sends the notifications.
+    /// Carries out a batch: publishes a new view if it changed, answers the commands (admin
+    /// changes once their write completed), hands the changed topic and group files to the
+    /// writer if it is idle, and sends the notifications.
     pub fn finish(&mut self, batch: Batch) {
-        if batch.topics_changed || batch.subscriptions_changed {
+        let groups_changed = self.groups.data_version() != self.groups_version;
+        if batch.topics_changed || batch.subscriptions_changed || groups_changed {
             self.publish(batch.topics_changed, batch.subscriptions_changed);
         }
-        self.persist_config();
+        // A deleted topic's consumer offsets are written before its delete is answered, so a
+        // kill -9 cannot bring them back (the offsets file is the control thread's own).
         if batch.offsets_dropped {
             self.flush_offsets();
         }
         for reply in batch.replies {
             reply();
         }
+        self.persistence.waiting.extend(batch.durable_replies);
+        self.start_write();
         for group in batch.notify {
             self.notify_consumer_ids_changed(&group);
         }
+    }
+
+    /// Where the metadata writer reports each job's outcome ([`Self::write_finished`]).
+    pub fn write_completions(&self) -> async_channel::Receiver<WriteOutcome> {
+        self.persistence.writer.completions()
+    }
+
+    /// The dirty tables' files as one write job (clearing the dirty flags).
+    fn snapshot(&mut self) -> WriteJob {
+        let mut job = Vec::new();
+        if let Some(bytes) = self.topics.snapshot_if_dirty() {
+            job.push((MetaFile::Topics, self.config_dir.join(TOPICS_FILE), bytes));
+        }
+        if let Some(bytes) = self.groups.snapshot_if_dirty() {
+            job.push((MetaFile::Groups, self.config_dir.join(GROUPS_FILE), bytes));
+        }
+        job
+    }
+
+    /// If the writer is idle: hands it the changed files, and the answers waiting for them
+    /// now wait for this write. With nothing to write, the waiting answers go at once. While a
+    /// write is in flight, nothing happens: its completion calls this again.
+    pub fn start_write(&mut self) {
+        if self.persistence.in_flight {
+            return;
+        }
+        let job = self.snapshot();
+        if job.is_empty() {
+            for reply in self.persistence.waiting.drain(..) {
+                reply();
+            }
+            return;
+        }
+        match self.persistence.writer.submit(job) {
+            Ok(()) => {
+                self.persistence.in_flight = true;
+                self.persistence.in_write = std::mem::take(&mut self.persistence.waiting);
+            }
+            Err(job) => {
+                // The writer is gone (it only stops at shutdown): write here.
+                let failed = super::writer::write_job(job, &self.handle.metadata_file_writes);
+                self.persistence.in_write = std::mem::take(&mut self.persistence.waiting);
+                self.persistence.in_flight = true;
+                self.write_finished(failed);
+            }
+        }
+    }
+
+    /// The writer's outcome of the job in flight: written files confirm the answers that
+    /// waited for them and the next write starts if anything changed meanwhile; a file that
+    /// failed makes its table dirty again and its answers wait for the retry. Returns whether
+    /// something failed (the caller retries after a pause; the next batch retries too).
+    pub fn write_finished(&mut self, failed: WriteOutcome) -> bool {
+        self.persistence.in_flight = false;
+        for file in &failed {
+            match file {
+                MetaFile::Topics => self.topics.mark_dirty(),
+                MetaFile::Groups => self.groups.mark_dirty(),
+            }
+        }
+        let in_write = std::mem::take(&mut self.persistence.in_write);
+        if failed.is_empty() {
+            for reply in in_write {
+                reply();
+            }
+            self.start_write();
+            false
+        } else {
+            // Keep their order: the older answers first.
+            let later = std::mem::replace(&mut self.persistence.waiting, in_write);
+            self.persistence.waiting.extend(later);
+            true
+        }
+    }
+
+    /// At stop: waits for the write in flight, writes what changed since on this thread, and
+    /// answers every waiting admin change (logged if its write failed), then stops the writer.
+    pub fn close_persistence(&mut self) {
+        if self.persistence.in_flight {
+            let outcome = self.persistence.writer.completions().recv_blocking().unwrap_or_default();
+            self.persistence.in_flight = false;
+            for file in &outcome {
+                match file {
+                    MetaFile::Topics => self.topics.mark_dirty(),
+                    MetaFile::Groups => self.groups.mark_dirty(),
+                }
+            }
+            let in_write = std::mem::take(&mut self.persistence.in_write);
+            let later = std::mem::replace(&mut self.persistence.waiting, in_write);
+            self.persistence.waiting.extend(later);
+        }
+        self.persistence.writer.stop();
+        let job = self.snapshot();
+        let failed = super::writer::write_job(job, &self.handle.metadata_file_writes);
+        if !failed.is_empty() {
+            error!(files = ?failed, "metadata not persisted at stop: the changes since the last write are lost");
+        }
+        for reply in self.persistence.waiting.drain(..) {
+            reply();
+        }
+        info!(files_written = self.handle.metadata_file_writes(), "metadata files written since start (topics.json, subscriptionGroup.json)");
     }
 
     /// §2.1 step 2: the existing topic; else a retry topic (1 queue, RW); else a topic
@@ -276,10 +452,17 @@ impl ControlPlane {
             let existing = existing.clone();
             return Ok(self.topic_arc(existing));
         }
-        let created = if let Some(group) = topic.strip_prefix(topics::RETRY_GROUP_TOPIC_PREFIX) {
-            self.topics.create_retry_topic(group, 1, false)
-        } else if default_topic.is_empty() {
+        let retry_of_group = topic.strip_prefix(topics::RETRY_GROUP_TOPIC_PREFIX);
+        if retry_of_group.is_none() && default_topic.is_empty() {
             return Err(BrokerError::topic_not_exist(topic));
+        }
+        // The retry topic of an existing group follows from the group (bounded by the group
+        // count); anything else is an auto-created topic, and counts.
+        if retry_of_group.is_none_or(|group| self.groups.get(group).is_none()) {
+            self.check_topic_room(topic)?;
+        }
+        let created = if let Some(group) = retry_of_group {
+            self.topics.create_retry_topic(group, 1, false)
         } else {
             let queue_nums = i32::try_from(queue_nums).unwrap_or(i32::MAX);
             self.topics.auto_create(topic, default_topic, queue_nums, 0)
@@ -297,6 +480,71 @@ impl ControlPlane {
                 format!("topic[{topic}] not exist, apply first please! ({e})"),
             )),
         }
+    }
+
+    /// TOPIC_NOT_EXIST naming `maxAutoCreatedTopics` when the topic table is full for topics
+    /// the broker creates on its own.
+    fn check_topic_room(&mut self, topic: &str) -> BrokerResult<()> {
+        let max = self.handle.config().topics.max_auto_created_topics;
+        let count = self.topics.non_system_count();
+        if count < max {
+            return Ok(());
+        }
+        let remark = format!(
+            "topic[{topic}] not exist and not auto-created: the broker holds {count} topics besides system topics, the limit for auto-creation (maxAutoCreatedTopics={max}); create it with UPDATE_AND_CREATE_TOPIC"
+        );
+        self.refusals.warn(&remark);
+        Err(BrokerError::new(ferromq_net::codes::response_code::TOPIC_NOT_EXIST, remark))
+    }
+
+    /// Java `findSubscriptionGroupConfig` with FerroMQ's limits: the group; else, with
+    /// `autoCreateSubscriptionGroup`, a new group with Java's defaults — unless the table
+    /// already holds `maxAutoCreatedSubscriptionGroups` groups besides the pre-created ones,
+    /// or the group's retry topic would have to be created and the topic table holds
+    /// `maxAutoCreatedTopics` (a group is never created without room for its retry topic).
+    /// Counted: everything in the tables, loaded from the files or created by an admin
+    /// included — the simplest rule that bounds the files whatever their history; admin
+    /// requests themselves are never refused. Refusals are SUBSCRIPTION_GROUP_NOT_EXIST,
+    /// logged at WARN at most every 10 s. Returns the config and whether it was created.
+    pub fn auto_group(&mut self, group: &str) -> BrokerResult<(SubscriptionGroupConfig, bool)> {
+        if let Some(existing) = self.groups.get(group) {
+            return Ok((existing.clone(), false));
+        }
+        let not_exist = |why: String| BrokerError::new(ferromq_net::codes::response_code::SUBSCRIPTION_GROUP_NOT_EXIST, format!("subscription group [{group}] does not exist, {why}"));
+        // A group whose retry topic already exists needs no topic room.
+        let refusal = match self.group_refusal() {
+            Some((TOPIC_LIMIT, _)) if self.topics.contains(&topics::retry_topic(group)) => None,
+            refusal => refusal,
+        };
+        if let Some((_, why)) = refusal {
+            let error = not_exist(why);
+            self.refusals.warn(&error.remark);
+            return Err(error);
+        }
+        match self.groups.find_or_create(group) {
+            Ok(Some(found)) => Ok(found),
+            Ok(None) => Err(not_exist("and autoCreateSubscriptionGroup is off".to_owned())),
+            Err(e) => Err(BrokerError::system(format!("subscription group {group}: {e}"))),
+        }
+    }
+
+    /// Why a new group would not be created now (whether only for want of room for its
+    /// retry topic, and the remark of its refusal), or `None`.
+    fn group_refusal(&self) -> Option<(bool, String)> {
+        if !self.groups.auto_create() {
+            return Some((false, "and autoCreateSubscriptionGroup is off".to_owned()));
+        }
+        let config = self.handle.config();
+        let (max_groups, max_topics) = (config.topics.max_auto_created_subscription_groups, config.topics.max_auto_created_topics);
+        let groups = self.groups.non_system_count();
+        if groups >= max_groups {
+            return Some((false, format!("and is not auto-created: the broker holds {groups} groups, the limit (maxAutoCreatedSubscriptionGroups={max_groups})")));
+        }
+        let topics = self.topics.non_system_count();
+        if topics >= max_topics {
+            return Some((TOPIC_LIMIT, format!("and is not auto-created: its retry topic would exceed the topic limit ({topics} topics, maxAutoCreatedTopics={max_topics})")));
+        }
+        None
     }
 
     /// The shared form of a topic config: the view's `Arc` when it is the same config, else a
@@ -327,16 +575,10 @@ impl ControlPlane {
             self.producers.register(group, client.clone(), now);
         }
         for consumer in &data.consumers {
-            match self.groups.find_or_create(&consumer.group_name) {
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    warn!(group = %consumer.group_name, "heartbeat for an unknown group (autoCreateSubscriptionGroup is off)");
-                    continue;
-                }
-                Err(e) => {
-                    warn!(group = %consumer.group_name, "heartbeat refused for group: {e}");
-                    continue;
-                }
+            // A refusal was logged (rate-limited); the consumer is not registered, so its pulls
+            // and send-backs are refused as well.
+            if self.auto_group(&consumer.group_name).is_err() {
+                continue;
             }
             let order = consumer.subscriptions.iter().any(|s| self.topics.is_order(&s.topic));
             if let Ok(ensured) = self.topics.create_retry_topic(&consumer.group_name, 1, order) {
@@ -431,12 +673,21 @@ impl ControlPlane {
             previous.topics.clone()
         };
         let subscriptions = if subscriptions_changed || self.view_version == 0 { self.subscription_view() } else { previous.subscriptions.clone() };
+        let groups = if self.groups.data_version() != self.groups_version || self.view_version == 0 {
+            self.groups_version = self.groups.data_version();
+            Arc::new(self.groups.names().map(str::to_owned).collect::<HashSet<String>>())
+        } else {
+            previous.groups.clone()
+        };
+        let group_refusal = self.group_refusal().map(|(_, why)| Arc::from(why));
         self.view_version += 1;
         self.handle.publish(ControlView {
             version: self.view_version,
             broker_permission: self.handle.config().broker.permission as i32,
             topics,
             subscriptions,
+            groups,
+            group_refusal,
         });
     }
 
@@ -450,13 +701,6 @@ impl ControlPlane {
         view
     }
 
-    /// Writes `topics.json` and `subscriptionGroup.json` if they changed.
-    fn persist_config(&mut self) {
-        let dir = self.config_dir.clone();
-        persist(&mut self.topics, &dir, TOPICS_FILE);
-        persist(&mut self.groups, &dir, GROUPS_FILE);
-    }
-
     /// Writes `consumerOffset.json` and `delayOffset.json` if they changed (every
     /// `flushConsumerOffsetInterval` and at stop).
     pub fn flush_offsets(&mut self) {
@@ -468,16 +712,7 @@ impl ControlPlane {
     /// §9.2 steps 1–2: the group (found or auto-created) and its retry topic with the group's
     /// `retryQueueNums` queues.
     fn retry_group(&mut self, group: &str, batch: &mut Batch) -> BrokerResult<RetryGroup> {
-        let config = match self.groups.find_or_create(group) {
-            Ok(Some((config, _created))) => config,
-            Ok(None) => {
-                return Err(BrokerError::new(
-                    ferromq_net::codes::response_code::SUBSCRIPTION_GROUP_NOT_EXIST,
-                    format!("subscription group not exist, {group}"),
-                ));
-            }
-            Err(e) => return Err(BrokerError::system(format!("subscription group {group}: {e}"))),
-        };
+        let (config, _created) = self.auto_group(group)?;
         if config.retry_queue_nums <= 0 {
             return Ok(RetryGroup { retry_topic: None, retry_max_times: config.retry_max_times });
         }
@@ -566,7 +801,7 @@ impl ControlPlane {
         let order: BTreeSet<String> = table.keys().cloned().collect();
         if self.topics.update_order_topics(&order) {
             self.publish(true, false);
-            self.persist_config();
+            self.start_write();
         }
     }
 }

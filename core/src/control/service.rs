@@ -2,15 +2,20 @@
 //!
 //! Named tasks on its runtime:
 //! - **commands** — takes every command waiting on the channel (at most
-//!   [`MAX_COMMANDS_PER_BATCH`]), applies them as one batch, publishes the new view, writes the
-//!   changed metadata files once, then answers them all (`plane.rs`);
+//!   [`MAX_COMMANDS_PER_BATCH`]), applies them as one batch, publishes the new view, answers
+//!   them (admin changes once on disk) and hands the changed metadata files to the writer
+//!   thread when it is idle (`plane.rs`, `writer.rs`);
+//! - **metadata writes** — takes each outcome of the writer thread: answers the admin changes
+//!   it made durable and starts the next write if anything changed meanwhile; after a failed
+//!   write, tries again after [`WRITE_RETRY_PAUSE`] (or at the next batch, if sooner);
 //! - **registration** — REGISTER_BROKER to every name server at start, every
 //!   `registerNameServerPeriod` (clamped to 10–60 s), and at once after a batch changed topics;
 //! - **offset flush** — writes `consumerOffset.json` every `flushConsumerOffsetInterval`;
 //! - **client expiry** — every 10 s, drops clients whose heartbeats stopped.
 //!
 //! It stops when the command channel is closed (after the shards stopped): it applies what is
-//! still queued, flushes the offsets and unregisters from the name servers.
+//! still queued, waits for the write in flight and writes the final topics and groups,
+//! flushes the offsets and unregisters from the name servers.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -27,6 +32,8 @@ use super::registrar::Registrar;
 
 /// Most commands applied as one batch (one view publication, one file write).
 pub const MAX_COMMANDS_PER_BATCH: usize = 1024;
+/// Pause before a failed metadata write is tried again (unless a batch comes first).
+pub const WRITE_RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// How often clients without a heartbeat are looked for (Java: 10 s).
 const CLIENT_SCAN_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -101,6 +108,19 @@ pub async fn run(
             }
         }
     });
+    let metadata_writes = compio::runtime::spawn({
+        let plane = plane.clone();
+        let completions = plane.borrow().write_completions();
+        async move {
+            while let Ok(outcome) = completions.recv().await {
+                let failed = plane.borrow_mut().write_finished(outcome);
+                if failed {
+                    compio::time::sleep(WRITE_RETRY_PAUSE).await;
+                    plane.borrow_mut().start_write();
+                }
+            }
+        }
+    });
     let client_expiry = compio::runtime::spawn({
         let plane = plane.clone();
         async move {
@@ -138,6 +158,8 @@ pub async fn run(
     drop(registration);
     drop(offset_flush);
     drop(client_expiry);
+    drop(metadata_writes);
+    plane.borrow_mut().close_persistence();
     plane.borrow_mut().flush_offsets();
     registrar.unregister_all(&plane).await;
 }

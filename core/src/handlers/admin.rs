@@ -319,6 +319,8 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
         ("ferromqColdReadsWaited", cold.waited_bodies.to_string()),
         ("ferromqColdReadsInFlight", cold.in_flight.to_string()),
         ("ferromqColdReadsMaxInFlight", cold.max_in_flight.to_string()),
+        // topics.json / subscriptionGroup.json writes since start (batched: control/writer.rs).
+        ("ferromqMetadataFileWrites", control.metadata_file_writes().to_string()),
     ];
     let mut table: serde_json::Map<String, serde_json::Value> =
         entries.into_iter().map(|(k, v)| (k.to_owned(), serde_json::Value::String(v))).collect();

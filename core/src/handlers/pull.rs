@@ -85,6 +85,9 @@ pub async fn pull(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult
     if view.broker_permission & PERM_READ == 0 {
         return Err(BrokerError::no_permission(format!("the broker[{}] pulling message is forbidden", control.identity().broker_name)));
     }
+    // A group the broker did not create (auto-creation off, or beyond its limit) is refused,
+    // as a Java broker refuses it with autoCreateSubscriptionGroup=false.
+    view.check_group(header.group)?;
     let topic = view.topic(header.topic).ok_or_else(|| BrokerError::topic_not_exist(header.topic))?;
     if topic.perm & PERM_READ == 0 {
         return Err(BrokerError::no_permission(format!("the topic[{}] pulling message is forbidden", header.topic)));

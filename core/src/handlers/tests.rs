@@ -430,7 +430,7 @@ fn admin_codes_answer_and_refuse() {
 
         let info = broker.check(RemotingCommand::request(rc::GET_BROKER_RUNTIME_INFO), code::SUCCESS, "").await;
         let info = std::str::from_utf8(&info.body).unwrap();
-        for key in ["msgPutTotalTodayNow", "ferromqResidentReadBodies", "ferromqColdReadBodies", "ferromqColdReadsMaxInFlight"] {
+        for key in ["msgPutTotalTodayNow", "ferromqResidentReadBodies", "ferromqColdReadBodies", "ferromqColdReadsMaxInFlight", "ferromqMetadataFileWrites"] {
             assert!(info.contains(key), "{key} missing: {info}");
         }
         let config = broker.check(RemotingCommand::request(rc::GET_BROKER_CONFIG), code::SUCCESS, "").await;
@@ -865,5 +865,73 @@ fn pulls_below_the_min_offset_are_told_where_the_queue_starts() {
         assert_eq!(empty.ext("nextBeginOffset"), Some("0"));
         // Offset 0 still finds the messages.
         assert_eq!(pulled_bodies(broker.reply(pull(rc::PULL_MESSAGE, "g", "Early", "1", "0", "4")).await).len(), 3);
+    });
+}
+
+/// maxAutoCreatedTopics / maxAutoCreatedSubscriptionGroups: sends, heartbeats and send-backs
+/// create nothing beyond them (TOPIC_NOT_EXIST, SUBSCRIPTION_GROUP_NOT_EXIST naming the key);
+/// admin requests are never refused; the retry topic of an existing group is still created.
+#[test]
+fn auto_creation_stops_at_the_limits_and_admin_creation_does_not() {
+    run(|| async {
+        let broker = Broker::start_with(|c| {
+            c.topics.max_auto_created_topics = 3;
+            c.topics.max_auto_created_subscription_groups = 2;
+        })
+        .await;
+        let topics = |broker: &Broker| broker.control.view().topics.len();
+        let system_topics = topics(&broker);
+        // Topic 1 by a send, 2 = %RETRY%g1 with group g1, topic 3 by a send.
+        broker.check(send_v2("Auto1", 0, "x", "k"), code::SUCCESS, "").await;
+        broker.heartbeat("g1", "Auto1").await;
+        assert!(broker.control.view().groups.contains("g1"));
+        assert!(broker.control.topic("%RETRY%g1").is_some());
+        broker.check(send_v2("Auto2", 0, "x", "k"), code::SUCCESS, "").await;
+        assert_eq!(topics(&broker), system_topics + 3);
+        // The fourth is refused, and so is a new group whose retry topic would be the fourth.
+        broker.check(send_v2("Auto3", 0, "x", "k"), code::TOPIC_NOT_EXIST, "maxAutoCreatedTopics=3").await;
+        assert!(broker.control.topic("Auto3").is_none());
+        broker.heartbeat("g2", "Auto1").await;
+        assert!(!broker.control.view().groups.contains("g2"));
+        assert!(broker.control.topic("%RETRY%g2").is_none());
+        // Its pulls and send-backs: SUBSCRIPTION_GROUP_NOT_EXIST; g1's pulls are served.
+        broker.check(pull(rc::PULL_MESSAGE, "g2", "Auto1", "0", "0", "4"), code::SUBSCRIPTION_GROUP_NOT_EXIST, "g2").await;
+        let back = request(rc::CONSUMER_SEND_MSG_BACK, &[("offset", "0"), ("group", "g2"), ("delayLevel", "0")]);
+        broker.check(back, code::SUBSCRIPTION_GROUP_NOT_EXIST, "maxAutoCreatedTopics").await;
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        assert_eq!(pulled_bodies(broker.reply(pull(rc::PULL_MESSAGE, "g1", "Auto1", "0", "0", "4")).await).len(), 1);
+        // Admin creations go beyond the limits.
+        let create = request(rc::UPDATE_AND_CREATE_TOPIC, &[("topic", "ByAdmin"), ("readQueueNums", "2"), ("writeQueueNums", "2"), ("perm", "6")]);
+        broker.check(create, code::SUCCESS, "").await;
+        for group in ["ag1", "ag2"] {
+            let body = format!(r#"{{"groupName":"{group}"}}"#);
+            broker.check(RemotingCommand::request(rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).with_body(body.into_bytes()), code::SUCCESS, "").await;
+        }
+        // An admin-created group's retry topic follows from the group, whatever the count.
+        broker.heartbeat("ag1", "ByAdmin").await;
+        assert!(broker.control.topic("%RETRY%ag1").is_some());
+        // Three groups now (g1, ag1, ag2) ≥ 2: a new group is refused for the group limit.
+        broker.check(send_v2("%RETRY%g3", 0, "x", "k"), code::TOPIC_NOT_EXIST, "maxAutoCreatedTopics").await;
+        let back = request(rc::CONSUMER_SEND_MSG_BACK, &[("offset", "0"), ("group", "g3"), ("delayLevel", "0")]);
+        broker.check(back, code::SUBSCRIPTION_GROUP_NOT_EXIST, "maxAutoCreatedSubscriptionGroups=2").await;
+        // Admin changes are answered once on disk.
+        let file = std::fs::read_to_string(broker._dir.0.join("store/config/subscriptionGroup.json")).unwrap();
+        assert!(file.contains("\"ag2\"") && !file.contains("\"g2\"") && !file.contains("\"g3\""), "{file}");
+        let file = std::fs::read_to_string(broker._dir.0.join("store/config/topics.json")).unwrap();
+        assert!(file.contains("\"ByAdmin\"") && !file.contains("\"Auto3\""), "{file}");
+    });
+}
+
+/// With autoCreateSubscriptionGroup off, pulls of a group nobody created are refused as Java
+/// refuses them; a created group's are served.
+#[test]
+fn pulls_of_a_group_never_created_are_refused_when_groups_are_not_auto_created() {
+    run(|| async {
+        let broker = Broker::start_with(|c| c.topics.auto_create_subscription_group = false).await;
+        broker.check(send_v2("T", 0, "x", "k"), code::SUCCESS, "").await;
+        broker.check(pull(rc::PULL_MESSAGE, "nobody", "T", "0", "0", "4"), code::SUBSCRIPTION_GROUP_NOT_EXIST, "nobody").await;
+        broker.check(RemotingCommand::request(rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).with_body(br#"{"groupName":"made"}"#.to_vec()), code::SUCCESS, "").await;
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        assert_eq!(pulled_bodies(broker.reply(pull(rc::PULL_MESSAGE, "made", "T", "0", "0", "4")).await).len(), 1);
     });
 }

@@ -32,6 +32,17 @@ pub const ONSAPI_PERMISSION_GROUP: &str = "CID_ONSAPI_PERMISSION";
 pub const ONSAPI_OWNER_GROUP: &str = "CID_ONSAPI_OWNER";
 /// The transaction checker's internal group.
 pub const TRANS_CHECK_GROUP: &str = "CID_RMQ_SYS_TRANS";
+/// Every group the broker pre-creates.
+pub const SYSTEM_GROUPS: [&str; 8] = [
+    TOOLS_CONSUMER_GROUP,
+    FILTERSRV_CONSUMER_GROUP,
+    SELF_TEST_CONSUMER_GROUP,
+    ONS_HTTP_PROXY_GROUP,
+    ONSAPI_PULL_GROUP,
+    ONSAPI_PERMISSION_GROUP,
+    ONSAPI_OWNER_GROUP,
+    TRANS_CHECK_GROUP,
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GroupError {
@@ -208,16 +219,7 @@ impl SubscriptionGroupTable {
     /// A table with Java's pre-created groups. `auto_create` = `autoCreateSubscriptionGroup`.
     pub fn new(auto_create: bool) -> Self {
         let mut groups = BTreeMap::new();
-        for name in [
-            TOOLS_CONSUMER_GROUP,
-            FILTERSRV_CONSUMER_GROUP,
-            SELF_TEST_CONSUMER_GROUP,
-            ONS_HTTP_PROXY_GROUP,
-            ONSAPI_PULL_GROUP,
-            ONSAPI_PERMISSION_GROUP,
-            ONSAPI_OWNER_GROUP,
-            TRANS_CHECK_GROUP,
-        ] {
+        for name in SYSTEM_GROUPS {
             groups.insert(name.to_owned(), SubscriptionGroupConfig::new(name));
         }
         SubscriptionGroupTable {
@@ -251,6 +253,18 @@ impl SubscriptionGroupTable {
 
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()
+    }
+
+    /// Groups besides the ones the broker pre-creates: what `maxAutoCreatedSubscriptionGroups`
+    /// counts, whoever created them.
+    pub fn non_system_count(&self) -> usize {
+        let system = SYSTEM_GROUPS.iter().filter(|g| self.groups.contains_key(**g)).count();
+        self.groups.len() - system
+    }
+
+    /// The names of every group.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.groups.keys().map(String::as_str)
     }
 
     /// Java `findSubscriptionGroupConfig`: the group's config; if absent and auto-create is on,

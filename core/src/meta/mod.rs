@@ -6,7 +6,9 @@
 //! ([`write_atomic`], `persist.rs`) and fastjson helpers (`json.rs`).
 //!
 //! Ownership: one instance of each table per broker, owned by the control thread
-//! (`control/plane.rs`), the only writer of these files; every type here is plain data. Nothing here does
+//! (`control/plane.rs`), which alone decides what is written: it writes the offset files
+//! itself and hands `topics.json` / `subscriptionGroup.json` snapshots to its metadata-writer
+//! thread (`control/writer.rs`); every type here is plain data. Nothing here does
 //! network I/O or async; file I/O happens only in the explicit `load`/`persist` calls.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]

@@ -295,6 +295,14 @@ impl TopicConfigTable {
         self.topics.is_empty()
     }
 
+    /// Topics besides the system topics the broker itself creates (the fixed set, the
+    /// cluster/broker-name and reply topics): what `maxAutoCreatedTopics` counts, whoever
+    /// created them. A few lookups, not a scan.
+    pub fn non_system_count(&self) -> usize {
+        let system = self.system_topics.iter().filter(|t| self.topics.contains_key(t.as_str())).count();
+        self.topics.len() - system
+    }
+
     /// Whether `topic` is a system topic: the fixed set, the cluster/broker-name and reply
     /// topics, or a 5.x `rmq_sys_` topic (Java `TopicValidator.isSystemTopic`).
     pub fn is_system_topic(&self, topic: &str) -> bool {
