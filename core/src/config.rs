@@ -806,7 +806,17 @@ impl BrokerConfig {
                 max_transfer_count: 4,
                 ..base.store
             },
-            retention: RetentionSection { file_reserved_time_hours: 1, delete_file_batch_max: 2, ..base.retention },
+            // Test stores live on the machine's shared disk, whose usage is not the test's:
+            // thresholds near 100 % keep a nearly full CI disk from refusing or deleting their
+            // writes (the flusher reads the usage as it writes). Disk-full tests set their own.
+            retention: RetentionSection {
+                file_reserved_time_hours: 1,
+                delete_file_batch_max: 2,
+                disk_max_used_space_ratio_pct: 95,
+                disk_space_clean_forcibly_ratio_pct: 98,
+                disk_space_warning_level_ratio_pct: 99,
+                ..base.retention
+            },
             flush: FlushSection {
                 disk_type: FlushDiskType::SyncFlush,
                 interval_ms: 5,

@@ -117,6 +117,12 @@ impl StoreConfig {
             checkpoint_interval_ms: 20,
             index_hash_slots: 16,
             index_max_entries: 32,
+            // Tests on real files share the machine's disk, whose usage is not theirs: with
+            // thresholds near 100 % a nearly full CI disk neither refuses nor deletes their
+            // writes (the flusher reads the usage as it writes). Disk-full tests set their own.
+            disk_max_used_space_ratio_pct: 95,
+            disk_space_clean_forcibly_ratio_pct: 98,
+            disk_space_warning_level_ratio_pct: 99,
             ..StoreConfig::new(root_dir)
         }
     }

@@ -607,7 +607,7 @@ fn disk_usage_is_read_on_the_write_path() {
         let mem = MemStorage::new();
         let (store, _) = Store::open(mem.clone(), StoreConfig::test_min("/d")).await.unwrap();
         store.append(vec![msg("T", 0, "first", None, None)]).await.unwrap();
-        mem.set_disk_usage_ratio(0.95);
+        mem.set_disk_usage_ratio(0.995);
         let mut refused = None;
         for i in 0..200 {
             match store.append(vec![msg("T", 0, &format!("m{i}-{}", "z".repeat(100)), None, None)]).await {

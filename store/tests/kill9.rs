@@ -17,6 +17,10 @@ const WRITERS: usize = 8;
 
 fn config(dir: &std::path::Path) -> StoreConfig {
     let mut cfg = StoreConfig::new(dir);
+    // The machine's shared disk may be nearly full: neither refuse nor delete this test's data.
+    cfg.disk_max_used_space_ratio_pct = 95;
+    cfg.disk_space_clean_forcibly_ratio_pct = 98;
+    cfg.disk_space_warning_level_ratio_pct = 99;
     cfg.flush_mode = FlushMode::Sync;
     cfg.segment_size_bytes = 256 * 1024;
     cfg.cq_entries_per_file = 64;
