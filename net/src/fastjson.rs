@@ -327,13 +327,16 @@ pub fn lenient_str_map(v: Option<&Value>) -> BTreeMap<String, String> {
     out
 }
 
+/// One entry of a JSON object as written: (key text, value text).
+pub type RawEntry<'a> = (&'a [u8], &'a [u8]);
+
 /// The entries of a JSON object as (key text, value text), in order, where keys may be any
 /// JSON value — fastjson writes a map keyed by a bean with the bean as the key
 /// (`{{"brokerName":"b","queueId":0,"topic":"t"}:5}`, PROTOCOL.md §4.1 point 3), which no
 /// standard parser reads. Values may hold such maps too. The texts are not validated: the
 /// caller parses those it uses (a key object and a number are standard JSON). Fails when
 /// `body` is not one object, or it ends early.
-pub fn object_entries(body: &[u8]) -> Result<Vec<(&[u8], &[u8])>, serde_json::Error> {
+pub fn object_entries(body: &[u8]) -> Result<Vec<RawEntry<'_>>, serde_json::Error> {
     let malformed = |what: &str| <serde_json::Error as serde::de::Error>::custom(format!("malformed object: {what}"));
     let mut i = skip_ws(body, 0);
     if body.get(i) != Some(&b'{') {
