@@ -56,7 +56,9 @@ pub mod request_code {
     pub const REGISTER_TOPIC_IN_NAMESRV: i32 = 217;
     pub const GET_KVLIST_BY_NAMESPACE: i32 = 219;
     pub const RESET_CONSUMER_CLIENT_OFFSET: i32 = 220;
+    pub const GET_CONSUMER_STATUS_FROM_CLIENT: i32 = 221;
     pub const INVOKE_BROKER_TO_RESET_OFFSET: i32 = 222;
+    pub const INVOKE_BROKER_TO_GET_CONSUMER_STATUS: i32 = 223;
     pub const GET_TOPICS_BY_CLUSTER: i32 = 224;
     pub const GET_SYSTEM_TOPIC_LIST_FROM_NS: i32 = 304;
     pub const GET_CONSUMER_RUNNING_INFO: i32 = 307;

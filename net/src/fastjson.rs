@@ -2,7 +2,8 @@
 //! writers used by the hand-written encoders (routes, cluster info, topic lists, KV tables,
 //! topic and group configs, consumer offsets) and the tolerant-reader pre-pass that turns
 //! fastjson's unquoted integer object keys (`{0:"a"}`) into standard JSON so serde_json can
-//! parse bodies written by Java (PROTOCOL.md §4.1 point 3).
+//! parse bodies written by Java (PROTOCOL.md §4.1 point 3), and [`object_entries`], which
+//! splits a map whose keys are objects (`{{"brokerName":..}:5}`, §4.1 point 3) into entries.
 //!
 //! Owns no state. Everything here is total: no panics on any input.
 
@@ -326,6 +327,114 @@ pub fn lenient_str_map(v: Option<&Value>) -> BTreeMap<String, String> {
     out
 }
 
+/// One entry of a JSON object as written: (key text, value text).
+pub type RawEntry<'a> = (&'a [u8], &'a [u8]);
+
+/// The entries of a JSON object as (key text, value text), in order, where keys may be any
+/// JSON value — fastjson writes a map keyed by a bean with the bean as the key
+/// (`{{"brokerName":"b","queueId":0,"topic":"t"}:5}`, PROTOCOL.md §4.1 point 3), which no
+/// standard parser reads. Values may hold such maps too. The texts are not validated: the
+/// caller parses those it uses (a key object and a number are standard JSON). Fails when
+/// `body` is not one object, or it ends early.
+pub fn object_entries(body: &[u8]) -> Result<Vec<RawEntry<'_>>, serde_json::Error> {
+    let malformed = |what: &str| <serde_json::Error as serde::de::Error>::custom(format!("malformed object: {what}"));
+    let mut i = skip_ws(body, 0);
+    if body.get(i) != Some(&b'{') {
+        return Err(malformed("it does not start with '{'"));
+    }
+    i += 1;
+    let mut entries = Vec::new();
+    loop {
+        i = skip_ws(body, i);
+        match body.get(i) {
+            Some(b'}') if entries.is_empty() => break,
+            Some(_) => {}
+            None => return Err(malformed("it ends inside")),
+        }
+        let key_end = value_end(body, i).ok_or_else(|| malformed("a key ends early"))?;
+        let key = body.get(i..key_end).unwrap_or_default();
+        i = skip_ws(body, key_end);
+        if body.get(i) != Some(&b':') {
+            return Err(malformed("no ':' after a key"));
+        }
+        i = skip_ws(body, i + 1);
+        let end = value_end(body, i).ok_or_else(|| malformed("a value ends early"))?;
+        let value = body.get(i..end).unwrap_or_default();
+        if key.is_empty() || value.is_empty() {
+            return Err(malformed("an empty key or value"));
+        }
+        entries.push((key, value));
+        i = skip_ws(body, end);
+        match body.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => break,
+            _ => return Err(malformed("no ',' or '}' after a value")),
+        }
+    }
+    if skip_ws(body, i + 1) != body.len() {
+        return Err(malformed("text after the object"));
+    }
+    Ok(entries)
+}
+
+fn skip_ws(s: &[u8], mut i: usize) -> usize {
+    while s.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    i
+}
+
+/// The end (exclusive) of the value that starts at `start`: a string with its escapes, an
+/// object or array by nesting depth (strings inside skipped), a scalar up to the next
+/// delimiter. `None` when the text ends first.
+fn value_end(s: &[u8], start: usize) -> Option<usize> {
+    let mut i = start;
+    match *s.get(i)? {
+        b'"' => string_end(s, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            loop {
+                match *s.get(i)? {
+                    b'"' => {
+                        i = string_end(s, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth = depth.checked_sub(1)?;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        _ => {
+            while let Some(&b) = s.get(i) {
+                if matches!(b, b',' | b':' | b'}' | b']') || b.is_ascii_whitespace() {
+                    break;
+                }
+                i += 1;
+            }
+            Some(i)
+        }
+    }
+}
+
+/// The end (exclusive) of the string whose opening quote is at `start`.
+fn string_end(s: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        match *s.get(i)? {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
@@ -436,5 +545,24 @@ mod tests {
         assert_eq!(JsonFlavour::for_request(317, true), JsonFlavour::Standard);
         assert_eq!(JsonFlavour::for_request(401, false), JsonFlavour::Standard);
         assert_eq!(JsonFlavour::for_request(479, false), JsonFlavour::Standard);
+    }
+
+    #[test]
+    fn object_entries_reads_fastjson_object_keys() {
+        let body = br#"{"messageQueueTable":{{"brokerName":"b","queueId":0,"topic":"t,}"}:5, {"topic":"t","brokerName":"b","queueId":1}:-1},"consumerTable":{}}"#;
+        let top = object_entries(body).unwrap();
+        assert_eq!(top.len(), 2);
+        assert_eq!(top[0].0, br#""messageQueueTable""#);
+        assert_eq!(top[1], (&br#""consumerTable""#[..], &b"{}"[..]));
+        let table = object_entries(top[0].1).unwrap();
+        let keys: Vec<Value> = table.iter().map(|(k, _)| serde_json::from_slice(k).unwrap()).collect();
+        assert_eq!(keys[0]["topic"], "t,}");
+        assert_eq!(keys[1]["queueId"], 1);
+        assert_eq!(table.iter().map(|(_, v)| *v).collect::<Vec<_>>(), vec![&b"5"[..], &b"-1"[..]]);
+        assert!(object_entries(b" { } ").unwrap().is_empty());
+        // Malformed: never a panic, always an error.
+        for bad in [&b""[..], b"[]", b"{", b"{\"a\"}", b"{\"a\":}", b"{\"a\":1", b"{\"a\":1,}", b"{\"a\":1}x", b"{{\"a\":1}", br#"{"a":"\"}"#] {
+            assert!(object_entries(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
     }
 }

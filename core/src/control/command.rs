@@ -90,6 +90,9 @@ pub enum Command {
     DeleteGroup { group: String, clean_offset: bool, reply: Reply<bool> },
     /// The connection of consumer `client_id` of `group`, if it is online.
     ConsumerChannel { group: String, client_id: String, reply: Reply<Option<ChannelId>> },
+    /// Every online consumer of `group`, one connection each (its most recently heard one), in
+    /// client-id order: where INVOKE_BROKER_TO_GET_CONSUMER_STATUS asks.
+    ConsumerClients { group: String, reply: Reply<Vec<ClientInfo>> },
     /// The connection of producer `client_id` (any group), if it is online: where a reply
     /// message is pushed.
     ProducerChannel { client_id: String, reply: Reply<Option<ChannelId>> },
@@ -134,6 +137,7 @@ impl Command {
             Command::CloneGroupOffset { .. } => "CloneGroupOffset",
             Command::DeleteGroup { .. } => "DeleteGroup",
             Command::ConsumerChannel { .. } => "ConsumerChannel",
+            Command::ConsumerClients { .. } => "ConsumerClients",
             Command::ProducerChannel { .. } => "ProducerChannel",
         }
     }

@@ -245,6 +245,10 @@ impl ControlPlane {
                 let channel = self.consumers.find_client(&group, &client_id).map(|c| c.channel);
                 batch.reply(reply, channel);
             }
+            Command::ConsumerClients { group, reply } => {
+                let clients = self.consumers.group(&group).map(|g| g.clients().cloned().collect()).unwrap_or_default();
+                batch.reply(reply, clients);
+            }
             Command::ProducerChannel { client_id, reply } => {
                 let channel = self.producers.find_client(&client_id).map(|c| c.channel);
                 batch.reply(reply, channel);

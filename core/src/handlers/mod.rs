@@ -8,7 +8,8 @@
 //! - [`offsets`]: consumer offsets and queue offset queries
 //! - [`clients`]: HEART_BEAT, UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP, CHECK_CLIENT_CONFIG
 //! - [`locks`]: LOCK_BATCH_MQ, UNLOCK_BATCH_MQ (orderly consumers)
-//! - [`operator`]: offset resets, group offset clones and deletes, consumer running info
+//! - [`operator`]: offset resets, group offset clones and deletes, consumer status and running
+//!   info (forwarded to the clients)
 //! - [`admin`]: topics, subscription groups, runtime info, stats, message queries
 //!
 //! Every handler reads its header through [`crate::header::Header`] and fails with a
@@ -80,6 +81,7 @@ async fn route(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand) ->
         rc::GET_BROKER_CONFIG => admin::broker_config(ctx, request)?,
         rc::END_TRANSACTION => end_transaction::end_transaction(ctx, request).await?,
         rc::INVOKE_BROKER_TO_RESET_OFFSET => operator::reset_offset(ctx, request).await?,
+        rc::INVOKE_BROKER_TO_GET_CONSUMER_STATUS => operator::consumer_status(ctx, request).await?,
         rc::CLONE_GROUP_OFFSET => operator::clone_group_offset(ctx, request).await?,
         rc::DELETE_SUBSCRIPTIONGROUP => operator::delete_subscription_group(ctx, request).await?,
         rc::GET_CONSUMER_RUNNING_INFO => operator::consumer_running_info(ctx, request).await?,
@@ -105,6 +107,7 @@ fn answer_may_be_large(code: i32) -> bool {
             | rc::GET_CONSUMER_CONNECTION_LIST
             | rc::GET_CONSUMER_LIST_BY_GROUP
             | rc::GET_CONSUMER_RUNNING_INFO
+            | rc::INVOKE_BROKER_TO_GET_CONSUMER_STATUS
             | rc::GET_TOPIC_STATS_INFO
             | rc::GET_CONSUME_STATS
             | rc::VIEW_MESSAGE_BY_ID

@@ -57,6 +57,7 @@ const SERVED: &[(i32, &str)] = &[
     (rc::END_TRANSACTION, "wrong producer group, no half message at the offset"),
     (rc::CHECK_CLIENT_CONFIG, "selector does not parse, SQL92 disabled"),
     (rc::INVOKE_BROKER_TO_RESET_OFFSET, "unknown topic"),
+    (rc::INVOKE_BROKER_TO_GET_CONSUMER_STATUS, "no consumer online, client too old"),
     (rc::CLONE_GROUP_OFFSET, "missing destGroup"),
     (rc::DELETE_SUBSCRIPTIONGROUP, "missing groupName"),
     (rc::GET_CONSUMER_RUNNING_INFO, "consumer not online"),
@@ -777,6 +778,87 @@ fn operators_reset_clone_and_delete_group_offsets() {
         // Running info is the client's: a consumer that is not online cannot answer.
         let info = request(rc::GET_CONSUMER_RUNNING_INFO, &[("consumerGroup", "g"), ("clientId", "nobody")]);
         broker.check(info, code::CONSUMER_NOT_ONLINE, "not online").await;
+    });
+}
+
+/// A consumer client on a real connection: answers GET_CONSUMER_STATUS_FROM_CLIENT (221) with
+/// `body` and keeps the requests it got.
+struct StatusClient {
+    body: &'static str,
+    got: std::cell::RefCell<Vec<RemotingCommand>>,
+}
+
+impl ferromq_net::conn::RequestHandler for StatusClient {
+    async fn handle(&self, _conn: &ferromq_net::conn::Connection, request: RemotingCommand) -> Option<ferromq_net::conn::Response> {
+        self.got.borrow_mut().push(request.clone());
+        Some(request.success_response().with_body(self.body.as_bytes().to_vec()).into())
+    }
+}
+
+fn consumer_heartbeat(client_id: &str, group: &str, version: i32) -> RemotingCommand {
+    let body = format!(
+        r#"{{"clientID":"{client_id}","consumerDataSet":[{{"groupName":"{group}","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","consumeFromWhere":"CONSUME_FROM_LAST_OFFSET","subscriptionDataSet":[{{"topic":"T","subString":"*","tagsSet":[],"codeSet":[],"subVersion":0,"expressionType":"TAG"}}],"unitMode":false}}],"producerDataSet":[]}}"#
+    );
+    RemotingCommand { version, ..RemotingCommand::request(rc::HEART_BEAT).with_body(body.into_bytes()) }
+}
+
+#[test]
+fn consumer_status_asks_each_online_client_and_leaves_out_those_that_fail() {
+    run(|| async {
+        let broker = Broker::start().await;
+        // client-1 is connected for real (the broker's end of its connection is in the shard's
+        // table); client-2's connection is gone, so asking it fails.
+        let listener = ferromq_net::server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = Rc::new(StatusClient {
+            body: r#"{"consumerTable":{},"messageQueueTable":{{"topic":"T","brokerName":"b","queueId":1}:7, {"brokerName":"b","queueId":0,"topic":"T"}:3}}"#,
+            got: Default::default(),
+        });
+        let timeout = std::time::Duration::from_secs(5);
+        let (accepted, connected) =
+            futures_util::future::join(listener.accept(), ferromq_net::client::Client::connect_with(addr, timeout, client.clone(), Default::default())).await;
+        let _client_end = connected.unwrap();
+        let conn = ferromq_net::conn::Connection::spawn(accepted.unwrap().0, Rc::new(ferromq_net::conn::NotSupported), Default::default());
+        broker.ctx.connections.borrow_mut().insert(conn.id(), conn.clone());
+        let live = Origin { connection: conn.id(), peer: PEER.parse().unwrap() };
+        let gone = Origin { connection: u64::MAX - 1, peer: PEER.parse().unwrap() };
+        for (origin, client_id) in [(live, "client-1"), (gone, "client-2")] {
+            let Reply::Response(r) = dispatch(&broker.ctx, origin, consumer_heartbeat(client_id, "g", 473)).await else { panic!() };
+            assert_eq!(r.code, code::SUCCESS, "{r:?}");
+        }
+        let status = |only: Option<&str>| {
+            let r = request(rc::INVOKE_BROKER_TO_GET_CONSUMER_STATUS, &[("topic", "T"), ("group", "g")]);
+            match only {
+                Some(id) => r.with_ext("clientAddr", id),
+                None => r,
+            }
+        };
+        let one = r#"{"consumerTable":{"client-1":{{"brokerName":"b","queueId":0,"topic":"T"}:3,{"brokerName":"b","queueId":1,"topic":"T"}:7}},"messageQueueTable":{}}"#;
+        // Every client asked; the one that failed is left out, and the answer is still SUCCESS.
+        for only in [None, Some(""), Some(" ")] {
+            let answer = broker.check(status(only), code::SUCCESS, "").await;
+            assert_eq!(String::from_utf8_lossy(&answer.body), one, "clientAddr {only:?}");
+        }
+        // What the client got: 221 with the topic and the group, nothing else.
+        let got = client.got.borrow().clone();
+        assert_eq!(got.len(), 3);
+        assert_eq!((got[0].code, got[0].ext("topic"), got[0].ext("group"), got[0].ext("clientAddr")), (rc::GET_CONSUMER_STATUS_FROM_CLIENT, Some("T"), Some("g"), None));
+        // Only the client named: the failing one alone gives an empty table.
+        assert_eq!(String::from_utf8_lossy(&broker.check(status(Some("client-1")), code::SUCCESS, "").await.body), one);
+        let empty = r#"{"consumerTable":{},"messageQueueTable":{}}"#;
+        assert_eq!(String::from_utf8_lossy(&broker.check(status(Some("client-2")), code::SUCCESS, "").await.body), empty);
+        assert_eq!(client.got.borrow().len(), 4);
+        // A group nobody of is online; a missing header field.
+        broker.check(request(rc::INVOKE_BROKER_TO_GET_CONSUMER_STATUS, &[("topic", "T"), ("group", "nobody")]), code::SYSTEM_ERROR, "No Any Consumer online in the consumer group: [nobody]").await;
+        broker.check(request(rc::INVOKE_BROKER_TO_GET_CONSUMER_STATUS, &[("topic", "T")]), code::SYSTEM_ERROR, "group").await;
+        // A client older than 3.0.7 (V3_0_6 = 27) cannot answer: the whole request fails.
+        let Reply::Response(r) = dispatch(&broker.ctx, gone, consumer_heartbeat("client-old", "old", 27)).await else { panic!() };
+        assert_eq!(r.code, code::SUCCESS, "{r:?}");
+        let old = request(rc::INVOKE_BROKER_TO_GET_CONSUMER_STATUS, &[("topic", "T"), ("group", "old")]);
+        broker.check(old, code::SYSTEM_ERROR, "the client does not support this feature. version=V3_0_6").await;
+        // A client whose answer does not parse is left out too.
+        assert!(super::operator::client_queue_table(b"{\"messageQueueTable\":{{\"topic\":\"T\"}:1}}").is_err());
+        conn.close();
     });
 }
 

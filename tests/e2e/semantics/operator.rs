@@ -21,6 +21,12 @@
 //!    clientId that GET_CONSUMER_CONNECTION_LIST (203) lists is answered by that client (its
 //!    ConsumerRunningInfo: name server, consume type, subscriptions, the queues it pulls, the
 //!    jstack when asked); an unknown client, or a known client under another group, is 206.
+//! 5. `consumer_status_lists_each_client_with_its_offsets`: INVOKE_BROKER_TO_GET_CONSUMER_STATUS
+//!    (223) as mqadmin getConsumerStatus sends it is answered with the consumer's own
+//!    GET_CONSUMER_STATUS_FROM_CLIENT (221) answer: its clientId with the offsets it holds for
+//!    each queue it consumes (the end of each queue once it has consumed everything); with
+//!    `clientAddr` naming it, the same; naming nobody, an empty table; once the group is
+//!    offline, SYSTEM_ERROR.
 //!
 //! The client handles 220 as Java's does: it drops its process queues, sleeps 10 s
 //! (`RESET_OFFSET_MAX_WAIT`, not configurable) to let consume threads finish, then takes the new
@@ -736,6 +742,106 @@ async fn running_info_is_forwarded_to_the_consumer() {
         log_tail(&broker)
     );
     eprintln!("running info of {client_id}: {} bytes, properties {properties}", body.len());
+
+    producer.shutdown().await;
+    clients.finish().await;
+}
+
+// ---- 5. consumer status ---------------------------------------------------------------------------
+
+/// INVOKE_BROKER_TO_GET_CONSUMER_STATUS as mqadmin getConsumerStatus sends it (`clientAddr` is
+/// the `-i originClientId` option, "" when not given).
+async fn consumer_status(broker: &BrokerProcess, topic: &str, group: &str, client_id: &str) -> RemotingCommand {
+    let request = RemotingCommand::request(request_code::INVOKE_BROKER_TO_GET_CONSUMER_STATUS)
+        .with_ext("topic", topic)
+        .with_ext("group", group)
+        .with_ext("clientAddr", client_id);
+    admin(broker, request).await
+}
+
+/// The consumerTable of a GetConsumerStatusBody: clientId → queue id → offset, each
+/// MessageQueue key checked to name this topic and broker.
+fn consumer_table(body: &str, topic: &str, broker_name: &str) -> Result<BTreeMap<String, BTreeMap<i32, i64>>, String> {
+    if field_text(body, "messageQueueTable")? != "{}" {
+        return Err(format!("the broker's own messageQueueTable is not empty: {body}"));
+    }
+    let mut out = BTreeMap::new();
+    for (client_id, queues) in object_keyed_entries(field_text(body, "consumerTable")?)? {
+        let client_id = client_id.as_str().ok_or_else(|| format!("clientId key {client_id} is not a string"))?.to_owned();
+        let mut offsets = BTreeMap::new();
+        for (key, value) in object_keyed_entries(&queues)? {
+            if key["topic"] != topic || key["brokerName"] != broker_name {
+                return Err(format!("MessageQueue {key} is not of {topic} on {broker_name}"));
+            }
+            let queue_id = key["queueId"].as_i64().ok_or_else(|| format!("queueId of {key}"))? as i32;
+            let offset: i64 = value.parse().map_err(|_| format!("offset {value:?} of {key}"))?;
+            offsets.insert(queue_id, offset);
+        }
+        out.insert(client_id, offsets);
+    }
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_status_lists_each_client_with_its_offsets() {
+    let broker = BrokerProcess::start(&[]).unwrap();
+    let clients = Clients::new(&broker, "consumer-status");
+    let topic = unique("StatusTopic");
+    let group = unique("status_group");
+    let mut producer = clients.producer(&unique("status_producer"), Trace::Off).await;
+    let mqs = create_topic(&broker, &mut producer, &topic, QUEUES).await;
+    let broker_name = mqs[0].broker_name().to_string();
+    let seen: Seen = Default::default();
+    let mut consumer = clients.consumer(&broker, &group, &topic, seen.clone(), ConsumerOptions::default()).await;
+    let batch = send_batch(&broker, &producer, &mqs, "m", BATCH).await;
+    wait_delivered_since(&broker, Duration::from_secs(30), &seen, 0, &batch, "the batch").await;
+    let end = max_offsets(&[&batch]);
+
+    let client_ids = connected_clients(&broker, &group)
+        .await
+        .unwrap_or_else(|code| panic!("203 for a live group answered {code}\nbroker log (tail):\n{}", log_tail(&broker)));
+    assert_eq!(client_ids.len(), 1, "one connection: {client_ids:?}");
+    let client_id = client_ids[0].clone();
+
+    // 223: the client's own offsets, by its id. The client moves an offset on once the
+    // listener has returned, so wait for the end of every queue.
+    let want: BTreeMap<String, BTreeMap<i32, i64>> = [(client_id.clone(), end.clone())].into();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let body = loop {
+        let response = consumer_status(&broker, &topic, &group, "").await;
+        assert_eq!(response.code, response_code::SUCCESS, "223: {}\nbroker log (tail):\n{}", describe(&response), log_tail(&broker));
+        let body = String::from_utf8(response.body.to_vec()).expect("GetConsumerStatusBody is UTF-8");
+        let table = consumer_table(&body, &topic, &broker_name).unwrap_or_else(|e| panic!("GetConsumerStatusBody {body}: {e}"));
+        if table == want {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "223 never listed {client_id} with the end offsets {end:?}: {table:?} ({body})\nbroker log (tail):\n{}",
+            log_tail(&broker)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+
+    // Naming the client (mqadmin -i): the same; naming nobody: an empty table.
+    let response = consumer_status(&broker, &topic, &group, &client_id).await;
+    assert_eq!(response.code, response_code::SUCCESS, "223 for {client_id}: {}", describe(&response));
+    assert_eq!(String::from_utf8_lossy(&response.body), body, "223 for {client_id} alone");
+    let response = consumer_status(&broker, &topic, &group, "127.0.0.1@nobody").await;
+    assert_eq!(response.code, response_code::SUCCESS, "223 for an unknown clientId: {}", describe(&response));
+    assert_eq!(String::from_utf8_lossy(&response.body), r#"{"consumerTable":{},"messageQueueTable":{}}"#, "223 for an unknown clientId");
+
+    // Once the group is offline nobody can answer: SYSTEM_ERROR, Java's remark.
+    stop_consumer(&broker, &mut consumer, "consumer").await;
+    wait_offline(&broker, &group).await;
+    let response = consumer_status(&broker, &topic, &group, "").await;
+    assert_eq!(
+        (response.code, response.remark.clone().unwrap_or_default()),
+        (response_code::SYSTEM_ERROR, format!("No Any Consumer online in the consumer group: [{group}]")),
+        "223 for an offline group: {}",
+        describe(&response)
+    );
+    eprintln!("consumer status of {client_id}: {body}");
 
     producer.shutdown().await;
     clients.finish().await;
