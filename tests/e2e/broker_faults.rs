@@ -23,7 +23,6 @@
 //! fails.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
@@ -36,7 +35,7 @@ use ferromq_net::backend::runtime_from_env;
 use ferromq_net::client::Client;
 use ferromq_net::codes::{request_code, response_code};
 use ferromq_store::record::decode_body_strict;
-use ferromq_tests::{BrokerProcess, ServerProcess, TempDir, binary, free_port, start_namesrv};
+use ferromq_tests::{on_compio, BrokerProcess, ServerProcess, TempDir, binary, free_port, start_namesrv};
 use rocketmq_client_rust::{
     ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQProducer,
     DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently, TelemetryHandle,
@@ -54,21 +53,6 @@ const UNCLEAN_STOP: &str = "recovered after an unclean stop";
 // Helpers
 // ------------------------------------------------------------------------------------------
 
-/// Runs `make()`'s future on a fresh compio runtime (the backend FERROMQ_IO_BACKEND picks) on
-/// a thread of its own, so that it can be called from plain and tokio tests alike.
-fn on_compio<T, F, Fut>(make: F) -> T
-where
-    T: Send + 'static,
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = T> + 'static,
-{
-    std::thread::spawn(move || {
-        let (runtime, _) = runtime_from_env().expect("compio runtime");
-        runtime.block_on(make())
-    })
-    .join()
-    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-}
 
 /// Whether `process` logs a line containing `needle` within 5 s (lines reach the log from a
 /// reader thread, a moment after the process wrote them).
@@ -1111,17 +1095,7 @@ fn overwrite(path: &std::path::Path, at: usize, bytes: &[u8]) {
 
 /// One PULL_MESSAGE of up to 32 records from `offset`.
 fn pull_at(client_addr: SocketAddr, topic: &str, offset: u64) -> RemotingCommand {
-    let request = RemotingCommand::request(request_code::PULL_MESSAGE)
-        .with_ext("consumerGroup", "damage_verifier")
-        .with_ext("topic", topic)
-        .with_ext("queueId", 0)
-        .with_ext("queueOffset", offset)
-        .with_ext("maxMsgNums", 32)
-        .with_ext("sysFlag", 4)
-        .with_ext("commitOffset", 0)
-        .with_ext("suspendTimeoutMillis", 0)
-        .with_ext("subscription", "*")
-        .with_ext("subVersion", 0)
+    let request = ferromq_tests::pull_request("damage_verifier", topic, 0, offset)
         .with_ext("expressionType", "TAG");
     rpc(client_addr, request).expect("pull")
 }
@@ -1188,17 +1162,7 @@ fn damaged_log_is_reported_at_start_and_never_served() {
         // The intact topic, on the same connection as a refused pull: all of it.
         let (refused, intact) = on_compio(move || async move {
             let client = Client::connect(addr, RPC_TIMEOUT).await.expect("connect");
-            let request = RemotingCommand::request(request_code::PULL_MESSAGE)
-                .with_ext("consumerGroup", "damage_verifier")
-                .with_ext("topic", DAMAGED_TOPIC)
-                .with_ext("queueId", 0)
-                .with_ext("queueOffset", 3)
-                .with_ext("maxMsgNums", 32)
-                .with_ext("sysFlag", 4)
-                .with_ext("commitOffset", 0)
-                .with_ext("suspendTimeoutMillis", 0)
-                .with_ext("subscription", "*")
-                .with_ext("subVersion", 0);
+            let request = ferromq_tests::pull_request("damage_verifier", DAMAGED_TOPIC, 0, 3);
             let refused = client.invoke(request, RPC_TIMEOUT).await.expect("answered").code;
             let intact = pull_all(&client, INTACT_TOPIC, 1).await;
             client.close();

@@ -9,32 +9,16 @@
 //!
 //! Both run on the backend FERROMQ_IO_BACKEND picks (run them with io_uring and with epoll).
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ferromq_net::RemotingCommand;
-use ferromq_net::backend::runtime_from_env;
 use ferromq_net::client::Client;
 use ferromq_net::codes::{request_code, response_code};
-use ferromq_tests::BrokerProcess;
+use ferromq_tests::{BrokerProcess, on_compio};
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs `make()`'s future on a fresh compio runtime on a thread of its own.
-fn on_compio<T, F, Fut>(make: F) -> T
-where
-    T: Send + 'static,
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = T> + 'static,
-{
-    std::thread::spawn(move || {
-        let (runtime, _) = runtime_from_env().expect("compio runtime");
-        runtime.block_on(make())
-    })
-    .join()
-    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-}
 
 /// Requests on one connection, all in flight at once; their responses in order.
 fn pipelined(addr: SocketAddr, requests: Vec<RemotingCommand>) -> Vec<RemotingCommand> {

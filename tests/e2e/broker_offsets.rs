@@ -122,17 +122,7 @@ fn a_store_written_before_the_change_stays_readable_and_grows_below_2_53() {
         for queue_id in 0..4u32 {
             let mut queue_offset = 0u64;
             while queue_offset < 30 {
-                let pull = RemotingCommand::request(request_code::PULL_MESSAGE)
-                    .with_ext("consumerGroup", "legacy_group")
-                    .with_ext("topic", "LegacyTopic")
-                    .with_ext("queueId", queue_id)
-                    .with_ext("queueOffset", queue_offset)
-                    .with_ext("maxMsgNums", 32)
-                    .with_ext("sysFlag", 4)
-                    .with_ext("commitOffset", 0)
-                    .with_ext("suspendTimeoutMillis", 0)
-                    .with_ext("subscription", "*")
-                    .with_ext("subVersion", 0);
+                let pull = ferromq_tests::pull_request("legacy_group", "LegacyTopic", queue_id, queue_offset);
                 let response = client.invoke(pull, TIMEOUT).await.unwrap();
                 assert_eq!(response.code, response_code::SUCCESS, "q{queue_id}@{queue_offset}: {response:?}");
                 for record in decode_body_strict(&response.body).unwrap() {

@@ -453,6 +453,23 @@ pub fn pull_request(group: &str, topic: &str, queue_id: u32, queue_offset: u64) 
         .with_ext("subVersion", 0)
 }
 
+/// Runs `make()`'s future on a fresh compio runtime (the backend FERROMQ_IO_BACKEND picks) on
+/// a thread of its own, so that it can be called from plain and tokio tests alike; a panic in
+/// the future is the caller's.
+pub fn on_compio<T, F, Fut>(make: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+{
+    std::thread::spawn(move || {
+        let (runtime, _) = ferromq_net::backend::runtime_from_env().expect("compio runtime");
+        runtime.block_on(make())
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
