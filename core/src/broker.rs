@@ -39,6 +39,8 @@ pub struct BrokerHandle {
     pub control: Arc<ControlHandle>,
     pub listen_addr: SocketAddr,
     pub backend: ActiveBackend,
+    /// A master's HA port (None on a slave).
+    ha_acceptor: Option<ferromq_repl::acceptor::Acceptor>,
     shards: Vec<JoinHandle<()>>,
     stop_shards: async_channel::Sender<()>,
     control_thread: Option<JoinHandle<()>>,
@@ -50,6 +52,9 @@ impl BrokerHandle {
     /// offsets, unregisters from the name servers, and returns once everything has stopped.
     pub fn shutdown(mut self) {
         info!("broker shutting down");
+        if let Some(acceptor) = self.ha_acceptor.take() {
+            acceptor.stop();
+        }
         self.stop_shards.close();
         for shard in self.shards.drain(..) {
             let _ = shard.join();
@@ -62,6 +67,18 @@ impl BrokerHandle {
             namesrv.shutdown();
         }
         info!("broker stopped");
+    }
+}
+
+/// Slave connections accepted on the HA port and not yet taken by their shard, per shard: a
+/// slave connects once per shard and reconnects after a failure, so a few suffice; beyond
+/// them the acceptor refuses (the slave tries again).
+const HA_HANDOFF_QUEUE_DEPTH: usize = 4;
+
+impl BrokerHandle {
+    /// The address of this master's HA port (None on a slave).
+    pub fn ha_addr(&self) -> Option<SocketAddr> {
+        self.ha_acceptor.as_ref().map(|a| a.local_addr())
     }
 }
 
@@ -139,19 +156,6 @@ fn start_embedded_namesrv(namesrv_config: NamesrvConfig) -> io::Result<NamesrvHa
 pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
     config.resolve_namesrv_addr();
     config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    // A SLAVE would otherwise start as a writable broker registered under a slave id, with no
-    // master to copy from: clients would see a route without a master and writes nobody
-    // replicates. Refuse until `repl/` exists (the file's other keys are still validated above).
-    if !config.broker.role.is_master() {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!(
-                "brokerRole={} (brokerName={}, brokerId={}): replication is not supported yet; \
-                 run this broker group's master (ASYNC_MASTER or SYNC_MASTER, brokerId=0) only",
-                config.broker.role, config.broker.name, config.broker.id
-            ),
-        ));
-    }
     let backend = IoBackend::resolve(config.io.backend).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     prepare_store_root(&config.store.root_dir)?;
 
@@ -184,6 +188,17 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
         listen_addr = listener.local_addr()?;
         listeners.push(listener);
     }
+    // A master's HA port (§7.2): one listener, whose thread hands each slave connection to
+    // the shard its handshake names. Bound here too, so a port in use fails the start.
+    let (ha_listener, ha_inboxes) = if config.broker.role.is_master() {
+        let port = if config.broker.listen_port == 0 && config.ha.listen_port.unwrap_or(0) == 0 { 0 } else { config.ha_listen_port() };
+        let addr = SocketAddr::new(config.broker.bind_address, port);
+        let listener = std::net::TcpListener::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("haListenPort: cannot listen on {addr}: {e}")))?;
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| async_channel::bounded(HA_HANDOFF_QUEUE_DEPTH)).unzip();
+        (Some((listener, senders)), receivers.into_iter().map(Some).collect())
+    } else {
+        (None, (0..shard_count).map(|_| None).collect::<Vec<_>>())
+    };
     let store_host = SocketAddr::new(config.advertised_ip(embedded), listen_addr.port());
     let identity = BrokerIdentity {
         broker_addr: store_host.to_string(),
@@ -224,7 +239,7 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<ActiveBackend>>();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut shards = Vec::new();
-    for (index, ((listener, inbox), events)) in listeners.into_iter().zip(inboxes).zip(event_receivers).enumerate() {
+    for (index, (((listener, inbox), events), ha_inbox)) in listeners.into_iter().zip(inboxes).zip(event_receivers).zip(ha_inboxes).enumerate() {
         let setup = ShardSetup {
             id: ShardId(index as u8),
             cpu: index % cpus,
@@ -236,6 +251,7 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
             faults: faults.clone(),
             inbox,
             events,
+            ha_inbox,
             ready: ready_tx.clone(),
             go: go_rx.clone(),
             stop: shards_stopped.clone(),
@@ -266,6 +282,10 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
         let _ = go_tx.try_send(());
     }
     let backend = active.unwrap_or(ActiveBackend::Epoll);
+    let ha_acceptor = match ha_listener {
+        Some((listener, senders)) => Some(ferromq_repl::acceptor::Acceptor::spawn(listener, senders)?),
+        None => None,
+    };
 
     let (registered_tx, registered_rx) = std::sync::mpsc::channel();
     let control_thread = crate::control::service::spawn(plane, commands_rx, backend_of(backend), namesrv_addrs, registered_tx)?;
@@ -283,7 +303,7 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
         control.identity().broker_name,
         control.identity().broker_addr
     );
-    Ok(BrokerHandle { control, listen_addr, backend, shards, stop_shards, control_thread: Some(control_thread), namesrv })
+    Ok(BrokerHandle { control, listen_addr, backend, ha_acceptor, shards, stop_shards, control_thread: Some(control_thread), namesrv })
 }
 
 fn backend_of(active: ActiveBackend) -> IoBackend {

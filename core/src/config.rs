@@ -182,9 +182,9 @@ pub enum BrokerRole {
     /// `ASYNC_MASTER` (default): a send is acknowledged without waiting for a slave.
     #[default]
     AsyncMaster,
-    /// `SYNC_MASTER`: a send is acknowledged once a slave has it too (replication: `repl/`,
-    /// not built yet; until then a SYNC_MASTER answers SLAVE_NOT_AVAILABLE to every send that
-    /// waits, as Java 4.x does without a slave).
+    /// `SYNC_MASTER`: a send that waits (WAIT ≠ false) is acknowledged once a slave reported
+    /// it stored (FLUSH_SLAVE_TIMEOUT after `slaveTimeout`; SLAVE_NOT_AVAILABLE at once without
+    /// an in-sync slave, as Java 4.x does).
     SyncMaster,
     /// `SLAVE`: replicates a master; serves reads, refuses writes.
     Slave,
@@ -558,8 +558,8 @@ pub struct FlushSection {
     pub max_pending_bytes: usize,
 }
 
-/// `[ha]`: master–slave replication (§7; `repl/`, not built yet). Only `listen_port` is applied
-/// (advertised as `haServerAddr`); the others wait for `repl/` ([`AWAITING_FEATURE`]).
+/// `[ha]`: master–slave replication (§7; `repl/`): a master's HA port, a slave's master, the
+/// stream's pacing and SYNC_MASTER's wait.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HaSection {
     /// `haListenPort` / `listen_port`. Master's HA port. Default (`None`, 0 in TOML, empty in
@@ -1054,6 +1054,8 @@ impl BrokerConfig {
         cfg.delete_file_batch_max = self.retention.delete_file_batch_max;
         cfg.max_transfer_bytes = self.store.max_transfer_bytes;
         cfg.max_transfer_count = self.store.max_transfer_count;
+        // A slave's log is its master's, byte for byte: it takes no local appends.
+        cfg.replica = self.broker.role == BrokerRole::Slave;
         cfg
     }
 
@@ -1832,17 +1834,8 @@ pub const AWAITING_WIRING: &[(&str, &str)] = &[
 /// its default) logs a warning that it is not applied yet. Entries may be [`KEYS`] entries or
 /// Java keys outside the schema.
 pub const AWAITING_FEATURE: &[(&str, &str)] = &[
-    // Replication (§7, repl/): brokerRole=SLAVE is refused at start, so no slave connects, and a
-    // SYNC_MASTER answers SLAVE_NOT_AVAILABLE to every send that waits (4.x semantics without a
-    // slave): it never acknowledges as replicated what is on one machine.
-    ("slaveReadEnable", "replication (§7): steers pulls to a slave; no slave can run yet, and a client told to read from a missing slave reads the master"),
-    ("haMasterAddress", "replication (§7): a slave's master address; no slave can run yet (brokerRole=SLAVE is refused)"),
-    ("haSendHeartbeatInterval", "replication (§7): a slave's offset reports; no slave can run yet"),
-    ("haHousekeepingInterval", "replication (§7): idle close of HA connections; there are none yet"),
-    ("haTransferBatchSize", "replication (§7): bytes per frame to a slave; no slave can run yet"),
-    ("slaveTimeout", "replication (§7): a SYNC_MASTER's wait for slave acks; no slave can follow yet, so a SYNC_MASTER answers every \
-     send that waits (WAIT != false) with SLAVE_NOT_AVAILABLE (stored on the master only), as Java 4.x does without a slave"),
-    ("haMaxGapNotInSync", "replication (§7): in-sync test of a slave; no slave can run yet"),
+    // Replication (§7, repl/): reads from a slave are served, but pulls are not steered yet.
+    ("slaveReadEnable", "replication (§7): steers pulls to a slave; not built yet (suggestWhichBrokerId stays 0)"),
     // Timer messages (5.x).
     ("timerWheelEnable", "timer messages (TIMER_DELIVER_MS / TIMER_DELAY_SEC / TIMER_DELAY_MS, 5.x): not built; a send carrying one \
      without a delay level is refused with SYSTEM_ERROR naming the property"),

@@ -80,6 +80,9 @@ impl From<StoreError> for BrokerError {
             StoreError::DiskFull { .. } | StoreError::ShutDown | StoreError::LogFailed(_) | StoreError::Stalled(_) => {
                 code::SERVICE_NOT_AVAILABLE
             }
+            // A slave takes no sends (4.x: its store refuses, 14; §7.5).
+            StoreError::Replica => code::SERVICE_NOT_AVAILABLE,
+            StoreError::ReplicaMismatch(_) => code::SYSTEM_ERROR,
             StoreError::NotFound(_) => code::SYSTEM_ERROR,
             // Bytes the start-up check found missing or damaged: this request fails, the
             // connection and every other queue are served (the store logged file and offset).

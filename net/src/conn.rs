@@ -53,7 +53,7 @@ mod file_body;
 mod tests;
 
 pub use cold::{ColdReadStats, cold_read_stats};
-pub use file_body::{COPY_MAX_BODY_BYTES, COPY_MAX_MEAN_SEGMENT_BYTES};
+pub use file_body::{COPY_MAX_BODY_BYTES, COPY_MAX_MEAN_SEGMENT_BYTES, send as send_with_file_body};
 
 /// Per-connection limits. Every buffer and in-flight count on a connection is bounded by one.
 #[derive(Debug, Clone, Copy)]

@@ -207,9 +207,14 @@ pub async fn create_segment<S: Storage>(
     Ok(Segment::new(base, path, file))
 }
 
-/// A forward-only buffered reader over one segment, for the recovery scan.
+/// A forward-only buffered reader over one segment, for the recovery scan; or over bytes in
+/// memory that are to land in a segment (a replica checks what its master sent before writing
+/// it, with the same scan).
 pub struct SegmentReader<'a, F> {
-    seg: &'a Segment<F>,
+    /// The file to read; `None` for a reader over bytes in memory only.
+    seg: Option<&'a Segment<F>>,
+    /// Local offset of the segment's first byte.
+    base: u64,
     segment_size: u64,
     buf_start: u64,
     buf: Vec<u8>,
@@ -219,22 +224,38 @@ const READ_CHUNK_BYTES: usize = 1 << 20;
 
 impl<'a, F: StorageFile> SegmentReader<'a, F> {
     pub fn new(seg: &'a Segment<F>, segment_size: u64) -> Self {
-        SegmentReader { seg, segment_size, buf_start: 0, buf: Vec::new() }
+        SegmentReader { seg: Some(seg), base: seg.base, segment_size, buf_start: 0, buf: Vec::new() }
+    }
+
+    /// A reader over `bytes` only, which are to be stored at local offset `at` of the segment
+    /// starting at `base`. Reads outside them come back short (a scan sees a torn batch).
+    pub fn in_memory(base: u64, segment_size: u64, at: u64, bytes: Vec<u8>) -> Self {
+        SegmentReader { seg: None, base, segment_size, buf_start: at - base, buf: bytes }
+    }
+
+    /// Gives back the bytes of an [`SegmentReader::in_memory`] reader.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
     }
 
     /// Bytes `[pos, pos+len)` of the segment (position within the segment), or fewer at EOF.
     pub async fn get(&mut self, pos: u64, len: usize) -> Result<&[u8]> {
         let end = pos + len as u64;
         let have_end = self.buf_start + self.buf.len() as u64;
-        if pos < self.buf_start || end > have_end {
-            let want = len.max(READ_CHUNK_BYTES).min((self.segment_size.saturating_sub(pos)) as usize).max(len);
-            self.buf = self
-                .seg
-                .file
-                .read_at(want, pos)
-                .await
-                .map_err(|e| StoreError::io("read", &self.seg.path, e))?;
-            self.buf_start = pos;
+        let missing = pos < self.buf_start || end > have_end;
+        match self.seg {
+            None if missing => {
+                // In memory only: what there is of the range, possibly nothing.
+                let from = usize::try_from(pos.saturating_sub(self.buf_start)).unwrap_or(usize::MAX);
+                let tail = if pos < self.buf_start { &[][..] } else { self.buf.get(from..).unwrap_or_default() };
+                return Ok(tail.get(..len.min(tail.len())).unwrap_or_default());
+            }
+            Some(seg) if missing => {
+                let want = len.max(READ_CHUNK_BYTES).min((self.segment_size.saturating_sub(pos)) as usize).max(len);
+                self.buf = seg.file.read_at(want, pos).await.map_err(|e| StoreError::io("read", &seg.path, e))?;
+                self.buf_start = pos;
+            }
+            _ => {}
         }
         let from = (pos - self.buf_start) as usize;
         let to = (from + len).min(self.buf.len());
@@ -265,7 +286,7 @@ pub async fn scan_batch<F: StorageFile>(
     start: u64,
     verify_crc: bool,
 ) -> Result<ScanStep> {
-    let base = reader.seg.base;
+    let base = reader.base;
     let mut client_base = client_base;
     if client_base.is_none() && start != base {
         return Ok(ScanStep::Invalid(format!("no client base is known for the segment holding {start}")));
@@ -385,7 +406,7 @@ pub async fn find_durable_marker_after<F: StorageFile>(
     reader: &mut SegmentReader<'_, F>,
     from: u64,
 ) -> Result<(Option<u64>, u64)> {
-    let base = reader.seg.base;
+    let base = reader.base;
     let size = reader.segment_size;
     let magic = MARKER_MAGIC.to_be_bytes();
     let mut last_nonzero_end = from;
@@ -440,7 +461,7 @@ pub async fn find_durable_marker_after<F: StorageFile>(
 /// `batch_start` to the returned position is unusable: record boundaries inside a damaged batch
 /// cannot be trusted (its TOTALSIZE fields may be what was damaged).
 pub async fn next_batch_start_after<F: StorageFile>(reader: &mut SegmentReader<'_, F>, batch_start: u64, limit: u64) -> Result<u64> {
-    let base = reader.seg.base;
+    let base = reader.base;
     let magic = MARKER_MAGIC.to_be_bytes();
     let end_in_seg = limit.saturating_sub(base).min(reader.segment_size);
     let mut chunk_start = batch_start - base;

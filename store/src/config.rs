@@ -69,6 +69,9 @@ pub struct StoreConfig {
     /// Pull limits (`maxTransferBytesOnMessageInMemory` / `...CountOnMessageInMemory`).
     pub max_transfer_bytes: u32,
     pub max_transfer_count: u32,
+    /// A slave's store: its log is a byte-for-byte copy of its master's, written only through
+    /// [`crate::Store::append_replica`]; local appends are refused ([`crate::StoreError::Replica`]).
+    pub replica: bool,
 }
 
 impl StoreConfig {
@@ -100,6 +103,7 @@ impl StoreConfig {
             delete_file_batch_max: 10,
             max_transfer_bytes: 262_144,
             max_transfer_count: 32,
+            replica: false,
         }
     }
 

@@ -54,6 +54,13 @@ pub enum StoreError {
     /// The store has been shut down.
     #[error("store is shut down")]
     ShutDown,
+    /// A local append to a replica (a slave's store): its log only copies its master's.
+    #[error("this store is a replica: it takes writes only from its master's replication stream")]
+    Replica,
+    /// Bytes from a master do not continue this replica's log where it ends, or are not a
+    /// complete batch or segment end: the stream is out of step (the follower reconnects).
+    #[error("replication stream out of step: {0}")]
+    ReplicaMismatch(String),
     /// A request named something that does not exist or is out of range.
     #[error("not found: {0}")]
     NotFound(String),

@@ -277,6 +277,33 @@ impl OffsetSpace {
         Ok(())
     }
 
+    /// Registers the range a replica's new segment takes from its master's records (a replica
+    /// never allocates: its ranges are its master's). Fails with [`StoreError::Corruption`]
+    /// when the range is implausible or overlaps another segment's.
+    pub(crate) fn adopt(&self, range: SegmentRange) -> Result<()> {
+        let corrupt = |reason: String| StoreError::Corruption { offset: range.local_base.0, reason };
+        if range.len_bytes == 0 || range.client_base.checked_add(range.len_bytes).is_none_or(|e| e > CLIENT_OFFSET_END_MAX) {
+            return Err(corrupt(format!("{} from the master is not a valid client range", range.describe())));
+        }
+        if !range.is_legacy_high() && !range.client_base.is_multiple_of(range.len_bytes) {
+            return Err(corrupt(format!("{} from the master is not aligned to the segment size", range.describe())));
+        }
+        let mut w = self.lock();
+        let current = self.ranges.load_full();
+        let mut next: Vec<SegmentRange> =
+            current.iter().filter(|r| !(r.shard == range.shard && r.local_base == range.local_base)).copied().collect();
+        if let Some(o) = next.iter().find(|o| o.overlaps(&range)) {
+            return Err(corrupt(format!("{} from the master overlaps {}", range.describe(), o.describe())));
+        }
+        let at = next.partition_point(|r| r.client_base < range.client_base);
+        next.insert(at, range);
+        if !range.is_legacy_high() {
+            w.high_water = w.high_water.max(range.client_end());
+        }
+        self.ranges.store(Arc::new(next));
+        Ok(())
+    }
+
     /// Removes the range of one segment (deleted by retention, or cut as a torn tail).
     pub(crate) fn unregister(&self, shard: ShardId, local_base: CommitLogOffset) {
         let _w = self.lock();

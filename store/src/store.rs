@@ -40,6 +40,9 @@ use crate::offset_space::{OffsetSpace, SegmentRange, ShardClaim};
 use crate::record::{self, MessageInput, StoreAssigned};
 use crate::types::{ClientPhysicalOffset, CommitLogOffset, QueueOffset};
 
+mod replica;
+pub use replica::{REPLICA_MAX_UNIT_BYTES, ReplicaFramer, ReplicaUnit};
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -737,6 +740,9 @@ impl<S: Storage> Store<S> {
     /// Encodes the messages into the open batch and registers the waiter. Synchronous: offsets
     /// are assigned in call order with no await in between.
     fn enqueue(&self, mut msgs: Vec<MessageInput>, level: AckLevel) -> Result<(AppendResult, AckWait)> {
+        if self.inner.cfg.replica {
+            return Err(StoreError::Replica);
+        }
         self.check_writable()?;
         let cfg = &self.inner.cfg;
         let first = msgs.first().ok_or_else(|| StoreError::NotFound("empty append".into()))?;
@@ -2140,7 +2146,15 @@ async fn dispatch_records<S: Storage>(inner: &Rc<Inner<S>>, records: &[DispatchR
             match existing {
                 Some(q) => q,
                 None => {
-                    let q = Rc::new(RefCell::new(ConsumeQueue::empty(&inner.cq_root, &topic, qid, inner.cfg.cq_entries_per_file)));
+                    let mut cq = ConsumeQueue::empty(&inner.cq_root, &topic, qid, inner.cfg.cq_entries_per_file);
+                    // A queue starts at 0, except on a replica that began mid-log: there its
+                    // first entry is the first record its master sent.
+                    cq.min_offset = first;
+                    cq.max_offset = first;
+                    cq.next_offset = first;
+                    cq.synced_offset = first;
+                    cq.dispatched_max = first;
+                    let q = Rc::new(RefCell::new(cq));
                     inner.queues.borrow_mut().insert((topic.clone(), qid), q.clone());
                     q
                 }

@@ -68,13 +68,17 @@ fn namesrv_does_not_depend_on_the_store() {
 
 #[test]
 fn only_core_wires_the_crates_together() {
-    for member in ["net", "store", "repl", "namesrv"] {
+    for member in ["net", "store", "namesrv"] {
         let deps = ferromq_dependencies(member);
         assert!(
             deps.iter().all(|d| d == "ferromq-net"),
             "{member} depends on {deps:?}; only core may combine net, store, repl and namesrv"
         );
     }
+    // Replication moves a store's log over the network, so it uses both (the store's replica
+    // API, net's zero-copy send); it never builds a broker nor touches the name server.
+    let repl = ferromq_dependencies("repl");
+    assert_eq!(repl, ["ferromq-net", "ferromq-store"], "repl depends on {repl:?}");
     // The bench measures the codec and the store directly, but never builds a broker.
     let bench = ferromq_dependencies("bench");
     assert!(bench.iter().all(|d| d == "ferromq-net" || d == "ferromq-store"), "bench depends on {bench:?}");

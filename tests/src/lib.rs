@@ -237,7 +237,11 @@ pub struct BrokerProcess {
 /// `--set` arguments for [`HARNESS_DEFAULTS`], for tests that start `mqbroker` themselves
 /// (e.g. with `-c` and a deployment file).
 pub fn harness_args() -> Vec<String> {
-    HARNESS_DEFAULTS.iter().flat_map(|(key, value)| ["--set".to_owned(), format!("{key}={value}")]).collect()
+    let mut args: Vec<String> = HARNESS_DEFAULTS.iter().flat_map(|(key, value)| ["--set".to_owned(), format!("{key}={value}")]).collect();
+    // A master listens on its HA port too (default listenPort + 1, which another test's
+    // broker may hold): a free one of its own.
+    args.extend(["--set".to_owned(), format!("haListenPort={}", free_port())]);
+    args
 }
 
 /// Settings every harness broker starts with, before the test's own.

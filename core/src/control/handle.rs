@@ -121,6 +121,11 @@ impl ControlHandle {
         &self.identity
     }
 
+    /// A slave's master HA address: `haMasterAddress`. None before it is known.
+    pub fn ha_master_addr(&self) -> Option<String> {
+        self.config.ha.master_address.clone()
+    }
+
     /// Metadata files written since start.
     pub fn metadata_file_writes(&self) -> u64 {
         self.metadata_file_writes.load(Ordering::Relaxed)

@@ -18,6 +18,7 @@ use ferromq_store::record::{MessageInput, PropertySummary, property_pairs, sysfl
 
 use super::reply::{Origin, Reply};
 use crate::config::BrokerRole;
+use ferromq_repl::acks::SlaveAck;
 use crate::control::Command;
 use crate::message::push_property;
 use crate::error::{BrokerError, BrokerResult};
@@ -246,22 +247,37 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
         }
         vec![message]
     };
-    // Whether the producer waits for durability (WAIT ≠ false), which a SYNC_MASTER cannot give.
+    // Whether the producer waits for durability (WAIT ≠ false): on a SYNC_MASTER that
+    // includes a slave's acknowledgement (§7.4).
     let waits = messages.first().and_then(|m| m.summary.as_ref()).is_none_or(|s| !s.no_wait);
+    let sync_master = waits && config.broker.role == BrokerRole::SyncMaster;
 
     // The queue the records go to (a delayed or half message's is the system topic's).
     let owner = messages.first().map_or(ctx.id, |m| ctx.owner(&m.topic, m.queue_id));
     let timeout = Duration::from_millis(config.flush.sync_flush_timeout_ms);
-    let (result, acked) = ctx.on(owner, move |owner_ctx, _slot| async move { owner_ctx.store.append_within(messages, timeout).await }).await??;
-    let status = if !acked {
-        code::FLUSH_DISK_TIMEOUT
-    } else if waits && config.broker.role == BrokerRole::SyncMaster {
-        // A SYNC_MASTER acknowledges only what a slave holds, and no slave can follow this
-        // broker yet (replication is not built): the message is stored on this broker only,
-        // which is what SLAVE_NOT_AVAILABLE says (§7.4, 4.x semantics with no slave).
-        code::SLAVE_NOT_AVAILABLE
-    } else {
-        code::SUCCESS
+    let slave_timeout = Duration::from_millis(config.ha.slave_timeout_ms);
+    let max_gap = config.ha.max_gap_not_in_sync_bytes;
+    let (result, acked, replicated) = ctx
+        .on(owner, move |owner_ctx, _slot| async move {
+            let (result, acked) = owner_ctx.store.append_within(messages, timeout).await?;
+            // Only once stored here by the flush policy does a send wait for a slave; the
+            // slaves of the shard whose log holds it report offsets of that log.
+            let replicated = if sync_master && acked {
+                let end = result.offset.0 + u64::from(result.wrote_bytes);
+                let log_end = owner_ctx.store.write_offset().0;
+                Some(owner_ctx.slave_acks.wait(end, log_end, max_gap, slave_timeout).await)
+            } else {
+                None
+            };
+            Ok::<_, ferromq_store::StoreError>((result, acked, replicated))
+        })
+        .await??;
+    let status = match (acked, replicated) {
+        (false, _) => code::FLUSH_DISK_TIMEOUT,
+        (true, None | Some(SlaveAck::Acked)) => code::SUCCESS,
+        (true, Some(SlaveAck::Timeout)) => code::FLUSH_SLAVE_TIMEOUT,
+        // No slave in sync: stored on this broker only (§7.4, 4.x).
+        (true, Some(SlaveAck::NotAvailable)) => code::SLAVE_NOT_AVAILABLE,
     };
     // The response is written straight into its frame, keys in fastjson's order.
     let trace_on = if config.broker.trace_on { "true" } else { "false" };

@@ -16,6 +16,8 @@ use ferromq_net::conn::Connection;
 use ferromq_store::io::compio_fs::CompioStorage;
 use ferromq_store::io::faulty::FaultyStorage;
 use ferromq_net::RemotingCommand;
+use ferromq_repl::acks::SlaveAcks;
+use ferromq_repl::slave::FollowerState;
 use ferromq_store::{ClientPhysicalOffset, ShardId, Store};
 
 use super::executor::{ExecutorState, JobSlot};
@@ -59,6 +61,10 @@ pub struct ShardCtx {
     pub schedule_wake: Event,
     /// Set when the shard begins to stop; long-running shard tasks end at their next step.
     pub stopping: Cell<bool>,
+    /// On a master: what this shard's slaves acknowledged (SYNC_MASTER sends wait on it).
+    pub slave_acks: Rc<SlaveAcks>,
+    /// On a slave: this shard's stream from its master.
+    pub follower: Rc<FollowerState>,
 }
 
 impl ShardCtx {
@@ -78,6 +84,8 @@ impl ShardCtx {
             delay_levels_ms: config.delay_levels_ms().unwrap_or_default(),
             schedule_wake: Event::new(),
             stopping: Cell::new(false),
+            slave_acks: Rc::new(SlaveAcks::new()),
+            follower: Rc::new(FollowerState::default()),
             control: control.clone(),
         });
         // Held pulls wake when their queue's new entries are visible (dispatched), not merely

@@ -21,6 +21,7 @@ pub mod executor;
 pub mod held;
 pub mod offsets;
 pub mod queue_reader;
+pub mod replication;
 pub mod router;
 pub mod run;
 pub mod transaction;

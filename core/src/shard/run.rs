@@ -11,7 +11,9 @@
 //! - **offset flusher** — coalesced offset commits to the control thread (`offsets.rs`);
 //! - **delay levels** — delivery of due delayed messages of the levels this shard owns
 //!   (`delay.rs`);
-//! - **transaction check-back** — on the shard that owns the half queue (`transaction.rs`).
+//! - **transaction check-back** — on the shard that owns the half queue (`transaction.rs`);
+//! - **replication** — on a master, the streams to this shard's slaves; on a slave, the
+//!   stream from the master's shard of the same index (`replication.rs`).
 //!
 //! Stop (the broker closes `stop`): stop accepting and close the connections, wake every held
 //! pull, let the delay-level deliverers and the check-back finish the message in hand, wait for the requests still
@@ -60,6 +62,8 @@ pub struct ShardSetup {
     pub faults: Option<Arc<ExternalFaults>>,
     pub inbox: async_channel::Receiver<ShardJob<ShardCtx>>,
     pub events: async_channel::Receiver<ShardEvent>,
+    /// On a master: slave connections for this shard from the HA port's acceptor.
+    pub ha_inbox: Option<async_channel::Receiver<ferromq_repl::acceptor::Handoff>>,
     /// Reports the start outcome (the backend in use, or why the shard cannot start).
     pub ready: std::sync::mpsc::Sender<io::Result<ActiveBackend>>,
     /// One message: start serving. Closed without a message: give up (another shard failed).
@@ -91,7 +95,7 @@ where
     H: RequestHandler,
     M: FnOnce(Rc<ShardCtx>) -> Rc<H>,
 {
-    let ShardSetup { id, control, router, listener, offset_space, faults, inbox, events, ready, go, stop, .. } = setup;
+    let ShardSetup { id, control, router, listener, offset_space, faults, inbox, events, ha_inbox, ready, go, stop, .. } = setup;
     let config = control.config();
     let storage = FaultyStorage::with_external(CompioStorage, faults);
     let store = match Store::open_in(storage, config.store_config(id), offset_space).await {
@@ -136,6 +140,7 @@ where
         let ctx = ctx.clone();
         async move { ctx.offsets.run_flusher(&ctx.control).await }
     });
+    let replication_task = super::replication::spawn(&ctx, ha_inbox);
     let delay_task = super::delay::spawn(&ctx);
     let check_task = super::transaction::spawn(&ctx);
 
@@ -171,6 +176,9 @@ where
     }
     drop(events_task);
     drop(flusher_task);
+    // The streams to slaves (or from the master) end here; SYNC_MASTER sends still waiting
+    // answer FLUSH_SLAVE_TIMEOUT.
+    drop(replication_task);
     ctx.offsets.flush(&ctx.control).await;
     if let Err(e) = ctx.store.clone().close().await {
         error!(shard = id.0, "store close failed: {e}");

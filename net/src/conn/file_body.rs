@@ -221,7 +221,8 @@ fn read_range(file: &std::fs::File, into: &mut [u8], position: u64, mode: Mode) 
 /// socket, waiting for writability through the runtime whenever the socket buffer is full.
 /// Segments not wholly in the page cache are first read in the blocking pool (one pool task
 /// for the body, under the thread's cold-read limit), so that `sendfile` finds them cached.
-pub(super) async fn send(stream: &mut TcpStream, head: Bytes, segments: &[FileSegment], max_cold_reads: usize) -> io::Result<()> {
+/// Also what a replication master sends its log with (`repl/`), on a stream of its own.
+pub async fn send(stream: &mut TcpStream, head: Bytes, segments: &[FileSegment], max_cold_reads: usize) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let cold: Vec<FileSegment> = segments.iter().filter(|s| !cold::resident(&s.file, s.offset, u64::from(s.len))).cloned().collect();
     if cold.is_empty() {

@@ -1,0 +1,150 @@
+//! A master shard's view of its slaves: each connected slave's acknowledged offset, and the
+//! SYNC_MASTER wait for one of them to reach a send's end (PROTOCOL.md §7.4, 4.x semantics).
+//!
+//! Shard-local (`!Send`): the streams that update it and the sends that wait on it run on the
+//! shard that owns the commit log. Waiters are kept sorted by the offset they need and are
+//! released by the report that covers them — one replication "group commit" per report,
+//! never a timer per send.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use futures_channel::oneshot;
+
+/// Waiters beyond this many make an insertion drop those whose send gave up (timed out).
+const PRUNE_WAITERS_ABOVE: usize = 4096;
+
+/// How a SYNC_MASTER send's wait for a slave ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlaveAck {
+    /// A slave reported an offset at or beyond the send's end.
+    Acked,
+    /// No slave reported it within `slaveTimeout` (FLUSH_SLAVE_TIMEOUT).
+    Timeout,
+    /// No slave is connected, or the best one is more than `haMaxGapNotInSync` behind
+    /// (SLAVE_NOT_AVAILABLE, at once).
+    NotAvailable,
+}
+
+/// The slaves of one master shard.
+#[derive(Default)]
+pub struct SlaveAcks {
+    /// Acknowledged offset of each connected slave stream, by stream id.
+    acked: RefCell<BTreeMap<u64, u64>>,
+    next_id: Cell<u64>,
+    /// (end offset, completion) sorted by end.
+    waiters: RefCell<VecDeque<(u64, oneshot::Sender<()>)>>,
+}
+
+impl SlaveAcks {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A slave stream connected, having reported `offset`; returns its id.
+    pub fn connect(&self, offset: u64) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        self.acked.borrow_mut().insert(id, offset);
+        self.release();
+        id
+    }
+
+    /// A slave reported `offset`: everything below it is stored there.
+    pub fn report(&self, id: u64, offset: u64) {
+        if let Some(at) = self.acked.borrow_mut().get_mut(&id) {
+            *at = (*at).max(offset);
+        }
+        self.release();
+    }
+
+    pub fn disconnect(&self, id: u64) {
+        self.acked.borrow_mut().remove(&id);
+    }
+
+    /// Slave streams connected now.
+    pub fn connected(&self) -> usize {
+        self.acked.borrow().len()
+    }
+
+    /// The highest offset any connected slave acknowledged; `None` without slaves.
+    pub fn max_acked(&self) -> Option<u64> {
+        self.acked.borrow().values().copied().max()
+    }
+
+    /// Waits until a slave acknowledged `end` (a send's end offset), at most `timeout`.
+    /// `log_end` is the master's log end now: a slave further than `max_gap_bytes` behind it is
+    /// not in sync, and neither is no slave at all: [`SlaveAck::NotAvailable`] at once.
+    pub async fn wait(&self, end: u64, log_end: u64, max_gap_bytes: u64, timeout: Duration) -> SlaveAck {
+        let Some(best) = self.max_acked() else { return SlaveAck::NotAvailable };
+        if best >= end {
+            return SlaveAck::Acked;
+        }
+        if log_end.saturating_sub(best) >= max_gap_bytes {
+            return SlaveAck::NotAvailable;
+        }
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut w = self.waiters.borrow_mut();
+            if w.len() > PRUNE_WAITERS_ABOVE {
+                w.retain(|(_, tx)| !tx.is_canceled());
+            }
+            let at = w.partition_point(|(e, _)| *e <= end);
+            w.insert(at, (end, tx));
+        }
+        match compio::time::timeout(timeout, rx).await {
+            Ok(Ok(())) => SlaveAck::Acked,
+            // Timed out (or the shard is stopping and dropped the waiters).
+            Ok(Err(_)) | Err(_) => SlaveAck::Timeout,
+        }
+    }
+
+    fn release(&self) {
+        let Some(best) = self.max_acked() else { return };
+        let mut w = self.waiters.borrow_mut();
+        while w.front().is_some_and(|(e, _)| *e <= best) {
+            if let Some((_, tx)) = w.pop_front() {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        compio::runtime::Runtime::new().unwrap().block_on(f)
+    }
+
+    #[test]
+    fn sends_wait_for_the_report_that_covers_them() {
+        block_on(async {
+            let acks = Rc::new(SlaveAcks::new());
+            let long = Duration::from_secs(5);
+            assert_eq!(acks.wait(10, 10, 1 << 20, long).await, SlaveAck::NotAvailable, "no slave");
+            let id = acks.connect(0);
+            assert_eq!(acks.wait(10, 4 << 20, 1 << 20, long).await, SlaveAck::NotAvailable, "too far behind");
+            assert_eq!(acks.wait(10, 10, 1 << 20, Duration::from_millis(20)).await, SlaveAck::Timeout);
+
+            let waiting = {
+                let acks = acks.clone();
+                compio::runtime::spawn(async move { (acks.wait(100, 100, 1 << 20, long).await, acks.wait(300, 300, 1 << 20, long).await) })
+            };
+            compio::time::sleep(Duration::from_millis(10)).await;
+            acks.report(id, 99);
+            acks.report(id, 300);
+            assert_eq!(waiting.await.unwrap(), (SlaveAck::Acked, SlaveAck::Acked));
+            // The best of several slaves counts; a gone slave does not.
+            let other = acks.connect(50);
+            assert_eq!(acks.max_acked(), Some(300));
+            acks.disconnect(id);
+            assert_eq!(acks.max_acked(), Some(50));
+            acks.disconnect(other);
+            assert_eq!(acks.connected(), 0);
+        });
+    }
+}

@@ -1,0 +1,216 @@
+//! A replica (a slave's store) follows its master byte for byte: the bytes a master's sender
+//! reads, cut anywhere as the network may cut them, become the same segment files, the same
+//! consume queues and the same client offsets on the replica; what the replica acknowledges
+//! under SYNC_FLUSH survives a crash; a unit out of step or damaged changes nothing.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use ferromq_store::io::Storage;
+use ferromq_store::io::mem::{CrashOdds, MemStorage};
+use ferromq_store::record::{self, MessageInput, Properties};
+use ferromq_store::test_support::block_on;
+use ferromq_store::{
+    ClientPhysicalOffset, FlushMode, PullStatus, QueueOffset, ReplicaFramer, ReplicaUnit, Store, StoreConfig, StoreError, TagFilter,
+};
+
+type AckFuture = Pin<Box<dyn Future<Output = ferromq_store::Result<()>>>>;
+
+fn msg(topic: &str, q: u32, body: String) -> MessageInput {
+    let mut p = Properties::new();
+    p.insert("KEYS", &body);
+    MessageInput::simple(topic, q, body.into_bytes(), &p)
+}
+
+fn master_cfg() -> StoreConfig {
+    StoreConfig::test_min("/m")
+}
+
+fn replica_cfg(mode: FlushMode) -> StoreConfig {
+    StoreConfig { replica: true, flush_mode: mode, ..StoreConfig::test_min("/r") }
+}
+
+/// Bodies of various sizes, so that batches and segments (4 KiB) end at varied places.
+async fn produce<S: Storage>(master: &Store<S>, from: usize, to: usize) -> Vec<ClientPhysicalOffset> {
+    let mut offsets = Vec::new();
+    for i in from..to {
+        let topic = ["A", "B", "C"][i % 3];
+        let body = format!("m{i}-{}", "x".repeat((i * 37) % 300));
+        let r = master.append(vec![msg(topic, (i % 2) as u32, body)]).await.unwrap();
+        offsets.push(r.client_offset);
+    }
+    offsets
+}
+
+/// What a sender and a follower do between them: read what the master has written from the
+/// framer's position in chunks of the given sizes (cycled), frame, append; then wait for every
+/// acknowledgement. Returns the units taken.
+async fn copy<S: Storage, R: Storage>(master: &Store<S>, replica: &Store<R>, framer: &mut ReplicaFramer, chunks: &[u32]) -> Vec<ReplicaUnit> {
+    let mut units = Vec::new();
+    let mut acks: Vec<AckFuture> = Vec::new();
+    let mut i = 0;
+    loop {
+        let at = framer.next_offset();
+        let Some(bytes) = master.replication_bytes(at, chunks[i % chunks.len()]).await.unwrap() else { break };
+        i += 1;
+        framer.push(at, &bytes).unwrap();
+        while let Some((start, unit)) = framer.next_unit().unwrap() {
+            let (kind, ack) = replica.append_replica(start, unit).await.unwrap();
+            units.push(kind);
+            acks.push(Box::pin(ack));
+        }
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+    units
+}
+
+async fn bodies<S: Storage>(store: &Store<S>, topic: &str, q: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut off = store.queue_offsets(topic, q).0.0;
+    loop {
+        let r = store.get_message(topic, q, QueueOffset(off), 32, &TagFilter::All).await.unwrap();
+        if r.status != PullStatus::Found {
+            return out;
+        }
+        for range in &r.ranges {
+            for rec in record::decode_body_strict(&store.read_range(*range).await.unwrap()).unwrap() {
+                out.push(String::from_utf8(rec.body.to_vec()).unwrap());
+            }
+        }
+        off = r.next_begin_offset.0;
+    }
+}
+
+/// Every queue of the master holds the same records at the same queue offsets on the replica.
+async fn assert_same_queues<S: Storage, R: Storage>(master: &Store<S>, replica: &Store<R>, when: &str) {
+    replica.wait_dispatched().await.unwrap();
+    for topic in ["A", "B", "C"] {
+        for q in 0..2 {
+            assert_eq!(master.queue_offsets(topic, q), replica.queue_offsets(topic, q), "{when}: offsets of {topic}:{q}");
+            assert_eq!(bodies(master, topic, q).await, bodies(replica, topic, q).await, "{when}: records of {topic}:{q}");
+        }
+    }
+}
+
+fn segment_files(mem: &MemStorage, root: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(root).join("commitlog");
+    let mut names = block_on(mem.list_dir(&dir)).unwrap();
+    names.sort();
+    names.into_iter().map(|n| (n.clone(), mem.file_bytes(&dir.join(&n)).unwrap())).collect()
+}
+
+#[test]
+fn replica_copies_the_master_byte_for_byte_and_keeps_what_it_acknowledged() {
+    block_on(async {
+        let (mem_m, mem_r) = (MemStorage::new(), MemStorage::new());
+        let (master, _) = Store::open(mem_m.clone(), master_cfg()).await.unwrap();
+        let (replica, _) = Store::open(mem_r.clone(), replica_cfg(FlushMode::Sync)).await.unwrap();
+
+        let offsets = produce(&master, 0, 60).await;
+        let mut framer = ReplicaFramer::new(replica.replica_next_offset(), 4096);
+        // Network-sized cuts of every kind: 1 byte, odd sizes, whole 32 KiB transfer units.
+        let units = copy(&master, &replica, &mut framer, &[1, 7, 333, 32 * 1024, 5, 1000]).await;
+        assert!(units.contains(&ReplicaUnit::SegmentEnd), "the test must roll segments: {units:?}");
+        assert_eq!(replica.replica_next_offset(), master.written_offset().0);
+        assert_eq!(replica.replica_acked_offset(), master.written_offset().0, "SYNC_FLUSH replica: acknowledged = durable");
+        assert_same_queues(&master, &replica, "after the copy").await;
+        master.flush().await.unwrap();
+        assert_eq!(segment_files(&mem_m, "/m"), segment_files(&mem_r, "/r"), "segment files must be byte-identical");
+
+        // Offsets clients got from the master name the same records on the replica.
+        for offset in &offsets {
+            let (shard, local) = replica.offset_space().locate(*offset).expect("the replica knows the master's client offsets");
+            assert_eq!(master.offset_space().locate(*offset), Some((shard, local)));
+            assert_eq!(master.read_record(local).await.unwrap(), replica.read_record(local).await.unwrap());
+        }
+
+        // A replica takes no local appends.
+        let refused = replica.append(vec![msg("A", 0, "local".into())]).await;
+        assert!(matches!(refused, Err(StoreError::Replica)), "{refused:?}");
+
+        // More traffic, then the replica's machine loses power: only synced bytes survive, and
+        // everything it acknowledged is among them.
+        produce(&master, 60, 90).await;
+        copy(&master, &replica, &mut framer, &[4096]).await;
+        let acked = replica.replica_acked_offset();
+        replica.abandon().await;
+        mem_r.crash(CrashOdds::default(), &mut |b| b / 2);
+        let (replica, report) = Store::open(mem_r.clone(), replica_cfg(FlushMode::Sync)).await.unwrap();
+        assert!(report.abnormal);
+        assert!(replica.replica_next_offset() >= acked, "recovered to {}, acknowledged {acked}", replica.replica_next_offset());
+        assert_same_queues(&master, &replica, "after the replica's crash").await;
+
+        // It follows on from where it is, across more segment rolls.
+        produce(&master, 90, 140).await;
+        let mut framer = ReplicaFramer::new(replica.replica_next_offset(), 4096);
+        copy(&master, &replica, &mut framer, &[100, 32 * 1024]).await;
+        assert_same_queues(&master, &replica, "after following on").await;
+        master.close().await.unwrap();
+        replica.close().await.unwrap();
+    });
+}
+
+#[test]
+fn empty_replica_starts_at_the_masters_oldest_segment() {
+    block_on(async {
+        let (master, _) = Store::open(MemStorage::new(), master_cfg()).await.unwrap();
+        let (replica, _) = Store::open(MemStorage::new(), replica_cfg(FlushMode::Async)).await.unwrap();
+        produce(&master, 0, 80).await;
+        // As if retention had deleted the master's first segments: start at the third one.
+        let start = 2 * 4096;
+        assert!(master.written_offset().0 > start + 4096, "the test needs more than three segments");
+        replica.replica_start_at(start).unwrap();
+        assert!(replica.replica_start_at(0).is_err(), "only an empty replica can be moved");
+        let mut framer = ReplicaFramer::new(start, 4096);
+        copy(&master, &replica, &mut framer, &[513]).await;
+        replica.wait_dispatched().await.unwrap();
+        for topic in ["A", "B", "C"] {
+            for q in 0..2 {
+                let (min, max) = replica.queue_offsets(topic, q);
+                assert_eq!(max, master.queue_offsets(topic, q).1, "{topic}:{q}");
+                assert!(min.0 > 0, "{topic}:{q} begins mid-queue on the replica");
+                let want: Vec<String> = bodies(&master, topic, q).await.split_off(min.0 as usize);
+                assert_eq!(bodies(&replica, topic, q).await, want, "{topic}:{q}");
+            }
+        }
+        master.close().await.unwrap();
+        replica.close().await.unwrap();
+    });
+}
+
+#[test]
+fn units_out_of_step_or_damaged_change_nothing() {
+    block_on(async {
+        let (master, _) = Store::open(MemStorage::new(), master_cfg()).await.unwrap();
+        let (replica, _) = Store::open(MemStorage::new(), replica_cfg(FlushMode::Sync)).await.unwrap();
+        produce(&master, 0, 3).await;
+        let first = master.replication_bytes(0, 4096).await.unwrap().unwrap();
+
+        // The framer refuses bytes that do not continue the stream.
+        let mut framer = ReplicaFramer::new(0, 4096);
+        assert!(matches!(framer.push(10, &first), Err(StoreError::ReplicaMismatch(_))));
+        framer.push(0, &first).unwrap();
+        let (at, unit) = framer.next_unit().unwrap().expect("a whole batch");
+
+        // A unit that is not where the replica's log continues.
+        let refused = replica.append_replica(at + 8, unit.clone()).await.map(|(kind, _)| kind);
+        assert!(matches!(refused, Err(StoreError::ReplicaMismatch(_))), "{refused:?}");
+        // A damaged unit (one body byte flipped: the marker's CRC no longer matches).
+        let mut bad = unit.clone();
+        let last_body_byte = bad.len() - 30;
+        bad[last_body_byte] ^= 0xff;
+        let refused = replica.append_replica(at, bad).await.map(|(kind, _)| kind);
+        assert!(matches!(refused, Err(StoreError::Corruption { .. })), "{refused:?}");
+        assert_eq!(replica.replica_next_offset(), 0, "nothing was taken");
+
+        // The good unit still fits.
+        let (kind, ack) = replica.append_replica(at, unit).await.unwrap();
+        assert!(matches!(kind, ReplicaUnit::Batch { records: 1 }), "{kind:?}");
+        ack.await.unwrap();
+        assert!(replica.replica_acked_offset() > 0);
+        master.close().await.unwrap();
+        replica.close().await.unwrap();
+    });
+}
