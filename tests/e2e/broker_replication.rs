@@ -158,3 +158,213 @@ fn sync_master_acknowledges_only_what_its_slave_holds_and_the_slave_keeps_it_all
         assert_eq!(refused.code, response_code::SERVICE_NOT_AVAILABLE, "{refused:?}");
     });
 }
+
+/// A TCP relay between a slave and its master's HA port that records the highest offset the
+/// slave reported (before the master can see it) and can cut or stall the stream.
+struct Relay {
+    addr: std::net::SocketAddr,
+    max_report: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// While set, nothing goes from the master to the slave.
+    stall: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Bumped to cut every connection open now.
+    cuts: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Relay {
+    fn start(master_ha: std::net::SocketAddr) -> Relay {
+        use std::io::{Read, Write};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let relay = Relay {
+            addr: listener.local_addr().unwrap(),
+            max_report: Arc::new(AtomicU64::new(0)),
+            stall: Arc::new(AtomicBool::new(false)),
+            cuts: Arc::new(AtomicU64::new(0)),
+        };
+        let (max_report, stall, cuts) = (relay.max_report.clone(), relay.stall.clone(), relay.cuts.clone());
+        std::thread::spawn(move || {
+            for slave in listener.incoming() {
+                let Ok(slave) = slave else { continue };
+                let Ok(master) = std::net::TcpStream::connect(master_ha) else { continue };
+                let generation = cuts.load(Ordering::SeqCst);
+                for s in [&slave, &master] {
+                    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+                }
+                // Slave → master: the 12-byte handshake, then 8-byte reports, each recorded
+                // before it is passed on.
+                let (mut from, mut to, max, cut) = (slave.try_clone().unwrap(), master.try_clone().unwrap(), max_report.clone(), cuts.clone());
+                std::thread::spawn(move || {
+                    let mut pending = Vec::new();
+                    let mut handshake_left = 12usize;
+                    let mut buf = [0u8; 4096];
+                    while cut.load(Ordering::SeqCst) == generation {
+                        match from.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+                            Err(_) => break,
+                        }
+                        let skip = handshake_left.min(pending.len());
+                        if to.write_all(&pending[..skip]).is_err() {
+                            break;
+                        }
+                        pending.drain(..skip);
+                        handshake_left -= skip;
+                        while pending.len() >= 8 {
+                            let report: Vec<u8> = pending.drain(..8).collect();
+                            let offset = i64::from_be_bytes(report.as_slice().try_into().unwrap());
+                            max.fetch_max(offset as u64, Ordering::SeqCst);
+                            if to.write_all(&report).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    let _ = from.shutdown(std::net::Shutdown::Both);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+                let (mut from, mut to, stall, cut) = (master, slave, stall.clone(), cuts.clone());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while cut.load(Ordering::SeqCst) == generation {
+                        if stall.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(10));
+                            continue;
+                        }
+                        match from.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                if to.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+                            Err(_) => break,
+                        }
+                    }
+                    let _ = from.shutdown(std::net::Shutdown::Both);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        relay
+    }
+}
+
+/// The client offset in an offsetMsgId (IPv4 host, port, then the offset: the last 16 hex
+/// digits).
+fn offset_of(msg_id: &str) -> u64 {
+    u64::from_str_radix(&msg_id[msg_id.len() - 16..], 16).unwrap()
+}
+
+#[test]
+fn no_sync_master_acknowledgement_precedes_the_slaves_report_through_cuts_stalls_and_a_slave_restart() {
+    use std::sync::atomic::Ordering;
+    let ha_port = free_port();
+    // One shard on both: a record's client offset is then its local offset, which is what
+    // the stream's reports count in.
+    let master = BrokerProcess::start(&[
+        ("brokerName", "broker-f"),
+        ("brokerRole", "SYNC_MASTER"),
+        ("flushDiskType", "SYNC_FLUSH"),
+        ("haListenPort", &ha_port.to_string()),
+        ("slaveTimeout", "800"),
+        ("shards", "1"),
+    ])
+    .unwrap();
+    let relay = Relay::start(std::net::SocketAddr::from(([127, 0, 0, 1], ha_port)));
+    let mut slave = BrokerProcess::start(&[
+        ("brokerName", "broker-f"),
+        ("brokerRole", "SLAVE"),
+        ("brokerId", "1"),
+        ("flushDiskType", "SYNC_FLUSH"),
+        ("haMasterAddress", &relay.addr.to_string()),
+        ("haSendHeartbeatInterval", "200"),
+        ("shards", "1"),
+    ])
+    .unwrap();
+    let master_addr = master.process.addr;
+    let max_report = relay.max_report.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            on_compio(move || async move {
+                let client = Client::connect(master_addr, TIMEOUT).await.unwrap();
+                assert_eq!(client.invoke(create_topic(), TIMEOUT).await.unwrap().code, 0);
+                let clients: Vec<Client> = futures_util::future::join_all((0..4).map(|_| Client::connect(master_addr, TIMEOUT))).await.into_iter().map(Result::unwrap).collect();
+                let one = |c: usize, i: usize| {
+                    let client = &clients[c];
+                    let (max_report, stop) = (max_report.clone(), stop.clone());
+                    async move {
+                        let mut outcome: Vec<(i32, u32, u64, Vec<u8>)> = Vec::new();
+                        let mut n = i;
+                        while !stop.load(Ordering::SeqCst) {
+                            let queue_id = (n % QUEUES as usize) as u32;
+                            let body = body_of(n);
+                            let response = client.invoke(send(queue_id, body.clone()), TIMEOUT).await.unwrap();
+                            let reported = max_report.load(Ordering::SeqCst);
+                            if response.code == response_code::SUCCESS {
+                                let start = offset_of(response.ext("msgId").unwrap());
+                                assert!(start < reported, "SEND_OK for the record at {start} while the slave had reported only {reported}");
+                                let at: u64 = response.ext("queueOffset").and_then(|v| v.parse().ok()).unwrap();
+                                outcome.push((response.code, queue_id, at, body));
+                            } else {
+                                assert!(
+                                    [response_code::FLUSH_SLAVE_TIMEOUT, response_code::SLAVE_NOT_AVAILABLE].contains(&response.code),
+                                    "{response:?}"
+                                );
+                                outcome.push((response.code, queue_id, 0, Vec::new()));
+                                compio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            n += 4;
+                        }
+                        outcome
+                    }
+                };
+                futures_util::future::join_all((0..4).map(|c| one(c, c))).await.into_iter().flatten().collect::<Vec<_>>()
+            })
+        })
+    };
+    let phase = |d: u64| std::thread::sleep(Duration::from_millis(d));
+    phase(1500);
+    relay.cuts.fetch_add(1, Ordering::SeqCst); // the connection is cut mid-stream
+    phase(1500);
+    relay.stall.store(true, Ordering::SeqCst); // the slave hears nothing for longer than slaveTimeout
+    phase(1500);
+    relay.stall.store(false, Ordering::SeqCst);
+    phase(1000);
+    slave.kill_and_restart().unwrap(); // kill -9 of the slave under load
+    phase(2000);
+    stop.store(true, Ordering::SeqCst);
+    let outcome = producer.join().unwrap();
+    let acked: BTreeMap<(u32, u64), Vec<u8>> =
+        outcome.iter().filter(|o| o.0 == response_code::SUCCESS).map(|(_, q, at, body)| ((*q, *at), body.clone())).collect();
+    let refused = outcome.len() - acked.len();
+    println!("{} sends acknowledged, {refused} answered FLUSH_SLAVE_TIMEOUT or SLAVE_NOT_AVAILABLE", acked.len());
+    assert!(acked.len() > 50, "too few acknowledged sends to mean anything: {}", acked.len());
+    assert!(refused > 0, "the stall and the cut must have refused some sends");
+
+    // Every acknowledged message is on the slave, byte for byte (it catches up after the
+    // restart; what it acknowledged before the kill it kept).
+    let slave_addr = slave.process.addr;
+    on_compio(move || async move {
+        let client = Client::connect(slave_addr, TIMEOUT).await.unwrap();
+        let created = client.invoke(create_topic(), TIMEOUT).await.unwrap();
+        assert!(created.code == 0 || created.code == response_code::SYSTEM_ERROR, "{created:?}");
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let on_slave = read_all(&client).await;
+            let missing = acked.iter().filter(|(k, _)| !on_slave.contains_key(k)).count();
+            if missing == 0 {
+                for (k, body) in &acked {
+                    assert!(on_slave.get(k) == Some(body), "queue {} offset {}: different bytes on the slave", k.0, k.1);
+                }
+                break;
+            }
+            assert!(Instant::now() < deadline, "{missing} acknowledged messages never reached the slave");
+            compio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    drop(master);
+}
