@@ -8,7 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
 
@@ -27,11 +27,27 @@ pub enum SlaveAck {
     NotAvailable,
 }
 
+/// One connected slave stream.
+#[derive(Debug, Clone, Copy)]
+struct Slave {
+    acked: u64,
+    /// When it last reported everything the master had written.
+    caught_up_at: Instant,
+}
+
+/// How far the best slave of a shard is behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lag {
+    pub bytes: u64,
+    /// Since the slave last held everything the master had written (0 when it does now).
+    pub behind_for: Duration,
+}
+
 /// The slaves of one master shard.
 #[derive(Default)]
 pub struct SlaveAcks {
-    /// Acknowledged offset of each connected slave stream, by stream id.
-    acked: RefCell<BTreeMap<u64, u64>>,
+    /// Each connected slave stream, by stream id.
+    slaves: RefCell<BTreeMap<u64, Slave>>,
     next_id: Cell<u64>,
     /// (end offset, completion) sorted by end.
     waiters: RefCell<VecDeque<(u64, oneshot::Sender<()>)>>,
@@ -46,31 +62,45 @@ impl SlaveAcks {
     pub fn connect(&self, offset: u64) -> u64 {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
-        self.acked.borrow_mut().insert(id, offset);
+        self.slaves.borrow_mut().insert(id, Slave { acked: offset, caught_up_at: Instant::now() });
         self.release();
         id
     }
 
-    /// A slave reported `offset`: everything below it is stored there.
-    pub fn report(&self, id: u64, offset: u64) {
-        if let Some(at) = self.acked.borrow_mut().get_mut(&id) {
-            *at = (*at).max(offset);
+    /// A slave reported `offset` (everything below it is stored there) while the master's log
+    /// was written up to `written`.
+    pub fn report(&self, id: u64, offset: u64, written: u64) {
+        if let Some(slave) = self.slaves.borrow_mut().get_mut(&id) {
+            slave.acked = slave.acked.max(offset);
+            if slave.acked >= written {
+                slave.caught_up_at = Instant::now();
+            }
         }
         self.release();
     }
 
     pub fn disconnect(&self, id: u64) {
-        self.acked.borrow_mut().remove(&id);
+        self.slaves.borrow_mut().remove(&id);
     }
 
     /// Slave streams connected now.
     pub fn connected(&self) -> usize {
-        self.acked.borrow().len()
+        self.slaves.borrow().len()
     }
 
     /// The highest offset any connected slave acknowledged; `None` without slaves.
     pub fn max_acked(&self) -> Option<u64> {
-        self.acked.borrow().values().copied().max()
+        self.slaves.borrow().values().map(|s| s.acked).max()
+    }
+
+    /// How far the best connected slave is behind a log written up to `written`; `None`
+    /// without slaves.
+    pub fn lag(&self, written: u64) -> Option<Lag> {
+        let slaves = self.slaves.borrow();
+        let best = slaves.values().max_by_key(|s| s.acked)?;
+        let bytes = written.saturating_sub(best.acked);
+        let behind_for = if bytes == 0 { Duration::ZERO } else { best.caught_up_at.elapsed() };
+        Some(Lag { bytes, behind_for })
     }
 
     /// Waits until a slave acknowledged `end` (a send's end offset), at most `timeout`.
@@ -135,8 +165,10 @@ mod tests {
                 compio::runtime::spawn(async move { (acks.wait(100, 100, 1 << 20, long).await, acks.wait(300, 300, 1 << 20, long).await) })
             };
             compio::time::sleep(Duration::from_millis(10)).await;
-            acks.report(id, 99);
-            acks.report(id, 300);
+            acks.report(id, 99, 300);
+            assert_eq!(acks.lag(300).map(|l| l.bytes), Some(201));
+            acks.report(id, 300, 300);
+            assert_eq!(acks.lag(300), Some(Lag { bytes: 0, behind_for: Duration::ZERO }));
             assert_eq!(waiting.await.unwrap(), (SlaveAck::Acked, SlaveAck::Acked));
             // The best of several slaves counts; a gone slave does not.
             let other = acks.connect(50);

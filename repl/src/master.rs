@@ -14,7 +14,7 @@ use ferromq_net::conn::{FileSegment, send_with_file_body};
 use ferromq_store::Store;
 use ferromq_store::io::Storage;
 use futures_util::future::{Either, select};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::acks::SlaveAcks;
 use crate::wire::{self, Hello, REPORT_LEN, UnitHeader, Welcome};
@@ -30,6 +30,8 @@ pub struct MasterConfig {
     pub housekeeping: Duration,
     /// Cold (uncached) segment reads in the blocking pool at once, per shard.
     pub max_cold_reads: usize,
+    /// A slave further behind is not in sync (`haMaxGapNotInSync`): logged when it crosses.
+    pub max_gap_bytes: u64,
 }
 
 /// Serves one slave on this shard: `hello` was read (and checked) by the acceptor. Returns when
@@ -67,11 +69,25 @@ pub async fn serve_slave<S: Storage>(mut stream: TcpStream, hello: Hello, store:
         let stream = stream.clone();
         let acks = acks.clone();
         let housekeeping = cfg.housekeeping;
+        let store = store.clone();
+        let max_gap = cfg.max_gap_bytes;
+        let shard = hello.shard;
         async move {
             let mut stream = stream;
+            let mut in_sync = true;
             loop {
                 let offset = read_report(&mut stream, housekeeping).await?;
-                acks.report(id, offset);
+                let written = store.written_offset().0;
+                acks.report(id, offset, written);
+                // Said when it changes, not per report.
+                let behind = written.saturating_sub(offset);
+                if in_sync && behind >= max_gap {
+                    warn!(shard, behind_bytes = behind, "slave is {behind} bytes behind (haMaxGapNotInSync {max_gap}): not in sync; SYNC_MASTER sends answer SLAVE_NOT_AVAILABLE until it catches up");
+                    in_sync = false;
+                } else if !in_sync && behind < max_gap {
+                    info!(shard, behind_bytes = behind, "slave is in sync again");
+                    in_sync = true;
+                }
             }
         }
     };

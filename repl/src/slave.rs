@@ -49,12 +49,22 @@ pub struct FollowerState {
     pub acked: Cell<u64>,
     /// When the stream last brought bytes.
     pub last_contact: Cell<Option<Instant>>,
+    /// When this replica last held everything the master had sent word of.
+    pub caught_up_at: Cell<Option<Instant>>,
 }
 
 impl FollowerState {
     /// Bytes the master holds that this replica has not acknowledged.
     pub fn lag_bytes(&self) -> u64 {
         self.master_end.get().saturating_sub(self.acked.get())
+    }
+
+    /// How long this replica has been behind (zero when caught up, or never connected).
+    pub fn behind_for(&self) -> Duration {
+        match self.caught_up_at.get() {
+            Some(at) if self.lag_bytes() > 0 => at.elapsed(),
+            _ => Duration::ZERO,
+        }
     }
 }
 
@@ -145,6 +155,9 @@ async fn follow_once<S: Storage>(store: &Store<S>, cfg: &SlaveConfig, addr: &str
             write(&mut stream, wire::encode_report(acked).to_vec()).await?;
             state.acked.set(acked);
             last_report = Instant::now();
+        }
+        if acked >= state.master_end.get() {
+            state.caught_up_at.set(Some(Instant::now()));
         }
     }
 }

@@ -40,7 +40,7 @@ fn create_topic() -> RemotingCommand {
 
 /// Distinct bytes per message, some large enough to span several 32 KiB transfer units.
 fn body_of(i: usize) -> Vec<u8> {
-    let len = if i.is_multiple_of(10) { 40_000 + i } else { 10 + (i * 131) % 3000 };
+    let len = if i.is_multiple_of(10) { 40_000 + i % 1000 } else { 10 + (i * 131) % 3000 };
     (0..len).map(|j| (i.wrapping_mul(31).wrapping_add(j * 7) % 251) as u8).collect()
 }
 
@@ -367,4 +367,132 @@ fn no_sync_master_acknowledgement_precedes_the_slaves_report_through_cuts_stalls
         }
     });
     drop(master);
+}
+
+/// A key of the broker's GET_BROKER_RUNTIME_INFO table, as a number.
+async fn runtime_number(client: &Client, key: &str) -> u64 {
+    let response = client.invoke(RemotingCommand::request(request_code::GET_BROKER_RUNTIME_INFO), TIMEOUT).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    body["table"][key].as_str().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{key} missing: {body}"))
+}
+
+#[test]
+fn async_master_slave_lag_stays_bounded_a_restarted_slave_catches_up_and_a_killed_master_loses_only_a_tail() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let ha_port = free_port();
+    let mut master = BrokerProcess::start(&[
+        ("brokerName", "broker-s"),
+        ("brokerRole", "ASYNC_MASTER"),
+        ("haListenPort", &ha_port.to_string()),
+        ("shards", "2"),
+    ])
+    .unwrap();
+    let mut slave = BrokerProcess::start(&[
+        ("brokerName", "broker-s"),
+        ("brokerRole", "SLAVE"),
+        ("brokerId", "1"),
+        ("haMasterAddress", &format!("127.0.0.1:{ha_port}")),
+        ("shards", "2"),
+    ])
+    .unwrap();
+    let (master_addr, slave_addr) = (master.process.addr, slave.process.addr);
+    let acked: Arc<Mutex<BTreeMap<(u32, u64), Vec<u8>>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = |from: usize| {
+        let (acked, stop) = (acked.clone(), stop.clone());
+        std::thread::spawn(move || {
+            on_compio(move || async move {
+                let client = Client::connect(master_addr, TIMEOUT).await.unwrap();
+                assert_eq!(client.invoke(create_topic(), TIMEOUT).await.unwrap().code, 0);
+                let clients: Vec<Client> = futures_util::future::join_all((0..4).map(|_| Client::connect(master_addr, TIMEOUT))).await.into_iter().map(Result::unwrap).collect();
+                let one = |c: usize| {
+                    let (client, acked, stop) = (&clients[c], acked.clone(), stop.clone());
+                    async move {
+                        let mut n = from + c;
+                        while !stop.load(Ordering::SeqCst) {
+                            let queue_id = (n % QUEUES as usize) as u32;
+                            let body = body_of(n);
+                            // The master may be killed under this send: no answer is no ack.
+                            let Ok(response) = client.invoke(send(queue_id, body.clone()), Duration::from_secs(2)).await else { return };
+                            assert_eq!(response.code, response_code::SUCCESS, "{response:?}");
+                            let at: u64 = response.ext("queueOffset").and_then(|v| v.parse().ok()).unwrap();
+                            acked.lock().unwrap().insert((queue_id, at), body);
+                            n += 4;
+                        }
+                    }
+                };
+                futures_util::future::join_all((0..4).map(one)).await;
+            })
+        })
+    };
+    // Lag under steady load, sampled from the master's runtime info.
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            on_compio(move || async move {
+                let client = Client::connect(master_addr, TIMEOUT).await.unwrap();
+                let mut lags = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    lags.push(runtime_number(&client, "ferromqReplicationLagBytes").await);
+                    compio::time::sleep(Duration::from_millis(50)).await;
+                }
+                lags
+            })
+        })
+    };
+    let producer = load(0);
+    std::thread::sleep(Duration::from_millis(1500));
+    slave.kill_and_restart().unwrap(); // the slave restarts mid-load and catches up
+    std::thread::sleep(Duration::from_millis(2000));
+    stop.store(true, Ordering::SeqCst);
+    producer.join().unwrap();
+    let mut lags = sampler.join().unwrap();
+    lags.sort_unstable();
+    let p99 = lags[(lags.len() * 99 / 100).min(lags.len() - 1)];
+    println!("ASYNC_MASTER replication lag over {} samples: p50 {} B, p99 {p99} B, max {} B", lags.len(), lags[lags.len() / 2], lags[lags.len() - 1]);
+    assert!(p99 < 64 << 20, "lag p99 {p99} bytes: not bounded");
+
+    // Caught up: every queue identical on master and slave.
+    on_compio(move || async move {
+        let master = Client::connect(master_addr, TIMEOUT).await.unwrap();
+        let slave = Client::connect(slave_addr, TIMEOUT).await.unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        while runtime_number(&master, "ferromqReplicationStreams").await < 2 || runtime_number(&master, "ferromqReplicationLagBytes").await > 0 {
+            assert!(Instant::now() < deadline, "the restarted slave never caught up");
+            compio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let created = slave.invoke(create_topic(), TIMEOUT).await.unwrap();
+        assert!(created.code == 0 || created.code == response_code::SYSTEM_ERROR, "{created:?}");
+        let (on_master, on_slave) = (read_all(&master).await, read_all(&slave).await);
+        assert!(!on_master.is_empty());
+        assert!(on_master == on_slave, "after catching up the slave must serve every queue byte for byte ({} records on the master, {} on the slave)", on_master.len(), on_slave.len());
+    });
+
+    // The master is killed under load: the slave lacks at most a tail of each queue.
+    stop.store(false, Ordering::SeqCst);
+    let producer = load(1_000_000);
+    std::thread::sleep(Duration::from_millis(1000));
+    master.process.kill();
+    stop.store(true, Ordering::SeqCst);
+    producer.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    on_compio(move || async move {
+        let slave = Client::connect(slave_addr, TIMEOUT).await.unwrap();
+        let on_slave = read_all(&slave).await;
+        let mut lost = 0;
+        for queue_id in 0..QUEUES {
+            let end = on_slave.range((queue_id, 0)..(queue_id + 1, 0)).count() as u64;
+            for ((_, at), body) in acked.range((queue_id, 0)..(queue_id + 1, 0)) {
+                match on_slave.get(&(queue_id, *at)) {
+                    Some(b) => assert!(b == body, "queue {queue_id} offset {at}: different bytes on the slave"),
+                    None => {
+                        assert!(*at >= end, "queue {queue_id} offset {at}: missing on the slave below its end {end}: a hole, not a tail");
+                        lost += 1;
+                    }
+                }
+            }
+        }
+        println!("master killed under ASYNC_MASTER load: {lost} of {} acknowledged messages were not yet on the slave (the unreplicated tail)", acked.len());
+    });
 }

@@ -239,11 +239,17 @@ pub async fn query_message(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> Bro
 pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
     let mut totals = ferromq_store::store::StoreStats::default();
     let mut cold = ferromq_net::conn::ColdReadStats::default();
+    let mut replication = ReplicationSnapshot::default();
     for shard in 0..ctx.router.shard_count() {
         // A shard whose mailbox is full is left out of the sums rather than failing the request.
         // Cold-read counters are per thread: read on the shard's own thread.
-        let stats = ctx.on(ShardId(shard as u8), |owner, _| async move { (owner.store.stats(), ferromq_net::conn::cold_read_stats()) }).await;
-        if let Ok((s, c)) = stats {
+        let stats = ctx
+            .on(ShardId(shard as u8), |owner, _| async move {
+                (owner.store.stats(), ferromq_net::conn::cold_read_stats(), ReplicationSnapshot::of(&owner))
+            })
+            .await;
+        if let Ok((s, c, r)) = stats {
+            replication.add(r);
             cold.resident_bodies += c.resident_bodies;
             cold.cold_bodies += c.cold_bodies;
             cold.cold_bytes += c.cold_bytes;
@@ -324,6 +330,15 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
     ];
     let mut table: serde_json::Map<String, serde_json::Value> =
         entries.into_iter().map(|(k, v)| (k.to_owned(), serde_json::Value::String(v))).collect();
+    // Replication (§7): on a master, its slave streams and how far the furthest-behind shard's
+    // best slave trails; on a slave, its streams from the master and how far it trails.
+    for (key, value) in [
+        ("ferromqReplicationStreams", replication.streams),
+        ("ferromqReplicationLagBytes", replication.lag_bytes),
+        ("ferromqReplicationLagMs", replication.lag_ms),
+    ] {
+        table.insert(key.to_owned(), serde_json::Value::String(value.to_string()));
+    }
     // Java's `scheduleMessageOffset_<level>`: "<next offset to deliver>,<queue end>" per delay
     // level — how far each level's deliverer is behind (§9.3).
     let delivered = control.call(|reply| Command::DelayOffsets { reply }).await?;
@@ -341,4 +356,37 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
 /// 26 GET_BROKER_CONFIG: the effective configuration as properties text.
 pub fn broker_config(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
     Ok(request.success_response().with_body(ctx.control.config().to_properties_text().into_bytes()))
+}
+
+/// One shard's replication state for GET_BROKER_RUNTIME_INFO, and their sum over shards
+/// (streams added, lags the worst shard's).
+#[derive(Debug, Default, Clone, Copy)]
+struct ReplicationSnapshot {
+    streams: u64,
+    lag_bytes: u64,
+    lag_ms: u64,
+}
+
+impl ReplicationSnapshot {
+    fn of(ctx: &ShardCtx) -> ReplicationSnapshot {
+        if ctx.control.config().broker.role == crate::config::BrokerRole::Slave {
+            let f = &ctx.follower;
+            return ReplicationSnapshot {
+                streams: u64::from(f.connected.get()),
+                lag_bytes: f.lag_bytes(),
+                lag_ms: f.behind_for().as_millis() as u64,
+            };
+        }
+        let streams = ctx.slave_acks.connected() as u64;
+        match ctx.slave_acks.lag(ctx.store.written_offset().0) {
+            Some(lag) => ReplicationSnapshot { streams, lag_bytes: lag.bytes, lag_ms: lag.behind_for.as_millis() as u64 },
+            None => ReplicationSnapshot::default(),
+        }
+    }
+
+    fn add(&mut self, other: ReplicationSnapshot) {
+        self.streams += other.streams;
+        self.lag_bytes = self.lag_bytes.max(other.lag_bytes);
+        self.lag_ms = self.lag_ms.max(other.lag_ms);
+    }
 }

@@ -45,6 +45,7 @@ pub fn spawn(ctx: &Rc<ShardCtx>, ha_inbox: Option<async_channel::Receiver<Handof
                 heartbeat: Duration::from_millis(config.ha.send_heartbeat_interval_ms),
                 housekeeping: Duration::from_millis(config.ha.housekeeping_interval_ms),
                 max_cold_reads: MAX_COLD_READS_PER_SHARD,
+                max_gap_bytes: config.ha.max_gap_not_in_sync_bytes,
             };
             Some(compio::runtime::spawn(serve_slaves(ctx.clone(), inbox, cfg)))
         }
