@@ -16,6 +16,9 @@ const QUEUES: u32 = 4;
 const GROUP: &str = "replication_group";
 const TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Record bodies by (queue, queue offset).
+type Records = BTreeMap<(u32, u64), Vec<u8>>;
+
 fn send(queue_id: u32, body: Vec<u8>) -> RemotingCommand {
     RemotingCommand::request(request_code::SEND_MESSAGE_V2)
         .with_ext("a", "replication_producer")
@@ -397,7 +400,7 @@ fn async_master_slave_lag_stays_bounded_a_restarted_slave_catches_up_and_a_kille
     ])
     .unwrap();
     let (master_addr, slave_addr) = (master.process.addr, slave.process.addr);
-    let acked: Arc<Mutex<BTreeMap<(u32, u64), Vec<u8>>>> = Arc::default();
+    let acked: Arc<Mutex<Records>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let load = |from: usize| {
         let (acked, stop) = (acked.clone(), stop.clone());
