@@ -311,6 +311,12 @@ pub struct Clients {
 
 impl Clients {
     pub fn new(broker: &BrokerProcess, name: &'static str) -> Clients {
+        Self::with_namesrv(broker.namesrv, name)
+    }
+
+    /// [`Clients::new`] for brokers that register with the name server at `namesrv` (a cluster
+    /// of several brokers).
+    pub fn with_namesrv(namesrv: SocketAddr, name: &'static str) -> Clients {
         // The client logs through `tracing`: `FERROMQ_LOG=warn cargo test ...` shows it.
         if std::env::var_os("FERROMQ_LOG").is_some() {
             ferromq_net::logging::init();
@@ -335,7 +341,7 @@ impl Clients {
         let owner = RuntimeOwner::plan(config).expect("runtime config").build().expect("runtime owner");
         let runtime = ClientRuntime::try_new(owner.root_context().component(name), ClientRuntimeConfig::default(), TelemetryHandle::default())
             .expect("client runtime");
-        Clients { owner, runtime, namesrv: broker.namesrv.to_string() }
+        Clients { owner, runtime, namesrv: namesrv.to_string() }
     }
 
     /// A started producer of `group`.

@@ -13,6 +13,8 @@
 //!   without the filter refusing them, message trace records in RMQ_SYS_TRACE_TOPIC.
 //! - [`operator`]: what mqadmin does to consumer groups: reset offsets by time (live and
 //!   offline groups), clone and delete group offsets, consumer running info.
+//! - [`replication`]: a `2m-2s-sync` cluster (one name server, four brokers) losing a master
+//!   with its store: every message it acknowledged is consumed from its slave (issue 9).
 //! - [`request_reply`]: request-reply (SEND_REPLY_MESSAGE, PUSH_REPLY_MESSAGE_TO_CLIENT) and a
 //!   request nobody answers timing out.
 //!
@@ -22,5 +24,6 @@ mod common;
 mod delay_retry;
 mod filters;
 mod operator;
+mod replication;
 mod request_reply;
 mod transactions;
