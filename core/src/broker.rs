@@ -139,19 +139,6 @@ fn start_embedded_namesrv(namesrv_config: NamesrvConfig) -> io::Result<NamesrvHa
 pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
     config.resolve_namesrv_addr();
     config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    // A SLAVE would otherwise start as a writable broker registered under a slave id, with no
-    // master to copy from: clients would see a route without a master and writes nobody
-    // replicates. Refuse until `repl/` exists (the file's other keys are still validated above).
-    if !config.broker.role.is_master() {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!(
-                "brokerRole={} (brokerName={}, brokerId={}): replication is not supported yet; \
-                 run this broker group's master (ASYNC_MASTER or SYNC_MASTER, brokerId=0) only",
-                config.broker.role, config.broker.name, config.broker.id
-            ),
-        ));
-    }
     let backend = IoBackend::resolve(config.io.backend).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     prepare_store_root(&config.store.root_dir)?;
 
