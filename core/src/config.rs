@@ -186,7 +186,8 @@ pub enum BrokerRole {
     /// it stored (FLUSH_SLAVE_TIMEOUT after `slaveTimeout`; SLAVE_NOT_AVAILABLE at once without
     /// an in-sync slave, as Java 4.x does).
     SyncMaster,
-    /// `SLAVE`: replicates a master; serves reads, refuses writes.
+    /// `SLAVE`: copies a master's metadata (topics, groups, offsets; `control/slave_sync.rs`)
+    /// and — once `repl/` exists — its commit log; serves reads, refuses writes (§7.5).
     Slave,
 }
 
@@ -403,9 +404,11 @@ pub struct ConsumerSection {
     /// to a group's consumers when its membership changes, so they rebalance at once (else
     /// within their 20 s rebalance period). Default true.
     pub notify_consumer_ids_changed_enable: bool,
-    /// `slaveReadEnable` / `slave_read_enable`. Steer consumers to a slave when the master is
-    /// reading from disk rather than memory (§7.6). Default false. Not applied yet: replication
-    /// is not built ([`AWAITING_FEATURE`]).
+    /// `slaveReadEnable` / `slave_read_enable`. Let pull answers steer consumers to a slave
+    /// (§7.6): on, each pull answer suggests the group's `brokerId` (default 0); off, always 0
+    /// (the master). A slave answers 0 whenever its master is online, whatever this says.
+    /// FerroMQ does not tell cold reads apart, so the group's `whichBrokerWhenConsumeSlowly`
+    /// is never suggested. Default false.
     pub slave_read_enable: bool,
     /// `channelExpiredTimeout` / `channel_expired_timeout_ms`. Milliseconds without a
     /// heartbeat after which a client's producer and consumer registrations are dropped.
@@ -558,8 +561,9 @@ pub struct FlushSection {
     pub max_pending_bytes: usize,
 }
 
-/// `[ha]`: master–slave replication (§7; `repl/`): a master's HA port, a slave's master, the
-/// stream's pacing and SYNC_MASTER's wait.
+/// `[ha]`: master–slave replication (§7; `repl/`): a master's HA port, a slave's master
+/// ([`crate::control::ControlHandle::ha_master_addr`]) and metadata sync, the stream's pacing
+/// and SYNC_MASTER's wait.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HaSection {
     /// `haListenPort` / `listen_port`. Master's HA port. Default (`None`, 0 in TOML, empty in
@@ -568,6 +572,11 @@ pub struct HaSection {
     /// `haMasterAddress` / `master_address`. Static `host:port` of the master's HA port for a
     /// slave. Default none: learned from the name server's registration answer.
     pub master_address: Option<String>,
+    /// `slaveSyncIntervalMillis` / `sync_interval_ms` (FerroMQ). A slave: milliseconds between
+    /// pulls of its master's topics, groups, consumer offsets and delay offsets (§7.5; Java
+    /// fixes 10 s). Default 10 000; bounds 100..=3 600 000. Shorter: a slave sees new topics and
+    /// offsets sooner, for four small requests to the master per period.
+    pub sync_interval_ms: u64,
     /// `slaveTimeout` / `slave_timeout_ms`. SYNC_MASTER: milliseconds a send waits for a slave
     /// before FLUSH_SLAVE_TIMEOUT. Default 3000; bounds 1..=600 000.
     pub slave_timeout_ms: u64,
@@ -753,6 +762,7 @@ impl Default for BrokerConfig {
             ha: HaSection {
                 listen_port: None,
                 master_address: None,
+                sync_interval_ms: 10_000,
                 slave_timeout_ms: 3000,
                 send_heartbeat_interval_ms: 5000,
                 housekeeping_interval_ms: 20_000,
@@ -1759,6 +1769,8 @@ pub static KEYS: &[Key] = &[
             Ok(())
         },
     },
+    num_key!("slaveSyncIntervalMillis", "ha", "sync_interval_ms", "slave: ms between metadata syncs from the master; default 10000; 100..=3600000",
+        ha.sync_interval_ms, 100u64, 3_600_000u64, "milliseconds"),
     num_key!("slaveTimeout", "ha", "slave_timeout_ms", "SYNC_MASTER: ms before FLUSH_SLAVE_TIMEOUT; default 3000; 1..=600000",
         ha.slave_timeout_ms, 1u64, 600_000u64, "milliseconds"),
     num_key!("haSendHeartbeatInterval", "ha", "send_heartbeat_interval_ms", "ms between idle slave reports; default 5000; 100..=600000",
@@ -1834,8 +1846,6 @@ pub const AWAITING_WIRING: &[(&str, &str)] = &[
 /// its default) logs a warning that it is not applied yet. Entries may be [`KEYS`] entries or
 /// Java keys outside the schema.
 pub const AWAITING_FEATURE: &[(&str, &str)] = &[
-    // Replication (§7, repl/): reads from a slave are served, but pulls are not steered yet.
-    ("slaveReadEnable", "replication (§7): steers pulls to a slave; not built yet (suggestWhichBrokerId stays 0)"),
     // Timer messages (5.x).
     ("timerWheelEnable", "timer messages (TIMER_DELIVER_MS / TIMER_DELAY_SEC / TIMER_DELAY_MS, 5.x): not built; a send carrying one \
      without a delay level is refused with SYSTEM_ERROR naming the property"),
@@ -1888,6 +1898,8 @@ pub const FIXED_VALUE_KEYS: &[(&str, Fixed, &str)] = &[
     ("disableConsumeIfConsumerReadSlowly", Fixed::Bool(false), "consumption of lagging groups is never disabled"),
     ("startAcceptSendRequestTimeStamp", Fixed::Int(0), "sends are accepted as soon as the broker serves"),
     ("litePullMessageEnable", Fixed::Bool(true), "LITE_PULL_MESSAGE (361) is always served"),
+    ("offsetCheckInSlave", Fixed::Bool(false), "a slave never moves a consumer's offset: it answers PULL_RETRY_IMMEDIATELY at the \
+     offset asked for, as Java by default"),
 ];
 
 const THREAD_POOL: &str = "a Java thread pool or its queue: FerroMQ serves each request on its connection's shard thread; \
@@ -1906,7 +1918,7 @@ const CQ_FLUSH: &str = "consume-queue sync thresholds: FerroMQ syncs consume que
 const CLEAN_PACING: &str = "pacing of Java's clean-up thread: FerroMQ's retention pass is bounded by deleteFileBatchMax";
 const COLD_READS: &str = "Java applies tighter pull limits to messages out of the page cache: FerroMQ does not tell them \
      apart, every pull is bounded by maxTransferBytesOnMessageInMemory / maxTransferCountOnMessageInMemory";
-const SLAVE_ONLY: &str = "slave-side setting: no slave can run yet (brokerRole=SLAVE is refused at start)";
+const SLAVE_ONLY: &str = "slave-side setting of the commit-log stream, which FerroMQ does not copy yet (repl/)";
 const SQL_FILTER: &str = "internals of Java's SQL92 filter (bloom-filter consume-queue extension): FerroMQ evaluates each \
      candidate record's properties on pull";
 const STATS: &str = "Java's statistics switches: FerroMQ keeps its own counters (GET_BROKER_RUNTIME_INFO)";
@@ -2013,7 +2025,6 @@ pub const NO_EFFECT_KEYS: &[(&str, &str)] = &[
     ("maxTransferCountOnMessageInDisk", COLD_READS),
     ("accessMessageInMemoryMaxRatio", COLD_READS),
     ("transferMsgByHeap", "copy or zero-copy pull bodies: FerroMQ chooses per read (sendfile for large bodies)"),
-    ("offsetCheckInSlave", SLAVE_ONLY),
     ("haSlaveFallbehindMax", SLAVE_ONLY),
     ("mappedFileSizeConsumeQueueExt", SQL_FILTER),
     ("enableConsumeQueueExt", SQL_FILTER),

@@ -152,8 +152,12 @@ fn slaves_learn_their_master_and_unregistration_removes_routes() {
         let master = Client::connect(ns.addr(), TIMEOUT).await.unwrap();
         let slave = Client::connect(ns.addr(), TIMEOUT).await.unwrap();
         let both = topics(&["T1", "T2"], 8);
+        // A slave that registers before its master hears of none (§2.6 step 5) ...
+        let r = call(&slave, register_request("C", "b", "127.0.0.2:10911", 1, both.clone())).await;
+        assert_eq!((r.code, r.ext("masterAddr"), r.ext("haServerAddr")), (0, None, None));
+        // ... and of the live master once it registered: its remoting and HA addresses.
         assert_eq!(call(&master, register_request("C", "b", "127.0.0.1:10911", 0, both.clone())).await.code, 0);
-        let r = call(&slave, register_request("C", "b", "127.0.0.2:10911", 1, both)).await;
+        let r = call(&slave, register_request("C", "b", "127.0.0.2:10911", 1, both.clone())).await;
         assert_eq!(r.ext("masterAddr"), Some("127.0.0.1:10911"));
         assert_eq!(r.ext("haServerAddr"), Some("127.0.0.1:10912"));
         let client = Client::connect(ns.addr(), TIMEOUT).await.unwrap();
@@ -172,6 +176,10 @@ fn slaves_learn_their_master_and_unregistration_removes_routes() {
         let r = route(&client, "T1", 479).await;
         assert_eq!(r.code, 0);
         assert!(json(&r.body)["brokerDatas"][0]["brokerAddrs"].get("0").is_none());
+        // The master gone, the slave's next registration names no master: that is how a slave
+        // learns its master is down.
+        let r = call(&slave, register_request("C", "b", "127.0.0.2:10911", 1, both)).await;
+        assert_eq!((r.code, r.ext("masterAddr"), r.ext("haServerAddr")), (0, None, None));
         assert_eq!(call(&slave, unregister("127.0.0.2:10911")).await.code, 0);
         assert_eq!(route(&client, "T1", 479).await.code, response_code::TOPIC_NOT_EXIST);
     });

@@ -5,7 +5,7 @@
 //! 2. A storm of malformed frames on many connections next to a well-behaved third-party
 //!    producer and push consumer: only the bad connections close, nothing is lost.
 //! 3. `mqbroker -c` with the 2m-2s-async files of a RocketMQ deployment: the master serves,
-//!    the slave is refused with a clear message (replication is not built yet).
+//!    the slave starts as a slave and refuses sends, naming its role.
 //! 4. SIGTERM: exit 0, UNREGISTER_BROKER reaches the name server (route gone at once), and a
 //!    clean restart needs no recovery.
 //! 5. Overload: with a per-connection in-flight limit of 2, a pipelined burst gets SYSTEM_BUSY
@@ -760,41 +760,36 @@ async fn rocketmq_2m_2s_async_master_file_serves() {
     let _ = owner.shutdown_background();
 }
 
-/// Replication is not built: the deployment's slave file is refused at start, with a message
-/// that says so, instead of a broker that would take writes nobody replicates.
+/// The deployment's slave file starts a slave (issue 9): it serves, says it is a SLAVE, and
+/// refuses sends with SERVICE_NOT_AVAILABLE naming its role (§7.5). Alone, with no master to
+/// copy from, it simply has no master yet.
 #[test]
-fn rocketmq_2m_2s_async_slave_file_is_refused_clearly() {
+fn rocketmq_2m_2s_async_slave_file_starts_a_slave_that_refuses_sends() {
     let dir = TempDir::new("2m2s-slave");
     let namesrv_port = free_port();
     let file = deployment_file(&dir, "broker-a-s.properties", free_port(), namesrv_port);
-    let mut child = Command::new(binary("mqbroker"))
-        .arg("-c")
-        .arg(&file)
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn mqbroker");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("mqbroker with a SLAVE file is still running after 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    let _ = child.stderr.take().expect("stderr").read_to_string(&mut stderr);
-    assert!(!status.success(), "a SLAVE must not start; stderr:\n{stderr}");
-    assert!(stderr.contains("replication is not supported yet") && stderr.contains("brokerRole=SLAVE"), "stderr:\n{stderr}");
-    assert!(!stderr.contains("boot success"), "refused before serving:\n{stderr}");
-    // Refused before anything listens: the embedded name server's port is free again.
-    std::net::TcpListener::bind(("127.0.0.1", namesrv_port)).expect("the embedded name server port is not held");
+    let mut command = Command::new(binary("mqbroker"));
+    command.arg("-c").arg(&file).args(ferromq_tests::harness_args());
+    let broker = ServerProcess::start(command, "The broker[").unwrap_or_else(|e| panic!("mqbroker -c {}: {e}", file.display()));
+    let _print = PrintLogOnPanic(&broker, "mqbroker -c broker-a-s.properties");
+    let config = rpc(broker.addr, RemotingCommand::request(request_code::GET_BROKER_CONFIG)).expect("GET_BROKER_CONFIG");
+    let text = String::from_utf8_lossy(&config.body).into_owned();
+    for expected in ["brokerName=broker-a", "brokerRole=SLAVE", "brokerId=1"] {
+        assert!(text.lines().any(|l| l == expected), "GET_BROKER_CONFIG lacks {expected:?}:\n{text}");
+    }
+    let send = RemotingCommand::request(request_code::SEND_MESSAGE_V2)
+        .with_ext("a", "deploy_producer")
+        .with_ext("b", "DeployTopic")
+        .with_ext("c", "TBW102")
+        .with_ext("d", 4)
+        .with_ext("e", 0)
+        .with_ext("f", 0)
+        .with_ext("g", 0)
+        .with_ext("h", 0)
+        .with_body(b"body".to_vec());
+    let refused = rpc(broker.addr, send).expect("SEND_MESSAGE_V2");
+    assert_eq!(refused.code, response_code::SERVICE_NOT_AVAILABLE, "{refused:?}");
+    assert!(refused.remark.as_deref().unwrap_or("").contains("slave"), "{refused:?}");
 }
 
 // ------------------------------------------------------------------------------------------

@@ -77,6 +77,10 @@ pub enum Command {
     CommitDelayOffset { level: u32, offset: i64 },
     /// GET_ALL_DELAY_OFFSET body (`delayOffset.json`).
     DelayOffsetsJson { reply: Reply<Vec<u8>> },
+    /// GET_ALL_CONSUMER_OFFSET body (`consumerOffset.json`).
+    AllConsumerOffsetJson { reply: Reply<Vec<u8>> },
+    /// GET_ALL_SUBSCRIPTIONGROUP_CONFIG body (`subscriptionGroup.json`).
+    AllSubscriptionGroupJson { reply: Reply<Vec<u8>> },
     /// Send a CHECK_TRANSACTION_STATE to one live producer of `producer_group`; answers
     /// whether one was found.
     CheckTransaction { producer_group: String, request: Box<ferromq_net::RemotingCommand>, reply: Reply<bool> },
@@ -132,6 +136,8 @@ impl Command {
             Command::DelayOffsets { .. } => "DelayOffsets",
             Command::CommitDelayOffset { .. } => "CommitDelayOffset",
             Command::DelayOffsetsJson { .. } => "DelayOffsetsJson",
+            Command::AllConsumerOffsetJson { .. } => "AllConsumerOffsetJson",
+            Command::AllSubscriptionGroupJson { .. } => "AllSubscriptionGroupJson",
             Command::CheckTransaction { .. } => "CheckTransaction",
             Command::NotifyConsumers { .. } => "NotifyConsumers",
             Command::CloneGroupOffset { .. } => "CloneGroupOffset",

@@ -9,9 +9,9 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use ferromq_store::TagFilter;
 use futures_channel::oneshot;
 
@@ -49,6 +49,9 @@ pub struct ControlView {
     pub subscriptions: HashMap<String, HashMap<String, SubscriptionFilter>>,
     /// Every subscription group in the table (rebuilt only when the table changes).
     pub groups: Arc<HashSet<String>>,
+    /// The groups whose `brokerId` is not 0 (the broker a pull answer suggests with
+    /// `slaveReadEnable`, §7.6), rebuilt with [`Self::groups`].
+    pub group_read_brokers: Arc<HashMap<String, u64>>,
     /// Why an unknown group would not be created on first use (`autoCreateSubscriptionGroup`
     /// off, or `maxAutoCreatedSubscriptionGroups` / `maxAutoCreatedTopics` reached, with the
     /// counts); `None` when it would be.
@@ -64,6 +67,12 @@ impl ControlView {
     /// subscribed the topic.
     pub fn subscription(&self, group: &str, topic: &str) -> Option<&SubscriptionFilter> {
         self.subscriptions.get(group)?.get(topic)
+    }
+
+    /// The group's `brokerId`: where its consumers read when `slaveReadEnable` lets them
+    /// (0, the master, unless an operator set another).
+    pub fn group_read_broker(&self, group: &str) -> u64 {
+        self.group_read_brokers.get(group).copied().unwrap_or(0)
     }
 
     /// Whether a pull or send-back for `group` may go on: the group exists, or it would be
@@ -99,6 +108,24 @@ pub struct ControlHandle {
     /// Metadata files (`topics.json`, `subscriptionGroup.json`) written since start, by the
     /// metadata writer or at stop (`ferromqMetadataFileWrites` in GET_BROKER_RUNTIME_INFO).
     pub metadata_file_writes: Arc<AtomicU64>,
+    /// A slave's master as the control thread last learned it ([`MasterInfo`]).
+    master: MasterInfo,
+}
+
+/// What a slave knows of its master (§7.2, §7.5), written by the control thread (registration
+/// answers, metadata sync) and read from any thread: every field is an atomic or an
+/// `arc-swap`, so readers take no lock.
+#[derive(Default)]
+struct MasterInfo {
+    /// `masterAddr` of the last registration answer that said anything: the master's remoting
+    /// address, where metadata is synced from; `None` when the name servers know no live master.
+    remoting: ArcSwapOption<String>,
+    /// The last `haServerAddr` a registration answer carried (kept when a later answer has
+    /// none, as Java keeps it).
+    ha_learned: ArcSwapOption<String>,
+    /// Whether the last metadata sync with `remoting` succeeded (true until one fails, and
+    /// again whenever a new address is learned).
+    reachable: AtomicBool,
 }
 
 impl ControlHandle {
@@ -110,7 +137,70 @@ impl ControlHandle {
             commands,
             boot_timestamp_ms: ferromq_store::store::now_ms(),
             metadata_file_writes: Arc::new(AtomicU64::new(0)),
+            master: MasterInfo::default(),
         }
+    }
+
+    /// Whether this broker is a slave (`brokerRole=SLAVE`): it serves reads, refuses writes
+    /// (§7.5) and copies its metadata from its master.
+    pub fn is_slave(&self) -> bool {
+        !self.config.broker.role.is_master()
+    }
+
+    /// A slave's master HA address (§7.2): `haMasterAddress` when configured, else the last
+    /// `haServerAddr` a name server returned to this broker's registration; `None` before any.
+    pub fn ha_master_addr(&self) -> Option<String> {
+        if let Some(configured) = &self.config.ha.master_address {
+            return Some(configured.clone());
+        }
+        self.master.ha_learned.load_full().map(|addr| (*addr).clone())
+    }
+
+    /// A slave's master remoting address (`masterAddr` of the last registration answer that
+    /// carried one; `None` before any, and once the name servers answer without one: no live
+    /// master). Metadata is synced from here (§7.5).
+    pub fn master_addr(&self) -> Option<String> {
+        self.master.remoting.load_full().map(|addr| (*addr).clone())
+    }
+
+    /// Whether a slave's master is known to be online: the name servers list a live master and
+    /// the last metadata sync with it did not fail. A slave then steers pulls to the master
+    /// (§7.6).
+    pub fn master_online(&self) -> bool {
+        self.master.remoting.load().is_some() && self.master.reachable.load(Ordering::Relaxed)
+    }
+
+    /// Records the master addresses of a registration round's answer (the control thread
+    /// only); logs changes at INFO. Returns whether the remoting address changed.
+    pub(crate) fn learn_master(&self, remoting: Option<String>, ha: Option<String>) -> bool {
+        if let Some(ha) = ha.filter(|ha| !ha.is_empty()) {
+            let previous = self.master.ha_learned.load_full();
+            if previous.as_deref() != Some(&ha) {
+                match &self.config.ha.master_address {
+                    Some(configured) => tracing::info!(learned = %ha, configured = %configured, "master HA address learned from the name server; haMasterAddress overrides it"),
+                    None => tracing::info!(previous = ?previous.as_deref(), ha_master_addr = %ha, "master HA address changed"),
+                }
+                self.master.ha_learned.store(Some(Arc::new(ha)));
+            }
+        }
+        let remoting = remoting.filter(|addr| !addr.is_empty());
+        let previous = self.master.remoting.load_full();
+        if previous.as_deref() == remoting.as_ref() {
+            return false;
+        }
+        match &remoting {
+            Some(addr) => tracing::info!(previous = ?previous.as_deref(), master_addr = %addr, "master address changed"),
+            None => tracing::info!(previous = ?previous.as_deref(), "master address unknown: the name servers list no live master"),
+        }
+        self.master.reachable.store(remoting.is_some(), Ordering::Relaxed);
+        self.master.remoting.store(remoting.map(Arc::new));
+        true
+    }
+
+    /// Records whether the last metadata sync with the master succeeded (the control thread
+    /// only).
+    pub(crate) fn set_master_reachable(&self, reachable: bool) {
+        self.master.reachable.store(reachable, Ordering::Relaxed);
     }
 
     pub fn config(&self) -> &BrokerConfig {
@@ -119,11 +209,6 @@ impl ControlHandle {
 
     pub fn identity(&self) -> &BrokerIdentity {
         &self.identity
-    }
-
-    /// A slave's master HA address: `haMasterAddress`. None before it is known.
-    pub fn ha_master_addr(&self) -> Option<String> {
-        self.config.ha.master_address.clone()
     }
 
     /// Metadata files written since start.

@@ -7,7 +7,9 @@
 //! - `command.rs`: [`Command`], the typed requests shards send.
 //! - `plane.rs`: [`ControlPlane`], the state and how each command changes it.
 //! - `service.rs`: the control thread and its named tasks.
-//! - `registrar.rs`: REGISTER_BROKER / UNREGISTER_BROKER.
+//! - `registrar.rs`: REGISTER_BROKER / UNREGISTER_BROKER (and what the answers say of a
+//!   slave's master).
+//! - `slave_sync.rs`: a slave's copy of its master's topics, groups and offsets (§7.5).
 //! - `writer.rs`: the metadata-writer thread, which writes `topics.json` and
 //!   `subscriptionGroup.json` off the control thread, one job at a time.
 //!
@@ -19,6 +21,7 @@ pub mod handle;
 pub mod plane;
 pub mod registrar;
 pub mod service;
+pub mod slave_sync;
 pub mod writer;
 
 pub use command::{Command, OffsetKey};

@@ -39,10 +39,10 @@ use crate::clients::producers::ProducerManager;
 use crate::clients::{ChannelId, ClientInfo};
 use crate::error::{BrokerError, BrokerResult};
 use crate::meta::{DataVersion, PersistedTable};
-use crate::meta::groups::{SubscriptionGroupConfig, SubscriptionGroupTable};
+use crate::meta::groups::{GroupWrapper, SubscriptionGroupConfig, SubscriptionGroupTable};
 use crate::meta::delay_offsets::DelayOffsets;
 use crate::meta::offsets::ConsumerOffsets;
-use crate::meta::topics::{self, TopicConfig, TopicConfigTable};
+use crate::meta::topics::{self, TopicConfig, TopicConfigTable, TopicWrapper};
 
 /// The control-plane files under `<storePathRootDir>/config`, named as the Java broker names them.
 pub const TOPICS_FILE: &str = "topics.json";
@@ -95,6 +95,28 @@ impl Batch {
     }
 }
 
+/// A slave's copy of its master's metadata (§7.5): the answers to GET_ALL_TOPIC_CONFIG,
+/// GET_ALL_SUBSCRIPTIONGROUP_CONFIG, GET_ALL_CONSUMER_OFFSET and GET_ALL_DELAY_OFFSET, parsed
+/// (`slave_sync.rs` fetches them; [`ControlPlane::apply_master_metadata`] applies them).
+pub struct MasterMetadata {
+    pub topics: TopicWrapper,
+    pub groups: GroupWrapper,
+    pub offsets: ConsumerOffsets,
+    pub delay_offsets: DelayOffsets,
+    /// Offsets this slave pushed back to the master before the copy (committed here while
+    /// the master was unreachable, and larger than the master's): they stay as they are.
+    pub pushed: Vec<(OffsetKey, i64)>,
+}
+
+/// What applying a [`MasterMetadata`] changed, for the log.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MasterSyncOutcome {
+    pub topics_replaced: bool,
+    pub groups_replaced: bool,
+    pub offsets_changed: bool,
+    pub delay_offsets_changed: bool,
+}
+
 /// The tables the control thread owns.
 pub struct ControlPlane {
     handle: Arc<ControlHandle>,
@@ -115,6 +137,11 @@ pub struct ControlPlane {
     groups_version: DataVersion,
     persistence: Persistence,
     refusals: RefusalLog,
+    /// A slave: the offsets committed here (UPDATE_CONSUMER_OFFSET) since its last successful
+    /// sync with its master, latest per queue — what goes back to the master after it was
+    /// unreachable (`slave_sync.rs`). At most one entry per queue of the offset table; empty
+    /// on a master.
+    local_commits: HashMap<OffsetKey, i64>,
 }
 
 /// The metadata writer and the admin answers waiting for it.
@@ -186,6 +213,7 @@ impl ControlPlane {
             groups_version: DataVersion::default(),
             persistence: Persistence { writer, in_flight: false, waiting: Vec::new(), in_write: Vec::new() },
             refusals: RefusalLog::default(),
+            local_commits: HashMap::new(),
         };
         plane.publish(true, true);
         Ok(plane)
@@ -224,6 +252,8 @@ impl ControlPlane {
             Command::DelayOffsets { reply } => batch.reply(reply, self.delay_offsets.all()),
             Command::CommitDelayOffset { level, offset } => self.delay_offsets.set(level, offset),
             Command::DelayOffsetsJson { reply } => batch.reply(reply, self.delay_offsets.to_json()),
+            Command::AllConsumerOffsetJson { reply } => batch.reply(reply, self.offsets.to_json()),
+            Command::AllSubscriptionGroupJson { reply } => batch.reply(reply, self.groups.to_wrapper_json()),
             Command::NotifyConsumers { group, request, reply } => {
                 // One connection per client (its most recently heard one), as Java picks.
                 let channels = self.consumers.channels_to_notify(&group);
@@ -262,9 +292,14 @@ impl ControlPlane {
                 batch.reply_when_written(reply, result);
             }
             Command::CommitOffsets { commits } => {
+                let slave = self.handle.is_slave();
                 for (key, offset) in commits {
-                    if let Err(e) = self.offsets.commit(&key.group, &key.topic, key.queue_id as i32, offset) {
-                        warn!(group = key.group, topic = key.topic, queue_id = key.queue_id, "offset not committed: {e}");
+                    match self.offsets.commit(&key.group, &key.topic, key.queue_id as i32, offset) {
+                        Ok(()) if slave => {
+                            self.local_commits.insert(key, offset);
+                        }
+                        Ok(()) => {}
+                        Err(e) => warn!(group = key.group, topic = key.topic, queue_id = key.queue_id, "offset not committed: {e}"),
                     }
                 }
             }
@@ -460,6 +495,13 @@ impl ControlPlane {
         if retry_of_group.is_none() && default_topic.is_empty() {
             return Err(BrokerError::topic_not_exist(topic));
         }
+        // A slave's topics are its master's copy (§7.5): it creates none of its own.
+        if self.handle.is_slave() {
+            return Err(BrokerError::new(
+                ferromq_net::codes::response_code::TOPIC_NOT_EXIST,
+                format!("topic[{topic}] not exist, and this broker is a slave: topics are created on its master"),
+            ));
+        }
         // The retry topic of an existing group follows from the group (bounded by the group
         // count); anything else is an auto-created topic, and counts.
         if retry_of_group.is_none_or(|group| self.groups.get(group).is_none()) {
@@ -535,6 +577,9 @@ impl ControlPlane {
     /// Why a new group would not be created now (whether only for want of room for its
     /// retry topic, and the remark of its refusal), or `None`.
     fn group_refusal(&self) -> Option<(bool, String)> {
+        if self.handle.is_slave() {
+            return Some((false, "and this broker is a slave: groups are created on its master and copied from it".to_owned()));
+        }
         if !self.groups.auto_create() {
             return Some((false, "and autoCreateSubscriptionGroup is off".to_owned()));
         }
@@ -578,15 +623,21 @@ impl ControlPlane {
         for group in &data.producer_groups {
             self.producers.register(group, client.clone(), now);
         }
+        let slave = self.handle.is_slave();
         for consumer in &data.consumers {
-            // A refusal was logged (rate-limited); the consumer is not registered, so its pulls
-            // and send-backs are refused as well.
-            if self.auto_group(&consumer.group_name).is_err() {
-                continue;
-            }
-            let order = consumer.subscriptions.iter().any(|s| self.topics.is_order(&s.topic));
-            if let Ok(ensured) = self.topics.create_retry_topic(&consumer.group_name, 1, order) {
-                batch.topics_changed |= ensured.created;
+            if slave {
+                // A slave registers the consumer (its pulls need the subscription) but creates
+                // neither the group nor its retry topic: both come from the master (§7.5).
+            } else {
+                // A refusal was logged (rate-limited); the consumer is not registered, so its
+                // pulls and send-backs are refused as well.
+                if self.auto_group(&consumer.group_name).is_err() {
+                    continue;
+                }
+                let order = consumer.subscriptions.iter().any(|s| self.topics.is_order(&s.topic));
+                if let Ok(ensured) = self.topics.create_retry_topic(&consumer.group_name, 1, order) {
+                    batch.topics_changed |= ensured.created;
+                }
             }
             let outcome = self.consumers.register_consumer_data(consumer, client.clone(), data.without_sub, now);
             if outcome.subscriptions_changed || outcome.filter_changed || outcome.ids_changed {
@@ -677,11 +728,17 @@ impl ControlPlane {
             previous.topics.clone()
         };
         let subscriptions = if subscriptions_changed || self.view_version == 0 { self.subscription_view() } else { previous.subscriptions.clone() };
-        let groups = if self.groups.data_version() != self.groups_version || self.view_version == 0 {
+        let (groups, group_read_brokers) = if self.groups.data_version() != self.groups_version || self.view_version == 0 {
             self.groups_version = self.groups.data_version();
-            Arc::new(self.groups.names().map(str::to_owned).collect::<HashSet<String>>())
+            let read_brokers = self
+                .groups
+                .iter()
+                .filter(|g| g.broker_id > 0)
+                .map(|g| (g.group_name.clone(), g.broker_id as u64))
+                .collect::<HashMap<String, u64>>();
+            (Arc::new(self.groups.names().map(str::to_owned).collect::<HashSet<String>>()), Arc::new(read_brokers))
         } else {
-            previous.groups.clone()
+            (previous.groups.clone(), previous.group_read_brokers.clone())
         };
         let group_refusal = self.group_refusal().map(|(_, why)| Arc::from(why));
         self.view_version += 1;
@@ -691,6 +748,7 @@ impl ControlPlane {
             topics,
             subscriptions,
             groups,
+            group_read_brokers,
             group_refusal,
         });
     }
@@ -720,6 +778,11 @@ impl ControlPlane {
         if config.retry_queue_nums <= 0 {
             return Ok(RetryGroup { retry_topic: None, retry_max_times: config.retry_max_times });
         }
+        if self.handle.is_slave() {
+            let retry = topics::retry_topic(group);
+            let existing = self.topics.get(&retry).cloned().ok_or_else(|| BrokerError::topic_not_exist(&retry))?;
+            return Ok(RetryGroup { retry_topic: Some(self.topic_arc(existing)), retry_max_times: config.retry_max_times });
+        }
         let ensured = self
             .topics
             .create_retry_topic(group, config.retry_queue_nums, false)
@@ -733,6 +796,10 @@ impl ControlPlane {
 
     /// A topic the broker writes itself (perm 6), created on first use.
     fn internal_topic(&mut self, topic: &str, queue_nums: i32, batch: &mut Batch) -> BrokerResult<Arc<TopicConfig>> {
+        if self.handle.is_slave() {
+            let existing = self.topics.get(topic).cloned().ok_or_else(|| BrokerError::topic_not_exist(topic))?;
+            return Ok(self.topic_arc(existing));
+        }
         let ensured = self
             .topics
             .ensure_topic(topic, queue_nums, topics::PERM_READ | topics::PERM_WRITE, false, 0)
@@ -742,6 +809,42 @@ impl ControlPlane {
             batch.topics_changed = true;
         }
         Ok(self.topic_arc(ensured.config))
+    }
+
+    /// A slave: the offsets committed here since the last successful sync that are larger
+    /// than the master's (or that the master lacks) — what goes back to the master when it
+    /// returns (the rule: ARCHITECTURE.md, "A slave").
+    pub fn offsets_to_push(&self, master: &ConsumerOffsets) -> Vec<(OffsetKey, i64)> {
+        let mut pushes: Vec<(OffsetKey, i64)> = self
+            .local_commits
+            .iter()
+            .filter(|(key, offset)| master.query(&key.group, &key.topic, key.queue_id as i32).is_none_or(|theirs| **offset > theirs))
+            .map(|(key, offset)| (key.clone(), *offset))
+            .collect();
+        pushes.sort_by(|a, b| (&a.0.group, &a.0.topic, a.0.queue_id).cmp(&(&b.0.group, &b.0.topic, b.0.queue_id)));
+        pushes
+    }
+
+    /// A slave's copy of its master's metadata (§7.5), applied as one batch: the topic and
+    /// group tables are replaced when the master's version differs (written by the metadata
+    /// writer, like any change), the master's consumer offsets are merged over the local ones
+    /// (except those just pushed back, which stay), the delay offsets are overwritten (both
+    /// written by the next offset flush), and the offsets committed here since the last sync
+    /// are forgotten. The caller hands the batch to [`Self::finish`].
+    pub fn apply_master_metadata(&mut self, master: MasterMetadata) -> (Batch, MasterSyncOutcome) {
+        let mut batch = Batch::default();
+        let mut outcome = MasterSyncOutcome { topics_replaced: self.topics.replace_with_master(master.topics), ..MasterSyncOutcome::default() };
+        batch.topics_changed = outcome.topics_replaced;
+        outcome.groups_replaced = self.groups.replace_with_master(master.groups);
+        outcome.offsets_changed = self.offsets.merge_from_master(&master.offsets);
+        for (key, offset) in master.pushed {
+            if let Err(e) = self.offsets.commit(&key.group, &key.topic, key.queue_id as i32, offset) {
+                warn!(group = key.group, topic = key.topic, queue_id = key.queue_id, "offset not kept: {e}");
+            }
+        }
+        outcome.delay_offsets_changed = self.delay_offsets.replace_with_master(master.delay_offsets);
+        self.local_commits.clear();
+        (batch, outcome)
     }
 
     /// The REGISTER_BROKER request for every name server (§2.6): the whole topic table, as
@@ -800,6 +903,11 @@ impl ControlPlane {
 
     /// Applies the order-topic table a name server returned (`{"table":{topic: conf}}`).
     pub fn apply_order_topics(&mut self, body: &[u8]) {
+        // A slave's order flags are its master's, copied with the topics (§7.5); applying them
+        // here too would move its table's version away from the master's at every round.
+        if self.handle.is_slave() {
+            return;
+        }
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else { return };
         let Some(table) = value.get("table").and_then(|t| t.as_object()) else { return };
         let order: BTreeSet<String> = table.keys().cloned().collect();

@@ -15,6 +15,34 @@ use tracing::warn;
 
 use super::plane::ControlPlane;
 
+/// What one registration round's answers said of the registering broker's master: a name
+/// server answers a slave's registration with the live master's `masterAddr` and
+/// `haServerAddr` (§2.6 step 5), and with neither when it knows no live master.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MasterAnswer {
+    /// Whether any name server accepted the registration (else the round says nothing).
+    pub answered: bool,
+    /// The first `masterAddr` among the answers.
+    pub master_addr: Option<String>,
+    /// The `haServerAddr` of the same answer.
+    pub ha_server_addr: Option<String>,
+}
+
+impl MasterAnswer {
+    /// Takes one successful answer into account: the first that names a master wins, as Java
+    /// takes its first name server's result.
+    fn note(&mut self, response: &ferromq_net::RemotingCommand) {
+        self.answered = true;
+        if self.master_addr.is_some() {
+            return;
+        }
+        if let Some(master) = response.ext("masterAddr").filter(|a| !a.is_empty()) {
+            self.master_addr = Some(master.to_owned());
+            self.ha_server_addr = response.ext("haServerAddr").filter(|a| !a.is_empty()).map(str::to_owned);
+        }
+    }
+}
+
 /// Keeps one connection per name server and registers through it.
 pub struct Registrar {
     addrs: Vec<String>,
@@ -73,12 +101,15 @@ impl Registrar {
     }
 
     /// Registers with every name server; applies the order-topic table a name server returns.
-    pub async fn register_all(&self, plane: &Rc<RefCell<ControlPlane>>) {
+    /// Returns what the round learned of this broker's master (a slave's, §7.2).
+    pub async fn register_all(&self, plane: &Rc<RefCell<ControlPlane>>) -> MasterAnswer {
         let request = plane.borrow().register_request();
+        let mut master = MasterAnswer::default();
         for addr in &self.addrs {
             let Some(client) = self.client(addr).await else { continue };
             match client.invoke(request.clone(), self.timeout).await {
                 Ok(response) if response.code == response_code::SUCCESS => {
+                    master.note(&response);
                     if !response.body.is_empty() {
                         plane.borrow_mut().apply_order_topics(&response.body);
                     }
@@ -90,6 +121,7 @@ impl Registrar {
                 }
             }
         }
+        master
     }
 
     /// UNREGISTER_BROKER to every name server, then closes the connections.

@@ -11,7 +11,10 @@
 //! - **registration** — REGISTER_BROKER to every name server at start, every
 //!   `registerNameServerPeriod` (clamped to 10–60 s), and at once after a batch changed topics;
 //! - **offset flush** — writes `consumerOffset.json` every `flushConsumerOffsetInterval`;
-//! - **client expiry** — every 10 s, drops clients whose heartbeats stopped.
+//! - **client expiry** — every 10 s, drops clients whose heartbeats stopped;
+//! - **slave sync** (a slave only) — every `slaveSyncIntervalMillis` (10 s), and at once when
+//!   registration learns a new master address, copies the master's topics, groups and offsets
+//!   (`slave_sync.rs`, PROTOCOL.md §7.5).
 //!
 //! It stops when the command channel is closed (after the shards stopped): it applies what is
 //! still queued, waits for the write in flight and writes the final topics and groups,
@@ -29,6 +32,7 @@ use tracing::error;
 use super::command::Command;
 use super::plane::{Batch, ControlPlane};
 use super::registrar::Registrar;
+use super::slave_sync::SlaveSync;
 
 /// Most commands applied as one batch (one view publication, one file write).
 pub const MAX_COMMANDS_PER_BATCH: usize = 1024;
@@ -77,16 +81,25 @@ pub async fn run(
     let plane = Rc::new(RefCell::new(plane));
     let registrar = Rc::new(Registrar::new(namesrv_addrs, register_timeout));
     let register_now = Rc::new(Event::new());
+    // A slave: fired when registration learns a new master address (the sync starts at once).
+    let master_learned = Rc::new(Event::new());
+    let handle = plane.borrow().handle().clone();
 
     let registration = compio::runtime::spawn({
-        let (plane, registrar, register_now) = (plane.clone(), registrar.clone(), register_now.clone());
+        let (plane, registrar, register_now, master_learned, handle) =
+            (plane.clone(), registrar.clone(), register_now.clone(), master_learned.clone(), handle.clone());
         async move {
             let mut forced = true;
             loop {
                 // Listen first, so a change during a registration round triggers the next.
                 let changed = register_now.listen();
                 if forced || force_register || registrar.needs_register(&plane).await {
-                    registrar.register_all(&plane).await;
+                    let answer = registrar.register_all(&plane).await;
+                    // A slave learns its master from the answers (§7.2); a round no name server
+                    // answered says nothing.
+                    if handle.is_slave() && answer.answered && handle.learn_master(answer.master_addr, answer.ha_server_addr) {
+                        master_learned.notify(1);
+                    }
                 }
                 if let Some(first_round) = registered.take() {
                     let _ = first_round.send(());
@@ -120,6 +133,10 @@ pub async fn run(
                 }
             }
         }
+    });
+    let slave_sync = handle.is_slave().then(|| {
+        let sync = SlaveSync::new(handle.clone());
+        compio::runtime::spawn(sync.run(plane.clone(), master_learned.clone(), register_now.clone()))
     });
     let client_expiry = compio::runtime::spawn({
         let plane = plane.clone();
@@ -158,6 +175,7 @@ pub async fn run(
     drop(registration);
     drop(offset_flush);
     drop(client_expiry);
+    drop(slave_sync);
     drop(metadata_writes);
     plane.borrow_mut().close_persistence();
     plane.borrow_mut().flush_offsets();

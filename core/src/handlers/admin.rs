@@ -73,6 +73,21 @@ pub async fn all_delay_offset(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> 
     Ok(request.success_response().with_body(body))
 }
 
+/// 43 GET_ALL_CONSUMER_OFFSET: `consumerOffset.json` as it stands in memory (what a slave
+/// merges, §7.5).
+pub async fn all_consumer_offset(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
+    let body = ctx.control.call(|reply| Command::AllConsumerOffsetJson { reply }).await?;
+    Ok(request.success_response().with_body(body))
+}
+
+/// 201 GET_ALL_SUBSCRIPTIONGROUP_CONFIG: `{"dataVersion":..,"forbiddenTable":..,
+/// "subscriptionGroupTable":..}` (what a slave copies, §7.5; mqadmin and the dashboard list
+/// groups with it). 5.x paging fields are not read: the whole table is answered.
+pub async fn all_subscription_group_config(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
+    let body = ctx.control.call(|reply| Command::AllSubscriptionGroupJson { reply }).await?;
+    Ok(request.success_response().with_body(body))
+}
+
 /// 200 UPDATE_AND_CREATE_SUBSCRIPTIONGROUP.
 pub async fn update_and_create_subscription_group(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
     let body = request.body.clone();

@@ -10,7 +10,9 @@
 //! - [`locks`]: LOCK_BATCH_MQ, UNLOCK_BATCH_MQ (orderly consumers)
 //! - [`operator`]: offset resets, group offset clones and deletes, consumer status and running
 //!   info (forwarded to the clients)
-//! - [`admin`]: topics, subscription groups, runtime info, stats, message queries
+//! - [`admin`]: topics, subscription groups, runtime info, stats, message queries, and the
+//!   whole tables a slave copies (topics, groups, consumer and delay offsets)
+//! - [`slave`]: what a slave refuses (sends, transactions, send-backs, admin changes)
 //!
 //! Every handler reads its header through [`crate::header::Header`] and fails with a
 //! [`BrokerError`], turned into the response here, at this boundary. Unknown codes get
@@ -28,6 +30,7 @@ pub mod reply;
 pub mod send;
 pub mod send_back;
 pub mod send_reply;
+pub mod slave;
 #[cfg(test)]
 mod tests;
 
@@ -52,6 +55,9 @@ pub async fn dispatch(ctx: &Rc<ShardCtx>, origin: Origin, request: RemotingComma
 }
 
 async fn route(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand) -> BrokerResult<Reply> {
+    if let Some(refused) = slave::refusal(&ctx.control, request.code) {
+        return Err(refused);
+    }
     let response = match request.code {
         rc::SEND_MESSAGE | rc::SEND_MESSAGE_V2 | rc::SEND_BATCH_MESSAGE => return send::send(ctx, origin, request).await,
         rc::SEND_REPLY_MESSAGE | rc::SEND_REPLY_MESSAGE_V2 => return send_reply::send_reply(ctx, origin, request).await,
@@ -87,6 +93,8 @@ async fn route(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand) ->
         rc::GET_CONSUMER_RUNNING_INFO => operator::consumer_running_info(ctx, request).await?,
         rc::CONSUMER_SEND_MSG_BACK => send_back::consumer_send_msg_back(ctx, request).await?,
         rc::GET_ALL_DELAY_OFFSET => admin::all_delay_offset(ctx, request).await?,
+        rc::GET_ALL_CONSUMER_OFFSET => admin::all_consumer_offset(ctx, request).await?,
+        rc::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => admin::all_subscription_group_config(ctx, request).await?,
         _ => not_supported(request),
     };
     Ok(Reply::Response(response))
@@ -102,6 +110,8 @@ fn answer_may_be_large(code: i32) -> bool {
         code,
         rc::GET_ALL_TOPIC_CONFIG
             | rc::GET_ALL_DELAY_OFFSET
+            | rc::GET_ALL_CONSUMER_OFFSET
+            | rc::GET_ALL_SUBSCRIPTIONGROUP_CONFIG
             | rc::GET_BROKER_RUNTIME_INFO
             | rc::GET_BROKER_CONFIG
             | rc::GET_CONSUMER_CONNECTION_LIST

@@ -4,7 +4,11 @@
 //! Checks run on the connection's shard; the read and any long-poll hold run on the queue's
 //! owner shard, where appends wake held pulls. Every one of the four normal answers carries
 //! suggestWhichBrokerId, nextBeginOffset, minOffset and maxOffset (the Java client unboxes
-//! them unconditionally).
+//! them unconditionally). `suggestWhichBrokerId` follows §7.6 ([`Steering`]): 0 (the master)
+//! unless `slaveReadEnable` lets the group's `brokerId` through; a slave whose master is online
+//! always answers 0, and PULL_RETRY_IMMEDIATELY for anything but found messages; a slave never
+//! moves a consumer's offset (PULL_OFFSET_MOVED becomes PULL_RETRY_IMMEDIATELY at the offset
+//! asked for, as Java with `offsetCheckInSlave=false`).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -108,14 +112,17 @@ pub async fn pull(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult
             .cloned()
             .ok_or_else(|| BrokerError::new(code::SUBSCRIPTION_NOT_EXIST, format!("the consumer's subscription not exist, group: {}", header.group)))??
     };
+    let steering = Steering::of(control, &view, header.group);
     drop(view);
-    // The piggy-backed offset commit happens on first processing, whatever the read finds.
-    if header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0 {
+    // The piggy-backed offset commit happens on first processing, whatever the read finds. A
+    // slave stores none (§7.5, as Java): a client reading from a slave commits to the master.
+    if header.sys_flag & FLAG_COMMIT_OFFSET != 0 && header.commit_offset >= 0 && !control.is_slave() {
         ctx.offsets.commit(offset_key(header.group, header.topic, header.queue_id), header.commit_offset).await;
     }
     // How long the pull may be held: the client's suspension, or the short-polling time when
-    // long polling is off.
-    let suspend = if header.sys_flag & FLAG_SUSPEND == 0 {
+    // long polling is off; a slave sending the client back to its master holds nothing (the
+    // answer is PULL_RETRY_IMMEDIATELY anyway).
+    let suspend = if header.sys_flag & FLAG_SUSPEND == 0 || steering.to_master {
         Duration::ZERO
     } else if control.config().consumer.long_polling_enable {
         header.suspend.min(MAX_PULL_SUSPEND)
@@ -131,8 +138,37 @@ pub async fn pull(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult
             read_or_hold(&owner_ctx, &slot, &topic_name, queue_id, offset, max_messages, &filter, suspend).await
         })
         .await??;
-    let response = pull_response(request, header.queue_offset, &result);
+    let response = pull_response(request, header.queue_offset, &result, steering);
     Ok(if segments.is_empty() { Reply::Response(response) } else { Reply::Messages(response, segments) })
+}
+
+/// Where a pull answer sends the consumer next (§7.6), and how a slave answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Steering {
+    /// `suggestWhichBrokerId`.
+    suggest: u64,
+    /// A slave whose master is online: every answer but FOUND becomes PULL_RETRY_IMMEDIATELY,
+    /// so the client goes straight to the master.
+    to_master: bool,
+    /// A slave: it never moves a consumer's offset (below).
+    slave: bool,
+    /// The group's `brokerId`, which a slave suggests instead of moving an offset.
+    group_broker: u64,
+}
+
+impl Steering {
+    /// With `slaveReadEnable`, the group's `brokerId` (0 unless set); else 0. A slave answers 0
+    /// whenever its master is online. FerroMQ does not tell cold reads apart, so a group's
+    /// `whichBrokerWhenConsumeSlowly` is never suggested (Java suggests it for a consumer
+    /// reading data no longer in memory).
+    fn of(control: &crate::control::ControlHandle, view: &crate::control::ControlView, group: &str) -> Steering {
+        let (slave, group_broker) = (control.is_slave(), view.group_read_broker(group));
+        if slave && control.master_online() {
+            return Steering { suggest: 0, to_master: true, slave, group_broker };
+        }
+        let suggest = if control.config().consumer.slave_read_enable { group_broker } else { 0 };
+        Steering { suggest, to_master: false, slave, group_broker }
+    }
 }
 
 /// On the owner shard: reads, and while nothing is found and the client allows it, holds the
@@ -208,9 +244,9 @@ fn nothing_new(result: &PullResult, requested_offset: i64) -> bool {
     }
 }
 
-/// Maps the store's status onto the four normal pull answers (§2.2, §6.3).
-fn pull_response(request: &RemotingCommand, requested_offset: i64, result: &PullResult) -> RemotingCommand {
-    let (status, remark) = match result.status {
+/// Maps the store's status onto the four normal pull answers (§2.2, §6.3), steered (§7.6).
+fn pull_response(request: &RemotingCommand, requested_offset: i64, result: &PullResult, steering: Steering) -> RemotingCommand {
+    let (mut status, remark) = match result.status {
         PullStatus::Found if result.message_count > 0 => (code::SUCCESS, "FOUND"),
         PullStatus::Found | PullStatus::NoMatchedMessage | PullStatus::MessageWasRemoving => (code::PULL_RETRY_IMMEDIATELY, "NO_MATCHED_MESSAGE"),
         _ if nothing_new(result, requested_offset) => (code::PULL_NOT_FOUND, "NO_NEW_MESSAGE"),
@@ -221,9 +257,27 @@ fn pull_response(request: &RemotingCommand, requested_offset: i64, result: &Pull
         | PullStatus::OffsetOverflowBadly
         | PullStatus::OffsetTooSmall => (code::PULL_OFFSET_MOVED, "OFFSET_ILLEGAL"),
     };
+    let (mut suggest, mut next_begin_offset) = (steering.suggest, result.next_begin_offset.0);
+    if steering.slave {
+        // A slave's replica may lag its master's log or start later: an offset it does not
+        // hold is not an illegal one. As Java with `offsetCheckInSlave=false`
+        // (`nextOffsetCorrection`), it answers with the offset asked for, and turns
+        // PULL_OFFSET_MOVED into PULL_RETRY_IMMEDIATELY towards the group's broker, so no
+        // consumer's offset is ever moved by a slave.
+        if !matches!(result.status, PullStatus::Found | PullStatus::NoMatchedMessage | PullStatus::MessageWasRemoving) && requested_offset >= 0 {
+            next_begin_offset = requested_offset as u64;
+        }
+        if status == code::PULL_OFFSET_MOVED {
+            status = code::PULL_RETRY_IMMEDIATELY;
+            suggest = if steering.to_master { 0 } else { steering.group_broker };
+        }
+    }
+    if steering.to_master && status != code::SUCCESS {
+        status = code::PULL_RETRY_IMMEDIATELY;
+    }
     RemotingCommand::response(status, request.opaque, Some(remark.to_owned()))
-        .with_ext("suggestWhichBrokerId", 0)
-        .with_ext("nextBeginOffset", result.next_begin_offset.0)
+        .with_ext("suggestWhichBrokerId", suggest)
+        .with_ext("nextBeginOffset", next_begin_offset)
         .with_ext("minOffset", result.min_offset.0)
         .with_ext("maxOffset", result.max_offset.0)
 }

@@ -54,6 +54,8 @@ const SERVED: &[(i32, &str)] = &[
     (rc::GET_BROKER_CONFIG, "none: the configuration is always there, as in Java"),
     (rc::CONSUMER_SEND_MSG_BACK, "no record at the offset, missing group"),
     (rc::GET_ALL_DELAY_OFFSET, "none: the table is always there (empty at first), as in Java"),
+    (rc::GET_ALL_CONSUMER_OFFSET, "control plane stopped"),
+    (rc::GET_ALL_SUBSCRIPTIONGROUP_CONFIG, "control plane stopped"),
     (rc::END_TRANSACTION, "wrong producer group, no half message at the offset"),
     (rc::CHECK_CLIENT_CONFIG, "selector does not parse, SQL92 disabled"),
     (rc::INVOKE_BROKER_TO_RESET_OFFSET, "unknown topic"),
@@ -103,7 +105,7 @@ impl Broker {
             store_host,
             broker_name: config.broker.name.clone(),
             cluster_name: config.broker.cluster_name.clone(),
-            broker_id: 0,
+            broker_id: config.broker.id,
         };
         let (commands, inbox) = async_channel::bounded(config.limits.control_queue_depth);
         let control = Arc::new(ControlHandle::new(config.clone(), identity, commands));
@@ -1015,5 +1017,289 @@ fn pulls_of_a_group_never_created_are_refused_when_groups_are_not_auto_created()
         broker.check(RemotingCommand::request(rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).with_body(br#"{"groupName":"made"}"#.to_vec()), code::SUCCESS, "").await;
         broker.ctx.store.wait_dispatched().await.unwrap();
         assert_eq!(pulled_bodies(broker.reply(pull(rc::PULL_MESSAGE, "made", "T", "0", "0", "4")).await).len(), 1);
+    });
+}
+
+// ------------------------------------------------------------------------------------------
+// Slaves (issue 9, PROTOCOL.md §7.5, §7.6)
+// ------------------------------------------------------------------------------------------
+
+/// A slave broker: `brokerRole=SLAVE`, `brokerId=1`.
+async fn slave() -> Broker {
+    Broker::start_with(|c| {
+        c.broker.role = crate::config::BrokerRole::Slave;
+        c.broker.id = 1;
+    })
+    .await
+}
+
+/// GET_ALL_CONSUMER_OFFSET (43) and GET_ALL_SUBSCRIPTIONGROUP_CONFIG (201): the tables a slave
+/// copies, as their files hold them.
+#[test]
+fn the_offset_and_group_tables_a_slave_copies_are_served() {
+    run(|| async {
+        let broker = Broker::start().await;
+        broker.send("Tables", 0, "a", "k").await;
+        let commit = request(rc::UPDATE_CONSUMER_OFFSET, &[("topic", "Tables"), ("queueId", "0"), ("consumerGroup", "tg"), ("commitOffset", "1")]);
+        broker.check(commit, code::SUCCESS, "").await;
+        broker.ctx.offsets.flush(&broker.control).await;
+        let offsets = broker.check(RemotingCommand::request(rc::GET_ALL_CONSUMER_OFFSET), code::SUCCESS, "").await;
+        assert_eq!(std::str::from_utf8(&offsets.body).unwrap(), r#"{"offsetTable":{"Tables@tg":{0:1}}}"#);
+        let group = br#"{"groupName":"copied","brokerId":1}"#;
+        broker.check(RemotingCommand::request(rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).with_body(group.to_vec()), code::SUCCESS, "").await;
+        let groups = broker.check(RemotingCommand::request(rc::GET_ALL_SUBSCRIPTIONGROUP_CONFIG), code::SUCCESS, "").await;
+        let parsed = crate::meta::groups::GroupWrapper::parse(&groups.body).unwrap();
+        assert_eq!(parsed.groups["copied"].broker_id, 1);
+        assert!(parsed.groups.contains_key("TOOLS_CONSUMER") && parsed.data_version.is_some(), "{parsed:?}");
+        // Both need the control plane.
+        broker.control.close();
+        broker.check(RemotingCommand::request(rc::GET_ALL_CONSUMER_OFFSET), code::SERVICE_NOT_AVAILABLE, "control plane").await;
+        broker.check(RemotingCommand::request(rc::GET_ALL_SUBSCRIPTIONGROUP_CONFIG), code::SERVICE_NOT_AVAILABLE, "control plane").await;
+    });
+}
+
+/// §7.5: a slave stores no message and changes no table of its own; it says why.
+#[test]
+fn a_slave_refuses_writes_and_says_it_is_a_slave() {
+    run(|| async {
+        let broker = slave().await;
+        // Sends: 14, whatever the form, even to a topic that exists.
+        broker.check(send_v2("SELF_TEST_TOPIC", 0, "x", "k"), code::SERVICE_NOT_AVAILABLE, "slave").await;
+        broker.check(send_v2("BenchmarkTest", 0, "x", "k"), code::SERVICE_NOT_AVAILABLE, "is a slave").await;
+        for send_code in [rc::SEND_MESSAGE, rc::SEND_BATCH_MESSAGE, rc::SEND_REPLY_MESSAGE_V2] {
+            let send = RemotingCommand { code: send_code, ..send_v2("BenchmarkTest", 0, "x", "k") };
+            broker.check(send, code::SERVICE_NOT_AVAILABLE, "slave").await;
+        }
+        // END_TRANSACTION: 11; CONSUMER_SEND_MSG_BACK: 1 (the client resends to the master).
+        let end = request(rc::END_TRANSACTION, &[("producerGroup", "pg"), ("tranStateTableOffset", "0"), ("commitLogOffset", "0"), ("commitOrRollback", "8")]);
+        broker.check(end, code::SLAVE_NOT_AVAILABLE, "slave").await;
+        let back = request(rc::CONSUMER_SEND_MSG_BACK, &[("offset", "0"), ("group", "TOOLS_CONSUMER"), ("delayLevel", "0")]);
+        broker.check(back, code::SYSTEM_ERROR, "slave").await;
+        // Admin changes of topics, groups and group offsets: 1, with Java 5.x's remark.
+        let admin = [
+            request(rc::UPDATE_AND_CREATE_TOPIC, &[("topic", "OnSlave"), ("readQueueNums", "1"), ("writeQueueNums", "1"), ("perm", "6")]),
+            request(rc::DELETE_TOPIC_IN_BROKER, &[("topic", "BenchmarkTest")]),
+            RemotingCommand::request(rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).with_body(br#"{"groupName":"onslave"}"#.to_vec()),
+            request(rc::DELETE_SUBSCRIPTIONGROUP, &[("groupName", "TOOLS_CONSUMER")]),
+            request(rc::INVOKE_BROKER_TO_RESET_OFFSET, &[("topic", "BenchmarkTest"), ("group", "TOOLS_CONSUMER"), ("timestamp", "0"), ("isForce", "true")]),
+            request(rc::CLONE_GROUP_OFFSET, &[("srcGroup", "TOOLS_CONSUMER"), ("destGroup", "other")]),
+        ];
+        for change in admin {
+            broker.check(change, code::SYSTEM_ERROR, super::slave::ADMIN_ON_SLAVE).await;
+        }
+        assert!(broker.control.topic("OnSlave").is_none() && broker.control.topic("BenchmarkTest").is_some());
+        assert!(!broker.control.view().groups.contains("onslave") && broker.control.view().groups.contains("TOOLS_CONSUMER"));
+        // A heartbeat registers the consumer but creates neither its group nor its retry topic.
+        broker.heartbeat("fresh", "BenchmarkTest").await;
+        let list = broker.check(request(rc::GET_CONSUMER_LIST_BY_GROUP, &[("consumerGroup", "fresh")]), code::SUCCESS, "").await;
+        assert_eq!(std::str::from_utf8(&list.body).unwrap(), r#"{"consumerIdList":["client-1"]}"#);
+        assert!(broker.control.topic("%RETRY%fresh").is_none(), "a slave created a retry topic");
+        assert!(!broker.control.view().groups.contains("fresh"), "a slave created a group");
+        // ... so a group its master never had is not served here.
+        broker.check(pull(rc::PULL_MESSAGE, "fresh", "BenchmarkTest", "0", "0", "4"), code::SUBSCRIPTION_GROUP_NOT_EXIST, "slave").await;
+        // Reads and offsets are served. An explicit commit is stored (the master's copy
+        // overwrites it at the next sync); a pull's piggy-backed commit is not (§7.5).
+        let commit = request(rc::UPDATE_CONSUMER_OFFSET, &[("topic", "BenchmarkTest"), ("queueId", "1"), ("consumerGroup", "TOOLS_CONSUMER"), ("commitOffset", "7")]);
+        broker.check(commit, code::SUCCESS, "").await;
+        let piggy_back = pull(rc::PULL_MESSAGE, "TOOLS_CONSUMER", "BenchmarkTest", "2", "0", "5").with_ext("commitOffset", "9");
+        broker.check(piggy_back, code::PULL_NOT_FOUND, "").await;
+        broker.ctx.offsets.flush(&broker.control).await;
+        let offsets = broker.check(RemotingCommand::request(rc::GET_ALL_CONSUMER_OFFSET), code::SUCCESS, "").await;
+        assert_eq!(std::str::from_utf8(&offsets.body).unwrap(), r#"{"offsetTable":{"BenchmarkTest@TOOLS_CONSUMER":{1:7}}}"#);
+        broker.check(RemotingCommand::request(rc::GET_ALL_TOPIC_CONFIG), code::SUCCESS, "").await;
+    });
+}
+
+/// §7.6: `suggestWhichBrokerId` on a master (0 unless slaveReadEnable lets the group's
+/// brokerId through) and on a slave (0, and PULL_RETRY_IMMEDIATELY at once instead of holding,
+/// while its master is online; served as usual without one).
+#[test]
+fn pull_answers_suggest_the_broker_section_7_6_names() {
+    run(|| async {
+        let reading_from_1 = br#"{"groupName":"reads1","brokerId":1}"#;
+        let suggested = |response: &RemotingCommand| response.ext("suggestWhichBrokerId").map(str::to_owned);
+        for (slave_read_enable, expected) in [(false, "0"), (true, "1")] {
+            let master = Broker::start_with(|c| c.consumer.slave_read_enable = slave_read_enable).await;
+            let moved = master.check(pull(rc::PULL_MESSAGE, "TOOLS_CONSUMER", "BenchmarkTest", "0", "5", "4"), code::PULL_OFFSET_MOVED, "").await;
+            assert_eq!(moved.ext("nextBeginOffset"), Some("0"));
+            master.check(RemotingCommand::request(rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).with_body(reading_from_1.to_vec()), code::SUCCESS, "").await;
+            master.check(send_v2("Steer", 0, "x", "k"), code::SUCCESS, "").await;
+            master.ctx.store.wait_dispatched().await.unwrap();
+            let Reply::Messages(found, _) = master.reply(pull(rc::PULL_MESSAGE, "reads1", "Steer", "0", "0", "4")).await else { panic!("no messages") };
+            assert_eq!(suggested(&found).as_deref(), Some(expected), "slaveReadEnable={slave_read_enable}");
+            // A group at its default brokerId (0) is always sent to the master.
+            let other = master.check(pull(rc::PULL_MESSAGE, "other", "Steer", "0", "1", "4"), code::PULL_NOT_FOUND, "").await;
+            assert_eq!(suggested(&other).as_deref(), Some("0"));
+        }
+
+        let broker = slave().await;
+        let held = || pull(rc::PULL_MESSAGE, "TOOLS_CONSUMER", "BenchmarkTest", "0", "0", "6").with_ext("suspendTimeoutMillis", "300");
+        // No master known: the slave serves (a caught-up pull is held as usual).
+        assert!(!broker.control.master_online());
+        let started = std::time::Instant::now();
+        let served = broker.check(held(), code::PULL_NOT_FOUND, "").await;
+        assert_eq!(suggested(&served).as_deref(), Some("0"));
+        assert!(started.elapsed() >= std::time::Duration::from_millis(250), "not held: {:?}", started.elapsed());
+        // An offset the slave's replica does not hold (it may lag, or start later) is not moved:
+        // retry at the same offset (a master answers PULL_OFFSET_MOVED to 0 here).
+        let beyond = broker.check(pull(rc::PULL_MESSAGE, "TOOLS_CONSUMER", "BenchmarkTest", "0", "5", "4"), code::PULL_RETRY_IMMEDIATELY, "").await;
+        assert_eq!((beyond.ext("nextBeginOffset"), suggested(&beyond).as_deref()), (Some("5"), Some("0")));
+        // Master online: back to the master at once.
+        broker.control.learn_master(Some("127.0.0.1:1".to_owned()), Some("127.0.0.1:2".to_owned()));
+        assert!(broker.control.master_online());
+        assert_eq!(broker.control.master_addr().as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(broker.control.ha_master_addr().as_deref(), Some("127.0.0.1:2"));
+        let started = std::time::Instant::now();
+        let steered = broker.check(held(), code::PULL_RETRY_IMMEDIATELY, "").await;
+        assert_eq!(suggested(&steered).as_deref(), Some("0"));
+        assert!(started.elapsed() < std::time::Duration::from_millis(250), "held for {:?}", started.elapsed());
+        // The master stops answering: the slave serves again.
+        broker.control.set_master_reachable(false);
+        broker.check(held().with_ext("suspendTimeoutMillis", "0"), code::PULL_NOT_FOUND, "").await;
+    });
+}
+
+/// `haMasterAddress` overrides the learned HA address; the remoting address is learned only.
+#[test]
+fn the_configured_ha_master_address_wins_over_the_learned_one() {
+    run(|| async {
+        let broker = Broker::start_with(|c| {
+            c.broker.role = crate::config::BrokerRole::Slave;
+            c.broker.id = 1;
+            c.ha.master_address = Some("10.0.0.9:10912".to_owned());
+        })
+        .await;
+        assert_eq!((broker.control.master_addr(), broker.control.ha_master_addr().as_deref()), (None, Some("10.0.0.9:10912")));
+        assert!(broker.control.learn_master(Some("10.0.0.1:10911".to_owned()), Some("10.0.0.1:10912".to_owned())));
+        assert_eq!(broker.control.ha_master_addr().as_deref(), Some("10.0.0.9:10912"));
+        assert_eq!(broker.control.master_addr().as_deref(), Some("10.0.0.1:10911"));
+        // The same answer again changes nothing; an answer without a master forgets it.
+        assert!(!broker.control.learn_master(Some("10.0.0.1:10911".to_owned()), Some("10.0.0.1:10912".to_owned())));
+        assert!(broker.control.learn_master(None, None));
+        assert_eq!(broker.control.master_addr(), None);
+        assert!(!broker.control.master_online());
+    });
+}
+
+/// The slave's sync task against a master served over TCP in this runtime: the four tables
+/// are copied (topics and groups replaced only when the master's version moved), and offsets
+/// committed on the slave while the master was unreachable go back to the master where larger.
+#[test]
+fn a_slave_copies_its_master_and_merges_its_own_commits_back() {
+    run(|| async {
+        use std::cell::RefCell;
+
+        use crate::control::Command;
+        use crate::control::plane::{Batch, offset_key};
+        use crate::control::slave_sync::SlaveSync;
+
+        // The master, serving on a loopback port.
+        let master = Broker::start_with(|c| c.store.message_delay_level = "1s 2s".into()).await;
+        let listener = ferromq_net::server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let master_addr = listener.local_addr().unwrap().to_string();
+        let service = Rc::new(super::BrokerService { ctx: master.ctx.clone() });
+        compio::runtime::spawn(ferromq_net::server::serve(listener, service, master.control.config().server_limits(), std::future::pending::<()>())).detach();
+        let create = request(rc::UPDATE_AND_CREATE_TOPIC, &[("topic", "Synced"), ("readQueueNums", "2"), ("writeQueueNums", "2"), ("perm", "6")]);
+        master.check(create, code::SUCCESS, "").await;
+        master.check(RemotingCommand::request(rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).with_body(br#"{"groupName":"sg"}"#.to_vec()), code::SUCCESS, "").await;
+        let commit = |queue: &str, offset: &str| request(rc::UPDATE_CONSUMER_OFFSET, &[("topic", "Synced"), ("queueId", queue), ("consumerGroup", "sg"), ("commitOffset", offset)]);
+        master.check(commit("0", "5"), code::SUCCESS, "").await;
+        master.check(commit("1", "8"), code::SUCCESS, "").await;
+        master.ctx.offsets.flush(&master.control).await;
+        // A delayed message delivered: the master's delay offsets move.
+        master.check(send_with("Synced", "later", &[("DELAY", "1")]), code::SUCCESS, "").await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while master.call(RemotingCommand::request(rc::GET_ALL_DELAY_OFFSET)).await.body.as_ref() != b"{\"offsetTable\":{1:1}}" {
+            assert!(std::time::Instant::now() < deadline, "the master's delay level 1 never moved");
+            compio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+
+        // The slave's control plane, driven by hand.
+        let dir = std::env::temp_dir().join(format!("ferromq-slave-sync-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _cleanup = TestDir(dir.clone());
+        let mut config = BrokerConfig::test_min(dir.join("store"));
+        config.broker.role = crate::config::BrokerRole::Slave;
+        config.broker.id = 1;
+        let store_host: SocketAddr = "127.0.0.1:10921".parse().unwrap();
+        let identity = BrokerIdentity { broker_addr: store_host.to_string(), store_host, broker_name: config.broker.name.clone(), cluster_name: config.broker.cluster_name.clone(), broker_id: 1 };
+        let (commands, _inbox) = async_channel::bounded(16);
+        let handle = Arc::new(ControlHandle::new(Arc::new(config), identity, commands));
+        let (events, _events_rx) = async_channel::bounded(16);
+        let plane = Rc::new(RefCell::new(ControlPlane::load(handle.clone(), dir.join("store").join("config"), vec![events]).unwrap()));
+        let sync = SlaveSync::new(handle.clone());
+        let register_now = event_listener::Event::new();
+        let local_commit = |queue: u32, offset: i64| {
+            let mut plane = plane.borrow_mut();
+            let mut batch = Batch::default();
+            plane.apply(Command::CommitOffsets { commits: vec![(offset_key("sg", "Synced", queue), offset)] }, &mut batch);
+            plane.finish(batch);
+        };
+        let query = |plane: &Rc<RefCell<ControlPlane>>, queue: u32| {
+            let mut batch = Batch::default();
+            let (reply, mut answer) = futures_channel::oneshot::channel();
+            plane.borrow_mut().apply(Command::QueryOffset { key: offset_key("sg", "Synced", queue), reply }, &mut batch);
+            plane.borrow_mut().finish(batch);
+            answer.try_recv().unwrap().unwrap()
+        };
+
+        // No master known: nothing happens.
+        sync.round(&plane, &register_now).await;
+        assert!(handle.topic("Synced").is_none());
+        // The master's address learned: everything is copied, and the view republished.
+        handle.learn_master(Some(master_addr.clone()), None);
+        sync.round(&plane, &register_now).await;
+        assert!(handle.master_online());
+        assert_eq!(handle.topic("Synced").map(|t| t.read_queue_nums), Some(2));
+        assert!(handle.view().groups.contains("sg"));
+        assert_eq!((query(&plane, 0), query(&plane, 1)), (Some(5), Some(8)));
+        let (reply, mut delay_offsets) = futures_channel::oneshot::channel();
+        let mut batch = Batch::default();
+        plane.borrow_mut().apply(Command::DelayOffsetsJson { reply }, &mut batch);
+        plane.borrow_mut().finish(batch);
+        assert_eq!(delay_offsets.try_recv().unwrap().unwrap(), b"{\"offsetTable\":{1:1}}");
+        let slave_topics = plane.borrow().handle().view().version;
+        // An unchanged master changes nothing on the next round.
+        sync.round(&plane, &register_now).await;
+        assert_eq!(plane.borrow().handle().view().version, slave_topics, "an unchanged master republished the view");
+
+        // The master becomes unreachable (its address stops answering); commits land on the
+        // slave meanwhile: queue 0 moves past the master's, queue 1 stays behind it.
+        handle.learn_master(Some("127.0.0.1:1".to_owned()), None);
+        sync.round(&plane, &register_now).await;
+        assert!(!handle.master_online());
+        local_commit(0, 12);
+        local_commit(1, 3);
+        // The master is back: queue 0 goes back to it, queue 1 takes the master's offset.
+        handle.learn_master(Some(master_addr.clone()), None);
+        sync.round(&plane, &register_now).await;
+        assert!(handle.master_online());
+        assert_eq!((query(&plane, 0), query(&plane, 1)), (Some(12), Some(8)));
+        let on_master = |queue: &str| request(rc::QUERY_CONSUMER_OFFSET, &[("topic", "Synced"), ("queueId", queue), ("consumerGroup", "sg")]);
+        assert_eq!(master.call(on_master("0")).await.ext("offset"), Some("12"), "the slave's larger offset reached the master");
+        assert_eq!(master.call(on_master("1")).await.ext("offset"), Some("8"), "the master's larger offset stayed");
+        // A commit made while the master is reachable is not pushed: the master's copy wins.
+        local_commit(1, 20);
+        sync.round(&plane, &register_now).await;
+        assert_eq!(query(&plane, 1), Some(8));
+        assert_eq!(master.call(on_master("1")).await.ext("offset"), Some("8"));
+
+        // The copies reach the slave's files through the control plane's own writers.
+        plane.borrow_mut().flush_offsets();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let topics = std::fs::read_to_string(dir.join("store/config/topics.json")).unwrap_or_default();
+            if topics.contains("\"Synced\"") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "topics.json never got the master's topic");
+            compio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let completions = plane.borrow().write_completions();
+            if let Ok(outcome) = completions.try_recv() {
+                plane.borrow_mut().write_finished(outcome);
+            }
+        }
+        let offsets = std::fs::read_to_string(dir.join("store/config/consumerOffset.json")).unwrap();
+        assert!(offsets.contains(r#""Synced@sg":{0:12,1:8}"#), "{offsets}");
     });
 }

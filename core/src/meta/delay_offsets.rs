@@ -51,6 +51,17 @@ impl DelayOffsets {
         self.dirty = true;
     }
 
+    /// A slave's copy of its master's delay offsets (§7.5: `delayOffset.json` overwritten).
+    /// Marks the table dirty if it changed; returns whether it did.
+    pub fn replace_with_master(&mut self, master: DelayOffsets) -> bool {
+        if self.table == master.table {
+            return false;
+        }
+        self.table = master.table;
+        self.dirty = true;
+        true
+    }
+
     /// The `delayOffset.json` body: `{"offsetTable":{1:0,2:13}}`.
     pub fn to_json(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(32 + self.table.len() * 16);

@@ -375,8 +375,52 @@ impl SubscriptionGroupTable {
     /// Overlays a `subscriptionGroup.json` / GET_ALL_SUBSCRIPTIONGROUP_CONFIG body and adopts its
     /// data version. Returns one warning per skipped entry.
     pub fn merge_wrapper_json(&mut self, body: &[u8]) -> Result<Vec<String>, String> {
+        let parsed = GroupWrapper::parse(body)?;
+        self.groups.extend(parsed.groups);
+        self.forbidden.extend(parsed.forbidden);
+        if let Some(v) = parsed.data_version {
+            self.data_version = v;
+        }
+        self.data_version.bump();
+        Ok(parsed.warnings)
+    }
+
+    /// A slave's copy of its master's table (§7.5, Java `syncSubscriptionGroupConfig`): when
+    /// the master's data version differs from this table's, the table becomes the master's
+    /// groups, forbidden table and version exactly (not bumped) and is marked dirty. Returns
+    /// whether it changed.
+    pub fn replace_with_master(&mut self, master: GroupWrapper) -> bool {
+        if master.data_version == Some(self.data_version) {
+            return false;
+        }
+        self.groups = master.groups;
+        self.forbidden = master.forbidden;
+        self.data_version = master.data_version.unwrap_or_else(|| {
+            let mut next = self.data_version;
+            next.bump();
+            next
+        });
+        self.dirty = true;
+        true
+    }
+}
+
+/// A `subscriptionGroup.json` / GET_ALL_SUBSCRIPTIONGROUP_CONFIG body as read.
+#[derive(Debug, Clone, Default)]
+pub struct GroupWrapper {
+    pub data_version: Option<DataVersion>,
+    pub groups: BTreeMap<String, SubscriptionGroupConfig>,
+    pub forbidden: BTreeMap<String, BTreeMap<String, i32>>,
+    /// One per skipped entry.
+    pub warnings: Vec<String>,
+}
+
+impl GroupWrapper {
+    /// Reads the body leniently: unreadable or invalid groups are skipped with a warning; only a
+    /// body that is not an object or whose `subscriptionGroupTable` is not an object is an error.
+    pub fn parse(body: &[u8]) -> Result<GroupWrapper, String> {
         let root = parse_object_tolerant(body).map_err(|e| e.to_string())?;
-        let mut warnings = Vec::new();
+        let mut parsed = GroupWrapper { data_version: DataVersion::from_value(root.get("dataVersion")), ..GroupWrapper::default() };
         match root.get("subscriptionGroupTable") {
             None | Some(Value::Null) => {}
             Some(Value::Object(entries)) => {
@@ -386,13 +430,13 @@ impl SubscriptionGroupTable {
                             config.group_name.clone_from(name);
                             match config.validate() {
                                 Ok(()) => {
-                                    self.groups.insert(name.clone(), config);
+                                    parsed.groups.insert(name.clone(), config);
                                 }
-                                Err(e) => warnings.push(format!("group {name:?} skipped: {e}")),
+                                Err(e) => parsed.warnings.push(format!("group {name:?} skipped: {e}")),
                             }
                         }
                         None if value.is_null() => {}
-                        None => warnings.push(format!("group {name:?} is not an object; skipped")),
+                        None => parsed.warnings.push(format!("group {name:?} is not an object; skipped")),
                     }
                 }
             }
@@ -408,15 +452,11 @@ impl SubscriptionGroupTable {
                     .filter_map(|(t, bits)| Some((t.clone(), lenient_i32(Some(bits))?)))
                     .collect();
                 if !entry.is_empty() {
-                    self.forbidden.insert(group.clone(), entry);
+                    parsed.forbidden.insert(group.clone(), entry);
                 }
             }
         }
-        if let Some(v) = DataVersion::from_value(root.get("dataVersion")) {
-            self.data_version = v;
-        }
-        self.data_version.bump();
-        Ok(warnings)
+        Ok(parsed)
     }
 }
 

@@ -132,6 +132,31 @@ impl ConsumerOffsets {
         }
     }
 
+    /// A slave's merge of its master's offsets (§7.5): every queue the master has takes the
+    /// master's offset; queues only this table has keep theirs. Marks the table dirty if
+    /// anything changed; returns whether it did.
+    pub fn merge_from_master(&mut self, master: &ConsumerOffsets) -> bool {
+        let mut changed = false;
+        for (topic, groups) in &master.table {
+            let local = self.table.entry(topic.clone()).or_default();
+            for (group, queues) in groups {
+                let local = local.entry(group.clone()).or_default();
+                for (queue_id, offset) in queues {
+                    changed |= local.insert(*queue_id, *offset) != Some(*offset);
+                }
+            }
+        }
+        self.dirty |= changed;
+        changed
+    }
+
+    /// Every committed queue as (group, topic, queueId, offset).
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str, i32, i64)> {
+        self.table.iter().flat_map(|(topic, groups)| {
+            groups.iter().flat_map(move |(group, queues)| queues.iter().map(move |(q, o)| (group.as_str(), topic.as_str(), *q, *o)))
+        })
+    }
+
     /// Number of (topic, group) pairs.
     pub fn len(&self) -> usize {
         self.table.values().map(BTreeMap::len).sum()

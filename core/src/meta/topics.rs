@@ -553,8 +553,49 @@ impl TopicConfigTable {
     /// Returns one warning per skipped entry. Only a body that is not an object or whose
     /// `topicConfigTable` is not an object is an error.
     pub fn merge_wrapper_json(&mut self, body: &[u8]) -> Result<Vec<String>, String> {
+        let parsed = TopicWrapper::parse(body)?;
+        self.topics.extend(parsed.topics);
+        if let Some(v) = parsed.data_version {
+            self.data_version = v;
+        }
+        self.data_version.bump();
+        Ok(parsed.warnings)
+    }
+
+    /// A slave's copy of its master's table (§7.5, Java `syncTopicConfig`): when the master's
+    /// data version differs from this table's, the table becomes the master's topics and
+    /// version exactly (not bumped, so the next sync of an unchanged master changes nothing)
+    /// and is marked dirty. Returns whether it changed.
+    pub fn replace_with_master(&mut self, master: TopicWrapper) -> bool {
+        if master.data_version == Some(self.data_version) {
+            return false;
+        }
+        self.topics = master.topics;
+        self.data_version = master.data_version.unwrap_or_else(|| {
+            let mut next = self.data_version;
+            next.bump();
+            next
+        });
+        self.dirty = true;
+        true
+    }
+}
+
+/// A TopicConfigSerializeWrapper as read (topics.json, a master's GET_ALL_TOPIC_CONFIG answer).
+#[derive(Debug, Clone, Default)]
+pub struct TopicWrapper {
+    pub data_version: Option<DataVersion>,
+    pub topics: BTreeMap<String, TopicConfig>,
+    /// One per skipped entry.
+    pub warnings: Vec<String>,
+}
+
+impl TopicWrapper {
+    /// Reads the body leniently: unreadable or invalid entries are skipped with a warning; only
+    /// a body that is not an object or whose `topicConfigTable` is not an object is an error.
+    pub fn parse(body: &[u8]) -> Result<TopicWrapper, String> {
         let root = parse_object_tolerant(body).map_err(|e| e.to_string())?;
-        let mut warnings = Vec::new();
+        let mut parsed = TopicWrapper { data_version: DataVersion::from_value(root.get("dataVersion")), ..TopicWrapper::default() };
         match root.get("topicConfigTable") {
             None | Some(Value::Null) => {}
             Some(Value::Object(entries)) => {
@@ -565,23 +606,19 @@ impl TopicConfigTable {
                             config.topic_name.clone_from(name);
                             match validate_topic(&config, MAX_GROUP_TOPIC_NAME_LEN) {
                                 Ok(()) => {
-                                    self.topics.insert(name.clone(), config);
+                                    parsed.topics.insert(name.clone(), config);
                                 }
-                                Err(e) => warnings.push(format!("topic {name:?} skipped: {e}")),
+                                Err(e) => parsed.warnings.push(format!("topic {name:?} skipped: {e}")),
                             }
                         }
                         None if value.is_null() => {}
-                        None => warnings.push(format!("topic {name:?} is not an object; skipped")),
+                        None => parsed.warnings.push(format!("topic {name:?} is not an object; skipped")),
                     }
                 }
             }
             Some(_) => return Err("topicConfigTable is not an object".to_owned()),
         }
-        if let Some(v) = DataVersion::from_value(root.get("dataVersion")) {
-            self.data_version = v;
-        }
-        self.data_version.bump();
-        Ok(warnings)
+        Ok(parsed)
     }
 }
 

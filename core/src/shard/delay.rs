@@ -38,10 +38,15 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 /// Starts the deliverers of the delay levels this shard owns, as one task. They read their
-/// start offsets from the control plane first (which may start after the shards).
+/// start offsets from the control plane first (which may start after the shards). A slave
+/// delivers nothing (it appends nothing; its master delivers, and the slave copies the
+/// master's delay offsets, §7.5): the task ends at once.
 pub fn spawn(ctx: &Rc<ShardCtx>) -> compio::runtime::JoinHandle<()> {
     let ctx = ctx.clone();
     compio::runtime::spawn(async move {
+        if ctx.control.is_slave() {
+            return;
+        }
         let levels: Vec<(u32, u64)> = ctx
             .delay_levels_ms
             .iter()

@@ -30,9 +30,10 @@ use crate::transaction::{CHECKER_GROUP, HALF_QUEUE, check_request, discarded, ha
 /// Records read per step.
 const READ_BATCH_ENTRIES: u32 = 32;
 
-/// Starts the check-back task if this shard owns the half queue.
+/// Starts the check-back task if this shard owns the half queue and the broker is a master
+/// (a slave resolves no transactions: END_TRANSACTION is its master's, §7.5).
 pub fn spawn(ctx: &Rc<ShardCtx>) -> Option<compio::runtime::JoinHandle<()>> {
-    if ctx.owner(TRANS_HALF_TOPIC, HALF_QUEUE) != ctx.id {
+    if ctx.owner(TRANS_HALF_TOPIC, HALF_QUEUE) != ctx.id || ctx.control.is_slave() {
         return None;
     }
     Some(compio::runtime::spawn(run(ctx.clone())))
