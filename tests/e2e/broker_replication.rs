@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ferromq_net::RemotingCommand;
 use ferromq_net::client::Client;
 use ferromq_net::codes::{request_code, response_code};
-use ferromq_tests::{BrokerProcess, free_port, on_compio};
+use ferromq_tests::{BrokerProcess, ServerProcess, TempDir, free_port, on_compio, start_namesrv};
 
 const TOPIC: &str = "ReplicatedTopic";
 const QUEUES: u32 = 4;
@@ -41,6 +41,12 @@ fn create_topic() -> RemotingCommand {
         .with_ext("perm", 6)
 }
 
+/// The consumer group the tests pull with, created on the master (a slave copies groups from
+/// its master and creates none itself).
+fn create_group() -> RemotingCommand {
+    RemotingCommand::request(request_code::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).with_body(format!("{{\"groupName\":\"{GROUP}\"}}").into_bytes())
+}
+
 /// Distinct bytes per message, some large enough to span several 32 KiB transfer units.
 fn body_of(i: usize) -> Vec<u8> {
     let len = if i.is_multiple_of(10) { 40_000 + i % 1000 } else { 10 + (i * 131) % 3000 };
@@ -67,10 +73,60 @@ async fn read_all(client: &Client) -> BTreeMap<(u32, u64), Vec<u8>> {
     out
 }
 
+/// A master and its slave registered with one name server of their own: the slave learns its
+/// master's addresses there (unless `haMasterAddress` is among the slave's settings) and copies
+/// its topics and groups every 200 ms.
+struct Pair {
+    master: BrokerProcess,
+    slave: BrokerProcess,
+    _namesrv: (ServerProcess, TempDir),
+}
+
+fn start_pair(name: &str, master: &[(&str, &str)], slave: &[(&str, &str)]) -> Pair {
+    let namesrv = start_namesrv(&[], &[]).unwrap();
+    let ns = namesrv.0.addr.to_string();
+    let common = [("namesrvAddr", ns.as_str()), ("brokerName", name)];
+    let mut master_settings: Vec<(&str, &str)> = common.to_vec();
+    master_settings.extend_from_slice(master);
+    let master = BrokerProcess::start(&master_settings).unwrap();
+    let mut slave_settings: Vec<(&str, &str)> = common.to_vec();
+    slave_settings.extend([("brokerRole", "SLAVE"), ("brokerId", "1"), ("slaveSyncIntervalMillis", "200")]);
+    slave_settings.extend_from_slice(slave);
+    let slave = BrokerProcess::start(&slave_settings).unwrap();
+    Pair { master, slave, _namesrv: namesrv }
+}
+
+/// Reads `TOPIC` from the broker at `addr` until it holds every record of `want` (a slave
+/// serves once it has copied the topic and the group, and the log), then checks the bytes.
+async fn await_records(addr: std::net::SocketAddr, want: &Records, what: &str) {
+    let client = Client::connect(addr, TIMEOUT).await.unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let got = read_all(&client).await;
+        let missing = want.keys().filter(|k| !got.contains_key(k)).count();
+        if missing == 0 {
+            for (k, body) in want {
+                assert!(got.get(k) == Some(body), "{what}: queue {} offset {}: different bytes", k.0, k.1);
+            }
+            return;
+        }
+        if Instant::now() >= deadline {
+            let probe = client.invoke(ferromq_tests::pull_request(GROUP, TOPIC, 0, 0), TIMEOUT).await.unwrap();
+            panic!("{what}: {missing} of {} records never arrived; a pull of queue 0 answers {} {:?}", want.len(), probe.code, probe.remark);
+        }
+        compio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[test]
 fn sync_master_acknowledges_only_what_its_slave_holds_and_the_slave_keeps_it_all() {
     let ha_port = free_port();
+    // The master is started alone first: without a slave a SYNC_MASTER says so (stored on the
+    // master only).
+    let namesrv = start_namesrv(&[], &[]).unwrap();
+    let ns = namesrv.0.addr.to_string();
     let mut master = BrokerProcess::start(&[
+        ("namesrvAddr", &ns),
         ("brokerName", "broker-r"),
         ("brokerRole", "SYNC_MASTER"),
         ("flushDiskType", "SYNC_FLUSH"),
@@ -79,22 +135,22 @@ fn sync_master_acknowledges_only_what_its_slave_holds_and_the_slave_keeps_it_all
     ])
     .unwrap();
     let master_addr = master.process.addr;
-    let ha_addr = format!("127.0.0.1:{ha_port}");
-
-    // Without a slave a SYNC_MASTER says so (stored on the master only).
     let refused = on_compio(move || async move {
         let client = Client::connect(master_addr, TIMEOUT).await.unwrap();
         assert_eq!(client.invoke(create_topic(), TIMEOUT).await.unwrap().code, 0);
+        assert_eq!(client.invoke(create_group(), TIMEOUT).await.unwrap().code, 0);
         client.invoke(send(0, b"before the slave".to_vec()), TIMEOUT).await.unwrap().code
     });
     assert_eq!(refused, response_code::SLAVE_NOT_AVAILABLE);
 
+    // The slave learns where its master's HA port is from the name server.
     let slave = BrokerProcess::start(&[
+        ("namesrvAddr", &ns),
         ("brokerName", "broker-r"),
         ("brokerRole", "SLAVE"),
         ("brokerId", "1"),
         ("flushDiskType", "SYNC_FLUSH"),
-        ("haMasterAddress", &ha_addr),
+        ("slaveSyncIntervalMillis", "200"),
     ])
     .unwrap();
     let slave_addr = slave.process.addr;
@@ -137,24 +193,18 @@ fn sync_master_acknowledges_only_what_its_slave_holds_and_the_slave_keeps_it_all
         acknowledged
     });
 
+    // The slave has copied the topic and the group (its metadata sync) before the loss.
+    let before = acknowledged.clone();
+    on_compio(move || async move { await_records(slave_addr, &before, "the slave before the master's loss").await });
+
     // The master's machine is lost: kill -9 and its store deleted.
     master.process.kill();
     let _ = std::fs::remove_dir_all(master.store.path());
 
     on_compio(move || async move {
-        let client = Client::connect(slave_addr, TIMEOUT).await.unwrap();
-        // A slave takes its topics from the master; this one was never synced (the master is
-        // gone), so it learns the topic here, as an operator would create it.
-        let created = client.invoke(create_topic(), TIMEOUT).await.unwrap();
-        assert!(created.code == 0 || created.code == response_code::SYSTEM_ERROR, "{created:?}");
-        let on_slave = read_all(&client).await;
+        await_records(slave_addr, &acknowledged, "the slave after the master's loss").await;
         let acked_count = acknowledged.len();
-        for (k, body) in &acknowledged {
-            match on_slave.get(k) {
-                Some(b) => assert!(b == body, "queue {} offset {}: different bytes on the slave", k.0, k.1),
-                None => panic!("queue {} offset {}: acknowledged by the SYNC_MASTER, missing on the slave ({} of {acked_count} there)", k.0, k.1, on_slave.len()),
-            }
-        }
+        let client = Client::connect(slave_addr, TIMEOUT).await.unwrap();
         println!("{acked_count} acknowledged messages all read back from the slave after the master's loss");
         // A slave refuses sends (4.x: SERVICE_NOT_AVAILABLE), so producers go elsewhere.
         let refused = client.invoke(send(0, b"to the slave".to_vec()), TIMEOUT).await.unwrap();
@@ -264,9 +314,12 @@ fn offset_of(msg_id: &str) -> u64 {
 fn no_sync_master_acknowledgement_precedes_the_slaves_report_through_cuts_stalls_and_a_slave_restart() {
     use std::sync::atomic::Ordering;
     let ha_port = free_port();
+    let namesrv = start_namesrv(&[], &[]).unwrap();
+    let ns = namesrv.0.addr.to_string();
     // One shard on both: a record's client offset is then its local offset, which is what
     // the stream's reports count in.
     let master = BrokerProcess::start(&[
+        ("namesrvAddr", &ns),
         ("brokerName", "broker-f"),
         ("brokerRole", "SYNC_MASTER"),
         ("flushDiskType", "SYNC_FLUSH"),
@@ -277,12 +330,14 @@ fn no_sync_master_acknowledgement_precedes_the_slaves_report_through_cuts_stalls
     .unwrap();
     let relay = Relay::start(std::net::SocketAddr::from(([127, 0, 0, 1], ha_port)));
     let mut slave = BrokerProcess::start(&[
+        ("namesrvAddr", &ns),
         ("brokerName", "broker-f"),
         ("brokerRole", "SLAVE"),
         ("brokerId", "1"),
         ("flushDiskType", "SYNC_FLUSH"),
         ("haMasterAddress", &relay.addr.to_string()),
         ("haSendHeartbeatInterval", "200"),
+        ("slaveSyncIntervalMillis", "200"),
         ("shards", "1"),
     ])
     .unwrap();
@@ -295,6 +350,7 @@ fn no_sync_master_acknowledgement_precedes_the_slaves_report_through_cuts_stalls
             on_compio(move || async move {
                 let client = Client::connect(master_addr, TIMEOUT).await.unwrap();
                 assert_eq!(client.invoke(create_topic(), TIMEOUT).await.unwrap().code, 0);
+        assert_eq!(client.invoke(create_group(), TIMEOUT).await.unwrap().code, 0);
                 let clients: Vec<Client> = futures_util::future::join_all((0..4).map(|_| Client::connect(master_addr, TIMEOUT))).await.into_iter().map(Result::unwrap).collect();
                 let one = |c: usize, i: usize| {
                     let client = &clients[c];
@@ -352,22 +408,7 @@ fn no_sync_master_acknowledgement_precedes_the_slaves_report_through_cuts_stalls
     // restart; what it acknowledged before the kill it kept).
     let slave_addr = slave.process.addr;
     on_compio(move || async move {
-        let client = Client::connect(slave_addr, TIMEOUT).await.unwrap();
-        let created = client.invoke(create_topic(), TIMEOUT).await.unwrap();
-        assert!(created.code == 0 || created.code == response_code::SYSTEM_ERROR, "{created:?}");
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let on_slave = read_all(&client).await;
-            let missing = acked.iter().filter(|(k, _)| !on_slave.contains_key(k)).count();
-            if missing == 0 {
-                for (k, body) in &acked {
-                    assert!(on_slave.get(k) == Some(body), "queue {} offset {}: different bytes on the slave", k.0, k.1);
-                }
-                break;
-            }
-            assert!(Instant::now() < deadline, "{missing} acknowledged messages never reached the slave");
-            compio::time::sleep(Duration::from_millis(200)).await;
-        }
+        await_records(slave_addr, &acked, "the slave after the faults").await;
     });
     drop(master);
 }
@@ -383,22 +424,7 @@ async fn runtime_number(client: &Client, key: &str) -> u64 {
 fn async_master_slave_lag_stays_bounded_a_restarted_slave_catches_up_and_a_killed_master_loses_only_a_tail() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
-    let ha_port = free_port();
-    let mut master = BrokerProcess::start(&[
-        ("brokerName", "broker-s"),
-        ("brokerRole", "ASYNC_MASTER"),
-        ("haListenPort", &ha_port.to_string()),
-        ("shards", "2"),
-    ])
-    .unwrap();
-    let mut slave = BrokerProcess::start(&[
-        ("brokerName", "broker-s"),
-        ("brokerRole", "SLAVE"),
-        ("brokerId", "1"),
-        ("haMasterAddress", &format!("127.0.0.1:{ha_port}")),
-        ("shards", "2"),
-    ])
-    .unwrap();
+    let Pair { mut master, mut slave, _namesrv } = start_pair("broker-s", &[("brokerRole", "ASYNC_MASTER"), ("shards", "2")], &[("shards", "2")]);
     let (master_addr, slave_addr) = (master.process.addr, slave.process.addr);
     let acked: Arc<Mutex<Records>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -408,6 +434,7 @@ fn async_master_slave_lag_stays_bounded_a_restarted_slave_catches_up_and_a_kille
             on_compio(move || async move {
                 let client = Client::connect(master_addr, TIMEOUT).await.unwrap();
                 assert_eq!(client.invoke(create_topic(), TIMEOUT).await.unwrap().code, 0);
+        assert_eq!(client.invoke(create_group(), TIMEOUT).await.unwrap().code, 0);
                 let clients: Vec<Client> = futures_util::future::join_all((0..4).map(|_| Client::connect(master_addr, TIMEOUT))).await.into_iter().map(Result::unwrap).collect();
                 let one = |c: usize| {
                     let (client, acked, stop) = (&clients[c], acked.clone(), stop.clone());
@@ -465,11 +492,11 @@ fn async_master_slave_lag_stays_bounded_a_restarted_slave_catches_up_and_a_kille
             assert!(Instant::now() < deadline, "the restarted slave never caught up");
             compio::time::sleep(Duration::from_millis(100)).await;
         }
-        let created = slave.invoke(create_topic(), TIMEOUT).await.unwrap();
-        assert!(created.code == 0 || created.code == response_code::SYSTEM_ERROR, "{created:?}");
-        let (on_master, on_slave) = (read_all(&master).await, read_all(&slave).await);
+        let on_master = read_all(&master).await;
         assert!(!on_master.is_empty());
-        assert!(on_master == on_slave, "after catching up the slave must serve every queue byte for byte ({} records on the master, {} on the slave)", on_master.len(), on_slave.len());
+        // Every queue, byte for byte (records the slave lacks would show as missing).
+        await_records(slave_addr, &on_master, "the caught-up slave").await;
+        drop(slave);
     });
 
     // The master is killed under load: the slave lacks at most a tail of each queue.
@@ -482,7 +509,16 @@ fn async_master_slave_lag_stays_bounded_a_restarted_slave_catches_up_and_a_kille
     let acked = acked.lock().unwrap().clone();
     on_compio(move || async move {
         let slave = Client::connect(slave_addr, TIMEOUT).await.unwrap();
-        let on_slave = read_all(&slave).await;
+        // Until the slave notices its master is gone (its next metadata sync fails) it answers
+        // the end of a queue with PULL_RETRY_IMMEDIATELY (§7.6): read until nothing changes.
+        let mut on_slave = read_all(&slave).await;
+        let mut stable = 0;
+        while stable < 3 {
+            compio::time::sleep(Duration::from_millis(300)).await;
+            let again = read_all(&slave).await;
+            stable = if again == on_slave { stable + 1 } else { 0 };
+            on_slave = again;
+        }
         let mut lost = 0;
         for queue_id in 0..QUEUES {
             let end = on_slave.range((queue_id, 0)..(queue_id + 1, 0)).count() as u64;
