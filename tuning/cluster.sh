@@ -18,8 +18,8 @@
 # $CARGO_TARGET_DIR or the repository's target/), else `cargo build --release -p ferromq-core
 # -p ferromq-namesrv` first.
 #
-# Slaves (brokerRole=SLAVE) are refused by mqbroker until replication (repl/) lands: in the
-# 2m-2s-* layouts the masters start, each slave's refusal is reported, and start exits 1.
+# Masters start before their slaves; a slave learns its master from the name server and
+# follows it (repl/: its log, topics, groups and offsets).
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -206,7 +206,7 @@ ENV
     echo "layout $layout ($CONF_DIR/$layout, .$format files), binaries from $bin_dir"
     echo "in $base_dir: stores in store/, logs in logs/, pids in pids/"
 
-    local started=0 failed=0 refused=0
+    local started=0 failed=0
     (cd "$base_dir" && exec nohup "$bin_dir/mqnamesrv" --listen "127.0.0.1:$ns_port" \
         --kv-config-path "$base_dir/namesrv/kvConfig.json" </dev/null >"$base_dir/logs/namesrv.log" 2>&1) &
     pid=$!
@@ -243,12 +243,6 @@ ENV
         if wait_for_boot "$name" "$pid" "boot success"; then
             printf '  %-11s pid %-8s %s, listenPort %s, haListenPort %s\n' "$name" "$pid" "$role" "$listen" "$ha"
             started=$((started + 1))
-        elif grep -q "replication is not supported yet" "$log"; then
-            printf '  %-11s REFUSED   %s: FerroMQ runs no slave until replication (repl/) lands. mqbroker said:\n' \
-                "$name" "$role" >&2
-            grep -o "brokerRole=.*" "$log" | tail -n 1 | sed 's/^/    /' >&2
-            rm -f "$(pid_file "$name")"
-            refused=$((refused + 1))
         else
             printf '  %-11s FAILED to start; last lines of %s:\n' "$name" "$log" >&2
             tail -n 5 "$log" | sed 's/^/    /' >&2
@@ -258,11 +252,7 @@ ENV
         fi
     done
     echo "$started of $((${#brokers[@]} + 1)) processes running; stop them with: $0 stop --base-dir $base_dir"
-    if ((refused > 0)); then
-        echo "$refused slave(s) refused: brokerRole=SLAVE needs replication (repl/), not built yet;" \
-            "the masters serve without slaves." >&2
-    fi
-    if ((failed + refused > 0)); then
+    if ((failed > 0)); then
         exit 1
     fi
 }
