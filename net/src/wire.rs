@@ -48,6 +48,21 @@ impl DataVersion {
         DataVersion { counter: 0, state_version: 0, timestamp: now_ms() }
     }
 
+    /// The version a slave's table takes when it copies its master's (PROTOCOL.md §7.5):
+    /// `None` when the master's `master` equals this one (nothing to copy), else the master's —
+    /// kept exactly, so that the next sync of an unchanged master copies nothing — or, for a
+    /// master that sent none, this one bumped.
+    pub fn copied_from(self, master: Option<DataVersion>) -> Option<DataVersion> {
+        if master == Some(self) {
+            return None;
+        }
+        Some(master.unwrap_or_else(|| {
+            let mut next = self;
+            next.bump();
+            next
+        }))
+    }
+
     /// Java `nextVersion()`: counter + 1, timestamp now (never moving backwards).
     pub fn bump(&mut self) {
         self.counter = self.counter.saturating_add(1);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ferromq_net::RemotingCommand;
 use ferromq_net::backend::runtime_from_env;
 use ferromq_net::client::Client;
-use ferromq_net::codes::{request_code, response_code};
+use ferromq_net::codes::response_code;
 use ferromq_tests::BrokerProcess;
 
 const TOPIC: &str = "PullBodyTopic";
@@ -26,17 +26,7 @@ fn body_of(i: usize, large: bool) -> Vec<u8> {
 }
 
 fn send(queue_id: u32, body: Vec<u8>) -> RemotingCommand {
-    RemotingCommand::request(request_code::SEND_MESSAGE_V2)
-        .with_ext("a", "pull_body_producer")
-        .with_ext("b", TOPIC)
-        .with_ext("c", "TBW102")
-        .with_ext("d", QUEUES)
-        .with_ext("e", queue_id)
-        .with_ext("f", 0)
-        .with_ext("g", 0)
-        .with_ext("h", 0)
-        .with_ext("i", "TAGS\u{1}T\u{2}")
-        .with_body(body)
+    ferromq_tests::send_v2_request("pull_body_producer", TOPIC, QUEUES, queue_id, "TAGS\u{1}T\u{2}", body)
 }
 
 fn pull(queue_id: u32, queue_offset: u64) -> RemotingCommand {
@@ -69,12 +59,7 @@ fn interleaved_pulls_return_every_record_intact() {
     let (runtime, _) = runtime_from_env().unwrap();
     runtime.block_on(async {
         let client = Client::connect(broker.process.addr, TIMEOUT).await.unwrap();
-        let create = RemotingCommand::request(request_code::UPDATE_AND_CREATE_TOPIC)
-            .with_ext("topic", TOPIC)
-            .with_ext("readQueueNums", QUEUES)
-            .with_ext("writeQueueNums", QUEUES)
-            .with_ext("perm", 6);
-        assert_eq!(client.invoke(create, TIMEOUT).await.unwrap().code, 0);
+        assert_eq!(client.invoke(ferromq_tests::create_topic_request(TOPIC, QUEUES), TIMEOUT).await.unwrap().code, 0);
 
         // Round robin over the queues, with runs of consecutive sends to one queue now and
         // then (adjacent records, coalesced into one range by the store).

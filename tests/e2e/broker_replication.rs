@@ -20,25 +20,11 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 type Records = BTreeMap<(u32, u64), Vec<u8>>;
 
 fn send(queue_id: u32, body: Vec<u8>) -> RemotingCommand {
-    RemotingCommand::request(request_code::SEND_MESSAGE_V2)
-        .with_ext("a", "replication_producer")
-        .with_ext("b", TOPIC)
-        .with_ext("c", "TBW102")
-        .with_ext("d", QUEUES)
-        .with_ext("e", queue_id)
-        .with_ext("f", 0)
-        .with_ext("g", 0)
-        .with_ext("h", 0)
-        .with_ext("i", "TAGS\u{1}T\u{2}")
-        .with_body(body)
+    ferromq_tests::send_v2_request("replication_producer", TOPIC, QUEUES, queue_id, "TAGS\u{1}T\u{2}", body)
 }
 
 fn create_topic() -> RemotingCommand {
-    RemotingCommand::request(request_code::UPDATE_AND_CREATE_TOPIC)
-        .with_ext("topic", TOPIC)
-        .with_ext("readQueueNums", QUEUES)
-        .with_ext("writeQueueNums", QUEUES)
-        .with_ext("perm", 6)
+    ferromq_tests::create_topic_request(TOPIC, QUEUES)
 }
 
 /// The consumer group the tests pull with, created on the master (a slave copies groups from

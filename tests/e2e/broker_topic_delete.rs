@@ -20,17 +20,7 @@ const OLD_MESSAGES: u32 = 40;
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 fn send(queue_id: u32, body: &str, key: &str) -> RemotingCommand {
-    RemotingCommand::request(request_code::SEND_MESSAGE_V2)
-        .with_ext("a", "delete_me_producer")
-        .with_ext("b", TOPIC)
-        .with_ext("c", "TBW102")
-        .with_ext("d", QUEUES)
-        .with_ext("e", queue_id)
-        .with_ext("f", 0)
-        .with_ext("g", 0)
-        .with_ext("h", 0)
-        .with_ext("i", format!("KEYS\u{1}{key}\u{2}"))
-        .with_body(body.as_bytes().to_vec())
+    ferromq_tests::send_v2_request("delete_me_producer", TOPIC, QUEUES, queue_id, &format!("KEYS\u{1}{key}\u{2}"), body.as_bytes().to_vec())
 }
 
 fn queue_request(code: i32, queue_id: u32) -> RemotingCommand {
@@ -42,11 +32,7 @@ fn pull(queue_id: u32, queue_offset: u64) -> RemotingCommand {
 }
 
 fn create_topic() -> RemotingCommand {
-    RemotingCommand::request(request_code::UPDATE_AND_CREATE_TOPIC)
-        .with_ext("topic", TOPIC)
-        .with_ext("readQueueNums", QUEUES)
-        .with_ext("writeQueueNums", QUEUES)
-        .with_ext("perm", 6)
+    ferromq_tests::create_topic_request(TOPIC, QUEUES)
 }
 
 async fn call(client: &Client, request: RemotingCommand) -> RemotingCommand {

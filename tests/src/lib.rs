@@ -441,6 +441,32 @@ impl Drop for FakeBroker {
     }
 }
 
+/// UPDATE_AND_CREATE_TOPIC (17): `topic` with `queues` read and write queues, read-write
+/// (perm 6).
+pub fn create_topic_request(topic: &str, queues: u32) -> RemotingCommand {
+    RemotingCommand::request(request_code::UPDATE_AND_CREATE_TOPIC)
+        .with_ext("topic", topic)
+        .with_ext("readQueueNums", queues)
+        .with_ext("writeQueueNums", queues)
+        .with_ext("perm", 6)
+}
+
+/// SEND_MESSAGE_V2 (310) of `body` to queue `queue_id` of `topic` (of `queues`) for
+/// `producer_group`, with the properties string `properties` (`NAME\u{1}VALUE\u{2}`…).
+pub fn send_v2_request(producer_group: &str, topic: &str, queues: u32, queue_id: u32, properties: &str, body: Vec<u8>) -> RemotingCommand {
+    RemotingCommand::request(request_code::SEND_MESSAGE_V2)
+        .with_ext("a", producer_group)
+        .with_ext("b", topic)
+        .with_ext("c", "TBW102")
+        .with_ext("d", queues)
+        .with_ext("e", queue_id)
+        .with_ext("f", 0)
+        .with_ext("g", 0)
+        .with_ext("h", 0)
+        .with_ext("i", properties)
+        .with_body(body)
+}
+
 /// A PULL_MESSAGE (11) of up to 32 messages of every tag (`*`), not held by long polling
 /// (sysFlag 4: subscription inline; suspendTimeoutMillis 0), committing nothing.
 pub fn pull_request(group: &str, topic: &str, queue_id: u32, queue_offset: u64) -> RemotingCommand {

@@ -390,16 +390,10 @@ impl SubscriptionGroupTable {
     /// groups, forbidden table and version exactly (not bumped) and is marked dirty. Returns
     /// whether it changed.
     pub fn replace_with_master(&mut self, master: GroupWrapper) -> bool {
-        if master.data_version == Some(self.data_version) {
-            return false;
-        }
+        let Some(version) = self.data_version.copied_from(master.data_version) else { return false };
         self.groups = master.groups;
         self.forbidden = master.forbidden;
-        self.data_version = master.data_version.unwrap_or_else(|| {
-            let mut next = self.data_version;
-            next.bump();
-            next
-        });
+        self.data_version = version;
         self.dirty = true;
         true
     }

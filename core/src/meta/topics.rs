@@ -567,15 +567,9 @@ impl TopicConfigTable {
     /// version exactly (not bumped, so the next sync of an unchanged master changes nothing)
     /// and is marked dirty. Returns whether it changed.
     pub fn replace_with_master(&mut self, master: TopicWrapper) -> bool {
-        if master.data_version == Some(self.data_version) {
-            return false;
-        }
+        let Some(version) = self.data_version.copied_from(master.data_version) else { return false };
         self.topics = master.topics;
-        self.data_version = master.data_version.unwrap_or_else(|| {
-            let mut next = self.data_version;
-            next.bump();
-            next
-        });
+        self.data_version = version;
         self.dirty = true;
         true
     }
