@@ -143,16 +143,19 @@ fn sync_master_acknowledges_only_what_its_slave_holds_and_the_slave_keeps_it_all
 
     let acknowledged = on_compio(move || async move {
         let client = Client::connect(master_addr, TIMEOUT).await.unwrap();
-        // The slave connects within a second or two: sends succeed from then on.
+        // Each shard of the slave connects within a second or two (a stream per shard): sends
+        // to a queue succeed once its shard's stream runs. Probe every queue.
         let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let code = client.invoke(send(1, b"probe".to_vec()), TIMEOUT).await.unwrap().code;
-            if code == response_code::SUCCESS {
-                break;
+        for queue_id in 0..QUEUES {
+            loop {
+                let code = client.invoke(send(queue_id, b"probe".to_vec()), TIMEOUT).await.unwrap().code;
+                if code == response_code::SUCCESS {
+                    break;
+                }
+                assert_eq!(code, response_code::SLAVE_NOT_AVAILABLE, "before the slave follows");
+                assert!(Instant::now() < deadline, "the slave never caught up");
+                compio::time::sleep(Duration::from_millis(100)).await;
             }
-            assert_eq!(code, response_code::SLAVE_NOT_AVAILABLE, "before the slave follows");
-            assert!(Instant::now() < deadline, "the slave never caught up");
-            compio::time::sleep(Duration::from_millis(100)).await;
         }
         // Sends from several connections at once, as a loaded producer makes them.
         let clients: Vec<Client> = futures_util::future::join_all((0..4).map(|_| Client::connect(master_addr, TIMEOUT))).await.into_iter().map(Result::unwrap).collect();
@@ -297,7 +300,7 @@ fn offset_of(msg_id: &str) -> u64 {
 }
 
 #[test]
-fn no_sync_master_acknowledgement_precedes_the_slaves_report_through_cuts_stalls_and_a_slave_restart() {
+fn no_sync_master_acknowledgement_precedes_the_slaves_report_through_cuts_stalls_a_full_slave_disk_and_a_slave_restart() {
     use std::sync::atomic::Ordering;
     let ha_port = free_port();
     let namesrv = start_namesrv(&[], &[]).unwrap();
@@ -315,17 +318,26 @@ fn no_sync_master_acknowledgement_precedes_the_slaves_report_through_cuts_stalls
     ])
     .unwrap();
     let relay = Relay::start(std::net::SocketAddr::from(([127, 0, 0, 1], ha_port)));
-    let mut slave = BrokerProcess::start(&[
-        ("namesrvAddr", &ns),
-        ("brokerName", "broker-f"),
-        ("brokerRole", "SLAVE"),
-        ("brokerId", "1"),
-        ("flushDiskType", "SYNC_FLUSH"),
-        ("haMasterAddress", &relay.addr.to_string()),
-        ("haSendHeartbeatInterval", "200"),
-        ("slaveSyncIntervalMillis", "200"),
-        ("shards", "1"),
-    ])
+    // The slave's storage obeys this file (`write=ENOSPC`: its disk is full).
+    let faults_dir = TempDir::new("slave-faults");
+    let faults = faults_dir.path().join("faults");
+    std::fs::write(&faults, "").unwrap();
+    let faults_env = faults.display().to_string();
+    let mut slave = BrokerProcess::start_in_with_env(
+        TempDir::new("slave"),
+        &[
+            ("namesrvAddr", &ns),
+            ("brokerName", "broker-f"),
+            ("brokerRole", "SLAVE"),
+            ("brokerId", "1"),
+            ("flushDiskType", "SYNC_FLUSH"),
+            ("haMasterAddress", &relay.addr.to_string()),
+            ("haSendHeartbeatInterval", "200"),
+            ("slaveSyncIntervalMillis", "200"),
+            ("shards", "1"),
+        ],
+        &[("FERROMQ_FAULT_INJECTION_FILE", faults_env.as_str())],
+    )
     .unwrap();
     let master_addr = master.process.addr;
     let max_report = relay.max_report.clone();
@@ -379,6 +391,10 @@ fn no_sync_master_acknowledgement_precedes_the_slaves_report_through_cuts_stalls
     phase(1500);
     relay.stall.store(false, Ordering::SeqCst);
     phase(1000);
+    std::fs::write(&faults, "write=ENOSPC").unwrap(); // the slave's disk is full
+    phase(1500);
+    std::fs::write(&faults, "").unwrap();
+    phase(1000);
     slave.kill_and_restart().unwrap(); // kill -9 of the slave under load
     phase(2000);
     stop.store(true, Ordering::SeqCst);
@@ -388,7 +404,7 @@ fn no_sync_master_acknowledgement_precedes_the_slaves_report_through_cuts_stalls
     let refused = outcome.len() - acked.len();
     println!("{} sends acknowledged, {refused} answered FLUSH_SLAVE_TIMEOUT or SLAVE_NOT_AVAILABLE", acked.len());
     assert!(acked.len() > 50, "too few acknowledged sends to mean anything: {}", acked.len());
-    assert!(refused > 0, "the stall and the cut must have refused some sends");
+    assert!(refused > 0, "the cut, the stall and the full disk must have refused some sends");
 
     // Every acknowledged message is on the slave, byte for byte (it catches up after the
     // restart; what it acknowledged before the kill it kept).
@@ -407,7 +423,7 @@ async fn runtime_number(client: &Client, key: &str) -> u64 {
 }
 
 #[test]
-fn async_master_slave_lag_stays_bounded_a_restarted_slave_catches_up_and_a_killed_master_loses_only_a_tail() {
+fn async_master_slave_lag_stays_bounded_restarted_slave_and_master_reconnect_and_a_killed_master_loses_only_a_tail() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
     let Pair { mut master, mut slave, _namesrv } = start_pair("broker-s", &[("brokerRole", "ASYNC_MASTER"), ("shards", "2")], &[("shards", "2")]);
@@ -483,6 +499,18 @@ fn async_master_slave_lag_stays_bounded_a_restarted_slave_catches_up_and_a_kille
         // Every queue, byte for byte (records the slave lacks would show as missing).
         await_records(slave_addr, &on_master, "the caught-up slave").await;
         drop(slave);
+    });
+
+    // A restarted master is followed again without anyone's help.
+    master.terminate();
+    master.restart().unwrap();
+    on_compio(move || async move {
+        let master = Client::connect(master_addr, TIMEOUT).await.unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        while runtime_number(&master, "ferromqReplicationStreams").await < 2 {
+            assert!(Instant::now() < deadline, "the slave never followed the restarted master");
+            compio::time::sleep(Duration::from_millis(100)).await;
+        }
     });
 
     // The master is killed under load: the slave lacks at most a tail of each queue.
