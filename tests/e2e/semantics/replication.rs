@@ -169,3 +169,89 @@ async fn a_sync_cluster_keeps_every_acknowledged_message_of_a_master_lost_with_i
     producer.shutdown().await;
     clients.finish().await;
 }
+
+/// Issue 9: consumers keep receiving while their master is down (from its slave), and do not
+/// re-read after the master returns what they consumed meanwhile: the offsets they committed to
+/// the slave are handed back to the master (larger wins).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_read_from_the_slave_while_the_master_is_down_and_do_not_reread_after_it_returns() {
+    let (namesrv, _namesrv_dir) = start_namesrv(&[], &[]).unwrap();
+    let ns = namesrv.addr.to_string();
+    let ha = free_port();
+    let mut master = broker(&ns, "broker-o", 0, ha);
+    let slave = broker(&ns, "broker-o", 1, free_port());
+    let clients = Clients::with_namesrv(namesrv.addr, "outage");
+    let topic = unique("OutageTopic");
+    let group = unique("outage_group");
+    let mut producer = clients.producer(&unique("outage_producer"), Trace::Off).await;
+    create_topic(&master, &mut producer, &topic, 4).await;
+    let create = RemotingCommand::request(ferromq_net::codes::request_code::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP)
+        .with_body(format!("{{\"groupName\":\"{group}\"}}").into_bytes());
+    assert_eq!(raw_request(&master, create, Duration::from_secs(5)).await.unwrap().code, 0);
+
+    // Sent while the master is up (a SYNC_MASTER: once acknowledged, on the slave too).
+    let mut first = std::collections::BTreeSet::new();
+    let mut i = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while first.len() < 40 {
+        let key = format!("first-{i}");
+        i += 1;
+        match producer.send_with_timeout(message(&topic, &key, "T", &[], &body(i)), SEND_TIMEOUT_MS).await {
+            Ok(Some(r)) if r.send_status == rocketmq_model::result::SendStatus::SendOk => {
+                first.insert(key);
+            }
+            other => {
+                assert!(std::time::Instant::now() < deadline, "send {key}: {other:?}\nmaster log:\n{}", log_tail(&master));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    // The slave has the group (its metadata copy) before the master goes down.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let response =
+            raw_request(&slave, RemotingCommand::request(ferromq_net::codes::request_code::GET_ALL_SUBSCRIPTIONGROUP_CONFIG), Duration::from_secs(5)).await.unwrap();
+        if String::from_utf8_lossy(&response.body).contains(&group) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the slave never copied {group}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The master is down: a consumer of the group reads everything from the slave, commits its
+    // offsets there (the client commits to the slave when no master is listed), and stops.
+    master.process.kill();
+    let seen: Seen = Default::default();
+    let mut consumer = clients.consumer(&slave, &group, &topic, seen.clone(), ConsumerOptions::default()).await;
+    wait_for(&slave, Duration::from_secs(60), || keys_of(&seen).is_superset(&first), || format!("{} of {} read from the slave", keys_of(&seen).len(), first.len())).await;
+    stop_consumer(&slave, &mut consumer, "consumer during the outage").await;
+
+    // The master returns (same store); the slave hands the group's offsets back to it.
+    master.restart().unwrap();
+    let mut later = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while later.len() < 10 {
+        let key = format!("later-{i}");
+        i += 1;
+        match producer.send_with_timeout(message(&topic, &key, "T", &[], &body(i)), SEND_TIMEOUT_MS).await {
+            Ok(Some(r)) if r.send_status == rocketmq_model::result::SendStatus::SendOk => {
+                later.insert(key);
+            }
+            other => {
+                assert!(std::time::Instant::now() < deadline, "send {key} after the master returned: {other:?}\nmaster log:\n{}", log_tail(&master));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    // A new consumer of the group (offsets from the master now) gets only what is new.
+    let seen_after: Seen = Default::default();
+    let mut consumer = clients.consumer(&master, &group, &topic, seen_after.clone(), ConsumerOptions::default()).await;
+    wait_for(&master, Duration::from_secs(60), || keys_of(&seen_after).is_superset(&later), || format!("{} of {} new messages", keys_of(&seen_after).len(), later.len())).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let reread: Vec<String> = keys_of(&seen_after).intersection(&first).cloned().collect();
+    assert!(reread.is_empty(), "after the master returned the group re-read {} messages it had consumed from the slave: {reread:?}", reread.len());
+    eprintln!("{} messages read from the slave during the outage, none re-read after the master returned; {} new ones read", first.len(), later.len());
+    stop_consumer(&master, &mut consumer, "consumer after the outage").await;
+    producer.shutdown().await;
+    clients.finish().await;
+}
