@@ -2,7 +2,9 @@
 //! driven by `rocketmq-client-rust` (issue 9's acceptance): a producer's SEND_OKs, then master
 //! a is killed with -9 *and its store deleted*; every message broker-a acknowledged is consumed,
 //! byte-identical, from its slave by a push consumer that was never told about the slave (it
-//! knows the name server only), and the producer carries on through broker b.
+//! knows the name server only), and the producer carries on through broker b. Then a master
+//! and slave pair: a consumer reads from the slave while the master is down and, after the
+//! master returns, does not re-read what it consumed meanwhile.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
