@@ -214,3 +214,53 @@ fn units_out_of_step_or_damaged_change_nothing() {
         replica.close().await.unwrap();
     });
 }
+
+#[test]
+fn a_topic_the_master_deletes_and_recreates_is_deleted_on_the_replica_too() {
+    block_on(async {
+        let (master, _) = Store::open(MemStorage::new(), master_cfg()).await.unwrap();
+        let (replica, _) = Store::open(MemStorage::new(), replica_cfg(FlushMode::Sync)).await.unwrap();
+        produce(&master, 0, 12).await;
+        let mut framer = ReplicaFramer::new(0, 4096);
+        copy(&master, &replica, &mut framer, &[700]).await;
+        assert_same_queues(&master, &replica, "before the deletion").await;
+
+        // DELETE_TOPIC_IN_BROKER on the master, then the topic again: its queues restart at 0.
+        master.delete_topic("A").await.unwrap();
+        let r = master.append(vec![msg("A", 0, "A again".into())]).await.unwrap();
+        assert_eq!(r.queue_offset.0, 0);
+        produce(&master, 12, 20).await;
+
+        // The replica refuses the first record of the new incarnation until it has deleted the
+        // topic itself (durably), then takes it like the master did.
+        let mut refusals = 0;
+        loop {
+            let mut framer = ReplicaFramer::new(replica.replica_next_offset(), 4096);
+            let at = framer.next_offset();
+            let Some(bytes) = master.replication_bytes(at, 4096).await.unwrap() else { break };
+            framer.push(at, &bytes).unwrap();
+            let mut refused = false;
+            while let Some((start, unit)) = framer.next_unit().unwrap() {
+                match replica.append_replica(start, unit).await {
+                    Ok((_, ack)) => ack.await.unwrap(),
+                    Err(StoreError::TopicDeleting(topic)) => {
+                        assert_eq!(topic, "A");
+                        refusals += 1;
+                        refused = true;
+                        break;
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            if refused {
+                assert!(refusals < 200, "the replica never finished deleting the topic");
+                compio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+        assert!(refusals > 0, "the recreated topic must have been noticed");
+        assert_eq!(bodies(&replica, "A", 0).await.first().map(String::as_str), Some("A again"), "the new incarnation starts at 0");
+        assert_same_queues(&master, &replica, "after the recreation").await;
+        master.close().await.unwrap();
+        replica.close().await.unwrap();
+    });
+}

@@ -222,6 +222,7 @@ impl<S: Storage> Store<S> {
             ScanStep::Invalid(reason) => return Err(StoreError::Corruption { offset: start, reason: format!("from the master: {reason}") }),
         };
         let bytes = reader.into_bytes();
+        let mut recreated: Option<String> = None;
         {
             // Queue offsets must continue each queue exactly (a queue this replica has never
             // seen starts wherever its first record says: a replica that began mid-log).
@@ -229,9 +230,18 @@ impl<S: Storage> Store<S> {
             let mut next = std::collections::HashMap::new();
             for r in &records {
                 let Some(qo) = r.queue_offset else { continue };
+                // While a deletion of the topic here is made durable, its records wait (as local
+                // appends do): see `Fence`.
+                inner.check_not_deleting(&r.topic)?;
                 let key = (r.topic.clone(), r.queue_id);
                 let expected = next.get(&key).copied().or_else(|| app.next_queue_offset.get(&key).copied());
                 if expected.is_some_and(|e| e != qo) && !inner.fenced(&r.topic, r.offset.0) {
+                    if qo == 0 && !next.contains_key(&key) {
+                        // The queue starts again at 0: the master deleted the topic
+                        // (DELETE_TOPIC_IN_BROKER) and it was created again. Delete it here too.
+                        recreated = Some(r.topic.clone());
+                        break;
+                    }
                     return Err(StoreError::Corruption {
                         offset: r.offset.0,
                         reason: format!("from the master: record for {}:{} has QUEUEOFFSET {qo}, the queue continues at {}", r.topic, r.queue_id, expected.unwrap_or(0)),
@@ -239,6 +249,20 @@ impl<S: Storage> Store<S> {
                 }
                 next.insert(key, qo + 1);
             }
+        }
+        if let Some(topic) = recreated {
+            // Its fence goes at this batch, which is not taken: the follower sends it again
+            // once the deletion is durable, and its records start the new incarnation.
+            tracing::warn!(shard = %inner.cfg.shard, topic, offset = start, "the master deleted and recreated a topic: deleting its old queues on this replica");
+            let store = self.clone();
+            let deleting = topic.clone();
+            compio::runtime::spawn(async move {
+                if let Err(e) = store.delete_topic(&deleting).await {
+                    tracing::error!(topic = deleting, "deleting a recreated topic on the replica failed: {e}");
+                }
+            })
+            .detach();
+            return Err(StoreError::TopicDeleting(topic));
         }
         if known_base.is_none() {
             let shard = inner.cfg.shard;
