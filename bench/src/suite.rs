@@ -597,6 +597,9 @@ impl Servers {
         };
         set(format!("storePathRootDir={}", store.display()));
         set(format!("listenPort={}", broker_addr.port()));
+        // A master also listens on its HA port (default listenPort + 1, which may be in use
+        // here, e.g. by the load generator's own connections): a free one of its own.
+        set(format!("haListenPort={}", free_port()?));
         set("brokerIP1=127.0.0.1".to_owned());
         set(format!("flushDiskType={}", profile.flush_disk_type()));
         if let Some(shards) = args.shards {
