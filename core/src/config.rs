@@ -405,11 +405,19 @@ pub struct ConsumerSection {
     /// within their 20 s rebalance period). Default true.
     pub notify_consumer_ids_changed_enable: bool,
     /// `slaveReadEnable` / `slave_read_enable`. Let pull answers steer consumers to a slave
-    /// (§7.6): on, each pull answer suggests the group's `brokerId` (default 0); off, always 0
-    /// (the master). A slave answers 0 whenever its master is online, whatever this says.
-    /// FerroMQ does not tell cold reads apart, so the group's `whichBrokerWhenConsumeSlowly`
-    /// is never suggested. Default false.
+    /// (§7.6): on, a pull answer suggests the group's `whichBrokerWhenConsumeSlowly` (by
+    /// default broker 1) when the consumer reads further behind the log head than
+    /// `accessMessageInMemoryMaxRatio` of memory, else the group's `brokerId` (by default 0);
+    /// off, always 0 (the master). A slave answers 0 whenever its master is online, whatever
+    /// this says. Default false.
     pub slave_read_enable: bool,
+    /// `accessMessageInMemoryMaxRatio` / `access_message_in_memory_max_ratio_pct`. With
+    /// `slaveReadEnable`, a consumer reading more than this share (%) of the machine's memory
+    /// behind the log head is suggested its group's `whichBrokerWhenConsumeSlowly` (its data is
+    /// likely no longer in the page cache, so a slave serves it without evicting the master's
+    /// hot data). Each shard has a log of its own: the share is divided by the shard count.
+    /// Default 40; bounds 0..=100.
+    pub access_message_in_memory_max_ratio_pct: u32,
     /// `channelExpiredTimeout` / `channel_expired_timeout_ms`. Milliseconds without a
     /// heartbeat after which a client's producer and consumer registrations are dropped.
     /// Default 120 000; bounds 1000..=3 600 000. Clients heartbeat every 30 s; lower values
@@ -716,6 +724,7 @@ impl Default for BrokerConfig {
                 short_polling_time_ms: 1000,
                 notify_consumer_ids_changed_enable: true,
                 slave_read_enable: false,
+                access_message_in_memory_max_ratio_pct: 40,
                 channel_expired_timeout_ms: 120_000,
                 flush_consumer_offset_interval_ms: 5000,
                 enable_property_filter: false,
@@ -1630,6 +1639,9 @@ pub static KEYS: &[Key] = &[
         consumer.notify_consumer_ids_changed_enable),
     bool_key!("slaveReadEnable", "consumer", "slave_read_enable", "steer consumers to a slave when reading from disk; default false",
         consumer.slave_read_enable),
+    num_key!("accessMessageInMemoryMaxRatio", "consumer", "access_message_in_memory_max_ratio_pct",
+        "slaveReadEnable: % of memory behind the log head beyond which a pull is steered to the group's whichBrokerWhenConsumeSlowly; default 40; 0..=100",
+        consumer.access_message_in_memory_max_ratio_pct, 0u32, 100u32, "a percentage"),
     num_key!("channelExpiredTimeout", "consumer", "channel_expired_timeout_ms", "ms without heartbeat before a client is dropped; default 120000; 1000..=3600000",
         consumer.channel_expired_timeout_ms, 1000u64, 3_600_000u64, "milliseconds"),
     num_key!("flushConsumerOffsetInterval", "consumer", "flush_consumer_offset_interval_ms", "ms between consumer-offset persists; default 5000; 100..=3600000",
@@ -2023,7 +2035,6 @@ pub const NO_EFFECT_KEYS: &[(&str, &str)] = &[
     ("putMsgIndexHightWater", "backlog threshold of Java's index builder: FerroMQ indexes as it dispatches"),
     ("maxTransferBytesOnMessageInDisk", COLD_READS),
     ("maxTransferCountOnMessageInDisk", COLD_READS),
-    ("accessMessageInMemoryMaxRatio", COLD_READS),
     ("transferMsgByHeap", "copy or zero-copy pull bodies: FerroMQ chooses per read (sendfile for large bodies)"),
     ("haSlaveFallbehindMax", SLAVE_ONLY),
     ("mappedFileSizeConsumeQueueExt", SQL_FILTER),

@@ -148,6 +148,10 @@ pub struct PullResult {
     pub ranges: Vec<LogRange>,
     pub message_count: u32,
     pub total_bytes: u64,
+    /// Bytes of this shard's log written after the last record returned (0 when none was):
+    /// how far behind the log head the consumer reads (Java's `maxOffsetPy -
+    /// maxPhyOffsetPulling`, which steers a slow consumer to a slave, PROTOCOL.md §7.6).
+    pub behind_bytes: u64,
 }
 
 /// Counters for benchmarks and monitoring.
@@ -1007,6 +1011,7 @@ impl<S: Storage> Store<S> {
             ranges: Vec::new(),
             message_count: 0,
             total_bytes: 0,
+            behind_bytes: 0,
         };
         let Some(q) = self.queue(topic, queue_id) else { return Ok(res) };
         let (min, max) = {
@@ -1120,6 +1125,9 @@ impl<S: Storage> Store<S> {
             res.status = PullStatus::Found;
         }
         res.next_begin_offset = QueueOffset(offset + examined);
+        if let Some(last) = res.ranges.last() {
+            res.behind_bytes = self.inner.app.borrow().written.saturating_sub(last.offset.0 + u64::from(last.len));
+        }
         Ok(res)
     }
 

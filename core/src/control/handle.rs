@@ -49,9 +49,9 @@ pub struct ControlView {
     pub subscriptions: HashMap<String, HashMap<String, SubscriptionFilter>>,
     /// Every subscription group in the table (rebuilt only when the table changes).
     pub groups: Arc<HashSet<String>>,
-    /// The groups whose `brokerId` is not 0 (the broker a pull answer suggests with
-    /// `slaveReadEnable`, §7.6), rebuilt with [`Self::groups`].
-    pub group_read_brokers: Arc<HashMap<String, u64>>,
+    /// The groups whose read brokers are not the defaults (the brokers a pull answer suggests
+    /// with `slaveReadEnable`, §7.6), rebuilt with [`Self::groups`].
+    pub group_read_brokers: Arc<HashMap<String, ReadBrokers>>,
     /// Why an unknown group would not be created on first use (`autoCreateSubscriptionGroup`
     /// off, or `maxAutoCreatedSubscriptionGroups` / `maxAutoCreatedTopics` reached, with the
     /// counts); `None` when it would be.
@@ -69,10 +69,10 @@ impl ControlView {
         self.subscriptions.get(group)?.get(topic)
     }
 
-    /// The group's `brokerId`: where its consumers read when `slaveReadEnable` lets them
-    /// (0, the master, unless an operator set another).
-    pub fn group_read_broker(&self, group: &str) -> u64 {
-        self.group_read_brokers.get(group).copied().unwrap_or(0)
+    /// Where the group's consumers read when `slaveReadEnable` lets them: its `brokerId` (0,
+    /// the master, unless an operator set another) and its `whichBrokerWhenConsumeSlowly`.
+    pub fn group_read_brokers(&self, group: &str) -> ReadBrokers {
+        self.group_read_brokers.get(group).copied().unwrap_or_default()
     }
 
     /// Whether a pull or send-back for `group` may go on: the group exists, or it would be
@@ -85,6 +85,21 @@ impl ControlView {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// A subscription group's read brokers (§7.6): `brokerId` and `whichBrokerWhenConsumeSlowly`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadBrokers {
+    pub usual: u64,
+    /// For a consumer reading data no longer in memory.
+    pub when_slow: u64,
+}
+
+impl Default for ReadBrokers {
+    /// Java's defaults: the master, and broker 1 when consuming slowly.
+    fn default() -> Self {
+        ReadBrokers { usual: 0, when_slow: 1 }
     }
 }
 

@@ -30,7 +30,7 @@ use ferromq_store::TagFilter;
 use tracing::{error, info, warn};
 
 use super::command::{Command, GroupOffsets, OffsetKey, RetryGroup};
-use super::handle::{ControlHandle, ControlView, ShardEvent, SubscriptionFilter};
+use super::handle::{ControlHandle, ControlView, ReadBrokers, ShardEvent, SubscriptionFilter};
 use super::writer::{MetaFile, MetaWriter, WriteJob, WriteOutcome};
 use crate::clients::consumers::ConsumerManager;
 use crate::clients::heartbeat::{HeartbeatData, SubscriptionData};
@@ -733,9 +733,9 @@ impl ControlPlane {
             let read_brokers = self
                 .groups
                 .iter()
-                .filter(|g| g.broker_id > 0)
-                .map(|g| (g.group_name.clone(), g.broker_id as u64))
-                .collect::<HashMap<String, u64>>();
+                .map(|g| (g.group_name.clone(), ReadBrokers { usual: g.broker_id.max(0) as u64, when_slow: g.which_broker_when_consume_slowly.max(0) as u64 }))
+                .filter(|(_, r)| *r != ReadBrokers::default())
+                .collect::<HashMap<String, ReadBrokers>>();
             (Arc::new(self.groups.names().map(str::to_owned).collect::<HashSet<String>>()), Arc::new(read_brokers))
         } else {
             (previous.groups.clone(), previous.group_read_brokers.clone())

@@ -154,21 +154,54 @@ struct Steering {
     slave: bool,
     /// The group's `brokerId`, which a slave suggests instead of moving an offset.
     group_broker: u64,
+    /// With `slaveReadEnable` on a master: a consumer reading further behind its shard's log
+    /// head than this many bytes is suggested the group's `whichBrokerWhenConsumeSlowly`
+    /// (`slow_broker`), as Java's `suggestPullingFromSlave`.
+    slow_after_bytes: Option<u64>,
+    slow_broker: u64,
 }
 
 impl Steering {
-    /// With `slaveReadEnable`, the group's `brokerId` (0 unless set); else 0. A slave answers 0
-    /// whenever its master is online. FerroMQ does not tell cold reads apart, so a group's
-    /// `whichBrokerWhenConsumeSlowly` is never suggested (Java suggests it for a consumer
-    /// reading data no longer in memory).
+    /// With `slaveReadEnable`, the group's `brokerId` (0 unless set), or its
+    /// `whichBrokerWhenConsumeSlowly` for a consumer reading cold data (see
+    /// [`Steering::for_result`]); else 0. A slave answers 0 whenever its master is online.
     fn of(control: &crate::control::ControlHandle, view: &crate::control::ControlView, group: &str) -> Steering {
-        let (slave, group_broker) = (control.is_slave(), view.group_read_broker(group));
+        let (slave, read) = (control.is_slave(), view.group_read_brokers(group));
+        let group_broker = read.usual;
         if slave && control.master_online() {
-            return Steering { suggest: 0, to_master: true, slave, group_broker };
+            return Steering { suggest: 0, to_master: true, slave, group_broker, slow_after_bytes: None, slow_broker: 0 };
         }
-        let suggest = if control.config().consumer.slave_read_enable { group_broker } else { 0 };
-        Steering { suggest, to_master: false, slave, group_broker }
+        let config = control.config();
+        if !config.consumer.slave_read_enable {
+            return Steering { suggest: 0, to_master: false, slave, group_broker, slow_after_bytes: None, slow_broker: 0 };
+        }
+        // Java compares the distance from the whole commit log's head with a share of the
+        // machine's memory; here each shard's log grows at its share of the writes.
+        let slow_after_bytes = physical_memory_bytes().filter(|_| !slave).map(|memory| {
+            memory / 100 * u64::from(config.consumer.access_message_in_memory_max_ratio_pct) / u64::from(config.effective_shards().max(1))
+        });
+        Steering { suggest: group_broker, to_master: false, slave, group_broker, slow_after_bytes, slow_broker: read.when_slow }
     }
+
+    /// The broker to suggest for this result: the slow-consumer broker when the records read
+    /// lie further behind the log head than the memory share.
+    fn for_result(&self, result: &PullResult) -> u64 {
+        match self.slow_after_bytes {
+            Some(limit) if result.behind_bytes > limit => self.slow_broker,
+            _ => self.suggest,
+        }
+    }
+}
+
+/// The machine's physical memory (sysinfo(2)), if known.
+fn physical_memory_bytes() -> Option<u64> {
+    // SAFETY: an all-zero `sysinfo` is a valid value of this plain C struct.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: sysinfo(2) only writes into the struct we own and pass by pointer.
+    if unsafe { libc::sysinfo(&mut info) } != 0 {
+        return None;
+    }
+    Some((info.totalram as u64).saturating_mul(u64::from(info.mem_unit)))
 }
 
 /// On the owner shard: reads, and while nothing is found and the client allows it, holds the
@@ -216,6 +249,7 @@ fn below_every_queue(ctx: &Rc<ShardCtx>, topic: &str, queue_id: u32) -> PullResu
         ranges: Vec::new(),
         message_count: 0,
         total_bytes: 0,
+        behind_bytes: 0,
     }
 }
 
@@ -257,7 +291,7 @@ fn pull_response(request: &RemotingCommand, requested_offset: i64, result: &Pull
         | PullStatus::OffsetOverflowBadly
         | PullStatus::OffsetTooSmall => (code::PULL_OFFSET_MOVED, "OFFSET_ILLEGAL"),
     };
-    let (mut suggest, mut next_begin_offset) = (steering.suggest, result.next_begin_offset.0);
+    let (mut suggest, mut next_begin_offset) = (steering.for_result(result), result.next_begin_offset.0);
     if steering.slave {
         // A slave's replica may lag its master's log or start later: an offset it does not
         // hold is not an illegal one. As Java with `offsetCheckInSlave=false`

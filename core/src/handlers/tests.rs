@@ -1159,6 +1159,31 @@ fn pull_answers_suggest_the_broker_section_7_6_names() {
     });
 }
 
+/// With `slaveReadEnable`, a consumer reading further behind its shard's log head than
+/// `accessMessageInMemoryMaxRatio` of memory is suggested its group's
+/// `whichBrokerWhenConsumeSlowly` (Java's `suggestPullingFromSlave`); one reading at the head
+/// its `brokerId`.
+#[test]
+fn a_consumer_reading_cold_data_is_steered_to_its_slow_consumer_broker() {
+    run(|| async {
+        // A ratio of 0: a record with anything written after it (its batch's commit marker at
+        // least) counts as far behind; 100: nothing does on a machine with this little log.
+        for (ratio_pct, expected) in [(0, "2"), (100, "0")] {
+            let master = Broker::start_with(|c| {
+                c.consumer.slave_read_enable = true;
+                c.consumer.access_message_in_memory_max_ratio_pct = ratio_pct;
+            })
+            .await;
+            let group = br#"{"groupName":"cold","brokerId":0,"whichBrokerWhenConsumeSlowly":2}"#;
+            master.check(RemotingCommand::request(rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).with_body(group.to_vec()), code::SUCCESS, "").await;
+            master.check(send_v2("Cold", 0, "first", "k1"), code::SUCCESS, "").await;
+            master.ctx.store.wait_dispatched().await.unwrap();
+            let Reply::Messages(found, _) = master.reply(pull(rc::PULL_MESSAGE, "cold", "Cold", "0", "0", "4")).await else { panic!("no messages") };
+            assert_eq!(found.ext("suggestWhichBrokerId"), Some(expected), "accessMessageInMemoryMaxRatio={ratio_pct}");
+        }
+    });
+}
+
 /// `haMasterAddress` overrides the learned HA address; the remoting address is learned only.
 #[test]
 fn the_configured_ha_master_address_wins_over_the_learned_one() {
