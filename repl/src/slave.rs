@@ -2,6 +2,8 @@
 //! where the local log continues, then take the master's units into the store (verbatim, at
 //! the same offsets) and report each acknowledged end (PROTOCOL.md §7.3). On any error the
 //! stream is dropped and opened again after a pause; the store keeps what it acknowledged.
+//! A replica that holds bytes its master lost (an ASYNC master's unsynced tail) cuts them off
+//! before it follows ([`cut_back_to_master`] says when it refuses to).
 
 use std::cell::Cell;
 use std::future::Future;
@@ -15,7 +17,7 @@ use compio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
 use ferromq_store::io::Storage;
 use ferromq_store::{ReplicaFramer, Store, StoreError};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::wire::{self, Hello, UNIT_HEADER_LEN, UnitHeader, VERSION, WELCOME_HEAD_LEN, Welcome};
 
@@ -80,10 +82,15 @@ pub async fn follow<S: Storage>(store: Store<S>, cfg: SlaveConfig, master: impl 
         let outcome = follow_once(&store, &cfg, &addr, &state).await;
         state.connected.set(false);
         if let Err(e) = outcome {
+            let refused = e.get_ref().is_some_and(|inner| inner.is::<Refused>());
             let e = e.to_string();
             // The same failure again (master down for a while) is logged once.
             if last_error.as_deref() != Some(e.as_str()) {
-                warn!(shard = cfg.shard, master = %addr, "replication stream ended: {e}; reconnecting every {:?}", cfg.reconnect);
+                if refused {
+                    error!(shard = cfg.shard, master = %addr, "not following the master: {e}; asking again every {:?}", cfg.reconnect);
+                } else {
+                    warn!(shard = cfg.shard, master = %addr, "replication stream ended: {e}; reconnecting every {:?}", cfg.reconnect);
+                }
                 last_error = Some(e);
             }
         }
@@ -107,20 +114,17 @@ async fn follow_once<S: Storage>(store: &Store<S>, cfg: &SlaveConfig, addr: &str
     if status != 0 {
         return Err(io::Error::other(format!("the master refused: {}", String::from_utf8_lossy(&reason))));
     }
-    let next = store.replica_next_offset();
-    if next > master_written {
-        // An ASYNC master that lost its unsynced tail: this replica holds bytes the master
-        // does not, and the master will write other bytes at those offsets.
-        return Err(io::Error::other(format!(
-            "this replica's log ends at {next}, beyond the master's {master_written}: it holds bytes the master lost; \
-             not following (empty this slave's store to re-sync it)"
-        )));
+    let held = store.replica_next_offset();
+    let mut truncated = 0;
+    if held > master_written {
+        truncated = cut_back_to_master(store, held, master_written).await?;
     }
+    let next = store.replica_next_offset();
     // After the settle every taken byte is acknowledged (a pending segment-end filler is
     // written with the next batch: no record lies between it and `next`).
     let report = next;
     write(&mut stream, wire::encode_report(report).to_vec()).await?;
-    info!(shard = cfg.shard, master = %addr, from = next, master_written, "following the master");
+    info!(shard = cfg.shard, master = %addr, from = next, master_written, truncated_bytes = truncated, "following the master");
     state.connected.set(true);
     state.master_end.set(master_written);
     state.acked.set(report);
@@ -159,6 +163,62 @@ async fn follow_once<S: Storage>(store: &Store<S>, cfg: &SlaveConfig, addr: &str
         if acked >= state.master_end.get() {
             state.caught_up_at.set(Some(Instant::now()));
         }
+    }
+}
+
+/// A reason not to follow the master that waiting will not cure: an operator must choose
+/// (logged at ERROR, once per reason, while the follower keeps asking).
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn refused(why: String) -> io::Error {
+    io::Error::other(Refused(why))
+}
+
+/// This replica holds bytes beyond the master's written end `master_written` (its log
+/// continues at `held`): cuts them off (`Store::truncate_replica`, logged at WARN with what
+/// it dropped) so that it follows the master from its end. Returns the bytes dropped.
+///
+/// The rule. A master loses only the unsynced tail of its *active* segment: it writes and
+/// fdatasyncs the end of every segment (its filler) before it writes a byte into the next
+/// one, and it never sends a byte it has not written. Whatever this replica took from the
+/// master before its crash therefore lies, beyond what the master kept, inside this
+/// replica's last segment: a legitimate master end is at or above that segment's base. A
+/// master whose end is below it — above all an empty master (`written == 0`) — did not lose
+/// a tail: it lost its store (a new disk, a wiped or wrong directory, another broker at its
+/// address), its offsets say nothing about where the two logs agree, and truncating would
+/// destroy what may be the only copy of the data. That is refused, at ERROR, and nothing is
+/// changed: the operator either re-seeds the master from this slave's store (stop both,
+/// copy this store over the master's, start the master), or empties this slave's store to
+/// copy the master afresh. The same refusal applies when the master's end is no batch
+/// boundary of this log (the logs differ before it): the store refuses the truncation.
+async fn cut_back_to_master<S: Storage>(store: &Store<S>, held: u64, master_written: u64) -> io::Result<u64> {
+    let seg = store.config().segment_size_bytes;
+    let last_segment = (held - 1) - (held - 1) % seg;
+    let choices = "either re-seed the master from this slave's store (stop both, copy this store over the master's, start the master) \
+                   or empty this slave's store to copy the master afresh";
+    if master_written == 0 || master_written < last_segment {
+        let what = if master_written == 0 { "the master's log is empty" } else { "the master's log ends before this replica's last segment" };
+        return Err(refused(format!(
+            "{what} (it ends at {master_written}; this replica holds up to {held}, its last segment starting at {last_segment}): \
+             the master lost its store, not an unsynced tail; truncating would destroy what may be the only copy; {choices}"
+        )));
+    }
+    match store.truncate_replica(master_written).await {
+        Ok(report) => Ok(report.bytes),
+        Err(StoreError::ReplicaMismatch(why)) => Err(refused(format!(
+            "this replica holds up to {held}, the master only up to {master_written}, and this replica cannot be cut back to it ({why}): \
+             the logs differ; {choices}"
+        ))),
+        Err(e) => Err(io::Error::other(e)),
     }
 }
 
@@ -222,4 +282,74 @@ async fn read_exact(stream: &mut TcpStream, len: usize, within: Duration) -> io:
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the master did not answer"))?;
     r?;
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use ferromq_store::io::mem::MemStorage;
+    use ferromq_store::record::{MessageInput, Properties};
+    use ferromq_store::test_support::block_on;
+    use ferromq_store::{FlushMode, StoreConfig};
+
+    use super::*;
+
+    const SEGMENT: u64 = 4096;
+
+    /// A replica holding a copy of a master's messages, and the batch starts of its log.
+    async fn replica_of(count: usize) -> (Store<MemStorage>, Vec<u64>) {
+        let (master, _) = Store::open(MemStorage::new(), StoreConfig::test_min("/m")).await.unwrap();
+        let (replica, _) = Store::open(MemStorage::new(), StoreConfig { replica: true, flush_mode: FlushMode::Sync, ..StoreConfig::test_min("/r") }).await.unwrap();
+        // At least `count` messages, and several batches in the last segment.
+        let mut i = 0;
+        while i < count || master.write_offset().0 % SEGMENT < 1500 {
+            let body = format!("m{i}-{}", "x".repeat(i * 37 % 300));
+            master.append(vec![MessageInput::simple("T", 0, body.into_bytes(), &Properties::new())]).await.unwrap();
+            i += 1;
+        }
+        let mut framer = ReplicaFramer::new(0, SEGMENT);
+        let mut starts = Vec::new();
+        while let Some(bytes) = master.replication_bytes(framer.next_offset(), 4096).await.unwrap() {
+            framer.push(framer.next_offset(), &bytes).unwrap();
+            while let Some((start, unit)) = framer.next_unit().unwrap() {
+                starts.push(start);
+                let (_, ack) = replica.append_replica(start, unit).await.unwrap();
+                ack.await.unwrap();
+            }
+        }
+        master.close().await.unwrap();
+        (replica, starts)
+    }
+
+    fn is_refusal(r: &io::Result<u64>) -> bool {
+        r.as_ref().err().and_then(|e| e.get_ref()).is_some_and(|e| e.is::<Refused>())
+    }
+
+    #[test]
+    fn an_empty_master_or_one_ending_before_the_last_segment_is_refused_a_lost_tail_is_cut() {
+        block_on(async {
+            let (replica, starts) = replica_of(60).await;
+            let held = replica.replica_next_offset();
+            let last_segment = (held - 1) / SEGMENT * SEGMENT;
+            assert!(last_segment >= 2 * SEGMENT, "the test needs several segments");
+
+            // An empty master: nothing is cut.
+            assert!(is_refusal(&cut_back_to_master(&replica, held, 0).await));
+            // A master ending (even at a boundary) before this replica's last segment.
+            let earlier = starts.iter().copied().rfind(|s| *s < last_segment && *s > 0).unwrap();
+            assert!(is_refusal(&cut_back_to_master(&replica, held, earlier).await));
+            // Not a boundary of this log: the logs differ.
+            let inside = starts.iter().copied().rfind(|s| *s > last_segment).unwrap() + 3;
+            assert!(is_refusal(&cut_back_to_master(&replica, held, inside).await));
+            assert_eq!(replica.replica_next_offset(), held, "no refusal changed the log");
+
+            // A lost tail inside the last segment: cut back to the master's end.
+            let to = starts.iter().copied().rfind(|s| *s > last_segment).unwrap();
+            assert_eq!(cut_back_to_master(&replica, held, to).await.unwrap(), held - to);
+            assert_eq!(replica.replica_next_offset(), to);
+            // Down to the last segment's base is a lost tail too.
+            assert_eq!(cut_back_to_master(&replica, to, last_segment).await.unwrap(), to - last_segment);
+            assert_eq!(replica.replica_next_offset(), last_segment);
+            replica.close().await.unwrap();
+        });
+    }
 }

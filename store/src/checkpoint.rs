@@ -7,13 +7,16 @@
 //! | last_store_timestamp_ms i64 | log_min_offset u64
 //! | index_file_name_len u16 | index_file_name | index_entry_count u32
 //! | queue_count u32 | { topic_len u16 | topic | queue_id u32 | max_offset u64 | min_offset u64 }*
-//! [version 2 only: | fence_count u32 | { topic_len u16 | topic | fence u64 }* ]
+//! [version 2 and 3: | fence_count u32 | { topic_len u16 | topic | fence u64 }* ]
+//! [version 3 only: | truncate_log_at u64 ]
 //! | crc32c u32 (of everything before it)
 //! ```
 //!
 //! Version 2 adds the deleted-topic fences (see [`Checkpoint::deleted_topics`]); a checkpoint
 //! without fences is still written as version 1, so a store that never deleted a topic stays
-//! readable by builds that predate fences.
+//! readable by builds that predate fences. Version 3 adds [`Checkpoint::truncate_log_at`], and
+//! is written only by a replica's truncation, for the moment between its two checkpoints (the
+//! second one no longer names it).
 //!
 //! Written as `checkpoint.tmp`, fdatasync'ed, renamed over `checkpoint`, then the directory is
 //! synced: a crash leaves either the old or the new checkpoint, never a mix.
@@ -24,6 +27,8 @@ pub const CHECKPOINT_MAGIC: u32 = 0x464D_514B;
 pub const CHECKPOINT_VERSION: u32 = 1;
 /// The version written when [`Checkpoint::deleted_topics`] is not empty.
 pub const CHECKPOINT_VERSION_FENCES: u32 = 2;
+/// The version written when [`Checkpoint::truncate_log_at`] is set.
+pub const CHECKPOINT_VERSION_TRUNCATE: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QueueCheckpoint {
@@ -50,6 +55,12 @@ pub struct Checkpoint {
     /// below its fence belongs to the deleted incarnation and is never dispatched again (nor
     /// found by key). Sorted by topic.
     pub deleted_topics: Vec<(String, u64)>,
+    /// Set by a replica's truncation ([`crate::Store::truncate_replica`]): the log ends at this
+    /// local offset. Recovery wipes every byte at or past it (zeroes the rest of its segment,
+    /// removes later segments) before it scans, without judging those bytes — they are valid
+    /// batches this checkpoint says are gone, which the torn-tail rules would otherwise take
+    /// for durable data after a tear.
+    pub truncate_log_at: Option<u64>,
 }
 
 struct Cur<'a> {
@@ -81,7 +92,13 @@ impl Checkpoint {
     pub fn encode(&self) -> Vec<u8> {
         let mut o = Vec::new();
         o.extend_from_slice(&CHECKPOINT_MAGIC.to_be_bytes());
-        let version = if self.deleted_topics.is_empty() { CHECKPOINT_VERSION } else { CHECKPOINT_VERSION_FENCES };
+        let version = if self.truncate_log_at.is_some() {
+            CHECKPOINT_VERSION_TRUNCATE
+        } else if self.deleted_topics.is_empty() {
+            CHECKPOINT_VERSION
+        } else {
+            CHECKPOINT_VERSION_FENCES
+        };
         o.extend_from_slice(&version.to_be_bytes());
         o.extend_from_slice(&self.log_durable_offset.to_be_bytes());
         o.extend_from_slice(&self.dispatch_offset.to_be_bytes());
@@ -98,13 +115,16 @@ impl Checkpoint {
             o.extend_from_slice(&q.max_offset.to_be_bytes());
             o.extend_from_slice(&q.min_offset.to_be_bytes());
         }
-        if !self.deleted_topics.is_empty() {
+        if version != CHECKPOINT_VERSION {
             o.extend_from_slice(&(self.deleted_topics.len() as u32).to_be_bytes());
             for (topic, fence) in &self.deleted_topics {
                 o.extend_from_slice(&(topic.len() as u16).to_be_bytes());
                 o.extend_from_slice(topic.as_bytes());
                 o.extend_from_slice(&fence.to_be_bytes());
             }
+        }
+        if let Some(at) = self.truncate_log_at {
+            o.extend_from_slice(&at.to_be_bytes());
         }
         let crc = crc32c::crc32c(&o);
         o.extend_from_slice(&crc.to_be_bytes());
@@ -131,7 +151,7 @@ impl Checkpoint {
                 return None;
             }
             let version = c.u32()?;
-            if version != CHECKPOINT_VERSION && version != CHECKPOINT_VERSION_FENCES {
+            if !(CHECKPOINT_VERSION..=CHECKPOINT_VERSION_TRUNCATE).contains(&version) {
                 return None;
             }
             let mut cp = Checkpoint {
@@ -143,6 +163,7 @@ impl Checkpoint {
                 index_entry_count: c.u32()?,
                 queues: Vec::new(),
                 deleted_topics: Vec::new(),
+                truncate_log_at: None,
             };
             let n = c.u32()?;
             for _ in 0..n {
@@ -153,11 +174,14 @@ impl Checkpoint {
                     min_offset: c.u64()?,
                 });
             }
-            if version == CHECKPOINT_VERSION_FENCES {
+            if version != CHECKPOINT_VERSION {
                 let n = c.u32()?;
                 for _ in 0..n {
                     cp.deleted_topics.push((c.str()?, c.u64()?));
                 }
+            }
+            if version == CHECKPOINT_VERSION_TRUNCATE {
+                cp.truncate_log_at = Some(c.u64()?);
             }
             Some(cp)
         };
@@ -180,6 +204,7 @@ mod tests {
             index_entry_count: 3,
             queues: vec![QueueCheckpoint { topic: "T".into(), queue_id: 2, max_offset: 7, min_offset: 1 }],
             deleted_topics: Vec::new(),
+            truncate_log_at: None,
         };
         let b = cp.encode();
         let p = std::path::Path::new("cp");
@@ -189,6 +214,12 @@ mod tests {
         let fb = fenced.encode();
         assert_eq!(u32::from_be_bytes(fb[4..8].try_into().unwrap()), CHECKPOINT_VERSION_FENCES);
         assert_eq!(Checkpoint::decode(&fb, p).unwrap(), fenced);
+        for fences in [Vec::new(), vec![("Gone".to_owned(), 4096)]] {
+            let truncating = Checkpoint { truncate_log_at: Some(8192), deleted_topics: fences, ..cp.clone() };
+            let tb = truncating.encode();
+            assert_eq!(u32::from_be_bytes(tb[4..8].try_into().unwrap()), CHECKPOINT_VERSION_TRUNCATE);
+            assert_eq!(Checkpoint::decode(&tb, p).unwrap(), truncating);
+        }
         let mut bad = b.clone();
         bad[9] ^= 1;
         assert!(Checkpoint::decode(&bad, p).is_err());

@@ -454,6 +454,27 @@ pub async fn find_durable_marker_after<F: StorageFile>(
     Ok((found, last_nonzero_end))
 }
 
+/// The end of the last non-zero byte in `[from, segment end)` of a segment (`from` when all of
+/// it is zero): where the segment's data ends.
+pub async fn data_end<F: StorageFile>(reader: &mut SegmentReader<'_, F>, from: u64) -> Result<u64> {
+    let base = reader.base;
+    let size = reader.segment_size;
+    let mut end = from;
+    let mut chunk_start = from - base;
+    while chunk_start < size {
+        let len = (READ_CHUNK_BYTES as u64).min(size - chunk_start) as usize;
+        let chunk = reader.get(chunk_start, len).await?;
+        if let Some(p) = chunk.iter().rposition(|b| *b != 0) {
+            end = base + chunk_start + p as u64 + 1;
+        }
+        if chunk.len() < len {
+            break;
+        }
+        chunk_start += len as u64;
+    }
+    Ok(end)
+}
+
 /// Where the first batch after the damaged batch starting at `batch_start` begins, searching
 /// `[batch_start, limit)` of a segment (`limit`: the end of the data): the end of that batch's
 /// own commit marker when the marker survived (it names `batch_start`), else the start of the

@@ -258,6 +258,14 @@ impl<S: Storage> IndexService<S> {
         };
     }
 
+    /// A replica's truncation took back every record at or past the dispatched offset: a
+    /// dispatch after it never skips a record as already added (the retry bookkeeping names
+    /// offsets of the records that are gone). The entries those records added stay in the
+    /// files; a query never returns them (see [`query`]).
+    pub fn forget_added(&mut self) {
+        self.added_through = None;
+    }
+
     /// The position a checkpoint may name (as of the dispatched offset).
     pub fn snapshot(&self) -> IndexSnapshot {
         IndexSnapshot { name: self.at_dispatched.0.clone(), count: self.at_dispatched.1 }
@@ -533,6 +541,14 @@ pub(crate) async fn persist<S: Storage>(inner: &Rc<Inner<S>>, snap: IndexSnapsho
 
 /// Query by key (QUERY_MESSAGE): physical offsets of up to `max` records of `topic` with `key`
 /// stored within `[begin_ms, end_ms]`, newest first. Also serves unique-id lookups.
+///
+/// Every hit is checked against the record it names: the record must be readable, of `topic`,
+/// and carry `key` (a `KEYS` element or its `UNIQ_KEY`); each offset is returned once. The
+/// index can hold entries whose records are gone or replaced: a replica's truncation
+/// ([`crate::Store::truncate_replica`]) takes back the records at or past its offset but not
+/// their entries (cutting chained entries out of an index file, sealed or not, across a crash,
+/// is far more machinery than one record read per hit), and the master's new records then
+/// occupy the same offsets. The check also drops the hash collisions Java leaves to the client.
 pub async fn query<S: Storage>(
     store: &crate::store::Store<S>,
     topic: &str,
@@ -546,6 +562,7 @@ pub async fn query<S: Storage>(
     // Entries below the topic's deletion fence belong to a deleted incarnation of the topic,
     // and entries below the log minimum to records retention removed: neither is found.
     let floor = store.inner.fence_of(topic).max(store.inner.log_min.get());
+    let wanted = Wanted { topic, key, hash, begin_ms, end_ms, floor, max };
     // In-memory files (the active one and any awaiting their seal), newest first, copied out so
     // no borrow is held across the reads below; then sealed files, newest first.
     let (mem_files, sealed) = {
@@ -574,9 +591,7 @@ pub async fn query<S: Storage>(
                 let b = file.read_at(INDEX_ENTRY_LEN, entry_pos(header.slot_count, n)).await.map_err(|e| StoreError::io("read", &path, e))?;
                 Entry::decode(&b).ok_or_else(|| corrupt(&path, "short entry"))?
             };
-            if e.hash == hash && in_window(&header, &e, begin_ms, end_ms) && e.phy >= 0 && e.phy as u64 >= floor {
-                out.push(CommitLogOffset(e.phy as u64));
-            }
+            wanted.take(store, &header, &e, &mut out).await;
             if e.prev >= n {
                 break;
             }
@@ -590,10 +605,42 @@ pub async fn query<S: Storage>(
         if s.header.end_ts < begin_ms || s.header.begin_ts > end_ms {
             continue;
         }
-        walk_file(&s.file, &s.path, &s.header, s.header.slot_count, hash, (begin_ms, end_ms), floor, max, &mut out).await?;
+        walk_file(store, &s.file, &s.path, &s.header, &wanted, &mut out).await?;
     }
     out.truncate(max);
     Ok(out)
+}
+
+/// What a query looks for.
+struct Wanted<'a> {
+    topic: &'a str,
+    key: &'a str,
+    hash: u32,
+    begin_ms: i64,
+    end_ms: i64,
+    floor: u64,
+    max: usize,
+}
+
+impl Wanted<'_> {
+    /// Adds the record an entry names to `out` if it is a hit (see [`query`]).
+    async fn take<S: Storage>(&self, store: &crate::store::Store<S>, header: &Header, e: &Entry, out: &mut Vec<CommitLogOffset>) {
+        if e.hash != self.hash || !in_window(header, e, self.begin_ms, self.end_ms) || e.phy < 0 || (e.phy as u64) < self.floor {
+            return;
+        }
+        let at = CommitLogOffset(e.phy as u64);
+        if out.contains(&at) || !carries_key(store, self.topic, self.key, at).await {
+            return;
+        }
+        out.push(at);
+    }
+}
+
+/// Whether the record at `at` is readable, of `topic`, and carries `key` as an index key.
+async fn carries_key<S: Storage>(store: &crate::store::Store<S>, topic: &str, key: &str, at: CommitLogOffset) -> bool {
+    let Ok(bytes) = store.read_record(at).await else { return false };
+    let Ok(view) = crate::record::decode_record(&bytes, false) else { return false };
+    view.topic == topic && crate::commitlog::index_keys(&view.properties()).iter().any(|k| k == key)
 }
 
 fn in_window(h: &Header, e: &Entry, begin_ms: i64, end_ms: i64) -> bool {
@@ -602,29 +649,24 @@ fn in_window(h: &Header, e: &Entry, begin_ms: i64, end_ms: i64) -> bool {
     t + 999 >= begin_ms && t <= end_ms
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn walk_file<F: StorageFile>(
-    file: &F,
+async fn walk_file<S: Storage>(
+    store: &crate::store::Store<S>,
+    file: &S::File,
     path: &Path,
     header: &Header,
-    slots_n: u32,
-    hash: u32,
-    (begin_ms, end_ms): (i64, i64),
-    floor: u64,
-    max: usize,
+    wanted: &Wanted<'_>,
     out: &mut Vec<CommitLogOffset>,
 ) -> Result<()> {
-    let pos = INDEX_HEADER_LEN as u64 + u64::from(hash % slots_n) * INDEX_SLOT_LEN as u64;
+    let slots_n = header.slot_count;
+    let pos = INDEX_HEADER_LEN as u64 + u64::from(wanted.hash % slots_n) * INDEX_SLOT_LEN as u64;
     let b = file.read_at(4, pos).await.map_err(|e| StoreError::io("read", path, e))?;
     let mut n = u32::from_be_bytes(b.get(..4).and_then(|s| s.try_into().ok()).ok_or_else(|| corrupt(path, "short slot"))?);
     let mut guard = 0u32;
-    while n > 0 && n < header.count && out.len() < max && guard < header.count {
+    while n > 0 && n < header.count && out.len() < wanted.max && guard < header.count {
         guard += 1;
         let b = file.read_at(INDEX_ENTRY_LEN, entry_pos(slots_n, n)).await.map_err(|e| StoreError::io("read", path, e))?;
         let e = Entry::decode(&b).ok_or_else(|| corrupt(path, "short entry"))?;
-        if e.hash == hash && in_window(header, &e, begin_ms, end_ms) && e.phy >= 0 && e.phy as u64 >= floor {
-            out.push(CommitLogOffset(e.phy as u64));
-        }
+        wanted.take(store, header, &e, out).await;
         if e.prev >= n {
             break;
         }

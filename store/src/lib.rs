@@ -29,7 +29,7 @@ pub use offset_space::{CLIENT_OFFSET_EXACT_LIMIT, OffsetSpace, SegmentRange};
 pub use record::{MessageInput, Properties, RecordView};
 pub use store::{
     AckLevel, AppendResult, LogRange, PropertyFilter, PullResult, PullStatus, RecoveryReport, REPLICA_MAX_UNIT_BYTES, ReplicaFramer, ReplicaUnit, Store, StoreStats,
-    TagFilter, TopicDeletion,
+    TagFilter, TopicDeletion, TruncateReport,
 };
 pub use types::{
     ClientPhysicalOffset, CommitLogOffset, QueueId, QueueOffset, ShardId, decode_client_offset,

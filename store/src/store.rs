@@ -41,7 +41,7 @@ use crate::record::{self, MessageInput, StoreAssigned};
 use crate::types::{ClientPhysicalOffset, CommitLogOffset, QueueOffset};
 
 mod replica;
-pub use replica::{REPLICA_MAX_UNIT_BYTES, ReplicaFramer, ReplicaUnit};
+pub use replica::{REPLICA_MAX_UNIT_BYTES, ReplicaFramer, ReplicaUnit, TruncateReport};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -204,6 +204,9 @@ pub struct RecoveryReport {
     pub records_replayed: u64,
     /// Bytes of torn tail wiped (0 when the log ended cleanly).
     pub torn_bytes_wiped: u64,
+    /// The offset a replica's truncation cut the log back to, when a crash interrupted the
+    /// truncation after its first checkpoint and recovery completed it.
+    pub completed_truncation: Option<u64>,
 }
 
 /// Segments whose batches are verified (record CRCs, commit markers) at every start, newest
@@ -400,6 +403,8 @@ pub(crate) struct Inner<S: Storage> {
     pub(crate) fences: RefCell<BTreeMap<String, Fence>>,
     /// Consume queues of deleted topics whose files the dispatcher is to remove.
     removals: RefCell<Vec<Removal<S::File>>>,
+    /// Set while [`Store::truncate_replica`] runs: the replica takes no units meanwhile.
+    replica_truncating: Cell<bool>,
 }
 
 /// Where a deleted topic's old incarnation ends in this shard's log. Every record of the topic
@@ -557,6 +562,7 @@ impl<S: Storage> Store<S> {
             checkpoint_waiters: RefCell::new(Vec::new()),
             fences: RefCell::new(BTreeMap::new()),
             removals: RefCell::new(Vec::new()),
+            replica_truncating: Cell::new(false),
             cfg,
         });
         let store = Store { inner };
@@ -1346,6 +1352,14 @@ impl<S: Storage> Store<S> {
         let storage = &inner.storage;
         let cfg = &inner.cfg;
         let mut report = RecoveryReport { had_checkpoint: cp.is_some(), ..Default::default() };
+        if let Some(at) = cp.as_ref().and_then(|c| c.truncate_log_at) {
+            // A replica's truncation was interrupted after its first checkpoint: finish it
+            // before anything reads the log (see `Store::truncate_replica`).
+            let (zeroed, removed) = self.wipe_log_from(at, None).await?;
+            tracing::warn!(shard = %cfg.shard, offset = at, zeroed_bytes = zeroed, segments_removed = removed,
+                "completing a replica truncation a crash interrupted: the log ends at {at}");
+            report.completed_truncation = Some(at);
+        }
         let first_base = inner.segments.borrow().first().map(|s| s.base);
         let cp = cp.unwrap_or_else(|| Checkpoint { log_min_offset: first_base.unwrap_or(0), dispatch_offset: first_base.unwrap_or(0), ..Default::default() });
         inner.log_min.set(first_base.map(|b| b.max(cp.log_min_offset)).unwrap_or(cp.log_min_offset));
@@ -1525,6 +1539,51 @@ impl<S: Storage> Store<S> {
             expected.insert(key, next + 1);
         }
         dispatch_records(&self.inner, &records).await
+    }
+
+    /// Makes the log end at local offset `at`: removes every segment that starts at or past it,
+    /// and zeroes the rest of the segment holding it up to `data_end` (where its bytes end; read
+    /// from the file when not given), syncing both. Idempotent. Returns the bytes zeroed and the
+    /// segments removed.
+    pub(crate) async fn wipe_log_from(&self, at: u64, data_end: Option<u64>) -> Result<(u64, usize)> {
+        let inner = &self.inner;
+        let seg_size = inner.cfg.segment_size_bytes;
+        let segs: Vec<Segment<S::File>> = inner.segments.borrow().clone();
+        let doomed: Vec<&Segment<S::File>> = segs.iter().filter(|s| s.base >= at).collect();
+        if !doomed.is_empty() {
+            for s in &doomed {
+                match inner.storage.remove_file(&s.path).await {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(StoreError::io("remove", &s.path, e)),
+                    _ => {}
+                }
+            }
+            inner.storage.sync_dir(&inner.log_dir).await.map_err(|e| StoreError::io("sync dir", &inner.log_dir, e))?;
+            inner.segments.borrow_mut().retain(|s| s.base < at);
+            for s in &doomed {
+                self.drop_client_range(s.base);
+            }
+            inner.stats.borrow_mut().segments_deleted += doomed.len() as u64;
+        }
+        let mut zeroed = 0;
+        if !at.is_multiple_of(seg_size)
+            && let Some(seg) = segs.iter().find(|s| s.base == at - at % seg_size)
+        {
+            let end = match data_end {
+                Some(end) => end.min(seg.base + seg_size),
+                None => commitlog::data_end(&mut SegmentReader::new(seg, seg_size), at).await?,
+            };
+            let mut pos = at;
+            while pos < end {
+                let len = (end - pos).min(1 << 20);
+                seg.file.write_all_at(vec![0u8; len as usize], pos - seg.base).await.map_err(|e| StoreError::io("write", &seg.path, e))?;
+                pos += len;
+            }
+            if end > at {
+                seg.file.sync_data().await.map_err(|e| StoreError::io("fdatasync", &seg.path, e))?;
+                zeroed = end - at;
+            }
+        }
+        Ok((zeroed, doomed.len()))
     }
 
     /// Handles an invalid batch at `pos` past the durable point: if a later batch proves the bad
@@ -2294,7 +2353,7 @@ async fn run_checkpoint<S: Storage>(inner: &Rc<Inner<S>>) -> Result<()> {
     if inner.checkpoint_busy.replace(true) {
         return Ok(());
     }
-    let r = run_checkpoint_inner(inner).await;
+    let r = run_checkpoint_inner(inner, None).await;
     inner.checkpoint_busy.set(false);
     let waiters: Vec<Rc<AckSlot>> = inner.checkpoint_waiters.borrow_mut().drain(..).collect();
     for w in waiters {
@@ -2314,7 +2373,9 @@ async fn run_fresh_checkpoint<S: Storage>(inner: &Rc<Inner<S>>) -> Result<()> {
     run_checkpoint(inner).await
 }
 
-async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>) -> Result<()> {
+/// Writes a checkpoint of the current state; `truncate_log_at` is for a replica's truncation
+/// only ([`Checkpoint::truncate_log_at`]). The caller holds `checkpoint_busy`.
+async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>, truncate_log_at: Option<u64>) -> Result<()> {
     // 1. Snapshot the dispatched point and the queue ends that correspond to it. No await
     //    happens between the two reads, so they are consistent.
     let dispatch_offset = inner.dispatched_offset.get();
@@ -2366,6 +2427,7 @@ async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>) -> Result<()> {
         index_entry_count: index_count,
         queues,
         deleted_topics,
+        truncate_log_at,
     };
     write_checkpoint(&inner.storage, &inner.checkpoint_path, &cp).await?;
     inner.stats.borrow_mut().checkpoints += 1;

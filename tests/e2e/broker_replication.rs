@@ -1,7 +1,8 @@
 //! Master–slave replication (issue 9, PROTOCOL.md §7) between two real `mqbroker` processes:
 //! a SYNC_MASTER acknowledges a send only once its slave holds it; every acknowledged message
 //! is then read back, byte-identical, from the slave after the master was killed with -9 and
-//! its store deleted; the slave refuses sends.
+//! its store deleted; the slave refuses sends; a slave holding a tail its ASYNC_MASTER lost
+//! truncates to the master's end and then serves exactly the master's queues.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -548,4 +549,97 @@ fn async_master_slave_lag_stays_bounded_restarted_slave_and_master_reconnect_and
         }
         println!("master killed under ASYNC_MASTER load: {lost} of {} acknowledged messages were not yet on the slave (the unreplicated tail)", acked.len());
     });
+}
+
+/// Copies a directory tree (a stopped broker's store).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Waits (a minute at most: the slave reconnects after a pause) until the master streams to its
+/// slave on every shard with nothing left to send; whether it did.
+async fn caught_up(master: &Client, shards: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while runtime_number(master, "ferromqReplicationStreams").await < shards || runtime_number(master, "ferromqReplicationLagBytes").await > 0 {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        compio::time::sleep(Duration::from_millis(100)).await;
+    }
+    true
+}
+
+/// An ASYNC_MASTER comes back without a tail its slave already holds (deterministically: its
+/// store is put back to a copy taken at a clean stop, as if it had lost everything it wrote
+/// since): the slave cuts its log back to the master's end, logs it at WARN, copies what the
+/// master writes next, and then serves exactly the master's queues — none of the lost records.
+#[test]
+fn a_slave_holding_a_tail_its_master_lost_truncates_and_follows_the_new_log() {
+    let ha_port = free_port();
+    let mut master = BrokerProcess::start(&[
+        ("brokerName", "broker-t"),
+        ("brokerRole", "ASYNC_MASTER"),
+        ("haListenPort", &ha_port.to_string()),
+        ("shards", "2"),
+    ])
+    .unwrap();
+    let slave = BrokerProcess::start(&[
+        ("brokerName", "broker-t"),
+        ("brokerRole", "SLAVE"),
+        ("brokerId", "1"),
+        ("haMasterAddress", &format!("127.0.0.1:{ha_port}")),
+        ("shards", "2"),
+    ])
+    .unwrap();
+    let (master_addr, slave_addr) = (master.process.addr, slave.process.addr);
+    let send_range = |from: usize, to: usize| {
+        let caught_up = on_compio(move || async move {
+            let client = Client::connect(master_addr, TIMEOUT).await.unwrap();
+            assert_eq!(client.invoke(create_topic(), TIMEOUT).await.unwrap().code, 0);
+            for i in from..to {
+                let response = client.invoke(send((i % QUEUES as usize) as u32, body_of(i)), TIMEOUT).await.unwrap();
+                assert_eq!(response.code, response_code::SUCCESS, "send {i}: {response:?}");
+            }
+            caught_up(&client, 2).await
+        });
+        assert!(caught_up, "the slave never caught up after messages {from}..{to}; its log:\n{}", slave.process.log().join("\n"));
+    };
+
+    // A1, replicated; the master stops cleanly and its store is copied.
+    send_range(0, 40);
+    master.terminate();
+    let snapshot = ferromq_tests::TempDir::new("snapshot");
+    copy_dir(master.store.path(), snapshot.path());
+    // A2, replicated; then the master loses it: its store goes back to the copy.
+    master.restart().unwrap();
+    send_range(40, 70);
+    master.terminate();
+    std::fs::remove_dir_all(master.store.path()).unwrap();
+    copy_dir(snapshot.path(), master.store.path());
+    master.restart().unwrap();
+    // B, at the offsets A2 had.
+    send_range(1_000, 1_030);
+
+    on_compio(move || async move {
+        let master = Client::connect(master_addr, TIMEOUT).await.unwrap();
+        let slave = Client::connect(slave_addr, TIMEOUT).await.unwrap();
+        let created = slave.invoke(create_topic(), TIMEOUT).await.unwrap();
+        assert!(created.code == 0 || created.code == response_code::SYSTEM_ERROR, "{created:?}");
+        let (on_master, on_slave) = (read_all(&master).await, read_all(&slave).await);
+        assert_eq!(on_master.len(), 70, "A1 and B on the master");
+        assert!(on_master == on_slave, "the slave serves exactly the master's queues ({} records on the master, {} on the slave)", on_master.len(), on_slave.len());
+        let lost: Vec<Vec<u8>> = (40..70).map(body_of).collect();
+        assert!(on_slave.values().all(|b| !lost.contains(b)), "a record the master lost is still served by the slave");
+    });
+    let log = slave.process.log();
+    assert!(log.iter().any(|l| l.contains("WARN") && l.contains("replica truncated")), "the truncation is logged at WARN:\n{}", log.join("\n"));
 }

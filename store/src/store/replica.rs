@@ -19,8 +19,8 @@ use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::{Batch, Store, Waiter, stalled};
-use crate::commitlog::{self, MARKER_LEN, ScanStep, SegmentReader};
+use super::{Batch, Inner, QueueRef, Store, Waiter, stalled};
+use crate::commitlog::{self, MARKER_LEN, ScanStep, Segment, SegmentReader};
 use crate::config::FlushMode;
 use crate::error::{Result, StoreError};
 use crate::io::Storage;
@@ -34,6 +34,23 @@ use crate::types::CommitLogOffset;
 /// a master's batch is at most its flush batch limit plus one append (itself at most one
 /// message batch of `maxMessageSize`), far below this.
 pub const REPLICA_MAX_UNIT_BYTES: usize = 64 << 20;
+
+/// What [`Store::truncate_replica`] dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TruncateReport {
+    /// Where the replica's log continued before.
+    pub from: u64,
+    /// Where it continues now.
+    pub to: u64,
+    /// Log bytes dropped (`from - to`: records, commit markers, fillers and segment padding).
+    pub bytes: u64,
+    /// Records dropped (counted batch by batch from `to`; a damaged batch there ends the count).
+    pub records: u64,
+    /// Consume-queue entries dropped, all queues together.
+    pub queue_entries: u64,
+    /// Segment files removed (those that started at or past `to`).
+    pub segments_removed: usize,
+}
 
 /// What [`Store::append_replica`] took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +199,9 @@ impl<S: Storage> Store<S> {
         if inner.closing.get() {
             return Err(StoreError::ShutDown);
         }
+        if inner.replica_truncating.get() {
+            return Err(StoreError::ReplicaMismatch("the replica is truncating its log".into()));
+        }
         let seg = inner.cfg.segment_size_bytes;
         let seg_base = start - start % seg;
         let (write_pos, pending_filler) = {
@@ -305,6 +325,363 @@ impl<S: Storage> Store<S> {
         inner.flusher_wake.notify();
         Ok((ReplicaUnit::Batch { records: count }, ack(slot)))
     }
+}
+
+/// The log from a truncation point on, as read by [`Store::truncate_replica`].
+struct Tail {
+    records: u64,
+    /// Where the data of the segment holding the truncation point ends (its filler's end, or
+    /// the end of its last batch), when the scan got that far.
+    data_end: Option<u64>,
+}
+
+/// Holds what a truncation excludes (retention, checkpoints, replica units) and lets it go
+/// however the truncation ends; one that ends (an error, or its future dropped) after it
+/// changed the store's state but before it completed fails the store: what is on disk is
+/// then the state before it or a checkpoint that makes recovery complete it.
+struct TruncationGuard<S: Storage> {
+    inner: Rc<Inner<S>>,
+    retention: bool,
+    checkpoint: bool,
+    applied: bool,
+    done: bool,
+}
+
+impl<S: Storage> Drop for TruncationGuard<S> {
+    fn drop(&mut self) {
+        let inner = &self.inner;
+        if self.applied && !self.done {
+            tracing::error!(shard = %inner.cfg.shard, "a replica truncation stopped half way; the store refuses writes until it is reopened (recovery completes the truncation or keeps the log as it was)");
+            super::fail_all(inner, "a replica truncation stopped half way; reopen the store".into());
+        }
+        if self.checkpoint {
+            inner.checkpoint_busy.set(false);
+            let waiters: Vec<Rc<AckSlot>> = inner.checkpoint_waiters.borrow_mut().drain(..).collect();
+            for w in waiters {
+                w.complete(Ok(()));
+            }
+        }
+        if self.retention {
+            inner.retention_busy.set(false);
+        }
+        inner.replica_truncating.set(false);
+    }
+}
+
+impl<S: Storage> Store<S> {
+    /// Cuts this replica's log back to local offset `to`, its master's written end, when the
+    /// master lost a tail this replica holds (an ASYNC master that crashed before syncing
+    /// it, and will write other bytes at those offsets). `to` must be a batch boundary of
+    /// this log — the end of a batch's commit marker, or a segment base — at or above the
+    /// oldest stored offset, else [`StoreError::ReplicaMismatch`] and nothing changes. It
+    /// waits for the flusher and the dispatcher to finish what was taken, and refuses while
+    /// units are still queued (the follower settles first).
+    ///
+    /// Afterwards nothing at or past `to` is served or found: later segments are removed
+    /// (their client ranges leave the offset space), the rest of `to`'s segment is zeroed,
+    /// every consume queue ends at its last entry below `to` (its files cut), queries by key
+    /// check each hit against its record ([`crate::index::query`]), and the log continues at
+    /// `to`. Crash safety: a first checkpoint names the truncated state and
+    /// [`Checkpoint::truncate_log_at`](crate::checkpoint::Checkpoint::truncate_log_at); only
+    /// then are files changed; a second checkpoint without it ends the truncation. A crash
+    /// before the first one's rename leaves the log as it was (the follower truncates again),
+    /// a crash after it recovers to the truncated state (recovery redoes the wipe).
+    pub async fn truncate_replica(&self, to: u64) -> Result<TruncateReport> {
+        let inner = &self.inner;
+        if !inner.cfg.replica {
+            return Err(StoreError::ReplicaMismatch("not a replica".into()));
+        }
+        if let Some(f) = inner.failed.borrow().as_ref() {
+            return Err(StoreError::LogFailed(f.clone()));
+        }
+        if inner.closing.get() {
+            return Err(StoreError::ShutDown);
+        }
+        if inner.replica_truncating.replace(true) {
+            return Err(StoreError::ReplicaMismatch("a truncation is already running".into()));
+        }
+        let mut guard = TruncationGuard { inner: inner.clone(), retention: false, checkpoint: false, applied: false, done: false };
+        let queued = |app: &super::AppendState| !app.closed.is_empty() || !app.open.buf.is_empty();
+        if queued(&inner.app.borrow()) {
+            return Err(StoreError::ReplicaMismatch("units are still queued to the flusher; settle first".into()));
+        }
+        // No retention pass nor checkpoint runs from here on (a checkpoint in progress may
+        // have taken its snapshot already: it ends first).
+        while inner.retention_busy.replace(true) {
+            compio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        guard.retention = true;
+        while inner.checkpoint_busy.replace(true) {
+            let slot = Rc::new(AckSlot::default());
+            inner.checkpoint_waiters.borrow_mut().push(slot.clone());
+            let _ = AckWait(slot).await;
+        }
+        guard.checkpoint = true;
+        // Everything taken is durable and dispatched: the flusher and the dispatcher are idle
+        // (both wait for work once they released these waiters), and no unit comes in.
+        let end = {
+            let app = inner.app.borrow();
+            app.open.filler_at.unwrap_or(app.write_pos)
+        };
+        super::wait_durable(inner, end).await?;
+        super::wait_dispatched(inner, end).await?;
+        let (from, pending_filler) = {
+            let app = inner.app.borrow();
+            let idle = !queued(&app)
+                && app.durable >= end
+                && inner.dispatched_offset.get() >= end
+                && inner.dispatch_queue.borrow().is_empty()
+                && inner.removals.borrow().is_empty()
+                && inner.stats.borrow().flushes_in_flight == 0;
+            if !idle {
+                return Err(StoreError::ReplicaMismatch("the log changed while the truncation waited for it to settle".into()));
+            }
+            (app.write_pos, app.open.filler_at)
+        };
+        let mut report = TruncateReport { from, to, ..Default::default() };
+        if to == from {
+            return Ok(report);
+        }
+        if to > from {
+            return Err(StoreError::ReplicaMismatch(format!("cannot truncate to {to}: this replica's log ends at {from}")));
+        }
+        let log_min = inner.log_min.get();
+        if to < log_min {
+            return Err(StoreError::ReplicaMismatch(format!("cannot truncate to {to}: below this replica's oldest stored offset {log_min}")));
+        }
+        let tail = self.truncation_tail(to, from, pending_filler).await?;
+        let cuts = self.queue_cuts(to).await?;
+
+        // The truncated state, in one synchronous step: from here on nothing at or past `to`
+        // is read, found or located.
+        guard.applied = true;
+        {
+            let queues = inner.queues.borrow();
+            for (q, cut) in &cuts {
+                if !queues.values().any(|x| Rc::ptr_eq(x, q)) {
+                    continue; // detached by a topic deletion meanwhile
+                }
+                let mut q = q.borrow_mut();
+                report.queue_entries += q.max_offset.saturating_sub(*cut);
+                q.max_offset = *cut;
+                q.next_offset = *cut;
+                q.dispatched_max = *cut;
+                q.synced_offset = q.synced_offset.min(*cut);
+                q.min_offset = q.min_offset.min(*cut);
+            }
+            let mut app = inner.app.borrow_mut();
+            app.write_pos = to;
+            app.written = to;
+            app.durable = to;
+            app.open = Batch::new(to, None);
+            app.pending_bytes = 0;
+            app.sync_requested = false;
+            // As recovery sets it: each queue continues at its end.
+            app.next_queue_offset = queues.iter().map(|(k, q)| (k.clone(), q.borrow().max_offset)).collect();
+        }
+        inner.dispatched_offset.set(to);
+        if let Some(ix) = inner.index.borrow_mut().as_mut() {
+            ix.set_dispatched(to);
+            ix.forget_added();
+        }
+        // A fence past `to` guards exactly the records below `to`; left where it is, it would
+        // take the master's new records of the topic for the deleted incarnation's.
+        for f in inner.fences.borrow_mut().values_mut() {
+            f.offset = f.offset.min(to);
+        }
+        {
+            let mut damaged = inner.damaged.borrow_mut();
+            damaged.retain(|offset, _| *offset < to);
+            for d in damaged.values_mut() {
+                d.end = d.end.min(to);
+            }
+        }
+        let gone: Vec<u64> = inner.segments.borrow().iter().map(|s| s.base).filter(|b| *b >= to).collect();
+        for base in gone {
+            self.drop_client_range(base);
+        }
+
+        // 1. The checkpoint that makes the truncation happen, whatever a crash leaves of the
+        //    steps after it.
+        super::run_checkpoint_inner(inner, Some(to)).await?;
+        // 2. The log and the consume queues on disk.
+        let (zeroed, removed) = self.wipe_log_from(to, tail.data_end).await?;
+        report.segments_removed = removed;
+        for (q, cut) in &cuts {
+            cut_queue_files(&inner.storage, q, *cut).await?;
+        }
+        // 3. A checkpoint that no longer needs recovery to wipe anything.
+        super::run_checkpoint_inner(inner, None).await?;
+        guard.done = true;
+        drop(guard);
+
+        report.bytes = from - to;
+        report.records = tail.records;
+        tracing::warn!(
+            shard = %inner.cfg.shard,
+            from,
+            to,
+            dropped_bytes = report.bytes,
+            dropped_records = report.records,
+            dropped_queue_entries = report.queue_entries,
+            segments_removed = removed,
+            zeroed_bytes = zeroed,
+            "replica truncated to its master's log end: it held {} bytes ({} records) the master no longer has",
+            report.bytes,
+            report.records
+        );
+        Ok(report)
+    }
+
+    /// Checks that `to` is a batch boundary of this log and counts the records from it to
+    /// `from` (the log end). A segment's pending filler (taken, not yet written) counts as
+    /// its end.
+    async fn truncation_tail(&self, to: u64, from: u64, pending_filler: Option<u64>) -> Result<Tail> {
+        let inner = &self.inner;
+        let seg_size = inner.cfg.segment_size_bytes;
+        let verify_crc = inner.cfg.check_crc_on_recover;
+        let not_boundary = |why: &str| StoreError::ReplicaMismatch(format!("{to} is not a batch boundary of this replica's log: {why}"));
+        let segs: Vec<Segment<S::File>> = inner.segments.borrow().clone();
+        let client_base = |base: u64| inner.client_ranges.borrow().get(&base).map(|r| r.client_base);
+        let to_base = to - to % seg_size;
+        if !to.is_multiple_of(seg_size) {
+            // A commit marker must end at `to`, closing a batch that validates.
+            let seg = segs.iter().find(|s| s.base == to_base).ok_or_else(|| not_boundary("no segment holds it"))?;
+            let in_seg = to - to_base;
+            if in_seg < MARKER_LEN as u64 {
+                return Err(not_boundary("no commit marker ends there"));
+            }
+            let mut reader = SegmentReader::new(seg, seg_size);
+            let m = reader.get(in_seg - MARKER_LEN as u64, MARKER_LEN).await?.to_vec();
+            let marker = commitlog::parse_marker(&m)
+                .filter(|mk| mk.batch_start >= to_base && mk.batch_start < to - MARKER_LEN as u64)
+                .ok_or_else(|| not_boundary("no commit marker ends there"))?;
+            match commitlog::scan_batch(&mut reader, client_base(to_base), marker.batch_start, verify_crc).await? {
+                ScanStep::Batch { end, .. } if end == to => {}
+                _ => return Err(not_boundary("the batch the marker before it closes does not validate")),
+            }
+        }
+        // From `to` on, batch by batch: the first must validate (or be a filler).
+        let mut tail = Tail { records: 0, data_end: None };
+        let mut pos = to;
+        let mut reader: Option<SegmentReader<'_, S::File>> = None;
+        let mut reader_base = u64::MAX;
+        while pos < from {
+            let base = pos - pos % seg_size;
+            if pending_filler == Some(pos) {
+                if base == to_base {
+                    tail.data_end = Some(pos);
+                }
+                pos = base + seg_size;
+                continue;
+            }
+            if reader_base != base {
+                let Some(seg) = segs.iter().find(|s| s.base == base) else {
+                    if pos == to {
+                        return Err(not_boundary("no segment holds it"));
+                    }
+                    tracing::warn!(offset = pos, "no segment holds the log at {pos}: records past it are not counted");
+                    break;
+                };
+                reader = Some(SegmentReader::new(seg, seg_size));
+                reader_base = base;
+            }
+            let Some(r) = reader.as_mut() else { break };
+            match commitlog::scan_batch(r, client_base(base), pos, verify_crc).await? {
+                ScanStep::Batch { records, end, .. } => {
+                    tail.records += records.len() as u64;
+                    pos = end;
+                    if base == to_base {
+                        tail.data_end = Some(end);
+                    }
+                }
+                ScanStep::Blank => {
+                    if base == to_base {
+                        tail.data_end = Some(pos + record::BLANK_LEN as u64);
+                    }
+                    pos = base + seg_size;
+                }
+                ScanStep::Invalid(reason) => {
+                    if pos == to {
+                        return Err(not_boundary(&reason));
+                    }
+                    tracing::warn!(offset = pos, %reason, "a damaged batch in the truncated tail: records past it are not counted");
+                    if base == to_base {
+                        tail.data_end = None;
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(tail)
+    }
+
+    /// Each consume queue whose last entry points at or past `to`, with the offset of its
+    /// first such entry (entries of a queue point at growing log offsets: a binary search).
+    async fn queue_cuts(&self, to: u64) -> Result<Vec<(QueueRef<S::File>, u64)>> {
+        let queues: Vec<QueueRef<S::File>> = self.inner.queues.borrow().values().cloned().collect();
+        let mut cuts = Vec::new();
+        for q in queues {
+            let (min, max) = {
+                let q = q.borrow();
+                (q.min_offset, q.max_offset)
+            };
+            if max <= min {
+                continue;
+            }
+            let at_or_past = |e: Option<crate::consume_queue::CqEntry>| e.is_some_and(|e| e.offset >= to);
+            if !at_or_past(entry_at(&q, max - 1).await?) {
+                continue;
+            }
+            let (mut lo, mut hi) = (min, max - 1);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if at_or_past(entry_at(&q, mid).await?) {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            cuts.push((q, lo));
+        }
+        Ok(cuts)
+    }
+}
+
+async fn entry_at<F: crate::io::StorageFile>(q: &QueueRef<F>, offset: u64) -> Result<Option<crate::consume_queue::CqEntry>> {
+    Ok(crate::consume_queue::read_entries(q, offset, 1).await?.and_then(|e| e.first().copied()))
+}
+
+/// Cuts a consume queue's files to `cut` entries: later files go, the one holding `cut` is
+/// shortened; both synced. Files already gone (a topic deleted meanwhile) are fine.
+async fn cut_queue_files<S: Storage>(storage: &S, q: &QueueRef<S::File>, cut: u64) -> Result<()> {
+    use crate::io::StorageFile;
+    let (files, dir, per) = {
+        let q = q.borrow();
+        (q.files.clone(), q.dir.clone(), q.entries_per_file)
+    };
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let mut removed = false;
+    for f in &files {
+        if f.first >= cut {
+            match storage.remove_file(&f.path).await {
+                Err(e) if !gone(&e) => return Err(StoreError::io("remove", &f.path, e)),
+                _ => removed = true,
+            }
+        } else if f.first + per > cut {
+            let want = (cut - f.first) * crate::consume_queue::CQ_ENTRY_LEN as u64;
+            let len = f.file.len().await.map_err(|e| StoreError::io("stat", &f.path, e))?;
+            if len > want {
+                f.file.set_len(want).await.map_err(|e| StoreError::io("truncate", &f.path, e))?;
+                f.file.sync_data().await.map_err(|e| StoreError::io("fdatasync", &f.path, e))?;
+            }
+        }
+    }
+    if removed && storage.exists(&dir).await.unwrap_or(false) {
+        storage.sync_dir(&dir).await.map_err(|e| StoreError::io("sync dir", &dir, e))?;
+    }
+    q.borrow_mut().files.retain(|f| f.first < cut);
+    Ok(())
 }
 
 fn out_of_step(start: u64, write_pos: u64) -> StoreError {
