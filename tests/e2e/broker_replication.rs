@@ -131,7 +131,7 @@ fn sync_master_acknowledges_only_what_its_slave_holds_and_the_slave_keeps_it_all
     assert_eq!(refused, response_code::SLAVE_NOT_AVAILABLE);
 
     // The slave learns where its master's HA port is from the name server.
-    let slave = BrokerProcess::start(&[
+    let mut slave = BrokerProcess::start(&[
         ("namesrvAddr", &ns),
         ("brokerName", "broker-r"),
         ("brokerRole", "SLAVE"),
@@ -191,6 +191,7 @@ fn sync_master_acknowledges_only_what_its_slave_holds_and_the_slave_keeps_it_all
     master.process.kill();
     let _ = std::fs::remove_dir_all(master.store.path());
 
+    let all = acknowledged.clone();
     on_compio(move || async move {
         await_records(slave_addr, &acknowledged, "the slave after the master's loss").await;
         let acked_count = acknowledged.len();
@@ -199,6 +200,30 @@ fn sync_master_acknowledges_only_what_its_slave_holds_and_the_slave_keeps_it_all
         // A slave refuses sends (4.x: SERVICE_NOT_AVAILABLE), so producers go elsewhere.
         let refused = client.invoke(send(0, b"to the slave".to_vec()), TIMEOUT).await.unwrap();
         assert_eq!(refused.code, response_code::SERVICE_NOT_AVAILABLE, "{refused:?}");
+    });
+
+    // The operator re-seeds the master from its slave (README, "Master and slave"): stop the
+    // slave, copy its store over the master's, start both. The master serves everything, the
+    // slave follows it again, and SYNC_MASTER sends succeed.
+    slave.terminate();
+    copy_dir(slave.store.path(), master.store.path());
+    master.restart().unwrap();
+    slave.restart().unwrap();
+    on_compio(move || async move {
+        await_records(master_addr, &all, "the re-seeded master").await;
+        let client = Client::connect(master_addr, TIMEOUT).await.unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        for queue_id in 0..QUEUES {
+            loop {
+                let response = client.invoke(send(queue_id, b"after the re-seed".to_vec()), TIMEOUT).await.unwrap();
+                if response.code == response_code::SUCCESS {
+                    break;
+                }
+                assert_eq!(response.code, response_code::SLAVE_NOT_AVAILABLE, "{response:?}");
+                assert!(Instant::now() < deadline, "the slave never followed the re-seeded master");
+                compio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     });
 }
 
