@@ -11,7 +11,7 @@ use compio::BufResult;
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
 use ferromq_net::conn::{FileSegment, send_with_file_body};
-use ferromq_store::Store;
+use ferromq_store::{ResumePoint, Store};
 use ferromq_store::io::Storage;
 use futures_util::future::{Either, select};
 use tracing::{info, warn};
@@ -41,6 +41,17 @@ pub async fn serve_slave<S: Storage>(mut stream: TcpStream, hello: Hello, store:
     let _ = stream.set_nodelay(true);
     let written = store.written_offset().0;
     let BufResult(sent, _) = stream.write_all(Welcome::Accepted { written }.encode()).await;
+    sent?;
+    // Where the slave's log could continue: the first point this log agrees with.
+    let points = read_resume_points(&mut stream, cfg.housekeeping).await?;
+    let mut agreed = if points.is_empty() { Some(0) } else { None };
+    for point in &points {
+        if store.matches_resume_point(point).await.map_err(io::Error::other)? {
+            agreed = Some(point.end);
+            break;
+        }
+    }
+    let BufResult(sent, _) = stream.write_all(wire::encode_agreed(agreed).to_vec()).await;
     sent?;
     let report = read_report(&mut stream, cfg.housekeeping).await?;
     let seg = store.config().segment_size_bytes;
@@ -128,6 +139,16 @@ async fn send_log<S: Storage>(mut stream: TcpStream, store: Store<S>, mut next: 
             }
         }
     }
+}
+
+async fn read_resume_points(stream: &mut TcpStream, within: Duration) -> io::Result<Vec<ResumePoint>> {
+    let timed_out = || io::Error::new(io::ErrorKind::TimedOut, format!("no resume points from the slave for {within:?}"));
+    let BufResult(read, count) = compio::time::timeout(within, stream.read_exact(vec![0u8; 2])).await.map_err(|_| timed_out())?;
+    read?;
+    let n = wire::decode_resume_count([count[0], count[1]]).map_err(io::Error::other)?;
+    let BufResult(read, points) = compio::time::timeout(within, stream.read_exact(vec![0u8; n * wire::RESUME_POINT_LEN])).await.map_err(|_| timed_out())?;
+    read?;
+    wire::decode_resume_points(&points).map_err(io::Error::other)
 }
 
 async fn read_report(stream: &mut TcpStream, within: Duration) -> io::Result<u64> {

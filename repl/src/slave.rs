@@ -114,10 +114,24 @@ async fn follow_once<S: Storage>(store: &Store<S>, cfg: &SlaveConfig, addr: &str
     if status != 0 {
         return Err(io::Error::other(format!("the master refused: {}", String::from_utf8_lossy(&reason))));
     }
+    // Where this log agrees with the master's: the master checks the commit markers of this
+    // replica's last segment against its own log (lengths alone cannot tell a master that lost
+    // an unsynced tail and then wrote more than it lost).
     let held = store.replica_next_offset();
+    let points = store.replica_resume_points(wire::MAX_RESUME_POINTS - 1).await.map_err(io::Error::other)?;
+    write(&mut stream, wire::encode_resume_points(&points)).await?;
+    let agreed = read_exact(&mut stream, 8, cfg.housekeeping).await?;
+    let agreed = wire::decode_agreed(agreed.as_slice().try_into().map_err(io::Error::other)?);
     let mut truncated = 0;
-    if held > master_written {
-        truncated = cut_back_to_master(store, held, master_written).await?;
+    match agreed {
+        Some(to) if to < held => truncated = cut_back_to_master(store, held, to).await?,
+        Some(_) => {}
+        None => {
+            return Err(refused(format!(
+                "the master's log (it ends at {master_written}) agrees with no point of this replica's last segment (this replica holds up to {held}): \
+                 the master lost its store, not an unsynced tail, or the logs differ further back; {CHOICES}"
+            )));
+        }
     }
     let next = store.replica_next_offset();
     // After the settle every taken byte is acknowledged (a pending segment-end filler is
@@ -183,8 +197,12 @@ fn refused(why: String) -> io::Error {
     io::Error::other(Refused(why))
 }
 
-/// This replica holds bytes beyond the master's written end `master_written` (its log
-/// continues at `held`): cuts them off (`Store::truncate_replica`, logged at WARN with what
+/// What an operator can do about a master this replica refuses to follow.
+const CHOICES: &str = "either re-seed the master from this slave's store (stop both, copy this store over the master's, start the master) \
+                       or empty this slave's store to copy the master afresh";
+
+/// This replica holds bytes beyond the point `master_written` where its log agrees with the
+/// master's (its log continues at `held`): cuts them off (`Store::truncate_replica`, logged at WARN with what
 /// it dropped) so that it follows the master from its end. Returns the bytes dropped.
 ///
 /// The rule. A master loses only the unsynced tail of its *active* segment: it writes and
@@ -203,20 +221,18 @@ fn refused(why: String) -> io::Error {
 async fn cut_back_to_master<S: Storage>(store: &Store<S>, held: u64, master_written: u64) -> io::Result<u64> {
     let seg = store.config().segment_size_bytes;
     let last_segment = (held - 1) - (held - 1) % seg;
-    let choices = "either re-seed the master from this slave's store (stop both, copy this store over the master's, start the master) \
-                   or empty this slave's store to copy the master afresh";
     if master_written == 0 || master_written < last_segment {
         let what = if master_written == 0 { "the master's log is empty" } else { "the master's log ends before this replica's last segment" };
         return Err(refused(format!(
             "{what} (it ends at {master_written}; this replica holds up to {held}, its last segment starting at {last_segment}): \
-             the master lost its store, not an unsynced tail; truncating would destroy what may be the only copy; {choices}"
+             the master lost its store, not an unsynced tail; truncating would destroy what may be the only copy; {CHOICES}"
         )));
     }
     match store.truncate_replica(master_written).await {
         Ok(report) => Ok(report.bytes),
         Err(StoreError::ReplicaMismatch(why)) => Err(refused(format!(
             "this replica holds up to {held}, the master only up to {master_written}, and this replica cannot be cut back to it ({why}): \
-             the logs differ; {choices}"
+             the logs differ; {CHOICES}"
         ))),
         Err(e) => Err(io::Error::other(e)),
     }

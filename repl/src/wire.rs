@@ -3,12 +3,17 @@
 //! A FerroMQ master keeps one stream per shard, so a connection first says which shard it
 //! follows: the slave sends a [`Hello`] (shard index and the shard count it runs with), the
 //! master answers with a [`Welcome`] (accepted, with the master shard's written log end, or
-//! refused with a reason). After that the stream is Java's: the slave sends 8-byte offset
+//! refused with a reason). The slave then names where its log could continue (resume points,
+//! see [`encode_resume_points`]) and the master says which one its log agrees with. After that
+//! the stream is Java's: the slave sends 8-byte offset
 //! reports, the master sends units `{offset i64, size i32, bytes}`; all big-endian. Offsets
 //! are the shard's *local* commit-log offsets (segment file names), which both ends share byte
 //! for byte; client-visible offsets travel inside the records.
 
 use std::fmt;
+
+use ferromq_store::ResumePoint;
+use ferromq_store::commitlog::MARKER_LEN;
 
 /// First bytes of a [`Hello`] and of a [`Welcome`]: "FMQR".
 pub const MAGIC: [u8; 4] = *b"FMQR";
@@ -153,6 +158,65 @@ impl UnitHeader {
     }
 }
 
+/// Most resume points a slave sends after the handshake.
+pub const MAX_RESUME_POINTS: usize = 64;
+/// Bytes of one encoded resume point: `end u64 | has_marker u8 | marker [24]`.
+pub const RESUME_POINT_LEN: usize = 8 + 1 + MARKER_LEN;
+/// The master's answer when no resume point matches its log.
+const NO_AGREEMENT: u64 = u64::MAX;
+
+/// After the handshake the slave names where its log could continue from the master's
+/// ([`ferromq_store::Store::replica_resume_points`]): `count u16`, then the points, newest
+/// first. The master answers with the end of the first one its log agrees with (8 bytes;
+/// all ones: none) — so that two logs of which one is no longer than the other but which
+/// differ (a master that lost an unsynced tail and then wrote more than it lost) are told
+/// apart, which Java's length-only protocol cannot.
+pub fn encode_resume_points(points: &[ResumePoint]) -> Vec<u8> {
+    let points = points.get(..points.len().min(MAX_RESUME_POINTS)).unwrap_or_default();
+    let mut b = Vec::with_capacity(2 + points.len() * RESUME_POINT_LEN);
+    b.extend_from_slice(&(points.len() as u16).to_be_bytes());
+    for p in points {
+        b.extend_from_slice(&p.end.to_be_bytes());
+        b.push(u8::from(p.marker.is_some()));
+        b.extend_from_slice(&p.marker.unwrap_or([0u8; MARKER_LEN]));
+    }
+    b
+}
+
+/// The number of points that follow a count; more than [`MAX_RESUME_POINTS`] is a broken
+/// stream.
+pub fn decode_resume_count(b: [u8; 2]) -> Result<usize, String> {
+    let n = usize::from(u16::from_be_bytes(b));
+    if n > MAX_RESUME_POINTS { Err(format!("{n} resume points (at most {MAX_RESUME_POINTS})")) } else { Ok(n) }
+}
+
+/// Decodes `count` points.
+pub fn decode_resume_points(b: &[u8]) -> Result<Vec<ResumePoint>, String> {
+    b.chunks(RESUME_POINT_LEN)
+        .map(|c| {
+            let (Some(end), Some(flag), Some(marker)) = (c.get(..8), c.get(8), c.get(9..RESUME_POINT_LEN)) else {
+                return Err("short resume point".to_owned());
+            };
+            let end = u64::from_be_bytes(end.try_into().map_err(|_| "short resume point")?);
+            let marker: [u8; MARKER_LEN] = marker.try_into().map_err(|_| "short resume point")?;
+            match flag {
+                0 => Ok(ResumePoint { end, marker: None }),
+                1 => Ok(ResumePoint { end, marker: Some(marker) }),
+                other => Err(format!("resume point flag {other}")),
+            }
+        })
+        .collect()
+}
+
+/// The master's answer: the agreed end, if any.
+pub fn encode_agreed(end: Option<u64>) -> [u8; 8] {
+    end.unwrap_or(NO_AGREEMENT).to_be_bytes()
+}
+
+pub fn decode_agreed(b: [u8; 8]) -> Option<u64> {
+    Some(u64::from_be_bytes(b)).filter(|v| *v != NO_AGREEMENT)
+}
+
 /// A slave's report: its acknowledged log end.
 pub fn encode_report(offset: u64) -> [u8; REPORT_LEN] {
     (offset as i64).to_be_bytes()
@@ -200,5 +264,18 @@ mod tests {
         assert!(UnitHeader::decode(&[0xff; 12]).is_err());
         assert_eq!(decode_report(&encode_report(1 << 40)), Ok(1 << 40));
         assert!(decode_report(&[0xff; 8]).is_err());
+    }
+
+    #[test]
+    fn resume_points_round_trip_and_are_bounded() {
+        let points = vec![ResumePoint { end: 4096 + 300, marker: Some([7u8; MARKER_LEN]) }, ResumePoint { end: 4096, marker: None }];
+        let b = encode_resume_points(&points);
+        let n = decode_resume_count([b[0], b[1]]).unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(decode_resume_points(&b[2..]).unwrap(), points);
+        assert!(decode_resume_count(65u16.to_be_bytes()).is_err());
+        assert!(decode_resume_points(&[0u8; 10]).is_err());
+        assert_eq!(decode_agreed(encode_agreed(Some(99))), Some(99));
+        assert_eq!(decode_agreed(encode_agreed(None)), None);
     }
 }

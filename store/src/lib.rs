@@ -28,8 +28,8 @@ pub use error::{Result, StoreError};
 pub use offset_space::{CLIENT_OFFSET_EXACT_LIMIT, OffsetSpace, SegmentRange};
 pub use record::{MessageInput, Properties, RecordView};
 pub use store::{
-    AckLevel, AppendResult, LogRange, PropertyFilter, PullResult, PullStatus, RecoveryReport, REPLICA_MAX_UNIT_BYTES, ReplicaFramer, ReplicaUnit, Store, StoreStats,
-    TagFilter, TopicDeletion, TruncateReport,
+    AckLevel, AppendResult, LogRange, PropertyFilter, PullResult, PullStatus, RecoveryReport, REPLICA_MAX_UNIT_BYTES, RESUME_MARKERS_WALKED, ReplicaFramer, ReplicaUnit,
+    ResumePoint, Store, StoreStats, TagFilter, TopicDeletion, TruncateReport,
 };
 pub use types::{
     ClientPhysicalOffset, CommitLogOffset, QueueId, QueueOffset, ShardId, decode_client_offset,

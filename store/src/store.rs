@@ -41,7 +41,7 @@ use crate::record::{self, MessageInput, StoreAssigned};
 use crate::types::{ClientPhysicalOffset, CommitLogOffset, QueueOffset};
 
 mod replica;
-pub use replica::{REPLICA_MAX_UNIT_BYTES, ReplicaFramer, ReplicaUnit, TruncateReport};
+pub use replica::{REPLICA_MAX_UNIT_BYTES, RESUME_MARKERS_WALKED, ReplicaFramer, ReplicaUnit, ResumePoint, TruncateReport};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

@@ -458,3 +458,65 @@ fn a_crash_at_any_step_of_the_truncation_leaves_the_old_or_the_truncated_log() {
         master.close().await.unwrap();
     });
 }
+
+/// A master that lost an unsynced tail and then wrote *more* than it lost: its log is longer
+/// than the replica's, so lengths alone (Java's protocol) would let the replica follow on at
+/// its own end, in the middle of different bytes. The replica's resume points (the commit
+/// markers of its last segment) tell the two apart: the master agrees only with a point at or
+/// before its recovered end, and the replica, cut back there, ends up byte for byte the master.
+#[test]
+fn resume_points_tell_apart_a_master_that_wrote_more_than_it_lost() {
+    block_on(async {
+        let (mem_m, mem_r) = (MemStorage::new(), MemStorage::new());
+        let (master, _) = Store::open(mem_m.clone(), lossy_master_cfg()).await.unwrap();
+        let (replica, _) = Store::open(mem_r.clone(), replica_cfg(FlushMode::Sync)).await.unwrap();
+        let mut n = 0;
+        while n < 40 || master.write_offset().0 % SEGMENT > 1200 {
+            produce(&master, n, n + 1).await;
+            n += 1;
+        }
+        master.flush().await.unwrap();
+        let synced_end = master.write_offset().0;
+        for i in n..n + 5 {
+            let (topic, q) = topic_of(i);
+            master.append(vec![msg(topic, q, format!("tail{i}"))]).await.unwrap();
+        }
+        master.wait_dispatched().await.unwrap();
+        let lost_end = master.write_offset().0;
+        let mut framer = ReplicaFramer::new(0, SEGMENT);
+        copy(&master, &replica, &mut framer, &[32 * 1024]).await;
+        assert_eq!(replica.replica_next_offset(), lost_end);
+
+        master.abandon().await;
+        mem_m.crash(CrashOdds { keep_pct: 0, torn_pct: 0 }, &mut |_| 0);
+        let (master, _) = Store::open(mem_m.clone(), lossy_master_cfg()).await.unwrap();
+        assert_eq!(master.written_offset().0, synced_end);
+        // More than was lost, at the same offsets and beyond.
+        produce(&master, 2000, 2040).await;
+        assert!(master.written_offset().0 > lost_end, "the master's log must now be the longer one");
+
+        let points = replica.replica_resume_points(63).await.unwrap();
+        assert_eq!(points.first().map(|p| p.end), Some(lost_end), "newest first: the replica's end");
+        assert!(points.last().is_some_and(|p| p.marker.is_none() && p.end % SEGMENT == 0), "the last point is the segment base: {points:?}");
+        let mut agreed = None;
+        for p in &points {
+            let matches = master.matches_resume_point(p).await.unwrap();
+            if p.end > synced_end {
+                assert!(!matches, "the master must not agree with the replica past its recovered end: {p:?}");
+            }
+            if matches && agreed.is_none() {
+                agreed = Some(p.end);
+            }
+        }
+        let agreed = agreed.expect("the segment base at least agrees");
+        assert!(agreed <= synced_end);
+        replica.truncate_replica(agreed).await.unwrap();
+        let mut framer = ReplicaFramer::new(agreed, SEGMENT);
+        copy(&master, &replica, &mut framer, &[500, 32 * 1024]).await;
+        assert_same_queues(&master, &replica, "after following the longer master").await;
+        master.flush().await.unwrap();
+        assert_eq!(segment_files(&mem_m, "/m"), segment_files(&mem_r, "/r"), "segment files are byte-identical");
+        master.close().await.unwrap();
+        replica.close().await.unwrap();
+    });
+}

@@ -52,6 +52,19 @@ pub struct TruncateReport {
     pub segments_removed: usize,
 }
 
+/// At most this many batches of its last segment a replica looks back through for
+/// [`Store::replica_resume_points`] (a master loses at most what it wrote since its last
+/// fdatasync; beyond this the segment's base is the resume point).
+pub const RESUME_MARKERS_WALKED: usize = 65_536;
+
+/// A point where a replica's log may continue from its master's: a local offset, and the
+/// commit marker that ends the batch before it (`None`: a segment base).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumePoint {
+    pub end: u64,
+    pub marker: Option<[u8; MARKER_LEN]>,
+}
+
 /// What [`Store::append_replica`] took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplicaUnit {
@@ -116,6 +129,64 @@ impl<S: Storage> Store<S> {
         let len = (written.min(seg_end) - offset).min(u64::from(max_bytes)) as u32;
         self.check_undamaged(offset, len)?;
         Ok(Some(len))
+    }
+
+    /// Points where this replica's log could continue from its master's, newest first, for a
+    /// master to check against its own log (PROTOCOL.md §7.3 has only lengths; two logs of which
+    /// one is no longer than the other may still differ — a master that lost an unsynced tail
+    /// and then wrote more than it lost). Each is the end of a batch in the replica's last
+    /// segment with the commit marker that closes it (the marker's CRC covers the batch), at
+    /// exponentially spaced distances back from the end (at most `max_markers` of them, looking
+    /// back at most [`RESUME_MARKERS_WALKED`] batches), then that segment's base: a master
+    /// loses at most an unsynced tail of its active segment (it syncs each segment's end
+    /// before it writes the next one), so everything before the replica's last segment is the
+    /// master's if the master's log reaches it.
+    pub async fn replica_resume_points(&self, max_markers: usize) -> Result<Vec<ResumePoint>> {
+        let seg = self.inner.cfg.segment_size_bytes;
+        let end = self.replica_next_offset();
+        if end == 0 {
+            return Ok(Vec::new());
+        }
+        let base = (end - 1) - (end - 1) % seg;
+        let mut points = Vec::new();
+        let (mut at, mut walked, mut next_kept) = (end, 0usize, 0usize);
+        while at > base && walked < RESUME_MARKERS_WALKED && points.len() < max_markers {
+            let Some(head) = at.checked_sub(MARKER_LEN as u64) else { break };
+            if head < base {
+                break;
+            }
+            let bytes = self.read_range(LogRange { offset: CommitLogOffset(head), len: MARKER_LEN as u32 }).await?;
+            let Some(marker) = commitlog::parse_marker(&bytes) else { break };
+            if walked == next_kept {
+                let mut m = [0u8; MARKER_LEN];
+                m.copy_from_slice(&bytes);
+                points.push(ResumePoint { end: at, marker: Some(m) });
+                next_kept = (next_kept * 2).max(1);
+            }
+            walked += 1;
+            at = marker.batch_start;
+        }
+        points.push(ResumePoint { end: base, marker: None });
+        Ok(points)
+    }
+
+    /// Whether this log continues through `point` the way the replica's does: its commit
+    /// marker there is the same (or, for a segment base, the log reaches it).
+    pub async fn matches_resume_point(&self, point: &ResumePoint) -> Result<bool> {
+        if point.end > self.written_offset().0 {
+            return Ok(false);
+        }
+        match &point.marker {
+            None => Ok(point.end.is_multiple_of(self.inner.cfg.segment_size_bytes)),
+            Some(marker) => {
+                let Some(head) = point.end.checked_sub(MARKER_LEN as u64) else { return Ok(false) };
+                if head < self.inner.log_min.get() {
+                    return Ok(false);
+                }
+                let bytes = self.read_range(LogRange { offset: CommitLogOffset(head), len: MARKER_LEN as u32 }).await?;
+                Ok(bytes.as_slice() == marker.as_slice())
+            }
+        }
     }
 
     /// Where this replica's log continues: the local offset of the next byte it takes.
@@ -526,7 +597,7 @@ impl<S: Storage> Store<S> {
             dropped_queue_entries = report.queue_entries,
             segments_removed = removed,
             zeroed_bytes = zeroed,
-            "replica truncated to its master's log end: it held {} bytes ({} records) the master no longer has",
+            "replica truncated to where its log agrees with its master's: it held {} bytes ({} records) past that point, which it copies again or the master no longer has",
             report.bytes,
             report.records
         );
