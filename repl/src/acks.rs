@@ -31,15 +31,21 @@ pub enum SlaveAck {
 #[derive(Debug, Clone, Copy)]
 struct Slave {
     acked: u64,
-    /// When it last reported everything the master had written.
+    /// The slave holds everything the master had written at this moment.
     caught_up_at: Instant,
+    /// The master's written end at `mark_at`: once the slave reports it, it holds everything
+    /// written up to `mark_at` (a slave trailing steadily by a few milliseconds never reports
+    /// the master's exact end, so comparing with "now" would make its lag grow forever).
+    mark: u64,
+    mark_at: Instant,
 }
 
 /// How far the best slave of a shard is behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lag {
     pub bytes: u64,
-    /// Since the slave last held everything the master had written (0 when it does now).
+    /// How old the newest write is that the slave is known to hold all of (0 when it holds
+    /// everything): the slave is at most this far behind in time, to within one report.
     pub behind_for: Duration,
 }
 
@@ -62,7 +68,8 @@ impl SlaveAcks {
     pub fn connect(&self, offset: u64) -> u64 {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
-        self.slaves.borrow_mut().insert(id, Slave { acked: offset, caught_up_at: Instant::now() });
+        let now = Instant::now();
+        self.slaves.borrow_mut().insert(id, Slave { acked: offset, caught_up_at: now, mark: offset, mark_at: now });
         self.release();
         id
     }
@@ -72,8 +79,16 @@ impl SlaveAcks {
     pub fn report(&self, id: u64, offset: u64, written: u64) {
         if let Some(slave) = self.slaves.borrow_mut().get_mut(&id) {
             slave.acked = slave.acked.max(offset);
+            let now = Instant::now();
             if slave.acked >= written {
-                slave.caught_up_at = Instant::now();
+                slave.caught_up_at = now;
+            } else if slave.acked >= slave.mark {
+                slave.caught_up_at = slave.mark_at;
+            }
+            if slave.acked >= slave.mark {
+                // The next mark: what is written now.
+                slave.mark = written;
+                slave.mark_at = now;
             }
         }
         self.release();
@@ -177,6 +192,28 @@ mod tests {
             assert_eq!(acks.max_acked(), Some(50));
             acks.disconnect(other);
             assert_eq!(acks.connected(), 0);
+        });
+    }
+
+    #[test]
+    fn a_slave_trailing_steadily_has_a_bounded_time_lag() {
+        block_on(async {
+            let acks = SlaveAcks::new();
+            let connected_at = Instant::now();
+            let id = acks.connect(0);
+            let step = Duration::from_millis(20);
+            // Each report covers what was written at the previous one, never the current end.
+            let mut written = 100;
+            for _ in 0..4 {
+                compio::time::sleep(step).await;
+                acks.report(id, written - 50, written);
+                written += 100;
+            }
+            let lag = acks.lag(written - 100).unwrap();
+            assert_eq!(lag.bytes, 50);
+            // It holds everything written at the second-to-last report, at least `step` after
+            // the connection: the lag is measured from there, not from the connection.
+            assert!(lag.behind_for <= connected_at.elapsed().saturating_sub(step), "{lag:?} after {:?}", connected_at.elapsed());
         });
     }
 }

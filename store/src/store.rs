@@ -336,6 +336,10 @@ struct AppendState {
     last_sync: Instant,
     /// Next queue offset per queue (assigned at append).
     next_queue_offset: HashMap<(String, u32), u64>,
+    /// Under SYNC_FLUSH: batches written but not yet fdatasync'ed, whose records become
+    /// visible (are dispatched) once they are durable. Several batches written back to back
+    /// share one fdatasync (a replica's units arrive as many small batches).
+    awaiting_sync: Vec<DispatchBatch>,
 }
 
 struct DispatchBatch {
@@ -534,6 +538,7 @@ impl<S: Storage> Store<S> {
                 sync_requested: false,
                 last_sync: Instant::now(),
                 next_queue_offset: HashMap::new(),
+                awaiting_sync: Vec::new(),
             }),
             queues: RefCell::new(BTreeMap::new()),
             index: RefCell::new(index),
@@ -1903,7 +1908,11 @@ async fn flusher_task<S: Storage>(inner: Rc<Inner<S>>) {
                             app.sync_requested = false;
                             let upto = app.durable;
                             let slots = release(&mut app.durable_waiters, upto);
+                            let visible = durable_batches(&mut app);
                             drop(app);
+                            for b in visible {
+                                push_dispatch(&inner, b.records, b.end);
+                            }
                             for s in slots {
                                 s.complete(Ok(()));
                             }
@@ -2029,9 +2038,18 @@ async fn flush_batch_inner<S: Storage>(inner: &Rc<Inner<S>>, b: &mut Batch, seg_
             sync_log(inner).await?;
         }
     } else {
-        sync_log(inner).await?;
-        // Visible only once durable: a consumer never sees what a crash could take back.
-        push_dispatch(inner, records, end);
+        // Visible only once durable: a consumer never sees what a crash could take back. When
+        // more batches are ready to be written now, they are written first and share the
+        // fdatasync (group commit; without it a replica, whose master's batches arrive one by
+        // one, would pay one fdatasync per batch).
+        let more_ready = {
+            let mut app = inner.app.borrow_mut();
+            app.awaiting_sync.push(DispatchBatch { records, end });
+            !app.closed.is_empty()
+        };
+        if !more_ready {
+            sync_log(inner).await?;
+        }
     }
     Ok(())
 }
@@ -2100,17 +2118,27 @@ async fn sync_log<S: Storage>(inner: &Rc<Inner<S>>) -> Result<()> {
         st.log_syncs += 1;
         st.synced_bytes += target - durable_before;
     }
-    let slots = {
+    let (slots, visible) = {
         let mut app = inner.app.borrow_mut();
         app.durable = app.durable.max(target);
         app.last_sync = Instant::now();
         let upto = app.durable;
-        release(&mut app.durable_waiters, upto)
+        (release(&mut app.durable_waiters, upto), durable_batches(&mut app))
     };
+    for b in visible {
+        push_dispatch(inner, b.records, b.end);
+    }
     for s in slots {
         s.complete(Ok(()));
     }
     Ok(())
+}
+
+/// The SYNC_FLUSH batches that are durable now, in log order, to be dispatched.
+fn durable_batches(app: &mut AppendState) -> Vec<DispatchBatch> {
+    let durable = app.durable;
+    let ready = app.awaiting_sync.iter().take_while(|b| b.end <= durable).count();
+    app.awaiting_sync.drain(..ready).collect()
 }
 
 /// The dispatcher: writes consume-queue and index entries for visible batches.

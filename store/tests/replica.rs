@@ -264,3 +264,29 @@ fn a_topic_the_master_deletes_and_recreates_is_deleted_on_the_replica_too() {
         replica.close().await.unwrap();
     });
 }
+
+/// A SYNC_FLUSH replica takes its master's batches one by one; the ones queued together share
+/// one fdatasync (group commit), or a replica could never keep up with a master that writes
+/// more often than the disk syncs.
+#[test]
+fn a_sync_replica_group_commits_the_batches_it_takes() {
+    block_on(async {
+        let (mem_r, mem_m) = (MemStorage::new(), MemStorage::new());
+        let (master, _) = Store::open(mem_m, master_cfg()).await.unwrap();
+        let (replica, _) = Store::open(mem_r.clone(), replica_cfg(FlushMode::Sync)).await.unwrap();
+        // Small bodies: 60 batches (one per awaited append) within one 4 KiB segment or two.
+        for i in 0..60 {
+            master.append(vec![msg("A", 0, format!("s{i}"))]).await.unwrap();
+        }
+        let syncs_before = mem_r.sync_count();
+        let mut framer = ReplicaFramer::new(0, 4096);
+        let units = copy(&master, &replica, &mut framer, &[64 * 1024]).await;
+        let batches = units.iter().filter(|u| matches!(u, ReplicaUnit::Batch { .. })).count();
+        let syncs = mem_r.sync_count() - syncs_before;
+        assert!(batches >= 50, "{batches} batches");
+        assert!(syncs * 5 < batches as u64, "{syncs} fdatasyncs for {batches} batches taken together: no group commit");
+        assert_same_queues(&master, &replica, "after the group commit").await;
+        master.close().await.unwrap();
+        replica.close().await.unwrap();
+    });
+}

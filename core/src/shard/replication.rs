@@ -71,6 +71,8 @@ async fn serve_slaves(ctx: Rc<ShardCtx>, inbox: async_channel::Receiver<Handoff>
             let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
             match master::serve_slave(stream, hello, store, acks, cfg).await {
                 Ok(()) => info!(shard, %peer, "slave stream ended"),
+                // A slave that stops closes its stream: not a fault.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => info!(shard, %peer, "slave stream ended: the slave closed it"),
                 Err(e) => warn!(shard, %peer, "slave stream ended: {e}"),
             }
         }));
