@@ -405,6 +405,8 @@ pub struct FlushCounters {
     pub appended_bytes: u64,
     pub log_syncs: u64,
     pub synced_bytes: u64,
+    /// Commit-log writes (`ferromqCommitLogWrites`; 0 from a build without the key).
+    pub log_writes: u64,
 }
 
 impl FlushCounters {
@@ -415,6 +417,7 @@ impl FlushCounters {
             appended_bytes: self.appended_bytes.saturating_sub(earlier.appended_bytes),
             log_syncs: self.log_syncs.saturating_sub(earlier.log_syncs),
             synced_bytes: self.synced_bytes.saturating_sub(earlier.synced_bytes),
+            log_writes: self.log_writes.saturating_sub(earlier.log_writes),
         }
     }
 
@@ -447,6 +450,7 @@ pub async fn flush_counters(client: &Client) -> Result<Option<FlushCounters>, St
             appended_bytes: number("ferromqAppendedBytes")?,
             log_syncs: number("ferromqCommitLogSyncs")?,
             synced_bytes: number("ferromqCommitLogSyncedBytes")?,
+            log_writes: number("ferromqCommitLogWrites").unwrap_or(0),
         })
     })())
 }

@@ -114,7 +114,8 @@ pub struct ReplicationArgs {
     /// Unmeasured warm-up of every point, milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub warmup_ms: u64,
-    /// Rounds: each measures every slave flush mode with both master roles.
+    /// Rounds: each measures every slave flush mode with both master roles (0: only the
+    /// catch-up).
     #[arg(long, default_value_t = 2)]
     pub rounds: usize,
     /// Rate of the steady point (ASYNC_MASTER only) as a fraction of that pair's load-point
@@ -127,7 +128,8 @@ pub struct ReplicationArgs {
     /// MiB of commit log the catch-up master holds before its slave starts (0: no catch-up).
     #[arg(long, default_value_t = 1024)]
     pub catch_up_mib: u64,
-    /// Slave flush modes of the catch-up, one fresh empty slave each, against the same master.
+    /// Slave flush modes of the catch-up, one fresh empty slave each, against the same master,
+    /// in this order (a mode may repeat).
     #[arg(long, value_delimiter = ',', default_value = "async,sync", value_parser = ["sync", "async"])]
     pub catch_up_slave_flush: Vec<String>,
     /// Longest a catch-up may take, seconds.
@@ -885,7 +887,7 @@ pub fn run(args: ReplicationArgs) -> Result<PathBuf, String> {
 
     let ctx = Ctx { args: &args, mqbroker, out: out.clone() };
     let mut runs = Vec::new();
-    for round in 0..args.rounds.max(1) {
+    for round in 0..args.rounds {
         // Both orders alternate, so that neither role nor flush mode always comes first.
         let mut flushes = args.slave_flush.clone();
         let mut roles = vec!["async", "sync"];
@@ -1073,10 +1075,10 @@ pub fn markdown(r: &ReplicationResults) -> String {
 
     line("## Commit-log writes and fdatasyncs of both brokers".into());
     line(String::new());
-    line("From each broker's `ferromq*` counters over warm-up + point (first round): fdatasyncs per second and KiB made durable per fdatasync; for the slave, MiB/s it took in. With the slave under SYNC_FLUSH a SYNC_MASTER send waits for one of its fdatasyncs.".into());
+    line("From each broker's `ferromq*` counters over warm-up + point (first round): commit-log writes and fdatasyncs per second, KiB made durable per fdatasync; for the slave, MiB/s it took in. With the slave under SYNC_FLUSH a SYNC_MASTER send waits for one of its fdatasyncs.".into());
     line(String::new());
-    line("| slave flush | master role | point | msg/s | master syncs/s | master KiB/sync | slave MiB/s | slave syncs/s | slave KiB/sync | drained before (s) |".into());
-    line("|---|---|---|---|---|---|---|---|---|---|".into());
+    line("| slave flush | master role | point | msg/s | master writes/s | master syncs/s | master KiB/sync | slave MiB/s | slave writes/s | slave syncs/s | slave KiB/sync | drained before (s) |".into());
+    line("|---|---|---|---|---|---|---|---|---|---|---|---|".into());
     for f in &r.figures {
         for kind in ["load", "steady", "single"] {
             for role in ["async", "sync"] {
@@ -1088,14 +1090,16 @@ pub fn markdown(r: &ReplicationResults) -> String {
                     None => format!("{} × {}", p.connections, p.in_flight),
                 };
                 line(format!(
-                    "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.2} |",
+                    "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.2} |",
                     flush_disk_type(&f.slave_flush),
                     master_role(role),
                     shape,
                     p.messages_per_s,
+                    opt(per_s(&p.master_log, &|c| c.log_writes as f64).filter(|w| *w > 0.0), 0),
                     opt(per_s(&p.master_log, &|c| c.log_syncs as f64), 0),
                     opt(kib_per_sync(&p.master_log), 0),
                     opt(per_s(&p.slave_log, &|c| c.appended_bytes as f64 / MIB as f64), 1),
+                    opt(per_s(&p.slave_log, &|c| c.log_writes as f64).filter(|w| *w > 0.0), 0),
                     opt(per_s(&p.slave_log, &|c| c.log_syncs as f64), 0),
                     opt(kib_per_sync(&p.slave_log), 0),
                     p.drain_s
