@@ -405,6 +405,8 @@ pub struct FlushCounters {
     pub appended_bytes: u64,
     pub log_syncs: u64,
     pub synced_bytes: u64,
+    /// Commit-log writes (`ferromqCommitLogWrites`; 0 from a build without the key).
+    pub log_writes: u64,
 }
 
 impl FlushCounters {
@@ -415,6 +417,7 @@ impl FlushCounters {
             appended_bytes: self.appended_bytes.saturating_sub(earlier.appended_bytes),
             log_syncs: self.log_syncs.saturating_sub(earlier.log_syncs),
             synced_bytes: self.synced_bytes.saturating_sub(earlier.synced_bytes),
+            log_writes: self.log_writes.saturating_sub(earlier.log_writes),
         }
     }
 
@@ -447,6 +450,7 @@ pub async fn flush_counters(client: &Client) -> Result<Option<FlushCounters>, St
             appended_bytes: number("ferromqAppendedBytes")?,
             log_syncs: number("ferromqCommitLogSyncs")?,
             synced_bytes: number("ferromqCommitLogSyncedBytes")?,
+            log_writes: number("ferromqCommitLogWrites").unwrap_or(0),
         })
     })())
 }
@@ -506,6 +510,56 @@ pub async fn dispatch_behind_bytes(client: &Client) -> Result<Option<u64>, Strin
     }
     let body: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("runtime info body: {e}"))?;
     Ok(body.get("table").and_then(|t| t.get("dispatchBehindBytes")).and_then(serde_json::Value::as_str).and_then(|v| v.parse().ok()))
+}
+
+/// The `table` of GET_BROKER_RUNTIME_INFO (28): every key with its value as the broker sent it
+/// (strings, numeric where tools parse numbers).
+pub async fn runtime_table(client: &Client) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let response = client
+        .invoke(RemotingCommand::request(request_code::GET_BROKER_RUNTIME_INFO), REQUEST_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    if response.code != response_code::SUCCESS {
+        return Err(format!("GET_BROKER_RUNTIME_INFO answered {}: {:?}", response.code, response.remark));
+    }
+    let body: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("runtime info body: {e}"))?;
+    match body.get("table") {
+        Some(serde_json::Value::Object(table)) => Ok(table.clone()),
+        _ => Err("runtime info body without a table".into()),
+    }
+}
+
+/// A numeric value of a runtime-info table (`"123"` or `123`); `None` when absent or not a
+/// whole number.
+pub fn table_u64(table: &serde_json::Map<String, serde_json::Value>, key: &str) -> Option<u64> {
+    match table.get(key)? {
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        v => v.as_u64(),
+    }
+}
+
+/// A FerroMQ broker's replication figures in GET_BROKER_RUNTIME_INFO (issue 9): on a master,
+/// its connected slave streams (summed over shards) and how far the furthest-behind shard's
+/// best slave trails; on a slave, its streams from the master and how far it trails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicationStatus {
+    /// `ferromqReplicationStreams`.
+    pub streams: u64,
+    /// `ferromqReplicationLagBytes`.
+    pub lag_bytes: u64,
+    /// `ferromqReplicationLagMs`: since the slave last held everything the master had written.
+    pub lag_ms: u64,
+}
+
+impl ReplicationStatus {
+    /// The figures of a runtime-info table; `None` from a broker without them.
+    pub fn from_table(table: &serde_json::Map<String, serde_json::Value>) -> Option<ReplicationStatus> {
+        Some(ReplicationStatus {
+            streams: table_u64(table, "ferromqReplicationStreams")?,
+            lag_bytes: table_u64(table, "ferromqReplicationLagBytes")?,
+            lag_ms: table_u64(table, "ferromqReplicationLagMs")?,
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -752,6 +806,19 @@ mod tests {
         let entries = decode_batch(&batch.body).unwrap();
         assert_eq!(entries.len(), 5);
         assert!(entries.iter().all(|(_, b, p)| b.len() == 64 && body_stamp(b) == Some(9) && p.starts_with(b"UNIQ_KEY\x01")));
+    }
+
+    #[test]
+    fn replication_status_reads_numeric_strings_and_needs_every_key() {
+        let table = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let full = table(serde_json::json!({
+            "ferromqReplicationStreams": "2", "ferromqReplicationLagBytes": "4096", "ferromqReplicationLagMs": 17, "brokerVersion": "V5_3_3",
+        }));
+        assert_eq!(ReplicationStatus::from_table(&full), Some(ReplicationStatus { streams: 2, lag_bytes: 4096, lag_ms: 17 }));
+        assert_eq!(table_u64(&full, "brokerVersion"), None);
+        assert_eq!(table_u64(&full, "absent"), None);
+        let partial = table(serde_json::json!({"ferromqReplicationStreams": "1", "ferromqReplicationLagBytes": "0"}));
+        assert_eq!(ReplicationStatus::from_table(&partial), None, "a broker without replication figures");
     }
 
     #[test]

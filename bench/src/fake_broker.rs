@@ -160,7 +160,7 @@ mod tests {
     fn produce_then_catch_up_against_a_fake_broker() {
         let addr = start_fake();
         // Single sends, then batches of 4, then an open-loop run: 200 + 200 + 100 messages.
-        let mut args = ProduceArgs { producer: producer(addr, "T"), duration_secs: 1.0, count: Some(200), warmup_ms: 0, json: None };
+        let mut args = ProduceArgs { producer: producer(addr, "T"), duration_secs: 1.0, count: Some(200), warmup_ms: 0, json: None, slave_pid: None };
         let s = run_produce(&args).unwrap();
         assert!(get(&s, &["messages_acked"]) >= 200.0);
         assert_eq!(get(&s, &["messages_stored_by_max_offset"]), get(&s, &["messages_acked"]));
@@ -212,7 +212,7 @@ mod tests {
         let producer = ProducerArgs { topics: 5, queues: 3, pid: Some(std::process::id()), ..producer(addr, "Many") };
         // 15 pairs, 2 connections starting half-way apart, one lane each: 30 sends cover every
         // pair exactly twice.
-        let args = ProduceArgs { producer: ProducerArgs { in_flight: 1, ..producer.clone() }, duration_secs: 1.0, count: Some(30), warmup_ms: 0, json: None };
+        let args = ProduceArgs { producer: ProducerArgs { in_flight: 1, ..producer.clone() }, duration_secs: 1.0, count: Some(30), warmup_ms: 0, json: None, slave_pid: None };
         let s = run_produce(&args).unwrap();
         assert_eq!(get(&s, &["messages_acked"]), 30.0, "{s}");
         assert!(s["messages_stored_by_max_offset"].is_null(), "not read with several topics: {s}");

@@ -13,6 +13,8 @@
 //! - [`produce`]: producers against any RocketMQ-compatible broker (closed or open loop).
 //! - [`consume`]: pull consumers (catch-up, tail) and the `e2e` mode.
 //! - [`micro`]: codec, record and consume-queue micro-benchmark bodies (`benches/micro.rs`).
+//! - [`replication`]: a master and its slave started here: SYNC_MASTER ÷ ASYNC_MASTER, the
+//!   CPU of both, added latency, slave lag, and an empty slave's catch-up against loopback sendfile.
 //! - [`suite`]: the benchmark suite (name server + broker per profile, the whole matrix) and
 //!   [`report`], its Markdown + SVG report.
 
@@ -24,6 +26,7 @@ mod fake_broker;
 pub mod micro;
 pub mod produce;
 pub mod probe;
+pub mod replication;
 pub mod report;
 pub mod route;
 pub mod store;

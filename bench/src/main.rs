@@ -11,12 +11,14 @@
 //! - `rss`: a broker's resident memory per idle connection.
 //! - `suite`: the benchmark suite: starts name server + broker per profile (SYNC/ASYNC flush ×
 //!   io_uring/epoll), runs the matrix, writes a Markdown report with SVG plots.
+//! - `replication`: master and slave brokers started here; SYNC_MASTER ÷ ASYNC_MASTER, both
+//!   brokers' CPU per message, added latency, slave lag, catch-up ÷ loopback sendfile.
 //!
 //! Every load mode prints a progress line each second and a final summary with hdrhistogram
 //! percentiles; `--json` writes the summary as JSON as well.
 
 use clap::{Parser, Subcommand};
-use ferromq_bench::{broker, consume, probe, produce, route, store, suite};
+use ferromq_bench::{broker, consume, probe, produce, replication, route, store, suite};
 
 #[derive(Parser, Debug)]
 #[command(name = "ferromq-bench", version, about = "FerroMQ load generator (RocketMQ remoting protocol)")]
@@ -45,6 +47,10 @@ enum Mode {
     /// The benchmark suite: name server + broker per profile (SYNC/ASYNC flush x io_uring/epoll),
     /// the whole matrix, a Markdown report with SVG plots in a results folder.
     Suite(suite::SuiteArgs),
+    /// Master–slave replication: a master and its slave started here (stores in a scratch
+    /// folder), SYNC_MASTER ÷ ASYNC_MASTER throughput, both brokers' CPU per message, the
+    /// latency SYNC_MASTER adds, slave lag, an empty slave's catch-up ÷ loopback sendfile.
+    Replication(replication::ReplicationArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -59,6 +65,7 @@ fn main() -> std::process::ExitCode {
         Mode::E2e(args) => consume::run_e2e(&args).map(drop),
         Mode::Rss(args) => broker::run_rss(args),
         Mode::Suite(args) => suite::run(args).map(drop),
+        Mode::Replication(args) => replication::run(args).map(drop),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -383,8 +383,16 @@ pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), String> 
 
 /// Prints the machine line and one line per probe.
 pub fn print_report(report: &ProbeReport, message_bytes: usize) {
+    for line in report_lines(report, message_bytes) {
+        println!("{line}");
+    }
+}
+
+/// The machine line and one line per probe, as [`print_report`] prints them.
+pub fn report_lines(report: &ProbeReport, message_bytes: usize) -> Vec<String> {
+    let mut lines = Vec::new();
     let m = &report.machine;
-    println!(
+    lines.push(format!(
         "machine: {} cpus ({}), kernel {}, dir {} on {} ({})",
         m.nproc,
         m.cpu_model.as_deref().unwrap_or("unknown cpu"),
@@ -392,24 +400,24 @@ pub fn print_report(report: &ProbeReport, message_bytes: usize) {
         m.dir,
         m.filesystem.as_deref().unwrap_or("unknown fs"),
         m.device.as_deref().unwrap_or("unknown device")
-    );
+    ));
     if m.filesystem.as_deref() == Some("tmpfs") {
-        println!("warning: {} is on tmpfs: fdatasync is a no-op there, the sync figures mean nothing", m.dir);
+        lines.push(format!("warning: {} is on tmpfs: fdatasync is a no-op there, the sync figures mean nothing", m.dir));
     }
     for s in &report.fdatasync_latency {
         let l = &s.latency;
-        println!(
+        lines.push(format!(
             "fdatasync, {:<7} (4 KiB write + fdatasync, {} rounds): p50 {:.0} us  p90 {:.0} us  p99 {:.0} us  max {:.0} us  mean {:.0} us",
             s.wakeups.name(), l.count, l.p50_us, l.p90_us, l.p99_us, l.max_us, l.mean_us
-        );
+        ));
     }
     let w = &report.sequential_write;
-    println!(
+    lines.push(format!(
         "sequential write ({} MiB in 1 MiB writes): {:.0} MiB/s without sync; final fdatasync {:.1} ms; {:.0} MiB/s durable",
         w.total_bytes / MIB, w.write_mib_per_s, w.sync_ms, w.durable_mib_per_s
-    );
+    ));
     for b in &report.fdatasync_bound {
-        println!(
+        lines.push(format!(
             "fdatasync-bound, {:<7} at batch {} B: {:.0} syncs/s, {:.1} MiB/s = {:.0} appends/s of {} B",
             b.wakeups.name(),
             b.batch_bytes,
@@ -417,15 +425,16 @@ pub fn print_report(report: &ProbeReport, message_bytes: usize) {
             b.mib_per_s,
             b.appends_per_s(message_bytes as f64),
             message_bytes
-        );
+        ));
     }
     let r = &report.loopback_rtt.latency;
-    println!(
+    lines.push(format!(
         "loopback RTT ({} B frame, {} round trips): p50 {:.1} us  p99 {:.1} us  max {:.0} us",
         report.loopback_rtt.frame_bytes, r.count, r.p50_us, r.p99_us, r.max_us
-    );
+    ));
     let s = &report.loopback_sendfile;
-    println!("loopback sendfile ({} MiB): {:.0} MiB/s", s.bytes / MIB, s.mib_per_s);
+    lines.push(format!("loopback sendfile ({} MiB): {:.0} MiB/s", s.bytes / MIB, s.mib_per_s));
+    lines
 }
 
 /// Machine facts: cpus, kernel release, cpu model, and the file system holding `dir`.
@@ -642,6 +651,13 @@ pub fn loopback_rtt(count: usize, frame_bytes: usize) -> Result<RttSummary, Stri
 /// cache) is sent with `sendfile(2)` over a 127.0.0.1 TCP socket to a thread that reads and
 /// discards it. Timed from the first sendfile to the reader having received every byte.
 pub fn loopback_sendfile(dir: &Path, file_mib: u64) -> Result<SendfileBandwidth, String> {
+    loopback_sendfile_with(dir, file_mib, false)
+}
+
+/// [`loopback_sendfile`]; with `synced`, the file is written back to disk (fdatasync) before
+/// the timed send, as a broker's flushed segments are: no writeback runs under the measurement,
+/// and the pages are still cached.
+pub fn loopback_sendfile_with(dir: &Path, file_mib: u64, synced: bool) -> Result<SendfileBandwidth, String> {
     let path = dir.join("sendfile-source");
     let total_bytes = file_mib.max(1) * MIB;
     {
@@ -649,6 +665,9 @@ pub fn loopback_sendfile(dir: &Path, file_mib: u64) -> Result<SendfileBandwidth,
         let chunk: Vec<u8> = (0..MIB as usize).map(|i| (i % 239) as u8).collect();
         for _ in 0..file_mib.max(1) {
             file.write_all(&chunk).map_err(|e| format!("write {}: {e}", path.display()))?;
+        }
+        if synced {
+            file.sync_data().map_err(|e| format!("fdatasync {}: {e}", path.display()))?;
         }
     }
     let file = File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;

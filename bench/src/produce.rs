@@ -53,6 +53,10 @@ pub struct ProduceArgs {
     /// Also write the summary as JSON to this file.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// PID of a second broker process on this machine — the master's slave — whose CPU over
+    /// the same measured window is reported too, per acknowledged message (`cpu_slave`).
+    #[arg(long)]
+    pub slave_pid: Option<u32>,
 }
 
 /// The producer side, shared by `produce` and `e2e`.
@@ -557,6 +561,7 @@ pub fn run_produce(args: &ProduceArgs) -> Result<serde_json::Value, String> {
         before => before,
     };
     let cpu = cpu.unwrap_or_else(|| CpuWindow::start(p.pid));
+    let slave_cpu = args.slave_pid.map(|pid| CpuWindow::start(Some(pid)));
     counters.measuring.store(true, Ordering::SeqCst);
     let started = Instant::now();
     let duration = Duration::from_secs_f64(args.duration_secs.max(0.0));
@@ -590,6 +595,7 @@ pub fn run_produce(args: &ProduceArgs) -> Result<serde_json::Value, String> {
     counters.measuring.store(false, Ordering::SeqCst);
     let acked = counters.acked.load(Ordering::SeqCst);
     let cpu = cpu.finish(acked);
+    let slave_cpu = slave_cpu.map(|w| w.finish(acked));
     let result = set.stop_and_join()?;
     let stored = match before {
         Some(before) => {
@@ -602,6 +608,11 @@ pub fn run_produce(args: &ProduceArgs) -> Result<serde_json::Value, String> {
     summary["cpu"] = cpu.to_json();
     print_produce(p, &summary, &result);
     println!("{}", cpu.line());
+    if let Some(slave) = slave_cpu {
+        summary["cpu_slave"] = slave.to_json();
+        let per = slave.broker_us_per_message.map_or("—".to_owned(), |v| format!("{v:.2} µs/msg"));
+        println!("cpu: slave {per} ({:.2} CPUs)", slave.broker_cpus().unwrap_or(0.0));
+    }
     if let Some(path) = &args.json {
         crate::probe::write_json(path, &summary)?;
     }

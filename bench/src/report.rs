@@ -1156,15 +1156,15 @@ fn point_label(p: &ProducePoint) -> String {
 
 /// Median and range of a set of samples.
 #[derive(Debug, Clone, Copy)]
-struct Spread {
-    median: f64,
-    min: f64,
-    max: f64,
-    n: usize,
+pub(crate) struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub n: usize,
 }
 
 impl Spread {
-    fn of(mut samples: Vec<f64>) -> Option<Spread> {
+    pub(crate) fn of(mut samples: Vec<f64>) -> Option<Spread> {
         samples.retain(|s| s.is_finite());
         if samples.is_empty() {
             return None;
@@ -1176,7 +1176,7 @@ impl Spread {
     }
 
     /// `median` or `median (min–max)` with `decimals`.
-    fn show(&self, decimals: usize) -> String {
+    pub(crate) fn show(&self, decimals: usize) -> String {
         if self.n == 1 {
             format!("{:.*}", decimals, self.median)
         } else {

@@ -380,7 +380,7 @@ pub struct LogProblems {
 }
 
 /// The ERROR and WARN lines of every `*.log` in `dir` (files without any are left out).
-fn scan_logs(dir: &Path) -> Vec<LogProblems> {
+pub(crate) fn scan_logs(dir: &Path) -> Vec<LogProblems> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "log")).collect())
         .unwrap_or_default();
@@ -678,7 +678,7 @@ fn shape(args: &SuiteArgs, concurrency: usize) -> (usize, usize) {
 fn produce_point(args: &SuiteArgs, profile: &Profile, concurrency: usize, producer: ProducerArgs, json: Option<PathBuf>) -> Result<ProducePoint, String> {
     let before = read_flush_counters(producer.broker, &profile.backend)?;
     let window = Instant::now();
-    let summary = produce::run_produce(&ProduceArgs { producer: producer.clone(), duration_secs: args.duration_secs.max(0.1), count: None, warmup_ms: args.warmup_ms, json })?;
+    let summary = produce::run_produce(&ProduceArgs { producer: producer.clone(), duration_secs: args.duration_secs.max(0.1), count: None, warmup_ms: args.warmup_ms, json, slave_pid: None })?;
     let flush_window_s = window.elapsed().as_secs_f64();
     let dispatch_behind_bytes = dispatch_behind(producer.broker, &profile.backend)?;
     let after = read_flush_counters(producer.broker, &profile.backend)?;
@@ -911,7 +911,7 @@ fn width_consume(args: &SuiteArgs, profile: &Profile, addr: SocketAddr, pid: u32
         let topic = format!("WidthQ{queues}");
         let fill = Instant::now();
         let producer = ProducerArgs { queues, batch: args.batch_messages.max(1), ..producer_args(args, profile, addr, pid, &topic, connections, in_flight) };
-        match produce::run_produce(&ProduceArgs { producer, duration_secs: 0.0, count: Some(args.width_backlog.max(1)), warmup_ms: 0, json: None }) {
+        match produce::run_produce(&ProduceArgs { producer, duration_secs: 0.0, count: Some(args.width_backlog.max(1)), warmup_ms: 0, json: None, slave_pid: None }) {
             Ok(_) => filled.push((queues, topic, fill.elapsed().as_secs_f64())),
             Err(e) => results.failures.push(format!("width consume: filling {queues} queues: {e}")),
         }
@@ -1004,7 +1004,7 @@ fn measure_bounds(args: &SuiteArgs, runs: &[ProfileRun]) -> Result<Vec<BoundPoin
 
 /// Used space of the file system holding `dir`, in % of what non-root users can use (as `df`
 /// and the broker count it).
-fn disk_used_pct(dir: &Path) -> Option<f64> {
+pub(crate) fn disk_used_pct(dir: &Path) -> Option<f64> {
     let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
     // SAFETY: `path` is a NUL-terminated string and `stat` a plain struct statvfs fills.
     let stat = unsafe {
@@ -1021,7 +1021,7 @@ fn disk_used_pct(dir: &Path) -> Option<f64> {
 }
 
 /// The 1-, 5- and 15-minute load averages (`/proc/loadavg`).
-fn load_avg() -> Option<[f64; 3]> {
+pub(crate) fn load_avg() -> Option<[f64; 3]> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
     let mut fields = text.split_whitespace().map(|v| v.parse::<f64>().ok());
     Some([fields.next()??, fields.next()??, fields.next()??])
@@ -1049,13 +1049,13 @@ fn cdf_points(value: Option<&serde_json::Value>) -> Vec<(f64, f64)> {
 
 /// A free loopback port (bound, read and released; another process could take it in between,
 /// which the server start would then report).
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
     Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }
 
 /// A child server process whose stderr goes to a log file.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     name: String,
     backend_logged: Option<String>,
@@ -1064,7 +1064,7 @@ struct Server {
 impl Server {
     /// Starts `program` with FERROMQ_IO_BACKEND=`backend` and waits for a log line containing
     /// `ready_marker`.
-    fn start(program: &Path, args: &[String], backend: &str, ready_marker: &str, log_path: &Path) -> Result<Server, String> {
+    pub(crate) fn start(program: &Path, args: &[String], backend: &str, ready_marker: &str, log_path: &Path) -> Result<Server, String> {
         let name = program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut child = Command::new(program)
             .args(args)
@@ -1113,12 +1113,12 @@ impl Server {
         }
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// SIGTERM, then SIGKILL if it has not exited in [`SERVER_STOP_TIMEOUT`].
-    fn stop(mut self) -> Result<(), String> {
+    pub(crate) fn stop(mut self) -> Result<(), String> {
         let pid = libc::pid_t::try_from(self.child.id()).map_err(|e| e.to_string())?;
         // SAFETY: kill(2) with a pid this process spawned and has not reaped yet.
         unsafe {
