@@ -86,7 +86,7 @@ impl From<StoreError> for BrokerError {
             StoreError::NotFound(_) => code::SYSTEM_ERROR,
             // Bytes the start-up check found missing or damaged: this request fails, the
             // connection and every other queue are served (the store logged file and offset).
-            StoreError::Damaged { .. } => code::SYSTEM_ERROR,
+            StoreError::Damaged { .. } | StoreError::LostRecord { .. } => code::SYSTEM_ERROR,
             StoreError::Io { .. } | StoreError::Corruption { .. } | StoreError::CorruptFile { .. } | StoreError::Config(_) => code::SYSTEM_ERROR,
         };
         BrokerError::new(status, error.to_string())

@@ -104,6 +104,7 @@ pub struct DispatchRecord {
     /// `None` for PREPARED/ROLLBACK transaction records (no consume-queue entry).
     pub queue_offset: Option<u64>,
     pub offset: CommitLogOffset,
+    /// 0 only for the placeholder of a record lost to damage (recovery's `CqEntry::lost`).
     pub size: u32,
     pub tags_code: i64,
     pub store_timestamp_ms: i64,
@@ -397,6 +398,22 @@ pub async fn first_record_client_base<F: StorageFile>(seg: &Segment<F>, segment_
     };
     let view = record::decode_record(&bytes, verify_crc).map_err(|e| corrupt(format!("its first record does not decode: {e}")))?;
     u64::try_from(view.physical_offset).map_err(|_| corrupt(format!("its first record has PHYSICALOFFSET {}", view.physical_offset)))
+}
+
+/// The client base of a segment read from the record starting at local offset `at` in it
+/// (`None` if no record that decodes starts there): its PHYSICALOFFSET less its position in
+/// the segment. Recovery uses it when the segment's first record is damaged.
+pub async fn client_base_from_record_at<F: StorageFile>(reader: &mut SegmentReader<'_, F>, at: u64, verify_crc: bool) -> Result<Option<u64>> {
+    let in_seg = at - reader.base;
+    if in_seg + 8 > reader.segment_size {
+        return Ok(None);
+    }
+    let Ok((total, magic)) = record::peek_header(reader.get(in_seg, 8).await?) else { return Ok(None) };
+    if magic != record::MAGIC_V1 && magic != record::MAGIC_V2 || total <= 0 || in_seg + total as u64 > reader.segment_size {
+        return Ok(None);
+    }
+    let Ok(view) = record::decode_record(reader.get(in_seg, total as usize).await?, verify_crc) else { return Ok(None) };
+    Ok(u64::try_from(view.physical_offset).ok().and_then(|p| p.checked_sub(in_seg)))
 }
 
 /// Searches `[from, segment end)` of a segment for a valid commit marker that carries

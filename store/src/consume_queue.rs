@@ -27,24 +27,45 @@ const _: () = assert!(CQ_ENTRY_LEN == 20);
 pub struct CqEntry {
     /// Shard-local commit-log offset of the record.
     pub offset: u64,
+    /// The record's size; 0 for a [lost](CqEntry::is_lost) record.
     pub size: u32,
     pub tags_code: i64,
 }
 
+/// The SIZE field of a lost record's entry on disk (never a real record's size, which is > 0;
+/// Java's queues have no such entry).
+pub const LOST_ENTRY_SIZE_FIELD: i32 = -1;
+
 impl CqEntry {
+    /// The entry of a record recovery knows existed but could not read: its queue offset lay
+    /// in a damaged range of the log (`offset`: that range's start). Queue offsets stay
+    /// consecutive, and a read of it fails instead of serving other bytes.
+    pub fn lost(offset: u64) -> CqEntry {
+        CqEntry { offset, size: 0, tags_code: 0 }
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.size == 0
+    }
+
     pub fn encode(&self, out: &mut Vec<u8>) {
+        let size = if self.is_lost() { LOST_ENTRY_SIZE_FIELD } else { self.size as i32 };
         out.extend_from_slice(&(self.offset as i64).to_be_bytes());
-        out.extend_from_slice(&(self.size as i32).to_be_bytes());
+        out.extend_from_slice(&size.to_be_bytes());
         out.extend_from_slice(&self.tags_code.to_be_bytes());
     }
     pub fn decode(b: &[u8]) -> Option<CqEntry> {
         let off = i64::from_be_bytes(b.get(CQ_OFFSET_POS..CQ_SIZE_POS)?.try_into().ok()?);
         let size = i32::from_be_bytes(b.get(CQ_SIZE_POS..CQ_TAGS_POS)?.try_into().ok()?);
         let tags = i64::from_be_bytes(b.get(CQ_TAGS_POS..CQ_ENTRY_LEN)?.try_into().ok()?);
-        if off < 0 || size <= 0 {
+        if off < 0 {
             return None;
         }
-        Some(CqEntry { offset: off as u64, size: size as u32, tags_code: tags })
+        match size {
+            LOST_ENTRY_SIZE_FIELD => Some(CqEntry::lost(off as u64)),
+            size if size > 0 => Some(CqEntry { offset: off as u64, size: size as u32, tags_code: tags }),
+            _ => None,
+        }
     }
 }
 

@@ -27,6 +27,10 @@ pub enum StoreError {
     /// ([`crate::store::DamagedRange`]): they are never served.
     #[error("commit log damaged: {path} bytes {file_pos}..{file_end} (log offsets {offset}..{end}): {reason}; not served")]
     Damaged { path: PathBuf, offset: u64, end: u64, file_pos: u64, file_end: u64, reason: String },
+    /// A queue entry whose record was lost to damage found by an earlier start's recovery
+    /// ([`crate::consume_queue::CqEntry::lost`]): never served, always refused.
+    #[error("the record at {topic}:{queue_id} offset {queue_offset} was lost to commit-log damage found at start (log offset {log_offset}); not served")]
+    LostRecord { topic: String, queue_id: u32, queue_offset: u64, log_offset: u64 },
     /// A metadata file (checkpoint, consume queue, index) is malformed.
     #[error("corrupt {what} file {path}: {reason}")]
     CorruptFile { what: &'static str, path: PathBuf, reason: String },

@@ -204,6 +204,9 @@ pub struct RecoveryReport {
     pub records_replayed: u64,
     /// Bytes of torn tail wiped (0 when the log ended cleanly).
     pub torn_bytes_wiped: u64,
+    /// Bytes below the checkpointed durable offset found zero or missing at the log's end:
+    /// acknowledged records lost to damage (logged at ERROR).
+    pub lost_tail_bytes: u64,
     /// The offset a replica's truncation cut the log back to, when a crash interrupted the
     /// truncation after its first checkpoint and recovery completed it.
     pub completed_truncation: Option<u64>,
@@ -573,7 +576,8 @@ impl<S: Storage> Store<S> {
         let store = Store { inner };
         let mut report = store.recover(cp, abnormal).await?;
         report.abnormal = abnormal;
-        report.damaged = store.verify_stored_log(report.log_end).await?;
+        store.verify_stored_log(report.log_end).await?;
+        report.damaged = store.damaged_ranges();
 
         // The abort marker says "a run is in progress"; its name must be durable before any
         // append is acknowledged, or a crash would look like a clean stop.
@@ -1078,6 +1082,15 @@ impl<S: Storage> Store<S> {
             if removed_segment_end.is_some_and(|end| e.offset < end) {
                 continue;
             }
+            if e.is_lost() && e.offset >= log_min {
+                // Checked before the filter: the lost record may have matched it. As for a
+                // damaged record, this pull ends before it and one that starts at it fails.
+                if res.message_count == 0 {
+                    return Err(self.lost_record(topic, queue_id, offset + examined - 1, e.offset));
+                }
+                examined -= 1;
+                break;
+            }
             if !filter.matches(e.tags_code) {
                 continue;
             }
@@ -1178,6 +1191,15 @@ impl<S: Storage> Store<S> {
         Ok((file, range.offset.0 - seg.base))
     }
 
+    /// The error for a read of a [lost](CqEntry::lost) queue entry: the damage itself while it
+    /// is known (this run found it), logged like any read of it.
+    fn lost_record(&self, topic: &str, queue_id: u32, queue_offset: u64, log_offset: u64) -> StoreError {
+        if let Err(damaged) = self.check_undamaged(log_offset, 1) {
+            return damaged;
+        }
+        StoreError::LostRecord { topic: topic.to_owned(), queue_id, queue_offset, log_offset }
+    }
+
     /// The damaged ranges found at start (see [`VERIFY_NEWEST_SEGMENTS`]).
     pub fn damaged_ranges(&self) -> Vec<DamagedRange> {
         self.inner.damaged.borrow().values().cloned().collect()
@@ -1207,31 +1229,19 @@ impl<S: Storage> Store<S> {
     /// damaged up to the next batch that validates. Each finding is logged at ERROR with its
     /// file and position, recorded, and never served; the store still opens, so every other
     /// queue is served.
-    async fn verify_stored_log(&self, end: u64) -> Result<Vec<DamagedRange>> {
+    async fn verify_stored_log(&self, end: u64) -> Result<()> {
         let inner = &self.inner;
         let seg_size = inner.cfg.segment_size_bytes;
         let log_min = inner.log_min.get();
         let segs: Vec<Segment<S::File>> =
             inner.segments.borrow().iter().filter(|s| s.base < end && s.base + seg_size > log_min).cloned().collect();
-        let mut found: Vec<DamagedRange> = Vec::new();
-        let mut damage = |seg: &Segment<S::File>, offset: u64, to: u64, reason: String| {
-            let range = DamagedRange { offset, end: to, path: seg.path.clone(), file_pos: offset - seg.base, reason, last_logged: Cell::new(None) };
-            tracing::error!(
-                file = %seg.path.display(),
-                position = range.file_pos,
-                bytes = to - offset,
-                "commit log damaged (found at start): {}; reads of it will be refused",
-                range.reason
-            );
-            found.push(range);
-        };
         let newest_from = segs.len().saturating_sub(VERIFY_NEWEST_SEGMENTS);
         for (i, seg) in segs.iter().enumerate() {
             let data_end = (seg.base + seg_size).min(end);
             let file_len = seg.file.len().await.map_err(|e| StoreError::io("stat", &seg.path, e))?;
             let present_end = (seg.base + file_len).min(data_end);
-            if present_end < data_end {
-                damage(seg, present_end, data_end, format!("the file ends at {file_len} bytes; the log's data runs to {}", data_end - seg.base));
+            if present_end < data_end && self.known_damage_end(present_end).is_none() {
+                self.record_damage(seg, present_end, data_end, format!("the file ends at {file_len} bytes; the log's data runs to {}", data_end - seg.base));
             }
             if i < newest_from {
                 continue;
@@ -1240,22 +1250,23 @@ impl<S: Storage> Store<S> {
             let mut reader = SegmentReader::new(seg, seg_size);
             let mut pos = seg.base.max(log_min);
             while pos < present_end {
+                // Ranges the recovery scan already found are skipped, not reported twice.
+                if let Some(known_end) = self.known_damage_end(pos) {
+                    pos = known_end;
+                    continue;
+                }
                 match commitlog::scan_batch(&mut reader, Some(client_base), pos, inner.cfg.check_crc_on_recover).await? {
                     ScanStep::Batch { end: batch_end, .. } => pos = batch_end,
                     ScanStep::Blank => break,
                     ScanStep::Invalid(reason) => {
                         let next = commitlog::next_batch_start_after(&mut reader, pos, present_end).await?.max(pos + 1);
-                        damage(seg, pos, next, reason);
+                        self.record_damage(seg, pos, next, reason);
                         pos = next;
                     }
                 }
             }
         }
-        let mut damaged = inner.damaged.borrow_mut();
-        for range in &found {
-            damaged.insert(range.offset, range.clone());
-        }
-        Ok(found)
+        Ok(())
     }
 
     fn check_readable(&self, offset: CommitLogOffset) -> Result<()> {
@@ -1295,6 +1306,9 @@ impl<S: Storage> Store<S> {
         let Some(e) = e.first() else { return Ok(None) };
         if e.offset < self.inner.log_min.get() {
             return Ok(None);
+        }
+        if e.is_lost() {
+            return Err(self.lost_record(topic, queue_id, offset.0, e.offset));
         }
         let rec = self.read_range(LogRange { offset: CommitLogOffset(e.offset), len: e.size }).await?;
         Ok(Some(record::decode_record(&rec, false)?.store_timestamp_ms))
@@ -1419,8 +1433,25 @@ impl<S: Storage> Store<S> {
         // an interrupted retention pass (wholly below the log minimum) are never read again.
         let mut client_bases: BTreeMap<u64, u64> = BTreeMap::new();
         for seg in segs.iter().filter(|s| s.base < start && s.base + seg_size > inner.log_min.get()) {
-            let g = commitlog::first_record_client_base(seg, seg_size, cfg.check_crc_on_recover).await?;
-            client_bases.insert(seg.base, g);
+            match commitlog::first_record_client_base(seg, seg_size, cfg.check_crc_on_recover).await {
+                Ok(g) => {
+                    client_bases.insert(seg.base, g);
+                }
+                Err(StoreError::Corruption { reason, .. }) => {
+                    // The first record is damaged: the base comes from the first batch after it
+                    // that validates (none: the whole segment is damaged and never served).
+                    let mut reader = SegmentReader::new(seg, seg_size);
+                    let data_end = commitlog::data_end(&mut reader, seg.base).await?;
+                    let next = commitlog::next_batch_start_after(&mut reader, seg.base, data_end).await?;
+                    let found = if next < data_end { commitlog::client_base_from_record_at(&mut reader, next, cfg.check_crc_on_recover).await? } else { None };
+                    let damaged_to = if found.is_some() { next } else { seg.base + seg_size };
+                    self.record_damage(seg, seg.base, damaged_to, reason);
+                    if let Some(g) = found {
+                        client_bases.insert(seg.base, g);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
 
         let mut end = start;
@@ -1449,26 +1480,61 @@ impl<S: Storage> Store<S> {
                         continue 'segments;
                     }
                     ScanStep::Invalid(reason) => {
-                        if pos < cp.log_durable_offset {
-                            return Err(StoreError::Corruption { offset: pos, reason: format!("{reason} (below the checkpointed durable offset {})", cp.log_durable_offset) });
-                        }
-                        if !abnormal {
-                            // After a clean stop the log ends exactly at the checkpointed end,
-                            // followed by preallocated zeros; anything else is damage.
-                            let head = reader.get(pos - seg.base, 8).await?;
-                            if head.iter().any(|b| *b != 0) {
-                                return Err(StoreError::Corruption { offset: pos, reason: format!("{reason} after a clean shutdown") });
+                        // Bytes that do not validate. Durable ones — below the checkpointed
+                        // durable offset, after a clean stop, or followed by a batch written
+                        // once they were durable — are damage: recorded (never served, reads
+                        // fail), and the scan resumes at the next batch that validates, so
+                        // every other record is still replayed and served. After a crash,
+                        // anything else is a torn tail: cut off.
+                        let durable = pos < cp.log_durable_offset || !abnormal || self.durable_marker_after(&segs, i, pos).await?.is_some();
+                        if !durable {
+                            report.torn_bytes_wiped = self.cut_torn_tail(&segs, i, pos).await?;
+                            if report.torn_bytes_wiped > 0 {
+                                tracing::warn!(offset = pos, wiped_bytes = report.torn_bytes_wiped, %reason, "commit log ends with a torn tail; truncated");
+                            } else {
+                                tracing::info!(offset = pos, "commit log ends cleanly at the last complete record");
                             }
                             end = pos;
                             break 'segments;
                         }
-                        report.torn_bytes_wiped = self.cut_torn_tail(&segs, i, pos, &reason).await?;
-                        if report.torn_bytes_wiped > 0 {
-                            tracing::warn!(offset = pos, wiped_bytes = report.torn_bytes_wiped, %reason, "commit log ends with a torn tail; truncated");
-                        } else if abnormal {
-                            tracing::info!(offset = pos, "commit log ends cleanly at the last complete record");
+                        let data_end = commitlog::data_end(&mut reader, pos).await?;
+                        let next_seg = segs.get(i + 1).is_some_and(|n| n.base == seg.base + seg_size);
+                        if data_end <= pos && !next_seg {
+                            // Only zeros from here on: the log ends here.
+                            if pos < cp.log_durable_offset {
+                                tracing::error!(
+                                    file = %seg.path.display(),
+                                    position = pos - seg.base,
+                                    "commit log damaged (found at start): the bytes from here to the checkpointed durable offset {} are missing or zero; the records written there are lost",
+                                    cp.log_durable_offset
+                                );
+                                report.lost_tail_bytes = cp.log_durable_offset - pos;
+                            }
+                            end = pos;
+                            break 'segments;
                         }
-                        end = pos;
+                        let next = if data_end > pos { commitlog::next_batch_start_after(&mut reader, pos, data_end).await?.max(pos + 1) } else { pos };
+                        if next < data_end {
+                            self.record_damage(seg, pos, next, reason);
+                            if !client_bases.contains_key(&seg.base)
+                                && let Some(g) = commitlog::client_base_from_record_at(&mut reader, next, cfg.check_crc_on_recover).await?
+                            {
+                                client_bases.insert(seg.base, g);
+                            }
+                            pos = next;
+                            continue;
+                        }
+                        // Nothing in the rest of this segment validates.
+                        if next_seg {
+                            self.record_damage(seg, pos, seg.base + seg_size, reason);
+                            end = seg.base + seg_size;
+                            inner.dispatched_offset.set(end);
+                            idx = Some(i + 1);
+                            continue 'segments;
+                        }
+                        // The damage runs to the end of the log's data; the log goes on after it.
+                        self.record_damage(seg, pos, data_end, reason);
+                        end = data_end;
                         break 'segments;
                     }
                 }
@@ -1526,24 +1592,48 @@ impl<S: Storage> Store<S> {
 
     async fn replay_records(&self, mut records: Vec<DispatchRecord>) -> Result<()> {
         self.inner.drop_fenced(&mut records);
-        // Consistency: each record's QUEUEOFFSET must continue its queue exactly.
+        // Consistency: each record's QUEUEOFFSET must continue its queue exactly, unless records
+        // of the queue were lost in a damaged range this recovery found before it: those queue
+        // offsets get lost entries (`CqEntry::lost`), so the offsets stay what clients were
+        // told, and reads of the lost ones fail.
         let mut expected: HashMap<(String, u32), u64> = HashMap::new();
-        for r in &records {
-            let Some(qo) = r.queue_offset else { continue };
-            let key = (r.topic.clone(), r.queue_id);
-            let next = match expected.get(&key) {
-                Some(n) => *n,
-                None => self.queue(&r.topic, r.queue_id).map(|q| q.borrow().max_offset).unwrap_or(0),
-            };
-            if qo != next {
-                return Err(StoreError::Corruption {
-                    offset: r.offset.0,
-                    reason: format!("record for {}:{} has QUEUEOFFSET {qo}, queue continues at {next}", r.topic, r.queue_id),
-                });
+        let mut replayed = Vec::with_capacity(records.len());
+        for r in records {
+            if let Some(qo) = r.queue_offset {
+                let key = (r.topic.clone(), r.queue_id);
+                let next = match expected.get(&key) {
+                    Some(n) => *n,
+                    None => self.queue(&r.topic, r.queue_id).map(|q| q.borrow().max_offset).unwrap_or(0),
+                };
+                let lost_in = self.inner.damaged.borrow().range(..r.offset.0).next_back().map(|(at, _)| *at);
+                match lost_in {
+                    Some(damage) if qo > next => {
+                        tracing::error!(topic = %r.topic, queue_id = r.queue_id, first = next, last = qo - 1, log_offset = damage,
+                            "records lost to commit-log damage: their queue offsets are kept, and reads of them are refused");
+                        replayed.extend((next..qo).map(|lost| DispatchRecord {
+                            topic: r.topic.clone(),
+                            queue_id: r.queue_id,
+                            queue_offset: Some(lost),
+                            offset: CommitLogOffset(damage),
+                            size: 0,
+                            tags_code: 0,
+                            store_timestamp_ms: r.store_timestamp_ms,
+                            keys: Vec::new(),
+                        }));
+                    }
+                    _ if qo != next => {
+                        return Err(StoreError::Corruption {
+                            offset: r.offset.0,
+                            reason: format!("record for {}:{} has QUEUEOFFSET {qo}, queue continues at {next}", r.topic, r.queue_id),
+                        });
+                    }
+                    _ => {}
+                }
+                expected.insert(key, qo + 1);
             }
-            expected.insert(key, next + 1);
+            replayed.push(r);
         }
-        dispatch_records(&self.inner, &records).await
+        dispatch_records(&self.inner, &replayed).await
     }
 
     /// Makes the log end at local offset `at`: removes every segment that starts at or past it,
@@ -1591,28 +1681,29 @@ impl<S: Storage> Store<S> {
         Ok((zeroed, doomed.len()))
     }
 
-    /// Handles an invalid batch at `pos` past the durable point: if a later batch proves the bad
-    /// bytes had been synced, that is corruption; otherwise wipe the torn tail and drop later
-    /// segments. Returns the bytes wiped.
-    async fn cut_torn_tail(&self, segs: &[Segment<S::File>], i: usize, pos: u64, reason: &str) -> Result<u64> {
-        let inner = &self.inner;
-        let seg_size = inner.cfg.segment_size_bytes;
-        let mut wipe_end = pos;
+    /// Whether a batch after `pos` (in segment `i` or a later one) carries a valid commit marker
+    /// written once everything before it was durable: then the bytes at `pos` had been synced,
+    /// and bad bytes there are damage, not a torn tail. The marker's position if so.
+    async fn durable_marker_after(&self, segs: &[Segment<S::File>], i: usize, pos: u64) -> Result<Option<u64>> {
+        let seg_size = self.inner.cfg.segment_size_bytes;
         for (j, seg) in segs.iter().enumerate().skip(i) {
             let from = if j == i { pos } else { seg.base };
-            let mut reader = SegmentReader::new(seg, seg_size);
-            let (found, nonzero_end) = commitlog::find_durable_marker_after(&mut reader, from).await?;
-            if let Some(at) = found {
-                return Err(StoreError::Corruption {
-                    offset: pos,
-                    reason: format!("{reason}; yet a later batch (marker at {at}) was written after this data was durable"),
-                });
-            }
-            if j == i {
-                wipe_end = nonzero_end;
+            let (found, _) = commitlog::find_durable_marker_after(&mut SegmentReader::new(seg, seg_size), from).await?;
+            if found.is_some() {
+                return Ok(found);
             }
         }
+        Ok(None)
+    }
+
+    /// Cuts a torn tail at `pos` (the caller found nothing durable after it): zeroes segment
+    /// `i` from `pos` to its last non-zero byte and removes later segments. Returns the bytes
+    /// wiped.
+    async fn cut_torn_tail(&self, segs: &[Segment<S::File>], i: usize, pos: u64) -> Result<u64> {
+        let inner = &self.inner;
+        let seg_size = inner.cfg.segment_size_bytes;
         let seg = segs.get(i).ok_or_else(|| StoreError::NotFound("segment".into()))?;
+        let wipe_end = commitlog::data_end(&mut SegmentReader::new(seg, seg_size), pos).await?;
         let wiped = wipe_end.saturating_sub(pos);
         if wiped > 0 {
             let zeros = vec![0u8; wiped as usize];
@@ -1631,6 +1722,35 @@ impl<S: Storage> Store<S> {
             }
         }
         Ok(wiped)
+    }
+
+    /// Records `[offset, end)` of `seg` as damaged (found at start): logged at ERROR with the
+    /// file and position, and never served. A range that continues the previous one extends it.
+    fn record_damage(&self, seg: &Segment<S::File>, offset: u64, end: u64, reason: String) {
+        let mut damaged = self.inner.damaged.borrow_mut();
+        if let Some((_, last)) = damaged.range_mut(..offset).next_back()
+            && last.end == offset
+            && last.path == seg.path
+        {
+            last.end = end;
+            tracing::error!(file = %seg.path.display(), position = last.file_pos, bytes = end - last.offset,
+                "commit log damaged (found at start): {} (the damage runs on: {reason}); reads of it will be refused", last.reason);
+            return;
+        }
+        let range = DamagedRange { offset, end, path: seg.path.clone(), file_pos: offset - seg.base, reason, last_logged: Cell::new(None) };
+        tracing::error!(
+            file = %seg.path.display(),
+            position = range.file_pos,
+            bytes = end - offset,
+            "commit log damaged (found at start): {}; reads of it will be refused",
+            range.reason
+        );
+        damaged.insert(offset, range);
+    }
+
+    /// The end of a damaged range known to hold `offset`, if any.
+    fn known_damage_end(&self, offset: u64) -> Option<u64> {
+        self.inner.damaged.borrow().range(..=offset).next_back().map(|(_, d)| d.end).filter(|end| *end > offset)
     }
 }
 

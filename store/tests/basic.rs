@@ -286,34 +286,6 @@ fn read_errors_surface_as_errors() {
 }
 
 #[test]
-fn corruption_below_the_durable_point_is_an_error_not_a_panic() {
-    block_on(async {
-        let mem = MemStorage::new();
-        let (store, _) = Store::open(mem.clone(), StoreConfig::test_min("/c")).await.unwrap();
-        for i in 0..5 {
-            store.append(vec![msg("T", 0, &format!("body{i}"), None, None)]).await.unwrap();
-        }
-        store.checkpoint().await.unwrap();
-        for i in 0..5 {
-            store.append(vec![msg("T", 0, &format!("late{i}"), None, None)]).await.unwrap();
-        }
-        store.abandon().await;
-        // Flip a body byte of the second record (durable, covered by a later batch).
-        let seg = std::path::Path::new("/c/commitlog/00000000000000000000");
-        let bytes = mem.file_bytes(seg).unwrap();
-        let at = bytes.windows(5).position(|w| w == b"body1").unwrap();
-        mem.corrupt(seg, at as u64, b"X");
-        // Force a replay from the start by dropping the checkpoint.
-        let _ = mem.remove_file(std::path::Path::new("/c/checkpoint")).await;
-        match Store::open(mem.clone(), StoreConfig::test_min("/c")).await {
-            Err(ferromq_store::StoreError::Corruption { .. }) => {}
-            Err(e) => panic!("expected corruption, got {e}"),
-            Ok(_) => panic!("corruption in the middle of the log was silently accepted"),
-        }
-    });
-}
-
-#[test]
 fn forced_backend_is_the_one_running() {
     let rt = ferromq_store::test_support::runtime().unwrap();
     if let Some(t) = ferromq_store::test_support::requested_backend() {
@@ -358,21 +330,97 @@ fn group_commit_batches_concurrent_writers_with_one_flush_in_flight() {
     let _ = std::fs::remove_dir_all(&d2);
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Damage {
+    Truncate,
+    ZeroFill,
+    GarbageBody,
+    OverwrittenTotalSize,
+}
+
+const DAMAGES: [Damage; 4] = [Damage::Truncate, Damage::ZeroFill, Damage::GarbageBody, Damage::OverwrittenTotalSize];
+
+/// The segment under `<root>/commitlog` holding the record whose body contains `needle`, and
+/// where that record starts in it.
+async fn record_holding(mem: &MemStorage, root: &str, needle: &[u8]) -> (std::path::PathBuf, usize) {
+    let log = std::path::Path::new(root).join("commitlog");
+    let mut segments: Vec<_> = mem.list_dir(&log).await.unwrap();
+    segments.sort();
+    segments
+        .iter()
+        .find_map(|name| {
+            let path = log.join(name);
+            let bytes = mem.file_bytes(&path)?;
+            let body_at = bytes.windows(needle.len()).position(|w| w == needle)?;
+            // Walk the batches' records from the segment start to the one holding it (a
+            // commit marker is skipped by its length, as a record is).
+            let mut pos = 0usize;
+            loop {
+                let total = i32::from_be_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+                if pos + total > body_at {
+                    return Some((path, pos));
+                }
+                pos += total;
+            }
+        })
+        .unwrap_or_else(|| panic!("{:?} is stored", String::from_utf8_lossy(needle)))
+}
+
+/// Damages the record starting at `at` of `path` (its body is `body`).
+async fn apply_damage(mem: &MemStorage, path: &std::path::Path, at: usize, body: &[u8], damage: Damage) {
+    match damage {
+        Damage::Truncate => {
+            let f = mem.open(path, false).await.unwrap();
+            f.set_len(at as u64 + 10).await.unwrap();
+        }
+        Damage::ZeroFill => assert!(mem.corrupt(path, at as u64, &[0u8; 40])),
+        Damage::GarbageBody => {
+            let bytes = mem.file_bytes(path).unwrap();
+            let body_at = at + bytes[at..].windows(body.len()).position(|w| w == body).unwrap();
+            assert!(mem.corrupt(path, body_at as u64, b"XXXX"));
+        }
+        Damage::OverwrittenTotalSize => assert!(mem.corrupt(path, at as u64, &9999i32.to_be_bytes())),
+    }
+}
+
+/// Every record of `topic`:0 the store serves, by queue offset, pulling past refused ones;
+/// every byte served decodes (CRCs included). Also the queue offsets whose pull was refused.
+async fn served_records<S: Storage>(store: &Store<S>, topic: &str, end: u64) -> (Vec<(u64, String)>, Vec<u64>) {
+    let (mut served, mut refused) = (Vec::new(), Vec::new());
+    let mut off = 0;
+    while off < end {
+        match store.get_message(topic, 0, QueueOffset(off), 32, &TagFilter::All).await {
+            Ok(r) if r.status == PullStatus::Found => {
+                let mut at = off;
+                for range in &r.ranges {
+                    let bytes = store.read_range(*range).await.unwrap();
+                    for m in record::decode_body_strict(&bytes).unwrap() {
+                        served.push((at, String::from_utf8_lossy(m.body).into_owned()));
+                        at += 1;
+                    }
+                }
+                off = r.next_begin_offset.0;
+            }
+            Ok(r) if r.status == PullStatus::OffsetOverflowOne => break,
+            Ok(r) => panic!("{topic} pull at {off}: {:?}", r.status),
+            Err(ferromq_store::StoreError::Damaged { .. } | ferromq_store::StoreError::LostRecord { .. }) => {
+                refused.push(off);
+                off += 1;
+            }
+            Err(e) => panic!("{topic} pull at {off}: {e}"),
+        }
+    }
+    (served, refused)
+}
+
 /// Damage done to the log while the store was closed (cleanly, or abandoned as by kill -9 after
 /// a checkpoint): it opens, reports each damaged range with its file, refuses every read that
 /// touches one (the pull that starts there fails; one that reaches it stops before it), and
 /// serves everything else, the other queue's records in the same segment included.
 #[test]
 fn damage_found_at_open_is_reported_and_never_served() {
-    #[derive(Debug, Clone, Copy)]
-    enum Damage {
-        Truncate,
-        ZeroFill,
-        GarbageBody,
-        OverwrittenTotalSize,
-    }
     for clean in [true, false] {
-        for damage in [Damage::Truncate, Damage::ZeroFill, Damage::GarbageBody, Damage::OverwrittenTotalSize] {
+        for damage in DAMAGES {
             block_on(async move {
                 let mem = MemStorage::new();
                 let cfg = StoreConfig::test_min("/d");
@@ -388,39 +436,8 @@ fn damage_found_at_open_is_reported_and_never_served() {
                 } else {
                     store.abandon().await;
                 }
-                // The segment holding A's record 15, and where that record starts.
-                let mut segments: Vec<_> = mem.list_dir(std::path::Path::new("/d/commitlog")).await.unwrap();
-                segments.sort();
-                let (path, at) = segments
-                    .iter()
-                    .find_map(|name| {
-                        let path = std::path::Path::new("/d/commitlog").join(name);
-                        let bytes = mem.file_bytes(&path)?;
-                        let body_at = bytes.windows(12).position(|w| w == b"a-15-payload")?;
-                        // Walk the records from the segment start to find the one holding it.
-                        let mut pos = 0usize;
-                        loop {
-                            let total = i32::from_be_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
-                            if pos + total > body_at {
-                                return Some((path, pos));
-                            }
-                            pos += total;
-                        }
-                    })
-                    .expect("record a-15 is stored");
-                match damage {
-                    Damage::Truncate => {
-                        let f = mem.open(&path, false).await.unwrap();
-                        f.set_len(at as u64 + 10).await.unwrap();
-                    }
-                    Damage::ZeroFill => assert!(mem.corrupt(&path, at as u64, &[0u8; 40])),
-                    Damage::GarbageBody => {
-                        let bytes = mem.file_bytes(&path).unwrap();
-                        let body = at + bytes[at..].windows(4).position(|w| w == b"a-15").unwrap();
-                        assert!(mem.corrupt(&path, body as u64, b"XXXX"));
-                    }
-                    Damage::OverwrittenTotalSize => assert!(mem.corrupt(&path, at as u64, &9999i32.to_be_bytes())),
-                }
+                let (path, at) = record_holding(&mem, "/d", b"a-15-payload").await;
+                apply_damage(&mem, &path, at, b"a-15", damage).await;
 
                 let (store, report) = Store::open(mem.clone(), cfg.clone()).await.unwrap_or_else(|e| panic!("{damage:?} (clean {clean}): {e}"));
                 assert!(!report.damaged.is_empty(), "{damage:?} (clean {clean}): damage not found");
@@ -435,36 +452,80 @@ fn damage_found_at_open_is_reported_and_never_served() {
                     other => panic!("{damage:?} (clean {clean}): a pull at the damaged record must fail, got {other:?}"),
                 }
                 // B is served wherever its records are intact; every byte served decodes.
-                let mut served = 0;
-                let mut off = 0;
-                while off < 20 {
-                    match store.get_message("B", 0, QueueOffset(off), 32, &TagFilter::All).await {
-                        Ok(r) if r.status == PullStatus::Found => {
-                            for range in &r.ranges {
-                                let bytes = store.read_range(*range).await.unwrap();
-                                served += record::decode_body_strict(&bytes).unwrap().len();
-                            }
-                            off = r.next_begin_offset.0;
-                        }
-                        Ok(r) => panic!("{damage:?}: B pull at {off}: {:?}", r.status),
-                        Err(ferromq_store::StoreError::Damaged { .. }) => off += 1,
-                        Err(e) => panic!("{damage:?}: B pull at {off}: {e}"),
-                    }
-                }
-                let b_lost = match damage {
-                    Damage::Truncate => 20 - served,
-                    _ => 0,
-                };
-                assert_eq!(served + b_lost, 20);
-                assert!(served >= 15, "{damage:?} (clean {clean}): B served {served} of 20");
+                let (served, _) = served_records(&store, "B", 20).await;
+                assert!(served.len() >= 15, "{damage:?} (clean {clean}): B served {} of 20", served.len());
                 if !matches!(damage, Damage::Truncate) {
-                    assert_eq!(served, 20, "{damage:?} (clean {clean}): B's records are intact and must all be served");
+                    assert_eq!(served.len(), 20, "{damage:?} (clean {clean}): B's records are intact and must all be served");
                 }
                 // New appends still work.
                 store.append(vec![msg("B", 0, "after", None, None)]).await.unwrap();
                 store.close().await.unwrap();
             });
         }
+    }
+}
+
+/// Issue 10: damage in the part of the log a crash recovery replays (above the last
+/// checkpoint, followed by batches synced after it) no longer stops the start. Recovery
+/// records it, replays every batch after it, and keeps the damaged records' queue offsets as
+/// lost entries: the records after them keep the offsets clients were told, reads of the lost
+/// ones fail (also after later restarts), and nothing else is lost. (Record a-15 ends the first
+/// 4 KiB segment, so a truncated file is followed by the next segment's durable batches: damage
+/// too. A truncation of the last segment looks exactly like a torn tail and is cut as one.)
+#[test]
+fn damage_in_the_crash_replay_window_is_skipped_and_its_queue_offsets_stay_lost() {
+    for damage in DAMAGES {
+        block_on(async move {
+            let mem = MemStorage::new();
+            // No checkpoint after the one `open` writes: every record below is replayed.
+            let cfg = StoreConfig { checkpoint_interval_ms: 3_600_000, ..StoreConfig::test_min("/w") };
+            let (store, _) = Store::open(mem.clone(), cfg.clone()).await.unwrap();
+            for i in 0..20 {
+                store.append(vec![msg("A", 0, &format!("a-{i:02}-payload"), None, None)]).await.unwrap();
+                store.append(vec![msg("B", 0, &format!("b-{i:02}-payload"), None, None)]).await.unwrap();
+            }
+            store.abandon().await;
+            let (path, at) = record_holding(&mem, "/w", b"a-15-payload").await;
+            apply_damage(&mem, &path, at, b"a-15", damage).await;
+
+            let (store, report) = Store::open(mem.clone(), cfg.clone()).await.unwrap_or_else(|e| panic!("{damage:?}: recovery refused: {e}"));
+            assert!(report.abnormal && report.records_replayed >= 30, "{damage:?}: {report:?}");
+            let (a, a_refused) = served_records(&store, "A", 20).await;
+            let (b, b_refused) = served_records(&store, "B", 20).await;
+            let expected = |topic: &str, range: std::ops::Range<u64>| -> Vec<(u64, String)> {
+                range.map(|i| (i, format!("{}-{i:02}-payload", topic.to_lowercase()))).collect()
+            };
+            assert_eq!(report.damaged.len(), 1, "{damage:?}: {:?}", report.damaged);
+            assert!(report.damaged[0].path == path && report.damaged[0].offset <= at as u64 + 4096, "{:?}", report.damaged);
+            // A's record 15 (and any record that shared its batch) is refused; every other
+            // record keeps its queue offset.
+            assert!(a_refused.contains(&15), "{damage:?}: refused {a_refused:?}");
+            let a_lost: Vec<u64> = (0..20).filter(|i| !a.iter().any(|(at, _)| at == i)).collect();
+            assert_eq!(a_lost, a_refused, "{damage:?}: every record not served is refused");
+            assert_eq!(a, expected("A", 0..20).into_iter().filter(|(i, _)| !a_refused.contains(i)).collect::<Vec<_>>());
+            assert_eq!(b, expected("B", 0..20).into_iter().filter(|(i, _)| !b_refused.contains(i)).collect::<Vec<_>>());
+            assert!(a_refused.len() + b_refused.len() <= 2, "{damage:?}: only the damaged batch is lost: A {a_refused:?}, B {b_refused:?}");
+            // New appends continue the queues.
+            store.append(vec![msg("A", 0, "a-20-payload", None, None)]).await.unwrap();
+            store.wait_dispatched().await.unwrap();
+
+            // The lost entries stay lost, on a clean restart and after another crash.
+            let mut store = store;
+            for clean in [true, false] {
+                if clean {
+                    store.close().await.unwrap();
+                } else {
+                    store.abandon().await;
+                }
+                let (reopened, _) = Store::open(mem.clone(), cfg.clone()).await.unwrap_or_else(|e| panic!("{damage:?} (clean {clean}): {e}"));
+                let (again, refused) = served_records(&reopened, "A", 21).await;
+                assert_eq!(refused, a_refused, "{damage:?} (clean {clean})");
+                assert_eq!(again.len(), 21 - a_refused.len(), "{damage:?} (clean {clean})");
+                assert_eq!(again.last().map(|(i, _)| *i), Some(20));
+                store = reopened;
+            }
+            store.close().await.unwrap();
+        });
     }
 }
 

@@ -1175,6 +1175,88 @@ fn damaged_log_is_reported_at_start_and_never_served() {
     }
 }
 
+/// Damage in the part of the log a kill -9 recovery replays (sent after the last checkpoint,
+/// followed by later synced batches) no longer stops the start: the broker logs it with its
+/// file, replays every batch after it, refuses the damaged records (their queue offsets stay
+/// taken: the records after them keep the offsets their producers were told), serves every
+/// other record, and still refuses them after a clean restart.
+#[test]
+fn damage_in_the_crash_replay_window_is_reported_and_the_broker_starts() {
+    const DAMAGED_TOPIC: &str = "ReplayDamaged";
+    const INTACT_TOPIC: &str = "ReplayIntact";
+    const MESSAGES: usize = 10;
+    // Checkpoints only at start and stop: everything sent below is replayed after the kill.
+    let mut broker = Watched::start(&[("flushDiskType", "SYNC_FLUSH"), ("flushIntervalConsumeQueue", "600000")]);
+    create_topic(broker.addr(), DAMAGED_TOPIC, 1);
+    create_topic(broker.addr(), INTACT_TOPIC, 1);
+    let body = |topic: &str, i: usize| format!("{topic}-body-{i:02}-{}", "y".repeat(40)).into_bytes();
+    for i in 0..MESSAGES {
+        for topic in [DAMAGED_TOPIC, INTACT_TOPIC] {
+            let response = rpc(broker.addr(), send_v2(topic, 0, &format!("{topic}-{i}"), body(topic, i))).expect("send");
+            assert_eq!(response.code, response_code::SUCCESS, "{response:?}");
+        }
+    }
+    broker.kill();
+    // A garbled body (record 3) and an overwritten TOTALSIZE (record 6).
+    let (path, body_at) = find_body(broker.broker.store.path(), &body(DAMAGED_TOPIC, 3));
+    overwrite(&path, body_at + 5, b"GARBAGE");
+    let (path6, body_at6) = find_body(broker.broker.store.path(), &body(DAMAGED_TOPIC, 6));
+    overwrite(&path6, body_at6 - BODY_POS_IN_RECORD, &4096i32.to_be_bytes());
+    broker.restart();
+    let file_name = path.file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        broker.log().iter().any(|l| l.contains("commit log damaged (found at start)") && l.contains(&file_name)),
+        "the damage is logged at start with its file ({file_name})"
+    );
+
+    for stage in ["after the kill -9", "after a clean restart"] {
+        let addr = broker.addr();
+        let mut served = Vec::new();
+        let mut refused = Vec::new();
+        let mut offset = 0u64;
+        while offset < MESSAGES as u64 {
+            let response = pull_at(addr, DAMAGED_TOPIC, offset);
+            if response.code == response_code::SYSTEM_ERROR {
+                assert!(response.remark.as_deref().unwrap_or("").contains("damage"), "{stage}: {response:?}");
+                refused.push(offset);
+                offset += 1;
+                continue;
+            }
+            assert_eq!(response.code, response_code::SUCCESS, "{stage}, pull at {offset}: {response:?}");
+            let records = decode_body_strict(&response.body).expect("every byte served decodes, CRCs included");
+            for (n, r) in records.iter().enumerate() {
+                assert_eq!(r.queue_offset, (offset + n as u64) as i64, "{stage}: records keep their queue offsets");
+                // (Messages sent after the damage, from offset 10 on, are not looked at here.)
+                if offset + (n as u64) < MESSAGES as u64 {
+                    served.push((offset + n as u64, r.body.to_vec()));
+                }
+            }
+            offset += records.len() as u64;
+        }
+        assert_eq!(refused, vec![3, 6], "{stage}: exactly the damaged records are refused");
+        for (at, stored) in &served {
+            assert_eq!(stored, &body(DAMAGED_TOPIC, *at as usize), "{stage}: record {at} is served at its own offset");
+        }
+        assert_eq!(served.len(), MESSAGES - 2, "{stage}");
+        // The intact topic: all of it.
+        let intact = on_compio(move || async move {
+            let client = Client::connect(addr, RPC_TIMEOUT).await.expect("connect");
+            let intact = pull_all(&client, INTACT_TOPIC, 1).await;
+            client.close();
+            intact
+        })
+        .expect("the intact topic is served");
+        let bodies: Vec<Vec<u8>> = intact.values().map(|s| s.body.clone()).collect();
+        assert_eq!(bodies, (0..MESSAGES).map(|i| body(INTACT_TOPIC, i)).collect::<Vec<_>>(), "{stage}");
+        // New messages continue the damaged queue after its last offset.
+        let response = rpc(addr, send_v2(DAMAGED_TOPIC, 0, "after", b"after the damage".to_vec())).expect("send");
+        assert_eq!(response.code, response_code::SUCCESS, "{stage}: {response:?}");
+        assert_eq!(response.ext("queueOffset"), Some(if stage.contains("kill") { "10" } else { "11" }), "{response:?}");
+        assert_eq!(broker.terminate().code(), Some(0));
+        broker.restart();
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // Transient I/O faults (issue 10, item 2): the store's fault seam in a running broker
 // ------------------------------------------------------------------------------------------
