@@ -1466,7 +1466,7 @@ impl<S: Storage> Store<S> {
                         client_bases.insert(seg.base, client_base);
                         report.batches_replayed += 1;
                         report.records_replayed += records.len() as u64;
-                        self.replay_records(records).await?;
+                        self.replay_records(records, start).await?;
                         inner.dispatched_offset.set(e);
                         if max_store_timestamp_ms > inner.last_dispatched_ts.get() {
                             inner.last_dispatched_ts.set(max_store_timestamp_ms);
@@ -1590,10 +1590,10 @@ impl<S: Storage> Store<S> {
         self.inner.queues.borrow_mut().insert(key, Rc::new(RefCell::new(cq)));
     }
 
-    async fn replay_records(&self, mut records: Vec<DispatchRecord>) -> Result<()> {
+    async fn replay_records(&self, mut records: Vec<DispatchRecord>, replay_from: u64) -> Result<()> {
         self.inner.drop_fenced(&mut records);
         // Consistency: each record's QUEUEOFFSET must continue its queue exactly, unless records
-        // of the queue were lost in a damaged range this recovery found before it: those queue
+        // of the queue were lost in a damaged range this replay found before it: those queue
         // offsets get lost entries (`CqEntry::lost`), so the offsets stay what clients were
         // told, and reads of the lost ones fail.
         let mut expected: HashMap<(String, u32), u64> = HashMap::new();
@@ -1605,7 +1605,7 @@ impl<S: Storage> Store<S> {
                     Some(n) => *n,
                     None => self.queue(&r.topic, r.queue_id).map(|q| q.borrow().max_offset).unwrap_or(0),
                 };
-                let lost_in = self.inner.damaged.borrow().range(..r.offset.0).next_back().map(|(at, _)| *at);
+                let lost_in = self.inner.damaged.borrow().range(replay_from..r.offset.0).next_back().map(|(at, _)| *at);
                 match lost_in {
                     Some(damage) if qo > next => {
                         tracing::error!(topic = %r.topic, queue_id = r.queue_id, first = next, last = qo - 1, log_offset = damage,
