@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{Result, StoreError};
+use crate::error::{IoOp, Result, StoreError};
 use crate::io::{Storage, StorageFile};
 use crate::record::{self, BLANK_LEN, BLANK_MAGIC, RecordError};
 use crate::types::CommitLogOffset;
@@ -171,12 +171,12 @@ impl<F: StorageFile> Segment<F> {
 
 /// Lists segment files (sorted by base) and opens them.
 pub async fn open_segments<S: Storage>(storage: &S, dir: &Path) -> Result<Vec<Segment<S::File>>> {
-    let names = storage.list_dir(dir).await.map_err(|e| StoreError::io("list", dir, e))?;
+    let names = storage.list_dir(dir).await.map_err(|e| StoreError::io(IoOp::List, dir, e))?;
     let mut segs = Vec::new();
     for name in names {
         let Some(base) = parse_offset_name(&name) else { continue };
         let path = dir.join(&name);
-        let file = storage.open(&path, false).await.map_err(|e| StoreError::io("open", &path, e))?;
+        let file = storage.open(&path, false).await.map_err(|e| StoreError::io(IoOp::Open, &path, e))?;
         segs.push(Segment::new(base, path, file));
     }
     segs.sort_by_key(|s| s.base);
@@ -191,7 +191,7 @@ pub async fn create_segment<S: Storage>(
     size: u64,
 ) -> Result<Segment<S::File>> {
     let path = dir.join(segment_name(base));
-    let file = storage.open(&path, true).await.map_err(|e| StoreError::io("create", &path, e))?;
+    let file = storage.open(&path, true).await.map_err(|e| StoreError::io(IoOp::Create, &path, e))?;
     // The whole segment's space is reserved now (fallocate), so a full disk shows here, at
     // roll time, with this path in the error, rather than as a failed write mid-flush.
     if let Err(e) = file.preallocate(size).await {
@@ -199,12 +199,12 @@ pub async fn create_segment<S: Storage>(
         // segment of the wrong size; the caller retries the whole creation.
         drop(file);
         let _ = storage.remove_file(&path).await;
-        return Err(StoreError::io("preallocate", &path, e));
+        return Err(StoreError::io(IoOp::Preallocate, &path, e));
     }
     // fdatasync persists the new size; the directory sync persists the name. Both must precede
     // the first acknowledged write into the segment.
-    file.sync_data().await.map_err(|e| StoreError::io("fdatasync", &path, e))?;
-    storage.sync_dir(dir).await.map_err(|e| StoreError::io("sync dir", dir, e))?;
+    file.sync_data().await.map_err(|e| StoreError::io(IoOp::Fdatasync, &path, e))?;
+    storage.sync_dir(dir).await.map_err(|e| StoreError::io(IoOp::SyncDir, dir, e))?;
     Ok(Segment::new(base, path, file))
 }
 
@@ -253,7 +253,7 @@ impl<'a, F: StorageFile> SegmentReader<'a, F> {
             }
             Some(seg) if missing => {
                 let want = len.max(READ_CHUNK_BYTES).min((self.segment_size.saturating_sub(pos)) as usize).max(len);
-                self.buf = seg.file.read_at(want, pos).await.map_err(|e| StoreError::io("read", &seg.path, e))?;
+                self.buf = seg.file.read_at(want, pos).await.map_err(|e| StoreError::io(IoOp::Read, &seg.path, e))?;
                 self.buf_start = pos;
             }
             _ => {}
@@ -371,7 +371,7 @@ pub async fn scan_batch<F: StorageFile>(
 /// The bytes of the record a segment file starts with (a new segment always starts with one).
 /// [`StoreError::NotFound`] says why there is none; I/O errors are [`StoreError::Io`].
 pub async fn read_first_record<F: StorageFile>(file: &F, path: &Path, segment_size: u64) -> Result<Vec<u8>> {
-    let head = file.read_at(8, 0).await.map_err(|e| StoreError::io("read", path, e))?;
+    let head = file.read_at(8, 0).await.map_err(|e| StoreError::io(IoOp::Read, path, e))?;
     let missing = |why: String| StoreError::NotFound(format!("no record starts {}: {why}", path.display()));
     let (total, magic) = record::peek_header(&head).map_err(|e| missing(e.to_string()))?;
     if magic != record::MAGIC_V1 && magic != record::MAGIC_V2 {
@@ -380,7 +380,7 @@ pub async fn read_first_record<F: StorageFile>(file: &F, path: &Path, segment_si
     if total <= 0 || total as u64 + MARKER_LEN as u64 > segment_size {
         return Err(missing(format!("size {total}")));
     }
-    file.read_at(total as usize, 0).await.map_err(|e| StoreError::io("read", path, e))
+    file.read_at(total as usize, 0).await.map_err(|e| StoreError::io(IoOp::Read, path, e))
 }
 
 /// The client base of a segment whose first record is durable: that record's PHYSICALOFFSET.

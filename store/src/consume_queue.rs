@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use crate::commitlog::{parse_offset_name, segment_name};
-use crate::error::{Result, StoreError};
+use crate::error::{IoOp, Result, StoreError};
 use crate::io::{Storage, StorageFile};
 
 pub const CQ_OFFSET_POS: usize = 0;
@@ -138,7 +138,7 @@ impl<F: StorageFile> ConsumeQueue<F> {
         min_hint: u64,
     ) -> Result<Self> {
         let mut cq = Self::empty(cq_root, topic, queue_id, entries_per_file);
-        let names = storage.list_dir(&cq.dir).await.map_err(|e| StoreError::io("list", &cq.dir, e))?;
+        let names = storage.list_dir(&cq.dir).await.map_err(|e| StoreError::io(IoOp::List, &cq.dir, e))?;
         let entry_len = CQ_ENTRY_LEN as u64;
         let file_bytes = entries_per_file * entry_len;
         let mut removed = false;
@@ -154,16 +154,16 @@ impl<F: StorageFile> ConsumeQueue<F> {
             }
             let first = byte_off / entry_len;
             if first >= keep {
-                storage.remove_file(&path).await.map_err(|e| StoreError::io("remove", &path, e))?;
+                storage.remove_file(&path).await.map_err(|e| StoreError::io(IoOp::Remove, &path, e))?;
                 removed = true;
                 continue;
             }
-            let file = storage.open(&path, false).await.map_err(|e| StoreError::io("open", &path, e))?;
+            let file = storage.open(&path, false).await.map_err(|e| StoreError::io(IoOp::Open, &path, e))?;
             let want = ((keep - first).min(entries_per_file)) * entry_len;
-            let len = file.len().await.map_err(|e| StoreError::io("stat", &path, e))?;
+            let len = file.len().await.map_err(|e| StoreError::io(IoOp::Stat, &path, e))?;
             if len > want {
-                file.set_len(want).await.map_err(|e| StoreError::io("truncate", &path, e))?;
-                file.sync_data().await.map_err(|e| StoreError::io("fdatasync", &path, e))?;
+                file.set_len(want).await.map_err(|e| StoreError::io(IoOp::Truncate, &path, e))?;
+                file.sync_data().await.map_err(|e| StoreError::io(IoOp::Fdatasync, &path, e))?;
             } else if len < want {
                 return Err(StoreError::CorruptFile {
                     what: "consume queue",
@@ -174,7 +174,7 @@ impl<F: StorageFile> ConsumeQueue<F> {
             cq.files.push(CqFile { first, path, file });
         }
         if removed {
-            storage.sync_dir(&cq.dir).await.map_err(|e| StoreError::io("sync dir", &cq.dir, e))?;
+            storage.sync_dir(&cq.dir).await.map_err(|e| StoreError::io(IoOp::SyncDir, &cq.dir, e))?;
         }
         cq.files.sort_by_key(|f| f.first);
         // With every file retired by retention the queue still continues at its old end.
@@ -228,19 +228,19 @@ pub async fn write_entries<S: Storage>(
             None => {
                 let file_first = at - at % per_file;
                 if cq.borrow().files.is_empty() {
-                    storage.create_dir_all(&dir).await.map_err(|e| StoreError::io("mkdir", &dir, e))?;
+                    storage.create_dir_all(&dir).await.map_err(|e| StoreError::io(IoOp::Mkdir, &dir, e))?;
                     // Make the new topic/queue directories themselves durable.
                     let mut p = dir.as_path();
                     for _ in 0..2 {
                         if let Some(parent) = p.parent() {
-                            storage.sync_dir(parent).await.map_err(|e| StoreError::io("sync dir", parent, e))?;
+                            storage.sync_dir(parent).await.map_err(|e| StoreError::io(IoOp::SyncDir, parent, e))?;
                             p = parent;
                         }
                     }
                 }
                 let path = dir.join(segment_name(file_first * CQ_ENTRY_LEN as u64));
-                let file = storage.open(&path, true).await.map_err(|e| StoreError::io("create", &path, e))?;
-                storage.sync_dir(&dir).await.map_err(|e| StoreError::io("sync dir", &dir, e))?;
+                let file = storage.open(&path, true).await.map_err(|e| StoreError::io(IoOp::Create, &path, e))?;
+                storage.sync_dir(&dir).await.map_err(|e| StoreError::io(IoOp::SyncDir, &dir, e))?;
                 let f = CqFile { first: file_first, path, file };
                 cq.borrow_mut().files.push(f.clone());
                 f
@@ -251,7 +251,7 @@ pub async fn write_entries<S: Storage>(
             e.encode(&mut buf);
         }
         let pos = (at - f.first) * CQ_ENTRY_LEN as u64;
-        f.file.write_all_at(buf, pos).await.map_err(|e| StoreError::io("write", &f.path, e))?;
+        f.file.write_all_at(buf, pos).await.map_err(|e| StoreError::io(IoOp::Write, &f.path, e))?;
         done += take;
         let mut q = cq.borrow_mut();
         q.max_offset = first + done as u64;
@@ -278,7 +278,7 @@ pub async fn read_entries<F: StorageFile>(
     }
     let n = (end - from) as usize;
     let pos = (from - f.first) * CQ_ENTRY_LEN as u64;
-    let bytes = f.file.read_at(n * CQ_ENTRY_LEN, pos).await.map_err(|e| StoreError::io("read", &f.path, e))?;
+    let bytes = f.file.read_at(n * CQ_ENTRY_LEN, pos).await.map_err(|e| StoreError::io(IoOp::Read, &f.path, e))?;
     let mut out = Vec::with_capacity(n);
     for (i, chunk) in bytes.chunks_exact(CQ_ENTRY_LEN).enumerate() {
         let e = CqEntry::decode(chunk).ok_or_else(|| StoreError::CorruptFile {

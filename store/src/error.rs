@@ -6,13 +6,70 @@ use std::path::PathBuf;
 
 use crate::record::RecordError;
 
+/// The file operation an [`StoreError::Io`] failed in. A type, not a string, because what the
+/// store does about a failure depends on it: a failed sync is never retried (see
+/// [`IoOp::makes_durable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoOp {
+    Create,
+    Fdatasync,
+    List,
+    Mkdir,
+    Open,
+    Preallocate,
+    Read,
+    Remove,
+    RemoveDir,
+    Rename,
+    Stat,
+    Statvfs,
+    SyncDir,
+    Truncate,
+    Write,
+}
+
+impl IoOp {
+    /// Whether the operation makes earlier writes durable (fdatasync of a file, fsync of a
+    /// directory). After such a failure the kernel may have dropped the dirty pages it could
+    /// not write, so the page cache no longer says what is on disk: never retried.
+    pub fn makes_durable(self) -> bool {
+        matches!(self, IoOp::Fdatasync | IoOp::SyncDir)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            IoOp::Create => "create",
+            IoOp::Fdatasync => "fdatasync",
+            IoOp::List => "list",
+            IoOp::Mkdir => "mkdir",
+            IoOp::Open => "open",
+            IoOp::Preallocate => "preallocate",
+            IoOp::Read => "read",
+            IoOp::Remove => "remove",
+            IoOp::RemoveDir => "remove dir",
+            IoOp::Rename => "rename",
+            IoOp::Stat => "stat",
+            IoOp::Statvfs => "statvfs",
+            IoOp::SyncDir => "sync dir",
+            IoOp::Truncate => "truncate",
+            IoOp::Write => "write",
+        }
+    }
+}
+
+impl std::fmt::Display for IoOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// An I/O operation through the storage seam failed.
     #[error("I/O error during {op} on {path}: {source}")]
     Io {
-        op: &'static str,
+        op: IoOp,
         path: PathBuf,
         #[source]
         source: io::Error,
@@ -74,7 +131,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub(crate) fn io(op: IoOp, path: impl Into<PathBuf>, source: io::Error) -> Self {
         StoreError::Io { op, path: path.into(), source }
     }
 

@@ -16,7 +16,7 @@ use std::rc::Rc;
 use crate::checkpoint::Checkpoint;
 use crate::commitlog::DispatchRecord;
 use crate::config::StoreConfig;
-use crate::error::{Result, StoreError};
+use crate::error::{IoOp, Result, StoreError};
 use crate::io::{Storage, StorageFile};
 use crate::record::java_string_hash;
 use crate::store::Inner;
@@ -196,7 +196,7 @@ impl<S: Storage> IndexService<S> {
             at_dispatched: (String::new(), 0),
             added_through: None,
         };
-        let names = storage.list_dir(dir).await.map_err(|e| StoreError::io("list", dir, e))?;
+        let names = storage.list_dir(dir).await.map_err(|e| StoreError::io(IoOp::List, dir, e))?;
         let active_name = cp.map(|c| c.index_file.clone()).unwrap_or_default();
         let mut removed = false;
         for name in names {
@@ -205,12 +205,12 @@ impl<S: Storage> IndexService<S> {
             }
             let path = dir.join(&name);
             if active_name.is_empty() || name > active_name {
-                storage.remove_file(&path).await.map_err(|e| StoreError::io("remove", &path, e))?;
+                storage.remove_file(&path).await.map_err(|e| StoreError::io(IoOp::Remove, &path, e))?;
                 removed = true;
                 continue;
             }
-            let file = storage.open(&path, false).await.map_err(|e| StoreError::io("open", &path, e))?;
-            let hb = file.read_at(INDEX_HEADER_LEN, 0).await.map_err(|e| StoreError::io("read", &path, e))?;
+            let file = storage.open(&path, false).await.map_err(|e| StoreError::io(IoOp::Open, &path, e))?;
+            let hb = file.read_at(INDEX_HEADER_LEN, 0).await.map_err(|e| StoreError::io(IoOp::Read, &path, e))?;
             let header = Header::decode(&hb).ok_or_else(|| corrupt(&path, "short header"))?;
             if header.slot_count == 0 {
                 return Err(corrupt(&path, "zero hash slots"));
@@ -221,7 +221,7 @@ impl<S: Storage> IndexService<S> {
                 let bytes = file
                     .read_at((count as usize - 1) * INDEX_ENTRY_LEN, entry_pos(slots_n, 1))
                     .await
-                    .map_err(|e| StoreError::io("read", &path, e))?;
+                    .map_err(|e| StoreError::io(IoOp::Read, &path, e))?;
                 if bytes.len() != (count as usize - 1) * INDEX_ENTRY_LEN {
                     return Err(corrupt(&path, "fewer entries than the checkpoint names"));
                 }
@@ -243,7 +243,7 @@ impl<S: Storage> IndexService<S> {
             }
         }
         if removed {
-            storage.sync_dir(dir).await.map_err(|e| StoreError::io("sync dir", dir, e))?;
+            storage.sync_dir(dir).await.map_err(|e| StoreError::io(IoOp::SyncDir, dir, e))?;
         }
         svc.sealed.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(svc)
@@ -343,11 +343,11 @@ async fn roll<S: Storage>(inner: &Rc<Inner<S>>, ts: i64) -> Result<()> {
         name = format!("{:017}", 0);
     }
     let path = dir.join(&name);
-    let file = inner.storage.open(&path, true).await.map_err(|e| StoreError::io("create", &path, e))?;
-    file.set_len(file_len(slots_n, max_entries)).await.map_err(|e| StoreError::io("set_len", &path, e))?;
+    let file = inner.storage.open(&path, true).await.map_err(|e| StoreError::io(IoOp::Create, &path, e))?;
+    file.set_len(file_len(slots_n, max_entries)).await.map_err(|e| StoreError::io(IoOp::Truncate, &path, e))?;
     let header = Header { slot_count: slots_n, count: 1, ..Default::default() };
-    file.write_all_at(header.encode(), 0).await.map_err(|e| StoreError::io("write", &path, e))?;
-    inner.storage.sync_dir(&dir).await.map_err(|e| StoreError::io("sync dir", &dir, e))?;
+    file.write_all_at(header.encode(), 0).await.map_err(|e| StoreError::io(IoOp::Write, &path, e))?;
+    inner.storage.sync_dir(&dir).await.map_err(|e| StoreError::io(IoOp::SyncDir, &dir, e))?;
     let mut ix = inner.index.borrow_mut();
     let Some(ix) = ix.as_mut() else { return Ok(()) };
     let fresh = Active {
@@ -461,13 +461,13 @@ fn write_job<F: StorageFile>(a: &mut Active<F>) -> WriteJob<F> {
 async fn run_job<F: StorageFile>(slots_n: u32, job: &WriteJob<F>) -> Result<()> {
     let path = &job.path;
     if !job.tail.is_empty() {
-        job.file.write_all_at(job.tail.clone(), entry_pos(slots_n, job.from)).await.map_err(|e| StoreError::io("write", path, e))?;
+        job.file.write_all_at(job.tail.clone(), entry_pos(slots_n, job.from)).await.map_err(|e| StoreError::io(IoOp::Write, path, e))?;
     }
     for (pos, buf) in &job.slot_runs {
-        job.file.write_all_at(buf.clone(), *pos).await.map_err(|e| StoreError::io("write", path, e))?;
+        job.file.write_all_at(buf.clone(), *pos).await.map_err(|e| StoreError::io(IoOp::Write, path, e))?;
     }
-    job.file.write_all_at(job.header.clone(), 0).await.map_err(|e| StoreError::io("write", path, e))?;
-    job.file.sync_data().await.map_err(|e| StoreError::io("fdatasync", path, e))?;
+    job.file.write_all_at(job.header.clone(), 0).await.map_err(|e| StoreError::io(IoOp::Write, path, e))?;
+    job.file.sync_data().await.map_err(|e| StoreError::io(IoOp::Fdatasync, path, e))?;
     Ok(())
 }
 
@@ -588,7 +588,7 @@ pub async fn query<S: Storage>(
                     None => break,
                 }
             } else {
-                let b = file.read_at(INDEX_ENTRY_LEN, entry_pos(header.slot_count, n)).await.map_err(|e| StoreError::io("read", &path, e))?;
+                let b = file.read_at(INDEX_ENTRY_LEN, entry_pos(header.slot_count, n)).await.map_err(|e| StoreError::io(IoOp::Read, &path, e))?;
                 Entry::decode(&b).ok_or_else(|| corrupt(&path, "short entry"))?
             };
             wanted.take(store, &header, &e, &mut out).await;
@@ -659,12 +659,12 @@ async fn walk_file<S: Storage>(
 ) -> Result<()> {
     let slots_n = header.slot_count;
     let pos = INDEX_HEADER_LEN as u64 + u64::from(wanted.hash % slots_n) * INDEX_SLOT_LEN as u64;
-    let b = file.read_at(4, pos).await.map_err(|e| StoreError::io("read", path, e))?;
+    let b = file.read_at(4, pos).await.map_err(|e| StoreError::io(IoOp::Read, path, e))?;
     let mut n = u32::from_be_bytes(b.get(..4).and_then(|s| s.try_into().ok()).ok_or_else(|| corrupt(path, "short slot"))?);
     let mut guard = 0u32;
     while n > 0 && n < header.count && out.len() < wanted.max && guard < header.count {
         guard += 1;
-        let b = file.read_at(INDEX_ENTRY_LEN, entry_pos(slots_n, n)).await.map_err(|e| StoreError::io("read", path, e))?;
+        let b = file.read_at(INDEX_ENTRY_LEN, entry_pos(slots_n, n)).await.map_err(|e| StoreError::io(IoOp::Read, path, e))?;
         let e = Entry::decode(&b).ok_or_else(|| corrupt(path, "short entry"))?;
         wanted.take(store, header, &e, out).await;
         if e.prev >= n {
@@ -689,9 +689,9 @@ pub(crate) async fn retire_below<S: Storage>(inner: &Rc<Inner<S>>, log_min: u64)
     }
     let dir = doomed.first().and_then(|d| d.path.parent().map(Path::to_path_buf)).unwrap_or_default();
     for d in doomed {
-        inner.storage.remove_file(&d.path).await.map_err(|e| StoreError::io("remove", &d.path, e))?;
+        inner.storage.remove_file(&d.path).await.map_err(|e| StoreError::io(IoOp::Remove, &d.path, e))?;
     }
-    inner.storage.sync_dir(&dir).await.map_err(|e| StoreError::io("sync dir", &dir, e))?;
+    inner.storage.sync_dir(&dir).await.map_err(|e| StoreError::io(IoOp::SyncDir, &dir, e))?;
     Ok(())
 }
 

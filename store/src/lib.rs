@@ -24,7 +24,7 @@ pub mod test_support;
 pub mod types;
 
 pub use config::{FlushMode, StoreConfig};
-pub use error::{Result, StoreError};
+pub use error::{IoOp, Result, StoreError};
 pub use offset_space::{CLIENT_OFFSET_EXACT_LIMIT, OffsetSpace, SegmentRange};
 pub use record::{MessageInput, Properties, RecordView};
 pub use store::{

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use crate::commitlog::{Segment, read_first_record};
 use crate::types::CommitLogOffset;
 use crate::consume_queue::{CQ_ENTRY_LEN, CqEntry};
-use crate::error::{Result, StoreError};
+use crate::error::{IoOp, Result, StoreError};
 use crate::io::{Storage, StorageFile};
 use crate::record;
 use crate::store::{Inner, Store};
@@ -85,7 +85,7 @@ async fn first_store_time<S: Storage>(seg: &Segment<S::File>, segment_size: u64)
 pub(crate) async fn refresh_disk_full<S: Storage>(inner: &Inner<S>) -> Result<f64> {
     let cfg = &inner.cfg;
     let root = &cfg.root_dir;
-    let usage = inner.storage.disk_usage_ratio(root).await.map_err(|e| StoreError::io("statvfs", root, e))?;
+    let usage = inner.storage.disk_usage_ratio(root).await.map_err(|e| StoreError::io(IoOp::Statvfs, root, e))?;
     let pct = usage * 100.0;
     let full = pct >= f64::from(cfg.disk_space_warning_level_ratio_pct);
     // Said once per change, at WARN: refusing every write is an outage an operator must see.
@@ -170,13 +170,13 @@ impl<S: Storage> Store<S> {
         for (seg, next_base, _) in &doomed {
             // Move the minimum first so no reader is sent to a file about to vanish.
             inner.log_min.set(*next_base);
-            inner.storage.remove_file(&seg.path).await.map_err(|e| StoreError::io("remove", &seg.path, e))?;
+            inner.storage.remove_file(&seg.path).await.map_err(|e| StoreError::io(IoOp::Remove, &seg.path, e))?;
             inner.segments.borrow_mut().retain(|s| s.base != seg.base);
             self.drop_client_range(seg.base);
             deleted += 1;
         }
         if deleted > 0 {
-            inner.storage.sync_dir(&inner.log_dir).await.map_err(|e| StoreError::io("sync dir", &inner.log_dir, e))?;
+            inner.storage.sync_dir(&inner.log_dir).await.map_err(|e| StoreError::io(IoOp::SyncDir, &inner.log_dir, e))?;
             inner.stats.borrow_mut().segments_deleted += deleted as u64;
             out.segments_deleted = deleted;
             out.cq_files_deleted = retire_consume_queues(inner, inner.log_min.get()).await?;
@@ -275,7 +275,7 @@ async fn retire_consume_queues<S: Storage>(inner: &Rc<Inner<S>>, log_min: u64) -
         };
         for f in files.iter().take(files.len().saturating_sub(1)) {
             let last_pos = (per - 1) * CQ_ENTRY_LEN as u64;
-            let b = f.file.read_at(CQ_ENTRY_LEN, last_pos).await.map_err(|e| StoreError::io("read", &f.path, e))?;
+            let b = f.file.read_at(CQ_ENTRY_LEN, last_pos).await.map_err(|e| StoreError::io(IoOp::Read, &f.path, e))?;
             let Some(last) = CqEntry::decode(&b) else { break };
             if last.offset >= log_min || !registered(inner) {
                 break;
@@ -285,13 +285,13 @@ async fn retire_consume_queues<S: Storage>(inner: &Rc<Inner<S>>, log_min: u64) -
                 qm.min_offset = qm.min_offset.max(f.first + per);
                 qm.files.retain(|x| x.first != f.first);
             }
-            inner.storage.remove_file(&f.path).await.map_err(|e| StoreError::io("remove", &f.path, e))?;
+            inner.storage.remove_file(&f.path).await.map_err(|e| StoreError::io(IoOp::Remove, &f.path, e))?;
             dir_dirty = true;
             removed += 1;
         }
         if dir_dirty && registered(inner) {
             let dir = q.borrow().dir.clone();
-            inner.storage.sync_dir(&dir).await.map_err(|e| StoreError::io("sync dir", &dir, e))?;
+            inner.storage.sync_dir(&dir).await.map_err(|e| StoreError::io(IoOp::SyncDir, &dir, e))?;
         }
         // Within the first remaining file, skip entries whose records are gone.
         let mut min = q.borrow().min_offset;

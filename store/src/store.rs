@@ -32,7 +32,7 @@ use crate::commitlog::{
 };
 use crate::config::{FlushMode, StoreConfig};
 use crate::consume_queue::{self, ConsumeQueue, CqEntry};
-use crate::error::{Result, StoreError};
+use crate::error::{IoOp, Result, StoreError};
 use crate::index::IndexService;
 use crate::io::{Storage, StorageFile};
 use crate::notify::{AckError, AckSlot, AckWait, Notify};
@@ -499,17 +499,17 @@ impl<S: Storage> Store<S> {
         let cq_root = root.join("consumequeue");
         let index_dir = root.join("index");
         for d in [&root, &log_dir, &cq_root, &index_dir] {
-            storage.create_dir_all(d).await.map_err(|e| StoreError::io("mkdir", d, e))?;
+            storage.create_dir_all(d).await.map_err(|e| StoreError::io(IoOp::Mkdir, d, e))?;
         }
         if let Some(parent) = root.parent()
             && storage.exists(parent).await.unwrap_or(false)
         {
-            storage.sync_dir(parent).await.map_err(|e| StoreError::io("sync dir", parent, e))?;
+            storage.sync_dir(parent).await.map_err(|e| StoreError::io(IoOp::SyncDir, parent, e))?;
         }
-        storage.sync_dir(&root).await.map_err(|e| StoreError::io("sync dir", &root, e))?;
+        storage.sync_dir(&root).await.map_err(|e| StoreError::io(IoOp::SyncDir, &root, e))?;
         let checkpoint_path = root.join("checkpoint");
         let abort_path = root.join("abort");
-        let abnormal = storage.exists(&abort_path).await.map_err(|e| StoreError::io("stat", &abort_path, e))?;
+        let abnormal = storage.exists(&abort_path).await.map_err(|e| StoreError::io(IoOp::Stat, &abort_path, e))?;
         let cp = read_checkpoint(&storage, &checkpoint_path).await?;
         let segments = commitlog::open_segments(&storage, &log_dir).await?;
 
@@ -581,12 +581,12 @@ impl<S: Storage> Store<S> {
 
         // The abort marker says "a run is in progress"; its name must be durable before any
         // append is acknowledged, or a crash would look like a clean stop.
-        let f = storage.open(&abort_path, true).await.map_err(|e| StoreError::io("create", &abort_path, e))?;
+        let f = storage.open(&abort_path, true).await.map_err(|e| StoreError::io(IoOp::Create, &abort_path, e))?;
         f.write_all_at(std::process::id().to_string().into_bytes(), 0)
             .await
-            .map_err(|e| StoreError::io("write", &abort_path, e))?;
+            .map_err(|e| StoreError::io(IoOp::Write, &abort_path, e))?;
         let root = store.inner.cfg.root_dir.clone();
-        storage.sync_dir(&root).await.map_err(|e| StoreError::io("sync dir", &root, e))?;
+        storage.sync_dir(&root).await.map_err(|e| StoreError::io(IoOp::SyncDir, &root, e))?;
 
         store.spawn_tasks();
         // Record the recovered state so the next recovery does not rescan it. On failure, stop
@@ -915,9 +915,9 @@ impl<S: Storage> Store<S> {
         dispatched?;
         cp?;
         if inner.failed.borrow().is_none() {
-            inner.storage.remove_file(&inner.abort_path).await.map_err(|e| StoreError::io("remove", &inner.abort_path, e))?;
+            inner.storage.remove_file(&inner.abort_path).await.map_err(|e| StoreError::io(IoOp::Remove, &inner.abort_path, e))?;
             let root = &inner.cfg.root_dir;
-            inner.storage.sync_dir(root).await.map_err(|e| StoreError::io("sync dir", root, e))?;
+            inner.storage.sync_dir(root).await.map_err(|e| StoreError::io(IoOp::SyncDir, root, e))?;
         }
         Ok(())
     }
@@ -1159,7 +1159,7 @@ impl<S: Storage> Store<S> {
     pub async fn read_range(&self, range: LogRange) -> Result<Vec<u8>> {
         self.check_undamaged(range.offset.0, range.len)?;
         let (file, path, pos) = self.locate(range.offset)?;
-        let b = file.read_at(range.len as usize, pos).await.map_err(|e| StoreError::io("read", &path, e))?;
+        let b = file.read_at(range.len as usize, pos).await.map_err(|e| StoreError::io(IoOp::Read, &path, e))?;
         if b.len() != range.len as usize {
             return Err(StoreError::NotFound(format!("range {}+{} is past the end of its segment", range.offset, range.len)));
         }
@@ -1238,7 +1238,7 @@ impl<S: Storage> Store<S> {
         let newest_from = segs.len().saturating_sub(VERIFY_NEWEST_SEGMENTS);
         for (i, seg) in segs.iter().enumerate() {
             let data_end = (seg.base + seg_size).min(end);
-            let file_len = seg.file.len().await.map_err(|e| StoreError::io("stat", &seg.path, e))?;
+            let file_len = seg.file.len().await.map_err(|e| StoreError::io(IoOp::Stat, &seg.path, e))?;
             let present_end = (seg.base + file_len).min(data_end);
             if present_end < data_end && self.known_damage_end(present_end).is_none() {
                 self.record_damage(seg, present_end, data_end, format!("the file ends at {file_len} bytes; the log's data runs to {}", data_end - seg.base));
@@ -1391,10 +1391,10 @@ impl<S: Storage> Store<S> {
         for q in &cp.queues {
             keep.insert((q.topic.clone(), q.queue_id), (q.max_offset, q.min_offset));
         }
-        let topics = storage.list_dir(&inner.cq_root).await.map_err(|e| StoreError::io("list", &inner.cq_root, e))?;
+        let topics = storage.list_dir(&inner.cq_root).await.map_err(|e| StoreError::io(IoOp::List, &inner.cq_root, e))?;
         for topic in topics {
             let tdir = inner.cq_root.join(&topic);
-            let qids = storage.list_dir(&tdir).await.map_err(|e| StoreError::io("list", &tdir, e))?;
+            let qids = storage.list_dir(&tdir).await.map_err(|e| StoreError::io(IoOp::List, &tdir, e))?;
             for qid in qids {
                 let Ok(queue_id) = qid.parse::<u32>() else { continue };
                 let named = keep.get(&(topic.clone(), queue_id)).copied();
@@ -1648,11 +1648,11 @@ impl<S: Storage> Store<S> {
         if !doomed.is_empty() {
             for s in &doomed {
                 match inner.storage.remove_file(&s.path).await {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(StoreError::io("remove", &s.path, e)),
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(StoreError::io(IoOp::Remove, &s.path, e)),
                     _ => {}
                 }
             }
-            inner.storage.sync_dir(&inner.log_dir).await.map_err(|e| StoreError::io("sync dir", &inner.log_dir, e))?;
+            inner.storage.sync_dir(&inner.log_dir).await.map_err(|e| StoreError::io(IoOp::SyncDir, &inner.log_dir, e))?;
             inner.segments.borrow_mut().retain(|s| s.base < at);
             for s in &doomed {
                 self.drop_client_range(s.base);
@@ -1670,11 +1670,11 @@ impl<S: Storage> Store<S> {
             let mut pos = at;
             while pos < end {
                 let len = (end - pos).min(1 << 20);
-                seg.file.write_all_at(vec![0u8; len as usize], pos - seg.base).await.map_err(|e| StoreError::io("write", &seg.path, e))?;
+                seg.file.write_all_at(vec![0u8; len as usize], pos - seg.base).await.map_err(|e| StoreError::io(IoOp::Write, &seg.path, e))?;
                 pos += len;
             }
             if end > at {
-                seg.file.sync_data().await.map_err(|e| StoreError::io("fdatasync", &seg.path, e))?;
+                seg.file.sync_data().await.map_err(|e| StoreError::io(IoOp::Fdatasync, &seg.path, e))?;
                 zeroed = end - at;
             }
         }
@@ -1707,15 +1707,15 @@ impl<S: Storage> Store<S> {
         let wiped = wipe_end.saturating_sub(pos);
         if wiped > 0 {
             let zeros = vec![0u8; wiped as usize];
-            seg.file.write_all_at(zeros, pos - seg.base).await.map_err(|e| StoreError::io("write", &seg.path, e))?;
-            seg.file.sync_data().await.map_err(|e| StoreError::io("fdatasync", &seg.path, e))?;
+            seg.file.write_all_at(zeros, pos - seg.base).await.map_err(|e| StoreError::io(IoOp::Write, &seg.path, e))?;
+            seg.file.sync_data().await.map_err(|e| StoreError::io(IoOp::Fdatasync, &seg.path, e))?;
         }
         let later: Vec<Segment<S::File>> = segs.iter().skip(i + 1).cloned().collect();
         if !later.is_empty() {
             for s in &later {
-                inner.storage.remove_file(&s.path).await.map_err(|e| StoreError::io("remove", &s.path, e))?;
+                inner.storage.remove_file(&s.path).await.map_err(|e| StoreError::io(IoOp::Remove, &s.path, e))?;
             }
-            inner.storage.sync_dir(&inner.log_dir).await.map_err(|e| StoreError::io("sync dir", &inner.log_dir, e))?;
+            inner.storage.sync_dir(&inner.log_dir).await.map_err(|e| StoreError::io(IoOp::SyncDir, &inner.log_dir, e))?;
             inner.segments.borrow_mut().retain(|s| s.base <= seg.base);
             for s in &later {
                 self.drop_client_range(s.base);
@@ -1780,12 +1780,12 @@ fn close_open_batch(app: &mut AppendState, roll_segment_size: Option<u64>) {
 }
 
 async fn read_checkpoint<S: Storage>(storage: &S, path: &Path) -> Result<Option<Checkpoint>> {
-    if !storage.exists(path).await.map_err(|e| StoreError::io("stat", path, e))? {
+    if !storage.exists(path).await.map_err(|e| StoreError::io(IoOp::Stat, path, e))? {
         return Ok(None);
     }
-    let f = storage.open(path, false).await.map_err(|e| StoreError::io("open", path, e))?;
-    let len = f.len().await.map_err(|e| StoreError::io("stat", path, e))?;
-    let b = f.read_at(len as usize, 0).await.map_err(|e| StoreError::io("read", path, e))?;
+    let f = storage.open(path, false).await.map_err(|e| StoreError::io(IoOp::Open, path, e))?;
+    let len = f.len().await.map_err(|e| StoreError::io(IoOp::Stat, path, e))?;
+    let b = f.read_at(len as usize, 0).await.map_err(|e| StoreError::io(IoOp::Read, path, e))?;
     Checkpoint::decode(&b, path).map(Some)
 }
 
@@ -1846,7 +1846,7 @@ fn stalled<S: Storage>(inner: &Inner<S>, or_dispatch: bool) -> Result<()> {
 /// shows can no longer be trusted to be on disk (the PostgreSQL "fsyncgate" lesson).
 fn retryable(e: &StoreError) -> bool {
     match e {
-        StoreError::Io { op, .. } => e.is_transient() && !op.contains("fdatasync") && *op != "sync dir",
+        StoreError::Io { op, .. } => e.is_transient() && !op.makes_durable(),
         StoreError::Stalled(_) => true,
         _ => false,
     }
@@ -2079,8 +2079,8 @@ async fn flush_batch_inner<S: Storage>(inner: &Rc<Inner<S>>, b: &mut Batch, seg_
         // never sees data in segment k+1 after an unterminated segment k.
         if let Some(seg) = segment_of(inner, f) {
             let blank = commitlog::encode_blank(seg_size, f - seg.base);
-            seg.file.write_all_at(blank.to_vec(), f - seg.base).await.map_err(|e| StoreError::io("write", &seg.path, e))?;
-            seg.file.sync_data().await.map_err(|e| StoreError::io("fdatasync", &seg.path, e))?;
+            seg.file.write_all_at(blank.to_vec(), f - seg.base).await.map_err(|e| StoreError::io(IoOp::Write, &seg.path, e))?;
+            seg.file.sync_data().await.map_err(|e| StoreError::io(IoOp::Fdatasync, &seg.path, e))?;
             let mut st = inner.stats.borrow_mut();
             st.log_writes += 1;
             st.log_syncs += 1;
@@ -2125,7 +2125,7 @@ async fn flush_batch_inner<S: Storage>(inner: &Rc<Inner<S>>, b: &mut Batch, seg_
     let (r, buf) = seg.file.write_all_at_keep(std::mem::take(&mut b.buf), b.start - seg.base).await;
     if let Err(e) = r {
         b.buf = buf;
-        return Err(StoreError::io("write", &seg.path, e));
+        return Err(StoreError::io(IoOp::Write, &seg.path, e));
     }
     let since = inner.bytes_since_disk_check.get() + len;
     if since >= disk_check_every_bytes(seg_size) {
@@ -2233,7 +2233,7 @@ async fn sync_log<S: Storage>(inner: &Rc<Inner<S>>) -> Result<()> {
         // Every earlier segment was synced when its filler was written, so only the segment
         // holding the unsynced bytes needs it.
         let seg = segment_of(inner, target - 1).ok_or_else(|| StoreError::NotFound("active segment".into()))?;
-        seg.file.sync_data().await.map_err(|e| StoreError::io("fdatasync", &seg.path, e))?;
+        seg.file.sync_data().await.map_err(|e| StoreError::io(IoOp::Fdatasync, &seg.path, e))?;
         let mut st = inner.stats.borrow_mut();
         st.log_syncs += 1;
         st.synced_bytes += target - durable_before;
@@ -2415,14 +2415,14 @@ async fn remove_queue_files<S: Storage>(inner: &Rc<Inner<S>>, r: &Removal<S::Fil
             if let Err(e) = storage.remove_file(&path).await
                 && !gone(&e)
             {
-                return Err(StoreError::io("remove", &path, e));
+                return Err(StoreError::io(IoOp::Remove, &path, e));
             }
         }
         q.borrow_mut().files.clear();
         if let Err(e) = storage.remove_dir(&dir).await
             && !gone(&e)
         {
-            return Err(StoreError::io("remove dir", &dir, e));
+            return Err(StoreError::io(IoOp::RemoveDir, &dir, e));
         }
     }
     // The topic's directory goes too when nothing else is in it; one directory sync makes the
@@ -2433,14 +2433,14 @@ async fn remove_queue_files<S: Storage>(inner: &Rc<Inner<S>>, r: &Removal<S::Fil
         if let Err(e) = storage.remove_dir(&topic_dir).await
             && !gone(&e)
         {
-            return Err(StoreError::io("remove dir", &topic_dir, e));
+            return Err(StoreError::io(IoOp::RemoveDir, &topic_dir, e));
         }
         inner.cq_root.clone()
     } else {
         topic_dir
     };
     if storage.exists(&synced).await.unwrap_or(false) {
-        storage.sync_dir(&synced).await.map_err(|e| StoreError::io("sync dir", &synced, e))?;
+        storage.sync_dir(&synced).await.map_err(|e| StoreError::io(IoOp::SyncDir, &synced, e))?;
     }
     Ok(())
 }
@@ -2552,7 +2552,7 @@ async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>, truncate_log_at:
     };
     // 2. Make those entries durable.
     for f in to_sync {
-        f.file.sync_data().await.map_err(|e| StoreError::io("fdatasync", &f.path, e))?;
+        f.file.sync_data().await.map_err(|e| StoreError::io(IoOp::Fdatasync, &f.path, e))?;
     }
     for (q, mark) in synced_marks {
         let mut q = q.borrow_mut();
@@ -2594,11 +2594,11 @@ async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>, truncate_log_at:
 async fn write_checkpoint<S: Storage>(storage: &S, path: &Path, cp: &Checkpoint) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let _ = storage.remove_file(&tmp).await;
-    let f = storage.open(&tmp, true).await.map_err(|e| StoreError::io("create", &tmp, e))?;
-    f.write_all_at(cp.encode(), 0).await.map_err(|e| StoreError::io("write", &tmp, e))?;
-    f.sync_data().await.map_err(|e| StoreError::io("fdatasync", &tmp, e))?;
-    storage.rename(&tmp, path).await.map_err(|e| StoreError::io("rename", path, e))?;
+    let f = storage.open(&tmp, true).await.map_err(|e| StoreError::io(IoOp::Create, &tmp, e))?;
+    f.write_all_at(cp.encode(), 0).await.map_err(|e| StoreError::io(IoOp::Write, &tmp, e))?;
+    f.sync_data().await.map_err(|e| StoreError::io(IoOp::Fdatasync, &tmp, e))?;
+    storage.rename(&tmp, path).await.map_err(|e| StoreError::io(IoOp::Rename, path, e))?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    storage.sync_dir(dir).await.map_err(|e| StoreError::io("sync dir", dir, e))?;
+    storage.sync_dir(dir).await.map_err(|e| StoreError::io(IoOp::SyncDir, dir, e))?;
     Ok(())
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use super::{Batch, Inner, QueueRef, Store, Waiter, stalled};
 use crate::commitlog::{self, MARKER_LEN, ScanStep, Segment, SegmentReader};
 use crate::config::FlushMode;
-use crate::error::{Result, StoreError};
+use crate::error::{IoOp, Result, StoreError};
 use crate::io::Storage;
 use crate::notify::{AckSlot, AckWait};
 use crate::offset_space::SegmentRange;
@@ -736,20 +736,20 @@ async fn cut_queue_files<S: Storage>(storage: &S, q: &QueueRef<S::File>, cut: u6
     for f in &files {
         if f.first >= cut {
             match storage.remove_file(&f.path).await {
-                Err(e) if !gone(&e) => return Err(StoreError::io("remove", &f.path, e)),
+                Err(e) if !gone(&e) => return Err(StoreError::io(IoOp::Remove, &f.path, e)),
                 _ => removed = true,
             }
         } else if f.first + per > cut {
             let want = (cut - f.first) * crate::consume_queue::CQ_ENTRY_LEN as u64;
-            let len = f.file.len().await.map_err(|e| StoreError::io("stat", &f.path, e))?;
+            let len = f.file.len().await.map_err(|e| StoreError::io(IoOp::Stat, &f.path, e))?;
             if len > want {
-                f.file.set_len(want).await.map_err(|e| StoreError::io("truncate", &f.path, e))?;
-                f.file.sync_data().await.map_err(|e| StoreError::io("fdatasync", &f.path, e))?;
+                f.file.set_len(want).await.map_err(|e| StoreError::io(IoOp::Truncate, &f.path, e))?;
+                f.file.sync_data().await.map_err(|e| StoreError::io(IoOp::Fdatasync, &f.path, e))?;
             }
         }
     }
     if removed && storage.exists(&dir).await.unwrap_or(false) {
-        storage.sync_dir(&dir).await.map_err(|e| StoreError::io("sync dir", &dir, e))?;
+        storage.sync_dir(&dir).await.map_err(|e| StoreError::io(IoOp::SyncDir, &dir, e))?;
     }
     q.borrow_mut().files.retain(|f| f.first < cut);
     Ok(())
