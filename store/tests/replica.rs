@@ -3,102 +3,16 @@
 //! consume queues and the same client offsets on the replica; what the replica acknowledges
 //! under SYNC_FLUSH survives a crash; a unit out of step or damaged changes nothing.
 
-use std::future::Future;
-use std::pin::Pin;
+mod replica_common;
 
-use ferromq_store::io::Storage;
 use ferromq_store::io::mem::{CrashOdds, MemStorage};
-use ferromq_store::record::{self, MessageInput, Properties};
 use ferromq_store::test_support::block_on;
-use ferromq_store::{
-    ClientPhysicalOffset, FlushMode, PullStatus, QueueOffset, ReplicaFramer, ReplicaUnit, Store, StoreConfig, StoreError, TagFilter,
-};
+use ferromq_store::{FlushMode, ReplicaFramer, ReplicaUnit, Store, StoreError};
+use replica_common::*;
 
-type AckFuture = Pin<Box<dyn Future<Output = ferromq_store::Result<()>>>>;
-
-fn msg(topic: &str, q: u32, body: String) -> MessageInput {
-    let mut p = Properties::new();
-    p.insert("KEYS", &body);
-    MessageInput::simple(topic, q, body.into_bytes(), &p)
-}
-
-fn master_cfg() -> StoreConfig {
-    StoreConfig::test_min("/m")
-}
-
-fn replica_cfg(mode: FlushMode) -> StoreConfig {
-    StoreConfig { replica: true, flush_mode: mode, ..StoreConfig::test_min("/r") }
-}
-
-/// Bodies of various sizes, so that batches and segments (4 KiB) end at varied places.
-async fn produce<S: Storage>(master: &Store<S>, from: usize, to: usize) -> Vec<ClientPhysicalOffset> {
-    let mut offsets = Vec::new();
-    for i in from..to {
-        let topic = ["A", "B", "C"][i % 3];
-        let body = format!("m{i}-{}", "x".repeat((i * 37) % 300));
-        let r = master.append(vec![msg(topic, (i % 2) as u32, body)]).await.unwrap();
-        offsets.push(r.client_offset);
-    }
-    offsets
-}
-
-/// What a sender and a follower do between them: read what the master has written from the
-/// framer's position in chunks of the given sizes (cycled), frame, append; then wait for every
-/// acknowledgement. Returns the units taken.
-async fn copy<S: Storage, R: Storage>(master: &Store<S>, replica: &Store<R>, framer: &mut ReplicaFramer, chunks: &[u32]) -> Vec<ReplicaUnit> {
-    let mut units = Vec::new();
-    let mut acks: Vec<AckFuture> = Vec::new();
-    let mut i = 0;
-    loop {
-        let at = framer.next_offset();
-        let Some(bytes) = master.replication_bytes(at, chunks[i % chunks.len()]).await.unwrap() else { break };
-        i += 1;
-        framer.push(at, &bytes).unwrap();
-        while let Some((start, unit)) = framer.next_unit().unwrap() {
-            let (kind, ack) = replica.append_replica(start, unit).await.unwrap();
-            units.push(kind);
-            acks.push(Box::pin(ack));
-        }
-    }
-    for ack in acks {
-        ack.await.unwrap();
-    }
-    units
-}
-
-async fn bodies<S: Storage>(store: &Store<S>, topic: &str, q: u32) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut off = store.queue_offsets(topic, q).0.0;
-    loop {
-        let r = store.get_message(topic, q, QueueOffset(off), 32, &TagFilter::All).await.unwrap();
-        if r.status != PullStatus::Found {
-            return out;
-        }
-        for range in &r.ranges {
-            for rec in record::decode_body_strict(&store.read_range(*range).await.unwrap()).unwrap() {
-                out.push(String::from_utf8(rec.body.to_vec()).unwrap());
-            }
-        }
-        off = r.next_begin_offset.0;
-    }
-}
-
-/// Every queue of the master holds the same records at the same queue offsets on the replica.
-async fn assert_same_queues<S: Storage, R: Storage>(master: &Store<S>, replica: &Store<R>, when: &str) {
-    replica.wait_dispatched().await.unwrap();
-    for topic in ["A", "B", "C"] {
-        for q in 0..2 {
-            assert_eq!(master.queue_offsets(topic, q), replica.queue_offsets(topic, q), "{when}: offsets of {topic}:{q}");
-            assert_eq!(bodies(master, topic, q).await, bodies(replica, topic, q).await, "{when}: records of {topic}:{q}");
-        }
-    }
-}
-
-fn segment_files(mem: &MemStorage, root: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = std::path::Path::new(root).join("commitlog");
-    let mut names = block_on(mem.list_dir(&dir)).unwrap();
-    names.sort();
-    names.into_iter().map(|n| (n.clone(), mem.file_bytes(&dir.join(&n)).unwrap())).collect()
+/// The bodies of a queue's messages, in queue order.
+async fn bodies<S: ferromq_store::io::Storage>(store: &Store<S>, topic: &str, q: u32) -> Vec<String> {
+    records(store, topic, q).await.into_iter().map(|(_, body)| body).collect()
 }
 
 #[test]
@@ -111,7 +25,7 @@ fn replica_copies_the_master_byte_for_byte_and_keeps_what_it_acknowledged() {
         let offsets = produce(&master, 0, 60).await;
         let mut framer = ReplicaFramer::new(replica.replica_next_offset(), 4096);
         // Network-sized cuts of every kind: 1 byte, odd sizes, whole 32 KiB transfer units.
-        let units = copy(&master, &replica, &mut framer, &[1, 7, 333, 32 * 1024, 5, 1000]).await;
+        let units: Vec<ReplicaUnit> = copy(&master, &replica, &mut framer, &[1, 7, 333, 32 * 1024, 5, 1000]).await.into_iter().map(|(_, kind)| kind).collect();
         assert!(units.contains(&ReplicaUnit::SegmentEnd), "the test must roll segments: {units:?}");
         assert_eq!(replica.replica_next_offset(), master.written_offset().0);
         assert_eq!(replica.replica_acked_offset(), master.written_offset().0, "SYNC_FLUSH replica: acknowledged = durable");
@@ -281,7 +195,7 @@ fn a_sync_replica_group_commits_the_batches_it_takes() {
         let syncs_before = mem_r.sync_count();
         let mut framer = ReplicaFramer::new(0, 4096);
         let units = copy(&master, &replica, &mut framer, &[64 * 1024]).await;
-        let batches = units.iter().filter(|u| matches!(u, ReplicaUnit::Batch { .. })).count();
+        let batches = units.iter().filter(|(_, u)| matches!(u, ReplicaUnit::Batch { .. })).count();
         let syncs = mem_r.sync_count() - syncs_before;
         assert!(batches >= 50, "{batches} batches");
         assert!(syncs * 5 < batches as u64, "{syncs} fdatasyncs for {batches} batches taken together: no group commit");
