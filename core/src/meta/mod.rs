@@ -15,6 +15,7 @@
 
 pub mod delay_offsets;
 pub mod groups;
+pub mod journal;
 pub mod json;
 pub mod offsets;
 pub mod persist;
