@@ -33,7 +33,7 @@ use ferromq_store::TagFilter;
 use tracing::{error, info, warn};
 
 use super::command::{Command, GroupOffsets, OffsetKey, RetryGroup};
-use super::handle::{ControlHandle, ControlView, ReadBrokers, ShardEvent, SubscriptionFilter};
+use super::handle::{ControlHandle, ControlView, ReadBrokers, ShardEvent, SubscriptionFilter, TopicViews};
 use super::writer::{FileWrite, MetaFile, MetaWriter, WriteFaults, WriteJob, WriteOutcome};
 use crate::clients::consumers::ConsumerManager;
 use crate::clients::heartbeat::{HeartbeatData, SubscriptionData};
@@ -135,6 +135,8 @@ pub struct ControlPlane {
     locks: LockTable,
     /// The topic configs of the last view, reused while unchanged.
     topic_views: HashMap<Arc<str>, Arc<TopicConfig>>,
+    /// The last view's topics, updated per changed topic (shares its shards with the view).
+    published_topics: TopicViews,
     view_version: u64,
     /// One sender per shard, for [`ShardEvent`]s.
     shard_events: Vec<async_channel::Sender<ShardEvent>>,
@@ -224,6 +226,7 @@ impl ControlPlane {
             delay_offsets,
             locks: LockTable::default(),
             topic_views: HashMap::new(),
+            published_topics: TopicViews::default(),
             view_version: 0,
             shard_events,
             groups_version: DataVersion::default(),
@@ -786,14 +789,16 @@ impl ControlPlane {
             for name in &changes.names {
                 match self.topics.get(name).cloned() {
                     Some(config) => {
-                        self.topic_arc(config);
+                        let arc = self.topic_arc(config);
+                        self.published_topics.insert(Arc::from(name.as_str()), arc);
                     }
                     None => {
                         self.topic_views.remove(name.as_str());
+                        self.published_topics.remove(name);
                     }
                 }
             }
-            self.topic_views.clone()
+            self.published_topics.clone()
         } else if topics_changed || self.view_version == 0 {
             let mut next = HashMap::with_capacity(self.topics.len());
             for config in self.topics.iter() {
@@ -804,8 +809,9 @@ impl ControlPlane {
                 };
                 next.insert(name, arc);
             }
-            self.topic_views = next.clone();
-            next
+            self.published_topics = TopicViews::from_map(&next);
+            self.topic_views = next;
+            self.published_topics.clone()
         } else {
             previous.topics.clone()
         };
