@@ -151,13 +151,13 @@ pub fn read_journal(path: &Path, file_crc: u32) -> Result<Replay, PersistError> 
         // (a crash after the file grew but before the data landed), is a torn tail.
         let torn = |end_checked: bool| end_checked || rest.iter().all(|b| *b == 0);
         let header = rest.get(..HEADER_BYTES);
-        let len = header.and_then(|h| h.get(..4)).map(|l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize);
+        let len = header.and_then(|h| h.first_chunk::<4>()).map(|l| u32::from_le_bytes(*l) as usize);
         let body = len.and_then(|len| rest.get(HEADER_BYTES..HEADER_BYTES + len));
         let (Some(header), Some(body)) = (header, body) else {
             replay.torn_bytes = rest.len() as u64;
             break;
         };
-        let stored = header.get(4..8).map_or(0, |c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+        let stored = header.last_chunk::<4>().map_or(0, |c| u32::from_le_bytes(*c));
         let record_end = offset + HEADER_BYTES + body.len();
         if body.is_empty() || crc32c::crc32c(body) != stored {
             if torn(record_end == bytes.len()) {
