@@ -150,6 +150,9 @@ pub fn read_journal(path: &Path, file_crc: u32) -> Result<Replay, PersistError> 
         // A record cut short by the end of the file, or one whose bytes are all zeros up to it
         // (a crash after the file grew but before the data landed), is a torn tail.
         let torn = |end_checked: bool| end_checked || rest.iter().all(|b| *b == 0);
+        // Limit: a length field damaged in the middle of the journal makes its record run past
+        // the end, which reads as a torn tail; the bytes ignored are logged at WARN with the
+        // journal's name (`load_journal`), so even that is not silent.
         let header = rest.get(..HEADER_BYTES);
         let len = header.and_then(|h| h.first_chunk::<4>()).map(|l| u32::from_le_bytes(*l) as usize);
         let body = len.and_then(|len| rest.get(HEADER_BYTES..HEADER_BYTES + len));
