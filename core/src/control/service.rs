@@ -89,20 +89,24 @@ pub async fn run(
     let plane = Rc::new(RefCell::new(plane));
     let registrar = Rc::new(Registrar::new(namesrv_addrs, register_timeout));
     let register_now = Rc::new(Event::new());
+    // Fired by batches that changed topics: a round at most every REGISTER_AFTER_CHANGE_PAUSE
+    // (`register_now`, fired by a slave's sync to learn its master again, is never paused).
+    let register_after_change = Rc::new(Event::new());
     // A slave: fired when registration learns a new master address (the sync starts at once).
     let master_learned = Rc::new(Event::new());
     let handle = plane.borrow().handle().clone();
 
     let registration = compio::runtime::spawn({
-        let (plane, registrar, register_now, master_learned, handle) =
-            (plane.clone(), registrar.clone(), register_now.clone(), master_learned.clone(), handle.clone());
+        let (plane, registrar, register_now, register_after_change, master_learned, handle) =
+            (plane.clone(), registrar.clone(), register_now.clone(), register_after_change.clone(), master_learned.clone(), handle.clone());
         async move {
-            let mut forced = true;
+            let (mut forced, mut paused) = (true, false);
             let mut last_round: Option<std::time::Instant> = None;
             loop {
                 // Listen first, so a change during a registration round triggers the next.
                 let changed = register_now.listen();
-                if forced && let Some(last) = last_round {
+                let topics_changed = register_after_change.listen();
+                if paused && let Some(last) = last_round {
                     let due = last + REGISTER_AFTER_CHANGE_PAUSE;
                     let now = std::time::Instant::now();
                     if due > now {
@@ -121,9 +125,10 @@ pub async fn run(
                 if let Some(first_round) = registered.take() {
                     let _ = first_round.send(());
                 }
-                forced = futures_util::select_biased! {
-                    () = changed.fuse() => true,
-                    () = compio::time::sleep(register_period).fuse() => false,
+                (forced, paused) = futures_util::select_biased! {
+                    () = changed.fuse() => (true, false),
+                    () = topics_changed.fuse() => (true, true),
+                    () = compio::time::sleep(register_period).fuse() => (false, false),
                 };
             }
         }
@@ -184,7 +189,7 @@ pub async fn run(
             topics_changed
         };
         if topics_changed {
-            register_now.notify(1);
+            register_after_change.notify(1);
         }
     }
 
