@@ -426,6 +426,36 @@ mod tests {
     }
 
     #[test]
+    fn a_group_table_replays_its_journal_too() {
+        use crate::meta::groups::SubscriptionGroupTable;
+        use crate::meta::persist::JournaledTable;
+        let dir = temp_dir("journal-groups");
+        let file = dir.join("subscriptionGroup.json");
+        let mut table = SubscriptionGroupTable::new(true);
+        let mut loaded = SubscriptionGroupTable::load(&file, true).unwrap();
+        load_journal(&file, &mut loaded).unwrap();
+        table.create_or_update_from_json(br#"{"groupName":"g_kept","retryMaxTimes":3}"#).unwrap();
+        table.create_or_update_from_json(br#"{"groupName":"g_gone"}"#).unwrap();
+        table.delete("g_gone");
+        let changes = table.take_changes();
+        assert!(!changes.whole);
+        let mut records = Vec::new();
+        for name in changes.names {
+            match table.entry_json(&name) {
+                Some(json) => encode_upsert(&mut records, &name, &json),
+                None => encode_delete(&mut records, &name),
+            }
+        }
+        encode_version(&mut records, &table.version_json());
+        append_journal(&journal_path(&file), &records).unwrap();
+        let mut loaded = SubscriptionGroupTable::load(&file, true).unwrap();
+        load_journal(&file, &mut loaded).unwrap();
+        assert_eq!(loaded.get("g_kept").map(|g| g.retry_max_times), Some(3));
+        assert!(loaded.get("g_gone").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_journal_for_another_file_body_is_stale_after_compaction() {
         let dir = temp_dir("journal-stale");
         let mut records = Vec::new();
