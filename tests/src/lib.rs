@@ -441,6 +441,58 @@ impl Drop for FakeBroker {
     }
 }
 
+/// A metadata table as persisted under `config_dir`: the file `name` (`topics.json`,
+/// `subscriptionGroup.json`; `{}` when absent) with its journal `<name>.journal` applied — read
+/// here independently of the broker's code, from the format documented in
+/// `core/src/meta/journal.rs`: records `[len u32 LE][crc32c u32 LE][kind][payload]`, the first a
+/// base record `B` holding the crc32c of the file body it applies to (else the journal is
+/// stale and ignored), then upserts `U` (name length u16 LE, name, entry JSON), deletes `D`
+/// (name) and data versions `V` (JSON). A torn last record is ignored; a bad checksum before
+/// the end panics.
+pub fn persisted_metadata(config_dir: &Path, name: &str) -> serde_json::Value {
+    let body = std::fs::read(config_dir.join(name)).unwrap_or_default();
+    let mut table: serde_json::Value = if body.is_empty() { serde_json::json!({}) } else { serde_json::from_slice(&body).expect("the metadata file is JSON") };
+    let key = if name.starts_with("topics") { "topicConfigTable" } else { "subscriptionGroupTable" };
+    if table.get(key).is_none() {
+        table[key] = serde_json::json!({});
+    }
+    let journal = std::fs::read(config_dir.join(format!("{name}.journal"))).unwrap_or_default();
+    let mut at = 0usize;
+    let mut first = true;
+    while journal.len() >= at + 8 {
+        let len = u32::from_le_bytes(journal[at..at + 4].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(journal[at + 4..at + 8].try_into().unwrap());
+        let Some(record) = journal.get(at + 8..at + 8 + len) else { break };
+        if record.is_empty() || crc32c::crc32c(record) != crc {
+            assert_eq!(at + 8 + len, journal.len(), "{name}.journal: damaged record at byte {at}");
+            break;
+        }
+        let (kind, payload) = (record[0], &record[1..]);
+        match kind {
+            b'B' if first => {
+                if u32::from_le_bytes(payload.try_into().expect("base record")) != crc32c::crc32c(&body) {
+                    break; // stale: the file was compacted after it
+                }
+            }
+            b'U' => {
+                let name_len = usize::from(u16::from_le_bytes([payload[0], payload[1]]));
+                let entry = std::str::from_utf8(&payload[2..2 + name_len]).expect("UTF-8 name");
+                table[key][entry] = serde_json::from_slice(&payload[2 + name_len..]).expect("entry JSON");
+            }
+            b'D' => {
+                if let Some(map) = table[key].as_object_mut() {
+                    map.remove(std::str::from_utf8(payload).expect("UTF-8 name"));
+                }
+            }
+            b'V' => table["dataVersion"] = serde_json::from_slice(payload).expect("version JSON"),
+            other => panic!("{name}.journal: unexpected record kind {other} at byte {at}"),
+        }
+        first = false;
+        at += 8 + len;
+    }
+    table
+}
+
 /// UPDATE_AND_CREATE_TOPIC (17): `topic` with `queues` read and write queues, read-write
 /// (perm 6).
 pub fn create_topic_request(topic: &str, queues: u32) -> RemotingCommand {

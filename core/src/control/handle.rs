@@ -43,7 +43,7 @@ pub struct ControlView {
     pub version: u64,
     /// The broker's permission bits (PERM_READ | PERM_WRITE …, §8.2).
     pub broker_permission: i32,
-    pub topics: HashMap<Arc<str>, Arc<TopicConfig>>,
+    pub topics: TopicViews,
     /// group → topic → the filter of the group's subscription (registered by heartbeats), or
     /// why its pulls are refused (an SQL92 subscription the broker does not serve).
     pub subscriptions: HashMap<String, HashMap<String, SubscriptionFilter>>,
@@ -56,6 +56,72 @@ pub struct ControlView {
     /// off, or `maxAutoCreatedSubscriptionGroups` / `maxAutoCreatedTopics` reached, with the
     /// counts); `None` when it would be.
     pub group_refusal: Option<Arc<str>>,
+}
+
+/// Shards of [`TopicViews`]: a change copies one shard's map, about 1/64 of the topics.
+const TOPIC_VIEW_SHARDS: usize = 64;
+
+/// The view's topics by name, split by name hash into [`TOPIC_VIEW_SHARDS`] maps that successive
+/// views share: publishing a view after a change copies only the changed topics' shards, not
+/// every topic (one whole-map copy per change, and its drop, were 53 % of the control thread's
+/// time per sequential creation at 20,000 topics).
+#[derive(Debug, Clone, Default)]
+pub struct TopicViews {
+    shards: Vec<Arc<HashMap<Arc<str>, Arc<TopicConfig>>>>,
+    len: usize,
+}
+
+impl TopicViews {
+    fn shard_of(name: &str) -> usize {
+        use std::hash::{Hash, Hasher};
+        // SipHash with fixed keys: the same shard for a name in every view.
+        let mut hasher = std::hash::DefaultHasher::new();
+        name.hash(&mut hasher);
+        (hasher.finish() % TOPIC_VIEW_SHARDS as u64) as usize
+    }
+
+    pub fn from_map(topics: &HashMap<Arc<str>, Arc<TopicConfig>>) -> TopicViews {
+        let mut shards = vec![HashMap::new(); TOPIC_VIEW_SHARDS];
+        for (name, config) in topics {
+            if let Some(shard) = shards.get_mut(Self::shard_of(name)) {
+                shard.insert(name.clone(), config.clone());
+            }
+        }
+        TopicViews { shards: shards.into_iter().map(Arc::new).collect(), len: topics.len() }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<TopicConfig>> {
+        self.shards.get(Self::shard_of(name))?.get(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Inserts or replaces a topic (copying its shard if an older view still shares it).
+    pub fn insert(&mut self, name: Arc<str>, config: Arc<TopicConfig>) {
+        if self.shards.is_empty() {
+            self.shards = vec![Arc::default(); TOPIC_VIEW_SHARDS];
+        }
+        if let Some(shard) = self.shards.get_mut(Self::shard_of(&name))
+            && Arc::make_mut(shard).insert(name, config).is_none()
+        {
+            self.len += 1;
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        if let Some(shard) = self.shards.get_mut(Self::shard_of(name))
+            && shard.contains_key(name)
+            && Arc::make_mut(shard).remove(name).is_some()
+        {
+            self.len -= 1;
+        }
+    }
 }
 
 impl ControlView {

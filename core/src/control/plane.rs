@@ -8,9 +8,12 @@
 //! and its side effects (a new view, a file write, a notification to a shard) are collected in
 //! a [`Batch`], and [`ControlPlane::finish`] carries them out once per batch of commands.
 //!
-//! Persistence of topics and groups is batched: `finish` serializes a snapshot of each changed
-//! table only when the metadata writer (`writer.rs`) is idle and hands it over; changes made
-//! while a write is in flight wait, coalesced, for the next one. An admin change
+//! Persistence of topics and groups is batched and journaled: `finish` serializes the changed
+//! entries of each table (journal records, `meta/journal.rs`) only when the metadata writer
+//! (`writer.rs`) is idle and hands them over; changes made while a write is in flight wait,
+//! coalesced, for the next one. The whole file is serialized only to compact the journal (once
+//! it outgrows the file, [`journal::compaction_due`]), after a failed write, for changes that
+//! are not per entry, and at stop — so a change costs O(1), not O(table). An admin change
 //! (UPDATE_AND_CREATE_TOPIC, DELETE_TOPIC_IN_BROKER, UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
 //! DELETE_SUBSCRIPTIONGROUP) is answered only once a write containing it is on disk — group
 //! commit, as the commit log does for messages; auto-creations (sends, heartbeats,
@@ -30,14 +33,16 @@ use ferromq_store::TagFilter;
 use tracing::{error, info, warn};
 
 use super::command::{Command, GroupOffsets, OffsetKey, RetryGroup};
-use super::handle::{ControlHandle, ControlView, ReadBrokers, ShardEvent, SubscriptionFilter};
-use super::writer::{MetaFile, MetaWriter, WriteJob, WriteOutcome};
+use super::handle::{ControlHandle, ControlView, ReadBrokers, ShardEvent, SubscriptionFilter, TopicViews};
+use super::writer::{FileWrite, MetaFile, MetaWriter, WriteFaults, WriteJob, WriteOutcome};
 use crate::clients::consumers::ConsumerManager;
 use crate::clients::heartbeat::{HeartbeatData, SubscriptionData};
 use crate::clients::locks::LockTable;
 use crate::clients::producers::ProducerManager;
 use crate::clients::{ChannelId, ClientInfo};
 use crate::error::{BrokerError, BrokerResult};
+use crate::meta::journal::{self, JournalSize};
+use crate::meta::persist::JournaledTable;
 use crate::meta::{DataVersion, PersistedTable};
 use crate::meta::groups::{GroupWrapper, SubscriptionGroupConfig, SubscriptionGroupTable};
 use crate::meta::delay_offsets::DelayOffsets;
@@ -130,6 +135,8 @@ pub struct ControlPlane {
     locks: LockTable,
     /// The topic configs of the last view, reused while unchanged.
     topic_views: HashMap<Arc<str>, Arc<TopicConfig>>,
+    /// The last view's topics, updated per changed topic (shares its shards with the view).
+    published_topics: TopicViews,
     view_version: u64,
     /// One sender per shard, for [`ShardEvent`]s.
     shard_events: Vec<async_channel::Sender<ShardEvent>>,
@@ -153,6 +160,13 @@ struct Persistence {
     waiting: Vec<Answer>,
     /// Answers whose change is in the write in flight.
     in_write: Vec<Answer>,
+    /// The journal sizes of `topics.json` and `subscriptionGroup.json` as on disk.
+    topics_journal: JournalSize,
+    groups_journal: JournalSize,
+    /// The sizes each file of the write in flight will have once written.
+    in_write_sizes: Vec<(MetaFile, JournalSize)>,
+    /// The tests' fault seam (no failures in production).
+    faults: WriteFaults,
 }
 
 /// Rate-limits the WARN line of refused auto-creations.
@@ -194,9 +208,13 @@ impl ControlPlane {
         let topics = TopicConfigTable::load(&config_dir.join(TOPICS_FILE), settings).map_err(|e| load_error(TOPICS_FILE, &e))?;
         let offsets = ConsumerOffsets::load(&config_dir.join(OFFSETS_FILE)).map_err(|e| load_error(OFFSETS_FILE, &e))?;
         let delay_offsets = DelayOffsets::load(&config_dir.join(DELAY_OFFSETS_FILE)).map_err(|e| load_error(DELAY_OFFSETS_FILE, &e))?;
-        let groups = SubscriptionGroupTable::load(&config_dir.join(GROUPS_FILE), config.topics.auto_create_subscription_group)
+        let mut groups = SubscriptionGroupTable::load(&config_dir.join(GROUPS_FILE), config.topics.auto_create_subscription_group)
             .map_err(|e| load_error(GROUPS_FILE, &e))?;
-        let writer = MetaWriter::spawn(handle.metadata_file_writes.clone())?;
+        let mut topics = topics;
+        let topics_journal = journal::load_journal(&config_dir.join(TOPICS_FILE), &mut topics).map_err(|e| load_error(TOPICS_FILE, &e))?;
+        let groups_journal = journal::load_journal(&config_dir.join(GROUPS_FILE), &mut groups).map_err(|e| load_error(GROUPS_FILE, &e))?;
+        let faults = WriteFaults::from_env();
+        let writer = MetaWriter::spawn(handle.metadata_file_writes.clone(), faults.clone())?;
         let mut plane = ControlPlane {
             handle,
             config_dir,
@@ -208,10 +226,20 @@ impl ControlPlane {
             delay_offsets,
             locks: LockTable::default(),
             topic_views: HashMap::new(),
+            published_topics: TopicViews::default(),
             view_version: 0,
             shard_events,
             groups_version: DataVersion::default(),
-            persistence: Persistence { writer, in_flight: false, waiting: Vec::new(), in_write: Vec::new() },
+            persistence: Persistence {
+                writer,
+                in_flight: false,
+                waiting: Vec::new(),
+                in_write: Vec::new(),
+                topics_journal,
+                groups_journal,
+                in_write_sizes: Vec::new(),
+                faults,
+            },
             refusals: RefusalLog::default(),
             local_commits: HashMap::new(),
         };
@@ -388,16 +416,49 @@ impl ControlPlane {
         self.persistence.writer.completions()
     }
 
-    /// The dirty tables' files as one write job (clearing the dirty flags).
+    /// The dirty tables' writes as one job (clearing the dirty flags and change sets); the
+    /// sizes each file will have once written go to `in_write_sizes`.
     fn snapshot(&mut self) -> WriteJob {
         let mut job = Vec::new();
-        if let Some(bytes) = self.topics.snapshot_if_dirty() {
-            job.push((MetaFile::Topics, self.config_dir.join(TOPICS_FILE), bytes));
+        self.persistence.in_write_sizes.clear();
+        if let Some((write, size)) = table_write(&mut self.topics, self.persistence.topics_journal) {
+            job.push((MetaFile::Topics, self.config_dir.join(TOPICS_FILE), write));
+            self.persistence.in_write_sizes.push((MetaFile::Topics, size));
         }
-        if let Some(bytes) = self.groups.snapshot_if_dirty() {
-            job.push((MetaFile::Groups, self.config_dir.join(GROUPS_FILE), bytes));
+        if let Some((write, size)) = table_write(&mut self.groups, self.persistence.groups_journal) {
+            job.push((MetaFile::Groups, self.config_dir.join(GROUPS_FILE), write));
+            self.persistence.in_write_sizes.push((MetaFile::Groups, size));
         }
         job
+    }
+
+    /// A table whose write failed: dirty again, and written whole next time — its journal
+    /// records are gone from the change set, and a whole-file write also resets a journal the
+    /// failure may have left in doubt.
+    fn write_failed(&mut self, file: MetaFile) {
+        match file {
+            MetaFile::Topics => {
+                self.topics.mark_dirty();
+                self.topics.changes_mut().whole();
+            }
+            MetaFile::Groups => {
+                self.groups.mark_dirty();
+                self.groups.changes_mut().whole();
+            }
+        }
+    }
+
+    /// The written files' new journal sizes (those not in `failed`).
+    fn note_written(&mut self, failed: &WriteOutcome) {
+        for (file, size) in std::mem::take(&mut self.persistence.in_write_sizes) {
+            if failed.contains(&file) {
+                continue;
+            }
+            match file {
+                MetaFile::Topics => self.persistence.topics_journal = size,
+                MetaFile::Groups => self.persistence.groups_journal = size,
+            }
+        }
     }
 
     /// If the writer is idle: hands it the changed files, and the answers waiting for them
@@ -421,7 +482,7 @@ impl ControlPlane {
             }
             Err(job) => {
                 // The writer is gone (it only stops at shutdown): write here.
-                let failed = super::writer::write_job(job, &self.handle.metadata_file_writes);
+                let failed = super::writer::write_job(job, &self.handle.metadata_file_writes, &self.persistence.faults);
                 self.persistence.in_write = std::mem::take(&mut self.persistence.waiting);
                 self.persistence.in_flight = true;
                 self.write_finished(failed);
@@ -435,11 +496,9 @@ impl ControlPlane {
     /// something failed (the caller retries after a pause; the next batch retries too).
     pub fn write_finished(&mut self, failed: WriteOutcome) -> bool {
         self.persistence.in_flight = false;
+        self.note_written(&failed);
         for file in &failed {
-            match file {
-                MetaFile::Topics => self.topics.mark_dirty(),
-                MetaFile::Groups => self.groups.mark_dirty(),
-            }
+            self.write_failed(*file);
         }
         let in_write = std::mem::take(&mut self.persistence.in_write);
         if failed.is_empty() {
@@ -462,19 +521,27 @@ impl ControlPlane {
         if self.persistence.in_flight {
             let outcome = self.persistence.writer.completions().recv_blocking().unwrap_or_default();
             self.persistence.in_flight = false;
+            self.note_written(&outcome);
             for file in &outcome {
-                match file {
-                    MetaFile::Topics => self.topics.mark_dirty(),
-                    MetaFile::Groups => self.groups.mark_dirty(),
-                }
+                self.write_failed(*file);
             }
             let in_write = std::mem::take(&mut self.persistence.in_write);
             let later = std::mem::replace(&mut self.persistence.waiting, in_write);
             self.persistence.waiting.extend(later);
         }
         self.persistence.writer.stop();
+        // A clean stop leaves each file complete and its journal empty (a compaction), so that
+        // the files alone hold the tables, as the Java broker's tools expect.
+        if self.persistence.topics_journal.journal_bytes > journal::BASE_RECORD_BYTES || self.topics.is_dirty() {
+            self.topics.mark_dirty();
+            self.topics.changes_mut().whole();
+        }
+        if self.persistence.groups_journal.journal_bytes > journal::BASE_RECORD_BYTES || self.groups.is_dirty() {
+            self.groups.mark_dirty();
+            self.groups.changes_mut().whole();
+        }
         let job = self.snapshot();
-        let failed = super::writer::write_job(job, &self.handle.metadata_file_writes);
+        let failed = super::writer::write_job(job, &self.handle.metadata_file_writes, &self.persistence.faults);
         if !failed.is_empty() {
             error!(files = ?failed, "metadata not persisted at stop: the changes since the last write are lost");
         }
@@ -712,7 +779,27 @@ impl ControlPlane {
     /// Builds and publishes a new view; unchanged topic configs keep their `Arc`.
     fn publish(&mut self, topics_changed: bool, subscriptions_changed: bool) {
         let previous = self.handle.view();
-        let topics = if topics_changed || self.view_version == 0 {
+        let changes = self.topics.take_view_changes();
+        // A change the batch did not flag still reaches the view.
+        let topics_changed = topics_changed || changes.whole || !changes.names.is_empty();
+        let topics = if self.view_version > 0 && !changes.whole && topics_changed {
+            // Only the changed topics: a change costs O(changed) here plus the map's copy (a
+            // rebuild compared and hashed every topic: 25 % of the control thread's time per
+            // sequential creation at 3,000 topics).
+            for name in &changes.names {
+                match self.topics.get(name).cloned() {
+                    Some(config) => {
+                        let arc = self.topic_arc(config);
+                        self.published_topics.insert(Arc::from(name.as_str()), arc);
+                    }
+                    None => {
+                        self.topic_views.remove(name.as_str());
+                        self.published_topics.remove(name);
+                    }
+                }
+            }
+            self.published_topics.clone()
+        } else if topics_changed || self.view_version == 0 {
             let mut next = HashMap::with_capacity(self.topics.len());
             for config in self.topics.iter() {
                 let reused = self.topic_views.get_key_value(config.topic_name.as_str()).filter(|(_, old)| ***old == *config);
@@ -722,8 +809,9 @@ impl ControlPlane {
                 };
                 next.insert(name, arc);
             }
-            self.topic_views = next.clone();
-            next
+            self.published_topics = TopicViews::from_map(&next);
+            self.topic_views = next;
+            self.published_topics.clone()
         } else {
             previous.topics.clone()
         };
@@ -929,6 +1017,33 @@ fn filter_of(subscription: &SubscriptionData, sql_enabled: bool) -> Result<TagFi
         return Ok(TagFilter::All);
     }
     Ok(TagFilter::Codes(subscription.code_set.iter().copied().collect()))
+}
+
+/// What to write for a journaled table, if it changed (clearing its dirty flag and change set),
+/// and the sizes its file and journal will have once written: the changed entries as journal
+/// records (upserts, deletes, and the data version), or the whole body when the change is not
+/// per entry or the journal is due for compaction.
+fn table_write<T: JournaledTable>(table: &mut T, size: JournalSize) -> Option<(FileWrite, JournalSize)> {
+    if !table.is_dirty() {
+        return None;
+    }
+    table.set_dirty(false);
+    let changes = table.take_changes();
+    if changes.whole || journal::compaction_due(size.journal_bytes, size.file_bytes) {
+        let body = table.file_json();
+        let size = JournalSize { journal_bytes: journal::BASE_RECORD_BYTES, file_bytes: body.len() as u64 };
+        return Some((FileWrite::Whole(body), size));
+    }
+    let mut records = Vec::with_capacity(changes.names.len() * 256 + 64);
+    for name in &changes.names {
+        match table.entry_json(name) {
+            Some(json) => journal::encode_upsert(&mut records, name, &json),
+            None => journal::encode_delete(&mut records, name),
+        }
+    }
+    journal::encode_version(&mut records, &table.version_json());
+    let size = JournalSize { journal_bytes: size.journal_bytes + records.len() as u64, ..size };
+    Some((FileWrite::Append(records), size))
 }
 
 /// Writes one table's file if it changed; on failure it stays dirty and the next batch or

@@ -15,7 +15,7 @@ use super::json::{
     write_bool, write_key, write_num, write_str, write_str_map,
 };
 use super::topics::MAX_QUEUE_NUMS;
-use super::persist::{NameError, PersistError, PersistedTable, overlay_config_file, validate_name};
+use super::persist::{ChangeSet, JournaledTable, NameError, PersistError, PersistedTable, overlay_config_file, validate_name};
 use ferromq_net::wire::DataVersion;
 
 /// Longest group name accepted. Java brokers before 5.3.3 set no broker-side limit and the Java
@@ -213,6 +213,8 @@ pub struct SubscriptionGroupTable {
     forbidden: BTreeMap<String, BTreeMap<String, i32>>,
     data_version: DataVersion,
     dirty: bool,
+    /// What changed since the last write, for the journal (`journal.rs`).
+    changes: ChangeSet,
 }
 
 impl SubscriptionGroupTable {
@@ -228,6 +230,7 @@ impl SubscriptionGroupTable {
             forbidden: BTreeMap::new(),
             data_version: DataVersion::new(),
             dirty: false,
+            changes: ChangeSet::default(),
         }
     }
 
@@ -283,7 +286,7 @@ impl SubscriptionGroupTable {
         let config = SubscriptionGroupConfig::new(group);
         config.validate()?;
         self.groups.insert(group.to_owned(), config.clone());
-        self.changed();
+        self.changed(Some(group));
         Ok(Some((config, true)))
     }
 
@@ -296,8 +299,9 @@ impl SubscriptionGroupTable {
         if self.groups.get(&config.group_name) == Some(&config) {
             return Ok(false);
         }
+        let name = config.group_name.clone();
         self.groups.insert(config.group_name.clone(), config);
-        self.changed();
+        self.changed(Some(&name));
         Ok(true)
     }
 
@@ -321,15 +325,23 @@ impl SubscriptionGroupTable {
     pub fn delete(&mut self, group: &str) -> Option<SubscriptionGroupConfig> {
         let removed = self.groups.remove(group);
         let forbidden = self.forbidden.remove(group).is_some();
-        if removed.is_some() || forbidden {
-            self.changed();
+        if forbidden {
+            // The journal holds groups only: a forbidden-table change rewrites the whole file.
+            self.changed(None);
+        } else if removed.is_some() {
+            self.changed(Some(group));
         }
         removed
     }
 
-    fn changed(&mut self) {
+    /// A change of the group `name` (`None`: of more than its entry, written as a whole file).
+    fn changed(&mut self, name: Option<&str>) {
         self.data_version.bump();
         self.dirty = true;
+        match name {
+            Some(name) => self.changes.entry(name),
+            None => self.changes.whole(),
+        }
     }
 
     /// `{"dataVersion":{..},"forbiddenTable":{..},"subscriptionGroupTable":{..}}` — the
@@ -395,6 +407,7 @@ impl SubscriptionGroupTable {
         self.forbidden = master.forbidden;
         self.data_version = version;
         self.dirty = true;
+        self.changes.whole();
         true
     }
 }
@@ -451,6 +464,29 @@ impl GroupWrapper {
             }
         }
         Ok(parsed)
+    }
+}
+
+impl JournaledTable for SubscriptionGroupTable {
+    fn changes_mut(&mut self) -> &mut ChangeSet {
+        &mut self.changes
+    }
+    fn entry_json(&self, name: &str) -> Option<Vec<u8>> {
+        Some(self.groups.get(name)?.to_json())
+    }
+    fn version_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        self.data_version.write_json(&mut out);
+        out
+    }
+    fn apply_journal(&mut self, changes: super::journal::JournalChanges) -> Result<Vec<String>, String> {
+        let warnings = self.merge_wrapper_json(&super::persist::journal_wrapper("subscriptionGroupTable", &changes))?;
+        for (name, entry) in &changes.entries {
+            if entry.is_none() {
+                self.groups.remove(name);
+            }
+        }
+        Ok(warnings)
     }
 }
 

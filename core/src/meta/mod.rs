@@ -3,18 +3,22 @@
 //! offsets (`offsets.rs`, `consumerOffset.json`) and delayed-delivery progress
 //! (`delay_offsets.rs`, `delayOffset.json`), in the Java broker's file formats
 //! (PROTOCOL.md §6.6), plus what they share: [`DataVersion`], the atomic file writer
-//! ([`write_atomic`], `persist.rs`) and fastjson helpers (`json.rs`).
+//! ([`write_atomic`], `persist.rs`), the journal beside `topics.json` and
+//! `subscriptionGroup.json` (`journal.rs`) and fastjson helpers (`json.rs`).
 //!
 //! Ownership: one instance of each table per broker, owned by the control thread
 //! (`control/plane.rs`), which alone decides what is written: it writes the offset files
-//! itself and hands `topics.json` / `subscriptionGroup.json` snapshots to its metadata-writer
-//! thread (`control/writer.rs`); every type here is plain data. Nothing here does
-//! network I/O or async; file I/O happens only in the explicit `load`/`persist` calls.
+//! itself and hands journal records (or, to compact, whole bodies) of `topics.json` /
+//! `subscriptionGroup.json` to its metadata-writer thread (`control/writer.rs`); every type
+//! here is plain data. Nothing here does network I/O or async; file I/O happens only in the
+//! explicit `load`/`persist` calls and the journal's functions (called at load and by the
+//! writer).
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 pub mod delay_offsets;
 pub mod groups;
+pub mod journal;
 pub mod json;
 pub mod offsets;
 pub mod persist;

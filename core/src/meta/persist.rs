@@ -73,6 +73,72 @@ pub trait PersistedTable {
     }
 }
 
+/// What changed in a journaled table since its last write: the names of the changed entries
+/// (each written to the journal as its current state, or as a delete), or `whole` when a
+/// change is not expressible per entry (a slave's copy of its master, order flags from the name
+/// server, a group's forbidden table) and the whole file must be rewritten.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ChangeSet {
+    pub names: std::collections::BTreeSet<String>,
+    pub whole: bool,
+}
+
+impl ChangeSet {
+    pub fn entry(&mut self, name: &str) {
+        if !self.whole {
+            self.names.insert(name.to_owned());
+        }
+    }
+
+    pub fn whole(&mut self) {
+        self.whole = true;
+        self.names.clear();
+    }
+}
+
+/// A [`PersistedTable`] whose changes can go to a journal (`journal.rs`) instead of a
+/// whole-file rewrite: `topics.json`, `subscriptionGroup.json`.
+pub trait JournaledTable: PersistedTable {
+    fn changes_mut(&mut self) -> &mut ChangeSet;
+    /// The entry `name` as it appears in the file (its JSON object), or `None` if absent.
+    fn entry_json(&self, name: &str) -> Option<Vec<u8>>;
+    /// The table's `dataVersion` object.
+    fn version_json(&self) -> Vec<u8>;
+    /// Applies a journal's changes at load; returns one warning per entry skipped.
+    fn apply_journal(&mut self, changes: crate::meta::journal::JournalChanges) -> Result<Vec<String>, String>;
+
+    /// The changes since the last call, cleared.
+    fn take_changes(&mut self) -> ChangeSet {
+        std::mem::take(self.changes_mut())
+    }
+}
+
+/// `{"dataVersion":V,"<table_key>":{name: json, ...}}` of a journal's upserts, for a table's
+/// own wrapper parser.
+pub fn journal_wrapper(table_key: &str, changes: &crate::meta::journal::JournalChanges) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.push(b'{');
+    if let Some(version) = &changes.version {
+        out.extend_from_slice(b"\"dataVersion\":");
+        out.extend_from_slice(version);
+        out.push(b',');
+    }
+    ferromq_net::fastjson::write_key(&mut out, table_key);
+    out.push(b'{');
+    let mut first = true;
+    for (name, json) in &changes.entries {
+        let Some(json) = json else { continue };
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        ferromq_net::fastjson::write_key(&mut out, name);
+        out.extend_from_slice(json);
+    }
+    out.extend_from_slice(b"}}");
+    out
+}
+
 /// Loads a metadata table: `table` (the defaults) overlaid with the file at `path` (or its
 /// Java `.bak`) by `merge`, which returns one warning per entry it skipped; the warnings are
 /// logged. Missing file = `table` as it is; corrupt file = error naming it.

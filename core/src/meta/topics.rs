@@ -13,7 +13,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::json::{parse_object_tolerant, write_key};
-use super::persist::{NameError, PersistError, PersistedTable, overlay_config_file, validate_name};
+use super::persist::{ChangeSet, JournaledTable, NameError, PersistError, PersistedTable, overlay_config_file, validate_name};
 use ferromq_net::wire::DataVersion;
 
 pub use ferromq_net::wire::{
@@ -198,6 +198,11 @@ pub struct TopicConfigTable {
     system_topics: BTreeSet<String>,
     data_version: DataVersion,
     dirty: bool,
+    /// What changed since the last write, for the journal (`journal.rs`).
+    changes: ChangeSet,
+    /// What changed since the last view was built (`ControlPlane::publish`), so that a change
+    /// updates the view's map instead of rebuilding it from every topic.
+    view_changes: ChangeSet,
 }
 
 impl TopicConfigTable {
@@ -263,6 +268,8 @@ impl TopicConfigTable {
             system_topics,
             data_version: DataVersion::new(),
             dirty: false,
+            changes: ChangeSet::default(),
+            view_changes: ChangeSet::default(),
         }
     }
 
@@ -334,8 +341,9 @@ impl TopicConfigTable {
         if self.topics.get(&config.topic_name) == Some(&config) {
             return Ok(false);
         }
+        let name = config.topic_name.clone();
         self.topics.insert(config.topic_name.clone(), config);
-        self.changed();
+        self.changed(Some(&name));
         Ok(true)
     }
 
@@ -343,7 +351,7 @@ impl TopicConfigTable {
     pub fn delete(&mut self, topic: &str) -> Option<TopicConfig> {
         let removed = self.topics.remove(topic);
         if removed.is_some() {
-            self.changed();
+            self.changed(Some(topic));
         }
         removed
     }
@@ -398,7 +406,7 @@ impl TopicConfigTable {
             ..TopicConfig::with_queues(topic, queue_nums, queue_nums, template_perm & !PERM_INHERIT)
         };
         self.topics.insert(topic.to_owned(), config.clone());
-        self.changed();
+        self.changed(Some(topic));
         Ok(Ensured {
             config,
             created: true,
@@ -429,7 +437,7 @@ impl TopicConfigTable {
         };
         validate_topic(&config, MAX_GROUP_TOPIC_NAME_LEN)?;
         self.topics.insert(topic.to_owned(), config.clone());
-        self.changed();
+        self.changed(Some(topic));
         Ok(Ensured {
             config,
             created: true,
@@ -466,9 +474,15 @@ impl TopicConfigTable {
             }
         }
         if changed {
-            self.changed();
+            // Rare (the name server's order table moved): the whole file is rewritten.
+            self.changed(None);
         }
         changed
+    }
+
+    /// The topics changed since the last call (names, or `whole` for any number), cleared.
+    pub fn take_view_changes(&mut self) -> ChangeSet {
+        std::mem::take(&mut self.view_changes)
     }
 
     /// Whether `topic` is an order topic.
@@ -476,9 +490,20 @@ impl TopicConfigTable {
         self.topics.get(topic).is_some_and(|t| t.order)
     }
 
-    fn changed(&mut self) {
+    /// A change of the topic `name` (`None`: of many at once, written as a whole file).
+    fn changed(&mut self, name: Option<&str>) {
         self.data_version.bump();
         self.dirty = true;
+        match name {
+            Some(name) => {
+                self.changes.entry(name);
+                self.view_changes.entry(name);
+            }
+            None => {
+                self.changes.whole();
+                self.view_changes.whole();
+            }
+        }
     }
 
     /// The REGISTER_BROKER body (§2.6) with every topic, as a 5.x Java broker sends it:
@@ -571,6 +596,8 @@ impl TopicConfigTable {
         self.topics = master.topics;
         self.data_version = version;
         self.dirty = true;
+        self.changes.whole();
+        self.view_changes.whole();
         true
     }
 }
@@ -613,6 +640,32 @@ impl TopicWrapper {
             Some(_) => return Err("topicConfigTable is not an object".to_owned()),
         }
         Ok(parsed)
+    }
+}
+
+impl JournaledTable for TopicConfigTable {
+    fn changes_mut(&mut self) -> &mut ChangeSet {
+        &mut self.changes
+    }
+    fn entry_json(&self, name: &str) -> Option<Vec<u8>> {
+        let config = self.topics.get(name)?;
+        let mut out = Vec::with_capacity(256);
+        config.write_json_with_perm(&mut out, config.perm);
+        Some(out)
+    }
+    fn version_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        self.data_version.write_json(&mut out);
+        out
+    }
+    fn apply_journal(&mut self, changes: super::journal::JournalChanges) -> Result<Vec<String>, String> {
+        let warnings = self.merge_wrapper_json(&super::persist::journal_wrapper("topicConfigTable", &changes))?;
+        for (name, entry) in &changes.entries {
+            if entry.is_none() {
+                self.topics.remove(name);
+            }
+        }
+        Ok(warnings)
     }
 }
 
