@@ -42,7 +42,7 @@ use crate::clients::producers::ProducerManager;
 use crate::clients::{ChannelId, ClientInfo};
 use crate::error::{BrokerError, BrokerResult};
 use crate::meta::journal::{self, JournalSize};
-use crate::meta::persist::JournaledTable;
+use crate::meta::journal::JournaledTable;
 use crate::meta::{DataVersion, PersistedTable};
 use crate::meta::groups::{GroupWrapper, SubscriptionGroupConfig, SubscriptionGroupTable};
 use crate::meta::delay_offsets::DelayOffsets;

@@ -15,7 +15,8 @@ use super::json::{
     write_bool, write_key, write_num, write_str, write_str_map,
 };
 use super::topics::MAX_QUEUE_NUMS;
-use super::persist::{ChangeSet, JournaledTable, NameError, PersistError, PersistedTable, overlay_config_file, validate_name};
+use super::journal::{ChangeSet, JournaledTable};
+use super::persist::{NameError, PersistError, PersistedTable, overlay_config_file, validate_name};
 use ferromq_net::wire::DataVersion;
 
 /// Longest group name accepted. Java brokers before 5.3.3 set no broker-side limit and the Java
@@ -480,7 +481,7 @@ impl JournaledTable for SubscriptionGroupTable {
         out
     }
     fn apply_journal(&mut self, changes: super::journal::JournalChanges) -> Result<Vec<String>, String> {
-        let warnings = self.merge_wrapper_json(&super::persist::journal_wrapper("subscriptionGroupTable", &changes))?;
+        let warnings = self.merge_wrapper_json(&super::journal::journal_wrapper("subscriptionGroupTable", &changes))?;
         for (name, entry) in &changes.entries {
             if entry.is_none() {
                 self.groups.remove(name);

@@ -65,6 +65,72 @@ pub fn compaction_due(journal_bytes: u64, file_bytes: u64) -> bool {
     journal_bytes >= COMPACTION_MIN_JOURNAL_BYTES.max(file_bytes)
 }
 
+/// What changed in a journaled table since its last write: the names of the changed entries
+/// (each written to the journal as its current state, or as a delete), or `whole` when a
+/// change is not expressible per entry (a slave's copy of its master, order flags from the name
+/// server, a group's forbidden table) and the whole file must be rewritten.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ChangeSet {
+    pub names: std::collections::BTreeSet<String>,
+    pub whole: bool,
+}
+
+impl ChangeSet {
+    pub fn entry(&mut self, name: &str) {
+        if !self.whole {
+            self.names.insert(name.to_owned());
+        }
+    }
+
+    pub fn whole(&mut self) {
+        self.whole = true;
+        self.names.clear();
+    }
+}
+
+/// A [`PersistedTable`](super::persist::PersistedTable) whose changes can go to a journal (`journal.rs`) instead of a
+/// whole-file rewrite: `topics.json`, `subscriptionGroup.json`.
+pub trait JournaledTable: super::persist::PersistedTable {
+    fn changes_mut(&mut self) -> &mut ChangeSet;
+    /// The entry `name` as it appears in the file (its JSON object), or `None` if absent.
+    fn entry_json(&self, name: &str) -> Option<Vec<u8>>;
+    /// The table's `dataVersion` object.
+    fn version_json(&self) -> Vec<u8>;
+    /// Applies a journal's changes at load; returns one warning per entry skipped.
+    fn apply_journal(&mut self, changes: JournalChanges) -> Result<Vec<String>, String>;
+
+    /// The changes since the last call, cleared.
+    fn take_changes(&mut self) -> ChangeSet {
+        std::mem::take(self.changes_mut())
+    }
+}
+
+/// `{"dataVersion":V,"<table_key>":{name: json, ...}}` of a journal's upserts, for a table's
+/// own wrapper parser.
+pub fn journal_wrapper(table_key: &str, changes: &JournalChanges) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.push(b'{');
+    if let Some(version) = &changes.version {
+        out.extend_from_slice(b"\"dataVersion\":");
+        out.extend_from_slice(version);
+        out.push(b',');
+    }
+    ferromq_net::fastjson::write_key(&mut out, table_key);
+    out.push(b'{');
+    let mut first = true;
+    for (name, json) in &changes.entries {
+        let Some(json) = json else { continue };
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        ferromq_net::fastjson::write_key(&mut out, name);
+        out.extend_from_slice(json);
+    }
+    out.extend_from_slice(b"}}");
+    out
+}
+
 /// The changes a journal holds, in order of application.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct JournalChanges {
@@ -261,7 +327,7 @@ pub struct JournalSize {
 /// cuts a torn tail off, and resets a missing or stale journal, so that the writer can append
 /// at once. A damaged journal is an error naming it (the broker does not start on a table it
 /// cannot read completely). Returns the sizes.
-pub fn load_journal<T: super::persist::JournaledTable>(file: &Path, table: &mut T) -> Result<JournalSize, PersistError> {
+pub fn load_journal<T: JournaledTable>(file: &Path, table: &mut T) -> Result<JournalSize, PersistError> {
     let body = super::persist::read_config_file(file)?.map(|(_, bytes)| bytes).unwrap_or_default();
     let (file_crc, file_bytes) = (body_crc(&body), body.len() as u64);
     drop(body);
@@ -377,7 +443,7 @@ mod tests {
 
     /// The journal records of a table's changes, as the control thread makes them.
     fn records_of(table: &mut crate::meta::topics::TopicConfigTable) -> Vec<u8> {
-        use crate::meta::persist::JournaledTable;
+        use crate::meta::journal::JournaledTable;
         let mut out = Vec::new();
         for name in table.take_changes().names {
             match table.entry_json(&name) {
@@ -391,7 +457,8 @@ mod tests {
 
     #[test]
     fn a_table_is_its_file_plus_its_journal_and_compaction_makes_the_file_alone_hold_it() {
-        use crate::meta::persist::{JournaledTable, PersistedTable};
+        use crate::meta::journal::JournaledTable;
+        use crate::meta::persist::PersistedTable;
         use ferromq_net::wire::TopicConfig;
         let dir = temp_dir("journal-table");
         let file = dir.join("topics.json");
@@ -428,7 +495,7 @@ mod tests {
     #[test]
     fn a_group_table_replays_its_journal_too() {
         use crate::meta::groups::SubscriptionGroupTable;
-        use crate::meta::persist::JournaledTable;
+        use crate::meta::journal::JournaledTable;
         let dir = temp_dir("journal-groups");
         let file = dir.join("subscriptionGroup.json");
         let mut table = SubscriptionGroupTable::new(true);

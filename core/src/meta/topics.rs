@@ -13,7 +13,8 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::json::{parse_object_tolerant, write_key};
-use super::persist::{ChangeSet, JournaledTable, NameError, PersistError, PersistedTable, overlay_config_file, validate_name};
+use super::journal::{ChangeSet, JournaledTable};
+use super::persist::{NameError, PersistError, PersistedTable, overlay_config_file, validate_name};
 use ferromq_net::wire::DataVersion;
 
 pub use ferromq_net::wire::{
@@ -659,7 +660,7 @@ impl JournaledTable for TopicConfigTable {
         out
     }
     fn apply_journal(&mut self, changes: super::journal::JournalChanges) -> Result<Vec<String>, String> {
-        let warnings = self.merge_wrapper_json(&super::persist::journal_wrapper("topicConfigTable", &changes))?;
+        let warnings = self.merge_wrapper_json(&super::journal::journal_wrapper("topicConfigTable", &changes))?;
         for (name, entry) in &changes.entries {
             if entry.is_none() {
                 self.topics.remove(name);
