@@ -398,6 +398,9 @@ pub(crate) struct Inner<S: Storage> {
     disk_recheck_asked: Cell<Option<Instant>>,
     /// Missing or damaged ranges found at start, by local start offset; never served.
     damaged: RefCell<BTreeMap<u64, DamagedRange>>,
+    /// When a read of each queue's lost entries (`CqEntry::lost`) was last logged: one line
+    /// per queue per [`DAMAGE_LOG_EVERY`] (at most one entry per queue).
+    lost_logged: RefCell<HashMap<(String, u32), Instant>>,
     tasks: RefCell<Vec<compio::runtime::JoinHandle<()>>>,
     /// Serializes checkpoint runs (the periodic task and explicit calls).
     checkpoint_busy: Cell<bool>,
@@ -564,6 +567,7 @@ impl<S: Storage> Store<S> {
             bytes_since_disk_check: Cell::new(0),
             disk_recheck_asked: Cell::new(None),
             damaged: RefCell::new(BTreeMap::new()),
+            lost_logged: RefCell::new(HashMap::new()),
             tasks: RefCell::new(Vec::new()),
             checkpoint_busy: Cell::new(false),
             retention_busy: Cell::new(false),
@@ -1197,7 +1201,16 @@ impl<S: Storage> Store<S> {
         if let Err(damaged) = self.check_undamaged(log_offset, 1) {
             return damaged;
         }
-        StoreError::LostRecord { topic: topic.to_owned(), queue_id, queue_offset, log_offset }
+        let error = StoreError::LostRecord { topic: topic.to_owned(), queue_id, queue_offset, log_offset };
+        // The damage was found by an earlier start: tell the operator again when its records
+        // are asked for, as for a damaged range, without a line per pull.
+        let mut logged = self.inner.lost_logged.borrow_mut();
+        let key = (topic.to_owned(), queue_id);
+        if logged.get(&key).is_none_or(|at| at.elapsed() >= DAMAGE_LOG_EVERY) {
+            logged.insert(key, Instant::now());
+            tracing::error!(shard = %self.inner.cfg.shard, "read refused: {error}");
+        }
+        error
     }
 
     /// The damaged ranges found at start (see [`VERIFY_NEWEST_SEGMENTS`]).
