@@ -432,9 +432,8 @@ impl FlushCounters {
     }
 }
 
-/// GET_BROKER_RUNTIME_INFO (28) and its FerroMQ commit-log counters (`None` from a broker that
-/// does not report them).
-pub async fn flush_counters(client: &Client) -> Result<Option<FlushCounters>, String> {
+/// The body of GET_BROKER_RUNTIME_INFO (28), parsed: every reader below asks through this.
+async fn runtime_info(client: &Client) -> Result<serde_json::Value, String> {
     let response = client
         .invoke(RemotingCommand::request(request_code::GET_BROKER_RUNTIME_INFO), REQUEST_TIMEOUT)
         .await
@@ -443,6 +442,13 @@ pub async fn flush_counters(client: &Client) -> Result<Option<FlushCounters>, St
         return Err(format!("GET_BROKER_RUNTIME_INFO answered {}: {:?}", response.code, response.remark));
     }
     let body: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("runtime info body: {e}"))?;
+    Ok(body)
+}
+
+/// GET_BROKER_RUNTIME_INFO (28) and its FerroMQ commit-log counters (`None` from a broker that
+/// does not report them).
+pub async fn flush_counters(client: &Client) -> Result<Option<FlushCounters>, String> {
+    let body = runtime_info(client).await?;
     let number = |key: &str| body.get("table")?.get(key)?.as_str()?.parse::<u64>().ok();
     Ok((|| {
         Some(FlushCounters {
@@ -501,28 +507,14 @@ pub fn open_files(pid: u32) -> Option<usize> {
 /// bytes written but not yet dispatched to consume queues and index, on the shard (FerroMQ) or
 /// broker answering. `None` from a broker without the key.
 pub async fn dispatch_behind_bytes(client: &Client) -> Result<Option<u64>, String> {
-    let response = client
-        .invoke(RemotingCommand::request(request_code::GET_BROKER_RUNTIME_INFO), REQUEST_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
-    if response.code != response_code::SUCCESS {
-        return Err(format!("GET_BROKER_RUNTIME_INFO answered {}: {:?}", response.code, response.remark));
-    }
-    let body: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("runtime info body: {e}"))?;
+    let body = runtime_info(client).await?;
     Ok(body.get("table").and_then(|t| t.get("dispatchBehindBytes")).and_then(serde_json::Value::as_str).and_then(|v| v.parse().ok()))
 }
 
 /// The `table` of GET_BROKER_RUNTIME_INFO (28): every key with its value as the broker sent it
 /// (strings, numeric where tools parse numbers).
 pub async fn runtime_table(client: &Client) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    let response = client
-        .invoke(RemotingCommand::request(request_code::GET_BROKER_RUNTIME_INFO), REQUEST_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
-    if response.code != response_code::SUCCESS {
-        return Err(format!("GET_BROKER_RUNTIME_INFO answered {}: {:?}", response.code, response.remark));
-    }
-    let body: serde_json::Value = serde_json::from_slice(&response.body).map_err(|e| format!("runtime info body: {e}"))?;
+    let body = runtime_info(client).await?;
     match body.get("table") {
         Some(serde_json::Value::Object(table)) => Ok(table.clone()),
         _ => Err("runtime info body without a table".into()),
