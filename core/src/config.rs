@@ -244,6 +244,8 @@ pub struct BrokerConfig {
     pub consumer: ConsumerSection,
     /// `[transaction]`: transactional messages (§10).
     pub transaction: TransactionSection,
+    /// `[timer]`: 5.x timer messages (arbitrary delays, §9.3).
+    pub timer: TimerSection,
     /// `[store]`: directories, file sizes, message and pull limits, index.
     pub store: StoreSection,
     /// `[retention]`: when commit-log segments are deleted.
@@ -450,6 +452,28 @@ pub struct TransactionSection {
     /// `transactionCheckInterval` / `check_interval_ms`. Milliseconds between check passes.
     /// Default 30 000 (5.x; 4.x used 60 000); bounds 1000..=86 400 000.
     pub check_interval_ms: u64,
+}
+
+/// `[timer]`: 5.x timer messages (`TIMER_DELIVER_MS`, `TIMER_DELAY_SEC`, `TIMER_DELAY_MS`),
+/// held in `rmq_sys_wheel_timer` and delivered by the timer index (`ferromq_store::timer`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerSection {
+    /// `timerWheelEnable` / `wheel_enable`. Serve timer messages. Default true; off, a send
+    /// carrying a timer property (and no delay level) is refused with SYSTEM_ERROR.
+    pub wheel_enable: bool,
+    /// `timerMaxDelaySec` / `max_delay_secs`. Longest delay a timer message may ask for, in
+    /// seconds; longer ones are refused with MESSAGE_ILLEGAL. Default 259 200 (3 days); bounds
+    /// 1..=31 536 000.
+    pub max_delay_secs: u64,
+    /// `timerPrecisionMs` / `precision_ms`. Width of a timer-wheel slot in ms. Each message is
+    /// still delivered at its own due time (Java rounds it down to the slot); the width bounds
+    /// the lateness of a slot holding more than `max_loaded_entries` messages and sizes the
+    /// wheel (2 h / width slots of 32 bytes). Default 100 (Java: 1000); bounds 10..=10 000.
+    pub precision_ms: u64,
+    /// `timerMaxLoadedEntries` / `max_loaded_entries` (FerroMQ). Most timer entries held in
+    /// memory waiting for their due time (24 bytes each); a fuller slot is loaded in parts.
+    /// Default 65 536; bounds 16..=10 000 000.
+    pub max_loaded_entries: usize,
 }
 
 /// `[store]`: directories, file sizes, message and pull limits, index (§6, §11.3).
@@ -735,6 +759,7 @@ impl Default for BrokerConfig {
                 check_max: 15,
                 check_interval_ms: 30_000,
             },
+            timer: TimerSection { wheel_enable: true, max_delay_secs: 259_200, precision_ms: 100, max_loaded_entries: 65_536 },
             store: StoreSection {
                 root_dir: default_store_root(),
                 commit_log_dir: None,
@@ -812,6 +837,7 @@ impl BrokerConfig {
             topics: TopicsSection { default_topic_queue_nums: 4, ..base.topics },
             consumer: ConsumerSection { short_polling_time_ms: 50, flush_consumer_offset_interval_ms: 100, ..base.consumer },
             transaction: TransactionSection { timeout_ms: 100, check_max: 2, check_interval_ms: 1000, ..base.transaction },
+            timer: base.timer,
             store: StoreSection {
                 root_dir: root.into(),
                 segment_size_bytes: 4096,
@@ -1400,7 +1426,7 @@ impl BrokerConfig {
 
 /// TOML sections, in the order [`BrokerConfig::to_toml_text`] writes them.
 pub const SECTIONS: &[&str] =
-    &["broker", "namesrv", "topics", "consumer", "transaction", "store", "retention", "flush", "ha", "io", "limits"];
+    &["broker", "namesrv", "topics", "consumer", "transaction", "timer", "store", "retention", "flush", "ha", "io", "limits"];
 
 /// The TOML type of a key's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1655,6 +1681,14 @@ pub static KEYS: &[Key] = &[
         transaction.check_max, 1u32, 1000u32, "a count"),
     num_key!("transactionCheckInterval", "transaction", "check_interval_ms", "ms between check passes; default 30000; 1000..=86400000",
         transaction.check_interval_ms, 1000u64, 86_400_000u64, "milliseconds"),
+    // [timer]
+    bool_key!("timerWheelEnable", "timer", "wheel_enable", "serve timer messages (TIMER_* properties); default true", timer.wheel_enable),
+    num_key!("timerMaxDelaySec", "timer", "max_delay_secs", "longest timer delay in seconds; default 259200; 1..=31536000",
+        timer.max_delay_secs, 1u64, 31_536_000u64, "seconds"),
+    num_key!("timerPrecisionMs", "timer", "precision_ms", "timer-wheel slot width in ms; default 100; 10..=10000",
+        timer.precision_ms, 10u64, 10_000u64, "milliseconds"),
+    num_key!("timerMaxLoadedEntries", "timer", "max_loaded_entries", "timer entries held in memory; default 65536; 16..=10000000",
+        timer.max_loaded_entries, 16usize, 10_000_000usize, "an entry count"),
     // [store]
     Key {
         java: "storePathRootDir",
@@ -1857,11 +1891,7 @@ pub const AWAITING_WIRING: &[(&str, &str)] = &[
 /// happens meanwhile). Setting one (a schema key: to anything but
 /// its default) logs a warning that it is not applied yet. Entries may be [`KEYS`] entries or
 /// Java keys outside the schema.
-pub const AWAITING_FEATURE: &[(&str, &str)] = &[
-    // Timer messages (5.x).
-    ("timerWheelEnable", "timer messages (TIMER_DELIVER_MS / TIMER_DELAY_SEC / TIMER_DELAY_MS, 5.x): not built; a send carrying one \
-     without a delay level is refused with SYSTEM_ERROR naming the property"),
-];
+pub const AWAITING_FEATURE: &[(&str, &str)] = &[];
 
 /// The value a [`FIXED_VALUE_KEYS`] entry must hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

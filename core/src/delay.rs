@@ -3,6 +3,11 @@
 //! encoded properties; the task that delivers due messages is `shard/delay.rs`, the progress
 //! table `meta/delay_offsets.rs`.
 //!
+//! Timer messages (5.x, `TIMER_DELAY_SEC` / `TIMER_DELAY_MS` / `TIMER_DELIVER_MS`) are parked
+//! the same way in `rmq_sys_wheel_timer` queue 0 with their due time in `TIMER_OUT_MS`
+//! ([`to_timer`]); `shard/timer.rs` delivers them through the timer index
+//! (`ferromq_store::timer`), and [`restored`] rebuilds them as it does delayed ones.
+//!
 //! A message sent with `DELAY = n > 0` (levels above the configured count are clamped to the
 //! last) is stored in queue `n − 1` of `SCHEDULE_TOPIC_XXXX` with `REAL_TOPIC` / `REAL_QID`
 //! naming where it belongs. Every record of one level has the same delay, so each level's queue
@@ -11,7 +16,7 @@
 use ferromq_store::record::{MessageInput, PropertySummary, RecordView, property_pairs};
 
 use crate::message::{copy_of, end_with_separator, push_property, rebuild_properties};
-use crate::meta::topics::SCHEDULE_TOPIC;
+use crate::meta::topics::{SCHEDULE_TOPIC, TIMER_TOPIC};
 
 /// Delay level (1-based) of a scheduled message.
 pub const PROPERTY_DELAY: &str = "DELAY";
@@ -21,8 +26,95 @@ pub const PROPERTY_REAL_TOPIC: &str = "REAL_TOPIC";
 pub const PROPERTY_REAL_QUEUE_ID: &str = "REAL_QID";
 /// `WAIT=false`: broker-internal writes do not wait for flush or replication (§7.1).
 pub const PROPERTY_WAIT: &str = "WAIT";
-/// The 5.x timer properties (arbitrary delays), which FerroMQ does not serve yet.
-pub const TIMER_PROPERTIES: [&str; 3] = ["TIMER_DELIVER_MS", "TIMER_DELAY_SEC", "TIMER_DELAY_MS"];
+/// The 5.x timer properties (arbitrary delays).
+pub const TIMER_PROPERTIES: [&str; 3] = [PROPERTY_TIMER_DELIVER_MS, PROPERTY_TIMER_DELAY_SEC, PROPERTY_TIMER_DELAY_MS];
+/// Absolute due time in epoch ms.
+pub const PROPERTY_TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
+/// Delay in seconds from the broker's receipt.
+pub const PROPERTY_TIMER_DELAY_SEC: &str = "TIMER_DELAY_SEC";
+/// Delay in ms from the broker's receipt.
+pub const PROPERTY_TIMER_DELAY_MS: &str = "TIMER_DELAY_MS";
+/// The due time (epoch ms) the broker stamps on a parked timer message, as Java does; it stays
+/// on the delivered message.
+pub const PROPERTY_TIMER_OUT_MS: &str = "TIMER_OUT_MS";
+
+/// A send's timer properties, as the send handler saw them (the last value of each).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TimerProperties<'a> {
+    pub delay_sec: Option<&'a str>,
+    pub delay_ms: Option<&'a str>,
+    pub deliver_ms: Option<&'a str>,
+}
+
+impl<'a> TimerProperties<'a> {
+    /// Records `name = value` if it is a timer property.
+    pub fn note(&mut self, name: &str, value: &'a str) -> bool {
+        match name {
+            PROPERTY_TIMER_DELAY_SEC => self.delay_sec = Some(value),
+            PROPERTY_TIMER_DELAY_MS => self.delay_ms = Some(value),
+            PROPERTY_TIMER_DELIVER_MS => self.deliver_ms = Some(value),
+            _ => return false,
+        }
+        true
+    }
+
+    /// The first timer property present (for error messages).
+    pub fn name(&self) -> Option<&'static str> {
+        if self.delay_sec.is_some() {
+            Some(PROPERTY_TIMER_DELAY_SEC)
+        } else if self.delay_ms.is_some() {
+            Some(PROPERTY_TIMER_DELAY_MS)
+        } else if self.deliver_ms.is_some() {
+            Some(PROPERTY_TIMER_DELIVER_MS)
+        } else {
+            None
+        }
+    }
+
+    /// The due time (epoch ms) they ask for at `now_ms`: `TIMER_DELAY_SEC` first, then
+    /// `TIMER_DELAY_MS`, then `TIMER_DELIVER_MS` (Java reads the first and the last in that
+    /// order). `Ok(None)` without any; `Err` names a value that is not an integer.
+    pub fn due_ms(&self, now_ms: i64) -> Result<Option<i64>, String> {
+        let parse = |name: &str, v: &str| v.trim().parse::<i64>().map_err(|_| format!("{name}={v:?} is not an integer"));
+        if let Some(v) = self.delay_sec {
+            return Ok(Some(now_ms.saturating_add(parse(PROPERTY_TIMER_DELAY_SEC, v)?.saturating_mul(1000))));
+        }
+        if let Some(v) = self.delay_ms {
+            return Ok(Some(now_ms.saturating_add(parse(PROPERTY_TIMER_DELAY_MS, v)?)));
+        }
+        match self.deliver_ms {
+            Some(v) => Ok(Some(parse(PROPERTY_TIMER_DELIVER_MS, v)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Parks `msg` in the timer topic until `due_ms`: queue 0 of `rmq_sys_wheel_timer`, with
+/// `TIMER_OUT_MS` = `due_ms` and `REAL_TOPIC` / `REAL_QID` naming its destination (appended:
+/// the last duplicate wins for every reader).
+pub fn to_timer(msg: &mut MessageInput, due_ms: i64) {
+    let real_queue = msg.queue_id.to_string();
+    let mut properties = std::mem::take(&mut msg.properties);
+    end_with_separator(&mut properties);
+    push_property(&mut properties, PROPERTY_TIMER_OUT_MS, &due_ms.to_string());
+    push_property(&mut properties, PROPERTY_REAL_TOPIC, &msg.topic);
+    push_property(&mut properties, PROPERTY_REAL_QUEUE_ID, &real_queue);
+    msg.summary = Some(PropertySummary::scan(&properties));
+    msg.properties = properties;
+    msg.topic = TIMER_TOPIC.to_owned();
+    msg.queue_id = 0;
+}
+
+/// The due time a parked timer record carries (`TIMER_OUT_MS`), if readable.
+pub fn timer_out_ms(view: &RecordView<'_>) -> Option<i64> {
+    let mut out = None;
+    for (name, value) in property_pairs(view.properties) {
+        if name == PROPERTY_TIMER_OUT_MS {
+            out = value.trim().parse::<i64>().ok();
+        }
+    }
+    out
+}
 
 /// The queue of `SCHEDULE_TOPIC_XXXX` that holds `level`.
 pub fn schedule_queue(level: u32) -> u32 {
@@ -68,10 +160,10 @@ pub enum RestoreError {
     BadRealQueue(String),
 }
 
-/// The message a due scheduled record becomes (§9.3): its real topic and queue, the original
-/// body, flag, sysflag, born and store hosts, born time and reconsume count; its properties
-/// without `DELAY` (and the timer properties) and with `WAIT=false`. `REAL_TOPIC` and
-/// `REAL_QID` stay, as Java keeps them.
+/// The message a due scheduled or timer record becomes (§9.3): its real topic and queue, the
+/// original body, flag, sysflag, born and store hosts, born time and reconsume count; its
+/// properties without `DELAY` and the timer request properties and with `WAIT=false`.
+/// `REAL_TOPIC`, `REAL_QID` and `TIMER_OUT_MS` stay, as Java keeps them.
 pub fn restored(view: &RecordView<'_>) -> Result<MessageInput, RestoreError> {
     let mut real_topic = None;
     let mut real_queue = None;
@@ -143,6 +235,37 @@ mod tests {
         assert_eq!(p.get(PROPERTY_REAL_TOPIC), Some("Real"));
         assert_eq!(p.get(PROPERTY_REAL_QUEUE_ID), Some("3"));
         assert_eq!(back.summary.as_ref().map(|s| s.no_wait), Some(true));
+    }
+
+    #[test]
+    fn timer_properties_are_read_as_java_reads_them() {
+        let t = |sec, ms, at| TimerProperties { delay_sec: sec, delay_ms: ms, deliver_ms: at };
+        assert_eq!(t(None, None, None).due_ms(1_000), Ok(None));
+        assert_eq!(t(Some("5"), Some("1"), Some("9")).due_ms(1_000), Ok(Some(6_000)));
+        assert_eq!(t(None, Some("250"), Some("9")).due_ms(1_000), Ok(Some(1_250)));
+        assert_eq!(t(None, None, Some("77")).due_ms(1_000), Ok(Some(77)));
+        assert!(t(Some("x"), None, None).due_ms(0).unwrap_err().contains("TIMER_DELAY_SEC"));
+        assert_eq!(t(None, None, Some("1")).name(), Some("TIMER_DELIVER_MS"));
+    }
+
+    #[test]
+    fn a_timer_message_is_parked_with_its_due_time_and_restored_without_its_request() {
+        let mut props = Properties::new();
+        props.insert("TAGS", "t");
+        props.insert(PROPERTY_TIMER_DELAY_SEC, "3");
+        let mut msg = MessageInput::simple("Real", 2, &b"body"[..], &props);
+        to_timer(&mut msg, 123_456);
+        assert_eq!((msg.topic.as_str(), msg.queue_id), (TIMER_TOPIC, 0));
+        let mut bytes = Vec::new();
+        encode_record(&msg, assigned(), &mut bytes).unwrap();
+        let view = decode_record(&bytes, true).unwrap();
+        assert_eq!(timer_out_ms(&view), Some(123_456));
+        let back = restored(&view).unwrap();
+        assert_eq!((back.topic.as_str(), back.queue_id), ("Real", 2));
+        let p = Properties::decode(&back.properties);
+        assert_eq!(p.get(PROPERTY_TIMER_DELAY_SEC), None, "delivered once, not parked again");
+        assert_eq!(p.get(PROPERTY_TIMER_OUT_MS), Some("123456"));
+        assert_eq!(p.get("TAGS"), Some("t"));
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod record;
 pub mod retention;
 pub mod store;
 pub mod test_support;
+pub mod timer;
 pub mod types;
 
 pub use config::{FlushMode, StoreConfig};

@@ -615,6 +615,12 @@ impl<S: Storage> Store<S> {
         &self.inner.cfg
     }
 
+    /// The file system this store runs on (for files kept beside it, such as the timer index,
+    /// which then share its fault seam).
+    pub fn storage(&self) -> &S {
+        &self.inner.storage
+    }
+
     /// The broker-wide client offset space this store is registered in.
     pub fn offset_space(&self) -> &Arc<OffsetSpace> {
         &self.inner.space

@@ -203,6 +203,7 @@ impl ControlPlane {
             cluster_topic_enable: config.topics.cluster_topic_enable,
             broker_topic_enable: config.topics.broker_topic_enable,
             trace_topic: config.topics.trace_topic_enable.then(|| config.topics.trace_topic_name.clone()),
+            timer_topic_enable: config.timer.wheel_enable,
         };
         let load_error = |what: &str, e: &dyn std::fmt::Display| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("cannot load {what}: {e}"));
         let topics = TopicConfigTable::load(&config_dir.join(TOPICS_FILE), settings).map_err(|e| load_error(TOPICS_FILE, &e))?;

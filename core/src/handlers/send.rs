@@ -177,7 +177,7 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
             if crate::delay::requested_level(seen.delay, u32::MAX).is_some() {
                 return Err(BrokerError::illegal("TimeDelayLevel is not supported for batching"));
             }
-            seen.refuse_unserved()?;
+            seen.timer_due_ms(TimerLimits::of(&config), true, false, 0)?;
             if seen.is_half(header.sys_flag, header.reconsume_times) {
                 return Err(BrokerError::illegal("transactional messages cannot be sent in a batch"));
             }
@@ -205,8 +205,8 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
                 control.identity().store_host.ip()
             )));
         }
-        seen.refuse_unserved()?;
         let half = seen.is_half(header.sys_flag, header.reconsume_times);
+        let timer_due = seen.timer_due_ms(TimerLimits::of(&config), false, half, ferromq_store::store::now_ms())?.filter(|_| !dead_lettered);
         if half && seen.producer_group.is_none_or(str::is_empty) {
             return Err(BrokerError::illegal("a transactional message needs its producer group in the PGROUP property (for check-backs)"));
         }
@@ -238,12 +238,15 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
         uniq_key = Some(uniq.to_owned());
         let mut message = MessageInput { body: request.body.clone(), properties, summary: Some(summary), ..template };
         // §2.1 step 6: a half message waits in RMQ_SYS_TRANS_HALF_TOPIC for its commit (§10);
-        // a delayed message in SCHEDULE_TOPIC_XXXX for its time (§9.3).
+        // a delayed message in SCHEDULE_TOPIC_XXXX for its time, a timer message in
+        // rmq_sys_wheel_timer (§9.3).
         let max_level = ctx.delay_levels_ms.len() as u32;
         if half {
             crate::transaction::to_half(&mut message, uniq);
         } else if let Some(level) = crate::delay::requested_level(seen.delay, max_level).filter(|_| !dead_lettered) {
             crate::delay::to_scheduled(&mut message, level);
+        } else if let Some(due) = timer_due {
+            crate::delay::to_timer(&mut message, due);
         }
         vec![message]
     };
@@ -319,8 +322,8 @@ struct SendProperties<'a> {
     wait: Option<&'a str>,
     transaction: Option<&'a str>,
     delay: Option<&'a str>,
-    /// The first 5.x timer property present (name).
-    timer: Option<&'static str>,
+    /// The 5.x timer properties.
+    timer: crate::delay::TimerProperties<'a>,
     /// `PGROUP`: a transactional producer's group.
     producer_group: Option<&'a str>,
 }
@@ -336,11 +339,7 @@ impl<'a> SendProperties<'a> {
             "DELAY" => self.delay = Some(value),
             "PGROUP" => self.producer_group = Some(value),
             _ => {
-                if self.timer.is_none()
-                    && let Some(timer) = crate::delay::TIMER_PROPERTIES.iter().find(|t| **t == name)
-                {
-                    self.timer = Some(timer);
-                }
+                self.timer.note(name, value);
             }
         }
     }
@@ -352,19 +351,38 @@ impl<'a> SendProperties<'a> {
         self.is_transaction_message(reconsume_times) || sys_flag & sysflag::TRANSACTION_MASK == sysflag::TRANSACTION_PREPARED
     }
 
-    /// Refuses what the broker would otherwise accept and not do (never accept and ignore):
-    /// 5.x timer properties without a delay level (no timer wheel: the message would be
-    /// delivered at once).
-    fn refuse_unserved(&self) -> BrokerResult<()> {
-        if let Some(timer) = self.timer
-            && crate::delay::requested_level(self.delay, u32::MAX).is_none()
-        {
+    /// The due time of a timer message (§9.3, 5.x), checked as Java checks it: `None` when the
+    /// send asks for no timer, carries a delay level (which wins, as in Java), or asks for a
+    /// time already past (stored at once, as in Java). Refused (never accepted and ignored):
+    /// with the wheel off (SYSTEM_ERROR, as Java's WHEEL_TIMER_NOT_ENABLE), in a batch or on a
+    /// half message (FerroMQ would not apply it there), a value that is not an integer or a
+    /// delay over `timerMaxDelaySec` (MESSAGE_ILLEGAL, as Java's WHEEL_TIMER_MSG_ILLEGAL).
+    fn timer_due_ms(&self, timer: TimerLimits, batch: bool, half: bool, now_ms: i64) -> BrokerResult<Option<i64>> {
+        let Some(name) = self.timer.name() else { return Ok(None) };
+        if crate::delay::requested_level(self.delay, u32::MAX).is_some() {
+            return Ok(None);
+        }
+        if !timer.wheel_enable {
             return Err(BrokerError::system(format!(
-                "timer message ({timer}) refused: the timer wheel is not enabled on this broker (timerWheelEnable); \
+                "timer message ({name}) refused: accurate timer message is not enabled, timerWheelEnable is false; \
                  use a delay level (DELAY) instead"
             )));
         }
-        Ok(())
+        if batch {
+            return Err(BrokerError::illegal(format!("timer message ({name}) refused: timer messages cannot be sent in a batch")));
+        }
+        if half {
+            return Err(BrokerError::system(format!("timer message ({name}) refused: a transactional message cannot be a timer message")));
+        }
+        let due = self.timer.due_ms(now_ms).map_err(|why| BrokerError::illegal(format!("timer message illegal: {why}")))?;
+        let Some(due) = due.filter(|due| *due > now_ms) else { return Ok(None) };
+        let max_ms = timer.max_delay_ms;
+        if (due - now_ms) as u64 > max_ms {
+            return Err(BrokerError::illegal(format!(
+                "timer message illegal, the delay time should not be bigger than the max delay {max_ms}ms (timerMaxDelaySec)"
+            )));
+        }
+        Ok(Some(due))
     }
 
     /// Whether the send is a transactional (half) message as `rejectTransactionMessage` means
@@ -376,6 +394,19 @@ impl<'a> SendProperties<'a> {
         }
         let delayed = self.delay.and_then(|d| d.parse::<i32>().ok()).is_some_and(|d| d > 0);
         !(reconsume_times > 0 && delayed)
+    }
+}
+
+/// What the send path checks a timer message against (`[timer]`).
+#[derive(Debug, Clone, Copy)]
+struct TimerLimits {
+    wheel_enable: bool,
+    max_delay_ms: u64,
+}
+
+impl TimerLimits {
+    fn of(config: &crate::config::BrokerConfig) -> TimerLimits {
+        TimerLimits { wheel_enable: config.timer.wheel_enable, max_delay_ms: config.timer.max_delay_secs.saturating_mul(1000) }
     }
 }
 

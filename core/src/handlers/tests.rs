@@ -121,6 +121,9 @@ impl Broker {
             compio::runtime::spawn(async move { ctx.offsets.run_flusher(&ctx.control).await }).detach();
         }
         crate::shard::delay::spawn(&ctx).detach();
+        if let Some(task) = crate::shard::timer::spawn(&ctx) {
+            task.detach();
+        }
         if let Some(task) = crate::shard::transaction::spawn(&ctx) {
             task.detach();
         }
@@ -551,11 +554,64 @@ fn delayed_sends_wait_for_their_level_then_reach_their_queue() {
 }
 
 #[test]
+fn timer_messages_wait_for_their_own_time_then_reach_their_queue() {
+    run(|| async {
+        let broker = Broker::start().await;
+        let sent_at = std::time::Instant::now();
+        let now = ferromq_store::store::now_ms();
+        broker.check(send_with("Timed", "ms", &[("TIMER_DELAY_MS", "700")]), code::SUCCESS, "").await;
+        broker.check(send_with("Timed", "at", &[("TIMER_DELIVER_MS", &(now + 1_300).to_string())]), code::SUCCESS, "").await;
+        broker.check(send_with("Timed", "sec", &[("TIMER_DELAY_SEC", "1")]), code::SUCCESS, "").await;
+        // Already due: stored at once, as Java does; a delay level wins over timer properties.
+        broker.check(send_with("Now", "past", &[("TIMER_DELIVER_MS", "5")]), code::SUCCESS, "").await;
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        assert_eq!(max_offset(&broker, "Now", 0).await, "1");
+        assert_eq!(max_offset(&broker, "Timed", 0).await, "0", "a timer message is visible before its time");
+        assert_eq!(broker.ctx.store.queue_offsets(crate::meta::topics::TIMER_TOPIC, 0).1.0, 3);
+        let got = wait_records(&broker, "Timed", 0, 3).await;
+        let order: Vec<&[u8]> = got.iter().map(|r| r.0.as_slice()).collect();
+        assert_eq!(order, [&b"ms"[..], b"sec", b"at"], "delivered in due order");
+        assert!(sent_at.elapsed() >= std::time::Duration::from_millis(1_250), "all three after {:?}", sent_at.elapsed());
+        let props = &got[0].1;
+        assert_eq!(props.get("TIMER_DELAY_MS"), None, "delivered, not parked again");
+        assert_eq!(props.get("REAL_TOPIC"), Some("Timed"));
+        let due: i64 = props.get("TIMER_OUT_MS").unwrap().parse().unwrap();
+        assert!(due >= now + 700, "TIMER_OUT_MS {due} is the due time");
+    });
+}
+
+#[test]
+fn timer_messages_are_refused_when_the_wheel_is_off_or_in_a_batch() {
+    run(|| async {
+        let broker = Broker::start_with(|c| c.timer.wheel_enable = false).await;
+        broker.check(send_with("Kinds", "t", &[("TIMER_DELAY_SEC", "5")]), code::SYSTEM_ERROR, "timerWheelEnable").await;
+        // With a delay level the level wins (Java drops the timer properties).
+        broker.check(send_with("Kinds", "t", &[("TIMER_DELAY_SEC", "5"), ("DELAY", "1")]), code::SUCCESS, "").await;
+        let broker = Broker::start().await;
+        let props = b"TIMER_DELAY_SEC\x015\x02";
+        let body = b"b";
+        let mut entry = Vec::new();
+        for v in [(20 + body.len() + 2 + props.len()) as i32, 0, 0, 0, body.len() as i32] {
+            entry.extend(v.to_be_bytes());
+        }
+        entry.extend(body);
+        entry.extend((props.len() as u16).to_be_bytes());
+        entry.extend(props);
+        let mut batch = RemotingCommand { code: rc::SEND_BATCH_MESSAGE, ..send_v2("Kinds", 0, "", "").with_ext("m", "true") };
+        batch.body = entry.into();
+        broker.check(batch, code::MESSAGE_ILLEGAL, "batch").await;
+    });
+}
+
+#[test]
 fn unserved_message_kinds_are_refused_not_ignored() {
     run(|| async {
         let broker = Broker::start().await;
-        broker.check(send_with("Kinds", "t", &[("TIMER_DELIVER_MS", "99999999999999")]), code::SYSTEM_ERROR, "TIMER_DELIVER_MS").await;
-        broker.check(send_with("Kinds", "t", &[("TIMER_DELAY_SEC", "5")]), code::SYSTEM_ERROR, "timerWheelEnable").await;
+        // Timer messages beyond timerMaxDelaySec, or with a value that is not a time (Java: 13).
+        broker.check(send_with("Kinds", "t", &[("TIMER_DELIVER_MS", "99999999999999")]), code::MESSAGE_ILLEGAL, "timerMaxDelaySec").await;
+        broker.check(send_with("Kinds", "t", &[("TIMER_DELAY_MS", "soon")]), code::MESSAGE_ILLEGAL, "TIMER_DELAY_MS").await;
+        // A transactional message cannot also be a timer message (FerroMQ would not apply it).
+        broker.check(send_with("Kinds", "t", &[("TRAN_MSG", "true"), ("PGROUP", "pg"), ("TIMER_DELAY_SEC", "5")]), code::SYSTEM_ERROR, "transactional").await;
         // A half message names its producer group, or no check-back could reach it.
         broker.check(send_with("Kinds", "t", &[("TRAN_MSG", "true")]), code::MESSAGE_ILLEGAL, "PGROUP").await;
         let prepared = send_with("Kinds", "t", &[]).with_ext("f", "4");

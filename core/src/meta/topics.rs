@@ -36,6 +36,9 @@ pub const DEFAULT_TRACE_TOPIC: &str = "RMQ_SYS_TRACE_TOPIC";
 /// 5.x timer topic (`TopicValidator.RMQ_SYS_SCHEDULE_TOPIC_V2`). FerroMQ has no timer service
 /// and never creates it; the name is reserved as in Java.
 pub const SCHEDULE_TOPIC_V2: &str = "SCHEDULE_TOPIC_XXXX_V2";
+/// 5.x timer topic (`TimerMessageStore.TIMER_TOPIC`): timer messages wait in its one queue
+/// (§9.3). Created at start when `timerWheelEnable`.
+pub const TIMER_TOPIC: &str = "rmq_sys_wheel_timer";
 /// Suffix of the request/reply topic `<clusterName>_REPLY_TOPIC`.
 pub const REPLY_TOPIC_POSTFIX: &str = "REPLY_TOPIC";
 /// 5.x `TopicValidator.SYSTEM_TOPIC_PREFIX`.
@@ -64,8 +67,9 @@ pub const SYSTEM_TOPICS: [&str; 10] = [
 /// The system topics no client may send to (Java `TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`):
 /// every fixed system topic except TBW102, BenchmarkTest and the trace topic, which clients
 /// do write. Sends to them answer 16 NO_PERMISSION ([`is_not_allowed_send_topic`]).
-pub const NOT_ALLOWED_SEND_TOPICS: [&str; 7] = [
+pub const NOT_ALLOWED_SEND_TOPICS: [&str; 8] = [
     SCHEDULE_TOPIC,
+    TIMER_TOPIC,
     SCHEDULE_TOPIC_V2,
     TRANS_HALF_TOPIC,
     TRANS_OP_HALF_TOPIC,
@@ -166,6 +170,8 @@ pub struct TopicTableSettings {
     /// `msgTraceTopicName` when `traceTopicEnable`; `None` (Java's default) creates no trace
     /// topic.
     pub trace_topic: Option<String>,
+    /// `timerWheelEnable`: keep `rmq_sys_wheel_timer` (1 queue) for timer messages.
+    pub timer_topic_enable: bool,
 }
 
 impl Default for TopicTableSettings {
@@ -178,6 +184,7 @@ impl Default for TopicTableSettings {
             cluster_topic_enable: true,
             broker_topic_enable: true,
             trace_topic: None,
+            timer_topic_enable: false,
         }
     }
 }
@@ -213,8 +220,9 @@ impl TopicConfigTable {
     /// 1 | RW if clusterTopicEnable), `<brokerName>` (1 queue, perm 1 | RW if brokerTopicEnable),
     /// OFFSET_MOVED_EVENT (1), SCHEDULE_TOPIC_XXXX (18), the trace topic if configured (1),
     /// `<clusterName>_REPLY_TOPIC` (1), RMQ_SYS_TRANS_HALF_TOPIC and RMQ_SYS_TRANS_OP_HALF_TOPIC
-    /// (1 each). 5.x pop/timer topics (`rmq_sys_REVIVE_LOG_*`, `rmq_sys_wheel_timer`,
-    /// `rmq_sys_SYNC_BROKER_MEMBER_*`) are left out: FerroMQ has no pop or timer service.
+    /// (1 each), and `rmq_sys_wheel_timer` (1) when `timerWheelEnable`. 5.x pop topics
+    /// (`rmq_sys_REVIVE_LOG_*`, `rmq_sys_SYNC_BROKER_MEMBER_*`) are left out: FerroMQ has no
+    /// pop service.
     pub fn new(settings: TopicTableSettings) -> Self {
         let mut system_topics: BTreeSet<String> = SYSTEM_TOPICS.into_iter().map(str::to_owned).collect();
         let rw = PERM_READ | PERM_WRITE;
@@ -248,6 +256,10 @@ impl TopicConfigTable {
             SCHEDULE_TOPIC_QUEUE_NUMS,
             rw,
         ));
+        if settings.timer_topic_enable {
+            initial.push(TopicConfig::with_queues(TIMER_TOPIC, 1, 1, rw));
+            system_topics.insert(TIMER_TOPIC.to_owned());
+        }
         if let Some(trace) = &settings.trace_topic {
             initial.push(TopicConfig::with_queues(trace.clone(), 1, 1, rw));
             system_topics.insert(trace.clone());

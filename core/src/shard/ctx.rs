@@ -27,7 +27,7 @@ use super::router::{RouteError, Router};
 use crate::clients::ChannelId;
 use crate::control::ControlHandle;
 use crate::error::{BrokerError, BrokerResult};
-use crate::meta::topics::SCHEDULE_TOPIC;
+use crate::meta::topics::{SCHEDULE_TOPIC, TIMER_TOPIC};
 
 /// The store type every shard runs: real files behind the fault seam, which injects nothing
 /// unless a test turns it on (`FERROMQ_FAULT_INJECTION_FILE`); when off, each file operation
@@ -59,6 +59,9 @@ pub struct ShardCtx {
     /// Woken when `SCHEDULE_TOPIC_XXXX` entries of this shard become visible, and at stop: the
     /// delay-level deliverers (`delay.rs`) wait on it when their queue is empty.
     pub schedule_wake: Event,
+    /// Woken when `rmq_sys_wheel_timer` entries of this shard become visible, and at stop: the
+    /// timer deliverer (`timer.rs`) waits on it.
+    pub timer_wake: Event,
     /// Set when the shard begins to stop; long-running shard tasks end at their next step.
     pub stopping: Cell<bool>,
     /// On a master: what this shard's slaves acknowledged (SYNC_MASTER sends wait on it).
@@ -83,6 +86,7 @@ impl ShardCtx {
             // Validated at start (BrokerConfig::validate), so the fallback is never used.
             delay_levels_ms: config.delay_levels_ms().unwrap_or_default(),
             schedule_wake: Event::new(),
+            timer_wake: Event::new(),
             stopping: Cell::new(false),
             slave_acks: Rc::new(SlaveAcks::new()),
             follower: Rc::new(FollowerState::default()),
@@ -96,6 +100,8 @@ impl ShardCtx {
             if let Some(ctx) = weak.upgrade() {
                 if topic == SCHEDULE_TOPIC {
                     ctx.schedule_wake.notify(usize::MAX);
+                } else if topic == TIMER_TOPIC {
+                    ctx.timer_wake.notify(usize::MAX);
                 }
                 ctx.held.notify(topic, queue_id);
             }

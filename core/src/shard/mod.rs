@@ -24,6 +24,7 @@ pub mod queue_reader;
 pub mod replication;
 pub mod router;
 pub mod run;
+pub mod timer;
 pub mod transaction;
 
 pub use ctx::{ShardCtx, ShardStore, route_error};

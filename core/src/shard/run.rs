@@ -142,6 +142,7 @@ where
     });
     let replication_task = super::replication::spawn(&ctx, ha_inbox);
     let delay_task = super::delay::spawn(&ctx);
+    let timer_task = super::timer::spawn(&ctx);
     let check_task = super::transaction::spawn(&ctx);
 
     let service = make_service(ctx.clone());
@@ -160,6 +161,12 @@ where
     ctx.held.stop();
     if compio::time::timeout(SHUTDOWN_GRACE, super::delay::stop(&ctx, delay_task)).await.is_err() {
         warn!(shard = id.0, "delay-level deliverers still running after {SHUTDOWN_GRACE:?}; stopping anyway");
+    }
+    ctx.timer_wake.notify(usize::MAX);
+    if let Some(timer_task) = timer_task
+        && compio::time::timeout(SHUTDOWN_GRACE, timer_task).await.is_err()
+    {
+        warn!(shard = id.0, "timer deliverer still running after {SHUTDOWN_GRACE:?}; stopping anyway");
     }
     if let Some(check_task) = check_task
         && compio::time::timeout(SHUTDOWN_GRACE, check_task).await.is_err()

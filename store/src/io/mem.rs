@@ -14,27 +14,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use super::{Storage, StorageFile};
-
-/// Suspends once, like a real I/O submission does, so that concurrent tasks interleave at every
-/// operation (a model without this would never see one task's I/O overlap another's).
-struct YieldOnce(bool);
-
-impl std::future::Future for YieldOnce {
-    type Output = ();
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        if self.0 {
-            return std::task::Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    }
-}
-
-async fn yield_now() {
-    YieldOnce(false).await
-}
+use super::{Storage, StorageFile, yield_now};
 
 #[derive(Debug, Clone)]
 enum PendingOp {

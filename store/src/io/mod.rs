@@ -25,6 +25,25 @@ pub mod mem;
 use std::io;
 use std::path::Path;
 
+/// Suspends once and goes on at the next turn of the runtime: lets the other tasks of a shard
+/// run between steps of a long loop whose I/O may all complete at once (page-cache reads), and
+/// makes the in-memory storage interleave concurrent tasks at every operation as real I/O does.
+pub async fn yield_now() {
+    struct YieldOnce(bool);
+    impl std::future::Future for YieldOnce {
+        type Output = ();
+        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+            if self.0 {
+                return std::task::Poll::Ready(());
+            }
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+    YieldOnce(false).await
+}
+
 /// A file system as the store sees it. Cloning is cheap (a handle).
 // `async fn` in a public trait cannot promise `Send` futures; that is intended: every store
 // future runs on its own shard's single-threaded runtime.

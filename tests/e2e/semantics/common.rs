@@ -21,7 +21,7 @@ use ferromq_net::RemotingCommand;
 use ferromq_tests::BrokerProcess;
 use rocketmq_client_rust::{
     ClientConfig, ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQProducer,
-    DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently, MessageSelector, TelemetryHandle, TransactionListener,
+    DefaultMQPushConsumer, MQClientException, MQPushConsumer, MessageListenerConcurrently, MessageSelector, TelemetryHandle, TransactionListener,
     TransactionMQProducer,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
@@ -30,6 +30,12 @@ use rocketmq_model::common::message::message_queue::MessageQueue;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::result::{SendResult, SendStatus};
 use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+
+/// The broker's answer inside a client error: the response code and remark of the
+/// `MQClientException` the client builds from an error response (its `Display` redacts them).
+pub fn broker_answer(error: &rocketmq_client_rust::ClientError) -> Option<(i32, String)> {
+    error.source_ref::<MQClientException>().map(|e| (e.response_code(), e.error_message().unwrap_or_default().to_owned()))
+}
 
 /// RPC timeout of every send, ms.
 pub const SEND_TIMEOUT_MS: u64 = 10_000;

@@ -27,10 +27,10 @@ use std::time::{Duration, Instant};
 use ferromq_net::RemotingCommand;
 use ferromq_net::codes::{request_code, response_code};
 use ferromq_tests::BrokerProcess;
-use rocketmq_client_rust::{ClientResult, DefaultMQProducer, MQClientException, MessageSelector};
+use rocketmq_client_rust::{ClientResult, DefaultMQProducer, MessageSelector};
 
 use crate::common::{
-    Clients, ConsumerOptions, Seen, Sub, Trace, counts, create_topic, keys_of, log_tail, message, raw_request, route_into_consumer, send,
+    Clients, ConsumerOptions, Seen, Sub, Trace, broker_answer, counts, create_topic, keys_of, log_tail, message, raw_request, route_into_consumer, send,
     stop_consumer, unique, wait_for,
 };
 
@@ -42,12 +42,6 @@ const TRACE_TOPIC: &str = "RMQ_SYS_TRACE_TOPIC";
 
 /// How long a raw request (CHECK_CLIENT_CONFIG, PULL_MESSAGE without suspension) may take.
 const RAW_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The broker's answer inside a client error: the response code and remark of the
-/// `MQClientException` the client builds from an error response (its `Display` redacts them).
-fn broker_answer(error: &rocketmq_client_rust::ClientError) -> Option<(i32, String)> {
-    error.source_ref::<MQClientException>().map(|e| (e.response_code(), e.error_message().unwrap_or_default().to_owned()))
-}
 
 /// Asserts that a consumer's start failed with the broker's response code `want` (`want_name`),
 /// panicking with `started_although` and the log if it started; returns the error as seen.

@@ -15,6 +15,9 @@
 //!   offline groups), clone and delete group offsets, consumer running info.
 //! - [`replication`]: a `2m-2s-sync` cluster (one name server, four brokers) losing a master
 //!   with its store: every message it acknowledged is consumed from its slave (issue 9).
+//! - [`timer`]: 5.x timer messages (`TIMER_DELAY_MS` / `TIMER_DELAY_SEC` / `TIMER_DELIVER_MS`)
+//!   delivered at their own time, a delay over `timerMaxDelaySec` refused, pending ones
+//!   surviving a SIGKILL (§9.3).
 //! - [`request_reply`]: request-reply (SEND_REPLY_MESSAGE, PUSH_REPLY_MESSAGE_TO_CLIENT) and a
 //!   request nobody answers timing out.
 //!
@@ -26,4 +29,5 @@ mod filters;
 mod operator;
 mod replication;
 mod request_reply;
+mod timer;
 mod transactions;
