@@ -78,6 +78,12 @@ impl LockTable {
         }
     }
 
+    /// Whether no queue of `group` has an unexpired lock (Java `isLockAllExpired`): true for a
+    /// group that never locked, or whose clients all unlocked or stopped renewing.
+    pub fn all_expired(&self, group: &str, now_ms: i64) -> bool {
+        self.groups.get(group).is_none_or(|table| table.values().all(|entry| entry.expired(now_ms)))
+    }
+
     /// The holder of a queue's unexpired lock, if any.
     pub fn holder(&self, group: &str, mq: &MessageQueue, now_ms: i64) -> Option<&str> {
         let entry = self.groups.get(group)?.get(mq)?;
@@ -110,6 +116,22 @@ mod tests {
         assert_eq!(t.holder("g", &mq(1), 60_500), None);
         t.unlock_batch("g", "a", &all);
         assert_eq!(t.holder("g", &mq(0), 60_500), None);
+    }
+
+    #[test]
+    fn a_group_holds_locks_until_all_expire_or_are_released() {
+        let mut t = LockTable::default();
+        assert!(t.all_expired("g", 0), "a group that never locked");
+        t.try_lock_batch("g", "a", &[mq(0)], 0);
+        t.try_lock_batch("g", "b", &[mq(1)], 30_000);
+        assert!(!t.all_expired("g", 1_000));
+        assert!(t.all_expired("other", 1_000), "groups are independent");
+        assert!(!t.all_expired("g", 60_500), "queue 1's lock is still live");
+        assert!(t.all_expired("g", 90_001), "both past LOCK_MAX_LIVE_MS");
+        t.try_lock_batch("g", "b", &[mq(1)], 90_001);
+        assert!(!t.all_expired("g", 90_002), "renewed");
+        t.unlock_batch("g", "b", &[mq(1)]);
+        assert!(t.all_expired("g", 90_002), "released (queue 0's lock expired long ago)");
     }
 
 }

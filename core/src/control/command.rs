@@ -110,6 +110,10 @@ pub struct RetryGroup {
     pub retry_topic: Option<Arc<TopicConfig>>,
     /// The group's `retryMaxTimes`.
     pub retry_max_times: i32,
+    /// Whether some client of the group holds an unexpired orderly queue lock (LOCK_BATCH_MQ):
+    /// Java's `!isLockAllExpired(group)`, under which a 5.x broker dead-letters every send to the
+    /// group's `%RETRY%` topic (§2.1 step 4).
+    pub orderly_locked: bool,
 }
 
 impl Command {

@@ -861,16 +861,17 @@ impl ControlPlane {
     }
 
     /// §9.2 steps 1–2: the group (found or auto-created) and its retry topic with the group's
-    /// `retryQueueNums` queues.
+    /// `retryQueueNums` queues; and whether the group holds orderly locks (§2.1 step 4).
     fn retry_group(&mut self, group: &str, batch: &mut Batch) -> BrokerResult<RetryGroup> {
         let (config, _created) = self.auto_group(group)?;
+        let orderly_locked = !self.locks.all_expired(group, ferromq_store::store::now_ms());
         if config.retry_queue_nums <= 0 {
-            return Ok(RetryGroup { retry_topic: None, retry_max_times: config.retry_max_times });
+            return Ok(RetryGroup { retry_topic: None, retry_max_times: config.retry_max_times, orderly_locked });
         }
         if self.handle.is_slave() {
             let retry = topics::retry_topic(group);
             let existing = self.topics.get(&retry).cloned().ok_or_else(|| BrokerError::topic_not_exist(&retry))?;
-            return Ok(RetryGroup { retry_topic: Some(self.topic_arc(existing)), retry_max_times: config.retry_max_times });
+            return Ok(RetryGroup { retry_topic: Some(self.topic_arc(existing)), retry_max_times: config.retry_max_times, orderly_locked });
         }
         let ensured = self
             .topics
@@ -880,7 +881,7 @@ impl ControlPlane {
             info!(group, queues = ensured.config.write_queue_nums, "retry topic created");
             batch.topics_changed = true;
         }
-        Ok(RetryGroup { retry_topic: Some(self.topic_arc(ensured.config)), retry_max_times: config.retry_max_times })
+        Ok(RetryGroup { retry_topic: Some(self.topic_arc(ensured.config)), retry_max_times: config.retry_max_times, orderly_locked })
     }
 
     /// A topic the broker writes itself (perm 6), created on first use.

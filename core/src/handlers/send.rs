@@ -119,14 +119,17 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
         return Err(BrokerError::illegal("batch request does not support retry group"));
     }
     // §2.1 step 4: a client's resend to `%RETRY%<group>` past the group's retry limit goes to
-    // the group's dead-letter queue instead (5.x: `reconsumeTimes > max`).
+    // the group's dead-letter queue instead (5.x: `reconsumeTimes > max`), and so does every
+    // such send while the group holds orderly queue locks: an orderly consumer resends a
+    // message only once it has exhausted its retries locally (Java's client with reconsumeTimes
+    // = max, not above it), and redelivering it through `%RETRY%` would start them over.
     let mut dead_lettered = false;
     let topic = match topic.topic_name.strip_prefix(topics::RETRY_GROUP_TOPIC_PREFIX) {
         Some(group) => {
             let group = group.to_owned();
             let retry = control.call(|reply| Command::RetryGroup { group: group.clone(), reply }).await??;
             let max = header.max_reconsume_times.unwrap_or(retry.retry_max_times);
-            if header.reconsume_times > max {
+            if header.reconsume_times > max || retry.orderly_locked {
                 let dlq = control.call(|reply| Command::InternalTopic { topic: topics::dlq_topic(&group), queue_nums: topics::DLQ_QUEUE_NUMS, reply }).await??;
                 if dlq.perm & PERM_WRITE == 0 {
                     return Err(BrokerError::no_permission(format!("the topic[{}] sending message is forbidden", dlq.topic_name)));

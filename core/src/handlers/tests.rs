@@ -686,6 +686,54 @@ fn send_backs_retry_with_the_next_level_then_dead_letter() {
 }
 
 #[test]
+fn an_orderly_groups_resend_to_its_retry_topic_is_dead_lettered_while_it_holds_locks() {
+    run(|| async {
+        // Level 5 (3 + 2) is one minute: nothing parked there comes back during the test.
+        let broker = Broker::start_with(|c| c.store.message_delay_level = "1s 1s 1s 1s 1m".into()).await;
+        broker.heartbeat("og", "Ordered").await;
+        // What an orderly consumer sends once a message has failed maxReconsumeTimes (2) times
+        // locally: Java's client reconsumeTimes = 2 (rocketmq-client-rust 1.0.0: 3), with
+        // RETRY_TOPIC and DELAY = 3 + 2.
+        let resend = |body: &str, reconsume: &str| {
+            send_with("%RETRY%og", body, &[("DELAY", "5"), ("RETRY_TOPIC", "Ordered"), ("ORIGIN_MESSAGE_ID", "ID0")])
+                .with_ext("j", reconsume)
+                .with_ext("l", "2")
+        };
+        let lock = br#"{"consumerGroup":"og","clientId":"client-1","mqSet":[{"topic":"Ordered","brokerName":"b","queueId":0}]}"#;
+        broker.check(RemotingCommand::request(rc::LOCK_BATCH_MQ).with_body(lock.to_vec()), code::SUCCESS, "").await;
+
+        // reconsumeTimes 2 is not above max 2, but the group holds a lock: %DLQ%og at once.
+        let stored = broker.check(resend("java", "2"), code::SUCCESS, "").await;
+        assert_eq!(stored.ext("queueId"), Some("0"));
+        broker.check(resend("rust", "3"), code::SUCCESS, "").await;
+        let dead = wait_records(&broker, "%DLQ%og", 0, 2).await;
+        for ((body, props, reconsume, _), (want_body, want_reconsume)) in dead.iter().zip([(&b"java"[..], 2), (&b"rust"[..], 3)]) {
+            assert_eq!((body.as_slice(), *reconsume), (want_body, want_reconsume));
+            assert_eq!(props.get("DELAY"), Some("-1"), "never scheduled");
+            assert_eq!(props.get("RETRY_TOPIC"), Some("Ordered"));
+            assert_eq!(props.get("ORIGIN_MESSAGE_ID"), Some("ID0"));
+        }
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        assert_eq!(max_offset(&broker, "%RETRY%og", 0).await, "0", "nothing went to the retry topic");
+        assert_eq!(broker.ctx.store.queue_offsets(crate::meta::topics::SCHEDULE_TOPIC, 4).1.0, 0, "nothing parked at level 5");
+
+        // Once the group holds no lock, the same resend is an ordinary retry (level 5).
+        broker.check(RemotingCommand::request(rc::UNLOCK_BATCH_MQ).with_body(lock.to_vec()), code::SUCCESS, "").await;
+        broker.check(resend("later", "2"), code::SUCCESS, "").await;
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        assert_eq!(broker.ctx.store.queue_offsets(crate::meta::topics::SCHEDULE_TOPIC, 4).1.0, 1, "parked at level 5");
+        assert_eq!(max_offset(&broker, "%DLQ%og", 0).await, "2");
+        // A group that never locked is not affected by another group's locks.
+        broker.check(RemotingCommand::request(rc::LOCK_BATCH_MQ).with_body(lock.to_vec()), code::SUCCESS, "").await;
+        broker.heartbeat("cg", "Ordered").await;
+        let concurrent = send_with("%RETRY%cg", "plain", &[]).with_ext("j", "1").with_ext("l", "2");
+        broker.check(concurrent, code::SUCCESS, "").await;
+        assert_eq!(wait_records(&broker, "%RETRY%cg", 0, 1).await[0].0, b"plain");
+        assert_eq!(max_offset(&broker, "%DLQ%cg", 0).await, "0");
+    });
+}
+
+#[test]
 fn transactions_commit_roll_back_and_are_checked_back() {
     run(|| async {
         let broker = Broker::start_with(|c| {

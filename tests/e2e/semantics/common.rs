@@ -142,6 +142,8 @@ pub struct Delivery {
     pub at: Instant,
     /// The first of its keys.
     pub key: String,
+    /// The id the client gives the message (`MessageExt::msg_id`).
+    pub msg_id: String,
     /// All its keys (trace messages carry many).
     pub keys: Vec<String>,
     /// The topic the client hands the listener (for `%RETRY%` deliveries the client puts the
@@ -168,6 +170,7 @@ impl Delivery {
         Delivery {
             at: Instant::now(),
             key: keys.first().cloned().unwrap_or_default(),
+            msg_id: message.msg_id().to_string(),
             keys,
             topic: message.topic().to_string(),
             queue_id: message.queue_id(),
@@ -285,7 +288,7 @@ pub enum Sub<'a> {
 }
 
 /// How a push consumer is built; [`Default`]: CLUSTERING, every tag, the client's default
-/// `maxReconsumeTimes`, no trace.
+/// `maxReconsumeTimes` and `suspendCurrentQueueTimeMillis`, no trace.
 #[derive(Clone, Copy, Debug)]
 pub struct ConsumerOptions<'a> {
     pub sub: Sub<'a>,
@@ -293,12 +296,15 @@ pub struct ConsumerOptions<'a> {
     pub broadcasting: bool,
     /// `maxReconsumeTimes`; `None`: the client's default (-1, meaning 16).
     pub max_reconsume_times: Option<i32>,
+    /// `suspendCurrentQueueTimeMillis` (orderly listeners: how long a queue waits after
+    /// SUSPEND_CURRENT_QUEUE_A_MOMENT); `None`: the client's default (1 000 ms).
+    pub suspend_current_queue_time_millis: Option<u64>,
     pub trace: Trace,
 }
 
 impl Default for ConsumerOptions<'_> {
     fn default() -> Self {
-        ConsumerOptions { sub: Sub::Tag("*"), broadcasting: false, max_reconsume_times: None, trace: Trace::Off }
+        ConsumerOptions { sub: Sub::Tag("*"), broadcasting: false, max_reconsume_times: None, suspend_current_queue_time_millis: None, trace: Trace::Off }
     }
 }
 
@@ -399,6 +405,9 @@ impl Clients {
             .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset);
         if let Some(max) = options.max_reconsume_times {
             builder = builder.max_reconsume_times(max);
+        }
+        if let Some(millis) = options.suspend_current_queue_time_millis {
+            builder = builder.suspend_current_queue_time_millis(millis);
         }
         let mut consumer = builder.build();
         match options.sub {

@@ -6,6 +6,9 @@
 //! - [`delay_retry`]: delay levels (SCHEDULE_TOPIC_XXXX), consumer retries through `%RETRY%`
 //!   with level 3 + reconsumeTimes, the dead-letter queue `%DLQ%`, delayed messages across a
 //!   SIGKILL (PROTOCOL.md §9).
+//! - [`orderly`]: an orderly consumer (MessageListenerOrderly) suspends a failing queue and
+//!   retries locally, keeping order, then its client resends the message past maxReconsumeTimes
+//!   to `%RETRY%`, which the broker dead-letters to `%DLQ%` (§2.1 step 4; issue 15).
 //! - [`transactions`]: half messages, END_TRANSACTION commit and rollback, the check-back of
 //!   unknown ones (to another producer of the group when the first is gone), the discard after
 //!   `transactionCheckMax`, no lost commit and no revived rollback across a SIGKILL (§10).
@@ -27,6 +30,7 @@ mod common;
 mod delay_retry;
 mod filters;
 mod operator;
+mod orderly;
 mod replication;
 mod request_reply;
 mod timer;
