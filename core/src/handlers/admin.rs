@@ -364,6 +364,25 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
         let next = delivered.get(&level).copied().unwrap_or(0);
         table.insert(format!("scheduleMessageOffset_{level}"), serde_json::Value::String(format!("{next},{}", end.0)));
     }
+    // Java's 5.x timer keys (§4): parked messages not yet indexed, how far delivery trails the
+    // clock (s), entries held for delivery, and the index's rates. Numbers, 0 where the timer
+    // does not run (a slave, timerWheelEnable=false), as mqadmin parses them.
+    let timer_owner = ctx.owner(topics::TIMER_TOPIC, 0);
+    let timer = ctx
+        .on(timer_owner, move |owner_ctx, _| async move { (owner_ctx.timer_stats.get(), owner_ctx.store.queue_offsets(topics::TIMER_TOPIC, 0).1 .0) })
+        .await;
+    let (stats, end) = timer.unwrap_or_default();
+    let running = stats != crate::shard::ctx::TimerStats::default();
+    let read_behind_secs = if running { (ferromq_store::store::now_ms() - stats.delivered_through_ms).max(0) / 1000 } else { 0 };
+    for (key, value) in [
+        ("timerOffsetBehind", if running { end.saturating_sub(stats.next_offset) } else { 0 }),
+        ("timerReadBehind", read_behind_secs as u64),
+        ("timerCongestNum", stats.loaded),
+        ("timerEnqueueTps", stats.enqueue_per_sec),
+        ("timerDequeueTps", stats.dequeue_per_sec),
+    ] {
+        table.insert(key.to_owned(), serde_json::Value::String(value.to_string()));
+    }
     let body = serde_json::json!({ "table": table });
     Ok(request.success_response().with_body(serde_json::to_vec(&body).unwrap_or_default()))
 }

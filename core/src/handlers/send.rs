@@ -180,7 +180,7 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
             if crate::delay::requested_level(seen.delay, u32::MAX).is_some() {
                 return Err(BrokerError::illegal("TimeDelayLevel is not supported for batching"));
             }
-            seen.timer_due_ms(TimerLimits::of(&config), true, false, 0)?;
+            seen.timer_due_ms(TimerLimits::of(config), true, false, 0)?;
             if seen.is_half(header.sys_flag, header.reconsume_times) {
                 return Err(BrokerError::illegal("transactional messages cannot be sent in a batch"));
             }
@@ -209,7 +209,7 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
             )));
         }
         let half = seen.is_half(header.sys_flag, header.reconsume_times);
-        let timer_due = seen.timer_due_ms(TimerLimits::of(&config), false, half, ferromq_store::store::now_ms())?.filter(|_| !dead_lettered);
+        let timer_due = seen.timer_due_ms(TimerLimits::of(config), false, half, ferromq_store::store::now_ms())?.filter(|_| !dead_lettered);
         if half && seen.producer_group.is_none_or(str::is_empty) {
             return Err(BrokerError::illegal("a transactional message needs its producer group in the PGROUP property (for check-backs)"));
         }

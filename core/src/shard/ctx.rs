@@ -37,6 +37,23 @@ pub type ShardStore = Store<FaultyStorage<CompioStorage>>;
 /// The router between shard contexts.
 pub type ShardRouter = Router<ShardCtx>;
 
+/// What the timer deliverer (`timer.rs`) reports to GET_BROKER_RUNTIME_INFO (Java's `timer*`
+/// keys), updated at
+/// every step; all zero on a shard without the deliverer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimerStats {
+    /// The next timer-queue offset the index has not taken yet.
+    pub next_offset: u64,
+    /// Every parked message due before this was delivered (epoch ms).
+    pub delivered_through_ms: i64,
+    /// Entries held in memory for delivery.
+    pub loaded: u64,
+    /// Parked messages taken into the index per second, over the last second or so.
+    pub enqueue_per_sec: u64,
+    /// Messages delivered per second, over the last second or so.
+    pub dequeue_per_sec: u64,
+}
+
 /// Everything a shard owns.
 pub struct ShardCtx {
     pub id: ShardId,
@@ -62,6 +79,8 @@ pub struct ShardCtx {
     /// Woken when `rmq_sys_wheel_timer` entries of this shard become visible, and at stop: the
     /// timer deliverer (`timer.rs`) waits on it.
     pub timer_wake: Event,
+    /// The timer deliverer's progress, for GET_BROKER_RUNTIME_INFO.
+    pub timer_stats: Cell<TimerStats>,
     /// Set when the shard begins to stop; long-running shard tasks end at their next step.
     pub stopping: Cell<bool>,
     /// On a master: what this shard's slaves acknowledged (SYNC_MASTER sends wait on it).
@@ -87,6 +106,7 @@ impl ShardCtx {
             delay_levels_ms: config.delay_levels_ms().unwrap_or_default(),
             schedule_wake: Event::new(),
             timer_wake: Event::new(),
+            timer_stats: Cell::new(Default::default()),
             stopping: Cell::new(false),
             slave_acks: Rc::new(SlaveAcks::new()),
             follower: Rc::new(FollowerState::default()),

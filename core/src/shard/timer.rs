@@ -29,7 +29,7 @@ use ferromq_store::{AckLevel, MessageInput, StoreError};
 use futures_util::FutureExt;
 use tracing::{error, info, warn};
 
-use super::ctx::ShardCtx;
+use super::ctx::{ShardCtx, TimerStats};
 use super::queue_reader::read_queue;
 use crate::delay::{restored, timer_out_ms};
 use crate::meta::topics::TIMER_TOPIC;
@@ -88,6 +88,11 @@ struct Deliverer {
     changed: bool,
     /// A delivery failure streak is under way (logged once).
     failing: bool,
+    /// Entries taken and delivered since `rate_since`, for the per-second rates.
+    enqueued: u64,
+    delivered: u64,
+    rate_since: Instant,
+    stats: TimerStats,
 }
 
 async fn run(ctx: Rc<ShardCtx>, geometry: TimerGeometry) {
@@ -114,7 +119,7 @@ async fn run(ctx: Rc<ShardCtx>, geometry: TimerGeometry) {
     }
     let next = recovery.enqueue_from.unwrap_or(min.0);
     info!(shard = ctx.id.0, from = next, pending_to = max.0, precision_ms = geometry.precision_ms, "timer deliverer started");
-    let mut d = Deliverer { ctx, index, next, changed: false, failing: false };
+    let mut d = Deliverer { ctx, index, next, changed: false, failing: false, enqueued: 0, delivered: 0, rate_since: Instant::now(), stats: TimerStats::default() };
     let mut last_checkpoint = Instant::now();
     while !d.ctx.stopping.get() {
         let read_more = match d.step().await {
@@ -125,6 +130,7 @@ async fn run(ctx: Rc<ShardCtx>, geometry: TimerGeometry) {
                 continue;
             }
         };
+        d.publish_stats();
         if d.changed && last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
             last_checkpoint = Instant::now();
             if let Err(e) = d.checkpoint().await {
@@ -145,6 +151,21 @@ async fn run(ctx: Rc<ShardCtx>, geometry: TimerGeometry) {
 }
 
 impl Deliverer {
+    /// Updates what GET_BROKER_RUNTIME_INFO reports; the rates once a second.
+    fn publish_stats(&mut self) {
+        let elapsed = self.rate_since.elapsed();
+        if elapsed >= Duration::from_secs(1) {
+            let per_sec = |n: u64| (n as f64 / elapsed.as_secs_f64()).round() as u64;
+            self.stats.enqueue_per_sec = per_sec(self.enqueued);
+            self.stats.dequeue_per_sec = per_sec(self.delivered);
+            (self.enqueued, self.delivered, self.rate_since) = (0, 0, Instant::now());
+        }
+        self.stats.next_offset = self.next;
+        self.stats.delivered_through_ms = self.index.delivered_through_ms();
+        self.stats.loaded = self.index.loaded() as u64;
+        self.ctx.timer_stats.set(self.stats);
+    }
+
     /// Hands newly parked records to the index, then delivers what is due. `Ok(true)` when more
     /// parked records are waiting.
     async fn step(&mut self) -> Result<bool, StoreError> {
@@ -195,6 +216,7 @@ impl Deliverer {
                 return Ok(true);
             }
             self.changed = true;
+            self.enqueued += 1;
             self.next += 1;
         }
         Ok(full)
@@ -232,6 +254,9 @@ impl Deliverer {
         });
         let mut ok = true;
         for (entries, failure) in futures_util::future::join_all(appends).await {
+            if failure.is_none() {
+                self.delivered += entries.len() as u64;
+            }
             if let Some(why) = failure {
                 if !self.failing {
                     error!("timer: delivery failed, retrying every {RETRY_AFTER:?}: {why}");
