@@ -38,8 +38,7 @@ pub type ShardStore = Store<FaultyStorage<CompioStorage>>;
 pub type ShardRouter = Router<ShardCtx>;
 
 /// What the timer deliverer (`timer.rs`) reports to GET_BROKER_RUNTIME_INFO (Java's `timer*`
-/// keys), updated at
-/// every step; all zero on a shard without the deliverer.
+/// keys), updated at every step; all zero on a shard without the deliverer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TimerStats {
     /// The next timer-queue offset the index has not taken yet.
