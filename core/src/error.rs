@@ -77,7 +77,7 @@ impl From<StoreError> for BrokerError {
             StoreError::InvalidMessage(_) => code::MESSAGE_ILLEGAL,
             // The log cannot take writes now (full disk, failed flush, stopping): Java answers
             // SERVICE_NOT_AVAILABLE and producers try another broker.
-            StoreError::DiskFull { .. } | StoreError::ShutDown | StoreError::LogFailed(_) | StoreError::Stalled(_) => {
+            StoreError::DiskFull { .. } | StoreError::ShutDown | StoreError::LogFailed(_) | StoreError::Stalled(_) | StoreError::StalledQueued(_) => {
                 code::SERVICE_NOT_AVAILABLE
             }
             // A slave takes no sends (4.x: its store refuses, 14; §7.5).
@@ -111,6 +111,7 @@ mod tests {
         assert_eq!(BrokerError::from(StoreError::DiskFull { usage_pct: 90 }).code, code::SERVICE_NOT_AVAILABLE);
         assert_eq!(BrokerError::from(StoreError::LogFailed("x".into())).code, code::SERVICE_NOT_AVAILABLE);
         assert_eq!(BrokerError::from(StoreError::Stalled("x".into())).code, code::SERVICE_NOT_AVAILABLE);
+        assert_eq!(BrokerError::from(StoreError::StalledQueued("x".into())).code, code::SERVICE_NOT_AVAILABLE);
         let corrupt = StoreError::Corruption { offset: 1, reason: "bad crc".into() };
         let mapped = BrokerError::from(corrupt);
         assert_eq!(mapped.code, code::SYSTEM_ERROR);

@@ -57,7 +57,7 @@ impl From<AckError> for crate::StoreError {
     fn from(e: AckError) -> Self {
         match e {
             AckError::Failed(why) => crate::StoreError::LogFailed(why),
-            AckError::Stalled(why) => crate::StoreError::Stalled(why),
+            AckError::Stalled(why) => crate::StoreError::StalledQueued(why),
         }
     }
 }

@@ -61,7 +61,7 @@ const READ_BLOCK_BYTES: u64 = 64 << 10;
 const ENTRY_MAGIC: u32 = 0x544D_4C47;
 const CHECKPOINT_MAGIC: u32 = 0x464D_5154;
 const CHECKPOINT_VERSION: u32 = 1;
-const CHECKPOINT_BYTES: usize = 4 + 4 + 8 + 8 + 8 + 8 + 8 + 4;
+const CHECKPOINT_BYTES: usize = 4 + 4 + 8 + 8 + 8 + 8 + 8 + 8 + 8 + 4;
 const NO_POS: u64 = u64::MAX;
 /// A slot's time when it holds nothing.
 const EMPTY_SLOT: i64 = i64::MIN;
@@ -177,6 +177,10 @@ struct Checkpoint {
     delivered_through_ms: i64,
     log_end: u64,
     enqueued_offset: u64,
+    /// The next slot to load, and where its walk stood ([`NO_POS`]: not begun): entries
+    /// rolled out of slots walked before it are already further on in the log.
+    cursor_ms: i64,
+    resume: u64,
 }
 
 impl Checkpoint {
@@ -189,6 +193,8 @@ impl Checkpoint {
         o.extend_from_slice(&self.delivered_through_ms.to_be_bytes());
         o.extend_from_slice(&self.log_end.to_be_bytes());
         o.extend_from_slice(&self.enqueued_offset.to_be_bytes());
+        o.extend_from_slice(&self.cursor_ms.to_be_bytes());
+        o.extend_from_slice(&self.resume.to_be_bytes());
         let crc = crc32c::crc32c(&o);
         o.extend_from_slice(&crc.to_be_bytes());
         o
@@ -206,7 +212,15 @@ impl Checkpoint {
             return Err("unknown magic or version".to_owned());
         }
         let at = |i| be_u64(b, i).unwrap_or_default();
-        Ok(Checkpoint { precision_ms: at(8), ring_slots: at(16), delivered_through_ms: at(24) as i64, log_end: at(32), enqueued_offset: at(40) })
+        Ok(Checkpoint {
+            precision_ms: at(8),
+            ring_slots: at(16),
+            delivered_through_ms: at(24) as i64,
+            log_end: at(32),
+            enqueued_offset: at(40),
+            cursor_ms: at(48) as i64,
+            resume: at(56),
+        })
     }
 }
 
@@ -244,6 +258,11 @@ pub struct TimerIndex<S: Storage> {
     /// `skip_offsets_below` was delivered before the last stop ([`TimerIndex::skips`]).
     skip_before_ms: i64,
     skip_offsets_below: u64,
+    /// From the last checkpoint before this open: slots before `walked_below_ms` (and entries
+    /// of that slot newer than `walked_resume`) had been walked, their rolled entries appended
+    /// further on; a recovery that walks them again does not roll those entries twice.
+    walked_below_ms: i64,
+    walked_resume: u64,
     /// The delivered point in the last durable checkpoint.
     checkpointed_through_ms: i64,
     /// The caller's position in the timer topic, as given to the last checkpoint.
@@ -282,6 +301,8 @@ impl<S: Storage> TimerIndex<S> {
             late: Vec::new(),
             skip_before_ms: i64::MIN,
             skip_offsets_below: 0,
+            walked_below_ms: i64::MIN,
+            walked_resume: NO_POS,
             checkpointed_through_ms: i64::MIN,
             enqueued_offset: 0,
             appended_entries: 0,
@@ -388,6 +409,8 @@ impl<S: Storage> TimerIndex<S> {
         self.checkpointed_through_ms = c.delivered_through_ms;
         self.skip_before_ms = c.delivered_through_ms;
         self.skip_offsets_below = c.enqueued_offset;
+        self.walked_below_ms = c.cursor_ms;
+        self.walked_resume = c.resume;
         self.enqueued_offset = c.enqueued_offset;
         // Walk every live slot back to its entries below the durable end.
         for i in 0..self.ring.len() {
@@ -528,6 +551,11 @@ impl<S: Storage> TimerIndex<S> {
             }
             slot = Slot { time_ms: slot_ms, first: NO_POS, last: NO_POS, count: 0 };
         }
+        // A full buffer is written out before the entry joins it: a failed write leaves the
+        // index as it was (the entry not taken), never with a gap under later positions.
+        if self.write_buf.len() >= WRITE_BUFFER_BYTES {
+            self.write_out().await?;
+        }
         let pos = self.buf_start + self.write_buf.len() as u64;
         encode_entry(&LogEntry { prev: slot.last, entry }, &mut self.write_buf);
         self.appended_entries += 1;
@@ -537,9 +565,6 @@ impl<S: Storage> TimerIndex<S> {
         slot.last = pos;
         slot.count = slot.count.saturating_add(1);
         self.set_slot(i, slot);
-        if self.write_buf.len() >= WRITE_BUFFER_BYTES {
-            self.write_out().await?;
-        }
         Ok(true)
     }
 
@@ -597,9 +622,18 @@ impl<S: Storage> TimerIndex<S> {
                 self.resume = Some(pos);
                 return Ok(());
             }
+            // A failed read or roll leaves the walk to resume at this entry: what was loaded
+            // before it is not loaded twice.
+            self.resume = Some(pos);
             let e = self.read_entry(pos).await?;
             let entry = e.entry;
             if self.skips(&entry) {
+                pos = e.prev;
+                continue;
+            }
+            let rolled_before = slot_ms < self.walked_below_ms || (slot_ms == self.walked_below_ms && self.walked_resume != NO_POS && pos > self.walked_resume);
+            if entry.due_ms >= slot_ms + p && rolled_before {
+                // Rolled before the crash: the log below its checkpointed end has it further on.
                 pos = e.prev;
                 continue;
             }
@@ -608,8 +642,8 @@ impl<S: Storage> TimerIndex<S> {
                 let horizon = self.slot_floor(slot_ms + self.geometry.window_ms as i64);
                 let target = self.slot_floor(entry.due_ms).min(horizon).max(slot_ms + p);
                 if !self.append_to_slot(target, entry).await? {
-                    // Its slot is not free yet: go on from this entry after a checkpoint.
-                    self.resume = Some(pos);
+                    // Its slot still holds an earlier turn: go on from this entry once that
+                    // turn is handed out.
                     return Ok(());
                 }
             } else {
@@ -649,9 +683,12 @@ impl<S: Storage> TimerIndex<S> {
             let room = (seg + LOG_SEGMENT_BYTES - self.buf_start) as usize;
             let n = room.min(self.write_buf.len());
             let file = self.segment(seg, true).await?;
-            let chunk: Vec<u8> = self.write_buf.drain(..n).collect();
+            // Copied, not drained: after a failed (possibly torn) write the same bytes are
+            // written again at the same place.
+            let chunk = self.write_buf.get(..n).unwrap_or_default().to_vec();
             let path = self.dir.join("log");
             file.write_all_at(chunk, self.buf_start - seg).await.map_err(|e| StoreError::io(IoOp::Write, &path, e))?;
+            self.write_buf.drain(..n);
             self.buf_start += n as u64;
             self.written_end = self.buf_start;
         }
@@ -699,7 +736,7 @@ impl<S: Storage> TimerIndex<S> {
         }
         let wheel_path = self.dir.join("wheel");
         if self.dirty_count > 0 {
-            // Runs of dirty slots, one write each.
+            // Runs of dirty slots, one write each; a slot stays dirty until its write succeeded.
             let mut i = 0usize;
             while i < self.ring.len() {
                 if !self.dirty.get(i).copied().unwrap_or(false) {
@@ -712,12 +749,12 @@ impl<S: Storage> TimerIndex<S> {
                     if let Some(s) = self.ring.get(i) {
                         s.encode(&mut buf);
                     }
-                    if let Some(d) = self.dirty.get_mut(i) {
-                        *d = false;
-                    }
                     i += 1;
                 }
                 self.wheel.write_all_at(buf, start as u64 * SLOT_BYTES).await.map_err(|e| StoreError::io(IoOp::Write, &wheel_path, e))?;
+                for d in self.dirty.get_mut(start..i).unwrap_or_default() {
+                    *d = false;
+                }
             }
             self.dirty_count = 0;
             self.wheel.sync_data().await.map_err(|e| StoreError::io(IoOp::Fdatasync, &wheel_path, e))?;
@@ -729,6 +766,8 @@ impl<S: Storage> TimerIndex<S> {
             delivered_through_ms: delivered,
             log_end: self.written_end,
             enqueued_offset,
+            cursor_ms: self.cursor_ms,
+            resume: self.resume.unwrap_or(NO_POS),
         };
         let tmp = self.dir.join("checkpoint.tmp");
         let path = self.dir.join("checkpoint");

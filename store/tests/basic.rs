@@ -562,7 +562,7 @@ fn transient_faults_stall_the_log_and_it_resumes_without_loss() {
             for _ in 0..200 {
                 match send(&store, &mut acked).await {
                     Ok(_) => {}
-                    Err(StoreError::Stalled(why)) => {
+                    Err(StoreError::Stalled(why) | StoreError::StalledQueued(why)) => {
                         assert!(why.contains("os error"), "{on:?}: the remark names the OS error: {why}");
                         refused += 1;
                         if refused >= 5 {

@@ -202,3 +202,81 @@ fn a_different_geometry_rebuilds_from_the_topic_and_skips_what_was_delivered() {
         assert_eq!(index.poll_due(5_000, 10).await.unwrap(), vec![TimerEntry { due_ms: 5_000, queue_offset: 1 }]);
     });
 }
+
+#[test]
+fn a_disk_that_fills_up_and_frees_again_loses_and_repeats_nothing() {
+    use ferromq_store::io::faulty::{Fault, FaultyStorage, OpClass};
+    for seed in 0..6u64 {
+        let mut rng = StdRng::seed_from_u64(99 + seed);
+        let topic = Topic::random(&mut rng, 2_000, 6_000, -200, 5_000);
+        let mem = MemStorage::new();
+        let storage = FaultyStorage::new(mem.clone());
+        let (mut index, _) = block_on(TimerIndex::open(storage.clone(), Path::new("/timer"), GEOMETRY, 0)).unwrap();
+        let mut handed: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut next = 0usize;
+        let mut failures = 0u64;
+        block_on(async {
+            let mut now = 0;
+            while now < 16_000 {
+                // ENOSPC on every write for 300 ms out of every 1.3 s, until 7 s.
+                if now % 1_300 < STEP_MS && now < 7_000 {
+                    storage.faults().add(Fault::Errno { on: OpClass::Write, errno: ENOSPC });
+                } else if now % 1_300 >= 300 && now % 1_300 < 300 + STEP_MS {
+                    storage.faults().clear();
+                }
+                if (8_000..8_000 + STEP_MS).contains(&now) {
+                    // Power loss after a checkpoint that succeeded: what the failed writes
+                    // left out must have been written since.
+                    storage.faults().clear();
+                    index.checkpoint(next as u64).await.unwrap();
+                    mem.crash(CrashOdds::default(), &mut |b| rng.random_range(0..b.max(1)));
+                    let (reopened, recovery) = TimerIndex::open(storage.clone(), Path::new("/timer"), GEOMETRY, now).await.unwrap();
+                    index = reopened;
+                    next = recovery.enqueue_from.unwrap() as usize;
+                }
+                while let Some(&(arrive, due)) = topic.arrivals.get(next) {
+                    if arrive > now {
+                        break;
+                    }
+                    match index.enqueue(TimerEntry { due_ms: due, queue_offset: next as u64 }).await {
+                        Ok(true) => next += 1,
+                        Ok(false) => break,
+                        Err(_) => {
+                            failures += 1;
+                            break;
+                        }
+                    }
+                }
+                loop {
+                    match index.poll_due(now, 8).await {
+                        Ok(due) if due.is_empty() => break,
+                        Ok(due) => {
+                            for e in due {
+                                assert!(e.due_ms <= now, "handed out early");
+                                *handed.entry(e.queue_offset).or_default() += 1;
+                            }
+                        }
+                        Err(_) => {
+                            failures += 1;
+                            break;
+                        }
+                    }
+                }
+                if now % 200 < STEP_MS && index.checkpoint(next as u64).await.is_err() {
+                    failures += 1;
+                }
+                now += STEP_MS;
+            }
+        });
+        assert!(failures > 3, "seed {seed}: the fault was hit ({failures} failures)");
+        assert_eq!(next, topic.arrivals.len(), "seed {seed}: every entry taken once the disk has room again");
+        for offset in 0..topic.arrivals.len() as u64 {
+            let n = handed.get(&offset).copied().unwrap_or(0);
+            // Once each, except what was handed out between the last checkpoint and the crash.
+            assert!(n >= 1, "seed {seed}: entry {offset} (due {}) lost", topic.arrivals[offset as usize].1);
+            assert!(n == 1 || topic.arrivals[offset as usize].1 <= 8_000, "seed {seed}: entry {offset} handed out {n} times");
+        }
+    }
+}
+
+const ENOSPC: i32 = 28;

@@ -188,6 +188,10 @@ struct Stored {
     topic: String,
     msg_id: String,
     body: Vec<u8>,
+    /// When the broker appended it (for a timer message: when the timer delivered it).
+    store_timestamp_ms: i64,
+    /// A delivered timer message's due time (`TIMER_OUT_MS`).
+    timer_out_ms: Option<i64>,
 }
 
 /// Pulls every message of `topic` queue by queue from offset 0 (PULL_MESSAGE with an inline
@@ -221,7 +225,13 @@ async fn pull_all(client: &Client, topic: &str, queues: u32) -> Result<BTreeMap<
                         }
                         all.insert(
                             (queue_id, at),
-                            Stored { topic: record.topic.to_owned(), msg_id: record.offset_msg_id(), body: record.body.to_vec() },
+                            Stored {
+                                topic: record.topic.to_owned(),
+                                msg_id: record.offset_msg_id(),
+                                body: record.body.to_vec(),
+                                store_timestamp_ms: record.store_timestamp_ms,
+                                timer_out_ms: record.properties().get("TIMER_OUT_MS").and_then(|v| v.parse().ok()),
+                            },
                         );
                         offset += 1;
                     }
@@ -1370,6 +1380,61 @@ fn transient_io_faults_refuse_sends_until_relief_and_lose_nothing() {
         let copies = stored.values().filter(|m| &m.body == body).count();
         assert_eq!(copies, 1, "acknowledged {key} is stored once");
     }
+    drop(watched);
+}
+
+const TIMER_FAULT_TOPIC: &str = "FaultTimer";
+const TIMER_FAULT_MESSAGES: usize = 20;
+
+/// Timer messages (issue 15) that fall due while the disk is full (ENOSPC on every write, the
+/// timer index's included) are delivered once the space is back — each exactly once, none
+/// before its time, without a restart.
+#[test]
+fn timer_messages_due_during_a_full_disk_are_delivered_after_relief() {
+    let control_dir = TempDir::new("fault-control");
+    let control = control_dir.path().join("faults");
+    std::fs::write(&control, "").expect("write the fault control file");
+    let control_str = control.display().to_string();
+    let broker = BrokerProcess::start_in_with_env(TempDir::new("broker"), &[], &[("FERROMQ_FAULT_INJECTION_FILE", control_str.as_str())])
+        .unwrap_or_else(|e| panic!("mqbroker did not start: {e}"));
+    let watched = Watched { broker, earlier: Vec::new() };
+    let addr = watched.addr();
+    create_topic(addr, TIMER_FAULT_TOPIC, 1);
+    let stored = on_compio(move || async move {
+        let client = Client::connect(addr, RPC_TIMEOUT).await.expect("connect");
+        for i in 0..TIMER_FAULT_MESSAGES {
+            let properties = format!("KEYS\u{1}timer-{i}\u{2}TIMER_DELAY_MS\u{1}{}\u{2}", 1_000 + 20 * i);
+            let request = ferromq_tests::send_v2_request("fault_producer", TIMER_FAULT_TOPIC, 1, 0, &properties, format!("timer {i}").into_bytes());
+            let r = client.invoke(request, RPC_TIMEOUT).await.expect("send answered");
+            assert_eq!(r.code, response_code::SUCCESS, "{r:?}");
+        }
+        // Let the timer index take them, then fill the disk past every due time.
+        compio::time::sleep(Duration::from_millis(300)).await;
+        set_faults(&control, "write=ENOSPC").await;
+        compio::time::sleep(Duration::from_millis(2_000)).await;
+        let during = pull_all(&client, TIMER_FAULT_TOPIC, 1).await.expect("pull during the fault");
+        assert!(during.is_empty(), "delivered while no write could succeed: {during:?}");
+        set_faults(&control, "").await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stored = pull_all(&client, TIMER_FAULT_TOPIC, 1).await.expect("pull after relief");
+            if stored.len() >= TIMER_FAULT_MESSAGES || Instant::now() > deadline {
+                compio::time::sleep(Duration::from_millis(500)).await;
+                let stored = pull_all(&client, TIMER_FAULT_TOPIC, 1).await.expect("pull after relief");
+                client.close();
+                return stored;
+            }
+            compio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    for i in 0..TIMER_FAULT_MESSAGES {
+        let body = format!("timer {i}").into_bytes();
+        let copies: Vec<&Stored> = stored.values().filter(|m| m.body == body).collect();
+        assert_eq!(copies.len(), 1, "timer {i} delivered once after relief (all: {} stored)", stored.len());
+        let due = copies[0].timer_out_ms.expect("TIMER_OUT_MS on the delivered message");
+        assert!(copies[0].store_timestamp_ms >= due, "timer {i} delivered at {} before its due time {due}", copies[0].store_timestamp_ms);
+    }
+    assert!(logged(&watched.broker.process, "timer"), "the timer's failure is logged");
     drop(watched);
 }
 

@@ -161,6 +161,12 @@ async fn deliver_level(ctx: Rc<ShardCtx>, level: u32, delay_ms: u64, start: u64)
             let delivered = ctx.on(owner, move |owner_ctx, _slot| async move { owner_ctx.store.append_with(vec![message], AckLevel::FlushMode).await }).await;
             let failure = match delivered {
                 Ok(Ok(_)) => None,
+                // Taken by the log, stored once the fault clears: delivering it again would
+                // store it twice.
+                Ok(Err(ferromq_store::StoreError::StalledQueued(why))) => {
+                    warn!(level, queue_offset = next, "delay level: delivery taken by a stalled log; stored once the fault clears: {why}");
+                    None
+                }
                 Ok(Err(e)) => Some(e.to_string()),
                 Err(e) => Some(e.remark),
             };

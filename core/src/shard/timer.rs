@@ -12,8 +12,8 @@
 //! after a crash, what was handed out since the last checkpoint is delivered again (at least
 //! once, as in Java).
 //!
-//! An index that cannot be used (first start, another `timerPrecisionMs`, damage) is rebuilt
-//! from the queue itself; entries the old index had delivered are skipped. A damaged or
+//! An index that cannot be used (first start, another `timerPrecisionMs`, damage, a failed
+//! sync) is rebuilt from the queue itself; entries the old index had delivered are skipped. A damaged or
 //! unreadable parked record is logged at ERROR and skipped, never delivered wrong. A failed
 //! delivery is retried after [`RETRY_AFTER`], logged once per failure streak.
 
@@ -88,6 +88,9 @@ struct Deliverer {
     changed: bool,
     /// A delivery failure streak is under way (logged once).
     failing: bool,
+    /// A rebuild asked for and not yet done: (the delivered point, the queue offset indexed
+    /// below) of the index being replaced.
+    rebuild: Option<(i64, u64)>,
     /// Entries taken and delivered since `rate_since`, for the per-second rates.
     enqueued: u64,
     delivered: u64,
@@ -119,7 +122,7 @@ async fn run(ctx: Rc<ShardCtx>, geometry: TimerGeometry) {
     }
     let next = recovery.enqueue_from.unwrap_or(min.0);
     info!(shard = ctx.id.0, from = next, pending_to = max.0, precision_ms = geometry.precision_ms, "timer deliverer started");
-    let mut d = Deliverer { ctx, index, next, changed: false, failing: false, enqueued: 0, delivered: 0, rate_since: Instant::now(), stats: TimerStats::default() };
+    let mut d = Deliverer { ctx, index, next, changed: false, failing: false, rebuild: None, enqueued: 0, delivered: 0, rate_since: Instant::now(), stats: TimerStats::default() };
     let mut last_checkpoint = Instant::now();
     while !d.ctx.stopping.get() {
         let read_more = match d.step().await {
@@ -169,6 +172,10 @@ impl Deliverer {
     /// Hands newly parked records to the index, then delivers what is due. `Ok(true)` when more
     /// parked records are waiting.
     async fn step(&mut self) -> Result<bool, StoreError> {
+        if !self.try_rebuild().await {
+            pause(&self.ctx, RETRY_AFTER).await;
+            return Ok(false);
+        }
         let read_more = self.take_parked().await?;
         loop {
             let due = self.index.poll_due(now_ms(), DELIVER_BATCH_ENTRIES).await?;
@@ -246,6 +253,12 @@ impl Deliverer {
                 let appended = ctx.on(owner, move |owner_ctx, _slot| async move { owner_ctx.store.append_with(messages, AckLevel::FlushMode).await }).await;
                 let failure = match appended {
                     Ok(Ok(_)) => None,
+                    // Taken by the log, stored once the fault clears: delivering it again would
+                    // store it twice.
+                    Ok(Err(StoreError::StalledQueued(why))) => {
+                        warn!(topic, queue_id, "timer: delivery taken by a stalled log; stored once the fault clears: {why}");
+                        None
+                    }
                     Ok(Err(e)) => Some(format!("{topic}:{queue_id}: {e}")),
                     Err(e) => Some(format!("{topic}:{queue_id}: {}", e.remark)),
                 };
@@ -307,19 +320,42 @@ impl Deliverer {
         Ok(())
     }
 
-    /// A damaged index is rebuilt from the timer queue (what it had delivered is skipped); any
-    /// other error is logged and the step retried.
+    /// A damaged index, or one whose sync failed (after a failed fdatasync the page cache no
+    /// longer says what is on disk), is rebuilt from the timer queue: what it had delivered is
+    /// skipped. Any other error (a full disk, no descriptors) is logged and the step retried.
     async fn on_index_error(&mut self, e: StoreError) {
-        if !matches!(e, StoreError::CorruptFile { .. }) {
+        let rebuild = match &e {
+            StoreError::CorruptFile { .. } => true,
+            StoreError::Io { op, .. } => op.makes_durable(),
+            _ => false,
+        };
+        if !rebuild {
             error!(shard = self.ctx.id.0, "timer index: {e}; retrying every {RETRY_AFTER:?}");
             return;
         }
-        let delivered = self.index.delivered_through_ms();
-        let (min, _) = self.ctx.store.queue_offsets(TIMER_TOPIC, 0);
-        error!(shard = self.ctx.id.0, "timer index damaged ({e}); rebuilding it from {TIMER_TOPIC} offset {}", min.0);
-        match self.index.reset(delivered, self.next, now_ms()).await {
-            Ok(()) => self.next = min.0,
-            Err(e) => error!(shard = self.ctx.id.0, "timer index cannot be rebuilt, retrying: {e}"),
+        error!(shard = self.ctx.id.0, "timer index unusable ({e}); rebuilding it from {TIMER_TOPIC}");
+        if self.rebuild.is_none() {
+            self.rebuild = Some((self.index.delivered_through_ms(), self.next));
+        }
+        self.try_rebuild().await;
+    }
+
+    /// Resets the index for a rebuild asked by [`Deliverer::on_index_error`]; `false` (logged,
+    /// retried at the next step) while the reset fails.
+    async fn try_rebuild(&mut self) -> bool {
+        let Some((delivered, indexed_below)) = self.rebuild else { return true };
+        match self.index.reset(delivered, indexed_below, now_ms()).await {
+            Ok(()) => {
+                let (min, _) = self.ctx.store.queue_offsets(TIMER_TOPIC, 0);
+                info!(shard = self.ctx.id.0, from = min.0, "timer index reset; re-reading {TIMER_TOPIC}");
+                self.next = min.0;
+                self.rebuild = None;
+                true
+            }
+            Err(e) => {
+                error!(shard = self.ctx.id.0, "timer index cannot be reset yet, retrying every {RETRY_AFTER:?}: {e}");
+                false
+            }
         }
     }
 }
