@@ -178,6 +178,18 @@ impl SendTemplate {
             let entries: Vec<BatchEntry> = (0..batch).map(|_| (0, one_body().to_vec(), message_properties(&uniq_key()).into_bytes())).collect();
             (request_code::SEND_BATCH_MESSAGE, Bytes::from(encode_batch(&entries)), "WAIT\u{1}true\u{2}".to_owned())
         };
+        self.send_header(code, topic, queue_id, header_props, 0, batch > 1).with_body(body)
+    }
+
+    /// One message (SEND_MESSAGE_V2) of the template's body to `queue_id` of `topic`, with the
+    /// encoded `properties` (§5.4: `name \u{1} value \u{2}` each) and the header's `sysFlag` —
+    /// messages that differ by tag or property (filters), or half messages (sysFlag 4).
+    pub fn request_with(&self, topic: &str, queue_id: u32, properties: String, sys_flag: i32) -> RemotingCommand {
+        self.send_header(request_code::SEND_MESSAGE_V2, topic, queue_id, properties, sys_flag, false).with_body(self.body.clone())
+    }
+
+    /// The short-key header of SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE (§2.1), born now.
+    fn send_header(&self, code: i32, topic: &str, queue_id: u32, properties: String, sys_flag: i32, batch: bool) -> RemotingCommand {
         let born_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -187,20 +199,35 @@ impl SendTemplate {
             .with_ext("c", DEFAULT_TOPIC)
             .with_ext("d", self.queues)
             .with_ext("e", queue_id)
-            .with_ext("f", 0)
+            .with_ext("f", sys_flag)
             .with_ext("g", born_ms)
             .with_ext("h", 0)
-            .with_ext("i", header_props)
+            .with_ext("i", properties)
             .with_ext("j", 0)
             .with_ext("k", false)
-            .with_ext("m", batch > 1)
-            .with_body(body)
+            .with_ext("m", batch)
     }
 }
 
 /// A PULL_MESSAGE (11) request with the subscription inline (`*`); `suspend_ms` > 0 sets the
 /// suspend flag (long polling) with that hold time.
 pub fn pull_request(group: &str, topic: &str, queue_id: u32, offset: u64, max_messages: u32, suspend_ms: u64) -> RemotingCommand {
+    pull_request_with(group, topic, queue_id, offset, max_messages, suspend_ms, "*", "TAG")
+}
+
+/// [`pull_request`] with another inline subscription: a TAG expression (`"TagA || TagB"`) or,
+/// with `expression_type` `SQL92`, a selector (served only with `enablePropertyFilter=true`).
+#[allow(clippy::too_many_arguments)]
+pub fn pull_request_with(
+    group: &str,
+    topic: &str,
+    queue_id: u32,
+    offset: u64,
+    max_messages: u32,
+    suspend_ms: u64,
+    subscription: &str,
+    expression_type: &str,
+) -> RemotingCommand {
     const FLAG_SUSPEND: i32 = 2;
     const FLAG_SUBSCRIPTION: i32 = 4;
     let sys_flag = FLAG_SUBSCRIPTION | if suspend_ms > 0 { FLAG_SUSPEND } else { 0 };
@@ -213,9 +240,9 @@ pub fn pull_request(group: &str, topic: &str, queue_id: u32, offset: u64, max_me
         .with_ext("sysFlag", sys_flag)
         .with_ext("commitOffset", 0)
         .with_ext("suspendTimeoutMillis", suspend_ms)
-        .with_ext("subscription", "*")
+        .with_ext("subscription", subscription)
         .with_ext("subVersion", 0)
-        .with_ext("expressionType", "TAG")
+        .with_ext("expressionType", expression_type)
 }
 
 /// A decoded pull answer.
@@ -527,6 +554,45 @@ pub fn table_u64(table: &serde_json::Map<String, serde_json::Value>, key: &str) 
     match table.get(key)? {
         serde_json::Value::String(s) => s.trim().parse().ok(),
         v => v.as_u64(),
+    }
+}
+
+/// The largest value of each of `keys` over several connections' runtime info (a FerroMQ
+/// broker answers some keys for the connection's shard only).
+pub fn runtime_max(addr: SocketAddr, backend: &str, keys: &[&str]) -> Result<Vec<Option<u64>>, String> {
+    let backend = resolve_backend(backend)?;
+    let (runtime, _) = build_runtime(backend).map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let mut largest = vec![None; keys.len()];
+        for _ in 0..8 {
+            let client = Client::connect(addr, CONNECT_TIMEOUT).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+            let table = runtime_table(&client).await?;
+            client.close();
+            for (i, key) in keys.iter().enumerate() {
+                if let Some(v) = table_u64(&table, key) {
+                    largest[i] = Some(largest[i].map_or(v, |l: u64| l.max(v)));
+                }
+            }
+        }
+        Ok(largest)
+    })
+}
+
+/// Waits until the broker has flushed and dispatched everything it holds
+/// (`remainHowManyDataToFlush` and `dispatchBehindBytes` 0 on every shard), so that no
+/// writeback or dispatch of what came before runs inside the next measured window; returns
+/// the seconds waited.
+pub fn wait_settled(addr: SocketAddr, backend: &str, limit: Duration) -> Result<f64, String> {
+    let started = Instant::now();
+    loop {
+        let v = runtime_max(addr, backend, &["remainHowManyDataToFlush", "dispatchBehindBytes"])?;
+        if v.iter().all(|x| x.unwrap_or(0) == 0) {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        if started.elapsed() >= limit {
+            return Err(format!("the broker did not flush and dispatch within {limit:?}: {v:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

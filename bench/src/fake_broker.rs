@@ -184,6 +184,8 @@ mod tests {
                 pull_batch: 7,
                 suspend_ms: 100,
                 consumer_group: "c".into(),
+                subscription: "*".into(),
+                expression_type: "TAG".into(),
                 consumer_io_backend: "auto".into(),
             },
             catch_up: true,

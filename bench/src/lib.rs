@@ -15,6 +15,8 @@
 //! - [`micro`]: codec, record and consume-queue micro-benchmark bodies (`benches/micro.rs`).
 //! - [`replication`]: a master and its slave started here: SYNC_MASTER ÷ ASYNC_MASTER, the
 //!   CPU of both, added latency, slave lag, and an empty slave's catch-up against loopback sendfile.
+//! - [`semantics`]: a broker started here: retry and dead-letter send-backs, transaction
+//!   commits, SQL92 vs tag filters, each with the broker's CPU per operation (issue 15).
 //! - [`suite`]: the benchmark suite (name server + broker per profile, the whole matrix) and
 //!   [`report`], its Markdown + SVG report.
 
@@ -29,5 +31,6 @@ pub mod probe;
 pub mod replication;
 pub mod report;
 pub mod route;
+pub mod semantics;
 pub mod store;
 pub mod suite;

@@ -13,12 +13,14 @@
 //!   io_uring/epoll), runs the matrix, writes a Markdown report with SVG plots.
 //! - `replication`: master and slave brokers started here; SYNC_MASTER ÷ ASYNC_MASTER, both
 //!   brokers' CPU per message, added latency, slave lag, catch-up ÷ loopback sendfile.
+//! - `semantics`: a broker started here; retry / dead-letter send-backs/s, transaction commits/s,
+//!   SQL92 vs tag filter cost per examined record, each with the broker's CPU per operation.
 //!
 //! Every load mode prints a progress line each second and a final summary with hdrhistogram
 //! percentiles; `--json` writes the summary as JSON as well.
 
 use clap::{Parser, Subcommand};
-use ferromq_bench::{broker, consume, probe, produce, replication, route, store, suite};
+use ferromq_bench::{broker, consume, probe, produce, replication, route, semantics, store, suite};
 
 #[derive(Parser, Debug)]
 #[command(name = "ferromq-bench", version, about = "FerroMQ load generator (RocketMQ remoting protocol)")]
@@ -51,6 +53,10 @@ enum Mode {
     /// folder), SYNC_MASTER ÷ ASYNC_MASTER throughput, both brokers' CPU per message, the
     /// latency SYNC_MASTER adds, slave lag, an empty slave's catch-up ÷ loopback sendfile.
     Replication(replication::ReplicationArgs),
+    /// Messaging semantics (issue 15): a broker started here (store in a scratch folder);
+    /// CONSUMER_SEND_MSG_BACK to %RETRY% and %DLQ%, half messages and END_TRANSACTION commits,
+    /// SQL92 vs tag vs no filter per examined record, with the broker's CPU per operation.
+    Semantics(semantics::SemanticsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -66,6 +72,7 @@ fn main() -> std::process::ExitCode {
         Mode::Rss(args) => broker::run_rss(args),
         Mode::Suite(args) => suite::run(args).map(drop),
         Mode::Replication(args) => replication::run(args).map(drop),
+        Mode::Semantics(args) => semantics::run(args).map(drop),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

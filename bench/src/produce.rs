@@ -287,28 +287,45 @@ pub fn pipelined(
     let (runtime, _) = build_runtime(backend).map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let client = Client::connect(broker_addr, broker::CONNECT_TIMEOUT).await.map_err(|e| format!("cannot connect to {broker_addr}: {e}"))?;
-        let next = Cell::new(0usize);
-        let failures = RefCell::new(Counts::new());
-        let lane = || async {
-            loop {
-                let i = next.get();
-                if i >= n {
-                    break;
-                }
-                next.set(i + 1);
-                let name = match client.invoke(request(i), broker::REQUEST_TIMEOUT).await {
-                    Ok(r) if r.code == response_code::SUCCESS => continue,
-                    Ok(r) => format!("{}: {}", broker::code_name(r.code), r.remark.unwrap_or_default().chars().take(120).collect::<String>()),
-                    Err(e) => broker::rpc_error_name(&e),
-                };
-                let mut failures = failures.borrow_mut();
-                let key = failures.keys().find(|k| k.split(':').next() == name.split(':').next()).cloned().unwrap_or(name);
-                *failures.entry(key).or_default() += 1;
-            }
-        };
-        futures_join_all((0..in_flight.max(1)).map(|_| lane())).await;
-        Ok(failures.into_inner())
+        Ok(pipeline(&client, n, in_flight, request, |_, _, _| {}).await)
     })
+}
+
+/// Sends `request(0)` … `request(n-1)` over `client` with up to `in_flight` outstanding, and
+/// hands every SUCCESS answer to `on_success` with its index and round trip. Returns the
+/// failures as [`pipelined`] does.
+pub async fn pipeline(
+    client: &Client,
+    n: usize,
+    in_flight: usize,
+    request: impl Fn(usize) -> ferromq_net::RemotingCommand,
+    on_success: impl Fn(usize, &ferromq_net::RemotingCommand, Duration),
+) -> Counts {
+    let next = Cell::new(0usize);
+    let failures = RefCell::new(Counts::new());
+    let lane = || async {
+        loop {
+            let i = next.get();
+            if i >= n {
+                break;
+            }
+            next.set(i + 1);
+            let sent = Instant::now();
+            let name = match client.invoke(request(i), broker::REQUEST_TIMEOUT).await {
+                Ok(r) if r.code == response_code::SUCCESS => {
+                    on_success(i, &r, sent.elapsed());
+                    continue;
+                }
+                Ok(r) => format!("{}: {}", broker::code_name(r.code), r.remark.unwrap_or_default().chars().take(120).collect::<String>()),
+                Err(e) => broker::rpc_error_name(&e),
+            };
+            let mut failures = failures.borrow_mut();
+            let key = failures.keys().find(|k| k.split(':').next() == name.split(':').next()).cloned().unwrap_or(name);
+            *failures.entry(key).or_default() += 1;
+        }
+    };
+    futures_join_all((0..in_flight.max(1)).map(|_| lane())).await;
+    failures.into_inner()
 }
 
 /// Runs `futures` concurrently on the current task and waits for all of them.

@@ -45,8 +45,8 @@ use crate::broker::{self, ReplicationStatus};
 use crate::cpu::{CpuReport, CpuWindow};
 use crate::probe::{self, MIB, ProbeReport, ProbeSizes, ScratchDir, SendfileBandwidth};
 use crate::produce::{self, ProduceArgs, ProducerArgs};
-use crate::report::Spread;
-use crate::suite::{self, LogProblems, Server};
+use crate::report::{Spread, opt, spread};
+use crate::suite::{self, BROKER_READY, LogProblems, Server};
 
 /// Target of issue 9: SYNC_MASTER ÷ ASYNC_MASTER throughput at the load point.
 pub const TARGET_SYNC_VS_ASYNC_MASTER: f64 = 0.8;
@@ -62,9 +62,6 @@ const CATCH_UP_TOPIC: &str = "ReplCatchUp";
 const IN_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the filled master may take to flush and dispatch what it holds.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// What a broker logs once it serves: `The broker[<name>, <addr>] boot success` (a master's
-/// embedded name server logs its own `boot success` first).
-const BROKER_READY: &str = "] boot success";
 /// Poll interval of the catch-up.
 const CATCH_UP_POLL: Duration = Duration::from_millis(20);
 
@@ -671,27 +668,6 @@ fn run_pair(ctx: &Ctx, role: &str, slave_flush: &str, round: usize) -> Result<Pa
     Ok(run)
 }
 
-/// The largest value of `key` over several connections' runtime info (a FerroMQ broker
-/// answers some keys for the connection's shard only).
-fn runtime_max(addr: SocketAddr, backend: &str, keys: &[&str]) -> Result<Vec<Option<u64>>, String> {
-    let backend = broker::resolve_backend(backend)?;
-    let (runtime, _) = build_runtime(backend).map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let mut largest = vec![None; keys.len()];
-        for _ in 0..8 {
-            let client = Client::connect(addr, broker::CONNECT_TIMEOUT).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-            let table = broker::runtime_table(&client).await?;
-            client.close();
-            for (i, key) in keys.iter().enumerate() {
-                if let Some(v) = broker::table_u64(&table, key) {
-                    largest[i] = Some(largest[i].map_or(v, |l: u64| l.max(v)));
-                }
-            }
-        }
-        Ok(largest)
-    })
-}
-
 /// Fills an ASYNC_MASTER to `--catch-up-mib`, then times an empty slave of each flush mode
 /// catching up with it; the sendfile probe of the same bytes last.
 fn run_catch_up(ctx: &Ctx) -> Result<CatchUpResults, String> {
@@ -735,16 +711,7 @@ fn run_catch_up(ctx: &Ctx) -> Result<CatchUpResults, String> {
         // What the slave reads should be on disk and cached, as an older log is; no writeback
         // of the fill should run under the catch-up.
         let settle = Instant::now();
-        loop {
-            let v = runtime_max(pair.master_addr, &args.backend, &["remainHowManyDataToFlush", "dispatchBehindBytes"])?;
-            if v.iter().all(|x| x.unwrap_or(0) == 0) {
-                break;
-            }
-            if settle.elapsed() >= SETTLE_TIMEOUT {
-                return Err(format!("the master did not flush and dispatch within {SETTLE_TIMEOUT:?}: {v:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        broker::wait_settled(pair.master_addr, &args.backend, SETTLE_TIMEOUT)?;
         // SAFETY: sync(2) takes no arguments and cannot fail.
         unsafe { libc::sync() };
         results.settle_s = settle.elapsed().as_secs_f64();
@@ -857,18 +824,8 @@ fn catch_up_once(ctx: &Ctx, pair: &mut Pair, flush: &str, i: usize) -> Result<Ca
 pub fn run(args: ReplicationArgs) -> Result<PathBuf, String> {
     let started_at = Instant::now();
     let started = suite::utc_timestamp(SystemTime::now());
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("results").join(format!("replication-{}", started.replace(':', "-"))));
-    for sub in ["raw", "logs"] {
-        std::fs::create_dir_all(out.join(sub)).map_err(|e| format!("cannot create {}: {e}", out.join(sub).display()))?;
-    }
-    let bin_dir = match &args.bin_dir {
-        Some(dir) => dir.clone(),
-        None => std::env::current_exe()
-            .map_err(|e| e.to_string())?
-            .parent()
-            .map(Path::to_path_buf)
-            .ok_or("cannot find this executable's folder")?,
-    };
+    let out = suite::results_folder(args.out.as_deref(), "replication", &started)?;
+    let bin_dir = suite::bin_dir(args.bin_dir.as_deref())?;
     let mqbroker = bin_dir.join("mqbroker");
     if !mqbroker.exists() {
         return Err(format!("{} not found: build it first (cargo build --release -p ferromq-core) or pass --bin-dir", mqbroker.display()));
@@ -939,19 +896,6 @@ pub fn run(args: ReplicationArgs) -> Result<PathBuf, String> {
 
 // ---------------------------------------------------------------------------------------------
 // Report
-
-/// `median (min–max)`, or the one value when they are all the same.
-fn spread(values: &[f64], decimals: usize) -> String {
-    match Spread::of(values.to_vec()) {
-        None => "—".to_owned(),
-        Some(s) if s.min == s.max => format!("{:.*}", decimals, s.median),
-        Some(s) => s.show(decimals),
-    }
-}
-
-fn opt(v: Option<f64>, decimals: usize) -> String {
-    v.filter(|v| v.is_finite()).map_or("—".to_owned(), |v| format!("{v:.decimals$}"))
-}
 
 fn verdict(value: Option<f64>, at_least: f64) -> &'static str {
     match value {

@@ -1185,6 +1185,20 @@ impl Spread {
     }
 }
 
+/// `median (min–max)` of `values`, or the one value when they are all the same; `—` without any.
+pub(crate) fn spread(values: &[f64], decimals: usize) -> String {
+    match Spread::of(values.to_vec()) {
+        None => "—".to_owned(),
+        Some(s) if s.min == s.max => format!("{:.*}", decimals, s.median),
+        Some(s) => s.show(decimals),
+    }
+}
+
+/// `v` with `decimals`, or `—` when it is absent or not finite.
+pub(crate) fn opt(v: Option<f64>, decimals: usize) -> String {
+    v.filter(|v| v.is_finite()).map_or("—".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
 fn log2(c: usize) -> f64 {
     (c.max(1) as f64).log2()
 }

@@ -435,18 +435,8 @@ pub struct SuiteResults {
 pub fn run(args: SuiteArgs) -> Result<PathBuf, String> {
     let started_at = Instant::now();
     let started = utc_timestamp(SystemTime::now());
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("results").join(format!("suite-{}", started.replace(':', "-"))));
-    for sub in ["raw", "logs"] {
-        std::fs::create_dir_all(out.join(sub)).map_err(|e| format!("cannot create {}: {e}", out.join(sub).display()))?;
-    }
-    let bin_dir = match &args.bin_dir {
-        Some(dir) => dir.clone(),
-        None => std::env::current_exe()
-            .map_err(|e| e.to_string())?
-            .parent()
-            .map(Path::to_path_buf)
-            .ok_or("cannot find this executable's folder")?,
-    };
+    let out = results_folder(args.out.as_deref(), "suite", &started)?;
+    let bin_dir = bin_dir(args.bin_dir.as_deref())?;
     let binaries = Binaries { mqbroker: bin_dir.join("mqbroker"), mqnamesrv: bin_dir.join("mqnamesrv") };
     for binary in [&binaries.mqbroker, &binaries.mqnamesrv] {
         if !binary.exists() {
@@ -809,6 +799,8 @@ fn catch_up(broker_addr: SocketAddr, pid: u32, profile: &Profile, topic: &str, q
             pull_batch: 32,
             suspend_ms: 1000,
             consumer_group: "ferromq-bench-suite".into(),
+            subscription: "*".into(),
+            expression_type: "TAG".into(),
             consumer_io_backend: profile.backend.clone(),
         },
         catch_up: true,
@@ -1047,6 +1039,33 @@ fn cdf_points(value: Option<&serde_json::Value>) -> Vec<(f64, f64)> {
         .unwrap_or_default()
 }
 
+/// The results folder of a run that started at `started`: `out`, or
+/// `results/<mode>-<started>` under the current directory; created, with its `raw/` and
+/// `logs/` sub-folders.
+pub(crate) fn results_folder(out: Option<&Path>, mode: &str, started: &str) -> Result<PathBuf, String> {
+    let out = out.map_or_else(|| PathBuf::from("results").join(format!("{mode}-{}", started.replace(':', "-"))), Path::to_path_buf);
+    for sub in ["raw", "logs"] {
+        std::fs::create_dir_all(out.join(sub)).map_err(|e| format!("cannot create {}: {e}", out.join(sub).display()))?;
+    }
+    Ok(out)
+}
+
+/// The folder holding the server binaries: `bin_dir` (`--bin-dir`), or this executable's.
+pub(crate) fn bin_dir(bin_dir: Option<&Path>) -> Result<PathBuf, String> {
+    match bin_dir {
+        Some(dir) => Ok(dir.to_path_buf()),
+        None => std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .parent()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| "cannot find this executable's folder".to_owned()),
+    }
+}
+
+/// What a broker logs once it serves: `The broker[<name>, <addr>] boot success` (a broker
+/// that runs its embedded name server logs that one's own `boot success` first).
+pub(crate) const BROKER_READY: &str = "] boot success";
+
 /// A free loopback port (bound, read and released; another process could take it in between,
 /// which the server start would then report).
 pub(crate) fn free_port() -> Result<u16, String> {
@@ -1115,6 +1134,11 @@ impl Server {
 
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The I/O backend the server logged at start (`backend=`), if it did.
+    pub(crate) fn backend_logged(&self) -> Option<&str> {
+        self.backend_logged.as_deref()
     }
 
     /// SIGTERM, then SIGKILL if it has not exited in [`SERVER_STOP_TIMEOUT`].
