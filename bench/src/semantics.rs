@@ -41,10 +41,15 @@
 //!    rotated. Records examined (every queue entry) per second, broker CPU per examined record,
 //!    and SQL92 ÷ TAG paired per round. Checked: each matched exactly what the generator
 //!    expects, and pulled without an offset going back.
-//! 4. **Timer delivery lateness** (5.x `TIMER_DELIVER_MS` / `TIMER_DELAY_*`): not measured — the
-//!    broker refuses timer properties until its timer wheel exists (built separately). Its
-//!    place: a phase after the filters in [`run`], its figures in [`SemanticsResults::timer`]
-//!    and the report's section of that name.
+//! 4. **Timer delivery lateness** (5.x `TIMER_DELIVER_MS`): for each `--timer-pending` N, N
+//!    messages with due times spread evenly over `--timer-spread-secs`, starting
+//!    `--timer-lead-secs` after the phase starts (so that all N are pending at once when the
+//!    sends finish within the lead), sent `max(--in-flight)` outstanding (a point: parking rate
+//!    and broker CPU per parked message); the broker's RSS before and with all N pending; then
+//!    a follow-up window until all N are visible in their topic (broker CPU per delivered
+//!    message). Every delivered record is pulled: lateness = its store timestamp − its
+//!    `TIMER_OUT_MS` (the due time the broker stamped), p50 / p99 / max. Checked: all N
+//!    delivered, none before its due time.
 //!
 //! `report.md`, `results.json`, `raw/` (each filter read's consume summary) and `logs/` (the
 //! broker's log) go to the results folder.
@@ -165,6 +170,17 @@ pub struct SemanticsArgs {
     /// Extra broker settings, KEY=VALUE (passed as `mqbroker --set`).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub broker_settings: Vec<String>,
+    /// Timer messages pending at once, one timer point per value (default 10,000 and
+    /// 100,000; 300 with --tiny).
+    #[arg(long, value_delimiter = ',')]
+    pub timer_pending: Vec<u64>,
+    /// Seconds from the start of a timer point to the first due time (the sends must finish
+    /// within it for all to be pending at once). Default 8; 2 with --tiny.
+    #[arg(long)]
+    pub timer_lead_secs: Option<u64>,
+    /// Seconds over which a timer point's due times are spread. Default 10; 1 with --tiny.
+    #[arg(long)]
+    pub timer_spread_secs: Option<u64>,
     /// Tiny probes and, unless given, tiny counts: a quick check that everything runs (the
     /// figures mean nothing then).
     #[arg(long)]
@@ -337,9 +353,8 @@ pub struct SemanticsResults {
     pub check_back: Option<FollowUp>,
     pub filters: Vec<FilterRun>,
     pub filter_figures: FilterFigures,
-    /// Timer delivery lateness (5.x timer properties): `null` until the broker has a timer
-    /// wheel and this mode measures it (see the module's item 4).
-    pub timer: Option<serde_json::Value>,
+    /// Timer delivery lateness (5.x timer properties), one per `--timer-pending` value.
+    pub timer: Vec<TimerPoint>,
     /// Every failed step, failed check and error, in words (empty: none).
     pub failures: Vec<String>,
     pub log_problems: Vec<LogProblems>,
@@ -903,6 +918,124 @@ fn filter_run(round: usize, variant: &str, subscription: &str, expression_type: 
     }
 }
 
+/// One timer point: N messages pending at once, then delivered when due.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimerPoint {
+    pub pending: u64,
+    /// The parking sends (rate, broker CPU per parked message).
+    pub park: OpPoint,
+    /// Seconds from the first due time the sends finished before (negative: after it, so
+    /// fewer than N were pending at once).
+    pub sends_done_before_first_due_s: f64,
+    /// Broker RSS (total, anonymous) before the sends and with all N pending, KiB.
+    pub rss_before_kib: (u64, u64),
+    pub rss_pending_kib: (u64, u64),
+    /// The delivery: from the end of the sends until all N were visible.
+    pub delivery: FollowUp,
+    pub delivered: u64,
+    /// Delivered records stored before their due time (must be 0).
+    pub early: u64,
+    /// Lateness (store timestamp − TIMER_OUT_MS) percentiles, ms: p50, p90, p99, p99.9, max.
+    pub lateness_ms: Option<[u64; 5]>,
+}
+
+/// Every record of `topic`'s queues: (store timestamp, TIMER_OUT_MS) each, pulled from offset 0.
+async fn timer_records(client: &Client, topic: &str, queues: Range<u32>) -> Result<Vec<(i64, Option<i64>)>, String> {
+    let mut out = Vec::new();
+    for q in queues {
+        let mut offset = 0u64;
+        loop {
+            let request = broker::pull_request(READER_GROUP, topic, q, offset, 32, 0);
+            let response = client.invoke(request, broker::REQUEST_TIMEOUT).await.map_err(|e| format!("pull {topic}:{q}@{offset}: {e}"))?;
+            if response.code != response_code::SUCCESS {
+                break;
+            }
+            let records = ferromq_store::record::decode_body_strict(&response.body).map_err(|(at, e)| format!("{topic}:{q}@{offset}: byte {at}: {e}"))?;
+            if records.is_empty() {
+                break;
+            }
+            for r in &records {
+                out.push((r.store_timestamp_ms, r.properties().get("TIMER_OUT_MS").and_then(|v| v.parse().ok())));
+            }
+            offset += records.len() as u64;
+        }
+    }
+    Ok(out)
+}
+
+/// The timer points (module item 4).
+fn run_timer(b: &Bench, results: &mut SemanticsResults) -> Result<(), String> {
+    let (lead_default, spread_default, pending_default) = if b.args.tiny { (2, 1, vec![300]) } else { (8, 10, vec![10_000, 100_000]) };
+    let lead = Duration::from_secs(b.args.timer_lead_secs.unwrap_or(lead_default));
+    let spread_ms = b.args.timer_spread_secs.unwrap_or(spread_default).max(1) * 1000;
+    let pending_sizes = if b.args.timer_pending.is_empty() { pending_default } else { b.args.timer_pending.clone() };
+    for n in pending_sizes.into_iter().filter(|n| *n > 0) {
+        let topic = format!("SemTimer{n}");
+        eprintln!("[semantics] timer: {n} pending, due over {spread_ms} ms from {lead:?} on");
+        b.settle()?;
+        let rss_before_kib = broker::rss_kib(b.pid)?;
+        let first_due = Instant::now() + lead;
+        let first_due_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64) + lead.as_millis() as u64;
+        let due_of = |i: usize| first_due_ms + (i as u64 * spread_ms) / n;
+        let park = b.send(
+            ("timer", &format!("park {n}")),
+            &topic,
+            n,
+            b.max_in_flight(),
+            |i| (properties(&broker::uniq_key(), broker::BENCH_TAG, &[("TIMER_DELIVER_MS", &due_of(i).to_string())]), 0),
+            |_, _| {},
+        )?;
+        let sends_done_before_first_due_s = first_due.saturating_duration_since(Instant::now()).as_secs_f64()
+            - Instant::now().saturating_duration_since(first_due).as_secs_f64();
+        let rss_pending_kib = broker::rss_kib(b.pid)?;
+        let window = CpuWindow::start(Some(b.pid));
+        let waited = Instant::now();
+        let limit = lead + Duration::from_millis(spread_ms) + b.wait_limit();
+        let queues = b.queues();
+        let delivered = b.with_client(async |client| Ok(wait_visible(client, &topic, queues.clone(), 0, n, limit).await))?;
+        let delivery = FollowUp { what: format!("{n} timer messages delivered when due"), wait_s: waited.elapsed().as_secs_f64(), cpu: window.finish(delivered) };
+        let records = b.with_client(async |client| timer_records(client, &topic, queues.clone()).await)?;
+        let mut early = 0u64;
+        let mut lateness = hdrhistogram::Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
+        for (stored, due) in &records {
+            match due {
+                Some(due) if stored >= due => {
+                    let _ = lateness.record((stored - due) as u64);
+                }
+                _ => early += 1,
+            }
+        }
+        let lateness_ms = (!lateness.is_empty()).then(|| {
+            [lateness.value_at_quantile(0.5), lateness.value_at_quantile(0.9), lateness.value_at_quantile(0.99), lateness.value_at_quantile(0.999), lateness.max()]
+        });
+        if delivered != n || records.len() as u64 != n {
+            results.failures.push(format!("timer {n}: {delivered} visible, {} pulled, {n} sent", records.len()));
+        }
+        if early > 0 {
+            results.failures.push(format!("timer {n}: {early} delivered before their due time (or without TIMER_OUT_MS)"));
+        }
+        note_checks(&park, &mut results.failures);
+        eprintln!(
+            "[semantics] timer {n}: lateness ms p50/p90/p99/p99.9/max {lateness_ms:?}; RSS {} -> {} KiB; delivery {}",
+            rss_before_kib.0,
+            rss_pending_kib.0,
+            delivery.cpu.line()
+        );
+        results.timer.push(TimerPoint {
+            pending: n,
+            park,
+            sends_done_before_first_due_s,
+            rss_before_kib,
+            rss_pending_kib,
+            delivery,
+            delivered,
+            early,
+            lateness_ms,
+        });
+    }
+    Ok(())
+}
+
 /// Starts the broker: embedded name server, `enablePropertyFilter=true`, the store in `store`.
 fn start_broker(args: &SemanticsArgs, mqbroker: &Path, store: &Path, out: &Path) -> Result<(Server, SocketAddr), String> {
     let port = suite::free_port()?;
@@ -962,7 +1095,7 @@ pub fn run(args: SemanticsArgs) -> Result<PathBuf, String> {
         check_back: None,
         filters: Vec::new(),
         filter_figures: FilterFigures::default(),
-        timer: None,
+        timer: Vec::new(),
         failures: Vec::new(),
         log_problems: Vec::new(),
     };
@@ -978,7 +1111,8 @@ pub fn run(args: SemanticsArgs) -> Result<PathBuf, String> {
         template: SendTemplate::new(PRODUCER_GROUP, ORIGIN_TOPIC, args.queues, args.message_bytes, 1),
     };
     type Phase = fn(&Bench, &mut SemanticsResults) -> Result<(), String>;
-    let phases: [(&str, Phase); 3] = [("send-backs", run_send_backs), ("transactions", run_transactions), ("filters", run_filters)];
+    let phases: [(&str, Phase); 4] =
+        [("send-backs", run_send_backs), ("transactions", run_transactions), ("filters", run_filters), ("timer", run_timer)];
     for (name, phase) in phases {
         if let Err(e) = phase(&bench, &mut results) {
             results.failures.push(format!("{name}: {e}"));
@@ -1189,10 +1323,32 @@ pub fn markdown(r: &SemanticsResults) -> String {
 
     line("## Timer delivery lateness".into());
     line(String::new());
-    line(match &r.timer {
-        Some(t) => format!("```\n{t}\n```"),
-        None => "Not measured: this broker refuses the 5.x timer properties (`TIMER_DELIVER_MS`, `TIMER_DELAY_SEC`, `TIMER_DELAY_MS`) until its timer wheel exists. The measurement belongs here, as a phase after the filters (`semantics::run`), its figures under `timer` in `results.json`.".to_owned(),
-    });
+    if r.timer.is_empty() {
+        line("Not measured in this run.".into());
+    } else {
+        line("Lateness = the delivered record's store timestamp − its `TIMER_OUT_MS` (whole ms of the broker's clock). \
+              RSS before the sends and with every message pending. Broker CPU per parked message over the sends, per delivered \
+              message over the delivery wait (which includes waiting for the due times)."
+            .into());
+        line(String::new());
+        line("| pending | parked/s | broker µs per parked | sends done before first due (s) | RSS before → pending (KiB) | delivered | early | lateness ms p50 / p90 / p99 / p99.9 / max | broker µs per delivered |".into());
+        line("|---|---|---|---|---|---|---|---|---|".into());
+        for t in &r.timer {
+            let lateness = t.lateness_ms.map_or("—".to_owned(), |l| format!("{} / {} / {} / {} / {}", l[0], l[1], l[2], l[3], l[4]));
+            line(format!(
+                "| {} | {:.0} | {} | {:.1} | {} → {} | {} | {} | {lateness} | {} |",
+                t.pending,
+                t.park.per_s,
+                opt(t.park.broker_us(), 1),
+                t.sends_done_before_first_due_s,
+                t.rss_before_kib.0,
+                t.rss_pending_kib.0,
+                t.delivered,
+                t.early,
+                opt(t.delivery.cpu.broker_us_per_message, 1),
+            ));
+        }
+    }
     line(String::new());
 
     line("## Setup sends".into());
