@@ -409,6 +409,8 @@ impl Ctx<'_> {
         };
         set(format!("storePathRootDir={}", store.display()));
         set(format!("listenPort={port}"));
+        // Java's fast port (listenPort - 2) may be taken here: not needed for measuring.
+        set("fastListenPortEnable=false".to_owned());
         set("brokerIP1=127.0.0.1".to_owned());
         set(format!("brokerName={BROKER_NAME}"));
         set(format!("flushDiskType={}", flush_disk_type(flush)));

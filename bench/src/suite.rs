@@ -590,6 +590,8 @@ impl Servers {
         // A master also listens on its HA port (default listenPort + 1, which may be in use
         // here, e.g. by the load generator's own connections): a free one of its own.
         set(format!("haListenPort={}", free_port()?));
+        // Java's fast port (listenPort - 2) may be taken here: not needed for measuring.
+        set("fastListenPortEnable=false".to_owned());
         set("brokerIP1=127.0.0.1".to_owned());
         set(format!("flushDiskType={}", profile.flush_disk_type()));
         if let Some(shards) = args.shards {

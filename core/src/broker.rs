@@ -188,6 +188,22 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
         listen_addr = listener.local_addr()?;
         listeners.push(listener);
     }
+    // Java's fast ("VIP") port, listenPort - 2 (PROTOCOL.md §0): the same service on a second
+    // SO_REUSEPORT listener per shard, for clients up to 4.4.0, which send there by default.
+    let fast_addr = config.fast_listen_port().map(|port| SocketAddr::new(config.broker.bind_address, port));
+    let mut fast_listeners: Vec<Option<std::net::TcpListener>> = Vec::new();
+    for _ in 0..shard_count {
+        let listener = match fast_addr {
+            Some(addr) => Some(ferromq_net::server::bind_reuse_port(addr).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("fast port (listenPort - 2): cannot listen on {addr}: {e}; free it or set fastListenPortEnable=false"),
+                )
+            })?),
+            None => None,
+        };
+        fast_listeners.push(listener);
+    }
     // A master's HA port (§7.2): one listener, whose thread hands each slave connection to
     // the shard its handshake names. Bound here too, so a port in use fails the start.
     let (ha_listener, ha_inboxes) = if config.broker.role.is_master() {
@@ -239,7 +255,8 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<ActiveBackend>>();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut shards = Vec::new();
-    for (index, (((listener, inbox), events), ha_inbox)) in listeners.into_iter().zip(inboxes).zip(event_receivers).zip(ha_inboxes).enumerate() {
+    let shard_inputs = listeners.into_iter().zip(fast_listeners).zip(inboxes).zip(event_receivers).zip(ha_inboxes);
+    for (index, ((((listener, fast_listener), inbox), events), ha_inbox)) in shard_inputs.enumerate() {
         let setup = ShardSetup {
             id: ShardId(index as u8),
             cpu: index % cpus,
@@ -247,6 +264,7 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
             control: control.clone(),
             router: router.clone(),
             listener,
+            fast_listener,
             offset_space: offset_space.clone(),
             faults: faults.clone(),
             inbox,
@@ -295,6 +313,7 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
     let _ = registered_rx.recv();
     info!(
         local_addr = %listen_addr,
+        fast_addr = %fast_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
         broker_addr = %control.identity().broker_addr,
         shards = shard_count,
         %backend,

@@ -284,8 +284,15 @@ pub struct BrokerSection {
     /// Set 4 to drain a broker (clients stop sending to it, consumers still read it).
     pub permission: u32,
     /// `listenPort` / `listen_port`. Main remoting port. Default 10911; bounds 1..=65535. The
-    /// HA port defaults to this + 1.
+    /// HA port defaults to this + 1, the fast port is this − 2.
     pub listen_port: u16,
+    /// `fastListenPortEnable` / `fast_listen_port_enable` (FerroMQ). Whether the broker also
+    /// serves the whole protocol on Java's "VIP channel", `listenPort − 2` (PROTOCOL.md §0),
+    /// which Java clients up to 4.4.0 use for sends by default
+    /// (`sendMessageWithVIPChannel=true`). Default true, as Java (which has no switch: it
+    /// always opens it). Turn it off only where every client is 4.5.1 or later, or sets
+    /// `sendMessageWithVIPChannel=false`; older clients then fail to send.
+    pub fast_listen_port_enable: bool,
     /// `bindAddress` / `bind_address`. Local address the listeners bind. Default `0.0.0.0`
     /// (all interfaces); any IPv4 or IPv6 address.
     pub bind_address: IpAddr,
@@ -652,7 +659,7 @@ pub struct LimitsSection {
     /// 1024..=`max_frame_bytes`.
     pub max_header_bytes: usize,
     /// `maxConnections` / `max_connections`. Open client connections per listener (each shard
-    /// has one). Default 10 000; bounds 1..=1 000 000. Connections beyond it are closed at
+    /// has one on `listenPort` and one on the fast port). Default 10 000; bounds 1..=1 000 000. Connections beyond it are closed at
     /// accept.
     pub max_connections: usize,
     /// `maxInFlightRequestsPerConnection` / `max_in_flight_requests_per_connection`. Requests
@@ -718,6 +725,7 @@ impl Default for BrokerConfig {
                 role: BrokerRole::AsyncMaster,
                 permission: 6,
                 listen_port: DEFAULT_LISTEN_PORT,
+                fast_listen_port_enable: true,
                 bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 ip1: None,
                 ip2: None,
@@ -1017,6 +1025,17 @@ impl BrokerConfig {
         self.ha.listen_port.unwrap_or_else(|| self.broker.listen_port.saturating_add(1))
     }
 
+    /// Java's fast ("VIP") port, `listenPort − 2`, when the broker opens it
+    /// (`fastListenPortEnable`); `None` when it is off or `listenPort` is 0 (an ephemeral
+    /// port, where there is nothing to derive it from: in-process tests only, the file keys
+    /// refuse 0).
+    pub fn fast_listen_port(&self) -> Option<u16> {
+        if !self.broker.fast_listen_port_enable || self.broker.listen_port == 0 {
+            return None;
+        }
+        self.broker.listen_port.checked_sub(2)
+    }
+
     /// `haServerAddr` of REGISTER_BROKER, as Java's `getHAServerAddr`: the HA address
     /// ([`BrokerConfig::advertised_ha_ip`], `brokerIP2`) and [`BrokerConfig::ha_listen_port`].
     /// Call it once [`BrokerConfig::resolve_namesrv_addr`] has run: whether the embedded name
@@ -1171,11 +1190,26 @@ impl BrokerConfig {
         if ha_port == u32::from(b.listen_port) {
             return Err(ConfigError::Conflict(format!("haListenPort and listenPort are both {}", b.listen_port)));
         }
+        let fast_port = b.fast_listen_port_enable.then(|| u32::from(b.listen_port)).filter(|p| *p != 0).map(|p| p.checked_sub(2));
+        match fast_port {
+            Some(None | Some(0)) => {
+                return Err(ConfigError::Conflict(format!(
+                    "listenPort {} leaves no fast port (listenPort - 2, fastListenPortEnable=true); use a listenPort above 2",
+                    b.listen_port
+                )));
+            }
+            Some(Some(fast)) if fast == ha_port && self.broker.role.is_master() => {
+                return Err(ConfigError::Conflict(format!(
+                    "haListenPort {ha_port} is the fast port (listenPort - 2); choose another haListenPort or set fastListenPortEnable=false"
+                )));
+            }
+            _ => {}
+        }
         if self.uses_embedded_namesrv() {
             let ns = u32::from(self.namesrv.embedded_port);
-            if ns == u32::from(b.listen_port) || ns == ha_port {
+            if ns == u32::from(b.listen_port) || ns == ha_port || fast_port == Some(Some(ns)) {
                 return Err(ConfigError::Conflict(format!(
-                    "embeddedNamesrvPort {ns} (used because no namesrvAddr is configured) collides with listenPort or haListenPort"
+                    "embeddedNamesrvPort {ns} (used because no namesrvAddr is configured) collides with listenPort, haListenPort or the fast port (listenPort - 2)"
                 )));
             }
         }
@@ -1560,6 +1594,9 @@ pub static KEYS: &[Key] = &[
         broker.permission, 0u32, 15u32, "a permission mask"),
     num_key!("listenPort", "broker", "listen_port", "main remoting port; default 10911; 1..=65535",
         broker.listen_port, 1u16, u16::MAX, "a TCP port"),
+    bool_key!("fastListenPortEnable", "broker", "fast_listen_port_enable",
+        "also serve the protocol on Java's fast (VIP) port, listenPort - 2, for clients <= 4.4.0; default true",
+        broker.fast_listen_port_enable),
     text_key!("bindAddress", "broker", "bind_address", "local address the listeners bind; default 0.0.0.0",
         broker.bind_address, parse_ip),
     Key {
@@ -2540,6 +2577,15 @@ mod tests {
         check("listenPort=65535\n", "haListenPort");
         check("listenPort=9876\n", "embeddedNamesrvPort");
         check("haListenPort=10911\n", "haListenPort");
+        // Java's fast port, listenPort - 2, must exist and not be the HA or name-server port.
+        check("listenPort=2\nhaListenPort=100\n", "fast port");
+        check("listenPort=10911\nhaListenPort=10909\n", "fast port");
+        check("listenPort=9878\n", "embeddedNamesrvPort");
+        for text in ["listenPort=2\nhaListenPort=100\nfastListenPortEnable=false\n", "listenPort=9878\nfastListenPortEnable=false\n"] {
+            props(text).validate().unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        }
+        assert_eq!(props("listenPort=20911\n").fast_listen_port(), Some(20909));
+        assert_eq!(props("listenPort=20911\nfastListenPortEnable=false\n").fast_listen_port(), None);
         check("diskSpaceCleanForciblyRatio=95\ndiskSpaceWarningLevelRatio=90\n", "diskSpaceCleanForciblyRatio");
         check("maxFlushBatchBytes=8388608\nmaxPendingFlushBytes=4194304\n", "maxPendingFlushBytes");
         check("mappedFileSizeCommitLog=4096\n", "segment_size_bytes");
@@ -2730,6 +2776,7 @@ mod tests {
         "advertised_ip",
         "advertised_ha_ip",
         "ha_listen_port",
+        "fast_listen_port",
         "ha_server_addr",
         "register_timeout",
         "unique_key_query_max_num",

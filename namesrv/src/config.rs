@@ -86,6 +86,15 @@ impl NamesrvConfig {
 
     /// Sets one key, by its Java name.
     pub fn apply(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        match self.apply_key(key, value)? {
+            KeyUse::Applied => {}
+            KeyUse::NoEffect => tracing::info!(key, "namesrv.properties key has no effect in FerroMQ"),
+            KeyUse::Unknown => tracing::warn!(key, "unknown namesrv.properties key ignored"),
+        }
+        Ok(())
+    }
+
+    fn apply_key(&mut self, key: &str, value: &str) -> Result<KeyUse, ConfigError> {
         let invalid = |reason: &str| ConfigError::Invalid { key: key.to_owned(), value: value.to_owned(), reason: reason.to_owned() };
         let boolean = || match value {
             "true" => Ok(true),
@@ -121,13 +130,21 @@ impl NamesrvConfig {
             | "serverSelectorThreads" | "serverOnewaySemaphoreValue" | "serverAsyncSemaphoreValue"
             | "serverSocketSndBufSize" | "serverSocketRcvBufSize"
             | "serverPooledByteBufAllocatorEnable" | "useEpollNativeSelector" | "defaultThreadPoolNums"
-            | "clientRequestThreadPoolNums" | "configStorePath" => {
-                tracing::info!(key, "namesrv.properties key has no effect in FerroMQ");
-            }
-            _ => tracing::warn!(key, "unknown namesrv.properties key ignored"),
+            | "clientRequestThreadPoolNums" | "configStorePath" => return Ok(KeyUse::NoEffect),
+            _ => return Ok(KeyUse::Unknown),
         }
-        Ok(())
+        Ok(KeyUse::Applied)
     }
+}
+
+/// What [`NamesrvConfig::apply`] did with a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyUse {
+    Applied,
+    /// A Java key that changes nothing here (thread pools, Netty tuning): logged at info.
+    NoEffect,
+    /// Not a name-server key: logged at warn.
+    Unknown,
 }
 
 #[cfg(test)]
@@ -149,5 +166,22 @@ mod tests {
         let err = config.apply_properties_file(&path).unwrap_err();
         assert!(err.to_string().contains("orderMessageEnable"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `tuning/conf/namesrv.properties`, the file the deployment docs and the systemd unit
+    /// start `mqnamesrv` with: every key in it is one mqnamesrv applies.
+    #[test]
+    fn shipped_namesrv_properties_load() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tuning/conf/namesrv.properties");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let map = java_properties::read(text.as_bytes()).unwrap();
+        assert!(!map.is_empty());
+        let mut config = NamesrvConfig::default();
+        for (key, value) in &map {
+            assert_eq!(config.apply_key(key, value.trim()).unwrap(), KeyUse::Applied, "{}: {key}", path.display());
+        }
+        assert_eq!(config.listen.port(), 9876);
+        assert_eq!(config.kv_config_path, Path::new("namesrv/kvConfig.json"));
+        assert_eq!(NamesrvConfig::default().apply_key("listenPrt", "1").unwrap(), KeyUse::Unknown, "the check can fail");
     }
 }

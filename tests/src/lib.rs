@@ -250,6 +250,9 @@ const HARNESS_DEFAULTS: &[(&str, &str)] = &[
     ("diskSpaceCleanForciblyRatio", "98"),
     ("diskMaxUsedSpaceRatio", "95"),
     ("mappedFileSizeCommitLog", "67108864"),
+    // Java's fast port (listenPort - 2) is not free just because listenPort was: tests that
+    // use it (broker_vip_channel) pick a pair of free ports and turn it on.
+    ("fastListenPortEnable", "false"),
 ];
 
 impl BrokerProcess {

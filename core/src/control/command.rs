@@ -59,6 +59,7 @@ pub enum Command {
     ChannelClosed { channel: ChannelId },
     ConsumerIds { group: String, reply: Reply<Vec<String>> },
     ConsumerConnectionListJson { group: String, reply: Reply<Option<Vec<u8>>> },
+    ProducerConnectionListJson { group: String, reply: Reply<Option<Vec<u8>>> },
     /// LOCK_BATCH_MQ: answers the queues `client_id` holds afterwards.
     LockBatch { group: String, client_id: String, queues: Vec<MessageQueue>, reply: Reply<BTreeSet<MessageQueue>> },
     UnlockBatch { group: String, client_id: String, queues: Vec<MessageQueue>, reply: Reply<()> },
@@ -133,6 +134,7 @@ impl Command {
             Command::ChannelClosed { .. } => "ChannelClosed",
             Command::ConsumerIds { .. } => "ConsumerIds",
             Command::ConsumerConnectionListJson { .. } => "ConsumerConnectionListJson",
+            Command::ProducerConnectionListJson { .. } => "ProducerConnectionListJson",
             Command::LockBatch { .. } => "LockBatch",
             Command::UnlockBatch { .. } => "UnlockBatch",
             Command::RetryGroup { .. } => "RetryGroup",

@@ -378,6 +378,7 @@ impl ControlPlane {
             }
             Command::ConsumerIds { group, reply } => batch.reply(reply, self.consumers.consumer_ids(&group)),
             Command::ConsumerConnectionListJson { group, reply } => batch.reply(reply, self.consumers.connection_list_json(&group)),
+            Command::ProducerConnectionListJson { group, reply } => batch.reply(reply, self.producers.connection_list_json(&group)),
             Command::LockBatch { group, client_id, queues, reply } => {
                 let locked = self.locks.try_lock_batch(&group, &client_id, &queues, ferromq_store::store::now_ms());
                 batch.reply(reply, locked);

@@ -104,6 +104,16 @@ pub async fn consumer_connection_list(ctx: &Rc<ShardCtx>, request: &RemotingComm
     }
 }
 
+/// 204 GET_PRODUCER_CONNECTION_LIST: the live connections of a producer group (a producer that
+/// unregistered or whose connection closed is gone at once). Java answers SYSTEM_ERROR for a
+/// group with none.
+pub async fn producer_connection_list(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
+    let group = Header::of(request).str("producerGroup")?.to_owned();
+    match ctx.control.call(|reply| Command::ProducerConnectionListJson { group: group.clone(), reply }).await? {
+        Some(body) => Ok(request.success_response().with_body(body)),
+        None => Err(BrokerError::new(ferromq_net::codes::response_code::SYSTEM_ERROR, format!("the producer group[{group}] not exist"))),
+    }
+}
 
 /// The fastjson form of a MessageQueue used as an object key (§4.1 rule 3).
 pub(super) fn queue_key(out: &mut String, broker_name: &str, queue_id: u32, topic: &str) {

@@ -80,6 +80,7 @@ async fn route(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand) ->
         rc::GET_BROKER_RUNTIME_INFO => admin::broker_runtime_info(ctx, request).await?,
         rc::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => admin::update_and_create_subscription_group(ctx, request).await?,
         rc::GET_CONSUMER_CONNECTION_LIST => admin::consumer_connection_list(ctx, request).await?,
+        rc::GET_PRODUCER_CONNECTION_LIST => admin::producer_connection_list(ctx, request).await?,
         rc::GET_TOPIC_STATS_INFO => admin::topic_stats(ctx, request).await?,
         rc::GET_CONSUME_STATS => admin::consume_stats(ctx, request).await?,
         rc::VIEW_MESSAGE_BY_ID => admin::view_message_by_id(ctx, request).await?,
@@ -115,6 +116,7 @@ fn answer_may_be_large(code: i32) -> bool {
             | rc::GET_BROKER_RUNTIME_INFO
             | rc::GET_BROKER_CONFIG
             | rc::GET_CONSUMER_CONNECTION_LIST
+            | rc::GET_PRODUCER_CONNECTION_LIST
             | rc::GET_CONSUMER_LIST_BY_GROUP
             | rc::GET_CONSUMER_RUNNING_INFO
             | rc::INVOKE_BROKER_TO_GET_CONSUMER_STATUS

@@ -55,6 +55,9 @@ pub struct ShardSetup {
     pub control: Arc<ControlHandle>,
     pub router: ShardRouter,
     pub listener: std::net::TcpListener,
+    /// The fast ("VIP") port's listener (`listenPort − 2`), served like `listener`; `None`
+    /// when `fastListenPortEnable` is off.
+    pub fast_listener: Option<std::net::TcpListener>,
     /// The broker's one client-visible offset space, shared by every shard's store.
     pub offset_space: Arc<OffsetSpace>,
     /// Storage faults injected from outside ([`crate::broker::FAULT_INJECTION_ENV`]); `None`
@@ -95,7 +98,7 @@ where
     H: RequestHandler,
     M: FnOnce(Rc<ShardCtx>) -> Rc<H>,
 {
-    let ShardSetup { id, control, router, listener, offset_space, faults, inbox, events, ha_inbox, ready, go, stop, .. } = setup;
+    let ShardSetup { id, control, router, listener, fast_listener, offset_space, faults, inbox, events, ha_inbox, ready, go, stop, .. } = setup;
     let config = control.config();
     let storage = FaultyStorage::with_external(CompioStorage, faults);
     let store = match Store::open_in(storage, config.store_config(id), offset_space).await {
@@ -118,8 +121,10 @@ where
             return;
         }
     };
-    let listener = match compio::net::TcpListener::from_std(listener) {
-        Ok(listener) => listener,
+    let listeners = compio::net::TcpListener::from_std(listener)
+        .and_then(|main| Ok((main, fast_listener.map(compio::net::TcpListener::from_std).transpose()?)));
+    let (listener, fast_listener) = match listeners {
+        Ok(pair) => pair,
         Err(e) => {
             let _ = ready.send(Err(e));
             let _ = store.close().await;
@@ -146,11 +151,27 @@ where
     let check_task = super::transaction::spawn(&ctx);
 
     let service = make_service(ctx.clone());
+    // Both ports serve the same service until `stop` closes; each listener applies the
+    // connection limit to its own connections.
+    let fast = fast_listener.map(|fast_listener| {
+        let (service, limits, stop) = (service.clone(), config.server_limits(), stop.clone());
+        compio::runtime::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.recv().await;
+            };
+            if let Err(e) = ferromq_net::server::serve(fast_listener, service, limits, shutdown).await {
+                error!(shard = id.0, "fast-port listener failed: {e}");
+            }
+        })
+    });
     let shutdown = async move {
         let _ = stop.recv().await;
     };
     if let Err(e) = ferromq_net::server::serve(listener, service, config.server_limits(), shutdown).await {
         error!(shard = id.0, "listener failed: {e}");
+    }
+    if let Some(fast) = fast {
+        let _ = fast.await;
     }
 
     // Stop.
