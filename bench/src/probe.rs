@@ -388,6 +388,14 @@ pub fn print_report(report: &ProbeReport, message_bytes: usize) {
     }
 }
 
+/// A report's "## Probes" section: [`report_lines`] in a code block, then a blank line.
+pub fn markdown_section(report: &ProbeReport, message_bytes: usize) -> Vec<String> {
+    let mut lines = vec!["## Probes".to_owned(), String::new(), "```".to_owned()];
+    lines.extend(report_lines(report, message_bytes));
+    lines.extend(["```".to_owned(), String::new()]);
+    lines
+}
+
 /// The machine line and one line per probe, as [`print_report`] prints them.
 pub fn report_lines(report: &ProbeReport, message_bytes: usize) -> Vec<String> {
     let mut lines = Vec::new();

@@ -953,14 +953,9 @@ pub fn markdown(r: &ReplicationResults) -> String {
         r.load_avg.1.map_or("—".into(), |l| format!("{:.2}", l[0])),
     ));
     line(String::new());
-    line("## Probes".into());
-    line(String::new());
-    line("```".into());
-    for l in probe::report_lines(&r.probes, setting("message_bytes").parse().unwrap_or(1024)) {
+    for l in probe::markdown_section(&r.probes, setting("message_bytes").parse().unwrap_or(1024)) {
         line(l);
     }
-    line("```".into());
-    line(String::new());
 
     line(format!("## SYNC_MASTER ÷ ASYNC_MASTER throughput at the load point (target ≥ {TARGET_SYNC_VS_ASYNC_MASTER})"));
     line(String::new());

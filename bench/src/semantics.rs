@@ -1237,14 +1237,9 @@ pub fn markdown(r: &SemanticsResults) -> String {
     line(String::new());
     line("Broker CPU: its process CPU clock over the window (all threads; the embedded name server included) ÷ requests answered SUCCESS (one-way: messages found stored). Others' CPUs: busy CPUs of the machine that were neither the broker's nor the generator's.".into());
     line(String::new());
-    line("## Probes".into());
-    line(String::new());
-    line("```".into());
-    for l in probe::report_lines(&r.probes, setting("message_bytes").parse().unwrap_or(1024)) {
+    for l in probe::markdown_section(&r.probes, setting("message_bytes").parse().unwrap_or(1024)) {
         line(l);
     }
-    line("```".into());
-    line(String::new());
 
     line("## Retry and dead-letter send-backs (CONSUMER_SEND_MSG_BACK)".into());
     line(String::new());

@@ -34,6 +34,9 @@ pub const PROPERTY_TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
 pub const PROPERTY_TIMER_DELAY_SEC: &str = "TIMER_DELAY_SEC";
 /// Delay in ms from the broker's receipt.
 pub const PROPERTY_TIMER_DELAY_MS: &str = "TIMER_DELAY_MS";
+/// 5.x: marks a send as the cancellation of the pending timer message with this unique key
+/// (refused: FerroMQ cannot cancel one).
+pub const PROPERTY_TIMER_DEL_UNIQKEY: &str = "TIMER_DEL_UNIQKEY";
 /// The due time (epoch ms) the broker stamps on a parked timer message, as Java does; it stays
 /// on the delivered message.
 pub const PROPERTY_TIMER_OUT_MS: &str = "TIMER_OUT_MS";

@@ -329,6 +329,9 @@ struct SendProperties<'a> {
     timer: crate::delay::TimerProperties<'a>,
     /// `PGROUP`: a transactional producer's group.
     producer_group: Option<&'a str>,
+    /// `TIMER_DEL_UNIQKEY`: a 5.x request to cancel a pending timer message, which FerroMQ
+    /// does not serve.
+    timer_delete: bool,
 }
 
 impl<'a> SendProperties<'a> {
@@ -341,6 +344,7 @@ impl<'a> SendProperties<'a> {
             "TRAN_MSG" => self.transaction = Some(value),
             "DELAY" => self.delay = Some(value),
             "PGROUP" => self.producer_group = Some(value),
+            crate::delay::PROPERTY_TIMER_DEL_UNIQKEY => self.timer_delete = true,
             _ => {
                 self.timer.note(name, value);
             }
@@ -359,8 +363,16 @@ impl<'a> SendProperties<'a> {
     /// time already past (stored at once, as in Java). Refused (never accepted and ignored):
     /// with the wheel off (SYSTEM_ERROR, as Java's WHEEL_TIMER_NOT_ENABLE), in a batch or on a
     /// half message (FerroMQ would not apply it there), a value that is not an integer or a
-    /// delay over `timerMaxDelaySec` (MESSAGE_ILLEGAL, as Java's WHEEL_TIMER_MSG_ILLEGAL).
+    /// delay over `timerMaxDelaySec` (MESSAGE_ILLEGAL, as Java's WHEEL_TIMER_MSG_ILLEGAL), and a
+    /// cancellation (`TIMER_DEL_UNIQKEY`, SYSTEM_ERROR: not served).
     fn timer_due_ms(&self, timer: TimerLimits, batch: bool, half: bool, now_ms: i64) -> BrokerResult<Option<i64>> {
+        if self.timer_delete {
+            // Stored as a message it would be delivered, not cancel anything.
+            return Err(BrokerError::system(format!(
+                "{} refused: cancelling a timer message is not supported by this broker",
+                crate::delay::PROPERTY_TIMER_DEL_UNIQKEY
+            )));
+        }
         let Some(name) = self.timer.name() else { return Ok(None) };
         if crate::delay::requested_level(self.delay, u32::MAX).is_some() {
             return Ok(None);

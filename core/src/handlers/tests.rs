@@ -586,6 +586,22 @@ fn timer_messages_wait_for_their_own_time_then_reach_their_queue() {
     });
 }
 
+/// A SEND_BATCH_MESSAGE (320) to queue 0 of `topic` holding one message with body `b` and the
+/// encoded properties `props`.
+fn batch_of_one(topic: &str, props: &[u8]) -> RemotingCommand {
+    let body = b"b";
+    let mut entry = Vec::new();
+    for v in [(20 + body.len() + 2 + props.len()) as i32, 0, 0, 0, body.len() as i32] {
+        entry.extend(v.to_be_bytes());
+    }
+    entry.extend(body);
+    entry.extend((props.len() as u16).to_be_bytes());
+    entry.extend(props);
+    let mut batch = RemotingCommand { code: rc::SEND_BATCH_MESSAGE, ..send_v2(topic, 0, "", "").with_ext("m", "true") };
+    batch.body = entry.into();
+    batch
+}
+
 #[test]
 fn timer_messages_are_refused_when_the_wheel_is_off_or_in_a_batch() {
     run(|| async {
@@ -594,18 +610,7 @@ fn timer_messages_are_refused_when_the_wheel_is_off_or_in_a_batch() {
         // With a delay level the level wins (Java drops the timer properties).
         broker.check(send_with("Kinds", "t", &[("TIMER_DELAY_SEC", "5"), ("DELAY", "1")]), code::SUCCESS, "").await;
         let broker = Broker::start().await;
-        let props = b"TIMER_DELAY_SEC\x015\x02";
-        let body = b"b";
-        let mut entry = Vec::new();
-        for v in [(20 + body.len() + 2 + props.len()) as i32, 0, 0, 0, body.len() as i32] {
-            entry.extend(v.to_be_bytes());
-        }
-        entry.extend(body);
-        entry.extend((props.len() as u16).to_be_bytes());
-        entry.extend(props);
-        let mut batch = RemotingCommand { code: rc::SEND_BATCH_MESSAGE, ..send_v2("Kinds", 0, "", "").with_ext("m", "true") };
-        batch.body = entry.into();
-        broker.check(batch, code::MESSAGE_ILLEGAL, "batch").await;
+        broker.check(batch_of_one("Kinds", b"TIMER_DELAY_SEC\x015\x02"), code::MESSAGE_ILLEGAL, "batch").await;
     });
 }
 
@@ -616,6 +621,8 @@ fn unserved_message_kinds_are_refused_not_ignored() {
         // Timer messages beyond timerMaxDelaySec, or with a value that is not a time (Java: 13).
         broker.check(send_with("Kinds", "t", &[("TIMER_DELIVER_MS", "99999999999999")]), code::MESSAGE_ILLEGAL, "timerMaxDelaySec").await;
         broker.check(send_with("Kinds", "t", &[("TIMER_DELAY_MS", "soon")]), code::MESSAGE_ILLEGAL, "TIMER_DELAY_MS").await;
+        // Cancelling a pending timer message (5.x) is not served: refused, not stored as a message.
+        broker.check(send_with("Kinds", "t", &[("TIMER_DEL_UNIQKEY", "x"), ("TIMER_DELAY_SEC", "5")]), code::SYSTEM_ERROR, "TIMER_DEL_UNIQKEY").await;
         // A transactional message cannot also be a timer message (FerroMQ would not apply it).
         broker.check(send_with("Kinds", "t", &[("TRAN_MSG", "true"), ("PGROUP", "pg"), ("TIMER_DELAY_SEC", "5")]), code::SYSTEM_ERROR, "transactional").await;
         // A half message names its producer group, or no check-back could reach it.
@@ -623,18 +630,7 @@ fn unserved_message_kinds_are_refused_not_ignored() {
         let prepared = send_with("Kinds", "t", &[]).with_ext("f", "4");
         broker.check(prepared, code::MESSAGE_ILLEGAL, "PGROUP").await;
         // A batch member with a delay level (Java: 13).
-        let props = b"DELAY\x012\x02";
-        let body = b"b";
-        let mut entry = Vec::new();
-        for v in [(20 + body.len() + 2 + props.len()) as i32, 0, 0, 0, body.len() as i32] {
-            entry.extend(v.to_be_bytes());
-        }
-        entry.extend(body);
-        entry.extend((props.len() as u16).to_be_bytes());
-        entry.extend(props);
-        let mut batch = RemotingCommand { code: rc::SEND_BATCH_MESSAGE, ..send_v2("Kinds", 0, "", "").with_ext("m", "true") };
-        batch.body = entry.into();
-        broker.check(batch, code::MESSAGE_ILLEGAL, "batching").await;
+        broker.check(batch_of_one("Kinds", b"DELAY\x012\x02"), code::MESSAGE_ILLEGAL, "batching").await;
         // Nothing was stored by the refused sends.
         assert_eq!(max_offset(&broker, "Kinds", 0).await, "0");
     });
