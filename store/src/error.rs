@@ -104,7 +104,7 @@ pub enum StoreError {
     /// The append was taken, then the log stalled on a transient fault before acknowledging
     /// it: it stays queued and is stored (and made visible) once the fault clears — unlike
     /// [`StoreError::Stalled`], which refused it. A caller that resends stores it twice.
-    #[error("the commit log stalled on a transient fault after taking this append; it is stored once the fault clears: {0}")]
+    #[error("the commit log stalled on a transient fault after taking this append and is retrying until it clears; the append is stored then: {0}")]
     StalledQueued(String),
     /// Disk usage is above `disk_space_warning_level_ratio`; writes are refused.
     #[error("disk full: usage is above the warning level of {usage_pct}% (diskSpaceWarningLevelRatio)")]
