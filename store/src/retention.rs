@@ -64,12 +64,23 @@ pub fn is_delete_hour(delete_when: &str, hour: u32) -> bool {
 
 /// Local hour of day of a Unix-epoch millisecond timestamp.
 pub fn local_hour(ms: i64) -> u32 {
+    local_time(ms).map_or(0, |tm| tm.tm_hour as u32)
+}
+
+/// A number that changes exactly when the local date of a Unix-epoch millisecond timestamp
+/// does (year × 366 + day of the year): the broker's daily totals roll over on it, at local
+/// midnight as Java's `BrokerStats.record()` does.
+pub fn local_day(ms: i64) -> i64 {
+    local_time(ms).map_or(ms.div_euclid(86_400_000), |tm| i64::from(tm.tm_year) * 366 + i64::from(tm.tm_yday))
+}
+
+fn local_time(ms: i64) -> Option<libc::tm> {
     let t: libc::time_t = (ms / 1000) as libc::time_t;
     // SAFETY: `tm` is plain data for which all-zero bytes are valid; `localtime_r` only writes it.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: both pointers are valid for the duration of the call; localtime_r is thread-safe.
     let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
-    if ok { tm.tm_hour as u32 } else { 0 }
+    ok.then_some(tm)
 }
 
 async fn first_store_time<S: Storage>(seg: &Segment<S::File>, segment_size: u64) -> Option<i64> {
@@ -318,5 +329,8 @@ mod tests {
         assert!(is_delete_hour("04;16", 16));
         assert!(!is_delete_hour("", 0));
         assert!(local_hour(0) < 24);
+        let noon = 1_700_000_000_000 - 1_700_000_000_000 % 86_400_000 + 43_200_000;
+        assert_eq!(local_day(noon), local_day(noon + 3_600_000), "one local day");
+        assert_ne!(local_day(noon), local_day(noon + 86_400_000), "the next day");
     }
 }

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use ferromq_net::RemotingCommand;
 use ferromq_net::codes::response_code as code;
@@ -15,6 +16,7 @@ use crate::error::{BrokerError, BrokerResult};
 use crate::header::Header;
 use crate::meta::topics::{self, TopicConfig};
 use crate::shard::ShardCtx;
+use crate::shard::stats::{Figures, java_double, tps_triple};
 
 /// 17 UPDATE_AND_CREATE_TOPIC. Missing queue counts and perm take Java's defaults (16, 16,
 /// RW); values that are present must be valid.
@@ -125,39 +127,81 @@ pub(super) fn queue_key(out: &mut String, broker_name: &str, queue_id: u32, topi
     );
 }
 
-/// Per-queue (min, max, store time of the last message) of a topic, from the owner shards.
-async fn queue_stats(ctx: &Rc<ShardCtx>, topic: &TopicConfig) -> BrokerResult<Vec<(u32, u64, u64, i64)>> {
+/// One queue's figures for GET_TOPIC_STATS_INFO and GET_CONSUME_STATS, read on its owner shard.
+#[derive(Debug, Clone, Copy)]
+struct QueueStats {
+    queue_id: u32,
+    min: u64,
+    max: u64,
+    /// Store time of the last message (0 when the queue is empty).
+    last_store_ms: i64,
+    /// Messages stored since the `recent_since_ms` asked for (0 when not asked).
+    recent: u64,
+}
+
+/// `topicPutTps` is over the last minute, as Java's (a minute statistic of `TOPIC_PUT_NUMS`).
+const TOPIC_PUT_TPS_WINDOW_MS: i64 = 60_000;
+
+/// Per-queue figures of a topic, from the owner shards; with `recent_since_ms`, also how many
+/// messages each queue stored since then.
+async fn queue_stats(ctx: &Rc<ShardCtx>, topic: &TopicConfig, recent_since_ms: Option<i64>) -> BrokerResult<Vec<QueueStats>> {
     let queues = topic.read_queue_nums.max(topic.write_queue_nums).max(0) as u32;
     let mut stats = Vec::with_capacity(queues as usize);
     for queue_id in 0..queues {
         let owner = ctx.owner(&topic.topic_name, queue_id);
         let name = topic.topic_name.clone();
-        let (min, max, last) = ctx
+        let queue = ctx
             .on(owner, move |owner_ctx, _| async move {
-                let (min, max) = owner_ctx.store.queue_offsets(&name, queue_id);
-                let last = if max.0 > 0 { owner_ctx.store.store_time_at(&name, queue_id, QueueOffset(max.0 - 1)).await?.unwrap_or(0) } else { 0 };
-                Ok::<_, ferromq_store::StoreError>((min.0, max.0, last))
+                let store = &owner_ctx.store;
+                let (min, max) = store.queue_offsets(&name, queue_id);
+                let last_store_ms = if max.0 > 0 { store.store_time_at(&name, queue_id, QueueOffset(max.0 - 1)).await?.unwrap_or(0) } else { 0 };
+                let recent = match recent_since_ms {
+                    Some(since) if last_store_ms >= since => max.0 - first_stored_since(store, &name, queue_id, min.0, max.0, since).await?,
+                    _ => 0,
+                };
+                Ok::<_, ferromq_store::StoreError>(QueueStats { queue_id, min: min.0, max: max.0, last_store_ms, recent })
             })
             .await??;
-        stats.push((queue_id, min, max, last));
+        stats.push(queue);
     }
     Ok(stats)
 }
 
-/// 202 GET_TOPIC_STATS_INFO: TopicStatsTable with MessageQueue object keys (§4.7).
+/// The first queue offset in `min..max` whose message was stored at `since_ms` or later (`max`
+/// if none), by binary search over store times (a queue's store times only grow; an entry
+/// whose record retention deleted counts as old). O(log n) record reads, no scan.
+async fn first_stored_since(store: &crate::shard::ShardStore, topic: &str, queue_id: u32, min: u64, max: u64, since_ms: i64) -> Result<u64, ferromq_store::StoreError> {
+    let (mut lo, mut hi) = (min, max);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if store.store_time_at(topic, queue_id, QueueOffset(mid)).await?.unwrap_or(i64::MIN) >= since_ms {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Ok(lo)
+}
+
+/// 202 GET_TOPIC_STATS_INFO: TopicStatsTable with MessageQueue object keys (§4.7);
+/// `topicPutTps` is the messages the topic stored in the last minute, per second.
 pub async fn topic_stats(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
     let name = Header::of(request).str("topic")?;
     let topic = ctx.control.topic(name).ok_or_else(|| BrokerError::new(code::TOPIC_NOT_EXIST, format!("topic[{name}] not exist")))?;
     let broker = ctx.control.identity().broker_name.clone();
     let mut body = String::from("{\"offsetTable\":{");
-    for (i, (queue_id, min, max, last)) in queue_stats(ctx, &topic).await?.into_iter().enumerate() {
+    let since = ferromq_store::store::now_ms() - TOPIC_PUT_TPS_WINDOW_MS;
+    let mut recent = 0;
+    for (i, q) in queue_stats(ctx, &topic, Some(since)).await?.into_iter().enumerate() {
         if i > 0 {
             body.push(',');
         }
-        queue_key(&mut body, &broker, queue_id, &topic.topic_name);
-        let _ = write!(body, ":{{\"lastUpdateTimestamp\":{last},\"maxOffset\":{max},\"minOffset\":{min}}}");
+        recent += q.recent;
+        queue_key(&mut body, &broker, q.queue_id, &topic.topic_name);
+        let _ = write!(body, ":{{\"lastUpdateTimestamp\":{},\"maxOffset\":{},\"minOffset\":{}}}", q.last_store_ms, q.max, q.min);
     }
-    body.push_str("},\"topicPutTps\":0.0}");
+    let tps = recent as f64 * 1000.0 / TOPIC_PUT_TPS_WINDOW_MS as f64;
+    let _ = write!(body, "}},\"topicPutTps\":{}}}", java_double(tps));
     Ok(request.success_response().with_body(body.into_bytes()))
 }
 
@@ -167,28 +211,48 @@ pub async fn consume_stats(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> Bro
     let h = Header::of(request);
     let group = h.str("consumerGroup")?.to_owned();
     let topic = h.opt_str("topic").map(str::to_owned);
-    let offsets = ctx.control.call(|reply| Command::GroupOffsets { group, topic, reply }).await?;
+    let offsets = ctx.control.call(|reply| Command::GroupOffsets { group: group.clone(), topic, reply }).await?;
     let broker = ctx.control.identity().broker_name.clone();
-    let mut body = String::from("{\"consumeTps\":0.0,\"offsetTable\":{");
-    let mut first = true;
+    let mut table = String::new();
+    let mut topics = Vec::new();
     for (name, queues) in offsets {
         let Some(topic) = ctx.control.topic(&name) else { continue };
         let committed: std::collections::HashMap<i32, i64> = queues.into_iter().collect();
-        for (queue_id, _min, max, last) in queue_stats(ctx, &topic).await? {
-            let consumer = committed.get(&(queue_id as i32)).copied().unwrap_or(0).max(0);
-            if !first {
-                body.push(',');
+        for q in queue_stats(ctx, &topic, None).await? {
+            let consumer = committed.get(&(q.queue_id as i32)).copied().unwrap_or(0).max(0) as u64;
+            if !table.is_empty() {
+                table.push(',');
             }
-            first = false;
-            queue_key(&mut body, &broker, queue_id, &name);
-            let last = if consumer as u64 >= max { last } else { 0 };
+            queue_key(&mut table, &broker, q.queue_id, &name);
+            // Java's: the store time of the message at consumerOffset - 1 (0 if none).
+            let last = if consumer == 0 {
+                0
+            } else if consumer >= q.max {
+                q.last_store_ms
+            } else {
+                let (owner, name, queue_id) = (ctx.owner(&name, q.queue_id), name.clone(), q.queue_id);
+                ctx.on(owner, move |owner_ctx, _| async move { owner_ctx.store.store_time_at(&name, queue_id, QueueOffset(consumer - 1)).await })
+                    .await??
+                    .unwrap_or(0)
+            };
             let _ = write!(
-                body,
-                ":{{\"brokerOffset\":{max},\"consumerOffset\":{consumer},\"lastTimestamp\":{last},\"pullOffset\":{consumer}}}"
+                table,
+                ":{{\"brokerOffset\":{},\"consumerOffset\":{consumer},\"lastTimestamp\":{last},\"pullOffset\":{consumer}}}",
+                q.max
             );
         }
+        topics.push(name);
     }
-    body.push_str("}}");
+    // Java's consumeTps: the messages the group pulled of these topics per second over the
+    // last minute, summed over the shards its pulls came in on (a busy shard is left out).
+    let topics = Arc::new(topics);
+    let mut tps = 0.0;
+    for shard in 0..ctx.router.shard_count() {
+        let (group, topics) = (group.clone(), topics.clone());
+        let rate = ctx.on(ShardId(shard as u8), move |owner, _| async move { topics.iter().map(|t| owner.runtime_stats.group_get_tps(&group, t)).sum::<f64>() });
+        tps += rate.await.unwrap_or(0.0);
+    }
+    let body = format!("{{\"consumeTps\":{},\"offsetTable\":{{{table}}}}}", java_double(tps));
     Ok(request.success_response().with_body(body.into_bytes()))
 }
 
@@ -259,79 +323,104 @@ pub async fn query_message(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> Bro
 }
 
 /// 28 GET_BROKER_RUNTIME_INFO: `{"table":{..}}`, every value a numeric string where tools parse
-/// numbers (§4.8). FerroMQ adds the commit-log counters of every shard summed (`ferromq*` keys;
+/// numbers (§4.8), every figure summed (or taken at its extreme) over the shards, each read on
+/// its own shard. FerroMQ adds the commit-log counters of every shard summed (`ferromq*` keys;
 /// tools ignore keys they do not know): the benchmark suite reads the mean flush batch from them.
 pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
     let mut totals = ferromq_store::store::StoreStats::default();
     let mut cold = ferromq_net::conn::ColdReadStats::default();
     let mut replication = ReplicationSnapshot::default();
-    for shard in 0..ctx.router.shard_count() {
+    let mut figures = Figures::default();
+    let (mut log_min, mut log_end, mut earliest) = (None::<i64>, None::<i64>, None::<i64>);
+    let (mut dispatch_behind, mut unflushed, mut held) = (0u64, 0u64, 0usize);
+    let (mut commit_log_ratio, mut consume_queue_ratio) = (None::<f64>, None::<f64>);
+    let mut ratio_per_dir = Vec::new();
+    let shards = ctx.router.shard_count();
+    for shard in 0..shards {
         // A shard whose mailbox is full is left out of the sums rather than failing the request.
         // Cold-read counters are per thread: read on the shard's own thread.
-        let stats = ctx
-            .on(ShardId(shard as u8), |owner, _| async move {
-                (owner.store.stats(), ferromq_net::conn::cold_read_stats(), ReplicationSnapshot::of(&owner))
-            })
-            .await;
-        if let Ok((s, c, r)) = stats {
-            replication.add(r);
-            cold.resident_bodies += c.resident_bodies;
-            cold.cold_bodies += c.cold_bodies;
-            cold.cold_bytes += c.cold_bytes;
-            cold.waited_bodies += c.waited_bodies;
-            cold.in_flight += c.in_flight;
-            cold.max_in_flight = cold.max_in_flight.max(c.max_in_flight);
-            totals.appended_messages += s.appended_messages;
-            totals.appended_bytes += s.appended_bytes;
-            totals.log_writes += s.log_writes;
-            totals.log_syncs += s.log_syncs;
-            totals.synced_bytes += s.synced_bytes;
-            totals.appends += s.appends;
-            totals.forced_cleanups += s.forced_cleanups;
-            totals.forced_segments_deleted += s.forced_segments_deleted;
-            totals.forced_entries_deleted += s.forced_entries_deleted;
-        }
+        let on_shard = ctx.on(ShardId(shard as u8), |owner, _| async move { ShardRuntime::of(&owner).await }).await;
+        let Ok(s) = on_shard else { continue };
+        replication.add(s.replication);
+        figures.add(&s.figures);
+        let c = s.cold;
+        cold.resident_bodies += c.resident_bodies;
+        cold.cold_bodies += c.cold_bodies;
+        cold.cold_bytes += c.cold_bytes;
+        cold.waited_bodies += c.waited_bodies;
+        cold.in_flight += c.in_flight;
+        cold.max_in_flight = cold.max_in_flight.max(c.max_in_flight);
+        let t = s.store;
+        totals.appended_messages += t.appended_messages;
+        totals.appended_bytes += t.appended_bytes;
+        totals.log_writes += t.log_writes;
+        totals.log_syncs += t.log_syncs;
+        totals.synced_bytes += t.synced_bytes;
+        totals.appends += t.appends;
+        totals.forced_cleanups += t.forced_cleanups;
+        totals.forced_segments_deleted += t.forced_segments_deleted;
+        totals.forced_entries_deleted += t.forced_entries_deleted;
+        log_min = min_of(log_min, s.log_min);
+        log_end = s.log_end.max(log_end);
+        earliest = min_of(earliest, s.earliest_store_ms);
+        dispatch_behind += s.dispatch_behind_bytes;
+        unflushed += s.unflushed_bytes;
+        held += s.held_pulls;
+        // The fullest disk is the one that stops its shard first.
+        commit_log_ratio = max_ratio(commit_log_ratio, s.commit_log_disk_ratio);
+        consume_queue_ratio = max_ratio(consume_queue_ratio, s.consume_queue_disk_ratio);
+        ratio_per_dir.push((s.commit_log_dir, s.commit_log_disk_ratio));
     }
     let control = &ctx.control;
-    let store = &ctx.store;
+    let config = control.config();
     let now = ferromq_store::store::now_ms();
-    let put_total = totals.appended_messages;
+    // Java's `-1` where a disk's usage cannot be read.
+    let ratio = |r: Option<f64>| java_double(r.unwrap_or(-1.0));
     let entries: Vec<(&str, String)> = vec![
-        ("brokerVersionDesc", "V5_3_3".into()),
+        ("brokerVersionDesc", ferromq_net::codec::FERROMQ_VERSION_NAME.into()),
         ("brokerVersion", ferromq_net::codec::FERROMQ_VERSION_ORDINAL.to_string()),
         ("brokerActive", "true".into()),
         ("bootTimestamp", control.boot_timestamp_ms.to_string()),
-        ("runtime", format!("[ {} ms ]", now - control.boot_timestamp_ms)),
-        ("msgPutTotalTodayNow", put_total.to_string()),
-        ("msgPutTotalTodayMorning", "0".into()),
-        ("msgPutTotalYesterdayMorning", "0".into()),
-        ("msgGetTotalTodayNow", "0".into()),
-        ("msgGetTotalTodayMorning", "0".into()),
-        ("msgGetTotalYesterdayMorning", "0".into()),
-        ("putTps", "0.0 0.0 0.0".into()),
-        ("getTransferredTps", "0.0 0.0 0.0".into()),
-        ("getFoundTps", "0.0 0.0 0.0".into()),
-        ("getMissTps", "0.0 0.0 0.0".into()),
-        ("getTotalTps", "0.0 0.0 0.0".into()),
-        ("commitLogMinOffset", store.min_log_offset().0.to_string()),
-        ("commitLogMaxOffset", store.write_offset().0.to_string()),
-        ("dispatchBehindBytes", store.write_offset().0.saturating_sub(store.dispatched_offset().0).to_string()),
-        ("remainHowManyDataToFlush", store.write_offset().0.saturating_sub(store.durable_offset().0).to_string()),
-        ("commitLogDiskRatio", "0.0".into()),
-        ("consumeQueueDiskRatio", "0.0".into()),
-        ("earliestMessageTimeStamp", "0".into()),
+        ("runtime", runtime_text(now - control.boot_timestamp_ms)),
+        // Totals since start, and at the last two local midnights (0 until the first, as
+        // Java's BrokerStats): mqadmin clusterList shows today's and yesterday's differences.
+        ("msgPutTotalTodayNow", figures.totals.put.to_string()),
+        ("msgPutTotalTodayMorning", figures.days.today_morning.put.to_string()),
+        ("msgPutTotalYesterdayMorning", figures.days.yesterday_morning.put.to_string()),
+        ("msgGetTotalTodayNow", figures.totals.get_transferred.to_string()),
+        ("msgGetTotalTodayMorning", figures.days.today_morning.get_transferred.to_string()),
+        ("msgGetTotalYesterdayMorning", figures.days.yesterday_morning.get_transferred.to_string()),
+        ("putTps", tps_triple(&figures.put_tps)),
+        ("getTransferredTps", tps_triple(&figures.get_transferred_tps)),
+        // 4.x tools read Java 4.x's spelling.
+        ("getTransferedTps", tps_triple(&figures.get_transferred_tps)),
+        ("getFoundTps", tps_triple(&figures.get_found_tps)),
+        ("getMissTps", tps_triple(&figures.get_miss_tps)),
+        ("getTotalTps", tps_triple(&figures.get_total_tps)),
+        // Client-visible offsets (the broker's one offset space) over every shard's log.
+        ("commitLogMinOffset", log_min.unwrap_or(0).to_string()),
+        ("commitLogMaxOffset", log_end.unwrap_or(0).to_string()),
+        ("dispatchBehindBytes", dispatch_behind.to_string()),
+        ("remainHowManyDataToFlush", unflushed.to_string()),
+        ("commitLogDiskRatio", ratio(commit_log_ratio)),
+        ("consumeQueueDiskRatio", ratio(consume_queue_ratio)),
+        ("earliestMessageTimeStamp", earliest.unwrap_or(-1).to_string()),
+        // No lock guards FerroMQ's log appends (one writer per shard): never held.
         ("pageCacheLockTimeMills", "0".into()),
+        // Java's broker setting of that name, which FerroMQ does not have: accepted from start.
         ("startAcceptSendRequestTimeStamp", "0".into()),
+        // Requests run as tasks on their connection's shard, not in thread pools: no queue of
+        // sends or queries waits for a thread. Pulls held by long polling are the pull "queue".
         ("sendThreadPoolQueueSize", "0".into()),
-        ("sendThreadPoolQueueCapacity", control.config().limits.max_in_flight_requests_per_connection.to_string()),
-        ("pullThreadPoolQueueSize", ctx.held.held().to_string()),
-        ("pullThreadPoolQueueCapacity", control.config().limits.max_held_pulls_per_shard.to_string()),
+        ("sendThreadPoolQueueCapacity", config.limits.max_in_flight_requests_per_connection.to_string()),
+        ("pullThreadPoolQueueSize", held.to_string()),
+        ("pullThreadPoolQueueCapacity", (config.limits.max_held_pulls_per_shard as u64 * shards as u64).to_string()),
         ("queryThreadPoolQueueSize", "0".into()),
         ("queryThreadPoolQueueCapacity", "0".into()),
         ("sendThreadPoolQueueHeadWaitTimeMills", "0".into()),
         ("pullThreadPoolQueueHeadWaitTimeMills", "0".into()),
         ("queryThreadPoolQueueHeadWaitTimeMills", "0".into()),
-        ("shards", ctx.router.shard_count().to_string()),
+        ("shards", shards.to_string()),
         ("ferromqAppendedMessages", totals.appended_messages.to_string()),
         ("ferromqAppendedBytes", totals.appended_bytes.to_string()),
         ("ferromqCommitLogWrites", totals.log_writes.to_string()),
@@ -363,6 +452,10 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
         ("ferromqReplicationLagMs", replication.lag_ms),
     ] {
         table.insert(key.to_owned(), serde_json::Value::String(value.to_string()));
+    }
+    // Java's per-path key, one per shard's commit-log directory.
+    for (dir, r) in ratio_per_dir {
+        table.insert(format!("commitLogDiskRatio_{}", dir.display()), serde_json::Value::String(ratio(r)));
     }
     // Java's `scheduleMessageOffset_<level>`: "<next offset to deliver>,<queue end>" per delay
     // level — how far each level's deliverer is behind (§9.3).
@@ -433,4 +526,82 @@ impl ReplicationSnapshot {
         self.lag_bytes = self.lag_bytes.max(other.lag_bytes);
         self.lag_ms = self.lag_ms.max(other.lag_ms);
     }
+}
+
+/// What GET_BROKER_RUNTIME_INFO reads on one shard, on that shard.
+struct ShardRuntime {
+    store: ferromq_store::store::StoreStats,
+    cold: ferromq_net::conn::ColdReadStats,
+    replication: ReplicationSnapshot,
+    figures: Figures,
+    /// The shard log's lowest and one-past-highest client-visible offsets (`None` while it
+    /// holds no record).
+    log_min: Option<i64>,
+    log_end: Option<i64>,
+    /// Store time of the oldest record in the shard's log.
+    earliest_store_ms: Option<i64>,
+    dispatch_behind_bytes: u64,
+    unflushed_bytes: u64,
+    held_pulls: usize,
+    commit_log_dir: std::path::PathBuf,
+    /// Used fraction of the partitions holding the commit log and the consume queues
+    /// (statvfs, in the blocking pool); `None` when it cannot be read.
+    commit_log_disk_ratio: Option<f64>,
+    consume_queue_disk_ratio: Option<f64>,
+}
+
+impl ShardRuntime {
+    async fn of(ctx: &Rc<ShardCtx>) -> ShardRuntime {
+        use ferromq_store::io::Storage as _;
+        let store = &ctx.store;
+        let stats = store.stats();
+        let (min, write) = (store.min_log_offset(), store.write_offset());
+        let log_min = store.client_offset(min).map(|o| o.0);
+        // At a segment boundary the next segment has no client range yet: the end is one past
+        // the previous byte's.
+        let log_end = store.client_offset(write).or_else(|| store.client_offset(ferromq_store::CommitLogOffset(write.0.checked_sub(1)?)).map(|o| ferromq_store::ClientPhysicalOffset(o.0 + 1))).map(|o| o.0);
+        let earliest_store_ms = match log_min {
+            Some(_) => store.read_record(min).await.ok().and_then(|r| ferromq_store::record::decode_record(&r, false).ok().map(|r| r.store_timestamp_ms)),
+            None => None,
+        };
+        let root = &store.config().root_dir;
+        let commit_log_dir = root.join("commitlog");
+        let commit_log_disk_ratio = store.storage().disk_usage_ratio(&commit_log_dir).await.ok();
+        let consume_queue_disk_ratio = store.storage().disk_usage_ratio(&root.join("consumequeue")).await.ok();
+        ShardRuntime {
+            store: stats,
+            cold: ferromq_net::conn::cold_read_stats(),
+            replication: ReplicationSnapshot::of(ctx),
+            figures: ctx.runtime_stats.figures(stats.appended_messages),
+            log_min,
+            log_end,
+            earliest_store_ms,
+            dispatch_behind_bytes: write.0.saturating_sub(store.dispatched_offset().0),
+            unflushed_bytes: write.0.saturating_sub(store.durable_offset().0),
+            held_pulls: ctx.held.held(),
+            commit_log_dir,
+            commit_log_disk_ratio,
+            consume_queue_disk_ratio,
+        }
+    }
+}
+
+fn min_of(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn max_ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Java's `runtime` text: "[ 1 days, 2 hours, 3 minutes, 4 seconds ]".
+fn runtime_text(ms: i64) -> String {
+    let secs = ms.max(0) / 1000;
+    format!("[ {} days, {} hours, {} minutes, {} seconds ]", secs / 86_400, secs % 86_400 / 3_600, secs % 3_600 / 60, secs % 60)
 }

@@ -138,6 +138,9 @@ pub async fn pull(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult
             read_or_hold(&owner_ctx, &slot, &topic_name, queue_id, offset, max_messages, &filter, suspend).await
         })
         .await??;
+    if is_found(&result) {
+        ctx.runtime_stats.count_group_get(header.group, header.topic, result.message_count);
+    }
     let response = pull_response(request, header.queue_offset, &result, steering);
     Ok(if segments.is_empty() { Reply::Response(response) } else { Reply::Messages(response, segments) })
 }
@@ -221,6 +224,8 @@ async fn read_or_hold(
     let deadline = Instant::now() + suspend;
     loop {
         let result = ctx.store.get_message(topic, queue_id, QueueOffset(offset), max_messages, filter).await?;
+        // Every read counts, as Java's store counts each getMessage (a held pull's too).
+        ctx.runtime_stats.count_get(if is_found(&result) { result.message_count } else { 0 });
         let hold = nothing_new(&result, offset as i64) && Instant::now() < deadline;
         if hold {
             // A held pull is bounded by maxHeldPullsPerShard, not by the executor's cap.

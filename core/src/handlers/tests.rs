@@ -1440,3 +1440,122 @@ fn a_slave_copies_its_master_and_merges_its_own_commits_back() {
         assert!(offsets.contains(r#""Synced@sg":{0:12,1:8}"#), "{offsets}");
     });
 }
+
+/// GET_BROKER_RUNTIME_INFO's table, as mqadmin reads it.
+async fn runtime_info(broker: &Broker) -> serde_json::Map<String, serde_json::Value> {
+    let info = broker.check(RemotingCommand::request(rc::GET_BROKER_RUNTIME_INFO), code::SUCCESS, "").await;
+    let mut body: serde_json::Value = serde_json::from_slice(&info.body).unwrap();
+    let serde_json::Value::Object(table) = body["table"].take() else { panic!("no table: {body}") };
+    for (key, value) in &table {
+        assert!(value.is_string(), "{key} is not a string: {value}");
+    }
+    table
+}
+
+fn number(table: &serde_json::Map<String, serde_json::Value>, key: &str) -> f64 {
+    let text = table.get(key).and_then(|v| v.as_str()).unwrap_or_else(|| panic!("{key} missing"));
+    text.parse().unwrap_or_else(|_| panic!("{key} is not a number: {text:?}"))
+}
+
+#[test]
+fn runtime_figures_are_measured_not_made_up() {
+    run(|| async {
+        let broker = Broker::start().await;
+        let stats = &broker.ctx.runtime_stats;
+        let appended = || broker.ctx.store.stats().appended_messages;
+        let before = runtime_info(&broker).await;
+        // The version is the one every response announces.
+        let announced = broker.call(RemotingCommand::request(rc::GET_BROKER_RUNTIME_INFO)).await.version;
+        assert_eq!(before["brokerVersion"], announced.to_string());
+        assert_eq!(before["brokerVersionDesc"], "V5_3_3", "the name of ordinal {announced}");
+        assert_eq!(before["bootTimestamp"], broker.control.boot_timestamp_ms.to_string());
+        assert!(before["runtime"].as_str().unwrap().starts_with("[ 0 days, 0 hours, "), "{:?}", before["runtime"]);
+        assert_eq!(before["putTps"], "0.0 0.0 0.0", "no samples yet");
+        assert_eq!(before["earliestMessageTimeStamp"], "-1", "an empty log");
+
+        // A sample 10 s ago, four messages (test_min's most per pull), one read that finds them and one that misses, a
+        // sample now: every rate is over those 10 s.
+        let t0 = ferromq_store::store::now_ms() - 10_000;
+        stats.sample(t0, appended());
+        let sent_from = ferromq_store::store::now_ms();
+        let mut offsets = Vec::new();
+        for i in 0..4 {
+            let ok = broker.send("Figures", 0, &format!("m{i}"), "k").await;
+            assert_eq!(ok.code, code::SUCCESS, "{ok:?}");
+            offsets.push(ferromq_store::record::decode_offset_msg_id(ok.ext("msgId").unwrap()).unwrap().1.0);
+        }
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        assert_eq!(pulled_bodies(broker.reply(pull(rc::PULL_MESSAGE, "g", "Figures", "0", "0", "4")).await).len(), 4);
+        broker.check(pull(rc::PULL_MESSAGE, "g", "Figures", "0", "4", "4"), code::PULL_NOT_FOUND, "").await;
+        stats.sample(t0 + 10_000, appended());
+        let info = runtime_info(&broker).await;
+        assert_eq!(info["putTps"], "0.4 0.4 0.4");
+        assert_eq!(info["getFoundTps"], "0.1 0.1 0.1");
+        assert_eq!(info["getMissTps"], "0.1 0.1 0.1");
+        assert_eq!(info["getTotalTps"], "0.2 0.2 0.2");
+        assert_eq!(info["getTransferredTps"], "0.4 0.4 0.4");
+        assert_eq!(info["getTransferedTps"], info["getTransferredTps"]);
+        assert_eq!(info["msgPutTotalTodayNow"], "4");
+        assert_eq!(info["msgGetTotalTodayNow"], "4");
+
+        // The commit log's client-visible range is the store's, and holds every message sent.
+        let (min, max) = (number(&info, "commitLogMinOffset") as i64, number(&info, "commitLogMaxOffset") as i64);
+        let store = &broker.ctx.store;
+        assert_eq!(Some(min), store.client_offset(store.min_log_offset()).map(|o| o.0));
+        assert_eq!(Some(max), store.client_offset(store.write_offset()).map(|o| o.0));
+        assert!(min <= offsets[0] && offsets[3] < max, "{min}..{max} lacks {offsets:?}");
+        broker.send("Figures", 1, "more", "k").await;
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        assert!(number(&runtime_info(&broker).await, "commitLogMaxOffset") as i64 > max, "the end moves with appends");
+
+        for key in ["commitLogDiskRatio", "consumeQueueDiskRatio"] {
+            let ratio = number(&info, key);
+            assert!((0.0..=1.0).contains(&ratio) && ratio > 0.0, "{key} {ratio}: a disk holding a store is not empty");
+        }
+        let earliest = number(&info, "earliestMessageTimeStamp") as i64;
+        assert!(earliest >= sent_from && earliest <= ferromq_store::store::now_ms(), "earliest {earliest}, sent from {sent_from}");
+        // Everything mqadmin parses as a number is one.
+        for key in [
+            "msgPutTotalTodayMorning", "msgPutTotalYesterdayMorning", "msgGetTotalTodayMorning", "msgGetTotalYesterdayMorning",
+            "dispatchBehindBytes", "remainHowManyDataToFlush", "pageCacheLockTimeMills", "sendThreadPoolQueueSize", "pullThreadPoolQueueSize",
+        ] {
+            number(&info, key);
+        }
+
+        // GET_TOPIC_STATS_INFO: all five messages were stored within the last minute.
+        let topic = broker.check(request(rc::GET_TOPIC_STATS_INFO, &[("topic", "Figures")]), code::SUCCESS, "").await;
+        let topic = String::from_utf8(topic.body.to_vec()).unwrap();
+        let tps: f64 = topic.rsplit("\"topicPutTps\":").next().unwrap().trim_end_matches('}').parse().unwrap();
+        assert!((tps - 5.0 / 60.0).abs() < 1e-9, "topicPutTps {tps} in {topic}");
+        let last: i64 = topic.split("\"lastUpdateTimestamp\":").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+        assert!(last >= sent_from, "queue 0's last store time {last} in {topic}");
+
+        // GET_CONSUME_STATS: the group pulled four messages in those 10 s; its committed
+        // offset 2 was stored with the second message.
+        let commit = request(rc::UPDATE_CONSUMER_OFFSET, &[("topic", "Figures"), ("queueId", "0"), ("consumerGroup", "g"), ("commitOffset", "2")]);
+        broker.check(commit, code::SUCCESS, "").await;
+        let second = broker.ctx.store.store_time_at("Figures", 0, ferromq_store::QueueOffset(1)).await.unwrap().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let consume = broker.check(request(rc::GET_CONSUME_STATS, &[("consumerGroup", "g"), ("topic", "Figures")]), code::SUCCESS, "").await;
+            let consume = String::from_utf8(consume.body.to_vec()).unwrap();
+            assert!(consume.starts_with("{\"consumeTps\":0.4,"), "{consume}");
+            if consume.contains(&format!("\"consumerOffset\":2,\"lastTimestamp\":{second},")) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{consume}");
+            compio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+}
+
+#[test]
+fn every_shard_samples_its_figures_once_a_second() {
+    run(|| async {
+        let broker = Broker::start().await;
+        let _sampler = crate::shard::run::spawn_stats_sampler(&broker.ctx);
+        broker.send("Sampled", 0, "m", "k").await;
+        compio::time::sleep(std::time::Duration::from_millis(2_300)).await;
+        assert!(broker.ctx.runtime_stats.sample_count() >= 2, "{} samples", broker.ctx.runtime_stats.sample_count());
+    });
+}

@@ -24,6 +24,7 @@ use super::executor::{ExecutorState, JobSlot};
 use super::held::HeldPulls;
 use super::offsets::OffsetCommits;
 use super::router::{RouteError, Router};
+use super::stats::RuntimeStats;
 use crate::clients::ChannelId;
 use crate::control::ControlHandle;
 use crate::error::{BrokerError, BrokerResult};
@@ -80,6 +81,9 @@ pub struct ShardCtx {
     pub timer_wake: Event,
     /// The timer deliverer's progress, for GET_BROKER_RUNTIME_INFO.
     pub timer_stats: Cell<TimerStats>,
+    /// Pull counters and the sampler's once-a-second samples, for the admin answers' TPS
+    /// figures (`stats.rs`).
+    pub runtime_stats: RuntimeStats,
     /// Set when the shard begins to stop; long-running shard tasks end at their next step.
     pub stopping: Cell<bool>,
     /// On a master: what this shard's slaves acknowledged (SYNC_MASTER sends wait on it).
@@ -106,6 +110,7 @@ impl ShardCtx {
             schedule_wake: Event::new(),
             timer_wake: Event::new(),
             timer_stats: Cell::new(Default::default()),
+            runtime_stats: RuntimeStats::default(),
             stopping: Cell::new(false),
             slave_acks: Rc::new(SlaveAcks::new()),
             follower: Rc::new(FollowerState::default()),

@@ -9,6 +9,7 @@
 //! - `offsets.rs`: offset commits coalesced on their way to the control thread.
 //! - `queue_reader.rs`: in-order reads of an internal queue, for the delay deliverers and the check-back.
 //! - `transaction.rs`: the transaction check-back task (on the half queue's shard).
+//! - `stats.rs`: the shard's runtime counters and their once-a-second samples (TPS figures).
 //! - `run.rs`: the thread — start, named tasks, stop.
 //!
 //! Ownership: each message queue (topic, queueId) belongs to exactly one shard; only the owner
@@ -24,6 +25,7 @@ pub mod queue_reader;
 pub mod replication;
 pub mod router;
 pub mod run;
+pub mod stats;
 pub mod timer;
 pub mod transaction;
 

@@ -12,6 +12,8 @@
 //! - **delay levels** — delivery of due delayed messages of the levels this shard owns
 //!   (`delay.rs`);
 //! - **transaction check-back** — on the shard that owns the half queue (`transaction.rs`);
+//! - **stats sampler** — once a second, a sample of the shard's counters for the admin
+//!   answers' TPS figures ([`spawn_stats_sampler`], `stats.rs`);
 //! - **replication** — on a master, the streams to this shard's slaves; on a slave, the
 //!   stream from the master's shard of the same index (`replication.rs`).
 //!
@@ -149,6 +151,7 @@ where
     let delay_task = super::delay::spawn(&ctx);
     let timer_task = super::timer::spawn(&ctx);
     let check_task = super::transaction::spawn(&ctx);
+    let stats_task = spawn_stats_sampler(&ctx);
 
     let service = make_service(ctx.clone());
     // Both ports serve the same service until `stop` closes; each listener applies the
@@ -203,6 +206,7 @@ where
         warn!(shard = id.0, jobs = ctx.executor.alive(), "cross-shard jobs still running after {SHUTDOWN_GRACE:?}; stopping anyway");
     }
     drop(events_task);
+    drop(stats_task);
     drop(flusher_task);
     // The streams to slaves (or from the master) end here; SYNC_MASTER sends still waiting
     // answer FLUSH_SLAVE_TIMEOUT.
@@ -211,6 +215,19 @@ where
     if let Err(e) = ctx.store.clone().close().await {
         error!(shard = id.0, "store close failed: {e}");
     }
+}
+
+/// Starts the shard's stats sampler: one sample a second until the shard stops. Its cost is a
+/// copy of four counters, plus, every 10 s, one pass over the (group, topic) pairs pulled on
+/// this shard in the last 10 minutes.
+pub fn spawn_stats_sampler(ctx: &Rc<ShardCtx>) -> compio::runtime::JoinHandle<()> {
+    let ctx = ctx.clone();
+    compio::runtime::spawn(async move {
+        while !ctx.stopping.get() {
+            compio::time::sleep(super::stats::SAMPLE_PERIOD).await;
+            ctx.runtime_stats.sample(ferromq_store::store::now_ms(), ctx.store.stats().appended_messages);
+        }
+    })
 }
 
 /// Carries out what the control thread asks of this shard's connections.

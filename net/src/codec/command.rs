@@ -146,6 +146,10 @@ impl Language {
 /// keeps SQL92 filtering enabled on clients, which remember the broker's version.
 pub const FERROMQ_VERSION_ORDINAL: i32 = 479;
 
+/// The name of [`FERROMQ_VERSION_ORDINAL`] in Java's `MQVersion.Version` enum, which
+/// GET_BROKER_RUNTIME_INFO reports as `brokerVersionDesc` (§4.8).
+pub const FERROMQ_VERSION_NAME: &str = "V5_3_3";
+
 /// One remoting command: a request or a response (§1.3). `ext_fields` is the "custom header";
 /// every value is text, whatever JSON type it arrived as (§1.4 rule 1).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

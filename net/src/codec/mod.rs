@@ -23,7 +23,7 @@ mod response;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-pub use command::{FERROMQ_VERSION_ORDINAL, Language, RemotingCommand, SerializeType};
+pub use command::{FERROMQ_VERSION_NAME, FERROMQ_VERSION_ORDINAL, Language, RemotingCommand, SerializeType};
 pub use fields::ExtFields;
 pub use response::{RESPONSE_FRAME_DEFAULT_CAPACITY_BYTES, ResponseFrame};
 
