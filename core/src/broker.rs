@@ -312,6 +312,7 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
     // ends after `registerBrokerTimeoutMills` per server (logged); the periodic rounds retry.
     let _ = registered_rx.recv();
     info!(
+        target: ferromq_net::logging::BOOT_TARGET,
         local_addr = %listen_addr,
         fast_addr = %fast_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
         broker_addr = %control.identity().broker_addr,

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ferromq_core::config::BrokerConfig;
+use ferromq_net::logging::{self, LogFlags, LogOptions};
 
 #[derive(Parser, Debug)]
 #[command(name = "mqbroker", version, about = "FerroMQ broker (RocketMQ-compatible)")]
@@ -22,11 +23,30 @@ struct Args {
     /// Override any key by its Java name, e.g. `--set listenPort=10921` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Log to daily files DIR/broker.YYYY-MM-DD.log (DIR/broker.log links to today's) instead
+    /// of stderr; created if absent (env FERROMQ_LOG_DIR).
+    #[arg(long = "log-dir", value_name = "DIR")]
+    log_dir: Option<PathBuf>,
+    /// `text` (default) or `json`, one object per line (env FERROMQ_LOG_FORMAT).
+    #[arg(long = "log-format", value_name = "text|json")]
+    log_format: Option<String>,
+    /// Daily log files kept in the log directory, today's included (default 14; env
+    /// FERROMQ_LOG_MAX_FILES).
+    #[arg(long = "log-max-files", value_name = "N")]
+    log_max_files: Option<String>,
 }
 
 fn main() -> ExitCode {
-    ferromq_net::logging::init();
     let args = Args::parse();
+    let flags = LogFlags { dir: args.log_dir.clone(), format: args.log_format.clone(), max_files: args.log_max_files.clone() };
+    // Lives to the end of main: dropping it writes out the queued log lines.
+    let _log = match LogOptions::resolve(flags, |name| std::env::var_os(name)).and_then(|options| logging::init_process("broker", &options)) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("mqbroker: {e}");
+            return ExitCode::from(2);
+        }
+    };
     ferromq_net::server::raise_and_log_open_file_limit();
     fix_malloc_mmap_threshold();
     let mut config = match &args.config {

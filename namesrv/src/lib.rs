@@ -125,7 +125,7 @@ pub fn start(config: NamesrvConfig) -> io::Result<NamesrvHandle> {
         })?;
     match ready_rx.recv() {
         Ok(Ok((local_addr, backend))) => {
-            info!(%local_addr, %backend, "The Name Server boot success. serializeType=JSON");
+            info!(target: ferromq_net::logging::BOOT_TARGET, %local_addr, %backend, "The Name Server boot success. serializeType=JSON");
             Ok(NamesrvHandle { local_addr, backend, stop, thread: Some(thread) })
         }
         Ok(Err(e)) => {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ferromq_namesrv::NamesrvConfig;
+use ferromq_net::logging::{self, LogFlags, LogOptions};
 
 #[derive(Parser, Debug)]
 // `allow_negative_numbers`: `--scan-interval-ms -1` reaches the check below, which names the
@@ -30,11 +31,30 @@ struct Args {
     /// I/O backend: auto, io_uring or epoll (FERROMQ_IO_BACKEND overrides it).
     #[arg(long)]
     io_backend: Option<String>,
+    /// Log to daily files DIR/namesrv.YYYY-MM-DD.log (DIR/namesrv.log links to today's)
+    /// instead of stderr; created if absent (env FERROMQ_LOG_DIR).
+    #[arg(long = "log-dir", value_name = "DIR")]
+    log_dir: Option<PathBuf>,
+    /// `text` (default) or `json`, one object per line (env FERROMQ_LOG_FORMAT).
+    #[arg(long = "log-format", value_name = "text|json")]
+    log_format: Option<String>,
+    /// Daily log files kept in the log directory, today's included (default 14; env
+    /// FERROMQ_LOG_MAX_FILES).
+    #[arg(long = "log-max-files", value_name = "N")]
+    log_max_files: Option<String>,
 }
 
 fn main() -> ExitCode {
-    ferromq_net::logging::init();
     let args = Args::parse();
+    let flags = LogFlags { dir: args.log_dir.clone(), format: args.log_format.clone(), max_files: args.log_max_files.clone() };
+    // Lives to the end of main: dropping it writes out the queued log lines.
+    let _log = match LogOptions::resolve(flags, |name| std::env::var_os(name)).and_then(|options| logging::init_process("namesrv", &options)) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("mqnamesrv: {e}");
+            return ExitCode::from(2);
+        }
+    };
     ferromq_net::server::raise_and_log_open_file_limit();
     let config = match config_from(args) {
         Ok(config) => config,

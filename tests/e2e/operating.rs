@@ -229,3 +229,93 @@ fn producer_connection_list_drops_unregistered_and_closed_producers() {
         assert!(!producer.is_closed());
     });
 }
+
+/// Lines of `file` once one of them contains `marker` (the log is written by a background
+/// thread, a moment after the event).
+fn log_lines_once(file: &Path, marker: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if text.contains(marker) {
+            return text.lines().map(str::to_owned).collect();
+        }
+        assert!(Instant::now() < deadline, "no {marker:?} in {} after 5 s:\n{text}", file.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `mqbroker --log-dir DIR --log-format json` creates DIR (two levels, absent), writes every
+/// line there as one JSON object with `timestamp`, `level` and `fields.message` (the boot line
+/// with its fields), links `DIR/broker.log` to today's `broker.YYYY-MM-DD.log`, keeps only the boot
+/// lines on stderr (which is how the harness still sees it start), and loses nothing logged
+/// on the way out of a clean stop.
+#[test]
+fn broker_logs_json_lines_to_daily_files_under_log_dir() {
+    let root = TempDir::new("log-dir");
+    let dir = root.path().join("logs/broker-a");
+    let mut command = Command::new(binary("mqbroker"));
+    command.arg("--log-dir").arg(&dir).args(["--log-format", "json"]).args(harness_args());
+    for setting in [
+        format!("storePathRootDir={}", root.path().join("store").display()),
+        format!("listenPort={}", free_port()),
+        format!("embeddedNamesrvPort={}", free_port()),
+        "brokerIP1=127.0.0.1".to_owned(),
+    ] {
+        command.args(["--set", &setting]);
+    }
+    let mut broker = ServerProcess::start(command, "The broker[").unwrap();
+    let stderr = broker.log();
+    assert!(stderr.iter().all(|line| line.contains("boot success")), "stderr keeps only the boot lines: {stderr:#?}");
+
+    let link = dir.join("broker.log");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "{} is not a link", link.display());
+    let target = std::fs::read_link(&link).unwrap();
+    let name = target.file_name().unwrap().to_string_lossy().into_owned();
+    let date = name.strip_prefix("broker.").and_then(|rest| rest.strip_suffix(".log")).unwrap_or_else(|| panic!("{name}"));
+    assert!(date.len() == 10 && date.chars().all(|c| c.is_ascii_digit() || c == '-'), "not a dated file: {name}");
+    assert_eq!(target.parent(), Some(std::fs::canonicalize(&dir).unwrap().as_path()));
+
+    let parse = |lines: &[String]| -> Vec<serde_json::Value> {
+        lines
+            .iter()
+            .map(|line| {
+                let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                assert!(value["timestamp"].is_string() && value["fields"]["message"].is_string(), "{line}");
+                assert!(["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&value["level"].as_str().unwrap_or("")), "{line}");
+                value
+            })
+            .collect()
+    };
+    let lines = parse(&log_lines_once(&link, "] boot success"));
+    let boot = lines.iter().find(|v| v["fields"]["message"].as_str().is_some_and(|m| m.starts_with("The broker[") && m.contains("boot success")));
+    let boot = boot.unwrap_or_else(|| panic!("no boot line in {lines:#?}"));
+    assert_eq!(boot["level"], "INFO");
+    assert_eq!(boot["fields"]["local_addr"].as_str(), Some(broker.addr.to_string().as_str()), "{boot}");
+
+    assert!(broker.terminate().success());
+    let lines = parse(&std::fs::read_to_string(&link).unwrap().lines().map(str::to_owned).collect::<Vec<_>>());
+    assert!(lines.iter().any(|v| v["fields"]["message"] == "stop signal received"), "the lines logged at exit were lost: {lines:#?}");
+}
+
+/// `mqnamesrv` takes the directory from FERROMQ_LOG_DIR too (text lines), and a directory it
+/// cannot create stops the start with exit 2 and one line naming it, not a panic.
+#[test]
+fn namesrv_logs_under_the_env_directory_and_refuses_one_it_cannot_create() {
+    let root = TempDir::new("namesrv-log-dir");
+    let dir = root.path().join("logs");
+    let dir_text = dir.to_str().expect("utf-8 path");
+    let (namesrv, _kv) = start_namesrv(&[], &[("FERROMQ_LOG_DIR", dir_text)]).unwrap();
+    let lines = log_lines_once(&dir.join("namesrv.log"), "The Name Server boot success");
+    let boot = lines.iter().find(|line| line.contains("The Name Server boot success")).unwrap();
+    assert!(boot.contains(" INFO ") && boot.contains(&format!("local_addr={}", namesrv.addr)) && !boot.starts_with('{'), "{boot}");
+    drop(namesrv);
+
+    let not_a_dir = root.path().join("a-file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    let refused = not_a_dir.join("logs");
+    let output = Command::new(binary("mqnamesrv")).args(["--listen", "127.0.0.1:0", "--log-dir"]).arg(&refused).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with(&format!("mqnamesrv: log directory {}: cannot create it: ", refused.display())), "{stderr}");
+}

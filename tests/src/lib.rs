@@ -116,6 +116,13 @@ impl ServerProcess {
     pub fn start(mut command: Command, ready_marker: &str) -> Result<ServerProcess, String> {
         command.stdout(Stdio::null()).stderr(Stdio::piped()).stdin(Stdio::null());
         command.env("FERROMQ_LOG", "info").env("NO_COLOR", "1");
+        // Readiness and `log()` read stderr: a log directory or format exported in the
+        // developer's shell must not reach the child unless the test itself sets it.
+        for name in ["FERROMQ_LOG_DIR", "FERROMQ_LOG_FORMAT", "FERROMQ_LOG_MAX_FILES"] {
+            if !command.get_envs().any(|(key, _)| key == name) {
+                command.env_remove(name);
+            }
+        }
         let mut child = command.spawn().map_err(|e| format!("spawn failed: {e}"))?;
         let stderr = child.stderr.take().ok_or("no stderr")?;
         let log = Arc::new(Mutex::new(Vec::new()));
