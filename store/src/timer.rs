@@ -574,6 +574,7 @@ impl<S: Storage> TimerIndex<S> {
     pub async fn poll_due(&mut self, now_ms: i64, max: usize) -> Result<Vec<TimerEntry>> {
         let lead = self.geometry.precision_ms as i64;
         while self.has_room() && self.cursor_ms <= now_ms + lead {
+            self.skip_empty_gap(now_ms);
             self.load_cursor_slot().await?;
             if self.resume.is_some() {
                 break;
@@ -590,6 +591,19 @@ impl<S: Storage> TimerIndex<S> {
             }
         }
         Ok(due)
+    }
+
+    /// After a long stop the cursor may trail the clock by more than the ring spans: every slot
+    /// between it and the first slot still holding entries is empty, so the cursor jumps there
+    /// (or to the clock) instead of stepping through each one.
+    fn skip_empty_gap(&mut self, now_ms: i64) {
+        let span = self.ring.len() as i64 * self.geometry.precision_ms as i64;
+        if self.resume.is_some() || self.cursor_ms.saturating_add(span) >= now_ms {
+            return;
+        }
+        let next_live = self.ring.iter().filter(|s| s.time_ms != EMPTY_SLOT && s.time_ms >= self.cursor_ms).map(|s| s.time_ms).min();
+        let now_slot = self.slot_floor(now_ms);
+        self.cursor_ms = next_live.map_or(now_slot, |t| t.min(now_slot)).max(self.cursor_ms);
     }
 
     /// Returns entries [`TimerIndex::poll_due`] handed out that could not be delivered.

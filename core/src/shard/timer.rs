@@ -216,7 +216,7 @@ impl Deliverer {
             };
             let due_ms = timer_out_ms(&view).unwrap_or_else(|| {
                 error!(queue_offset = self.next, "timer: parked record without a readable TIMER_OUT_MS; delivering it now");
-                i64::MIN
+                now_ms()
             });
             if !self.index.enqueue(TimerEntry { due_ms, queue_offset: self.next }).await? {
                 // Its ring slot frees once what is due is delivered.
