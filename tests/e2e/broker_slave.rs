@@ -105,8 +105,14 @@ fn a_slave_copies_its_master_refuses_sends_and_merges_offsets_back() {
             call(slave_addr, query_offset(0)).await.ext("offset") == Some("42")
         })
         .await;
-        let groups = call(slave_addr, RemotingCommand::request(request_code::GET_ALL_SUBSCRIPTIONGROUP_CONFIG)).await;
-        assert!(String::from_utf8_lossy(&groups.body).contains(&format!("\"{GROUP}\"")), "{groups:?}");
+        // A sync reads the master's four tables one after another, so one round can see the
+        // offset committed after the group was created but the group table from before it; the
+        // next round (slaveSyncIntervalMillis later) copies the group too.
+        eventually(Duration::from_secs(15), "the slave serves the master's group", async || {
+            let groups = call(slave_addr, RemotingCommand::request(request_code::GET_ALL_SUBSCRIPTIONGROUP_CONFIG)).await;
+            String::from_utf8_lossy(&groups.body).contains(&format!("\"{GROUP}\""))
+        })
+        .await;
         assert!(logged(&slave.process, &format!("master_addr=127.0.0.1:{}", master_addr.port())), "the slave logs the master it learned");
 
         // A send to the slave: 14, naming its role.
