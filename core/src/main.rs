@@ -23,22 +23,13 @@ struct Args {
     /// Override any key by its Java name, e.g. `--set listenPort=10921` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// Log to daily files DIR/broker.YYYY-MM-DD.log (DIR/broker.log links to today's) instead
-    /// of stderr; created if absent (env FERROMQ_LOG_DIR).
-    #[arg(long = "log-dir", value_name = "DIR")]
-    log_dir: Option<PathBuf>,
-    /// `text` (default) or `json`, one object per line (env FERROMQ_LOG_FORMAT).
-    #[arg(long = "log-format", value_name = "text|json")]
-    log_format: Option<String>,
-    /// Daily log files kept in the log directory, today's included (default 14; env
-    /// FERROMQ_LOG_MAX_FILES).
-    #[arg(long = "log-max-files", value_name = "N")]
-    log_max_files: Option<String>,
+    #[command(flatten)]
+    log: LogFlags,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let flags = LogFlags { dir: args.log_dir.clone(), format: args.log_format.clone(), max_files: args.log_max_files.clone() };
+    let flags = args.log.clone();
     // Lives to the end of main: dropping it writes out the queued log lines.
     let _log = match LogOptions::resolve(flags, |name| std::env::var_os(name)).and_then(|options| logging::init_process("broker", &options)) {
         Ok(guard) => guard,

@@ -59,11 +59,20 @@ impl Default for LogOptions {
     }
 }
 
-/// The logging flags as given on a command line (`None`: not given).
-#[derive(Clone, Debug, Default)]
+/// The logging flags as given on a command line (`None`: not given): one definition for
+/// `mqbroker` and `mqnamesrv`, which flatten it into their arguments.
+#[derive(Clone, Debug, Default, clap::Args)]
 pub struct LogFlags {
+    /// Log to daily files DIR/<process>.YYYY-MM-DD.log (DIR/<process>.log links to today's)
+    /// instead of stderr; created if absent (env FERROMQ_LOG_DIR).
+    #[arg(long = "log-dir", value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// `text` (default) or `json`, one object per line (env FERROMQ_LOG_FORMAT).
+    #[arg(long = "log-format", value_name = "text|json")]
     pub format: Option<String>,
+    /// Daily log files kept in the log directory, today's included (default 14; env
+    /// FERROMQ_LOG_MAX_FILES).
+    #[arg(long = "log-max-files", value_name = "N")]
     pub max_files: Option<String>,
 }
 
