@@ -1169,13 +1169,8 @@ pub fn markdown(r: &ReplicationResults) -> String {
         ));
     }
     line(String::new());
-    if !r.log_problems.is_empty() {
-        line("## ERROR and WARN lines in the brokers' logs".into());
-        line(String::new());
-        for p in &r.log_problems {
-            line(format!("- `{}`: {} errors, {} warnings; first: {}", p.file, p.errors, p.warnings, p.first.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ")));
-        }
-        line(String::new());
+    for l in suite::log_problems_markdown("ERROR and WARN lines in the brokers' logs", &r.log_problems) {
+        line(l);
     }
     md
 }

@@ -1360,13 +1360,8 @@ pub fn markdown(r: &SemanticsResults) -> String {
         line(format!("- {failure}"));
     }
     line(String::new());
-    if !r.log_problems.is_empty() {
-        line("## ERROR and WARN lines in the broker's log".into());
-        line(String::new());
-        for p in &r.log_problems {
-            line(format!("- `{}`: {} errors, {} warnings; first: {}", p.file, p.errors, p.warnings, p.first.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ")));
-        }
-        line(String::new());
+    for l in suite::log_problems_markdown("ERROR and WARN lines in the broker's log", &r.log_problems) {
+        line(l);
     }
     md
 }

@@ -379,6 +379,20 @@ pub struct LogProblems {
     pub first: Vec<String>,
 }
 
+/// A report's section listing `problems` under `heading` (nothing when there are none).
+pub(crate) fn log_problems_markdown(heading: &str, problems: &[LogProblems]) -> Vec<String> {
+    if problems.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec![format!("## {heading}"), String::new()];
+    for p in problems {
+        let first = p.first.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ");
+        lines.push(format!("- `{}`: {} errors, {} warnings; first: {first}", p.file, p.errors, p.warnings));
+    }
+    lines.push(String::new());
+    lines
+}
+
 /// The ERROR and WARN lines of every `*.log` in `dir` (files without any are left out).
 pub(crate) fn scan_logs(dir: &Path) -> Vec<LogProblems> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
