@@ -132,10 +132,12 @@ impl ServerProcess {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let line = strip_ansi(&line);
+                // Into the log first: a test that reads `log()` right after the start returns
+                // must find the ready line there.
+                sink.lock().unwrap().push(line.clone());
                 if line.contains(&marker) {
-                    let _ = ready_tx.send(line.clone());
+                    let _ = ready_tx.send(line);
                 }
-                sink.lock().unwrap().push(line);
             }
         });
         let deadline = Instant::now() + START_TIMEOUT;
