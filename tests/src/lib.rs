@@ -19,11 +19,11 @@ use ferromq_net::codes::request_code;
 /// How long a process may take to say it is serving.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The workspace binaries the end-to-end tests start: `mqbroker` (package ferromq-core),
-/// `mqnamesrv` (ferromq-namesrv) and `ferromq-bench` (ferromq-bench). `cargo test` builds a
+/// The workspace binaries the end-to-end tests start: `mqbroker` and `mqadmin` (package
+/// ferromq-core), `mqnamesrv` (ferromq-namesrv) and `ferromq-bench` (ferromq-bench). `cargo test` builds a
 /// package's binaries only for that package's own integration tests, and this package has none,
 /// so [`binary`] builds them.
-const WORKSPACE_BINARIES: [&str; 3] = ["mqbroker", "mqnamesrv", "ferromq-bench"];
+const WORKSPACE_BINARIES: [&str; 4] = ["mqbroker", "mqadmin", "mqnamesrv", "ferromq-bench"];
 
 /// The path of a workspace binary, built in this test run's profile.
 ///
@@ -212,6 +212,56 @@ fn strip_ansi(line: &str) -> String {
     }
     out
 }
+
+/// What one `mqadmin` run printed, and how it exited.
+#[derive(Debug)]
+pub struct AdminOutput {
+    /// The exit code (None when killed by a signal).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl AdminOutput {
+    /// The output when the run succeeded; panics with everything it printed otherwise.
+    pub fn ok(self) -> String {
+        assert_eq!(self.code, Some(0), "mqadmin failed: {self:?}");
+        self.stdout
+    }
+}
+
+/// Runs `mqadmin` with `args` (the subcommand first) and `-n namesrv` appended when given,
+/// and waits for it (it is killed after [`ADMIN_TIMEOUT`]).
+pub fn mqadmin(namesrv: Option<SocketAddr>, args: &[&str]) -> AdminOutput {
+    let mut command = Command::new(binary("mqadmin"));
+    command.args(args).env_remove("NAMESRV_ADDR").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if let Some(namesrv) = namesrv {
+        command.arg("-n").arg(namesrv.to_string());
+    }
+    let child = command.spawn().expect("spawn mqadmin");
+    let pid = child.id();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let output = child.wait_with_output();
+        let _ = done_tx.send(());
+        output
+    });
+    if done_rx.recv_timeout(ADMIN_TIMEOUT).is_err() {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+    let output = waiter.join().expect("mqadmin waiter").expect("wait for mqadmin");
+    AdminOutput {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// How long one `mqadmin` run may take in a test.
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `mqnamesrv` on an ephemeral loopback port with a private KV directory.
 pub fn start_namesrv(extra_args: &[&str], env: &[(&str, &str)]) -> Result<(ServerProcess, TempDir), String> {

@@ -1,0 +1,349 @@
+//! What every subcommand shares: the `-n` name server flag, one connection per address, the
+//! error type printed as one line, and the route and cluster lookups.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use ferromq_net::RemotingCommand;
+use ferromq_net::backend::runtime_from_env;
+use ferromq_net::client::Client;
+use ferromq_net::codes::{request_code, response_code};
+use ferromq_net::fastjson::{self, lenient_i32, lenient_string};
+use serde_json::{Map, Value};
+
+/// How long one request may take (Java's admin default is 5 s; a broker may take longer to
+/// walk a large store for `queryMsgByKey`).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection attempt may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `-n`: name server addresses, `host:port;host:port`, as the Java tool takes them. Falls back
+/// to the `NAMESRV_ADDR` environment variable, as the Java tool does.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NameServer {
+    /// Name server address list, eg: '192.168.0.1:9876;192.168.0.2:9876'
+    #[arg(short = 'n', long = "namesrvAddr")]
+    pub namesrv_addr: Option<String>,
+}
+
+/// A failed subcommand, printed as one line by `main`.
+#[derive(Debug)]
+pub enum AdminError {
+    /// A flag's value is missing or malformed (the user's mistake).
+    Usage(String),
+    /// A server could not be reached or did not answer.
+    Unreachable(String),
+    /// A server answered with an error code.
+    Refused { server: String, code: i32, remark: String },
+    /// A server answered something this tool cannot read.
+    BadAnswer(String),
+    /// Anything else (a local file, a missing topic or group…).
+    Other(String),
+}
+
+impl fmt::Display for AdminError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdminError::Usage(s) => write!(f, "{s}"),
+            AdminError::Unreachable(s) => write!(f, "{s}"),
+            AdminError::Refused { server, code, remark } => {
+                write!(f, "{server} answered {} ({code}): {remark}", code_name(*code))
+            }
+            AdminError::BadAnswer(s) => write!(f, "unreadable answer: {s}"),
+            AdminError::Other(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+pub type AdminResult<T> = Result<T, AdminError>;
+
+/// The name of a response code for error lines.
+pub fn code_name(code: i32) -> &'static str {
+    use response_code::*;
+    match code {
+        SUCCESS => "SUCCESS",
+        SYSTEM_ERROR => "SYSTEM_ERROR",
+        SYSTEM_BUSY => "SYSTEM_BUSY",
+        REQUEST_CODE_NOT_SUPPORTED => "REQUEST_CODE_NOT_SUPPORTED",
+        NO_PERMISSION => "NO_PERMISSION",
+        TOPIC_NOT_EXIST => "TOPIC_NOT_EXIST",
+        QUERY_NOT_FOUND => "QUERY_NOT_FOUND",
+        SUBSCRIPTION_GROUP_NOT_EXIST => "SUBSCRIPTION_GROUP_NOT_EXIST",
+        INVALID_PARAMETER => "INVALID_PARAMETER",
+        CONSUMER_NOT_ONLINE => "CONSUMER_NOT_ONLINE",
+        MESSAGE_ILLEGAL => "MESSAGE_ILLEGAL",
+        SERVICE_NOT_AVAILABLE => "SERVICE_NOT_AVAILABLE",
+        _ => "error",
+    }
+}
+
+/// Runs one subcommand's future on a compio runtime (the backend `FERROMQ_IO_BACKEND` picks).
+pub fn run<F: Future<Output = AdminResult<()>>>(future: F) -> AdminResult<()> {
+    let (runtime, _) = runtime_from_env().map_err(|e| AdminError::Other(format!("cannot start the I/O runtime: {e}")))?;
+    runtime.block_on(future)
+}
+
+/// Connections to the name servers and brokers one subcommand talks to, opened on first use.
+pub struct Admin {
+    namesrv: Vec<String>,
+    clients: RefCell<HashMap<String, Client>>,
+}
+
+impl Admin {
+    /// The name servers from `-n` or `NAMESRV_ADDR`; commands that only talk to a broker (`-b`)
+    /// may go without.
+    pub fn new(namesrv: &NameServer) -> Admin {
+        let namesrv = namesrv
+            .namesrv_addr
+            .clone()
+            .or_else(|| std::env::var("NAMESRV_ADDR").ok())
+            .as_deref()
+            .map(|list| list.split(';').map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default();
+        Admin { namesrv, clients: RefCell::new(HashMap::new()) }
+    }
+
+    /// The name server addresses given (possibly none).
+    pub fn namesrv_addrs(&self) -> &[String] {
+        &self.namesrv
+    }
+
+    /// Sends `request` to `addr` (`host:port`) and returns the response, whatever its code.
+    pub async fn invoke(&self, addr: &str, request: RemotingCommand) -> AdminResult<RemotingCommand> {
+        let client = self.client(addr).await?;
+        match client.invoke(request, REQUEST_TIMEOUT).await {
+            Ok(response) => Ok(response),
+            Err(e) => {
+                self.clients.borrow_mut().remove(addr);
+                Err(AdminError::Unreachable(format!("{addr}: {e}")))
+            }
+        }
+    }
+
+    /// Sends `request` to `addr` and returns the response when it is SUCCESS, or the error.
+    pub async fn invoke_ok(&self, addr: &str, request: RemotingCommand) -> AdminResult<RemotingCommand> {
+        let response = self.invoke(addr, request).await?;
+        expect_success(addr, response)
+    }
+
+    /// Sends `request` to the name servers in turn until one answers SUCCESS; returns the
+    /// first refusal if all refuse, or the last failure if none answers.
+    pub async fn namesrv(&self, request: RemotingCommand) -> AdminResult<RemotingCommand> {
+        if self.namesrv.is_empty() {
+            return Err(AdminError::Usage(
+                "no name server: give -n host:port or set NAMESRV_ADDR".to_owned(),
+            ));
+        }
+        let mut failure = None;
+        for addr in &self.namesrv {
+            match self.invoke_ok(addr, request.clone()).await {
+                Ok(response) => return Ok(response),
+                Err(e @ AdminError::Refused { .. }) => return Err(e),
+                Err(e) => failure = Some(e),
+            }
+        }
+        Err(failure.unwrap_or_else(|| AdminError::Other("no name server answered".to_owned())))
+    }
+
+    /// Sends `request` to every name server given; fails on the first that fails (as the Java
+    /// tool does for config and KV updates).
+    pub async fn every_namesrv(&self, request: RemotingCommand) -> AdminResult<()> {
+        if self.namesrv.is_empty() {
+            return Err(AdminError::Usage("no name server: give -n host:port or set NAMESRV_ADDR".to_owned()));
+        }
+        for addr in &self.namesrv {
+            self.invoke_ok(addr, request.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// GET_ROUTEINFO_BY_TOPIC from the name servers.
+    pub async fn route(&self, topic: &str) -> AdminResult<TopicRoute> {
+        let request = RemotingCommand::request(request_code::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", topic);
+        let response = self.namesrv(request).await?;
+        TopicRoute::parse(&response.body)
+    }
+
+    /// GET_BROKER_CLUSTER_INFO from the name servers.
+    pub async fn cluster(&self) -> AdminResult<ClusterInfo> {
+        let response = self.namesrv(RemotingCommand::request(request_code::GET_BROKER_CLUSTER_INFO)).await?;
+        ClusterInfo::parse(&response.body)
+    }
+
+    async fn client(&self, addr: &str) -> AdminResult<Client> {
+        if let Some(client) = self.clients.borrow().get(addr) {
+            if !client.is_closed() {
+                return Ok(client.clone());
+            }
+        }
+        let socket = resolve(addr)?;
+        let client = Client::connect(socket, CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| AdminError::Unreachable(format!("cannot connect to {addr}: {e}")))?;
+        self.clients.borrow_mut().insert(addr.to_owned(), client.clone());
+        Ok(client)
+    }
+}
+
+/// `host:port` to a socket address.
+pub fn resolve(addr: &str) -> AdminResult<SocketAddr> {
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut all| all.next())
+        .ok_or_else(|| AdminError::Usage(format!("'{addr}' is not a host:port address")))
+}
+
+/// `response` when it is SUCCESS; otherwise the error naming `server`, the code and remark.
+pub fn expect_success(server: &str, response: RemotingCommand) -> AdminResult<RemotingCommand> {
+    if response.code == response_code::SUCCESS {
+        Ok(response)
+    } else {
+        Err(AdminError::Refused {
+            server: server.to_owned(),
+            code: response.code,
+            remark: response.remark.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// A JSON object body, read tolerantly (fastjson's bare integer keys are accepted).
+pub fn json_object(body: &[u8]) -> AdminResult<Map<String, Value>> {
+    fastjson::parse_object_tolerant(body).map_err(|e| AdminError::BadAnswer(e.to_string()))
+}
+
+/// One broker group of a route or of the cluster table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerGroup {
+    pub cluster: String,
+    pub broker_name: String,
+    /// broker id (0 = master) → `host:port`.
+    pub addrs: BTreeMap<u64, String>,
+}
+
+impl BrokerGroup {
+    fn parse(v: &Value) -> Option<BrokerGroup> {
+        let addrs = v
+            .get("brokerAddrs")?
+            .as_object()?
+            .iter()
+            .filter_map(|(id, addr)| Some((id.parse().ok()?, addr.as_str()?.to_owned())))
+            .collect();
+        Some(BrokerGroup {
+            cluster: lenient_string(v.get("cluster")).unwrap_or_default(),
+            broker_name: lenient_string(v.get("brokerName"))?,
+            addrs,
+        })
+    }
+
+    /// The master's address (broker id 0), if a master is registered.
+    pub fn master(&self) -> Option<&str> {
+        self.addrs.get(&0).map(String::as_str)
+    }
+}
+
+/// One broker group's queues of a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueData {
+    pub broker_name: String,
+    pub read_queue_nums: i32,
+    pub write_queue_nums: i32,
+    pub perm: i32,
+}
+
+/// A topic's route (GET_ROUTEINFO_BY_TOPIC body, PROTOCOL.md §4.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicRoute {
+    pub brokers: Vec<BrokerGroup>,
+    pub queues: Vec<QueueData>,
+    /// The body as the name server sent it, for `topicRoute`'s JSON output.
+    pub raw: Value,
+}
+
+impl TopicRoute {
+    pub fn parse(body: &[u8]) -> AdminResult<TopicRoute> {
+        let raw = Value::Object(json_object(body)?);
+        let brokers = raw
+            .get("brokerDatas")
+            .and_then(Value::as_array)
+            .map(|all| all.iter().filter_map(BrokerGroup::parse).collect())
+            .unwrap_or_default();
+        let queues = raw
+            .get("queueDatas")
+            .and_then(Value::as_array)
+            .map(|all| {
+                all.iter()
+                    .filter_map(|q| {
+                        Some(QueueData {
+                            broker_name: lenient_string(q.get("brokerName"))?,
+                            read_queue_nums: lenient_i32(q.get("readQueueNums")).unwrap_or(0),
+                            write_queue_nums: lenient_i32(q.get("writeQueueNums")).unwrap_or(0),
+                            perm: lenient_i32(q.get("perm")).unwrap_or(0),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(TopicRoute { brokers, queues, raw })
+    }
+
+    /// The masters' addresses of the route's broker groups, by broker name.
+    pub fn masters(&self) -> Vec<(String, String)> {
+        self.brokers
+            .iter()
+            .filter_map(|b| Some((b.broker_name.clone(), b.master()?.to_owned())))
+            .collect()
+    }
+}
+
+/// The name server's cluster table (GET_BROKER_CLUSTER_INFO body, PROTOCOL.md §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterInfo {
+    /// broker name → group.
+    pub brokers: BTreeMap<String, BrokerGroup>,
+    /// cluster name → broker names.
+    pub clusters: BTreeMap<String, Vec<String>>,
+}
+
+impl ClusterInfo {
+    pub fn parse(body: &[u8]) -> AdminResult<ClusterInfo> {
+        let raw = json_object(body)?;
+        let brokers = raw
+            .get("brokerAddrTable")
+            .and_then(Value::as_object)
+            .map(|all| all.iter().filter_map(|(name, v)| Some((name.clone(), BrokerGroup::parse(v)?))).collect())
+            .unwrap_or_default();
+        let clusters = raw
+            .get("clusterAddrTable")
+            .and_then(Value::as_object)
+            .map(|all| {
+                all.iter()
+                    .map(|(cluster, names)| {
+                        let mut names: Vec<String> = names
+                            .as_array()
+                            .map(|n| n.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+                            .unwrap_or_default();
+                        names.sort();
+                        (cluster.clone(), names)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(ClusterInfo { brokers, clusters })
+    }
+
+    /// The masters' addresses of every broker group of `cluster`, by broker name.
+    pub fn masters_of(&self, cluster: &str) -> AdminResult<Vec<(String, String)>> {
+        let names = self
+            .clusters
+            .get(cluster)
+            .ok_or_else(|| AdminError::Other(format!("cluster '{cluster}' is not registered with the name server")))?;
+        Ok(names
+            .iter()
+            .filter_map(|name| Some((name.clone(), self.brokers.get(name)?.master()?.to_owned())))
+            .collect())
+    }
+}

@@ -1,0 +1,1 @@
+//! Consumers, producers, messages and offsets.
