@@ -162,9 +162,23 @@ fn read_cached(fd: RawFd, out: &mut Vec<u8>, len: usize, pos: u64) -> io::Result
         let spare = out.get_mut(start..).unwrap_or_default();
         let iov = libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: spare.len() };
         let offset = libc::off_t::try_from(pos + start as u64).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
+        // Through syscall(2), not glibc's preadv2 wrapper: that symbol is GLIBC_2.26, and the
+        // release binaries must load on glibc 2.17 (CentOS 7, README "Deploying"); kernels
+        // before 4.6 answer ENOSYS, handled below. The offset goes as glibc passes it on
+        // 64-bit targets: the low word, then the high word (the kernel ignores it there).
         // SAFETY: `iov` points into `out`'s initialised spare bytes, valid for the call; `fd` is
         // open for the whole call.
-        let n = unsafe { libc::preadv2(fd, &iov, 1, offset, libc::RWF_NOWAIT) };
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_preadv2,
+                fd,
+                &iov as *const libc::iovec,
+                1 as libc::c_int,
+                offset as libc::c_long,
+                ((offset as u64) >> 32) as libc::c_long,
+                libc::RWF_NOWAIT,
+            )
+        };
         if n < 0 {
             out.truncate(start);
             let error = io::Error::last_os_error();
