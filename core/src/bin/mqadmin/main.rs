@@ -34,6 +34,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A reader that stops early (`mqadmin topicList | head`) ends the tool quietly, as it ends
+    // the Java tool, rather than with a panic on the next failed write to stdout.
+    // SAFETY: sets SIGPIPE back to its default disposition before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let (name, outcome) = match cli.command {
         Command::Metadata(command) => (command.name(), common::run(command.run())),
