@@ -233,6 +233,33 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[test]
+    fn runtime_changes_apply_all_or_none_and_are_kept_beside_the_kv_file() {
+        let dir = std::env::temp_dir().join(format!("ferromq-nsrt-{}", std::process::id()));
+        let mut config = NamesrvConfig { kv_config_path: dir.join("kvConfig.json"), ..NamesrvConfig::default() };
+        let change = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
+        config.apply_runtime(&change(&[("enableAllTopicList", "false"), ("orderMessageEnable", "true")])).unwrap();
+        assert!(!config.enable_all_topic_list && config.order_message_enable);
+        // A key fixed at start, an unknown key, a bad value: refused, naming the key, and the
+        // valid key beside them is not applied.
+        let fixed = config.apply_runtime(&change(&[("enableTopicList", "false"), ("listenPort", "1")])).unwrap_err();
+        assert!(fixed.contains("\"listenPort\" cannot be changed while the name server runs"), "{fixed}");
+        assert!(config.enable_topic_list);
+        let unknown = config.apply_runtime(&change(&[("listenPrt", "1")])).unwrap_err();
+        assert!(unknown.contains("\"listenPrt\" is not a name server configuration key"), "{unknown}");
+        assert!(config.apply_runtime(&change(&[("enableTopicList", "maybe")])).unwrap_err().contains("enableTopicList"));
+        assert!(config.apply_runtime(&[]).is_err());
+        // Kept beside the KV file and applied at the next start.
+        assert_eq!(config.runtime_file(), dir.join(RUNTIME_CONFIG_FILE));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(config.runtime_file(), config.runtime_text()).unwrap();
+        let mut restarted = NamesrvConfig { kv_config_path: dir.join("kvConfig.json"), ..NamesrvConfig::default() };
+        assert!(restarted.apply_saved_runtime().unwrap());
+        assert!(!restarted.enable_all_topic_list && restarted.order_message_enable && restarted.enable_topic_list);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!restarted.apply_saved_runtime().unwrap(), "no file, nothing applied");
+    }
+
     /// `tuning/conf/namesrv.properties`, the file the deployment docs and the systemd unit
     /// start `mqnamesrv` with: every key in it is one mqnamesrv applies.
     #[test]
