@@ -175,10 +175,10 @@ impl Admin {
     }
 
     async fn client(&self, addr: &str) -> AdminResult<Client> {
-        if let Some(client) = self.clients.borrow().get(addr) {
-            if !client.is_closed() {
-                return Ok(client.clone());
-            }
+        if let Some(client) = self.clients.borrow().get(addr)
+            && !client.is_closed()
+        {
+            return Ok(client.clone());
         }
         let socket = resolve(addr)?;
         let client = Client::connect(socket, CONNECT_TIMEOUT)

@@ -639,7 +639,7 @@ async fn topic_route(admin: &Admin, topic: &str, list: bool) -> AdminResult<()> 
 async fn topic_status(admin: &Admin, topic: &str, cluster: Option<&str>) -> AdminResult<()> {
     let route = admin.route(cluster.map(str::trim).unwrap_or(topic)).await?;
     // (brokerName, queueId) → (min, max, last update).
-    let mut queues: BTreeMap<(String, i64), (i64, i64, i64)> = BTreeMap::new();
+    let mut queues = QueueOffsets::new();
     let mut tps = 0.0;
     for broker in &route.brokers {
         let Some(addr) = broker.master().or_else(|| broker.addrs.values().next().map(String::as_str)) else { continue };
@@ -648,7 +648,7 @@ async fn topic_status(admin: &Admin, topic: &str, cluster: Option<&str>) -> Admi
         queues.extend(table);
         tps += put_tps;
     }
-    println!("{:<32}  {:<4}  {:<20}  {:<20}    {}", "#Broker Name", "#QID", "#Min Offset", "#Max Offset", "#Last Updated");
+    println!("{:<32}  {:<4}  {:<20}  {:<20}    #Last Updated", "#Broker Name", "#QID", "#Min Offset", "#Max Offset");
     for ((broker, queue_id), (min, max, last)) in &queues {
         let when = if *last > 0 { human_time_ms(*last) } else { String::new() };
         println!("{:<32}  {:<4}  {:<20}  {:<20}    {when}", front(broker, 32), queue_id, min, max);
@@ -658,8 +658,11 @@ async fn topic_status(admin: &Admin, topic: &str, cluster: Option<&str>) -> Admi
     Ok(())
 }
 
+/// (brokerName, queueId) → (min offset, max offset, last store time in ms).
+type QueueOffsets = BTreeMap<(String, i64), (i64, i64, i64)>;
+
 /// A TopicStatsTable body: its offset table by (brokerName, queueId), and `topicPutTps`.
-fn parse_topic_stats(body: &[u8]) -> AdminResult<(BTreeMap<(String, i64), (i64, i64, i64)>, f64)> {
+fn parse_topic_stats(body: &[u8]) -> AdminResult<(QueueOffsets, f64)> {
     let (rows, rest) = queue_table(body, "offsetTable")?;
     let table = rows
         .into_iter()
