@@ -1020,9 +1020,10 @@ async fn clean_expired_cq(admin: &Admin, broker: Option<&str>, cluster: Option<&
         }
         _ => admin.brokers_of(broker, cluster, false).await?,
     };
+    // Only Java's line is printed; each broker logs how many queues it removed
+    // (`cleanedQueues` in its answer).
     for addr in targets {
-        let response = admin.invoke_ok(&addr, RemotingCommand::request(request_code::CLEAN_EXPIRED_CONSUMEQUEUE)).await?;
-        eprintln!("{addr}: {} consume queues of unconfigured topics removed", response.ext("cleanedQueues").unwrap_or("0"));
+        admin.invoke_ok(&addr, RemotingCommand::request(request_code::CLEAN_EXPIRED_CONSUMEQUEUE)).await?;
     }
     println!("success");
     Ok(())
