@@ -614,7 +614,7 @@ impl ControlPlane {
     /// TOPIC_NOT_EXIST naming `maxAutoCreatedTopics` when the topic table is full for topics
     /// the broker creates on its own.
     fn check_topic_room(&mut self, topic: &str) -> BrokerResult<()> {
-        let max = self.handle.config().topics.max_auto_created_topics;
+        let max = self.handle.live_config().topics.max_auto_created_topics;
         let count = self.topics.non_system_count();
         if count < max {
             return Ok(());
@@ -666,7 +666,7 @@ impl ControlPlane {
         if !self.groups.auto_create() {
             return Some((false, "and autoCreateSubscriptionGroup is off".to_owned()));
         }
-        let config = self.handle.config();
+        let config = self.handle.live_config();
         let (max_groups, max_topics) = (config.topics.max_auto_created_subscription_groups, config.topics.max_auto_created_topics);
         let groups = self.groups.non_system_count();
         if groups >= max_groups {
@@ -733,7 +733,7 @@ impl ControlPlane {
     }
 
     fn notify_if_enabled(&self, group: &str, batch: &mut Batch) {
-        if self.handle.config().consumer.notify_consumer_ids_changed_enable {
+        if self.handle.live_config().consumer.notify_consumer_ids_changed_enable {
             batch.notify.insert(group.to_owned());
         }
     }
@@ -779,7 +779,7 @@ impl ControlPlane {
     /// Drops clients whose heartbeats stopped (every 10 s); their groups are told.
     pub fn scan_expired_clients(&mut self) -> Batch {
         let mut batch = Batch::default();
-        let timeout_ms = self.handle.config().consumer.channel_expired_timeout_ms as i64;
+        let timeout_ms = self.handle.live_config().consumer.channel_expired_timeout_ms as i64;
         let now = ferromq_store::store::now_ms();
         let report = self.consumers.scan_expired(now, timeout_ms);
         self.producers.scan_expired(now, timeout_ms);
@@ -967,6 +967,9 @@ impl ControlPlane {
         let permission_changed = changed.broker.permission != live.broker.permission;
         self.handle.set_live_config(changed);
         info!(?changes, file = %path.display(), "broker configuration changed at runtime");
+        // A new view: it carries the permission, and why an unknown group would not be created
+        // (the auto-creation limits).
+        batch.subscriptions_changed = true;
         if permission_changed {
             self.topics.bump_data_version();
             batch.topics_changed = true;

@@ -20,10 +20,16 @@ use crate::config::{BrokerConfig, FIXED_VALUE_KEYS, KEYS, NO_EFFECT_KEYS};
 pub const RUNTIME_CONFIG_FILE: &str = "brokerRuntime.properties";
 
 /// The keys UPDATE_BROKER_CONFIG applies, with where the change takes effect.
-pub const RUNTIME_KEYS: &[(&str, &str)] = &[(
-    "brokerPermission",
-    "published in the view every send, pull, send-back and end-transaction checks, and registered with the name servers at once (as Java does)",
-)];
+pub const RUNTIME_KEYS: &[(&str, &str)] = &[
+    (
+        "brokerPermission",
+        "published in the view every send, pull, send-back and end-transaction checks, and registered with the name servers at once (as Java does)",
+    ),
+    ("maxAutoCreatedTopics", "read by the control thread at each auto-creation, and published in the view pulls check"),
+    ("maxAutoCreatedSubscriptionGroups", "read by the control thread at each auto-creation, and published in the view pulls check"),
+    ("notifyConsumerIdsChangedEnable", "read by the control thread each time a group's members change"),
+    ("channelExpiredTimeout", "read by the control thread at each scan for silent clients (every 10 s)"),
+];
 
 /// The changes a properties body asks for, each checked: a runtime key with a valid value.
 /// The first key that cannot be applied fails the whole request, naming the key.

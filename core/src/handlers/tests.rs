@@ -1640,6 +1640,13 @@ fn broker_config_changes_apply_at_once_all_or_none_and_are_kept() {
         broker.check(update(""), code::INVALID_PARAMETER, "no key").await;
         broker.check(update("brokerPermission=6"), code::SUCCESS, "").await;
         assert_eq!(broker.send("Perm", 0, "after", "k").await.code, code::SUCCESS);
+        // The auto-creation limits: a send to a new topic is refused at once, then allowed.
+        broker.check(update("maxAutoCreatedTopics=0"), code::SUCCESS, "").await;
+        broker.check(send_v2("Fresh", 0, "refused", "k"), code::TOPIC_NOT_EXIST, "maxAutoCreatedTopics=0").await;
+        broker.check(update("maxAutoCreatedTopics=20000"), code::SUCCESS, "").await;
+        assert_eq!(broker.send("Fresh", 0, "created", "k").await.code, code::SUCCESS);
+        let kept = std::fs::read_to_string(broker._dir.0.join("store/config/brokerRuntime.properties")).unwrap();
+        assert!(kept.lines().any(|l| l == "maxAutoCreatedTopics=20000") && kept.lines().any(|l| l == "brokerPermission=6"), "{kept}");
         // The kept change is applied at the next start, over the configured value.
         let mut config = BrokerConfig::test_min(broker._dir.0.join("store"));
         config.broker.permission = 2;
