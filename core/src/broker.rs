@@ -155,6 +155,9 @@ fn start_embedded_namesrv(namesrv_config: NamesrvConfig) -> io::Result<NamesrvHa
 /// the start.
 pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
     config.resolve_namesrv_addr();
+    config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let backend = IoBackend::resolve(config.io.backend).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    prepare_store_root(&config.store.root_dir)?;
     // Changes made with UPDATE_BROKER_CONFIG while the broker ran win over the file, as Java's
     // rewritten config file would (control/runtime_config.rs).
     let config_dir = config.store.root_dir.join("config");
@@ -163,8 +166,6 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
         tracing::warn!(key, value, file = %crate::control::runtime_config::runtime_file(&config_dir).display(), "configuration key set by updateBrokerConfig overrides the configured value");
     }
     config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    let backend = IoBackend::resolve(config.io.backend).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    prepare_store_root(&config.store.root_dir)?;
 
     let embedded = config.uses_embedded_namesrv();
     let namesrv = if embedded {

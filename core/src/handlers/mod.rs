@@ -133,7 +133,6 @@ fn answer_may_be_large(code: i32) -> bool {
             | rc::INVOKE_BROKER_TO_GET_CONSUMER_STATUS
             | rc::GET_TOPIC_STATS_INFO
             | rc::GET_CONSUME_STATS
-            | rc::VIEW_BROKER_STATS_DATA
             | rc::VIEW_MESSAGE_BY_ID
             | rc::QUERY_MESSAGE
     )
