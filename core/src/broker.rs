@@ -158,6 +158,14 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
     config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let backend = IoBackend::resolve(config.io.backend).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     prepare_store_root(&config.store.root_dir)?;
+    // Changes made with UPDATE_BROKER_CONFIG while the broker ran win over the file, as Java's
+    // rewritten config file would (control/runtime_config.rs).
+    let config_dir = config.store.root_dir.join("config");
+    let saved = crate::control::runtime_config::apply_saved(&mut config, &config_dir).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    for (key, value) in saved {
+        tracing::warn!(key, value, file = %crate::control::runtime_config::runtime_file(&config_dir).display(), "configuration key set by updateBrokerConfig overrides the configured value");
+    }
+    config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
 
     let embedded = config.uses_embedded_namesrv();
     let namesrv = if embedded {

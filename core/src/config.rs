@@ -1510,6 +1510,13 @@ impl fmt::Debug for Key {
     }
 }
 
+impl Key {
+    /// The key's stored value in `config`, as text (UPDATE_BROKER_CONFIG's runtime file).
+    pub fn value(&self, config: &BrokerConfig) -> String {
+        (self.get)(config)
+    }
+}
+
 macro_rules! num_key {
     ($java:literal, $section:literal, $name:literal, $doc:literal, $($field:ident).+, $min:expr, $max:expr, $unit:literal) => {
         Key {

@@ -137,6 +137,71 @@ impl NamesrvConfig {
     }
 }
 
+/// The keys UPDATE_NAMESRV_CONFIG applies while the name server runs: each is read by the
+/// request that uses it, so a change takes effect with the next request. Every other key is
+/// refused, naming it (the listen address, the KV path, the scan task's period and the
+/// brokers' expiry are fixed at start).
+pub const RUNTIME_KEYS: &[&str] = &["orderMessageEnable", "returnOrderTopicConfigToBroker", "enableAllTopicList", "enableTopicList"];
+
+/// Beside the KV config file: the runtime changes, applied over the configuration at start
+/// (Java rewrites its `configStorePath` file, which it never reads back).
+pub const RUNTIME_CONFIG_FILE: &str = "namesrvRuntime.properties";
+
+impl NamesrvConfig {
+    /// UPDATE_NAMESRV_CONFIG: applies `changes` if every key is a [`RUNTIME_KEYS`] key with a
+    /// valid value; otherwise changes nothing and says which key and why.
+    pub fn apply_runtime(&mut self, changes: &[(String, String)]) -> Result<(), String> {
+        if changes.is_empty() {
+            return Err("no key to update: the body holds no key=value line".to_owned());
+        }
+        let mut changed = self.clone();
+        for (key, value) in changes {
+            if !RUNTIME_KEYS.contains(&key.as_str()) {
+                let known = !matches!(NamesrvConfig::default().apply_key(key, value), Ok(KeyUse::Unknown));
+                let what = if known { "cannot be changed while the name server runs: set it in namesrv.properties and restart" } else { "is not a name server configuration key" };
+                return Err(format!("{key:?} {what} (keys changed at runtime: {})", RUNTIME_KEYS.join(", ")));
+            }
+            changed.apply_key(key, value.trim()).map_err(|e| e.to_string())?;
+        }
+        *self = changed;
+        Ok(())
+    }
+
+    /// Where the runtime changes are kept: beside `kvConfigPath`.
+    pub fn runtime_file(&self) -> PathBuf {
+        self.kv_config_path.parent().map_or_else(|| PathBuf::from(RUNTIME_CONFIG_FILE), |dir| dir.join(RUNTIME_CONFIG_FILE))
+    }
+
+    /// The runtime keys' values as a properties text (the runtime file's body).
+    pub fn runtime_text(&self) -> String {
+        let value = |key: &str| match key {
+            "orderMessageEnable" => self.order_message_enable,
+            "returnOrderTopicConfigToBroker" => self.return_order_topic_config_to_broker,
+            "enableAllTopicList" => self.enable_all_topic_list,
+            _ => self.enable_topic_list,
+        };
+        let mut out = String::from("# Written by FerroMQ on UPDATE_NAMESRV_CONFIG (mqadmin updateNamesrvConfig); applied over the\n# name server's configuration at start. Delete this file to use the configured values again.\n");
+        for key in RUNTIME_KEYS {
+            out.push_str(&format!("{key}={}\n", value(key)));
+        }
+        out
+    }
+
+    /// Applies the runtime file, if there is one, over `self` at start.
+    pub fn apply_saved_runtime(&mut self) -> Result<bool, ConfigError> {
+        let path = self.runtime_file();
+        if !path.exists() {
+            return Ok(false);
+        }
+        let file = std::fs::File::open(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let map = java_properties::read(std::io::BufReader::new(file)).map_err(|source| ConfigError::Parse { path: path.clone(), source })?;
+        let mut changes: Vec<(String, String)> = map.into_iter().collect();
+        changes.sort();
+        self.apply_runtime(&changes).map_err(|reason| ConfigError::Invalid { key: path.display().to_string(), value: String::new(), reason })?;
+        Ok(true)
+    }
+}
+
 /// What [`NamesrvConfig::apply`] did with a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeyUse {
@@ -166,6 +231,33 @@ mod tests {
         let err = config.apply_properties_file(&path).unwrap_err();
         assert!(err.to_string().contains("orderMessageEnable"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn runtime_changes_apply_all_or_none_and_are_kept_beside_the_kv_file() {
+        let dir = std::env::temp_dir().join(format!("ferromq-nsrt-{}", std::process::id()));
+        let mut config = NamesrvConfig { kv_config_path: dir.join("kvConfig.json"), ..NamesrvConfig::default() };
+        let change = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
+        config.apply_runtime(&change(&[("enableAllTopicList", "false"), ("orderMessageEnable", "true")])).unwrap();
+        assert!(!config.enable_all_topic_list && config.order_message_enable);
+        // A key fixed at start, an unknown key, a bad value: refused, naming the key, and the
+        // valid key beside them is not applied.
+        let fixed = config.apply_runtime(&change(&[("enableTopicList", "false"), ("listenPort", "1")])).unwrap_err();
+        assert!(fixed.contains("\"listenPort\" cannot be changed while the name server runs"), "{fixed}");
+        assert!(config.enable_topic_list);
+        let unknown = config.apply_runtime(&change(&[("listenPrt", "1")])).unwrap_err();
+        assert!(unknown.contains("\"listenPrt\" is not a name server configuration key"), "{unknown}");
+        assert!(config.apply_runtime(&change(&[("enableTopicList", "maybe")])).unwrap_err().contains("enableTopicList"));
+        assert!(config.apply_runtime(&[]).is_err());
+        // Kept beside the KV file and applied at the next start.
+        assert_eq!(config.runtime_file(), dir.join(RUNTIME_CONFIG_FILE));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(config.runtime_file(), config.runtime_text()).unwrap();
+        let mut restarted = NamesrvConfig { kv_config_path: dir.join("kvConfig.json"), ..NamesrvConfig::default() };
+        assert!(restarted.apply_saved_runtime().unwrap());
+        assert!(!restarted.enable_all_topic_list && restarted.order_message_enable && restarted.enable_topic_list);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!restarted.apply_saved_runtime().unwrap(), "no file, nothing applied");
     }
 
     /// `tuning/conf/namesrv.properties`, the file the deployment docs and the systemd unit

@@ -82,7 +82,11 @@ impl Drop for NamesrvHandle {
 
 /// Starts a name server on its own thread. Returns once it is listening, or with the error
 /// that prevented it (address in use, unreadable KV file, unavailable forced backend).
-pub fn start(config: NamesrvConfig) -> io::Result<NamesrvHandle> {
+pub fn start(mut config: NamesrvConfig) -> io::Result<NamesrvHandle> {
+    // Changes made with UPDATE_NAMESRV_CONFIG before a restart win over the configuration.
+    if config.apply_saved_runtime().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))? {
+        tracing::warn!(file = %config.runtime_file().display(), "configuration keys set by updateNamesrvConfig override the configured values");
+    }
     let backend = IoBackend::resolve(config.io_backend).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<io::Result<(SocketAddr, ActiveBackend)>>(1);
     let (stop, stopped) = async_channel::bounded::<()>(1);

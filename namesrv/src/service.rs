@@ -24,7 +24,8 @@ pub const ORDER_TOPIC_CONFIG_NAMESPACE: &str = "ORDER_TOPIC_CONFIG";
 
 /// The name server's state and handlers.
 pub struct NamesrvService {
-    config: NamesrvConfig,
+    /// Changed only by UPDATE_NAMESRV_CONFIG (its runtime keys).
+    config: RefCell<NamesrvConfig>,
     routes: RefCell<RouteTable>,
     kv: RefCell<KvConfig>,
 }
@@ -41,7 +42,7 @@ impl NamesrvService {
             default_broker_timeout_ms: config.broker_expiry.as_millis() as u64,
             ..RouteTableConfig::default()
         });
-        Ok(NamesrvService { config, routes: RefCell::new(routes), kv: RefCell::new(kv) })
+        Ok(NamesrvService { config: RefCell::new(config), routes: RefCell::new(routes), kv: RefCell::new(kv) })
     }
 
     /// Drops brokers not heard from within their timeout; called by the scan task.
@@ -76,6 +77,7 @@ impl NamesrvService {
             rc::DELETE_KV_CONFIG => self.delete_kv_config(request),
             rc::GET_KVLIST_BY_NAMESPACE => self.get_kv_list_by_namespace(request),
             rc::GET_NAMESRV_CONFIG => self.get_namesrv_config(request),
+            rc::UPDATE_NAMESRV_CONFIG => self.update_namesrv_config(request),
             _ => not_supported(request),
         }
     }
@@ -96,7 +98,7 @@ impl NamesrvService {
         let body = if request.body.is_empty() {
             Ok(RegisterBrokerBody::default())
         } else if header.compressed {
-            RegisterBrokerBody::parse_compressed(&request.body, self.config.max_inflated_register_body_bytes)
+            RegisterBrokerBody::parse_compressed(&request.body, self.config.borrow().max_inflated_register_body_bytes)
         } else {
             RegisterBrokerBody::parse_json(&request.body)
         };
@@ -130,7 +132,7 @@ impl NamesrvService {
         if let Some(ha) = outcome.ha_server_addr {
             response = response.with_ext("haServerAddr", ha);
         }
-        if self.config.return_order_topic_config_to_broker
+        if self.config.borrow().return_order_topic_config_to_broker
             && let Some(table) = self.kv.borrow().namespace_table_json(ORDER_TOPIC_CONFIG_NAMESPACE) {
                 response = response.with_body(table);
             }
@@ -198,7 +200,7 @@ impl NamesrvService {
                 format!("No topic route info in name server for the topic: {topic}"),
             );
         };
-        if self.config.order_message_enable {
+        if self.config.borrow().order_message_enable {
             route.order_topic_conf = self.kv.borrow().order_topic_conf(topic).map(str::to_owned);
         }
         request.success_response().with_body(route.to_json(flavour(request)))
@@ -212,7 +214,7 @@ impl NamesrvService {
 
     /// 206 GET_ALL_TOPIC_LIST_FROM_NAMESERVER.
     fn get_all_topic_list(&self, request: &RemotingCommand) -> RemotingCommand {
-        if !self.config.enable_all_topic_list {
+        if !self.config.borrow().enable_all_topic_list {
             return request.error_response(response_code::SYSTEM_ERROR, "disable");
         }
         let topics = self.routes.borrow().all_topics();
@@ -221,7 +223,7 @@ impl NamesrvService {
 
     /// 224 GET_TOPICS_BY_CLUSTER.
     fn get_topics_by_cluster(&self, request: &RemotingCommand) -> RemotingCommand {
-        if !self.config.enable_topic_list {
+        if !self.config.borrow().enable_topic_list {
             return request.error_response(response_code::SYSTEM_ERROR, "disable");
         }
         let Some(cluster) = request.ext("cluster") else {
@@ -239,7 +241,7 @@ impl NamesrvService {
 
     /// 311 / 312 / 313: topics selected by their unit flags.
     fn unit_topic_list(&self, request: &RemotingCommand, select: fn(&RouteTable) -> Vec<String>) -> RemotingCommand {
-        if !self.config.enable_topic_list {
+        if !self.config.borrow().enable_topic_list {
             return request.error_response(response_code::SYSTEM_ERROR, "disable");
         }
         let topics = select(&self.routes.borrow());
@@ -340,9 +342,34 @@ impl NamesrvService {
         }
     }
 
+    /// 318 UPDATE_NAMESRV_CONFIG: a properties body of runtime keys (`RUNTIME_KEYS`), applied
+    /// all or none and kept in the runtime file beside the KV config before the answer;
+    /// INVALID_PARAMETER naming the first key that cannot be applied.
+    fn update_namesrv_config(&self, request: &RemotingCommand) -> RemotingCommand {
+        let changes = match java_properties::read(request.body.as_ref()) {
+            Ok(map) => {
+                let mut changes: Vec<(String, String)> = map.into_iter().collect();
+                changes.sort();
+                changes
+            }
+            Err(e) => return request.error_response(response_code::INVALID_PARAMETER, format!("the body is not a properties text: {e}")),
+        };
+        let mut changed = self.config.borrow().clone();
+        if let Err(why) = changed.apply_runtime(&changes) {
+            return request.error_response(response_code::INVALID_PARAMETER, why);
+        }
+        let path = changed.runtime_file();
+        if let Err(e) = crate::kv::write_atomically(&path, changed.runtime_text().as_bytes()) {
+            return request.error_response(response_code::SYSTEM_ERROR, format!("configuration not changed: cannot write {}: {e}", path.display()));
+        }
+        info!(?changes, file = %path.display(), "name server configuration changed at runtime");
+        *self.config.borrow_mut() = changed;
+        request.success_response()
+    }
+
     /// 319 GET_NAMESRV_CONFIG: the effective settings as properties text.
     fn get_namesrv_config(&self, request: &RemotingCommand) -> RemotingCommand {
-        let c = &self.config;
+        let c = self.config.borrow();
         let text = format!(
             "listenPort={}\nkvConfigPath={}\norderMessageEnable={}\nreturnOrderTopicConfigToBroker={}\n\
              enableAllTopicList={}\nenableTopicList={}\nscanNotActiveBrokerInterval={}\nbrokerChannelExpiredTime={}\n",

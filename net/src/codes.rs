@@ -62,13 +62,17 @@ pub mod request_code {
     pub const INVOKE_BROKER_TO_RESET_OFFSET: i32 = 222;
     pub const INVOKE_BROKER_TO_GET_CONSUMER_STATUS: i32 = 223;
     pub const GET_TOPICS_BY_CLUSTER: i32 = 224;
+    pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
     pub const GET_SYSTEM_TOPIC_LIST_FROM_NS: i32 = 304;
+    pub const GET_SYSTEM_TOPIC_LIST_FROM_BROKER: i32 = 305;
+    pub const CLEAN_EXPIRED_CONSUMEQUEUE: i32 = 306;
     pub const GET_CONSUMER_RUNNING_INFO: i32 = 307;
     pub const SEND_MESSAGE_V2: i32 = 310;
     pub const GET_UNIT_TOPIC_LIST: i32 = 311;
     pub const GET_HAS_UNIT_SUB_TOPIC_LIST: i32 = 312;
     pub const GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST: i32 = 313;
     pub const CLONE_GROUP_OFFSET: i32 = 314;
+    pub const VIEW_BROKER_STATS_DATA: i32 = 315;
     pub const UPDATE_NAMESRV_CONFIG: i32 = 318;
     pub const GET_NAMESRV_CONFIG: i32 = 319;
     pub const SEND_BATCH_MESSAGE: i32 = 320;
@@ -77,6 +81,8 @@ pub mod request_code {
     pub const PUSH_REPLY_MESSAGE_TO_CLIENT: i32 = 326;
     pub const QUERY_DATA_VERSION: i32 = 322;
     pub const ADD_WRITE_PERM_OF_BROKER: i32 = 327;
+    pub const QUERY_TOPICS_BY_CONSUMER: i32 = 343;
+    pub const GET_TOPIC_CONFIG: i32 = 351;
     pub const LITE_PULL_MESSAGE: i32 = 361;
     pub const GET_BROKER_MEMBER_GROUP: i32 = 901;
     pub const BROKER_HEARTBEAT: i32 = 904;

@@ -101,6 +101,14 @@ pub enum Command {
     /// The connection of producer `client_id` (any group), if it is online: where a reply
     /// message is pushed.
     ProducerChannel { client_id: String, reply: Reply<Option<ChannelId>> },
+    /// QUERY_TOPIC_CONSUME_BY_WHO: the groups with an online consumer subscribed to `topic`
+    /// or with committed offsets for it, sorted.
+    TopicConsumers { topic: String, reply: Reply<Vec<String>> },
+    /// GET_SYSTEM_TOPIC_LIST_FROM_BROKER: the broker's system topic names, sorted.
+    SystemTopicNames { reply: Reply<Vec<String>> },
+    /// UPDATE_BROKER_CONFIG: a properties body of runtime keys, applied all or none; answers
+    /// the keys applied, once the runtime file holds them.
+    UpdateBrokerConfig { body: Bytes, reply: Reply<BrokerResult<Vec<(String, String)>>> },
 }
 
 /// What a send-back needs of its consumer group.
@@ -151,6 +159,9 @@ impl Command {
             Command::ConsumerChannel { .. } => "ConsumerChannel",
             Command::ConsumerClients { .. } => "ConsumerClients",
             Command::ProducerChannel { .. } => "ProducerChannel",
+            Command::TopicConsumers { .. } => "TopicConsumers",
+            Command::SystemTopicNames { .. } => "SystemTopicNames",
+            Command::UpdateBrokerConfig { .. } => "UpdateBrokerConfig",
         }
     }
 }

@@ -182,6 +182,10 @@ pub enum ShardEvent {
 /// The control plane as shards see it. `Send + Sync`; shared as `Arc`.
 pub struct ControlHandle {
     config: Arc<BrokerConfig>,
+    /// `config` with the changes UPDATE_BROKER_CONFIG applied since start (written by the
+    /// control thread only): what GET_BROKER_CONFIG shows and where the keys that can change
+    /// at runtime are read (`runtime_config.rs`).
+    live_config: ArcSwap<BrokerConfig>,
     identity: BrokerIdentity,
     view: ArcSwap<ControlView>,
     commands: async_channel::Sender<Command>,
@@ -212,6 +216,7 @@ struct MasterInfo {
 impl ControlHandle {
     pub fn new(config: Arc<BrokerConfig>, identity: BrokerIdentity, commands: async_channel::Sender<Command>) -> ControlHandle {
         ControlHandle {
+            live_config: ArcSwap::new(config.clone()),
             config,
             identity,
             view: ArcSwap::from_pointee(ControlView::default()),
@@ -286,6 +291,17 @@ impl ControlHandle {
 
     pub fn config(&self) -> &BrokerConfig {
         &self.config
+    }
+
+    /// The configuration as it stands now: [`Self::config`] with the runtime changes of
+    /// UPDATE_BROKER_CONFIG. Only the keys `runtime_config::RUNTIME_KEYS` lists can differ.
+    pub fn live_config(&self) -> Arc<BrokerConfig> {
+        self.live_config.load_full()
+    }
+
+    /// Publishes a changed configuration (the control thread only).
+    pub(super) fn set_live_config(&self, config: BrokerConfig) {
+        self.live_config.store(Arc::new(config));
     }
 
     pub fn identity(&self) -> &BrokerIdentity {

@@ -10,6 +10,8 @@
 //! - `registrar.rs`: REGISTER_BROKER / UNREGISTER_BROKER (and what the answers say of a
 //!   slave's master).
 //! - `slave_sync.rs`: a slave's copy of its master's topics, groups and offsets (§7.5).
+//! - `runtime_config.rs`: which configuration keys UPDATE_BROKER_CONFIG applies while the
+//!   broker runs, and the file that keeps them.
 //! - `writer.rs`: the metadata-writer thread, which writes `topics.json` and
 //!   `subscriptionGroup.json` off the control thread, one job at a time.
 //!
@@ -20,6 +22,7 @@ pub mod command;
 pub mod handle;
 pub mod plane;
 pub mod registrar;
+pub mod runtime_config;
 pub mod service;
 pub mod slave_sync;
 pub mod writer;

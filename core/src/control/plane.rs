@@ -312,6 +312,20 @@ impl ControlPlane {
                 let channel = self.producers.find_client(&client_id).map(|c| c.channel);
                 batch.reply(reply, channel);
             }
+            Command::TopicConsumers { topic, reply } => {
+                let mut groups: BTreeSet<String> = self.consumers.groups_subscribing(&topic).into_iter().collect();
+                groups.extend(self.offsets.groups_of_topic(&topic));
+                batch.reply(reply, groups.into_iter().collect());
+            }
+            Command::SystemTopicNames { reply } => {
+                let mut names = self.topics.system_topic_names();
+                names.sort();
+                batch.reply(reply, names);
+            }
+            Command::UpdateBrokerConfig { body, reply } => {
+                let result = self.update_broker_config(&body, batch);
+                batch.reply(reply, result);
+            }
             Command::CheckTransaction { producer_group, request, reply } => {
                 let sent = self.check_transaction(&producer_group, *request);
                 batch.reply(reply, sent);
@@ -600,7 +614,7 @@ impl ControlPlane {
     /// TOPIC_NOT_EXIST naming `maxAutoCreatedTopics` when the topic table is full for topics
     /// the broker creates on its own.
     fn check_topic_room(&mut self, topic: &str) -> BrokerResult<()> {
-        let max = self.handle.config().topics.max_auto_created_topics;
+        let max = self.handle.live_config().topics.max_auto_created_topics;
         let count = self.topics.non_system_count();
         if count < max {
             return Ok(());
@@ -652,7 +666,7 @@ impl ControlPlane {
         if !self.groups.auto_create() {
             return Some((false, "and autoCreateSubscriptionGroup is off".to_owned()));
         }
-        let config = self.handle.config();
+        let config = self.handle.live_config();
         let (max_groups, max_topics) = (config.topics.max_auto_created_subscription_groups, config.topics.max_auto_created_topics);
         let groups = self.groups.non_system_count();
         if groups >= max_groups {
@@ -719,7 +733,7 @@ impl ControlPlane {
     }
 
     fn notify_if_enabled(&self, group: &str, batch: &mut Batch) {
-        if self.handle.config().consumer.notify_consumer_ids_changed_enable {
+        if self.handle.live_config().consumer.notify_consumer_ids_changed_enable {
             batch.notify.insert(group.to_owned());
         }
     }
@@ -765,7 +779,7 @@ impl ControlPlane {
     /// Drops clients whose heartbeats stopped (every 10 s); their groups are told.
     pub fn scan_expired_clients(&mut self) -> Batch {
         let mut batch = Batch::default();
-        let timeout_ms = self.handle.config().consumer.channel_expired_timeout_ms as i64;
+        let timeout_ms = self.handle.live_config().consumer.channel_expired_timeout_ms as i64;
         let now = ferromq_store::store::now_ms();
         let report = self.consumers.scan_expired(now, timeout_ms);
         self.producers.scan_expired(now, timeout_ms);
@@ -834,7 +848,7 @@ impl ControlPlane {
         self.view_version += 1;
         self.handle.publish(ControlView {
             version: self.view_version,
-            broker_permission: self.handle.config().broker.permission as i32,
+            broker_permission: self.handle.live_config().broker.permission as i32,
             topics,
             subscriptions,
             groups,
@@ -938,13 +952,38 @@ impl ControlPlane {
         (batch, outcome)
     }
 
+    /// UPDATE_BROKER_CONFIG: checks every key first (all or none, `runtime_config.rs`), writes
+    /// the runtime file, then publishes the change. A new permission is registered at once,
+    /// with a new topic-table version so that the name servers rebuild the broker's queue
+    /// permissions (as Java's `registerBrokerAll` after `nextVersion`); a name server's
+    /// `wipeWritePerm` stays until then.
+    fn update_broker_config(&mut self, body: &[u8], batch: &mut Batch) -> BrokerResult<Vec<(String, String)>> {
+        let live = self.handle.live_config();
+        let (changed, changes) = super::runtime_config::parse_changes(&live, body)
+            .map_err(|why| BrokerError::new(ferromq_net::codes::response_code::INVALID_PARAMETER, why))?;
+        let path = super::runtime_config::runtime_file(&self.config_dir);
+        crate::meta::persist::write_atomic(&path, super::runtime_config::runtime_text(&changed).as_bytes())
+            .map_err(|e| BrokerError::system(format!("configuration not changed: {e}")))?;
+        let permission_changed = changed.broker.permission != live.broker.permission;
+        self.handle.set_live_config(changed);
+        info!(?changes, file = %path.display(), "broker configuration changed at runtime");
+        // A new view: it carries the permission, and why an unknown group would not be created
+        // (the auto-creation limits).
+        batch.subscriptions_changed = true;
+        if permission_changed {
+            self.topics.bump_data_version();
+            batch.topics_changed = true;
+        }
+        Ok(changes)
+    }
+
     /// The REGISTER_BROKER request for every name server (§2.6): the whole topic table, as
     /// JSON, or in RegisterBrokerBody's compressed form with `compressedRegister` (4.x: header
     /// `compressed=true`, `bodyCrc32` over the compressed bytes).
     pub fn register_request(&self) -> RemotingCommand {
         let identity = self.handle.identity();
         let config = self.handle.config();
-        let json = self.topics.to_register_body_json(config.broker.permission as i32);
+        let json = self.topics.to_register_body_json(self.handle.live_config().broker.permission as i32);
         let (body, compressed) = if config.namesrv.compressed_register {
             match ferromq_namesrv::register_body::RegisterBrokerBody::parse_json(&json) {
                 Ok(parsed) => (parsed.to_compressed(), true),

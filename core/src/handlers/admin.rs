@@ -129,10 +129,10 @@ pub(super) fn queue_key(out: &mut String, broker_name: &str, queue_id: u32, topi
 
 /// One queue's figures for GET_TOPIC_STATS_INFO and GET_CONSUME_STATS, read on its owner shard.
 #[derive(Debug, Clone, Copy)]
-struct QueueStats {
-    queue_id: u32,
-    min: u64,
-    max: u64,
+pub(super) struct QueueStats {
+    pub(super) queue_id: u32,
+    pub(super) min: u64,
+    pub(super) max: u64,
     /// Store time of the last message (0 when the queue is empty).
     last_store_ms: i64,
     /// Messages stored since the `recent_since_ms` asked for (0 when not asked).
@@ -144,7 +144,7 @@ const TOPIC_PUT_TPS_WINDOW_MS: i64 = 60_000;
 
 /// Per-queue figures of a topic, from the owner shards; with `recent_since_ms`, also how many
 /// messages each queue stored since then.
-async fn queue_stats(ctx: &Rc<ShardCtx>, topic: &TopicConfig, recent_since_ms: Option<i64>) -> BrokerResult<Vec<QueueStats>> {
+pub(super) async fn queue_stats(ctx: &Rc<ShardCtx>, topic: &TopicConfig, recent_since_ms: Option<i64>) -> BrokerResult<Vec<QueueStats>> {
     let queues = topic.read_queue_nums.max(topic.write_queue_nums).max(0) as u32;
     let mut stats = Vec::with_capacity(queues as usize);
     for queue_id in 0..queues {
@@ -170,7 +170,7 @@ async fn queue_stats(ctx: &Rc<ShardCtx>, topic: &TopicConfig, recent_since_ms: O
 /// The first queue offset in `min..max` whose message was stored at `since_ms` or later (`max`
 /// if none), by binary search over store times (a queue's store times only grow; an entry
 /// whose record retention deleted counts as old). O(log n) record reads, no scan.
-async fn first_stored_since(store: &crate::shard::ShardStore, topic: &str, queue_id: u32, min: u64, max: u64, since_ms: i64) -> Result<u64, ferromq_store::StoreError> {
+pub(super) async fn first_stored_since(store: &crate::shard::ShardStore, topic: &str, queue_id: u32, min: u64, max: u64, since_ms: i64) -> Result<u64, ferromq_store::StoreError> {
     let (mut lo, mut hi) = (min, max);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
@@ -490,9 +490,10 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
     Ok(request.success_response().with_body(serde_json::to_vec(&body).unwrap_or_default()))
 }
 
-/// 26 GET_BROKER_CONFIG: the effective configuration as properties text.
+/// 26 GET_BROKER_CONFIG: the effective configuration as properties text, with the changes
+/// UPDATE_BROKER_CONFIG made since start.
 pub fn broker_config(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
-    Ok(request.success_response().with_body(ctx.control.config().to_properties_text().into_bytes()))
+    Ok(request.success_response().with_body(ctx.control.live_config().to_properties_text().into_bytes()))
 }
 
 /// One shard's replication state for GET_BROKER_RUNTIME_INFO, and their sum over shards

@@ -12,6 +12,9 @@
 //!   info (forwarded to the clients)
 //! - [`admin`]: topics, subscription groups, runtime info, stats, message queries, and the
 //!   whole tables a slave copies (topics, groups, consumer and delay offsets)
+//! - [`metadata`]: who consumes a topic, what a group consumes, one topic's config, system
+//!   topics, runtime configuration changes, orphaned consume queues, per-topic and per-group
+//!   statistics
 //! - [`slave`]: what a slave refuses (sends, transactions, send-backs, admin changes)
 //!
 //! Every handler reads its header through [`crate::header::Header`] and fails with a
@@ -23,6 +26,7 @@ pub mod admin;
 pub mod clients;
 pub mod end_transaction;
 pub mod locks;
+pub mod metadata;
 pub mod offsets;
 pub mod operator;
 pub mod pull;
@@ -96,6 +100,13 @@ async fn route(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand) ->
         rc::GET_ALL_DELAY_OFFSET => admin::all_delay_offset(ctx, request).await?,
         rc::GET_ALL_CONSUMER_OFFSET => admin::all_consumer_offset(ctx, request).await?,
         rc::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => admin::all_subscription_group_config(ctx, request).await?,
+        rc::QUERY_TOPIC_CONSUME_BY_WHO => metadata::query_topic_consume_by_who(ctx, request).await?,
+        rc::QUERY_TOPICS_BY_CONSUMER => metadata::query_topics_by_consumer(ctx, request).await?,
+        rc::GET_TOPIC_CONFIG => metadata::topic_config(ctx, request).await?,
+        rc::GET_SYSTEM_TOPIC_LIST_FROM_BROKER => metadata::system_topic_list(ctx, request).await?,
+        rc::UPDATE_BROKER_CONFIG => metadata::update_broker_config(ctx, request).await?,
+        rc::CLEAN_EXPIRED_CONSUMEQUEUE => metadata::clean_expired_consume_queue(ctx, request).await?,
+        rc::VIEW_BROKER_STATS_DATA => metadata::view_broker_stats_data(ctx, request).await?,
         _ => not_supported(request),
     };
     Ok(Reply::Response(response))

@@ -65,6 +65,13 @@ const SERVED: &[(i32, &str)] = &[
     (rc::GET_CONSUMER_RUNNING_INFO, "consumer not online"),
     (rc::SEND_REPLY_MESSAGE, "no REPLY_TO_CLIENT property"),
     (rc::SEND_REPLY_MESSAGE_V2, "no REPLY_TO_CLIENT property"),
+    (rc::QUERY_TOPIC_CONSUME_BY_WHO, "missing topic"),
+    (rc::QUERY_TOPICS_BY_CONSUMER, "missing group"),
+    (rc::GET_TOPIC_CONFIG, "unknown topic"),
+    (rc::GET_SYSTEM_TOPIC_LIST_FROM_BROKER, "control plane stopped"),
+    (rc::UPDATE_BROKER_CONFIG, "a key that cannot change at runtime, an unknown key, a bad value"),
+    (rc::CLEAN_EXPIRED_CONSUMEQUEUE, "on a slave"),
+    (rc::VIEW_BROKER_STATS_DATA, "unknown stats name, unknown topic, key without '@'"),
 ];
 
 struct TestDir(PathBuf);
@@ -231,7 +238,8 @@ fn every_served_code_is_dispatched_and_others_are_not_supported() {
             let response = broker.call(RemotingCommand::request(*served)).await;
             assert_ne!(response.code, code::REQUEST_CODE_NOT_SUPPORTED, "code {served} is listed as served");
         }
-        for unserved in [rc::UPDATE_BROKER_CONFIG, 9999] {
+        // UPDATE_NAMESRV_CONFIG is a name-server code.
+        for unserved in [rc::UPDATE_NAMESRV_CONFIG, 9999] {
             let response = broker.call(RemotingCommand::request(unserved)).await;
             assert_eq!(response.code, code::REQUEST_CODE_NOT_SUPPORTED, "code {unserved}");
         }
@@ -1557,5 +1565,142 @@ fn every_shard_samples_its_figures_once_a_second() {
         broker.send("Sampled", 0, "m", "k").await;
         compio::time::sleep(std::time::Duration::from_millis(2_300)).await;
         assert!(broker.ctx.runtime_stats.sample_count() >= 2, "{} samples", broker.ctx.runtime_stats.sample_count());
+    });
+}
+
+/// The body of a response as JSON.
+fn json_body(response: &RemotingCommand) -> serde_json::Value {
+    serde_json::from_slice(&response.body).unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&response.body)))
+}
+
+/// Names in a GroupList / TopicList body.
+fn names_in(response: &RemotingCommand, key: &str) -> Vec<String> {
+    json_body(response)[key].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn metadata_codes_answer_who_consumes_what_and_topic_configs() {
+    run(|| async {
+        let broker = Broker::start().await;
+        broker.check(request(rc::UPDATE_AND_CREATE_TOPIC, &[("topic", "Meta"), ("readQueueNums", "3"), ("writeQueueNums", "2"), ("perm", "6")]), code::SUCCESS, "").await;
+        // 351: the topic's config as clients parse it.
+        let config = json_body(&broker.check(request(rc::GET_TOPIC_CONFIG, &[("topic", "Meta")]), code::SUCCESS, "").await);
+        assert_eq!((config["topicName"].as_str(), config["readQueueNums"].as_i64(), config["writeQueueNums"].as_i64()), (Some("Meta"), Some(3), Some(2)));
+        broker.check(request(rc::GET_TOPIC_CONFIG, &[("topic", "Nope")]), code::TOPIC_NOT_EXIST, "topic: Nope").await;
+        // 300: an online subscriber and a group with offsets both consume it.
+        broker.heartbeat("online-group", "Meta").await;
+        let commit = request(rc::UPDATE_CONSUMER_OFFSET, &[("topic", "Meta"), ("queueId", "1"), ("consumerGroup", "offset-group"), ("commitOffset", "0")]);
+        broker.check(commit, code::SUCCESS, "").await;
+        // Commits reach the control plane with the shard's next flush.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let groups = loop {
+            let groups = names_in(&broker.check(request(rc::QUERY_TOPIC_CONSUME_BY_WHO, &[("topic", "Meta")]), code::SUCCESS, "").await, "groupList");
+            if groups.len() == 2 || std::time::Instant::now() > deadline {
+                break groups;
+            }
+            compio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        assert_eq!(groups, ["offset-group", "online-group"]);
+        assert!(names_in(&broker.check(request(rc::QUERY_TOPIC_CONSUME_BY_WHO, &[("topic", "Other")]), code::SUCCESS, "").await, "groupList").is_empty());
+        broker.check(RemotingCommand::request(rc::QUERY_TOPIC_CONSUME_BY_WHO), code::SYSTEM_ERROR, "topic").await;
+        // 343: the topics a group has offsets for, with the broker's address.
+        let topics = broker.check(request(rc::QUERY_TOPICS_BY_CONSUMER, &[("group", "offset-group")]), code::SUCCESS, "").await;
+        assert_eq!(names_in(&topics, "topicList"), ["Meta"]);
+        assert_eq!(json_body(&topics)["brokerAddr"], "127.0.0.1:10911");
+        broker.check(RemotingCommand::request(rc::QUERY_TOPICS_BY_CONSUMER), code::SYSTEM_ERROR, "group").await;
+        // 305: the system topics, user topics not among them.
+        let system = names_in(&broker.check(RemotingCommand::request(rc::GET_SYSTEM_TOPIC_LIST_FROM_BROKER), code::SUCCESS, "").await, "topicList");
+        assert!(system.iter().any(|t| t == "TBW102") && system.iter().any(|t| t == "SCHEDULE_TOPIC_XXXX"), "{system:?}");
+        assert!(!system.iter().any(|t| t == "Meta"), "{system:?}");
+        broker.control.close();
+        broker.check(RemotingCommand::request(rc::GET_SYSTEM_TOPIC_LIST_FROM_BROKER), code::SERVICE_NOT_AVAILABLE, "control plane").await;
+    });
+}
+
+#[test]
+fn broker_config_changes_apply_at_once_all_or_none_and_are_kept() {
+    run(|| async {
+        let broker = Broker::start().await;
+        let update = |body: &str| RemotingCommand::request(rc::UPDATE_BROKER_CONFIG).with_body(body.as_bytes().to_vec());
+        let config_text = |response: RemotingCommand| String::from_utf8(response.body.to_vec()).unwrap();
+        assert_eq!(broker.send("Perm", 0, "before", "k").await.code, code::SUCCESS);
+        broker.check(update("brokerPermission=4"), code::SUCCESS, "").await;
+        // Sends are refused at once, and GET_BROKER_CONFIG says why.
+        broker.check(send_v2("Perm", 0, "drained", "k"), code::NO_PERMISSION, "").await;
+        let shown = config_text(broker.check(RemotingCommand::request(rc::GET_BROKER_CONFIG), code::SUCCESS, "").await);
+        assert!(shown.lines().any(|l| l == "brokerPermission=4"), "{shown}");
+        let kept = std::fs::read_to_string(broker._dir.0.join("store/config/brokerRuntime.properties")).unwrap();
+        assert!(kept.lines().any(|l| l == "brokerPermission=4"), "{kept}");
+        // All or none: a key read only at start fails the request naming it, and the valid key
+        // beside it is not applied.
+        broker.check(update("brokerPermission=6\nlistenPort=10999"), code::INVALID_PARAMETER, "\"listenPort\" cannot be changed while the broker runs").await;
+        broker.check(send_v2("Perm", 0, "still drained", "k"), code::NO_PERMISSION, "").await;
+        broker.check(update("noSuchKey=1"), code::INVALID_PARAMETER, "unknown configuration key \"noSuchKey\"").await;
+        broker.check(update("brokerPermission=99"), code::INVALID_PARAMETER, "brokerPermission").await;
+        broker.check(update(""), code::INVALID_PARAMETER, "no key").await;
+        broker.check(update("brokerPermission=6"), code::SUCCESS, "").await;
+        assert_eq!(broker.send("Perm", 0, "after", "k").await.code, code::SUCCESS);
+        // The auto-creation limits: a send to a new topic is refused at once, then allowed.
+        broker.check(update("maxAutoCreatedTopics=0"), code::SUCCESS, "").await;
+        broker.check(send_v2("Fresh", 0, "refused", "k"), code::TOPIC_NOT_EXIST, "maxAutoCreatedTopics=0").await;
+        broker.check(update("maxAutoCreatedTopics=20000"), code::SUCCESS, "").await;
+        assert_eq!(broker.send("Fresh", 0, "created", "k").await.code, code::SUCCESS);
+        let kept = std::fs::read_to_string(broker._dir.0.join("store/config/brokerRuntime.properties")).unwrap();
+        assert!(kept.lines().any(|l| l == "maxAutoCreatedTopics=20000") && kept.lines().any(|l| l == "brokerPermission=6"), "{kept}");
+        // The kept change is applied at the next start, over the configured value.
+        let mut config = BrokerConfig::test_min(broker._dir.0.join("store"));
+        config.broker.permission = 2;
+        std::fs::write(broker._dir.0.join("store/config/brokerRuntime.properties"), "brokerPermission=4\n").unwrap();
+        let overridden = crate::control::runtime_config::apply_saved(&mut config, &broker._dir.0.join("store/config")).unwrap();
+        assert_eq!((config.broker.permission, overridden), (4, vec![("brokerPermission".to_owned(), "4".to_owned())]));
+        std::fs::write(broker._dir.0.join("store/config/brokerRuntime.properties"), "listenPort=1\n").unwrap();
+        let refused = crate::control::runtime_config::apply_saved(&mut config, &broker._dir.0.join("store/config")).unwrap_err();
+        assert!(refused.contains("listenPort"), "{refused}");
+    });
+}
+
+#[test]
+fn clean_expired_consume_queue_removes_only_unconfigured_topics_queues() {
+    run(|| async {
+        let broker = Broker::start().await;
+        assert_eq!(broker.send("Kept", 0, "x", "k").await.code, code::SUCCESS);
+        assert_eq!(broker.send("Orphan", 1, "x", "k").await.code, code::SUCCESS);
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        // The topic leaves the configuration alone (as a topic deleted by an older broker whose
+        // queues stayed would): its queue is an orphan.
+        broker.control.call(|reply| crate::control::Command::DeleteTopic { topic: "Orphan".to_owned(), reply }).await.unwrap();
+        let clean = RemotingCommand::request(rc::CLEAN_EXPIRED_CONSUMEQUEUE);
+        let cleaned = broker.check(clean.clone(), code::SUCCESS, "").await;
+        assert_eq!(cleaned.ext("cleanedQueues"), Some("1"));
+        let queues = broker.ctx.store.queues();
+        assert!(!queues.iter().any(|(t, _)| t == "Orphan"), "{queues:?}");
+        assert_eq!(broker.ctx.store.queue_offsets("Kept", 0).1 .0, 1, "a configured topic's queue stays");
+        assert_eq!(broker.check(clean, code::SUCCESS, "").await.ext("cleanedQueues"), Some("0"));
+        let slave = slave().await;
+        slave.check(RemotingCommand::request(rc::CLEAN_EXPIRED_CONSUMEQUEUE), code::SYSTEM_ERROR, "slave").await;
+    });
+}
+
+#[test]
+fn broker_stats_data_counts_the_topics_puts_per_window() {
+    run(|| async {
+        let broker = Broker::start().await;
+        for i in 0..3 {
+            assert_eq!(broker.send("Counted", i % 2, "x", "k").await.code, code::SUCCESS);
+        }
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        let stats = |name: &str, key: &str| request(rc::VIEW_BROKER_STATS_DATA, &[("statsName", name), ("statsKey", key)]);
+        let data = json_body(&broker.check(stats("TOPIC_PUT_NUMS", "Counted"), code::SUCCESS, "").await);
+        for window in ["statsMinute", "statsHour", "statsDay"] {
+            assert_eq!(data[window]["sum"], 3, "{window}: {data}");
+        }
+        assert_eq!(data["statsMinute"]["tps"], 0.05, "{data}");
+        broker.check(stats("TOPIC_PUT_NUMS", "Nope"), code::SYSTEM_ERROR, "The stats <TOPIC_PUT_NUMS> <Nope> not exist").await;
+        broker.check(stats("SNDBCK_PUT_NUMS", "Counted"), code::SYSTEM_ERROR, "not exist").await;
+        let gets = json_body(&broker.check(stats("GROUP_GET_NUMS", "Counted@g"), code::SUCCESS, "").await);
+        assert_eq!(gets["statsMinute"]["sum"], 0, "{gets}");
+        assert!(gets.get("statsDay").is_none(), "no day figure is kept for a group: {gets}");
+        broker.check(stats("GROUP_GET_NUMS", "no-at-sign"), code::SYSTEM_ERROR, "not exist").await;
+        broker.check(request(rc::VIEW_BROKER_STATS_DATA, &[("statsName", "TOPIC_PUT_NUMS")]), code::SYSTEM_ERROR, "statsKey").await;
     });
 }

@@ -503,6 +503,12 @@ impl TopicConfigTable {
         self.topics.get(topic).is_some_and(|t| t.order)
     }
 
+    /// A new data version without a change of any topic: the name servers rebuild this
+    /// broker's queue data from its next registration (the broker's permission changed).
+    pub fn bump_data_version(&mut self) {
+        self.data_version.bump();
+    }
+
     /// A change of the topic `name` (`None`: of many at once, written as a whole file).
     fn changed(&mut self, name: Option<&str>) {
         self.data_version.bump();

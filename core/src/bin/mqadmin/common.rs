@@ -175,10 +175,10 @@ impl Admin {
     }
 
     async fn client(&self, addr: &str) -> AdminResult<Client> {
-        if let Some(client) = self.clients.borrow().get(addr) {
-            if !client.is_closed() {
-                return Ok(client.clone());
-            }
+        if let Some(client) = self.clients.borrow().get(addr)
+            && !client.is_closed()
+        {
+            return Ok(client.clone());
         }
         let socket = resolve(addr)?;
         let client = Client::connect(socket, CONNECT_TIMEOUT)
@@ -346,4 +346,130 @@ impl ClusterInfo {
             .filter_map(|name| Some((name.clone(), self.brokers.get(name)?.master()?.to_owned())))
             .collect())
     }
+}
+
+// ---- Helpers of the metadata subcommands (shared by any subcommand that needs them) ------
+
+impl Admin {
+    /// The brokers a `-b` / `-c` subcommand acts on: the address given with `-b`, else the
+    /// masters of cluster `-c` (with their slaves when `with_slaves`), in broker-name order.
+    /// Neither flag is a usage error, as is a cluster the name servers do not know.
+    pub async fn brokers_of(&self, broker: Option<&str>, cluster: Option<&str>, with_slaves: bool) -> AdminResult<Vec<String>> {
+        if let Some(addr) = broker {
+            return Ok(vec![addr.trim().to_owned()]);
+        }
+        let Some(cluster) = cluster else {
+            return Err(AdminError::Usage("give a broker address with -b or a cluster name with -c".to_owned()));
+        };
+        let info = self.cluster().await?;
+        if !with_slaves {
+            return Ok(info.masters_of(cluster.trim())?.into_iter().map(|(_, addr)| addr).collect());
+        }
+        let names = info
+            .clusters
+            .get(cluster.trim())
+            .ok_or_else(|| AdminError::Other(format!("cluster '{}' is not registered with the name server", cluster.trim())))?;
+        Ok(names.iter().filter_map(|name| info.brokers.get(name)).flat_map(|group| group.addrs.values().cloned()).collect())
+    }
+}
+
+/// Java's `PermName.perm2String`: `R`, `W`, `X` (inherit) or `-` in three places.
+pub fn perm_text(perm: i32) -> String {
+    let bit = |mask: i32, c: char| if perm & mask == mask { c } else { '-' };
+    [bit(4, 'R'), bit(2, 'W'), bit(1, 'X')].iter().collect()
+}
+
+/// A double as Java's `String.valueOf(double)` writes the usual values (`0.0`, `12.5`).
+pub fn java_double(value: f64) -> String {
+    if value.is_finite() && value.fract() == 0.0 && value.abs() < 1e7 {
+        format!("{value:.1}")
+    } else {
+        value.to_string()
+    }
+}
+
+/// Java's `UtilAll.frontStringAtLeast`: at most `chars` characters of `s`.
+pub fn front(s: &str, chars: usize) -> &str {
+    match s.char_indices().nth(chars) {
+        Some((at, _)) => &s[..at],
+        None => s,
+    }
+}
+
+/// Java's `UtilAll.timeMillisToHumanString2`: `yyyy-MM-dd HH:mm:ss,SSS` in local time.
+pub fn human_time_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000) as libc::time_t;
+    // SAFETY: `tm` is plain data for which all-zero bytes are valid; `localtime_r` only writes it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the duration of the call; localtime_r is thread-safe.
+    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
+        return ms.to_string();
+    }
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02},{:03}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        ms.rem_euclid(1000)
+    )
+}
+
+/// The `key=value` pairs of a properties body in the order they appear (comments and blank
+/// lines skipped; values unescaped as `java.util.Properties` does).
+pub fn properties_in_order(body: &[u8]) -> AdminResult<Vec<(String, String)>> {
+    let map = java_properties::read(body).map_err(|e| AdminError::BadAnswer(format!("not a properties text: {e}")))?;
+    let mut pairs: Vec<(String, String)> = map.into_iter().collect();
+    let text = String::from_utf8_lossy(body);
+    let position = |key: &str| {
+        text.lines().position(|line| {
+            let line = line.trim_start();
+            line.starts_with(key) && line[key.len()..].trim_start().starts_with(['=', ':'])
+        })
+    };
+    pairs.sort_by_key(|(key, _)| (position(key).unwrap_or(usize::MAX), key.clone()));
+    Ok(pairs)
+}
+
+/// A Java `HashMap<Long, String>`'s `toString` (`{0=10.0.0.1:10911, 1=10.0.0.2:10911}`).
+pub fn java_map_text(map: &BTreeMap<u64, String>) -> String {
+    let entries: Vec<String> = map.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{{{}}}", entries.join(", "))
+}
+
+/// A MessageQueue as a map key (`{"brokerName":..,"queueId":..,"topic":..}`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct QueueKey {
+    /// Java's `MessageQueue.compareTo` order: topic, broker name, queue id.
+    pub topic: String,
+    pub broker_name: String,
+    pub queue_id: i64,
+}
+
+/// The table `table` of a body whose map is keyed by MessageQueue objects (TopicStatsTable's
+/// and ConsumeStats' `offsetTable`, PROTOCOL.md §4.1 point 3: keys no standard JSON parser
+/// reads), with the body's other top-level fields as JSON values.
+pub fn queue_table(body: &[u8], table: &str) -> AdminResult<(BTreeMap<QueueKey, Value>, Map<String, Value>)> {
+    let bad = |e: &dyn fmt::Display| AdminError::BadAnswer(e.to_string());
+    let mut rows = BTreeMap::new();
+    let mut rest = Map::new();
+    for (key, value) in fastjson::object_entries(body).map_err(|e| bad(&e))? {
+        let name: String = serde_json::from_slice(key).map_err(|e| bad(&e))?;
+        if name != table {
+            rest.insert(name, fastjson::parse_tolerant(value).map_err(|e| bad(&e))?);
+            continue;
+        }
+        for (queue, figures) in fastjson::object_entries(value).map_err(|e| bad(&e))? {
+            let queue: Value = fastjson::parse_tolerant(queue).map_err(|e| bad(&e))?;
+            let key = QueueKey {
+                topic: lenient_string(queue.get("topic")).unwrap_or_default(),
+                broker_name: lenient_string(queue.get("brokerName")).unwrap_or_default(),
+                queue_id: fastjson::lenient_i64(queue.get("queueId")).unwrap_or_default(),
+            };
+            rows.insert(key, fastjson::parse_tolerant(figures).map_err(|e| bad(&e))?);
+        }
+    }
+    Ok((rows, rest))
 }

@@ -23,6 +23,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run: the size of the largest family's arguments costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Topics, subscription groups, clusters, brokers, name servers and their configuration.
@@ -34,6 +36,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A reader that stops early (`mqadmin topicList | head`) ends the tool quietly, as it ends
+    // the Java tool, rather than with a panic on the next failed write to stdout.
+    // SAFETY: sets SIGPIPE back to its default disposition before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let (name, outcome) = match cli.command {
         Command::Metadata(command) => (command.name(), common::run(command.run())),
