@@ -335,6 +335,7 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
     let (mut dispatch_behind, mut unflushed, mut held) = (0u64, 0u64, 0usize);
     let (mut commit_log_ratio, mut consume_queue_ratio) = (None::<f64>, None::<f64>);
     let mut ratio_per_dir = Vec::new();
+    let mut commit_log_space = None;
     let shards = ctx.router.shard_count();
     for shard in 0..shards {
         // A shard whose mailbox is full is left out of the sums rather than failing the request.
@@ -370,6 +371,9 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
         commit_log_ratio = max_ratio(commit_log_ratio, s.commit_log_disk_ratio);
         consume_queue_ratio = max_ratio(consume_queue_ratio, s.consume_queue_disk_ratio);
         ratio_per_dir.push((s.commit_log_dir, s.commit_log_disk_ratio));
+        // Java reports its one commit-log directory; shards' directories share the store root,
+        // so the first readable one speaks for them.
+        commit_log_space = commit_log_space.or(s.commit_log_space);
     }
     let control = &ctx.control;
     let config = control.config();
@@ -452,6 +456,11 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
         ("ferromqReplicationLagMs", replication.lag_ms),
     ] {
         table.insert(key.to_owned(), serde_json::Value::String(value.to_string()));
+    }
+    // "Total : 98.3 GiB, Free : 93.5 GiB." (rocketmq-dashboard parses it); left out when no
+    // shard could read its file system, rather than made up.
+    if let Some(space) = commit_log_space {
+        table.insert("commitLogDirCapacity".to_owned(), serde_json::Value::String(dir_capacity_text(&space)));
     }
     // Java's per-path key, one per shard's commit-log directory.
     for (dir, r) in ratio_per_dir {
@@ -545,8 +554,11 @@ struct ShardRuntime {
     unflushed_bytes: u64,
     held_pulls: usize,
     commit_log_dir: std::path::PathBuf,
-    /// Used fraction of the partitions holding the commit log and the consume queues
-    /// (statvfs, in the blocking pool); `None` when it cannot be read.
+    /// The file system holding the commit log (statvfs, in the blocking pool); `None` when it
+    /// cannot be read.
+    commit_log_space: Option<ferromq_store::io::DiskSpace>,
+    /// Used fraction of the partitions holding the commit log and the consume queues; `None`
+    /// when it cannot be read.
     commit_log_disk_ratio: Option<f64>,
     consume_queue_disk_ratio: Option<f64>,
 }
@@ -567,7 +579,8 @@ impl ShardRuntime {
         };
         let root = &store.config().root_dir;
         let commit_log_dir = root.join("commitlog");
-        let commit_log_disk_ratio = store.storage().disk_usage_ratio(&commit_log_dir).await.ok();
+        let commit_log_space = store.storage().disk_space(&commit_log_dir).await.ok();
+        let commit_log_disk_ratio = commit_log_space.map(|space| space.used_ratio());
         let consume_queue_disk_ratio = store.storage().disk_usage_ratio(&root.join("consumequeue")).await.ok();
         ShardRuntime {
             store: stats,
@@ -581,10 +594,34 @@ impl ShardRuntime {
             unflushed_bytes: write.0.saturating_sub(store.durable_offset().0),
             held_pulls: ctx.held.held(),
             commit_log_dir,
+            commit_log_space,
             commit_log_disk_ratio,
             consume_queue_disk_ratio,
         }
     }
+}
+
+/// Java's `commitLogDirCapacity`: total and free (unallocated) bytes of the commit log's file
+/// system, each as [`human_readable_bytes`].
+fn dir_capacity_text(space: &ferromq_store::io::DiskSpace) -> String {
+    format!("Total : {}, Free : {}.", human_readable_bytes(space.total_bytes), human_readable_bytes(space.free_bytes))
+}
+
+/// Java's `MixAll.humanReadableByteCount(bytes, false)`: binary units with one decimal
+/// ("512 B", "1.5 KiB", "98.3 GiB").
+pub(crate) fn human_readable_bytes(bytes: u64) -> String {
+    const UNIT: u64 = 1024;
+    if bytes < UNIT {
+        return format!("{bytes} B");
+    }
+    let mut exponent = 0usize;
+    let mut scaled = bytes as f64;
+    while scaled >= UNIT as f64 && exponent < 6 {
+        scaled /= UNIT as f64;
+        exponent += 1;
+    }
+    let prefix = ["K", "M", "G", "T", "P", "E"].get(exponent - 1).copied().unwrap_or("E");
+    format!("{scaled:.1} {prefix}iB")
 }
 
 fn min_of(a: Option<i64>, b: Option<i64>) -> Option<i64> {

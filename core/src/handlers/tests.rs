@@ -1466,6 +1466,18 @@ fn number(table: &serde_json::Map<String, serde_json::Value>, key: &str) -> f64 
 }
 
 #[test]
+fn sizes_read_as_java_writes_them() {
+    use crate::handlers::admin::human_readable_bytes;
+    assert_eq!(human_readable_bytes(0), "0 B");
+    assert_eq!(human_readable_bytes(1023), "1023 B");
+    assert_eq!(human_readable_bytes(1024), "1.0 KiB");
+    assert_eq!(human_readable_bytes(1536), "1.5 KiB");
+    assert_eq!(human_readable_bytes(105_548_627_968), "98.3 GiB");
+    assert_eq!(human_readable_bytes(1 << 40), "1.0 TiB");
+    assert_eq!(human_readable_bytes(u64::MAX), "16.0 EiB");
+}
+
+#[test]
 fn runtime_figures_are_measured_not_made_up() {
     run(|| async {
         let broker = Broker::start().await;
@@ -1516,6 +1528,14 @@ fn runtime_figures_are_measured_not_made_up() {
         broker.ctx.store.wait_dispatched().await.unwrap();
         assert!(number(&runtime_info(&broker).await, "commitLogMaxOffset") as i64 > max, "the end moves with appends");
 
+        // Java's "Total : 98.3 GiB, Free : 93.5 GiB." of the store's file system.
+        let capacity = info["commitLogDirCapacity"].as_str().unwrap_or_default();
+        let sizes: Vec<&str> = capacity.strip_prefix("Total : ").and_then(|rest| rest.strip_suffix('.')).map(|rest| rest.split(", Free : ").collect()).unwrap_or_default();
+        assert_eq!(sizes.len(), 2, "commitLogDirCapacity {capacity:?}");
+        for size in sizes {
+            let (figure, unit) = size.split_once(' ').unwrap_or_default();
+            assert!(figure.parse::<f64>().is_ok() && ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"].contains(&unit), "{capacity:?}");
+        }
         for key in ["commitLogDiskRatio", "consumeQueueDiskRatio"] {
             let ratio = number(&info, key);
             assert!((0.0..=1.0).contains(&ratio) && ratio > 0.0, "{key} {ratio}: a disk holding a store is not empty");

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use compio::BufResult;
 use compio::io::AsyncReadAtExt;
 
-use super::{Storage, StorageFile};
+use super::{DiskSpace, Storage, StorageFile};
 
 /// The production storage on the local file system.
 #[derive(Debug, Clone, Copy, Default)]
@@ -100,13 +100,13 @@ impl Storage for CompioStorage {
         blocking(move || path.try_exists()).await
     }
 
-    async fn disk_usage_ratio(&self, path: &Path) -> io::Result<f64> {
+    async fn disk_space(&self, path: &Path) -> io::Result<DiskSpace> {
         let path = path.to_path_buf();
-        blocking(move || statvfs_usage(&path)).await
+        blocking(move || statvfs_space(&path)).await
     }
 }
 
-fn statvfs_usage(path: &Path) -> io::Result<f64> {
+fn statvfs_space(path: &Path) -> io::Result<DiskSpace> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
@@ -117,12 +117,13 @@ fn statvfs_usage(path: &Path) -> io::Result<f64> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    let total = st.f_blocks as f64;
-    if total <= 0.0 {
-        return Ok(0.0);
-    }
-    let avail = st.f_bavail as f64;
-    Ok(((total - avail) / total).clamp(0.0, 1.0))
+    // Block counts are in units of the fragment size.
+    let fragment_bytes = st.f_frsize as u64;
+    Ok(DiskSpace {
+        total_bytes: (st.f_blocks as u64).saturating_mul(fragment_bytes),
+        free_bytes: (st.f_bfree as u64).saturating_mul(fragment_bytes),
+        available_bytes: (st.f_bavail as u64).saturating_mul(fragment_bytes),
+    })
 }
 
 /// Writes all of `buf` at `pos` with `pwrite`, retrying short writes and EINTR.

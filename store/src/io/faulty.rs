@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
-use super::{Storage, StorageFile};
+use super::{DiskSpace, Storage, StorageFile};
 
 /// Which fault to inject at which operation number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,9 +325,9 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         self.faults.gate(OpKind::Read)?;
         self.inner.exists(path).await
     }
-    async fn disk_usage_ratio(&self, path: &Path) -> io::Result<f64> {
+    async fn disk_space(&self, path: &Path) -> io::Result<DiskSpace> {
         self.faults.gate(OpKind::Read)?;
-        self.inner.disk_usage_ratio(path).await
+        self.inner.disk_space(path).await
     }
 }
 

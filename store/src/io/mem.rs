@@ -14,7 +14,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use super::{Storage, StorageFile, yield_now};
+use super::{DiskSpace, Storage, StorageFile, yield_now};
 
 #[derive(Debug, Clone)]
 enum PendingOp {
@@ -53,6 +53,9 @@ struct State {
     /// What `disk_usage_ratio` answers (tests of the disk-full paths set it).
     disk_usage_ratio: f64,
 }
+
+/// The size of the disk [`MemStorage`] reports (`disk_space`): 1 TiB.
+pub const MEM_DISK_BYTES: u64 = 1 << 40;
 
 /// A whole file system in memory. Clones share it.
 #[derive(Debug, Clone, Default)]
@@ -251,6 +254,14 @@ impl Storage for MemStorage {
         Ok(st.live.contains_key(path) || st.dirs.contains(path))
     }
 
+    /// A disk of [`MEM_DISK_BYTES`], used as [`MemStorage::set_disk_usage_ratio`] says.
+    async fn disk_space(&self, _path: &Path) -> io::Result<DiskSpace> {
+        let ratio = self.state.borrow().disk_usage_ratio.clamp(0.0, 1.0);
+        let available_bytes = ((1.0 - ratio) * MEM_DISK_BYTES as f64) as u64;
+        Ok(DiskSpace { total_bytes: MEM_DISK_BYTES, free_bytes: available_bytes, available_bytes })
+    }
+
+    /// Exactly the ratio the test set (no rounding through bytes): thresholds compare with it.
     async fn disk_usage_ratio(&self, _path: &Path) -> io::Result<f64> {
         Ok(self.state.borrow().disk_usage_ratio)
     }

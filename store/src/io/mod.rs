@@ -62,8 +62,33 @@ pub trait Storage: Clone + 'static {
     /// Makes the directory's entries (creations, removals, renames) durable.
     async fn sync_dir(&self, path: &Path) -> io::Result<()>;
     async fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// Size and free space of the file system holding `path`.
+    async fn disk_space(&self, path: &Path) -> io::Result<DiskSpace>;
     /// Fraction (0.0..=1.0) of the partition holding `path` that is in use.
-    async fn disk_usage_ratio(&self, path: &Path) -> io::Result<f64>;
+    async fn disk_usage_ratio(&self, path: &Path) -> io::Result<f64> {
+        Ok(self.disk_space(path).await?.used_ratio())
+    }
+}
+
+/// What statvfs(3) says of a file system, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DiskSpace {
+    pub total_bytes: u64,
+    /// Not allocated, blocks reserved for root included (Java's `File.getFreeSpace`, which
+    /// GET_BROKER_RUNTIME_INFO's `commitLogDirCapacity` reports).
+    pub free_bytes: u64,
+    /// What an unprivileged process may still allocate (the disk-full thresholds' measure).
+    pub available_bytes: u64,
+}
+
+impl DiskSpace {
+    /// Fraction (0.0..=1.0) in use for an unprivileged writer: 1 − available / total.
+    pub fn used_ratio(&self) -> f64 {
+        if self.total_bytes == 0 {
+            return 0.0;
+        }
+        (self.total_bytes.saturating_sub(self.available_bytes) as f64 / self.total_bytes as f64).clamp(0.0, 1.0)
+    }
 }
 
 /// An open file. Cloning is cheap and shares the descriptor.
