@@ -846,6 +846,36 @@ fn sql92_subscriptions_get_exactly_the_matching_messages() {
 }
 
 #[test]
+fn a_reset_of_one_queue_moves_that_queue_to_the_offset_given() {
+    run(|| async {
+        let broker = Broker::start().await;
+        for body in ["m0", "m1", "m2"] {
+            broker.check(send_with("One", body, &[]), code::SUCCESS, "").await;
+        }
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        broker.check(request(rc::UPDATE_CONSUMER_OFFSET, &[("topic", "One"), ("queueId", "0"), ("consumerGroup", "g"), ("commitOffset", "3")]), code::SUCCESS, "").await;
+        broker.ctx.offsets.flush(&broker.control).await;
+        let query = request(rc::QUERY_CONSUMER_OFFSET, &[("topic", "One"), ("queueId", "0"), ("consumerGroup", "g"), ("setZeroIfNotFound", "false")]);
+        // mqadmin resetOffsetByTime -b -q -o: timestamp 0, queue 0, offset 1.
+        let reset = |queue: &str, offset: &str| {
+            request(rc::INVOKE_BROKER_TO_RESET_OFFSET, &[("topic", "One"), ("group", "g"), ("timestamp", "0"), ("isForce", "true"), ("queueId", queue), ("offset", offset)])
+        };
+        let answer = broker.check(reset("0", "1"), code::SUCCESS, "").await;
+        let body = String::from_utf8(answer.body.to_vec()).unwrap();
+        assert_eq!(body, r#"{"offsetTable":{{"brokerName":"broker-a","queueId":0,"topic":"One"}:1}}"#.replace("broker-a", &broker.ctx.control.identity().broker_name), "only queue 0, at the offset given");
+        assert_eq!(broker.check(query.clone(), code::SUCCESS, "").await.ext("offset"), Some("1"));
+        // Without an offset (-1), the time decides: -1 is the end of the queue.
+        let to_end = request(rc::INVOKE_BROKER_TO_RESET_OFFSET, &[("topic", "One"), ("group", "g"), ("timestamp", "-1"), ("isForce", "true"), ("queueId", "0"), ("offset", "-1")]);
+        broker.check(to_end, code::SUCCESS, "").await;
+        assert_eq!(broker.check(query.clone(), code::SUCCESS, "").await.ext("offset"), Some("3"));
+        // Outside [min, max + 1], or a queue the topic does not have: refused, nothing moves.
+        broker.check(reset("0", "5"), code::SYSTEM_ERROR, "not in consume queue range [0-3]").await;
+        broker.check(reset("99", "1"), code::INVALID_PARAMETER, "queueId 99").await;
+        assert_eq!(broker.check(query, code::SUCCESS, "").await.ext("offset"), Some("3"));
+    });
+}
+
+#[test]
 fn operators_reset_clone_and_delete_group_offsets() {
     run(|| async {
         let broker = Broker::start().await;
