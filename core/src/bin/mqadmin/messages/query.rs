@@ -50,8 +50,10 @@ pub async fn query_msg_by_offset(admin: &Admin, topic: &str, broker_name: &str, 
     let route = admin.route(topic).await?;
     let addr = addr_of(&route, broker_name)?;
     let pulled = pull(admin, &addr, TOOLS_CONSUMER_GROUP, topic, broker_name, queue_id, offset, 1, "*").await?;
-    if let Some(message) = pulled.messages.first().filter(|_| pulled.status == PullStatus::Found) {
-        print_detail(admin, message, charset, Detail::ById).await?;
+    match pulled.messages.first().filter(|_| pulled.status == PullStatus::Found) {
+        Some(message) => print_detail(admin, message, charset, Detail::ById).await?,
+        // Java prints nothing and succeeds; say why on stderr, which scripts do not parse.
+        None => eprintln!("{}: no message at offset {offset} ({})", queue_text(topic, broker_name, queue_id), pulled.status.name()),
     }
     Ok(())
 }
