@@ -846,6 +846,49 @@ fn sql92_subscriptions_get_exactly_the_matching_messages() {
 }
 
 #[test]
+fn consume_stats_pull_offset_is_where_the_last_pull_left_off() {
+    run(|| async {
+        let broker = Broker::start().await;
+        for body in ["m0", "m1", "m2"] {
+            broker.check(send_with("Pulled", body, &[]), code::SUCCESS, "").await;
+        }
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        broker.check(request(rc::UPDATE_CONSUMER_OFFSET, &[("topic", "Pulled"), ("queueId", "0"), ("consumerGroup", "g"), ("commitOffset", "1")]), code::SUCCESS, "").await;
+        broker.ctx.offsets.flush(&broker.control).await;
+        // (brokerOffset, consumerOffset, pullOffset) of queue 0 in GET_CONSUME_STATS.
+        let broker = &broker;
+        let offsets = |group: &str| {
+            let stats = request(rc::GET_CONSUME_STATS, &[("consumerGroup", group), ("topic", "Pulled")]);
+            async move {
+                let body = broker.check(stats, code::SUCCESS, "").await.body;
+                let text = String::from_utf8(body.to_vec()).unwrap();
+                let key = r#"{"brokerName":"#;
+                let entry = text.split(key).find(|e| e.contains(r#""queueId":0,"topic":"Pulled"}:"#)).unwrap_or_else(|| panic!("{text}"));
+                let wrapper = entry.split_once("}:").unwrap().1;
+                let wrapper: serde_json::Value = serde_json::from_str(&wrapper[..=wrapper.find('}').unwrap()]).unwrap();
+                let n = |k: &str| wrapper[k].as_i64().unwrap();
+                (n("brokerOffset"), n("consumerOffset"), n("pullOffset"))
+            }
+        };
+        // Nothing pulled yet: the committed offset.
+        assert_eq!(offsets("g").await, (3, 1, 1));
+        // A pull from 1 hands out 1 and 2 and tells the consumer to go on at 3: 2 in flight.
+        let Reply::Messages(pulled, _) = broker.reply(pull(rc::PULL_MESSAGE, "g", "Pulled", "0", "1", "4")).await else { panic!("no messages pulled") };
+        assert_eq!(pulled.ext("nextBeginOffset"), Some("3"));
+        assert_eq!(offsets("g").await, (3, 1, 3));
+        assert_eq!(offsets("other").await, (3, 0, 0), "another group's pulls are its own");
+        // The latest pull counts (one message from 0: go on at 1), but never below the
+        // committed offset.
+        let one = pull(rc::PULL_MESSAGE, "g", "Pulled", "0", "0", "4").with_ext("maxMsgNums", 1);
+        assert!(matches!(broker.reply(one).await, Reply::Messages(..)));
+        assert_eq!(offsets("g").await, (3, 1, 1));
+        broker.check(request(rc::UPDATE_CONSUMER_OFFSET, &[("topic", "Pulled"), ("queueId", "0"), ("consumerGroup", "g"), ("commitOffset", "3")]), code::SUCCESS, "").await;
+        broker.ctx.offsets.flush(&broker.control).await;
+        assert_eq!(offsets("g").await, (3, 3, 3));
+    });
+}
+
+#[test]
 fn a_reset_of_one_queue_moves_that_queue_to_the_offset_given() {
     run(|| async {
         let broker = Broker::start().await;

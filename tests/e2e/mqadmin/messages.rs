@@ -280,6 +280,9 @@ fn progress_clone_and_reset_of_an_offline_group() {
     }
     reread.sort();
     assert_eq!(reread, ["m4", "m5", "m6", "m7", "m8", "m9"], "batch B, read again");
+    // Pulled up to the end, committed at 2: 3 in flight on each queue.
+    let out = progress(group);
+    assert_eq!(detail(&out, "Consume Inflight Total:"), "6", "{out}");
 
     // -b -q -o: one queue to an explicit offset; the other stays.
     let one = mqadmin(ns, &["resetOffsetByTime", "-g", group, "-t", topic, "-s", "now", "-b", &addr.to_string(), "-q", "1", "-o", "4"]).ok();
