@@ -127,8 +127,11 @@ pub struct RuntimeStats {
     /// Group → topic → queue → (the nextBeginOffset of the last pull this shard's connections
     /// served, when): GET_CONSUME_STATS `pullOffset` (Java's `pullOffsetTable`, which is as
     /// unbounded: one entry per queue a group pulls).
-    pull_offsets: RefCell<HashMap<String, HashMap<String, HashMap<u32, (u64, i64)>>>>,
+    pull_offsets: RefCell<HashMap<String, HashMap<String, PullOffsets>>>,
 }
+
+/// Queue id → (the next offset the last pull told the consumer, when it was served, ms).
+pub type PullOffsets = HashMap<u32, (u64, i64)>;
 
 impl RuntimeStats {
     /// One store read for a pull on this (owner) shard: found `messages`, or none.
@@ -172,7 +175,7 @@ impl RuntimeStats {
     }
 
     /// Queue → (next offset, when) of the last pulls of `group` on `topic` served here.
-    pub fn pull_offsets(&self, group: &str, topic: &str) -> HashMap<u32, (u64, i64)> {
+    pub fn pull_offsets(&self, group: &str, topic: &str) -> PullOffsets {
         self.pull_offsets.borrow().get(group).and_then(|topics| topics.get(topic)).cloned().unwrap_or_default()
     }
 

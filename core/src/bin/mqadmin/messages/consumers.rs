@@ -237,12 +237,12 @@ pub async fn connection(admin: &Admin, group: &str, broker_addr: Option<&str>) -
 /// `consumerConnection`: the group's clients, its subscriptions and how it consumes.
 pub async fn consumer_connection(admin: &Admin, group: &str, broker_addr: Option<&str>) -> AdminResult<()> {
     let cc = connection(admin, group, broker_addr).await?;
-    println!("{:<36} {:<22} {:<10} {}", "#ClientId", "#ClientAddr", "#Language", "#Version");
+    println!("{:<36} {:<22} {:<10} #Version", "#ClientId", "#ClientAddr", "#Language");
     for c in &cc.connections {
         println!("{:<36} {:<22} {:<10} {}", c.client_id, c.client_addr, c.language, version_desc(c.version));
     }
     println!("\nBelow is subscription:");
-    println!("{:<20} {}", "#Topic", "#SubExpression");
+    println!("{:<20} #SubExpression", "#Topic");
     for (topic, expression) in &cc.subscriptions {
         println!("{topic:<20} {expression}");
     }
@@ -277,13 +277,13 @@ pub async fn consumer_progress_of(admin: &Admin, group: &str, topic: Option<&str
     let assigned = if show_client_ip { queue_assignment(admin, group).await } else { BTreeMap::new() };
     if show_client_ip {
         println!(
-            "{:<64}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20} {:<20} {:<20}{}",
-            "#Topic", "#Broker Name", "#QID", "#Broker Offset", "#Consumer Offset", "#Client IP", "#Diff", "#Inflight", "#LastTime"
+            "{:<64}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20} {:<20} {:<20}#LastTime",
+            "#Topic", "#Broker Name", "#QID", "#Broker Offset", "#Consumer Offset", "#Client IP", "#Diff", "#Inflight"
         );
     } else {
         println!(
-            "{:<64}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20} {:<20}{}",
-            "#Topic", "#Broker Name", "#QID", "#Broker Offset", "#Consumer Offset", "#Diff", "#Inflight", "#LastTime"
+            "{:<64}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20} {:<20}#LastTime",
+            "#Topic", "#Broker Name", "#QID", "#Broker Offset", "#Consumer Offset", "#Diff", "#Inflight"
         );
     }
     let (mut diff_total, mut inflight_total) = (0i64, 0i64);
@@ -329,7 +329,7 @@ async fn queue_assignment(admin: &Admin, group: &str) -> BTreeMap<Queue, String>
 /// `consumerProgress` without `-g`: every group with a retry topic, its client count, lowest
 /// client version, consume type and model, TPS and total lag.
 pub async fn consumer_progress_all(admin: &Admin) -> AdminResult<()> {
-    println!("{:<64}  {:<6}  {:<24} {:<5}  {:<14}  {:<7}  {}", "#Group", "#Count", "#Version", "#Type", "#Model", "#TPS", "#Diff Total");
+    println!("{:<64}  {:<6}  {:<24} {:<5}  {:<14}  {:<7}  #Diff Total", "#Group", "#Count", "#Version", "#Type", "#Model", "#TPS");
     let response = admin.namesrv(RemotingCommand::request(request_code::GET_ALL_TOPIC_LIST_FROM_NAMESERVER)).await?;
     let body = json_object(&response.body)?;
     let topics: BTreeSet<&str> = body.get("topicList").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
@@ -532,7 +532,7 @@ pub async fn consumer_status(admin: &Admin, group: &str, client_id: Option<&str>
         return Ok(());
     }
     let now = ferromq_store::store::now_ms();
-    println!("{:<10} {:<40} {:<20} {}", "#Index", "#ClientId", "#Version", "#ConsumerRunningInfoFile");
+    println!("{:<10} {:<40} {:<20} #ConsumerRunningInfoFile", "#Index", "#ClientId", "#Version");
     let mut infos: BTreeMap<String, RunningInfo> = BTreeMap::new();
     for c in &cc.connections {
         let info = match running_info(admin, group, &c.client_id, jstack).await {

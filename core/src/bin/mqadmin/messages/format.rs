@@ -87,7 +87,7 @@ pub fn parse_local_time(text: &str) -> Option<i64> {
     if secs == -1 {
         return None;
     }
-    Some(i64::from(secs) * 1000 + i64::from(millis))
+    Some(secs * 1000 + i64::from(millis))
 }
 
 /// A time flag as the Java tool reads it (`PrintMessageSubCommand.timestampFormat`):
@@ -118,7 +118,7 @@ pub fn version_desc(ordinal: i32) -> String {
         return (*name).to_owned();
     }
     let index = (ordinal - PRE_RELEASES.len()) / 2;
-    let snapshot = (ordinal - PRE_RELEASES.len()) % 2 == 0;
+    let snapshot = (ordinal - PRE_RELEASES.len()).is_multiple_of(2);
     let version = (1..=15)
         .map(|patch| (3, 0, patch))
         .chain((1..=2).flat_map(|minor| (0..=9).map(move |patch| (3, minor, patch))))

@@ -378,10 +378,10 @@ pub async fn query(admin: &Admin, topic: &str, key: &str, max_num: i32, begin_ms
 /// viewed on the broker it names; anything else, or an id whose view fails, is looked up as a
 /// unique key over the last three days.
 pub async fn by_id(admin: &Admin, topic: &str, id: &str) -> AdminResult<Message> {
-    if decode_offset_msg_id(id).is_some() {
-        if let Ok(message) = view_by_offset_id(admin, topic, id).await {
-            return Ok(message);
-        }
+    if decode_offset_msg_id(id).is_some()
+        && let Ok(message) = view_by_offset_id(admin, topic, id).await
+    {
+        return Ok(message);
     }
     const THREE_DAYS_MS: i64 = 3 * 24 * 60 * 60 * 1000;
     let begin = ferromq_store::store::now_ms() - THREE_DAYS_MS;

@@ -112,7 +112,7 @@ pub async fn send_message(
             }
         };
         let queue_id = response.ext("queueId").unwrap_or("Unknown");
-        println!("{:<32}  {:<4}  {:<20}    {}", "#Broker Name", "#QID", "#Send Result", "#MsgId");
+        println!("{:<32}  {:<4}  {:<20}    #MsgId", "#Broker Name", "#QID", "#Send Result");
         println!("{broker:<32}  {queue_id:<4}  {status:<20}    {uniq_key}");
         return Ok(());
     }
