@@ -137,6 +137,15 @@ fn messages_are_sent_found_and_printed() {
     assert_eq!((second[0], second[1], second[2]), (broker_name, next_queue, "SEND_OK"), "{to_next}");
     let second_id = second[3];
 
+    // A topic nobody created goes by TBW102's route, on the queues the broker creates it with
+    // (4 of TBW102's 8: a send to queue 4–7 would be refused; four sends would likely meet one).
+    for i in 0..4 {
+        let auto = mqadmin(ns, &["sendMessage", "-t", "AdminAutoCreated", "-p", &format!("auto {i}")]).ok();
+        let fields: Vec<&str> = auto.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+        assert_eq!(fields.get(2), Some(&"SEND_OK"), "{auto}");
+        assert!(fields[1].parse::<u32>().is_ok_and(|q| q < 4), "{auto}");
+    }
+
     // queryMsgByKey: the message with that key, by id, queue and offset.
     let by_key = mqadmin(ns, &["queryMsgByKey", "-t", topic, "-k", "order-17"]).ok();
     let rows: Vec<Vec<&str>> = by_key.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();

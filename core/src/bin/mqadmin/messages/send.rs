@@ -49,10 +49,18 @@ pub async fn send_message(
     if queue_id.is_some() && broker_name.is_none() {
         return Err(AdminError::Usage("Broker name must be set if the queue is chosen!".to_owned()));
     }
-    // A topic the name server does not route yet goes by TBW102's route (the broker creates it).
+    // A topic the name server does not route yet goes by TBW102's route, with as many queues
+    // as the broker will create it with (Java's producer caps them the same way).
     let route = match admin.route(topic).await {
         Ok(route) => route,
-        Err(AdminError::Refused { code: response_code::TOPIC_NOT_EXIST, .. }) => admin.route(AUTO_CREATE_TOPIC).await?,
+        Err(AdminError::Refused { code: response_code::TOPIC_NOT_EXIST, .. }) => {
+            let mut route = admin.route(AUTO_CREATE_TOPIC).await?;
+            for q in &mut route.queues {
+                q.read_queue_nums = q.read_queue_nums.min(DEFAULT_TOPIC_QUEUE_NUMS);
+                q.write_queue_nums = q.write_queue_nums.min(DEFAULT_TOPIC_QUEUE_NUMS);
+            }
+            route
+        }
         Err(e) => return Err(e),
     };
     let targets: Vec<Target> = match (broker_name, queue_id) {
