@@ -3,8 +3,9 @@
 //!
 //! 1. `messages_are_sent_found_and_printed`: sendMessage, then queryMsgByKey,
 //!    queryMsgByUniqueKey, queryMsgByOffset, queryMsgById (by offset id and by unique key),
-//!    printMsg and consumeMessage find and print what was sent (body, keys, tags, queue); a key
-//!    nobody sent and bad flags are one-line errors with exit status 1.
+//!    printMsg and consumeMessage find and print what was sent (body, keys, tags, queue);
+//!    queryMsgById -s sends a message again; a key nobody sent and bad flags are one-line errors
+//!    with exit status 1.
 //! 2. `progress_clone_and_reset_of_an_offline_group`: offsets committed over the wire — 10
 //!    messages, 4 committed — show as a lag of 6 in consumerProgress; cloneGroupOffset copies
 //!    them; resetOffsetByTime to a time between two batches moves the offsets back to the second
@@ -200,6 +201,14 @@ fn messages_are_sent_found_and_printed() {
     let mut bodies: Vec<&str> = all.lines().filter_map(|l| l.rsplit_once(" BODY: ")).map(|(_, b)| b).collect();
     bodies.sort();
     assert_eq!(bodies, vec!["hello admin", "second body"], "{all}");
+
+    // queryMsgById -s true: sent again, with the same unique key; the key now finds both.
+    let resent = mqadmin(ns, &["queryMsgById", "-t", topic, "-i", &offset_id, "-s", "true"]).ok();
+    let expected = format!("prepare resend msg. originalMsgId={offset_id}SendResult [sendStatus=SEND_OK, msgId={second_id}, offsetMsgId=");
+    assert!(resent.starts_with(&expected), "{resent}");
+    let both = mqadmin(ns, &["queryMsgByKey", "-t", topic, "-k", "order-18"]).ok();
+    let ids: Vec<&str> = both.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(ids, [second_id, second_id], "{both}");
 
     // Errors: one line, exit status 1.
     assert_one_line_error(&mqadmin(ns, &["queryMsgByKey", "-t", topic, "-k", "nobody-sent-this"]), "queryMsgByKey", "but no message");

@@ -84,6 +84,12 @@ pub enum Command {
         /// Message Id (several: comma-separated)
         #[arg(short = 'i', long = "msgId")]
         msg_id: String,
+        /// resend message
+        #[arg(short = 's', long = "sendMessage")]
+        send_message: Option<String>,
+        /// unit name
+        #[arg(short = 'u', long = "unitName")]
+        unit_name: Option<String>,
         /// print message body by the specified format
         #[arg(short = 'f', long = "bodyFormat")]
         body_format: Option<String>,
@@ -326,8 +332,14 @@ impl Command {
                 let admin = Admin::new(&ns);
                 consumers::consumer_status(&admin, group.trim(), client_id.as_deref().map(str::trim), broker_addr.as_deref().map(str::trim), jstack).await
             }
-            Command::QueryMsgById { ns, topic, msg_id, body_format, cluster: _ } => {
-                query::query_msg_by_id(&Admin::new(&ns), topic.trim(), &msg_id, body_format.as_deref().map(str::trim)).await
+            Command::QueryMsgById { ns, topic, msg_id, send_message, unit_name: _, body_format, cluster: _ } => {
+                let admin = Admin::new(&ns);
+                match send_message {
+                    // Java resends only when -s parses as true, and then does nothing else.
+                    Some(resend) if offsets::java_bool(&resend) => query::resend_by_id(&admin, topic.trim(), &msg_id).await,
+                    Some(_) => Ok(()),
+                    None => query::query_msg_by_id(&admin, topic.trim(), &msg_id, body_format.as_deref().map(str::trim)).await,
+                }
             }
             Command::QueryMsgByKey { ns, topic, key, begin_ms, end_ms, max_num, cluster: _ } => {
                 query::query_msg_by_key(&Admin::new(&ns), topic.trim(), key.trim(), max_num, begin_ms, end_ms).await

@@ -3,6 +3,7 @@
 //! does.
 
 use super::format::parse_timestamp;
+use super::send;
 use super::message::{
     Detail, Message, PullStatus, TOOLS_CONSUMER_GROUP, addr_of, body_in_charset, by_id, max_offset, min_offset, print_detail, pull, query, queue_text,
     readable_queues, search_offset,
@@ -18,6 +19,26 @@ pub async fn query_msg_by_id(admin: &Admin, topic: &str, ids: &str, charset: Opt
     for id in ids.split(',').map(str::trim).filter(|id| !id.is_empty()) {
         let message = by_id(admin, topic, id).await?;
         print_detail(admin, &message, charset, Detail::ById).await?;
+    }
+    Ok(())
+}
+
+/// `queryMsgById -s true`: each message found sent again to its topic (same body, flag and
+/// properties, its UNIQ_KEY included) from the producer group `ReSendMsgById`, as Java's tool
+/// does; the send result printed after the id, with no newline (as Java).
+pub async fn resend_by_id(admin: &Admin, topic: &str, ids: &str) -> AdminResult<()> {
+    for id in ids.split(',').map(str::trim).filter(|id| !id.is_empty()) {
+        let message = match by_id(admin, topic, id).await {
+            Ok(message) => message,
+            Err(_) => {
+                print!("no message. msgId={id}");
+                continue;
+            }
+        };
+        print!("prepare resend msg. originalMsgId={id}");
+        let outgoing = send::Outgoing { topic: &message.topic, body: &message.body, flag: message.flag, properties: message.properties.clone() };
+        let sent = send::send(admin, outgoing, None, None, "ReSendMsgById").await?;
+        print!("{sent}");
     }
     Ok(())
 }

@@ -35,20 +35,49 @@ fn writable_queues(route: &TopicRoute) -> Vec<Target> {
         .collect()
 }
 
-/// `sendMessage`.
-#[allow(clippy::too_many_arguments)]
-pub async fn send_message(
-    admin: &Admin,
-    topic: &str,
-    body: &str,
-    keys: Option<&str>,
-    tags: Option<&str>,
-    broker_name: Option<&str>,
-    queue_id: Option<i32>,
-) -> AdminResult<()> {
-    if queue_id.is_some() && broker_name.is_none() {
-        return Err(AdminError::Usage("Broker name must be set if the queue is chosen!".to_owned()));
+/// What a send produced (Java's SendResult).
+pub struct Sent {
+    pub broker_name: String,
+    pub queue_id: String,
+    pub status: &'static str,
+    /// The message's UNIQ_KEY.
+    pub msg_id: String,
+    pub offset_msg_id: String,
+    pub queue_offset: String,
+    pub recall_handle: Option<String>,
+    pub topic: String,
+}
+
+impl std::fmt::Display for Sent {
+    /// `SendResult.toString()`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SendResult [sendStatus={}, msgId={}, offsetMsgId={}, messageQueue={}, queueOffset={}, recallHandle={}]",
+            self.status,
+            self.msg_id,
+            self.offset_msg_id,
+            super::message::queue_text(&self.topic, &self.broker_name, self.queue_id.parse().unwrap_or(0)),
+            self.queue_offset,
+            self.recall_handle.as_deref().unwrap_or("null")
+        )
     }
+}
+
+/// What to send: the topic, the body, the user flag and the properties (a UNIQ_KEY is added
+/// when there is none, as Java's producer does).
+pub struct Outgoing<'a> {
+    pub topic: &'a str,
+    pub body: &'a [u8],
+    pub flag: i32,
+    pub properties: Vec<(String, String)>,
+}
+
+/// Sends `message` as Java's producer does: to `queue_id` of `broker_name` when both are
+/// given, else to a writable queue (of that broker) from a random start, trying the next on
+/// failure, up to three sends.
+pub async fn send(admin: &Admin, message: Outgoing<'_>, broker_name: Option<&str>, queue_id: Option<i32>, producer_group: &str) -> AdminResult<Sent> {
+    let topic = message.topic;
     // A topic the name server does not route yet goes by TBW102's route, with as many queues
     // as the broker will create it with (Java's producer caps them the same way).
     let route = match admin.route(topic).await {
@@ -74,34 +103,36 @@ pub async fn send_message(
     if targets.is_empty() {
         return Err(AdminError::Other(format!("no writable queue of topic {topic}")));
     }
+    let mut properties = message.properties;
+    let msg_id = match properties.iter().rev().find(|(k, _)| k == "UNIQ_KEY") {
+        Some((_, id)) => id.clone(),
+        None => {
+            let id = unique_id(&addr_of(&route, &targets[0].0)?);
+            properties.push(("UNIQ_KEY".to_owned(), id.clone()));
+            id
+        }
+    };
+    let encoded: String = properties.iter().map(|(k, v)| format!("{k}\u{1}{v}\u{2}")).collect();
     // Java's producer starts at a random queue and goes round the others on failure.
     let start = (ferromq_store::store::now_ms() as usize) % targets.len();
-    let producer_group = ferromq_store::store::now_ms().to_string();
     let mut failure = None;
-    for attempt in 0..SEND_ATTEMPTS.min(targets.len().max(1)) {
+    for attempt in 0..SEND_ATTEMPTS.min(targets.len()) {
         let (broker, queue) = &targets[(start + attempt) % targets.len()];
         let addr = addr_of(&route, broker)?;
-        let uniq_key = unique_id(&addr);
-        let mut properties = String::new();
-        for (name, value) in [("TAGS", tags), ("KEYS", keys), ("WAIT", Some("true")), ("UNIQ_KEY", Some(uniq_key.as_str()))] {
-            if let Some(value) = value.filter(|v| !v.is_empty()) {
-                properties.push_str(&format!("{name}\u{1}{value}\u{2}"));
-            }
-        }
         let request = RemotingCommand::request(request_code::SEND_MESSAGE_V2)
-            .with_ext("a", &producer_group)
+            .with_ext("a", producer_group)
             .with_ext("b", topic)
             .with_ext("c", AUTO_CREATE_TOPIC)
             .with_ext("d", DEFAULT_TOPIC_QUEUE_NUMS)
             .with_ext("e", queue)
             .with_ext("f", 0)
             .with_ext("g", ferromq_store::store::now_ms())
-            .with_ext("h", 0)
-            .with_ext("i", properties)
+            .with_ext("h", message.flag)
+            .with_ext("i", &encoded)
             .with_ext("j", 0)
             .with_ext("k", false)
             .with_ext("m", false)
-            .with_body(body.as_bytes().to_vec());
+            .with_body(message.body.to_vec());
         let response = match admin.invoke(&addr, request).await {
             Ok(response) => response,
             Err(e) => {
@@ -119,12 +150,46 @@ pub async fn send_message(
                 continue;
             }
         };
-        let queue_id = response.ext("queueId").unwrap_or("Unknown");
-        println!("{:<32}  {:<4}  {:<20}    #MsgId", "#Broker Name", "#QID", "#Send Result");
-        println!("{broker:<32}  {queue_id:<4}  {status:<20}    {uniq_key}");
-        return Ok(());
+        let ext = |key: &str| response.ext(key).map(str::to_owned);
+        return Ok(Sent {
+            broker_name: broker.clone(),
+            queue_id: ext("queueId").unwrap_or_else(|| queue.to_string()),
+            status,
+            msg_id,
+            offset_msg_id: ext("msgId").unwrap_or_default(),
+            queue_offset: ext("queueOffset").unwrap_or_default(),
+            recall_handle: ext("recallHandle"),
+            topic: topic.to_owned(),
+        });
     }
     Err(failure.unwrap_or_else(|| AdminError::Other(format!("sending to topic {topic} failed"))))
+}
+
+/// `sendMessage`: one message with the body, keys and tags given, from a producer group named
+/// by the time (as Java's tool names it).
+pub async fn send_message(
+    admin: &Admin,
+    topic: &str,
+    body: &str,
+    keys: Option<&str>,
+    tags: Option<&str>,
+    broker_name: Option<&str>,
+    queue_id: Option<i32>,
+) -> AdminResult<()> {
+    if queue_id.is_some() && broker_name.is_none() {
+        return Err(AdminError::Usage("Broker name must be set if the queue is chosen!".to_owned()));
+    }
+    let mut properties = Vec::new();
+    for (name, value) in [("TAGS", tags), ("KEYS", keys), ("WAIT", Some("true"))] {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            properties.push((name.to_owned(), value.to_owned()));
+        }
+    }
+    let message = Outgoing { topic, body: body.as_bytes(), flag: 0, properties };
+    let sent = send(admin, message, broker_name, queue_id, &ferromq_store::store::now_ms().to_string()).await?;
+    println!("{:<32}  {:<4}  {:<20}    #MsgId", "#Broker Name", "#QID", "#Send Result");
+    println!("{:<32}  {:<4}  {:<20}    {}", sent.broker_name, sent.queue_id, sent.status, sent.msg_id);
+    Ok(())
 }
 
 /// A message id as Java's `MessageClientIDSetter.createUniqID` makes it: this host's IPv4
