@@ -34,12 +34,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // Output piped into `head` or `grep -q` ends with a closed pipe: die quietly of SIGPIPE, as
-    // the Java tool and shell tools do, rather than panic in `println!` (Rust ignores SIGPIPE).
-    // SAFETY: restoring a signal's default disposition before any thread is started.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let cli = Cli::parse();
     let (name, outcome) = match cli.command {
         Command::Metadata(command) => (command.name(), common::run(command.run())),

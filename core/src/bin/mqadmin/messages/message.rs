@@ -491,6 +491,7 @@ async fn track(admin: &Admin, message: &Message) -> AdminResult<Vec<Track>> {
         }
     }
     let mut tracks = Vec::new();
+    let mut cluster = None;
     for group in groups {
         let connection = match super::consumers::connection(admin, &group, None).await {
             Ok(c) => c,
@@ -515,7 +516,10 @@ async fn track(admin: &Admin, message: &Message) -> AdminResult<Vec<Track>> {
                 continue;
             }
         };
-        let cluster = admin.cluster().await?;
+        let cluster = match &cluster {
+            Some(cluster) => cluster,
+            None => cluster.insert(admin.cluster().await?),
+        };
         let store_host = message.store_host.to_string();
         let consumed = stats.queues.iter().any(|q| {
             q.topic == message.topic
