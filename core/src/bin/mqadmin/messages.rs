@@ -198,8 +198,8 @@ pub enum Command {
         /// set the topic
         #[arg(short = 't', long = "topic")]
         topic: String,
-        /// set the timestamp[now|currentTimeMillis|yyyy-MM-dd#HH:mm:ss:SSS]
-        #[arg(short = 's', long = "timestamp")]
+        /// set the timestamp[now|currentTimeMillis|yyyy-MM-dd#HH:mm:ss:SSS] (-1: the end)
+        #[arg(short = 's', long = "timestamp", allow_negative_numbers = true)]
         timestamp: String,
         /// set the force rollback by timestamp switch[true|false]. Deprecated.
         #[arg(short = 'f', long = "force")]
