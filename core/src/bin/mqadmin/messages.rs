@@ -390,3 +390,41 @@ impl Command {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Command;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[test]
+    fn flags_are_javas_and_do_not_clash() {
+        // clap's own checks: no flag letter or name used twice in a subcommand.
+        Cli::command().debug_assert();
+        let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("mqadmin").chain(args.iter().copied())).map(|cli| cli.command);
+        // A reset to the end: -1 is the timestamp, not a flag.
+        match parse(&["resetOffsetByTime", "-g", "g", "-t", "t", "-s", "-1"]) {
+            Ok(Command::ResetOffsetByTime { timestamp, .. }) => assert_eq!(timestamp, "-1"),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["queryMsgByKey", "-t", "t", "-k", "k"]) {
+            Ok(Command::QueryMsgByKey { begin_ms, end_ms, max_num, .. }) => assert_eq!((begin_ms, end_ms, max_num), (0, i64::MAX, 64)),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["consumeMessage", "-t", "t", "-b", "broker-a", "-i", "1", "-o", "5", "-c", "3", "-n", "127.0.0.1:9876"]) {
+            Ok(Command::ConsumeMessage { broker_name, queue_id, offset, count, ns, .. }) => {
+                assert_eq!((broker_name.as_deref(), queue_id, offset, count), (Some("broker-a"), Some(1), Some(5), 3));
+                assert_eq!(ns.namesrv_addr.as_deref(), Some("127.0.0.1:9876"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["queryMsgByOffset", "-t", "t", "-b", "b", "-i", "x", "-o", "0"]).is_err(), "a queue id is a number");
+        assert!(parse(&["consumerConnection"]).is_err(), "-g is required");
+    }
+}
