@@ -233,7 +233,18 @@ impl AdminOutput {
 /// Runs `mqadmin` with `args` (the subcommand first) and `-n namesrv` appended when given,
 /// and waits for it (it is killed after [`ADMIN_TIMEOUT`]).
 pub fn mqadmin(namesrv: Option<SocketAddr>, args: &[&str]) -> AdminOutput {
+    mqadmin_with(Command::new(binary("mqadmin")), namesrv, args)
+}
+
+/// [`mqadmin`] run in the directory `dir` (subcommands that write files where they run, as
+/// `consumerStatus` does).
+pub fn mqadmin_in(dir: &Path, namesrv: Option<SocketAddr>, args: &[&str]) -> AdminOutput {
     let mut command = Command::new(binary("mqadmin"));
+    command.current_dir(dir);
+    mqadmin_with(command, namesrv, args)
+}
+
+fn mqadmin_with(mut command: Command, namesrv: Option<SocketAddr>, args: &[&str]) -> AdminOutput {
     command.args(args).env_remove("NAMESRV_ADDR").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     if let Some(namesrv) = namesrv {
         command.arg("-n").arg(namesrv.to_string());

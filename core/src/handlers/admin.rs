@@ -218,8 +218,23 @@ pub async fn consume_stats(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> Bro
     for (name, queues) in offsets {
         let Some(topic) = ctx.control.topic(&name) else { continue };
         let committed: std::collections::HashMap<i32, i64> = queues.into_iter().collect();
+        // Java's pullOffset: where the group's latest pull of the queue told it to go on (never
+        // below the committed offset). Pulls are noted on the shard whose connection served
+        // them: the latest note over all shards.
+        let mut pulled: std::collections::HashMap<u32, (u64, i64)> = std::collections::HashMap::new();
+        for shard in 0..ctx.router.shard_count() {
+            let (group, name) = (group.clone(), name.clone());
+            let noted = ctx.on(ShardId(shard as u8), move |owner, _| async move { owner.runtime_stats.pull_offsets(&group, &name) });
+            for (queue_id, (offset, at_ms)) in noted.await.unwrap_or_default() {
+                let latest = pulled.entry(queue_id).or_insert((offset, at_ms));
+                if (at_ms, offset) > (latest.1, latest.0) {
+                    *latest = (offset, at_ms);
+                }
+            }
+        }
         for q in queue_stats(ctx, &topic, None).await? {
             let consumer = committed.get(&(q.queue_id as i32)).copied().unwrap_or(0).max(0) as u64;
+            let pull = pulled.get(&q.queue_id).map_or(consumer, |(offset, _)| (*offset).max(consumer));
             if !table.is_empty() {
                 table.push(',');
             }
@@ -237,7 +252,7 @@ pub async fn consume_stats(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> Bro
             };
             let _ = write!(
                 table,
-                ":{{\"brokerOffset\":{},\"consumerOffset\":{consumer},\"lastTimestamp\":{last},\"pullOffset\":{consumer}}}",
+                ":{{\"brokerOffset\":{},\"consumerOffset\":{consumer},\"lastTimestamp\":{last},\"pullOffset\":{pull}}}",
                 q.max
             );
         }

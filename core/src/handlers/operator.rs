@@ -36,30 +36,46 @@ pub async fn reset_offset(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> Brok
     let group = h.str("group")?;
     let timestamp_ms = h.i64("timestamp")?;
     let force = h.opt_bool("isForce")?.unwrap_or(true);
+    // mqadmin `resetOffsetByTime -b -q [-o]` names one queue and maybe its offset (-1: none).
+    let only_queue = h.opt_i32("queueId")?.filter(|q| *q >= 0);
+    let explicit = h.opt_i64("offset")?.filter(|o| *o != -1);
     let config = ctx.control.topic(topic).ok_or_else(|| BrokerError::topic_not_exist(topic))?;
     let queues = config.read_queue_nums.max(0) as u32;
+    let queue_ids: Vec<u32> = match only_queue {
+        Some(q) if (q as u32) < queues => vec![q as u32],
+        Some(q) => return Err(BrokerError::new(response_code::INVALID_PARAMETER, format!("queueId {q} is not a queue of {topic} ({queues} queues)"))),
+        None => (0..queues).collect(),
+    };
     let broker_name = ctx.control.identity().broker_name.clone();
-    let mut table = Vec::with_capacity(queues as usize);
-    for queue_id in 0..queues {
+    let mut table = Vec::with_capacity(queue_ids.len());
+    for queue_id in queue_ids {
         let owner = ctx.owner(topic, queue_id);
         let name = topic.to_owned();
-        let by_time = ctx
+        let (min, max, by_time) = ctx
             .on(owner, move |owner_ctx, _| async move {
-                if timestamp_ms < 0 {
-                    return Ok(owner_ctx.store.queue_offsets(&name, queue_id).1);
-                }
-                owner_ctx.store.search_offset_by_timestamp(&name, queue_id, timestamp_ms, false).await
+                let (min, max) = owner_ctx.store.queue_offsets(&name, queue_id);
+                let by_time = if timestamp_ms < 0 { max } else { owner_ctx.store.search_offset_by_timestamp(&name, queue_id, timestamp_ms, false).await? };
+                Ok::<_, ferromq_store::StoreError>((min.0 as i64, max.0 as i64, by_time.0 as i64))
             })
-            .await??
-            .0 as i64;
-        let key = OffsetKey { group: group.to_owned(), topic: topic.to_owned(), queue_id };
-        let committed = ctx.control.call(|reply| Command::QueryOffset { key, reply }).await?;
-        let offset = match committed {
-            Some(committed) if !force && committed <= by_time => committed,
-            _ => by_time,
+            .await??;
+        let offset = match explicit {
+            // An explicit offset is the operator's: taken as given, within the queue (Java's
+            // server-side reset refuses one outside [min, max + 1] the same way).
+            Some(offset) if offset < min || offset > max + 1 => {
+                return Err(BrokerError::system(format!("Target offset {offset} not in consume queue range [{min}-{max}]")));
+            }
+            Some(offset) => offset,
+            None => {
+                let key = OffsetKey { group: group.to_owned(), topic: topic.to_owned(), queue_id };
+                match ctx.control.call(|reply| Command::QueryOffset { key, reply }).await? {
+                    Some(committed) if !force && committed <= by_time => committed,
+                    _ => by_time,
+                }
+            }
         };
         table.push((queue_id, offset));
     }
+    let queues = table.len();
     let commits = table
         .iter()
         .map(|(queue_id, offset)| (OffsetKey { group: group.to_owned(), topic: topic.to_owned(), queue_id: *queue_id }, *offset))

@@ -141,6 +141,8 @@ pub async fn pull(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult
     if is_found(&result) {
         ctx.runtime_stats.count_group_get(header.group, header.topic, result.message_count);
     }
+    // Every pull moves the group's pull offset, as Java's `commitPullOffset` does.
+    ctx.runtime_stats.note_pull_offset(header.group, header.topic, header.queue_id, result.next_begin_offset.0, ferromq_store::store::now_ms());
     let response = pull_response(request, header.queue_offset, &result, steering);
     Ok(if segments.is_empty() { Reply::Response(response) } else { Reply::Messages(response, segments) })
 }

@@ -854,6 +854,79 @@ fn sql92_subscriptions_get_exactly_the_matching_messages() {
 }
 
 #[test]
+fn consume_stats_pull_offset_is_where_the_last_pull_left_off() {
+    run(|| async {
+        let broker = Broker::start().await;
+        for body in ["m0", "m1", "m2"] {
+            broker.check(send_with("Pulled", body, &[]), code::SUCCESS, "").await;
+        }
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        broker.check(request(rc::UPDATE_CONSUMER_OFFSET, &[("topic", "Pulled"), ("queueId", "0"), ("consumerGroup", "g"), ("commitOffset", "1")]), code::SUCCESS, "").await;
+        broker.ctx.offsets.flush(&broker.control).await;
+        // (brokerOffset, consumerOffset, pullOffset) of queue 0 in GET_CONSUME_STATS.
+        let broker = &broker;
+        let offsets = |group: &str| {
+            let stats = request(rc::GET_CONSUME_STATS, &[("consumerGroup", group), ("topic", "Pulled")]);
+            async move {
+                let body = broker.check(stats, code::SUCCESS, "").await.body;
+                let text = String::from_utf8(body.to_vec()).unwrap();
+                let key = r#"{"brokerName":"#;
+                let entry = text.split(key).find(|e| e.contains(r#""queueId":0,"topic":"Pulled"}:"#)).unwrap_or_else(|| panic!("{text}"));
+                let wrapper = entry.split_once("}:").unwrap().1;
+                let wrapper: serde_json::Value = serde_json::from_str(&wrapper[..=wrapper.find('}').unwrap()]).unwrap();
+                let n = |k: &str| wrapper[k].as_i64().unwrap();
+                (n("brokerOffset"), n("consumerOffset"), n("pullOffset"))
+            }
+        };
+        // Nothing pulled yet: the committed offset.
+        assert_eq!(offsets("g").await, (3, 1, 1));
+        // A pull from 1 hands out 1 and 2 and tells the consumer to go on at 3: 2 in flight.
+        let Reply::Messages(pulled, _) = broker.reply(pull(rc::PULL_MESSAGE, "g", "Pulled", "0", "1", "4")).await else { panic!("no messages pulled") };
+        assert_eq!(pulled.ext("nextBeginOffset"), Some("3"));
+        assert_eq!(offsets("g").await, (3, 1, 3));
+        assert_eq!(offsets("other").await, (3, 0, 0), "another group's pulls are its own");
+        // The latest pull counts (one message from 0: go on at 1), but never below the
+        // committed offset.
+        let one = pull(rc::PULL_MESSAGE, "g", "Pulled", "0", "0", "4").with_ext("maxMsgNums", 1);
+        assert!(matches!(broker.reply(one).await, Reply::Messages(..)));
+        assert_eq!(offsets("g").await, (3, 1, 1));
+        broker.check(request(rc::UPDATE_CONSUMER_OFFSET, &[("topic", "Pulled"), ("queueId", "0"), ("consumerGroup", "g"), ("commitOffset", "3")]), code::SUCCESS, "").await;
+        broker.ctx.offsets.flush(&broker.control).await;
+        assert_eq!(offsets("g").await, (3, 3, 3));
+    });
+}
+
+#[test]
+fn a_reset_of_one_queue_moves_that_queue_to_the_offset_given() {
+    run(|| async {
+        let broker = Broker::start().await;
+        for body in ["m0", "m1", "m2"] {
+            broker.check(send_with("One", body, &[]), code::SUCCESS, "").await;
+        }
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        broker.check(request(rc::UPDATE_CONSUMER_OFFSET, &[("topic", "One"), ("queueId", "0"), ("consumerGroup", "g"), ("commitOffset", "3")]), code::SUCCESS, "").await;
+        broker.ctx.offsets.flush(&broker.control).await;
+        let query = request(rc::QUERY_CONSUMER_OFFSET, &[("topic", "One"), ("queueId", "0"), ("consumerGroup", "g"), ("setZeroIfNotFound", "false")]);
+        // mqadmin resetOffsetByTime -b -q -o: timestamp 0, queue 0, offset 1.
+        let reset = |queue: &str, offset: &str| {
+            request(rc::INVOKE_BROKER_TO_RESET_OFFSET, &[("topic", "One"), ("group", "g"), ("timestamp", "0"), ("isForce", "true"), ("queueId", queue), ("offset", offset)])
+        };
+        let answer = broker.check(reset("0", "1"), code::SUCCESS, "").await;
+        let body = String::from_utf8(answer.body.to_vec()).unwrap();
+        assert_eq!(body, r#"{"offsetTable":{{"brokerName":"broker-a","queueId":0,"topic":"One"}:1}}"#.replace("broker-a", &broker.ctx.control.identity().broker_name), "only queue 0, at the offset given");
+        assert_eq!(broker.check(query.clone(), code::SUCCESS, "").await.ext("offset"), Some("1"));
+        // Without an offset (-1), the time decides: -1 is the end of the queue.
+        let to_end = request(rc::INVOKE_BROKER_TO_RESET_OFFSET, &[("topic", "One"), ("group", "g"), ("timestamp", "-1"), ("isForce", "true"), ("queueId", "0"), ("offset", "-1")]);
+        broker.check(to_end, code::SUCCESS, "").await;
+        assert_eq!(broker.check(query.clone(), code::SUCCESS, "").await.ext("offset"), Some("3"));
+        // Outside [min, max + 1], or a queue the topic does not have: refused, nothing moves.
+        broker.check(reset("0", "5"), code::SYSTEM_ERROR, "not in consume queue range [0-3]").await;
+        broker.check(reset("99", "1"), code::INVALID_PARAMETER, "queueId 99").await;
+        assert_eq!(broker.check(query, code::SUCCESS, "").await.ext("offset"), Some("3"));
+    });
+}
+
+#[test]
 fn operators_reset_clone_and_delete_group_offsets() {
     run(|| async {
         let broker = Broker::start().await;

@@ -124,7 +124,14 @@ pub struct RuntimeStats {
     days: Cell<DayMarks>,
     groups: RefCell<HashMap<String, HashMap<String, GroupGets>>>,
     last_group_sample_ms: Cell<Option<i64>>,
+    /// Group → topic → queue → (the nextBeginOffset of the last pull this shard's connections
+    /// served, when): GET_CONSUME_STATS `pullOffset` (Java's `pullOffsetTable`, which is as
+    /// unbounded: one entry per queue a group pulls).
+    pull_offsets: RefCell<HashMap<String, HashMap<String, PullOffsets>>>,
 }
+
+/// Queue id → (the next offset the last pull told the consumer, when it was served, ms).
+pub type PullOffsets = HashMap<u32, (u64, i64)>;
 
 impl RuntimeStats {
     /// One store read for a pull on this (owner) shard: found `messages`, or none.
@@ -154,6 +161,22 @@ impl RuntimeStats {
             gets.last_change_ms = at;
         }
         groups.entry(group.to_owned()).or_default().insert(topic.to_owned(), gets);
+    }
+
+    /// A pull of `group` on `queue_id` of `topic` told the consumer to go on at `next_offset`
+    /// (counted on the pull's connection shard; no allocation once the queue is known).
+    pub fn note_pull_offset(&self, group: &str, topic: &str, queue_id: u32, next_offset: u64, at_ms: i64) {
+        let mut groups = self.pull_offsets.borrow_mut();
+        if let Some(queues) = groups.get_mut(group).and_then(|topics| topics.get_mut(topic)) {
+            queues.insert(queue_id, (next_offset, at_ms));
+            return;
+        }
+        groups.entry(group.to_owned()).or_default().entry(topic.to_owned()).or_default().insert(queue_id, (next_offset, at_ms));
+    }
+
+    /// Queue → (next offset, when) of the last pulls of `group` on `topic` served here.
+    pub fn pull_offsets(&self, group: &str, topic: &str) -> PullOffsets {
+        self.pull_offsets.borrow().get(group).and_then(|topics| topics.get(topic)).cloned().unwrap_or_default()
     }
 
     /// The totals now, with `put` the store's append count.
