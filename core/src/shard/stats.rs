@@ -27,6 +27,9 @@ const GROUP_SAMPLE_PERIOD_MS: i64 = 10_000;
 const GROUP_SAMPLES: usize = 7;
 /// A (group, topic) nothing was pulled for in this long is forgotten (its rate is 0 by then).
 const GROUP_IDLE_FORGET_MS: i64 = 600_000;
+/// A queue's pull offset no pull of its group refreshed in this long is forgotten: consumers
+/// that are online pull at least every long-poll period (15–30 s), even with nothing new.
+const PULL_OFFSET_IDLE_FORGET_MS: i64 = 600_000;
 
 /// Running totals since the shard started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -125,8 +128,10 @@ pub struct RuntimeStats {
     groups: RefCell<HashMap<String, HashMap<String, GroupGets>>>,
     last_group_sample_ms: Cell<Option<i64>>,
     /// Group → topic → queue → (the nextBeginOffset of the last pull this shard's connections
-    /// served, when): GET_CONSUME_STATS `pullOffset` (Java's `pullOffsetTable`, which is as
-    /// unbounded: one entry per queue a group pulls).
+    /// served, when): GET_CONSUME_STATS `pullOffset` (Java's `pullOffsetTable`). One entry per
+    /// queue a group pulls, forgotten after [`PULL_OFFSET_IDLE_FORGET_MS`] without a pull, so
+    /// deleted groups and topics do not stay: then `pullOffset` is the committed offset again,
+    /// as Java's answer for a queue it has no pull offset for.
     pull_offsets: RefCell<HashMap<String, HashMap<String, PullOffsets>>>,
 }
 
@@ -211,6 +216,14 @@ impl RuntimeStats {
 
     fn sample_groups(&self, at_ms: i64) {
         self.last_group_sample_ms.set(Some(at_ms));
+        let mut pull_offsets = self.pull_offsets.borrow_mut();
+        for topics in pull_offsets.values_mut() {
+            for queues in topics.values_mut() {
+                queues.retain(|_, &mut (_, pulled_at_ms)| at_ms - pulled_at_ms < PULL_OFFSET_IDLE_FORGET_MS);
+            }
+            topics.retain(|_, queues| !queues.is_empty());
+        }
+        pull_offsets.retain(|_, topics| !topics.is_empty());
         let mut groups = self.groups.borrow_mut();
         for topics in groups.values_mut() {
             topics.retain(|_, gets| {
@@ -330,6 +343,27 @@ mod tests {
             stats.sample(t0 + s * 10_000, 0);
         }
         assert!(stats.groups.borrow().is_empty(), "idle for over 10 minutes");
+    }
+
+    #[test]
+    fn pull_offsets_are_kept_while_pulled_and_forgotten_when_idle() {
+        let stats = RuntimeStats::default();
+        let t0 = 1_700_000_000_000;
+        stats.sample(t0, 0);
+        stats.note_pull_offset("g", "T", 0, 5, t0);
+        stats.note_pull_offset("g", "T", 1, 7, t0);
+        stats.note_pull_offset("gone", "T", 0, 3, t0);
+        for s in 1..=70 {
+            let now = t0 + s * 10_000;
+            // Queue 0 of g is pulled every 30 s (a long poll); nothing else is.
+            if s % 3 == 0 {
+                stats.note_pull_offset("g", "T", 0, 5 + s as u64, now);
+            }
+            stats.sample(now, 0);
+        }
+        assert_eq!(stats.pull_offsets("g", "T"), PullOffsets::from([(0, (74, t0 + 690_000))]), "queue 1 idle for over 10 minutes");
+        assert!(stats.pull_offsets("gone", "T").is_empty());
+        assert!(!stats.pull_offsets.borrow().contains_key("gone"), "an emptied group leaves no entry");
     }
 
     #[test]

@@ -14,10 +14,6 @@ use ferromq_store::record::{Properties, RecordView, decode_body, decode_offset_m
 use super::format::{human_time2, java_bytes, java_hash_map_string};
 use crate::common::{Admin, AdminError, AdminResult, BrokerGroup, TopicRoute};
 
-/// QUERY_TOPIC_CONSUME_BY_WHO (PROTOCOL.md §2.7): the groups that consume a topic, for the
-/// message track. Declared here until `ferromq_net::codes` names it.
-const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
-
 /// Where the Java tool writes each body it shows (`QueryMsgByIdSubCommand.createBodyFile`).
 pub const BODY_DIR: &str = "/tmp/rocketmq/msgbodys";
 
@@ -481,7 +477,7 @@ async fn track(admin: &Admin, message: &Message) -> AdminResult<Vec<Track>> {
     let mut groups = std::collections::BTreeSet::new();
     for broker in &route.brokers {
         let Some(addr) = serving_addr(broker) else { continue };
-        let request = RemotingCommand::request(QUERY_TOPIC_CONSUME_BY_WHO).with_ext("topic", &message.topic);
+        let request = RemotingCommand::request(ferromq_net::codes::request_code::QUERY_TOPIC_CONSUME_BY_WHO).with_ext("topic", &message.topic);
         let response = admin.invoke_ok(addr, request).await?;
         let body = crate::common::json_object(&response.body)?;
         for g in body.get("groupList").and_then(serde_json::Value::as_array).into_iter().flatten() {
