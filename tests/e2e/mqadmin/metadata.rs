@@ -92,9 +92,18 @@ fn topics_and_groups_are_created_routed_listed_and_deleted() {
     for _ in 0..2 {
         assert_eq!(send(addr, "AdminTopic", 3, 1).code, response_code::SUCCESS);
     }
-    let status = mqadmin(Some(ns), &["topicStatus", "-t", "AdminTopic"]).ok();
+    // A SEND_OK precedes the consume-queue entry (dispatch is asynchronous): wait for both.
+    let queue_row = |status: &str| -> Vec<String> {
+        status
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .find(|f| f.first() == Some(&broker_name) && f.get(1).map(String::as_str) == Some("1"))
+            .unwrap_or_default()
+    };
+    let status = until(ns, &["topicStatus", "-t", "AdminTopic"], |out| queue_row(&out.stdout).get(3).map(String::as_str) == Some("2")).ok();
     assert_eq!(status.lines().filter(|l| l.starts_with(&broker_name)).count(), 3, "{status}");
-    let queue_1: Vec<&str> = status.lines().map(|l| l.split_whitespace().collect::<Vec<_>>()).find(|f| f.first() == Some(&broker_name.as_str()) && f.get(1) == Some(&"1")).unwrap_or_default();
+    let queue_1 = queue_row(&status);
+    let queue_1: Vec<&str> = queue_1.iter().map(String::as_str).collect();
     assert_eq!(queue_1[..4], [broker_name.as_str(), "1", "0", "2"], "{status}");
     assert!(queue_1.get(4).is_some_and(|date| date.len() == 10 && date.starts_with("20")), "a last-updated time: {status}");
     assert!(status.lines().any(|l| l.starts_with("Topic Put TPS: ")), "{status}");
