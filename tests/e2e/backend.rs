@@ -20,10 +20,13 @@ use ferromq_tests::{
 /// A seccomp filter program: io_uring_setup, io_uring_enter and io_uring_register fail with
 /// ENOSYS; every other system call is allowed.
 fn io_uring_enosys_filter() -> seccompiler::BpfProgram {
-    let rules = [libc::SYS_io_uring_setup, libc::SYS_io_uring_enter, libc::SYS_io_uring_register]
-        .into_iter()
-        .map(|nr| (nr, vec![]))
-        .collect();
+    enosys_filter([libc::SYS_io_uring_setup, libc::SYS_io_uring_enter, libc::SYS_io_uring_register])
+}
+
+/// A seccomp filter program: the system calls numbered in `syscalls` fail with ENOSYS, as on a
+/// kernel that lacks them; every other system call is allowed.
+fn enosys_filter(syscalls: impl IntoIterator<Item = i64>) -> seccompiler::BpfProgram {
+    let rules = syscalls.into_iter().map(|nr| (nr, vec![])).collect();
     let filter = seccompiler::SeccompFilter::new(
         rules,
         seccompiler::SeccompAction::Allow,
@@ -130,15 +133,7 @@ const ADDED_AFTER_LINUX_3_10: [std::ops::RangeInclusive<i64>; 2] = [314..=334, 4
 /// [`ADDED_AFTER_LINUX_3_10`], and allows the rest.
 #[cfg(target_arch = "x86_64")]
 fn linux_3_10_filter() -> seccompiler::BpfProgram {
-    let rules = ADDED_AFTER_LINUX_3_10.into_iter().flatten().map(|nr| (nr, vec![])).collect();
-    let filter = seccompiler::SeccompFilter::new(
-        rules,
-        seccompiler::SeccompAction::Allow,
-        seccompiler::SeccompAction::Errno(libc::ENOSYS as u32),
-        std::env::consts::ARCH.try_into().expect("supported architecture"),
-    )
-    .expect("seccomp filter");
-    filter.try_into().expect("compile seccomp filter")
+    enosys_filter(ADDED_AFTER_LINUX_3_10.into_iter().flatten())
 }
 
 /// The newest `GLIBC_2.N` symbol version `binary` needs, from `objdump -T`.
