@@ -258,6 +258,8 @@ pub struct BrokerConfig {
     pub io: IoSection,
     /// `[limits]`: bounds on frames, connections, queues and in-flight work.
     pub limits: LimitsSection,
+    /// `[metrics]`: the Prometheus endpoint (RocketMQ 5's `metrics*` keys).
+    pub metrics: MetricsSection,
 }
 
 /// `[broker]`: identity, role and addresses (§11.1).
@@ -710,6 +712,60 @@ pub struct LimitsSection {
     pub shard_event_queue_depth: usize,
 }
 
+/// `metricsExporterType`: RocketMQ 5's `MetricsExporterType`, the values FerroMQ implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsExporterType {
+    /// No metrics are recorded or served (Java's default).
+    Disable,
+    /// A Prometheus endpoint on `metricsPromExporterHost:metricsPromExporterPort`.
+    Prom,
+}
+
+impl FromStr for MetricsExporterType {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        // Java's `MetricsExporterType.valueOf`: exact, upper-case names.
+        match text {
+            "DISABLE" => Ok(MetricsExporterType::Disable),
+            "PROM" => Ok(MetricsExporterType::Prom),
+            "OTLP_GRPC" | "LOG" => Err(format!("{text} is not implemented by FerroMQ; DISABLE or PROM")),
+            _ => Err("DISABLE or PROM".to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for MetricsExporterType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MetricsExporterType::Disable => "DISABLE",
+            MetricsExporterType::Prom => "PROM",
+        })
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint (README, "Metrics"; `crate::metrics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSection {
+    /// `metricsExporterType` / `exporter_type`. `DISABLE` (default) or `PROM`; Java's
+    /// `OTLP_GRPC` and `LOG` are refused at start. Off, nothing is recorded: requests pay no
+    /// metrics cost.
+    pub exporter_type: MetricsExporterType,
+    /// `metricsPromExporterHost` / `prom_exporter_host`. Address the endpoint listens on.
+    /// Default none (empty): `brokerIP1` as advertised, as Java.
+    pub prom_exporter_host: Option<IpAddr>,
+    /// `metricsPromExporterPort` / `prom_exporter_port`. Port of the endpoint. Default 5557
+    /// (Java's); 0 = any free port (logged at start).
+    pub prom_exporter_port: u16,
+    /// `metricsLabel` / `label`. Extra labels on every series, `name:value` pairs separated by
+    /// commas (Java's format). Default none.
+    pub label: String,
+    /// `metricsOtelCardinalityLimit` / `otel_cardinality_limit`. Label sets one shard keeps per
+    /// metric (per topic, per group and topic, …); observations of new label sets beyond it are
+    /// counted in `ferromq_metrics_dropped_observations_total` instead. Default 50 000 (Java's);
+    /// bounds 1..=10 000 000.
+    pub otel_cardinality_limit: usize,
+}
+
 // ------------------------------------------------------------------------------------------
 // Defaults and profiles
 // ------------------------------------------------------------------------------------------
@@ -827,6 +883,13 @@ impl Default for BrokerConfig {
                 max_pending_offset_commits_per_shard: 65_536,
                 shard_event_queue_depth: 4096,
             },
+            metrics: MetricsSection {
+                exporter_type: MetricsExporterType::Disable,
+                prom_exporter_host: None,
+                prom_exporter_port: 5557,
+                label: String::new(),
+                otel_cardinality_limit: 50_000,
+            },
         }
     }
 }
@@ -903,6 +966,7 @@ impl BrokerConfig {
                 max_pending_offset_commits_per_shard: 4,
                 shard_event_queue_depth: 4,
             },
+            metrics: MetricsSection { otel_cardinality_limit: 4, ..base.metrics },
         }
     }
 }
@@ -1124,6 +1188,23 @@ impl BrokerConfig {
     }
 
     /// Frame limits for the codec.
+    /// Whether the broker records and serves metrics (`metricsExporterType=PROM`).
+    pub fn metrics_enabled(&self) -> bool {
+        self.metrics.exporter_type == MetricsExporterType::Prom
+    }
+
+    /// The endpoint's address: `metricsPromExporterHost` (default `brokerIP1` as advertised,
+    /// as Java) and `metricsPromExporterPort`.
+    pub fn metrics_addr(&self, embedded_namesrv: bool) -> SocketAddr {
+        let ip = self.metrics.prom_exporter_host.unwrap_or_else(|| self.advertised_ip(embedded_namesrv));
+        SocketAddr::new(ip, self.metrics.prom_exporter_port)
+    }
+
+    /// `metricsLabel` as (name, value) pairs (checked by [`BrokerConfig::validate`]).
+    pub fn metrics_labels(&self) -> Result<Vec<(String, String)>, String> {
+        parse_metrics_label(&self.metrics.label)
+    }
+
     pub fn wire_limits(&self) -> WireLimits {
         WireLimits { max_frame_bytes: self.limits.max_frame_bytes, max_header_bytes: self.limits.max_header_bytes }
     }
@@ -1139,6 +1220,7 @@ impl BrokerConfig {
                 write_queue_bytes: self.limits.write_queue_bytes,
                 idle_timeout: (self.limits.idle_connection_timeout_secs > 0)
                     .then(|| std::time::Duration::from_secs(self.limits.idle_connection_timeout_secs)),
+                record_rpc_latency: self.metrics_enabled(),
                 ..ConnLimits::default()
             },
             max_connections: self.limits.max_connections,
@@ -1460,7 +1542,7 @@ impl BrokerConfig {
 
 /// TOML sections, in the order [`BrokerConfig::to_toml_text`] writes them.
 pub const SECTIONS: &[&str] =
-    &["broker", "namesrv", "topics", "consumer", "transaction", "timer", "store", "retention", "flush", "ha", "io", "limits"];
+    &["broker", "namesrv", "topics", "consumer", "transaction", "timer", "store", "retention", "flush", "ha", "io", "limits", "metrics"];
 
 /// The TOML type of a key's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1896,6 +1978,42 @@ pub static KEYS: &[Key] = &[
         limits.max_pending_offset_commits_per_shard, 1usize, 10_000_000usize, "a commit count"),
     num_key!("shardEventQueueDepth", "limits", "shard_event_queue_depth", "notifications queued to one shard; default 4096; 1..=1000000",
         limits.shard_event_queue_depth, 1usize, 1_000_000usize, "an event count"),
+    // [metrics]
+    text_key!("metricsExporterType", "metrics", "exporter_type", "DISABLE | PROM; default DISABLE; OTLP_GRPC and LOG are refused",
+        metrics.exporter_type, |v: &str| v.parse::<MetricsExporterType>()),
+    Key {
+        java: "metricsPromExporterHost",
+        section: "metrics",
+        name: "prom_exporter_host",
+        kind: Kind::Str,
+        doc: "address of the Prometheus endpoint; default (empty): brokerIP1 as advertised",
+        field: "metrics.prom_exporter_host",
+        get: |c| c.metrics.prom_exporter_host.map(|ip| ip.to_string()).unwrap_or_default(),
+        effective: |c| c.metrics_addr(c.uses_embedded_namesrv()).ip().to_string(),
+        set: |c, v| {
+            c.metrics.prom_exporter_host = parse_optional_ip(v)?;
+            Ok(())
+        },
+    },
+    num_key!("metricsPromExporterPort", "metrics", "prom_exporter_port", "port of the Prometheus endpoint, 0 = any free one; default 5557; 0..=65535",
+        metrics.prom_exporter_port, 0u16, u16::MAX, "a port"),
+    Key {
+        java: "metricsLabel",
+        section: "metrics",
+        name: "label",
+        kind: Kind::Str,
+        doc: "extra labels on every series, name:value pairs separated by commas; default none",
+        field: "metrics.label",
+        get: |c| c.metrics.label.clone(),
+        effective: |c| c.metrics.label.clone(),
+        set: |c, v| {
+            parse_metrics_label(v)?;
+            c.metrics.label = v.to_owned();
+            Ok(())
+        },
+    },
+    num_key!("metricsOtelCardinalityLimit", "metrics", "otel_cardinality_limit", "label sets one shard keeps per metric; default 50000; 1..=10000000",
+        metrics.otel_cardinality_limit, 1usize, 10_000_000usize, "a label-set count"),
 ];
 
 // ------------------------------------------------------------------------------------------
@@ -1935,6 +2053,7 @@ pub const AWAITING_FEATURE: &[(&str, &str)] = &[];
 pub enum Fixed {
     Bool(bool),
     Int(i64),
+    Str(&'static str),
 }
 
 impl fmt::Display for Fixed {
@@ -1942,6 +2061,7 @@ impl fmt::Display for Fixed {
         match self {
             Fixed::Bool(b) => write!(f, "{b}"),
             Fixed::Int(i) => write!(f, "{i}"),
+            Fixed::Str(s) => write!(f, "{s:?}"),
         }
     }
 }
@@ -1954,6 +2074,7 @@ impl Fixed {
             Fixed::Int(required) => {
                 value.parse::<i64>().map(|i| i == required).map_err(|_| "an integer".to_owned())
             }
+            Fixed::Str(required) => Ok(value == required),
         }
     }
 }
@@ -1977,6 +2098,14 @@ pub const FIXED_VALUE_KEYS: &[(&str, Fixed, &str)] = &[
     ("disableConsumeIfConsumerReadSlowly", Fixed::Bool(false), "consumption of lagging groups is never disabled"),
     ("startAcceptSendRequestTimeStamp", Fixed::Int(0), "sends are accepted as soon as the broker serves"),
     ("litePullMessageEnable", Fixed::Bool(true), "LITE_PULL_MESSAGE (361) is always served"),
+    // RocketMQ 5's metrics keys for what FerroMQ does not export: OTLP over gRPC, the logging
+    // exporter and delta temporality (metricsExporterType refuses OTLP_GRPC and LOG).
+    ("metricsInDelta", Fixed::Bool(false), "Prometheus series are cumulative; delta temporality applies to OTLP, which is not implemented"),
+    ("metricsGrpcExporterTarget", Fixed::Str(""), "the OTLP gRPC exporter is not implemented (metricsExporterType=OTLP_GRPC is refused)"),
+    ("metricsGrpcExporterHeader", Fixed::Str(""), "the OTLP gRPC exporter is not implemented (metricsExporterType=OTLP_GRPC is refused)"),
+    ("metricGrpcExporterTimeOutInMills", Fixed::Int(3000), "the OTLP gRPC exporter is not implemented (metricsExporterType=OTLP_GRPC is refused)"),
+    ("metricGrpcExporterIntervalInMills", Fixed::Int(60_000), "the OTLP gRPC exporter is not implemented (metricsExporterType=OTLP_GRPC is refused)"),
+    ("metricLoggingExporterIntervalInMills", Fixed::Int(10_000), "the logging exporter is not implemented (metricsExporterType=LOG is refused)"),
     ("offsetCheckInSlave", Fixed::Bool(false), "a slave never moves a consumer's offset: it answers PULL_RETRY_IMMEDIATELY at the \
      offset asked for, as Java by default"),
 ];
@@ -2191,6 +2320,32 @@ fn non_empty(value: &str) -> Result<String, String> {
 fn parse_ip(value: &str) -> Result<IpAddr, String> {
     let inner = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')).unwrap_or(value);
     inner.parse().map_err(|_| "an IPv4 or IPv6 address".to_owned())
+}
+
+/// Labels every series carries already; `metricsLabel` may not set them again.
+pub const METRICS_COMMON_LABELS: &[&str] = &["cluster", "node_type", "node_id"];
+
+/// `metricsLabel`: `name:value` pairs separated by commas (empty items skipped, as Java's
+/// splitter does). Java logs a malformed item and skips it; here it stops the start, naming it.
+fn parse_metrics_label(value: &str) -> Result<Vec<(String, String)>, String> {
+    let mut labels: Vec<(String, String)> = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+        let Some((name, label_value)) = item.split_once(':').filter(|(_, v)| !v.contains(':')) else {
+            return Err(format!("name:value pairs separated by commas; {item:?} is not one"));
+        };
+        let (name, label_value) = (name.trim(), label_value.trim());
+        let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with("__");
+        if !valid_name {
+            return Err(format!("{name:?} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"));
+        }
+        if METRICS_COMMON_LABELS.contains(&name) || labels.iter().any(|(n, _)| n == name) {
+            return Err(format!("label {name:?} is set twice (cluster, node_type and node_id are always set)"));
+        }
+        labels.push((name.to_owned(), label_value.to_owned()));
+    }
+    Ok(labels)
 }
 
 fn parse_optional_ip(value: &str) -> Result<Option<IpAddr>, String> {

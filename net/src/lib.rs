@@ -24,6 +24,7 @@ pub mod codes;
 pub mod conn;
 pub mod fastjson;
 pub mod logging;
+pub mod metrics;
 pub mod server;
 pub mod wire;
 

@@ -101,6 +101,27 @@ pub enum Command {
     /// The connection of producer `client_id` (any group), if it is online: where a reply
     /// message is pushed.
     ProducerChannel { client_id: String, reply: Reply<Option<ChannelId>> },
+    /// What a metrics scrape reads of the control plane (`crate::metrics`).
+    MetricsFigures { reply: Reply<ControlFigures> },
+}
+
+/// The control plane's part of a metrics scrape: table sizes, client connections, committed
+/// offsets. A copy, so that the scrape encodes it off the control thread.
+#[derive(Debug, Clone, Default)]
+pub struct ControlFigures {
+    /// Topics in the topic table (`rocketmq_topic_number`).
+    pub topics: usize,
+    /// Groups in the subscription-group table (`rocketmq_consumer_group_number`).
+    pub groups: usize,
+    /// The names `TopicValidator.isSystemTopic` treats as system topics besides the `rmq_sys_`
+    /// prefix (for the `is_system` labels).
+    pub system_topics: BTreeSet<String>,
+    /// Producer connections by (language, version ordinal), counted per group as Java does.
+    pub producer_connections: BTreeMap<(String, i32), u64>,
+    /// Consumer connections by (group, language, version ordinal, consume type).
+    pub consumer_connections: BTreeMap<(String, String, i32, crate::clients::heartbeat::ConsumeType), u64>,
+    /// Committed offsets: (group, topic, [(queueId, next offset to consume)]).
+    pub offsets: Vec<(String, String, Vec<(i32, i64)>)>,
 }
 
 /// What a send-back needs of its consumer group.
@@ -151,6 +172,7 @@ impl Command {
             Command::ConsumerChannel { .. } => "ConsumerChannel",
             Command::ConsumerClients { .. } => "ConsumerClients",
             Command::ProducerChannel { .. } => "ProducerChannel",
+            Command::MetricsFigures { .. } => "MetricsFigures",
         }
     }
 }

@@ -140,6 +140,10 @@ pub async fn pull(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult
         .await??;
     if is_found(&result) {
         ctx.runtime_stats.count_group_get(header.group, header.topic, result.message_count);
+        if ctx.metrics.enabled() {
+            let bytes = segments.iter().map(|s| u64::from(s.len)).sum();
+            ctx.metrics.count_out(header.topic, header.group, u64::from(result.message_count), bytes);
+        }
     }
     let response = pull_response(request, header.queue_offset, &result, steering);
     Ok(if segments.is_empty() { Reply::Response(response) } else { Reply::Messages(response, segments) })

@@ -106,7 +106,7 @@ impl Storage for CompioStorage {
     }
 }
 
-fn statvfs_usage(path: &Path) -> io::Result<f64> {
+fn statvfs(path: &Path) -> io::Result<libc::statvfs> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
@@ -117,6 +117,18 @@ fn statvfs_usage(path: &Path) -> io::Result<f64> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(st)
+}
+
+/// Bytes in use on the file system holding `path` (total minus free, as Java's
+/// `File.getTotalSpace() - getFreeSpace()`). Blocking: call it off the shards.
+pub fn disk_used_bytes(path: &Path) -> io::Result<u64> {
+    let st = statvfs(path)?;
+    Ok(st.f_blocks.saturating_sub(st.f_bfree).saturating_mul(st.f_frsize))
+}
+
+fn statvfs_usage(path: &Path) -> io::Result<f64> {
+    let st = statvfs(path)?;
     let total = st.f_blocks as f64;
     if total <= 0.0 {
         return Ok(0.0);
