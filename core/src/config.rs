@@ -743,6 +743,9 @@ impl fmt::Display for MetricsExporterType {
     }
 }
 
+/// Labels every broker series carries already; `metricsLabel` may not set them again.
+pub const METRICS_COMMON_LABELS: &[&str] = &["cluster", "node_type", "node_id"];
+
 /// `[metrics]`: the Prometheus endpoint (README, "Metrics"; `crate::metrics`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsSection {
@@ -1202,7 +1205,7 @@ impl BrokerConfig {
 
     /// `metricsLabel` as (name, value) pairs (checked by [`BrokerConfig::validate`]).
     pub fn metrics_labels(&self) -> Result<Vec<(String, String)>, String> {
-        parse_metrics_label(&self.metrics.label)
+        ferromq_net::metrics::parse_metrics_label(&self.metrics.label, METRICS_COMMON_LABELS)
     }
 
     pub fn wire_limits(&self) -> WireLimits {
@@ -2007,7 +2010,7 @@ pub static KEYS: &[Key] = &[
         get: |c| c.metrics.label.clone(),
         effective: |c| c.metrics.label.clone(),
         set: |c, v| {
-            parse_metrics_label(v)?;
+            ferromq_net::metrics::parse_metrics_label(v, METRICS_COMMON_LABELS)?;
             c.metrics.label = v.to_owned();
             Ok(())
         },
@@ -2061,7 +2064,8 @@ impl fmt::Display for Fixed {
         match self {
             Fixed::Bool(b) => write!(f, "{b}"),
             Fixed::Int(i) => write!(f, "{i}"),
-            Fixed::Str(s) => write!(f, "{s:?}"),
+            Fixed::Str(s) if s.is_empty() => f.write_str("empty"),
+            Fixed::Str(s) => f.write_str(s),
         }
     }
 }
@@ -2320,32 +2324,6 @@ fn non_empty(value: &str) -> Result<String, String> {
 fn parse_ip(value: &str) -> Result<IpAddr, String> {
     let inner = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')).unwrap_or(value);
     inner.parse().map_err(|_| "an IPv4 or IPv6 address".to_owned())
-}
-
-/// Labels every series carries already; `metricsLabel` may not set them again.
-pub const METRICS_COMMON_LABELS: &[&str] = &["cluster", "node_type", "node_id"];
-
-/// `metricsLabel`: `name:value` pairs separated by commas (empty items skipped, as Java's
-/// splitter does). Java logs a malformed item and skips it; here it stops the start, naming it.
-fn parse_metrics_label(value: &str) -> Result<Vec<(String, String)>, String> {
-    let mut labels: Vec<(String, String)> = Vec::new();
-    for item in value.split(',').map(str::trim).filter(|item| !item.is_empty()) {
-        let Some((name, label_value)) = item.split_once(':').filter(|(_, v)| !v.contains(':')) else {
-            return Err(format!("name:value pairs separated by commas; {item:?} is not one"));
-        };
-        let (name, label_value) = (name.trim(), label_value.trim());
-        let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !name.starts_with("__");
-        if !valid_name {
-            return Err(format!("{name:?} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"));
-        }
-        if METRICS_COMMON_LABELS.contains(&name) || labels.iter().any(|(n, _)| n == name) {
-            return Err(format!("label {name:?} is set twice (cluster, node_type and node_id are always set)"));
-        }
-        labels.push((name.to_owned(), label_value.to_owned()));
-    }
-    Ok(labels)
 }
 
 fn parse_optional_ip(value: &str) -> Result<Option<IpAddr>, String> {
@@ -2707,6 +2685,40 @@ mod tests {
     }
 
     #[test]
+    fn metrics_keys_take_rocketmq_5s_names_and_refuse_what_is_not_implemented() {
+        let c = BrokerConfig::default();
+        assert_eq!((c.metrics.exporter_type, c.metrics.prom_exporter_port, c.metrics_enabled()), (MetricsExporterType::Disable, 5557, false));
+        assert!(!c.server_limits().conn.record_rpc_latency, "off, requests record nothing");
+        let c = props("metricsExporterType=PROM\nmetricsPromExporterPort=19999\nmetricsLabel=env:prod\nbrokerIP1=10.1.2.3\n");
+        assert!(c.metrics_enabled() && c.server_limits().conn.record_rpc_latency);
+        assert_eq!(c.metrics_addr(false), "10.1.2.3:19999".parse().unwrap(), "the host defaults to brokerIP1, as Java");
+        assert_eq!(c.metrics_labels().unwrap(), vec![("env".to_owned(), "prod".to_owned())]);
+        let c = props("metricsExporterType=PROM\nmetricsPromExporterHost=0.0.0.0\n");
+        assert_eq!(c.metrics_addr(false), "0.0.0.0:5557".parse().unwrap());
+        // One line naming the key and the value; never accepted and ignored.
+        for (text, key, value) in [
+            ("metricsExporterType=OTLP_GRPC\n", "metricsExporterType", "OTLP_GRPC"),
+            ("metricsExporterType=LOG\n", "metricsExporterType", "LOG"),
+            ("metricsExporterType=prom\n", "metricsExporterType", "prom"),
+            ("metricsInDelta=true\n", "metricsInDelta", "true"),
+            ("metricsGrpcExporterTarget=collector:4317\n", "metricsGrpcExporterTarget", "collector:4317"),
+            ("metricLoggingExporterIntervalInMills=5000\n", "metricLoggingExporterIntervalInMills", "5000"),
+            ("metricsLabel=cluster:x\n", "metricsLabel", "cluster:x"),
+            ("metricsLabel=novalue\n", "metricsLabel", "novalue"),
+            ("metricsOtelCardinalityLimit=0\n", "metricsOtelCardinalityLimit", "0"),
+        ] {
+            let err = props_err(text);
+            assert!(err.contains(key) && err.contains(value) && !err.contains('\n'), "{text}: {err}");
+        }
+        let err = props_err("metricsExporterType=OTLP_GRPC\n");
+        assert!(err.contains("not implemented"), "{err}");
+        // The defaults of the refused exporters' keys are accepted (a file copied from Java).
+        props("metricsInDelta=false\nmetricsGrpcExporterTarget=\nmetricGrpcExporterIntervalInMills=60000\n");
+        let err = BrokerConfig::from_toml_str("[metrics]\nexporter_type = \"OTLP_GRPC\"\n").unwrap_err().to_string();
+        assert!(err.contains("metrics.exporter_type") && err.contains("OTLP_GRPC"), "{err}");
+    }
+
+    #[test]
     fn clamps_follow_java() {
         let c = props("registerNameServerPeriod=1000\ndiskMaxUsedSpaceRatio=99\n");
         assert_eq!(c.namesrv.register_period_ms, 10_000);
@@ -2943,6 +2955,9 @@ mod tests {
         "store_config",
         "wire_limits",
         "server_limits",
+        "metrics_enabled",
+        "metrics_addr",
+        "metrics_labels",
     ];
 
     /// The accessor that hands `[store]`, `[retention]` and `[flush]` to the store: a key
@@ -3379,6 +3394,7 @@ mod tests {
         let mut c = BrokerConfig::default();
         for key in seen {
             let value = match FIXED_VALUE_KEYS.iter().find(|(k, _, _)| *k == key) {
+                Some((_, Fixed::Str(text), _)) => (*text).to_owned(),
                 Some((_, fixed, _)) => fixed.to_string(),
                 None => KEYS.iter().find(|k| k.java == key).map_or_else(|| "1".to_owned(), |k| (k.get)(&c)),
             };
@@ -3389,15 +3405,19 @@ mod tests {
     #[test]
     fn fixed_value_keys_refuse_other_values_naming_the_key() {
         for (key, fixed, why) in FIXED_VALUE_KEYS {
-            let other = match fixed {
-                Fixed::Bool(b) => (!b).to_string(),
-                Fixed::Int(i) => (i + 1).to_string(),
+            // (another value, whether any text parses, the accepted value as written)
+            let (other, any_text, accepted) = match fixed {
+                Fixed::Bool(b) => ((!b).to_string(), false, fixed.to_string()),
+                Fixed::Int(i) => ((i + 1).to_string(), false, fixed.to_string()),
+                Fixed::Str(s) => (format!("{s}x"), true, (*s).to_owned()),
             };
             let message = props_err(&format!("{key}={other}\n"));
             assert!(message.contains(key) && message.contains(why), "{key}={other}: {message}");
-            let message = props_err(&format!("{key}=x\n"));
-            assert!(message.contains(key) && message.contains("expected"), "{key}=x: {message}");
-            props(&format!("{key}= {fixed} \n"));
+            if !any_text {
+                let message = props_err(&format!("{key}=x\n"));
+                assert!(message.contains(key) && message.contains("expected"), "{key}=x: {message}");
+            }
+            props(&format!("{key}= {accepted} \n"));
         }
         let message = props_err("inSyncReplicas=2\n");
         assert!(message.contains("replication is not built"), "{message}");

@@ -496,7 +496,7 @@ mod tests {
         };
         assert!(text.contains("x_bucket{le=\"512\"} 3\n"), "1, 300 and 512 are ≤ 512:\n{text}");
         assert!(text.contains("x_bucket{le=\"1024\"} 4\n"), "{text}");
-        assert!(text.contains("x_bucket{le=\"67108864\"} 4\n"), "{text}");
+        assert!(text.contains("x_bucket{le=\"6.7108864e+07\"} 4\n"), "{text}");
         assert!(text.contains("x_bucket{le=\"+Inf\"} 6\n"), "{text}");
     }
 

@@ -298,6 +298,30 @@ impl RpcLatency {
     }
 }
 
+/// `metricsLabel`: `name:value` pairs separated by commas (empty items skipped, as Java's
+/// splitter does), none of them one of `reserved` (the labels every series carries already).
+/// Java logs a malformed item and skips it; both binaries refuse it at start, naming it.
+pub fn parse_metrics_label(value: &str, reserved: &[&str]) -> Result<Vec<(String, String)>, String> {
+    let mut labels: Vec<(String, String)> = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+        let Some((name, label_value)) = item.split_once(':').filter(|(_, v)| !v.contains(':')) else {
+            return Err(format!("name:value pairs separated by commas; {item:?} is not one"));
+        };
+        let (name, label_value) = (name.trim(), label_value.trim());
+        let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with("__");
+        if !valid_name {
+            return Err(format!("{name:?} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"));
+        }
+        if reserved.contains(&name) || labels.iter().any(|(n, _)| n == name) {
+            return Err(format!("label {name:?} is set twice ({} are always set)", reserved.join(", ")));
+        }
+        labels.push((name.to_owned(), label_value.to_owned()));
+    }
+    Ok(labels)
+}
+
 /// A code's label: Java's lower-cased constant name, or the number for a code it does not name
 /// (as `RemotingHelper.getRequestCodeDesc`).
 pub fn code_label(name: Option<&'static str>, code: i32) -> Cow<'static, str> {

@@ -112,6 +112,19 @@ fn the_response_code_is_read_from_an_encoded_response_frame() {
 }
 
 #[test]
+fn metrics_labels_are_name_value_pairs_and_refused_when_malformed() {
+    let reserved = ["cluster", "node_id"];
+    assert_eq!(parse_metrics_label("", &reserved).unwrap(), vec![]);
+    assert_eq!(
+        parse_metrics_label("env:prod, ,dc : eu-1,", &reserved).unwrap(),
+        vec![("env".to_owned(), "prod".to_owned()), ("dc".to_owned(), "eu-1".to_owned())]
+    );
+    for bad in ["env", "a:b:c", "1x:v", "__x:v", "cluster:c", "env:a,env:b", "my-label:v"] {
+        assert!(parse_metrics_label(bad, &reserved).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn code_names_are_javas_constant_names_lower_cased() {
     assert_eq!(request_code_name(10), Some("send_message"));
     assert_eq!(request_code_name(310), Some("send_message_v2"));
