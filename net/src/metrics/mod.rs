@@ -139,6 +139,7 @@ impl Family {
         self.samples.push((labels, value));
     }
 
+    /// The type of the family's samples (all of one kind).
     fn metric_type(&self) -> MetricType {
         match self.samples.first().map(|(_, v)| v) {
             Some(Value::Counter(_)) => MetricType::Counter,
@@ -176,6 +177,11 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 impl Collector for Exposition {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for family in &self.families {
+            // A family without samples is left out (its type is not known), as Java's
+            // exporter leaves out instruments without data points.
+            if family.samples.is_empty() {
+                continue;
+            }
             let kind = family.metric_type();
             // The encoder appends `_total` to a counter's name itself.
             let name = match kind {

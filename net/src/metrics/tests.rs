@@ -53,6 +53,8 @@ fn the_exposition_is_prometheus_text_with_java_names_and_common_labels() {
         assert!(lines.contains(&line), "missing {line:?} in\n{text}");
     }
     assert!(!text.contains("_total_total"), "{text}");
+    let empty = Exposition { families: vec![Family::new("rocketmq_consumer_lag_messages", "lag")] }.encode(Labels::new()).unwrap();
+    assert!(!empty.contains("rocketmq_consumer_lag_messages"), "a family without samples is left out: {empty}");
 }
 
 #[test]
