@@ -2064,7 +2064,7 @@ impl fmt::Display for Fixed {
         match self {
             Fixed::Bool(b) => write!(f, "{b}"),
             Fixed::Int(i) => write!(f, "{i}"),
-            Fixed::Str(s) if s.is_empty() => f.write_str("empty"),
+            Fixed::Str("") => f.write_str("empty"),
             Fixed::Str(s) => f.write_str(s),
         }
     }

@@ -121,8 +121,11 @@ pub struct ControlFigures {
     /// Consumer connections by (group, language, version ordinal, consume type).
     pub consumer_connections: BTreeMap<(String, String, i32, crate::clients::heartbeat::ConsumeType), u64>,
     /// Committed offsets: (group, topic, [(queueId, next offset to consume)]).
-    pub offsets: Vec<(String, String, Vec<(i32, i64)>)>,
+    pub offsets: Vec<GroupTopicOffsets>,
 }
+
+/// One group's committed offsets on one topic: (group, topic, [(queueId, offset)]).
+pub type GroupTopicOffsets = (String, String, Vec<(i32, i64)>);
 
 /// What a send-back needs of its consumer group.
 #[derive(Debug, Clone)]
