@@ -58,6 +58,8 @@ pub type Render = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
 /// progress finishes on its own thread, within its timeouts).
 pub struct Exporter {
     local_addr: SocketAddr,
+    /// The accepting thread's listener (shared): shut down to wake its blocking `accept`.
+    listener: TcpListener,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -67,10 +69,11 @@ impl Exporter {
     pub fn start(addr: SocketAddr, limits: ExporterLimits, render: Render) -> io::Result<Exporter> {
         let listener = TcpListener::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("metrics endpoint: cannot listen on {addr}: {e}")))?;
         let local_addr = listener.local_addr()?;
+        let accepting = listener.try_clone()?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
-        let thread = std::thread::Builder::new().name("metrics-http".into()).spawn(move || accept_loop(listener, limits, render, stopping))?;
-        Ok(Exporter { local_addr, stop, thread: Some(thread) })
+        let thread = std::thread::Builder::new().name("metrics-http".into()).spawn(move || accept_loop(accepting, limits, render, stopping))?;
+        Ok(Exporter { local_addr, listener, stop, thread: Some(thread) })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -81,13 +84,15 @@ impl Exporter {
 impl Drop for Exporter {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept with a connection of our own.
+        // Wake the blocking accept: shutting a listening socket down makes Linux fail the
+        // accept (EINVAL); a connection of our own wakes it too, should that not.
+        let _ = socket2::SockRef::from(&self.listener).shutdown(Shutdown::Both);
         let ip = match self.local_addr.ip() {
             IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             ip => ip,
         };
-        let _ = TcpStream::connect_timeout(&SocketAddr::new(ip, self.local_addr.port()), Duration::from_secs(1));
+        let _ = TcpStream::connect_timeout(&SocketAddr::new(ip, self.local_addr.port()), Duration::from_millis(100));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -102,6 +107,7 @@ fn accept_loop(listener: TcpListener, limits: ExporterLimits, render: Render, st
         }
         let mut stream = match stream {
             Ok(stream) => stream,
+            Err(_) if stop.load(Ordering::SeqCst) => break,
             Err(e) => {
                 // EMFILE and the like: wait a little rather than spin.
                 warn!("metrics endpoint: accept failed: {e}");
