@@ -2110,6 +2110,14 @@ pub const FIXED_VALUE_KEYS: &[(&str, Fixed, &str)] = &[
     ("metricGrpcExporterTimeOutInMills", Fixed::Int(3000), "the OTLP gRPC exporter is not implemented (metricsExporterType=OTLP_GRPC is refused)"),
     ("metricGrpcExporterIntervalInMills", Fixed::Int(60_000), "the OTLP gRPC exporter is not implemented (metricsExporterType=OTLP_GRPC is refused)"),
     ("metricLoggingExporterIntervalInMills", Fixed::Int(10_000), "the logging exporter is not implemented (metricsExporterType=LOG is refused)"),
+    // 5.3's switches of single metric families: FerroMQ serves each family it has whenever
+    // metricsExporterType=PROM; turning one off alone is not implemented.
+    ("enableRemotingMetrics", Fixed::Bool(true), METRIC_FAMILIES),
+    ("enableMessageStoreMetrics", Fixed::Bool(true), METRIC_FAMILIES),
+    ("enableConnectionMetrics", Fixed::Bool(true), METRIC_FAMILIES),
+    ("enableStatsMetrics", Fixed::Bool(true), METRIC_FAMILIES),
+    ("enableRequestMetrics", Fixed::Bool(true), METRIC_FAMILIES),
+    ("enableLagAndDlqMetrics", Fixed::Bool(true), METRIC_FAMILIES),
     ("offsetCheckInSlave", Fixed::Bool(false), "a slave never moves a consumer's offset: it answers PULL_RETRY_IMMEDIATELY at the \
      offset asked for, as Java by default"),
 ];
@@ -2134,6 +2142,8 @@ const SLAVE_ONLY: &str = "slave-side setting of the commit-log stream, which Fer
 const SQL_FILTER: &str = "internals of Java's SQL92 filter (bloom-filter consume-queue extension): FerroMQ evaluates each \
      candidate record's properties on pull";
 const STATS: &str = "Java's statistics switches: FerroMQ keeps its own counters (GET_BROKER_RUNTIME_INFO)";
+const METRIC_FAMILIES: &str = "every metric family FerroMQ has is served whenever metricsExporterType=PROM; switching one off alone is not implemented";
+const NO_SUCH_METRICS: &str = "FerroMQ's metrics endpoint serves no pop or transaction metrics (README, \"Metrics\")";
 const COMMERCIAL: &str = "Java's commercial statistics";
 const LMQ: &str = "light message queues are refused (enableLmq)";
 const REPLICA_MODES: &str = "used only by enableSlaveActingMaster or enableControllerMode, both refused";
@@ -2265,6 +2275,8 @@ pub const NO_EFFECT_KEYS: &[(&str, &str)] = &[
     ("isolateLogEnable", "per-broker log files of Java's broker container"),
     ("consumerFallbehindThreshold", "lag threshold of disableConsumeIfConsumerReadSlowly (fixed at false)"),
     ("enableDetailStat", STATS),
+    ("enablePopMetrics", NO_SUCH_METRICS),
+    ("enableTransactionMetrics", NO_SUCH_METRICS),
     ("autoDeleteUnusedStats", STATS),
     ("enableScheduleMessageStats", STATS),
     ("enableScheduleAsyncDeliver", "internals of Java's delayed-delivery service: FerroMQ delivers each level in order on the shard \
