@@ -45,6 +45,8 @@ pub struct BrokerHandle {
     stop_shards: async_channel::Sender<()>,
     control_thread: Option<JoinHandle<()>>,
     namesrv: Option<NamesrvHandle>,
+    /// The Prometheus endpoint (`metricsExporterType=PROM`).
+    metrics: Option<ferromq_net::metrics::http::Exporter>,
 }
 
 impl BrokerHandle {
@@ -52,6 +54,8 @@ impl BrokerHandle {
     /// offsets, unregisters from the name servers, and returns once everything has stopped.
     pub fn shutdown(mut self) {
         info!("broker shutting down");
+        // Scrapes end first: they ask the shards and the control thread for figures.
+        drop(self.metrics.take());
         if let Some(acceptor) = self.ha_acceptor.take() {
             acceptor.stop();
         }
@@ -254,6 +258,15 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
         inboxes.push(rx);
     }
     let router = Router::new(mailboxes);
+    // The metrics endpoint, bound here so that a port in use fails the start at once; a scrape
+    // that arrives before the shards serve waits for them, within its timeout.
+    let metrics = if config.metrics_enabled() {
+        let exporter = crate::metrics::start(config.metrics_addr(embedded), config.clone(), control.clone(), router.clone())?;
+        info!(addr = %exporter.local_addr(), "metrics endpoint (Prometheus, metricsExporterType=PROM) listening on http://{}/metrics", exporter.local_addr());
+        Some(exporter)
+    } else {
+        None
+    };
     // Client-visible commit-log offsets: one space for all shards, handed out per segment, so
     // they stay below 2^53 as long as a Java broker's would (store/DESIGN-NOTES.md).
     let offset_space = Arc::new(OffsetSpace::new());
@@ -331,7 +344,7 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
         control.identity().broker_name,
         control.identity().broker_addr
     );
-    Ok(BrokerHandle { control, listen_addr, backend, ha_acceptor, shards, stop_shards, control_thread: Some(control_thread), namesrv })
+    Ok(BrokerHandle { control, listen_addr, backend, ha_acceptor, shards, stop_shards, control_thread: Some(control_thread), namesrv, metrics })
 }
 
 fn backend_of(active: ActiveBackend) -> IoBackend {

@@ -258,6 +258,8 @@ pub struct BrokerConfig {
     pub io: IoSection,
     /// `[limits]`: bounds on frames, connections, queues and in-flight work.
     pub limits: LimitsSection,
+    /// `[metrics]`: the Prometheus endpoint (RocketMQ 5's `metrics*` keys).
+    pub metrics: MetricsSection,
 }
 
 /// `[broker]`: identity, role and addresses (§11.1).
@@ -710,6 +712,63 @@ pub struct LimitsSection {
     pub shard_event_queue_depth: usize,
 }
 
+/// `metricsExporterType`: RocketMQ 5's `MetricsExporterType`, the values FerroMQ implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsExporterType {
+    /// No metrics are recorded or served (Java's default).
+    Disable,
+    /// A Prometheus endpoint on `metricsPromExporterHost:metricsPromExporterPort`.
+    Prom,
+}
+
+impl FromStr for MetricsExporterType {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        // Java's `MetricsExporterType.valueOf`: exact, upper-case names.
+        match text {
+            "DISABLE" => Ok(MetricsExporterType::Disable),
+            "PROM" => Ok(MetricsExporterType::Prom),
+            "OTLP_GRPC" | "LOG" => Err(format!("{text} is not implemented by FerroMQ; DISABLE or PROM")),
+            _ => Err("DISABLE or PROM".to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for MetricsExporterType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MetricsExporterType::Disable => "DISABLE",
+            MetricsExporterType::Prom => "PROM",
+        })
+    }
+}
+
+/// Labels every broker series carries already; `metricsLabel` may not set them again.
+pub const METRICS_COMMON_LABELS: &[&str] = &["cluster", "node_type", "node_id"];
+
+/// `[metrics]`: the Prometheus endpoint (README, "Metrics"; `crate::metrics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSection {
+    /// `metricsExporterType` / `exporter_type`. `DISABLE` (default) or `PROM`; Java's
+    /// `OTLP_GRPC` and `LOG` are refused at start. Off, nothing is recorded: requests pay no
+    /// metrics cost.
+    pub exporter_type: MetricsExporterType,
+    /// `metricsPromExporterHost` / `prom_exporter_host`. Address the endpoint listens on.
+    /// Default none (empty): `brokerIP1` as advertised, as Java.
+    pub prom_exporter_host: Option<IpAddr>,
+    /// `metricsPromExporterPort` / `prom_exporter_port`. Port of the endpoint. Default 5557
+    /// (Java's); 0 = any free port (logged at start).
+    pub prom_exporter_port: u16,
+    /// `metricsLabel` / `label`. Extra labels on every series, `name:value` pairs separated by
+    /// commas (Java's format). Default none.
+    pub label: String,
+    /// `metricsOtelCardinalityLimit` / `otel_cardinality_limit`. Label sets one shard keeps per
+    /// metric (per topic, per group and topic, …); observations of new label sets beyond it are
+    /// counted in `ferromq_metrics_dropped_observations_total` instead. Default 50 000 (Java's);
+    /// bounds 1..=10 000 000.
+    pub otel_cardinality_limit: usize,
+}
+
 // ------------------------------------------------------------------------------------------
 // Defaults and profiles
 // ------------------------------------------------------------------------------------------
@@ -827,6 +886,13 @@ impl Default for BrokerConfig {
                 max_pending_offset_commits_per_shard: 65_536,
                 shard_event_queue_depth: 4096,
             },
+            metrics: MetricsSection {
+                exporter_type: MetricsExporterType::Disable,
+                prom_exporter_host: None,
+                prom_exporter_port: 5557,
+                label: String::new(),
+                otel_cardinality_limit: 50_000,
+            },
         }
     }
 }
@@ -903,6 +969,7 @@ impl BrokerConfig {
                 max_pending_offset_commits_per_shard: 4,
                 shard_event_queue_depth: 4,
             },
+            metrics: MetricsSection { otel_cardinality_limit: 4, ..base.metrics },
         }
     }
 }
@@ -1124,6 +1191,23 @@ impl BrokerConfig {
     }
 
     /// Frame limits for the codec.
+    /// Whether the broker records and serves metrics (`metricsExporterType=PROM`).
+    pub fn metrics_enabled(&self) -> bool {
+        self.metrics.exporter_type == MetricsExporterType::Prom
+    }
+
+    /// The endpoint's address: `metricsPromExporterHost` (default `brokerIP1` as advertised,
+    /// as Java) and `metricsPromExporterPort`.
+    pub fn metrics_addr(&self, embedded_namesrv: bool) -> SocketAddr {
+        let ip = self.metrics.prom_exporter_host.unwrap_or_else(|| self.advertised_ip(embedded_namesrv));
+        SocketAddr::new(ip, self.metrics.prom_exporter_port)
+    }
+
+    /// `metricsLabel` as (name, value) pairs (checked by [`BrokerConfig::validate`]).
+    pub fn metrics_labels(&self) -> Result<Vec<(String, String)>, String> {
+        ferromq_net::metrics::parse_metrics_label(&self.metrics.label, METRICS_COMMON_LABELS)
+    }
+
     pub fn wire_limits(&self) -> WireLimits {
         WireLimits { max_frame_bytes: self.limits.max_frame_bytes, max_header_bytes: self.limits.max_header_bytes }
     }
@@ -1139,6 +1223,7 @@ impl BrokerConfig {
                 write_queue_bytes: self.limits.write_queue_bytes,
                 idle_timeout: (self.limits.idle_connection_timeout_secs > 0)
                     .then(|| std::time::Duration::from_secs(self.limits.idle_connection_timeout_secs)),
+                record_rpc_latency: self.metrics_enabled(),
                 ..ConnLimits::default()
             },
             max_connections: self.limits.max_connections,
@@ -1460,7 +1545,7 @@ impl BrokerConfig {
 
 /// TOML sections, in the order [`BrokerConfig::to_toml_text`] writes them.
 pub const SECTIONS: &[&str] =
-    &["broker", "namesrv", "topics", "consumer", "transaction", "timer", "store", "retention", "flush", "ha", "io", "limits"];
+    &["broker", "namesrv", "topics", "consumer", "transaction", "timer", "store", "retention", "flush", "ha", "io", "limits", "metrics"];
 
 /// The TOML type of a key's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1903,6 +1988,42 @@ pub static KEYS: &[Key] = &[
         limits.max_pending_offset_commits_per_shard, 1usize, 10_000_000usize, "a commit count"),
     num_key!("shardEventQueueDepth", "limits", "shard_event_queue_depth", "notifications queued to one shard; default 4096; 1..=1000000",
         limits.shard_event_queue_depth, 1usize, 1_000_000usize, "an event count"),
+    // [metrics]
+    text_key!("metricsExporterType", "metrics", "exporter_type", "DISABLE | PROM; default DISABLE; OTLP_GRPC and LOG are refused",
+        metrics.exporter_type, |v: &str| v.parse::<MetricsExporterType>()),
+    Key {
+        java: "metricsPromExporterHost",
+        section: "metrics",
+        name: "prom_exporter_host",
+        kind: Kind::Str,
+        doc: "address of the Prometheus endpoint; default (empty): brokerIP1 as advertised",
+        field: "metrics.prom_exporter_host",
+        get: |c| c.metrics.prom_exporter_host.map(|ip| ip.to_string()).unwrap_or_default(),
+        effective: |c| c.metrics_addr(c.uses_embedded_namesrv()).ip().to_string(),
+        set: |c, v| {
+            c.metrics.prom_exporter_host = parse_optional_ip(v)?;
+            Ok(())
+        },
+    },
+    num_key!("metricsPromExporterPort", "metrics", "prom_exporter_port", "port of the Prometheus endpoint, 0 = any free one; default 5557; 0..=65535",
+        metrics.prom_exporter_port, 0u16, u16::MAX, "a port"),
+    Key {
+        java: "metricsLabel",
+        section: "metrics",
+        name: "label",
+        kind: Kind::Str,
+        doc: "extra labels on every series, name:value pairs separated by commas; default none",
+        field: "metrics.label",
+        get: |c| c.metrics.label.clone(),
+        effective: |c| c.metrics.label.clone(),
+        set: |c, v| {
+            ferromq_net::metrics::parse_metrics_label(v, METRICS_COMMON_LABELS)?;
+            c.metrics.label = v.to_owned();
+            Ok(())
+        },
+    },
+    num_key!("metricsOtelCardinalityLimit", "metrics", "otel_cardinality_limit", "label sets one shard keeps per metric; default 50000; 1..=10000000",
+        metrics.otel_cardinality_limit, 1usize, 10_000_000usize, "a label-set count"),
 ];
 
 // ------------------------------------------------------------------------------------------
@@ -1942,6 +2063,7 @@ pub const AWAITING_FEATURE: &[(&str, &str)] = &[];
 pub enum Fixed {
     Bool(bool),
     Int(i64),
+    Str(&'static str),
 }
 
 impl fmt::Display for Fixed {
@@ -1949,6 +2071,8 @@ impl fmt::Display for Fixed {
         match self {
             Fixed::Bool(b) => write!(f, "{b}"),
             Fixed::Int(i) => write!(f, "{i}"),
+            Fixed::Str("") => f.write_str("empty"),
+            Fixed::Str(s) => f.write_str(s),
         }
     }
 }
@@ -1961,6 +2085,7 @@ impl Fixed {
             Fixed::Int(required) => {
                 value.parse::<i64>().map(|i| i == required).map_err(|_| "an integer".to_owned())
             }
+            Fixed::Str(required) => Ok(value == required),
         }
     }
 }
@@ -1984,6 +2109,22 @@ pub const FIXED_VALUE_KEYS: &[(&str, Fixed, &str)] = &[
     ("disableConsumeIfConsumerReadSlowly", Fixed::Bool(false), "consumption of lagging groups is never disabled"),
     ("startAcceptSendRequestTimeStamp", Fixed::Int(0), "sends are accepted as soon as the broker serves"),
     ("litePullMessageEnable", Fixed::Bool(true), "LITE_PULL_MESSAGE (361) is always served"),
+    // RocketMQ 5's metrics keys for what FerroMQ does not export: OTLP over gRPC, the logging
+    // exporter and delta temporality (metricsExporterType refuses OTLP_GRPC and LOG).
+    ("metricsInDelta", Fixed::Bool(false), "Prometheus series are cumulative; delta temporality applies to OTLP, which is not implemented"),
+    ("metricsGrpcExporterTarget", Fixed::Str(""), "the OTLP gRPC exporter is not implemented (metricsExporterType=OTLP_GRPC is refused)"),
+    ("metricsGrpcExporterHeader", Fixed::Str(""), "the OTLP gRPC exporter is not implemented (metricsExporterType=OTLP_GRPC is refused)"),
+    ("metricGrpcExporterTimeOutInMills", Fixed::Int(3000), "the OTLP gRPC exporter is not implemented (metricsExporterType=OTLP_GRPC is refused)"),
+    ("metricGrpcExporterIntervalInMills", Fixed::Int(60_000), "the OTLP gRPC exporter is not implemented (metricsExporterType=OTLP_GRPC is refused)"),
+    ("metricLoggingExporterIntervalInMills", Fixed::Int(10_000), "the logging exporter is not implemented (metricsExporterType=LOG is refused)"),
+    // 5.3's switches of single metric families: FerroMQ serves each family it has whenever
+    // metricsExporterType=PROM; turning one off alone is not implemented.
+    ("enableRemotingMetrics", Fixed::Bool(true), METRIC_FAMILIES),
+    ("enableMessageStoreMetrics", Fixed::Bool(true), METRIC_FAMILIES),
+    ("enableConnectionMetrics", Fixed::Bool(true), METRIC_FAMILIES),
+    ("enableStatsMetrics", Fixed::Bool(true), METRIC_FAMILIES),
+    ("enableRequestMetrics", Fixed::Bool(true), METRIC_FAMILIES),
+    ("enableLagAndDlqMetrics", Fixed::Bool(true), METRIC_FAMILIES),
     ("offsetCheckInSlave", Fixed::Bool(false), "a slave never moves a consumer's offset: it answers PULL_RETRY_IMMEDIATELY at the \
      offset asked for, as Java by default"),
 ];
@@ -2008,6 +2149,8 @@ const SLAVE_ONLY: &str = "slave-side setting of the commit-log stream, which Fer
 const SQL_FILTER: &str = "internals of Java's SQL92 filter (bloom-filter consume-queue extension): FerroMQ evaluates each \
      candidate record's properties on pull";
 const STATS: &str = "Java's statistics switches: FerroMQ keeps its own counters (GET_BROKER_RUNTIME_INFO)";
+const METRIC_FAMILIES: &str = "every metric family FerroMQ has is served whenever metricsExporterType=PROM; switching one off alone is not implemented";
+const NO_SUCH_METRICS: &str = "FerroMQ's metrics endpoint serves no pop or transaction metrics (README, \"Metrics\")";
 const COMMERCIAL: &str = "Java's commercial statistics";
 const LMQ: &str = "light message queues are refused (enableLmq)";
 const REPLICA_MODES: &str = "used only by enableSlaveActingMaster or enableControllerMode, both refused";
@@ -2139,6 +2282,8 @@ pub const NO_EFFECT_KEYS: &[(&str, &str)] = &[
     ("isolateLogEnable", "per-broker log files of Java's broker container"),
     ("consumerFallbehindThreshold", "lag threshold of disableConsumeIfConsumerReadSlowly (fixed at false)"),
     ("enableDetailStat", STATS),
+    ("enablePopMetrics", NO_SUCH_METRICS),
+    ("enableTransactionMetrics", NO_SUCH_METRICS),
     ("autoDeleteUnusedStats", STATS),
     ("enableScheduleMessageStats", STATS),
     ("enableScheduleAsyncDeliver", "internals of Java's delayed-delivery service: FerroMQ delivers each level in order on the shard \
@@ -2559,6 +2704,40 @@ mod tests {
     }
 
     #[test]
+    fn metrics_keys_take_rocketmq_5s_names_and_refuse_what_is_not_implemented() {
+        let c = BrokerConfig::default();
+        assert_eq!((c.metrics.exporter_type, c.metrics.prom_exporter_port, c.metrics_enabled()), (MetricsExporterType::Disable, 5557, false));
+        assert!(!c.server_limits().conn.record_rpc_latency, "off, requests record nothing");
+        let c = props("metricsExporterType=PROM\nmetricsPromExporterPort=19999\nmetricsLabel=env:prod\nbrokerIP1=10.1.2.3\n");
+        assert!(c.metrics_enabled() && c.server_limits().conn.record_rpc_latency);
+        assert_eq!(c.metrics_addr(false), "10.1.2.3:19999".parse().unwrap(), "the host defaults to brokerIP1, as Java");
+        assert_eq!(c.metrics_labels().unwrap(), vec![("env".to_owned(), "prod".to_owned())]);
+        let c = props("metricsExporterType=PROM\nmetricsPromExporterHost=0.0.0.0\n");
+        assert_eq!(c.metrics_addr(false), "0.0.0.0:5557".parse().unwrap());
+        // One line naming the key and the value; never accepted and ignored.
+        for (text, key, value) in [
+            ("metricsExporterType=OTLP_GRPC\n", "metricsExporterType", "OTLP_GRPC"),
+            ("metricsExporterType=LOG\n", "metricsExporterType", "LOG"),
+            ("metricsExporterType=prom\n", "metricsExporterType", "prom"),
+            ("metricsInDelta=true\n", "metricsInDelta", "true"),
+            ("metricsGrpcExporterTarget=collector:4317\n", "metricsGrpcExporterTarget", "collector:4317"),
+            ("metricLoggingExporterIntervalInMills=5000\n", "metricLoggingExporterIntervalInMills", "5000"),
+            ("metricsLabel=cluster:x\n", "metricsLabel", "cluster:x"),
+            ("metricsLabel=novalue\n", "metricsLabel", "novalue"),
+            ("metricsOtelCardinalityLimit=0\n", "metricsOtelCardinalityLimit", "0"),
+        ] {
+            let err = props_err(text);
+            assert!(err.contains(key) && err.contains(value) && !err.contains('\n'), "{text}: {err}");
+        }
+        let err = props_err("metricsExporterType=OTLP_GRPC\n");
+        assert!(err.contains("not implemented"), "{err}");
+        // The defaults of the refused exporters' keys are accepted (a file copied from Java).
+        props("metricsInDelta=false\nmetricsGrpcExporterTarget=\nmetricGrpcExporterIntervalInMills=60000\n");
+        let err = BrokerConfig::from_toml_str("[metrics]\nexporter_type = \"OTLP_GRPC\"\n").unwrap_err().to_string();
+        assert!(err.contains("metrics.exporter_type") && err.contains("OTLP_GRPC"), "{err}");
+    }
+
+    #[test]
     fn clamps_follow_java() {
         let c = props("registerNameServerPeriod=1000\ndiskMaxUsedSpaceRatio=99\n");
         assert_eq!(c.namesrv.register_period_ms, 10_000);
@@ -2795,6 +2974,9 @@ mod tests {
         "store_config",
         "wire_limits",
         "server_limits",
+        "metrics_enabled",
+        "metrics_addr",
+        "metrics_labels",
     ];
 
     /// The accessor that hands `[store]`, `[retention]` and `[flush]` to the store: a key
@@ -3231,6 +3413,7 @@ mod tests {
         let mut c = BrokerConfig::default();
         for key in seen {
             let value = match FIXED_VALUE_KEYS.iter().find(|(k, _, _)| *k == key) {
+                Some((_, Fixed::Str(text), _)) => (*text).to_owned(),
                 Some((_, fixed, _)) => fixed.to_string(),
                 None => KEYS.iter().find(|k| k.java == key).map_or_else(|| "1".to_owned(), |k| (k.get)(&c)),
             };
@@ -3241,15 +3424,19 @@ mod tests {
     #[test]
     fn fixed_value_keys_refuse_other_values_naming_the_key() {
         for (key, fixed, why) in FIXED_VALUE_KEYS {
-            let other = match fixed {
-                Fixed::Bool(b) => (!b).to_string(),
-                Fixed::Int(i) => (i + 1).to_string(),
+            // (another value, whether any text parses, the accepted value as written)
+            let (other, any_text, accepted) = match fixed {
+                Fixed::Bool(b) => ((!b).to_string(), false, fixed.to_string()),
+                Fixed::Int(i) => ((i + 1).to_string(), false, fixed.to_string()),
+                Fixed::Str(s) => (format!("{s}x"), true, (*s).to_owned()),
             };
             let message = props_err(&format!("{key}={other}\n"));
             assert!(message.contains(key) && message.contains(why), "{key}={other}: {message}");
-            let message = props_err(&format!("{key}=x\n"));
-            assert!(message.contains(key) && message.contains("expected"), "{key}=x: {message}");
-            props(&format!("{key}= {fixed} \n"));
+            if !any_text {
+                let message = props_err(&format!("{key}=x\n"));
+                assert!(message.contains(key) && message.contains("expected"), "{key}=x: {message}");
+            }
+            props(&format!("{key}= {accepted} \n"));
         }
         let message = props_err("inSyncReplicas=2\n");
         assert!(message.contains("replication is not built"), "{message}");

@@ -32,6 +32,7 @@ pub mod handlers;
 pub mod header;
 pub mod message;
 pub mod meta;
+pub mod metrics;
 pub mod selector;
 pub mod shard;
 pub mod transaction;

@@ -1,7 +1,7 @@
 //! Name-server configuration (PROTOCOL.md §11.4): Java key names, Java defaults, readable
 //! from a RocketMQ `namesrv.properties` file or set in code (tests, the embedded name server).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,6 +14,31 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:9876";
 pub const DEFAULT_BROKER_EXPIRY: Duration = Duration::from_secs(120);
 /// How often the live table is scanned for expired brokers (4.x: 10 s).
 pub const DEFAULT_SCAN_INTERVAL: Duration = Duration::from_secs(10);
+/// `metricsPromExporterPort`'s default: the Java broker's (Java's name server has no metrics).
+/// A broker on the same host with metrics on needs another port.
+pub const DEFAULT_METRICS_PORT: u16 = 5557;
+/// Labels every name-server series carries; `metricsLabel` may not set them again.
+pub const METRICS_COMMON_LABELS: &[&str] = &["node_type", "node_id"];
+
+/// The Prometheus endpoint: the broker's `metrics*` keys, which Java's name server does not
+/// have (it exports no metrics); FerroMQ's serves `rocketmq_rpc_latency`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// `metricsExporterType`: `PROM` serves the endpoint; `DISABLE` (default) records nothing.
+    pub enabled: bool,
+    /// `metricsPromExporterHost`: default (empty) the name server's listen address.
+    pub host: Option<IpAddr>,
+    /// `metricsPromExporterPort`: default 5557; 0 = any free port (logged).
+    pub port: u16,
+    /// `metricsLabel`: extra labels on every series.
+    pub labels: Vec<(String, String)>,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> MetricsSettings {
+        MetricsSettings { enabled: false, host: None, port: DEFAULT_METRICS_PORT, labels: Vec::new() }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct NamesrvConfig {
@@ -37,6 +62,7 @@ pub struct NamesrvConfig {
     pub max_inflated_register_body_bytes: usize,
     pub io_backend: IoBackend,
     pub limits: ServerLimits,
+    pub metrics: MetricsSettings,
 }
 
 impl Default for NamesrvConfig {
@@ -54,6 +80,7 @@ impl Default for NamesrvConfig {
             max_inflated_register_body_bytes: 64 * 1024 * 1024,
             io_backend: IoBackend::Auto,
             limits: ServerLimits::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -125,6 +152,36 @@ impl NamesrvConfig {
             "serverChannelMaxIdleTimeSeconds" => {
                 let seconds: u64 = value.parse().map_err(|_| invalid("expected seconds (0 = never)"))?;
                 self.limits.conn.idle_timeout = (seconds > 0).then(|| Duration::from_secs(seconds));
+            }
+            "metricsExporterType" => {
+                self.metrics.enabled = match value {
+                    "DISABLE" => false,
+                    "PROM" => true,
+                    "OTLP_GRPC" | "LOG" => return Err(invalid(&format!("{value} is not implemented by FerroMQ; DISABLE or PROM"))),
+                    _ => return Err(invalid("DISABLE or PROM")),
+                };
+            }
+            "metricsPromExporterHost" => {
+                self.metrics.host = if value.is_empty() { None } else { Some(value.parse().map_err(|_| invalid("expected an IP address, or empty"))?) };
+            }
+            "metricsPromExporterPort" => self.metrics.port = value.parse().map_err(|_| invalid("expected a port number (0 = any free one)"))?,
+            "metricsLabel" => self.metrics.labels = ferromq_net::metrics::parse_metrics_label(value, METRICS_COMMON_LABELS).map_err(|e| invalid(&e))?,
+            // The broker's other metrics keys ask for exporters FerroMQ does not have; their
+            // defaults are accepted (a file copied from a broker), anything else refused.
+            "metricsInDelta" | "metricsGrpcExporterTarget" | "metricsGrpcExporterHeader" | "metricGrpcExporterTimeOutInMills"
+            | "metricGrpcExporterIntervalInMills" | "metricLoggingExporterIntervalInMills" | "metricsOtelCardinalityLimit" => {
+                let default = match key {
+                    "metricsInDelta" => "false",
+                    "metricGrpcExporterTimeOutInMills" => "3000",
+                    "metricGrpcExporterIntervalInMills" => "60000",
+                    "metricLoggingExporterIntervalInMills" => "10000",
+                    "metricsOtelCardinalityLimit" => "50000",
+                    _ => "",
+                };
+                if value != default {
+                    return Err(invalid(&format!("not implemented by FerroMQ's name server (OTLP and logging exporters, delta temporality, a cardinality limit); only {default:?} is accepted")));
+                }
+                return Ok(KeyUse::NoEffect);
             }
             "rocketmqHome" | "productEnvName" | "clusterTest" | "serverWorkerThreads" | "serverCallbackExecutorThreads"
             | "serverSelectorThreads" | "serverOnewaySemaphoreValue" | "serverAsyncSemaphoreValue"
@@ -258,6 +315,29 @@ mod tests {
         assert!(!restarted.enable_all_topic_list && restarted.order_message_enable && restarted.enable_topic_list);
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(!restarted.apply_saved_runtime().unwrap(), "no file, nothing applied");
+    }
+
+    #[test]
+    fn metrics_keys_are_applied_or_refused_naming_them() {
+        let mut config = NamesrvConfig::default();
+        assert!(!config.metrics.enabled);
+        for (key, value) in [("metricsExporterType", "PROM"), ("metricsPromExporterHost", "127.0.0.1"), ("metricsPromExporterPort", "0"), ("metricsLabel", "env:test")] {
+            assert_eq!(config.apply_key(key, value).unwrap(), KeyUse::Applied, "{key}");
+        }
+        assert_eq!(config.metrics, MetricsSettings { enabled: true, host: Some(IpAddr::from([127, 0, 0, 1])), port: 0, labels: vec![("env".to_owned(), "test".to_owned())] });
+        assert_eq!(config.apply_key("metricsInDelta", "false").unwrap(), KeyUse::NoEffect);
+        for (key, value) in [
+            ("metricsExporterType", "OTLP_GRPC"),
+            ("metricsExporterType", "LOG"),
+            ("metricsExporterType", "prom"),
+            ("metricsInDelta", "true"),
+            ("metricsGrpcExporterTarget", "collector:4317"),
+            ("metricsOtelCardinalityLimit", "10"),
+            ("metricsLabel", "node_id:x"),
+        ] {
+            let err = config.apply_key(key, value).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(value), "{err}");
+        }
     }
 
     /// `tuning/conf/namesrv.properties`, the file the deployment docs and the systemd unit

@@ -24,12 +24,17 @@ pub mod register_body;
 pub mod route;
 pub mod service;
 
+use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use ferromq_net::backend::{ActiveBackend, IoBackend, build_runtime};
+use ferromq_net::metrics::http::{Exporter, ExporterLimits, Render};
+use ferromq_net::metrics::{Exposition, Labels, RpcLatency};
 use tracing::{error, info};
 
 pub use config::NamesrvConfig;
@@ -41,6 +46,8 @@ pub struct NamesrvHandle {
     backend: ActiveBackend,
     stop: async_channel::Sender<()>,
     thread: Option<JoinHandle<()>>,
+    /// The Prometheus endpoint (`metricsExporterType=PROM`).
+    metrics: Option<Exporter>,
 }
 
 impl NamesrvHandle {
@@ -66,7 +73,13 @@ impl NamesrvHandle {
         }
     }
 
+    /// The metrics endpoint's address, when it is on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(Exporter::local_addr)
+    }
+
     fn stop_and_join(&mut self) {
+        drop(self.metrics.take());
         self.stop.close();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -88,6 +101,10 @@ pub fn start(mut config: NamesrvConfig) -> io::Result<NamesrvHandle> {
         tracing::warn!(file = %config.runtime_file().display(), "configuration keys set by updateNamesrvConfig override the configured values");
     }
     let backend = IoBackend::resolve(config.io_backend).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    config.limits.conn.record_rpc_latency = config.metrics.enabled;
+    // A scrape asks the server thread for its RPC latencies through this channel.
+    let (scrapes, scrape_requests) = async_channel::bounded::<std::sync::mpsc::SyncSender<RpcLatency>>(SCRAPE_QUEUE_DEPTH);
+    let metrics_settings = config.metrics.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<io::Result<(SocketAddr, ActiveBackend)>>(1);
     let (stop, stopped) = async_channel::bounded::<()>(1);
     let thread = std::thread::Builder::new()
@@ -118,6 +135,7 @@ pub fn start(mut config: NamesrvConfig) -> io::Result<NamesrvHandle> {
                 let local = listener.local_addr().unwrap_or(config.listen);
                 let _ = ready_tx.send(Ok((local, active)));
                 let scanner = compio::runtime::spawn(scan_not_active_brokers(service.clone(), config.scan_interval));
+                let metrics = compio::runtime::spawn(answer_scrapes(scrape_requests));
                 let shutdown = async move {
                     let _ = stopped.recv().await;
                 };
@@ -125,12 +143,20 @@ pub fn start(mut config: NamesrvConfig) -> io::Result<NamesrvHandle> {
                     error!("name server stopped: {e}");
                 }
                 drop(scanner);
+                drop(metrics);
             });
         })?;
     match ready_rx.recv() {
         Ok(Ok((local_addr, backend))) => {
+            let mut handle = NamesrvHandle { local_addr, backend, stop, thread: Some(thread), metrics: None };
+            if metrics_settings.enabled {
+                // On an error the handle is dropped, which stops the server.
+                let exporter = start_metrics(&metrics_settings, local_addr, scrapes)?;
+                info!(addr = %exporter.local_addr(), "metrics endpoint (Prometheus, metricsExporterType=PROM) listening on http://{}/metrics", exporter.local_addr());
+                handle.metrics = Some(exporter);
+            }
             info!(target: ferromq_net::logging::BOOT_TARGET, %local_addr, %backend, "The Name Server boot success. serializeType=JSON");
-            Ok(NamesrvHandle { local_addr, backend, stop, thread: Some(thread) })
+            Ok(handle)
         }
         Ok(Err(e)) => {
             let _ = thread.join();
@@ -141,6 +167,39 @@ pub fn start(mut config: NamesrvConfig) -> io::Result<NamesrvHandle> {
             Err(io::Error::other("name server thread ended during start-up"))
         }
     }
+}
+
+/// Scrapes waiting for the server thread's answer; beyond it a scrape fails at once (500).
+const SCRAPE_QUEUE_DEPTH: usize = 4;
+/// How long a scrape waits for the server thread.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Background task "answer scrapes": copies this thread's RPC latencies for each scrape that
+/// asks (one small table per request; ends when the endpoint is gone).
+async fn answer_scrapes(requests: async_channel::Receiver<std::sync::mpsc::SyncSender<RpcLatency>>) {
+    while let Ok(reply) = requests.recv().await {
+        let _ = reply.try_send(ferromq_net::metrics::rpc_latency_snapshot());
+    }
+}
+
+/// The name server's endpoint: `rocketmq_rpc_latency` (all that the request path records; Java's
+/// name server exports no metrics at all), labelled `node_type="namesrv"` and `node_id` = the
+/// listen address, plus `metricsLabel`'s labels.
+fn start_metrics(settings: &config::MetricsSettings, listen: SocketAddr, scrapes: async_channel::Sender<std::sync::mpsc::SyncSender<RpcLatency>>) -> io::Result<Exporter> {
+    let mut common: Labels = vec![(Cow::Borrowed("node_type"), Cow::Borrowed("namesrv")), (Cow::Borrowed("node_id"), Cow::Owned(listen.to_string()))];
+    common.extend(settings.labels.iter().map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone()))));
+    let render: Render = Arc::new(move || {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        scrapes.try_send(reply).map_err(|e| format!("the name server cannot take another scrape now: {e}"))?;
+        let rpc = answer.recv_timeout(SCRAPE_TIMEOUT).map_err(|e| format!("the name server thread did not answer: {e}"))?;
+        let mut exposition = Exposition::default();
+        for family in rpc.families() {
+            exposition.push(family);
+        }
+        exposition.encode(common.clone()).map_err(|e| format!("cannot encode the metrics: {e}"))
+    });
+    let addr = SocketAddr::new(settings.host.unwrap_or(listen.ip()), settings.port);
+    Exporter::start(addr, ExporterLimits::default(), render).map_err(|e| io::Error::new(e.kind(), format!("metricsPromExporterHost / metricsPromExporterPort: {e}")))
 }
 
 /// Background task "scan not active brokers": every `interval`, drop brokers whose last

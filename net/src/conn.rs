@@ -96,6 +96,10 @@ pub struct ConnLimits {
     /// thread. A connection's read waits while at least its own limit are taken, so with mixed
     /// limits on one thread the largest one bounds it.
     pub max_cold_reads_in_flight: usize,
+    /// Whether each answered two-way request is recorded in this thread's
+    /// `rocketmq_rpc_latency` table ([`crate::metrics::record_rpc`]): on when a metrics
+    /// endpoint will read it. Off, a request pays nothing for metrics.
+    pub record_rpc_latency: bool,
 }
 
 impl Default for ConnLimits {
@@ -117,6 +121,7 @@ impl Default for ConnLimits {
             read_buffer_bytes: 4096,
             // Enough to keep an SSD's queue busy for one shard; a few MiB of copy buffers.
             max_cold_reads_in_flight: 16,
+            record_rpc_latency: false,
         }
     }
 }
@@ -637,9 +642,15 @@ async fn dispatch<H: RequestHandler>(conn: &Connection, handler: &Rc<H>, command
     if conn.inner.in_flight.get() >= limit {
         debug!(conn = conn.id(), code = command.code, limit, "rejecting request: too many in flight");
         let busy = command.error_response(response_code::SYSTEM_BUSY, "[OVERLOAD]system busy, start flow control for a while");
-        let _ = conn.send(&busy).await;
+        let sent = conn.send(&busy).await;
+        if limits.record_rpc_latency {
+            crate::metrics::record_rpc(command.code, response_code::SYSTEM_BUSY, rpc_result(&sent), Duration::ZERO);
+        }
         return;
     }
+    // Java measures from the request's decoding to its answer being written; this is from
+    // the decoded frame to the answer being queued for the writer.
+    let started = (limits.record_rpc_latency && !oneway).then(|| (Instant::now(), command.code));
     conn.inner.in_flight.set(conn.inner.in_flight.get() + 1);
     if large {
         conn.inner.large_in_flight.set(conn.inner.large_in_flight.get() + 1);
@@ -652,7 +663,12 @@ async fn dispatch<H: RequestHandler>(conn: &Connection, handler: &Rc<H>, command
             if let Response::Frame(frame) = &response {
                 debug_assert!(frame_answers(frame, opaque), "a Response::Frame must be a response to opaque {opaque}");
             }
-            if let Err(e) = conn.respond(response).await {
+            let code = started.and_then(|_| response_code_of(&response));
+            let sent = conn.respond(response).await;
+            if let (Some((at, request_code)), Some(code)) = (started, code) {
+                crate::metrics::record_rpc(request_code, code, rpc_result(&sent), at.elapsed());
+            }
+            if let Err(e) = sent {
                 debug!(conn = conn.id(), "response not sent: {e}");
             }
         }
@@ -666,6 +682,21 @@ async fn dispatch<H: RequestHandler>(conn: &Connection, handler: &Rc<H>, command
         let _ = conn.inner.wake_reader.0.try_send(());
     })
     .detach();
+}
+
+/// The response code an answer carries, for `rocketmq_rpc_latency`.
+fn response_code_of(response: &Response) -> Option<i32> {
+    match response {
+        Response::Command(command) | Response::FileBody(command, _) => Some(command.code),
+        Response::Frame(frame) => crate::metrics::frame_response_code(frame),
+    }
+}
+
+fn rpc_result(sent: &Result<(), RpcError>) -> crate::metrics::RpcResult {
+    match sent {
+        Ok(()) => crate::metrics::RpcResult::Success,
+        Err(_) => crate::metrics::RpcResult::WriteChannelFailed,
+    }
 }
 
 /// Whether `frame` decodes as a response to the request `opaque` (debug builds check every

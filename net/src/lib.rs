@@ -10,6 +10,8 @@
 //! - [`server`]: a listener that serves a [`conn::RequestHandler`] on every connection.
 //! - [`client`]: the RPC client used by tools, tests, the bench and the broker's outbound calls.
 //! - [`fastjson`]: writers and tolerant readers for the JSON dialect Java's fastjson speaks.
+//! - [`metrics`]: the per-thread RPC latency both binaries record, the Prometheus text
+//!   exposition, and the HTTP endpoint that serves it.
 //!
 //! Boundary: the codec does no I/O; only `conn`, `server` and `client` touch sockets.
 #![cfg_attr(
@@ -24,6 +26,7 @@ pub mod codes;
 pub mod conn;
 pub mod fastjson;
 pub mod logging;
+pub mod metrics;
 pub mod server;
 pub mod wire;
 

@@ -13,6 +13,7 @@ pub mod commitlog;
 pub mod config;
 pub mod consume_queue;
 pub mod error;
+pub mod flush_stats;
 pub mod index;
 pub mod io;
 mod notify;

@@ -385,6 +385,8 @@ pub(crate) struct Inner<S: Storage> {
     /// Lowest log offset still present (moves with retention).
     pub(crate) log_min: Cell<u64>,
     pub(crate) stats: RefCell<StoreStats>,
+    /// Bytes and duration of each commit-log fdatasync (`flush_stats.rs`).
+    flush_stats: RefCell<crate::flush_stats::FlushStats>,
     closing: Cell<bool>,
     pub(crate) failed: RefCell<Option<String>>,
     /// Set while the flusher retries a write that met a transient fault: appends are refused.
@@ -559,6 +561,7 @@ impl<S: Storage> Store<S> {
             last_dispatched_ts: Cell::new(cp.as_ref().map(|c| c.last_store_timestamp_ms).unwrap_or(0)),
             log_min: Cell::new(0),
             stats: RefCell::new(StoreStats::default()),
+            flush_stats: RefCell::new(Default::default()),
             closing: Cell::new(false),
             failed: RefCell::new(None),
             flush_stall: RefCell::new(None),
@@ -674,6 +677,11 @@ impl<S: Storage> Store<S> {
     /// A snapshot of the counters.
     pub fn stats(&self) -> StoreStats {
         *self.inner.stats.borrow()
+    }
+
+    /// A copy of the group-commit distributions (bytes and duration per fdatasync).
+    pub fn flush_stats(&self) -> crate::flush_stats::FlushStats {
+        *self.inner.flush_stats.borrow()
     }
 
     /// Offset one past the last byte acknowledged durable.
@@ -2252,10 +2260,15 @@ async fn sync_log<S: Storage>(inner: &Rc<Inner<S>>) -> Result<()> {
         // Every earlier segment was synced when its filler was written, so only the segment
         // holding the unsynced bytes needs it.
         let seg = segment_of(inner, target - 1).ok_or_else(|| StoreError::NotFound("active segment".into()))?;
+        let started = Instant::now();
         seg.file.sync_data().await.map_err(|e| StoreError::io(IoOp::Fdatasync, &seg.path, e))?;
+        let took = started.elapsed();
         let mut st = inner.stats.borrow_mut();
         st.log_syncs += 1;
         st.synced_bytes += target - durable_before;
+        let mut flush = inner.flush_stats.borrow_mut();
+        flush.sync_bytes.record(target - durable_before);
+        flush.sync_micros.record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
     }
     let (slots, visible) = {
         let mut app = inner.app.borrow_mut();

@@ -104,6 +104,12 @@ impl ProducerManager {
     }
 
     /// Online producer groups, sorted.
+    /// Every tracked connection of every group (a client in two groups counts twice, as in
+    /// Java's `groupChannelTable`).
+    pub fn connections(&self) -> impl Iterator<Item = &ClientInfo> {
+        self.groups.values().flat_map(|table| table.all_connections())
+    }
+
     pub fn group_names(&self) -> Vec<String> {
         self.groups.keys().cloned().collect()
     }

@@ -109,7 +109,31 @@ pub enum Command {
     /// UPDATE_BROKER_CONFIG: a properties body of runtime keys, applied all or none; answers
     /// the keys applied, once the runtime file holds them.
     UpdateBrokerConfig { body: Bytes, reply: Reply<BrokerResult<Vec<(String, String)>>> },
+    /// What a metrics scrape reads of the control plane (`crate::metrics`).
+    MetricsFigures { reply: Reply<ControlFigures> },
 }
+
+/// The control plane's part of a metrics scrape: table sizes, client connections, committed
+/// offsets. A copy, so that the scrape encodes it off the control thread.
+#[derive(Debug, Clone, Default)]
+pub struct ControlFigures {
+    /// Topics in the topic table (`rocketmq_topic_number`).
+    pub topics: usize,
+    /// Groups in the subscription-group table (`rocketmq_consumer_group_number`).
+    pub groups: usize,
+    /// The names `TopicValidator.isSystemTopic` treats as system topics besides the `rmq_sys_`
+    /// prefix (for the `is_system` labels).
+    pub system_topics: BTreeSet<String>,
+    /// Producer connections by (language, version ordinal), counted per group as Java does.
+    pub producer_connections: BTreeMap<(String, i32), u64>,
+    /// Consumer connections by (group, language, version ordinal, consume type).
+    pub consumer_connections: BTreeMap<(String, String, i32, crate::clients::heartbeat::ConsumeType), u64>,
+    /// Committed offsets: (group, topic, [(queueId, next offset to consume)]).
+    pub offsets: Vec<GroupTopicOffsets>,
+}
+
+/// One group's committed offsets on one topic: (group, topic, [(queueId, offset)]).
+pub type GroupTopicOffsets = (String, String, Vec<(i32, i64)>);
 
 /// What a send-back needs of its consumer group.
 #[derive(Debug, Clone)]
@@ -162,6 +186,7 @@ impl Command {
             Command::TopicConsumers { .. } => "TopicConsumers",
             Command::SystemTopicNames { .. } => "SystemTopicNames",
             Command::UpdateBrokerConfig { .. } => "UpdateBrokerConfig",
+            Command::MetricsFigures { .. } => "MetricsFigures",
         }
     }
 }

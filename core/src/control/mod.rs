@@ -27,6 +27,6 @@ pub mod service;
 pub mod slave_sync;
 pub mod writer;
 
-pub use command::{Command, OffsetKey};
+pub use command::{Command, ControlFigures, OffsetKey};
 pub use handle::{BrokerIdentity, ControlHandle, ControlView, ShardEvent};
 pub use plane::ControlPlane;

@@ -32,7 +32,7 @@ use ferromq_net::codes::request_code;
 use ferromq_store::TagFilter;
 use tracing::{error, info, warn};
 
-use super::command::{Command, GroupOffsets, OffsetKey, RetryGroup};
+use super::command::{Command, ControlFigures, GroupOffsets, OffsetKey, RetryGroup};
 use super::handle::{ControlHandle, ControlView, ReadBrokers, ShardEvent, SubscriptionFilter, TopicViews};
 use super::writer::{FileWrite, MetaFile, MetaWriter, WriteFaults, WriteJob, WriteOutcome};
 use crate::clients::consumers::ConsumerManager;
@@ -190,6 +190,34 @@ impl RefusalLog {
 }
 
 impl ControlPlane {
+    /// The control plane's part of a metrics scrape (`crate::metrics`): one pass over the
+    /// client tables and the offset table, copied.
+    fn metrics_figures(&self) -> ControlFigures {
+        let mut figures = ControlFigures {
+            topics: self.topics.len(),
+            groups: self.groups.len(),
+            system_topics: self.topics.system_topic_names().into_iter().collect(),
+            ..ControlFigures::default()
+        };
+        for client in self.producers.connections() {
+            *figures.producer_connections.entry((client.language.clone(), client.version)).or_insert(0) += 1;
+        }
+        for group in self.consumers.groups() {
+            for client in group.connections() {
+                let key = (group.group().to_owned(), client.language.clone(), client.version, group.consume_type());
+                *figures.consumer_connections.entry(key).or_insert(0) += 1;
+            }
+        }
+        let mut offsets: std::collections::BTreeMap<(&str, &str), Vec<(i32, i64)>> = std::collections::BTreeMap::new();
+        for (group, topic, queue_id, offset) in self.offsets.entries() {
+            offsets.entry((group, topic)).or_default().push((queue_id, offset));
+        }
+        figures.offsets = offsets.into_iter().map(|((group, topic), queues)| (group.to_owned(), topic.to_owned(), queues)).collect();
+        figures
+    }
+}
+
+impl ControlPlane {
     /// Loads the metadata files from `config_dir` (missing files: defaults) and publishes the
     /// first view.
     pub fn load(handle: Arc<ControlHandle>, config_dir: PathBuf, shard_events: Vec<async_channel::Sender<ShardEvent>>) -> std::io::Result<ControlPlane> {
@@ -326,6 +354,7 @@ impl ControlPlane {
                 let result = self.update_broker_config(&body, batch);
                 batch.reply(reply, result);
             }
+            Command::MetricsFigures { reply } => batch.reply(reply, self.metrics_figures()),
             Command::CheckTransaction { producer_group, request, reply } => {
                 let sent = self.check_transaction(&producer_group, *request);
                 batch.reply(reply, sent);

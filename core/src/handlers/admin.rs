@@ -523,14 +523,14 @@ pub fn broker_config(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerRes
 /// One shard's replication state for GET_BROKER_RUNTIME_INFO, and their sum over shards
 /// (streams added, lags the worst shard's).
 #[derive(Debug, Default, Clone, Copy)]
-struct ReplicationSnapshot {
-    streams: u64,
-    lag_bytes: u64,
-    lag_ms: u64,
+pub(crate) struct ReplicationSnapshot {
+    pub(crate) streams: u64,
+    pub(crate) lag_bytes: u64,
+    pub(crate) lag_ms: u64,
 }
 
 impl ReplicationSnapshot {
-    fn of(ctx: &ShardCtx) -> ReplicationSnapshot {
+    pub(crate) fn of(ctx: &ShardCtx) -> ReplicationSnapshot {
         if ctx.control.config().broker.role == crate::config::BrokerRole::Slave {
             let f = &ctx.follower;
             return ReplicationSnapshot {

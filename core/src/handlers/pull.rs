@@ -140,6 +140,10 @@ pub async fn pull(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult
         .await??;
     if is_found(&result) {
         ctx.runtime_stats.count_group_get(header.group, header.topic, result.message_count);
+        if ctx.metrics.enabled() {
+            let bytes = segments.iter().map(|s| u64::from(s.len)).sum();
+            ctx.metrics.count_out(header.topic, header.group, u64::from(result.message_count), bytes);
+        }
     }
     // Every pull moves the group's pull offset, as Java's `commitPullOffset` does.
     ctx.runtime_stats.note_pull_offset(header.group, header.topic, header.queue_id, result.next_begin_offset.0, ferromq_store::store::now_ms());

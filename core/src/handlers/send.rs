@@ -25,6 +25,7 @@ use crate::error::{BrokerError, BrokerResult};
 use crate::header::{Header, HeaderError};
 use crate::meta::topics::{self, PERM_WRITE, TopicConfig};
 use crate::shard::ShardCtx;
+use crate::shard::metrics::MessageType;
 
 /// Largest encoded properties string a record can hold (int16 length, §5.1).
 pub const MAX_PROPERTIES_BYTES: usize = 32_767;
@@ -136,6 +137,7 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
                 }
                 queue_id = 0;
                 dead_lettered = true;
+                ctx.metrics.count_dlq(&group, header.topic);
                 dlq
             } else {
                 topic
@@ -165,7 +167,13 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
     };
     let cluster = control.identity().cluster_name.as_str();
     let mut uniq_key = None;
+    // `rocketmq_messages_in_total`'s message_type: read from the request header's properties,
+    // as Java does (a batch's too); only with metrics on.
+    let mut message_type = MessageType::Normal;
     let messages = if batch {
+        if ctx.metrics.enabled() {
+            message_type = MessageType::of(property_pairs(header.properties.as_bytes()));
+        }
         let items = decode_batch(&request.body).map_err(BrokerError::illegal)?;
         if items.is_empty() {
             return Err(BrokerError::illegal("the batch is empty"));
@@ -209,6 +217,9 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
             )));
         }
         let half = seen.is_half(header.sys_flag, header.reconsume_times);
+        if ctx.metrics.enabled() {
+            message_type = seen.message_type();
+        }
         let timer_due = seen.timer_due_ms(TimerLimits::of(config), false, half, ferromq_store::store::now_ms())?.filter(|_| !dead_lettered);
         if half && seen.producer_group.is_none_or(str::is_empty) {
             return Err(BrokerError::illegal("a transactional message needs its producer group in the PGROUP property (for check-backs)"));
@@ -278,6 +289,8 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
             Ok::<_, ferromq_store::StoreError>((result, acked, replicated))
         })
         .await??;
+    // Stored, whatever the flush or the slave answered (as Java counts a put).
+    ctx.metrics.count_in(&topic.topic_name, message_type, u64::from(result.message_count), u64::from(result.wrote_bytes));
     let status = match (acked, replicated) {
         (false, _) => code::FLUSH_DISK_TIMEOUT,
         (true, None | Some(SlaveAck::Acked)) => code::SUCCESS,
@@ -332,6 +345,10 @@ struct SendProperties<'a> {
     /// `TIMER_DEL_UNIQKEY`: a 5.x request to cancel a pending timer message, which FerroMQ
     /// does not serve.
     timer_delete: bool,
+    /// `__SHARDINGKEY` (a 5.x FIFO message) and `__STARTDELIVERTIME` (a 4.x delay), only for
+    /// the metrics' message type.
+    sharding_key: bool,
+    start_deliver_time: bool,
 }
 
 impl<'a> SendProperties<'a> {
@@ -345,9 +362,24 @@ impl<'a> SendProperties<'a> {
             "DELAY" => self.delay = Some(value),
             "PGROUP" => self.producer_group = Some(value),
             crate::delay::PROPERTY_TIMER_DEL_UNIQKEY => self.timer_delete = true,
+            "__SHARDINGKEY" => self.sharding_key = true,
+            "__STARTDELIVERTIME" => self.start_deliver_time = true,
             _ => {
                 self.timer.note(name, value);
             }
+        }
+    }
+
+    /// The send's type as Java's metrics name it ([`MessageType::of`] over the same properties).
+    fn message_type(&self) -> MessageType {
+        if self.transaction.is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            MessageType::Transaction
+        } else if self.sharding_key {
+            MessageType::Fifo
+        } else if self.start_deliver_time || self.delay.is_some() || self.timer.name().is_some() {
+            MessageType::Delay
+        } else {
+            MessageType::Normal
         }
     }
 

@@ -70,6 +70,11 @@ pub async fn consumer_send_msg_back(ctx: &Rc<ShardCtx>, request: &RemotingComman
         }
     }
     let first_topic = retry_topic_prop.unwrap_or(original.topic).to_owned();
+    if dead_letter {
+        // Java labels it with the request's originTopic (the topic the consumer read it from).
+        let origin_topic = h.opt_str("originTopic").filter(|t| !t.is_empty()).unwrap_or(&first_topic);
+        ctx.metrics.count_dlq(group, origin_topic);
+    }
     let first_id = match origin_id.filter(|id| !id.is_empty()) {
         Some(id) => id.to_owned(),
         None => original.offset_msg_id(),

@@ -24,6 +24,7 @@ use super::executor::{ExecutorState, JobSlot};
 use super::held::HeldPulls;
 use super::offsets::OffsetCommits;
 use super::router::{RouteError, Router};
+use super::metrics::ShardMetrics;
 use super::stats::RuntimeStats;
 use crate::clients::ChannelId;
 use crate::control::ControlHandle;
@@ -84,6 +85,8 @@ pub struct ShardCtx {
     /// Pull counters and the sampler's once-a-second samples, for the admin answers' TPS
     /// figures (`stats.rs`).
     pub runtime_stats: RuntimeStats,
+    /// Counters for the metrics endpoint (`metrics.rs`); inert with metrics off.
+    pub metrics: ShardMetrics,
     /// Set when the shard begins to stop; long-running shard tasks end at their next step.
     pub stopping: Cell<bool>,
     /// On a master: what this shard's slaves acknowledged (SYNC_MASTER sends wait on it).
@@ -111,6 +114,7 @@ impl ShardCtx {
             timer_wake: Event::new(),
             timer_stats: Cell::new(Default::default()),
             runtime_stats: RuntimeStats::default(),
+            metrics: ShardMetrics::new(config.metrics_enabled(), config.metrics.otel_cardinality_limit),
             stopping: Cell::new(false),
             slave_acks: Rc::new(SlaveAcks::new()),
             follower: Rc::new(FollowerState::default()),
@@ -146,6 +150,9 @@ impl ShardCtx {
         F: FnOnce(Rc<ShardCtx>, JobSlot) -> Fut + Send + 'static,
         Fut: Future<Output = T> + 'static,
     {
+        if shard != self.id {
+            self.metrics.count_cross_shard_job();
+        }
         self.router.invoke_on((self.id, self), shard, job).await.map_err(route_error)
     }
 

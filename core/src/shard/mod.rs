@@ -17,6 +17,7 @@
 //! except the router and the mailboxes' job type.
 
 pub mod ctx;
+pub mod metrics;
 pub mod delay;
 pub mod executor;
 pub mod held;

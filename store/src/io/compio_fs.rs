@@ -126,6 +126,13 @@ fn statvfs_space(path: &Path) -> io::Result<DiskSpace> {
     })
 }
 
+/// Bytes in use on the file system holding `path` (total minus free, as Java's
+/// `File.getTotalSpace() - getFreeSpace()`). Blocking: call it off the shards.
+pub fn disk_used_bytes(path: &Path) -> io::Result<u64> {
+    let space = statvfs_space(path)?;
+    Ok(space.total_bytes.saturating_sub(space.free_bytes))
+}
+
 /// Writes all of `buf` at `pos` with `pwrite`, retrying short writes and EINTR.
 fn pwrite_all(fd: RawFd, mut buf: &[u8], mut pos: u64) -> io::Result<()> {
     while !buf.is_empty() {
