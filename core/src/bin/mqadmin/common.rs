@@ -243,6 +243,12 @@ impl BrokerGroup {
     pub fn master(&self) -> Option<&str> {
         self.addrs.get(&0).map(String::as_str)
     }
+
+    /// The address to ask in this group: its master, else its first slave (Java's
+    /// `BrokerData.selectBrokerAddr` picks a random slave).
+    pub fn serving_addr(&self) -> Option<&str> {
+        self.master().or_else(|| self.addrs.values().next().map(String::as_str))
+    }
 }
 
 /// One broker group's queues of a topic.

@@ -10,9 +10,8 @@ use ferromq_net::codes::{request_code, response_code};
 use ferromq_net::fastjson::{self, lenient_bool, lenient_i32, lenient_i64, lenient_string};
 use serde_json::Value;
 
-use super::format::{date_time, front, human_time, version_desc};
-use super::message::serving_addr;
-use crate::common::{Admin, AdminError, AdminResult, TopicRoute, json_object};
+use super::format::{date_time, front, human_time, queue_text, version_desc};
+use crate::common::{Admin, AdminError, AdminResult, BrokerGroup, TopicRoute, json_object};
 
 /// A group's retry topic, which every broker serving the group has (Java's
 /// `MixAll.getRetryTopic`): the route admin lookups of a group start from.
@@ -53,7 +52,7 @@ fn any_addr(route: &TopicRoute, what: &str) -> AdminResult<String> {
     route
         .brokers
         .iter()
-        .find_map(serving_addr)
+        .find_map(BrokerGroup::serving_addr)
         .map(str::to_owned)
         .ok_or_else(|| AdminError::Other(format!("no broker serves {what}")))
 }
@@ -129,7 +128,7 @@ pub async fn consume_stats(admin: &Admin, group: &str, topic: Option<&str>) -> A
     let route = first_route(admin, &topics).await?;
     let mut merged = ConsumeStats::default();
     for broker in &route.brokers {
-        let Some(addr) = serving_addr(broker) else { continue };
+        let Some(addr) = broker.serving_addr() else { continue };
         let mut request = RemotingCommand::request(request_code::GET_CONSUME_STATS).with_ext("consumerGroup", group);
         if let Some(topic) = topic {
             request = request.with_ext("topic", topic);
@@ -567,7 +566,7 @@ pub async fn consumer_status(admin: &Admin, group: &str, client_id: Option<&str>
         let orderly = info.prop("PROP_CONSUMEORDERLY") == Some("true");
         for ((topic, broker, queue_id), pq) in &info.mq_table {
             let n = |name: &str| lenient_i64(pq.get(name)).unwrap_or(0);
-            let queue = super::message::queue_text(topic, broker, *queue_id as u32);
+            let queue = queue_text(topic, broker, *queue_id as u32);
             if orderly {
                 if !lenient_bool(pq.get("locked")).unwrap_or(false) {
                     println!("{client} {queue} can't lock for a while, {}ms", now - n("lastLockTimestamp"));

@@ -173,6 +173,11 @@ pub fn front(text: &str, chars: usize) -> &str {
     }
 }
 
+/// `MessageQueue.toString()`.
+pub fn queue_text(topic: &str, broker_name: &str, queue_id: u32) -> String {
+    format!("MessageQueue [topic={topic}, brokerName={broker_name}, queueId={queue_id}]")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -164,19 +164,13 @@ pub fn body_in_charset(body: &[u8], charset: &str) -> AdminResult<String> {
     }
 }
 
-/// The address to ask in a broker group: its master, else its first slave (Java's
-/// `BrokerData.selectBrokerAddr` picks a random slave).
-pub fn serving_addr(group: &BrokerGroup) -> Option<&str> {
-    group.master().or_else(|| group.addrs.values().next().map(String::as_str))
-}
-
 /// The address serving `broker_name` in `route`.
 pub fn addr_of(route: &TopicRoute, broker_name: &str) -> AdminResult<String> {
     route
         .brokers
         .iter()
         .find(|b| b.broker_name == broker_name)
-        .and_then(serving_addr)
+        .and_then(BrokerGroup::serving_addr)
         .map(str::to_owned)
         .ok_or_else(|| AdminError::Other(format!("The broker[{broker_name}] not exist")))
 }
@@ -193,11 +187,6 @@ pub fn readable_queues(route: &TopicRoute) -> Vec<(String, u32)> {
         .collect();
     queues.sort();
     queues
-}
-
-/// `MessageQueue.toString()`.
-pub fn queue_text(topic: &str, broker_name: &str, queue_id: u32) -> String {
-    format!("MessageQueue [topic={topic}, brokerName={broker_name}, queueId={queue_id}]")
 }
 
 // ---- broker calls ------------------------------------------------------------------------------
@@ -338,7 +327,7 @@ pub async fn query(admin: &Admin, topic: &str, key: &str, max_num: i32, begin_ms
     let route = admin.route(topic).await?;
     let mut found = Vec::new();
     for group in &route.brokers {
-        let Some(addr) = serving_addr(group) else { continue };
+        let Some(addr) = group.serving_addr() else { continue };
         let mut request = RemotingCommand::request(request_code::QUERY_MESSAGE)
             .with_ext("topic", topic)
             .with_ext("key", key)
@@ -476,7 +465,7 @@ async fn track(admin: &Admin, message: &Message) -> AdminResult<Vec<Track>> {
     let route = admin.route(&message.topic).await?;
     let mut groups = std::collections::BTreeSet::new();
     for broker in &route.brokers {
-        let Some(addr) = serving_addr(broker) else { continue };
+        let Some(addr) = broker.serving_addr() else { continue };
         let request = RemotingCommand::request(ferromq_net::codes::request_code::QUERY_TOPIC_CONSUME_BY_WHO).with_ext("topic", &message.topic);
         let response = admin.invoke_ok(addr, request).await?;
         let body = crate::common::json_object(&response.body)?;

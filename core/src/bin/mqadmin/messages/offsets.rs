@@ -6,7 +6,7 @@ use ferromq_net::codes::request_code;
 
 use super::consumers::Queue;
 use super::format::{front, parse_timestamp};
-use super::message::{search_offset, serving_addr};
+use super::message::search_offset;
 use crate::common::{Admin, AdminError, AdminResult};
 
 /// `-s`: `now`, milliseconds, or `yyyy-MM-dd#HH:mm:ss:SSS` (local time).
@@ -87,7 +87,7 @@ pub async fn reset_offset_by_time(
     let route = admin.route(topic).await?;
     let mut table = Vec::new();
     for broker in &route.brokers {
-        let Some(addr) = serving_addr(broker) else { continue };
+        let Some(addr) = broker.serving_addr() else { continue };
         let request = RemotingCommand::request(request_code::INVOKE_BROKER_TO_RESET_OFFSET)
             .with_ext("topic", topic)
             .with_ext("group", group)
@@ -111,7 +111,7 @@ pub async fn reset_offset_by_time(
 pub async fn clone_group_offset(admin: &Admin, src: &str, dest: &str, topic: &str, offline: bool) -> AdminResult<()> {
     let route = admin.route(topic).await?;
     for broker in &route.brokers {
-        let Some(addr) = serving_addr(broker) else { continue };
+        let Some(addr) = broker.serving_addr() else { continue };
         let request = RemotingCommand::request(request_code::CLONE_GROUP_OFFSET)
             .with_ext("srcGroup", src)
             .with_ext("destGroup", dest)

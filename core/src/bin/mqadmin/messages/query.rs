@@ -2,10 +2,10 @@
 //! consumeMessage: finding messages by id, key or position and printing them as the Java tool
 //! does.
 
-use super::format::parse_timestamp;
+use super::format::{parse_timestamp, queue_text};
 use super::send;
 use super::message::{
-    Detail, Message, PullStatus, TOOLS_CONSUMER_GROUP, addr_of, body_in_charset, by_id, max_offset, min_offset, print_detail, pull, query, queue_text,
+    Detail, Message, PullStatus, TOOLS_CONSUMER_GROUP, addr_of, body_in_charset, by_id, max_offset, min_offset, print_detail, pull, query,
     readable_queues, search_offset,
 };
 use crate::common::{Admin, AdminError, AdminResult};

@@ -57,7 +57,7 @@ impl std::fmt::Display for Sent {
             self.status,
             self.msg_id,
             self.offset_msg_id,
-            super::message::queue_text(&self.topic, &self.broker_name, self.queue_id.parse().unwrap_or(0)),
+            super::format::queue_text(&self.topic, &self.broker_name, self.queue_id.parse().unwrap_or(0)),
             self.queue_offset,
             self.recall_handle.as_deref().unwrap_or("null")
         )
