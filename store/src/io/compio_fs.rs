@@ -174,17 +174,20 @@ fn read_cached(fd: RawFd, out: &mut Vec<u8>, len: usize, pos: u64) -> io::Result
         // release binaries must load on glibc 2.17 (CentOS 7, README "Deploying"); kernels
         // before 4.6 answer ENOSYS, handled below. The offset goes as glibc passes it on
         // 64-bit targets: the low word, then the high word (the kernel ignores it there).
+        // Every argument goes as a full register (`c_long`): the kernel reads `fd` and `vlen` as
+        // unsigned longs, and syscall(2) is variadic, so a 32-bit value would leave the upper
+        // half of its register to chance.
         // SAFETY: `iov` points into `out`'s initialised spare bytes, valid for the call; `fd` is
         // open for the whole call.
         let n = unsafe {
             libc::syscall(
                 libc::SYS_preadv2,
-                fd,
+                fd as libc::c_long,
                 &iov as *const libc::iovec,
-                1 as libc::c_int,
+                1 as libc::c_long,
                 offset as libc::c_long,
                 ((offset as u64) >> 32) as libc::c_long,
-                libc::RWF_NOWAIT,
+                libc::RWF_NOWAIT as libc::c_long,
             )
         };
         if n < 0 {
