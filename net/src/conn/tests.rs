@@ -177,17 +177,29 @@ fn cold_bodies_are_read_in_the_pool_and_arrive_exact() {
             Box::pin(async move {
                 let addr = start_server(ServerLimits::default());
                 let client = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
-                let file = TestFile::new(&format!("exact-{backend}-{old_kernel}"), 2 * 1024 * 1024);
                 for (path, layout) in [("copy", COPIED), ("sendfile", SENT)] {
-                    assert_eq!(file_body::worth_copying(&segments_of(&file, layout)), path == "copy");
-                    if !file.evict() {
-                        return;
-                    }
-                    let probe = Arc::new(test_hook::PoolProbe::default());
-                    test_hook::install(probe.clone());
-                    let before = cold_read_stats();
-                    fetch(&client, &file, layout).await;
-                    let cold = stats_delta(before);
+                    // A fresh file per attempt: now and then an evicted range reads as resident
+                    // all the same (the page cache is the kernel's; seen in CI). That attempt
+                    // proves nothing either way and is run again; three in a row fail the test.
+                    let mut attempt = 0;
+                    let (file, probe, cold) = loop {
+                        attempt += 1;
+                        let file = TestFile::new(&format!("exact-{backend}-{old_kernel}-{path}-{attempt}"), 2 * 1024 * 1024);
+                        assert_eq!(file_body::worth_copying(&segments_of(&file, layout)), path == "copy");
+                        if !file.evict() {
+                            return;
+                        }
+                        let probe = Arc::new(test_hook::PoolProbe::default());
+                        test_hook::install(probe.clone());
+                        let before = cold_read_stats();
+                        fetch(&client, &file, layout).await;
+                        let cold = stats_delta(before);
+                        if (cold.cold_bodies, cold.resident_bodies) == (0, 1) && attempt < 3 {
+                            println!("{backend} {path} old={old_kernel}: attempt {attempt} read the evicted file as resident; again with a new file");
+                            continue;
+                        }
+                        break (file, probe, cold);
+                    };
                     assert_eq!((cold.cold_bodies, cold.resident_bodies), (1, 0), "{backend} {path} old={old_kernel}: {cold:?}");
                     assert!(cold.cold_bytes > 0 && cold.cold_bytes <= layout.1 * layout.2, "{cold:?}");
                     assert_eq!(probe.started.load(std::sync::atomic::Ordering::SeqCst), 1);
@@ -245,24 +257,34 @@ fn cold_reads_in_flight_are_bounded_per_thread() {
             let limits = ServerLimits { conn: ConnLimits { max_cold_reads_in_flight: 1, ..ConnLimits::default() }, ..ServerLimits::default() };
             let addr = start_server(limits);
             // A file per fetch: the kernel's readahead for one cold read can bring a neighbouring
-            // range of the same file into the page cache before the next fetch checks it, which
-            // then reads as resident and never reaches the pool (seen once in CI on epoll).
-            let files = [0, 1, 2].map(|i| TestFile::new(&format!("bound-{backend}-{i}"), 4 * 1024 * 1024));
-            if !files.iter().all(TestFile::evict) {
-                return;
-            }
-            let probe = Arc::new(test_hook::PoolProbe { delay: Duration::from_millis(200), ..Default::default() });
-            test_hook::install(probe.clone());
-            let before = cold_read_stats();
-            let layouts = [COPIED, (1024 * 1024 + 7, 1000, 64, 3000), (2 * 1024 * 1024, 512 * 1024, 2, 700 * 1024)];
-            let started = Instant::now();
-            let fetches = layouts.iter().zip(&files).map(|(&layout, file)| async move {
-                let client = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
-                fetch(&client, file, layout).await;
-            });
-            futures_util::future::join_all(fetches).await;
-            let elapsed = started.elapsed();
-            let stats = stats_delta(before);
+            // range of the same file into the page cache before the next fetch checks it. Fresh
+            // files per attempt: now and then an evicted range reads as resident all the same
+            // (seen in CI); such an attempt proves nothing and is run again, three at most.
+            let mut attempt = 0;
+            let (probe, stats, elapsed) = loop {
+                attempt += 1;
+                let files = [0, 1, 2].map(|i| TestFile::new(&format!("bound-{backend}-{attempt}-{i}"), 4 * 1024 * 1024));
+                if !files.iter().all(TestFile::evict) {
+                    return;
+                }
+                let probe = Arc::new(test_hook::PoolProbe { delay: Duration::from_millis(200), ..Default::default() });
+                test_hook::install(probe.clone());
+                let before = cold_read_stats();
+                let layouts = [COPIED, (1024 * 1024 + 7, 1000, 64, 3000), (2 * 1024 * 1024, 512 * 1024, 2, 700 * 1024)];
+                let started = Instant::now();
+                let fetches = layouts.iter().zip(&files).map(|(&layout, file)| async move {
+                    let client = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
+                    fetch(&client, file, layout).await;
+                });
+                futures_util::future::join_all(fetches).await;
+                let elapsed = started.elapsed();
+                let stats = stats_delta(before);
+                if stats.resident_bodies > 0 && attempt < 3 {
+                    println!("{backend}: attempt {attempt} read an evicted file as resident ({stats:?}); again with new files");
+                    continue;
+                }
+                break (probe, stats, elapsed);
+            };
             let max_running = probe.max_running.load(std::sync::atomic::Ordering::SeqCst);
             assert_eq!(probe.started.load(std::sync::atomic::Ordering::SeqCst), 3, "{stats:?}");
             assert_eq!(max_running, 1, "{backend}: {max_running} cold reads ran at once");
@@ -285,45 +307,61 @@ fn the_thread_keeps_serving_while_a_cold_read_is_in_flight() {
                 // (socket buffers hold them) past `evict`'s 10 % allowance, and the copy
                 // layout's range then read as resident and never reached the pool (seen once
                 // in CI on epoll).
-                let file = TestFile::new(&format!("ping-{backend}-{path}"), 2 * 1024 * 1024);
-                if !file.evict() {
-                    return;
+                // A fresh file per attempt: now and then an evicted range reads as resident all
+                // the same (the page cache is the kernel's; seen in CI on both backends), and the
+                // read then never reaches the pool. That attempt proves nothing either way and is
+                // run again; three in a row fail the test.
+                let mut attempt = 0;
+                'attempt: loop {
+                    attempt += 1;
+                    let file = TestFile::new(&format!("ping-{backend}-{path}-{attempt}"), 2 * 1024 * 1024);
+                    if !file.evict() {
+                        return;
+                    }
+                    test_hook::install(Arc::new(test_hook::PoolProbe { delay: Duration::from_secs(3), ..Default::default() }));
+                    let puller = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
+                    let pinger = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
+                    let started = Instant::now();
+                    let cold = async {
+                        fetch(&puller, &file, layout).await;
+                        started.elapsed()
+                    };
+                    let pings = async {
+                        // Ping only once the cold read is in the pool, and check it still is after
+                        // each answer: every ping below is answered while the disk read is pending.
+                        while cold_read_stats().in_flight == 0 {
+                            if started.elapsed() > Duration::from_secs(5) {
+                                return None;
+                            }
+                            compio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                        let mut slowest = Duration::ZERO;
+                        for i in 0..10 {
+                            let sent = Instant::now();
+                            let r = pinger.invoke(RemotingCommand::request(FAST).with_body(&b"ping"[..]), Duration::from_secs(5)).await.unwrap();
+                            assert_eq!(&r.body[..], b"ping");
+                            slowest = slowest.max(sent.elapsed());
+                            assert_eq!(cold_read_stats().in_flight, 1, "the cold read ended before ping {i} was answered");
+                            compio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        Some((slowest, started.elapsed()))
+                    };
+                    let (cold_took, pinged) = futures_util::join!(cold, pings);
+                    let Some((slowest, pings_done)) = pinged else {
+                        assert!(attempt < 3, "{backend} {path}: the cold read never reached the pool, {attempt} times");
+                        println!("{backend} {path}: attempt {attempt} read the evicted range as resident; again with a new file");
+                        continue 'attempt;
+                    };
+                    println!("{backend} {path}: cold body took {cold_took:?}; slowest of 10 pings meanwhile {slowest:?}");
+                    // Milliseconds on an idle machine. The bound is generous for a loaded 2-core CI
+                    // box (a 100 ms bound failed once with builds running beside it) and still far
+                    // below the 3 s the cold read is held in the pool: a blocked shard would answer
+                    // nothing until then.
+                    assert!(slowest < Duration::from_millis(500), "{backend} {path}: a ping took {slowest:?} during a cold read");
+                    assert!(pings_done < cold_took, "the pings did not overlap the cold read");
+                    assert!(cold_took >= Duration::from_secs(3), "{cold_took:?}");
+                    break;
                 }
-                test_hook::install(Arc::new(test_hook::PoolProbe { delay: Duration::from_secs(3), ..Default::default() }));
-                let puller = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
-                let pinger = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
-                let started = Instant::now();
-                let cold = async {
-                    fetch(&puller, &file, layout).await;
-                    started.elapsed()
-                };
-                let pings = async {
-                    // Ping only once the cold read is in the pool, and check it still is after
-                    // each answer: every ping below is answered while the disk read is pending.
-                    while cold_read_stats().in_flight == 0 {
-                        assert!(started.elapsed() < Duration::from_secs(5), "the cold read never reached the pool");
-                        compio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                    let mut slowest = Duration::ZERO;
-                    for i in 0..10 {
-                        let sent = Instant::now();
-                        let r = pinger.invoke(RemotingCommand::request(FAST).with_body(&b"ping"[..]), Duration::from_secs(5)).await.unwrap();
-                        assert_eq!(&r.body[..], b"ping");
-                        slowest = slowest.max(sent.elapsed());
-                        assert_eq!(cold_read_stats().in_flight, 1, "the cold read ended before ping {i} was answered");
-                        compio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    (slowest, started.elapsed())
-                };
-                let (cold_took, (slowest, pings_done)) = futures_util::join!(cold, pings);
-                println!("{backend} {path}: cold body took {cold_took:?}; slowest of 10 pings meanwhile {slowest:?}");
-                // Milliseconds on an idle machine. The bound is generous for a loaded 2-core CI
-                // box (a 100 ms bound failed once with builds running beside it) and still far
-                // below the 3 s the cold read is held in the pool: a blocked shard would answer
-                // nothing until then.
-                assert!(slowest < Duration::from_millis(500), "{backend} {path}: a ping took {slowest:?} during a cold read");
-                assert!(pings_done < cold_took, "the pings did not overlap the cold read");
-                assert!(cold_took >= Duration::from_secs(3), "{cold_took:?}");
             }
         })
     });
