@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use compio::net::TcpStream;
 
+use crate::acl::Credentials;
 use crate::codec::RemotingCommand;
 use crate::conn::{ConnLimits, Connection, NotSupported, RequestHandler, RpcError};
 
@@ -18,6 +19,8 @@ use crate::conn::{ConnLimits, Connection, NotSupported, RequestHandler, RpcError
 #[derive(Clone)]
 pub struct Client {
     conn: Connection,
+    /// Signs every request sent (ACL, `crate::acl`), when set.
+    signer: Option<Rc<Credentials>>,
 }
 
 impl Client {
@@ -42,16 +45,31 @@ impl Client {
                 )));
             }
         };
-        Ok(Client { conn: Connection::spawn(stream, handler, limits) })
+        Ok(Client { conn: Connection::spawn(stream, handler, limits), signer: None })
+    }
+
+    /// Signs every request from now on with `credentials` (a server with ACL on), or stops
+    /// signing (`None`).
+    pub fn signed_by(mut self, credentials: Option<Credentials>) -> Client {
+        self.signer = credentials.map(Rc::new);
+        self
+    }
+
+    fn sign(&self, request: &mut RemotingCommand) {
+        if let Some(signer) = &self.signer {
+            signer.sign(request);
+        }
     }
 
     /// Sends `request` and waits for its response, at most `timeout`.
-    pub async fn invoke(&self, request: RemotingCommand, timeout: Duration) -> Result<RemotingCommand, RpcError> {
+    pub async fn invoke(&self, mut request: RemotingCommand, timeout: Duration) -> Result<RemotingCommand, RpcError> {
+        self.sign(&mut request);
         self.conn.invoke(request, timeout).await
     }
 
     /// Sends `request` one-way.
-    pub async fn invoke_oneway(&self, request: RemotingCommand) -> Result<(), RpcError> {
+    pub async fn invoke_oneway(&self, mut request: RemotingCommand) -> Result<(), RpcError> {
+        self.sign(&mut request);
         self.conn.invoke_oneway(request).await
     }
 

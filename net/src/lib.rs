@@ -9,6 +9,7 @@
 //!   servers and clients, so either side can send requests on it.
 //! - [`server`]: a listener that serves a [`conn::RequestHandler`] on every connection.
 //! - [`client`]: the RPC client used by tools, tests, the bench and the broker's outbound calls.
+//! - [`acl`]: RocketMQ 4.x plain ACL: request signatures, `plain_acl.yml`, permission checks.
 //! - [`fastjson`]: writers and tolerant readers for the JSON dialect Java's fastjson speaks.
 //! - [`metrics`]: the per-thread RPC latency both binaries record, the Prometheus text
 //!   exposition, and the HTTP endpoint that serves it.
@@ -19,6 +20,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
 )]
 
+pub mod acl;
 pub mod backend;
 pub mod client;
 pub mod codec;
