@@ -239,7 +239,8 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
 
     // The control plane: its state is loaded here, its thread starts once the shards serve.
     let (commands_tx, commands_rx) = async_channel::bounded(config.limits.control_queue_depth.max(1));
-    let control = Arc::new(ControlHandle::new(config.clone(), identity, commands_tx));
+    let acl = crate::acl::load(&config)?;
+    let control = Arc::new(ControlHandle::new(config.clone(), identity, commands_tx).with_acl(acl));
     let mut event_senders = Vec::new();
     let mut event_receivers = Vec::new();
     for _ in 0..shard_count {

@@ -260,6 +260,8 @@ pub struct BrokerConfig {
     pub limits: LimitsSection,
     /// `[metrics]`: the Prometheus endpoint (RocketMQ 5's `metrics*` keys).
     pub metrics: MetricsSection,
+    /// `[acl]`: RocketMQ 4.x plain ACL (signed requests, `plain_acl.yml`).
+    pub acl: AclSection,
 }
 
 /// `[broker]`: identity, role and addresses (§11.1).
@@ -769,6 +771,23 @@ pub struct MetricsSection {
     pub otel_cardinality_limit: usize,
 }
 
+/// `[acl]`: RocketMQ 4.x plain ACL (README, "Security"; `ferromq_net::acl`, `crate::acl`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclSection {
+    /// `aclEnable` / `enable`. Every request must pass `plain_acl.yml`'s rules before its
+    /// handler runs. Default false (Java's).
+    pub enable: bool,
+    /// `rocketmq.acl.plain.file` / `plain_file` (Java's system property of that name). The
+    /// rules file, re-read when it changes. Required with `aclEnable=true`; default none.
+    pub plain_file: String,
+    /// `accessKey` / `access_key`. The account this broker signs its own requests with
+    /// (registration with name servers that check it, a slave's calls to its master).
+    /// Default none: unsigned.
+    pub access_key: String,
+    /// `secretKey` / `secret_key`. The secret of `accessKey`.
+    pub secret_key: String,
+}
+
 // ------------------------------------------------------------------------------------------
 // Defaults and profiles
 // ------------------------------------------------------------------------------------------
@@ -893,6 +912,7 @@ impl Default for BrokerConfig {
                 label: String::new(),
                 otel_cardinality_limit: 50_000,
             },
+            acl: AclSection { enable: false, plain_file: String::new(), access_key: String::new(), secret_key: String::new() },
         }
     }
 }
@@ -970,6 +990,7 @@ impl BrokerConfig {
                 shard_event_queue_depth: 4,
             },
             metrics: MetricsSection { otel_cardinality_limit: 4, ..base.metrics },
+            acl: base.acl,
         }
     }
 }
@@ -1190,7 +1211,11 @@ impl BrokerConfig {
         cfg
     }
 
-    /// Frame limits for the codec.
+    /// What this broker signs its own requests with (`accessKey`/`secretKey`), if anything.
+    pub fn acl_credentials(&self) -> Option<ferromq_net::acl::Credentials> {
+        (!self.acl.access_key.is_empty()).then(|| ferromq_net::acl::Credentials::new(&self.acl.access_key, &self.acl.secret_key))
+    }
+
     /// Whether the broker records and serves metrics (`metricsExporterType=PROM`).
     pub fn metrics_enabled(&self) -> bool {
         self.metrics.exporter_type == MetricsExporterType::Prom
@@ -1243,6 +1268,12 @@ impl BrokerConfig {
         for key in KEYS {
             let value = (key.get)(self);
             (key.set)(&mut scratch, &value).map_err(|expected| invalid(key.java, &value, expected))?;
+        }
+        if self.acl.enable && self.acl.plain_file.is_empty() {
+            return Err(invalid("aclEnable", "true", "rocketmq.acl.plain.file (plain_file) naming the plain_acl.yml to enforce"));
+        }
+        if self.acl.access_key.is_empty() != self.acl.secret_key.is_empty() {
+            return Err(invalid("accessKey", &self.acl.access_key, "accessKey and secretKey set together, or neither"));
         }
         let b = &self.broker;
         if b.cluster_name.trim().is_empty() {
@@ -1545,7 +1576,7 @@ impl BrokerConfig {
 
 /// TOML sections, in the order [`BrokerConfig::to_toml_text`] writes them.
 pub const SECTIONS: &[&str] =
-    &["broker", "namesrv", "topics", "consumer", "transaction", "timer", "store", "retention", "flush", "ha", "io", "limits", "metrics"];
+    &["broker", "namesrv", "topics", "consumer", "transaction", "timer", "store", "retention", "flush", "ha", "io", "limits", "metrics", "acl"];
 
 /// The TOML type of a key's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -2022,6 +2053,28 @@ pub static KEYS: &[Key] = &[
             Ok(())
         },
     },
+    // [acl]
+    bool_key!("aclEnable", "acl", "enable", "check every request against plain_acl.yml; default false",
+        acl.enable),
+    text_key!("rocketmq.acl.plain.file", "acl", "plain_file", "the plain_acl.yml file, re-read when it changes; required with aclEnable=true",
+        acl.plain_file, |v: &str| Ok::<_, String>(v.trim().to_owned())),
+    text_key!("accessKey", "acl", "access_key", "account this broker signs its own requests with; default none",
+        acl.access_key, |v: &str| Ok::<_, String>(v.trim().to_owned())),
+    Key {
+        java: "secretKey",
+        section: "acl",
+        name: "secret_key",
+        kind: Kind::Str,
+        doc: "secret of accessKey",
+        field: "acl.secret_key",
+        get: |c| c.acl.secret_key.clone(),
+        // Never shown back (GET_BROKER_CONFIG, the start-up log).
+        effective: |c| if c.acl.secret_key.is_empty() { String::new() } else { "******".to_owned() },
+        set: |c, v| {
+            c.acl.secret_key = v.trim().to_owned();
+            Ok(())
+        },
+    },
     num_key!("metricsOtelCardinalityLimit", "metrics", "otel_cardinality_limit", "label sets one shard keeps per metric; default 50000; 1..=10000000",
         metrics.otel_cardinality_limit, 1usize, 10_000_000usize, "a label-set count"),
 ];
@@ -2094,7 +2147,6 @@ impl Fixed {
 /// mostly a feature left off. Any other value stops the start naming the key, so a broker never
 /// starts without something its file asks for.
 pub const FIXED_VALUE_KEYS: &[(&str, Fixed, &str)] = &[
-    ("aclEnable", Fixed::Bool(false), "ACL is not supported by FerroMQ; requests would go unauthenticated"),
     ("enableDLegerCommitLog", Fixed::Bool(false), "DLedger commit logs are not supported; FerroMQ replicates master to slave (§7)"),
     ("enableControllerMode", Fixed::Bool(false), "controller-mode HA is not supported; FerroMQ replicates master to slave (§7)"),
     ("enableSlaveActingMaster", Fixed::Bool(false), "a slave acting as master is not supported"),
@@ -2649,7 +2701,6 @@ mod tests {
             ("haListenPort", "70000"),
             ("haMasterAddress", "10.0.0.1"),
             ("brokerClusterName", ""),
-            ("aclEnable", "true"),
             ("aclEnable", "maybe"),
             ("enableDLegerCommitLog", "true"),
         ];
@@ -2958,6 +3009,7 @@ mod tests {
     /// `to_properties_text`, `to_toml_text`, `Default`, `test_min` and the KEYS closures only
     /// check, echo or produce values, so reads there never count.
     const EFFECT_ACCESSORS: &[&str] = &[
+        "acl_credentials",
         "uses_embedded_namesrv",
         "advertised_ip",
         "advertised_ha_ip",

@@ -12,6 +12,7 @@
 //! - [`selector`]: the SQL92 message selector (`enablePropertyFilter`).
 //! - [`transaction`]: half messages, commits, op records and check-backs (§10).
 //! - [`header`], [`error`]: one way to read a request header and one way to fail.
+//! - [`acl`]: `aclEnable=true`: every request checked against `plain_acl.yml` before its handler.
 //! - [`clients`]: producer/consumer/lock tables (data the control plane owns).
 //! - [`meta`]: topics, subscription groups and consumer offsets, persisted as the Java broker
 //!   persists them (data the control plane owns).
@@ -22,6 +23,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod acl;
 pub mod broker;
 pub mod clients;
 pub mod config;

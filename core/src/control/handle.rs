@@ -195,6 +195,9 @@ pub struct ControlHandle {
     pub metadata_file_writes: Arc<AtomicU64>,
     /// A slave's master as the control thread last learned it ([`MasterInfo`]).
     master: MasterInfo,
+    /// `aclEnable=true`: the rules every request is checked against (`crate::acl`), reloaded
+    /// by their watcher thread and replaced by the control thread (the ACL admin codes).
+    acl: Option<Arc<ferromq_net::acl::AclFile>>,
 }
 
 /// What a slave knows of its master (§7.2, §7.5), written by the control thread (registration
@@ -224,7 +227,19 @@ impl ControlHandle {
             boot_timestamp_ms: ferromq_store::store::now_ms(),
             metadata_file_writes: Arc::new(AtomicU64::new(0)),
             master: MasterInfo::default(),
+            acl: None,
         }
+    }
+
+    /// Checks requests against `acl` (`aclEnable=true`).
+    pub fn with_acl(mut self, acl: Option<Arc<ferromq_net::acl::AclFile>>) -> ControlHandle {
+        self.acl = acl;
+        self
+    }
+
+    /// The ACL rules file, when `aclEnable=true`.
+    pub fn acl(&self) -> Option<&Arc<ferromq_net::acl::AclFile>> {
+        self.acl.as_ref()
     }
 
     /// Whether this broker is a slave (`brokerRole=SLAVE`): it serves reads, refuses writes

@@ -49,11 +49,14 @@ pub struct Registrar {
     /// Timeout of one registration call and of connecting (`registerBrokerTimeoutMills`).
     timeout: Duration,
     clients: RefCell<HashMap<String, Client>>,
+    /// What registrations are signed with (`accessKey`/`secretKey`), for name servers with
+    /// ACL on.
+    signer: Option<ferromq_net::acl::Credentials>,
 }
 
 impl Registrar {
-    pub fn new(addrs: Vec<String>, timeout: Duration) -> Registrar {
-        Registrar { addrs, timeout, clients: RefCell::default() }
+    pub fn new(addrs: Vec<String>, timeout: Duration, signer: Option<ferromq_net::acl::Credentials>) -> Registrar {
+        Registrar { addrs, timeout, clients: RefCell::default(), signer }
     }
 
     async fn client(&self, addr: &str) -> Option<Client> {
@@ -61,7 +64,7 @@ impl Registrar {
             return Some(client.clone());
         }
         let socket = addr.to_socket_addrs().ok()?.next()?;
-        match Client::connect(socket, self.timeout).await {
+        match Client::connect(socket, self.timeout).await.map(|c| c.signed_by(self.signer.clone())) {
             Ok(client) => {
                 self.clients.borrow_mut().insert(addr.to_owned(), client.clone());
                 Some(client)

@@ -145,7 +145,9 @@ impl SlaveSync {
             .ok_or_else(|| format!("master address {addr:?} resolves to nothing"))?;
         let client = Client::connect_with(socket, SYNC_CALL_TIMEOUT, Rc::new(ferromq_net::conn::NotSupported), self.limits)
             .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
+            .map_err(|e| format!("cannot connect: {e}"))?
+            // A master with ACL on checks its slave's calls too.
+            .signed_by(self.handle.config().acl_credentials());
         *self.client.borrow_mut() = Some((addr.to_owned(), client.clone()));
         Ok(client)
     }

@@ -59,6 +59,7 @@ pub async fn dispatch(ctx: &Rc<ShardCtx>, origin: Origin, request: RemotingComma
 }
 
 async fn route(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand) -> BrokerResult<Reply> {
+    crate::acl::check(&ctx.control, origin.peer, request)?;
     if let Some(refused) = slave::refusal(&ctx.control, request.code) {
         return Err(refused);
     }
