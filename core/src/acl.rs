@@ -18,8 +18,10 @@ use ferromq_net::acl::watch::RefusalLog;
 use ferromq_net::acl::{AclFile, Granted};
 use ferromq_net::codes::request_code as rc;
 
+use ferromq_net::acl::plain::{Account, AccountSpec};
+use ferromq_net::codes::response_code as code;
+
 use crate::config::BrokerConfig;
-use crate::control::ControlHandle;
 use crate::error::{BrokerError, BrokerResult};
 
 /// Reads the rules file when `aclEnable=true` and starts its watcher; a file that is missing
@@ -63,8 +65,8 @@ thread_local! {
 
 /// Checks `request` from `peer` when ACL is on. A request that passes names its account in
 /// its `AccessKey` field (none: a globally white-listed peer).
-pub fn check(control: &ControlHandle, peer: SocketAddr, request: &RemotingCommand) -> BrokerResult<()> {
-    let Some(file) = control.acl() else {
+pub fn check(acl: Option<&Arc<AclFile>>, peer: SocketAddr, request: &RemotingCommand) -> BrokerResult<()> {
+    let Some(file) = acl else {
         return Ok(());
     };
     let rules = file.rules();
@@ -75,4 +77,102 @@ pub fn check(control: &ControlHandle, peer: SocketAddr, request: &RemotingComman
             Err(BrokerError::system(denied.remark()))
         }
     }
+}
+
+/// A change the ACL admin codes make to the rules file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AclChange {
+    /// UPDATE_AND_CREATE_ACL_CONFIG: creates the account, or updates the fields given (a field
+    /// the request leaves out keeps its value, as Java's `updateAccessConfig`).
+    Upsert(AccountUpdate),
+    /// DELETE_ACL_CONFIG.
+    Delete { access_key: String },
+    /// UPDATE_GLOBAL_WHITE_ADDRS_CONFIG: the new global white list, whole.
+    GlobalWhiteAddrs(Vec<String>),
+}
+
+/// The fields of an UPDATE_AND_CREATE_ACL_CONFIG request; `None`: not sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountUpdate {
+    pub access_key: String,
+    pub secret_key: Option<String>,
+    pub white_remote_address: Option<String>,
+    pub admin: Option<bool>,
+    pub default_topic_perm: Option<String>,
+    pub default_group_perm: Option<String>,
+    pub topic_perms: Option<Vec<String>>,
+    pub group_perms: Option<Vec<String>>,
+}
+
+/// Applies `change` to the rules file and puts the result in force: the file is rewritten
+/// (Java's format, its `dataVersion` bumped). Run on the control thread, which owns every
+/// metadata file. Refusals carry Java's failure codes (209, 210, 211).
+pub fn apply_change(file: &AclFile, change: AclChange, now_ms: u64) -> BrokerResult<()> {
+    let current = file.rules();
+    let mut global = current.global_white_addrs.clone();
+    let mut accounts: Vec<Account> = current.accounts.clone();
+    let failed_code = match &change {
+        AclChange::Upsert(_) => code::UPDATE_AND_CREATE_ACL_CONFIG_FAILED,
+        AclChange::Delete { .. } => code::DELETE_ACL_CONFIG_FAILED,
+        AclChange::GlobalWhiteAddrs(_) => code::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG_FAILED,
+    };
+    let fail = |why: String| BrokerError::new(failed_code, why);
+    match change {
+        AclChange::Upsert(update) => {
+            let at = accounts.iter().position(|a| a.access_key == update.access_key);
+            let mut spec = at.and_then(|i| accounts.get(i)).map(Account::spec).unwrap_or_else(|| AccountSpec {
+                access_key: update.access_key.clone(),
+                ..AccountSpec::default()
+            });
+            if let Some(v) = update.secret_key {
+                spec.secret_key = v;
+            }
+            if let Some(v) = update.white_remote_address {
+                spec.white_remote_address = v;
+            }
+            if let Some(v) = update.admin {
+                spec.admin = v;
+            }
+            if update.default_topic_perm.is_some() {
+                spec.default_topic_perm = update.default_topic_perm;
+            }
+            if update.default_group_perm.is_some() {
+                spec.default_group_perm = update.default_group_perm;
+            }
+            if let Some(v) = update.topic_perms {
+                spec.topic_perms = v;
+            }
+            if let Some(v) = update.group_perms {
+                spec.group_perms = v;
+            }
+            let account = Account::build(spec).map_err(&fail)?;
+            match at {
+                Some(i) => {
+                    if let Some(slot) = accounts.get_mut(i) {
+                        *slot = account;
+                    }
+                }
+                None => accounts.push(account),
+            }
+        }
+        AclChange::Delete { access_key } => {
+            let before = accounts.len();
+            accounts.retain(|a| a.access_key != access_key);
+            if accounts.len() == before {
+                return Err(fail(format!("The accesskey[{access_key}] corresponding to accessConfig has been deleted failed: no such account")));
+            }
+        }
+        AclChange::GlobalWhiteAddrs(addrs) => global = addrs,
+    }
+    let (counter, _) = current.data_version;
+    let rules = ferromq_net::acl::AclRules::new(global, accounts, (counter + 1, now_ms)).map_err(&fail)?;
+    file.replace(rules).map_err(|e| fail(format!("cannot write the ACL file {}: {e}", file.path().display())))?;
+    tracing::info!(file = %file.path().display(), version = counter + 1, "ACL rules changed by an admin request");
+    Ok(())
+}
+
+/// The answer to an ACL admin code on a broker without ACL (Java fails there too, with a
+/// NullPointerException's SYSTEM_ERROR).
+pub fn acl_disabled() -> BrokerError {
+    BrokerError::system("ACL is off on this broker (aclEnable=false): there are no ACL rules to read or change")
 }

@@ -111,6 +111,8 @@ pub enum Command {
     UpdateBrokerConfig { body: Bytes, reply: Reply<BrokerResult<Vec<(String, String)>>> },
     /// What a metrics scrape reads of the control plane (`crate::metrics`).
     MetricsFigures { reply: Reply<ControlFigures> },
+    /// The ACL admin codes (50, 51, 53): changes the rules file (`crate::acl::apply_change`).
+    ChangeAcl { change: crate::acl::AclChange, reply: Reply<BrokerResult<()>> },
 }
 
 /// The control plane's part of a metrics scrape: table sizes, client connections, committed
@@ -187,6 +189,7 @@ impl Command {
             Command::SystemTopicNames { .. } => "SystemTopicNames",
             Command::UpdateBrokerConfig { .. } => "UpdateBrokerConfig",
             Command::MetricsFigures { .. } => "MetricsFigures",
+            Command::ChangeAcl { .. } => "ChangeAcl",
         }
     }
 }

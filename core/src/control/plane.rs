@@ -355,6 +355,13 @@ impl ControlPlane {
                 batch.reply(reply, result);
             }
             Command::MetricsFigures { reply } => batch.reply(reply, self.metrics_figures()),
+            Command::ChangeAcl { change, reply } => {
+                let result = match self.handle.acl() {
+                    Some(file) => crate::acl::apply_change(file, change, ferromq_store::store::now_ms().max(0) as u64),
+                    None => Err(crate::acl::acl_disabled()),
+                };
+                batch.reply(reply, result);
+            }
             Command::CheckTransaction { producer_group, request, reply } => {
                 let sent = self.check_transaction(&producer_group, *request);
                 batch.reply(reply, sent);

@@ -15,13 +15,17 @@
 //! - [`metadata`]: who consumes a topic, what a group consumes, one topic's config, system
 //!   topics, runtime configuration changes, orphaned consume queues, per-topic and per-group
 //!   statistics
+//! - [`acl_admin`]: the ACL admin codes (accounts, global white addresses, versions)
 //! - [`slave`]: what a slave refuses (sends, transactions, send-backs, admin changes)
+//!
+//! With `aclEnable=true`, every request passes [`crate::acl::check`] first.
 //!
 //! Every handler reads its header through [`crate::header::Header`] and fails with a
 //! [`BrokerError`], turned into the response here, at this boundary. Unknown codes get
 //! REQUEST_CODE_NOT_SUPPORTED. [`dispatch`] needs no connection, so handlers are tested at the
 //! protocol boundary without processes (`tests.rs`).
 
+pub mod acl_admin;
 pub mod admin;
 pub mod clients;
 pub mod end_transaction;
@@ -59,7 +63,7 @@ pub async fn dispatch(ctx: &Rc<ShardCtx>, origin: Origin, request: RemotingComma
 }
 
 async fn route(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand) -> BrokerResult<Reply> {
-    crate::acl::check(&ctx.control, origin.peer, request)?;
+    crate::acl::check(ctx.control.acl(), origin.peer, request)?;
     if let Some(refused) = slave::refusal(&ctx.control, request.code) {
         return Err(refused);
     }
@@ -108,6 +112,11 @@ async fn route(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand) ->
         rc::UPDATE_BROKER_CONFIG => metadata::update_broker_config(ctx, request).await?,
         rc::CLEAN_EXPIRED_CONSUMEQUEUE => metadata::clean_expired_consume_queue(ctx, request).await?,
         rc::VIEW_BROKER_STATS_DATA => metadata::view_broker_stats_data(ctx, request).await?,
+        rc::UPDATE_AND_CREATE_ACL_CONFIG => acl_admin::update_and_create_acl_config(ctx, request).await?,
+        rc::DELETE_ACL_CONFIG => acl_admin::delete_acl_config(ctx, request).await?,
+        rc::GET_BROKER_CLUSTER_ACL_INFO => acl_admin::broker_cluster_acl_info(ctx, request).await?,
+        rc::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG => acl_admin::update_global_white_addrs_config(ctx, request).await?,
+        rc::GET_BROKER_CLUSTER_ACL_CONFIG => acl_admin::broker_cluster_acl_config(ctx, request).await?,
         _ => not_supported(request),
     };
     Ok(Reply::Response(response))

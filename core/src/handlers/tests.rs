@@ -72,6 +72,11 @@ const SERVED: &[(i32, &str)] = &[
     (rc::UPDATE_BROKER_CONFIG, "a key that cannot change at runtime, an unknown key, a bad value"),
     (rc::CLEAN_EXPIRED_CONSUMEQUEUE, "on a slave"),
     (rc::VIEW_BROKER_STATS_DATA, "unknown stats name, unknown topic, key without '@'"),
+    (rc::UPDATE_AND_CREATE_ACL_CONFIG, "ACL off, not an admin, secret too short"),
+    (rc::DELETE_ACL_CONFIG, "no such account"),
+    (rc::GET_BROKER_CLUSTER_ACL_INFO, "ACL off"),
+    (rc::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG, "another ACL file"),
+    (rc::GET_BROKER_CLUSTER_ACL_CONFIG, "ACL off"),
 ];
 
 struct TestDir(PathBuf);
@@ -115,7 +120,8 @@ impl Broker {
             broker_id: config.broker.id,
         };
         let (commands, inbox) = async_channel::bounded(config.limits.control_queue_depth);
-        let control = Arc::new(ControlHandle::new(config.clone(), identity, commands));
+        let acl = crate::acl::load(&config).unwrap();
+        let control = Arc::new(ControlHandle::new(config.clone(), identity, commands).with_acl(acl));
         let (events, _events_rx) = async_channel::bounded(16);
         let plane = ControlPlane::load(control.clone(), dir.join("store").join("config"), vec![events]).unwrap();
         compio::runtime::spawn(crate::control::service::run(plane, inbox, Vec::new(), None)).detach();
@@ -1069,8 +1075,10 @@ fn replies_are_stored_in_the_reply_topic_and_need_a_requester() {
 fn sends_into_system_topics_are_refused_by_one_rule() {
     run(|| async {
         let broker = Broker::start().await;
-        // SELF_TEST_TOPIC and OFFSET_MOVED_EVENT exist (perm 6) and were accepted before.
-        for topic in crate::meta::topics::NOT_ALLOWED_SEND_TOPICS {
+        // SELF_TEST_TOPIC and OFFSET_MOVED_EVENT exist (perm 6) and were accepted before; so
+        // did TBW102 and 5.x `rmq_sys_` topics.
+        let beyond_java = [crate::meta::topics::AUTO_CREATE_TOPIC_KEY_TOPIC, "rmq_sys_anything"];
+        for topic in crate::meta::topics::NOT_ALLOWED_SEND_TOPICS.into_iter().chain(beyond_java) {
             let expected = format!("Sending message to topic[{topic}] is forbidden.");
             broker.check(send_v2(topic, 0, "x", "k"), code::NO_PERMISSION, &expected).await;
             let long = request(
@@ -1795,5 +1803,72 @@ fn broker_stats_data_counts_the_topics_puts_per_window() {
         assert!(gets.get("statsDay").is_none(), "no day figure is kept for a group: {gets}");
         broker.check(stats("GROUP_GET_NUMS", "no-at-sign"), code::SYSTEM_ERROR, "not exist").await;
         broker.check(request(rc::VIEW_BROKER_STATS_DATA, &[("statsName", "TOPIC_PUT_NUMS")]), code::SYSTEM_ERROR, "statsKey").await;
+    });
+}
+
+
+/// aclEnable: every request is checked before its handler; the ACL admin codes change the
+/// file, which is then in force (PROTOCOL.md §12).
+#[test]
+fn acl_checks_every_request_and_its_admin_codes_rewrite_the_rules() {
+    use ferromq_net::acl::Credentials;
+    run(|| async {
+        let dir = std::env::temp_dir().join(format!("ferromq-handlers-acl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("plain_acl.yml");
+        std::fs::write(&file, "accounts:\n  - accessKey: admin-ak\n    secretKey: admin-sk\n    admin: true\n  - accessKey: producer\n    secretKey: producer-sk\n    topicPerms:\n      - A=PUB\n").unwrap();
+        let path = file.display().to_string();
+        let broker = Broker::start_with(|c| {
+            c.acl.enable = true;
+            c.acl.plain_file = path.clone();
+        })
+        .await;
+        let signed = |mut request: RemotingCommand, ak: &str, sk: &str| {
+            Credentials::new(ak, sk).sign(&mut request);
+            request
+        };
+        broker.check(send_v2("A", 0, "x", "k"), code::SYSTEM_ERROR, "AclException: No accessKey is configured").await;
+        broker.check(signed(send_v2("A", 0, "x", "k"), "producer", "producer-sk"), code::SUCCESS, "").await;
+        broker.check(signed(send_v2("B", 0, "x", "k"), "producer", "producer-sk"), code::SYSTEM_ERROR, "No default permission for topic=B").await;
+        broker.check(signed(send_v2("A", 0, "x", "k"), "producer", "wrong-sk"), code::SYSTEM_ERROR, "Check signature failed").await;
+        let create = |secret: &str| {
+            request(rc::UPDATE_AND_CREATE_ACL_CONFIG, &[("accessKey", "consumer1"), ("secretKey", secret), ("admin", "false"), ("topicPerms", "A=SUB"), ("groupPerms", "G=SUB, H=DENY")])
+        };
+        broker.check(signed(create("consumer-sk"), "producer", "producer-sk"), code::SYSTEM_ERROR, "Need admin permission for request code=50").await;
+        broker.check(signed(create("short"), "admin-ak", "admin-sk"), code::UPDATE_AND_CREATE_ACL_CONFIG_FAILED, "shorter than 6").await;
+        broker.check(signed(create("consumer-sk"), "admin-ak", "admin-sk"), code::SUCCESS, "").await;
+        let written = std::fs::read_to_string(&file).unwrap();
+        assert!(written.contains("consumer1") && written.contains("G=SUB") && written.contains("H=DENY"), "{written}");
+        // In force at once: the new account pulls as its rules say.
+        let pull = |group: &str| signed(request(rc::PULL_MESSAGE, &[("consumerGroup", group), ("topic", "A"), ("queueId", "0"), ("queueOffset", "0"), ("maxMsgNums", "1"), ("sysFlag", "0"), ("commitOffset", "0"), ("suspendTimeoutMillis", "0"), ("subscription", "*"), ("subVersion", "0")]), "consumer1", "consumer-sk");
+        broker.check(pull("H"), code::SYSTEM_ERROR, "No default permission for group=H").await;
+        assert_ne!(broker.call(pull("G")).await.code, code::SYSTEM_ERROR);
+        let info = broker.check(signed(request(rc::GET_BROKER_CLUSTER_ACL_INFO, &[]), "admin-ak", "admin-sk"), code::SUCCESS, "").await;
+        assert!(info.ext("version").unwrap().contains("\"counter\":1"), "{info:?}");
+        assert!(info.ext("allAclFileVersion").unwrap().contains("plain_acl.yml"), "{info:?}");
+        let config = broker.check(signed(request(rc::GET_BROKER_CLUSTER_ACL_CONFIG, &[]), "admin-ak", "admin-sk"), code::SUCCESS, "").await;
+        let body: serde_json::Value = serde_json::from_slice(&config.body).unwrap();
+        assert_eq!(body["plainAccessConfigs"].as_array().unwrap().len(), 3, "{body}");
+        let white = |addrs: &str, path: &str| request(rc::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG, &[("globalWhiteAddrs", addrs), ("aclFileFullPath", path)]);
+        broker.check(signed(white("10.0.0.*", "/elsewhere/plain_acl.yml"), "admin-ak", "admin-sk"), code::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG_FAILED, "one ACL file").await;
+        // The test's peer (127.0.0.1) becomes white: unsigned requests pass.
+        broker.check(signed(white("10.0.0.*,127.0.0.1", ""), "admin-ak", "admin-sk"), code::SUCCESS, "").await;
+        broker.check(send_v2("B", 0, "x", "k"), code::SUCCESS, "").await;
+        broker.check(white("", ""), code::SUCCESS, "").await;
+        broker.check(send_v2("B", 0, "x", "k"), code::SYSTEM_ERROR, "No accessKey").await;
+        let delete = |ak: &str| signed(request(rc::DELETE_ACL_CONFIG, &[("accessKey", ak)]), "admin-ak", "admin-sk");
+        broker.check(delete("nobody"), code::DELETE_ACL_CONFIG_FAILED, "no such account").await;
+        broker.check(delete("consumer1"), code::SUCCESS, "").await;
+        broker.check(pull("G"), code::SYSTEM_ERROR, "No acl config for consumer1").await;
+        let reread = ferromq_net::acl::AclRules::parse_yaml(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(reread.accounts.len(), 2);
+        assert_eq!(reread.global_white_addrs, Vec::<String>::new());
+        assert_eq!(reread.data_version.0, 4);
+        // Without ACL, the admin codes say so.
+        let plain = Broker::start().await;
+        for code_ in [rc::UPDATE_AND_CREATE_ACL_CONFIG, rc::GET_BROKER_CLUSTER_ACL_INFO, rc::GET_BROKER_CLUSTER_ACL_CONFIG] {
+            plain.check(request(code_, &[("accessKey", "someone")]), code::SYSTEM_ERROR, "aclEnable=false").await;
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     });
 }

@@ -79,9 +79,12 @@ pub const NOT_ALLOWED_SEND_TOPICS: [&str; 8] = [
 ];
 
 /// Whether a client's send to `topic` is refused outright (SEND_MESSAGE, SEND_MESSAGE_V2,
-/// SEND_BATCH_MESSAGE and the reply sends; Java `TopicValidator.isNotAllowedSendTopic`).
+/// SEND_BATCH_MESSAGE and the reply sends): Java's `TopicValidator.isNotAllowedSendTopic`, and
+/// beyond it TBW102 (the template auto-created topics copy; a message there reaches no one)
+/// and every 5.x `rmq_sys_` topic. The only system topics a client may write are
+/// `BenchmarkTest` and the trace topic.
 pub fn is_not_allowed_send_topic(topic: &str) -> bool {
-    NOT_ALLOWED_SEND_TOPICS.contains(&topic)
+    NOT_ALLOWED_SEND_TOPICS.contains(&topic) || topic == AUTO_CREATE_TOPIC_KEY_TOPIC || topic.starts_with(SYSTEM_TOPIC_PREFIX)
 }
 
 /// Longest topic a client may create or send to (Appendix B; 4.x and 5.0–5.3.3 brokers).
@@ -907,8 +910,12 @@ mod tests {
             assert!(is_not_allowed_send_topic(name), "{name}");
             assert!(t.is_system_topic(name), "{name}: every refused topic is a system topic");
         }
-        for name in ["T", AUTO_CREATE_TOPIC_KEY_TOPIC, BENCHMARK_TOPIC, DEFAULT_TRACE_TOPIC, "DefaultCluster"] {
+        for name in ["T", BENCHMARK_TOPIC, DEFAULT_TRACE_TOPIC, "DefaultCluster"] {
             assert!(!is_not_allowed_send_topic(name), "{name}");
+        }
+        // Beyond Java: the auto-create template and 5.x rmq_sys_ topics.
+        for name in [AUTO_CREATE_TOPIC_KEY_TOPIC, "rmq_sys_any"] {
+            assert!(is_not_allowed_send_topic(name) && t.is_system_topic(name), "{name}");
         }
     }
 
