@@ -1,0 +1,5 @@
+//! Security end to end (issue 12): ACL with signed requests from `rocketmq-client-rust`'s ACL
+//! hook and from FerroMQ's own client. One binary for all of it: each test starts its own
+//! processes on free ports.
+
+mod acl;
