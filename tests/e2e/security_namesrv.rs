@@ -33,8 +33,13 @@ impl Drop for PrintLogOnPanic<'_> {
 
 /// One request to `addr` from an unsigned client.
 fn call(addr: std::net::SocketAddr, request: RemotingCommand) -> RemotingCommand {
+    call_signed(addr, request, None)
+}
+
+/// One request to `addr`, signed by `credentials` when given.
+fn call_signed(addr: std::net::SocketAddr, request: RemotingCommand, credentials: Option<ferromq_net::acl::Credentials>) -> RemotingCommand {
     on_compio(move || async move {
-        let client = Client::connect(addr, TIMEOUT).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        let client = Client::connect(addr, TIMEOUT).await.unwrap_or_else(|e| panic!("connect {addr}: {e}")).signed_by(credentials);
         let response = client.invoke(request, TIMEOUT).await.unwrap_or_else(|e| panic!("invoke on {addr}: {e}"));
         client.close();
         response
@@ -114,4 +119,35 @@ async fn only_a_signed_admin_broker_changes_a_name_server_with_acl_on() {
     producer.shutdown().await;
     let _ = runtime.shutdown().await;
     let _ = owner.shutdown_tasks().await;
+}
+
+/// The embedded name server (no `namesrvAddr`) follows the broker's `aclEnable` and file: the
+/// broker's own signed registrations pass, an unsigned one does not.
+#[test]
+fn the_embedded_name_server_follows_the_brokers_acl() {
+    let dir = TempDir::new("embedded-acl");
+    let acl_file = dir.path().join("plain_acl.yml");
+    std::fs::write(&acl_file, ACL).unwrap();
+    let file = acl_file.to_str().unwrap();
+    let broker = BrokerProcess::start(&[
+        ("shards", "1"),
+        ("brokerName", BROKER),
+        ("aclEnable", "true"),
+        ("rocketmq.acl.plain.file", file),
+        ("accessKey", "broker-admin"),
+        ("secretKey", "broker-admin-secret"),
+    ])
+    .expect("mqbroker");
+    let _broker_log = PrintLogOnPanic(&broker.process, "broker");
+    let admin = Some(ferromq_net::acl::Credentials::new("broker-admin", "broker-admin-secret"));
+    assert_eq!(call_signed(broker.process.addr, ferromq_tests::create_topic_request(TOPIC, 4), admin).code, response_code::SUCCESS);
+    let broker_addr = format!("127.0.0.1:{}", broker.process.addr.port());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while route(broker.namesrv).is_none() {
+        assert!(Instant::now() < deadline, "the broker's topic never reached its embedded name server");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let topics = [FakeTopic { name: TOPIC.into(), read_queues: 4, write_queues: 4 }, FakeTopic { name: "Other".into(), read_queues: 1, write_queues: 1 }];
+    refused_by_acl(&call(broker.namesrv, register_broker_request("DefaultCluster", BROKER, "127.0.0.1:1", &topics)));
+    assert_eq!(route(broker.namesrv), Some((broker_addr, 6)));
 }
