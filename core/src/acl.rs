@@ -10,12 +10,12 @@
 //! (`handlers/acl_admin.rs`) rewrite it on the control thread.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use ferromq_net::RemotingCommand;
 use ferromq_net::acl::watch::RefusalLog;
-use ferromq_net::acl::{AclFile, Granted};
+use ferromq_net::acl::{AclFile, Credentials, Granted};
 use ferromq_net::codes::request_code as rc;
 
 use ferromq_net::acl::plain::{Account, AccountSpec};
@@ -35,6 +35,29 @@ pub fn load(config: &BrokerConfig) -> io::Result<Option<Arc<AclFile>>> {
     let file = Arc::new(file);
     AclFile::watch(&file)?;
     Ok(Some(file))
+}
+
+/// With `aclEnable=true` and the embedded name server (no `namesrvAddr`), the name server
+/// checks its change codes against the same file (`ferromq_namesrv::service::ChangeGuard`):
+/// the broker's own registrations, sent from 127.0.0.1, must pass as an admin's. Refuses the
+/// start, saying why, when they would not (no `accessKey`, or not an admin account's).
+pub fn check_embedded_namesrv_access(file: &AclFile, credentials: Option<Credentials>) -> io::Result<()> {
+    let mut probe = RemotingCommand::request(rc::REGISTER_BROKER);
+    if let Some(credentials) = &credentials {
+        credentials.sign(&mut probe);
+    }
+    match file.rules().authorize(&probe, IpAddr::V4(Ipv4Addr::LOCALHOST), |_| true) {
+        Ok(_) => Ok(()),
+        Err(denied) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "aclEnable=true with the embedded name server (no namesrvAddr): it would refuse this broker's registrations ({}); \
+                 set accessKey and secretKey to an admin account of {}",
+                denied.reason,
+                file.path().display()
+            ),
+        )),
+    }
 }
 
 /// Codes only an admin account may send. Java's five (topic and group creation and deletion,
@@ -175,4 +198,31 @@ pub fn apply_change(file: &AclFile, change: AclChange, now_ms: u64) -> BrokerRes
 /// NullPointerException's SYSTEM_ERROR).
 pub fn acl_disabled() -> BrokerError {
     BrokerError::system("ACL is off on this broker (aclEnable=false): there are no ACL rules to read or change")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_name_server_must_accept_the_brokers_own_registrations() {
+        let dir = std::env::temp_dir().join(format!("ferromq-core-acl-embedded-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("plain_acl.yml");
+        let accounts = "accounts:\n  - accessKey: broker-admin\n    secretKey: broker-secret\n    admin: true\n  - accessKey: producer\n    secretKey: producer-secret\n";
+        std::fs::write(&path, accounts).unwrap();
+        let file = AclFile::load(&path).unwrap();
+        let err = check_embedded_namesrv_access(&file, None).unwrap_err().to_string();
+        assert!(err.contains("No accessKey") && err.contains("set accessKey and secretKey"), "{err}");
+        let err = check_embedded_namesrv_access(&file, Some(Credentials::new("producer", "producer-secret"))).unwrap_err().to_string();
+        assert!(err.contains("Need admin permission"), "{err}");
+        let err = check_embedded_namesrv_access(&file, Some(Credentials::new("broker-admin", "wrong-secret"))).unwrap_err().to_string();
+        assert!(err.contains("Check signature failed"), "{err}");
+        check_embedded_namesrv_access(&file, Some(Credentials::new("broker-admin", "broker-secret"))).unwrap();
+        // Java's white list admits the loopback peer without a signature.
+        std::fs::write(&path, format!("globalWhiteRemoteAddresses:\n  - 127.0.0.1\n{accounts}")).unwrap();
+        let file = AclFile::load(&path).unwrap();
+        check_embedded_namesrv_access(&file, None).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

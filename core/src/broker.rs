@@ -172,11 +172,23 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
     config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
 
     let embedded = config.uses_embedded_namesrv();
+    // aclEnable=true: the rules every request is checked against. The embedded name server
+    // enforces the same file on its change codes, so the broker's own registrations must pass.
+    let acl = crate::acl::load(&config)?;
+    if embedded && let Some(file) = &acl {
+        crate::acl::check_embedded_namesrv_access(file, config.acl_credentials())?;
+    }
     let namesrv = if embedded {
         let namesrv_config = NamesrvConfig {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), config.namesrv.embedded_port),
             kv_config_path: config.store.root_dir.join("namesrv").join("kvConfig.json"),
             io_backend: backend,
+            // No name-server keys of its own: ACL follows the broker's aclEnable and file.
+            change_access: ferromq_namesrv::config::ChangeAccess {
+                acl_enable: config.acl.enable,
+                acl_plain_file: config.acl.plain_file.clone().into(),
+                ..Default::default()
+            },
             ..NamesrvConfig::default()
         };
         let handle = start_embedded_namesrv(namesrv_config)?;
@@ -239,7 +251,6 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
 
     // The control plane: its state is loaded here, its thread starts once the shards serve.
     let (commands_tx, commands_rx) = async_channel::bounded(config.limits.control_queue_depth.max(1));
-    let acl = crate::acl::load(&config)?;
     let control = Arc::new(ControlHandle::new(config.clone(), identity, commands_tx).with_acl(acl));
     let mut event_senders = Vec::new();
     let mut event_receivers = Vec::new();

@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ferromq_net::acl::addr::AddrPattern;
 use ferromq_net::backend::IoBackend;
 use ferromq_net::server::ServerLimits;
 
@@ -40,6 +41,53 @@ impl Default for MetricsSettings {
     }
 }
 
+/// Who may change the name server's state (README, "Security"): the change codes (brokers'
+/// registrations and liveness, write permissions, topics, the KV config, the configuration;
+/// `service.rs`, `is_change_code`). Everything else (routes, cluster info, lists) stays open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangeAccess {
+    /// `aclEnable` (Java's broker key; Java's name server has no ACL): a change must pass
+    /// `plain_acl.yml` as an admin account's signed request or from a white-listed address.
+    pub acl_enable: bool,
+    /// `rocketmq.acl.plain.file`: the `plain_acl.yml`, re-read when it changes. Required with
+    /// `aclEnable=true`; default none.
+    pub acl_plain_file: PathBuf,
+    /// `changeWhiteRemoteAddresses` as written: comma-separated white-address patterns
+    /// (`plain_acl.yml`'s syntax). With ACL off, only peers matching one may change anything;
+    /// default empty = every peer may (Java's behaviour).
+    pub change_white_addrs: String,
+    /// The patterns of `change_white_addrs`.
+    pub change_white: Vec<AddrPattern>,
+}
+
+/// Splits `changeWhiteRemoteAddresses` at the commas between patterns (not those inside a
+/// `{…}` list) and parses each; a pattern that does not parse is the error.
+pub fn parse_white_addrs(text: &str) -> Result<Vec<AddrPattern>, String> {
+    let mut patterns = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0usize;
+    let mut pieces = Vec::new();
+    for (i, c) in text.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                pieces.push(text.get(start..i).unwrap_or_default());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    pieces.push(text.get(start..).unwrap_or_default());
+    for piece in pieces.into_iter().map(str::trim) {
+        if piece.is_empty() {
+            continue;
+        }
+        patterns.push(AddrPattern::parse(piece)?);
+    }
+    Ok(patterns)
+}
+
 #[derive(Debug, Clone)]
 pub struct NamesrvConfig {
     pub listen: SocketAddr,
@@ -63,6 +111,8 @@ pub struct NamesrvConfig {
     pub io_backend: IoBackend,
     pub limits: ServerLimits,
     pub metrics: MetricsSettings,
+    /// `aclEnable`, `rocketmq.acl.plain.file`, `changeWhiteRemoteAddresses`.
+    pub change_access: ChangeAccess,
 }
 
 impl Default for NamesrvConfig {
@@ -81,6 +131,7 @@ impl Default for NamesrvConfig {
             io_backend: IoBackend::Auto,
             limits: ServerLimits::default(),
             metrics: MetricsSettings::default(),
+            change_access: ChangeAccess::default(),
         }
     }
 }
@@ -97,6 +148,24 @@ pub enum ConfigError {
 }
 
 impl NamesrvConfig {
+    /// Checks the keys that depend on each other; the name server refuses to start otherwise,
+    /// naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let access = &self.change_access;
+        let invalid = |key: &str, value: &str, reason: &str| ConfigError::Invalid { key: key.to_owned(), value: value.to_owned(), reason: reason.to_owned() };
+        if access.acl_enable && access.acl_plain_file.as_os_str().is_empty() {
+            return Err(invalid("aclEnable", "true", "needs rocketmq.acl.plain.file naming the plain_acl.yml to enforce"));
+        }
+        if access.acl_enable && !access.change_white.is_empty() {
+            return Err(invalid(
+                "changeWhiteRemoteAddresses",
+                &access.change_white_addrs,
+                "applies only with aclEnable=false; with ACL on, list the addresses in plain_acl.yml's globalWhiteRemoteAddresses",
+            ));
+        }
+        Ok(())
+    }
+
     /// Applies a `namesrv.properties` file over `self`. Unknown keys are warned about, not
     /// fatal (Java name-server files carry keys FerroMQ does not need); invalid values are.
     pub fn apply_properties_file(&mut self, path: &Path) -> Result<(), ConfigError> {
@@ -165,6 +234,12 @@ impl NamesrvConfig {
                 self.metrics.host = if value.is_empty() { None } else { Some(value.parse().map_err(|_| invalid("expected an IP address, or empty"))?) };
             }
             "metricsPromExporterPort" => self.metrics.port = value.parse().map_err(|_| invalid("expected a port number (0 = any free one)"))?,
+            "aclEnable" => self.change_access.acl_enable = boolean()?,
+            "rocketmq.acl.plain.file" => self.change_access.acl_plain_file = PathBuf::from(value),
+            "changeWhiteRemoteAddresses" => {
+                self.change_access.change_white = parse_white_addrs(value).map_err(|e| invalid(&e))?;
+                self.change_access.change_white_addrs = value.to_owned();
+            }
             "metricsLabel" => self.metrics.labels = ferromq_net::metrics::parse_metrics_label(value, METRICS_COMMON_LABELS).map_err(|e| invalid(&e))?,
             // The broker's other metrics keys ask for exporters FerroMQ does not have; their
             // defaults are accepted (a file copied from a broker), anything else refused.
@@ -336,6 +411,43 @@ mod tests {
             ("metricsLabel", "node_id:x"),
         ] {
             let err = config.apply_key(key, value).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(value), "{err}");
+        }
+    }
+
+    #[test]
+    fn access_keys_are_applied_checked_together_and_refused_naming_them() {
+        let mut config = NamesrvConfig::default();
+        assert_eq!(config.change_access, ChangeAccess::default());
+        config.validate().unwrap();
+        for (key, value) in [("aclEnable", "true"), ("rocketmq.acl.plain.file", "/etc/rocketmq/plain_acl.yml")] {
+            assert_eq!(config.apply_key(key, value).unwrap(), KeyUse::Applied, "{key}");
+        }
+        assert!(config.change_access.acl_enable);
+        assert_eq!(config.change_access.acl_plain_file, Path::new("/etc/rocketmq/plain_acl.yml"));
+        config.validate().unwrap();
+        // ACL on without a file, and ACL on with an allow-list, stop the start naming the key.
+        let mut no_file = NamesrvConfig::default();
+        no_file.apply_key("aclEnable", "true").unwrap();
+        let err = no_file.validate().unwrap_err().to_string();
+        assert!(err.contains("aclEnable") && err.contains("rocketmq.acl.plain.file"), "{err}");
+        config.apply_key("changeWhiteRemoteAddresses", "10.0.0.*").unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("changeWhiteRemoteAddresses") && err.contains("aclEnable=false"), "{err}");
+
+        // The allow-list: comma-separated patterns, `{…}` lists kept whole; empty = none.
+        let mut open = NamesrvConfig::default();
+        assert_eq!(open.apply_key("changeWhiteRemoteAddresses", "10.0.0.*, 192.168.1.{1,2},::1").unwrap(), KeyUse::Applied);
+        let white = &open.change_access.change_white;
+        assert_eq!(white.len(), 3);
+        let allowed = |ip: &str| white.iter().any(|p| p.matches(ip.parse().unwrap()));
+        assert!(allowed("10.0.0.9") && allowed("192.168.1.2") && allowed("::1"));
+        assert!(!allowed("192.168.1.3") && !allowed("127.0.0.1"));
+        open.validate().unwrap();
+        open.apply_key("changeWhiteRemoteAddresses", "").unwrap();
+        assert!(open.change_access.change_white.is_empty());
+        for (key, value) in [("aclEnable", "yes"), ("changeWhiteRemoteAddresses", "10.0.0.300"), ("changeWhiteRemoteAddresses", "10.0.0.1,host.example")] {
+            let err = open.apply_key(key, value).unwrap_err().to_string();
             assert!(err.contains(key) && err.contains(value), "{err}");
         }
     }

@@ -7,6 +7,10 @@
 //! - [`service`]: one handler per request code over those tables.
 //! - [`config`]: settings, by their Java names, from code or `namesrv.properties`.
 //!
+//! Who may change the routes (beyond Java): [`service::ChangeGuard`] checks the change codes
+//! (registrations, liveness, permissions, topics, KV, configuration) against `plain_acl.yml`
+//! (`aclEnable`) or an address allow-list (`changeWhiteRemoteAddresses`) before their handler.
+//!
 //! [`start`] runs a name server on a thread of its own (one compio runtime), which is how both
 //! `mqnamesrv` and the broker's embedded name server use it. Boundary: this crate does not
 //! depend on the store; routes are rebuilt from broker registrations after a restart.
@@ -96,6 +100,7 @@ impl Drop for NamesrvHandle {
 /// Starts a name server on its own thread. Returns once it is listening, or with the error
 /// that prevented it (address in use, unreadable KV file, unavailable forced backend).
 pub fn start(mut config: NamesrvConfig) -> io::Result<NamesrvHandle> {
+    config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     // Changes made with UPDATE_NAMESRV_CONFIG before a restart win over the configuration.
     if config.apply_saved_runtime().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))? {
         tracing::warn!(file = %config.runtime_file().display(), "configuration keys set by updateNamesrvConfig override the configured values");
@@ -121,7 +126,7 @@ pub fn start(mut config: NamesrvConfig) -> io::Result<NamesrvHandle> {
                 let service = match NamesrvService::new(config.clone()) {
                     Ok(service) => Rc::new(service),
                     Err(e) => {
-                        let _ = ready_tx.send(Err(io::Error::other(e.to_string())));
+                        let _ = ready_tx.send(Err(io::Error::other(e)));
                         return;
                     }
                 };

@@ -6,9 +6,14 @@
 //! `RefCell`s that are never borrowed across an `.await` (handlers are synchronous).
 
 use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferromq_net::RemotingCommand;
+use ferromq_net::acl::addr::AddrPattern;
+use ferromq_net::acl::watch::RefusalLog;
+use ferromq_net::acl::{ACCESS_KEY, AclFile, Denied};
 use ferromq_net::codes::{request_code as rc, response_code};
 use ferromq_net::conn::{Connection, RequestHandler, Response, not_supported};
 use tracing::{info, warn};
@@ -28,6 +33,99 @@ pub struct NamesrvService {
     config: RefCell<NamesrvConfig>,
     routes: RefCell<RouteTable>,
     kv: RefCell<KvConfig>,
+    /// Who may send the change codes.
+    guard: ChangeGuard,
+}
+
+/// The codes that change the name server's state (beyond Java, which lets anyone send them):
+/// the brokers' registrations and their liveness refreshes (QUERY_DATA_VERSION and
+/// BROKER_HEARTBEAT keep a broker's routes alive, so an impostor refreshing a dead broker
+/// would keep clients sending to it), write permissions, topics, the KV config and the
+/// configuration. Every other code only reads and stays open.
+pub fn is_change_code(code: i32) -> bool {
+    matches!(
+        code,
+        rc::REGISTER_BROKER
+            | rc::UNREGISTER_BROKER
+            | rc::QUERY_DATA_VERSION
+            | rc::BROKER_HEARTBEAT
+            | rc::WIPE_WRITE_PERM_OF_BROKER
+            | rc::ADD_WRITE_PERM_OF_BROKER
+            | rc::DELETE_TOPIC_IN_NAMESRV
+            | rc::REGISTER_TOPIC_IN_NAMESRV
+            | rc::PUT_KV_CONFIG
+            | rc::DELETE_KV_CONFIG
+            | rc::UPDATE_NAMESRV_CONFIG
+    )
+}
+
+/// Who may send the change codes ([`crate::config::ChangeAccess`]).
+#[derive(Debug)]
+pub enum ChangeGuard {
+    /// Everyone (the default, as Java).
+    Open,
+    /// `aclEnable=true`: what `plain_acl.yml` grants as if every change code were admin-only:
+    /// a request signed by an admin account, or one from a white-listed address (Java's
+    /// rules, `AclRules::authorize`).
+    Acl(Arc<AclFile>),
+    /// `changeWhiteRemoteAddresses` with ACL off: peers matching one of the patterns.
+    AllowList(Vec<AddrPattern>),
+}
+
+impl ChangeGuard {
+    /// The guard `config` asks for; with ACL on, reads the rules file (an error naming it when
+    /// it is missing or does not parse) and starts its watcher.
+    pub fn from_config(config: &NamesrvConfig) -> Result<ChangeGuard, String> {
+        let access = &config.change_access;
+        if access.acl_enable {
+            let file = AclFile::load(&access.acl_plain_file).map_err(|e| format!("aclEnable=true: {e}"))?;
+            let file = Arc::new(file);
+            AclFile::watch(&file).map_err(|e| format!("aclEnable=true: cannot start the ACL file watcher: {e}"))?;
+            return Ok(ChangeGuard::Acl(file));
+        }
+        if access.change_white.is_empty() {
+            Ok(ChangeGuard::Open)
+        } else {
+            Ok(ChangeGuard::AllowList(access.change_white.clone()))
+        }
+    }
+
+    /// Whether `request` from `peer` may run; a refusal is the answer to send (SYSTEM_ERROR
+    /// with Java's `AclException` remark, or NO_PERMISSION for the allow-list) and is logged,
+    /// at most once a second.
+    pub fn check(&self, request: &RemotingCommand, peer: SocketAddr) -> Result<(), Box<RemotingCommand>> {
+        if !is_change_code(request.code) {
+            return Ok(());
+        }
+        let (denied, answer) = match self {
+            ChangeGuard::Open => return Ok(()),
+            ChangeGuard::Acl(file) => match file.rules().authorize(request, peer.ip(), |_| true) {
+                Ok(_) => return Ok(()),
+                Err(denied) => {
+                    let remark = denied.remark();
+                    (denied, request.error_response(response_code::SYSTEM_ERROR, remark))
+                }
+            },
+            ChangeGuard::AllowList(patterns) => {
+                if patterns.iter().any(|p| p.matches(peer.ip())) {
+                    return Ok(());
+                }
+                let reason = format!(
+                    "the name server accepts request code {} only from the addresses in changeWhiteRemoteAddresses, not from {}",
+                    request.code,
+                    peer.ip()
+                );
+                let answer = request.error_response(response_code::NO_PERMISSION, reason.clone());
+                (Denied { access_key: request.ext_fields.get(ACCESS_KEY).map(str::to_owned), reason }, answer)
+            }
+        };
+        REFUSALS.with(|log| log.refused(request.code, peer, &denied));
+        Err(Box::new(answer))
+    }
+}
+
+thread_local! {
+    static REFUSALS: RefusalLog = RefusalLog::default();
 }
 
 /// Milliseconds since the Unix epoch, the clock of broker liveness.
@@ -36,13 +134,16 @@ pub fn now_ms() -> u64 {
 }
 
 impl NamesrvService {
-    pub fn new(config: NamesrvConfig) -> Result<NamesrvService, crate::kv::KvError> {
-        let kv = KvConfig::load(config.kv_config_path.clone())?;
+    /// Reads the KV config and, with `aclEnable=true`, the ACL rules file; an error names what
+    /// could not be read.
+    pub fn new(config: NamesrvConfig) -> Result<NamesrvService, String> {
+        let guard = ChangeGuard::from_config(&config)?;
+        let kv = KvConfig::load(config.kv_config_path.clone()).map_err(|e| e.to_string())?;
         let routes = RouteTable::new(RouteTableConfig {
             default_broker_timeout_ms: config.broker_expiry.as_millis() as u64,
             ..RouteTableConfig::default()
         });
-        Ok(NamesrvService { config: RefCell::new(config), routes: RefCell::new(routes), kv: RefCell::new(kv) })
+        Ok(NamesrvService { config: RefCell::new(config), routes: RefCell::new(routes), kv: RefCell::new(kv), guard })
     }
 
     /// Drops brokers not heard from within their timeout; called by the scan task.
@@ -372,7 +473,8 @@ impl NamesrvService {
         let c = self.config.borrow();
         let text = format!(
             "listenPort={}\nkvConfigPath={}\norderMessageEnable={}\nreturnOrderTopicConfigToBroker={}\n\
-             enableAllTopicList={}\nenableTopicList={}\nscanNotActiveBrokerInterval={}\nbrokerChannelExpiredTime={}\n",
+             enableAllTopicList={}\nenableTopicList={}\nscanNotActiveBrokerInterval={}\nbrokerChannelExpiredTime={}\n\
+             aclEnable={}\nrocketmq.acl.plain.file={}\nchangeWhiteRemoteAddresses={}\n",
             c.listen.port(),
             c.kv_config_path.display(),
             c.order_message_enable,
@@ -381,6 +483,9 @@ impl NamesrvService {
             c.enable_topic_list,
             c.scan_interval.as_millis(),
             c.broker_expiry.as_millis(),
+            c.change_access.acl_enable,
+            c.change_access.acl_plain_file.display(),
+            c.change_access.change_white_addrs,
         );
         request.success_response().with_body(text.into_bytes())
     }
@@ -388,6 +493,10 @@ impl NamesrvService {
 
 impl RequestHandler for NamesrvService {
     async fn handle(&self, conn: &Connection, request: RemotingCommand) -> Option<Response> {
+        // A refused one-way request is logged by the check; the connection sends no answer.
+        if let Err(refusal) = self.guard.check(&request, conn.peer()) {
+            return Some((*refusal).into());
+        }
         Some(self.dispatch(conn, &request).into())
     }
 

@@ -356,3 +356,139 @@ fn mqnamesrv_refuses_a_negative_interval_naming_the_flag_and_value() {
     assert!(stderr.contains("--scan-interval-ms -1") && stderr.contains("scanNotActiveBrokerInterval"), "{stderr}");
     assert!(!stderr.contains("unexpected argument"), "{stderr}");
 }
+
+// ---- who may change the routes (aclEnable, changeWhiteRemoteAddresses) ----------------------
+
+const ACL_RULES: &str = "accounts:\n  - accessKey: broker-admin\n    secretKey: broker-admin-secret\n    admin: true\n  - accessKey: producer\n    secretKey: producer-secret\n    defaultTopicPerm: PUB|SUB\n";
+
+fn acl_namesrv(rules: &str) -> (TestNamesrv, PathGuard) {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!("ferromq-namesrv-acl-{}-{}", std::process::id(), SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("plain_acl.yml");
+    std::fs::write(&file, rules).unwrap();
+    let ns = start_with(|c| {
+        c.apply("aclEnable", "true").unwrap();
+        c.apply("rocketmq.acl.plain.file", file.to_str().unwrap()).unwrap();
+    });
+    (ns, PathGuard(dir))
+}
+
+fn signer(ak: &str, sk: &str) -> Option<ferromq_net::acl::Credentials> {
+    Some(ferromq_net::acl::Credentials::new(ak, sk))
+}
+
+fn refused_by_acl(r: &RemotingCommand, reason: &str) {
+    assert_eq!(r.code, response_code::SYSTEM_ERROR, "{r:?}");
+    let remark = r.remark.clone().unwrap_or_default();
+    assert!(remark.starts_with("org.apache.rocketmq.acl.common.AclException: ") && remark.contains(reason), "{remark}");
+}
+
+#[test]
+fn with_acl_on_only_an_admin_accounts_signature_changes_the_name_server() {
+    let (ns, _acl) = acl_namesrv(ACL_RULES);
+    run(async {
+        let unsigned = Client::connect(ns.addr(), TIMEOUT).await.unwrap();
+        let register = || register_request("C", "broker-a", "127.0.0.1:10911", 0, topics(&["T", "T2"], 4));
+        // Unsigned, and signed by an account that is not an admin: refused, the routes unchanged.
+        refused_by_acl(&call(&unsigned, register()).await, "No accessKey is configured");
+        let producer = Client::connect(ns.addr(), TIMEOUT).await.unwrap().signed_by(signer("producer", "producer-secret"));
+        refused_by_acl(&call(&producer, register()).await, "Need admin permission for request code=103");
+        let forged = Client::connect(ns.addr(), TIMEOUT).await.unwrap().signed_by(signer("broker-admin", "guessed-secret"));
+        refused_by_acl(&call(&forged, register()).await, "Check signature failed");
+        assert_eq!(route(&unsigned, "T", 479).await.code, response_code::TOPIC_NOT_EXIST);
+        // One-way: nothing answers, nothing changes.
+        unsigned.invoke_oneway(register()).await.unwrap();
+
+        // The admin account's signature registers; reads stay open to everyone.
+        let broker = Client::connect(ns.addr(), TIMEOUT).await.unwrap().signed_by(signer("broker-admin", "broker-admin-secret"));
+        assert_eq!(call(&broker, register()).await.code, 0);
+        let routed = route(&unsigned, "T", 479).await;
+        assert_eq!(routed.code, 0);
+        assert_eq!(json(&routed.body)["brokerDatas"][0]["brokerAddrs"]["0"], "127.0.0.1:10911");
+        assert_eq!(call(&unsigned, RemotingCommand::request(rc::GET_BROKER_CLUSTER_INFO)).await.code, 0);
+        let get_kv = RemotingCommand::request(rc::GET_KV_CONFIG).with_ext("namespace", "N").with_ext("key", "k");
+        assert_eq!(call(&unsigned, get_kv.clone()).await.code, response_code::QUERY_NOT_FOUND);
+        assert_eq!(call(&unsigned, RemotingCommand::request(rc::GET_TOPICS_BY_CLUSTER).with_ext("cluster", "C")).await.code, 0);
+
+        // An impostor taking the broker's name, and every other change code, unsigned: refused.
+        let impostor = register_request("C", "broker-a", "127.0.0.1:20911", 0, topics(&["T", "T2"], 4));
+        refused_by_acl(&call(&unsigned, impostor).await, "No accessKey");
+        let changes = [
+            RemotingCommand::request(rc::UNREGISTER_BROKER).with_ext("clusterName", "C").with_ext("brokerAddr", "127.0.0.1:10911").with_ext("brokerName", "broker-a"),
+            RemotingCommand::request(rc::WIPE_WRITE_PERM_OF_BROKER).with_ext("brokerName", "broker-a"),
+            RemotingCommand::request(rc::ADD_WRITE_PERM_OF_BROKER).with_ext("brokerName", "broker-a"),
+            RemotingCommand::request(rc::DELETE_TOPIC_IN_NAMESRV).with_ext("topic", "T"),
+            RemotingCommand::request(rc::REGISTER_TOPIC_IN_NAMESRV).with_ext("topic", "U").with_body(&b"{}"[..]),
+            RemotingCommand::request(rc::PUT_KV_CONFIG).with_ext("namespace", "N").with_ext("key", "k").with_ext("value", "v"),
+            RemotingCommand::request(rc::DELETE_KV_CONFIG).with_ext("namespace", "N").with_ext("key", "k"),
+            RemotingCommand::request(rc::UPDATE_NAMESRV_CONFIG).with_body(&b"enableTopicList=false\n"[..]),
+            RemotingCommand::request(rc::BROKER_HEARTBEAT).with_ext("clusterName", "C").with_ext("brokerAddr", "127.0.0.1:10911"),
+            RemotingCommand::request(rc::QUERY_DATA_VERSION).with_ext("clusterName", "C").with_ext("brokerAddr", "127.0.0.1:10911"),
+        ];
+        for change in changes {
+            let code = change.code;
+            let r = call(&unsigned, change.clone()).await;
+            assert_eq!(r.code, response_code::SYSTEM_ERROR, "code {code}: {r:?}");
+            assert!(r.remark.unwrap_or_default().contains("AclException"), "code {code}");
+            let r = call(&producer, change).await;
+            assert!(r.remark.unwrap_or_default().contains("Need admin permission"), "code {code}");
+        }
+        let routed = json(&route(&unsigned, "T", 479).await.body);
+        assert_eq!(routed["brokerDatas"][0]["brokerAddrs"]["0"], "127.0.0.1:10911", "{routed}");
+        assert_eq!(routed["queueDatas"][0]["perm"], 6, "{routed}");
+        assert_eq!(call(&unsigned, get_kv).await.code, response_code::QUERY_NOT_FOUND);
+        // The admin may use them.
+        let wipe = call(&broker, RemotingCommand::request(rc::WIPE_WRITE_PERM_OF_BROKER).with_ext("brokerName", "broker-a")).await;
+        assert_eq!(wipe.ext("wipeTopicCount"), Some("2"), "{wipe:?}");
+    });
+}
+
+#[test]
+fn white_listed_addresses_change_without_a_signature_as_java_does() {
+    let rules = "globalWhiteRemoteAddresses:\n  - 127.0.0.*\naccounts:\n  - accessKey: broker-admin\n    secretKey: broker-admin-secret\n    admin: true\n";
+    let (ns, _acl) = acl_namesrv(rules);
+    run(async {
+        let unsigned = Client::connect(ns.addr(), TIMEOUT).await.unwrap();
+        assert_eq!(call(&unsigned, register_request("C", "b", "127.0.0.1:10911", 0, topics(&["T", "T2"], 4))).await.code, 0);
+    });
+}
+
+#[test]
+fn the_change_allow_list_admits_only_its_addresses_when_acl_is_off() {
+    let closed = start_with(|c| c.apply("changeWhiteRemoteAddresses", "10.255.255.1,192.168.7.*").unwrap());
+    let open = start_with(|c| c.apply("changeWhiteRemoteAddresses", "10.255.255.1, 127.0.0.1").unwrap());
+    run(async {
+        let c = Client::connect(closed.addr(), TIMEOUT).await.unwrap();
+        let r = call(&c, register_request("C", "b", "127.0.0.1:10911", 0, topics(&["T", "T2"], 4))).await;
+        assert_eq!(r.code, response_code::NO_PERMISSION, "{r:?}");
+        let remark = r.remark.unwrap_or_default();
+        assert!(remark.contains("changeWhiteRemoteAddresses") && remark.contains("127.0.0.1"), "{remark}");
+        let r = call(&c, RemotingCommand::request(rc::WIPE_WRITE_PERM_OF_BROKER).with_ext("brokerName", "b")).await;
+        assert_eq!(r.code, response_code::NO_PERMISSION);
+        assert_eq!(route(&c, "T", 479).await.code, response_code::TOPIC_NOT_EXIST, "reads stay open, nothing registered");
+        assert_eq!(call(&c, RemotingCommand::request(rc::GET_BROKER_CLUSTER_INFO)).await.code, 0);
+
+        let c = Client::connect(open.addr(), TIMEOUT).await.unwrap();
+        let r = call(&c, register_request("C", "b", "127.0.0.1:10911", 0, topics(&["T", "T2"], 4))).await;
+        assert_eq!(r.code, 0, "{r:?}");
+        assert_eq!(route(&c, "T", 479).await.code, 0);
+    });
+}
+
+#[test]
+fn acl_without_a_usable_rules_file_stops_the_start_naming_it() {
+    let start = |tweak: &dyn Fn(&mut NamesrvConfig)| {
+        let mut config = NamesrvConfig { listen: "127.0.0.1:0".parse().unwrap(), ..NamesrvConfig::default() };
+        config.kv_config_path = std::env::temp_dir().join(format!("ferromq-namesrv-acl-start-{}", std::process::id())).join("kvConfig.json");
+        tweak(&mut config);
+        ferromq_namesrv::start(config).err().map(|e| e.to_string()).unwrap_or_default()
+    };
+    let err = start(&|c| c.apply("aclEnable", "true").unwrap());
+    assert!(err.contains("aclEnable") && err.contains("rocketmq.acl.plain.file"), "{err}");
+    let err = start(&|c| {
+        c.apply("aclEnable", "true").unwrap();
+        c.apply("rocketmq.acl.plain.file", "/nonexistent/plain_acl.yml").unwrap();
+    });
+    assert!(err.contains("/nonexistent/plain_acl.yml"), "{err}");
+}

@@ -3,3 +3,4 @@
 //! processes on free ports.
 
 mod acl;
+mod namesrv;
