@@ -102,6 +102,14 @@ pub fn check(acl: Option<&Arc<AclFile>>, peer: SocketAddr, request: &RemotingCom
     }
 }
 
+/// With ACL on, the account a checked request came from (its `AccessKey`): what the broker
+/// auto-creates for it counts against its per-account limits. `None` with ACL off, and for
+/// a globally white-listed peer that named no account.
+pub fn account_of(acl: Option<&Arc<AclFile>>, request: &RemotingCommand) -> Option<Arc<str>> {
+    acl?;
+    request.ext_fields.get(ferromq_net::acl::ACCESS_KEY).map(Arc::from)
+}
+
 /// A change the ACL admin codes make to the rules file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AclChange {

@@ -786,6 +786,15 @@ pub struct AclSection {
     pub access_key: String,
     /// `secretKey` / `secret_key`. The secret of `accessKey`.
     pub secret_key: String,
+    /// `maxAutoCreatedTopicsPerAccount` / `max_auto_created_topics_per_account`. With ACL on,
+    /// topics the broker auto-creates for one account's sends since it started; beyond it,
+    /// TOPIC_NOT_EXIST (an admin can still create them). `maxAutoCreatedTopics` bounds all
+    /// accounts together. Default 1000; bounds 0..=1 000 000.
+    pub max_auto_created_topics_per_account: usize,
+    /// `maxAutoCreatedSubscriptionGroupsPerAccount` / `max_auto_created_subscription_groups_per_account`.
+    /// The same for subscription groups (heartbeats, send-backs); beyond it
+    /// SUBSCRIPTION_GROUP_NOT_EXIST. Default 1000; bounds 0..=1 000 000.
+    pub max_auto_created_subscription_groups_per_account: usize,
 }
 
 // ------------------------------------------------------------------------------------------
@@ -912,7 +921,14 @@ impl Default for BrokerConfig {
                 label: String::new(),
                 otel_cardinality_limit: 50_000,
             },
-            acl: AclSection { enable: false, plain_file: String::new(), access_key: String::new(), secret_key: String::new() },
+            acl: AclSection {
+                enable: false,
+                plain_file: String::new(),
+                access_key: String::new(),
+                secret_key: String::new(),
+                max_auto_created_topics_per_account: 1000,
+                max_auto_created_subscription_groups_per_account: 1000,
+            },
         }
     }
 }
@@ -2075,6 +2091,10 @@ pub static KEYS: &[Key] = &[
             Ok(())
         },
     },
+    num_key!("maxAutoCreatedTopicsPerAccount", "acl", "max_auto_created_topics_per_account", "with ACL on, topics auto-created for one account since start; default 1000; 0..=1000000",
+        acl.max_auto_created_topics_per_account, 0usize, 1_000_000usize, "a topic count"),
+    num_key!("maxAutoCreatedSubscriptionGroupsPerAccount", "acl", "max_auto_created_subscription_groups_per_account", "with ACL on, groups auto-created for one account since start; default 1000; 0..=1000000",
+        acl.max_auto_created_subscription_groups_per_account, 0usize, 1_000_000usize, "a group count"),
     num_key!("metricsOtelCardinalityLimit", "metrics", "otel_cardinality_limit", "label sets one shard keeps per metric; default 50000; 1..=10000000",
         metrics.otel_cardinality_limit, 1usize, 10_000_000usize, "a label-set count"),
 ];

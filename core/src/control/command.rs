@@ -37,7 +37,8 @@ pub type GroupOffsets = Vec<(String, Vec<(i32, i64)>)>;
 pub enum Command {
     /// The topic a send goes to: the existing one, or one auto-created from `default_topic`
     /// (or a retry topic) as PROTOCOL.md §2.1 step 2 says.
-    TopicForSend { topic: String, default_topic: String, queue_nums: u32, reply: Reply<BrokerResult<Arc<TopicConfig>>> },
+    /// `account`: with ACL on, the sender's (`maxAutoCreatedTopicsPerAccount`).
+    TopicForSend { topic: String, default_topic: String, queue_nums: u32, account: Option<Arc<str>>, reply: Reply<BrokerResult<Arc<TopicConfig>>> },
     /// UPDATE_AND_CREATE_TOPIC.
     UpdateTopic { config: TopicConfig, reply: Reply<BrokerResult<()>> },
     /// DELETE_TOPIC_IN_BROKER: the config and the topic's consumer offsets go; answers whether
@@ -53,7 +54,7 @@ pub enum Command {
     /// The committed offsets of `group`, for one topic or every topic it has offsets for.
     GroupOffsets { group: String, topic: Option<String>, reply: Reply<GroupOffsets> },
     /// HEART_BEAT: registers the producers and consumers of one connection.
-    Heartbeat { client: ClientInfo, data: Box<HeartbeatData>, reply: Reply<()> },
+    Heartbeat { client: ClientInfo, data: Box<HeartbeatData>, account: Option<Arc<str>>, reply: Reply<()> },
     UnregisterClient { client_id: String, producer_group: Option<String>, consumer_group: Option<String>, reply: Reply<()> },
     /// A connection closed: its client leaves every group at once. No answer.
     ChannelClosed { channel: ChannelId },
@@ -66,7 +67,7 @@ pub enum Command {
     /// A consumer group's retry settings and its `%RETRY%` topic, created if missing (§9.2
     /// steps 1–2, §2.1 step 4): the group is found or auto-created (SUBSCRIPTION_GROUP_NOT_EXIST
     /// when neither).
-    RetryGroup { group: String, reply: Reply<BrokerResult<RetryGroup>> },
+    RetryGroup { group: String, account: Option<Arc<str>>, reply: Reply<BrokerResult<RetryGroup>> },
     /// A topic the broker writes itself, created if missing with `queue_nums` queues, perm 6:
     /// `%DLQ%<group>` on the first dead letter, `TRANS_CHECK_MAX_TIME_TOPIC` on the first
     /// discarded half message.

@@ -149,6 +149,18 @@ pub struct ControlPlane {
     /// unreachable (`slave_sync.rs`). At most one entry per queue of the offset table; empty
     /// on a master.
     local_commits: HashMap<OffsetKey, i64>,
+    /// ACL on: the account of the command being applied (sends and heartbeats carry it), and
+    /// what each account auto-created since start — bounded by the accounts of the rules
+    /// file. `maxAutoCreatedTopicsPerAccount` / `…SubscriptionGroupsPerAccount` cap it.
+    account: Option<Arc<str>>,
+    created_by_account: HashMap<Arc<str>, AccountCreations>,
+}
+
+/// Topics and groups one account had the broker auto-create since start.
+#[derive(Debug, Default, Clone, Copy)]
+struct AccountCreations {
+    topics: usize,
+    groups: usize,
 }
 
 /// The metadata writer and the admin answers waiting for it.
@@ -271,6 +283,8 @@ impl ControlPlane {
             },
             refusals: RefusalLog::default(),
             local_commits: HashMap::new(),
+            account: None,
+            created_by_account: HashMap::new(),
         };
         plane.publish(true, true);
         Ok(plane)
@@ -283,8 +297,10 @@ impl ControlPlane {
     /// Applies one command, collecting its answer and side effects in `batch`.
     pub fn apply(&mut self, command: Command, batch: &mut Batch) {
         match command {
-            Command::TopicForSend { topic, default_topic, queue_nums, reply } => {
+            Command::TopicForSend { topic, default_topic, queue_nums, account, reply } => {
+                self.account = account;
                 let result = self.topic_for_send(&topic, &default_topic, queue_nums, batch);
+                self.account = None;
                 batch.reply(reply, result);
             }
             Command::UpdateTopic { config, reply } => {
@@ -298,8 +314,10 @@ impl ControlPlane {
                 batch.reply_when_written(reply, removed);
             }
             Command::AllTopicConfigJson { reply } => batch.reply(reply, self.topics.to_wrapper_json()),
-            Command::RetryGroup { group, reply } => {
+            Command::RetryGroup { group, account, reply } => {
+                self.account = account;
                 let result = self.retry_group(&group, batch);
+                self.account = None;
                 batch.reply(reply, result);
             }
             Command::InternalTopic { topic, queue_nums, reply } => {
@@ -400,8 +418,10 @@ impl ControlPlane {
                     .collect();
                 batch.reply(reply, offsets);
             }
-            Command::Heartbeat { client, data, reply } => {
+            Command::Heartbeat { client, data, account, reply } => {
+                self.account = account;
                 self.heartbeat(client, &data, batch);
+                self.account = None;
                 batch.reply(reply, ());
             }
             Command::UnregisterClient { client_id, producer_group, consumer_group, reply } => {
@@ -635,8 +655,11 @@ impl ControlPlane {
         match created {
             Ok(ensured) => {
                 if ensured.created {
-                    info!(topic, queues = ensured.config.write_queue_nums, "topic auto-created");
+                    info!(topic, queues = ensured.config.write_queue_nums, account = self.account.as_deref().unwrap_or("-"), "topic auto-created");
                     batch.topics_changed = true;
+                    if let Some(account) = &self.account {
+                        self.created_by_account.entry(account.clone()).or_default().topics += 1;
+                    }
                 }
                 Ok(self.topic_arc(ensured.config))
             }
@@ -650,6 +673,10 @@ impl ControlPlane {
     /// TOPIC_NOT_EXIST naming `maxAutoCreatedTopics` when the topic table is full for topics
     /// the broker creates on its own.
     fn check_topic_room(&mut self, topic: &str) -> BrokerResult<()> {
+        if let Some(remark) = self.account_refusal(topic, "topic", |c| c.topics, |config| config.acl.max_auto_created_topics_per_account, "maxAutoCreatedTopicsPerAccount") {
+            self.refusals.warn(&remark);
+            return Err(BrokerError::new(ferromq_net::codes::response_code::TOPIC_NOT_EXIST, remark));
+        }
         let max = self.handle.live_config().topics.max_auto_created_topics;
         let count = self.topics.non_system_count();
         if count < max {
@@ -660,6 +687,24 @@ impl ControlPlane {
         );
         self.refusals.warn(&remark);
         Err(BrokerError::new(ferromq_net::codes::response_code::TOPIC_NOT_EXIST, remark))
+    }
+
+    /// With ACL on, why the current command's account may not have the broker auto-create
+    /// one more `what` (its count read by `count`, its limit by `limit`), or `None`.
+    fn account_refusal(
+        &self,
+        name: &str,
+        what: &str,
+        count: impl Fn(&AccountCreations) -> usize,
+        limit: impl Fn(&crate::config::BrokerConfig) -> usize,
+        key: &str,
+    ) -> Option<String> {
+        let account = self.account.as_deref()?;
+        let max = limit(self.handle.config());
+        let made = self.created_by_account.get(account).map_or(0, &count);
+        (made >= max).then(|| {
+            format!("{what}[{name}] not exist and not auto-created: account {account} had {made} {what}s auto-created since the broker started, the limit ({key}={max}); an admin can create it")
+        })
     }
 
     /// Java `findSubscriptionGroupConfig` with FerroMQ's limits: the group; else, with
@@ -686,8 +731,23 @@ impl ControlPlane {
             self.refusals.warn(&error.remark);
             return Err(error);
         }
+        if let Some(remark) = self.account_refusal(
+            group,
+            "subscription group",
+            |c| c.groups,
+            |config| config.acl.max_auto_created_subscription_groups_per_account,
+            "maxAutoCreatedSubscriptionGroupsPerAccount",
+        ) {
+            self.refusals.warn(&remark);
+            return Err(BrokerError::new(ferromq_net::codes::response_code::SUBSCRIPTION_GROUP_NOT_EXIST, remark));
+        }
         match self.groups.find_or_create(group) {
-            Ok(Some(found)) => Ok(found),
+            Ok(Some((config, created))) => {
+                if created && let Some(account) = &self.account {
+                    self.created_by_account.entry(account.clone()).or_default().groups += 1;
+                }
+                Ok((config, created))
+            }
             Ok(None) => Err(not_exist("and autoCreateSubscriptionGroup is off".to_owned())),
             Err(e) => Err(BrokerError::system(format!("subscription group {group}: {e}"))),
         }

@@ -27,7 +27,8 @@ pub async fn heartbeat(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCom
         version: request.version,
         last_update_ms: ferromq_store::store::now_ms(),
     };
-    ctx.control.call(|reply| Command::Heartbeat { client, data: Box::new(data), reply }).await?;
+    let account = crate::acl::account_of(ctx.control.acl(), request);
+    ctx.control.call(|reply| Command::Heartbeat { client, data: Box::new(data), account, reply }).await?;
     Ok(request.success_response())
 }
 

@@ -108,7 +108,8 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
         Some(topic) => topic,
         None => {
             let (name, default_topic, queue_nums) = (header.topic.to_owned(), header.default_topic.to_owned(), header.default_topic_queue_nums);
-            control.call(|reply| Command::TopicForSend { topic: name, default_topic, queue_nums, reply }).await??
+            let account = crate::acl::account_of(control.acl(), request);
+            control.call(|reply| Command::TopicForSend { topic: name, default_topic, queue_nums, account, reply }).await??
         }
     };
     if topic.perm & PERM_WRITE == 0 {
@@ -128,7 +129,8 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
     let topic = match topic.topic_name.strip_prefix(topics::RETRY_GROUP_TOPIC_PREFIX) {
         Some(group) => {
             let group = group.to_owned();
-            let retry = control.call(|reply| Command::RetryGroup { group: group.clone(), reply }).await??;
+            let account = crate::acl::account_of(control.acl(), request);
+            let retry = control.call(|reply| Command::RetryGroup { group: group.clone(), account, reply }).await??;
             let max = header.max_reconsume_times.unwrap_or(retry.retry_max_times);
             if header.reconsume_times > max || retry.orderly_locked {
                 let dlq = control.call(|reply| Command::InternalTopic { topic: topics::dlq_topic(&group), queue_nums: topics::DLQ_QUEUE_NUMS, reply }).await??;

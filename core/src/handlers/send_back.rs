@@ -37,7 +37,8 @@ pub async fn consumer_send_msg_back(ctx: &Rc<ShardCtx>, request: &RemotingComman
     if control.view().broker_permission & PERM_WRITE == 0 {
         return Err(BrokerError::no_permission(format!("the broker[{}] sending message is forbidden", control.identity().broker_name)));
     }
-    let retry = control.call(|reply| Command::RetryGroup { group: group.to_owned(), reply }).await??;
+    let account = crate::acl::account_of(control.acl(), request);
+    let retry = control.call(|reply| Command::RetryGroup { group: group.to_owned(), account, reply }).await??;
     let Some(retry_topic) = retry.retry_topic else {
         // retryQueueNums ≤ 0: the group asked for no retries; Java drops the message.
         return Ok(request.success_response());

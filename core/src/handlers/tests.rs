@@ -1872,3 +1872,49 @@ fn acl_checks_every_request_and_its_admin_codes_rewrite_the_rules() {
         std::fs::remove_dir_all(&dir).unwrap();
     });
 }
+
+/// maxAutoCreatedTopicsPerAccount / maxAutoCreatedSubscriptionGroupsPerAccount: with ACL on,
+/// what one account's sends and heartbeats make the broker create is capped per account.
+#[test]
+fn acl_bounds_what_each_account_auto_creates() {
+    use ferromq_net::acl::Credentials;
+    run(|| async {
+        let dir = std::env::temp_dir().join(format!("ferromq-handlers-acl-bound-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("plain_acl.yml");
+        let account = |ak: &str| format!("  - accessKey: {ak}\n    secretKey: {ak}-secret\n    defaultTopicPerm: PUB|SUB\n    defaultGroupPerm: SUB\n");
+        std::fs::write(&file, format!("accounts:\n{}{}", account("first-ak"), account("second-ak"))).unwrap();
+        let path = file.display().to_string();
+        let broker = Broker::start_with(|c| {
+            c.acl.enable = true;
+            c.acl.plain_file = path.clone();
+            c.acl.max_auto_created_topics_per_account = 2;
+            c.acl.max_auto_created_subscription_groups_per_account = 1;
+        })
+        .await;
+        let signed = |mut request: RemotingCommand, ak: &str| {
+            Credentials::new(ak, format!("{ak}-secret")).sign(&mut request);
+            request
+        };
+        broker.check(signed(send_v2("Own1", 0, "x", "k"), "first-ak"), code::SUCCESS, "").await;
+        broker.check(signed(send_v2("Own2", 0, "x", "k"), "first-ak"), code::SUCCESS, "").await;
+        broker.check(signed(send_v2("Own3", 0, "x", "k"), "first-ak"), code::TOPIC_NOT_EXIST, "maxAutoCreatedTopicsPerAccount=2").await;
+        // Existing topics take no room; another account has its own.
+        broker.check(signed(send_v2("Own1", 0, "y", "k"), "first-ak"), code::SUCCESS, "").await;
+        broker.check(signed(send_v2("Own3", 0, "x", "k"), "second-ak"), code::SUCCESS, "").await;
+        let heartbeat = |group: &str, ak: &str| {
+            let body = format!(r#"{{"clientID":"c-{ak}","consumerDataSet":[{{"groupName":"{group}","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","consumeFromWhere":"CONSUME_FROM_LAST_OFFSET","subscriptionDataSet":[{{"topic":"Own1","subString":"*","tagsSet":[],"codeSet":[],"subVersion":0,"expressionType":"TAG"}}],"unitMode":false}}],"producerDataSet":[]}}"#);
+            signed(RemotingCommand::request(rc::HEART_BEAT).with_body(body.into_bytes()), ak)
+        };
+        broker.check(heartbeat("GroupOne", "first-ak"), code::SUCCESS, "").await;
+        // Accepted (a heartbeat is not refused), but the group is not created: its send-back is.
+        broker.check(heartbeat("GroupTwo", "first-ak"), code::SUCCESS, "").await;
+        let groups = |body: &[u8]| String::from_utf8_lossy(body).into_owned();
+        let all = broker.check(signed(RemotingCommand::request(rc::GET_ALL_SUBSCRIPTIONGROUP_CONFIG), "first-ak"), code::SUCCESS, "").await;
+        assert!(groups(&all.body).contains("GroupOne") && !groups(&all.body).contains("GroupTwo"), "{}", groups(&all.body));
+        broker.check(heartbeat("GroupTwo", "second-ak"), code::SUCCESS, "").await;
+        let all = broker.check(signed(RemotingCommand::request(rc::GET_ALL_SUBSCRIPTIONGROUP_CONFIG), "first-ak"), code::SUCCESS, "").await;
+        assert!(groups(&all.body).contains("GroupTwo"), "{}", groups(&all.body));
+        std::fs::remove_dir_all(&dir).unwrap();
+    });
+}
