@@ -37,6 +37,20 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connect timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The account the produce bench signs its requests with (`--access-key`/`--secret-key`:
+/// a broker with `aclEnable=true`; the account needs admin to create the bench's topics).
+static SIGNER: OnceLock<ferromq_net::acl::Credentials> = OnceLock::new();
+
+/// Signs every request of connections opened by [`connect`] from now on.
+pub fn sign_requests_with(credentials: ferromq_net::acl::Credentials) {
+    let _ = SIGNER.set(credentials);
+}
+
+/// Connects to `addr`; the connection signs its requests if [`sign_requests_with`] was called.
+pub async fn connect(addr: SocketAddr) -> Result<Client, RpcError> {
+    Ok(Client::connect(addr, CONNECT_TIMEOUT).await?.signed_by(SIGNER.get().cloned()))
+}
+
 /// The in-process epoch that stamped bodies count from (fixed at first use).
 pub fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();

@@ -145,6 +145,8 @@ mod tests {
             pid: None,
             producer_group: "g".into(),
             io_backend: "auto".into(),
+            access_key: None,
+            secret_key: None,
         }
     }
 

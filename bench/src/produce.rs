@@ -116,6 +116,12 @@ pub struct ProducerArgs {
     /// I/O backend of the client: auto, io_uring or epoll.
     #[arg(long, default_value = "auto")]
     pub io_backend: String,
+    /// Sign every request as this account (a broker with aclEnable=true; with --secret-key).
+    #[arg(long, requires = "secret_key")]
+    pub access_key: Option<String>,
+    /// The secret of --access-key.
+    #[arg(long, requires = "access_key")]
+    pub secret_key: Option<String>,
 }
 
 /// Live counters of a producer set.
@@ -254,6 +260,9 @@ pub fn topic_names(args: &ProducerArgs) -> Vec<String> {
 /// Creates the topics (unless told not to) and returns the max offsets of a single topic's
 /// queues (`None` with several topics: reading every queue's offset would be a run of its own).
 pub fn prepare_topic(args: &ProducerArgs, backend: IoBackend) -> Result<Option<Vec<u64>>, String> {
+    if let (Some(access_key), Some(secret_key)) = (&args.access_key, &args.secret_key) {
+        broker::sign_requests_with(ferromq_net::acl::Credentials::new(access_key, secret_key));
+    }
     let topics = topic_names(args);
     if !args.no_create_topic {
         let started = Instant::now();
@@ -286,7 +295,7 @@ pub fn pipelined(
 ) -> Result<Counts, String> {
     let (runtime, _) = build_runtime(backend).map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let client = Client::connect(broker_addr, broker::CONNECT_TIMEOUT).await.map_err(|e| format!("cannot connect to {broker_addr}: {e}"))?;
+        let client = broker::connect(broker_addr).await.map_err(|e| format!("cannot connect to {broker_addr}: {e}"))?;
         Ok(pipeline(&client, n, in_flight, request, |_, _, _| {}).await)
     })
 }
@@ -342,7 +351,7 @@ async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: impl Ite
 pub fn topic_offsets(broker_addr: SocketAddr, topic: &str, queues: u32, backend: IoBackend) -> Result<Vec<u64>, String> {
     let (runtime, _) = build_runtime(backend).map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let client = Client::connect(broker_addr, broker::CONNECT_TIMEOUT).await.map_err(|e| e.to_string())?;
+        let client = broker::connect(broker_addr).await.map_err(|e| e.to_string())?;
         Ok(broker::max_offsets(&client, topic, queues).await)
     })
 }
@@ -367,7 +376,7 @@ async fn producer_thread(
     turn: Arc<AtomicU64>,
 ) -> Result<ThreadResult, String> {
     let setup = async {
-        let connect = || async { Client::connect(args.broker, broker::CONNECT_TIMEOUT).await.map_err(|e| format!("cannot connect to {}: {e}", args.broker)) };
+        let connect = || async { broker::connect(args.broker).await.map_err(|e| format!("cannot connect to {}: {e}", args.broker)) };
         let mut clients = Vec::new();
         if shards.is_none() {
             for _ in 0..connections {

@@ -586,6 +586,8 @@ fn pair_point(ctx: &Ctx, pair: &Pair, spec: &PointSpec, raw: &str) -> Result<Pai
         pid: Some(pair.master.pid()),
         producer_group: "ferromq-bench-replication".into(),
         io_backend: args.backend.clone(),
+        access_key: None,
+        secret_key: None,
     };
     // What an earlier point left for the slave to copy is not this point's lag.
     let drain_s = wait_in_sync(pair.master_addr, &args.backend, u64::from(args.shards), IN_SYNC_TIMEOUT)?;
@@ -706,6 +708,8 @@ fn run_catch_up(ctx: &Ctx) -> Result<CatchUpResults, String> {
                 pid: None,
                 producer_group: "ferromq-bench-replication".into(),
                 io_backend: args.backend.clone(),
+                access_key: None,
+                secret_key: None,
             };
             produce::run_produce(&ProduceArgs { producer, duration_secs: 0.0, count: Some(count), warmup_ms: 0, json: None, slave_pid: None })?;
         }

@@ -963,6 +963,8 @@ fn producer_args(args: &SuiteArgs, profile: &Profile, broker: SocketAddr, pid: u
         pid: (pid != 0).then_some(pid),
         producer_group: "ferromq-bench-suite".into(),
         io_backend: profile.backend.clone(),
+        access_key: None,
+        secret_key: None,
     }
 }
 
