@@ -347,7 +347,33 @@ async fn acl_config_lines(admin: &Admin, addr: &str) -> AdminResult<()> {
 
 #[cfg(test)]
 mod tests {
+    use clap::{CommandFactory, Parser};
+
     use super::*;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[test]
+    fn flags_are_javas_and_do_not_clash() {
+        Cli::command().debug_assert();
+        let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("mqadmin").chain(args.iter().copied())).map(|cli| cli.command);
+        let args = ["updateAclConfig", "-b", "h:1", "-a", "ak", "-s", "sk", "-w", "10.*", "-i", "PUB", "-u", "SUB", "-t", "A=PUB", "-g", "G=SUB", "-m", "true"];
+        match parse(&args) {
+            Ok(Command::UpdateAclConfig { access_key, secret_key, admin, topic_perms, group_perms, .. }) => {
+                assert_eq!((access_key.as_str(), secret_key.as_str(), admin.as_deref()), ("ak", "sk", Some("true")));
+                assert_eq!((topic_perms.as_deref(), group_perms.as_deref()), (Some("A=PUB"), Some("G=SUB")));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["updateAclConfig", "-b", "h:1", "-a", "ak"]).is_err(), "-s is required, as in Java");
+        assert!(matches!(parse(&["getAccessConfigSubCommand", "-b", "h:1"]), Ok(Command::GetAclConfig { .. })), "4.9.0's name");
+        assert!(matches!(parse(&["deleteAccessConfig", "-c", "C", "-a", "ak"]), Ok(Command::DeleteAclConfig { .. })), "Java's alias");
+        assert!(matches!(parse(&["updateGlobalWhiteAddr", "-b", "h:1", "-g", "10.*", "-p", "/x.yml"]), Ok(Command::UpdateGlobalWhiteAddr { .. })));
+    }
 
     #[test]
     fn update_sends_java_header_fields_and_prints_the_5x_text() {
