@@ -1,19 +1,24 @@
-//! What every subcommand shares: the `-n` name server flag, one connection per address, the
-//! error type printed as one line, and the route and cluster lookups.
+//! What every subcommand shares: the `-n` name server flag, one connection per address (signed
+//! with `${ROCKETMQ_HOME}/conf/tools.yml`'s keys when that file exists), the error type printed
+//! as one line, and the route and cluster lookups.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use ferromq_net::RemotingCommand;
+use ferromq_net::acl::Credentials;
 use ferromq_net::backend::runtime_from_env;
 use ferromq_net::client::Client;
 use ferromq_net::codes::{request_code, response_code};
 use ferromq_net::fastjson::{self, lenient_i32, lenient_string};
 use serde_json::{Map, Value};
+use yaml_rust2::{Yaml, YamlLoader};
 
 /// How long one request may take (Java's admin default is 5 s; a broker may take longer to
 /// walk a large store for `queryMsgByKey`).
@@ -77,6 +82,9 @@ pub fn code_name(code: i32) -> &'static str {
         CONSUMER_NOT_ONLINE => "CONSUMER_NOT_ONLINE",
         MESSAGE_ILLEGAL => "MESSAGE_ILLEGAL",
         SERVICE_NOT_AVAILABLE => "SERVICE_NOT_AVAILABLE",
+        UPDATE_AND_CREATE_ACL_CONFIG_FAILED => "UPDATE_AND_CREATE_ACL_CONFIG_FAILED",
+        DELETE_ACL_CONFIG_FAILED => "DELETE_ACL_CONFIG_FAILED",
+        UPDATE_GLOBAL_WHITE_ADDRS_CONFIG_FAILED => "UPDATE_GLOBAL_WHITE_ADDRS_CONFIG_FAILED",
         _ => "error",
     }
 }
@@ -87,10 +95,64 @@ pub fn run<F: Future<Output = AdminResult<()>>>(future: F) -> AdminResult<()> {
     runtime.block_on(future)
 }
 
-/// Connections to the name servers and brokers one subcommand talks to, opened on first use.
+/// Java's `MixAll.ACL_CONF_TOOLS_FILE`, under `ROCKETMQ_HOME`.
+const TOOLS_FILE: &str = "conf/tools.yml";
+
+/// The keys every request is signed with, read once by [`load_tools_credentials`].
+static CREDENTIALS: OnceLock<Option<Credentials>> = OnceLock::new();
+
+/// `${ROCKETMQ_HOME}/conf/tools.yml`, when `ROCKETMQ_HOME` is set.
+pub fn tools_file() -> Option<PathBuf> {
+    std::env::var_os("ROCKETMQ_HOME").filter(|home| !home.is_empty()).map(|home| Path::new(&home).join(TOOLS_FILE))
+}
+
+/// Reads the keys `mqadmin` signs with, as Java's `MQAdminStartup` does
+/// (`AclUtils.getAclRPCHook(rocketmqHome + "/conf/tools.yml")`), and keeps them for every
+/// connection of this run. No `ROCKETMQ_HOME`, no file or an empty file: requests go unsigned,
+/// silently, as in Java. A file that exists but cannot be read, is not YAML, or lacks a
+/// non-blank `accessKey` or `secretKey` is an error (Java logs it and goes on unsigned, so the
+/// broker's refusal would hide the cause).
+pub fn load_tools_credentials() -> AdminResult<()> {
+    let credentials = match tools_file() {
+        Some(path) => read_tools_file(&path)?,
+        None => None,
+    };
+    let _ = CREDENTIALS.set(credentials);
+    Ok(())
+}
+
+/// The keys of the tools file at `path`; `None` when it does not exist or is empty.
+pub fn read_tools_file(path: &Path) -> AdminResult<Option<Credentials>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(AdminError::Other(format!("cannot read {}: {e}", path.display()))),
+    };
+    tools_credentials(&text).map_err(|why| AdminError::Other(format!("{}: {why}", path.display())))
+}
+
+/// The `accessKey` and `secretKey` of a `tools.yml` text; `None` for an empty document.
+pub fn tools_credentials(text: &str) -> Result<Option<Credentials>, String> {
+    let docs = YamlLoader::load_from_str(text).map_err(|e| format!("not YAML: {e}"))?;
+    let map = match docs.first() {
+        None | Some(Yaml::Null) => return Ok(None),
+        Some(Yaml::Hash(map)) => map,
+        Some(_) => return Err("expected a mapping with accessKey and secretKey".to_owned()),
+    };
+    let key = |name: &str| match map.get(&Yaml::String(name.to_owned())) {
+        Some(Yaml::String(s) | Yaml::Real(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        Some(Yaml::Integer(i)) => Ok(i.to_string()),
+        _ => Err(format!("{name} is missing or blank (give accessKey and secretKey of an account of the brokers' plain_acl.yml)")),
+    };
+    Ok(Some(Credentials::new(key("accessKey")?, key("secretKey")?)))
+}
+
+/// Connections to the name servers and brokers one subcommand talks to, opened on first use,
+/// each signing its requests when `tools.yml` gives keys.
 pub struct Admin {
     namesrv: Vec<String>,
     clients: RefCell<HashMap<String, Client>>,
+    credentials: Option<Credentials>,
 }
 
 impl Admin {
@@ -104,7 +166,8 @@ impl Admin {
             .as_deref()
             .map(|list| list.split(';').map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect())
             .unwrap_or_default();
-        Admin { namesrv, clients: RefCell::new(HashMap::new()) }
+        let credentials = CREDENTIALS.get().cloned().flatten();
+        Admin { namesrv, clients: RefCell::new(HashMap::new()), credentials }
     }
 
     /// The name server addresses given (possibly none).
@@ -183,7 +246,8 @@ impl Admin {
         let socket = resolve(addr)?;
         let client = Client::connect(socket, CONNECT_TIMEOUT)
             .await
-            .map_err(|e| AdminError::Unreachable(format!("cannot connect to {addr}: {e}")))?;
+            .map_err(|e| AdminError::Unreachable(format!("cannot connect to {addr}: {e}")))?
+            .signed_by(self.credentials.clone());
         self.clients.borrow_mut().insert(addr.to_owned(), client.clone());
         Ok(client)
     }
@@ -478,4 +542,25 @@ pub fn queue_table(body: &[u8], table: &str) -> AdminResult<(BTreeMap<QueueKey, 
         }
     }
     Ok((rows, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tools_yml_gives_the_keys_or_nothing_or_a_clear_error() {
+        let keys = tools_credentials("accessKey: RocketMQ\nsecretKey: 12345678\n").unwrap().unwrap();
+        assert_eq!((keys.access_key.as_str(), keys.secret_key.as_str()), ("RocketMQ", "12345678"));
+        // Empty: unsigned, as Java.
+        assert_eq!(tools_credentials("").unwrap(), None);
+        assert_eq!(tools_credentials("# nothing\n").unwrap(), None);
+        // Present but unusable: an error naming what is wrong.
+        assert!(tools_credentials("accessKey: [unclosed\n").unwrap_err().contains("not YAML"));
+        assert!(tools_credentials("- a\n- b\n").unwrap_err().contains("mapping"));
+        assert!(tools_credentials("accessKey: ak\n").unwrap_err().contains("secretKey"));
+        assert!(tools_credentials("accessKey: ' '\nsecretKey: sk\n").unwrap_err().contains("accessKey"));
+        // A file that does not exist: unsigned.
+        assert_eq!(read_tools_file(Path::new("/nonexistent/ferromq/conf/tools.yml")).unwrap(), None);
+    }
 }

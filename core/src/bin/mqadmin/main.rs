@@ -3,11 +3,13 @@
 //!
 //! Each module owns a family of subcommands and declares them as a clap `Subcommand` enum,
 //! flattened into [`Command`]; [`common`] holds what they share: the name server address, the
-//! connections, the one-line error and the route and cluster lookups most commands start from.
+//! connections (signed with `${ROCKETMQ_HOME}/conf/tools.yml`'s keys when it exists), the
+//! one-line error and the route and cluster lookups most commands start from.
 //!
 //! Errors are one line on stderr (`mqadmin: <subcommand>: <what failed>`) and exit status 1;
 //! a usage error is clap's message and exit status 2.
 
+mod acl;
 mod common;
 mod messages;
 mod metadata;
@@ -33,6 +35,20 @@ enum Command {
     /// Consumers, producers, messages and offsets.
     #[command(flatten)]
     Messages(messages::Command),
+    /// ACL accounts and white addresses of the brokers' `plain_acl.yml`.
+    #[command(flatten)]
+    Acl(acl::Command),
+}
+
+impl Command {
+    /// The Java name of the subcommand, for error lines.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Metadata(command) => command.name(),
+            Command::Messages(command) => command.name(),
+            Command::Acl(command) => command.name(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -43,9 +59,14 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    if let Err(e) = common::load_tools_credentials() {
+        eprintln!("mqadmin: {}: {e}", cli.command.name());
+        return ExitCode::FAILURE;
+    }
     let (name, outcome) = match cli.command {
         Command::Metadata(command) => (command.name(), common::run(command.run())),
         Command::Messages(command) => (command.name(), common::run(command.run())),
+        Command::Acl(command) => (command.name(), common::run(command.run())),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
