@@ -275,7 +275,7 @@ impl ServerCertVerifier for AnyServerCert {
 }
 
 /// What a listener does with TLS: its mode and configuration.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct TlsAcceptor {
     pub mode: TlsMode,
     config: Arc<rustls::ServerConfig>,
@@ -327,7 +327,7 @@ impl TlsAcceptor {
 }
 
 /// The client side's configuration (`tls.enable=true`).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct TlsConnector {
     config: Arc<rustls::ClientConfig>,
 }

@@ -195,6 +195,10 @@ pub struct ControlHandle {
     pub metadata_file_writes: Arc<AtomicU64>,
     /// A slave's master as the control thread last learned it ([`MasterInfo`]).
     master: MasterInfo,
+    /// TLS of the connections to the name servers (registration), and to other brokers (a
+    /// slave's metadata sync with its master); `None`: plain ([`ControlHandle::with_tls`]).
+    namesrv_tls: Option<ferromq_net::tls::TlsConnector>,
+    broker_tls: Option<ferromq_net::tls::TlsConnector>,
 }
 
 /// What a slave knows of its master (§7.2, §7.5), written by the control thread (registration
@@ -224,7 +228,30 @@ impl ControlHandle {
             boot_timestamp_ms: ferromq_store::store::now_ms(),
             metadata_file_writes: Arc::new(AtomicU64::new(0)),
             master: MasterInfo::default(),
+            namesrv_tls: None,
+            broker_tls: None,
         }
+    }
+
+    /// Sets the TLS of the broker's own connections: to the name servers, and to other brokers.
+    pub fn with_tls(
+        mut self,
+        namesrv: Option<ferromq_net::tls::TlsConnector>,
+        broker: Option<ferromq_net::tls::TlsConnector>,
+    ) -> ControlHandle {
+        self.namesrv_tls = namesrv;
+        self.broker_tls = broker;
+        self
+    }
+
+    /// TLS of the connections to the name servers; `None`: plain.
+    pub fn namesrv_tls(&self) -> Option<&ferromq_net::tls::TlsConnector> {
+        self.namesrv_tls.as_ref()
+    }
+
+    /// TLS of the connections to other brokers (`tls.enable`); `None`: plain.
+    pub fn broker_tls(&self) -> Option<&ferromq_net::tls::TlsConnector> {
+        self.broker_tls.as_ref()
     }
 
     /// Whether this broker is a slave (`brokerRole=SLAVE`): it serves reads, refuses writes

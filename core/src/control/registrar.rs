@@ -49,11 +49,13 @@ pub struct Registrar {
     /// Timeout of one registration call and of connecting (`registerBrokerTimeoutMills`).
     timeout: Duration,
     clients: RefCell<HashMap<String, Client>>,
+    /// TLS of the connections (`tls.enable`); `None`: plain.
+    tls: Option<ferromq_net::tls::TlsConnector>,
 }
 
 impl Registrar {
-    pub fn new(addrs: Vec<String>, timeout: Duration) -> Registrar {
-        Registrar { addrs, timeout, clients: RefCell::default() }
+    pub fn new(addrs: Vec<String>, timeout: Duration, tls: Option<ferromq_net::tls::TlsConnector>) -> Registrar {
+        Registrar { addrs, timeout, clients: RefCell::default(), tls }
     }
 
     async fn client(&self, addr: &str) -> Option<Client> {
@@ -61,7 +63,8 @@ impl Registrar {
             return Some(client.clone());
         }
         let socket = addr.to_socket_addrs().ok()?.next()?;
-        match Client::connect(socket, self.timeout).await {
+        let handler = Rc::new(ferromq_net::conn::NotSupported);
+        match Client::connect_with_tls(socket, self.timeout, handler, Default::default(), self.tls.as_ref()).await {
             Ok(client) => {
                 self.clients.borrow_mut().insert(addr.to_owned(), client.clone());
                 Some(client)
