@@ -190,6 +190,7 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
                 cert_path: t.server_cert_path.clone(),
                 key_path: t.server_key_path.clone(),
                 need_client_auth: t.server_need_client_auth,
+                auth_client: t.server_auth_client,
                 trust_cert_path: t.server_trust_cert_path.clone(),
             },
             ..NamesrvConfig::default()

@@ -792,6 +792,10 @@ pub struct TlsSection {
     /// `tls.server.need.client.auth` / `server_need_client_auth`. `none` (default), `optional`
     /// or `require`: client certificates verified against `server_trust_cert_path`.
     pub server_need_client_auth: ClientAuth,
+    /// `tls.server.authClient` / `server_auth_client`. Verify client certificates against
+    /// `server_trust_cert_path`; required (true) when `server_need_client_auth` is not `none`:
+    /// Java's default, false, accepts any client certificate, which FerroMQ does not do.
+    pub server_auth_client: bool,
     /// `tls.server.trustCertPath` / `server_trust_cert_path`. CA certificates, PEM, for client
     /// certificates; required when `server_need_client_auth` is not `none`.
     pub server_trust_cert_path: String,
@@ -941,6 +945,7 @@ impl Default for BrokerConfig {
                 server_cert_path: String::new(),
                 server_key_path: String::new(),
                 server_need_client_auth: ClientAuth::None,
+                server_auth_client: false,
                 server_trust_cert_path: String::new(),
                 enable: false,
                 client_auth_server: false,
@@ -1414,6 +1419,7 @@ impl BrokerConfig {
             ("tls.server.certPath", !t.server_cert_path.is_empty()),
             ("tls.server.keyPath", !t.server_key_path.is_empty()),
             ("tls.server.need.client.auth", t.server_need_client_auth != ClientAuth::None),
+            ("tls.server.authClient", t.server_auth_client),
             ("tls.server.trustCertPath", !t.server_trust_cert_path.is_empty()),
         ];
         if t.server_mode == TlsMode::Disabled {
@@ -1425,6 +1431,12 @@ impl BrokerConfig {
             }
         } else if t.server_cert_path.is_empty() || t.server_key_path.is_empty() {
             return conflict(format!("tls.server.mode={} needs tls.server.certPath and tls.server.keyPath", t.server_mode));
+        } else if t.server_need_client_auth != ClientAuth::None && !t.server_auth_client {
+            return conflict(format!(
+                "tls.server.need.client.auth={} with tls.server.authClient=false asks to accept client certificates \
+                 unverified (Java's default), which FerroMQ does not do: set tls.server.authClient=true",
+                t.server_need_client_auth
+            ));
         } else if t.server_need_client_auth != ClientAuth::None && t.server_trust_cert_path.is_empty() {
             return conflict(format!(
                 "tls.server.need.client.auth={} needs tls.server.trustCertPath (the CA client certificates are verified against)",
@@ -1455,7 +1467,8 @@ impl BrokerConfig {
         let files = ServerTlsFiles {
             cert_path: PathBuf::from(&self.tls.server_cert_path),
             key_path: PathBuf::from(&self.tls.server_key_path),
-            client_auth: self.tls.server_need_client_auth,
+            // validate_tls: a client-auth mode always comes with authClient=true.
+            client_auth: if self.tls.server_auth_client { self.tls.server_need_client_auth } else { ClientAuth::None },
             trust_cert_path: Some(PathBuf::from(&self.tls.server_trust_cert_path)).filter(|p| !p.as_os_str().is_empty()),
         };
         TlsAcceptor::from_files(self.tls.server_mode, &files).map_err(|e| ConfigError::Conflict(format!("TLS: {e}")))
@@ -2170,6 +2183,8 @@ pub static KEYS: &[Key] = &[
         tls.server_key_path, any_text),
     text_key!("tls.server.need.client.auth", "tls", "server_need_client_auth", "none | optional | require; default none",
         tls.server_need_client_auth, |v: &str| v.parse::<ClientAuth>()),
+    bool_key!("tls.server.authClient", "tls", "server_auth_client", "verify client certificates against server_trust_cert_path; default false; must be true with client auth",
+        tls.server_auth_client),
     text_key!("tls.server.trustCertPath", "tls", "server_trust_cert_path", "CA certificates for client certificates, PEM; default none",
         tls.server_trust_cert_path, any_text),
     bool_key!("tls.enable", "tls", "enable", "TLS on the broker's connections to name servers and its master (also useTLS); default false",
@@ -2868,6 +2883,10 @@ mod tests {
         for (text, key) in [
             ("tls.server.certPath=/x.pem\n", "tls.server.certPath"),
             ("tls.server.need.client.auth=require\n", "tls.server.need.client.auth"),
+            (
+                "tls.server.mode=enforcing\ntls.server.certPath=/c\ntls.server.keyPath=/k\ntls.server.need.client.auth=require\ntls.server.trustCertPath=/ca\n",
+                "tls.server.authClient",
+            ),
             ("tls.client.trustCertPath=/ca.pem\n", "tls.client.trustCertPath"),
             ("tls.client.authServer=true\n", "tls.client.authServer"),
             ("tls.server.mode=enforcing\n", "tls.server.certPath"),

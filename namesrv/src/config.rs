@@ -79,6 +79,9 @@ pub struct TlsSettings {
     pub key_path: String,
     /// `tls.server.need.client.auth`: none, optional or require.
     pub need_client_auth: ClientAuth,
+    /// `tls.server.authClient`: verify client certificates against `trust_cert_path`; must be
+    /// true with a client-auth mode (Java's default, false, accepts them unverified).
+    pub auth_client: bool,
     /// `tls.server.trustCertPath`: CA certificates client certificates are verified against.
     pub trust_cert_path: String,
 }
@@ -90,6 +93,7 @@ impl Default for TlsSettings {
             cert_path: String::new(),
             key_path: String::new(),
             need_client_auth: ClientAuth::None,
+            auth_client: false,
             trust_cert_path: String::new(),
         }
     }
@@ -103,6 +107,7 @@ impl TlsSettings {
             ("tls.server.certPath", !self.cert_path.is_empty()),
             ("tls.server.keyPath", !self.key_path.is_empty()),
             ("tls.server.need.client.auth", self.need_client_auth != ClientAuth::None),
+            ("tls.server.authClient", self.auth_client),
             ("tls.server.trustCertPath", !self.trust_cert_path.is_empty()),
         ];
         if self.mode == TlsMode::Disabled {
@@ -116,6 +121,13 @@ impl TlsSettings {
         }
         if self.cert_path.is_empty() || self.key_path.is_empty() {
             return Err(format!("tls.server.mode={} needs tls.server.certPath and tls.server.keyPath", self.mode));
+        }
+        if self.need_client_auth != ClientAuth::None && !self.auth_client {
+            return Err(format!(
+                "tls.server.need.client.auth={} with tls.server.authClient=false asks to accept client certificates unverified \
+                 (Java's default), which FerroMQ does not do: set tls.server.authClient=true",
+                self.need_client_auth
+            ));
         }
         let files = ServerTlsFiles {
             cert_path: PathBuf::from(&self.cert_path),
@@ -233,6 +245,7 @@ impl NamesrvConfig {
             "tls.server.keyPath" => self.tls.key_path = value.to_owned(),
             "tls.server.need.client.auth" => self.tls.need_client_auth = value.parse().map_err(|e: String| invalid(&e))?,
             "tls.server.trustCertPath" => self.tls.trust_cert_path = value.to_owned(),
+            "tls.server.authClient" => self.tls.auth_client = boolean()?,
             // Refused unless they hold the value that matches what FerroMQ does.
             "tls.server.keyPassword" | "tls.client.keyPassword" if !value.is_empty() => {
                 return Err(invalid("encrypted private keys are not supported: use an unencrypted PEM key"));
