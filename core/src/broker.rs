@@ -170,6 +170,12 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
         tracing::warn!(key, value, file = %crate::control::runtime_config::runtime_file(&config_dir).display(), "configuration key set by updateBrokerConfig overrides the configured value");
     }
     config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    // The PEM files are read now: one that cannot be read stops the start, naming it.
+    let tls_acceptor = config.tls_acceptor().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let tls_connector = config.tls_connector().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    if let Some(tls) = &tls_acceptor {
+        info!(mode = %tls.mode, "TLS on the listeners (tls.server.mode; copy path, no kernel TLS)");
+    }
 
     let embedded = config.uses_embedded_namesrv();
     // aclEnable=true: the rules every request is checked against. The embedded name server
@@ -179,6 +185,7 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
         crate::acl::check_embedded_namesrv_access(file, config.acl_credentials())?;
     }
     let namesrv = if embedded {
+        let t = &config.tls;
         let namesrv_config = NamesrvConfig {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), config.namesrv.embedded_port),
             kv_config_path: config.store.root_dir.join("namesrv").join("kvConfig.json"),
@@ -188,6 +195,15 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
                 acl_enable: config.acl.enable,
                 acl_plain_file: config.acl.plain_file.clone().into(),
                 ..Default::default()
+            },
+            // The embedded name server's listener takes the broker's server TLS.
+            tls: ferromq_namesrv::config::TlsSettings {
+                mode: t.server_mode,
+                cert_path: t.server_cert_path.clone(),
+                key_path: t.server_key_path.clone(),
+                need_client_auth: t.server_need_client_auth,
+                auth_client: t.server_auth_client,
+                trust_cert_path: t.server_trust_cert_path.clone(),
             },
             ..NamesrvConfig::default()
         };
@@ -251,7 +267,20 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
 
     // The control plane: its state is loaded here, its thread starts once the shards serve.
     let (commands_tx, commands_rx) = async_channel::bounded(config.limits.control_queue_depth.max(1));
-    let control = Arc::new(ControlHandle::new(config.clone(), identity, commands_tx).with_acl(acl));
+    // Registration with the embedded name server follows its listener (the broker's server
+    // TLS): TLS unless disabled, with `tls.client.*` if set, else trusting it (same process).
+    let namesrv_tls = match (embedded, config.tls.server_mode) {
+        (false, _) => tls_connector.clone(),
+        (true, ferromq_net::tls::TlsMode::Disabled) => None,
+        (true, _) => match &tls_connector {
+            Some(connector) => Some(connector.clone()),
+            None => Some(
+                ferromq_net::tls::TlsConnector::from_files(&ferromq_net::tls::ClientTlsFiles::default())
+                    .map_err(|e| io::Error::other(e.to_string()))?,
+            ),
+        },
+    };
+    let control = Arc::new(ControlHandle::new(config.clone(), identity, commands_tx).with_tls(namesrv_tls, tls_connector).with_acl(acl));
     let mut event_senders = Vec::new();
     let mut event_receivers = Vec::new();
     for _ in 0..shard_count {
@@ -300,6 +329,7 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
             fast_listener,
             offset_space: offset_space.clone(),
             faults: faults.clone(),
+            tls: tls_acceptor.clone(),
             inbox,
             events,
             ha_inbox,

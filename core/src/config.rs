@@ -58,6 +58,7 @@ use ferromq_net::backend::IoBackend;
 use ferromq_net::codec::WireLimits;
 use ferromq_net::conn::ConnLimits;
 use ferromq_net::server::ServerLimits;
+use ferromq_net::tls::{ClientAuth, ClientTlsFiles, ServerTlsFiles, TlsAcceptor, TlsConnector, TlsMode};
 use ferromq_store::{FlushMode, ShardId, StoreConfig};
 
 /// Java's default main remoting port.
@@ -262,6 +263,8 @@ pub struct BrokerConfig {
     pub metrics: MetricsSection,
     /// `[acl]`: RocketMQ 4.x plain ACL (signed requests, `plain_acl.yml`).
     pub acl: AclSection,
+    /// `[tls]`: TLS on the listeners and on the broker's own connections (RocketMQ's `tls.*`).
+    pub tls: TlsSection,
 }
 
 /// `[broker]`: identity, role and addresses (§11.1).
@@ -797,6 +800,50 @@ pub struct AclSection {
     pub max_auto_created_subscription_groups_per_account: usize,
 }
 
+/// `[tls]`: RocketMQ's `tls.*` keys (README, "TLS"; `ferromq_net::tls`). Paths are PEM files
+/// read at start; a file that cannot be read or parsed stops the start naming it. Every key
+/// but `server_mode` and `enable` must stay unset while its side is off
+/// ([`BrokerConfig::validate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSection {
+    /// `tls.server.mode` (also `tlsMode`) / `server_mode`. `disabled` (FerroMQ's default; Java's
+    /// is `permissive`), `permissive` (TLS and plain clients on the same ports, told apart by
+    /// the first byte) or `enforcing` (plain clients are closed). Applies to the main and the
+    /// fast port; the HA port stays plain, as Java's.
+    pub server_mode: TlsMode,
+    /// `tls.server.certPath` / `server_cert_path`. The certificate chain, PEM; required unless
+    /// the mode is disabled.
+    pub server_cert_path: String,
+    /// `tls.server.keyPath` / `server_key_path`. Its private key, unencrypted PEM (PKCS#8,
+    /// PKCS#1 or SEC1); `tls.server.keyPassword` is refused.
+    pub server_key_path: String,
+    /// `tls.server.need.client.auth` / `server_need_client_auth`. `none` (default), `optional`
+    /// or `require`: client certificates verified against `server_trust_cert_path`.
+    pub server_need_client_auth: ClientAuth,
+    /// `tls.server.authClient` / `server_auth_client`. Verify client certificates against
+    /// `server_trust_cert_path`; required (true) when `server_need_client_auth` is not `none`:
+    /// Java's default, false, accepts any client certificate, which FerroMQ does not do.
+    pub server_auth_client: bool,
+    /// `tls.server.trustCertPath` / `server_trust_cert_path`. CA certificates, PEM, for client
+    /// certificates; required when `server_need_client_auth` is not `none`.
+    pub server_trust_cert_path: String,
+    /// `tls.enable` (also `useTLS`) / `enable`. Whether the broker's own connections (to the
+    /// name servers, a slave's to its master) use TLS. Default false.
+    pub enable: bool,
+    /// `tls.client.authServer` / `client_auth_server`. Verify the server's certificate against
+    /// `client_trust_cert_path` (for the server's IP address). Default false, as Java: any
+    /// certificate is accepted.
+    pub client_auth_server: bool,
+    /// `tls.client.trustCertPath` / `client_trust_cert_path`. CA certificates, PEM; required
+    /// when `client_auth_server`.
+    pub client_trust_cert_path: String,
+    /// `tls.client.certPath` / `client_cert_path`. Certificate presented to servers that ask for
+    /// one, PEM; with `client_key_path`.
+    pub client_cert_path: String,
+    /// `tls.client.keyPath` / `client_key_path`. Its private key, unencrypted PEM.
+    pub client_key_path: String,
+}
+
 // ------------------------------------------------------------------------------------------
 // Defaults and profiles
 // ------------------------------------------------------------------------------------------
@@ -929,6 +976,19 @@ impl Default for BrokerConfig {
                 max_auto_created_topics_per_account: 1000,
                 max_auto_created_subscription_groups_per_account: 1000,
             },
+            tls: TlsSection {
+                server_mode: TlsMode::Disabled,
+                server_cert_path: String::new(),
+                server_key_path: String::new(),
+                server_need_client_auth: ClientAuth::None,
+                server_auth_client: false,
+                server_trust_cert_path: String::new(),
+                enable: false,
+                client_auth_server: false,
+                client_trust_cert_path: String::new(),
+                client_cert_path: String::new(),
+                client_key_path: String::new(),
+            },
         }
     }
 }
@@ -1007,6 +1067,7 @@ impl BrokerConfig {
             },
             metrics: MetricsSection { otel_cardinality_limit: 4, ..base.metrics },
             acl: base.acl,
+            tls: base.tls,
         }
     }
 }
@@ -1386,10 +1447,94 @@ impl BrokerConfig {
                 self.flush.max_pending_bytes, self.flush.max_batch_bytes
             )));
         }
+        self.validate_tls()?;
         self.store_config(ShardId(0))
             .validate()
             .map_err(|e| ConfigError::Conflict(format!("store settings (mappedFileSizeCommitLog, maxMessageSize, …): {e}")))?;
         Ok(())
+    }
+}
+
+impl BrokerConfig {
+    /// The `[tls]` relations: a side's keys only while that side is on (never accepted and
+    /// ignored); a server needs its certificate and key, client authentication a CA. The files
+    /// themselves are read at start ([`BrokerConfig::tls_acceptor`], [`BrokerConfig::tls_connector`]).
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let t = &self.tls;
+        let conflict = |text: String| Err(ConfigError::Conflict(text));
+        let server_keys = [
+            ("tls.server.certPath", !t.server_cert_path.is_empty()),
+            ("tls.server.keyPath", !t.server_key_path.is_empty()),
+            ("tls.server.need.client.auth", t.server_need_client_auth != ClientAuth::None),
+            ("tls.server.authClient", t.server_auth_client),
+            ("tls.server.trustCertPath", !t.server_trust_cert_path.is_empty()),
+        ];
+        if t.server_mode == TlsMode::Disabled {
+            if let Some((key, _)) = server_keys.iter().find(|(_, set)| *set) {
+                return conflict(format!(
+                    "{key} is set but tls.server.mode is disabled (FerroMQ's default): set tls.server.mode=permissive or \
+                     enforcing, or remove {key}"
+                ));
+            }
+        } else if t.server_cert_path.is_empty() || t.server_key_path.is_empty() {
+            return conflict(format!("tls.server.mode={} needs tls.server.certPath and tls.server.keyPath", t.server_mode));
+        } else if t.server_need_client_auth != ClientAuth::None && !t.server_auth_client {
+            return conflict(format!(
+                "tls.server.need.client.auth={} with tls.server.authClient=false asks to accept client certificates \
+                 unverified (Java's default), which FerroMQ does not do: set tls.server.authClient=true",
+                t.server_need_client_auth
+            ));
+        } else if t.server_need_client_auth != ClientAuth::None && t.server_trust_cert_path.is_empty() {
+            return conflict(format!(
+                "tls.server.need.client.auth={} needs tls.server.trustCertPath (the CA client certificates are verified against)",
+                t.server_need_client_auth
+            ));
+        }
+        let client_keys = [
+            ("tls.client.authServer", t.client_auth_server),
+            ("tls.client.trustCertPath", !t.client_trust_cert_path.is_empty()),
+            ("tls.client.certPath", !t.client_cert_path.is_empty()),
+            ("tls.client.keyPath", !t.client_key_path.is_empty()),
+        ];
+        if !t.enable {
+            if let Some((key, _)) = client_keys.iter().find(|(_, set)| *set) {
+                return conflict(format!("{key} is set but tls.enable is false: set tls.enable=true, or remove {key}"));
+            }
+        } else if t.client_auth_server && t.client_trust_cert_path.is_empty() {
+            return conflict("tls.client.authServer=true needs tls.client.trustCertPath".to_owned());
+        } else if t.client_cert_path.is_empty() != t.client_key_path.is_empty() {
+            return conflict("tls.client.certPath and tls.client.keyPath go together".to_owned());
+        }
+        Ok(())
+    }
+
+    /// The listeners' TLS (`tls.server.*`), its PEM files read now: `None` when
+    /// `tls.server.mode` is disabled. An error names the key and file at fault.
+    pub fn tls_acceptor(&self) -> Result<Option<TlsAcceptor>, ConfigError> {
+        let files = ServerTlsFiles {
+            cert_path: PathBuf::from(&self.tls.server_cert_path),
+            key_path: PathBuf::from(&self.tls.server_key_path),
+            // validate_tls: a client-auth mode always comes with authClient=true.
+            client_auth: if self.tls.server_auth_client { self.tls.server_need_client_auth } else { ClientAuth::None },
+            trust_cert_path: Some(PathBuf::from(&self.tls.server_trust_cert_path)).filter(|p| !p.as_os_str().is_empty()),
+        };
+        TlsAcceptor::from_files(self.tls.server_mode, &files).map_err(|e| ConfigError::Conflict(format!("TLS: {e}")))
+    }
+
+    /// The broker's own connections' TLS (`tls.enable`, `tls.client.*`), its PEM files read now:
+    /// `None` when `tls.enable` is false. An error names the key and file at fault.
+    pub fn tls_connector(&self) -> Result<Option<TlsConnector>, ConfigError> {
+        if !self.tls.enable {
+            return Ok(None);
+        }
+        let path = |p: &String| Some(PathBuf::from(p)).filter(|p| !p.as_os_str().is_empty());
+        let files = ClientTlsFiles {
+            auth_server: self.tls.client_auth_server,
+            trust_cert_path: path(&self.tls.client_trust_cert_path),
+            cert_path: path(&self.tls.client_cert_path),
+            key_path: path(&self.tls.client_key_path),
+        };
+        TlsConnector::from_files(&files).map(Some).map_err(|e| ConfigError::Conflict(format!("TLS: {e}")))
     }
 }
 
@@ -1489,7 +1634,8 @@ impl BrokerConfig {
 
     /// Applies one Java key. `Ok(false)`: the key is unknown (the caller decides).
     fn apply_java_key(&mut self, key: &str, value: &str) -> Result<bool, ConfigError> {
-        if let Some(entry) = KEYS.iter().find(|k| k.java == key) {
+        let canonical = JAVA_ALIASES.iter().find(|(alias, _)| *alias == key).map_or(key, |(_, canonical)| *canonical);
+        if let Some(entry) = KEYS.iter().find(|k| k.java == canonical) {
             (entry.set)(self, value).map_err(|expected| invalid(key, value, expected))?;
             warn_if_not_applied(self, entry);
             return Ok(true);
@@ -1513,6 +1659,10 @@ impl BrokerConfig {
         Ok(false)
     }
 }
+
+/// Second Java spellings of [`KEYS`] entries (alias, key): `tlsMode` is FerroMQ's short name of
+/// `tls.server.mode`; `useTLS` is the client-config name Java's broker reads for `tls.enable`.
+pub const JAVA_ALIASES: &[(&str, &str)] = &[("tlsMode", "tls.server.mode"), ("useTLS", "tls.enable")];
 
 /// Logs, at `warn`, that `key` was set to a value that is not applied yet ([`AWAITING_WIRING`],
 /// [`AWAITING_FEATURE`]), so that the operator who chose it is not misled. Its default is not
@@ -1592,7 +1742,7 @@ impl BrokerConfig {
 
 /// TOML sections, in the order [`BrokerConfig::to_toml_text`] writes them.
 pub const SECTIONS: &[&str] =
-    &["broker", "namesrv", "topics", "consumer", "transaction", "timer", "store", "retention", "flush", "ha", "io", "limits", "metrics", "acl"];
+    &["broker", "namesrv", "topics", "consumer", "transaction", "timer", "store", "retention", "flush", "ha", "io", "limits", "metrics", "acl", "tls"];
 
 /// The TOML type of a key's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -2097,6 +2247,29 @@ pub static KEYS: &[Key] = &[
         acl.max_auto_created_subscription_groups_per_account, 0usize, 1_000_000usize, "a group count"),
     num_key!("metricsOtelCardinalityLimit", "metrics", "otel_cardinality_limit", "label sets one shard keeps per metric; default 50000; 1..=10000000",
         metrics.otel_cardinality_limit, 1usize, 10_000_000usize, "a label-set count"),
+    // [tls]
+    text_key!("tls.server.mode", "tls", "server_mode", "disabled | permissive | enforcing (also tlsMode); default disabled (Java: permissive)",
+        tls.server_mode, |v: &str| v.parse::<TlsMode>()),
+    text_key!("tls.server.certPath", "tls", "server_cert_path", "server certificate chain, PEM; default none; required when tls.server.mode is not disabled",
+        tls.server_cert_path, any_text),
+    text_key!("tls.server.keyPath", "tls", "server_key_path", "server private key, unencrypted PEM; default none; required with server_cert_path",
+        tls.server_key_path, any_text),
+    text_key!("tls.server.need.client.auth", "tls", "server_need_client_auth", "none | optional | require; default none",
+        tls.server_need_client_auth, |v: &str| v.parse::<ClientAuth>()),
+    bool_key!("tls.server.authClient", "tls", "server_auth_client", "verify client certificates against server_trust_cert_path; default false; must be true with client auth",
+        tls.server_auth_client),
+    text_key!("tls.server.trustCertPath", "tls", "server_trust_cert_path", "CA certificates for client certificates, PEM; default none",
+        tls.server_trust_cert_path, any_text),
+    bool_key!("tls.enable", "tls", "enable", "TLS on the broker's connections to name servers and its master (also useTLS); default false",
+        tls.enable),
+    bool_key!("tls.client.authServer", "tls", "client_auth_server", "verify servers' certificates against client_trust_cert_path; default false (as Java)",
+        tls.client_auth_server),
+    text_key!("tls.client.trustCertPath", "tls", "client_trust_cert_path", "CA certificates servers are verified against, PEM; default none",
+        tls.client_trust_cert_path, any_text),
+    text_key!("tls.client.certPath", "tls", "client_cert_path", "client certificate for servers that ask for one, PEM; default none",
+        tls.client_cert_path, any_text),
+    text_key!("tls.client.keyPath", "tls", "client_key_path", "its private key, unencrypted PEM; default none",
+        tls.client_key_path, any_text),
 ];
 
 // ------------------------------------------------------------------------------------------
@@ -2171,7 +2344,10 @@ pub const FIXED_VALUE_KEYS: &[(&str, Fixed, &str)] = &[
     ("enableControllerMode", Fixed::Bool(false), "controller-mode HA is not supported; FerroMQ replicates master to slave (§7)"),
     ("enableSlaveActingMaster", Fixed::Bool(false), "a slave acting as master is not supported"),
     ("fetchNamesrvAddrByAddressServer", Fixed::Bool(false), "address servers are not supported; set namesrvAddr or NAMESRV_ADDR"),
-    ("useTLS", Fixed::Bool(false), "TLS is not supported by FerroMQ"),
+    ("tls.server.keyPassword", Fixed::Str(""), "encrypted private keys are not supported: give tls.server.keyPath an unencrypted PEM key"),
+    ("tls.client.keyPassword", Fixed::Str(""), "encrypted private keys are not supported: give tls.client.keyPath an unencrypted PEM key"),
+    ("tls.test.mode.enable", Fixed::Bool(false), "FerroMQ generates no self-signed test certificate: set tls.server.certPath and tls.server.keyPath"),
+    ("tls.config.file", Fixed::Str(""), "no separate TLS file is read: put the tls.* keys in the broker's configuration file"),
     ("inSyncReplicas", Fixed::Int(1), "replication is not built (§7): no slave can acknowledge a send"),
     ("duplicationEnable", Fixed::Bool(false), "duplication mode (dispatch from the confirmed offset, no registration at start) is not supported"),
     ("enabledAppendPropCRC", Fixed::Bool(false), "properties CRCs (__CRC32#) are not written"),
@@ -2406,6 +2582,10 @@ where
         return Err(expected());
     }
     Ok(parsed)
+}
+
+fn any_text(value: &str) -> Result<String, String> {
+    Ok(value.to_owned())
 }
 
 fn non_empty(value: &str) -> Result<String, String> {
@@ -2739,6 +2919,65 @@ mod tests {
     }
 
     #[test]
+    fn tls_keys_are_applied_refused_or_required_naming_the_key() {
+        let fixture = |name: &str| repo_path("tests/fixtures/tls").join(name).display().to_string();
+        // Java's spellings, the aliases, and the TOML schema give the same configuration.
+        let text = format!(
+            "tlsMode=permissive\ntls.server.certPath={}\ntls.server.keyPath={}\nuseTLS=true\n",
+            fixture("server.pem"),
+            fixture("server.key")
+        );
+        let c = props(&text);
+        assert_eq!((c.tls.server_mode, c.tls.enable), (TlsMode::Permissive, true));
+        c.validate().unwrap();
+        assert_eq!(c.tls_acceptor().unwrap().unwrap().mode, TlsMode::Permissive);
+        assert!(c.tls_connector().unwrap().is_some());
+        let (t, _) = BrokerConfig::from_toml_str(&c.to_toml_text()).unwrap();
+        assert_eq!(t, c);
+        // Off by default: nothing is built.
+        let d = BrokerConfig::default();
+        assert!(d.tls_acceptor().unwrap().is_none() && d.tls_connector().unwrap().is_none());
+        // Refused values and keys FerroMQ does not implement name the key.
+        for (text, key) in [
+            ("tls.server.mode=ENFORCING\n", "tls.server.mode"),
+            ("tlsMode=strict\n", "tlsMode"),
+            ("tls.server.need.client.auth=yes\n", "tls.server.need.client.auth"),
+            ("tls.server.keyPassword=secret\n", "tls.server.keyPassword"),
+            ("tls.client.keyPassword=secret\n", "tls.client.keyPassword"),
+            ("tls.test.mode.enable=true\n", "tls.test.mode.enable"),
+            ("tls.config.file=/etc/rocketmq/tls.properties\n", "tls.config.file"),
+        ] {
+            let err = props_err(text);
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        // A key of a side that is off, or a side without what it needs, stops the start.
+        for (text, key) in [
+            ("tls.server.certPath=/x.pem\n", "tls.server.certPath"),
+            ("tls.server.need.client.auth=require\n", "tls.server.need.client.auth"),
+            (
+                "tls.server.mode=enforcing\ntls.server.certPath=/c\ntls.server.keyPath=/k\ntls.server.need.client.auth=require\ntls.server.trustCertPath=/ca\n",
+                "tls.server.authClient",
+            ),
+            ("tls.client.trustCertPath=/ca.pem\n", "tls.client.trustCertPath"),
+            ("tls.client.authServer=true\n", "tls.client.authServer"),
+            ("tls.server.mode=enforcing\n", "tls.server.certPath"),
+            ("tls.enable=true\ntls.client.authServer=true\n", "tls.client.trustCertPath"),
+            ("tls.enable=true\ntls.client.certPath=/c.pem\n", "tls.client.keyPath"),
+        ] {
+            let err = props(text).validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        // Unreadable PEM files stop the start naming key and file.
+        let c = props("tls.server.mode=enforcing\ntls.server.certPath=/nonexistent/cert.pem\ntls.server.keyPath=/nonexistent/k.pem\n");
+        c.validate().unwrap();
+        let err = c.tls_acceptor().err().unwrap().to_string();
+        assert!(err.contains("tls.server.certPath") && err.contains("/nonexistent/cert.pem"), "{err}");
+        let c = props(&format!("tls.enable=true\ntls.client.authServer=true\ntls.client.trustCertPath={}\n", fixture("server.key")));
+        let err = c.tls_connector().err().unwrap().to_string();
+        assert!(err.contains("tls.client.trustCertPath") && err.contains("server.key"), "{err}");
+    }
+
+    #[test]
     fn values_are_trimmed() {
         let c = props("listenPort = 10921 \nflushDiskType= SYNC_FLUSH \nbrokerRole=SLAVE \nbrokerId=3\nbrokerIP1=[::1]\n");
         assert_eq!(c.broker.listen_port, 10921);
@@ -3030,6 +3269,8 @@ mod tests {
     /// check, echo or produce values, so reads there never count.
     const EFFECT_ACCESSORS: &[&str] = &[
         "acl_credentials",
+        "tls_acceptor",
+        "tls_connector",
         "uses_embedded_namesrv",
         "advertised_ip",
         "advertised_ha_ip",

@@ -8,6 +8,7 @@ use std::time::Duration;
 use ferromq_net::acl::addr::AddrPattern;
 use ferromq_net::backend::IoBackend;
 use ferromq_net::server::ServerLimits;
+use ferromq_net::tls::{ClientAuth, ServerTlsFiles, TlsAcceptor, TlsMode};
 
 /// Default listen address: all interfaces, port 9876, as the Java name server.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9876";
@@ -113,6 +114,79 @@ pub struct NamesrvConfig {
     pub metrics: MetricsSettings,
     /// `aclEnable`, `rocketmq.acl.plain.file`, `changeWhiteRemoteAddresses`.
     pub change_access: ChangeAccess,
+    pub tls: TlsSettings,
+}
+
+/// The listener's TLS: Java's `tls.server.*` keys (README, "TLS"). Paths empty: unset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// `tls.server.mode` (also `tlsMode`): disabled (FerroMQ's default; Java's is permissive),
+    /// permissive or enforcing.
+    pub mode: TlsMode,
+    /// `tls.server.certPath`: the certificate chain, PEM.
+    pub cert_path: String,
+    /// `tls.server.keyPath`: its private key, unencrypted PEM.
+    pub key_path: String,
+    /// `tls.server.need.client.auth`: none, optional or require.
+    pub need_client_auth: ClientAuth,
+    /// `tls.server.authClient`: verify client certificates against `trust_cert_path`; must be
+    /// true with a client-auth mode (Java's default, false, accepts them unverified).
+    pub auth_client: bool,
+    /// `tls.server.trustCertPath`: CA certificates client certificates are verified against.
+    pub trust_cert_path: String,
+}
+
+impl Default for TlsSettings {
+    fn default() -> TlsSettings {
+        TlsSettings {
+            mode: TlsMode::Disabled,
+            cert_path: String::new(),
+            key_path: String::new(),
+            need_client_auth: ClientAuth::None,
+            auth_client: false,
+            trust_cert_path: String::new(),
+        }
+    }
+}
+
+impl TlsSettings {
+    /// Reads the PEM files: `None` when disabled. Keys set while the mode is disabled, a mode
+    /// without certificate or key, and unreadable files are errors naming the key (and file).
+    pub fn acceptor(&self) -> Result<Option<TlsAcceptor>, String> {
+        let set = [
+            ("tls.server.certPath", !self.cert_path.is_empty()),
+            ("tls.server.keyPath", !self.key_path.is_empty()),
+            ("tls.server.need.client.auth", self.need_client_auth != ClientAuth::None),
+            ("tls.server.authClient", self.auth_client),
+            ("tls.server.trustCertPath", !self.trust_cert_path.is_empty()),
+        ];
+        if self.mode == TlsMode::Disabled {
+            return match set.iter().find(|(_, set)| *set) {
+                Some((key, _)) => Err(format!(
+                    "{key} is set but tls.server.mode is disabled (FerroMQ's default): set tls.server.mode=permissive or \
+                     enforcing, or remove {key}"
+                )),
+                None => Ok(None),
+            };
+        }
+        if self.cert_path.is_empty() || self.key_path.is_empty() {
+            return Err(format!("tls.server.mode={} needs tls.server.certPath and tls.server.keyPath", self.mode));
+        }
+        if self.need_client_auth != ClientAuth::None && !self.auth_client {
+            return Err(format!(
+                "tls.server.need.client.auth={} with tls.server.authClient=false asks to accept client certificates unverified \
+                 (Java's default), which FerroMQ does not do: set tls.server.authClient=true",
+                self.need_client_auth
+            ));
+        }
+        let files = ServerTlsFiles {
+            cert_path: PathBuf::from(&self.cert_path),
+            key_path: PathBuf::from(&self.key_path),
+            client_auth: self.need_client_auth,
+            trust_cert_path: Some(PathBuf::from(&self.trust_cert_path)).filter(|p| !p.as_os_str().is_empty()),
+        };
+        TlsAcceptor::from_files(self.mode, &files).map_err(|e| format!("TLS: {e}"))
+    }
 }
 
 impl Default for NamesrvConfig {
@@ -132,6 +206,7 @@ impl Default for NamesrvConfig {
             limits: ServerLimits::default(),
             metrics: MetricsSettings::default(),
             change_access: ChangeAccess::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -239,6 +314,33 @@ impl NamesrvConfig {
             "changeWhiteRemoteAddresses" => {
                 self.change_access.change_white = parse_white_addrs(value).map_err(|e| invalid(&e))?;
                 self.change_access.change_white_addrs = value.to_owned();
+            }
+            "tls.server.mode" | "tlsMode" => self.tls.mode = value.parse().map_err(|e: String| invalid(&e))?,
+            "tls.server.certPath" => self.tls.cert_path = value.to_owned(),
+            "tls.server.keyPath" => self.tls.key_path = value.to_owned(),
+            "tls.server.need.client.auth" => self.tls.need_client_auth = value.parse().map_err(|e: String| invalid(&e))?,
+            "tls.server.trustCertPath" => self.tls.trust_cert_path = value.to_owned(),
+            "tls.server.authClient" => self.tls.auth_client = boolean()?,
+            // Refused unless they hold the value that matches what FerroMQ does.
+            "tls.server.keyPassword" | "tls.client.keyPassword" if !value.is_empty() => {
+                return Err(invalid("encrypted private keys are not supported: use an unencrypted PEM key"));
+            }
+            "tls.test.mode.enable" if value != "false" => {
+                return Err(invalid("FerroMQ generates no self-signed test certificate: set tls.server.certPath and tls.server.keyPath"));
+            }
+            "tls.config.file" if !value.is_empty() => {
+                return Err(invalid("no separate TLS file is read: put the tls.* keys in namesrv.properties"));
+            }
+            // The name server opens no connections: its client keys can only hold their defaults.
+            "tls.enable" | "useTLS" | "tls.client.authServer" if value != "false" => {
+                return Err(invalid("the name server opens no connections (client TLS is the broker's); only false is accepted"));
+            }
+            "tls.client.trustCertPath" | "tls.client.certPath" | "tls.client.keyPath" if !value.is_empty() => {
+                return Err(invalid("the name server opens no connections (client TLS is the broker's); only empty is accepted"));
+            }
+            "tls.server.keyPassword" | "tls.client.keyPassword" | "tls.test.mode.enable" | "tls.config.file" | "tls.enable"
+            | "useTLS" | "tls.client.authServer" | "tls.client.trustCertPath" | "tls.client.certPath" | "tls.client.keyPath" => {
+                return Ok(KeyUse::NoEffect);
             }
             "metricsLabel" => self.metrics.labels = ferromq_net::metrics::parse_metrics_label(value, METRICS_COMMON_LABELS).map_err(|e| invalid(&e))?,
             // The broker's other metrics keys ask for exporters FerroMQ does not have; their
@@ -363,6 +465,37 @@ mod tests {
         let err = config.apply_properties_file(&path).unwrap_err();
         assert!(err.to_string().contains("orderMessageEnable"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tls_keys_are_applied_or_refused_naming_them() {
+        let fixture = |name: &str| format!("{}/../tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"));
+        let mut config = NamesrvConfig::default();
+        assert!(config.tls.acceptor().unwrap().is_none());
+        config.apply("tlsMode", "enforcing").unwrap();
+        assert!(config.tls.acceptor().unwrap_err().contains("tls.server.certPath"));
+        config.apply("tls.server.certPath", &fixture("server.pem")).unwrap();
+        config.apply("tls.server.keyPath", &fixture("server.key")).unwrap();
+        config.apply("tls.enable", "false").unwrap();
+        assert_eq!(config.tls.acceptor().unwrap().unwrap().mode, TlsMode::Enforcing);
+        config.apply("tls.server.keyPath", "/nonexistent/server.key").unwrap();
+        let err = config.tls.acceptor().unwrap_err();
+        assert!(err.contains("tls.server.keyPath") && err.contains("/nonexistent/server.key"), "{err}");
+        for (key, value) in [
+            ("tls.server.mode", "on"),
+            ("tls.server.need.client.auth", "always"),
+            ("tls.server.keyPassword", "secret"),
+            ("tls.test.mode.enable", "true"),
+            ("tls.config.file", "/etc/rocketmq/tls.properties"),
+            ("tls.enable", "true"),
+            ("tls.client.certPath", "/c.pem"),
+        ] {
+            let err = NamesrvConfig::default().apply(key, value).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        let mut off = NamesrvConfig::default();
+        off.apply("tls.server.trustCertPath", "/ca.pem").unwrap();
+        assert!(off.tls.acceptor().unwrap_err().contains("tls.server.trustCertPath"));
     }
 
     #[test]

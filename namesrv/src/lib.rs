@@ -106,6 +106,10 @@ pub fn start(mut config: NamesrvConfig) -> io::Result<NamesrvHandle> {
         tracing::warn!(file = %config.runtime_file().display(), "configuration keys set by updateNamesrvConfig override the configured values");
     }
     let backend = IoBackend::resolve(config.io_backend).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let tls = config.tls.acceptor().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    if let Some(tls) = &tls {
+        info!(mode = %tls.mode, "TLS on the listener (tls.server.mode; copy path, no kernel TLS)");
+    }
     config.limits.conn.record_rpc_latency = config.metrics.enabled;
     // A scrape asks the server thread for its RPC latencies through this channel.
     let (scrapes, scrape_requests) = async_channel::bounded::<std::sync::mpsc::SyncSender<RpcLatency>>(SCRAPE_QUEUE_DEPTH);
@@ -144,7 +148,7 @@ pub fn start(mut config: NamesrvConfig) -> io::Result<NamesrvHandle> {
                 let shutdown = async move {
                     let _ = stopped.recv().await;
                 };
-                if let Err(e) = ferromq_net::server::serve(listener, service, config.limits, shutdown).await {
+                if let Err(e) = ferromq_net::server::serve_with_tls(listener, service, config.limits, tls, shutdown).await {
                     error!("name server stopped: {e}");
                 }
                 drop(scanner);

@@ -14,6 +14,7 @@ use compio::net::TcpStream;
 use crate::acl::Credentials;
 use crate::codec::RemotingCommand;
 use crate::conn::{ConnLimits, Connection, NotSupported, RequestHandler, RpcError};
+use crate::tls::TlsConnector;
 
 /// A connected client.
 #[derive(Clone)]
@@ -36,15 +37,7 @@ impl Client {
         handler: Rc<H>,
         limits: ConnLimits,
     ) -> Result<Client, RpcError> {
-        let stream = match compio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
-            Ok(stream) => stream?,
-            Err(_) => {
-                return Err(RpcError::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("connect to {addr} timed out after {connect_timeout:?}"),
-                )));
-            }
-        };
+        let stream = connect_stream(addr, connect_timeout).await?;
         Ok(Client { conn: Connection::spawn(stream, handler, limits), signer: None })
     }
 
@@ -59,6 +52,26 @@ impl Client {
         if let Some(signer) = &self.signer {
             signer.sign(request);
         }
+    }
+
+    /// [`Client::connect_with`], over TLS when `tls` is given (the handshake within
+    /// [`crate::tls::HANDSHAKE_TIMEOUT`]; a failed one is an [`RpcError::Io`]).
+    pub async fn connect_with_tls<H: RequestHandler>(
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        handler: Rc<H>,
+        limits: ConnLimits,
+        tls: Option<&TlsConnector>,
+    ) -> Result<Client, RpcError> {
+        let Some(connector) = tls else {
+            return Client::connect_with(addr, connect_timeout, handler, limits).await;
+        };
+        let stream = connect_stream(addr, connect_timeout).await?;
+        let state = connector
+            .connect(&stream, addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("TLS handshake with {addr} failed: {e}")))?;
+        Ok(Client { conn: Connection::spawn_with(stream, Some(state), handler, limits), signer: None })
     }
 
     /// Sends `request` and waits for its response, at most `timeout`.
@@ -84,5 +97,15 @@ impl Client {
     /// Closes the connection; pending requests fail with [`RpcError::Closed`].
     pub fn close(&self) {
         self.conn.close();
+    }
+}
+
+async fn connect_stream(addr: SocketAddr, connect_timeout: Duration) -> Result<TcpStream, RpcError> {
+    match compio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
+        Ok(stream) => Ok(stream?),
+        Err(_) => Err(RpcError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("connect to {addr} timed out after {connect_timeout:?}"),
+        ))),
     }
 }

@@ -306,12 +306,26 @@ struct Inner {
     /// coalesce; only the reader waits on it); closed with the connection.
     wake_reader: (async_channel::Sender<()>, async_channel::Receiver<()>),
     closed: Cell<bool>,
+    /// Whether the connection runs over TLS.
+    tls: bool,
     stream: TcpStream,
 }
 
 impl Connection {
     /// Starts the reader and writer tasks of `stream` on the current runtime.
     pub fn spawn<H: RequestHandler>(stream: TcpStream, handler: Rc<H>, limits: ConnLimits) -> Connection {
+        Connection::spawn_with(stream, None, handler, limits)
+    }
+
+    /// [`Connection::spawn`] over TLS when `tls` is given: a stream whose handshake is done
+    /// ([`crate::tls`]); its reader decrypts, its writer encrypts and sends file bodies copied.
+    pub fn spawn_with<H: RequestHandler>(
+        stream: TcpStream,
+        tls: Option<crate::tls::TlsState>,
+        handler: Rc<H>,
+        limits: ConnLimits,
+    ) -> Connection {
+        let tls = tls.map(Rc::new);
         let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let _ = stream.set_nodelay(true);
         // Non-blocking on both backends: `sendfile` must never block the shard, and io_uring
@@ -340,13 +354,14 @@ impl Connection {
                 write_budget: write_budget.clone(),
                 wake_reader,
                 closed: Cell::new(false),
+                tls: tls.is_some(),
                 stream: stream.clone(),
             }),
         };
-        compio::runtime::spawn(write_loop(stream.clone(), queue, write_budget, limits)).detach();
+        compio::runtime::spawn(write_loop(stream.clone(), tls.clone(), queue, write_budget, limits)).detach();
         let reader = conn.clone();
         compio::runtime::spawn(async move {
-            match read_loop(&reader, stream, &handler).await {
+            match read_loop(&reader, stream, tls.as_deref(), &handler).await {
                 Ok(()) => {}
                 Err(ReadStop::Idle(idle)) => {
                     info!(peer = %reader.peer(), conn = reader.id(), "closing connection: idle for {idle:?}");
@@ -372,6 +387,12 @@ impl Connection {
 
     pub fn is_closed(&self) -> bool {
         self.inner.closed.get()
+    }
+
+    /// Whether the connection runs over TLS (copy path: file bodies are read into memory and
+    /// encrypted, never sent with `sendfile`).
+    pub fn is_tls(&self) -> bool {
+        self.inner.tls
     }
 
     /// Sends `request` and waits for its response, at most `timeout`.
@@ -519,7 +540,20 @@ enum ReadStop {
     Idle(Duration),
 }
 
-async fn read_loop<H: RequestHandler>(conn: &Connection, mut stream: TcpStream, handler: &Rc<H>) -> Result<(), ReadStop> {
+/// Appends what the peer sent next to `buf`: plaintext read from the socket, or decrypted.
+async fn read_more(stream: &mut TcpStream, tls: Option<&crate::tls::TlsState>, buf: BytesMut) -> BufResult<usize, BytesMut> {
+    match tls {
+        None => stream.append(buf).await,
+        Some(tls) => tls.append(stream, buf).await,
+    }
+}
+
+async fn read_loop<H: RequestHandler>(
+    conn: &Connection,
+    mut stream: TcpStream,
+    tls: Option<&crate::tls::TlsState>,
+    handler: &Rc<H>,
+) -> Result<(), ReadStop> {
     let limits = conn.inner.limits;
     let idle_capacity = limits.read_buffer_bytes.max(64);
     let mut buf = BytesMut::with_capacity(idle_capacity);
@@ -565,8 +599,8 @@ async fn read_loop<H: RequestHandler>(conn: &Connection, mut stream: TcpStream, 
             (None, None) => None,
         };
         let read = match deadline {
-            None => stream.append(buf).await,
-            Some(deadline) => match compio::time::timeout_at(deadline, stream.append(buf)).await {
+            None => read_more(&mut stream, tls, buf).await,
+            Some(deadline) => match compio::time::timeout_at(deadline, read_more(&mut stream, tls, buf)).await {
                 Ok(read) => read,
                 // The cancelled read took `buf` with it: either the connection closes now, or
                 // `buf` was empty (idle) and a fresh one replaces it.
@@ -592,6 +626,10 @@ async fn read_loop<H: RequestHandler>(conn: &Connection, mut stream: TcpStream, 
         let BufResult(read, returned) = read;
         buf = returned;
         last_read_at = Instant::now();
+        if tls.is_some_and(|tls| tls.wants_write()) {
+            // Something rustls must answer (a key update): an empty frame makes the writer flush.
+            let _ = conn.inner.outgoing.try_send(Outgoing::Frame(Bytes::new()));
+        }
         match read {
             Ok(0) => return Ok(()),
             Ok(_) => {}
@@ -707,7 +745,13 @@ fn frame_answers(frame: &Bytes, opaque: i32) -> bool {
     matches!(codec::decode_frame(frame, &limits), Ok(Some((command, used))) if used == frame.len() && command.is_response() && command.opaque == opaque)
 }
 
-async fn write_loop(mut stream: TcpStream, queue: async_channel::Receiver<Outgoing>, budget: Rc<WriteState>, limits: ConnLimits) {
+async fn write_loop(
+    mut stream: TcpStream,
+    tls: Option<Rc<crate::tls::TlsState>>,
+    queue: async_channel::Receiver<Outgoing>,
+    budget: Rc<WriteState>,
+    limits: ConnLimits,
+) {
     let max_cold = limits.max_cold_reads_in_flight;
     let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH_FRAMES);
     let mut next = None;
@@ -726,9 +770,10 @@ async fn write_loop(mut stream: TcpStream, queue: async_channel::Receiver<Outgoi
             },
         };
         let written = match first {
-            Outgoing::FileBody { head, segments } if !file_body::worth_copying(&segments) => {
-                file_body::send(&mut stream, head, &segments, max_cold).await
-            }
+            Outgoing::FileBody { head, segments } if !file_body::worth_copying(&segments) => match &tls {
+                None => file_body::send(&mut stream, head, &segments, max_cold).await,
+                Some(tls) => file_body::send_tls(&stream, tls, head, &segments, max_cold).await,
+            },
             first => {
                 // Coalesce the frames queued behind this one (copied file bodies included)
                 // into one writev. A file body sent with sendfile, or one to copy whose data is
@@ -787,12 +832,19 @@ async fn write_loop(mut stream: TcpStream, queue: async_channel::Receiver<Outgoi
                     };
                 }
                 match failed {
-                    None => {
-                        let BufResult(written, returned) = stream.write_vectored_all(batch).await;
-                        batch = returned;
-                        batch.clear();
-                        written
-                    }
+                    None => match &tls {
+                        None => {
+                            let BufResult(written, returned) = stream.write_vectored_all(batch).await;
+                            batch = returned;
+                            batch.clear();
+                            written
+                        }
+                        Some(tls) => {
+                            let written = tls.write_all(&stream, &batch).await;
+                            batch.clear();
+                            written
+                        }
+                    },
                     Some(e) => Err(e),
                 }
             }
@@ -808,6 +860,11 @@ async fn write_loop(mut stream: TcpStream, queue: async_channel::Receiver<Outgoi
             }
             break;
         }
+    }
+    if let Some(tls) = &tls
+        && !budget.failed.get()
+    {
+        tls.close(&stream).await;
     }
     let _ = shutdown(&stream, std::net::Shutdown::Both);
 }

@@ -8,6 +8,8 @@
 //! - [`conn`]: a framed connection (reader loop, writer task, `opaque` correlation) shared by
 //!   servers and clients, so either side can send requests on it.
 //! - [`server`]: a listener that serves a [`conn::RequestHandler`] on every connection.
+//! - [`tls`]: TLS (rustls) on connections: server modes, configurations from PEM files, and
+//!   the record layer a connection runs over its stream.
 //! - [`client`]: the RPC client used by tools, tests, the bench and the broker's outbound calls.
 //! - [`acl`]: RocketMQ 4.x plain ACL: request signatures, `plain_acl.yml`, permission checks.
 //! - [`fastjson`]: writers and tolerant readers for the JSON dialect Java's fastjson speaks.
@@ -30,6 +32,7 @@ pub mod fastjson;
 pub mod logging;
 pub mod metrics;
 pub mod server;
+pub mod tls;
 pub mod wire;
 
 pub use codec::{Language, RemotingCommand, SerializeType, WireError, WireLimits};

@@ -15,6 +15,7 @@ use futures_util::FutureExt;
 use tracing::{info, warn};
 
 use crate::conn::{ConnLimits, Connection, RequestHandler, Response};
+use crate::tls::TlsAcceptor;
 
 /// Limits of one listener.
 #[derive(Debug, Clone, Copy)]
@@ -162,6 +163,21 @@ pub async fn serve<H: RequestHandler>(
     limits: ServerLimits,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> io::Result<()> {
+    serve_with_tls(listener, handler, limits, None, shutdown).await
+}
+
+/// [`serve`], with TLS when `tls` is given: each accepted connection is classified by its first
+/// byte (without consuming it) and handshaken in a task of its own, so a slow or silent peer
+/// never holds up the accept loop (it is closed after [`crate::tls::HANDSHAKE_TIMEOUT`]). A
+/// plain client in enforcing mode and a failed handshake close that connection (logged at most
+/// every few seconds); the connection counts against `max_connections` from its accept.
+pub async fn serve_with_tls<H: RequestHandler>(
+    listener: TcpListener,
+    handler: Rc<H>,
+    limits: ServerLimits,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> io::Result<()> {
     let open = Rc::new(Cell::new(0usize));
     let counted = Rc::new(Counted { handler, open: open.clone() });
     let mut shutdown = std::pin::pin!(shutdown.fuse());
@@ -191,7 +207,23 @@ pub async fn serve<H: RequestHandler>(
             continue;
         }
         open.set(open.get() + 1);
-        Connection::spawn(stream, counted.clone(), limits.conn);
+        let Some(acceptor) = &tls else {
+            Connection::spawn(stream, counted.clone(), limits.conn);
+            continue;
+        };
+        let (acceptor, counted, open) = (acceptor.clone(), counted.clone(), open.clone());
+        compio::runtime::spawn(async move {
+            match acceptor.accept(&stream).await {
+                Ok(tls) => {
+                    Connection::spawn_with(stream, tls, counted, limits.conn);
+                }
+                Err(e) => {
+                    crate::tls::log_refusal(peer, &e);
+                    open.set(open.get().saturating_sub(1));
+                }
+            }
+        })
+        .detach();
     }
 }
 

@@ -60,6 +60,21 @@ fn build_workspace_binaries() -> Result<HashMap<String, PathBuf>, String> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("tests/ has no parent folder")?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
+    // Without the variables cargo set for this test process (CARGO_MANIFEST_DIR, CARGO_PKG_NAME,
+    // …): build scripts that declare them with `rerun-if-env-changed` (ring's does) would
+    // otherwise see them changed from the `cargo test` that built this test and rebuild, with
+    // everything above them, at every switch between the two (16 minutes on 2 cores).
+    for (name, _) in std::env::vars_os() {
+        if let Some(name) = name.to_str()
+            && (name.starts_with("CARGO_PKG_")
+                || matches!(
+                    name,
+                    "CARGO_MANIFEST_DIR" | "CARGO_MANIFEST_PATH" | "CARGO_MANIFEST_LINKS" | "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR"
+                ))
+        {
+            command.env_remove(name);
+        }
+    }
     command.current_dir(workspace).args(["build", "--workspace", "--message-format=json-render-diagnostics"]);
     command.args(["--profile", &profile, "--test", &test]);
     for bin in WORKSPACE_BINARIES {

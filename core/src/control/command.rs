@@ -53,8 +53,9 @@ pub enum Command {
     QueryOffset { key: OffsetKey, reply: Reply<Option<i64>> },
     /// The committed offsets of `group`, for one topic or every topic it has offsets for.
     GroupOffsets { group: String, topic: Option<String>, reply: Reply<GroupOffsets> },
-    /// HEART_BEAT: registers the producers and consumers of one connection.
-    Heartbeat { client: ClientInfo, data: Box<HeartbeatData>, account: Option<Arc<str>>, reply: Reply<()> },
+    /// HEART_BEAT: registers the producers and consumers of one connection. Boxed parts keep
+    /// every command small (one heartbeat per client every 30 s).
+    Heartbeat { client: Box<ClientInfo>, data: Box<HeartbeatData>, account: Option<Arc<str>>, reply: Reply<()> },
     UnregisterClient { client_id: String, producer_group: Option<String>, consumer_group: Option<String>, reply: Reply<()> },
     /// A connection closed: its client leaves every group at once. No answer.
     ChannelClosed { channel: ChannelId },
@@ -113,7 +114,8 @@ pub enum Command {
     /// What a metrics scrape reads of the control plane (`crate::metrics`).
     MetricsFigures { reply: Reply<ControlFigures> },
     /// The ACL admin codes (50, 51, 53): changes the rules file (`crate::acl::apply_change`).
-    ChangeAcl { change: crate::acl::AclChange, reply: Reply<BrokerResult<()>> },
+    /// Boxed: the largest change would make every command larger.
+    ChangeAcl { change: Box<crate::acl::AclChange>, reply: Reply<BrokerResult<()>> },
 }
 
 /// The control plane's part of a metrics scrape: table sizes, client connections, committed

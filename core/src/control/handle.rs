@@ -198,6 +198,10 @@ pub struct ControlHandle {
     /// `aclEnable=true`: the rules every request is checked against (`crate::acl`), reloaded
     /// by their watcher thread and replaced by the control thread (the ACL admin codes).
     acl: Option<Arc<ferromq_net::acl::AclFile>>,
+    /// TLS of the connections to the name servers (registration), and to other brokers (a
+    /// slave's metadata sync with its master); `None`: plain ([`ControlHandle::with_tls`]).
+    namesrv_tls: Option<ferromq_net::tls::TlsConnector>,
+    broker_tls: Option<ferromq_net::tls::TlsConnector>,
 }
 
 /// What a slave knows of its master (§7.2, §7.5), written by the control thread (registration
@@ -228,6 +232,8 @@ impl ControlHandle {
             metadata_file_writes: Arc::new(AtomicU64::new(0)),
             master: MasterInfo::default(),
             acl: None,
+            namesrv_tls: None,
+            broker_tls: None,
         }
     }
 
@@ -240,6 +246,28 @@ impl ControlHandle {
     /// The ACL rules file, when `aclEnable=true`.
     pub fn acl(&self) -> Option<&Arc<ferromq_net::acl::AclFile>> {
         self.acl.as_ref()
+
+    }
+
+    /// Sets the TLS of the broker's own connections: to the name servers, and to other brokers.
+    pub fn with_tls(
+        mut self,
+        namesrv: Option<ferromq_net::tls::TlsConnector>,
+        broker: Option<ferromq_net::tls::TlsConnector>,
+    ) -> ControlHandle {
+        self.namesrv_tls = namesrv;
+        self.broker_tls = broker;
+        self
+    }
+
+    /// TLS of the connections to the name servers; `None`: plain.
+    pub fn namesrv_tls(&self) -> Option<&ferromq_net::tls::TlsConnector> {
+        self.namesrv_tls.as_ref()
+    }
+
+    /// TLS of the connections to other brokers (`tls.enable`); `None`: plain.
+    pub fn broker_tls(&self) -> Option<&ferromq_net::tls::TlsConnector> {
+        self.broker_tls.as_ref()
     }
 
     /// Whether this broker is a slave (`brokerRole=SLAVE`): it serves reads, refuses writes

@@ -375,7 +375,7 @@ impl ControlPlane {
             Command::MetricsFigures { reply } => batch.reply(reply, self.metrics_figures()),
             Command::ChangeAcl { change, reply } => {
                 let result = match self.handle.acl() {
-                    Some(file) => crate::acl::apply_change(file, change, ferromq_store::store::now_ms().max(0) as u64),
+                    Some(file) => crate::acl::apply_change(file, *change, ferromq_store::store::now_ms().max(0) as u64),
                     None => Err(crate::acl::acl_disabled()),
                 };
                 batch.reply(reply, result);
@@ -420,7 +420,7 @@ impl ControlPlane {
             }
             Command::Heartbeat { client, data, account, reply } => {
                 self.account = account;
-                self.heartbeat(client, &data, batch);
+                self.heartbeat(*client, &data, batch);
                 self.account = None;
                 batch.reply(reply, ());
             }

@@ -49,14 +49,16 @@ pub struct Registrar {
     /// Timeout of one registration call and of connecting (`registerBrokerTimeoutMills`).
     timeout: Duration,
     clients: RefCell<HashMap<String, Client>>,
+    /// TLS of the connections (`tls.enable`); `None`: plain.
+    tls: Option<ferromq_net::tls::TlsConnector>,
     /// What registrations are signed with (`accessKey`/`secretKey`), for name servers with
     /// ACL on.
     signer: Option<ferromq_net::acl::Credentials>,
 }
 
 impl Registrar {
-    pub fn new(addrs: Vec<String>, timeout: Duration, signer: Option<ferromq_net::acl::Credentials>) -> Registrar {
-        Registrar { addrs, timeout, clients: RefCell::default(), signer }
+    pub fn new(addrs: Vec<String>, timeout: Duration, tls: Option<ferromq_net::tls::TlsConnector>, signer: Option<ferromq_net::acl::Credentials>) -> Registrar {
+        Registrar { addrs, timeout, clients: RefCell::default(), tls, signer }
     }
 
     async fn client(&self, addr: &str) -> Option<Client> {
@@ -64,7 +66,8 @@ impl Registrar {
             return Some(client.clone());
         }
         let socket = addr.to_socket_addrs().ok()?.next()?;
-        match Client::connect(socket, self.timeout).await.map(|c| c.signed_by(self.signer.clone())) {
+        let handler = Rc::new(ferromq_net::conn::NotSupported);
+        match Client::connect_with_tls(socket, self.timeout, handler, Default::default(), self.tls.as_ref()).await.map(|c| c.signed_by(self.signer.clone())) {
             Ok(client) => {
                 self.clients.borrow_mut().insert(addr.to_owned(), client.clone());
                 Some(client)

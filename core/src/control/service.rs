@@ -87,7 +87,7 @@ pub async fn run(
     // for its version of the topic table first; rounds after a topic change always register.
     let force_register = config.namesrv.force_register;
     let plane = Rc::new(RefCell::new(plane));
-    let registrar = Rc::new(Registrar::new(namesrv_addrs, register_timeout, config.acl_credentials()));
+    let registrar = Rc::new(Registrar::new(namesrv_addrs, register_timeout, plane.borrow().handle().namesrv_tls().cloned(), config.acl_credentials()));
     let register_now = Rc::new(Event::new());
     // Fired by batches that changed topics: a round at most every REGISTER_AFTER_CHANGE_PAUSE
     // (`register_now`, fired by a slave's sync to learn its master again, is never paused).

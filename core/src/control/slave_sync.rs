@@ -143,7 +143,8 @@ impl SlaveSync {
             .map_err(|e| format!("master address {addr:?}: {e}"))?
             .next()
             .ok_or_else(|| format!("master address {addr:?} resolves to nothing"))?;
-        let client = Client::connect_with(socket, SYNC_CALL_TIMEOUT, Rc::new(ferromq_net::conn::NotSupported), self.limits)
+        let handler = Rc::new(ferromq_net::conn::NotSupported);
+        let client = Client::connect_with_tls(socket, SYNC_CALL_TIMEOUT, handler, self.limits, self.handle.broker_tls())
             .await
             .map_err(|e| format!("cannot connect: {e}"))?
             // A master with ACL on checks its slave's calls too.

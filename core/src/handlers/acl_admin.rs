@@ -20,7 +20,7 @@ fn comma_list(text: &str) -> Vec<String> {
 }
 
 async fn change(ctx: &Rc<ShardCtx>, request: &RemotingCommand, change: AclChange) -> BrokerResult<RemotingCommand> {
-    ctx.control.call(|reply| Command::ChangeAcl { change, reply }).await??;
+    ctx.control.call(|reply| Command::ChangeAcl { change: Box::new(change), reply }).await??;
     Ok(request.success_response())
 }
 

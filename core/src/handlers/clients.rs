@@ -28,7 +28,7 @@ pub async fn heartbeat(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCom
         last_update_ms: ferromq_store::store::now_ms(),
     };
     let account = crate::acl::account_of(ctx.control.acl(), request);
-    ctx.control.call(|reply| Command::Heartbeat { client, data: Box::new(data), account, reply }).await?;
+    ctx.control.call(|reply| Command::Heartbeat { client: Box::new(client), data: Box::new(data), account, reply }).await?;
     Ok(request.success_response())
 }
 

@@ -62,6 +62,8 @@ pub struct ShardSetup {
     pub fast_listener: Option<std::net::TcpListener>,
     /// The broker's one client-visible offset space, shared by every shard's store.
     pub offset_space: Arc<OffsetSpace>,
+    /// The listeners' TLS (`tls.server.mode`); `None`: plain only.
+    pub tls: Option<ferromq_net::tls::TlsAcceptor>,
     /// Storage faults injected from outside ([`crate::broker::FAULT_INJECTION_ENV`]); `None`
     /// in production.
     pub faults: Option<Arc<ExternalFaults>>,
@@ -100,7 +102,8 @@ where
     H: RequestHandler,
     M: FnOnce(Rc<ShardCtx>) -> Rc<H>,
 {
-    let ShardSetup { id, control, router, listener, fast_listener, offset_space, faults, inbox, events, ha_inbox, ready, go, stop, .. } = setup;
+    let ShardSetup { id, control, router, listener, fast_listener, offset_space, faults, tls, inbox, events, ha_inbox, ready, go, stop, .. } =
+        setup;
     let config = control.config();
     let storage = FaultyStorage::with_external(CompioStorage, faults);
     let store = match Store::open_in(storage, config.store_config(id), offset_space).await {
@@ -157,12 +160,12 @@ where
     // Both ports serve the same service until `stop` closes; each listener applies the
     // connection limit to its own connections.
     let fast = fast_listener.map(|fast_listener| {
-        let (service, limits, stop) = (service.clone(), config.server_limits(), stop.clone());
+        let (service, limits, stop, tls) = (service.clone(), config.server_limits(), stop.clone(), tls.clone());
         compio::runtime::spawn(async move {
             let shutdown = async move {
                 let _ = stop.recv().await;
             };
-            if let Err(e) = ferromq_net::server::serve(fast_listener, service, limits, shutdown).await {
+            if let Err(e) = ferromq_net::server::serve_with_tls(fast_listener, service, limits, tls, shutdown).await {
                 error!(shard = id.0, "fast-port listener failed: {e}");
             }
         })
@@ -170,7 +173,7 @@ where
     let shutdown = async move {
         let _ = stop.recv().await;
     };
-    if let Err(e) = ferromq_net::server::serve(listener, service, config.server_limits(), shutdown).await {
+    if let Err(e) = ferromq_net::server::serve_with_tls(listener, service, config.server_limits(), tls, shutdown).await {
         error!(shard = id.0, "listener failed: {e}");
     }
     if let Some(fast) = fast {

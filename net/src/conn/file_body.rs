@@ -185,6 +185,51 @@ impl BodyReader {
     }
 }
 
+/// Sends a file body over TLS: copied (in pieces of at most [`COPY_MAX_BODY_BYTES`], so a
+/// large body never sits in memory whole; cold data read in the pool), encrypted, written.
+pub(super) async fn send_tls(
+    stream: &TcpStream,
+    tls: &crate::tls::TlsState,
+    head: Bytes,
+    segments: &[FileSegment],
+    max_cold_reads: usize,
+) -> io::Result<()> {
+    let mut head = Some(head);
+    for piece in pieces(segments, COPY_MAX_BODY_BYTES) {
+        let body = copy(piece, max_cold_reads).await?;
+        match head.take() {
+            Some(head) => tls.write_all(stream, &[head, body]).await?,
+            None => tls.write_all(stream, std::slice::from_ref(&body)).await?,
+        }
+    }
+    match head {
+        Some(head) => tls.write_all(stream, std::slice::from_ref(&head)).await,
+        None => Ok(()),
+    }
+}
+
+/// `segments` cut into runs of at most `max` bytes (a longer segment split across runs).
+fn pieces(segments: &[FileSegment], max: usize) -> Vec<Vec<FileSegment>> {
+    let max = max.max(1);
+    let (mut out, mut run, mut run_bytes) = (Vec::new(), Vec::new(), 0usize);
+    for segment in segments {
+        let (mut offset, mut left) = (segment.offset, segment.len as usize);
+        while left > 0 {
+            let take = left.min(max - run_bytes);
+            run.push(FileSegment { file: segment.file.clone(), offset, len: take as u32 });
+            (offset, left, run_bytes) = (offset + take as u64, left - take, run_bytes + take);
+            if run_bytes == max {
+                out.push(std::mem::take(&mut run));
+                run_bytes = 0;
+            }
+        }
+    }
+    if !run.is_empty() {
+        out.push(run);
+    }
+    out
+}
+
 fn short_body() -> io::Error {
     io::Error::other("file body segments do not add up to the body length")
 }
