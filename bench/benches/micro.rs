@@ -1,5 +1,5 @@
-//! Criterion micro-benchmarks: the remoting codec, the stored-record encoding, and the
-//! consume-queue lookup of a pull. The bodies live in `ferromq_bench::micro`, whose tests run
+//! Criterion micro-benchmarks: the remoting codec, the stored-record encoding, the
+//! consume-queue lookup of a pull, and the ACL check of a signed send. The bodies live in `ferromq_bench::micro`, whose tests run
 //! each of them a few times inside `cargo test`.
 //!
 //! ```sh
@@ -11,7 +11,7 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ferromq_bench::micro::{self, CodecFixture, PullFixture, RecordFixture};
+use ferromq_bench::micro::{self, AclFixture, CodecFixture, PullFixture, RecordFixture};
 
 fn codec(c: &mut Criterion) {
     let f = CodecFixture::new().expect("codec fixture");
@@ -56,5 +56,14 @@ fn consume_queue(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, codec, record, consume_queue);
+fn acl(c: &mut Criterion) {
+    let f = AclFixture::new().expect("acl fixture");
+    let mut group = c.benchmark_group("acl");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("authorize_signed_send_1KiB", |b| b.iter(|| micro::acl_authorize(black_box(&f)).expect("passes")));
+    group.bench_function("sign_send_1KiB", |b| b.iter(|| micro::acl_sign(black_box(&f))));
+    group.finish();
+}
+
+criterion_group!(benches, codec, record, consume_queue, acl);
 criterion_main!(benches);

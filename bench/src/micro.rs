@@ -9,6 +9,10 @@
 //!   a 1 KiB message with a Java producer's properties.
 //! - consume queue: `Store::get_message` of 32 messages from a filled queue of an in-memory
 //!   store (`MemStorage`): the lookup cost without disk I/O.
+//! - acl: what `aclEnable=true` adds to a send (`ferromq_net::acl`): `AclRules::authorize` of
+//!   the codec fixture's SEND_MESSAGE_V2, signed (HmacSHA1 over its 15 extFields and 1 KiB
+//!   body), against a file of [`ACL_FILLER_ACCOUNTS`] accounts plus the producer's; and the
+//!   client's `Credentials::sign` of the same request.
 
 use std::time::{Duration, Instant};
 
@@ -102,6 +106,66 @@ pub fn encode(command: &RemotingCommand, out: &mut BytesMut) -> Result<usize, St
     out.clear();
     codec::encode_frame(command, out).map_err(|e| e.to_string())?;
     Ok(out.len())
+}
+
+/// Accounts in the ACL fixture's rules besides the producer's, each with 10 topic and 10 group
+/// permissions: the lookup runs against a realistically sized file.
+pub const ACL_FILLER_ACCOUNTS: usize = 200;
+/// The ACL fixture's producer account.
+pub const ACL_PRODUCER: (&str, &str) = ("bench-producer", "bench-producer-secret");
+
+/// Rules and a signed send for the ACL benchmarks.
+#[derive(Debug, Clone)]
+pub struct AclFixture {
+    pub rules: ferromq_net::acl::AclRules,
+    pub credentials: ferromq_net::acl::Credentials,
+    /// The codec fixture's SEND_MESSAGE_V2, unsigned.
+    pub unsigned: RemotingCommand,
+    /// The same, signed by [`ACL_PRODUCER`].
+    pub signed: RemotingCommand,
+}
+
+impl AclFixture {
+    pub fn new() -> Result<AclFixture, String> {
+        use std::fmt::Write as _;
+        let mut yaml = String::from("globalWhiteRemoteAddresses:\n  - 10.10.103.*\naccounts:\n");
+        for i in 0..ACL_FILLER_ACCOUNTS {
+            let _ = write!(yaml, "  - accessKey: filler-{i:04}\n    secretKey: filler-secret-{i}\n    whiteRemoteAddress: 192.168.{}.*\n", i % 250);
+            yaml.push_str("    defaultTopicPerm: DENY\n    defaultGroupPerm: SUB\n    topicPerms:\n");
+            for t in 0..10 {
+                let _ = writeln!(yaml, "      - topic-{i}-{t}=PUB|SUB");
+            }
+            yaml.push_str("    groupPerms:\n");
+            for g in 0..10 {
+                let _ = writeln!(yaml, "      - group-{i}-{g}=SUB");
+            }
+        }
+        let (access_key, secret_key) = ACL_PRODUCER;
+        let _ = write!(
+            yaml,
+            "  - accessKey: {access_key}\n    secretKey: {secret_key}\n    defaultTopicPerm: DENY\n    topicPerms:\n      - {FIXTURE_TOPIC}=PUB\n      - OtherTopic=SUB\n"
+        );
+        let rules = ferromq_net::acl::AclRules::parse_yaml(&yaml)?;
+        let credentials = ferromq_net::acl::Credentials::new(access_key, secret_key);
+        let unsigned = CodecFixture::new()?.send_request;
+        let mut signed = unsigned.clone();
+        credentials.sign(&mut signed);
+        Ok(AclFixture { rules, credentials, unsigned, signed })
+    }
+}
+
+/// The broker's check of the signed send from a peer outside every white list (benchmark
+/// body): `Ok` when it passes. SEND_MESSAGE_V2 is not an admin code.
+pub fn acl_authorize(fixture: &AclFixture) -> Result<(), String> {
+    let peer = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
+    fixture.rules.authorize(&fixture.signed, peer, |code| code == request_code::UPDATE_AND_CREATE_TOPIC).map(|_| ()).map_err(|d| d.reason)
+}
+
+/// The client's signing of the send (benchmark body): clones the unsigned request and signs it.
+pub fn acl_sign(fixture: &AclFixture) -> RemotingCommand {
+    let mut request = fixture.unsigned.clone();
+    fixture.credentials.sign(&mut request);
+    request
 }
 
 /// A message and its encoded record for the record benchmarks.
@@ -260,6 +324,24 @@ mod tests {
             assert_eq!(view.physical_offset, 987_654_321);
             assert_eq!(view.properties().get("TAGS"), Some("TagA"));
         }
+    }
+
+    #[test]
+    fn acl_bodies_pass_a_signed_send_and_refuse_an_altered_one() {
+        let f = AclFixture::new().unwrap();
+        assert_eq!(f.rules.accounts.len(), ACL_FILLER_ACCOUNTS + 1);
+        for _ in 0..3 {
+            acl_authorize(&f).unwrap();
+            assert_eq!(acl_sign(&f), f.signed);
+        }
+        let mut altered = f.clone();
+        altered.signed.ext_fields.insert("b", "OtherTopic");
+        assert!(acl_authorize(&altered).unwrap_err().starts_with("Check signature failed"));
+        let mut resigned = altered.clone();
+        resigned.signed = resigned.unsigned.clone();
+        resigned.signed.ext_fields.insert("b", "OtherTopic");
+        resigned.credentials.sign(&mut resigned.signed);
+        assert_eq!(acl_authorize(&resigned).unwrap_err(), "No default permission for topic=OtherTopic");
     }
 
     #[test]

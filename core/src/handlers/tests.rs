@@ -1808,7 +1808,7 @@ fn broker_stats_data_counts_the_topics_puts_per_window() {
 
 
 /// aclEnable: every request is checked before its handler; the ACL admin codes change the
-/// file, which is then in force (PROTOCOL.md §12).
+/// file, which is then in force (`ferromq_net::acl` documents the rules).
 #[test]
 fn acl_checks_every_request_and_its_admin_codes_rewrite_the_rules() {
     use ferromq_net::acl::Credentials;

@@ -2,10 +2,14 @@
 //!
 //! A client with the ACL RPC hook adds `AccessKey` (and optionally `SecurityToken`) to every
 //! request's extFields, then `Signature`: HmacSHA1, Base64, keyed by its secret, over the values
-//! of all extFields except `Signature` in key order, followed by the body (PROTOCOL.md §12).
-//! The server finds the account, checks the signature and then the permissions the request
-//! needs (`resources.rs`) against the account's (`plain.rs`), unless the peer's address is in
-//! the global white list or the account's own (`addr.rs`), as Java's `PlainPermissionManager`.
+//! of all extFields except `Signature` in key order, followed by the body. The server finds
+//! the account, checks the signature and then the permissions the request needs
+//! (`resources.rs`) against the account's (`plain.rs`), unless the peer's address is in the
+//! global white list or the account's own (`addr.rs`), as Java's `PlainPermissionManager`.
+//!
+//! PROTOCOL.md (shared, read-only to this repository) has no ACL section: what was verified
+//! against Java 4.9.8 (`AclClientRPCHook`, `AclUtils`, `PlainPermissionManager`,
+//! `PlainAccessResource`) is written in these modules' docs instead.
 //!
 //! - [`sign`]: computing and checking signatures; [`Credentials`] signs outgoing requests.
 //! - [`plain`]: `plain_acl.yml` read into [`AclRules`], and written back for the admin codes.

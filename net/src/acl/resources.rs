@@ -158,10 +158,10 @@ impl AclRules {
                 Need::Topic(topic, p) => (account.topic_perm(topic), account.default_topic_perm, *p, format!("topic={topic}")),
                 Need::Group(group, p) => (account.group_perm(group), account.default_group_perm, *p, format!("group={group}")),
             };
-            if owned.is_some_and(|o| o.allows(needed)) {
-                continue;
-            }
-            if default.allows(needed) {
+            // Java's `checkPerm`: the account's own entry for the resource decides when there
+            // is one (a `B=DENY` is not overridden by `defaultTopicPerm: PUB`); the default only
+            // when there is none.
+            if owned.unwrap_or(default).allows(needed) {
                 continue;
             }
             return Err(deny(Some(access_key), format!("No default permission for {what}")));
@@ -215,6 +215,19 @@ mod tests {
         assert!(rules.authorize(&send("B", "admin-ak", "admin-sk"), peer, never).is_ok());
         // Anyone may publish traces.
         assert!(rules.authorize(&send(TRACE_TOPIC, "consumer", "consumer-sk"), peer, never).is_ok());
+    }
+
+    #[test]
+    fn an_accounts_own_entry_overrides_its_default() {
+        let rules = AclRules::parse_yaml(
+            "accounts:\n  - accessKey: pubber\n    secretKey: pubber-sk\n    defaultTopicPerm: PUB\n    topicPerms:\n      - B=DENY\n      - C=SUB\n",
+        )
+        .unwrap();
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        let send = |topic: &str| signed(rc::SEND_MESSAGE_V2, &[("a", "pg"), ("b", topic)], b"x", "pubber", "pubber-sk");
+        assert!(rules.authorize(&send("A"), peer, never).is_ok(), "the default lets it publish to A");
+        assert_eq!(rules.authorize(&send("B"), peer, never).unwrap_err().reason, "No default permission for topic=B");
+        assert_eq!(rules.authorize(&send("C"), peer, never).unwrap_err().reason, "No default permission for topic=C");
     }
 
     #[test]

@@ -135,7 +135,16 @@ async fn round_trip(client: &Client3p, broker: &BrokerProcess, producer: &mut De
     consumer.subscribe(topic, "*").await.expect("subscribe");
     consumer.register_message_listener_concurrently(Collect(seen.clone()));
     consumer.start().await.expect("consumer start");
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Put the route into the consumer and rebalance now, not at the client's next rounds
+    // (semantics/common.rs, `try_route_into_consumer`, says why): without it the first
+    // rebalance may come 20 s later, and under load past the deadline below.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !consumer.fetch_subscribe_message_queues(topic).await.is_ok_and(|mqs| !mqs.is_empty()) {
+        assert!(Instant::now() < deadline, "{topic} is not routed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    consumer.resume().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
     while seen.lock().unwrap().len() < count {
         assert!(
             Instant::now() < deadline,
