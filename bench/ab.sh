@@ -17,18 +17,14 @@ flush_types=${4:-"SYNC_FLUSH ASYNC_FLUSH"}
 bench=$(dirname "$0")/../target/release/ferromq-bench
 store=${TMPDIR:-/tmp}/ferromq-ab-store
 log=${TMPDIR:-/tmp}/ferromq-ab-broker.log
+. "$(dirname "$0")/ab_common.sh"
 
 run() { # label binary flush_type
-    rm -rf "$store" && mkdir -p "$store"
-    "$2" --set storePathRootDir="$store" --set listenPort=21911 --set embeddedNamesrvPort=29877 \
-        --set brokerIP1=127.0.0.1 --set diskSpaceWarningLevelRatio=99 --set diskSpaceCleanForciblyRatio=98 \
-        --set diskMaxUsedSpaceRatio=95 --set mappedFileSizeCommitLog=67108864 --set flushDiskType="$3" >"$log" 2>&1 &
-    local pid=$!
-    for _ in $(seq 1 100); do grep -q "The broker\[" "$log" && break; sleep 0.1; done
+    ab_start_broker "$2" "$store" "$log" 21911 29877 --set flushDiskType="$3"
     local out
-    out=$("$bench" produce --broker 127.0.0.1:21911 --pid "$pid" --connections 4 --in-flight 16 --duration-secs 8 2>&1)
-    echo "$1 $3: $(grep -E '^produce:' <<<"$out" | sed -E 's/; 4 conns.*//') | $(grep -E '^cpu' <<<"$out" | sed -E 's/, generator.*//')"
-    kill -TERM "$pid" && wait "$pid" || true
+    out=$("$bench" produce --broker 127.0.0.1:21911 --pid "$AB_BROKER_PID" --connections 4 --in-flight 16 --duration-secs 8 2>&1)
+    echo "$1 $3: $(ab_summary "$out" | sed -E 's/, generator.*//')"
+    ab_stop_broker
 }
 
 for round in $(seq 1 "$rounds"); do

@@ -29,6 +29,7 @@ store=$tmp/ferromq-acl-ab-store
 log=$tmp/ferromq-acl-ab-broker.log
 acl=$tmp/ferromq-acl-ab-plain_acl.yml
 ak=bench-admin
+. "$root/bench/ab_common.sh"
 sk=bench-admin-secret
 
 {
@@ -40,7 +41,6 @@ sk=bench-admin-secret
 } >"$acl"
 
 run() { # label acl(true|false)
-    rm -rf "$store" && mkdir -p "$store"
     local acl_args=() sign_args=() load_args=()
     [ -n "$rate" ] && load_args=(--open-loop --rate "$rate")
     if [ "$2" = true ]; then
@@ -49,19 +49,14 @@ run() { # label acl(true|false)
     if [ "$2" = true ] || [ "${SIGN_ALWAYS:-0}" = 1 ]; then
         sign_args=(--access-key $ak --secret-key $sk)
     fi
-    "$broker" --set storePathRootDir="$store" --set listenPort=21921 --set embeddedNamesrvPort=29887 \
-        --set brokerIP1=127.0.0.1 --set diskSpaceWarningLevelRatio=99 --set diskSpaceCleanForciblyRatio=98 \
-        --set diskMaxUsedSpaceRatio=95 --set mappedFileSizeCommitLog=67108864 --set flushDiskType=ASYNC_FLUSH \
-        "${acl_args[@]}" >"$log" 2>&1 &
-    local pid=$!
-    for _ in $(seq 1 100); do grep -q "The broker\[" "$log" && break; sleep 0.1; done
+    ab_start_broker "$broker" "$store" "$log" 21921 29887 --set flushDiskType=ASYNC_FLUSH "${acl_args[@]}"
     local out
-    out=$("$bench" produce --broker 127.0.0.1:21921 --pid "$pid" --connections 4 --in-flight "$in_flight" --duration-secs 8 "${load_args[@]}" "${sign_args[@]}" 2>&1) || {
+    out=$("$bench" produce --broker 127.0.0.1:21921 --pid "$AB_BROKER_PID" --connections 4 --in-flight "$in_flight" --duration-secs 8 "${load_args[@]}" "${sign_args[@]}" 2>&1) || {
         echo "$1: the bench failed: $out"
         tail -5 "$log"
     }
-    echo "$1: $(grep -E '^produce:' <<<"$out" | sed -E 's/; 4 conns.*//') | $(grep -E '^cpu' <<<"$out")"
-    kill -TERM "$pid" && wait "$pid" || true
+    echo "$1: $(ab_summary "$out")"
+    ab_stop_broker
 }
 
 for round in $(seq 1 "$rounds"); do

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,7 +21,8 @@ use ferromq_net::RemotingCommand;
 use ferromq_net::backend::{IoBackend, build_runtime};
 use ferromq_net::client::Client;
 use ferromq_net::codes::{request_code, response_code};
-use ferromq_net::conn::RpcError;
+use ferromq_net::conn::{ConnLimits, NotSupported, RpcError};
+use ferromq_net::tls::{ClientTlsFiles, TlsConnector};
 use ferromq_store::record::{decode_body_strict, java_string_hash};
 use hdrhistogram::Histogram;
 
@@ -46,9 +48,24 @@ pub fn sign_requests_with(credentials: ferromq_net::acl::Credentials) {
     let _ = SIGNER.set(credentials);
 }
 
-/// Connects to `addr`; the connection signs its requests if [`sign_requests_with`] was called.
+/// The TLS client configuration of connections opened by [`connect`] (`--tls`), if any.
+static TLS: OnceLock<TlsConnector> = OnceLock::new();
+
+/// Opens every connection of [`connect`] from now on over TLS (a broker with
+/// `tls.server.mode=permissive` or `enforcing`), accepting any server certificate as Java's
+/// client does by default (`tls.client.authServer=false`): the bench measures the record layer,
+/// not certificate checks.
+pub fn connect_over_tls() -> Result<(), String> {
+    let connector = TlsConnector::from_files(&ClientTlsFiles::default()).map_err(|e| format!("TLS client configuration: {e}"))?;
+    let _ = TLS.set(connector);
+    Ok(())
+}
+
+/// Connects to `addr`, over TLS after [`connect_over_tls`]; the connection signs its requests
+/// if [`sign_requests_with`] was called.
 pub async fn connect(addr: SocketAddr) -> Result<Client, RpcError> {
-    Ok(Client::connect(addr, CONNECT_TIMEOUT).await?.signed_by(SIGNER.get().cloned()))
+    let client = Client::connect_with_tls(addr, CONNECT_TIMEOUT, Rc::new(NotSupported), ConnLimits::default(), TLS.get()).await?;
+    Ok(client.signed_by(SIGNER.get().cloned()))
 }
 
 /// The in-process epoch that stamped bodies count from (fixed at first use).

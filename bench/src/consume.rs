@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferromq_net::backend::build_runtime;
-use ferromq_net::client::Client;
 use ferromq_net::codes::response_code;
 use hdrhistogram::Histogram;
 
@@ -71,6 +70,10 @@ pub struct ConsumerArgs {
     /// I/O backend of the consumer's client thread.
     #[arg(long, default_value = "auto")]
     pub consumer_io_backend: String,
+    /// Pull over TLS (a broker with tls.server.mode=permissive or enforcing; any server
+    /// certificate is accepted).
+    #[arg(long)]
+    pub consumer_tls: bool,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -156,6 +159,9 @@ impl ConsumerSet {
     /// Connects, reads the queues' offsets: catch-up reads [0, max), tail starts at max.
     pub fn start(args: &ConsumerArgs, catch_up: bool) -> Result<ConsumerSet, String> {
         let backend = broker::resolve_backend(&args.consumer_io_backend)?;
+        if args.consumer_tls {
+            broker::connect_over_tls()?;
+        }
         let counters = Arc::new(ConsumeCounters::default());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<u64, String>>();
         let (args, c2) = (args.clone(), counters.clone());
@@ -197,7 +203,7 @@ async fn consumer_thread(
     let setup = async {
         let mut clients = Vec::new();
         for _ in 0..args.consumer_connections.max(1) {
-            clients.push(Client::connect(args.broker, broker::CONNECT_TIMEOUT).await.map_err(|e| format!("cannot connect to {}: {e}", args.broker))?);
+            clients.push(broker::connect(args.broker).await.map_err(|e| format!("cannot connect to {}: {e}", args.broker))?);
         }
         let max = broker::max_offsets(&clients[0], &args.topic, args.queues).await;
         Ok::<_, String>((clients, max))
@@ -464,6 +470,7 @@ pub fn run_e2e(args: &E2eArgs) -> Result<serde_json::Value, String> {
         subscription: "*".into(),
         expression_type: "TAG".into(),
         consumer_io_backend: p.io_backend.clone(),
+        consumer_tls: p.tls,
     };
     let consumer = ConsumerSet::start(&consumer_args, false)?;
     let producer = ProducerSet::start(p, true, None)?;

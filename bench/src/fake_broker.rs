@@ -147,6 +147,7 @@ mod tests {
             io_backend: "auto".into(),
             access_key: None,
             secret_key: None,
+            tls: false,
         }
     }
 
@@ -189,6 +190,7 @@ mod tests {
                 subscription: "*".into(),
                 expression_type: "TAG".into(),
                 consumer_io_backend: "auto".into(),
+                consumer_tls: false,
             },
             catch_up: true,
             tail: false,

@@ -122,6 +122,10 @@ pub struct ProducerArgs {
     /// The secret of --access-key.
     #[arg(long, requires = "access_key")]
     pub secret_key: Option<String>,
+    /// Connect over TLS (a broker with tls.server.mode=permissive or enforcing; any server
+    /// certificate is accepted). In `e2e`, the consumer's connections too.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// Live counters of a producer set.
@@ -262,6 +266,9 @@ pub fn topic_names(args: &ProducerArgs) -> Vec<String> {
 pub fn prepare_topic(args: &ProducerArgs, backend: IoBackend) -> Result<Option<Vec<u64>>, String> {
     if let (Some(access_key), Some(secret_key)) = (&args.access_key, &args.secret_key) {
         broker::sign_requests_with(ferromq_net::acl::Credentials::new(access_key, secret_key));
+    }
+    if args.tls {
+        broker::connect_over_tls()?;
     }
     let topics = topic_names(args);
     if !args.no_create_topic {

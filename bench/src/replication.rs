@@ -588,6 +588,7 @@ fn pair_point(ctx: &Ctx, pair: &Pair, spec: &PointSpec, raw: &str) -> Result<Pai
         io_backend: args.backend.clone(),
         access_key: None,
         secret_key: None,
+        tls: false,
     };
     // What an earlier point left for the slave to copy is not this point's lag.
     let drain_s = wait_in_sync(pair.master_addr, &args.backend, u64::from(args.shards), IN_SYNC_TIMEOUT)?;
@@ -710,6 +711,7 @@ fn run_catch_up(ctx: &Ctx) -> Result<CatchUpResults, String> {
                 io_backend: args.backend.clone(),
                 access_key: None,
                 secret_key: None,
+                tls: false,
             };
             produce::run_produce(&ProduceArgs { producer, duration_secs: 0.0, count: Some(count), warmup_ms: 0, json: None, slave_pid: None })?;
         }

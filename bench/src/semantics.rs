@@ -557,6 +557,7 @@ impl Bench<'_> {
             subscription: subscription.into(),
             expression_type: expression_type.into(),
             consumer_io_backend: self.args.backend.clone(),
+            consumer_tls: false,
         }
     }
 

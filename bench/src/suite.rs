@@ -818,6 +818,7 @@ fn catch_up(broker_addr: SocketAddr, pid: u32, profile: &Profile, topic: &str, q
             subscription: "*".into(),
             expression_type: "TAG".into(),
             consumer_io_backend: profile.backend.clone(),
+            consumer_tls: false,
         },
         catch_up: true,
         tail: false,
@@ -965,6 +966,7 @@ fn producer_args(args: &SuiteArgs, profile: &Profile, broker: SocketAddr, pid: u
         io_backend: profile.backend.clone(),
         access_key: None,
         secret_key: None,
+        tls: false,
     }
 }
 

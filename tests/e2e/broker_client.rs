@@ -14,6 +14,11 @@ use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_runtime::RuntimeOwner;
 
+// The helpers the messaging-semantics tests share (tests/e2e/semantics); one is used here.
+#[allow(dead_code)]
+#[path = "semantics/common.rs"]
+mod common;
+
 /// What a consumer saw: message key → (tags, body).
 type Received = Arc<Mutex<BTreeMap<String, (String, Vec<u8>)>>>;
 
@@ -74,12 +79,15 @@ async fn producers_and_push_consumers_round_trip() {
     everything.subscribe("E2eTopic", "*").await.expect("subscribe");
     everything.register_message_listener_concurrently(Collect(all.clone()));
     everything.start().await.expect("consumer start");
+    // Route and rebalance now rather than at the client's first rebalance round (up to 20 s).
+    common::route_into_consumer(&broker, &mut everything, "E2eTopic", Duration::from_secs(20), "200 messages were sent to it").await;
 
     let tag_a: Received = Default::default();
     let mut only_a = DefaultMQPushConsumer::builder(runtime.clone()).consumer_group("e2e_tag_a").name_server_addr(namesrv.as_str()).build();
     only_a.subscribe("E2eTopic", "TagA").await.expect("subscribe");
     only_a.register_message_listener_concurrently(Collect(tag_a.clone()));
     only_a.start().await.expect("consumer start");
+    common::route_into_consumer(&broker, &mut only_a, "E2eTopic", Duration::from_secs(20), "200 messages were sent to it").await;
 
     let deadline = Instant::now() + Duration::from_secs(60);
     while all.lock().unwrap().len() < COUNT || tag_a.lock().unwrap().len() < COUNT / 2 {

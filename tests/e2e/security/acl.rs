@@ -124,14 +124,7 @@ async fn three_accounts_get_exactly_what_plain_acl_yml_gives_them() {
     consumer.subscribe("AclA", "*").await.expect("subscribe");
     consumer.register_message_listener_concurrently(Collect(received.clone()));
     consumer.start().await.expect("consumer start");
-    // Put the route into the consumer and rebalance now, not at the client's next rounds
-    // (semantics/common.rs, `try_route_into_consumer`, says why).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !consumer.fetch_subscribe_message_queues("AclA").await.is_ok_and(|mqs| !mqs.is_empty()) {
-        assert!(Instant::now() < deadline, "AclA is not routed");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    consumer.resume().await;
+    crate::common::route_into_consumer(&broker, &mut consumer, "AclA", Duration::from_secs(20), "the producer account sent to it").await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while received.lock().unwrap().len() < bodies.len() {
         assert!(Instant::now() < deadline, "consumed {} of {}; broker log:\n{}", received.lock().unwrap().len(), bodies.len(), broker.process.log().join("\n"));

@@ -135,15 +135,9 @@ async fn round_trip(client: &Client3p, broker: &BrokerProcess, producer: &mut De
     consumer.subscribe(topic, "*").await.expect("subscribe");
     consumer.register_message_listener_concurrently(Collect(seen.clone()));
     consumer.start().await.expect("consumer start");
-    // Put the route into the consumer and rebalance now, not at the client's next rounds
-    // (semantics/common.rs, `try_route_into_consumer`, says why): without it the first
-    // rebalance may come 20 s later, and under load past the deadline below.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !consumer.fetch_subscribe_message_queues(topic).await.is_ok_and(|mqs| !mqs.is_empty()) {
-        assert!(Instant::now() < deadline, "{topic} is not routed");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    consumer.resume().await;
+    // Without this the client's first rebalance may come 20 s later, and under load past the
+    // deadline below.
+    crate::common::route_into_consumer(broker, &mut consumer, topic, Duration::from_secs(20), "the producer sent to it").await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.lock().unwrap().len() < count {
         assert!(
