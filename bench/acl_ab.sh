@@ -29,8 +29,8 @@ store=$tmp/ferromq-acl-ab-store
 log=$tmp/ferromq-acl-ab-broker.log
 acl=$tmp/ferromq-acl-ab-plain_acl.yml
 ak=bench-admin
-. "$root/bench/ab_common.sh"
 sk=bench-admin-secret
+. "$root/bench/ab_common.sh"
 
 {
     echo "accounts:"

@@ -1,6 +1,6 @@
 //! Criterion micro-benchmarks: the remoting codec, the stored-record encoding, the
-//! consume-queue lookup of a pull, and the ACL check of a signed send. The bodies live in `ferromq_bench::micro`, whose tests run
-//! each of them a few times inside `cargo test`.
+//! consume-queue lookup of a pull, and the ACL check of a signed send. The bodies live in
+//! `ferromq_bench::micro`, whose tests run each of them a few times inside `cargo test`.
 //!
 //! ```sh
 //! cargo bench -p ferromq-bench --bench micro              # everything
