@@ -13,7 +13,7 @@ use ferromq_net::backend::{ActiveBackend, BACKEND_ENV, runtime_from_env};
 use ferromq_net::client::Client;
 use ferromq_net::codes::request_code;
 use ferromq_tests::{
-    FakeBroker, FakeTopic, ServerProcess, TempDir, binary, create_topic_request, free_port, harness_args, on_compio, pull_request,
+    FakeBroker, FakeTopic, ServerProcess, TempDir, binary, create_topic_request, free_port, harness_args, on_compio, pull_bodies,
     register_broker_request, send_v2_request,
 };
 
@@ -207,10 +207,7 @@ fn on_a_linux_3_10_system_call_table_the_binaries_serve_a_round_trip() {
             let response = client.invoke(send_v2_request("P", "Linux310", 1, 0, "", body), Duration::from_secs(5)).await.unwrap();
             assert_eq!(response.code, 0, "{response:?}");
         }
-        let pull = client.invoke(pull_request("C", "Linux310", 0, 0), Duration::from_secs(5)).await.unwrap();
-        assert_eq!(pull.code, 0, "{pull:?}");
-        let bodies: Vec<Vec<u8>> =
-            ferromq_store::record::decode_body_strict(&pull.body).unwrap().iter().map(|r| r.body.to_vec()).collect();
+        let bodies = pull_bodies(&client, "C", "Linux310", 0, 0, 10, Duration::from_secs(10)).await;
         // The broker registered the new topic with the filtered name server.
         let names = Client::connect(namesrv_addr, Duration::from_secs(5)).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);

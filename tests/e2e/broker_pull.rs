@@ -10,7 +10,6 @@ use std::time::Duration;
 use ferromq_net::RemotingCommand;
 use ferromq_net::backend::runtime_from_env;
 use ferromq_net::client::Client;
-use ferromq_net::codes::response_code;
 use ferromq_tests::BrokerProcess;
 
 const TOPIC: &str = "PullBodyTopic";
@@ -29,27 +28,12 @@ fn send(queue_id: u32, body: Vec<u8>) -> RemotingCommand {
     ferromq_tests::send_v2_request("pull_body_producer", TOPIC, QUEUES, queue_id, "TAGS\u{1}T\u{2}", body)
 }
 
-fn pull(queue_id: u32, queue_offset: u64) -> RemotingCommand {
-    ferromq_tests::pull_request("pull_body_group", TOPIC, queue_id, queue_offset)
-}
-
 /// Pulls `queue_id` from 0 to its end, checking each record's queue, offset and body.
 async fn check_queue(client: &Client, queue_id: u32, stored: &BTreeMap<(u32, u64), Vec<u8>>) -> usize {
-    let expected = stored.range((queue_id, 0)..(queue_id + 1, 0)).count() as u64;
-    let mut offset = 0u64;
-    while offset < expected {
-        let response = client.invoke(pull(queue_id, offset), TIMEOUT).await.unwrap();
-        assert_eq!(response.code, response_code::SUCCESS, "q{queue_id}@{offset}: {response:?}");
-        let records = ferromq_store::record::decode_body_strict(&response.body)
-            .unwrap_or_else(|(at, e)| panic!("q{queue_id}@{offset}: undecodable body at byte {at}: {e}"));
-        assert!(!records.is_empty(), "q{queue_id}@{offset}: SUCCESS with no records");
-        for record in records {
-            assert_eq!((record.queue_id, record.queue_offset), (queue_id, offset as i64), "record out of place");
-            assert!(stored.get(&(queue_id, offset)).is_some_and(|b| b[..] == *record.body), "q{queue_id}@{offset}: wrong body");
-            offset += 1;
-        }
-    }
-    offset as usize
+    let expected: Vec<&Vec<u8>> = stored.range((queue_id, 0)..(queue_id + 1, 0)).map(|(_, body)| body).collect();
+    let bodies = ferromq_tests::pull_bodies(client, "pull_body_group", TOPIC, queue_id, 0, expected.len(), TIMEOUT).await;
+    assert!(bodies.iter().eq(expected.iter().copied()), "q{queue_id}: wrong bodies");
+    bodies.len()
 }
 
 #[test]

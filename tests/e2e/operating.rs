@@ -37,18 +37,8 @@ async fn send_until_ok(client: &Client, topic: &str, body: &[u8]) -> RemotingCom
 /// The record at `offset` of queue 0 of `topic` on the broker behind `client`, waiting for it
 /// (a send is acknowledged before its consume-queue entry is dispatched).
 async fn pull_at(client: &Client, topic: &str, offset: u64) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let response = client.invoke(ferromq_tests::pull_request("deploy_consumer", topic, 0, offset), TIMEOUT).await.expect("PULL_MESSAGE");
-        if response.code == response_code::SUCCESS {
-            let records = ferromq_store::record::decode_body_strict(&response.body).unwrap_or_else(|(at, e)| panic!("undecodable body at {at}: {e}"));
-            let first = records.into_iter().next().expect("a record");
-            assert_eq!(first.queue_offset as u64, offset);
-            return first.body.to_vec();
-        }
-        assert!(Instant::now() < deadline, "no record at {topic}:0:{offset}: {} {:?}", response.code, response.remark);
-        compio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let bodies = ferromq_tests::pull_bodies(client, "deploy_consumer", topic, 0, offset, 1, Duration::from_secs(5)).await;
+    bodies.into_iter().next().expect("a record")
 }
 
 fn queue_offset(sent: &RemotingCommand) -> u64 {

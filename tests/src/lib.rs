@@ -634,6 +634,40 @@ pub fn pull_request(group: &str, topic: &str, queue_id: u32, queue_offset: u64) 
         .with_ext("subVersion", 0)
 }
 
+/// The bodies of the `count` records of queue `queue_id` of `topic` from `from` on, pulled
+/// (in group `group`, all tags) until they are all there or `within` runs out (a panic naming
+/// the last answer). A SEND_OK precedes the record's consume-queue entry — the dispatcher
+/// writes it after the append, as Java's ReputMessageService — so a pull right after a send
+/// may find nothing new yet (PULL_NOT_FOUND) or only some of the records: it asks again. Each
+/// record must sit at the queue offset that comes next.
+pub async fn pull_bodies(client: &Client, group: &str, topic: &str, queue_id: u32, from: u64, count: usize, within: Duration) -> Vec<Vec<u8>> {
+    use ferromq_net::codes::response_code;
+    let deadline = Instant::now() + within;
+    let mut bodies = Vec::with_capacity(count);
+    let mut offset = from;
+    while bodies.len() < count {
+        let response = client.invoke(pull_request(group, topic, queue_id, offset), within).await.expect("PULL_MESSAGE");
+        match response.code {
+            response_code::SUCCESS => {
+                let records = ferromq_store::record::decode_body_strict(&response.body)
+                    .unwrap_or_else(|(at, e)| panic!("{topic}:{queue_id}@{offset}: undecodable body at byte {at}: {e}"));
+                assert!(!records.is_empty(), "{topic}:{queue_id}@{offset}: SUCCESS with no records");
+                for record in records {
+                    assert_eq!((record.queue_id, record.queue_offset), (queue_id, offset as i64), "{topic}: a record out of place");
+                    bodies.push(record.body.to_vec());
+                    offset += 1;
+                }
+            }
+            response_code::PULL_NOT_FOUND => {
+                assert!(Instant::now() < deadline, "{topic}:{queue_id}: {} of {count} records from {from} within {within:?}; last answer {response:?}", bodies.len());
+                compio::time::sleep(Duration::from_millis(20)).await;
+            }
+            _ => panic!("{topic}:{queue_id}@{offset}: {response:?}"),
+        }
+    }
+    bodies
+}
+
 /// Runs `make()`'s future on a fresh compio runtime (the backend FERROMQ_IO_BACKEND picks) on
 /// a thread of its own, so that it can be called from plain and tokio tests alike; a panic in
 /// the future is the caller's.
