@@ -219,6 +219,11 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
     };
 
     let shard_count = pin_shard_count(&config.store.root_dir, config.effective_shards())?;
+    // From here on the configuration names the shards that run: `effective_shards` with
+    // `shards=0` asks for the CPUs this thread may use, which on a pinned shard thread is one,
+    // and the store's count wins over the configured one. Shards split per-broker budgets by it
+    // (consume-queue descriptors, pull memory).
+    config.io.shards = shard_count;
     // Bind every shard's listener here, so that "address in use" fails the start at once. With
     // port 0 the first bind picks the port and the other shards join it.
     let mut listen_addr = SocketAddr::new(config.broker.bind_address, config.broker.listen_port);

@@ -86,6 +86,12 @@ pub const DEFAULT_TRACE_TOPIC_NAME: &str = "RMQ_SYS_TRACE_TOPIC";
 pub const DEFAULT_MESSAGE_DELAY_LEVEL: &str = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
 /// Java's `brokerName` when the host name cannot be read.
 pub const DEFAULT_BROKER_NAME: &str = "DEFAULT_BROKER";
+/// Largest `maxOpenConsumeQueueFiles` (and automatic value): 2^24 descriptors.
+pub const MAX_OPEN_CQ_FILES: usize = 1 << 24;
+/// Fewest consume-queue descriptors a shard keeps open, whatever the limit says: a pull and
+/// the dispatcher each need one at a time, and a few more spare reopening on every entry.
+pub const MIN_OPEN_CQ_FILES_PER_SHARD: usize = 16;
+
 /// Most shards a broker can run: the shard id is 8 bits of a client-visible physical offset.
 pub const MAX_SHARDS: u32 = ferromq_store::types::MAX_SHARDS;
 
@@ -544,6 +550,14 @@ pub struct StoreSection {
     /// `checkCRCOnRecover` / `check_crc_on_recover`. Re-check every record's body CRC during
     /// recovery after a crash. Default true. Off: faster recovery, corruption found later.
     pub check_crc_on_recover: bool,
+    /// `maxOpenConsumeQueueFiles` / `max_open_cq_files` (FerroMQ's own). Consume-queue files
+    /// the broker keeps open at most, split evenly over the shards; beyond it the least
+    /// recently used is closed and opened again on its next use. Default 0 = half the
+    /// process's open-file limit (RLIMIT_NOFILE, after the raise at start), the other half
+    /// left to connections and commit-log, index and metadata files; bounds 0..=16 777 216.
+    /// A Java broker keeps every file mapped, and with it open: 10,000 topics × 8 queues need
+    /// 80,000 descriptors there.
+    pub max_open_cq_files: usize,
 }
 
 /// `[retention]`: when commit-log segments are deleted (§11.3).
@@ -916,6 +930,7 @@ impl Default for BrokerConfig {
                 max_transfer_bytes: 262_144,
                 max_transfer_count: 32,
                 check_crc_on_recover: true,
+                max_open_cq_files: 0,
             },
             retention: RetentionSection {
                 delete_when: "04".to_owned(),
@@ -1019,6 +1034,8 @@ impl BrokerConfig {
                 default_query_max_num: 4,
                 max_transfer_bytes: 4096,
                 max_transfer_count: 4,
+                // 16 per shard, the least: tests with more queues close and reopen their files.
+                max_open_cq_files: 32,
                 ..base.store
             },
             // Test stores live on the machine's shared disk, whose usage is not the test's:
@@ -1227,6 +1244,25 @@ impl BrokerConfig {
         self.store.commit_log_dir.clone().unwrap_or_else(|| self.store.root_dir.join("commitlog"))
     }
 
+    /// Consume-queue descriptors the broker keeps open: `maxOpenConsumeQueueFiles`, or when 0
+    /// half the process's soft RLIMIT_NOFILE (read now: the binaries raise it to the hard
+    /// limit before they read their configuration).
+    pub fn effective_max_open_cq_files(&self) -> usize {
+        if self.store.max_open_cq_files > 0 {
+            return self.store.max_open_cq_files;
+        }
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes one `rlimit` into the struct it is given, which lives here.
+        let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 { limit.rlim_cur } else { 1024 };
+        usize::try_from(soft / 2).unwrap_or(usize::MAX).min(MAX_OPEN_CQ_FILES)
+    }
+
+    /// One shard's share of [`BrokerConfig::effective_max_open_cq_files`], at least
+    /// [`MIN_OPEN_CQ_FILES_PER_SHARD`].
+    pub fn max_open_cq_files_per_shard(&self) -> usize {
+        (self.effective_max_open_cq_files() / self.effective_shards() as usize).max(MIN_OPEN_CQ_FILES_PER_SHARD)
+    }
+
     /// Shards to run: `shards`, or one per CPU when 0, at most [`MAX_SHARDS`].
     pub fn effective_shards(&self) -> u32 {
         let wanted = if self.io.shards == 0 {
@@ -1283,6 +1319,7 @@ impl BrokerConfig {
         cfg.delete_file_batch_max = self.retention.delete_file_batch_max;
         cfg.max_transfer_bytes = self.store.max_transfer_bytes;
         cfg.max_transfer_count = self.store.max_transfer_count;
+        cfg.max_open_cq_files = self.max_open_cq_files_per_shard();
         // A slave's log is its master's, byte for byte: it takes no local appends.
         cfg.replica = self.broker.role == BrokerRole::Slave;
         cfg
@@ -2065,6 +2102,20 @@ pub static KEYS: &[Key] = &[
         store.max_transfer_count, 1u32, 65_535u32, "a count"),
     bool_key!("checkCRCOnRecover", "store", "check_crc_on_recover", "re-check body CRCs in recovery; default true",
         store.check_crc_on_recover),
+    Key {
+        java: "maxOpenConsumeQueueFiles",
+        section: "store",
+        name: "max_open_cq_files",
+        kind: Kind::Int,
+        doc: "consume-queue files kept open, split over the shards; default 0 = half the open-file limit; 0..=16777216",
+        field: "store.max_open_cq_files",
+        get: |c| c.store.max_open_cq_files.to_string(),
+        effective: |c| c.effective_max_open_cq_files().to_string(),
+        set: |c, v| {
+            c.store.max_open_cq_files = parse_num(v, 0usize, MAX_OPEN_CQ_FILES, "a file count")?;
+            Ok(())
+        },
+    },
     // [retention]
     text_key!("deleteWhen", "retention", "delete_when", "hours (0..=23, ;-separated) when expired segments are deleted; default 04",
         retention.delete_when, parse_delete_when),
@@ -2727,9 +2778,10 @@ mod tests {
         assert_eq!(c.ha.max_gap_not_in_sync_bytes, 268_435_456);
         assert_eq!(c.delay_levels_ms().unwrap().len(), 18);
         c.validate().unwrap();
-        // The store sees exactly its own defaults, except the per-shard directory.
+        // The store sees exactly its own defaults, except the per-shard directory and its share
+        // of the open-file limit.
         let store = c.store_config(ShardId(0));
-        let reference = StoreConfig::new(store.root_dir.clone());
+        let reference = StoreConfig { max_open_cq_files: c.max_open_cq_files_per_shard(), ..StoreConfig::new(store.root_dir.clone()) };
         assert_eq!(format!("{store:?}"), format!("{reference:?}"));
     }
 
@@ -2821,6 +2873,7 @@ mod tests {
         assert_eq!(store.root_dir, PathBuf::from("/data/rocketmq/store/shard-1"));
         assert_eq!(store.segment_size_bytes, 536_870_912);
         assert_eq!(store.cq_entries_per_file, 30_000);
+        assert_eq!(store.max_open_cq_files, 10_000, "40,000 split over 4 shards");
         assert_eq!(store.flush_mode, FlushMode::Sync);
         assert_eq!(store.flush_interval_ms, 200);
         assert_eq!(store.flush_least_bytes, 8 * 4096);
@@ -3164,7 +3217,12 @@ mod tests {
         back.validate().unwrap();
         assert_eq!(back.ha.listen_port, Some(10922));
         assert_eq!(back.broker.ip1, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        assert_eq!(back.store, StoreSection { commit_log_dir: Some("/srv/store/commitlog".into()), ..c.store.clone() });
+        let effective = StoreSection {
+            commit_log_dir: Some("/srv/store/commitlog".into()),
+            max_open_cq_files: c.effective_max_open_cq_files(),
+            ..c.store.clone()
+        };
+        assert_eq!(back.store, effective);
         assert_eq!(back.flush, c.flush);
         assert_eq!(back.limits, c.limits);
         // Backslashes survive.
@@ -3281,6 +3339,8 @@ mod tests {
         "unique_key_query_max_num",
         "commit_log_dir",
         "effective_shards",
+        "effective_max_open_cq_files",
+        "max_open_cq_files_per_shard",
         "shard_dir",
         "cq_entries_per_file",
         "delay_levels_ms",

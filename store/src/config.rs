@@ -69,6 +69,9 @@ pub struct StoreConfig {
     /// Pull limits (`maxTransferBytesOnMessageInMemory` / `...CountOnMessageInMemory`).
     pub max_transfer_bytes: u32,
     pub max_transfer_count: u32,
+    /// Consume-queue files this store keeps open at most; the least recently used is closed
+    /// beyond it and opened again on its next use ([`crate::consume_queue::CqDescriptors`]).
+    pub max_open_cq_files: usize,
     /// A slave's store: its log is a byte-for-byte copy of its master's, written only through
     /// [`crate::Store::append_replica`]; local appends are refused ([`crate::StoreError::Replica`]).
     pub replica: bool,
@@ -103,6 +106,7 @@ impl StoreConfig {
             delete_file_batch_max: 10,
             max_transfer_bytes: 262_144,
             max_transfer_count: 32,
+            max_open_cq_files: 4096,
             replica: false,
         }
     }
@@ -121,6 +125,8 @@ impl StoreConfig {
             checkpoint_interval_ms: 20,
             index_hash_slots: 16,
             index_max_entries: 32,
+            // Every test with more than four queues closes and reopens their files.
+            max_open_cq_files: 4,
             // Tests on real files share the machine's disk, whose usage is not theirs: with
             // thresholds near 100 % a nearly full CI disk neither refuses nor deletes their
             // writes (the flusher reads the usage as it writes). Disk-full tests set their own.
@@ -141,6 +147,9 @@ impl StoreConfig {
                 "segment_size_bytes {} too small for max_message_size_bytes {}",
                 self.segment_size_bytes, self.max_message_size_bytes
             )));
+        }
+        if self.max_open_cq_files == 0 {
+            return Err(StoreError::Config("max_open_cq_files is 0: no consume queue could be read or written".into()));
         }
         if self.cq_entries_per_file == 0 || self.index_hash_slots == 0 || self.index_max_entries < 2 {
             return Err(StoreError::Config("zero-sized consume-queue or index file".into()));

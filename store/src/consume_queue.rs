@@ -7,9 +7,17 @@
 //! after the entry write completed, so a pull never reads an entry that is not in the file.
 //! Durability of entries is the checkpoint's job (fdatasync before the checkpoint names them).
 //! The commit-log offsets stored here are shard-local (a one-shard broker keeps Java's format).
+//!
+//! Descriptors: a queue names its files; it does not hold them open. Every read and write goes
+//! through the store's [`CqDescriptors`], which keeps at most `max_open_cq_files` of them open
+//! and closes the least recently used beyond that, so that 10,000 topics × 8 queues do not need
+//! 80,000 descriptors (a Java broker maps every file and needs them all).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::io;
 use std::path::{Path, PathBuf};
+
+use hashlink::LruCache;
 
 use crate::commitlog::{parse_offset_name, segment_name};
 use crate::error::{IoOp, Result, StoreError};
@@ -69,22 +77,84 @@ impl CqEntry {
     }
 }
 
+/// The open descriptors of one store's consume-queue files, at most `limit`
+/// (`StoreConfig::max_open_cq_files`): a file not among them is opened on its next use, and
+/// the least recently used one is closed to make room.
+///
+/// Closing a file with unsynced entries loses nothing: its dirty pages belong to the file, not
+/// the descriptor, and the checkpoint opens it again to fdatasync it (a write-back error is
+/// reported to that fdatasync, Linux ≥ 4.16; before, to the first one on any descriptor).
+/// Handles in use by an operation stay open until it ends (a clone shares the descriptor), so
+/// the process may hold a few more than `limit` for as long as those operations run.
+pub struct CqDescriptors<S: Storage> {
+    storage: S,
+    open: RefCell<LruCache<PathBuf, S::File>>,
+    /// Bumped by every [`CqDescriptors::remove`]: an open under way while a file was removed is
+    /// used once but not kept (its path may name a newer file by then).
+    removals: Cell<u64>,
+    /// Files opened, from the start (hits on a held descriptor not counted).
+    opens: Cell<u64>,
+}
+
+impl<S: Storage> CqDescriptors<S> {
+    pub fn new(storage: S, limit: usize) -> Self {
+        CqDescriptors { storage, open: RefCell::new(LruCache::new(limit.max(1))), removals: Cell::new(0), opens: Cell::new(0) }
+    }
+
+    /// The file at `path`, from the held descriptors or opened (created, empty, when `create`).
+    /// NotFound when the file is gone (retention or a topic deletion removed it).
+    pub async fn file(&self, path: &Path, create: bool) -> io::Result<S::File> {
+        if let Some(file) = self.open.borrow_mut().get(path) {
+            return Ok(file.clone());
+        }
+        let removals = self.removals.get();
+        let file = self.storage.open(path, create).await?;
+        self.opens.set(self.opens.get() + 1);
+        if self.removals.get() == removals {
+            // Beyond the limit, the least recently used descriptor is dropped (closed once no
+            // operation holds it).
+            self.open.borrow_mut().insert(path.to_owned(), file.clone());
+        }
+        Ok(file)
+    }
+
+    /// Removes the file at `path` and drops its descriptor — after the removal, whether or not
+    /// it succeeded: an open that completes while the file is being removed is then not kept,
+    /// so the path can never lead to the removed file (a new file of the same name, a topic
+    /// created again, would otherwise be written through the old descriptor).
+    pub async fn remove(&self, path: &Path) -> io::Result<()> {
+        let removed = self.storage.remove_file(path).await;
+        self.open.borrow_mut().remove(path);
+        self.removals.set(self.removals.get() + 1);
+        removed
+    }
+
+    /// Descriptors held now (at most the limit).
+    pub fn held(&self) -> usize {
+        self.open.borrow().len()
+    }
+
+    /// Files opened since the store opened.
+    pub fn opens(&self) -> u64 {
+        self.opens.get()
+    }
+}
+
 #[derive(Debug, Clone)]
-pub struct CqFile<F> {
+pub struct CqFile {
     /// Logical offset of the file's first entry.
     pub first: u64,
     pub path: PathBuf,
-    pub file: F,
 }
 
 /// One consume queue.
 #[derive(Debug)]
-pub struct ConsumeQueue<F> {
+pub struct ConsumeQueue {
     pub topic: String,
     pub queue_id: u32,
     pub dir: PathBuf,
     pub entries_per_file: u64,
-    pub files: Vec<CqFile<F>>,
+    pub files: Vec<CqFile>,
     /// First readable logical offset.
     pub min_offset: u64,
     /// One past the last entry written to the file (what pulls see).
@@ -109,7 +179,7 @@ fn file_index(first_offset: u64, per_file: u64) -> u64 {
     first_offset / per_file
 }
 
-impl<F: StorageFile> ConsumeQueue<F> {
+impl ConsumeQueue {
     pub fn empty(cq_root: &Path, topic: &str, queue_id: u32, entries_per_file: u64) -> Self {
         ConsumeQueue {
             topic: topic.to_owned(),
@@ -128,8 +198,8 @@ impl<F: StorageFile> ConsumeQueue<F> {
 
     /// Opens an existing queue and cuts it to `keep` entries (the checkpoint's durable count);
     /// entries beyond may be torn and are rebuilt from the commit log by the caller.
-    pub async fn open<S: Storage<File = F>>(
-        storage: &S,
+    pub async fn open<S: Storage>(
+        files: &CqDescriptors<S>,
         cq_root: &Path,
         topic: &str,
         queue_id: u32,
@@ -138,6 +208,7 @@ impl<F: StorageFile> ConsumeQueue<F> {
         min_hint: u64,
     ) -> Result<Self> {
         let mut cq = Self::empty(cq_root, topic, queue_id, entries_per_file);
+        let storage = &files.storage;
         let names = storage.list_dir(&cq.dir).await.map_err(|e| StoreError::io(IoOp::List, &cq.dir, e))?;
         let entry_len = CQ_ENTRY_LEN as u64;
         let file_bytes = entries_per_file * entry_len;
@@ -154,11 +225,11 @@ impl<F: StorageFile> ConsumeQueue<F> {
             }
             let first = byte_off / entry_len;
             if first >= keep {
-                storage.remove_file(&path).await.map_err(|e| StoreError::io(IoOp::Remove, &path, e))?;
+                files.remove(&path).await.map_err(|e| StoreError::io(IoOp::Remove, &path, e))?;
                 removed = true;
                 continue;
             }
-            let file = storage.open(&path, false).await.map_err(|e| StoreError::io(IoOp::Open, &path, e))?;
+            let file = files.file(&path, false).await.map_err(|e| StoreError::io(IoOp::Open, &path, e))?;
             let want = ((keep - first).min(entries_per_file)) * entry_len;
             let len = file.len().await.map_err(|e| StoreError::io(IoOp::Stat, &path, e))?;
             if len > want {
@@ -171,7 +242,7 @@ impl<F: StorageFile> ConsumeQueue<F> {
                     reason: format!("holds {len} bytes, checkpoint says {want} are durable"),
                 });
             }
-            cq.files.push(CqFile { first, path, file });
+            cq.files.push(CqFile { first, path });
         }
         if removed {
             storage.sync_dir(&cq.dir).await.map_err(|e| StoreError::io(IoOp::SyncDir, &cq.dir, e))?;
@@ -188,7 +259,7 @@ impl<F: StorageFile> ConsumeQueue<F> {
     }
 
     /// Files holding entries in `[synced_offset, max_offset)`: what the next checkpoint syncs.
-    pub fn unsynced_files(&self) -> Vec<CqFile<F>> {
+    pub fn unsynced_files(&self) -> Vec<CqFile> {
         let per = self.entries_per_file;
         self.files
             .iter()
@@ -198,7 +269,7 @@ impl<F: StorageFile> ConsumeQueue<F> {
     }
 
     /// The file that holds logical offset `offset`, if it exists.
-    pub fn file_for(&self, offset: u64) -> Option<&CqFile<F>> {
+    pub fn file_for(&self, offset: u64) -> Option<&CqFile> {
         let idx = file_index(offset, self.entries_per_file);
         self.files.iter().rev().find(|f| file_index(f.first, self.entries_per_file) == idx)
     }
@@ -207,8 +278,8 @@ impl<F: StorageFile> ConsumeQueue<F> {
 /// Appends `entries` (starting at logical offset `first`, which must equal the queue's
 /// `max_offset`) to a queue's files, creating files as needed. Only the dispatcher calls this.
 pub async fn write_entries<S: Storage>(
-    storage: &S,
-    cq: &RefCell<ConsumeQueue<S::File>>,
+    files: &CqDescriptors<S>,
+    cq: &RefCell<ConsumeQueue>,
     first: u64,
     entries: &[CqEntry],
 ) -> Result<()> {
@@ -217,14 +288,18 @@ pub async fn write_entries<S: Storage>(
         (q.entries_per_file, q.dir.clone(), q.max_offset)
     };
     assert_eq!(first, max, "consume queue entries must be appended in order");
+    let storage = &files.storage;
     let mut done = 0usize;
     while done < entries.len() {
         let at = first + done as u64;
         let room = (per_file - at % per_file) as usize;
         let take = room.min(entries.len() - done);
         let existing = cq.borrow().file_for(at).cloned();
-        let f = match existing {
-            Some(f) => f,
+        let (f, file) = match existing {
+            Some(f) => {
+                let file = files.file(&f.path, false).await.map_err(|e| StoreError::io(IoOp::Open, &f.path, e))?;
+                (f, file)
+            }
             None => {
                 let file_first = at - at % per_file;
                 if cq.borrow().files.is_empty() {
@@ -239,11 +314,11 @@ pub async fn write_entries<S: Storage>(
                     }
                 }
                 let path = dir.join(segment_name(file_first * CQ_ENTRY_LEN as u64));
-                let file = storage.open(&path, true).await.map_err(|e| StoreError::io(IoOp::Create, &path, e))?;
+                let file = files.file(&path, true).await.map_err(|e| StoreError::io(IoOp::Create, &path, e))?;
                 storage.sync_dir(&dir).await.map_err(|e| StoreError::io(IoOp::SyncDir, &dir, e))?;
-                let f = CqFile { first: file_first, path, file };
+                let f = CqFile { first: file_first, path };
                 cq.borrow_mut().files.push(f.clone());
-                f
+                (f, file)
             }
         };
         let mut buf = Vec::with_capacity(take * CQ_ENTRY_LEN);
@@ -251,7 +326,7 @@ pub async fn write_entries<S: Storage>(
             e.encode(&mut buf);
         }
         let pos = (at - f.first) * CQ_ENTRY_LEN as u64;
-        f.file.write_all_at(buf, pos).await.map_err(|e| StoreError::io(IoOp::Write, &f.path, e))?;
+        file.write_all_at(buf, pos).await.map_err(|e| StoreError::io(IoOp::Write, &f.path, e))?;
         done += take;
         let mut q = cq.borrow_mut();
         q.max_offset = first + done as u64;
@@ -262,8 +337,9 @@ pub async fn write_entries<S: Storage>(
 
 /// Reads up to `max_count` entries from `from`, never past the end of the file holding `from`
 /// nor past `max_offset`. `Ok(None)` when that file is gone (retention).
-pub async fn read_entries<F: StorageFile>(
-    cq: &RefCell<ConsumeQueue<F>>,
+pub async fn read_entries<S: Storage>(
+    files: &CqDescriptors<S>,
+    cq: &RefCell<ConsumeQueue>,
     from: u64,
     max_count: u64,
 ) -> Result<Option<Vec<CqEntry>>> {
@@ -278,7 +354,13 @@ pub async fn read_entries<F: StorageFile>(
     }
     let n = (end - from) as usize;
     let pos = (from - f.first) * CQ_ENTRY_LEN as u64;
-    let bytes = f.file.read_at(n * CQ_ENTRY_LEN, pos).await.map_err(|e| StoreError::io(IoOp::Read, &f.path, e))?;
+    let file = match files.file(&f.path, false).await {
+        Ok(file) => file,
+        // Retention removed it after the lookup above.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io(IoOp::Open, &f.path, e)),
+    };
+    let bytes = file.read_at(n * CQ_ENTRY_LEN, pos).await.map_err(|e| StoreError::io(IoOp::Read, &f.path, e))?;
     let mut out = Vec::with_capacity(n);
     for (i, chunk) in bytes.chunks_exact(CQ_ENTRY_LEN).enumerate() {
         let e = CqEntry::decode(chunk).ok_or_else(|| StoreError::CorruptFile {
@@ -296,4 +378,36 @@ pub async fn read_entries<F: StorageFile>(
         });
     }
     Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::mem::MemStorage;
+    use crate::test_support::block_on;
+
+    #[test]
+    fn descriptors_stay_within_the_budget_and_a_removed_path_never_reaches_its_old_file() {
+        block_on(async {
+            let storage = MemStorage::new();
+            storage.create_dir_all(Path::new("/q")).await.unwrap();
+            let files = CqDescriptors::new(storage.clone(), 2);
+            let paths: Vec<PathBuf> = (0..5).map(|i| PathBuf::from(format!("/q/{i}"))).collect();
+            for (i, path) in paths.iter().enumerate() {
+                files.file(path, true).await.unwrap().write_all_at(vec![i as u8; 4], 0).await.unwrap();
+                assert!(files.held() <= 2);
+            }
+            assert_eq!(files.opens(), 5);
+            // The two most recent are held; an older one is opened again, with its bytes.
+            files.file(&paths[4], false).await.unwrap();
+            assert_eq!(files.opens(), 5, "a held descriptor is reused");
+            assert_eq!(files.file(&paths[0], false).await.unwrap().read_at(4, 0).await.unwrap(), vec![0; 4]);
+            assert_eq!(files.opens(), 6);
+            // Removed while held: a new file of that name is the new one, not the old one.
+            files.remove(&paths[0]).await.unwrap();
+            assert_eq!(files.file(&paths[0], false).await.unwrap_err().kind(), io::ErrorKind::NotFound);
+            assert_eq!(files.file(&paths[0], true).await.unwrap().read_at(4, 0).await.unwrap(), Vec::<u8>::new());
+            assert!(files.held() <= 2);
+        });
+    }
 }

@@ -245,7 +245,7 @@ async fn entries_pointing_into<S: Storage>(inner: &Rc<Inner<S>>, start: u64, end
         if min >= max {
             continue;
         }
-        let (Some(from), Some(to)) = (first_at_or_above(&q, min, max, start).await, first_at_or_above(&q, min, max, end).await) else { continue };
+        let (Some(from), Some(to)) = (first_at_or_above(&inner.cq_files, &q, min, max, start).await, first_at_or_above(&inner.cq_files, &q, min, max, end).await) else { continue };
         if to > from {
             out.entry(topic).or_default().insert(queue_id, to - from);
         }
@@ -255,10 +255,16 @@ async fn entries_pointing_into<S: Storage>(inner: &Rc<Inner<S>>, start: u64, end
 
 /// The first queue offset in `[lo, hi)` whose entry points at or above `target` (`hi` if none);
 /// `None` if an entry cannot be read.
-async fn first_at_or_above<F: StorageFile>(q: &std::cell::RefCell<crate::consume_queue::ConsumeQueue<F>>, mut lo: u64, mut hi: u64, target: u64) -> Option<u64> {
+async fn first_at_or_above<S: Storage>(
+    files: &crate::consume_queue::CqDescriptors<S>,
+    q: &std::cell::RefCell<crate::consume_queue::ConsumeQueue>,
+    mut lo: u64,
+    mut hi: u64,
+    target: u64,
+) -> Option<u64> {
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let entry = crate::consume_queue::read_entries(q, mid, 1).await.ok()??;
+        let entry = crate::consume_queue::read_entries(files, q, mid, 1).await.ok()??;
         if entry.first()?.offset >= target {
             hi = mid;
         } else {
@@ -286,7 +292,13 @@ async fn retire_consume_queues<S: Storage>(inner: &Rc<Inner<S>>, log_min: u64) -
         };
         for f in files.iter().take(files.len().saturating_sub(1)) {
             let last_pos = (per - 1) * CQ_ENTRY_LEN as u64;
-            let b = f.file.read_at(CQ_ENTRY_LEN, last_pos).await.map_err(|e| StoreError::io(IoOp::Read, &f.path, e))?;
+            let file = match inner.cq_files.file(&f.path, false).await {
+                Ok(file) => file,
+                // Gone already (its topic's deletion got there first).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) => return Err(StoreError::io(IoOp::Open, &f.path, e)),
+            };
+            let b = file.read_at(CQ_ENTRY_LEN, last_pos).await.map_err(|e| StoreError::io(IoOp::Read, &f.path, e))?;
             let Some(last) = CqEntry::decode(&b) else { break };
             if last.offset >= log_min || !registered(inner) {
                 break;
@@ -296,7 +308,7 @@ async fn retire_consume_queues<S: Storage>(inner: &Rc<Inner<S>>, log_min: u64) -
                 qm.min_offset = qm.min_offset.max(f.first + per);
                 qm.files.retain(|x| x.first != f.first);
             }
-            inner.storage.remove_file(&f.path).await.map_err(|e| StoreError::io(IoOp::Remove, &f.path, e))?;
+            inner.cq_files.remove(&f.path).await.map_err(|e| StoreError::io(IoOp::Remove, &f.path, e))?;
             dir_dirty = true;
             removed += 1;
         }
@@ -307,7 +319,7 @@ async fn retire_consume_queues<S: Storage>(inner: &Rc<Inner<S>>, log_min: u64) -
         // Within the first remaining file, skip entries whose records are gone.
         let mut min = q.borrow().min_offset;
         while min < max {
-            let Some(e) = crate::consume_queue::read_entries(&q, min, 1).await? else { break };
+            let Some(e) = crate::consume_queue::read_entries(&inner.cq_files, &q, min, 1).await? else { break };
             match e.first() {
                 Some(e) if e.offset < log_min => min += 1,
                 _ => break,

@@ -183,6 +183,11 @@ pub struct StoreStats {
     pub forced_cleanups: u64,
     pub forced_segments_deleted: u64,
     pub forced_entries_deleted: u64,
+    /// Consume-queue descriptors held open now (at most `max_open_cq_files`), and consume-queue
+    /// files opened so far: opens well above the queues in use mean the budget is too small
+    /// for the queues being written and read.
+    pub cq_files_held: u64,
+    pub cq_file_opens: u64,
 }
 
 impl StoreStats {
@@ -350,8 +355,8 @@ struct DispatchBatch {
     end: u64,
 }
 
-type QueueRef<F> = Rc<RefCell<ConsumeQueue<F>>>;
-type QueueMap<F> = BTreeMap<(String, u32), QueueRef<F>>;
+type QueueRef = Rc<RefCell<ConsumeQueue>>;
+type QueueMap = BTreeMap<(String, u32), QueueRef>;
 
 pub(crate) struct Inner<S: Storage> {
     pub(crate) cfg: StoreConfig,
@@ -369,7 +374,9 @@ pub(crate) struct Inner<S: Storage> {
     /// first record is encoded). Mirrors this shard's entries in `space`.
     client_ranges: RefCell<BTreeMap<u64, SegmentRange>>,
     app: RefCell<AppendState>,
-    pub(crate) queues: RefCell<QueueMap<S::File>>,
+    pub(crate) queues: RefCell<QueueMap>,
+    /// The open descriptors of the queues' files, at most `cfg.max_open_cq_files`.
+    pub(crate) cq_files: consume_queue::CqDescriptors<S>,
     pub(crate) index: RefCell<Option<IndexService<S>>>,
     flusher_wake: Notify,
     dispatcher_wake: Notify,
@@ -414,7 +421,7 @@ pub(crate) struct Inner<S: Storage> {
     /// Deleted topics, by name: see [`Fence`].
     pub(crate) fences: RefCell<BTreeMap<String, Fence>>,
     /// Consume queues of deleted topics whose files the dispatcher is to remove.
-    removals: RefCell<Vec<Removal<S::File>>>,
+    removals: RefCell<Vec<Removal>>,
     /// Set while [`Store::truncate_replica`] runs: the replica takes no units meanwhile.
     replica_truncating: Cell<bool>,
 }
@@ -442,9 +449,9 @@ pub(crate) struct Fence {
 
 /// A deleted topic's detached consume queues, handed to the dispatcher (the only writer of
 /// consume queues) so their files never vanish under a write in progress.
-struct Removal<F> {
+struct Removal {
     topic: String,
-    queues: Vec<QueueRef<F>>,
+    queues: Vec<QueueRef>,
     slot: Rc<AckSlot>,
 }
 
@@ -549,6 +556,7 @@ impl<S: Storage> Store<S> {
                 awaiting_sync: Vec::new(),
             }),
             queues: RefCell::new(BTreeMap::new()),
+            cq_files: consume_queue::CqDescriptors::new(storage.clone(), cfg.max_open_cq_files),
             index: RefCell::new(index),
             flusher_wake: Notify::default(),
             dispatcher_wake: Notify::default(),
@@ -676,7 +684,11 @@ impl<S: Storage> Store<S> {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> StoreStats {
-        *self.inner.stats.borrow()
+        StoreStats {
+            cq_files_held: self.inner.cq_files.held() as u64,
+            cq_file_opens: self.inner.cq_files.opens(),
+            ..*self.inner.stats.borrow()
+        }
     }
 
     /// A copy of the group-commit distributions (bytes and duration per fdatasync).
@@ -981,7 +993,7 @@ impl<S: Storage> Store<S> {
             if keys.is_empty() && !appended {
                 return Ok(TopicDeletion::default());
             }
-            let queues: Vec<QueueRef<S::File>> = keys.iter().filter_map(|k| queues_map.remove(k)).collect();
+            let queues: Vec<QueueRef> = keys.iter().filter_map(|k| queues_map.remove(k)).collect();
             app.next_queue_offset.retain(|(t, _), _| t != topic);
             let fence = app.write_pos;
             inner.fences.borrow_mut().insert(topic.to_owned(), Fence { offset: fence, durable: false });
@@ -1004,7 +1016,7 @@ impl<S: Storage> Store<S> {
         Ok(outcome)
     }
 
-    pub(crate) fn queue(&self, topic: &str, queue_id: u32) -> Option<QueueRef<S::File>> {
+    pub(crate) fn queue(&self, topic: &str, queue_id: u32) -> Option<QueueRef> {
         self.inner.queues.borrow().get(&(topic.to_owned(), queue_id)).cloned()
     }
 
@@ -1080,7 +1092,7 @@ impl<S: Storage> Store<S> {
             // A property filter reads each candidate record: the same budget as Java's.
             TagFilter::Codes(_) | TagFilter::Properties(_) => (16_000 / consume_queue::CQ_ENTRY_LEN as u64).max(u64::from(max_msgs)),
         };
-        let Some(entries) = consume_queue::read_entries(&q, offset, max_scan).await? else {
+        let Some(entries) = consume_queue::read_entries(&self.inner.cq_files, &q, offset, max_scan).await? else {
             let per = q.borrow().entries_per_file;
             res.status = PullStatus::OffsetFoundNull;
             res.next_begin_offset = QueueOffset(offset + per - offset % per);
@@ -1329,7 +1341,7 @@ impl<S: Storage> Store<S> {
     /// Store timestamp of the message at a queue offset.
     pub async fn store_time_at(&self, topic: &str, queue_id: u32, offset: QueueOffset) -> Result<Option<i64>> {
         let Some(q) = self.queue(topic, queue_id) else { return Ok(None) };
-        let Some(e) = consume_queue::read_entries(&q, offset.0, 1).await? else { return Ok(None) };
+        let Some(e) = consume_queue::read_entries(&self.inner.cq_files, &q, offset.0, 1).await? else { return Ok(None) };
         let Some(e) = e.first() else { return Ok(None) };
         if e.offset < self.inner.log_min.get() {
             return Ok(None);
@@ -1426,7 +1438,7 @@ impl<S: Storage> Store<S> {
                 let Ok(queue_id) = qid.parse::<u32>() else { continue };
                 let named = keep.get(&(topic.clone(), queue_id)).copied();
                 let (k, min) = named.unwrap_or((0, 0));
-                let cq = ConsumeQueue::open(storage, &inner.cq_root, &topic, queue_id, cfg.cq_entries_per_file, k, min).await?;
+                let cq = ConsumeQueue::open(&inner.cq_files, &inner.cq_root, &topic, queue_id, cfg.cq_entries_per_file, k, min).await?;
                 if named.is_none() && inner.fences.borrow().contains_key(&topic) {
                     // Left by a deletion whose file removal the crash interrupted after its
                     // checkpoint (which no longer names the queue): emptied above, now gone.
@@ -1612,7 +1624,7 @@ impl<S: Storage> Store<S> {
         Ok(())
     }
 
-    fn register_queue(&self, cq: ConsumeQueue<S::File>) {
+    fn register_queue(&self, cq: ConsumeQueue) {
         let key = (cq.topic.clone(), cq.queue_id);
         self.inner.queues.borrow_mut().insert(key, Rc::new(RefCell::new(cq)));
     }
@@ -1832,7 +1844,7 @@ fn fail_all<S: Storage>(inner: &Inner<S>, why: String) {
     }
     fail_ack_waiters(inner, &AckError::Failed(why.clone()));
     fail_dispatched_waiters(inner, &AckError::Failed(why.clone()));
-    let removals: Vec<Removal<S::File>> = inner.removals.borrow_mut().drain(..).collect();
+    let removals: Vec<Removal> = inner.removals.borrow_mut().drain(..).collect();
     for r in removals {
         r.slot.complete(Err(AckError::Failed(why.clone())));
     }
@@ -2300,7 +2312,7 @@ async fn dispatcher_task<S: Storage>(inner: Rc<Inner<S>>) {
     let mut retry: Option<(Vec<DispatchRecord>, u64)> = None;
     loop {
         // Deleted topics' queues first, between two rounds: no entry write is in progress.
-        let removals: Vec<Removal<S::File>> = inner.removals.borrow_mut().drain(..).collect();
+        let removals: Vec<Removal> = inner.removals.borrow_mut().drain(..).collect();
         for r in removals {
             let result = remove_queue_files(&inner, &r).await;
             if let Err(e) = &result {
@@ -2415,7 +2427,7 @@ async fn dispatch_records<S: Storage>(inner: &Rc<Inner<S>>, records: &[DispatchR
             first += skip as u64;
         }
         if !entries.is_empty() {
-            consume_queue::write_entries(&inner.storage, &q, first, &entries).await?;
+            consume_queue::write_entries(&inner.cq_files, &q, first, &entries).await?;
         }
         touched.push(q);
     }
@@ -2435,7 +2447,7 @@ async fn dispatch_records<S: Storage>(inner: &Rc<Inner<S>>, records: &[DispatchR
 
 /// Removes a deleted topic's consume-queue files and directories (run by the dispatcher).
 /// A file already gone (retention got there first) is fine.
-async fn remove_queue_files<S: Storage>(inner: &Rc<Inner<S>>, r: &Removal<S::File>) -> Result<()> {
+async fn remove_queue_files<S: Storage>(inner: &Rc<Inner<S>>, r: &Removal) -> Result<()> {
     let storage = &inner.storage;
     let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     for q in &r.queues {
@@ -2444,7 +2456,7 @@ async fn remove_queue_files<S: Storage>(inner: &Rc<Inner<S>>, r: &Removal<S::Fil
             (q.files.iter().map(|f| f.path.clone()).collect::<Vec<_>>(), q.dir.clone())
         };
         for path in files {
-            if let Err(e) = storage.remove_file(&path).await
+            if let Err(e) = inner.cq_files.remove(&path).await
                 && !gone(&e)
             {
                 return Err(StoreError::io(IoOp::Remove, &path, e));
@@ -2584,7 +2596,13 @@ async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>, truncate_log_at:
     };
     // 2. Make those entries durable.
     for f in to_sync {
-        f.file.sync_data().await.map_err(|e| StoreError::io(IoOp::Fdatasync, &f.path, e))?;
+        let file = match inner.cq_files.file(&f.path, false).await {
+            Ok(file) => file,
+            // Removed meanwhile (its topic deleted, or retired): nothing of it to make durable.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(StoreError::io(IoOp::Open, &f.path, e)),
+        };
+        file.sync_data().await.map_err(|e| StoreError::io(IoOp::Fdatasync, &f.path, e))?;
     }
     for (q, mark) in synced_marks {
         let mut q = q.borrow_mut();

@@ -26,6 +26,9 @@ fn config(dir: &std::path::Path) -> StoreConfig {
     cfg.cq_entries_per_file = 64;
     cfg.max_message_size_bytes = 64 * 1024;
     cfg.checkpoint_interval_ms = 50;
+    // Two descriptors for three queues: entries are written through descriptors closed and
+    // opened again between writes and checkpoints, and must still survive the kill.
+    cfg.max_open_cq_files = 2;
     cfg.index_hash_slots = 1024;
     cfg.index_max_entries = 4096;
     cfg

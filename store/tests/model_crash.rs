@@ -204,6 +204,9 @@ async fn run_case(seed: u64, epochs: usize) -> usize {
     let mut cfg = StoreConfig::test_min("/store");
     cfg.segment_size_bytes = if rng.borrow_mut().random_bool(0.5) { 4096 } else { 8192 };
     cfg.max_flush_batch_bytes = rng.borrow_mut().random_range(600..3000);
+    // Fewer descriptors than files in use: entries are written, synced by checkpoints and read
+    // through descriptors that were closed and opened again in between.
+    cfg.max_open_cq_files = rng.borrow_mut().random_range(1..=4);
     // Checkpoints happen only when the test asks, so a seed replays exactly.
     cfg.checkpoint_interval_ms = 3_600_000;
     let model = Rc::new(RefCell::new(Model::default()));

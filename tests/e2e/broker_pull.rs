@@ -66,3 +66,37 @@ fn interleaved_pulls_return_every_record_intact() {
         assert_eq!(pulled.iter().sum::<usize>(), stored.len());
     });
 }
+
+/// More queues than the broker may keep consume-queue files open for
+/// (`maxOpenConsumeQueueFiles`, split over the shards the broker picks itself): every record
+/// is written and pulled back through descriptors closed and opened again, and the broker never
+/// holds more than the budget (GET_BROKER_RUNTIME_INFO `ferromqCqFilesOpen`).
+#[test]
+fn more_queues_than_the_descriptor_budget_are_all_served() {
+    const BUDGET: u64 = 64;
+    const WIDE: &str = "PullWideTopic";
+    const WIDE_QUEUES: u32 = 200;
+    // `shards` left automatic: the split must use the shards that run, not the one CPU a pinned
+    // shard thread may use.
+    let broker = BrokerProcess::start(&[("flushDiskType", "ASYNC_FLUSH"), ("maxOpenConsumeQueueFiles", "64")]).unwrap();
+    let (runtime, _) = runtime_from_env().unwrap();
+    runtime.block_on(async {
+        let client = Client::connect(broker.process.addr, TIMEOUT).await.unwrap();
+        assert_eq!(client.invoke(ferromq_tests::create_topic_request(WIDE, WIDE_QUEUES), TIMEOUT).await.unwrap().code, 0);
+        for round in 0..2 {
+            for queue_id in 0..WIDE_QUEUES {
+                let body = format!("q{queue_id}-r{round}").into_bytes();
+                let response = client.invoke(ferromq_tests::send_v2_request("wide_producer", WIDE, WIDE_QUEUES, queue_id, "", body), TIMEOUT).await.unwrap();
+                assert_eq!(response.code, 0, "{response:?}");
+            }
+        }
+        for queue_id in 0..WIDE_QUEUES {
+            let bodies = ferromq_tests::pull_bodies(&client, "wide_group", WIDE, queue_id, 0, 2, TIMEOUT).await;
+            assert_eq!(bodies, [format!("q{queue_id}-r0").into_bytes(), format!("q{queue_id}-r1").into_bytes()]);
+        }
+        let held = ferromq_tests::runtime_number(&client, "ferromqCqFilesOpen").await;
+        let opens = ferromq_tests::runtime_number(&client, "ferromqCqFileOpens").await;
+        assert!(held <= BUDGET, "{held} consume-queue files held open, budget {BUDGET}");
+        assert!(opens > u64::from(WIDE_QUEUES), "{opens} opens: the files were closed and opened again");
+    });
+}

@@ -462,13 +462,6 @@ fn no_sync_master_acknowledgement_precedes_the_slaves_report_through_cuts_stalls
     drop(master);
 }
 
-/// A key of the broker's GET_BROKER_RUNTIME_INFO table, as a number.
-async fn runtime_number(client: &Client, key: &str) -> u64 {
-    let response = client.invoke(RemotingCommand::request(request_code::GET_BROKER_RUNTIME_INFO), TIMEOUT).await.unwrap();
-    let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
-    body["table"][key].as_str().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{key} missing: {body}"))
-}
-
 #[test]
 fn async_master_slave_lag_stays_bounded_restarted_slave_and_master_reconnect_and_a_killed_master_loses_only_a_tail() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -513,7 +506,7 @@ fn async_master_slave_lag_stays_bounded_restarted_slave_and_master_reconnect_and
                 let client = Client::connect(master_addr, TIMEOUT).await.unwrap();
                 let mut lags = Vec::new();
                 while !stop.load(Ordering::SeqCst) {
-                    lags.push(runtime_number(&client, "ferromqReplicationLagBytes").await);
+                    lags.push(ferromq_tests::runtime_number(&client, "ferromqReplicationLagBytes").await);
                     compio::time::sleep(Duration::from_millis(50)).await;
                 }
                 lags
@@ -537,7 +530,7 @@ fn async_master_slave_lag_stays_bounded_restarted_slave_and_master_reconnect_and
         let master = Client::connect(master_addr, TIMEOUT).await.unwrap();
         let slave = Client::connect(slave_addr, TIMEOUT).await.unwrap();
         let deadline = Instant::now() + TIMEOUT;
-        while runtime_number(&master, "ferromqReplicationStreams").await < 2 || runtime_number(&master, "ferromqReplicationLagBytes").await > 0 {
+        while ferromq_tests::runtime_number(&master, "ferromqReplicationStreams").await < 2 || ferromq_tests::runtime_number(&master, "ferromqReplicationLagBytes").await > 0 {
             assert!(Instant::now() < deadline, "the restarted slave never caught up");
             compio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -554,7 +547,7 @@ fn async_master_slave_lag_stays_bounded_restarted_slave_and_master_reconnect_and
     on_compio(move || async move {
         let master = Client::connect(master_addr, TIMEOUT).await.unwrap();
         let deadline = Instant::now() + TIMEOUT;
-        while runtime_number(&master, "ferromqReplicationStreams").await < 2 {
+        while ferromq_tests::runtime_number(&master, "ferromqReplicationStreams").await < 2 {
             assert!(Instant::now() < deadline, "the slave never followed the restarted master");
             compio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -615,7 +608,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 /// slave on every shard with nothing left to send; whether it did.
 async fn caught_up(master: &Client, shards: u64) -> bool {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while runtime_number(master, "ferromqReplicationStreams").await < shards || runtime_number(master, "ferromqReplicationLagBytes").await > 0 {
+    while ferromq_tests::runtime_number(master, "ferromqReplicationStreams").await < shards || ferromq_tests::runtime_number(master, "ferromqReplicationLagBytes").await > 0 {
         if Instant::now() >= deadline {
             return false;
         }

@@ -668,6 +668,13 @@ pub async fn pull_bodies(client: &Client, group: &str, topic: &str, queue_id: u3
     bodies
 }
 
+/// A key of the broker's GET_BROKER_RUNTIME_INFO table, as a number.
+pub async fn runtime_number(client: &Client, key: &str) -> u64 {
+    let response = client.invoke(RemotingCommand::request(request_code::GET_BROKER_RUNTIME_INFO), Duration::from_secs(20)).await.expect("GET_BROKER_RUNTIME_INFO");
+    let body: serde_json::Value = serde_json::from_slice(&response.body).expect("a JSON body");
+    body["table"][key].as_str().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{key} missing: {body}"))
+}
+
 /// Runs `make()`'s future on a fresh compio runtime (the backend FERROMQ_IO_BACKEND picks) on
 /// a thread of its own, so that it can be called from plain and tokio tests alike; a panic in
 /// the future is the caller's.

@@ -376,6 +376,8 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
         totals.forced_cleanups += t.forced_cleanups;
         totals.forced_segments_deleted += t.forced_segments_deleted;
         totals.forced_entries_deleted += t.forced_entries_deleted;
+        totals.cq_files_held += t.cq_files_held;
+        totals.cq_file_opens += t.cq_file_opens;
         log_min = min_of(log_min, s.log_min);
         log_end = s.log_end.max(log_end);
         earliest = min_of(earliest, s.earliest_store_ms);
@@ -450,6 +452,10 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
         ("ferromqForcedCleanups", totals.forced_cleanups.to_string()),
         ("ferromqForcedCleanSegments", totals.forced_segments_deleted.to_string()),
         ("ferromqForcedCleanMessages", totals.forced_entries_deleted.to_string()),
+        // Consume-queue descriptors held now (at most maxOpenConsumeQueueFiles) and files
+        // opened since start: opens far above the queues in use mean the budget is too small.
+        ("ferromqCqFilesOpen", totals.cq_files_held.to_string()),
+        ("ferromqCqFileOpens", totals.cq_file_opens.to_string()),
         // Pull bodies read from the page cache on the shard vs read in the blocking pool
         // (`net/src/conn/cold.rs`; ARCHITECTURE.md, "Departures").
         ("ferromqResidentReadBodies", cold.resident_bodies.to_string()),

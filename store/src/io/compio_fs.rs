@@ -12,12 +12,19 @@
 //!   not cached is read through compio (io_uring, or its blocking pool under epoll), so a cold
 //!   consume-queue or log read never blocks the shard thread. Kernels without preadv2 or
 //!   RWF_NOWAIT (before 4.14) always take the compio path.
+//! - **Opens of existing files** try `openat2(RESOLVE_CACHED)` on the calling thread first,
+//!   which succeeds only when the whole path resolves from the dentry cache (no disk read);
+//!   anything else (a lookup that needs the disk, a new file, a kernel before 5.12) opens
+//!   through compio (io_uring, or the blocking pool under epoll). Consume-queue files are
+//!   reopened on use under the descriptor budget (`consume_queue::CqDescriptors`): at 80,000
+//!   queues that is an open per dispatched entry, and a pool round trip each left the
+//!   dispatcher behind the sends.
 //! - **fdatasync** goes through compio: io_uring, or the blocking pool under epoll, so the
 //!   shard keeps serving while a sync takes milliseconds. Directory listing, directory sync,
 //!   fallocate and statvfs have no ring op in compio and always go to the blocking pool.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -49,6 +56,11 @@ impl Storage for CompioStorage {
     type File = CompioFile;
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<CompioFile> {
+        if !create && let Some(fd) = open_cached(path)? {
+            // SAFETY: `fd` was opened here and is handed over whole; compio's drivers on Linux
+            // need no registration of a file descriptor (their `attach` does nothing).
+            return Ok(CompioFile { file: unsafe { compio::fs::File::from_raw_fd(fd.into_raw_fd()) } });
+        }
         let file = compio::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -155,6 +167,56 @@ fn pwrite_all(fd: RawFd, mut buf: &[u8], mut pos: u64) -> io::Result<()> {
         pos += written as u64;
     }
     Ok(())
+}
+
+/// Whether this kernel takes `openat2(RESOLVE_CACHED)` (Linux 5.12); cleared on the first
+/// ENOSYS / EINVAL / E2BIG / EPERM (a seccomp filter), after which every open goes through
+/// compio.
+static CACHED_OPENS: AtomicBool = AtomicBool::new(true);
+
+/// Opens the existing file at `path` for reading and writing on the calling thread when the
+/// kernel can resolve the path from its caches alone (`openat2` with RESOLVE_CACHED fails with
+/// EAGAIN rather than read a directory or inode from disk): `Ok(None)` when it cannot, or when
+/// the kernel has no such call.
+fn open_cached(path: &Path) -> io::Result<Option<OwnedFd>> {
+    use std::os::unix::ffi::OsStrExt;
+    if !CACHED_OPENS.load(Ordering::Relaxed) {
+        return Ok(None);
+    }
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    // SAFETY: `open_how` is a plain C struct for which all-zero bytes are a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDWR | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_CACHED;
+    loop {
+        // Through syscall(2): glibc has no openat2 wrapper (and the release binaries must load
+        // on glibc 2.17). Every argument goes as a full register (`c_long`), as for preadv2.
+        // SAFETY: `c_path` is a NUL-terminated string and `how` a valid `open_how` of the size
+        // passed, both alive for the call.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                libc::AT_FDCWD as libc::c_long,
+                c_path.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>() as libc::c_long,
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+            return Ok(Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }));
+        }
+        let error = io::Error::last_os_error();
+        return match error.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) => Ok(None),
+            Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG | libc::EPERM) => {
+                CACHED_OPENS.store(false, Ordering::Relaxed);
+                Ok(None)
+            }
+            _ => Err(error),
+        };
+    }
 }
 
 /// Whether this kernel takes `preadv2(RWF_NOWAIT)`; cleared on the first ENOSYS / EOPNOTSUPP /
@@ -279,3 +341,38 @@ impl StorageFile for CompioFile {
 
 #[allow(unused_imports)]
 use AsyncReadAtExt as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_existing_file_opens_from_the_caches_and_a_missing_one_is_not_found() {
+        let dir = std::env::temp_dir().join(format!("ferromq-open-cached-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f");
+        std::fs::write(&path, b"cached").unwrap();
+        // Just written: its dentry and inode are cached, so a 5.12+ kernel opens it on this
+        // thread (older kernels, or a filter refusing openat2: the compio path, `None`).
+        match open_cached(&path).unwrap() {
+            Some(fd) => {
+                let mut file = std::fs::File::from(fd);
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut file, &mut text).unwrap();
+                assert_eq!(text, "cached");
+            }
+            None => assert!(!CACHED_OPENS.load(Ordering::Relaxed), "a cached path fell back while openat2 works"),
+        }
+        // A name never looked up is not cached either way (no negative dentry yet): the compio
+        // path answers, NotFound.
+        let missing = dir.join("missing");
+        assert!(open_cached(&missing).map_or_else(|e| e.kind() == io::ErrorKind::NotFound, |fd| fd.is_none()));
+        let (read, missing) = crate::test_support::block_on(async {
+            let file = CompioStorage.open(&path, false).await.unwrap();
+            (file.read_at(6, 0).await.unwrap(), CompioStorage.open(&missing, false).await.map(|_| ()).unwrap_err().kind())
+        });
+        assert_eq!(read, b"cached");
+        assert_eq!(missing, io::ErrorKind::NotFound);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

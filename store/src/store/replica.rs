@@ -579,7 +579,7 @@ impl<S: Storage> Store<S> {
         let (zeroed, removed) = self.wipe_log_from(to, tail.data_end).await?;
         report.segments_removed = removed;
         for (q, cut) in &cuts {
-            cut_queue_files(&inner.storage, q, *cut).await?;
+            cut_queue_files(&inner.cq_files, &inner.storage, q, *cut).await?;
         }
         // 3. A checkpoint that no longer needs recovery to wipe anything.
         super::run_checkpoint_inner(inner, None).await?;
@@ -689,8 +689,8 @@ impl<S: Storage> Store<S> {
 
     /// Each consume queue whose last entry points at or past `to`, with the offset of its
     /// first such entry (entries of a queue point at growing log offsets: a binary search).
-    async fn queue_cuts(&self, to: u64) -> Result<Vec<(QueueRef<S::File>, u64)>> {
-        let queues: Vec<QueueRef<S::File>> = self.inner.queues.borrow().values().cloned().collect();
+    async fn queue_cuts(&self, to: u64) -> Result<Vec<(QueueRef, u64)>> {
+        let queues: Vec<QueueRef> = self.inner.queues.borrow().values().cloned().collect();
         let mut cuts = Vec::new();
         for q in queues {
             let (min, max) = {
@@ -701,13 +701,13 @@ impl<S: Storage> Store<S> {
                 continue;
             }
             let at_or_past = |e: Option<crate::consume_queue::CqEntry>| e.is_some_and(|e| e.offset >= to);
-            if !at_or_past(entry_at(&q, max - 1).await?) {
+            if !at_or_past(entry_at(&self.inner.cq_files, &q, max - 1).await?) {
                 continue;
             }
             let (mut lo, mut hi) = (min, max - 1);
             while lo < hi {
                 let mid = lo + (hi - lo) / 2;
-                if at_or_past(entry_at(&q, mid).await?) {
+                if at_or_past(entry_at(&self.inner.cq_files, &q, mid).await?) {
                     hi = mid;
                 } else {
                     lo = mid + 1;
@@ -719,32 +719,37 @@ impl<S: Storage> Store<S> {
     }
 }
 
-async fn entry_at<F: crate::io::StorageFile>(q: &QueueRef<F>, offset: u64) -> Result<Option<crate::consume_queue::CqEntry>> {
-    Ok(crate::consume_queue::read_entries(q, offset, 1).await?.and_then(|e| e.first().copied()))
+async fn entry_at<S: Storage>(files: &crate::consume_queue::CqDescriptors<S>, q: &QueueRef, offset: u64) -> Result<Option<crate::consume_queue::CqEntry>> {
+    Ok(crate::consume_queue::read_entries(files, q, offset, 1).await?.and_then(|e| e.first().copied()))
 }
 
 /// Cuts a consume queue's files to `cut` entries: later files go, the one holding `cut` is
 /// shortened; both synced. Files already gone (a topic deleted meanwhile) are fine.
-async fn cut_queue_files<S: Storage>(storage: &S, q: &QueueRef<S::File>, cut: u64) -> Result<()> {
+async fn cut_queue_files<S: Storage>(files: &crate::consume_queue::CqDescriptors<S>, storage: &S, q: &QueueRef, cut: u64) -> Result<()> {
     use crate::io::StorageFile;
-    let (files, dir, per) = {
+    let (queue_files, dir, per) = {
         let q = q.borrow();
         (q.files.clone(), q.dir.clone(), q.entries_per_file)
     };
     let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     let mut removed = false;
-    for f in &files {
+    for f in &queue_files {
         if f.first >= cut {
-            match storage.remove_file(&f.path).await {
+            match files.remove(&f.path).await {
                 Err(e) if !gone(&e) => return Err(StoreError::io(IoOp::Remove, &f.path, e)),
                 _ => removed = true,
             }
         } else if f.first + per > cut {
             let want = (cut - f.first) * crate::consume_queue::CQ_ENTRY_LEN as u64;
-            let len = f.file.len().await.map_err(|e| StoreError::io(IoOp::Stat, &f.path, e))?;
+            let file = match files.file(&f.path, false).await {
+                Ok(file) => file,
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(StoreError::io(IoOp::Open, &f.path, e)),
+            };
+            let len = file.len().await.map_err(|e| StoreError::io(IoOp::Stat, &f.path, e))?;
             if len > want {
-                f.file.set_len(want).await.map_err(|e| StoreError::io(IoOp::Truncate, &f.path, e))?;
-                f.file.sync_data().await.map_err(|e| StoreError::io(IoOp::Fdatasync, &f.path, e))?;
+                file.set_len(want).await.map_err(|e| StoreError::io(IoOp::Truncate, &f.path, e))?;
+                file.sync_data().await.map_err(|e| StoreError::io(IoOp::Fdatasync, &f.path, e))?;
             }
         }
     }
