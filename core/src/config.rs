@@ -92,6 +92,12 @@ pub const MAX_OPEN_CQ_FILES: usize = 1 << 24;
 /// the dispatcher each need one at a time, and a few more spare reopening on every entry.
 pub const MIN_OPEN_CQ_FILES_PER_SHARD: usize = 16;
 
+/// How many times `maxPendingFlushBytes` of the log may wait for dispatch to consume queues
+/// before sends get SYSTEM_BUSY (the dispatcher holds those records in memory), and the least
+/// it may be: 256 MiB with the defaults.
+pub const DISPATCH_BEHIND_PER_PENDING: u64 = 4;
+pub const MIN_DISPATCH_BEHIND_BYTES: u64 = 64 << 20;
+
 /// Most shards a broker can run: the shard id is 8 bits of a client-visible physical offset.
 pub const MAX_SHARDS: u32 = ferromq_store::types::MAX_SHARDS;
 
@@ -1305,6 +1311,7 @@ impl BrokerConfig {
         cfg.max_message_size_bytes = self.store.max_message_size_bytes;
         cfg.max_flush_batch_bytes = self.flush.max_batch_bytes;
         cfg.max_pending_bytes = self.flush.max_pending_bytes;
+        cfg.max_dispatch_behind_bytes = (self.flush.max_pending_bytes as u64).saturating_mul(DISPATCH_BEHIND_PER_PENDING).max(MIN_DISPATCH_BEHIND_BYTES);
         cfg.checkpoint_interval_ms = self.flush.consume_queue_interval_ms;
         cfg.check_crc_on_recover = self.store.check_crc_on_recover;
         cfg.index_enable = self.store.index_enable;

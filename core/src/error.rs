@@ -72,6 +72,8 @@ impl From<StoreError> for BrokerError {
         let status = match &error {
             // Too many bytes wait for a flush: back-pressure, the client retries.
             StoreError::Busy { .. } => code::SYSTEM_BUSY,
+            // The dispatcher trails the writes by its limit: back-pressure too.
+            StoreError::DispatchBehind { .. } => code::SYSTEM_BUSY,
             // A deletion of the topic is being made durable (milliseconds): retry.
             StoreError::TopicDeleting(_) => code::SYSTEM_BUSY,
             StoreError::InvalidMessage(_) => code::MESSAGE_ILLEGAL,

@@ -42,6 +42,10 @@ pub struct StoreConfig {
     pub max_flush_batch_bytes: usize,
     /// Appends buffered but not yet written, across all batches; above it appends get `Busy`.
     pub max_pending_bytes: usize,
+    /// Log bytes appended but not yet dispatched to consume queues (the records the dispatcher
+    /// still holds in memory); above it appends get [`StoreError::DispatchBehind`]. At least
+    /// `max_pending_bytes`, which it includes.
+    pub max_dispatch_behind_bytes: u64,
     /// How often consume queues and the index are synced and the checkpoint rewritten.
     pub checkpoint_interval_ms: u64,
     /// Re-check BODYCRC on recovery (`checkCRCOnRecover`).
@@ -92,6 +96,7 @@ impl StoreConfig {
             max_message_size_bytes: 4 << 20,
             max_flush_batch_bytes: 4 << 20,
             max_pending_bytes: 64 << 20,
+            max_dispatch_behind_bytes: 256 << 20,
             checkpoint_interval_ms: 1_000,
             check_crc_on_recover: true,
             index_enable: true,
@@ -122,6 +127,7 @@ impl StoreConfig {
             max_message_size_bytes: 1024,
             max_flush_batch_bytes: 2048,
             max_pending_bytes: 1 << 20,
+            max_dispatch_behind_bytes: 4 << 20,
             checkpoint_interval_ms: 20,
             index_hash_slots: 16,
             index_max_entries: 32,
@@ -156,6 +162,9 @@ impl StoreConfig {
         }
         if self.max_flush_batch_bytes == 0 || self.max_pending_bytes < self.max_flush_batch_bytes {
             return Err(StoreError::Config("max_pending_bytes below max_flush_batch_bytes".into()));
+        }
+        if self.max_dispatch_behind_bytes < self.max_pending_bytes as u64 {
+            return Err(StoreError::Config("max_dispatch_behind_bytes below max_pending_bytes, which it includes".into()));
         }
         Ok(())
     }

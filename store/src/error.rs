@@ -113,6 +113,11 @@ pub enum StoreError {
     /// (the broker answers SYSTEM_BUSY).
     #[error("busy: {pending_bytes} bytes already wait for a flush (limit {limit_bytes})")]
     Busy { pending_bytes: usize, limit_bytes: usize },
+    /// More log bytes wait for the dispatcher to write their consume-queue entries than
+    /// `max_dispatch_behind_bytes` allows (it holds their records in memory until then): back
+    /// off and retry (the broker answers SYSTEM_BUSY).
+    #[error("busy: {behind_bytes} bytes of the log are not yet dispatched to consume queues (limit {limit_bytes})")]
+    DispatchBehind { behind_bytes: u64, limit_bytes: u64 },
     /// The topic is being deleted ([`crate::Store::delete_topic`]): appends to it wait until
     /// the deletion is durable, so a crash cannot mix its old and new queue offsets. Retry.
     #[error("topic {0} is being deleted; retry")]

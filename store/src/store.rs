@@ -817,6 +817,12 @@ impl<S: Storage> Store<S> {
         if app.pending_bytes + total > cfg.max_pending_bytes {
             return Err(StoreError::Busy { pending_bytes: app.pending_bytes, limit_bytes: cfg.max_pending_bytes });
         }
+        // A dispatcher slower than the writes (consume-queue files reopened through a blocking
+        // pool on a kernel without openat2, a slow disk) would otherwise hold ever more records.
+        let behind = app.write_pos.saturating_sub(self.inner.dispatched_offset.get());
+        if behind + total as u64 > cfg.max_dispatch_behind_bytes {
+            return Err(StoreError::DispatchBehind { behind_bytes: behind, limit_bytes: cfg.max_dispatch_behind_bytes });
+        }
         // Split the open batch when it would exceed one write's size limit.
         if !app.open.buf.is_empty() && app.open.buf.len() + total > cfg.max_flush_batch_bytes {
             close_open_batch(&mut app, None);

@@ -695,3 +695,57 @@ fn disk_usage_is_read_on_the_write_path() {
         store.close().await.unwrap();
     });
 }
+
+/// A dispatcher slower than the writes — every consume-queue reopen waits 20 ms, and one
+/// descriptor serves eight queues — is a bounded backlog: once `max_dispatch_behind_bytes` of
+/// the log waits for it, appends are refused (`DispatchBehind`, SYSTEM_BUSY at the broker), and
+/// once it has caught up they are taken again; every acknowledged record reads back.
+#[test]
+fn a_slow_dispatcher_is_a_bounded_backlog() {
+    use ferromq_store::StoreError;
+    use ferromq_store::io::faulty::{Fault, FaultyStorage};
+    block_on(async {
+        let storage = FaultyStorage::new(MemStorage::new());
+        let mut cfg = StoreConfig::test_min("/s");
+        cfg.flush_mode = FlushMode::Async;
+        cfg.max_open_cq_files = 1;
+        cfg.max_pending_bytes = 4096;
+        cfg.max_dispatch_behind_bytes = 16 * 1024;
+        let (store, _) = Store::open(storage.clone(), cfg).await.unwrap();
+        storage.faults().add(Fault::SlowOpens { ms: 20 });
+        let mut acked = [0u64; 8];
+        let mut refused = None;
+        for i in 0..5_000u32 {
+            let q = i % 8;
+            match store.append(vec![msg("T", q, &format!("{i:0>200}"), None, None)]).await {
+                Ok(r) => {
+                    assert_eq!(r.queue_offset.0, acked[q as usize]);
+                    acked[q as usize] += 1;
+                }
+                Err(StoreError::DispatchBehind { behind_bytes, limit_bytes }) => {
+                    refused = Some((behind_bytes, limit_bytes));
+                    break;
+                }
+                Err(e) => panic!("append {i}: {e}"),
+            }
+        }
+        let (behind, limit) = refused.expect("appends outran a dispatcher that opens a file every 20 ms, and were never refused");
+        assert!(behind <= limit && limit == 16 * 1024, "{behind} of {limit}");
+        storage.faults().clear();
+        store.wait_dispatched().await.unwrap();
+        let r = store.append(vec![msg("T", 0, "after", None, None)]).await.expect("taken again once dispatched");
+        assert_eq!(r.queue_offset.0, acked[0]);
+        acked[0] += 1;
+        store.wait_dispatched().await.unwrap();
+        for (q, &count) in acked.iter().enumerate() {
+            let mut read = 0;
+            while read < count {
+                let (bodies, _) = pull_bodies(&store, "T", q as u32, read, 32).await;
+                assert!(!bodies.is_empty(), "queue {q}: {read} of {count}");
+                read += bodies.len() as u64;
+            }
+            assert_eq!(read, count, "queue {q}");
+        }
+        store.close().await.unwrap();
+    });
+}

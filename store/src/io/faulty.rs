@@ -34,6 +34,9 @@ pub enum Fault {
     /// Every operation of the class fails with the OS error `errno` and has no effect, until
     /// the plan is cleared (a resource ran out: EMFILE, ENOSPC, ...).
     Errno { on: OpClass, errno: i32 },
+    /// Every file open waits this long first, until the plan is cleared (a cold or slow file
+    /// system; opens that go through a blocking pool).
+    SlowOpens { ms: u64 },
 }
 
 /// The classes of operation an errno fault can hit.
@@ -208,6 +211,14 @@ impl FaultHandle {
         self.state.borrow().injected
     }
 
+    /// How long an open waits under [`Fault::SlowOpens`].
+    fn open_delay(&self) -> Option<std::time::Duration> {
+        self.state.borrow().faults.iter().find_map(|f| match *f {
+            Fault::SlowOpens { ms } => Some(std::time::Duration::from_millis(ms)),
+            _ => None,
+        })
+    }
+
     fn check(&self, kind: OpKind) -> Verdict {
         if let (Some(ext), Some(class)) = (&self.external, kind.class())
             && let Some(errno) = ext.errno(class)
@@ -293,6 +304,9 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     type File = FaultyFile<S::File>;
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<Self::File> {
+        if let Some(delay) = self.faults.open_delay() {
+            compio::time::sleep(delay).await;
+        }
         self.faults.gate(OpKind::Open)?;
         let inner = self.inner.open(path, create).await?;
         Ok(FaultyFile { inner, faults: self.faults.clone() })
