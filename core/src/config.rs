@@ -1257,9 +1257,8 @@ impl BrokerConfig {
         if self.store.max_open_cq_files > 0 {
             return self.store.max_open_cq_files;
         }
-        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        // SAFETY: getrlimit writes one `rlimit` into the struct it is given, which lives here.
-        let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 { limit.rlim_cur } else { 1024 };
+        // Linux's usual soft limit, should the call fail.
+        let soft = ferromq_net::server::open_file_limit().map_or(1024, |limit| limit.rlim_cur);
         usize::try_from(soft / 2).unwrap_or(usize::MAX).min(MAX_OPEN_CQ_FILES)
     }
 

@@ -44,11 +44,7 @@ pub struct OpenFileLimit {
 /// and distributions start services with a soft limit of 1,024 under a hard one of 500,000 or
 /// more. Called once by each server binary at start, which logs the result.
 pub fn raise_open_file_limit() -> io::Result<OpenFileLimit> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes one `rlimit` into the struct it is given, which lives here.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let mut limit = open_file_limit()?;
     let soft_before = limit.rlim_cur;
     if limit.rlim_cur < limit.rlim_max {
         let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
@@ -60,6 +56,16 @@ pub fn raise_open_file_limit() -> io::Result<OpenFileLimit> {
         limit = raised;
     }
     Ok(OpenFileLimit { soft_before, soft_now: limit.rlim_cur, hard: limit.rlim_max })
+}
+
+/// This process's RLIMIT_NOFILE (soft and hard).
+pub fn open_file_limit() -> io::Result<libc::rlimit> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one `rlimit` into the struct it is given, which lives here.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(limit)
 }
 
 /// [`raise_open_file_limit`], logged: the limits at `info`, a failure at `warn` (the server

@@ -82,8 +82,9 @@ impl CqEntry {
 /// the least recently used one is closed to make room.
 ///
 /// Closing a file with unsynced entries loses nothing: its dirty pages belong to the file, not
-/// the descriptor, and the checkpoint opens it again to fdatasync it (a write-back error is
-/// reported to that fdatasync, Linux ≥ 4.16; before, to the first one on any descriptor).
+/// the descriptor, and the checkpoint opens it again to fdatasync it (the kernel reports a
+/// write-back error no descriptor has seen to the next fdatasync of the file; the gap is in
+/// store/DESIGN-NOTES.md).
 /// Handles in use by an operation stay open until it ends (a clone shares the descriptor), so
 /// the process may hold a few more than `limit` for as long as those operations run.
 pub struct CqDescriptors<S: Storage> {
@@ -116,6 +117,16 @@ impl<S: Storage> CqDescriptors<S> {
             self.open.borrow_mut().insert(path.to_owned(), file.clone());
         }
         Ok(file)
+    }
+
+    /// The existing file at `path`, or `None` when it is gone (removed meanwhile by retention, a
+    /// topic's deletion or a replica's truncation: each caller treats that as nothing to do).
+    pub async fn existing(&self, path: &Path) -> Result<Option<S::File>> {
+        match self.file(path, false).await {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(IoOp::Open, path, e)),
+        }
     }
 
     /// Removes the file at `path` and drops its descriptor — after the removal, whether or not
@@ -354,12 +365,8 @@ pub async fn read_entries<S: Storage>(
     }
     let n = (end - from) as usize;
     let pos = (from - f.first) * CQ_ENTRY_LEN as u64;
-    let file = match files.file(&f.path, false).await {
-        Ok(file) => file,
-        // Retention removed it after the lookup above.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StoreError::io(IoOp::Open, &f.path, e)),
-    };
+    // Gone: retention removed it after the lookup above.
+    let Some(file) = files.existing(&f.path).await? else { return Ok(None) };
     let bytes = file.read_at(n * CQ_ENTRY_LEN, pos).await.map_err(|e| StoreError::io(IoOp::Read, &f.path, e))?;
     let mut out = Vec::with_capacity(n);
     for (i, chunk) in bytes.chunks_exact(CQ_ENTRY_LEN).enumerate() {

@@ -292,12 +292,8 @@ async fn retire_consume_queues<S: Storage>(inner: &Rc<Inner<S>>, log_min: u64) -
         };
         for f in files.iter().take(files.len().saturating_sub(1)) {
             let last_pos = (per - 1) * CQ_ENTRY_LEN as u64;
-            let file = match inner.cq_files.file(&f.path, false).await {
-                Ok(file) => file,
-                // Gone already (its topic's deletion got there first).
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(e) => return Err(StoreError::io(IoOp::Open, &f.path, e)),
-            };
+            // Gone already (its topic's deletion got there first).
+            let Some(file) = inner.cq_files.existing(&f.path).await? else { break };
             let b = file.read_at(CQ_ENTRY_LEN, last_pos).await.map_err(|e| StoreError::io(IoOp::Read, &f.path, e))?;
             let Some(last) = CqEntry::decode(&b) else { break };
             if last.offset >= log_min || !registered(inner) {

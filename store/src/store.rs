@@ -2602,12 +2602,8 @@ async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>, truncate_log_at:
     };
     // 2. Make those entries durable.
     for f in to_sync {
-        let file = match inner.cq_files.file(&f.path, false).await {
-            Ok(file) => file,
-            // Removed meanwhile (its topic deleted, or retired): nothing of it to make durable.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(StoreError::io(IoOp::Open, &f.path, e)),
-        };
+        // Removed meanwhile (its topic deleted, or retired): nothing of it to make durable.
+        let Some(file) = inner.cq_files.existing(&f.path).await? else { continue };
         file.sync_data().await.map_err(|e| StoreError::io(IoOp::Fdatasync, &f.path, e))?;
     }
     for (q, mark) in synced_marks {

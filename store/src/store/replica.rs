@@ -741,11 +741,7 @@ async fn cut_queue_files<S: Storage>(files: &crate::consume_queue::CqDescriptors
             }
         } else if f.first + per > cut {
             let want = (cut - f.first) * crate::consume_queue::CQ_ENTRY_LEN as u64;
-            let file = match files.file(&f.path, false).await {
-                Ok(file) => file,
-                Err(e) if gone(&e) => continue,
-                Err(e) => return Err(StoreError::io(IoOp::Open, &f.path, e)),
-            };
+            let Some(file) = files.existing(&f.path).await? else { continue };
             let len = file.len().await.map_err(|e| StoreError::io(IoOp::Stat, &f.path, e))?;
             if len > want {
                 file.set_len(want).await.map_err(|e| StoreError::io(IoOp::Truncate, &f.path, e))?;
