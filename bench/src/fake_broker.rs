@@ -15,7 +15,7 @@ use ferromq_net::codes::{request_code as rc, response_code as code};
 use ferromq_net::conn::{Connection, RequestHandler, Response};
 use ferromq_net::server::{ServerLimits, bind, serve};
 use ferromq_store::record::{MessageInput, Properties, StoreAssigned, encode_record};
-use ferromq_store::types::ClientPhysicalOffset;
+use ferromq_store::types::{ClientPhysicalOffset, QueueId};
 
 use crate::broker::decode_batch;
 
@@ -38,7 +38,7 @@ impl FakeBroker {
     fn append(&self, topic: &str, q: usize, body: Vec<u8>, props: &[u8]) -> u64 {
         let mut queues = self.queues.borrow_mut();
         let queue = queues.entry((topic.to_owned(), q)).or_default();
-        let msg = MessageInput::simple(topic, q as u32, body, &Properties::decode(props));
+        let msg = MessageInput::simple(topic, QueueId(q as u32), body, &Properties::decode(props));
         let mut out = Vec::new();
         let physical = *self.next_physical.borrow();
         let assigned = StoreAssigned {

@@ -23,7 +23,7 @@ use ferromq_net::codes::request_code;
 use ferromq_net::RemotingCommand;
 use ferromq_store::io::mem::MemStorage;
 use ferromq_store::record::{self, MessageInput, Properties, RecordView, StoreAssigned};
-use ferromq_store::{ClientPhysicalOffset, FlushMode, PullResult, QueueOffset, Store, StoreConfig, TagFilter};
+use ferromq_store::{ClientPhysicalOffset, FlushMode, PullResult, QueueId, QueueOffset, Store, StoreConfig, TagFilter};
 
 /// Body size of the codec and record fixtures.
 pub const FIXTURE_BODY_BYTES: usize = 1024;
@@ -179,7 +179,7 @@ pub struct RecordFixture {
 impl RecordFixture {
     pub fn new() -> Result<RecordFixture, String> {
         let mut message =
-            MessageInput::simple(FIXTURE_TOPIC, 3, vec![b'x'; FIXTURE_BODY_BYTES], &java_producer_properties());
+            MessageInput::simple(FIXTURE_TOPIC, QueueId(3), vec![b'x'; FIXTURE_BODY_BYTES], &java_producer_properties());
         message.born_timestamp_ms = 1_712_345_678_901;
         let assigned = StoreAssigned {
             queue_offset: 123_456,
@@ -238,7 +238,7 @@ impl PullFixture {
                 let n = FILL_BATCH_MESSAGES.min(messages_per_queue - filled);
                 for queue_id in 0..queues {
                     let batch = (0..n)
-                        .map(|_| MessageInput::simple(FIXTURE_TOPIC, queue_id, body.clone(), &properties))
+                        .map(|_| MessageInput::simple(FIXTURE_TOPIC, QueueId(queue_id), body.clone(), &properties))
                         .collect();
                     store.append(batch).await.map_err(|e| e.to_string())?;
                 }
@@ -261,7 +261,7 @@ impl PullFixture {
         let offset = self.offset(op);
         self.runtime.block_on(async {
             self.store
-                .get_message(FIXTURE_TOPIC, 0, QueueOffset(offset), PULL_MESSAGES, &TagFilter::All)
+                .get_message(FIXTURE_TOPIC, QueueId(0), QueueOffset(offset), PULL_MESSAGES, &TagFilter::All)
                 .await
                 .map_err(|e| e.to_string())
         })
@@ -275,7 +275,7 @@ impl PullFixture {
                 let offset = self.offset(op);
                 let result = self
                     .store
-                    .get_message(FIXTURE_TOPIC, 0, QueueOffset(offset), PULL_MESSAGES, &TagFilter::All)
+                    .get_message(FIXTURE_TOPIC, QueueId(0), QueueOffset(offset), PULL_MESSAGES, &TagFilter::All)
                     .await
                     .map_err(|e| e.to_string())?;
                 std::hint::black_box(&result);

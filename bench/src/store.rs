@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use ferromq_net::backend::{IoBackend, build_runtime};
 use ferromq_store::io::compio_fs::CompioStorage;
 use ferromq_store::record::{MessageInput, Properties};
-use ferromq_store::{FlushMode, QueueOffset, Store, StoreConfig, StoreStats, TagFilter};
+use ferromq_store::{FlushMode, QueueId, QueueOffset, Store, StoreConfig, StoreStats, TagFilter};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -395,7 +395,7 @@ pub fn bench_message(body: &[u8], queue_id: u32, writer_index: usize, sequence: 
     properties.insert("UNIQ_KEY", &format!("{:08X}{:08X}{:016X}", std::process::id(), writer_index, sequence));
     properties.insert("WAIT", "true");
     properties.insert("TAGS", "bench");
-    let mut message = MessageInput::simple(BENCH_TOPIC, queue_id, body.to_vec(), &properties);
+    let mut message = MessageInput::simple(BENCH_TOPIC, QueueId(queue_id), body.to_vec(), &properties);
     message.born_timestamp_ms = ferromq_store::store::now_ms();
     message
 }
@@ -560,7 +560,7 @@ async fn measure_pulls(store: &Store<CompioStorage>, plan: &StorePlan) -> Result
         filler.await.map_err(|_| "a filler task panicked".to_string())??;
     }
     store.wait_dispatched().await.map_err(|e| e.to_string())?;
-    let (min, max) = store.queue_offsets(BENCH_TOPIC, 0);
+    let (min, max) = store.queue_offsets(BENCH_TOPIC, QueueId(0));
     let span = max.0 - min.0;
     let batch = u64::from(PULL_BATCH_MESSAGES);
     if span < batch {
@@ -578,7 +578,7 @@ async fn measure_pulls(store: &Store<CompioStorage>, plan: &StorePlan) -> Result
         // A stride coprime with most spans walks the whole queue rather than a cached corner.
         let offset = min.0 + (op * 7 * batch + op) % positions;
         let result = store
-            .get_message(BENCH_TOPIC, 0, QueueOffset(offset), PULL_BATCH_MESSAGES, &TagFilter::All)
+            .get_message(BENCH_TOPIC, QueueId(0), QueueOffset(offset), PULL_BATCH_MESSAGES, &TagFilter::All)
             .await
             .map_err(|e| format!("get_message at {offset}: {e}"))?;
         if result.message_count != PULL_BATCH_MESSAGES {

@@ -13,10 +13,11 @@
 //! naming where it belongs. Every record of one level has the same delay, so each level's queue
 //! is due in order: the deliverer only ever waits for the head of its queue.
 
+use ferromq_store::QueueId;
 use ferromq_store::record::{MessageInput, PropertySummary, RecordView, property_pairs};
 
 use crate::message::{copy_of, end_with_separator, push_property, rebuild_properties};
-use crate::meta::topics::{SCHEDULE_TOPIC, TIMER_TOPIC};
+use crate::meta::topics::{SCHEDULE_TOPIC, TIMER_QUEUE, TIMER_TOPIC};
 
 /// Delay level (1-based) of a scheduled message.
 pub const PROPERTY_DELAY: &str = "DELAY";
@@ -105,7 +106,7 @@ pub fn to_timer(msg: &mut MessageInput, due_ms: i64) {
     msg.summary = Some(PropertySummary::scan(&properties));
     msg.properties = properties;
     msg.topic = TIMER_TOPIC.to_owned();
-    msg.queue_id = 0;
+    msg.queue_id = TIMER_QUEUE;
 }
 
 /// The due time a parked timer record carries (`TIMER_OUT_MS`), if readable.
@@ -120,8 +121,8 @@ pub fn timer_out_ms(view: &RecordView<'_>) -> Option<i64> {
 }
 
 /// The queue of `SCHEDULE_TOPIC_XXXX` that holds `level`.
-pub fn schedule_queue(level: u32) -> u32 {
-    level.saturating_sub(1)
+pub fn schedule_queue(level: u32) -> QueueId {
+    QueueId(level.saturating_sub(1))
 }
 
 /// The delay level a `DELAY` property value asks for: `None` for absent, unparsable or ≤ 0
@@ -179,7 +180,7 @@ pub fn restored(view: &RecordView<'_>) -> Result<MessageInput, RestoreError> {
     }
     let topic = real_topic.filter(|t| !t.is_empty()).ok_or(RestoreError::NoRealTopic)?;
     let queue = real_queue.unwrap_or("");
-    let queue_id = queue.trim().parse::<u32>().map_err(|_| RestoreError::BadRealQueue(queue.to_owned()))?;
+    let queue_id = queue.trim().parse::<i32>().ok().and_then(|q| QueueId::try_from(q).ok()).ok_or_else(|| RestoreError::BadRealQueue(queue.to_owned()))?;
     let drop = [PROPERTY_DELAY, PROPERTY_WAIT, TIMER_PROPERTIES[0], TIMER_PROPERTIES[1], TIMER_PROPERTIES[2]];
     let properties = rebuild_properties(view.properties, &drop, &[(PROPERTY_WAIT, "false")]);
     Ok(copy_of(view, topic, queue_id, properties))
@@ -204,7 +205,7 @@ mod tests {
         assert_eq!(requested_level(Some("x"), 18), None);
         assert_eq!(requested_level(Some("3"), 18), Some(3));
         assert_eq!(requested_level(Some("40"), 18), Some(18));
-        assert_eq!(schedule_queue(1), 0);
+        assert_eq!(schedule_queue(1), QueueId(0));
     }
 
     #[test]
@@ -220,15 +221,15 @@ mod tests {
         props.insert("TAGS", "t");
         props.insert(PROPERTY_DELAY, "2");
         props.insert("KEYS", "k1");
-        let mut msg = MessageInput::simple("Real", 3, &b"body"[..], &props);
+        let mut msg = MessageInput::simple("Real", QueueId(3), &b"body"[..], &props);
         msg.reconsume_times = 2;
         to_scheduled(&mut msg, 2);
-        assert_eq!((msg.topic.as_str(), msg.queue_id), (SCHEDULE_TOPIC, 1));
+        assert_eq!((msg.topic.as_str(), msg.queue_id), (SCHEDULE_TOPIC, QueueId(1)));
         let mut bytes = Vec::new();
         encode_record(&msg, assigned(), &mut bytes).unwrap();
         let view = decode_record(&bytes, true).unwrap();
         let back = restored(&view).unwrap();
-        assert_eq!((back.topic.as_str(), back.queue_id, back.reconsume_times), ("Real", 3, 2));
+        assert_eq!((back.topic.as_str(), back.queue_id, back.reconsume_times), ("Real", QueueId(3), 2));
         assert_eq!(&back.body[..], b"body");
         let p = Properties::decode(&back.properties);
         assert_eq!(p.get("TAGS"), Some("t"));
@@ -256,15 +257,15 @@ mod tests {
         let mut props = Properties::new();
         props.insert("TAGS", "t");
         props.insert(PROPERTY_TIMER_DELAY_SEC, "3");
-        let mut msg = MessageInput::simple("Real", 2, &b"body"[..], &props);
+        let mut msg = MessageInput::simple("Real", QueueId(2), &b"body"[..], &props);
         to_timer(&mut msg, 123_456);
-        assert_eq!((msg.topic.as_str(), msg.queue_id), (TIMER_TOPIC, 0));
+        assert_eq!((msg.topic.as_str(), msg.queue_id), (TIMER_TOPIC, TIMER_QUEUE));
         let mut bytes = Vec::new();
         encode_record(&msg, assigned(), &mut bytes).unwrap();
         let view = decode_record(&bytes, true).unwrap();
         assert_eq!(timer_out_ms(&view), Some(123_456));
         let back = restored(&view).unwrap();
-        assert_eq!((back.topic.as_str(), back.queue_id), ("Real", 2));
+        assert_eq!((back.topic.as_str(), back.queue_id), ("Real", QueueId(2)));
         let p = Properties::decode(&back.properties);
         assert_eq!(p.get(PROPERTY_TIMER_DELAY_SEC), None, "delivered once, not parked again");
         assert_eq!(p.get(PROPERTY_TIMER_OUT_MS), Some("123456"));
@@ -273,7 +274,7 @@ mod tests {
 
     #[test]
     fn records_without_a_destination_are_refused() {
-        let msg = MessageInput::simple(SCHEDULE_TOPIC, 0, &b"b"[..], &Properties::new());
+        let msg = MessageInput::simple(SCHEDULE_TOPIC, QueueId(0), &b"b"[..], &Properties::new());
         let mut bytes = Vec::new();
         encode_record(&msg, assigned(), &mut bytes).unwrap();
         assert_eq!(restored(&decode_record(&bytes, true).unwrap()), Err(RestoreError::NoRealTopic));

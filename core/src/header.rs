@@ -8,6 +8,7 @@
 //! send numbers as JSON numbers, which the codec keeps as their text).
 
 use ferromq_net::RemotingCommand;
+use ferromq_store::QueueId;
 
 /// Why a header field could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,6 +75,11 @@ impl<'a> Header<'a> {
         self.opt_u31(field)?.ok_or(HeaderError::Missing { field })
     }
 
+    /// A required queue id (a non-negative `i32`).
+    pub fn queue_id(&self, field: &'static str) -> Result<QueueId, HeaderError> {
+        self.u31(field).map(QueueId)
+    }
+
     /// An optional boolean: `true`/`false` in any case (Java's `Boolean.parseBoolean` takes
     /// anything else as false; FerroMQ says so instead).
     pub fn opt_bool(&self, field: &'static str) -> Result<Option<bool>, HeaderError> {
@@ -119,6 +125,9 @@ mod tests {
         assert_eq!(h.i32("n"), Ok(7));
         assert_eq!(h.i32("neg"), Ok(-1));
         assert!(h.u31("neg").is_err());
+        assert_eq!(h.queue_id("n"), Ok(QueueId(7)));
+        assert!(matches!(h.queue_id("neg"), Err(HeaderError::Invalid { field: "neg", .. })), "a negative queue id names no queue");
+        assert!(matches!(h.queue_id("queueId"), Err(HeaderError::Invalid { field: "queueId", .. })), "no truncation to 32 bits");
         let e = h.i64("text").unwrap_err().to_string();
         assert!(e.contains("text") && e.contains("seven"), "{e}");
         assert_eq!(h.i64("big"), Ok(9_007_199_254_740_993));

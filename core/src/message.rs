@@ -3,12 +3,13 @@
 //! encoded properties edited without decoding them into a map.
 
 use bytes::Bytes;
+use ferromq_store::QueueId;
 use ferromq_store::record::{MessageInput, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR, PropertySummary, RecordView, property_pairs};
 
 /// A new message for `topic` / `queue_id` carrying `view`'s body, flag, sysflag, born time and
 /// host, store host, reconsume count and prepared offset, with `properties`. Callers change
 /// what differs (the reconsume count of a retry, the sysflag of a commit).
-pub fn copy_of(view: &RecordView<'_>, topic: &str, queue_id: u32, properties: Vec<u8>) -> MessageInput {
+pub fn copy_of(view: &RecordView<'_>, topic: &str, queue_id: QueueId, properties: Vec<u8>) -> MessageInput {
     MessageInput {
         topic: topic.to_owned(),
         queue_id,

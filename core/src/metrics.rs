@@ -112,8 +112,7 @@ impl ShardScrape {
         for (group, topic, queues) in &offsets.offsets {
             let mut behind = 0u64;
             let mut owned = false;
-            for &(queue_id, offset) in queues {
-                let Ok(queue) = u32::try_from(queue_id) else { continue };
+            for &(queue, offset) in queues {
                 if ctx.owner(topic, queue) != ctx.id {
                     continue;
                 }

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use ferromq_net::RemotingCommand;
 use ferromq_net::codes::request_code;
-use ferromq_store::ClientPhysicalOffset;
+use ferromq_store::{ClientPhysicalOffset, QueueId};
 use ferromq_store::record::{MessageInput, PropertySummary, RecordView, StoreAssigned, encode_record, property_pairs, sysflag};
 
 use crate::delay::{PROPERTY_REAL_QUEUE_ID, PROPERTY_REAL_TOPIC, PROPERTY_WAIT};
@@ -30,7 +30,7 @@ pub const OP_TAG: &str = "d";
 /// progress (as in Java).
 pub const CHECKER_GROUP: &str = "CID_RMQ_SYS_TRANS";
 /// The queue of the half and op topics (one each).
-pub const HALF_QUEUE: u32 = 0;
+pub const HALF_QUEUE: QueueId = QueueId(0);
 
 /// END_TRANSACTION's `commitOrRollback`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +73,7 @@ pub fn to_half(msg: &mut MessageInput, uniq_key: &str) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HalfInfo {
     pub real_topic: String,
-    pub real_queue_id: u32,
+    pub real_queue_id: QueueId,
     pub producer_group: String,
     pub uniq_key: String,
     pub check_times: u32,
@@ -95,7 +95,7 @@ pub fn half_info(view: &RecordView<'_>) -> Result<HalfInfo, String> {
         }
     }
     let real_topic = topic.filter(|t| !t.is_empty()).ok_or("the half message has no REAL_TOPIC")?.to_owned();
-    let real_queue_id = queue.and_then(|q| q.trim().parse().ok()).ok_or("the half message has no valid REAL_QID")?;
+    let real_queue_id = queue.and_then(|q| q.trim().parse::<i32>().ok()).and_then(|q| QueueId::try_from(q).ok()).ok_or("the half message has no valid REAL_QID")?;
     Ok(HalfInfo {
         real_topic,
         real_queue_id,
@@ -201,16 +201,16 @@ mod tests {
         props.insert(PROPERTY_PRODUCER_GROUP, "pg");
         props.insert("UNIQ_KEY", "U1");
         props.insert("TAGS", "t");
-        let mut msg = MessageInput::simple("Pay", 2, &b"x"[..], &props);
+        let mut msg = MessageInput::simple("Pay", QueueId(2), &b"x"[..], &props);
         msg.sys_flag = sysflag::TRANSACTION_PREPARED;
         to_half(&mut msg, "U1");
-        assert_eq!((msg.topic.as_str(), msg.queue_id, msg.sys_flag), (TRANS_HALF_TOPIC, 0, 0));
+        assert_eq!((msg.topic.as_str(), msg.queue_id, msg.sys_flag), (TRANS_HALF_TOPIC, HALF_QUEUE, 0));
         let bytes = stored(&msg, 777);
         let view = decode_record(&bytes, true).unwrap();
         let info = half_info(&view).unwrap();
-        assert_eq!((info.real_topic.as_str(), info.real_queue_id, info.producer_group.as_str(), info.check_times), ("Pay", 2, "pg", 0));
+        assert_eq!((info.real_topic.as_str(), info.real_queue_id, info.producer_group.as_str(), info.check_times), ("Pay", QueueId(2), "pg", 0));
         let done = committed(&view, &info);
-        assert_eq!((done.topic.as_str(), done.queue_id, done.prepared_transaction_offset), ("Pay", 2, 777));
+        assert_eq!((done.topic.as_str(), done.queue_id, done.prepared_transaction_offset), ("Pay", QueueId(2), 777));
         assert_eq!(done.sys_flag & sysflag::TRANSACTION_MASK, sysflag::TRANSACTION_COMMIT);
         let p = Properties::decode(&done.properties);
         assert_eq!((p.get(PROPERTY_TRANSACTION_PREPARED), p.get(PROPERTY_REAL_TOPIC), p.get("TAGS")), (None, None, Some("t")));
@@ -220,7 +220,7 @@ mod tests {
         let check = check_request(&copy, &info, 5, ClientPhysicalOffset(900), 10);
         assert_eq!(check.ext("tranStateTableOffset"), Some("5"));
         let body = decode_record(&check.body, false).unwrap();
-        assert_eq!((body.topic, body.queue_id), ("Pay", 2));
+        assert_eq!((body.topic, body.queue_id), ("Pay", QueueId(2)));
         assert_eq!(body.properties().get(PROPERTY_CHECK_TIMES), Some("1"));
     }
 

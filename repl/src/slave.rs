@@ -305,7 +305,7 @@ mod tests {
     use ferromq_store::io::mem::MemStorage;
     use ferromq_store::record::{MessageInput, Properties};
     use ferromq_store::test_support::block_on;
-    use ferromq_store::{FlushMode, StoreConfig};
+    use ferromq_store::{FlushMode, QueueId, StoreConfig};
 
     use super::*;
 
@@ -319,7 +319,7 @@ mod tests {
         let mut i = 0;
         while i < count || master.write_offset().0 % SEGMENT < 1500 {
             let body = format!("m{i}-{}", "x".repeat(i * 37 % 300));
-            master.append(vec![MessageInput::simple("T", 0, body.into_bytes(), &Properties::new())]).await.unwrap();
+            master.append(vec![MessageInput::simple("T", QueueId(0), body.into_bytes(), &Properties::new())]).await.unwrap();
             i += 1;
         }
         let mut framer = ReplicaFramer::new(0, SEGMENT);

@@ -22,6 +22,7 @@
 //! synced: a crash leaves either the old or the new checkpoint, never a mix.
 
 use crate::error::{Result, StoreError};
+use crate::types::QueueId;
 
 pub const CHECKPOINT_MAGIC: u32 = 0x464D_514B;
 pub const CHECKPOINT_VERSION: u32 = 1;
@@ -33,7 +34,7 @@ pub const CHECKPOINT_VERSION_TRUNCATE: u32 = 3;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QueueCheckpoint {
     pub topic: String,
-    pub queue_id: u32,
+    pub queue_id: QueueId,
     pub max_offset: u64,
     pub min_offset: u64,
 }
@@ -111,7 +112,7 @@ impl Checkpoint {
         for q in &self.queues {
             o.extend_from_slice(&(q.topic.len() as u16).to_be_bytes());
             o.extend_from_slice(q.topic.as_bytes());
-            o.extend_from_slice(&q.queue_id.to_be_bytes());
+            o.extend_from_slice(&q.queue_id.0.to_be_bytes());
             o.extend_from_slice(&q.max_offset.to_be_bytes());
             o.extend_from_slice(&q.min_offset.to_be_bytes());
         }
@@ -169,7 +170,7 @@ impl Checkpoint {
             for _ in 0..n {
                 cp.queues.push(QueueCheckpoint {
                     topic: c.str()?,
-                    queue_id: c.u32()?,
+                    queue_id: QueueId(c.u32()?),
                     max_offset: c.u64()?,
                     min_offset: c.u64()?,
                 });
@@ -202,7 +203,7 @@ mod tests {
             log_min_offset: 0,
             index_file: "20260101000000000".into(),
             index_entry_count: 3,
-            queues: vec![QueueCheckpoint { topic: "T".into(), queue_id: 2, max_offset: 7, min_offset: 1 }],
+            queues: vec![QueueCheckpoint { topic: "T".into(), queue_id: QueueId(2), max_offset: 7, min_offset: 1 }],
             deleted_topics: Vec::new(),
             truncate_log_at: None,
         };

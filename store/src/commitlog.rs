@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::error::{IoOp, Result, StoreError};
 use crate::io::{Storage, StorageFile};
 use crate::record::{self, BLANK_LEN, BLANK_MAGIC, RecordError};
-use crate::types::CommitLogOffset;
+use crate::types::{CommitLogOffset, QueueId};
 
 /// Magic of the commit marker that ends every flush batch. Never referenced by a consume queue,
 /// so it never appears in a pull body.
@@ -100,7 +100,7 @@ pub fn encode_blank(segment_size: u64, pos_in_segment: u64) -> [u8; BLANK_LEN] {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DispatchRecord {
     pub topic: String,
-    pub queue_id: u32,
+    pub queue_id: QueueId,
     /// `None` for PREPARED/ROLLBACK transaction records (no consume-queue entry).
     pub queue_offset: Option<u64>,
     pub offset: CommitLogOffset,

@@ -22,6 +22,7 @@ use hashlink::LruCache;
 use crate::commitlog::{parse_offset_name, segment_name};
 use crate::error::{IoOp, Result, StoreError};
 use crate::io::{Storage, StorageFile};
+use crate::types::QueueId;
 
 pub const CQ_OFFSET_POS: usize = 0;
 pub const CQ_SIZE_POS: usize = CQ_OFFSET_POS + 8;
@@ -162,7 +163,7 @@ pub struct CqFile {
 #[derive(Debug)]
 pub struct ConsumeQueue {
     pub topic: String,
-    pub queue_id: u32,
+    pub queue_id: QueueId,
     pub dir: PathBuf,
     pub entries_per_file: u64,
     pub files: Vec<CqFile>,
@@ -182,7 +183,7 @@ pub struct ConsumeQueue {
 }
 
 /// Directory of a queue: `<root>/consumequeue/<topic>/<queueId>`.
-pub fn queue_dir(cq_root: &Path, topic: &str, queue_id: u32) -> PathBuf {
+pub fn queue_dir(cq_root: &Path, topic: &str, queue_id: QueueId) -> PathBuf {
     cq_root.join(topic).join(queue_id.to_string())
 }
 
@@ -191,7 +192,7 @@ fn file_index(first_offset: u64, per_file: u64) -> u64 {
 }
 
 impl ConsumeQueue {
-    pub fn empty(cq_root: &Path, topic: &str, queue_id: u32, entries_per_file: u64) -> Self {
+    pub fn empty(cq_root: &Path, topic: &str, queue_id: QueueId, entries_per_file: u64) -> Self {
         ConsumeQueue {
             topic: topic.to_owned(),
             queue_id,
@@ -213,7 +214,7 @@ impl ConsumeQueue {
         files: &CqDescriptors<S>,
         cq_root: &Path,
         topic: &str,
-        queue_id: u32,
+        queue_id: QueueId,
         entries_per_file: u64,
         keep: u64,
         min_hint: u64,

@@ -5,6 +5,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::record::RecordError;
+use crate::types::QueueId;
 
 /// The file operation an [`StoreError::Io`] failed in. A type, not a string, because what the
 /// store does about a failure depends on it: a failed sync is never retried (see
@@ -87,7 +88,7 @@ pub enum StoreError {
     /// A queue entry whose record was lost to damage found by an earlier start's recovery
     /// ([`crate::consume_queue::CqEntry::lost`]): never served, always refused.
     #[error("the record at {topic}:{queue_id} offset {queue_offset} was lost to commit-log damage found at start (log offset {log_offset}); not served")]
-    LostRecord { topic: String, queue_id: u32, queue_offset: u64, log_offset: u64 },
+    LostRecord { topic: String, queue_id: QueueId, queue_offset: u64, log_offset: u64 },
     /// A metadata file (checkpoint, consume queue, index) is malformed.
     #[error("corrupt {what} file {path}: {reason}")]
     CorruptFile { what: &'static str, path: PathBuf, reason: String },

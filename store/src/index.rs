@@ -720,12 +720,12 @@ mod tests {
 
         use crate::io::compio_fs::CompioStorage;
         use crate::record::{MessageInput, Properties};
-        use crate::{Store, StoreConfig};
+        use crate::{QueueId, Store, StoreConfig};
 
         fn keyed(key: &str) -> MessageInput {
             let mut p = Properties::new();
             p.insert("KEYS", key);
-            MessageInput::simple("T", 0, key.as_bytes().to_vec(), &p)
+            MessageInput::simple("T", QueueId(0), key.as_bytes().to_vec(), &p)
         }
 
         let dir = std::env::temp_dir().join(format!("ferromq-index-persist-{}", std::process::id()));

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Bytes;
 
-use crate::types::ClientPhysicalOffset;
+use crate::types::{ClientPhysicalOffset, QueueId};
 
 /// MAGICCODE of a V1 record (1-byte topic length).
 pub const MAGIC_V1: u32 = 0xDAA3_20A7;
@@ -234,7 +234,7 @@ impl PropertySummary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageInput {
     pub topic: String,
-    pub queue_id: u32,
+    pub queue_id: QueueId,
     pub flag: i32,
     /// Shared with the request it arrived in: the store copies it once, into its write batch.
     pub body: Bytes,
@@ -253,7 +253,7 @@ pub struct MessageInput {
 
 impl MessageInput {
     /// A plain message with default hosts (for tests and tools).
-    pub fn simple(topic: &str, queue_id: u32, body: impl Into<Bytes>, properties: &Properties) -> Self {
+    pub fn simple(topic: &str, queue_id: QueueId, body: impl Into<Bytes>, properties: &Properties) -> Self {
         let host = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 10911);
         MessageInput {
             topic: topic.to_owned(),
@@ -364,7 +364,7 @@ pub fn encode_record(
     out.extend_from_slice(&(total as i32).to_be_bytes());
     out.extend_from_slice(&magic.to_be_bytes());
     out.extend_from_slice(&body_crc(&msg.body).to_be_bytes());
-    out.extend_from_slice(&msg.queue_id.to_be_bytes());
+    out.extend_from_slice(&msg.queue_id.0.to_be_bytes());
     out.extend_from_slice(&msg.flag.to_be_bytes());
     out.extend_from_slice(&queue_offset.to_be_bytes());
     out.extend_from_slice(&assigned.physical_offset.0.to_be_bytes());
@@ -395,7 +395,7 @@ pub struct RecordView<'a> {
     pub total_size: usize,
     pub magic: u32,
     pub body_crc: u32,
-    pub queue_id: u32,
+    pub queue_id: QueueId,
     pub flag: i32,
     pub queue_offset: i64,
     pub physical_offset: i64,
@@ -492,7 +492,7 @@ pub fn decode_record(buf: &[u8], verify_crc: bool) -> Result<RecordView<'_>, Rec
     let rec = buf.get(..total).ok_or(RecordError::Truncated { need: total, have: buf.len() })?;
     let mut r = Reader { buf: rec, pos: MAGIC_POS + 4 };
     let body_crc_stored = r.u32()?;
-    let queue_id = r.u32()?;
+    let queue_id = QueueId(r.u32()?);
     let flag = r.i32()?;
     let queue_offset = r.i64()?;
     let physical_offset = r.i64()?;
@@ -646,7 +646,7 @@ mod tests {
         for (k, v) in props {
             p.insert(k, v);
         }
-        MessageInput::simple(topic, 3, body.to_vec(), &p)
+        MessageInput::simple(topic, QueueId(3), body.to_vec(), &p)
     }
 
     #[test]
@@ -781,7 +781,7 @@ mod tests {
         ) {
             let mut p = Properties::new();
             if !tag.is_empty() { p.insert("TAGS", &tag); }
-            let mut m = MessageInput::simple(&topic, 1, body.clone(), &p);
+            let mut m = MessageInput::simple(&topic, QueueId(1), body.clone(), &p);
             if v6 { m.store_host = "[::2]:10911".parse().unwrap(); }
             let mut out = Vec::new();
             let a = StoreAssigned { queue_offset: qoff, physical_offset: ClientPhysicalOffset(77), store_timestamp_ms: 1 };

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use crate::commitlog::{Segment, read_first_record};
-use crate::types::CommitLogOffset;
+use crate::types::{CommitLogOffset, QueueId};
 use crate::consume_queue::{CQ_ENTRY_LEN, CqEntry};
 use crate::error::{IoOp, Result, StoreError};
 use crate::io::{Storage, StorageFile};
@@ -47,7 +47,7 @@ pub struct ForcedCleanup {
     pub client_range: Option<(i64, i64)>,
     /// Consume-queue entries that pointed into the range, per topic and queue id: messages
     /// whose bodies are gone.
-    pub entries: BTreeMap<String, BTreeMap<u32, u64>>,
+    pub entries: BTreeMap<String, BTreeMap<QueueId, u64>>,
 }
 
 impl ForcedCleanup {
@@ -234,9 +234,9 @@ fn report_forced<S: Storage>(inner: &Inner<S>, forced: &ForcedCleanup, usage_pct
 /// Entries of a queue point at growing log offsets, so two binary searches per queue find them
 /// (a few 20-byte reads per queue, page-cached for recent queues); a queue whose entries cannot
 /// be read is left out (the count is a report, not a decision).
-async fn entries_pointing_into<S: Storage>(inner: &Rc<Inner<S>>, start: u64, end: u64) -> BTreeMap<String, BTreeMap<u32, u64>> {
+async fn entries_pointing_into<S: Storage>(inner: &Rc<Inner<S>>, start: u64, end: u64) -> BTreeMap<String, BTreeMap<QueueId, u64>> {
     let queues: Vec<_> = inner.queues.borrow().iter().map(|(k, q)| (k.clone(), q.clone())).collect();
-    let mut out: BTreeMap<String, BTreeMap<u32, u64>> = BTreeMap::new();
+    let mut out: BTreeMap<String, BTreeMap<QueueId, u64>> = BTreeMap::new();
     for ((topic, queue_id), q) in queues {
         let (min, max) = {
             let q = q.borrow();

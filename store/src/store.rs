@@ -38,7 +38,7 @@ use crate::io::{Storage, StorageFile};
 use crate::notify::{AckError, AckSlot, AckWait, Notify};
 use crate::offset_space::{OffsetSpace, SegmentRange, ShardClaim};
 use crate::record::{self, MessageInput, StoreAssigned};
-use crate::types::{ClientPhysicalOffset, CommitLogOffset, QueueOffset};
+use crate::types::{ClientPhysicalOffset, CommitLogOffset, QueueId, QueueOffset};
 
 mod replica;
 pub use replica::{REPLICA_MAX_UNIT_BYTES, RESUME_MARKERS_WALKED, ReplicaFramer, ReplicaUnit, ResumePoint, TruncateReport};
@@ -271,7 +271,7 @@ impl DamagedRange {
 }
 
 /// See [`Store::on_dispatched`].
-type DispatchListener = Box<dyn Fn(&str, u32)>;
+type DispatchListener = Box<dyn Fn(&str, QueueId)>;
 
 #[derive(Debug)]
 struct Batch {
@@ -343,7 +343,7 @@ struct AppendState {
     sync_requested: bool,
     last_sync: Instant,
     /// Next queue offset per queue (assigned at append).
-    next_queue_offset: HashMap<(String, u32), u64>,
+    next_queue_offset: HashMap<(String, QueueId), u64>,
     /// Under SYNC_FLUSH: batches written but not yet fdatasync'ed, whose records become
     /// visible (are dispatched) once they are durable. Several batches written back to back
     /// share one fdatasync (a replica's units arrive as many small batches).
@@ -356,7 +356,7 @@ struct DispatchBatch {
 }
 
 type QueueRef = Rc<RefCell<ConsumeQueue>>;
-type QueueMap = BTreeMap<(String, u32), QueueRef>;
+type QueueMap = BTreeMap<(String, QueueId), QueueRef>;
 
 pub(crate) struct Inner<S: Storage> {
     pub(crate) cfg: StoreConfig,
@@ -409,7 +409,7 @@ pub(crate) struct Inner<S: Storage> {
     damaged: RefCell<BTreeMap<u64, DamagedRange>>,
     /// When a read of each queue's lost entries (`CqEntry::lost`) was last logged: one line
     /// per queue per [`DAMAGE_LOG_EVERY`] (at most one entry per queue).
-    lost_logged: RefCell<HashMap<(String, u32), Instant>>,
+    lost_logged: RefCell<HashMap<(String, QueueId), Instant>>,
     tasks: RefCell<Vec<compio::runtime::JoinHandle<()>>>,
     /// Serializes checkpoint runs (the periodic task and explicit calls).
     checkpoint_busy: Cell<bool>,
@@ -759,7 +759,7 @@ impl<S: Storage> Store<S> {
     /// Registers the function told of every (topic, queueId) that got new consume-queue entries,
     /// right after they became visible to [`Store::get_message`] (the broker wakes held pulls
     /// with it). Runs on the dispatcher task: it must not block.
-    pub fn on_dispatched(&self, listener: impl Fn(&str, u32) + 'static) {
+    pub fn on_dispatched(&self, listener: impl Fn(&str, QueueId) + 'static) {
         *self.inner.dispatch_listener.borrow_mut() = Some(Box::new(listener));
     }
 
@@ -994,7 +994,7 @@ impl<S: Storage> Store<S> {
         let (queues, outcome) = {
             let mut app = inner.app.borrow_mut();
             let mut queues_map = inner.queues.borrow_mut();
-            let keys: Vec<(String, u32)> = queues_map.range((topic.to_owned(), 0)..=(topic.to_owned(), u32::MAX)).map(|(k, _)| k.clone()).collect();
+            let keys: Vec<(String, QueueId)> = queues_map.range((topic.to_owned(), QueueId(0))..=(topic.to_owned(), QueueId(u32::MAX))).map(|(k, _)| k.clone()).collect();
             let appended = app.next_queue_offset.keys().any(|(t, _)| t == topic);
             if keys.is_empty() && !appended {
                 return Ok(TopicDeletion::default());
@@ -1022,12 +1022,12 @@ impl<S: Storage> Store<S> {
         Ok(outcome)
     }
 
-    pub(crate) fn queue(&self, topic: &str, queue_id: u32) -> Option<QueueRef> {
+    pub(crate) fn queue(&self, topic: &str, queue_id: QueueId) -> Option<QueueRef> {
         self.inner.queues.borrow().get(&(topic.to_owned(), queue_id)).cloned()
     }
 
     /// Min and max (one past last) offsets of a queue; `(0, 0)` for an unknown queue.
-    pub fn queue_offsets(&self, topic: &str, queue_id: u32) -> (QueueOffset, QueueOffset) {
+    pub fn queue_offsets(&self, topic: &str, queue_id: QueueId) -> (QueueOffset, QueueOffset) {
         match self.queue(topic, queue_id) {
             Some(q) => {
                 let q = q.borrow();
@@ -1038,7 +1038,7 @@ impl<S: Storage> Store<S> {
     }
 
     /// All known queues as (topic, queue id).
-    pub fn queues(&self) -> Vec<(String, u32)> {
+    pub fn queues(&self) -> Vec<(String, QueueId)> {
         self.inner.queues.borrow().keys().cloned().collect()
     }
 
@@ -1047,7 +1047,7 @@ impl<S: Storage> Store<S> {
     pub async fn get_message(
         &self,
         topic: &str,
-        queue_id: u32,
+        queue_id: QueueId,
         offset: QueueOffset,
         max_msgs: u32,
         filter: &TagFilter,
@@ -1229,7 +1229,7 @@ impl<S: Storage> Store<S> {
 
     /// The error for a read of a [lost](CqEntry::lost) queue entry: the damage itself while it
     /// is known (this run found it), logged like any read of it.
-    fn lost_record(&self, topic: &str, queue_id: u32, queue_offset: u64, log_offset: u64) -> StoreError {
+    fn lost_record(&self, topic: &str, queue_id: QueueId, queue_offset: u64, log_offset: u64) -> StoreError {
         if let Err(damaged) = self.check_undamaged(log_offset, 1) {
             return damaged;
         }
@@ -1345,7 +1345,7 @@ impl<S: Storage> Store<S> {
     }
 
     /// Store timestamp of the message at a queue offset.
-    pub async fn store_time_at(&self, topic: &str, queue_id: u32, offset: QueueOffset) -> Result<Option<i64>> {
+    pub async fn store_time_at(&self, topic: &str, queue_id: QueueId, offset: QueueOffset) -> Result<Option<i64>> {
         let Some(q) = self.queue(topic, queue_id) else { return Ok(None) };
         let Some(e) = consume_queue::read_entries(&self.inner.cq_files, &q, offset.0, 1).await? else { return Ok(None) };
         let Some(e) = e.first() else { return Ok(None) };
@@ -1361,7 +1361,7 @@ impl<S: Storage> Store<S> {
 
     /// GET_EARLIEST_MSG_STORETIME: store time of the message at the queue's min offset, -1 when
     /// empty or unknown.
-    pub async fn earliest_store_time(&self, topic: &str, queue_id: u32) -> Result<i64> {
+    pub async fn earliest_store_time(&self, topic: &str, queue_id: QueueId) -> Result<i64> {
         let (min, max) = self.queue_offsets(topic, queue_id);
         if min >= max {
             return Ok(-1);
@@ -1372,7 +1372,7 @@ impl<S: Storage> Store<S> {
     /// SEARCH_OFFSET_BY_TIMESTAMP by binary search over store times. `upper == false` (LOWER,
     /// default): first offset whose store time ≥ `ts` (`max` if none); `upper`: last offset whose
     /// store time ≤ `ts` (min if none). 0 for an unknown queue.
-    pub async fn search_offset_by_timestamp(&self, topic: &str, queue_id: u32, ts: i64, upper: bool) -> Result<QueueOffset> {
+    pub async fn search_offset_by_timestamp(&self, topic: &str, queue_id: QueueId, ts: i64, upper: bool) -> Result<QueueOffset> {
         let (min, max) = self.queue_offsets(topic, queue_id);
         if self.queue(topic, queue_id).is_none() {
             return Ok(QueueOffset(0));
@@ -1432,7 +1432,7 @@ impl<S: Storage> Store<S> {
         *inner.fences.borrow_mut() =
             cp.deleted_topics.iter().map(|(t, offset)| (t.clone(), Fence { offset: *offset, durable: true })).collect();
         // Consume queues: keep exactly the durable entries the checkpoint names.
-        let mut keep: HashMap<(String, u32), (u64, u64)> = HashMap::new();
+        let mut keep: HashMap<(String, QueueId), (u64, u64)> = HashMap::new();
         for q in &cp.queues {
             keep.insert((q.topic.clone(), q.queue_id), (q.max_offset, q.min_offset));
         }
@@ -1441,7 +1441,7 @@ impl<S: Storage> Store<S> {
             let tdir = inner.cq_root.join(&topic);
             let qids = storage.list_dir(&tdir).await.map_err(|e| StoreError::io(IoOp::List, &tdir, e))?;
             for qid in qids {
-                let Ok(queue_id) = qid.parse::<u32>() else { continue };
+                let Ok(queue_id) = qid.parse::<u32>().map(QueueId) else { continue };
                 let named = keep.get(&(topic.clone(), queue_id)).copied();
                 let (k, min) = named.unwrap_or((0, 0));
                 let cq = ConsumeQueue::open(&inner.cq_files, &inner.cq_root, &topic, queue_id, cfg.cq_entries_per_file, k, min).await?;
@@ -1641,7 +1641,7 @@ impl<S: Storage> Store<S> {
         // of the queue were lost in a damaged range this replay found before it: those queue
         // offsets get lost entries (`CqEntry::lost`), so the offsets stay what clients were
         // told, and reads of the lost ones fail.
-        let mut expected: HashMap<(String, u32), u64> = HashMap::new();
+        let mut expected: HashMap<(String, QueueId), u64> = HashMap::new();
         let mut replayed = Vec::with_capacity(records.len());
         for r in records {
             if let Some(qo) = r.queue_offset {
@@ -1653,7 +1653,7 @@ impl<S: Storage> Store<S> {
                 let lost_in = self.inner.damaged.borrow().range(replay_from..r.offset.0).next_back().map(|(at, _)| *at);
                 match lost_in {
                     Some(damage) if qo > next => {
-                        tracing::error!(topic = %r.topic, queue_id = r.queue_id, first = next, last = qo - 1, log_offset = damage,
+                        tracing::error!(topic = %r.topic, queue_id = r.queue_id.0, first = next, last = qo - 1, log_offset = damage,
                             "records lost to commit-log damage: their queue offsets are kept, and reads of them are refused");
                         replayed.extend((next..qo).map(|lost| DispatchRecord {
                             topic: r.topic.clone(),
@@ -2368,7 +2368,7 @@ async fn dispatcher_task<S: Storage>(inner: Rc<Inner<S>>) {
             ix.set_dispatched(end);
         }
         if let Some(listener) = inner.dispatch_listener.borrow().as_ref() {
-            let mut queues: Vec<(&str, u32)> =
+            let mut queues: Vec<(&str, QueueId)> =
                 records.iter().filter(|r| r.queue_offset.is_some()).map(|r| (r.topic.as_str(), r.queue_id)).collect();
             queues.sort_unstable();
             queues.dedup();
@@ -2390,7 +2390,7 @@ async fn dispatcher_task<S: Storage>(inner: Rc<Inner<S>>) {
 
 /// Appends consume-queue entries (grouped per queue, one write each) and index entries.
 async fn dispatch_records<S: Storage>(inner: &Rc<Inner<S>>, records: &[DispatchRecord]) -> Result<()> {
-    let mut per_queue: BTreeMap<(String, u32), (u64, Vec<CqEntry>)> = BTreeMap::new();
+    let mut per_queue: BTreeMap<(String, QueueId), (u64, Vec<CqEntry>)> = BTreeMap::new();
     let mut touched = Vec::new();
     let mut max_ts = inner.last_dispatched_ts.get();
     for r in records {

@@ -40,8 +40,22 @@ const _: () = assert!(SHARD_BITS == 8, "shard field is one byte wide");
 pub struct ShardId(pub u8);
 
 /// A queue id within a topic (QUEUEID of a record; `queueId` on the wire).
+///
+/// The protocol carries queue ids as Java ints; a negative one names no queue (SEND_MESSAGE's
+/// -1 asks the broker to pick one, which the handler resolves before it has a `QueueId`). Ids
+/// enter as wire ints through [`QueueId::try_from`] (the broker's header reader uses it) or
+/// from a topic's queue count, so they stay in `0..=i32::MAX`; a record's QUEUEID field reads
+/// back as the value it was written from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct QueueId(pub u32);
+
+impl TryFrom<i32> for QueueId {
+    type Error = std::num::TryFromIntError;
+    /// A queue id from a wire int: negative values name no queue.
+    fn try_from(v: i32) -> Result<Self, Self::Error> {
+        u32::try_from(v).map(QueueId)
+    }
+}
 
 /// A byte offset inside one shard's commit log (not shard-qualified).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -63,6 +77,11 @@ impl fmt::Display for CommitLogOffset {
     }
 }
 impl fmt::Display for QueueOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+impl fmt::Display for QueueId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
     }
@@ -116,6 +135,14 @@ pub fn decode_client_offset(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queue_ids_come_from_non_negative_wire_ints() {
+        assert_eq!(QueueId::try_from(0), Ok(QueueId(0)));
+        assert_eq!(QueueId::try_from(i32::MAX), Ok(QueueId(i32::MAX as u32)));
+        assert!(QueueId::try_from(-1).is_err());
+        assert_eq!(QueueId(7).to_string(), "7");
+    }
 
     #[test]
     fn legacy_client_offset_round_trips_and_stays_positive() {

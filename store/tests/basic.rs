@@ -1,5 +1,6 @@
 //! End-to-end behaviour of one store on the in-memory and the real (compio) storage.
 
+use ferromq_store::QueueId;
 use ferromq_store::io::{Storage, StorageFile};
 use ferromq_store::io::compio_fs::CompioStorage;
 use ferromq_store::io::mem::MemStorage;
@@ -15,11 +16,11 @@ fn msg(topic: &str, q: u32, body: &str, tag: Option<&str>, keys: Option<&str>) -
     if let Some(k) = keys {
         p.insert("KEYS", k);
     }
-    MessageInput::simple(topic, q, body.as_bytes().to_vec(), &p)
+    MessageInput::simple(topic, QueueId(q), body.as_bytes().to_vec(), &p)
 }
 
 async fn pull_bodies<S: Storage>(store: &Store<S>, topic: &str, q: u32, from: u64, n: u32) -> (Vec<String>, ferromq_store::PullResult) {
-    let r = store.get_message(topic, q, QueueOffset(from), n, &TagFilter::All).await.unwrap();
+    let r = store.get_message(topic, QueueId(q), QueueOffset(from), n, &TagFilter::All).await.unwrap();
     let mut out = Vec::new();
     for range in &r.ranges {
         let bytes = store.read_range(*range).await.unwrap();
@@ -67,17 +68,17 @@ async fn roundtrip<S: Storage>(storage: S, cfg: StoreConfig) {
 
     // Tag filter by hash.
     let even = TagFilter::Codes(vec![record::java_string_hash("even")]);
-    let r = store.get_message("T", 1, QueueOffset(0), 4, &even).await.unwrap();
+    let r = store.get_message("T", QueueId(1), QueueOffset(0), 4, &even).await.unwrap();
     assert_eq!(r.message_count, 4);
     assert_eq!(r.next_begin_offset, QueueOffset(7), "filtered entries are consumed");
 
     // Status cases of §6.3.
-    let r = store.get_message("T", 1, QueueOffset(10_000), 4, &TagFilter::All).await.unwrap();
+    let r = store.get_message("T", QueueId(1), QueueOffset(10_000), 4, &TagFilter::All).await.unwrap();
     assert_eq!((r.status, r.next_begin_offset), (PullStatus::OffsetOverflowBadly, QueueOffset(205)));
-    let r = store.get_message("nope", 0, QueueOffset(0), 4, &TagFilter::All).await.unwrap();
+    let r = store.get_message("nope", QueueId(0), QueueOffset(0), 4, &TagFilter::All).await.unwrap();
     assert_eq!(r.status, PullStatus::NoMatchedLogicQueue);
     let none = TagFilter::Codes(vec![12345]);
-    let r = store.get_message("T", 1, QueueOffset(0), 4, &none).await.unwrap();
+    let r = store.get_message("T", QueueId(1), QueueOffset(0), 4, &none).await.unwrap();
     assert_eq!(r.status, PullStatus::NoMatchedMessage);
     assert!(r.next_begin_offset.0 > 0);
 
@@ -88,16 +89,16 @@ async fn roundtrip<S: Storage>(storage: S, cfg: StoreConfig) {
     let rec = store.read_record(hits[0]).await.unwrap();
     let v = record::decode_record(&rec, true).unwrap();
     assert_eq!(v.queue_offset, 17);
-    assert_eq!(store.search_offset_by_timestamp("T", 1, 0, false).await.unwrap(), QueueOffset(0));
-    assert_eq!(store.search_offset_by_timestamp("T", 1, now + 100_000, false).await.unwrap(), QueueOffset(205));
-    assert!(store.earliest_store_time("T", 1).await.unwrap() > 0);
+    assert_eq!(store.search_offset_by_timestamp("T", QueueId(1), 0, false).await.unwrap(), QueueOffset(0));
+    assert_eq!(store.search_offset_by_timestamp("T", QueueId(1), now + 100_000, false).await.unwrap(), QueueOffset(205));
+    assert!(store.earliest_store_time("T", QueueId(1)).await.unwrap() > 0);
 
     store.close().await.unwrap();
 
     // Clean reopen: everything is still there, no replay needed beyond the checkpoint.
     let (store, report) = Store::open(storage, cfg).await.unwrap();
     assert!(!report.abnormal);
-    assert_eq!(store.queue_offsets("T", 1), (QueueOffset(0), QueueOffset(205)));
+    assert_eq!(store.queue_offsets("T", QueueId(1)), (QueueOffset(0), QueueOffset(205)));
     let (bodies, _) = pull_bodies(&store, "T", 1, 200, 32).await;
     assert_eq!(bodies, (0..5).map(|i| format!("batch-{i}")).collect::<Vec<_>>());
     let r = store.append(vec![msg("T", 1, "after-reopen", None, None)]).await.unwrap();
@@ -161,10 +162,10 @@ fn retention_deletes_expired_segments_but_never_the_active_one() {
         let segs_after = mem.list_dir(std::path::Path::new("/r/commitlog")).await.unwrap();
         assert_eq!(segs_after.len(), (segs_before - out.segments_deleted).max(1));
         assert!(!segs_after.is_empty(), "the active segment stays");
-        let (min, max) = store.queue_offsets("T", 0);
+        let (min, max) = store.queue_offsets("T", QueueId(0));
         assert!(min.0 > 0 && max.0 == 120, "min {min:?} max {max:?}");
         assert!(out.cq_files_deleted > 0);
-        let r = store.get_message("T", 0, QueueOffset(0), 4, &TagFilter::All).await.unwrap();
+        let r = store.get_message("T", QueueId(0), QueueOffset(0), 4, &TagFilter::All).await.unwrap();
         assert_eq!(r.status, PullStatus::OffsetTooSmall);
         assert_eq!(r.next_begin_offset, min);
         let (bodies, r) = pull_bodies(&store, "T", 0, min.0, 4).await;
@@ -174,7 +175,7 @@ fn retention_deletes_expired_segments_but_never_the_active_one() {
         store.append(vec![msg("T", 0, "after", None, None)]).await.unwrap();
         store.close().await.unwrap();
         let (store, _) = Store::open(mem.clone(), StoreConfig::test_min("/r")).await.unwrap();
-        assert_eq!(store.queue_offsets("T", 0), (min, QueueOffset(121)));
+        assert_eq!(store.queue_offsets("T", QueueId(0)), (min, QueueOffset(121)));
         store.close().await.unwrap();
     });
 }
@@ -206,7 +207,7 @@ fn forced_clean_up_reports_what_it_destroys_and_counts_it() {
         assert!(forced.client_range.is_some_and(|(a, b)| b - a == forced.log_range.1 as i64 - forced.log_range.0 as i64), "{forced:?}");
         // Exactly the entries whose records went: each queue's new minimum.
         let mut expected = std::collections::BTreeMap::new();
-        for (topic, q) in [("A", 0), ("A", 1), ("B", 3)] {
+        for (topic, q) in [("A", QueueId(0)), ("A", QueueId(1)), ("B", QueueId(3))] {
             let min = store.queue_offsets(topic, q).0.0;
             assert!(min > 0);
             expected.entry(topic.to_owned()).or_insert_with(std::collections::BTreeMap::new).insert(q, min);
@@ -278,9 +279,9 @@ fn read_errors_surface_as_errors() {
         store.append(vec![msg("T", 0, "x", None, None)]).await.unwrap();
         store.wait_dispatched().await.unwrap();
         st.faults().add(Fault::ReadErrorsFrom(st.faults().ops() + 1));
-        assert!(store.get_message("T", 0, QueueOffset(0), 1, &TagFilter::All).await.is_err());
+        assert!(store.get_message("T", QueueId(0), QueueOffset(0), 1, &TagFilter::All).await.is_err());
         st.faults().clear();
-        assert_eq!(store.get_message("T", 0, QueueOffset(0), 1, &TagFilter::All).await.unwrap().status, PullStatus::Found);
+        assert_eq!(store.get_message("T", QueueId(0), QueueOffset(0), 1, &TagFilter::All).await.unwrap().status, PullStatus::Found);
         store.close().await.unwrap();
     });
 }
@@ -389,7 +390,7 @@ async fn served_records<S: Storage>(store: &Store<S>, topic: &str, end: u64) -> 
     let (mut served, mut refused) = (Vec::new(), Vec::new());
     let mut off = 0;
     while off < end {
-        match store.get_message(topic, 0, QueueOffset(off), 32, &TagFilter::All).await {
+        match store.get_message(topic, QueueId(0), QueueOffset(off), 32, &TagFilter::All).await {
             Ok(r) if r.status == PullStatus::Found => {
                 let mut at = off;
                 for range in &r.ranges {
@@ -444,10 +445,10 @@ fn damage_found_at_open_is_reported_and_never_served() {
                 assert!(report.damaged.iter().all(|d| d.path == path), "{:?}", report.damaged);
                 // A: records before 15 are served, the pull stops before the damage, a pull at
                 // the damage fails with it.
-                let before = store.get_message("A", 0, QueueOffset(10), 32, &TagFilter::All).await.unwrap();
+                let before = store.get_message("A", QueueId(0), QueueOffset(10), 32, &TagFilter::All).await.unwrap();
                 assert_eq!(before.status, PullStatus::Found);
                 assert_eq!(before.message_count, 5, "{damage:?}: a-10..a-14 then stop");
-                match store.get_message("A", 0, QueueOffset(15), 32, &TagFilter::All).await {
+                match store.get_message("A", QueueId(0), QueueOffset(15), 32, &TagFilter::All).await {
                     Err(ferromq_store::StoreError::Damaged { path: p, .. }) => assert_eq!(p, path),
                     other => panic!("{damage:?} (clean {clean}): a pull at the damaged record must fail, got {other:?}"),
                 }

@@ -4,6 +4,7 @@
 //! One test in its own binary: it counts the process's descriptors, which parallel tests would
 //! disturb.
 
+use ferromq_store::QueueId;
 use std::collections::BTreeMap;
 
 use ferromq_store::io::compio_fs::CompioStorage;
@@ -36,7 +37,7 @@ async fn read_all(store: &Store<CompioStorage>) -> BTreeMap<(u32, u32), Vec<Stri
             let mut bodies = Vec::new();
             let mut offset = 0;
             loop {
-                let r = store.get_message(&format!("W{t}"), q, QueueOffset(offset), 32, &TagFilter::All).await.unwrap();
+                let r = store.get_message(&format!("W{t}"), QueueId(q), QueueOffset(offset), 32, &TagFilter::All).await.unwrap();
                 if r.status != PullStatus::Found {
                     assert_eq!(r.status, PullStatus::OffsetOverflowOne, "W{t}:{q}@{offset}");
                     break;
@@ -73,7 +74,7 @@ fn nine_hundred_consume_queue_files_are_served_through_sixteen_descriptors() {
         for i in 0..MESSAGES_PER_QUEUE {
             for t in 0..TOPICS {
                 for q in 0..QUEUES_PER_TOPIC {
-                    let message = MessageInput::simple(&format!("W{t}"), q, body(t, q, i).into_bytes(), &Properties::new());
+                    let message = MessageInput::simple(&format!("W{t}"), QueueId(q), body(t, q, i).into_bytes(), &Properties::new());
                     store.append(vec![message]).await.unwrap();
                 }
             }

@@ -3,6 +3,7 @@
 //! clean restart brings the old queues back — including records of the old topic that were
 //! still in flight when it was deleted and that recovery replays from the log.
 
+use ferromq_store::QueueId;
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
@@ -17,7 +18,7 @@ use ferromq_store::{PullStatus, QueueOffset, Store, StoreConfig, StoreError, Tag
 fn msg(topic: &str, q: u32, body: &str, key: &str) -> MessageInput {
     let mut p = Properties::new();
     p.insert("KEYS", key);
-    MessageInput::simple(topic, q, body.as_bytes().to_vec(), &p)
+    MessageInput::simple(topic, QueueId(q), body.as_bytes().to_vec(), &p)
 }
 
 fn cfg(root: &str) -> StoreConfig {
@@ -27,9 +28,9 @@ fn cfg(root: &str) -> StoreConfig {
 
 async fn bodies<S: Storage>(store: &Store<S>, topic: &str, q: u32) -> Vec<String> {
     let mut out = Vec::new();
-    let mut off = store.queue_offsets(topic, q).0.0;
+    let mut off = store.queue_offsets(topic, QueueId(q)).0.0;
     loop {
-        let r = store.get_message(topic, q, QueueOffset(off), 32, &TagFilter::All).await.unwrap();
+        let r = store.get_message(topic, QueueId(q), QueueOffset(off), 32, &TagFilter::All).await.unwrap();
         if r.status != PullStatus::Found {
             return out;
         }
@@ -54,9 +55,9 @@ async fn by_key<S: Storage>(store: &Store<S>, topic: &str, key: &str) -> Vec<Str
 /// What the deleted topic must look like: nothing of the old incarnation anywhere.
 async fn assert_old_gone<S: Storage>(store: &Store<S>, when: &str) {
     for q in 0..2 {
-        let (min, max) = store.queue_offsets("T", q);
+        let (min, max) = store.queue_offsets("T", QueueId(q));
         assert_eq!((min.0, max.0), (0, 0), "{when}: queue {q} of the deleted topic must be empty");
-        let r = store.get_message("T", q, QueueOffset(0), 32, &TagFilter::All).await.unwrap();
+        let r = store.get_message("T", QueueId(q), QueueOffset(0), 32, &TagFilter::All).await.unwrap();
         assert_ne!(r.status, PullStatus::Found, "{when}: a pull must find nothing");
     }
     assert!(by_key(store, "T", "old").await.is_empty(), "{when}: a query by key must not find old messages");
@@ -80,7 +81,7 @@ async fn delete_then_crash_and_restart<S: Storage>(storage: S, crash: impl Fn(),
         store.append(vec![msg("Other", 0, &format!("keep-{i}"), "keep")]).await.unwrap();
     }
     store.wait_dispatched().await.unwrap();
-    assert_eq!(store.queue_offsets("T", 0).1.0, 10);
+    assert_eq!(store.queue_offsets("T", QueueId(0)).1.0, 10);
     assert_eq!(by_key(&store, "T", "old").await.len(), 20);
 
     // One more record of the old topic, appended (offsets assigned) but not yet flushed or
@@ -115,9 +116,9 @@ async fn delete_then_crash_and_restart<S: Storage>(storage: S, crash: impl Fn(),
     let (store, report) = Store::open(storage.clone(), cfg(root)).await.unwrap();
     assert!(report.abnormal);
     assert!(report.records_replayed >= replayed_at_least, "{report:?}");
-    assert_eq!(store.queue_offsets("T", 0).1.0, 1, "only the new record after the crash");
+    assert_eq!(store.queue_offsets("T", QueueId(0)).1.0, 1, "only the new record after the crash");
     assert_eq!(bodies(&store, "T", 0).await, vec!["new-0"]);
-    assert_eq!(store.queue_offsets("T", 1).1.0, 0);
+    assert_eq!(store.queue_offsets("T", QueueId(1)).1.0, 0);
     assert!(by_key(&store, "T", "old").await.is_empty(), "after the crash: a query by key must not find old messages");
     assert_eq!(bodies(&store, "Other", 0).await, vec!["keep-0", "keep-1"]);
     let r = store.append(vec![msg("T", 1, "new-1", "new")]).await.unwrap();

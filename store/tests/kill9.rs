@@ -3,6 +3,7 @@
 //! stdout; the parent kills it with SIGKILL mid-stream, reopens the store and checks that every
 //! acknowledged record reads back byte-identical at its queue offset.
 
+use ferromq_store::QueueId;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -55,7 +56,7 @@ fn kill9_child_entry() {
                     let q = (w % 3) as u32;
                     let mut p = Properties::new();
                     p.insert("KEYS", &format!("w{w}s{seq}"));
-                    let m = MessageInput::simple("KillTopic", q, body(w, seq), &p);
+                    let m = MessageInput::simple("KillTopic", QueueId(q), body(w, seq), &p);
                     let r = store.append(vec![m]).await.unwrap();
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "ACK {q} {} {w} {seq}", r.queue_offset.0).unwrap();
@@ -115,7 +116,7 @@ fn kill9_loses_no_acknowledged_record() {
             let (store, report) = Store::open(CompioStorage, config(&dir2)).await.unwrap();
             assert!(report.abnormal, "a killed process leaves the abort marker");
             for (q, qoff, w, seq) in &acks2 {
-                let p = store.get_message("KillTopic", *q, QueueOffset(*qoff), 1, &TagFilter::All).await.unwrap();
+                let p = store.get_message("KillTopic", QueueId(*q), QueueOffset(*qoff), 1, &TagFilter::All).await.unwrap();
                 assert_eq!(p.status, PullStatus::Found, "acknowledged {q}@{qoff} lost");
                 let bytes = store.read_range(p.ranges[0]).await.unwrap();
                 let recs = record::decode_body_strict(&bytes).unwrap();

@@ -14,6 +14,7 @@
 //! Each run does at least 1,000 crash points. A failure prints its seed; replay it with
 //! `FERROMQ_STORE_SEED=<seed> cargo test -p ferromq-store --test model_crash`.
 
+use ferromq_store::QueueId;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -68,7 +69,7 @@ fn gen_msg(rng: &Rng_, model: &Rc<RefCell<Model>>, topic: &str, q: u32) -> Messa
         p.insert("KEYS", &format!("key{id} other{}", id % 7));
     }
     p.insert("UNIQ_KEY", &format!("U{id:016X}"));
-    let msg = MessageInput::simple(topic, q, body.clone(), &p);
+    let msg = MessageInput::simple(topic, QueueId(q), body.clone(), &p);
     m.sent.insert(body, msg.clone());
     msg
 }
@@ -125,9 +126,9 @@ async fn chaos(store: Store<St>, rng: Rng_, model: Rc<RefCell<Model>>, ops: usiz
             }
             _ => {
                 let (topic, q) = TOPICS[rng.borrow_mut().random_range(0..TOPICS.len())];
-                let (min, max) = store.queue_offsets(topic, q);
+                let (min, max) = store.queue_offsets(topic, QueueId(q));
                 let off = if max.0 > min.0 { rng.borrow_mut().random_range(min.0..max.0) } else { 0 };
-                match store.get_message(topic, q, QueueOffset(off), 4, &TagFilter::All).await {
+                match store.get_message(topic, QueueId(q), QueueOffset(off), 4, &TagFilter::All).await {
                     Ok(p) => {
                         for range in p.ranges {
                             if let Ok(b) = store.read_range(range).await {
@@ -151,7 +152,7 @@ async fn chaos(store: Store<St>, rng: Rng_, model: Rc<RefCell<Model>>, ops: usiz
 /// survivors as durable.
 async fn verify(store: &Store<St>, model: &Rc<RefCell<Model>>, seed: u64, epoch: usize) {
     for (topic, q) in TOPICS {
-        let (min, max) = store.queue_offsets(topic, q);
+        let (min, max) = store.queue_offsets(topic, QueueId(q));
         let acked = model.borrow().acked.get(&(topic.to_owned(), q)).cloned().unwrap_or_default();
         if let Some((&last, _)) = acked.last_key_value() {
             assert!(max.0 > last, "seed {seed} epoch {epoch}: {topic}:{q} max {max:?} lost acknowledged offset {last}");
@@ -159,7 +160,7 @@ async fn verify(store: &Store<St>, model: &Rc<RefCell<Model>>, seed: u64, epoch:
         let mut off = min.0;
         let mut seen = BTreeMap::new();
         while off < max.0 {
-            let p = store.get_message(topic, q, QueueOffset(off), 32, &TagFilter::All).await.unwrap();
+            let p = store.get_message(topic, QueueId(q), QueueOffset(off), 32, &TagFilter::All).await.unwrap();
             assert_eq!(p.status, PullStatus::Found, "seed {seed} epoch {epoch}: {topic}:{q}@{off}");
             for range in &p.ranges {
                 let bytes = store.read_range(*range).await.unwrap();
@@ -175,7 +176,7 @@ async fn verify(store: &Store<St>, model: &Rc<RefCell<Model>>, seed: u64, epoch:
                     let raw = bytes[pos..pos + r.total_size].to_vec();
                     pos += r.total_size;
                     assert_eq!(r.topic, topic);
-                    assert_eq!(r.queue_id, q);
+                    assert_eq!(r.queue_id, QueueId(q));
                     assert_eq!(r.queue_offset as u64, min.0 + seen.len() as u64, "seed {seed} epoch {epoch}: dense offsets");
                     let sent = model.borrow().sent.get(r.body).cloned();
                     let sent = sent.unwrap_or_else(|| panic!("seed {seed} epoch {epoch}: record with unknown body visible"));

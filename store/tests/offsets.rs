@@ -4,6 +4,7 @@
 //! roll, stores written with the legacy shard-in-the-top-bits encoding stay readable by the
 //! offsets clients hold, and what would break those rules is refused at open.
 
+use ferromq_store::QueueId;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use ferromq_store::{
 fn msg(topic: &str, q: u32, body: &str) -> MessageInput {
     let mut p = Properties::new();
     p.insert("KEYS", &format!("k-{body}"));
-    MessageInput::simple(topic, q, body.as_bytes().to_vec(), &p)
+    MessageInput::simple(topic, QueueId(q), body.as_bytes().to_vec(), &p)
 }
 
 fn cfg(root: impl Into<PathBuf>, shard: u8) -> StoreConfig {

@@ -7,7 +7,7 @@ mod replica_common;
 
 use ferromq_store::io::mem::{CrashOdds, MemStorage};
 use ferromq_store::test_support::block_on;
-use ferromq_store::{FlushMode, ReplicaFramer, ReplicaUnit, Store, StoreError};
+use ferromq_store::{FlushMode, QueueId, ReplicaFramer, ReplicaUnit, Store, StoreError};
 use replica_common::*;
 
 /// The bodies of a queue's messages, in queue order.
@@ -82,8 +82,8 @@ fn empty_replica_starts_at_the_masters_oldest_segment() {
         replica.wait_dispatched().await.unwrap();
         for topic in ["A", "B", "C"] {
             for q in 0..2 {
-                let (min, max) = replica.queue_offsets(topic, q);
-                assert_eq!(max, master.queue_offsets(topic, q).1, "{topic}:{q}");
+                let (min, max) = replica.queue_offsets(topic, QueueId(q));
+                assert_eq!(max, master.queue_offsets(topic, QueueId(q)).1, "{topic}:{q}");
                 assert!(min.0 > 0, "{topic}:{q} begins mid-queue on the replica");
                 let want: Vec<String> = bodies(&master, topic, q).await.split_off(min.0 as usize);
                 assert_eq!(bodies(&replica, topic, q).await, want, "{topic}:{q}");

@@ -7,6 +7,7 @@
 
 mod replica_common;
 
+use ferromq_store::QueueId;
 use ferromq_store::index;
 use ferromq_store::io::Storage;
 use ferromq_store::io::faulty::{Fault, FaultyStorage};
@@ -229,7 +230,7 @@ fn truncation_at_a_non_boundary_is_refused_and_changes_nothing() {
         replica.wait_dispatched().await.unwrap();
         for topic in TOPICS {
             for q in 0..2 {
-                assert_eq!(replica.queue_offsets(topic, q).1, master.queue_offsets(topic, q).1, "{topic}:{q}");
+                assert_eq!(replica.queue_offsets(topic, QueueId(q)).1, master.queue_offsets(topic, QueueId(q)).1, "{topic}:{q}");
             }
         }
         master.close().await.unwrap();

@@ -220,7 +220,7 @@ async fn pull_all(client: &Client, topic: &str, queues: u32) -> Result<BTreeMap<
                     }
                     for record in records {
                         let at = record.queue_offset.max(0) as u64;
-                        if record.queue_id != queue_id || at != offset {
+                        if record.queue_id.0 != queue_id || at != offset {
                             return Err(format!("q{queue_id}: expected offset {offset}, got record q{}@{at}", record.queue_id));
                         }
                         all.insert(

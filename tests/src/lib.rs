@@ -653,7 +653,7 @@ pub async fn pull_bodies(client: &Client, group: &str, topic: &str, queue_id: u3
                     .unwrap_or_else(|(at, e)| panic!("{topic}:{queue_id}@{offset}: undecodable body at byte {at}: {e}"));
                 assert!(!records.is_empty(), "{topic}:{queue_id}@{offset}: SUCCESS with no records");
                 for record in records {
-                    assert_eq!((record.queue_id, record.queue_offset), (queue_id, offset as i64), "{topic}: a record out of place");
+                    assert_eq!((record.queue_id.0, record.queue_offset), (queue_id, offset as i64), "{topic}: a record out of place");
                     bodies.push(record.body.to_vec());
                     offset += 1;
                 }

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use ferromq_store::QueueId;
 use futures_channel::oneshot;
 
 use crate::clients::ClientInfo;
@@ -27,11 +28,11 @@ pub type Reply<T> = oneshot::Sender<T>;
 pub struct OffsetKey {
     pub group: String,
     pub topic: String,
-    pub queue_id: u32,
+    pub queue_id: QueueId,
 }
 
 /// One queue's committed offsets of a group, per topic: (topic, [(queueId, offset)]).
-pub type GroupOffsets = Vec<(String, Vec<(i32, i64)>)>;
+pub type GroupOffsets = Vec<(String, Vec<(QueueId, i64)>)>;
 
 /// Everything shards ask of the control thread.
 pub enum Command {
@@ -138,7 +139,7 @@ pub struct ControlFigures {
 }
 
 /// One group's committed offsets on one topic: (group, topic, [(queueId, offset)]).
-pub type GroupTopicOffsets = (String, String, Vec<(i32, i64)>);
+pub type GroupTopicOffsets = (String, String, Vec<(QueueId, i64)>);
 
 /// What a send-back needs of its consumer group.
 #[derive(Debug, Clone)]

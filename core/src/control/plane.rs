@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use ferromq_net::RemotingCommand;
 use ferromq_net::codes::request_code;
-use ferromq_store::TagFilter;
+use ferromq_store::{QueueId, TagFilter};
 use tracing::{error, info, warn};
 
 use super::command::{Command, ControlFigures, GroupOffsets, OffsetKey, RetryGroup};
@@ -220,7 +220,7 @@ impl ControlPlane {
                 *figures.consumer_connections.entry(key).or_insert(0) += 1;
             }
         }
-        let mut offsets: std::collections::BTreeMap<(&str, &str), Vec<(i32, i64)>> = std::collections::BTreeMap::new();
+        let mut offsets: std::collections::BTreeMap<(&str, &str), Vec<(QueueId, i64)>> = std::collections::BTreeMap::new();
         for (group, topic, queue_id, offset) in self.offsets.entries() {
             offsets.entry((group, topic)).or_default().push((queue_id, offset));
         }
@@ -391,17 +391,14 @@ impl ControlPlane {
             Command::CommitOffsets { commits } => {
                 let slave = self.handle.is_slave();
                 for (key, offset) in commits {
-                    match self.offsets.commit(&key.group, &key.topic, key.queue_id as i32, offset) {
-                        Ok(()) if slave => {
-                            self.local_commits.insert(key, offset);
-                        }
-                        Ok(()) => {}
-                        Err(e) => warn!(group = key.group, topic = key.topic, queue_id = key.queue_id, "offset not committed: {e}"),
+                    self.offsets.commit(&key.group, &key.topic, key.queue_id, offset);
+                    if slave {
+                        self.local_commits.insert(key, offset);
                     }
                 }
             }
             Command::QueryOffset { key, reply } => {
-                let offset = self.offsets.query(&key.group, &key.topic, key.queue_id as i32);
+                let offset = self.offsets.query(&key.group, &key.topic, key.queue_id);
                 batch.reply(reply, offset);
             }
             Command::GroupOffsets { group, topic, reply } => {
@@ -1019,7 +1016,7 @@ impl ControlPlane {
         let mut pushes: Vec<(OffsetKey, i64)> = self
             .local_commits
             .iter()
-            .filter(|(key, offset)| master.query(&key.group, &key.topic, key.queue_id as i32).is_none_or(|theirs| **offset > theirs))
+            .filter(|(key, offset)| master.query(&key.group, &key.topic, key.queue_id).is_none_or(|theirs| **offset > theirs))
             .map(|(key, offset)| (key.clone(), *offset))
             .collect();
         pushes.sort_by(|a, b| (&a.0.group, &a.0.topic, a.0.queue_id).cmp(&(&b.0.group, &b.0.topic, b.0.queue_id)));
@@ -1039,9 +1036,7 @@ impl ControlPlane {
         outcome.groups_replaced = self.groups.replace_with_master(master.groups);
         outcome.offsets_changed = self.offsets.merge_from_master(&master.offsets);
         for (key, offset) in master.pushed {
-            if let Err(e) = self.offsets.commit(&key.group, &key.topic, key.queue_id as i32, offset) {
-                warn!(group = key.group, topic = key.topic, queue_id = key.queue_id, "offset not kept: {e}");
-            }
+            self.offsets.commit(&key.group, &key.topic, key.queue_id, offset);
         }
         outcome.delay_offsets_changed = self.delay_offsets.replace_with_master(master.delay_offsets);
         self.local_commits.clear();
@@ -1202,6 +1197,6 @@ pub fn channel_of(shard: ferromq_store::ShardId, connection: u64) -> ChannelId {
 }
 
 /// An offset key from its parts.
-pub fn offset_key(group: &str, topic: &str, queue_id: u32) -> OffsetKey {
+pub fn offset_key(group: &str, topic: &str, queue_id: QueueId) -> OffsetKey {
     OffsetKey { group: group.to_owned(), topic: topic.to_owned(), queue_id }
 }

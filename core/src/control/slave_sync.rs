@@ -203,7 +203,7 @@ impl SlaveSync {
             if response.code == response_code::SUCCESS {
                 accepted.push((key, offset));
             } else {
-                warn!(group = key.group, topic = key.topic, queue_id = key.queue_id, offset, code = response.code, remark = ?response.remark, "the master refused an offset committed on this slave; the master's stays");
+                warn!(group = key.group, topic = key.topic, queue_id = %key.queue_id, offset, code = response.code, remark = ?response.remark, "the master refused an offset committed on this slave; the master's stays");
             }
         }
         Ok(accepted)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ferromq_net::RemotingCommand;
 use ferromq_net::codes::response_code as code;
 use ferromq_store::record::decode_offset_msg_id;
-use ferromq_store::{QueueOffset, ShardId};
+use ferromq_store::{QueueId, QueueOffset, ShardId};
 
 use crate::control::Command;
 use crate::error::{BrokerError, BrokerResult};
@@ -118,7 +118,7 @@ pub async fn producer_connection_list(ctx: &Rc<ShardCtx>, request: &RemotingComm
 }
 
 /// The fastjson form of a MessageQueue used as an object key (§4.1 rule 3).
-pub(super) fn queue_key(out: &mut String, broker_name: &str, queue_id: u32, topic: &str) {
+pub(super) fn queue_key(out: &mut String, broker_name: &str, queue_id: QueueId, topic: &str) {
     let _ = write!(
         out,
         "{{\"brokerName\":{},\"queueId\":{queue_id},\"topic\":{}}}",
@@ -130,7 +130,7 @@ pub(super) fn queue_key(out: &mut String, broker_name: &str, queue_id: u32, topi
 /// One queue's figures for GET_TOPIC_STATS_INFO and GET_CONSUME_STATS, read on its owner shard.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct QueueStats {
-    pub(super) queue_id: u32,
+    pub(super) queue_id: QueueId,
     pub(super) min: u64,
     pub(super) max: u64,
     /// Store time of the last message (0 when the queue is empty).
@@ -147,7 +147,7 @@ const TOPIC_PUT_TPS_WINDOW_MS: i64 = 60_000;
 pub(super) async fn queue_stats(ctx: &Rc<ShardCtx>, topic: &TopicConfig, recent_since_ms: Option<i64>) -> BrokerResult<Vec<QueueStats>> {
     let queues = topic.read_queue_nums.max(topic.write_queue_nums).max(0) as u32;
     let mut stats = Vec::with_capacity(queues as usize);
-    for queue_id in 0..queues {
+    for queue_id in (0..queues).map(QueueId) {
         let owner = ctx.owner(&topic.topic_name, queue_id);
         let name = topic.topic_name.clone();
         let queue = ctx
@@ -170,7 +170,7 @@ pub(super) async fn queue_stats(ctx: &Rc<ShardCtx>, topic: &TopicConfig, recent_
 /// The first queue offset in `min..max` whose message was stored at `since_ms` or later (`max`
 /// if none), by binary search over store times (a queue's store times only grow; an entry
 /// whose record retention deleted counts as old). O(log n) record reads, no scan.
-pub(super) async fn first_stored_since(store: &crate::shard::ShardStore, topic: &str, queue_id: u32, min: u64, max: u64, since_ms: i64) -> Result<u64, ferromq_store::StoreError> {
+pub(super) async fn first_stored_since(store: &crate::shard::ShardStore, topic: &str, queue_id: QueueId, min: u64, max: u64, since_ms: i64) -> Result<u64, ferromq_store::StoreError> {
     let (mut lo, mut hi) = (min, max);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
@@ -217,11 +217,11 @@ pub async fn consume_stats(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> Bro
     let mut topics = Vec::new();
     for (name, queues) in offsets {
         let Some(topic) = ctx.control.topic(&name) else { continue };
-        let committed: std::collections::HashMap<i32, i64> = queues.into_iter().collect();
+        let committed: std::collections::HashMap<QueueId, i64> = queues.into_iter().collect();
         // Java's pullOffset: where the group's latest pull of the queue told it to go on (never
         // below the committed offset). Pulls are noted on the shard whose connection served
         // them: the latest note over all shards.
-        let mut pulled: std::collections::HashMap<u32, (u64, i64)> = std::collections::HashMap::new();
+        let mut pulled: std::collections::HashMap<QueueId, (u64, i64)> = std::collections::HashMap::new();
         for shard in 0..ctx.router.shard_count() {
             let (group, name) = (group.clone(), name.clone());
             let noted = ctx.on(ShardId(shard as u8), move |owner, _| async move { owner.runtime_stats.pull_offsets(&group, &name) });
@@ -233,7 +233,7 @@ pub async fn consume_stats(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> Bro
             }
         }
         for q in queue_stats(ctx, &topic, None).await? {
-            let consumer = committed.get(&(q.queue_id as i32)).copied().unwrap_or(0).max(0) as u64;
+            let consumer = committed.get(&q.queue_id).copied().unwrap_or(0).max(0) as u64;
             let pull = pulled.get(&q.queue_id).map_or(consumer, |(offset, _)| (*offset).max(consumer));
             if !table.is_empty() {
                 table.push(',');
@@ -500,9 +500,9 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
     // Java's 5.x timer keys (§4): parked messages not yet indexed, how far delivery trails the
     // clock (s), entries held for delivery, and the index's rates. Numbers, 0 where the timer
     // does not run (a slave, timerWheelEnable=false), as mqadmin parses them.
-    let timer_owner = ctx.owner(topics::TIMER_TOPIC, 0);
+    let timer_owner = ctx.owner(topics::TIMER_TOPIC, topics::TIMER_QUEUE);
     let timer = ctx
-        .on(timer_owner, move |owner_ctx, _| async move { (owner_ctx.timer_stats.get(), owner_ctx.store.queue_offsets(topics::TIMER_TOPIC, 0).1 .0) })
+        .on(timer_owner, move |owner_ctx, _| async move { (owner_ctx.timer_stats.get(), owner_ctx.store.queue_offsets(topics::TIMER_TOPIC, topics::TIMER_QUEUE).1 .0) })
         .await;
     let (stats, end) = timer.unwrap_or_default();
     let running = stats != crate::shard::ctx::TimerStats::default();

@@ -9,7 +9,7 @@
 use std::rc::Rc;
 
 use ferromq_net::RemotingCommand;
-use ferromq_store::QueueOffset;
+use ferromq_store::{QueueId, QueueOffset};
 
 use crate::control::Command;
 use crate::control::plane::offset_key;
@@ -18,13 +18,13 @@ use crate::header::Header;
 use crate::shard::ShardCtx;
 
 /// (topic, queueId) of a queue request.
-fn queue_of(request: &RemotingCommand) -> BrokerResult<(String, u32)> {
+fn queue_of(request: &RemotingCommand) -> BrokerResult<(String, QueueId)> {
     let header = Header::of(request);
-    Ok((header.str("topic")?.to_owned(), header.u31("queueId")?))
+    Ok((header.str("topic")?.to_owned(), header.queue_id("queueId")?))
 }
 
 /// (min, max) offsets of a queue, from its owner shard.
-async fn queue_bounds(ctx: &Rc<ShardCtx>, topic: String, queue_id: u32) -> BrokerResult<(QueueOffset, QueueOffset)> {
+async fn queue_bounds(ctx: &Rc<ShardCtx>, topic: String, queue_id: QueueId) -> BrokerResult<(QueueOffset, QueueOffset)> {
     let owner = ctx.owner(&topic, queue_id);
     ctx.on(owner, move |owner, _| async move { owner.store.queue_offsets(&topic, queue_id) }).await
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use ferromq_net::RemotingCommand;
 use ferromq_net::codes::{request_code, response_code};
+use ferromq_store::QueueId;
 
 use crate::clients::ClientInfo;
 use crate::control::{Command, OffsetKey};
@@ -37,14 +38,14 @@ pub async fn reset_offset(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> Brok
     let timestamp_ms = h.i64("timestamp")?;
     let force = h.opt_bool("isForce")?.unwrap_or(true);
     // mqadmin `resetOffsetByTime -b -q [-o]` names one queue and maybe its offset (-1: none).
-    let only_queue = h.opt_i32("queueId")?.filter(|q| *q >= 0);
+    let only_queue = h.opt_i32("queueId")?.and_then(|q| QueueId::try_from(q).ok());
     let explicit = h.opt_i64("offset")?.filter(|o| *o != -1);
     let config = ctx.control.topic(topic).ok_or_else(|| BrokerError::topic_not_exist(topic))?;
     let queues = config.read_queue_nums.max(0) as u32;
-    let queue_ids: Vec<u32> = match only_queue {
-        Some(q) if (q as u32) < queues => vec![q as u32],
+    let queue_ids: Vec<QueueId> = match only_queue {
+        Some(q) if q.0 < queues => vec![q],
         Some(q) => return Err(BrokerError::new(response_code::INVALID_PARAMETER, format!("queueId {q} is not a queue of {topic} ({queues} queues)"))),
-        None => (0..queues).collect(),
+        None => (0..queues).map(QueueId).collect(),
     };
     let broker_name = ctx.control.identity().broker_name.clone();
     let mut table = Vec::with_capacity(queue_ids.len());
@@ -95,7 +96,7 @@ pub async fn reset_offset(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> Brok
 
 /// ResetOffsetBody: `{"offsetTable":{<MessageQueue>:<offset>,...}}` with MessageQueue object
 /// keys as fastjson writes them (§4.1).
-fn reset_offset_body(broker_name: &str, topic: &str, table: &[(u32, i64)]) -> String {
+fn reset_offset_body(broker_name: &str, topic: &str, table: &[(QueueId, i64)]) -> String {
     let mut out = String::from("{\"offsetTable\":{");
     for (i, (queue_id, offset)) in table.iter().enumerate() {
         if i > 0 {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use ferromq_net::RemotingCommand;
 use ferromq_net::codes::response_code as code;
 use ferromq_net::conn::FileSegment;
-use ferromq_store::{PullResult, PullStatus, QueueOffset, TagFilter};
+use ferromq_store::{PullResult, PullStatus, QueueId, QueueOffset, TagFilter};
 
 use super::reply::Reply;
 use crate::control::plane::offset_key;
@@ -38,7 +38,7 @@ const MAX_PULL_MESSAGES: u32 = 1024;
 struct PullHeader<'a> {
     group: &'a str,
     topic: &'a str,
-    queue_id: u32,
+    queue_id: QueueId,
     /// As sent: a negative offset is below every queue's min offset, answered as the store's
     /// OFFSET_TOO_SMALL (Java compares the signed value; see [`below_every_queue`]).
     queue_offset: i64,
@@ -58,7 +58,7 @@ impl<'a> PullHeader<'a> {
         Ok(PullHeader {
             group: h.str("consumerGroup")?,
             topic: h.str("topic")?,
-            queue_id: h.u31("queueId")?,
+            queue_id: h.queue_id("queueId")?,
             queue_offset: h.i64("queueOffset")?,
             // More than the cap is served as the cap (the client asks again for the rest).
             max_messages: h.i32("maxMsgNums")?.clamp(1, MAX_PULL_MESSAGES as i32) as u32,
@@ -96,7 +96,7 @@ pub async fn pull(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult
     if topic.perm & PERM_READ == 0 {
         return Err(BrokerError::no_permission(format!("the topic[{}] pulling message is forbidden", header.topic)));
     }
-    if header.queue_id >= topic.read_queue_nums.max(0) as u32 {
+    if header.queue_id.0 >= topic.read_queue_nums.max(0) as u32 {
         return Err(BrokerError::system(format!(
             "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}]",
             header.queue_id, header.topic, topic.read_queue_nums
@@ -221,7 +221,7 @@ async fn read_or_hold(
     ctx: &Rc<ShardCtx>,
     slot: &JobSlot,
     topic: &str,
-    queue_id: u32,
+    queue_id: QueueId,
     offset: u64,
     max_messages: u32,
     filter: &TagFilter,
@@ -249,7 +249,7 @@ async fn read_or_hold(
 /// below the min offset on a master: NO_MESSAGE_IN_QUEUE when the queue is empty (next 0),
 /// else OFFSET_TOO_SMALL with next = min offset — both PULL_OFFSET_MOVED, since the requested
 /// offset is not 0. (A negative offset used to read as 0 and answer FOUND.)
-fn below_every_queue(ctx: &Rc<ShardCtx>, topic: &str, queue_id: u32) -> PullResult {
+fn below_every_queue(ctx: &Rc<ShardCtx>, topic: &str, queue_id: QueueId) -> PullResult {
     let (min, max) = ctx.store.queue_offsets(topic, queue_id);
     let empty = max.0 == 0;
     PullResult {

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use ferromq_net::RemotingCommand;
 use ferromq_net::codec::ResponseFrame;
 use ferromq_net::codes::{request_code, response_code as code};
+use ferromq_store::QueueId;
 use ferromq_store::record::{MessageInput, PropertySummary, property_pairs, sysflag};
 
 use super::reply::{Origin, Reply};
@@ -137,7 +138,7 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
                 if dlq.perm & PERM_WRITE == 0 {
                     return Err(BrokerError::no_permission(format!("the topic[{}] sending message is forbidden", dlq.topic_name)));
                 }
-                queue_id = 0;
+                queue_id = topics::DLQ_QUEUE;
                 dead_lettered = true;
                 ctx.metrics.count_dlq(&group, header.topic);
                 dlq
@@ -306,7 +307,7 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
         .ext_str("MSG_REGION", &config.broker.region_id)
         .ext_str("TRACE_ON", trace_on)
         .ext("msgId", MsgIds(&result.offset_msg_ids))
-        .ext_int("queueId", queue_id)
+        .ext_int("queueId", queue_id.0)
         .ext_int("queueOffset", result.queue_offset.0);
     if let Some(uniq_key) = &uniq_key {
         frame = frame.ext_str("transactionId", uniq_key);
@@ -467,7 +468,7 @@ fn append_properties(out: &mut Vec<u8>, original: &[u8]) {
 }
 
 /// Queue to write: the requested one, or a random writable one for a negative id (§2.1 step 3).
-fn pick_queue(topic: &TopicConfig, requested: i32) -> BrokerResult<u32> {
+fn pick_queue(topic: &TopicConfig, requested: i32) -> BrokerResult<QueueId> {
     let queues = topic.write_queue_nums.max(0) as u32;
     if queues == 0 {
         return Err(BrokerError::system(format!("topic {} has no writable queue", topic.topic_name)));
@@ -476,14 +477,14 @@ fn pick_queue(topic: &TopicConfig, requested: i32) -> BrokerResult<u32> {
         let random = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        return Ok(random % queues);
+        return Ok(QueueId(random % queues));
     }
     let limit = topic.write_queue_nums.max(topic.read_queue_nums).max(0) as u32;
     let requested = requested as u32;
     if requested >= limit {
         return Err(BrokerError::system(format!("request queueId[{requested}] is illegal, topic {} has {limit} queues", topic.topic_name)));
     }
-    Ok(requested)
+    Ok(QueueId(requested))
 }
 
 /// One message of a client-encoded batch: its flag, and where its body and encoded properties

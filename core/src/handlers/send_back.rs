@@ -10,6 +10,7 @@
 use std::rc::Rc;
 
 use ferromq_net::RemotingCommand;
+use ferromq_store::QueueId;
 use ferromq_store::record::{MessageInput, decode_record, property_pairs};
 
 use crate::control::Command;
@@ -53,7 +54,7 @@ pub async fn consumer_send_msg_back(ctx: &Rc<ShardCtx>, request: &RemotingComman
     let (topic, queue_id, level) = if dead_letter {
         let dlq = control.call(|reply| Command::InternalTopic { topic: topics::dlq_topic(group), queue_nums: topics::DLQ_QUEUE_NUMS, reply }).await??;
         writable(&dlq)?;
-        (dlq, 0, None)
+        (dlq, topics::DLQ_QUEUE, None)
     } else {
         let level = if delay_level == 0 { original.reconsume_times.saturating_add(3) } else { delay_level };
         let queues = retry_topic.write_queue_nums.max(1) as u32;
@@ -115,7 +116,7 @@ fn writable(topic: &TopicConfig) -> BrokerResult<()> {
 }
 
 /// A queue id in `0..queues`, spread by the clock (as the send path picks a random queue).
-fn random_below(queues: u32) -> u32 {
+fn random_below(queues: u32) -> QueueId {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    nanos % queues.max(1)
+    QueueId(nanos % queues.max(1))
 }

@@ -14,7 +14,7 @@ use ferromq_net::codec::{WireLimits, decode_frame};
 use ferromq_net::codes::{request_code as rc, response_code as code};
 use ferromq_store::io::compio_fs::CompioStorage;
 use ferromq_store::record::{Properties, decode_body_strict};
-use ferromq_store::{ShardId, Store};
+use ferromq_store::{QueueId, ShardId, Store};
 
 use super::{Origin, Reply, dispatch};
 use crate::config::BrokerConfig;
@@ -540,8 +540,8 @@ fn delayed_sends_wait_for_their_level_then_reach_their_queue() {
         broker.check(send_with("Later", "later", &[("DELAY", "9")]), code::SUCCESS, "").await;
         broker.ctx.store.wait_dispatched().await.unwrap();
         assert_eq!(max_offset(&broker, "Later", 0).await, "0", "a delayed message is visible before its time");
-        assert_eq!(broker.ctx.store.queue_offsets(crate::meta::topics::SCHEDULE_TOPIC, 0).1.0, 1);
-        assert_eq!(broker.ctx.store.queue_offsets(crate::meta::topics::SCHEDULE_TOPIC, 1).1.0, 1);
+        assert_eq!(broker.ctx.store.queue_offsets(crate::meta::topics::SCHEDULE_TOPIC, QueueId(0)).1.0, 1);
+        assert_eq!(broker.ctx.store.queue_offsets(crate::meta::topics::SCHEDULE_TOPIC, QueueId(1)).1.0, 1);
         let first = wait_records(&broker, "Later", 0, 1).await;
         assert!(sent_at.elapsed() >= std::time::Duration::from_millis(950), "level 1 delivered after {:?}", sent_at.elapsed());
         assert_eq!(first[0].0, b"soon");
@@ -581,7 +581,7 @@ fn timer_messages_wait_for_their_own_time_then_reach_their_queue() {
         broker.ctx.store.wait_dispatched().await.unwrap();
         assert_eq!(max_offset(&broker, "Now", 0).await, "1");
         assert_eq!(max_offset(&broker, "Timed", 0).await, "0", "a timer message is visible before its time");
-        assert_eq!(broker.ctx.store.queue_offsets(crate::meta::topics::TIMER_TOPIC, 0).1.0, 3);
+        assert_eq!(broker.ctx.store.queue_offsets(crate::meta::topics::TIMER_TOPIC, crate::meta::topics::TIMER_QUEUE).1.0, 3);
         let got = wait_records(&broker, "Timed", 0, 3).await;
         let order: Vec<&[u8]> = got.iter().map(|r| r.0.as_slice()).collect();
         assert_eq!(order, [&b"ms"[..], b"sec", b"at"], "delivered in due order");
@@ -678,7 +678,7 @@ fn send_backs_retry_with_the_next_level_then_dead_letter() {
         // First failure: level 3 + 0, then %RETRY%g with reconsumeTimes 1.
         broker.check(back(offset.0), code::SUCCESS, "").await;
         broker.ctx.store.wait_dispatched().await.unwrap();
-        assert_eq!(broker.ctx.store.queue_offsets(crate::meta::topics::SCHEDULE_TOPIC, 2).1.0, 1, "not parked at level 3");
+        assert_eq!(broker.ctx.store.queue_offsets(crate::meta::topics::SCHEDULE_TOPIC, QueueId(2)).1.0, 1, "not parked at level 3");
         let retried = wait_records(&broker, "%RETRY%g", 0, 1).await;
         let (body, props, reconsume, retry_offset) = &retried[0];
         assert_eq!((body.as_slice(), *reconsume), (&b"job"[..], 1));
@@ -731,13 +731,13 @@ fn an_orderly_groups_resend_to_its_retry_topic_is_dead_lettered_while_it_holds_l
         }
         broker.ctx.store.wait_dispatched().await.unwrap();
         assert_eq!(max_offset(&broker, "%RETRY%og", 0).await, "0", "nothing went to the retry topic");
-        assert_eq!(broker.ctx.store.queue_offsets(crate::meta::topics::SCHEDULE_TOPIC, 4).1.0, 0, "nothing parked at level 5");
+        assert_eq!(broker.ctx.store.queue_offsets(crate::meta::topics::SCHEDULE_TOPIC, QueueId(4)).1.0, 0, "nothing parked at level 5");
 
         // Once the group holds no lock, the same resend is an ordinary retry (level 5).
         broker.check(RemotingCommand::request(rc::UNLOCK_BATCH_MQ).with_body(lock.to_vec()), code::SUCCESS, "").await;
         broker.check(resend("later", "2"), code::SUCCESS, "").await;
         broker.ctx.store.wait_dispatched().await.unwrap();
-        assert_eq!(broker.ctx.store.queue_offsets(crate::meta::topics::SCHEDULE_TOPIC, 4).1.0, 1, "parked at level 5");
+        assert_eq!(broker.ctx.store.queue_offsets(crate::meta::topics::SCHEDULE_TOPIC, QueueId(4)).1.0, 1, "parked at level 5");
         assert_eq!(max_offset(&broker, "%DLQ%og", 0).await, "2");
         // A group that never locked is not affected by another group's locks.
         broker.check(RemotingCommand::request(rc::LOCK_BATCH_MQ).with_body(lock.to_vec()), code::SUCCESS, "").await;
@@ -1458,13 +1458,13 @@ fn a_slave_copies_its_master_and_merges_its_own_commits_back() {
         let local_commit = |queue: u32, offset: i64| {
             let mut plane = plane.borrow_mut();
             let mut batch = Batch::default();
-            plane.apply(Command::CommitOffsets { commits: vec![(offset_key("sg", "Synced", queue), offset)] }, &mut batch);
+            plane.apply(Command::CommitOffsets { commits: vec![(offset_key("sg", "Synced", QueueId(queue)), offset)] }, &mut batch);
             plane.finish(batch);
         };
         let query = |plane: &Rc<RefCell<ControlPlane>>, queue: u32| {
             let mut batch = Batch::default();
             let (reply, mut answer) = futures_channel::oneshot::channel();
-            plane.borrow_mut().apply(Command::QueryOffset { key: offset_key("sg", "Synced", queue), reply }, &mut batch);
+            plane.borrow_mut().apply(Command::QueryOffset { key: offset_key("sg", "Synced", QueueId(queue)), reply }, &mut batch);
             plane.borrow_mut().finish(batch);
             answer.try_recv().unwrap().unwrap()
         };
@@ -1643,7 +1643,7 @@ fn runtime_figures_are_measured_not_made_up() {
         // offset 2 was stored with the second message.
         let commit = request(rc::UPDATE_CONSUMER_OFFSET, &[("topic", "Figures"), ("queueId", "0"), ("consumerGroup", "g"), ("commitOffset", "2")]);
         broker.check(commit, code::SUCCESS, "").await;
-        let second = broker.ctx.store.store_time_at("Figures", 0, ferromq_store::QueueOffset(1)).await.unwrap().unwrap();
+        let second = broker.ctx.store.store_time_at("Figures", QueueId(0), ferromq_store::QueueOffset(1)).await.unwrap().unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
             let consume = broker.check(request(rc::GET_CONSUME_STATS, &[("consumerGroup", "g"), ("topic", "Figures")]), code::SUCCESS, "").await;
@@ -1775,7 +1775,7 @@ fn clean_expired_consume_queue_removes_only_unconfigured_topics_queues() {
         assert_eq!(cleaned.ext("cleanedQueues"), Some("1"));
         let queues = broker.ctx.store.queues();
         assert!(!queues.iter().any(|(t, _)| t == "Orphan"), "{queues:?}");
-        assert_eq!(broker.ctx.store.queue_offsets("Kept", 0).1 .0, 1, "a configured topic's queue stays");
+        assert_eq!(broker.ctx.store.queue_offsets("Kept", QueueId(0)).1 .0, 1, "a configured topic's queue stays");
         assert_eq!(broker.check(clean, code::SUCCESS, "").await.ext("cleanedQueues"), Some("0"));
         let slave = slave().await;
         slave.check(RemotingCommand::request(rc::CLEAN_EXPIRED_CONSUMEQUEUE), code::SYSTEM_ERROR, "slave").await;

@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use ferromq_store::QueueId;
 use serde_json::Value;
 
 use super::json::{lenient_i64, parse_object_tolerant, write_key, write_num};
@@ -27,14 +28,8 @@ use super::persist::{PersistError, PersistedTable, overlay_config_file};
 /// Java `TOPIC_GROUP_SEPARATOR`: the file key is `<topic>@<group>`.
 pub const TOPIC_GROUP_SEPARATOR: char = '@';
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OffsetError {
-    #[error("invalid queue id {0}")]
-    InvalidQueueId(i32),
-}
-
 /// queueId → committed offset.
-pub type QueueOffsets = BTreeMap<i32, i64>;
+pub type QueueOffsets = BTreeMap<QueueId, i64>;
 
 /// The offset table. `Send`; plain data.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,17 +45,9 @@ impl ConsumerOffsets {
     }
 
     /// Stores `offset` for the queue (Java `commitOffset`: unconditional put, also backwards).
-    /// A negative queue id is refused. Marks the table dirty only if the value changed.
-    pub fn commit(
-        &mut self,
-        group: &str,
-        topic: &str,
-        queue_id: i32,
-        offset: i64,
-    ) -> Result<(), OffsetError> {
-        if queue_id < 0 {
-            return Err(OffsetError::InvalidQueueId(queue_id));
-        }
+    /// Marks the table dirty only if the value changed. (A negative queue id cannot reach it:
+    /// the header reader refuses one before it becomes a [`QueueId`].)
+    pub fn commit(&mut self, group: &str, topic: &str, queue_id: QueueId, offset: i64) {
         let queues = self
             .table
             .entry(topic.to_owned())
@@ -70,11 +57,10 @@ impl ConsumerOffsets {
         if queues.insert(queue_id, offset) != Some(offset) {
             self.dirty = true;
         }
-        Ok(())
     }
 
     /// The committed offset, if any.
-    pub fn query(&self, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
+    pub fn query(&self, group: &str, topic: &str, queue_id: QueueId) -> Option<i64> {
         self.queues_of(group, topic)?.get(&queue_id).copied()
     }
 
@@ -151,7 +137,7 @@ impl ConsumerOffsets {
     }
 
     /// Every committed queue as (group, topic, queueId, offset).
-    pub fn entries(&self) -> impl Iterator<Item = (&str, &str, i32, i64)> {
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str, QueueId, i64)> {
         self.table.iter().flat_map(|(topic, groups)| {
             groups.iter().flat_map(move |(group, queues)| queues.iter().map(move |(q, o)| (group.as_str(), topic.as_str(), *q, *o)))
         })
@@ -185,7 +171,7 @@ impl ConsumerOffsets {
                     if i > 0 {
                         out.push(b',');
                     }
-                    write_num(&mut out, queue_id);
+                    write_num(&mut out, queue_id.0);
                     out.push(b':');
                     write_num(&mut out, offset);
                 }
@@ -228,7 +214,7 @@ impl ConsumerOffsets {
                 continue;
             };
             for (queue_id, offset) in queues {
-                let queue_id = queue_id.trim().parse::<i32>().ok().filter(|q| *q >= 0);
+                let queue_id = queue_id.trim().parse::<i32>().ok().and_then(|q| QueueId::try_from(q).ok());
                 match (queue_id, lenient_i64(Some(offset))) {
                     (Some(q), Some(o)) => {
                         out.table
@@ -279,40 +265,36 @@ mod tests {
     fn commit_query_and_dirty() {
         let mut o = ConsumerOffsets::new();
         assert!(!o.is_dirty());
-        assert_eq!(o.query("g", "T", 0), None);
-        o.commit("g", "T", 0, 12).unwrap();
+        assert_eq!(o.query("g", "T", QueueId(0)), None);
+        o.commit("g", "T", QueueId(0), 12);
         assert!(o.is_dirty());
-        assert_eq!(o.query("g", "T", 0), Some(12));
-        assert_eq!(
-            o.commit("g", "T", -1, 1),
-            Err(OffsetError::InvalidQueueId(-1))
-        );
+        assert_eq!(o.query("g", "T", QueueId(0)), Some(12));
         // Backwards commits are stored (admin resets, Java does the same).
-        o.commit("g", "T", 0, 5).unwrap();
-        assert_eq!(o.query("g", "T", 0), Some(5));
+        o.commit("g", "T", QueueId(0), 5);
+        assert_eq!(o.query("g", "T", QueueId(0)), Some(5));
         assert!(o.snapshot_if_dirty().is_some());
         assert!(o.snapshot_if_dirty().is_none());
         // Same value again: still clean.
-        o.commit("g", "T", 0, 5).unwrap();
+        o.commit("g", "T", QueueId(0), 5);
         assert!(!o.is_dirty());
-        o.commit("g", "T", 1, 7).unwrap();
+        o.commit("g", "T", QueueId(1), 7);
         assert_eq!(
             o.queues_of("g", "T").unwrap().iter().collect::<Vec<_>>(),
-            vec![(&0, &5), (&1, &7)]
+            vec![(&QueueId(0), &5), (&QueueId(1), &7)]
         );
     }
 
     #[test]
     fn file_format_is_byte_exact() {
         let mut o = ConsumerOffsets::new();
-        o.commit("group", "TopicTest", 1, 7).unwrap();
-        o.commit("group", "TopicTest", 0, 12).unwrap();
+        o.commit("group", "TopicTest", QueueId(1), 7);
+        o.commit("group", "TopicTest", QueueId(0), 12);
         assert_eq!(
             String::from_utf8(o.to_json()).unwrap(),
             r#"{"offsetTable":{"TopicTest@group":{0:12,1:7}}}"#
         );
-        o.commit("g2", "%RETRY%g2", 0, 3).unwrap();
-        o.commit("g1", "TopicTest", 10, -1).unwrap();
+        o.commit("g2", "%RETRY%g2", QueueId(0), 3);
+        o.commit("g1", "TopicTest", QueueId(10), -1);
         assert_eq!(
             String::from_utf8(o.to_json()).unwrap(),
             r#"{"offsetTable":{"%RETRY%g2@g2":{0:3},"TopicTest@g1":{10:-1},"TopicTest@group":{0:12,1:7}}}"#
@@ -330,21 +312,21 @@ mod tests {
         let (o, warnings) = ConsumerOffsets::from_json(java.as_bytes()).unwrap();
         assert!(warnings.is_empty());
         assert!(!o.is_dirty());
-        assert_eq!(o.query("please_rename", "TopicTest", 2), Some(249));
-        assert_eq!(o.query("please_rename", "%RETRY%please_rename", 0), Some(0));
+        assert_eq!(o.query("please_rename", "TopicTest", QueueId(2)), Some(249));
+        assert_eq!(o.query("please_rename", "%RETRY%please_rename", QueueId(0)), Some(0));
         // Quoted keys and string offsets.
         let (o, _) =
             ConsumerOffsets::from_json(br#"{"offsetTable":{"T@g":{"0":"5","1":6}}}"#).unwrap();
-        assert_eq!(o.query("g", "T", 0), Some(5));
-        assert_eq!(o.query("g", "T", 1), Some(6));
+        assert_eq!(o.query("g", "T", QueueId(0)), Some(5));
+        assert_eq!(o.query("g", "T", QueueId(1)), Some(6));
         // Bad entries are skipped, good ones kept.
         let (o, warnings) = ConsumerOffsets::from_json(
             br#"{"offsetTable":{"nosep":{0:1},"T@g":{0:1,"x":2,1:"y",-3:4},"U@g":[1],"V@g":null,"W@h":{0:9}}}"#,
         )
         .unwrap();
         assert_eq!(warnings.len(), 5, "{warnings:?}");
-        assert_eq!(o.query("g", "T", 0), Some(1));
-        assert_eq!(o.query("h", "W", 0), Some(9));
+        assert_eq!(o.query("g", "T", QueueId(0)), Some(1));
+        assert_eq!(o.query("h", "W", QueueId(0)), Some(9));
         assert_eq!(o.len(), 2);
         // Empty object, null table.
         assert!(ConsumerOffsets::from_json(b"{}").unwrap().0.is_empty());
@@ -368,8 +350,8 @@ mod tests {
         assert!(o.is_empty());
         assert!(!o.persist_if_dirty(&path).unwrap());
         assert!(!path.exists());
-        o.commit("g", "T", 0, 42).unwrap();
-        o.commit("g", "T", 3, 7).unwrap();
+        o.commit("g", "T", QueueId(0), 42);
+        o.commit("g", "T", QueueId(3), 7);
         assert!(o.persist_if_dirty(&path).unwrap());
         assert!(!o.is_dirty());
         assert!(!o.persist_if_dirty(&path).unwrap());
@@ -385,21 +367,21 @@ mod tests {
     #[test]
     fn removal_and_lookups() {
         let mut o = ConsumerOffsets::new();
-        o.commit("g1", "A", 0, 1).unwrap();
-        o.commit("g2", "A", 0, 2).unwrap();
-        o.commit("g1", "B", 0, 3).unwrap();
+        o.commit("g1", "A", QueueId(0), 1);
+        o.commit("g2", "A", QueueId(0), 2);
+        o.commit("g1", "B", QueueId(0), 3);
         assert_eq!(o.groups_of_topic("A"), vec!["g1", "g2"]);
         assert_eq!(o.topics_of_group("g1"), vec!["A", "B"]);
         o.clone_group("g1", "g3", Some("B"));
-        assert_eq!(o.query("g3", "B", 0), Some(3));
-        assert_eq!(o.query("g3", "A", 0), None);
+        assert_eq!(o.query("g3", "B", QueueId(0)), Some(3));
+        assert_eq!(o.query("g3", "A", QueueId(0)), None);
         let _ = o.snapshot_if_dirty();
         assert!(o.remove_topic("A"));
         assert!(o.is_dirty());
         assert!(!o.remove_topic("A"));
         assert!(o.remove_group("g1"));
         assert_eq!(o.topics_of_group("g1"), Vec::<String>::new());
-        assert_eq!(o.query("g3", "B", 0), Some(3));
+        assert_eq!(o.query("g3", "B", QueueId(0)), Some(3));
         assert!(!o.remove_group("nope"));
     }
 }

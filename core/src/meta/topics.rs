@@ -16,6 +16,7 @@ use super::json::{parse_object_tolerant, write_key};
 use super::journal::{ChangeSet, JournaledTable};
 use super::persist::{NameError, PersistError, PersistedTable, overlay_config_file, validate_name};
 use ferromq_net::wire::DataVersion;
+use ferromq_store::QueueId;
 
 pub use ferromq_net::wire::{
     DEFAULT_QUEUE_NUMS, MULTI_TAG, PERM_INHERIT, PERM_PRIORITY, PERM_READ, PERM_WRITE, SINGLE_TAG, TopicConfig,
@@ -39,6 +40,8 @@ pub const SCHEDULE_TOPIC_V2: &str = "SCHEDULE_TOPIC_XXXX_V2";
 /// 5.x timer topic (`TimerMessageStore.TIMER_TOPIC`): timer messages wait in its one queue
 /// (§9.3). Created at start when `timerWheelEnable`.
 pub const TIMER_TOPIC: &str = "rmq_sys_wheel_timer";
+/// The timer topic's one queue.
+pub const TIMER_QUEUE: QueueId = QueueId(0);
 /// Suffix of the request/reply topic `<clusterName>_REPLY_TOPIC`.
 pub const REPLY_TOPIC_POSTFIX: &str = "REPLY_TOPIC";
 /// 5.x `TopicValidator.SYSTEM_TOPIC_PREFIX`.
@@ -47,6 +50,8 @@ pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
 pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
 /// Java `DLQ_NUMS_PER_GROUP`.
 pub const DLQ_QUEUE_NUMS: i32 = 1;
+/// The queue dead letters go to (Java's `DLQ_NUMS_PER_GROUP` of 1 leaves one).
+pub const DLQ_QUEUE: QueueId = QueueId(0);
 
 /// The fixed system topics (Java `TopicValidator.SYSTEM_TOPIC_SET`). A broker adds its
 /// cluster-name, broker-name and reply topics and a configured trace topic

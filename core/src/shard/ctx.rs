@@ -18,7 +18,7 @@ use ferromq_store::io::faulty::FaultyStorage;
 use ferromq_net::RemotingCommand;
 use ferromq_repl::acks::SlaveAcks;
 use ferromq_repl::slave::FollowerState;
-use ferromq_store::{ClientPhysicalOffset, ShardId, Store};
+use ferromq_store::{ClientPhysicalOffset, QueueId, ShardId, Store};
 
 use super::executor::{ExecutorState, JobSlot};
 use super::held::HeldPulls;
@@ -138,7 +138,7 @@ impl ShardCtx {
     }
 
     /// The shard that owns (topic, queueId).
-    pub fn owner(&self, topic: &str, queue_id: u32) -> ShardId {
+    pub fn owner(&self, topic: &str, queue_id: QueueId) -> ShardId {
         self.router.owner(topic, queue_id)
     }
 

@@ -8,6 +8,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use ferromq_store::QueueId;
 use futures_channel::oneshot;
 
 /// What a held pull woke up for.
@@ -23,7 +24,7 @@ pub enum Wake {
 
 /// topic → queue id → waiters. Two levels so that a lookup by `&str` allocates nothing: the
 /// store reports every queue that got entries, on every dispatch round.
-type Waiters = HashMap<String, HashMap<u32, Vec<oneshot::Sender<()>>>>;
+type Waiters = HashMap<String, HashMap<QueueId, Vec<oneshot::Sender<()>>>>;
 
 /// Pulls waiting for messages, per queue.
 pub struct HeldPulls {
@@ -40,7 +41,7 @@ impl HeldPulls {
     }
 
     /// Waits until messages arrive for (topic, queueId) or `deadline` passes.
-    pub async fn wait(&self, topic: &str, queue_id: u32, deadline: Instant) -> Wake {
+    pub async fn wait(&self, topic: &str, queue_id: QueueId, deadline: Instant) -> Wake {
         if self.stopping.get() || self.held.get() >= self.max_held {
             return Wake::Refused;
         }
@@ -80,7 +81,7 @@ impl HeldPulls {
     }
 
     /// Wakes every pull held on (topic, queueId). Costs one empty-map check when nothing is held.
-    pub fn notify(&self, topic: &str, queue_id: u32) {
+    pub fn notify(&self, topic: &str, queue_id: QueueId) {
         let woken = {
             let mut waiters = self.waiters.borrow_mut();
             if waiters.is_empty() {
@@ -130,21 +131,21 @@ mod tests {
             let deadline = Instant::now() + Duration::from_secs(5);
             let a = compio::runtime::spawn({
                 let held = held.clone();
-                async move { held.wait("T", 0, deadline).await }
+                async move { held.wait("T", QueueId(0), deadline).await }
             });
             let b = compio::runtime::spawn({
                 let held = held.clone();
-                async move { held.wait("T", 1, Instant::now() + Duration::from_millis(50)).await }
+                async move { held.wait("T", QueueId(1), Instant::now() + Duration::from_millis(50)).await }
             });
             compio::time::sleep(Duration::from_millis(5)).await;
             assert_eq!(held.held(), 2);
-            assert_eq!(held.wait("U", 0, deadline).await, Wake::Refused, "over the limit");
-            held.notify("T", 0);
+            assert_eq!(held.wait("U", QueueId(0), deadline).await, Wake::Refused, "over the limit");
+            held.notify("T", QueueId(0));
             assert_eq!(a.await.unwrap(), Wake::Arrived);
             assert_eq!(b.await.unwrap(), Wake::TimedOut);
             assert!(held.waiters.borrow().is_empty(), "timed-out waiters are cleaned up");
             held.stop();
-            assert_eq!(held.wait("T", 0, deadline).await, Wake::Refused);
+            assert_eq!(held.wait("T", QueueId(0), deadline).await, Wake::Refused);
         });
     }
 }

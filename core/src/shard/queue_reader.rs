@@ -3,7 +3,7 @@
 //! transaction check-back (`transaction.rs`).
 
 use ferromq_store::record::decode_record;
-use ferromq_store::{PullStatus, QueueOffset, TagFilter};
+use ferromq_store::{PullStatus, QueueId, QueueOffset, TagFilter};
 
 use super::ctx::ShardStore;
 
@@ -18,7 +18,7 @@ pub struct QueueRecords {
 
 /// Up to `max_entries` records of (`topic`, `queue_id`) from queue offset `from`; `None` when
 /// there is nothing from there on.
-pub async fn read_queue(store: &ShardStore, topic: &str, queue_id: u32, from: u64, max_entries: u32) -> Result<Option<QueueRecords>, String> {
+pub async fn read_queue(store: &ShardStore, topic: &str, queue_id: QueueId, from: u64, max_entries: u32) -> Result<Option<QueueRecords>, String> {
     let (min, max) = store.queue_offsets(topic, queue_id);
     let from = from.max(min.0);
     if from >= max.0 {

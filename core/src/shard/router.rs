@@ -14,7 +14,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use ferromq_store::ShardId;
+use ferromq_store::{QueueId, ShardId};
 use futures_channel::oneshot;
 
 use super::executor::{JobSlot, ShardJob};
@@ -50,7 +50,7 @@ impl<C: 'static> Router<C> {
     }
 
     /// The shard that owns (topic, queueId).
-    pub fn owner(&self, topic: &str, queue_id: u32) -> ShardId {
+    pub fn owner(&self, topic: &str, queue_id: QueueId) -> ShardId {
         owner_of(topic, queue_id, self.shard_count())
     }
 
@@ -94,10 +94,10 @@ impl<C: 'static> Router<C> {
 /// documented) mixed with the queue id, modulo the shard count, so that the queues of one
 /// topic spread over the shards. The shard count is pinned by the store directory
 /// (`broker::pin_shard_count`), so owners never change under existing data.
-pub fn owner_of(topic: &str, queue_id: u32, shards: u16) -> ShardId {
+pub fn owner_of(topic: &str, queue_id: QueueId, shards: u16) -> ShardId {
     let shards = u64::from(shards.max(1));
     let topic_hash = u64::from(ferromq_store::record::java_string_hash(topic) as u32);
-    let mixed = topic_hash.wrapping_mul(31).wrapping_add(u64::from(queue_id));
+    let mixed = topic_hash.wrapping_mul(31).wrapping_add(u64::from(queue_id.0));
     ShardId((mixed % shards) as u8)
 }
 
@@ -107,9 +107,9 @@ mod tests {
 
     #[test]
     fn owners_are_stable_and_spread() {
-        assert_eq!(owner_of("TopicTest", 3, 1), ShardId(0));
-        let owners: std::collections::BTreeSet<u8> = (0..16).map(|q| owner_of("TopicTest", q, 4).0).collect();
+        assert_eq!(owner_of("TopicTest", QueueId(3), 1), ShardId(0));
+        let owners: std::collections::BTreeSet<u8> = (0..16).map(|q| owner_of("TopicTest", QueueId(q), 4).0).collect();
         assert_eq!(owners.len(), 4, "16 queues of one topic use all 4 shards");
-        assert_eq!(owner_of("TopicTest", 5, 4), owner_of("TopicTest", 5, 4));
+        assert_eq!(owner_of("TopicTest", QueueId(5), 4), owner_of("TopicTest", QueueId(5), 4));
     }
 }

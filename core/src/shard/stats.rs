@@ -14,6 +14,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+use ferromq_store::QueueId;
+
 /// How often the sampler runs.
 pub const SAMPLE_PERIOD: Duration = Duration::from_secs(1);
 /// Samples kept: ten minutes and one at one a second, Java's `MAX_RECORDS_OF_SAMPLING`.
@@ -136,7 +138,7 @@ pub struct RuntimeStats {
 }
 
 /// Queue id → (the next offset the last pull told the consumer, when it was served, ms).
-pub type PullOffsets = HashMap<u32, (u64, i64)>;
+pub type PullOffsets = HashMap<QueueId, (u64, i64)>;
 
 impl RuntimeStats {
     /// One store read for a pull on this (owner) shard: found `messages`, or none.
@@ -170,7 +172,7 @@ impl RuntimeStats {
 
     /// A pull of `group` on `queue_id` of `topic` told the consumer to go on at `next_offset`
     /// (counted on the pull's connection shard; no allocation once the queue is known).
-    pub fn note_pull_offset(&self, group: &str, topic: &str, queue_id: u32, next_offset: u64, at_ms: i64) {
+    pub fn note_pull_offset(&self, group: &str, topic: &str, queue_id: QueueId, next_offset: u64, at_ms: i64) {
         let mut groups = self.pull_offsets.borrow_mut();
         if let Some(queues) = groups.get_mut(group).and_then(|topics| topics.get_mut(topic)) {
             queues.insert(queue_id, (next_offset, at_ms));
@@ -350,18 +352,18 @@ mod tests {
         let stats = RuntimeStats::default();
         let t0 = 1_700_000_000_000;
         stats.sample(t0, 0);
-        stats.note_pull_offset("g", "T", 0, 5, t0);
-        stats.note_pull_offset("g", "T", 1, 7, t0);
-        stats.note_pull_offset("gone", "T", 0, 3, t0);
+        stats.note_pull_offset("g", "T", QueueId(0), 5, t0);
+        stats.note_pull_offset("g", "T", QueueId(1), 7, t0);
+        stats.note_pull_offset("gone", "T", QueueId(0), 3, t0);
         for s in 1..=70 {
             let now = t0 + s * 10_000;
             // Queue 0 of g is pulled every 30 s (a long poll); nothing else is.
             if s % 3 == 0 {
-                stats.note_pull_offset("g", "T", 0, 5 + s as u64, now);
+                stats.note_pull_offset("g", "T", QueueId(0), 5 + s as u64, now);
             }
             stats.sample(now, 0);
         }
-        assert_eq!(stats.pull_offsets("g", "T"), PullOffsets::from([(0, (74, t0 + 690_000))]), "queue 1 idle for over 10 minutes");
+        assert_eq!(stats.pull_offsets("g", "T"), PullOffsets::from([(QueueId(0), (74, t0 + 690_000))]), "queue 1 idle for over 10 minutes");
         assert!(stats.pull_offsets("gone", "T").is_empty());
         assert!(!stats.pull_offsets.borrow().contains_key("gone"), "an emptied group leaves no entry");
     }

@@ -32,7 +32,7 @@ use tracing::{error, info, warn};
 use super::ctx::{ShardCtx, TimerStats};
 use super::queue_reader::read_queue;
 use crate::delay::{restored, timer_out_ms};
-use crate::meta::topics::TIMER_TOPIC;
+use crate::meta::topics::{TIMER_QUEUE, TIMER_TOPIC};
 
 /// How far ahead a timer message goes into the wheel directly; later ones are rolled forward
 /// (re-appended as a 32-byte entry) once per window. The wheel covers twice this.
@@ -55,7 +55,7 @@ type Index = TimerIndex<FaultyStorage<CompioStorage>>;
 /// Starts the deliverer if this shard owns the timer queue, on a master with the wheel on.
 pub fn spawn(ctx: &Rc<ShardCtx>) -> Option<compio::runtime::JoinHandle<()>> {
     let config = ctx.control.config();
-    if ctx.control.is_slave() || !config.timer.wheel_enable || ctx.owner(TIMER_TOPIC, 0) != ctx.id {
+    if ctx.control.is_slave() || !config.timer.wheel_enable || ctx.owner(TIMER_TOPIC, TIMER_QUEUE) != ctx.id {
         return None;
     }
     let geometry = TimerGeometry {
@@ -112,7 +112,7 @@ async fn run(ctx: Rc<ShardCtx>, geometry: TimerGeometry) {
             }
         }
     };
-    let (min, max) = ctx.store.queue_offsets(TIMER_TOPIC, 0);
+    let (min, max) = ctx.store.queue_offsets(TIMER_TOPIC, TIMER_QUEUE);
     if let Some(why) = &recovery.rebuilt {
         if max.0 > min.0 {
             warn!(shard = ctx.id.0, "timer index rebuilt from {TIMER_TOPIC} offsets {}..{} ({why}); messages due before {} that it had indexed are skipped as delivered", min.0, max.0, recovery.delivered_through_ms);
@@ -194,7 +194,7 @@ impl Deliverer {
     /// Reads parked records from `next` and enqueues them. `Ok(true)` when it stopped before
     /// the end of the queue (a full read, or the index asked to deliver first).
     async fn take_parked(&mut self) -> Result<bool, StoreError> {
-        let read = match read_queue(&self.ctx.store, TIMER_TOPIC, 0, self.next, READ_BATCH_ENTRIES).await {
+        let read = match read_queue(&self.ctx.store, TIMER_TOPIC, TIMER_QUEUE, self.next, READ_BATCH_ENTRIES).await {
             Ok(Some(read)) => read,
             Ok(None) => return Ok(false),
             Err(e) => {
@@ -256,7 +256,7 @@ impl Deliverer {
                     // Taken by the log, stored once the fault clears: delivering it again would
                     // store it twice.
                     Ok(Err(StoreError::StalledQueued(why))) => {
-                        warn!(topic, queue_id, "timer: delivery taken by a stalled log; stored once the fault clears: {why}");
+                        warn!(topic, queue_id = %queue_id, "timer: delivery taken by a stalled log; stored once the fault clears: {why}");
                         None
                     }
                     Ok(Err(e)) => Some(format!("{topic}:{queue_id}: {e}")),
@@ -289,7 +289,7 @@ impl Deliverer {
     /// The parked record at `queue_offset`, rebuilt for its real queue; `None` (logged) when it
     /// is gone or cannot be delivered.
     async fn parked_message(&self, queue_offset: u64) -> Option<MessageInput> {
-        let read = match read_queue(&self.ctx.store, TIMER_TOPIC, 0, queue_offset, 1).await {
+        let read = match read_queue(&self.ctx.store, TIMER_TOPIC, TIMER_QUEUE, queue_offset, 1).await {
             Ok(Some(read)) if read.first == queue_offset => read,
             Ok(_) => {
                 error!(queue_offset, "timer: the parked message was removed (retention) before it was due; not delivered");
@@ -346,7 +346,7 @@ impl Deliverer {
         let Some((delivered, indexed_below)) = self.rebuild else { return true };
         match self.index.reset(delivered, indexed_below, now_ms()).await {
             Ok(()) => {
-                let (min, _) = self.ctx.store.queue_offsets(TIMER_TOPIC, 0);
+                let (min, _) = self.ctx.store.queue_offsets(TIMER_TOPIC, TIMER_QUEUE);
                 info!(shard = self.ctx.id.0, from = min.0, "timer index reset; re-reading {TIMER_TOPIC}");
                 self.next = min.0;
                 self.rebuild = None;

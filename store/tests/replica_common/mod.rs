@@ -2,6 +2,7 @@
 //! the sender/follower loop between a master and its replica, and queue comparisons.
 #![allow(dead_code)] // each test file uses its own part
 
+use ferromq_store::QueueId;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -19,7 +20,7 @@ pub const TOPICS: [&str; 3] = ["A", "B", "C"];
 pub fn msg(topic: &str, q: u32, body: String) -> MessageInput {
     let mut p = Properties::new();
     p.insert("KEYS", &body);
-    MessageInput::simple(topic, q, body.into_bytes(), &p)
+    MessageInput::simple(topic, QueueId(q), body.into_bytes(), &p)
 }
 
 pub fn master_cfg() -> StoreConfig {
@@ -87,9 +88,9 @@ pub async fn copy<S: Storage, R: Storage>(source: &Store<S>, replica: &Store<R>,
 /// `(local offset, body)` of every message of a queue, in queue order.
 pub async fn records<S: Storage>(store: &Store<S>, topic: &str, q: u32) -> Vec<(u64, String)> {
     let mut out = Vec::new();
-    let mut off = store.queue_offsets(topic, q).0.0;
+    let mut off = store.queue_offsets(topic, QueueId(q)).0.0;
     loop {
-        let r = store.get_message(topic, q, QueueOffset(off), 1, &TagFilter::All).await.unwrap();
+        let r = store.get_message(topic, QueueId(q), QueueOffset(off), 1, &TagFilter::All).await.unwrap();
         if r.status != PullStatus::Found {
             return out;
         }
@@ -109,8 +110,8 @@ pub async fn assert_queues_below<S: Storage, R: Storage>(master: &Store<S>, repl
         for q in 0..2 {
             let want: Vec<(u64, String)> = records(master, topic, q).await.into_iter().filter(|(at, _)| *at < limit).collect();
             assert_eq!(records(replica, topic, q).await, want, "{when}: records of {topic}:{q}");
-            let (min, _) = master.queue_offsets(topic, q);
-            assert_eq!(replica.queue_offsets(topic, q), (min, QueueOffset(min.0 + want.len() as u64)), "{when}: offsets of {topic}:{q}");
+            let (min, _) = master.queue_offsets(topic, QueueId(q));
+            assert_eq!(replica.queue_offsets(topic, QueueId(q)), (min, QueueOffset(min.0 + want.len() as u64)), "{when}: offsets of {topic}:{q}");
         }
     }
 }
@@ -120,7 +121,7 @@ pub async fn assert_same_queues<S: Storage, R: Storage>(master: &Store<S>, repli
     assert_queues_below(master, replica, u64::MAX, when).await;
     for topic in TOPICS {
         for q in 0..2 {
-            assert_eq!(master.queue_offsets(topic, q), replica.queue_offsets(topic, q), "{when}: offsets of {topic}:{q}");
+            assert_eq!(master.queue_offsets(topic, QueueId(q)), replica.queue_offsets(topic, QueueId(q)), "{when}: offsets of {topic}:{q}");
         }
     }
 }

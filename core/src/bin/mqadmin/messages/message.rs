@@ -62,7 +62,7 @@ impl Message {
             flag: record.flag,
             properties: Properties::decode(record.properties).entries,
             body: decompressed(record.sys_flag, record.body),
-            queue_id: record.queue_id,
+            queue_id: record.queue_id.0,
             store_size: record.total_size,
             queue_offset: record.queue_offset,
             sys_flag: record.sys_flag,
@@ -536,10 +536,11 @@ fn tag_matches(expression: &str, tag: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferromq_store::QueueId;
     use ferromq_store::record::{MessageInput, StoreAssigned, encode_record};
 
     fn record(properties: &Properties, body: &[u8], sys_flag: i32) -> Vec<u8> {
-        let mut input = MessageInput::simple("T", 1, body.to_vec(), properties);
+        let mut input = MessageInput::simple("T", QueueId(1), body.to_vec(), properties);
         input.sys_flag = sys_flag;
         let mut out = Vec::new();
         let assigned = StoreAssigned { queue_offset: 7, physical_offset: ferromq_store::ClientPhysicalOffset(4096), store_timestamp_ms: 1_700_000_000_000 };
