@@ -188,6 +188,10 @@ pub struct StoreStats {
     /// for the queues being written and read.
     pub cq_files_held: u64,
     pub cq_file_opens: u64,
+    /// A replica: units of the master's stream that waited before they were taken, for the
+    /// flusher (`max_pending_bytes`) and for the dispatcher (`max_dispatch_behind_bytes`).
+    pub replica_flush_waits: u64,
+    pub replica_dispatch_waits: u64,
 }
 
 impl StoreStats {
@@ -1969,6 +1973,27 @@ async fn wait_durable<S: Storage>(inner: &Rc<Inner<S>>, end: u64) -> Result<()> 
         // Keep the queue sorted by end offset.
         let at = app.durable_waiters.iter().position(|w| w.end > end).unwrap_or(app.durable_waiters.len());
         app.durable_waiters.insert(at, Waiter { end, slot: slot.clone() });
+        slot
+    };
+    inner.flusher_wake.notify();
+    AckWait(slot).await.map_err(StoreError::from)
+}
+
+/// Waits until the flusher has written the log up to `end` (not synced it).
+async fn wait_written<S: Storage>(inner: &Rc<Inner<S>>, end: u64) -> Result<()> {
+    let slot = {
+        if let Some(f) = inner.failed.borrow().as_ref() {
+            return Err(StoreError::LogFailed(f.clone()));
+        }
+        let mut app = inner.app.borrow_mut();
+        if app.written >= end {
+            return Ok(());
+        }
+        stalled(inner, false)?;
+        let slot = Rc::new(AckSlot::default());
+        // Keep the queue sorted by end offset (`release` takes from the front).
+        let at = app.written_waiters.iter().position(|w| w.end > end).unwrap_or(app.written_waiters.len());
+        app.written_waiters.insert(at, Waiter { end, slot: slot.clone() });
         slot
     };
     inner.flusher_wake.notify();

@@ -1,12 +1,11 @@
 //! End-to-end behaviour of one store on the in-memory and the real (compio) storage.
 
-use ferromq_store::QueueId;
 use ferromq_store::io::{Storage, StorageFile};
 use ferromq_store::io::compio_fs::CompioStorage;
 use ferromq_store::io::mem::MemStorage;
 use ferromq_store::record::{self, MessageInput, Properties};
 use ferromq_store::test_support::block_on;
-use ferromq_store::{FlushMode, PullStatus, QueueOffset, Store, StoreConfig, TagFilter};
+use ferromq_store::{FlushMode, PullStatus, QueueId, QueueOffset, Store, StoreConfig, TagFilter};
 
 fn msg(topic: &str, q: u32, body: &str, tag: Option<&str>, keys: Option<&str>) -> MessageInput {
     let mut p = Properties::new();

@@ -4,13 +4,12 @@
 //! One test in its own binary: it counts the process's descriptors, which parallel tests would
 //! disturb.
 
-use ferromq_store::QueueId;
 use std::collections::BTreeMap;
 
 use ferromq_store::io::compio_fs::CompioStorage;
 use ferromq_store::record::{self, MessageInput, Properties};
 use ferromq_store::test_support::block_on;
-use ferromq_store::{FlushMode, PullStatus, QueueOffset, Store, StoreConfig, TagFilter};
+use ferromq_store::{FlushMode, PullStatus, QueueId, QueueOffset, Store, StoreConfig, TagFilter};
 
 const TOPICS: u32 = 30;
 const QUEUES_PER_TOPIC: u32 = 10;

@@ -3,7 +3,6 @@
 //! clean restart brings the old queues back — including records of the old topic that were
 //! still in flight when it was deleted and that recovery replays from the log.
 
-use ferromq_store::QueueId;
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
@@ -13,7 +12,7 @@ use ferromq_store::io::compio_fs::CompioStorage;
 use ferromq_store::io::mem::{CrashOdds, MemStorage};
 use ferromq_store::record::{self, MessageInput, Properties};
 use ferromq_store::test_support::block_on;
-use ferromq_store::{PullStatus, QueueOffset, Store, StoreConfig, StoreError, TagFilter};
+use ferromq_store::{PullStatus, QueueId, QueueOffset, Store, StoreConfig, StoreError, TagFilter};
 
 fn msg(topic: &str, q: u32, body: &str, key: &str) -> MessageInput {
     let mut p = Properties::new();

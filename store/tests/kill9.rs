@@ -3,7 +3,6 @@
 //! stdout; the parent kills it with SIGKILL mid-stream, reopens the store and checks that every
 //! acknowledged record reads back byte-identical at its queue offset.
 
-use ferromq_store::QueueId;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 use ferromq_store::io::compio_fs::CompioStorage;
 use ferromq_store::record::{self, MessageInput, Properties};
 use ferromq_store::test_support::block_on;
-use ferromq_store::{FlushMode, PullStatus, QueueOffset, Store, StoreConfig, TagFilter};
+use ferromq_store::{FlushMode, PullStatus, QueueId, QueueOffset, Store, StoreConfig, TagFilter};
 
 const CHILD_ENV: &str = "FERROMQ_STORE_KILL9_DIR";
 const WRITERS: usize = 8;

@@ -14,7 +14,6 @@
 //! Each run does at least 1,000 crash points. A failure prints its seed; replay it with
 //! `FERROMQ_STORE_SEED=<seed> cargo test -p ferromq-store --test model_crash`.
 
-use ferromq_store::QueueId;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -24,7 +23,7 @@ use ferromq_store::io::faulty::{Fault, FaultyStorage};
 use ferromq_store::io::mem::{CrashOdds, MemStorage};
 use ferromq_store::record::{self, MessageInput, Properties, StoreAssigned};
 use ferromq_store::{
-    ClientPhysicalOffset, CommitLogOffset, OffsetSpace, PullStatus, QueueOffset, ShardId, Store, StoreConfig, TagFilter,
+    ClientPhysicalOffset, CommitLogOffset, OffsetSpace, PullStatus, QueueId, QueueOffset, ShardId, Store, StoreConfig, TagFilter,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

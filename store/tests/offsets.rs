@@ -4,7 +4,6 @@
 //! roll, stores written with the legacy shard-in-the-top-bits encoding stay readable by the
 //! offsets clients hold, and what would break those rules is refused at open.
 
-use ferromq_store::QueueId;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +16,7 @@ use ferromq_store::record::{self, MessageInput, Properties};
 use ferromq_store::test_support::block_on;
 use ferromq_store::{
     AppendResult, CLIENT_OFFSET_EXACT_LIMIT, ClientPhysicalOffset, CommitLogOffset, FlushMode, OffsetSpace,
-    QueueOffset, ShardId, Store, StoreConfig, StoreError, TagFilter,
+    QueueId, QueueOffset, ShardId, Store, StoreConfig, StoreError, TagFilter,
 };
 
 fn msg(topic: &str, q: u32, body: &str) -> MessageInput {

@@ -204,3 +204,69 @@ fn a_sync_replica_group_commits_the_batches_it_takes() {
         replica.close().await.unwrap();
     });
 }
+
+/// A replica whose dispatcher is slower than its master's stream holds at most
+/// `max_dispatch_behind_bytes` of undispatched log (plus the padding of one segment end): the
+/// follower waits before taking more, so its stream stalls instead of the backlog growing, and
+/// everything still arrives.
+#[test]
+fn a_slow_replica_dispatcher_holds_the_stream_back() {
+    use ferromq_store::io::faulty::{Fault, FaultyStorage};
+    block_on(async {
+        let (master, _) = Store::open(MemStorage::new(), master_cfg()).await.unwrap();
+        let storage = FaultyStorage::new(MemStorage::new());
+        let limit = 8 * 1024;
+        let cfg = ferromq_store::StoreConfig {
+            max_open_cq_files: 1,
+            max_pending_bytes: 4096,
+            max_dispatch_behind_bytes: limit,
+            ..replica_cfg(FlushMode::Async)
+        };
+        let (replica, _) = Store::open(storage.clone(), cfg).await.unwrap();
+        produce(&master, 0, 200).await;
+        // Six queues through one descriptor: nearly every dispatched entry reopens a file.
+        storage.faults().add(Fault::SlowOpens { ms: 5 });
+        let mut framer = ReplicaFramer::new(replica.replica_next_offset(), SEGMENT);
+        let mut most_behind = 0;
+        loop {
+            let at = framer.next_offset();
+            let Some(bytes) = master.replication_bytes(at, 32 * 1024).await.unwrap() else { break };
+            framer.push(at, &bytes).unwrap();
+            while let Some((start, unit)) = framer.next_unit().unwrap() {
+                // Each unit written before the next (the follower's pending-bytes bound is not
+                // what this test is about).
+                let (_, written) = replica.append_replica(start, unit).await.unwrap();
+                written.await.unwrap();
+                most_behind = most_behind.max(replica.write_offset().0 - replica.dispatched_offset().0);
+            }
+        }
+        assert!(most_behind <= limit + SEGMENT, "{most_behind} bytes waited for dispatch (limit {limit})");
+        assert!(replica.stats().replica_dispatch_waits > 0, "the stream never waited: the test's dispatcher was not slow enough");
+        storage.faults().clear();
+        assert_same_queues(&master, &replica, "after a slow dispatch").await;
+        master.close().await.unwrap();
+        replica.close().await.unwrap();
+    });
+}
+
+/// A replica whose flusher is behind its master's stream waits for it before taking more (its
+/// follower stops reading) instead of refusing the unit, which would drop the stream and
+/// send the same bytes again; a unit larger than the whole limit still goes through, alone.
+#[test]
+fn a_replica_behind_on_writes_waits_instead_of_refusing() {
+    block_on(async {
+        let (master, _) = Store::open(MemStorage::new(), master_cfg()).await.unwrap();
+        let cfg = ferromq_store::StoreConfig { max_pending_bytes: 600, max_flush_batch_bytes: 600, ..replica_cfg(FlushMode::Async) };
+        let (replica, _) = Store::open(MemStorage::new(), cfg).await.unwrap();
+        produce(&master, 0, 200).await;
+        let mut framer = ReplicaFramer::new(replica.replica_next_offset(), SEGMENT);
+        // Every unit taken without waiting for the previous one to be written (as the follower
+        // takes a whole read's worth), several over the limit on their own.
+        let units = copy(&master, &replica, &mut framer, &[32 * 1024]).await;
+        assert!(units.len() > 50, "{} units", units.len());
+        assert!(replica.stats().replica_flush_waits > 0, "never waited: the flusher kept up with the test");
+        assert_same_queues(&master, &replica, "after waiting for the flusher").await;
+        master.close().await.unwrap();
+        replica.close().await.unwrap();
+    });
+}

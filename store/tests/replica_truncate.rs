@@ -7,13 +7,12 @@
 
 mod replica_common;
 
-use ferromq_store::QueueId;
 use ferromq_store::index;
 use ferromq_store::io::Storage;
 use ferromq_store::io::faulty::{Fault, FaultyStorage};
 use ferromq_store::io::mem::{CrashOdds, MemStorage};
 use ferromq_store::test_support::block_on;
-use ferromq_store::{CommitLogOffset, FlushMode, ReplicaFramer, ReplicaUnit, Store, StoreError};
+use ferromq_store::{CommitLogOffset, FlushMode, QueueId, ReplicaFramer, ReplicaUnit, Store, StoreError};
 use replica_common::*;
 
 async fn hits<S: Storage>(store: &Store<S>, i: usize) -> Vec<CommitLogOffset> {

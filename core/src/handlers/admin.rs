@@ -378,6 +378,8 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
         totals.forced_entries_deleted += t.forced_entries_deleted;
         totals.cq_files_held += t.cq_files_held;
         totals.cq_file_opens += t.cq_file_opens;
+        totals.replica_flush_waits += t.replica_flush_waits;
+        totals.replica_dispatch_waits += t.replica_dispatch_waits;
         log_min = min_of(log_min, s.log_min);
         log_end = s.log_end.max(log_end);
         earliest = min_of(earliest, s.earliest_store_ms);
@@ -456,6 +458,10 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
         // opened since start: opens far above the queues in use mean the budget is too small.
         ("ferromqCqFilesOpen", totals.cq_files_held.to_string()),
         ("ferromqCqFileOpens", totals.cq_file_opens.to_string()),
+        // A slave: replicated units that waited for its flusher (maxPendingFlushBytes) or its
+        // dispatcher, which holds the replication stream back.
+        ("ferromqReplicaFlushWaits", totals.replica_flush_waits.to_string()),
+        ("ferromqReplicaDispatchWaits", totals.replica_dispatch_waits.to_string()),
         // Pull bodies read from the page cache on the shard vs read in the blocking pool
         // (`net/src/conn/cold.rs`; ARCHITECTURE.md, "Departures").
         ("ferromqResidentReadBodies", cold.resident_bodies.to_string()),

@@ -19,7 +19,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::{Batch, Inner, QueueRef, Store, Waiter, stalled};
+use super::{Batch, Inner, QueueRef, Store, Waiter, stalled, wait_dispatched, wait_written};
 use crate::commitlog::{self, MARKER_LEN, ScanStep, Segment, SegmentReader};
 use crate::config::FlushMode;
 use crate::error::{IoOp, Result, StoreError};
@@ -258,10 +258,35 @@ impl<S: Storage> Store<S> {
     /// returned future completes when they are stored by this replica's flush mode. A unit
     /// that does not fit ([`StoreError::ReplicaMismatch`], [`StoreError::Corruption`]) changes
     /// nothing.
+    ///
+    /// Where a local append is refused ([`StoreError::Busy`], [`StoreError::DispatchBehind`]),
+    /// it waits before taking the unit: while `max_pending_bytes` wait for the flusher, or
+    /// `max_dispatch_behind_bytes` of the log for the dispatcher. The follower then stops
+    /// reading its stream and TCP holds the master back, instead of dropping the connection
+    /// and sending the same bytes again.
     pub async fn append_replica(&self, start: u64, bytes: Vec<u8>) -> Result<(ReplicaUnit, impl Future<Output = Result<()>> + use<S>)> {
         let inner = &self.inner;
         if !inner.cfg.replica {
             return Err(StoreError::ReplicaMismatch("not a replica".into()));
+        }
+        let len = bytes.len() as u64;
+        // Where the data taken so far ends: after a segment end, `write_pos` lies past padding
+        // that neither the flusher nor the dispatcher crosses before the next unit.
+        let (data_end, pending) = {
+            let app = inner.app.borrow();
+            (app.open.filler_at.unwrap_or(app.write_pos), app.pending_bytes as u64)
+        };
+        // Pending bytes are the data between `written` and `data_end` (less markers). A unit
+        // larger than a limit waits for everything before it and then goes alone.
+        let pending_limit = inner.cfg.max_pending_bytes as u64;
+        if pending + len > pending_limit {
+            inner.stats.borrow_mut().replica_flush_waits += 1;
+            wait_written(inner, (data_end + len).saturating_sub(pending_limit).min(data_end)).await?;
+        }
+        let behind_limit = inner.cfg.max_dispatch_behind_bytes;
+        if data_end.saturating_sub(inner.dispatched_offset.get()) + len > behind_limit {
+            inner.stats.borrow_mut().replica_dispatch_waits += 1;
+            wait_dispatched(inner, (data_end + len).saturating_sub(behind_limit).min(data_end)).await?;
         }
         if let Some(f) = inner.failed.borrow().as_ref() {
             return Err(StoreError::LogFailed(f.clone()));
@@ -301,7 +326,6 @@ impl<S: Storage> Store<S> {
             return Err(out_of_step(start, write_pos));
         }
         let known_base = inner.client_ranges.borrow().get(&seg_base).map(|r| r.client_base);
-        let len = bytes.len() as u64;
         let mut reader = SegmentReader::<S::File>::in_memory(seg_base, seg, start, bytes);
         let step = commitlog::scan_batch(&mut reader, known_base, start, inner.cfg.check_crc_on_recover).await?;
         let (records, client_base) = match step {
@@ -366,7 +390,8 @@ impl<S: Storage> Store<S> {
         let slot = Rc::new(AckSlot::default());
         {
             let mut app = inner.app.borrow_mut();
-            if app.pending_bytes + bytes.len() > inner.cfg.max_pending_bytes {
+            // Only if the flusher fell behind again since the wait above.
+            if app.pending_bytes > 0 && app.pending_bytes + bytes.len() > inner.cfg.max_pending_bytes {
                 return Err(StoreError::Busy { pending_bytes: app.pending_bytes, limit_bytes: inner.cfg.max_pending_bytes });
             }
             for r in &records {

@@ -2,7 +2,6 @@
 //! the sender/follower loop between a master and its replica, and queue comparisons.
 #![allow(dead_code)] // each test file uses its own part
 
-use ferromq_store::QueueId;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -10,7 +9,7 @@ use ferromq_store::io::Storage;
 use ferromq_store::io::mem::MemStorage;
 use ferromq_store::record::{self, MessageInput, Properties};
 use ferromq_store::test_support::block_on;
-use ferromq_store::{ClientPhysicalOffset, FlushMode, PullStatus, QueueOffset, ReplicaFramer, ReplicaUnit, Store, StoreConfig, TagFilter};
+use ferromq_store::{ClientPhysicalOffset, FlushMode, PullStatus, QueueId, QueueOffset, ReplicaFramer, ReplicaUnit, Store, StoreConfig, TagFilter};
 
 pub type AckFuture = Pin<Box<dyn Future<Output = ferromq_store::Result<()>>>>;
 
