@@ -1959,41 +1959,47 @@ fn clear_stall<S: Storage>(inner: &Inner<S>, of: StallOf) {
 }
 
 async fn wait_durable<S: Storage>(inner: &Rc<Inner<S>>, end: u64) -> Result<()> {
-    let slot = {
-        if let Some(f) = inner.failed.borrow().as_ref() {
-            return Err(StoreError::LogFailed(f.clone()));
-        }
-        let mut app = inner.app.borrow_mut();
-        if app.durable >= end {
-            return Ok(());
-        }
-        stalled(inner, false)?;
-        app.sync_requested = true;
-        let slot = Rc::new(AckSlot::default());
-        // Keep the queue sorted by end offset.
-        let at = app.durable_waiters.iter().position(|w| w.end > end).unwrap_or(app.durable_waiters.len());
-        app.durable_waiters.insert(at, Waiter { end, slot: slot.clone() });
-        slot
-    };
-    inner.flusher_wake.notify();
-    AckWait(slot).await.map_err(StoreError::from)
+    wait_flushed(inner, end, Flushed::Durable).await
 }
 
 /// Waits until the flusher has written the log up to `end` (not synced it).
 async fn wait_written<S: Storage>(inner: &Rc<Inner<S>>, end: u64) -> Result<()> {
+    wait_flushed(inner, end, Flushed::Written).await
+}
+
+/// How far a waiter needs the flusher to have taken the log.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flushed {
+    Written,
+    Durable,
+}
+
+async fn wait_flushed<S: Storage>(inner: &Rc<Inner<S>>, end: u64, to: Flushed) -> Result<()> {
     let slot = {
         if let Some(f) = inner.failed.borrow().as_ref() {
             return Err(StoreError::LogFailed(f.clone()));
         }
         let mut app = inner.app.borrow_mut();
-        if app.written >= end {
+        let app = &mut *app;
+        let reached = match to {
+            Flushed::Written => app.written,
+            Flushed::Durable => app.durable,
+        };
+        if reached >= end {
             return Ok(());
         }
         stalled(inner, false)?;
+        let waiters = match to {
+            Flushed::Written => &mut app.written_waiters,
+            Flushed::Durable => {
+                app.sync_requested = true;
+                &mut app.durable_waiters
+            }
+        };
         let slot = Rc::new(AckSlot::default());
         // Keep the queue sorted by end offset (`release` takes from the front).
-        let at = app.written_waiters.iter().position(|w| w.end > end).unwrap_or(app.written_waiters.len());
-        app.written_waiters.insert(at, Waiter { end, slot: slot.clone() });
+        let at = waiters.iter().position(|w| w.end > end).unwrap_or(waiters.len());
+        waiters.insert(at, Waiter { end, slot: slot.clone() });
         slot
     };
     inner.flusher_wake.notify();
