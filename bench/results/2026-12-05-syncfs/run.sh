@@ -4,7 +4,7 @@
 # fdatasync each (syncfs.patch beside this script, on 6dc99ba). Release builds of b9a871e
 # ($BINS/now) and of 6dc99ba + syncfs.patch ($BINS/new), each `cargo build --release -p
 # ferromq-core -p ferromq-namesrv -p ferromq-bench`, alternating, one sitting, the same load
-# generator (the new build's). Results: bench/RESULTS.md, 2026-12-05 (13:00–13:15 UTC).
+# generator (the new build's). Results: bench/RESULTS.md, 2026-12-05 (13:00–13:07 UTC).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT_ROOT:-$here}
