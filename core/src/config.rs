@@ -617,6 +617,18 @@ pub struct FlushSection {
     /// of consume queues and the index, and checkpoint rewrites. Default 1000; bounds
     /// 1..=600 000. Longer: less I/O, longer replay of the log after a crash.
     pub consume_queue_interval_ms: u64,
+    /// `flushConsumeQueueLeastPages` / `consume_queue_least_pages`. A consume queue's entries
+    /// are written to its file once this many 4 KiB pages of them (204.8 entries a page) are
+    /// unwritten, and a periodic checkpoint syncs only queues with at least that many
+    /// unsynced; the others stay in memory until a thorough checkpoint, and a crash rebuilds
+    /// them from the commit log. Default 2 (409 entries); bounds 0..=1024; 0 writes and syncs
+    /// every queue at every checkpoint. Wide deployments (thousands of queues, each with few
+    /// messages a second) save a file write and an fdatasync per queue per checkpoint.
+    pub consume_queue_least_pages: u64,
+    /// `flushConsumeQueueThoroughInterval` / `consume_queue_thorough_interval_ms`. At least
+    /// this often a checkpoint syncs every consume queue, whatever its count; it bounds the
+    /// log replayed after a crash. Default 60000; bounds 1..=3600000.
+    pub consume_queue_thorough_interval_ms: u64,
     /// `maxFlushBatchBytes` / `max_batch_bytes` (FerroMQ). Largest single write of the commit
     /// log; a larger backlog is written in several batches. Default 4 MiB; bounds
     /// 1024..=1073741824. Larger batches: fewer syncs under load, longer waits per batch.
@@ -953,6 +965,8 @@ impl Default for BrokerConfig {
                 least_pages: 4,
                 sync_flush_timeout_ms: 5000,
                 consume_queue_interval_ms: 1000,
+                consume_queue_least_pages: 2,
+                consume_queue_thorough_interval_ms: 60_000,
                 max_batch_bytes: 4 << 20,
                 max_pending_bytes: 64 << 20,
             },
@@ -1061,6 +1075,8 @@ impl BrokerConfig {
                 least_pages: 1,
                 sync_flush_timeout_ms: 1000,
                 consume_queue_interval_ms: 20,
+                consume_queue_least_pages: 2,
+                consume_queue_thorough_interval_ms: 60_000,
                 max_batch_bytes: 2048,
                 max_pending_bytes: 16 * 1024,
             },
@@ -1312,6 +1328,8 @@ impl BrokerConfig {
         cfg.max_pending_bytes = self.flush.max_pending_bytes;
         cfg.max_dispatch_behind_bytes = (self.flush.max_pending_bytes as u64).saturating_mul(DISPATCH_BEHIND_PER_PENDING).max(MIN_DISPATCH_BEHIND_BYTES);
         cfg.checkpoint_interval_ms = self.flush.consume_queue_interval_ms;
+        cfg.cq_flush_least_entries = self.flush.consume_queue_least_pages.saturating_mul(OS_PAGE_BYTES) / ferromq_store::consume_queue::CQ_ENTRY_LEN as u64;
+        cfg.cq_thorough_interval_ms = self.flush.consume_queue_thorough_interval_ms;
         cfg.check_crc_on_recover = self.store.check_crc_on_recover;
         cfg.index_enable = self.store.index_enable;
         cfg.index_hash_slots = self.store.index_hash_slots;
@@ -2165,6 +2183,10 @@ pub static KEYS: &[Key] = &[
         flush.sync_flush_timeout_ms, 1u64, 600_000u64, "milliseconds"),
     num_key!("flushIntervalConsumeQueue", "flush", "consume_queue_interval_ms", "ms between consume-queue/index syncs and checkpoints; default 1000; 1..=600000",
         flush.consume_queue_interval_ms, 1u64, 600_000u64, "milliseconds"),
+    num_key!("flushConsumeQueueLeastPages", "flush", "consume_queue_least_pages", "consume-queue pages (4 KiB) unwritten before a queue's file is written, unsynced before a periodic checkpoint syncs it; default 2; 0..=1024",
+        flush.consume_queue_least_pages, 0u64, 1024u64, "pages of 4 KiB"),
+    num_key!("flushConsumeQueueThoroughInterval", "flush", "consume_queue_thorough_interval_ms", "ms between checkpoints that sync every consume queue; default 60000; 1..=3600000",
+        flush.consume_queue_thorough_interval_ms, 1u64, 3_600_000u64, "milliseconds"),
     num_key!("maxFlushBatchBytes", "flush", "max_batch_bytes", "largest single commit-log write; default 4194304; 1024..=1073741824",
         flush.max_batch_bytes, 1024usize, 1usize << 30, "bytes"),
     num_key!("maxPendingFlushBytes", "flush", "max_pending_bytes", "unwritten bytes per shard before SYSTEM_BUSY; default 67108864; 4096..=17179869184",
@@ -2445,8 +2467,6 @@ const NETTY_CLIENT: &str = "tuning of Java's Netty client to the name servers: F
 const TRANSIENT_POOL: &str = "Java's off-heap write buffer and its commit thread: FerroMQ writes each shard's log from its own \
      batch (maxFlushBatchBytes)";
 const MMAP: &str = "mmap internals (pre-touching, reference-counted unmapping): FerroMQ does not mmap its log";
-const CQ_FLUSH: &str = "consume-queue sync thresholds: FerroMQ syncs consume queues every flushIntervalConsumeQueue and \
-     rebuilds them from the commit log after a crash";
 const CLEAN_PACING: &str = "pacing of Java's clean-up thread: FerroMQ's retention pass is bounded by deleteFileBatchMax";
 const COLD_READS: &str = "Java applies tighter pull limits to messages out of the page cache: FerroMQ does not tell them \
      apart, every pull is bounded by maxTransferBytesOnMessageInMemory / maxTransferCountOnMessageInMemory";
@@ -2542,8 +2562,6 @@ pub const NO_EFFECT_KEYS: &[(&str, &str)] = &[
     ("flushLeastPagesWhenWarmMapedFile", MMAP),
     ("destroyMapedFileIntervalForcibly", MMAP),
     ("redeleteHangedFileInterval", MMAP),
-    ("flushConsumeQueueLeastPages", CQ_FLUSH),
-    ("flushConsumeQueueThoroughInterval", CQ_FLUSH),
     ("flushCommitLogThoroughInterval", "Java's forced ASYNC_FLUSH sync at least every interval: FerroMQ already syncs every \
          flushIntervalCommitLog while anything is dirty"),
     ("flushCommitLogTimed", "whether Java's flush thread sleeps or waits to be woken: a mechanism, not a policy"),
@@ -2888,6 +2906,7 @@ mod tests {
         assert_eq!(store.max_flush_batch_bytes, 1_048_576);
         assert_eq!(store.max_pending_bytes, 33_554_432);
         assert_eq!(store.checkpoint_interval_ms, 500);
+        assert_eq!((store.cq_flush_least_entries, store.cq_thorough_interval_ms), (4 * 4096 / 20, 30_000));
         assert!(!store.check_crc_on_recover && !store.index_enable && !store.clean_file_forcibly_enable);
         assert_eq!((store.index_hash_slots, store.index_max_entries), (1_000_000, 4_000_000));
         assert_eq!(store.delete_when, "01;13");

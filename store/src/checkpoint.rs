@@ -9,6 +9,7 @@
 //! | queue_count u32 | { topic_len u16 | topic | queue_id u32 | max_offset u64 | min_offset u64 }*
 //! [version 2 and 3: | fence_count u32 | { topic_len u16 | topic | fence u64 }* ]
 //! [version 3 only: | truncate_log_at u64 ]
+//! [version 4 only: | truncate_log_at u64 (u64::MAX: none) | replay_from u64 ]
 //! | crc32c u32 (of everything before it)
 //! ```
 //!
@@ -16,7 +17,8 @@
 //! without fences is still written as version 1, so a store that never deleted a topic stays
 //! readable by builds that predate fences. Version 3 adds [`Checkpoint::truncate_log_at`], and
 //! is written only by a replica's truncation, for the moment between its two checkpoints (the
-//! second one no longer names it).
+//! second one no longer names it). Version 4 adds [`Checkpoint::replay_from`], and is written
+//! only when a checkpoint leaves consume queues unsynced (between thorough ones).
 //!
 //! Written as `checkpoint.tmp`, fdatasync'ed, renamed over `checkpoint`, then the directory is
 //! synced: a crash leaves either the old or the new checkpoint, never a mix.
@@ -30,6 +32,8 @@ pub const CHECKPOINT_VERSION: u32 = 1;
 pub const CHECKPOINT_VERSION_FENCES: u32 = 2;
 /// The version written when [`Checkpoint::truncate_log_at`] is set.
 pub const CHECKPOINT_VERSION_TRUNCATE: u32 = 3;
+/// The version written when [`Checkpoint::replay_from`] is set.
+pub const CHECKPOINT_VERSION_REPLAY_FROM: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QueueCheckpoint {
@@ -62,6 +66,11 @@ pub struct Checkpoint {
     /// batches this checkpoint says are gone, which the torn-tail rules would otherwise take
     /// for durable data after a tear.
     pub truncate_log_at: Option<u64>,
+    /// Set when some consume queues are named below their entries for records under
+    /// `dispatch_offset` (their last entries were held in memory, unsynced): recovery replays
+    /// the log from here, below `dispatch_offset`, and a record already in its queue (its
+    /// queue offset below the queue's named end) is skipped there, as is its index entry.
+    pub replay_from: Option<u64>,
 }
 
 struct Cur<'a> {
@@ -93,7 +102,9 @@ impl Checkpoint {
     pub fn encode(&self) -> Vec<u8> {
         let mut o = Vec::new();
         o.extend_from_slice(&CHECKPOINT_MAGIC.to_be_bytes());
-        let version = if self.truncate_log_at.is_some() {
+        let version = if self.replay_from.is_some() {
+            CHECKPOINT_VERSION_REPLAY_FROM
+        } else if self.truncate_log_at.is_some() {
             CHECKPOINT_VERSION_TRUNCATE
         } else if self.deleted_topics.is_empty() {
             CHECKPOINT_VERSION
@@ -124,7 +135,10 @@ impl Checkpoint {
                 o.extend_from_slice(&fence.to_be_bytes());
             }
         }
-        if let Some(at) = self.truncate_log_at {
+        if let Some(from) = self.replay_from {
+            o.extend_from_slice(&self.truncate_log_at.unwrap_or(u64::MAX).to_be_bytes());
+            o.extend_from_slice(&from.to_be_bytes());
+        } else if let Some(at) = self.truncate_log_at {
             o.extend_from_slice(&at.to_be_bytes());
         }
         let crc = crc32c::crc32c(&o);
@@ -152,7 +166,7 @@ impl Checkpoint {
                 return None;
             }
             let version = c.u32()?;
-            if !(CHECKPOINT_VERSION..=CHECKPOINT_VERSION_TRUNCATE).contains(&version) {
+            if !(CHECKPOINT_VERSION..=CHECKPOINT_VERSION_REPLAY_FROM).contains(&version) {
                 return None;
             }
             let mut cp = Checkpoint {
@@ -165,6 +179,7 @@ impl Checkpoint {
                 queues: Vec::new(),
                 deleted_topics: Vec::new(),
                 truncate_log_at: None,
+                replay_from: None,
             };
             let n = c.u32()?;
             for _ in 0..n {
@@ -184,7 +199,15 @@ impl Checkpoint {
             if version == CHECKPOINT_VERSION_TRUNCATE {
                 cp.truncate_log_at = Some(c.u64()?);
             }
-            Some(cp)
+            if version == CHECKPOINT_VERSION_REPLAY_FROM {
+                cp.truncate_log_at = Some(c.u64()?).filter(|at| *at != u64::MAX);
+                let from = c.u64()?;
+                if from > cp.dispatch_offset {
+                    return None;
+                }
+                cp.replay_from = Some(from);
+            }
+            (c.pos == c.b.len()).then_some(cp)
         };
         parse(&mut c).ok_or_else(|| bad("malformed contents"))
     }
@@ -206,6 +229,7 @@ mod tests {
             queues: vec![QueueCheckpoint { topic: "T".into(), queue_id: QueueId(2), max_offset: 7, min_offset: 1 }],
             deleted_topics: Vec::new(),
             truncate_log_at: None,
+            replay_from: None,
         };
         let b = cp.encode();
         let p = std::path::Path::new("cp");
@@ -220,7 +244,15 @@ mod tests {
             let tb = truncating.encode();
             assert_eq!(u32::from_be_bytes(tb[4..8].try_into().unwrap()), CHECKPOINT_VERSION_TRUNCATE);
             assert_eq!(Checkpoint::decode(&tb, p).unwrap(), truncating);
+            for at in [None, Some(8192)] {
+                let partial = Checkpoint { replay_from: Some(4), truncate_log_at: at, ..truncating.clone() };
+                let pb = partial.encode();
+                assert_eq!(u32::from_be_bytes(pb[4..8].try_into().unwrap()), CHECKPOINT_VERSION_REPLAY_FROM);
+                assert_eq!(Checkpoint::decode(&pb, p).unwrap(), partial);
+            }
         }
+        let beyond = Checkpoint { replay_from: Some(10), ..cp.clone() }.encode();
+        assert!(Checkpoint::decode(&beyond, p).is_err(), "a replay start past the dispatch point is refused");
         let mut bad = b.clone();
         bad[9] ^= 1;
         assert!(Checkpoint::decode(&bad, p).is_err());

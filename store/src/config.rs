@@ -48,6 +48,19 @@ pub struct StoreConfig {
     pub max_dispatch_behind_bytes: u64,
     /// How often consume queues and the index are synced and the checkpoint rewritten.
     pub checkpoint_interval_ms: u64,
+    /// A queue's entries are written to its file once this many are unwritten, and a periodic
+    /// checkpoint syncs only queues with at least this many unsynced entries (the others stay
+    /// in memory, and a crash rebuilds them from the log); 0 writes every dispatch round and
+    /// syncs every queue at every checkpoint (`flushConsumeQueueLeastPages` × 4 KiB ÷ 20:
+    /// Java's default, 2 pages, is 409 entries).
+    pub cq_flush_least_entries: u64,
+    /// At least this often a checkpoint syncs every queue, whatever its count
+    /// (`flushConsumeQueueThoroughInterval`, 60 s): it bounds the log a crash replays.
+    pub cq_thorough_interval_ms: u64,
+    /// Consume-queue entries held in memory unsynced, over all queues of the store: above it
+    /// the next checkpoint syncs every queue, and above twice it the dispatcher waits for that
+    /// checkpoint (appends then meet `max_dispatch_behind_bytes`). 524,288 entries: 12 MiB.
+    pub cq_max_unsynced_entries: u64,
     /// Re-check BODYCRC on recovery (`checkCRCOnRecover`).
     pub check_crc_on_recover: bool,
     /// Build the key/unique-id index (`messageIndexEnable`).
@@ -98,6 +111,9 @@ impl StoreConfig {
             max_pending_bytes: 64 << 20,
             max_dispatch_behind_bytes: 256 << 20,
             checkpoint_interval_ms: 1_000,
+            cq_flush_least_entries: 2 * 4096 / crate::consume_queue::CQ_ENTRY_LEN as u64,
+            cq_thorough_interval_ms: 60_000,
+            cq_max_unsynced_entries: 1 << 19,
             check_crc_on_recover: true,
             index_enable: true,
             index_hash_slots: 5_000_000,
@@ -129,6 +145,9 @@ impl StoreConfig {
             max_pending_bytes: 1 << 20,
             max_dispatch_behind_bytes: 4 << 20,
             checkpoint_interval_ms: 20,
+            // Every entry written and synced at once, as before partial checkpoints existed:
+            // tests of them (and the crash model) set their own.
+            cq_flush_least_entries: 0,
             index_hash_slots: 16,
             index_max_entries: 32,
             // Every test with more than four queues closes and reopens their files.
@@ -162,6 +181,9 @@ impl StoreConfig {
         }
         if self.max_flush_batch_bytes == 0 || self.max_pending_bytes < self.max_flush_batch_bytes {
             return Err(StoreError::Config("max_pending_bytes below max_flush_batch_bytes".into()));
+        }
+        if self.cq_max_unsynced_entries == 0 || self.cq_thorough_interval_ms == 0 {
+            return Err(StoreError::Config("cq_max_unsynced_entries and cq_thorough_interval_ms must be positive".into()));
         }
         if self.max_dispatch_behind_bytes < self.max_pending_bytes as u64 {
             return Err(StoreError::Config("max_dispatch_behind_bytes below max_pending_bytes, which it includes".into()));

@@ -194,7 +194,9 @@ impl<S: Storage> IndexService<S> {
             to_seal: Vec::new(),
             dispatched: 0,
             at_dispatched: (String::new(), 0),
-            added_through: None,
+            // Every record below the checkpoint's dispatch point has its entries in the files
+            // it names; replay may start below it (`Checkpoint::replay_from`) and adds none.
+            added_through: cp.and_then(|c| c.dispatch_offset.checked_sub(1)).map(|last| (last, usize::MAX)),
         };
         let names = storage.list_dir(dir).await.map_err(|e| StoreError::io(IoOp::List, dir, e))?;
         let active_name = cp.map(|c| c.index_file.clone()).unwrap_or_default();

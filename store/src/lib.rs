@@ -30,6 +30,7 @@ pub use error::{IoOp, Result, StoreError};
 pub use offset_space::{CLIENT_OFFSET_EXACT_LIMIT, OffsetSpace, SegmentRange};
 pub use record::{MessageInput, Properties, RecordView};
 pub use store::{
+    Sweep,
     AckLevel, AppendResult, LogRange, PropertyFilter, PullResult, PullStatus, RecoveryReport, REPLICA_MAX_UNIT_BYTES, RESUME_MARKERS_WALKED, ReplicaFramer, ReplicaUnit,
     ResumePoint, Store, StoreStats, TagFilter, TopicDeletion, TruncateReport,
 };

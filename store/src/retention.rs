@@ -163,6 +163,14 @@ impl<S: Storage> Store<S> {
             }
             doomed.push((seg.clone(), next.base, !expired));
         }
+        if !doomed.is_empty() {
+            // Recovery rebuilds a queue's unsynced entries from the log (from the checkpoint's
+            // replay start): sync every queue first, and keep every segment from where a crash
+            // would replay (a write of a queue in progress meanwhile may leave it behind).
+            crate::store::run_fresh_checkpoint(inner, crate::store::Sweep::Thorough).await?;
+            let replay_from = inner.durable_replay_from.get();
+            doomed.retain(|d| d.1 <= replay_from);
+        }
         let forced_segments: Vec<(u64, u64)> = doomed.iter().filter(|d| d.2).map(|d| (d.0.base, d.1)).collect();
         if let (Some(first), Some(last)) = (forced_segments.first(), forced_segments.last()) {
             let (start, end) = (first.0, last.1);

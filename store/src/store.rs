@@ -170,6 +170,13 @@ pub struct StoreStats {
     /// Most commit-log flushes ever in flight at once (must stay 1).
     pub max_flushes_in_flight: u64,
     pub checkpoints: u64,
+    /// Checkpoints that synced every consume queue ([`crate::StoreConfig::cq_thorough_interval_ms`]).
+    pub thorough_checkpoints: u64,
+    /// Log bytes the last checkpoint leaves to replay below its dispatch point, for the queues
+    /// it left unsynced (0 after a thorough one).
+    pub checkpoint_replay_behind_bytes: u64,
+    /// Consume-queue entries held unsynced in memory now.
+    pub cq_unsynced_entries: u64,
     pub segments_created: u64,
     pub segments_deleted: u64,
     /// Transient faults met by the flusher, the dispatcher or the checkpointer (each failed
@@ -422,6 +429,20 @@ pub(crate) struct Inner<S: Storage> {
     pub(crate) retention_busy: Cell<bool>,
     /// Completed when the checkpoint run in progress ends ([`run_fresh_checkpoint`]).
     checkpoint_waiters: RefCell<Vec<Rc<AckSlot>>>,
+    /// Consume-queue entries held unsynced in memory, over all queues
+    /// (`cfg.cq_max_unsynced_entries` bounds it).
+    cq_unsynced_entries: Cell<u64>,
+    /// When a checkpoint last synced every queue (`cfg.cq_thorough_interval_ms`).
+    last_thorough_checkpoint: Cell<Instant>,
+    /// Where recovery would start replaying the log after a crash now: the replay start the
+    /// last checkpoint on disk names. Retention deletes no log at or past it.
+    pub(crate) durable_replay_from: Cell<u64>,
+    /// Log offsets where a replay may start (batch boundaries: dispatched points), oldest
+    /// first, one per [`REPLAY_POINT_EVERY_BYTES`] dispatched, from the durable replay start
+    /// on. A checkpoint that leaves a queue unsynced replays from the last point at or below
+    /// its first unsynced entry's record (which may lie inside a batch, where no scan can
+    /// start).
+    pub(crate) replay_points: RefCell<VecDeque<u64>>,
     /// Deleted topics, by name: see [`Fence`].
     pub(crate) fences: RefCell<BTreeMap<String, Fence>>,
     /// Consume queues of deleted topics whose files the dispatcher is to remove.
@@ -585,6 +606,10 @@ impl<S: Storage> Store<S> {
             lost_logged: RefCell::new(HashMap::new()),
             tasks: RefCell::new(Vec::new()),
             checkpoint_busy: Cell::new(false),
+            cq_unsynced_entries: Cell::new(0),
+            last_thorough_checkpoint: Cell::new(Instant::now()),
+            durable_replay_from: Cell::new(cp.as_ref().map_or(0, |c| c.replay_from.unwrap_or(c.dispatch_offset))),
+            replay_points: RefCell::new(VecDeque::new()),
             retention_busy: Cell::new(false),
             checkpoint_waiters: RefCell::new(Vec::new()),
             fences: RefCell::new(BTreeMap::new()),
@@ -691,6 +716,7 @@ impl<S: Storage> Store<S> {
         StoreStats {
             cq_files_held: self.inner.cq_files.held() as u64,
             cq_file_opens: self.inner.cq_files.opens(),
+            cq_unsynced_entries: self.inner.cq_unsynced_entries.get(),
             ..*self.inner.stats.borrow()
         }
     }
@@ -930,7 +956,13 @@ impl<S: Storage> Store<S> {
     /// Runs one checkpoint now: syncs consume queues and index, makes the log durable up to
     /// the dispatched point, and atomically rewrites the checkpoint file.
     pub async fn checkpoint(&self) -> Result<()> {
-        run_checkpoint(&self.inner).await
+        run_checkpoint(&self.inner, Sweep::Thorough).await
+    }
+
+    /// Runs one checkpoint now with the given sweep (the periodic checkpoint's is
+    /// [`Sweep::Partial`]); as [`Store::checkpoint`] otherwise.
+    pub async fn checkpoint_with(&self, sweep: Sweep) -> Result<()> {
+        run_checkpoint(&self.inner, sweep).await
     }
 
     /// Clean shutdown: drains and syncs everything, writes a final checkpoint, removes the abort
@@ -940,7 +972,7 @@ impl<S: Storage> Store<S> {
         let end = inner.app.borrow().write_pos;
         let flushed = wait_durable(inner, end).await;
         let dispatched = if flushed.is_ok() { wait_dispatched(inner, end).await } else { Ok(()) };
-        let cp = if flushed.is_ok() && dispatched.is_ok() { run_checkpoint(inner).await } else { Ok(()) };
+        let cp = if flushed.is_ok() && dispatched.is_ok() { run_fresh_checkpoint(inner, Sweep::Thorough).await } else { Ok(()) };
         inner.closing.set(true);
         wake_all(inner);
         let tasks: Vec<_> = inner.tasks.borrow_mut().drain(..).collect();
@@ -1004,6 +1036,10 @@ impl<S: Storage> Store<S> {
                 return Ok(TopicDeletion::default());
             }
             let queues: Vec<QueueRef> = keys.iter().filter_map(|k| queues_map.remove(k)).collect();
+            for q in &queues {
+                let forgotten = q.borrow_mut().retire();
+                inner.cq_unsynced_entries.set(inner.cq_unsynced_entries.get().saturating_sub(forgotten));
+            }
             app.next_queue_offset.retain(|(t, _), _| t != topic);
             let fence = app.write_pos;
             inner.fences.borrow_mut().insert(topic.to_owned(), Fence { offset: fence, durable: false });
@@ -1021,7 +1057,7 @@ impl<S: Storage> Store<S> {
         inner.dispatcher_wake.notify();
         AckWait(slot).await.map_err(StoreError::from)?;
         // A checkpoint started after the fence was set: it names the fence, not the queues.
-        run_fresh_checkpoint(inner).await?;
+        run_fresh_checkpoint(inner, Sweep::Partial).await?;
         tracing::info!(shard = %inner.cfg.shard, topic, queues = outcome.queues, entries = outcome.entries, fence = outcome.fence, "topic deleted from the store");
         Ok(outcome)
     }
@@ -1461,16 +1497,14 @@ impl<S: Storage> Store<S> {
         for q in &cp.queues {
             if self.queue(&q.topic, q.queue_id).is_none() && q.max_offset > 0 {
                 // Every file of the queue was retired; it continues at its old end.
-                let mut cq = ConsumeQueue::empty(&inner.cq_root, &q.topic, q.queue_id, cfg.cq_entries_per_file);
-                cq.max_offset = q.max_offset;
-                cq.next_offset = q.max_offset;
-                cq.min_offset = q.max_offset;
+                let cq = ConsumeQueue::starting_at(&inner.cq_root, &q.topic, q.queue_id, cfg.cq_entries_per_file, q.max_offset);
                 self.register_queue(cq);
             }
         }
 
-        // Replay the log from the dispatch point.
-        let start = cp.dispatch_offset.max(inner.log_min.get());
+        // Replay the log from the dispatch point, or from below it where the checkpoint left
+        // queues unsynced (records already in their queues are skipped there).
+        let start = cp.replay_from.unwrap_or(cp.dispatch_offset).max(inner.log_min.get());
         report.scanned_from = start;
         inner.dispatched_offset.set(start);
         let seg_size = cfg.segment_size_bytes;
@@ -1515,7 +1549,7 @@ impl<S: Storage> Store<S> {
                         client_bases.insert(seg.base, client_base);
                         report.batches_replayed += 1;
                         report.records_replayed += records.len() as u64;
-                        self.replay_records(records, start).await?;
+                        self.replay_records(records, start, cp.dispatch_offset).await?;
                         inner.dispatched_offset.set(e);
                         if max_store_timestamp_ms > inner.last_dispatched_ts.get() {
                             inner.last_dispatched_ts.set(max_store_timestamp_ms);
@@ -1603,6 +1637,8 @@ impl<S: Storage> Store<S> {
         }
         drop(app);
         inner.dispatched_offset.set(end);
+        // Replayed entries are unsynced until the checkpoint that ends the open.
+        *inner.replay_points.borrow_mut() = VecDeque::from([start]);
         if let Some(ix) = inner.index.borrow_mut().as_mut() {
             ix.set_dispatched(end);
         }
@@ -1639,7 +1675,10 @@ impl<S: Storage> Store<S> {
         self.inner.queues.borrow_mut().insert(key, Rc::new(RefCell::new(cq)));
     }
 
-    async fn replay_records(&self, mut records: Vec<DispatchRecord>, replay_from: u64) -> Result<()> {
+    /// Replays `records` into their queues. Below `dispatched_before` (the checkpoint's dispatch
+    /// point), a record whose queue offset lies below its queue's current end is already in the
+    /// queue (the checkpoint named it there): skipped.
+    async fn replay_records(&self, mut records: Vec<DispatchRecord>, replay_from: u64, dispatched_before: u64) -> Result<()> {
         self.inner.drop_fenced(&mut records);
         // Consistency: each record's QUEUEOFFSET must continue its queue exactly, unless records
         // of the queue were lost in a damaged range this replay found before it: those queue
@@ -1654,6 +1693,9 @@ impl<S: Storage> Store<S> {
                     Some(n) => *n,
                     None => self.queue(&r.topic, r.queue_id).map(|q| q.borrow().max_offset).unwrap_or(0),
                 };
+                if r.offset.0 < dispatched_before && qo < next {
+                    continue;
+                }
                 let lost_in = self.inner.damaged.borrow().range(replay_from..r.offset.0).next_back().map(|(at, _)| *at);
                 match lost_in {
                     Some(damage) if qo > next => {
@@ -2357,10 +2399,41 @@ async fn dispatcher_task<S: Storage>(inner: Rc<Inner<S>>) {
             }
             r.slot.complete(result.map_err(|e| AckError::Failed(e.to_string())));
         }
+        // Unsynced consume-queue entries in memory are bounded: above the limit the
+        // checkpointer is woken (its sweep is then thorough), above twice the limit no round
+        // is dispatched until a checkpoint has run (appends meanwhile meet the dispatch-behind
+        // limit). With a round's own entries, memory holds at most three times the limit plus
+        // one flush batch's records.
+        let limit = inner.cfg.cq_max_unsynced_entries;
+        if inner.cq_unsynced_entries.get() > limit {
+            inner.checkpointer_wake.notify();
+            if inner.cq_unsynced_entries.get() > limit.saturating_mul(2) {
+                if inner.closing.get() || inner.failed.borrow().is_some() {
+                    return;
+                }
+                let slot = Rc::new(AckSlot::default());
+                inner.checkpoint_waiters.borrow_mut().push(slot.clone());
+                let _ = compio::time::timeout(Duration::from_millis(inner.cfg.checkpoint_interval_ms), AckWait(slot)).await;
+                continue;
+            }
+        }
         let (records, end) = match retry.take() {
             Some(r) => r,
             None => {
-                let batches: Vec<DispatchBatch> = inner.dispatch_queue.borrow_mut().drain(..).collect();
+                // Whole batches, as many as hold `limit` records (at least one): a round adds
+                // at most that many entries to memory beyond the checks above.
+                let batches: Vec<DispatchBatch> = {
+                    let mut queue = inner.dispatch_queue.borrow_mut();
+                    let mut taken = Vec::new();
+                    let mut records = 0u64;
+                    while records < limit
+                        && let Some(b) = queue.pop_front()
+                    {
+                        records += b.records.len() as u64;
+                        taken.push(b);
+                    }
+                    taken
+                };
                 if batches.is_empty() {
                     if !inner.removals.borrow().is_empty() {
                         continue;
@@ -2395,6 +2468,7 @@ async fn dispatcher_task<S: Storage>(inner: Rc<Inner<S>>) {
             }
         }
         inner.dispatched_offset.set(end);
+        note_replay_point(&inner, end);
         if let Some(ix) = inner.index.borrow_mut().as_mut() {
             ix.set_dispatched(end);
         }
@@ -2419,7 +2493,21 @@ async fn dispatcher_task<S: Storage>(inner: Rc<Inner<S>>) {
     }
 }
 
-/// Appends consume-queue entries (grouped per queue, one write each) and index entries.
+/// Replay points are kept one per this many bytes dispatched: the most a replay after a crash
+/// scans beyond what the unsynced queues need.
+pub(crate) const REPLAY_POINT_EVERY_BYTES: u64 = 1 << 20;
+
+/// Records `at` (a dispatched point: where a batch starts or a segment's filler stands) as a
+/// replay point when it is far enough past the last one.
+pub(crate) fn note_replay_point<S: Storage>(inner: &Inner<S>, at: u64) {
+    let mut points = inner.replay_points.borrow_mut();
+    if points.back().is_none_or(|last| at >= last.saturating_add(REPLAY_POINT_EVERY_BYTES)) {
+        points.push_back(at);
+    }
+}
+
+/// Appends consume-queue entries to memory, grouped per queue, writing a queue's to its files
+/// once enough are unwritten, and index entries.
 async fn dispatch_records<S: Storage>(inner: &Rc<Inner<S>>, records: &[DispatchRecord]) -> Result<()> {
     let mut per_queue: BTreeMap<(String, QueueId), (u64, Vec<CqEntry>)> = BTreeMap::new();
     let mut touched = Vec::new();
@@ -2442,29 +2530,28 @@ async fn dispatch_records<S: Storage>(inner: &Rc<Inner<S>>, records: &[DispatchR
             match existing {
                 Some(q) => q,
                 None => {
-                    let mut cq = ConsumeQueue::empty(&inner.cq_root, &topic, qid, inner.cfg.cq_entries_per_file);
-                    // A queue starts at 0, except on a replica that began mid-log: there its
-                    // first entry is the first record its master sent.
-                    cq.min_offset = first;
-                    cq.max_offset = first;
-                    cq.next_offset = first;
-                    cq.synced_offset = first;
-                    cq.dispatched_max = first;
+                    let cq = ConsumeQueue::starting_at(&inner.cq_root, &topic, qid, inner.cfg.cq_entries_per_file, first);
                     let q = Rc::new(RefCell::new(cq));
                     inner.queues.borrow_mut().insert((topic.clone(), qid), q.clone());
                     q
                 }
             }
         };
-        // A retry after a transient fault skips the entries the failed try wrote.
-        let written = q.borrow().max_offset;
-        if written > first {
-            let skip = ((written - first) as usize).min(entries.len());
+        // A retry after a transient fault skips the entries the failed try appended.
+        let appended = q.borrow().max_offset;
+        if appended > first {
+            let skip = ((appended - first) as usize).min(entries.len());
             entries.drain(..skip);
             first += skip as u64;
         }
         if !entries.is_empty() {
-            consume_queue::write_entries(&inner.cq_files, &q, first, &entries).await?;
+            q.borrow_mut().push(first, &entries);
+            inner.cq_unsynced_entries.set(inner.cq_unsynced_entries.get() + entries.len() as u64);
+        }
+        // Written to the file once enough have gathered (a checkpoint writes the rest).
+        let unwritten = q.borrow().unwritten();
+        if unwritten > 0 && unwritten >= inner.cfg.cq_flush_least_entries {
+            consume_queue::write_unwritten(&inner.cq_files, &q).await?;
         }
         touched.push(q);
     }
@@ -2488,6 +2575,11 @@ async fn remove_queue_files<S: Storage>(inner: &Rc<Inner<S>>, r: &Removal) -> Re
     let storage = &inner.storage;
     let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     for q in &r.queues {
+        // A checkpoint writing the queue's entries ends first; from here on nobody writes it.
+        while q.borrow().writing {
+            compio::time::sleep(Duration::from_millis(1)).await;
+        }
+        q.borrow_mut().writing = true;
         let (files, dir) = {
             let q = q.borrow();
             (q.files.iter().map(|f| f.path.clone()).collect::<Vec<_>>(), q.dir.clone())
@@ -2553,7 +2645,7 @@ async fn checkpointer_task<S: Storage>(inner: Rc<Inner<S>>) {
         if inner.closing.get() || inner.failed.borrow().is_some() {
             return;
         }
-        match run_checkpoint(&inner).await {
+        match run_checkpoint(&inner, Sweep::Partial).await {
             Ok(()) => {
                 if last_logged.take().is_some() {
                     tracing::warn!("checkpoint succeeded again");
@@ -2578,11 +2670,21 @@ async fn checkpointer_task<S: Storage>(inner: Rc<Inner<S>>) {
     }
 }
 
-async fn run_checkpoint<S: Storage>(inner: &Rc<Inner<S>>) -> Result<()> {
+/// Which consume queues a checkpoint syncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    /// Those with at least `cq_flush_least_entries` unsynced entries (every queue when the
+    /// thorough interval has passed or memory holds more than `cq_max_unsynced_entries`).
+    Partial,
+    /// Every queue.
+    Thorough,
+}
+
+async fn run_checkpoint<S: Storage>(inner: &Rc<Inner<S>>, sweep: Sweep) -> Result<()> {
     if inner.checkpoint_busy.replace(true) {
         return Ok(());
     }
-    let r = run_checkpoint_inner(inner, None).await;
+    let r = run_checkpoint_inner(inner, None, sweep).await;
     inner.checkpoint_busy.set(false);
     let waiters: Vec<Rc<AckSlot>> = inner.checkpoint_waiters.borrow_mut().drain(..).collect();
     for w in waiters {
@@ -2593,39 +2695,89 @@ async fn run_checkpoint<S: Storage>(inner: &Rc<Inner<S>>) -> Result<()> {
 
 /// A checkpoint of the state as of this call: a run already in progress may have taken its
 /// snapshot before the caller's change, so wait for it to end, then run one.
-async fn run_fresh_checkpoint<S: Storage>(inner: &Rc<Inner<S>>) -> Result<()> {
+pub(crate) async fn run_fresh_checkpoint<S: Storage>(inner: &Rc<Inner<S>>, sweep: Sweep) -> Result<()> {
     while inner.checkpoint_busy.get() {
         let slot = Rc::new(AckSlot::default());
         inner.checkpoint_waiters.borrow_mut().push(slot.clone());
         let _ = AckWait(slot).await;
     }
-    run_checkpoint(inner).await
+    run_checkpoint(inner, sweep).await
 }
 
 /// Writes a checkpoint of the current state; `truncate_log_at` is for a replica's truncation
-/// only ([`Checkpoint::truncate_log_at`]). The caller holds `checkpoint_busy`.
-async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>, truncate_log_at: Option<u64>) -> Result<()> {
+/// only ([`Checkpoint::truncate_log_at`]), and makes the sweep thorough. The caller holds
+/// `checkpoint_busy`.
+pub(crate) async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>, truncate_log_at: Option<u64>, sweep: Sweep) -> Result<()> {
+    let cfg = &inner.cfg;
+    let thorough = sweep == Sweep::Thorough
+        || truncate_log_at.is_some()
+        || inner.last_thorough_checkpoint.get().elapsed() >= Duration::from_millis(cfg.cq_thorough_interval_ms)
+        || inner.cq_unsynced_entries.get() > cfg.cq_max_unsynced_entries;
+    let sweep_started = Instant::now();
+    let least = cfg.cq_flush_least_entries;
+    // The entries named up to `dispatched_max`, at most those in the files.
+    let named_end = |q: &ConsumeQueue| {
+        let (d, s) = (q.dispatched_max, q.synced_offset);
+        if d > s && (thorough || d - s >= least) { d.min(q.written_offset) } else { s.min(d) }
+    };
+    // 0. Write the unwritten entries of the queues this checkpoint syncs (a queue whose write
+    //    the dispatcher has in progress is named where its files end).
+    let to_write: Vec<QueueRef> = inner
+        .queues
+        .borrow()
+        .values()
+        .filter(|q| {
+            let q = q.borrow();
+            let (d, s) = (q.dispatched_max, q.synced_offset);
+            d > s && (thorough || d - s >= least) && q.written_offset < d
+        })
+        .cloned()
+        .collect();
+    for q in to_write {
+        consume_queue::write_unwritten(&inner.cq_files, &q).await?;
+    }
     // 1. Snapshot the dispatched point and the queue ends that correspond to it. No await
-    //    happens between the two reads, so they are consistent.
+    //    happens between the two reads, so they are consistent. A queue named below its
+    //    dispatched end (left unsynced) moves the replay start down to its first unsynced
+    //    entry's record.
     let dispatch_offset = inner.dispatched_offset.get();
     let last_ts = inner.last_dispatched_ts.get();
+    let log_min = inner.log_min.get();
+    let mut record_from = dispatch_offset;
     let mut queues = Vec::new();
     let mut to_sync = Vec::new();
     let mut synced_marks = Vec::new();
     for ((t, qid), q) in inner.queues.borrow().iter() {
         let q_ref = q.borrow();
-        let max = q_ref.dispatched_max;
-        queues.push(QueueCheckpoint { topic: t.clone(), queue_id: *qid, max_offset: max, min_offset: q_ref.min_offset.min(max) });
-        if q_ref.synced_offset < max {
-            to_sync.extend(q_ref.unsynced_files());
-            synced_marks.push((q.clone(), max));
+        let named = named_end(&q_ref);
+        if named < q_ref.dispatched_max {
+            // Always held (`unsynced` covers [synced_offset, max_offset)); replaying the whole
+            // log is the safe answer were it not.
+            let first_unsynced = q_ref.unsynced_entry(named).map_or(log_min, |e| e.offset);
+            record_from = record_from.min(first_unsynced);
+        }
+        queues.push(QueueCheckpoint { topic: t.clone(), queue_id: *qid, max_offset: named, min_offset: q_ref.min_offset.min(named) });
+        if q_ref.synced_offset < named {
+            to_sync.extend(q_ref.unsynced_files(named));
+            synced_marks.push((q.clone(), named));
         }
     }
+    // Where a scan can start: the last replay point at or below that record (none: the
+    // oldest segment's base, where the log starts).
+    let replay_from = if record_from < dispatch_offset {
+        let points = inner.replay_points.borrow();
+        let i = points.partition_point(|p| *p <= record_from);
+        match i.checked_sub(1).and_then(|i| points.get(i)) {
+            Some(p) => *p,
+            None => inner.segments.borrow().first().map_or(log_min, |s| s.base.max(log_min)).min(dispatch_offset),
+        }
+    } else {
+        dispatch_offset
+    };
     let index_state = inner.index.borrow().as_ref().map(|ix| ix.snapshot());
     // Fences, taken in the same step as the queues (a deletion is one synchronous step too).
     // A fence the log minimum has passed guards nothing any more: its records are gone and
     // replay starts above it.
-    let log_min = inner.log_min.get();
     let deleted_topics: Vec<(String, u64)> = {
         let mut fences = inner.fences.borrow_mut();
         fences.retain(|_, f| !(f.durable && f.offset <= log_min));
@@ -2638,8 +2790,8 @@ async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>, truncate_log_at:
         file.sync_data().await.map_err(|e| StoreError::io(IoOp::Fdatasync, &f.path, e))?;
     }
     for (q, mark) in synced_marks {
-        let mut q = q.borrow_mut();
-        q.synced_offset = q.synced_offset.max(mark);
+        let left_memory = q.borrow_mut().mark_synced(mark);
+        inner.cq_unsynced_entries.set(inner.cq_unsynced_entries.get().saturating_sub(left_memory));
     }
     let (index_file, index_count) = match index_state {
         Some(s) => crate::index::persist(inner, s).await?,
@@ -2653,15 +2805,36 @@ async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>, truncate_log_at:
         log_durable_offset,
         dispatch_offset,
         last_store_timestamp_ms: last_ts,
-        log_min_offset: inner.log_min.get(),
+        log_min_offset: log_min,
         index_file,
         index_entry_count: index_count,
         queues,
         deleted_topics,
         truncate_log_at,
+        replay_from: (replay_from < dispatch_offset).then_some(replay_from),
     };
     write_checkpoint(&inner.storage, &inner.checkpoint_path, &cp).await?;
-    inner.stats.borrow_mut().checkpoints += 1;
+    inner.durable_replay_from.set(replay_from);
+    {
+        // Later checkpoints replay from here or above: older points are of no use.
+        let mut points = inner.replay_points.borrow_mut();
+        let below = points.partition_point(|p| *p < replay_from);
+        points.drain(..below);
+        if points.is_empty() {
+            points.push_back(replay_from);
+        }
+    }
+    {
+        let mut stats = inner.stats.borrow_mut();
+        stats.checkpoints += 1;
+        stats.checkpoint_replay_behind_bytes = dispatch_offset.saturating_sub(replay_from);
+        if thorough {
+            stats.thorough_checkpoints += 1;
+        }
+    }
+    if thorough && replay_from == dispatch_offset {
+        inner.last_thorough_checkpoint.set(sweep_started);
+    }
     // The fences it names are durable: their topics take appends again.
     let mut fences = inner.fences.borrow_mut();
     for (topic, offset) in &cp.deleted_topics {

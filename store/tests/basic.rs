@@ -277,6 +277,8 @@ fn read_errors_surface_as_errors() {
         let (store, _) = Store::open(st.clone(), StoreConfig::test_min("/e")).await.unwrap();
         store.append(vec![msg("T", 0, "x", None, None)]).await.unwrap();
         store.wait_dispatched().await.unwrap();
+        // Synced: the entry is read from its file (unsynced ones are served from memory).
+        store.checkpoint().await.unwrap();
         st.faults().add(Fault::ReadErrorsFrom(st.faults().ops() + 1));
         assert!(store.get_message("T", QueueId(0), QueueOffset(0), 1, &TagFilter::All).await.is_err());
         st.faults().clear();

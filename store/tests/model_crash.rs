@@ -23,7 +23,7 @@ use ferromq_store::io::faulty::{Fault, FaultyStorage};
 use ferromq_store::io::mem::{CrashOdds, MemStorage};
 use ferromq_store::record::{self, MessageInput, Properties, StoreAssigned};
 use ferromq_store::{
-    ClientPhysicalOffset, CommitLogOffset, OffsetSpace, PullStatus, QueueId, QueueOffset, ShardId, Store, StoreConfig, TagFilter,
+    ClientPhysicalOffset, CommitLogOffset, OffsetSpace, PullStatus, QueueId, QueueOffset, ShardId, Store, StoreConfig, Sweep, TagFilter,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -111,7 +111,10 @@ async fn chaos(store: Store<St>, rng: Rng_, model: Rc<RefCell<Model>>, ops: usiz
     for _ in 0..ops {
         let pick = rng.borrow_mut().random_range(0..10);
         let r = match pick {
-            0 => store.checkpoint().await.map(|_| ()),
+            0 => {
+                let sweep = if rng.borrow_mut().random_bool(0.3) { Sweep::Thorough } else { Sweep::Partial };
+                store.checkpoint_with(sweep).await
+            }
             1 => store.flush().await,
             2 => {
                 // Another shard rolls into a new segment.
@@ -207,6 +210,10 @@ async fn run_case(seed: u64, epochs: usize) -> usize {
     // Fewer descriptors than files in use: entries are written, synced by checkpoints and read
     // through descriptors that were closed and opened again in between.
     cfg.max_open_cq_files = rng.borrow_mut().random_range(1..=4);
+    // Entries held in memory and left unsynced by partial checkpoints (0: none), and a memory
+    // bound small enough to be met (the dispatcher then waits for a thorough checkpoint).
+    cfg.cq_flush_least_entries = rng.borrow_mut().random_range(0..6);
+    cfg.cq_max_unsynced_entries = rng.borrow_mut().random_range(8..200);
     // Checkpoints happen only when the test asks, so a seed replays exactly.
     cfg.checkpoint_interval_ms = 3_600_000;
     let model = Rc::new(RefCell::new(Model::default()));

@@ -242,6 +242,7 @@ impl<S: Storage> Store<S> {
         app.open = Batch::new(offset, None);
         drop(app);
         inner.dispatched_offset.set(offset);
+        *inner.replay_points.borrow_mut() = std::collections::VecDeque::from([offset]);
         inner.log_min.set(offset);
         if let Some(ix) = inner.index.borrow_mut().as_mut() {
             ix.set_dispatched(offset);
@@ -559,11 +560,8 @@ impl<S: Storage> Store<S> {
                 }
                 let mut q = q.borrow_mut();
                 report.queue_entries += q.max_offset.saturating_sub(*cut);
-                q.max_offset = *cut;
-                q.next_offset = *cut;
-                q.dispatched_max = *cut;
-                q.synced_offset = q.synced_offset.min(*cut);
-                q.min_offset = q.min_offset.min(*cut);
+                let forgotten = q.cut_to(*cut);
+                inner.cq_unsynced_entries.set(inner.cq_unsynced_entries.get().saturating_sub(forgotten));
             }
             let mut app = inner.app.borrow_mut();
             app.write_pos = to;
@@ -576,6 +574,8 @@ impl<S: Storage> Store<S> {
             app.next_queue_offset = queues.iter().map(|(k, q)| (k.clone(), q.borrow().max_offset)).collect();
         }
         inner.dispatched_offset.set(to);
+        // Every queue is cut at or below `to` and the next checkpoint is thorough.
+        *inner.replay_points.borrow_mut() = std::collections::VecDeque::from([to]);
         if let Some(ix) = inner.index.borrow_mut().as_mut() {
             ix.set_dispatched(to);
             ix.forget_added();
@@ -599,7 +599,7 @@ impl<S: Storage> Store<S> {
 
         // 1. The checkpoint that makes the truncation happen, whatever a crash leaves of the
         //    steps after it.
-        super::run_checkpoint_inner(inner, Some(to)).await?;
+        super::run_checkpoint_inner(inner, Some(to), super::Sweep::Thorough).await?;
         // 2. The log and the consume queues on disk.
         let (zeroed, removed) = self.wipe_log_from(to, tail.data_end).await?;
         report.segments_removed = removed;
@@ -607,7 +607,7 @@ impl<S: Storage> Store<S> {
             cut_queue_files(&inner.cq_files, &inner.storage, q, *cut).await?;
         }
         // 3. A checkpoint that no longer needs recovery to wipe anything.
-        super::run_checkpoint_inner(inner, None).await?;
+        super::run_checkpoint_inner(inner, None, super::Sweep::Thorough).await?;
         guard.done = true;
         drop(guard);
 
