@@ -78,7 +78,9 @@ fn more_queues_than_the_descriptor_budget_are_all_served() {
     const WIDE_QUEUES: u32 = 200;
     // `shards` left automatic: the split must use the shards that run, not the one CPU a pinned
     // shard thread may use.
-    let broker = BrokerProcess::start(&[("flushDiskType", "ASYNC_FLUSH"), ("maxOpenConsumeQueueFiles", "64")]).unwrap();
+    // Every queue's entries written at once (`flushConsumeQueueLeastPages=0`): with Java's
+    // default, two entries a queue stay in memory and no file would be written or reopened.
+    let broker = BrokerProcess::start(&[("flushDiskType", "ASYNC_FLUSH"), ("maxOpenConsumeQueueFiles", "64"), ("flushConsumeQueueLeastPages", "0")]).unwrap();
     let (runtime, _) = runtime_from_env().unwrap();
     runtime.block_on(async {
         let client = Client::connect(broker.process.addr, TIMEOUT).await.unwrap();
