@@ -953,16 +953,18 @@ impl<S: Storage> Store<S> {
         wait_dispatched(&self.inner, end).await
     }
 
-    /// Runs one checkpoint now: syncs consume queues and index, makes the log durable up to
-    /// the dispatched point, and atomically rewrites the checkpoint file.
+    /// Runs one checkpoint of the state as of this call: syncs consume queues and index, makes
+    /// the log durable up to the dispatched point, and atomically rewrites the checkpoint file.
+    /// A periodic checkpoint in progress (whose snapshot may predate the caller's change) is
+    /// waited for first, not taken for this one.
     pub async fn checkpoint(&self) -> Result<()> {
-        run_checkpoint(&self.inner, Sweep::Thorough).await
+        run_fresh_checkpoint(&self.inner, Sweep::Thorough).await
     }
 
-    /// Runs one checkpoint now with the given sweep (the periodic checkpoint's is
+    /// Runs one checkpoint with the given sweep (the periodic checkpoint's is
     /// [`Sweep::Partial`]); as [`Store::checkpoint`] otherwise.
     pub async fn checkpoint_with(&self, sweep: Sweep) -> Result<()> {
-        run_checkpoint(&self.inner, sweep).await
+        run_fresh_checkpoint(&self.inner, sweep).await
     }
 
     /// Clean shutdown: drains and syncs everything, writes a final checkpoint, removes the abort
@@ -2715,10 +2717,15 @@ pub(crate) async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>, trunc
         || inner.cq_unsynced_entries.get() > cfg.cq_max_unsynced_entries;
     let sweep_started = Instant::now();
     let least = cfg.cq_flush_least_entries;
+    // Whether this checkpoint syncs the queue: it has unsynced entries, and either the sweep is
+    // thorough or enough of them have gathered (`flushConsumeQueueLeastPages`).
+    let syncs = |q: &ConsumeQueue| {
+        let (d, s) = (q.dispatched_max, q.synced_offset);
+        d > s && (thorough || d - s >= least)
+    };
     // The entries named up to `dispatched_max`, at most those in the files.
     let named_end = |q: &ConsumeQueue| {
-        let (d, s) = (q.dispatched_max, q.synced_offset);
-        if d > s && (thorough || d - s >= least) { d.min(q.written_offset) } else { s.min(d) }
+        if syncs(q) { q.dispatched_max.min(q.written_offset) } else { q.synced_offset.min(q.dispatched_max) }
     };
     // 0. Write the unwritten entries of the queues this checkpoint syncs (a queue whose write
     //    the dispatcher has in progress is named where its files end).
@@ -2728,8 +2735,7 @@ pub(crate) async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>, trunc
         .values()
         .filter(|q| {
             let q = q.borrow();
-            let (d, s) = (q.dispatched_max, q.synced_offset);
-            d > s && (thorough || d - s >= least) && q.written_offset < d
+            syncs(&q) && q.written_offset < q.dispatched_max
         })
         .cloned()
         .collect();

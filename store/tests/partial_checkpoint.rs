@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use ferromq_store::io::mem::{CrashOdds, MemStorage};
-use ferromq_store::io::Storage;
+use ferromq_store::io::{Storage, StorageFile};
 use ferromq_store::record::{self, MessageInput, Properties};
 use ferromq_store::test_support::block_on;
 use ferromq_store::{PullStatus, QueueId, QueueOffset, Store, StoreConfig, Sweep, TagFilter};
@@ -33,6 +33,14 @@ async fn bodies<S: Storage>(store: &Store<S>, topic: &str, q: u32) -> Vec<String
         }
     }
     out
+}
+
+/// Index entries the checkpoint at `root` names (its active file's count).
+async fn checkpointed_index_entries(mem: &MemStorage, root: &str) -> u32 {
+    let path = Path::new(root).join("checkpoint");
+    let file = mem.open(&path, false).await.unwrap();
+    let bytes = file.read_at(1 << 20, 0).await.unwrap();
+    ferromq_store::checkpoint::Checkpoint::decode(&bytes, &path).unwrap().index_entry_count
 }
 
 fn config(root: &str) -> StoreConfig {
@@ -63,6 +71,7 @@ fn a_partial_checkpoint_keeps_light_queues_in_memory_and_a_power_loss_rebuilds_t
         // The hot queue reached the threshold: written (by the dispatcher) and synced. The
         // cold one has two entries: never written, named at 0, replayed from its first record.
         store.checkpoint_with(Sweep::Partial).await.unwrap();
+        let index_entries = checkpointed_index_entries(&mem, "/p").await;
         let stats = store.stats();
         assert_eq!(stats.cq_unsynced_entries, 2, "{stats:?}");
         assert!(stats.checkpoint_replay_behind_bytes > 0, "{stats:?}");
@@ -90,6 +99,9 @@ fn a_partial_checkpoint_keeps_light_queues_in_memory_and_a_power_loss_rebuilds_t
         // The open's checkpoint is thorough: nothing is left to replay.
         assert_eq!(store.stats().cq_unsynced_entries, 0);
         store.close().await.unwrap();
+        // Replay added no index entry twice: those of records below the dispatch point were
+        // in the index files already (queries above deduplicate, so only the count tells).
+        assert_eq!(checkpointed_index_entries(&mem, "/p").await, index_entries);
         let (store, report) = Store::open(mem.clone(), cfg.clone()).await.unwrap();
         assert!(!report.abnormal);
         assert_eq!(report.records_replayed, 0, "{report:?}");

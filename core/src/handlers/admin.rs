@@ -380,6 +380,11 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
         totals.cq_file_opens += t.cq_file_opens;
         totals.replica_flush_waits += t.replica_flush_waits;
         totals.replica_dispatch_waits += t.replica_dispatch_waits;
+        totals.checkpoints += t.checkpoints;
+        totals.thorough_checkpoints += t.thorough_checkpoints;
+        totals.cq_unsynced_entries += t.cq_unsynced_entries;
+        // How far a crash now would replay: the shard furthest behind.
+        totals.checkpoint_replay_behind_bytes = totals.checkpoint_replay_behind_bytes.max(t.checkpoint_replay_behind_bytes);
         log_min = min_of(log_min, s.log_min);
         log_end = s.log_end.max(log_end);
         earliest = min_of(earliest, s.earliest_store_ms);
@@ -458,6 +463,14 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
         // opened since start: opens far above the queues in use mean the budget is too small.
         ("ferromqCqFilesOpen", totals.cq_files_held.to_string()),
         ("ferromqCqFileOpens", totals.cq_file_opens.to_string()),
+        // Partial consume-queue checkpoints (flushConsumeQueueLeastPages): checkpoints written
+        // and those that synced every queue (every flushConsumeQueueThoroughInterval, or at the
+        // memory bound), entries held unsynced in memory now, and the log bytes a crash now
+        // would replay on the shard furthest behind (store/DESIGN-NOTES.md).
+        ("ferromqCheckpoints", totals.checkpoints.to_string()),
+        ("ferromqThoroughCheckpoints", totals.thorough_checkpoints.to_string()),
+        ("ferromqCqUnsyncedEntries", totals.cq_unsynced_entries.to_string()),
+        ("ferromqCheckpointReplayBehindBytes", totals.checkpoint_replay_behind_bytes.to_string()),
         // A slave: replicated units that waited for its flusher (maxPendingFlushBytes) or its
         // dispatcher, which holds the replication stream back.
         ("ferromqReplicaFlushWaits", totals.replica_flush_waits.to_string()),

@@ -1530,6 +1530,33 @@ fn a_slave_copies_its_master_and_merges_its_own_commits_back() {
     });
 }
 
+/// GET_BROKER_RUNTIME_INFO reports the partial checkpoints: consume-queue entries held unsynced
+/// in memory (fewer than flushConsumeQueueLeastPages' worth per queue), the log a crash would
+/// replay for them, and the thorough checkpoint that syncs them all.
+#[test]
+fn runtime_info_reports_unsynced_consume_queue_entries_until_a_thorough_checkpoint() {
+    run(|| async {
+        let broker = Broker::start().await;
+        let thorough_before = number(&runtime_info(&broker).await, "ferromqThoroughCheckpoints");
+        for i in 0..3 {
+            broker.send("Light", 0, &format!("m{i}"), "k").await;
+        }
+        let store = &broker.ctx.store;
+        store.wait_dispatched().await.unwrap();
+        // A periodic checkpoint leaves a queue with 3 of its 409 entries unsynced.
+        store.checkpoint_with(ferromq_store::store::Sweep::Partial).await.unwrap();
+        let info = runtime_info(&broker).await;
+        assert!(number(&info, "ferromqCqUnsyncedEntries") >= 3.0, "{info:?}");
+        assert!(number(&info, "ferromqCheckpointReplayBehindBytes") > 0.0, "{info:?}");
+        assert!(number(&info, "ferromqCheckpoints") >= 1.0, "{info:?}");
+        store.checkpoint().await.unwrap();
+        let info = runtime_info(&broker).await;
+        assert_eq!(info["ferromqCqUnsyncedEntries"], "0");
+        assert_eq!(info["ferromqCheckpointReplayBehindBytes"], "0");
+        assert!(number(&info, "ferromqThoroughCheckpoints") > thorough_before, "{info:?}");
+    });
+}
+
 /// GET_BROKER_RUNTIME_INFO's table, as mqadmin reads it.
 async fn runtime_info(broker: &Broker) -> serde_json::Map<String, serde_json::Value> {
     let info = broker.check(RemotingCommand::request(rc::GET_BROKER_RUNTIME_INFO), code::SUCCESS, "").await;
