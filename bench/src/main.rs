@@ -60,6 +60,7 @@ enum Mode {
 }
 
 fn main() -> std::process::ExitCode {
+    keep_freed_heap_memory();
     ferromq_net::logging::init();
     let cli = Cli::parse();
     let result = match cli.mode {
@@ -79,6 +80,29 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             eprintln!("ferromq-bench: {e}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The load generator keeps the heap memory it frees instead of giving it back to the kernel.
+/// Its read buffers come and go by the megabyte (hundreds of pulls in flight, each answer tens
+/// of KiB), and glibc returns a freed heap top above 128 KiB at once. On a VM with free page
+/// reporting (virtio-balloon; this project's 2-vCPU machine reports free memory to its host at
+/// once), every page given back costs a host fault when touched again: 38 µs a page measured,
+/// against 2 µs for a page reused. The consumer then spent 40 % of its CPU zeroing pages at 600
+/// queues, and the width ratio measured the generator (bench/RESULTS.md, 2026-12-06). Keeping
+/// the memory costs at most the generator's peak heap. Broker figures are unaffected: this is
+/// the generator's own process.
+fn keep_freed_heap_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const TRIM_THRESHOLD_BYTES: i32 = 1 << 30;
+        // Allocations above this are mmapped (and unmapped when freed); 32 MiB is glibc's most.
+        const MMAP_THRESHOLD_BYTES: i32 = 32 << 20;
+        // SAFETY: mallopt only changes the allocator's parameters; called before any thread.
+        unsafe {
+            libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES);
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
         }
     }
 }

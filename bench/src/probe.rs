@@ -11,6 +11,11 @@
 //! - [`loopback_rtt`]: ping-pong of a small frame over 127.0.0.1 TCP; p50/p99.
 //! - [`loopback_sendfile`]: `sendfile(2)` of a file over a loopback TCP socket to a reader
 //!   thread; MiB/s.
+//! - [`page_cache_touch`]: the CPU a buffered write costs per 4 KiB page when the page is new
+//!   to the page cache, and when it rewrites a cached page. A broker's commit log is always new
+//!   pages. On a VM with free page reporting (virtio-balloon; this project's machine), memory
+//!   the guest freed went back to its host, and each first touch of it traps to the host:
+//!   tens of µs a page, billed to the writer as system time. On bare metal it is ~1 µs.
 //!
 //! The fdatasync probes run twice, [`Wakeups::Idle`] and [`Wakeups::Ticking`]. On some VMs (the
 //! one this project is developed on among them, see bench/RESULTS.md) an idle guest notices the
@@ -77,6 +82,10 @@ pub struct ProbeArgs {
     /// MiB sent by the loopback sendfile probe.
     #[arg(long, default_value_t = 128)]
     sendfile_mib: u64,
+    /// MiB the page-cache probe writes (twice). Below a few hundred MiB it may measure only
+    /// memory freed moments ago, which a VM's host has not taken back yet.
+    #[arg(long, default_value_t = 512)]
+    page_cache_mib: u64,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -143,6 +152,7 @@ pub struct ProbeSizes {
     pub batch_duration_ms: u64,
     pub rtt_count: usize,
     pub sendfile_mib: u64,
+    pub page_cache_mib: u64,
 }
 
 impl ProbeSizes {
@@ -155,6 +165,9 @@ impl ProbeSizes {
             batch_duration_ms: 500,
             rtt_count: 5_000,
             sendfile_mib: 64,
+            // Beyond the few hundred MiB a kernel usually holds freed but still backed by the
+            // host: a smaller write may measure only those (1 µs a page here, against 26).
+            page_cache_mib: 512,
         }
     }
 
@@ -167,6 +180,7 @@ impl ProbeSizes {
             batch_duration_ms: 20,
             rtt_count: 50,
             sendfile_mib: 2,
+            page_cache_mib: 2,
         }
     }
 }
@@ -267,6 +281,23 @@ pub struct SendfileBandwidth {
     pub mib_per_s: f64,
 }
 
+/// Result of [`page_cache_touch`]: thread CPU per 4 KiB page written.
+#[derive(Debug, Clone, Serialize)]
+pub struct PageCacheTouch {
+    pub bytes: u64,
+    /// Writing pages new to the page cache (a fresh file), µs of CPU per page.
+    pub first_write_us_per_page: f64,
+    /// Rewriting the same pages while they are cached, µs of CPU per page.
+    pub rewrite_us_per_page: f64,
+}
+
+impl PageCacheTouch {
+    /// What a page costs beyond rewriting one: getting it into the page cache.
+    pub fn first_touch_us_per_page(&self) -> f64 {
+        (self.first_write_us_per_page - self.rewrite_us_per_page).max(0.0)
+    }
+}
+
 /// Every probe of one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeReport {
@@ -279,6 +310,7 @@ pub struct ProbeReport {
     pub fdatasync_bound: Vec<SyncBoundRate>,
     pub loopback_rtt: RttSummary,
     pub loopback_sendfile: SendfileBandwidth,
+    pub page_cache_touch: PageCacheTouch,
 }
 
 /// A fresh directory for probe or store files, removed (with its contents) when dropped.
@@ -341,6 +373,7 @@ pub fn run_probes(dir: Option<&Path>, sizes: &ProbeSizes) -> Result<ProbeReport,
     }
     let loopback_rtt = loopback_rtt(sizes.rtt_count, 64)?;
     let loopback_sendfile = loopback_sendfile(scratch.path(), sizes.sendfile_mib)?;
+    let page_cache_touch = page_cache_touch(scratch.path(), sizes.page_cache_mib)?;
     Ok(ProbeReport {
         machine,
         sizes: sizes.clone(),
@@ -349,6 +382,7 @@ pub fn run_probes(dir: Option<&Path>, sizes: &ProbeSizes) -> Result<ProbeReport,
         fdatasync_bound: bound_rates,
         loopback_rtt,
         loopback_sendfile,
+        page_cache_touch,
     })
 }
 
@@ -361,6 +395,7 @@ pub fn run(args: ProbeArgs) -> Result<(), String> {
         batch_duration_ms: args.batch_ms.max(1),
         rtt_count: args.rtt_count.max(1),
         sendfile_mib: args.sendfile_mib.max(1),
+        page_cache_mib: args.page_cache_mib.max(1),
     };
     let report = run_probes(args.dir.as_deref(), &sizes)?;
     print_report(&report, args.message_bytes);
@@ -442,6 +477,11 @@ pub fn report_lines(report: &ProbeReport, message_bytes: usize) -> Vec<String> {
     ));
     let s = &report.loopback_sendfile;
     lines.push(format!("loopback sendfile ({} MiB): {:.0} MiB/s", s.bytes / MIB, s.mib_per_s));
+    let t = &report.page_cache_touch;
+    lines.push(format!(
+        "page cache ({} MiB written twice): {:.2} us CPU per 4 KiB page new to the cache, {:.2} us rewriting a cached one",
+        t.bytes / MIB, t.first_write_us_per_page, t.rewrite_us_per_page
+    ));
     lines
 }
 
@@ -566,6 +606,46 @@ pub fn sequential_write(dir: &Path, total_mib: u64) -> Result<WriteBandwidth, St
         sync_ms: sync_s * 1_000.0,
         durable_mib_per_s: mib / (write_s + sync_s).max(1e-9),
     })
+}
+
+/// The calling thread's CPU time.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+/// Thread CPU per 4 KiB page of `total_mib` MiB written in 64 KiB buffered writes (a flush
+/// batch's size), first into a new file, then over the same, still cached, pages. Nothing is
+/// synced: write-back runs in the kernel's threads, not here.
+pub fn page_cache_touch(dir: &Path, total_mib: u64) -> Result<PageCacheTouch, String> {
+    const WRITE_BYTES: usize = 64 << 10;
+    const PAGE_BYTES: u64 = 4096;
+    let path = dir.join("page-cache-touch");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let buf: Vec<u8> = (0..WRITE_BYTES).map(|i| (i % 251) as u8).collect();
+    let total_bytes = total_mib.max(1) * MIB;
+    let pass = || -> Result<f64, String> {
+        let start = thread_cpu_ns();
+        let mut pos = 0u64;
+        while pos < total_bytes {
+            file.write_all_at(&buf, pos).map_err(|e| format!("write {}: {e}", path.display()))?;
+            pos += WRITE_BYTES as u64;
+        }
+        Ok(thread_cpu_ns().saturating_sub(start) as f64 / 1_000.0 / (total_bytes / PAGE_BYTES) as f64)
+    };
+    let first_write_us_per_page = pass()?;
+    let rewrite_us_per_page = pass()?;
+    drop(file);
+    remove(&path)?;
+    Ok(PageCacheTouch { bytes: total_bytes, first_write_us_per_page, rewrite_us_per_page })
 }
 
 /// The fdatasync-bound rate at batch size `batch_bytes`: back-to-back rounds of one write of
@@ -758,6 +838,9 @@ mod tests {
         assert!((bound.appends_per_s(1024.0) - bound.syncs_per_s * 4.0).abs() < 1e-6);
         assert_eq!(report.loopback_rtt.latency.count, 50);
         assert_eq!(report.loopback_sendfile.bytes, 2 * MIB);
+        let touch = &report.page_cache_touch;
+        assert_eq!(touch.bytes, 2 * MIB);
+        assert!(touch.first_write_us_per_page > 0.0 && touch.rewrite_us_per_page > 0.0, "{touch:?}");
         assert!(report.machine.nproc >= 1 && !report.machine.kernel.is_empty());
         // The scratch directory is gone.
         assert_eq!(std::fs::read_dir(&base).unwrap().count(), 0);

@@ -317,9 +317,27 @@ pub fn start_namesrv(extra_args: &[&str], env: &[(&str, &str)]) -> Result<(Serve
 
 /// A free TCP port on 127.0.0.1 (bound, then released: good enough for tests that start a
 /// server on it right away).
+///
+/// A broker binds ports beside its listen port (the fast port, listenPort - 2; the default HA
+/// port, listenPort + 1) and refuses an embedded name server on one of them. Ports asked for one
+/// after another are often that close, so a port is handed out at most once per process and
+/// never within [`PORT_SPACING`] of one handed out before.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1_000 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port");
+        if handed_out.iter().all(|p| p.abs_diff(port) > PORT_SPACING) {
+            handed_out.push(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port apart from the {} handed out already", handed_out.len());
 }
+
+/// How close two ports from [`free_port`] may be, at least: a broker's listen port and the
+/// fast port two below it.
+const PORT_SPACING: u16 = 2;
 
 /// A running `mqbroker` with an embedded name server, both on free loopback ports.
 pub struct BrokerProcess {
