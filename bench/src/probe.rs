@@ -14,8 +14,10 @@
 //! - [`page_cache_touch`]: the CPU a buffered write costs per 4 KiB page when the page is new
 //!   to the page cache, and when it rewrites a cached page. A broker's commit log is always new
 //!   pages. On a VM with free page reporting (virtio-balloon; this project's machine), memory
-//!   the guest freed went back to its host, and each first touch of it traps to the host:
-//!   tens of µs a page, billed to the writer as system time. On bare metal it is ~1 µs.
+//!   the guest freed some time ago went back to its host, and each first touch of it traps to
+//!   the host: tens of µs a page, billed to the writer as system time (~1 µs on bare metal).
+//!   Memory freed moments before is still backed, so the figure depends on what the machine
+//!   freed lately: a lower bound of what a long-running writer pays.
 //!
 //! The fdatasync probes run twice, [`Wakeups::Idle`] and [`Wakeups::Ticking`]. On some VMs (the
 //! one this project is developed on among them, see bench/RESULTS.md) an idle guest notices the
@@ -82,8 +84,8 @@ pub struct ProbeArgs {
     /// MiB sent by the loopback sendfile probe.
     #[arg(long, default_value_t = 128)]
     sendfile_mib: u64,
-    /// MiB the page-cache probe writes (twice). Below a few hundred MiB it may measure only
-    /// memory freed moments ago, which a VM's host has not taken back yet.
+    /// MiB the page-cache probe writes (twice). The more it writes, the more likely it reaches
+    /// memory a VM's host has taken back, not only memory freed moments ago.
     #[arg(long, default_value_t = 512)]
     page_cache_mib: u64,
     /// Also write the results as JSON to this file.
@@ -165,8 +167,9 @@ impl ProbeSizes {
             batch_duration_ms: 500,
             rtt_count: 5_000,
             sendfile_mib: 64,
-            // Beyond the few hundred MiB a kernel usually holds freed but still backed by the
-            // host: a smaller write may measure only those (1 µs a page here, against 26).
+            // On this project's VM a write this size got only memory freed moments before
+            // (0.8–1 µs a page) at some times, and 1–2 GiB reached memory the host had taken
+            // back (7–26 µs a page) at others: more would cost tens of seconds there.
             page_cache_mib: 512,
         }
     }
@@ -289,13 +292,6 @@ pub struct PageCacheTouch {
     pub first_write_us_per_page: f64,
     /// Rewriting the same pages while they are cached, µs of CPU per page.
     pub rewrite_us_per_page: f64,
-}
-
-impl PageCacheTouch {
-    /// What a page costs beyond rewriting one: getting it into the page cache.
-    pub fn first_touch_us_per_page(&self) -> f64 {
-        (self.first_write_us_per_page - self.rewrite_us_per_page).max(0.0)
-    }
 }
 
 /// Every probe of one run.

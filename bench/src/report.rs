@@ -542,13 +542,15 @@ impl<'a> View<'a> {
         let t = &p.page_cache_touch;
         let _ = writeln!(
             md,
-            "Page cache: a buffered write costs {:.2} µs of CPU per 4 KiB page new to the cache and {:.2} µs rewriting a cached \
-             one. The commit log is always new pages, so each KiB a send appends costs the broker about {:.2} µs more than \
-             on a host where the difference is ~1 µs a page (bare metal). On a VM with free page reporting (virtio-balloon) \
-             memory the guest freed went back to its host, and every first touch of it traps there.\n",
+            "Page cache ({} MiB written twice): a buffered write cost {:.2} µs of CPU per 4 KiB page new to the cache and \
+             {:.2} µs rewriting a cached one. The commit log is always new pages. On a VM with free page reporting \
+             (virtio-balloon) memory freed moments before is cheap to reuse, but memory free for longer went back to the \
+             host and every first touch of it traps there (26–60 µs a page on this project's VM, bench/RESULTS.md \
+             2026-12-06): which kind a writer gets depends on what the machine freed lately, so this is a lower bound \
+             of what the broker's writes pay.\n",
+            t.bytes / crate::probe::MIB,
             t.first_write_us_per_page,
-            t.rewrite_us_per_page,
-            t.first_touch_us_per_page() / 4.0
+            t.rewrite_us_per_page
         );
     }
 
