@@ -2706,7 +2706,9 @@ fn files_in_flight<S: Storage>(inner: &Inner<S>) -> usize {
 }
 
 /// Runs `job` over `items`, [`files_in_flight`] at a time, read again before each group: a
-/// checkpoint in progress when `close` begins speeds up, since `close` waits for it.
+/// checkpoint in progress when `close` begins speeds up, since `close` waits for it. Every job
+/// of a group runs to its end before the first error is returned: a job is never cancelled
+/// (`consume_queue::write_unwritten` holds the queue's `writing` flag across its awaits).
 async fn for_each_file<S: Storage, T, Fut>(inner: &Inner<S>, items: Vec<T>, job: impl Fn(T) -> Fut) -> Result<()>
 where
     Fut: std::future::Future<Output = Result<()>>,
@@ -2714,7 +2716,7 @@ where
     let mut items = items.into_iter().peekable();
     while items.peek().is_some() {
         let group: Vec<Fut> = items.by_ref().take(files_in_flight(inner)).map(&job).collect();
-        futures_util::future::try_join_all(group).await?;
+        futures_util::future::join_all(group).await.into_iter().collect::<Result<()>>()?;
     }
     Ok(())
 }
