@@ -2694,13 +2694,13 @@ pub enum Sweep {
 const CLOSE_FILES_IN_FLIGHT: usize = 32;
 
 /// How many consume-queue files a checkpoint writes or fdatasyncs at once now.
-/// - While the broker serves: one. With several in flight, compio's blocking-pool threads take
-///   CPU from the shards, and the 10,000-topic produce width fell from 0.71 / 0.59 to
-///   0.62 / 0.52 (bench/RESULTS.md, 2026-12-05 21:52).
+/// - While the broker serves: one. With up to 32 in flight the 10,000-topic produce width fell
+///   from 0.71 / 0.59 to 0.62 / 0.52 (bench/RESULTS.md, 2026-12-05 21:52), probably because
+///   compio's blocking-pool threads then take CPU from the shards.
 /// - Once `close` has begun, when nothing else runs: up to [`CLOSE_FILES_IN_FLIGHT`], at most an
 ///   eighth of the descriptor budget (each holds a descriptor the budget cannot close
 ///   meanwhile). A 10,000-topic broker took 46–60 s to stop after a 40-s window with one file
-///   at a time (bench/RESULTS.md, 2026-12-06).
+///   at a time, 22 s with this (bench/RESULTS.md, 2026-12-06).
 fn files_in_flight<S: Storage>(inner: &Inner<S>) -> usize {
     if inner.close_begun.get() { (inner.cfg.max_open_cq_files / 8).clamp(1, CLOSE_FILES_IN_FLIGHT) } else { 1 }
 }
