@@ -116,6 +116,17 @@ pub fn self_cpu_ns() -> u64 {
     timespec_ns(&ts)
 }
 
+/// CPU nanoseconds of the calling thread.
+pub fn thread_cpu_ns() -> u64 {
+    // SAFETY: `ts` is an owned local the call fills.
+    let ts = unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
+        ts
+    };
+    timespec_ns(&ts)
+}
+
 fn timespec_ns(ts: &libc::timespec) -> u64 {
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
@@ -361,17 +372,6 @@ mod tests {
         assert_eq!(thread_group_name("iou-wrk-4711\n"), "iou-wrk");
         assert_eq!(thread_group_name("iou-sqp-12"), "iou-sqp");
         assert_eq!(thread_group_name("shard-1\n"), "shard-1");
-    }
-
-    /// CPU time of the calling thread, ns.
-    fn thread_cpu_ns() -> u64 {
-        // SAFETY: `ts` is an owned local the call fills.
-        let ts = unsafe {
-            let mut ts: libc::timespec = std::mem::zeroed();
-            libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
-            ts
-        };
-        timespec_ns(&ts)
     }
 
     /// Spins until the calling thread has used `d` of CPU (not of wall time: the machine may

@@ -89,7 +89,7 @@ fn main() -> std::process::ExitCode {
 /// of KiB), and glibc returns a freed heap top above 128 KiB at once. On a VM with free page
 /// reporting (virtio-balloon; this project's 2-vCPU machine reports free memory to its host at
 /// once), every page given back costs a host fault when touched again: 38 µs a page measured,
-/// against 2 µs for a page reused. The consumer then spent 40 % of its CPU zeroing pages at 600
+/// against 2 µs for a page reused. The consumer then spent 39 % of its CPU zeroing pages at 600
 /// queues, and the width ratio measured the generator (bench/RESULTS.md, 2026-12-06). Keeping
 /// the memory costs at most the generator's peak heap. Broker figures are unaffected: this is
 /// the generator's own process.

@@ -604,14 +604,6 @@ pub fn sequential_write(dir: &Path, total_mib: u64) -> Result<WriteBandwidth, St
     })
 }
 
-/// The calling thread's CPU time.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
-}
-
 /// Thread CPU per 4 KiB page of `total_mib` MiB written in 64 KiB buffered writes (a flush
 /// batch's size), first into a new file, then over the same, still cached, pages. Nothing is
 /// synced: write-back runs in the kernel's threads, not here.
@@ -629,13 +621,13 @@ pub fn page_cache_touch(dir: &Path, total_mib: u64) -> Result<PageCacheTouch, St
     let buf: Vec<u8> = (0..WRITE_BYTES).map(|i| (i % 251) as u8).collect();
     let total_bytes = total_mib.max(1) * MIB;
     let pass = || -> Result<f64, String> {
-        let start = thread_cpu_ns();
+        let start = crate::cpu::thread_cpu_ns();
         let mut pos = 0u64;
         while pos < total_bytes {
             file.write_all_at(&buf, pos).map_err(|e| format!("write {}: {e}", path.display()))?;
             pos += WRITE_BYTES as u64;
         }
-        Ok(thread_cpu_ns().saturating_sub(start) as f64 / 1_000.0 / (total_bytes / PAGE_BYTES) as f64)
+        Ok(crate::cpu::thread_cpu_ns().saturating_sub(start) as f64 / 1_000.0 / (total_bytes / PAGE_BYTES) as f64)
     };
     let first_write_us_per_page = pass()?;
     let rewrite_us_per_page = pass()?;
