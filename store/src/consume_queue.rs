@@ -22,6 +22,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use hashlink::LruCache;
 
@@ -168,7 +169,10 @@ pub struct CqFile {
 /// One consume queue.
 #[derive(Debug)]
 pub struct ConsumeQueue {
-    pub topic: String,
+    /// Shared with every checkpoint that names the queue (a periodic checkpoint names every
+    /// queue: at 10,000 topics a `String` copy per queue per second was 40,000 allocations per
+    /// shard and second).
+    pub topic: Rc<str>,
     pub queue_id: QueueId,
     pub dir: PathBuf,
     pub entries_per_file: u64,
@@ -209,7 +213,7 @@ fn file_index(first_offset: u64, per_file: u64) -> u64 {
 impl ConsumeQueue {
     pub fn empty(cq_root: &Path, topic: &str, queue_id: QueueId, entries_per_file: u64) -> Self {
         ConsumeQueue {
-            topic: topic.to_owned(),
+            topic: Rc::from(topic),
             queue_id,
             dir: queue_dir(cq_root, topic, queue_id),
             entries_per_file,

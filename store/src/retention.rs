@@ -296,7 +296,7 @@ async fn retire_consume_queues<S: Storage>(inner: &Rc<Inner<S>>, log_min: u64) -
         // A queue its topic's deletion detached meanwhile is the dispatcher's to remove.
         let registered = |inner: &Inner<S>| {
             let qm = q.borrow();
-            inner.queues.borrow().get(&(qm.topic.clone(), qm.queue_id)).is_some_and(|x| Rc::ptr_eq(x, &q))
+            inner.queues.borrow().get(&(qm.topic.to_string(), qm.queue_id)).is_some_and(|x| Rc::ptr_eq(x, &q))
         };
         for f in files.iter().take(files.len().saturating_sub(1)) {
             let last_pos = (per - 1) * CQ_ENTRY_LEN as u64;

@@ -1483,7 +1483,7 @@ impl<S: Storage> Store<S> {
         // Consume queues: keep exactly the durable entries the checkpoint names.
         let mut keep: HashMap<(String, QueueId), (u64, u64)> = HashMap::new();
         for q in &cp.queues {
-            keep.insert((q.topic.clone(), q.queue_id), (q.max_offset, q.min_offset));
+            keep.insert((q.topic.to_string(), q.queue_id), (q.max_offset, q.min_offset));
         }
         let topics = storage.list_dir(&inner.cq_root).await.map_err(|e| StoreError::io(IoOp::List, &inner.cq_root, e))?;
         for topic in topics {
@@ -1680,7 +1680,7 @@ impl<S: Storage> Store<S> {
     }
 
     fn register_queue(&self, cq: ConsumeQueue) {
-        let key = (cq.topic.clone(), cq.queue_id);
+        let key = (cq.topic.to_string(), cq.queue_id);
         self.inner.queues.borrow_mut().insert(key, Rc::new(RefCell::new(cq)));
     }
 
@@ -2791,7 +2791,7 @@ pub(crate) async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>, trunc
     let mut queues = Vec::new();
     let mut to_sync = Vec::new();
     let mut synced_marks = Vec::new();
-    for ((t, qid), q) in inner.queues.borrow().iter() {
+    for ((_, qid), q) in inner.queues.borrow().iter() {
         let q_ref = q.borrow();
         let named = named_end(&q_ref);
         if named < q_ref.dispatched_max {
@@ -2800,7 +2800,7 @@ pub(crate) async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>, trunc
             let first_unsynced = q_ref.unsynced_entry(named).map_or(log_min, |e| e.offset);
             record_from = record_from.min(first_unsynced);
         }
-        queues.push(QueueCheckpoint { topic: t.clone(), queue_id: *qid, max_offset: named, min_offset: q_ref.min_offset.min(named) });
+        queues.push(QueueCheckpoint { topic: q_ref.topic.clone(), queue_id: *qid, max_offset: named, min_offset: q_ref.min_offset.min(named) });
         if q_ref.synced_offset < named {
             to_sync.extend(q_ref.unsynced_files(named));
             synced_marks.push((q.clone(), named));
