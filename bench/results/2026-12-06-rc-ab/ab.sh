@@ -2,6 +2,9 @@
 # A/B of d52532f (now) against ca09941 (new: Rc<str> topic names shared with checkpoints):
 # produce 4 x 64 to 10,000 topics x 8 queues (ABBA) and to 64 topics (AB), epoll, 20-s windows,
 # through width.sh of the 2026-12-06 06:15 sitting.
+# The binaries: `cargo build --release --locked -p ferromq-core -p ferromq-bench` at each commit,
+# target/release/{mqbroker,ferromq-bench} copied to /work/bench-bin/now (d52532f) and
+# /work/bench-bin/new (ca09941).
 set -euo pipefail
 W=bench/results/2026-12-06-cpu-cross-width/width.sh
 OUT=${1:-bench/results/2026-12-06-rc-ab}
