@@ -7,6 +7,7 @@
 //! (a per-segment client base) is [`crate::offset_space`]'s.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::error::{IoOp, Result, StoreError};
@@ -99,7 +100,8 @@ pub fn encode_blank(segment_size: u64, pos_in_segment: u64) -> [u8; BLANK_LEN] {
 /// What dispatch needs to know about one appended record (consume queue + index).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DispatchRecord {
-    pub topic: String,
+    /// Shared with the records of the same append and with the queue's entry in the store.
+    pub topic: Rc<str>,
     pub queue_id: QueueId,
     /// `None` for PREPARED/ROLLBACK transaction records (no consume-queue entry).
     pub queue_offset: Option<u64>,
@@ -120,7 +122,7 @@ impl DispatchRecord {
         let rollback = v.sys_flag & record::sysflag::TRANSACTION_MASK
             == record::sysflag::TRANSACTION_ROLLBACK;
         DispatchRecord {
-            topic: v.topic.to_owned(),
+            topic: Rc::from(v.topic),
             queue_id: v.queue_id,
             queue_offset: dispatched.then_some(v.queue_offset as u64),
             offset: CommitLogOffset(offset),

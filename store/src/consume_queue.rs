@@ -211,11 +211,13 @@ fn file_index(first_offset: u64, per_file: u64) -> u64 {
 }
 
 impl ConsumeQueue {
-    pub fn empty(cq_root: &Path, topic: &str, queue_id: QueueId, entries_per_file: u64) -> Self {
+    /// `topic` is taken as an `Rc<str>` where the caller has one to share (dispatch does).
+    pub fn empty(cq_root: &Path, topic: impl Into<Rc<str>>, queue_id: QueueId, entries_per_file: u64) -> Self {
+        let topic: Rc<str> = topic.into();
         ConsumeQueue {
-            topic: Rc::from(topic),
+            dir: queue_dir(cq_root, &topic, queue_id),
+            topic,
             queue_id,
-            dir: queue_dir(cq_root, topic, queue_id),
             entries_per_file,
             files: Vec::new(),
             min_offset: 0,
@@ -231,7 +233,7 @@ impl ConsumeQueue {
 
     /// A queue that starts at `first` (0, or on a replica that began mid-log, its master's
     /// first record) with nothing stored yet.
-    pub fn starting_at(cq_root: &Path, topic: &str, queue_id: QueueId, entries_per_file: u64, first: u64) -> Self {
+    pub fn starting_at(cq_root: &Path, topic: impl Into<Rc<str>>, queue_id: QueueId, entries_per_file: u64, first: u64) -> Self {
         let mut cq = Self::empty(cq_root, topic, queue_id, entries_per_file);
         cq.min_offset = first;
         cq.max_offset = first;

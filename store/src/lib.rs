@@ -18,6 +18,7 @@ pub mod index;
 pub mod io;
 mod notify;
 pub mod offset_space;
+mod queue_map;
 pub mod record;
 pub mod retention;
 pub mod store;

@@ -101,7 +101,12 @@ pub enum RecordError {
 
 /// Java `String.hashCode` over UTF-16 code units (Appendix A).
 pub fn java_string_hash(s: &str) -> i32 {
-    let mut h: i32 = 0;
+    java_string_hash_continued(0, s)
+}
+
+/// Java's `hashCode` of a concatenation, continued over `s` from the hash `h` of what precedes
+/// it: `java_string_hash_continued(java_string_hash(a), b) == java_string_hash(a + b)`.
+pub fn java_string_hash_continued(mut h: i32, s: &str) -> i32 {
     for unit in s.encode_utf16() {
         h = h.wrapping_mul(31).wrapping_add(i32::from(unit));
     }
@@ -592,23 +597,31 @@ pub fn decode_body_strict(buf: &[u8]) -> Result<Vec<RecordView<'_>>, (usize, Rec
     Ok(out)
 }
 
-fn hex_upper(bytes: &[u8]) -> String {
+fn push_hex_upper(s: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         for nibble in [b >> 4, b & 0xF] {
             s.push(char::from(HEX.get(usize::from(nibble)).copied().unwrap_or(b'0')));
         }
     }
-    s
 }
 
 /// offsetMsgId: uppercase hex of store-host IP ‖ port (int32) ‖ physical offset (int64).
 pub fn offset_msg_id(store_host: &SocketAddr, offset: ClientPhysicalOffset) -> String {
-    let mut b = Vec::with_capacity(28);
-    put_host(&mut b, store_host);
-    b.extend_from_slice(&offset.0.to_be_bytes());
-    hex_upper(&b)
+    // One allocation per id (a send makes one): the host's bytes go through a stack buffer.
+    let (ip, ip_len) = match store_host.ip() {
+        IpAddr::V4(ip) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&ip.octets());
+            (b, 4)
+        }
+        IpAddr::V6(ip) => (ip.octets(), 16),
+    };
+    let mut s = String::with_capacity((ip_len + 4 + 8) * 2);
+    push_hex_upper(&mut s, ip.get(..ip_len).unwrap_or_default());
+    push_hex_upper(&mut s, &i32::from(store_host.port()).to_be_bytes());
+    push_hex_upper(&mut s, &offset.0.to_be_bytes());
+    s
 }
 
 /// Decodes an offsetMsgId (32 or 56 hex chars) into store host and physical offset.

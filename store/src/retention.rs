@@ -243,9 +243,9 @@ fn report_forced<S: Storage>(inner: &Inner<S>, forced: &ForcedCleanup, usage_pct
 /// (a few 20-byte reads per queue, page-cached for recent queues); a queue whose entries cannot
 /// be read is left out (the count is a report, not a decision).
 async fn entries_pointing_into<S: Storage>(inner: &Rc<Inner<S>>, start: u64, end: u64) -> BTreeMap<String, BTreeMap<QueueId, u64>> {
-    let queues: Vec<_> = inner.queues.borrow().iter().map(|(k, q)| (k.clone(), q.clone())).collect();
+    let queues: Vec<_> = inner.queues.borrow().iter().map(|(topic, queue_id, q)| (topic.clone(), queue_id, q.clone())).collect();
     let mut out: BTreeMap<String, BTreeMap<QueueId, u64>> = BTreeMap::new();
-    for ((topic, queue_id), q) in queues {
+    for (topic, queue_id, q) in queues {
         let (min, max) = {
             let q = q.borrow();
             (q.min_offset, q.max_offset)
@@ -255,7 +255,7 @@ async fn entries_pointing_into<S: Storage>(inner: &Rc<Inner<S>>, start: u64, end
         }
         let (Some(from), Some(to)) = (first_at_or_above(&inner.cq_files, &q, min, max, start).await, first_at_or_above(&inner.cq_files, &q, min, max, end).await) else { continue };
         if to > from {
-            out.entry(topic).or_default().insert(queue_id, to - from);
+            out.entry(topic.to_string()).or_default().insert(queue_id, to - from);
         }
     }
     out
@@ -296,7 +296,7 @@ async fn retire_consume_queues<S: Storage>(inner: &Rc<Inner<S>>, log_min: u64) -
         // A queue its topic's deletion detached meanwhile is the dispatcher's to remove.
         let registered = |inner: &Inner<S>| {
             let qm = q.borrow();
-            inner.queues.borrow().get(&(qm.topic.to_string(), qm.queue_id)).is_some_and(|x| Rc::ptr_eq(x, &q))
+            inner.queues.borrow().get(&qm.topic, qm.queue_id).is_some_and(|x| Rc::ptr_eq(x, &q))
         };
         for f in files.iter().take(files.len().saturating_sub(1)) {
             let last_pos = (per - 1) * CQ_ENTRY_LEN as u64;

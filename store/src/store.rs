@@ -37,6 +37,7 @@ use crate::index::IndexService;
 use crate::io::{Storage, StorageFile};
 use crate::notify::{AckError, AckSlot, AckWait, Notify};
 use crate::offset_space::{OffsetSpace, SegmentRange, ShardClaim};
+use crate::queue_map::QueueMap;
 use crate::record::{self, MessageInput, StoreAssigned};
 use crate::types::{ClientPhysicalOffset, CommitLogOffset, QueueId, QueueOffset};
 
@@ -354,7 +355,7 @@ struct AppendState {
     sync_requested: bool,
     last_sync: Instant,
     /// Next queue offset per queue (assigned at append).
-    next_queue_offset: HashMap<(String, QueueId), u64>,
+    next_queue_offset: QueueMap<u64>,
     /// Under SYNC_FLUSH: batches written but not yet fdatasync'ed, whose records become
     /// visible (are dispatched) once they are durable. Several batches written back to back
     /// share one fdatasync (a replica's units arrive as many small batches).
@@ -367,7 +368,7 @@ struct DispatchBatch {
 }
 
 type QueueRef = Rc<RefCell<ConsumeQueue>>;
-type QueueMap = BTreeMap<(String, QueueId), QueueRef>;
+type Queues = QueueMap<QueueRef>;
 
 pub(crate) struct Inner<S: Storage> {
     pub(crate) cfg: StoreConfig,
@@ -385,7 +386,7 @@ pub(crate) struct Inner<S: Storage> {
     /// first record is encoded). Mirrors this shard's entries in `space`.
     client_ranges: RefCell<BTreeMap<u64, SegmentRange>>,
     app: RefCell<AppendState>,
-    pub(crate) queues: RefCell<QueueMap>,
+    pub(crate) queues: RefCell<Queues>,
     /// The open descriptors of the queues' files, at most `cfg.max_open_cq_files`.
     pub(crate) cq_files: consume_queue::CqDescriptors<S>,
     pub(crate) index: RefCell<Option<IndexService<S>>>,
@@ -580,10 +581,10 @@ impl<S: Storage> Store<S> {
                 written_waiters: VecDeque::new(),
                 sync_requested: false,
                 last_sync: Instant::now(),
-                next_queue_offset: HashMap::new(),
+                next_queue_offset: QueueMap::default(),
                 awaiting_sync: Vec::new(),
             }),
-            queues: RefCell::new(BTreeMap::new()),
+            queues: RefCell::new(QueueMap::default()),
             cq_files: consume_queue::CqDescriptors::new(storage.clone(), cfg.max_open_cq_files),
             index: RefCell::new(index),
             flusher_wake: Notify::default(),
@@ -830,7 +831,7 @@ impl<S: Storage> Store<S> {
         let cfg = &self.inner.cfg;
         let first = msgs.first().ok_or_else(|| StoreError::NotFound("empty append".into()))?;
         self.inner.check_not_deleting(&first.topic)?;
-        let topic = first.topic.clone();
+        let topic = first.topic.as_str();
         let queue_id = first.queue_id;
         let mut total = 0usize;
         let mut body_total = 0usize;
@@ -877,8 +878,11 @@ impl<S: Storage> Store<S> {
             app.open.start = start;
         }
         let store_ts = now_ms();
-        let key = (topic.clone(), queue_id);
-        let mut qoff = app.next_queue_offset.get(&key).copied().unwrap_or(0);
+        // The topic's name, shared by every record of the append and the queue's entry.
+        let (topic_name, mut qoff) = match app.next_queue_offset.named(topic, queue_id) {
+            Some((name, next)) => (name.clone(), next.copied().unwrap_or(0)),
+            None => (Rc::from(topic), 0),
+        };
         let first_qoff = qoff;
         let mut pos = start;
         let mut ids = Vec::with_capacity(msgs.len());
@@ -894,7 +898,7 @@ impl<S: Storage> Store<S> {
             let n = record::encode_record(m, assigned, &mut app.open.buf)?;
             let rollback = m.sys_flag & record::sysflag::TRANSACTION_MASK == record::sysflag::TRANSACTION_ROLLBACK;
             app.open.records.push(DispatchRecord {
-                topic: topic.clone(),
+                topic: topic_name.clone(),
                 queue_id,
                 queue_offset: dispatched.then_some(qoff),
                 offset: CommitLogOffset(pos),
@@ -910,7 +914,12 @@ impl<S: Storage> Store<S> {
             }
             pos += n as u64;
         }
-        app.next_queue_offset.insert(key, qoff);
+        match app.next_queue_offset.get_mut(&topic_name, queue_id) {
+            Some(next) => *next = qoff,
+            None => {
+                app.next_queue_offset.insert(topic_name, queue_id, qoff);
+            }
+        }
         app.write_pos = pos;
         app.pending_bytes += total;
         let slot = Rc::new(AckSlot::default());
@@ -1039,24 +1048,22 @@ impl<S: Storage> Store<S> {
         let (queues, outcome) = {
             let mut app = inner.app.borrow_mut();
             let mut queues_map = inner.queues.borrow_mut();
-            let keys: Vec<(String, QueueId)> = queues_map.range((topic.to_owned(), QueueId(0))..=(topic.to_owned(), QueueId(u32::MAX))).map(|(k, _)| k.clone()).collect();
-            let appended = app.next_queue_offset.keys().any(|(t, _)| t == topic);
-            if keys.is_empty() && !appended {
+            if !queues_map.contains_topic(topic) && !app.next_queue_offset.contains_topic(topic) {
                 return Ok(TopicDeletion::default());
             }
-            let queues: Vec<QueueRef> = keys.iter().filter_map(|k| queues_map.remove(k)).collect();
+            let queues: Vec<QueueRef> = queues_map.remove_topic(topic).into_iter().map(|(_, q)| q).collect();
             for q in &queues {
                 let forgotten = q.borrow_mut().retire();
                 inner.cq_unsynced_entries.set(inner.cq_unsynced_entries.get().saturating_sub(forgotten));
             }
-            app.next_queue_offset.retain(|(t, _), _| t != topic);
+            app.next_queue_offset.remove_topic(topic);
             let fence = app.write_pos;
             inner.fences.borrow_mut().insert(topic.to_owned(), Fence { offset: fence, durable: false });
             let entries = queues.iter().map(|q| {
                 let q = q.borrow();
                 q.max_offset.saturating_sub(q.min_offset)
             }).sum();
-            (queues, TopicDeletion { queues: keys.len(), entries, fence })
+            (queues.clone(), TopicDeletion { queues: queues.len(), entries, fence })
         };
         // The dispatcher removes the files between two rounds; a crash after it but before the
         // checkpoint below leaves the old checkpoint, which recovery honours (the old queues
@@ -1072,7 +1079,7 @@ impl<S: Storage> Store<S> {
     }
 
     pub(crate) fn queue(&self, topic: &str, queue_id: QueueId) -> Option<QueueRef> {
-        self.inner.queues.borrow().get(&(topic.to_owned(), queue_id)).cloned()
+        self.inner.queues.borrow().get(topic, queue_id).cloned()
     }
 
     /// Min and max (one past last) offsets of a queue; `(0, 0)` for an unknown queue.
@@ -1088,7 +1095,7 @@ impl<S: Storage> Store<S> {
 
     /// All known queues as (topic, queue id).
     pub fn queues(&self) -> Vec<(String, QueueId)> {
-        self.inner.queues.borrow().keys().cloned().collect()
+        self.inner.queues.borrow().iter().map(|(topic, queue_id, _)| (topic.to_string(), queue_id)).collect()
     }
 
     /// Pull read (PROTOCOL.md §6.3): which log ranges to send for `max_msgs` messages from
@@ -1506,7 +1513,7 @@ impl<S: Storage> Store<S> {
         for q in &cp.queues {
             if self.queue(&q.topic, q.queue_id).is_none() && q.max_offset > 0 {
                 // Every file of the queue was retired; it continues at its old end.
-                let cq = ConsumeQueue::starting_at(&inner.cq_root, &q.topic, q.queue_id, cfg.cq_entries_per_file, q.max_offset);
+                let cq = ConsumeQueue::starting_at(&inner.cq_root, q.topic.clone(), q.queue_id, cfg.cq_entries_per_file, q.max_offset);
                 self.register_queue(cq);
             }
         }
@@ -1641,8 +1648,8 @@ impl<S: Storage> Store<S> {
         app.written = end;
         app.durable = end;
         app.open = Batch::new(end, None);
-        for ((t, q), cq) in inner.queues.borrow().iter() {
-            app.next_queue_offset.insert((t.clone(), *q), cq.borrow().max_offset);
+        for (t, q, cq) in inner.queues.borrow().iter() {
+            app.next_queue_offset.insert(t.clone(), q, cq.borrow().max_offset);
         }
         drop(app);
         inner.dispatched_offset.set(end);
@@ -1680,8 +1687,8 @@ impl<S: Storage> Store<S> {
     }
 
     fn register_queue(&self, cq: ConsumeQueue) {
-        let key = (cq.topic.to_string(), cq.queue_id);
-        self.inner.queues.borrow_mut().insert(key, Rc::new(RefCell::new(cq)));
+        let (topic, queue_id) = (cq.topic.clone(), cq.queue_id);
+        self.inner.queues.borrow_mut().insert(topic, queue_id, Rc::new(RefCell::new(cq)));
     }
 
     /// Replays `records` into their queues. Below `dispatched_before` (the checkpoint's dispatch
@@ -1693,7 +1700,7 @@ impl<S: Storage> Store<S> {
         // of the queue were lost in a damaged range this replay found before it: those queue
         // offsets get lost entries (`CqEntry::lost`), so the offsets stay what clients were
         // told, and reads of the lost ones fail.
-        let mut expected: HashMap<(String, QueueId), u64> = HashMap::new();
+        let mut expected: HashMap<(Rc<str>, QueueId), u64> = HashMap::new();
         let mut replayed = Vec::with_capacity(records.len());
         for r in records {
             if let Some(qo) = r.queue_offset {
@@ -2483,7 +2490,7 @@ async fn dispatcher_task<S: Storage>(inner: Rc<Inner<S>>) {
         }
         if let Some(listener) = inner.dispatch_listener.borrow().as_ref() {
             let mut queues: Vec<(&str, QueueId)> =
-                records.iter().filter(|r| r.queue_offset.is_some()).map(|r| (r.topic.as_str(), r.queue_id)).collect();
+                records.iter().filter(|r| r.queue_offset.is_some()).map(|r| (&*r.topic, r.queue_id)).collect();
             queues.sort_unstable();
             queues.dedup();
             for (topic, queue_id) in queues {
@@ -2518,7 +2525,7 @@ pub(crate) fn note_replay_point<S: Storage>(inner: &Inner<S>, at: u64) {
 /// Appends consume-queue entries to memory, grouped per queue, writing a queue's to its files
 /// once enough are unwritten, and index entries.
 async fn dispatch_records<S: Storage>(inner: &Rc<Inner<S>>, records: &[DispatchRecord]) -> Result<()> {
-    let mut per_queue: BTreeMap<(String, QueueId), (u64, Vec<CqEntry>)> = BTreeMap::new();
+    let mut per_queue: BTreeMap<(Rc<str>, QueueId), (u64, Vec<CqEntry>)> = BTreeMap::new();
     let mut touched = Vec::new();
     let mut max_ts = inner.last_dispatched_ts.get();
     for r in records {
@@ -2535,13 +2542,13 @@ async fn dispatch_records<S: Storage>(inner: &Rc<Inner<S>>, records: &[DispatchR
             continue;
         }
         let q = {
-            let existing = inner.queues.borrow().get(&(topic.clone(), qid)).cloned();
+            let existing = inner.queues.borrow().get(&topic, qid).cloned();
             match existing {
                 Some(q) => q,
                 None => {
-                    let cq = ConsumeQueue::starting_at(&inner.cq_root, &topic, qid, inner.cfg.cq_entries_per_file, first);
+                    let cq = ConsumeQueue::starting_at(&inner.cq_root, topic.clone(), qid, inner.cfg.cq_entries_per_file, first);
                     let q = Rc::new(RefCell::new(cq));
-                    inner.queues.borrow_mut().insert((topic.clone(), qid), q.clone());
+                    inner.queues.borrow_mut().insert(topic.clone(), qid, q.clone());
                     q
                 }
             }
@@ -2791,7 +2798,7 @@ pub(crate) async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>, trunc
     let mut queues = Vec::new();
     let mut to_sync = Vec::new();
     let mut synced_marks = Vec::new();
-    for ((_, qid), q) in inner.queues.borrow().iter() {
+    for (_, qid, q) in inner.queues.borrow().iter() {
         let q_ref = q.borrow();
         let named = named_end(&q_ref);
         if named < q_ref.dispatched_max {
@@ -2800,7 +2807,7 @@ pub(crate) async fn run_checkpoint_inner<S: Storage>(inner: &Rc<Inner<S>>, trunc
             let first_unsynced = q_ref.unsynced_entry(named).map_or(log_min, |e| e.offset);
             record_from = record_from.min(first_unsynced);
         }
-        queues.push(QueueCheckpoint { topic: q_ref.topic.clone(), queue_id: *qid, max_offset: named, min_offset: q_ref.min_offset.min(named) });
+        queues.push(QueueCheckpoint { topic: q_ref.topic.clone(), queue_id: qid, max_offset: named, min_offset: q_ref.min_offset.min(named) });
         if q_ref.synced_offset < named {
             to_sync.extend(q_ref.unsynced_files(named));
             synced_marks.push((q.clone(), named));

@@ -4,7 +4,7 @@ set -euo pipefail
 BIN=$1; T=$2; OUT=$3; shift 3
 mkdir -p "$OUT"
 S=$(mktemp -d /tmp/fmq-w-XXXX)
-FERROMQ_IO_BACKEND=epoll "$BIN/mqbroker" --set storePathRootDir="$S/store" --set listenPort=23911 --set embeddedNamesrvPort=23876 \
+FERROMQ_IO_BACKEND=${BACKEND:-epoll} "$BIN/mqbroker" --set storePathRootDir="$S/store" --set listenPort=23911 --set embeddedNamesrvPort=23876 \
     --set brokerIP1=127.0.0.1 --set diskSpaceWarningLevelRatio=99 --set diskSpaceCleanForciblyRatio=98 "$@" 2> "$OUT/broker.log" &
 PID=$!
 sleep 2

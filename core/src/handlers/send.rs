@@ -169,6 +169,8 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
         prepared_transaction_offset: 0,
     };
     let cluster = control.identity().cluster_name.as_str();
+    // The response's transactionId: the request's UNIQ_KEY (borrowed from it), or one made here.
+    let generated;
     let mut uniq_key = None;
     // `rocketmq_messages_in_total`'s message_type: read from the request header's properties,
     // as Java does (a batch's too); only with metrics on.
@@ -227,7 +229,6 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
         if half && seen.producer_group.is_none_or(str::is_empty) {
             return Err(BrokerError::illegal("a transactional message needs its producer group in the PGROUP property (for check-backs)"));
         }
-        let generated;
         let uniq = match seen.uniq_key {
             Some(uniq) => uniq,
             None => {
@@ -252,7 +253,7 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
             push_property(&mut properties, crate::delay::PROPERTY_DELAY, "-1");
         }
         let summary = PropertySummary::of(seen.tags, seen.wait, seen.keys, Some(uniq));
-        uniq_key = Some(uniq.to_owned());
+        uniq_key = Some(uniq);
         let mut message = MessageInput { body: request.body.clone(), properties, summary: Some(summary), ..template };
         // §2.1 step 6: a half message waits in RMQ_SYS_TRANS_HALF_TOPIC for its commit (§10);
         // a delayed message in SCHEDULE_TOPIC_XXXX for its time, a timer message in
@@ -309,7 +310,7 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
         .ext("msgId", MsgIds(&result.offset_msg_ids))
         .ext_int("queueId", queue_id.0)
         .ext_int("queueOffset", result.queue_offset.0);
-    if let Some(uniq_key) = &uniq_key {
+    if let Some(uniq_key) = uniq_key {
         frame = frame.ext_str("transactionId", uniq_key);
     }
     let frame = frame.finish(b"").map_err(|e| BrokerError::system(format!("cannot encode the send response: {e}")))?;

@@ -350,12 +350,12 @@ impl<S: Storage> Store<S> {
                 // appends do): see `Fence`.
                 inner.check_not_deleting(&r.topic)?;
                 let key = (r.topic.clone(), r.queue_id);
-                let expected = next.get(&key).copied().or_else(|| app.next_queue_offset.get(&key).copied());
+                let expected = next.get(&key).copied().or_else(|| app.next_queue_offset.get(&r.topic, r.queue_id).copied());
                 if expected.is_some_and(|e| e != qo) && !inner.fenced(&r.topic, r.offset.0) {
                     if qo == 0 && !next.contains_key(&key) {
                         // The queue starts again at 0: the master deleted the topic
                         // (DELETE_TOPIC_IN_BROKER) and it was created again. Delete it here too.
-                        recreated = Some(r.topic.clone());
+                        recreated = Some(r.topic.to_string());
                         break;
                     }
                     return Err(StoreError::Corruption {
@@ -397,7 +397,7 @@ impl<S: Storage> Store<S> {
             }
             for r in &records {
                 if let Some(qo) = r.queue_offset {
-                    app.next_queue_offset.insert((r.topic.clone(), r.queue_id), qo + 1);
+                    app.next_queue_offset.insert(r.topic.clone(), r.queue_id, qo + 1);
                 }
             }
             let filler_at = app.open.filler_at.take();
@@ -571,7 +571,10 @@ impl<S: Storage> Store<S> {
             app.pending_bytes = 0;
             app.sync_requested = false;
             // As recovery sets it: each queue continues at its end.
-            app.next_queue_offset = queues.iter().map(|(k, q)| (k.clone(), q.borrow().max_offset)).collect();
+            app.next_queue_offset.clear();
+            for (topic, queue_id, q) in queues.iter() {
+                app.next_queue_offset.insert(topic.clone(), queue_id, q.borrow().max_offset);
+            }
         }
         inner.dispatched_offset.set(to);
         // Every queue is cut at or below `to` and the next checkpoint is thorough.
