@@ -429,9 +429,11 @@ impl DirtySlots {
 fn write_job<F: StorageFile>(a: &mut Active<F>) -> WriteJob<F> {
     let dirty = std::mem::take(&mut a.dirty_slots);
     let slot_bytes = |first: u32, last: u32| {
-        let mut buf = Vec::with_capacity(((last - first + 1) as usize) * INDEX_SLOT_LEN);
-        for s in first..=last {
-            buf.extend_from_slice(&a.slots.get(s as usize).copied().unwrap_or(0).to_be_bytes());
+        // Over a slice, not an index per slot: runs span up to the whole table (20 MB).
+        let slots = a.slots.get(first as usize..=last as usize).unwrap_or_default();
+        let mut buf = vec![0u8; slots.len() * INDEX_SLOT_LEN];
+        for (bytes, slot) in buf.chunks_exact_mut(INDEX_SLOT_LEN).zip(slots) {
+            bytes.copy_from_slice(&slot.to_be_bytes());
         }
         (INDEX_HEADER_LEN as u64 + u64::from(first) * INDEX_SLOT_LEN as u64, buf)
     };

@@ -226,7 +226,10 @@ impl PropertySummary {
 
     /// The summary of the given property values.
     pub fn of(tags: Option<&str>, wait: Option<&str>, keys: Option<&str>, uniq_key: Option<&str>) -> PropertySummary {
-        let mut index_keys: Vec<String> = keys.map(|k| k.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()).unwrap_or_default();
+        let keys = keys.into_iter().flat_map(|k| k.split(' ')).filter(|s| !s.is_empty());
+        // One allocation for the list: its length is known before it is filled.
+        let mut index_keys = Vec::with_capacity(keys.clone().count() + usize::from(uniq_key.is_some()));
+        index_keys.extend(keys.map(str::to_owned));
         if let Some(u) = uniq_key {
             index_keys.push(u.to_owned());
         }

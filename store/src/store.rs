@@ -301,6 +301,20 @@ impl Batch {
     fn new(start: u64, filler_at: Option<u64>) -> Self {
         Batch { start, buf: Vec::new(), filler_at, records: Vec::new(), sealed: false }
     }
+
+    /// A batch with room for as much as `previous` held (at most one flush's worth): batches
+    /// that follow each other under a steady load are alike, and growing each from empty
+    /// copied it about twice over (realloc was a tenth of a send's instructions, callgrind
+    /// 2026-12-06).
+    fn sized_like(start: u64, filler_at: Option<u64>, previous: &Batch) -> Self {
+        Batch {
+            start,
+            buf: Vec::with_capacity(previous.buf.len()),
+            filler_at,
+            records: Vec::with_capacity(previous.records.len()),
+            sealed: false,
+        }
+    }
 }
 
 /// A background task's transient fault, for as long as it lasts.
@@ -1873,17 +1887,23 @@ fn batch_full(cfg: &StoreConfig, max_msgs: u32, count: u32, bytes: u64, next_siz
 /// Closes the open batch (its marker is reserved right after it). With `roll_segment_size`, the
 /// next batch starts at the next segment and carries the filler position for this one.
 fn close_open_batch(app: &mut AppendState, roll_segment_size: Option<u64>) {
-    if !app.open.buf.is_empty() {
+    let closed = if app.open.buf.is_empty() {
+        None
+    } else {
         let b = std::mem::replace(&mut app.open, Batch::new(0, None));
         app.write_pos = b.start + b.buf.len() as u64 + MARKER_LEN as u64;
-        app.closed.push_back(b);
-    }
+        Some(b)
+    };
     let mut filler_at = None;
     if let Some(seg) = roll_segment_size {
         filler_at = Some(app.write_pos);
         app.write_pos = app.write_pos - app.write_pos % seg + seg;
     }
-    app.open = Batch::new(app.write_pos, filler_at);
+    app.open = match &closed {
+        Some(b) => Batch::sized_like(app.write_pos, filler_at, b),
+        None => Batch::new(app.write_pos, filler_at),
+    };
+    app.closed.extend(closed);
 }
 
 async fn read_checkpoint<S: Storage>(storage: &S, path: &Path) -> Result<Option<Checkpoint>> {
@@ -2110,7 +2130,7 @@ async fn flusher_task<S: Storage>(inner: Rc<Inner<S>>) {
                 let start = app.write_pos;
                 let b = std::mem::replace(&mut app.open, Batch::new(0, None));
                 app.write_pos = start + MARKER_LEN as u64;
-                app.open = Batch::new(app.write_pos, None);
+                app.open = Batch::sized_like(app.write_pos, None, &b);
                 Some(b)
             } else {
                 None

@@ -64,7 +64,19 @@ impl ExtFields {
     /// of string comparisons; long lists are searched.
     pub fn get(&self, key: &str) -> Option<&str> {
         if self.index.len() <= LINEAR_LOOKUP_MAX_FIELDS {
-            return self.index.iter().find(|e| e.key_len as usize == key.len() && self.key_of(e) == key).map(|e| self.value_of(e));
+            // Length, then first byte, then the rest: the send headers' keys are one letter
+            // each, and comparing every candidate in full (a memcmp call each) cost a handler
+            // about 70 calls per send (callgrind 2026-12-06).
+            let text = self.text.as_bytes();
+            return self
+                .index
+                .iter()
+                .find(|e| {
+                    e.key_len as usize == key.len()
+                        && key.as_bytes().first().is_none_or(|first| text.get(e.start as usize) == Some(first))
+                        && self.key_of(e) == key
+                })
+                .map(|e| self.value_of(e));
         }
         let at = self.position(key).ok()?;
         self.index.get(at).map(|e| self.value_of(e))

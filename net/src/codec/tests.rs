@@ -91,6 +91,14 @@ fn json_errors_are_typed() {
         let frame = json_frame(header, b"");
         assert!(matches!(decode_frame(&frame, &limits), Err(WireError::Json(_))), "{header}");
     }
+    // A header that is not UTF-8 (a stray byte in a value, or in a key) is not JSON.
+    for header in [&b"{\"code\":1,\"extFields\":{\"a\":\"\xff\"}}"[..], b"{\"code\":1,\"\xc3\":2}"] {
+        let mut frame = BytesMut::new();
+        frame.extend_from_slice(&(4 + header.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&(header.len() as u32).to_be_bytes());
+        frame.extend_from_slice(header);
+        assert!(matches!(decode_frame(&frame.freeze(), &limits), Err(WireError::Json(_))), "{header:?}");
+    }
 }
 
 #[test]
