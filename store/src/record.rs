@@ -107,6 +107,13 @@ pub fn java_string_hash(s: &str) -> i32 {
 /// Java's `hashCode` of a concatenation, continued over `s` from the hash `h` of what precedes
 /// it: `java_string_hash_continued(java_string_hash(a), b) == java_string_hash(a + b)`.
 pub fn java_string_hash_continued(mut h: i32, s: &str) -> i32 {
+    // ASCII (topics, keys, ids: nearly always) is its own UTF-16, without decoding.
+    if s.is_ascii() {
+        for byte in s.bytes() {
+            h = h.wrapping_mul(31).wrapping_add(i32::from(byte));
+        }
+        return h;
+    }
     for unit in s.encode_utf16() {
         h = h.wrapping_mul(31).wrapping_add(i32::from(unit));
     }

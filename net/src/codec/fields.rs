@@ -12,6 +12,15 @@ use std::fmt;
 /// Up to this many fields a lookup scans instead of searching.
 const LINEAR_LOOKUP_MAX_FIELDS: usize = 24;
 
+/// `a < b` as bytes, decided by the first bytes where they differ there (the one-letter keys of
+/// send headers always do) without a memcmp call.
+fn key_less(a: &[u8], b: &[u8]) -> bool {
+    match (a.first(), b.first()) {
+        (Some(x), Some(y)) if x != y => x < y,
+        _ => a < b,
+    }
+}
+
 /// One field: the key at `text[start..start + key_len]`, its value right after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
@@ -94,7 +103,7 @@ impl ExtFields {
     fn commit(&mut self, start: usize, key_len: usize, value_len: usize) {
         let entry = Entry { start: start as u32, key_len: key_len as u32, value_len: value_len as u32 };
         // Java clients (fastjson) send their keys sorted: then each key goes at the end.
-        if self.index.last().is_none_or(|last| self.key_of(last).as_bytes() < self.key_of(&entry).as_bytes()) {
+        if self.index.last().is_none_or(|last| key_less(self.key_of(last).as_bytes(), self.key_of(&entry).as_bytes())) {
             self.index.push(entry);
             return;
         }
