@@ -1077,7 +1077,8 @@ impl<S: Storage> Store<S> {
                 let q = q.borrow();
                 q.max_offset.saturating_sub(q.min_offset)
             }).sum();
-            (queues.clone(), TopicDeletion { queues: queues.len(), entries, fence })
+            let count = queues.len();
+            (queues, TopicDeletion { queues: count, entries, fence })
         };
         // The dispatcher removes the files between two rounds; a crash after it but before the
         // checkpoint below leaves the old checkpoint, which recovery honours (the old queues
