@@ -196,7 +196,8 @@ impl Visitor<'_> for Int32 {
         i32::try_from(v).map(Some).map_err(|_| self.invalid(v.to_string()))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Option<i32>, E> {
-        Err(self.invalid(v.to_string()))
+        // As before: the number's text read as an integer, so `1.0` (text `1`) is 1.
+        self.visit_str(&v.to_string())
     }
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Option<i32>, E> {
         Err(self.invalid(v.to_string()))

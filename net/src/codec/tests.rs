@@ -80,14 +80,25 @@ fn json_missing_or_null_ext_fields_empty_remark_numeric_language() {
         r#"{"code":34,"language":"KLINGON","version":1}"#,
         &RemotingCommand { language: Language::Unknown("KLINGON".into()), ..expected.clone() },
     );
-    // Numbers as strings are accepted for the int fields, as fastjson does.
+    // Numbers as strings are accepted for the int fields, as fastjson does, and so are
+    // integral numbers written with a fraction.
     check_json(r#"{"code":"34","language":3,"version":"1","opaque":"0"}"#, &expected);
+    check_json(r#"{"code":34.0,"language":3,"version":" 1 ","opaque":-0.0}"#, &expected);
 }
 
 #[test]
 fn json_errors_are_typed() {
     let limits = WireLimits::default();
-    for header in [r#"{"language":"JAVA"}"#, "not json", r#"{"code":"abc"}"#, r#"{"code":1,"extFields":{"a":[1]}}"#, r#"{"code":99999999999}"#] {
+    for header in [
+        r#"{"language":"JAVA"}"#,
+        "not json",
+        r#"{"code":"abc"}"#,
+        r#"{"code":1,"extFields":{"a":[1]}}"#,
+        r#"{"code":99999999999}"#,
+        r#"{"code":1.5}"#,
+        r#"{"code":true}"#,
+        r#"{"code":1,"opaque":-2147483649}"#,
+    ] {
         let frame = json_frame(header, b"");
         assert!(matches!(decode_frame(&frame, &limits), Err(WireError::Json(_))), "{header}");
     }
