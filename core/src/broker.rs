@@ -174,7 +174,12 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
     let tls_acceptor = config.tls_acceptor().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let tls_connector = config.tls_connector().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     if let Some(tls) = &tls_acceptor {
-        info!(mode = %tls.mode, "TLS on the listeners (tls.server.mode; copy path, no kernel TLS)");
+        let kernel = ferromq_net::ktls::support();
+        match (tls.kernel_offload(), kernel.unavailable) {
+            (false, _) => info!(mode = %tls.mode, "TLS on the listeners (tls.server.mode), in user space (tlsKernelOffload=false): file bodies copied"),
+            (true, None) => info!(mode = %tls.mode, kernel_tls = %kernel.describe(), "TLS on the listeners (tls.server.mode); connections move into kernel TLS where it takes their cipher (sendfile kept)"),
+            (true, Some(why)) => warn!(mode = %tls.mode, "TLS on the listeners (tls.server.mode), in user space: kernel TLS unavailable ({why}); file bodies are copied"),
+        }
     }
 
     let embedded = config.uses_embedded_namesrv();
@@ -204,6 +209,7 @@ pub fn start(mut config: BrokerConfig) -> io::Result<BrokerHandle> {
                 need_client_auth: t.server_need_client_auth,
                 auth_client: t.server_auth_client,
                 trust_cert_path: t.server_trust_cert_path.clone(),
+                kernel_offload: t.kernel_offload,
             },
             ..NamesrvConfig::default()
         };

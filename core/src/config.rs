@@ -859,6 +859,12 @@ pub struct TlsSection {
     /// `tls.server.trustCertPath` / `server_trust_cert_path`. CA certificates, PEM, for client
     /// certificates; required when `server_need_client_auth` is not `none`.
     pub server_trust_cert_path: String,
+    /// `tlsKernelOffload` / `kernel_offload` (FerroMQ). After the handshake, move a connection's
+    /// encryption into the kernel (kTLS) where the kernel takes its cipher, so pulls keep
+    /// `sendfile`; otherwise, and with false, rustls encrypts in user space and file bodies are
+    /// copied. Default true. A peer's TLS 1.3 key update closes a kernel TLS connection
+    /// (`ferromq_net::ktls`).
+    pub kernel_offload: bool,
     /// `tls.enable` (also `useTLS`) / `enable`. Whether the broker's own connections (to the
     /// name servers, a slave's to its master) use TLS. Default false.
     pub enable: bool,
@@ -1018,6 +1024,7 @@ impl Default for BrokerConfig {
                 server_need_client_auth: ClientAuth::None,
                 server_auth_client: false,
                 server_trust_cert_path: String::new(),
+                kernel_offload: true,
                 enable: false,
                 client_auth_server: false,
                 client_trust_cert_path: String::new(),
@@ -1529,6 +1536,7 @@ impl BrokerConfig {
             ("tls.server.need.client.auth", t.server_need_client_auth != ClientAuth::None),
             ("tls.server.authClient", t.server_auth_client),
             ("tls.server.trustCertPath", !t.server_trust_cert_path.is_empty()),
+            ("tlsKernelOffload", !t.kernel_offload),
         ];
         if t.server_mode == TlsMode::Disabled {
             if let Some((key, _)) = server_keys.iter().find(|(_, set)| *set) {
@@ -1579,7 +1587,8 @@ impl BrokerConfig {
             client_auth: if self.tls.server_auth_client { self.tls.server_need_client_auth } else { ClientAuth::None },
             trust_cert_path: Some(PathBuf::from(&self.tls.server_trust_cert_path)).filter(|p| !p.as_os_str().is_empty()),
         };
-        TlsAcceptor::from_files(self.tls.server_mode, &files).map_err(|e| ConfigError::Conflict(format!("TLS: {e}")))
+        let acceptor = TlsAcceptor::from_files(self.tls.server_mode, &files).map_err(|e| ConfigError::Conflict(format!("TLS: {e}")))?;
+        Ok(acceptor.map(|a| a.with_kernel_offload(self.tls.kernel_offload)))
     }
 
     /// The broker's own connections' TLS (`tls.enable`, `tls.client.*`), its PEM files read now:
@@ -2339,6 +2348,8 @@ pub static KEYS: &[Key] = &[
         tls.server_auth_client),
     text_key!("tls.server.trustCertPath", "tls", "server_trust_cert_path", "CA certificates for client certificates, PEM; default none",
         tls.server_trust_cert_path, any_text),
+    bool_key!("tlsKernelOffload", "tls", "kernel_offload", "(FerroMQ) move TLS connections into the kernel (kTLS) where it takes the cipher, keeping sendfile; default true",
+        tls.kernel_offload),
     bool_key!("tls.enable", "tls", "enable", "TLS on the broker's connections to name servers and its master (also useTLS); default false",
         tls.enable),
     bool_key!("tls.client.authServer", "tls", "client_auth_server", "verify servers' certificates against client_trust_cert_path; default false (as Java)",

@@ -134,6 +134,9 @@ pub struct TlsSettings {
     pub auth_client: bool,
     /// `tls.server.trustCertPath`: CA certificates client certificates are verified against.
     pub trust_cert_path: String,
+    /// `tlsKernelOffload` (FerroMQ, as the broker's): move TLS connections into the kernel (kTLS)
+    /// where it takes their cipher. Default true.
+    pub kernel_offload: bool,
 }
 
 impl Default for TlsSettings {
@@ -145,6 +148,7 @@ impl Default for TlsSettings {
             need_client_auth: ClientAuth::None,
             auth_client: false,
             trust_cert_path: String::new(),
+            kernel_offload: true,
         }
     }
 }
@@ -159,6 +163,7 @@ impl TlsSettings {
             ("tls.server.need.client.auth", self.need_client_auth != ClientAuth::None),
             ("tls.server.authClient", self.auth_client),
             ("tls.server.trustCertPath", !self.trust_cert_path.is_empty()),
+            ("tlsKernelOffload", !self.kernel_offload),
         ];
         if self.mode == TlsMode::Disabled {
             return match set.iter().find(|(_, set)| *set) {
@@ -185,7 +190,8 @@ impl TlsSettings {
             client_auth: self.need_client_auth,
             trust_cert_path: Some(PathBuf::from(&self.trust_cert_path)).filter(|p| !p.as_os_str().is_empty()),
         };
-        TlsAcceptor::from_files(self.mode, &files).map_err(|e| format!("TLS: {e}"))
+        let acceptor = TlsAcceptor::from_files(self.mode, &files).map_err(|e| format!("TLS: {e}"))?;
+        Ok(acceptor.map(|a| a.with_kernel_offload(self.kernel_offload)))
     }
 }
 
@@ -321,6 +327,7 @@ impl NamesrvConfig {
             "tls.server.need.client.auth" => self.tls.need_client_auth = value.parse().map_err(|e: String| invalid(&e))?,
             "tls.server.trustCertPath" => self.tls.trust_cert_path = value.to_owned(),
             "tls.server.authClient" => self.tls.auth_client = boolean()?,
+            "tlsKernelOffload" => self.tls.kernel_offload = boolean()?,
             // Refused unless they hold the value that matches what FerroMQ does.
             "tls.server.keyPassword" | "tls.client.keyPassword" if !value.is_empty() => {
                 return Err(invalid("encrypted private keys are not supported: use an unencrypted PEM key"));

@@ -71,7 +71,7 @@ impl Client {
             .connect(&stream, addr)
             .await
             .map_err(|e| std::io::Error::new(e.kind(), format!("TLS handshake with {addr} failed: {e}")))?;
-        Ok(Client { conn: Connection::spawn_with(stream, Some(state), handler, limits), signer: None })
+        Ok(Client { conn: Connection::spawn_with(stream, Some(crate::tls::TlsSession::User(state)), handler, limits), signer: None })
     }
 
     /// Sends `request` and waits for its response, at most `timeout`.

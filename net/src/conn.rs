@@ -306,8 +306,9 @@ struct Inner {
     /// coalesce; only the reader waits on it); closed with the connection.
     wake_reader: (async_channel::Sender<()>, async_channel::Receiver<()>),
     closed: Cell<bool>,
-    /// Whether the connection runs over TLS.
+    /// Whether the connection runs over TLS, and whether the kernel's ([`crate::ktls`]).
     tls: bool,
+    kernel_tls: bool,
     stream: TcpStream,
 }
 
@@ -318,14 +319,19 @@ impl Connection {
     }
 
     /// [`Connection::spawn`] over TLS when `tls` is given: a stream whose handshake is done
-    /// ([`crate::tls`]); its reader decrypts, its writer encrypts and sends file bodies copied.
+    /// ([`crate::tls`]). In user space its reader decrypts, its writer encrypts and sends file
+    /// bodies copied; in the kernel's TLS it is served as a plain stream.
     pub fn spawn_with<H: RequestHandler>(
         stream: TcpStream,
-        tls: Option<crate::tls::TlsState>,
+        tls: Option<crate::tls::TlsSession>,
         handler: Rc<H>,
         limits: ConnLimits,
     ) -> Connection {
-        let tls = tls.map(Rc::new);
+        let (is_tls, kernel_tls) = (tls.is_some(), tls.as_ref().is_some_and(crate::tls::TlsSession::is_kernel));
+        let tls = match tls {
+            Some(crate::tls::TlsSession::User(state)) => Some(Rc::new(state)),
+            Some(crate::tls::TlsSession::Kernel { .. }) | None => None,
+        };
         let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let _ = stream.set_nodelay(true);
         // Non-blocking on both backends: `sendfile` must never block the shard, and io_uring
@@ -354,11 +360,12 @@ impl Connection {
                 write_budget: write_budget.clone(),
                 wake_reader,
                 closed: Cell::new(false),
-                tls: tls.is_some(),
+                tls: is_tls,
+                kernel_tls,
                 stream: stream.clone(),
             }),
         };
-        compio::runtime::spawn(write_loop(stream.clone(), tls.clone(), queue, write_budget, limits)).detach();
+        compio::runtime::spawn(write_loop(stream.clone(), tls.clone(), kernel_tls, queue, write_budget, limits)).detach();
         let reader = conn.clone();
         compio::runtime::spawn(async move {
             match read_loop(&reader, stream, tls.as_deref(), &handler).await {
@@ -389,10 +396,16 @@ impl Connection {
         self.inner.closed.get()
     }
 
-    /// Whether the connection runs over TLS (copy path: file bodies are read into memory and
-    /// encrypted, never sent with `sendfile`).
+    /// Whether the connection runs over TLS (in user space, or in the kernel's).
     pub fn is_tls(&self) -> bool {
         self.inner.tls
+    }
+
+    /// Whether the connection runs over kernel TLS ([`crate::ktls`]): file bodies go out with
+    /// `sendfile`, as on a plain connection. False for plain connections and for TLS in user
+    /// space (copy path: file bodies are read into memory and encrypted).
+    pub fn is_kernel_tls(&self) -> bool {
+        self.inner.kernel_tls
     }
 
     /// Sends `request` and waits for its response, at most `timeout`.
@@ -541,9 +554,27 @@ enum ReadStop {
 }
 
 /// Appends what the peer sent next to `buf`: plaintext read from the socket, or decrypted.
-async fn read_more(stream: &mut TcpStream, tls: Option<&crate::tls::TlsState>, buf: BytesMut) -> BufResult<usize, BytesMut> {
+async fn read_more(
+    stream: &mut TcpStream,
+    tls: Option<&crate::tls::TlsState>,
+    kernel_tls: bool,
+    buf: BytesMut,
+) -> BufResult<usize, BytesMut> {
     match tls {
-        None => stream.append(buf).await,
+        None => {
+            let BufResult(read, mut buf) = stream.append(buf).await;
+            match read {
+                // Kernel TLS: a record other than application data is next (crate::ktls).
+                Err(e) if kernel_tls && e.raw_os_error() == Some(libc::EIO) => {
+                    match crate::ktls::take_control_record(std::os::fd::AsRawFd::as_raw_fd(&*stream), &mut buf) {
+                        Ok(Some(n)) => BufResult(Ok(n), buf),
+                        Ok(None) => BufResult(Err(e), buf),
+                        Err(taken) => BufResult(Err(taken), buf),
+                    }
+                }
+                read => BufResult(read, buf),
+            }
+        }
         Some(tls) => tls.append(stream, buf).await,
     }
 }
@@ -555,6 +586,7 @@ async fn read_loop<H: RequestHandler>(
     handler: &Rc<H>,
 ) -> Result<(), ReadStop> {
     let limits = conn.inner.limits;
+    let kernel_tls = conn.inner.kernel_tls;
     let idle_capacity = limits.read_buffer_bytes.max(64);
     let mut buf = BytesMut::with_capacity(idle_capacity);
     // When the first bytes of the frame now in `buf` arrived (None: `buf` holds no partial
@@ -599,8 +631,8 @@ async fn read_loop<H: RequestHandler>(
             (None, None) => None,
         };
         let read = match deadline {
-            None => read_more(&mut stream, tls, buf).await,
-            Some(deadline) => match compio::time::timeout_at(deadline, read_more(&mut stream, tls, buf)).await {
+            None => read_more(&mut stream, tls, kernel_tls, buf).await,
+            Some(deadline) => match compio::time::timeout_at(deadline, read_more(&mut stream, tls, kernel_tls, buf)).await {
                 Ok(read) => read,
                 // The cancelled read took `buf` with it: either the connection closes now, or
                 // `buf` was empty (idle) and a fresh one replaces it.
@@ -748,6 +780,7 @@ fn frame_answers(frame: &Bytes, opaque: i32) -> bool {
 async fn write_loop(
     mut stream: TcpStream,
     tls: Option<Rc<crate::tls::TlsState>>,
+    kernel_tls: bool,
     queue: async_channel::Receiver<Outgoing>,
     budget: Rc<WriteState>,
     limits: ConnLimits,
@@ -865,6 +898,9 @@ async fn write_loop(
         && !budget.failed.get()
     {
         tls.close(&stream).await;
+    }
+    if kernel_tls && !budget.failed.get() {
+        crate::ktls::send_close_notify(std::os::fd::AsRawFd::as_raw_fd(&stream));
     }
     let _ = shutdown(&stream, std::net::Shutdown::Both);
 }

@@ -32,6 +32,7 @@ pub mod fastjson;
 pub mod logging;
 pub mod metrics;
 pub mod server;
+pub mod ktls;
 pub mod tls;
 pub mod wire;
 

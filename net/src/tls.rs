@@ -2,10 +2,13 @@
 //! `tls.server.mode`, the configurations built from PEM files, and the record layer a
 //! [`Connection`](crate::conn::Connection) runs over its TCP stream.
 //!
-//! No kernel TLS: the connection's reader decrypts what it reads and its writer encrypts what
-//! it writes, in user space; file bodies that go out with `sendfile` on a plain connection are
-//! read into memory first on a TLS one (at most [`COPY_MAX_BODY_BYTES`](crate::conn::COPY_MAX_BODY_BYTES)
-//! at a time; cold data in the blocking pool as on the copy path).
+//! After the handshake, an accepted connection moves into kernel TLS where the kernel takes its
+//! cipher ([`crate::ktls`]; `tlsKernelOffload`) and is then served as a plain one, `sendfile`
+//! included. Otherwise (and always on the client side) the connection's reader decrypts what it
+//! reads and its writer encrypts what it writes, in user space; file bodies that go out with
+//! `sendfile` on a plain connection are read into memory first on such a one (at most
+//! [`COPY_MAX_BODY_BYTES`](crate::conn::COPY_MAX_BODY_BYTES) at a time; cold data in the
+//! blocking pool as on the copy path).
 //!
 //! The rustls state of a connection is one `RefCell<rustls::Connection>` shared by its reader
 //! and writer tasks (one thread); neither holds the borrow across an await.
@@ -188,9 +191,11 @@ pub fn server_config(files: &ServerTlsFiles) -> Result<Arc<rustls::ServerConfig>
             builder.with_client_cert_verifier(verifier.build().map_err(|e| TlsError::Rustls(e.to_string()))?)
         }
     };
-    let config = builder
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Rustls(format!("tls.server.keyPath {}: {e}", files.key_path.display())))?;
+    // Kernel TLS takes the session's keys from rustls after the handshake (crate::ktls).
+    config.enable_secret_extraction = true;
     Ok(Arc::new(config))
 }
 
@@ -279,11 +284,26 @@ impl ServerCertVerifier for AnyServerCert {
 pub struct TlsAcceptor {
     pub mode: TlsMode,
     config: Arc<rustls::ServerConfig>,
+    /// Whether handshaken connections move into kernel TLS where the kernel takes their cipher
+    /// (`tlsKernelOffload`, default on; [`crate::ktls`]).
+    kernel_offload: bool,
 }
 
 impl TlsAcceptor {
     pub fn new(mode: TlsMode, config: Arc<rustls::ServerConfig>) -> TlsAcceptor {
-        TlsAcceptor { mode, config }
+        TlsAcceptor { mode, config, kernel_offload: true }
+    }
+
+    /// Turns kernel TLS off (`tlsKernelOffload=false`: every connection stays on rustls in user
+    /// space) or back on.
+    #[must_use]
+    pub fn with_kernel_offload(mut self, on: bool) -> TlsAcceptor {
+        self.kernel_offload = on;
+        self
+    }
+
+    pub fn kernel_offload(&self) -> bool {
+        self.kernel_offload
     }
 
     /// Builds the configuration from `files`; `None` when `mode` is disabled.
@@ -295,10 +315,11 @@ impl TlsAcceptor {
     }
 
     /// Looks at the first byte `stream` receives (without consuming it) and, for a TLS client,
-    /// runs the server handshake. `Ok(None)`: a plain client, to be served as such
-    /// (permissive). A plain client in enforcing mode, a peer that sends nothing within
-    /// [`HANDSHAKE_TIMEOUT`] and a failed handshake are errors (the caller closes the stream).
-    pub async fn accept(&self, stream: &TcpStream) -> io::Result<Option<TlsState>> {
+    /// runs the server handshake, then moves the session into the kernel where it can go.
+    /// `Ok(None)`: a plain client, to be served as such (permissive). A plain client in
+    /// enforcing mode, a peer that sends nothing within [`HANDSHAKE_TIMEOUT`], a failed
+    /// handshake and a failed move into the kernel are errors (the caller closes the stream).
+    pub async fn accept(&self, stream: &TcpStream) -> io::Result<Option<TlsSession>> {
         let started = Instant::now();
         let peeked = compio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(Vec::with_capacity(1))).await;
         let first = match peeked {
@@ -320,9 +341,42 @@ impl TlsAcceptor {
         let state = TlsState::new(rustls::Connection::Server(server));
         let left = HANDSHAKE_TIMEOUT.saturating_sub(started.elapsed());
         match compio::time::timeout(left, state.handshake(stream)).await {
-            Ok(done) => done.map(|()| Some(state)),
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, format!("TLS handshake not done within {HANDSHAKE_TIMEOUT:?}"))),
+            Ok(done) => done?,
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, format!("TLS handshake not done within {HANDSHAKE_TIMEOUT:?}"))),
         }
+        if !self.kernel_offload {
+            return Ok(Some(TlsSession::User(state)));
+        }
+        let protocol = state.protocol();
+        let rustls::Connection::Server(server) = state.tls.into_inner() else {
+            return Err(io::Error::other("a server handshake produced a client connection"));
+        };
+        Ok(Some(match crate::ktls::offload(std::os::fd::AsRawFd::as_raw_fd(stream), server)? {
+            crate::ktls::Offload::Kernel => TlsSession::Kernel { protocol },
+            crate::ktls::Offload::UserSpace(server) => TlsSession::User(TlsState::new(rustls::Connection::Server(server))),
+        }))
+    }
+}
+
+/// A connection's TLS after the handshake.
+#[allow(clippy::large_enum_variant)] // Moved once per connection, right after the handshake.
+pub enum TlsSession {
+    /// rustls in user space: the reader decrypts, the writer encrypts, file bodies are copied.
+    User(TlsState),
+    /// Kernel TLS ([`crate::ktls`]): served as a plain connection.
+    Kernel { protocol: Option<rustls::ProtocolVersion> },
+}
+
+impl TlsSession {
+    pub fn protocol(&self) -> Option<rustls::ProtocolVersion> {
+        match self {
+            TlsSession::User(state) => state.protocol(),
+            TlsSession::Kernel { protocol } => *protocol,
+        }
+    }
+
+    pub fn is_kernel(&self) -> bool {
+        matches!(self, TlsSession::Kernel { .. })
     }
 }
 
@@ -375,12 +429,10 @@ impl TlsState {
             if !self.tls.borrow().is_handshaking() {
                 return Ok(());
             }
-            let BufResult(read, cipher) = read_some(stream, Vec::with_capacity(TLS_READ_BYTES)).await;
-            let n = read?;
-            if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed during the TLS handshake"));
-            }
-            let fed = self.feed(cipher.get(..n).unwrap_or_default(), None);
+            // One whole record at a time, never more: what follows the last handshake record
+            // stays in the socket, where kernel TLS finds it (crate::ktls).
+            let record = read_record(stream).await?;
+            let fed = self.feed(&record, None);
             if let Err(e) = fed {
                 // Sends the alert rustls queued, if the peer still listens.
                 let _ = self.flush(stream).await;
@@ -479,6 +531,35 @@ impl TlsState {
         self.tls.borrow_mut().send_close_notify();
         let _ = self.flush(stream).await;
     }
+}
+
+/// TLS record header: content type, version, length (u16, big-endian).
+const RECORD_HEADER_BYTES: usize = 5;
+
+/// Reads exactly one TLS record (header and body); its length is bounded by [`TLS_READ_BYTES`].
+async fn read_record(stream: &TcpStream) -> io::Result<Vec<u8>> {
+    let header = read_exactly(stream, Vec::with_capacity(RECORD_HEADER_BYTES), RECORD_HEADER_BYTES).await?;
+    let length = match header.as_slice() {
+        [_, _, _, high, low] => usize::from(u16::from_be_bytes([*high, *low])),
+        _ => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed during the TLS handshake")),
+    };
+    if RECORD_HEADER_BYTES + length > TLS_READ_BYTES {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("a TLS record of {length} bytes is over the limit")));
+    }
+    read_exactly(stream, header, RECORD_HEADER_BYTES + length).await
+}
+
+/// Reads until `buf` holds `total` bytes (each read asks for no more than what is missing).
+async fn read_exactly(stream: &TcpStream, mut buf: Vec<u8>, total: usize) -> io::Result<Vec<u8>> {
+    while buf.len() < total {
+        let BufResult(read, part) = read_some(stream, Vec::with_capacity(total - buf.len())).await;
+        let n = read?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed during the TLS handshake"));
+        }
+        buf.extend_from_slice(part.get(..n).unwrap_or_default());
+    }
+    Ok(buf)
 }
 
 async fn read_some(stream: &TcpStream, buf: Vec<u8>) -> BufResult<usize, Vec<u8>> {

@@ -33,7 +33,13 @@ const WORKSPACE_BINARIES: [&str; 4] = ["mqbroker", "mqadmin", "mqnamesrv", "ferr
 /// left by an older checkout is rebuilt; it takes a second or two when all is up to date. Cargo's
 /// build lock serialises test processes that build at once, and cargo puts a binary in place only
 /// once it is linked, so no test starts a half-written one.
+///
+/// `FERROMQ_BIN_DIR` set: the binaries are taken from that folder instead, and nothing is built
+/// (`tests/ktls-vm/run.sh` runs the tests in a guest without cargo).
 pub fn binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("FERROMQ_BIN_DIR") {
+        return Path::new(&dir).join(name);
+    }
     static BUILT: OnceLock<Result<HashMap<String, PathBuf>, String>> = OnceLock::new();
     let built = BUILT.get_or_init(build_workspace_binaries).as_ref().unwrap_or_else(|e| panic!("{e}"));
     match built.get(name) {

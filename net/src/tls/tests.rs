@@ -19,7 +19,7 @@ use crate::server::{self, ServerLimits};
 const ECHO: i32 = 2;
 /// Ext `len`, `times`: a file body of `times` segments of `len` bytes of the handler's file.
 const FILE: i32 = 6;
-/// Answers with ext `tls` = whether the connection is TLS.
+/// Answers with ext `tls` = whether the connection is TLS, `kernel` = whether kernel TLS.
 const IS_TLS: i32 = 7;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -55,7 +55,9 @@ impl RequestHandler for Handler {
                     .collect();
                 Some(Response::FileBody(request.success_response(), segments))
             }
-            IS_TLS => Some(request.success_response().with_ext("tls", conn.is_tls()).into()),
+            IS_TLS => {
+                Some(request.success_response().with_ext("tls", conn.is_tls()).with_ext("kernel", conn.is_kernel_tls()).into())
+            }
             _ => None,
         }
     }
@@ -277,4 +279,167 @@ fn modes_parse_java_spellings() {
     assert!("ENFORCING".parse::<TlsMode>().is_err());
     assert_eq!("require".parse::<ClientAuth>(), Ok(ClientAuth::Require));
     assert!("yes".parse::<ClientAuth>().is_err());
+}
+
+/// A client configuration that offers only `suite` (and only its protocol version), verifying
+/// the server against the fixture CA.
+fn client_offering(suite: rustls::SupportedCipherSuite) -> Arc<rustls::ClientConfig> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites = vec![suite];
+    let version: &'static rustls::SupportedProtocolVersion = match suite {
+        rustls::SupportedCipherSuite::Tls12(_) => &rustls::version::TLS12,
+        rustls::SupportedCipherSuite::Tls13(_) => &rustls::version::TLS13,
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots("ca", &fixture("ca.pem")).unwrap())
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// The suites FerroMQ's server negotiates that the kernel may take (the fixture key is ECDSA).
+fn kernel_candidates() -> Vec<rustls::SupportedCipherSuite> {
+    use rustls::crypto::ring::cipher_suite as cs;
+    vec![
+        cs::TLS13_AES_128_GCM_SHA256,
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    ]
+}
+
+fn start_with(acceptor: TlsAcceptor, file: &TestFile) -> std::net::SocketAddr {
+    let listener = server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handler = Rc::new(Handler { file: Arc::new(std::fs::File::open(&file.path).unwrap()) });
+    compio::runtime::spawn(server::serve_with_tls(listener, handler, ServerLimits::default(), Some(acceptor), std::future::pending()))
+        .detach();
+    addr
+}
+
+/// Every suite, with kernel offload on and off: the connection is in the kernel exactly when
+/// offload is on and this kernel takes the suite (`FERROMQ_EXPECT_KTLS` set: it must take every
+/// TLS 1.3 suite), and echoes and file bodies (sendfile through the kernel's TLS) arrive
+/// byte-exact either way.
+#[test]
+fn kernel_tls_where_the_kernel_takes_the_cipher() {
+    let support = crate::ktls::support();
+    eprintln!("kernel TLS here: {} ({:?})", support.describe(), support.unavailable);
+    let expect_kernel = std::env::var_os("FERROMQ_EXPECT_KTLS").is_some();
+    on_both_backends(|backend| {
+        Box::pin(async move {
+            let file = test_file(3 * 700 * 1024);
+            let config = server_config(&server_files(ClientAuth::None)).unwrap();
+            let mut kernel_connections = 0;
+            for offload in [true, false] {
+                let addr = start_with(TlsAcceptor::new(TlsMode::Enforcing, config.clone()).with_kernel_offload(offload), &file);
+                for suite in kernel_candidates() {
+                    let connector = TlsConnector::new(client_offering(suite));
+                    let client = match connect(addr, Some(&connector)).await {
+                        Ok(client) => client,
+                        // The fixture key is ECDSA: RSA suites cannot be negotiated.
+                        Err(_) if format!("{:?}", suite.suite()).contains("_RSA_") => continue,
+                        Err(e) => panic!("{backend}: {suite:?}: {e}"),
+                    };
+                    let answer = client.invoke(RemotingCommand::request(IS_TLS), TIMEOUT).await.unwrap();
+                    let kernel = answer.ext("kernel").unwrap() == "true";
+                    let version = match suite {
+                        rustls::SupportedCipherSuite::Tls12(_) => rustls::ProtocolVersion::TLSv1_2,
+                        rustls::SupportedCipherSuite::Tls13(_) => rustls::ProtocolVersion::TLSv1_3,
+                    };
+                    let takes = support.takes(version, suite.suite());
+                    assert_eq!(kernel, offload && takes, "{backend}: {suite:?}, offload {offload}, {support:?}");
+                    if expect_kernel && version == rustls::ProtocolVersion::TLSv1_3 {
+                        assert!(takes, "{backend}: FERROMQ_EXPECT_KTLS: the kernel must take {suite:?}");
+                    }
+                    kernel_connections += usize::from(kernel);
+                    let body: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
+                    assert_eq!(echo(&client, &body).await.unwrap().body.as_ref(), &body[..], "{backend}: {suite:?}");
+                    for (len, times) in [(700 * 1024u64, 3u64), (1000, 64), (1, 1)] {
+                        let request = RemotingCommand::request(FILE).with_ext("len", len).with_ext("times", times);
+                        let (answer, after) = futures_util::join!(client.invoke(request, TIMEOUT), echo(&client, b"after"));
+                        let got = answer.unwrap().body;
+                        let want = &file.content[..(len * times) as usize];
+                        assert!(got.as_ref() == want, "{backend}: {suite:?}: {len} × {times}: body differs ({} bytes)", got.len());
+                        assert_eq!(after.unwrap().body.as_ref(), b"after");
+                    }
+                }
+            }
+            if expect_kernel {
+                assert!(kernel_connections >= 3, "{backend}: only {kernel_connections} connections in kernel TLS");
+            }
+        })
+    });
+}
+
+/// A blocking rustls client on its own thread, against a server on the test's runtime: a key
+/// update from the client is followed in user space and closes a kernel TLS connection (the
+/// module docs say why), and close_notify ends either cleanly.
+#[test]
+fn client_key_updates_and_close_notify() {
+    use std::io::{Read, Write};
+    fn exchange(tls: &mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>, body: &[u8]) -> std::io::Result<Vec<u8>> {
+        let frame = crate::codec::encode_to_bytes(&RemotingCommand::request(ECHO).with_body(Bytes::copy_from_slice(body))).unwrap();
+        tls.write_all(&frame)?;
+        tls.flush()?;
+        let mut length = [0u8; 4];
+        tls.read_exact(&mut length)?;
+        let mut rest = vec![0u8; u32::from_be_bytes(length) as usize];
+        tls.read_exact(&mut rest)?;
+        let mut whole = length.to_vec();
+        whole.extend_from_slice(&rest);
+        let limits = crate::WireLimits { max_frame_bytes: usize::MAX, max_header_bytes: usize::MAX };
+        let (answer, _) = crate::codec::decode_frame(&Bytes::from(whole), &limits).unwrap().unwrap();
+        Ok(answer.body.to_vec())
+    }
+    on_both_backends(|backend| {
+        Box::pin(async move {
+            let file = test_file(4096);
+            let config = server_config(&server_files(ClientAuth::None)).unwrap();
+            for offload in [true, false] {
+                let addr = start_with(TlsAcceptor::new(TlsMode::Enforcing, config.clone()).with_kernel_offload(offload), &file);
+                let kernel = offload && crate::ktls::support().takes(rustls::ProtocolVersion::TLSv1_3, rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+                let client = client_offering(rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256);
+                let outcome = compio::runtime::spawn_blocking(move || {
+                    let socket = std::net::TcpStream::connect(addr).unwrap();
+                    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+                    let conn = rustls::ClientConnection::new(client, rustls::pki_types::ServerName::IpAddress(addr.ip().into())).unwrap();
+                    let mut tls = rustls::StreamOwned::new(conn, socket);
+                    let first = exchange(&mut tls, b"before the key update").unwrap();
+                    tls.conn.refresh_traffic_keys().unwrap();
+                    let second = exchange(&mut tls, b"after the key update");
+                    // A second connection ends with close_notify: the server closes too.
+                    let socket = std::net::TcpStream::connect(addr).unwrap();
+                    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+                    let conn = rustls::ClientConnection::new(
+                        client_offering(rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256),
+                        rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
+                    )
+                    .unwrap();
+                    let mut closing = rustls::StreamOwned::new(conn, socket);
+                    assert_eq!(exchange(&mut closing, b"x").unwrap(), b"x");
+                    closing.conn.send_close_notify();
+                    closing.flush().unwrap();
+                    let mut rest = Vec::new();
+                    let ended = closing.read_to_end(&mut rest);
+                    (first, second.map_err(|e| e.kind()), ended.map_err(|e| e.kind()))
+                })
+                .await
+                .unwrap();
+                let (first, second, ended) = outcome;
+                assert_eq!(first, b"before the key update", "{backend}");
+                if kernel {
+                    assert!(second.is_err(), "{backend}: a kernel TLS connection answered after a key update: {second:?}");
+                } else {
+                    assert_eq!(second.unwrap(), b"after the key update", "{backend}, offload {offload}");
+                }
+                // The server closed after close_notify (with its own close_notify, or at least EOF).
+                assert!(matches!(ended, Ok(_) | Err(std::io::ErrorKind::UnexpectedEof)), "{backend}: {ended:?}");
+            }
+        })
+    });
 }

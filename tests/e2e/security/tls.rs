@@ -168,6 +168,10 @@ async fn enforcing_serves_tls_clients_and_refuses_plain_ones() {
     plain.shutdown().await;
     let log = broker.process.log().join("\n");
     assert!(log.contains("plain (non-TLS) connection refused"), "the refusal is logged:\n{log}");
+    // tests/ktls-vm/run.sh: the round trip above went through kernel TLS (sendfile included).
+    if std::env::var_os("FERROMQ_EXPECT_KTLS").is_some() {
+        assert!(log.contains("connections move into kernel TLS"), "kernel TLS expected:\n{log}");
+    }
     client.shutdown().await;
 }
 
