@@ -535,15 +535,18 @@ impl TlsState {
 
 /// TLS record header: content type, version, length (u16, big-endian).
 const RECORD_HEADER_BYTES: usize = 5;
+/// The largest record a peer may send: 2^14 bytes of plaintext plus TLS 1.2's largest
+/// expansion, 2048 (RFC 5246 §6.2.3; TLS 1.3 allows 256).
+const MAX_RECORD_BYTES: usize = RECORD_HEADER_BYTES + 16 * 1024 + 2048;
 
-/// Reads exactly one TLS record (header and body); its length is bounded by [`TLS_READ_BYTES`].
+/// Reads exactly one TLS record (header and body), of at most [`MAX_RECORD_BYTES`].
 async fn read_record(stream: &TcpStream) -> io::Result<Vec<u8>> {
     let header = read_exactly(stream, Vec::with_capacity(RECORD_HEADER_BYTES), RECORD_HEADER_BYTES).await?;
     let length = match header.as_slice() {
         [_, _, _, high, low] => usize::from(u16::from_be_bytes([*high, *low])),
         _ => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed during the TLS handshake")),
     };
-    if RECORD_HEADER_BYTES + length > TLS_READ_BYTES {
+    if RECORD_HEADER_BYTES + length > MAX_RECORD_BYTES {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("a TLS record of {length} bytes is over the limit")));
     }
     read_exactly(stream, header, RECORD_HEADER_BYTES + length).await
