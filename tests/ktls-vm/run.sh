@@ -22,7 +22,7 @@ cd "$repo"
 # apt-get needs root: sudo where this runs as another user.
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if ! command -v qemu-system-x86_64 >/dev/null || ! [ -x /bin/busybox ] || ! /bin/busybox --list | grep -qx cpio; then
+if ! command -v qemu-system-x86_64 >/dev/null || ! [ -x /bin/busybox ] || ! /bin/busybox --list | grep -x cpio >/dev/null; then
     echo "== installing qemu-system-x86 and busybox-static"
     as_root apt-get update -qq >/dev/null
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 busybox-static >/dev/null
@@ -38,7 +38,9 @@ version=${kernel_pkg#linux-image-}
 if ! [ -f "$work/kernel/boot/vmlinuz-$version" ]; then
     echo "== fetching $kernel_pkg"
     rm -rf "$work/kernel" "$work"/linux-image-*.deb
-    (cd "$work" && apt-get download "$kernel_pkg" >/dev/null)
+    # (apt warns that root downloads unsandboxed: expected here, not shown)
+    (cd "$work" && apt-get download "$kernel_pkg" 2>&1 >/dev/null | grep -v "unsandboxed" >&2 || true)
+    ls "$work"/linux-image-*.deb >/dev/null
     dpkg-deb -x "$work"/linux-image-*.deb "$work/kernel"
 fi
 
@@ -111,7 +113,10 @@ fi
     fi
     if [ "${KTLS_E2E:-0}" = 1 ]; then
         for bin in "${e2e_bins[@]}"; do
-            echo "FERROMQ_BIN_DIR=$repo/target/debug $bin --test-threads=1 tls:: || status=\$?"
+            for backend in io_uring epoll; do
+                echo "echo \"== e2e TLS tests, FERROMQ_IO_BACKEND=$backend\""
+                echo "FERROMQ_IO_BACKEND=$backend FERROMQ_BIN_DIR=$repo/target/debug $bin --test-threads=1 tls:: || status=\$?"
+            done
         done
     fi
     echo 'echo "KTLS-VM-EXIT $status"'
@@ -125,7 +130,7 @@ log=$work/guest.log
 timeout "${KTLS_VM_TIMEOUT:-900}" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 3072 -nographic -no-reboot -net none \
     -kernel "$work/kernel/boot/vmlinuz-$version" -initrd "$work/initrd.gz" \
     -append "console=ttyS0 quiet panic=-1" > "$log" 2>&1 || true
-grep -aE "^guest|^test |kernel TLS|panicked|test result|^round|KTLS-VM-EXIT" "$log" || true
+grep -aE "^guest|^== e2e|^test |kernel TLS|panicked|test result|^round|KTLS-VM-EXIT" "$log" || true
 status=$(grep -ao 'KTLS-VM-EXIT [0-9]*' "$log" | awk '{print $2}' | tail -1)
 if [ -z "$status" ]; then
     echo "the guest printed no result: see $log"
