@@ -327,10 +327,11 @@ impl Connection {
         handler: Rc<H>,
         limits: ConnLimits,
     ) -> Connection {
-        let (is_tls, kernel_tls) = (tls.is_some(), tls.as_ref().is_some_and(crate::tls::TlsSession::is_kernel));
-        let tls = match tls {
-            Some(crate::tls::TlsSession::User(state)) => Some(Rc::new(state)),
-            Some(crate::tls::TlsSession::Kernel { .. }) | None => None,
+        // (user-space record layer, runs TLS, runs the kernel's TLS)
+        let (tls, is_tls, kernel_tls) = match tls {
+            Some(crate::tls::TlsSession::User(state)) => (Some(Rc::new(state)), true, false),
+            Some(crate::tls::TlsSession::Kernel) => (None, true, true),
+            None => (None, false, false),
         };
         let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let _ = stream.set_nodelay(true);

@@ -160,8 +160,7 @@ fn probe_one(version: ProtocolVersion, cipher: Cipher) -> Result<(), Probe> {
     let client = std::net::TcpStream::connect(addr).map_err(|_| Probe::Refused)?;
     let _server = listener.accept().map_err(|_| Probe::Refused)?;
     set_ulp(client.as_raw_fd()).map_err(|_| Probe::NoUlp)?;
-    let zeros = vec![0u8; 32];
-    let info = CryptoInfo::build(version, cipher, &zeros, &[0u8; 12], 0).ok_or(Probe::Refused)?;
+    let info = CryptoInfo::build(version, cipher, &[0u8; 32], &[0u8; 12], 0).ok_or(Probe::Refused)?;
     info.set(client.as_raw_fd(), libc::TLS_TX).map_err(|_| Probe::Refused)?;
     info.set(client.as_raw_fd(), libc::TLS_RX).map_err(|_| Probe::Refused)
 }

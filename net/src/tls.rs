@@ -347,12 +347,11 @@ impl TlsAcceptor {
         if !self.kernel_offload {
             return Ok(Some(TlsSession::User(state)));
         }
-        let protocol = state.protocol();
         let rustls::Connection::Server(server) = state.tls.into_inner() else {
             return Err(io::Error::other("a server handshake produced a client connection"));
         };
         Ok(Some(match crate::ktls::offload(std::os::fd::AsRawFd::as_raw_fd(stream), server)? {
-            crate::ktls::Offload::Kernel => TlsSession::Kernel { protocol },
+            crate::ktls::Offload::Kernel => TlsSession::Kernel,
             crate::ktls::Offload::UserSpace(server) => TlsSession::User(TlsState::new(rustls::Connection::Server(server))),
         }))
     }
@@ -364,20 +363,7 @@ pub enum TlsSession {
     /// rustls in user space: the reader decrypts, the writer encrypts, file bodies are copied.
     User(TlsState),
     /// Kernel TLS ([`crate::ktls`]): served as a plain connection.
-    Kernel { protocol: Option<rustls::ProtocolVersion> },
-}
-
-impl TlsSession {
-    pub fn protocol(&self) -> Option<rustls::ProtocolVersion> {
-        match self {
-            TlsSession::User(state) => state.protocol(),
-            TlsSession::Kernel { protocol } => *protocol,
-        }
-    }
-
-    pub fn is_kernel(&self) -> bool {
-        matches!(self, TlsSession::Kernel { .. })
-    }
+    Kernel,
 }
 
 /// The client side's configuration (`tls.enable=true`).
