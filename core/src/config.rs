@@ -140,7 +140,8 @@ fn invalid(key: &str, value: &str, expected: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FlushDiskType {
     /// `ASYNC_FLUSH` (default): acknowledged once written to the file (page cache); the log is
-    /// fdatasync'ed every `flushIntervalCommitLog` or once `flushCommitLogLeastPages` are dirty.
+    /// fdatasync'ed every `flushIntervalCommitLog` while anything is dirty (and, with
+    /// `flushCommitLogTimed=false`, as soon as `flushCommitLogLeastPages` are dirty).
     /// A machine crash (not a process crash) can lose the last interval's acknowledged writes.
     #[default]
     AsyncFlush,
@@ -605,9 +606,17 @@ pub struct FlushSection {
     /// while bytes are dirty. Default 500; bounds 1..=60 000. Longer: fewer syncs, more
     /// acknowledged data at risk on power loss. Unused by SYNC_FLUSH (no timer).
     pub interval_ms: u64,
-    /// `flushCommitLogLeastPages` / `least_pages`. ASYNC_FLUSH: sync as soon as this many
-    /// 4 KiB pages are dirty. Default 4 (16 KiB); bounds 0..=262 144 (1 GiB); 0 syncs after
-    /// every write. Unused by SYNC_FLUSH.
+    /// `flushCommitLogTimed` / `timed`. ASYNC_FLUSH: true (default, as in the Java broker
+    /// since 4.9) syncs on the timer only, every `interval_ms` while anything is dirty; false
+    /// also syncs as soon as `least_pages` are dirty (Java's flush thread woken by every put).
+    /// Under load, untimed means an fdatasync every few appends: a third of the broker's CPU
+    /// per send at 40k sends/s (bench/RESULTS.md, 2026-12-07). Unused by SYNC_FLUSH.
+    pub timed: bool,
+    /// `flushCommitLogLeastPages` / `least_pages`. ASYNC_FLUSH with `timed = false`: sync as
+    /// soon as this many 4 KiB pages are dirty. Default 4 (16 KiB); bounds 0..=262 144 (1 GiB);
+    /// 0 syncs after every write. Timed flushing does not read it: Java's would skip a tick
+    /// with fewer pages dirty (until `flushCommitLogThoroughInterval`), FerroMQ syncs whatever
+    /// is dirty at each tick. Unused by SYNC_FLUSH.
     pub least_pages: u64,
     /// `syncFlushTimeout` / `sync_flush_timeout_ms`. SYNC_FLUSH: milliseconds a producer waits
     /// for the fdatasync covering its message before FLUSH_DISK_TIMEOUT (the message is still
@@ -968,6 +977,7 @@ impl Default for BrokerConfig {
             flush: FlushSection {
                 disk_type: FlushDiskType::AsyncFlush,
                 interval_ms: 500,
+                timed: true,
                 least_pages: 4,
                 sync_flush_timeout_ms: 5000,
                 consume_queue_interval_ms: 1000,
@@ -1079,6 +1089,7 @@ impl BrokerConfig {
             flush: FlushSection {
                 disk_type: FlushDiskType::SyncFlush,
                 interval_ms: 5,
+                timed: true,
                 least_pages: 1,
                 sync_flush_timeout_ms: 1000,
                 consume_queue_interval_ms: 20,
@@ -1328,6 +1339,7 @@ impl BrokerConfig {
         cfg.cq_entries_per_file = self.cq_entries_per_file();
         cfg.flush_mode = self.flush.disk_type.into();
         cfg.flush_interval_ms = self.flush.interval_ms;
+        cfg.flush_timed = self.flush.timed;
         cfg.flush_least_bytes = self.flush.least_pages.saturating_mul(OS_PAGE_BYTES);
         cfg.sync_flush_timeout_ms = self.flush.sync_flush_timeout_ms;
         cfg.max_message_size_bytes = self.store.max_message_size_bytes;
@@ -2186,7 +2198,9 @@ pub static KEYS: &[Key] = &[
         flush.disk_type, |v: &str| v.parse::<FlushDiskType>()),
     num_key!("flushIntervalCommitLog", "flush", "interval_ms", "ASYNC_FLUSH: ms between syncs while dirty; default 500; 1..=60000",
         flush.interval_ms, 1u64, 60_000u64, "milliseconds"),
-    num_key!("flushCommitLogLeastPages", "flush", "least_pages", "ASYNC_FLUSH: sync once this many 4 KiB pages are dirty; default 4; 0..=262144",
+    bool_key!("flushCommitLogTimed", "flush", "timed", "ASYNC_FLUSH: sync on the timer only (every interval_ms while dirty); false: also once least_pages are dirty; default true",
+        flush.timed),
+    num_key!("flushCommitLogLeastPages", "flush", "least_pages", "ASYNC_FLUSH, timed = false: sync once this many 4 KiB pages are dirty; default 4; 0..=262144",
         flush.least_pages, 0u64, 262_144u64, "pages of 4 KiB"),
     num_key!("syncFlushTimeout", "flush", "sync_flush_timeout_ms", "SYNC_FLUSH: ms before FLUSH_DISK_TIMEOUT; default 5000; 1..=600000",
         flush.sync_flush_timeout_ms, 1u64, 600_000u64, "milliseconds"),
@@ -2575,7 +2589,6 @@ pub const NO_EFFECT_KEYS: &[(&str, &str)] = &[
     ("redeleteHangedFileInterval", MMAP),
     ("flushCommitLogThoroughInterval", "Java's forced ASYNC_FLUSH sync at least every interval: FerroMQ already syncs every \
          flushIntervalCommitLog while anything is dirty"),
-    ("flushCommitLogTimed", "whether Java's flush thread sleeps or waits to be woken: a mechanism, not a policy"),
     ("flushDelayOffsetInterval", "persist period of Java's delayed-delivery progress: FerroMQ writes delayOffset.json with the consumer \
      offsets, every flushConsumerOffsetInterval and at stop"),
     ("cleanResourceInterval", CLEAN_PACING),
@@ -2794,6 +2807,7 @@ mod tests {
         assert_eq!(c.flush.sync_flush_timeout_ms, 5000);
         assert_eq!(c.flush.interval_ms, 500);
         assert_eq!(c.flush.least_pages, 4);
+        assert!(c.flush.timed, "Java's default since 4.9");
         assert_eq!(c.consumer.flush_consumer_offset_interval_ms, 5000);
         assert_eq!(c.consumer.channel_expired_timeout_ms, 120_000);
         assert!(c.consumer.long_polling_enable);
@@ -2912,6 +2926,7 @@ mod tests {
         assert_eq!(store.flush_mode, FlushMode::Sync);
         assert_eq!(store.flush_interval_ms, 200);
         assert_eq!(store.flush_least_bytes, 8 * 4096);
+        assert!(!store.flush_timed);
         assert_eq!(store.sync_flush_timeout_ms, 3000);
         assert_eq!(store.max_message_size_bytes, 1_048_576);
         assert_eq!(store.max_flush_batch_bytes, 1_048_576);

@@ -31,7 +31,14 @@ pub struct StoreConfig {
     pub flush_mode: FlushMode,
     /// ASYNC_FLUSH: sync at least this often while bytes are dirty (`flushIntervalCommitLog`).
     pub flush_interval_ms: u64,
-    /// ASYNC_FLUSH: sync as soon as this many bytes are dirty (`flushCommitLogLeastPages` × 4 KiB).
+    /// ASYNC_FLUSH: sync on the timer only (`flushCommitLogTimed`, true in the Java broker
+    /// since 4.9): every `flush_interval_ms` while bytes are dirty, whatever their amount.
+    /// False: also as soon as `flush_least_bytes` are dirty, which under load is an fdatasync
+    /// every few appends (1,000 a second at 40k sends/s, a third of the broker's CPU per send:
+    /// bench/RESULTS.md 2026-12-07 04:15).
+    pub flush_timed: bool,
+    /// ASYNC_FLUSH, untimed: sync as soon as this many bytes are dirty
+    /// (`flushCommitLogLeastPages` × 4 KiB).
     pub flush_least_bytes: u64,
     /// SYNC_FLUSH: how long a producer waits for the flush (`syncFlushTimeout`); the broker
     /// applies it and answers FLUSH_DISK_TIMEOUT.
@@ -104,6 +111,7 @@ impl StoreConfig {
             cq_entries_per_file: 300_000,
             flush_mode: FlushMode::Async,
             flush_interval_ms: 500,
+            flush_timed: true,
             flush_least_bytes: 4 * 4096,
             sync_flush_timeout_ms: 5_000,
             max_message_size_bytes: 4 << 20,
@@ -139,6 +147,7 @@ impl StoreConfig {
             cq_entries_per_file: 8,
             flush_mode: FlushMode::Sync,
             flush_interval_ms: 5,
+            flush_timed: false,
             flush_least_bytes: 1024,
             max_message_size_bytes: 1024,
             max_flush_batch_bytes: 2048,

@@ -2302,7 +2302,7 @@ async fn flush_batch_inner<S: Storage>(inner: &Rc<Inner<S>>, b: &mut Batch, seg_
         let app = inner.app.borrow();
         inner.cfg.flush_mode == FlushMode::Sync
             || app.sync_requested
-            || app.written - app.durable >= inner.cfg.flush_least_bytes
+            || (!inner.cfg.flush_timed && app.written - app.durable >= inner.cfg.flush_least_bytes)
             || app.last_sync.elapsed() >= Duration::from_millis(inner.cfg.flush_interval_ms)
     };
     let records = std::mem::take(&mut b.records);

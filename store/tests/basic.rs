@@ -133,6 +133,43 @@ fn roundtrip_on_disk_async_flush() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// ASYNC_FLUSH timed (`flushCommitLogTimed`, the default) syncs on the timer only: however many
+/// bytes are dirty, nothing is synced before the interval, and what is dirty is synced once it
+/// passes. Untimed, the log is synced as soon as `flush_least_bytes` are dirty. (A loaded
+/// machine can only make a sync late, never early.)
+#[test]
+fn async_flush_timed_syncs_on_the_timer_and_untimed_once_enough_is_dirty() {
+    use std::time::{Duration, Instant};
+    for timed in [true, false] {
+        block_on(async move {
+            let interval = Duration::from_millis(if timed { 1_000 } else { 600_000 });
+            let mut cfg = StoreConfig::test_min("/t");
+            cfg.segment_size_bytes = 1 << 20;
+            cfg.flush_mode = FlushMode::Async;
+            cfg.flush_timed = timed;
+            cfg.flush_interval_ms = interval.as_millis() as u64;
+            cfg.flush_least_bytes = 1024;
+            // A checkpoint makes the log durable as far as it names (its own timer): not here.
+            cfg.checkpoint_interval_ms = 600_000;
+            let opened = Instant::now();
+            let (store, _) = Store::open(MemStorage::new(), cfg).await.unwrap();
+            // 16 KiB dirty: sixteen times flush_least_bytes.
+            for i in 0..64 {
+                store.append(vec![msg("T", i % 4, &"d".repeat(256), None, None)]).await.unwrap();
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while store.stats().log_syncs == 0 {
+                assert!(Instant::now() < deadline, "timed {timed}: 16 KiB dirty and never synced");
+                compio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if timed {
+                assert!(opened.elapsed() >= interval, "timed: synced {:?} after opening, before the interval", opened.elapsed());
+            }
+            store.close().await.unwrap();
+        });
+    }
+}
+
 fn tempdir(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("ferromq-store-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
