@@ -25,7 +25,7 @@ kill -INT $P; wait $P || true
 echo "system busy us per send: $(( (S1 - S0) * 10000 / COUNT ))" > "$OUT/system.txt"
 kill $B; wait $B || true; rm -rf "$S"
 awk -v n=$COUNT '/task-clock/ {gsub(",","",$1); printf "broker CPU us per send: %.1f\n", $1*1000/n}
-    /sys_enter|context-switches|page-faults/ {gsub(",","",$1); printf "%s per send: %.3f\n", $2, $1/n}' "$OUT/perf.txt" > "$OUT/summary.txt"
+    /sys_enter|context-switches|page-faults|sock:|io_uring:/ {gsub(",","",$1); printf "%s per send: %.3f\n", $2, $1/n}' "$OUT/perf.txt" > "$OUT/summary.txt"
 cat "$OUT/system.txt" >> "$OUT/summary.txt"
 tail -1 "$OUT/produce.txt" >> "$OUT/summary.txt"
 cat "$OUT/summary.txt"
