@@ -609,8 +609,8 @@ pub struct FlushSection {
     /// `flushCommitLogTimed` / `timed`. ASYNC_FLUSH: true (default, as in the Java broker
     /// since 4.9) syncs on the timer only, every `interval_ms` while anything is dirty; false
     /// also syncs as soon as `least_pages` are dirty (Java's flush thread woken by every put).
-    /// Under load, untimed means an fdatasync every few appends: a third of the broker's CPU
-    /// per send at 40k sends/s (bench/RESULTS.md, 2026-12-07). Unused by SYNC_FLUSH.
+    /// Under load, untimed means an fdatasync every few appends: 11-37 % of the broker's CPU
+    /// per send at 40k sends/s on epoll (bench/RESULTS.md, 2026-12-07). Unused by SYNC_FLUSH.
     pub timed: bool,
     /// `flushCommitLogLeastPages` / `least_pages`. ASYNC_FLUSH with `timed = false`: sync as
     /// soon as this many 4 KiB pages are dirty. Default 4 (16 KiB); bounds 0..=262 144 (1 GiB);

@@ -34,8 +34,8 @@ pub struct StoreConfig {
     /// ASYNC_FLUSH: sync on the timer only (`flushCommitLogTimed`, true in the Java broker
     /// since 4.9): every `flush_interval_ms` while bytes are dirty, whatever their amount.
     /// False: also as soon as `flush_least_bytes` are dirty, which under load is an fdatasync
-    /// every few appends (1,000 a second at 40k sends/s, a third of the broker's CPU per send:
-    /// bench/RESULTS.md 2026-12-07 04:15).
+    /// every few appends (1,000 a second at 40k sends/s, 11-37 % of the broker's CPU per send
+    /// on epoll: bench/RESULTS.md 2026-12-07 03:59).
     pub flush_timed: bool,
     /// ASYNC_FLUSH, untimed: sync as soon as this many bytes are dirty
     /// (`flushCommitLogLeastPages` × 4 KiB).
