@@ -676,8 +676,9 @@ pub struct HaSection {
     /// `haTransferBatchSize` / `transfer_batch_bytes`. Most log bytes per replication frame.
     /// Default 32 768; bounds 1024..=67108864.
     pub transfer_batch_bytes: u32,
-    /// `haMaxGapNotInSync` / `max_gap_not_in_sync_bytes`. A slave further behind than this is
-    /// not counted as in sync (SYNC_MASTER answers SLAVE_NOT_AVAILABLE). Default 268 435 456
+    /// `haMaxGapNotInSync` (4.9: `haSlaveFallbehindMax`, also read) / `max_gap_not_in_sync_bytes`.
+    /// A slave further behind than this is not counted as in sync (SYNC_MASTER answers
+    /// SLAVE_NOT_AVAILABLE). Default 268 435 456
     /// (256 MiB); bounds 1..=1099511627776.
     pub max_gap_not_in_sync_bytes: u64,
 }
@@ -1743,8 +1744,11 @@ impl BrokerConfig {
 }
 
 /// Second Java spellings of [`KEYS`] entries (alias, key): `tlsMode` is FerroMQ's short name of
-/// `tls.server.mode`; `useTLS` is the client-config name Java's broker reads for `tls.enable`.
-pub const JAVA_ALIASES: &[(&str, &str)] = &[("tlsMode", "tls.server.mode"), ("useTLS", "tls.enable")];
+/// `tls.server.mode`; `useTLS` is the client-config name Java's broker reads for `tls.enable`;
+/// `haSlaveFallbehindMax` is the 4.9 name of `haMaxGapNotInSync` (the same test in
+/// `HAService.isSlaveOK`, renamed in 5.0).
+pub const JAVA_ALIASES: &[(&str, &str)] =
+    &[("tlsMode", "tls.server.mode"), ("useTLS", "tls.enable"), ("haSlaveFallbehindMax", "haMaxGapNotInSync")];
 
 /// Logs, at `warn`, that `key` was set to a value that is not applied yet ([`AWAITING_WIRING`],
 /// [`AWAITING_FEATURE`]), so that the operator who chose it is not misled. Its default is not
@@ -2253,7 +2257,7 @@ pub static KEYS: &[Key] = &[
         ha.housekeeping_interval_ms, 1000u64, 3_600_000u64, "milliseconds"),
     num_key!("haTransferBatchSize", "ha", "transfer_batch_bytes", "log bytes per replication frame; default 32768; 1024..=67108864",
         ha.transfer_batch_bytes, 1024u32, 64u32 << 20, "bytes"),
-    num_key!("haMaxGapNotInSync", "ha", "max_gap_not_in_sync_bytes", "lag beyond which a slave is not in sync; default 268435456; 1..=1099511627776",
+    num_key!("haMaxGapNotInSync", "ha", "max_gap_not_in_sync_bytes", "lag beyond which a slave is not in sync (4.9: haSlaveFallbehindMax); default 268435456; 1..=1099511627776",
         ha.max_gap_not_in_sync_bytes, 1u64, 1u64 << 40, "bytes"),
     // [io]
     text_key!("io.backend", "io", "backend", "auto | io_uring | epoll; default auto; FERROMQ_IO_BACKEND overrides",
@@ -2495,7 +2499,6 @@ const MMAP: &str = "mmap internals (pre-touching, reference-counted unmapping): 
 const CLEAN_PACING: &str = "pacing of Java's clean-up thread: FerroMQ's retention pass is bounded by deleteFileBatchMax";
 const COLD_READS: &str = "Java applies tighter pull limits to messages out of the page cache: FerroMQ does not tell them \
      apart, every pull is bounded by maxTransferBytesOnMessageInMemory / maxTransferCountOnMessageInMemory";
-const SLAVE_ONLY: &str = "slave-side setting of the commit-log stream, which FerroMQ does not copy yet (repl/)";
 const SQL_FILTER: &str = "internals of Java's SQL92 filter (bloom-filter consume-queue extension): FerroMQ evaluates each \
      candidate record's properties on pull";
 const STATS: &str = "Java's statistics switches: FerroMQ keeps its own counters (GET_BROKER_RUNTIME_INFO)";
@@ -2600,7 +2603,6 @@ pub const NO_EFFECT_KEYS: &[(&str, &str)] = &[
     ("maxTransferBytesOnMessageInDisk", COLD_READS),
     ("maxTransferCountOnMessageInDisk", COLD_READS),
     ("transferMsgByHeap", "copy or zero-copy pull bodies: FerroMQ chooses per read (sendfile for large bodies)"),
-    ("haSlaveFallbehindMax", SLAVE_ONLY),
     ("mappedFileSizeConsumeQueueExt", SQL_FILTER),
     ("enableConsumeQueueExt", SQL_FILTER),
     ("bitMapLengthConsumeQueueExt", SQL_FILTER),
@@ -3020,6 +3022,20 @@ mod tests {
         assert!(err.contains("flush.disk_type") && err.contains("ASYNC_FLUSH or SYNC_FLUSH"), "{err}");
         let err = BrokerConfig::from_toml_str("[broker\n").unwrap_err();
         assert!(matches!(err, ConfigError::Toml { .. }), "{err}");
+    }
+
+    #[test]
+    fn java_aliases_set_their_keys_and_name_themselves_in_errors() {
+        for (alias, key) in JAVA_ALIASES {
+            assert!(KEYS.iter().any(|k| k.java == *key), "{alias} is an alias of {key}, which is not in KEYS");
+            assert!(!NO_EFFECT_KEYS.iter().any(|(k, _)| k == alias), "{alias} is both an alias and without effect");
+        }
+        // 4.9's name of the in-sync gap (HAService.isSlaveOK) sets what 5.x's name sets.
+        let old = props("haSlaveFallbehindMax=1048576\n");
+        assert_eq!(old.ha.max_gap_not_in_sync_bytes, 1_048_576);
+        assert_eq!(old, props("haMaxGapNotInSync=1048576\n"));
+        let err = props_err("haSlaveFallbehindMax=0\n");
+        assert!(err.contains("haSlaveFallbehindMax"), "{err}");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{BrokerConfig, FIXED_VALUE_KEYS, KEYS, NO_EFFECT_KEYS};
+use crate::config::{BrokerConfig, FIXED_VALUE_KEYS, JAVA_ALIASES, KEYS, NO_EFFECT_KEYS};
 
 /// The file under `<storePathRootDir>/config` that keeps runtime changes.
 pub const RUNTIME_CONFIG_FILE: &str = "brokerRuntime.properties";
@@ -54,6 +54,7 @@ pub fn parse_changes(current: &BrokerConfig, body: &[u8]) -> Result<(BrokerConfi
 /// Why `key` cannot be changed while the broker runs.
 fn refusal(key: &str) -> String {
     let known = KEYS.iter().any(|k| k.java == key)
+        || JAVA_ALIASES.iter().any(|(alias, _)| *alias == key)
         || FIXED_VALUE_KEYS.iter().any(|(k, ..)| *k == key)
         || NO_EFFECT_KEYS.iter().any(|(k, _)| *k == key);
     let runtime: Vec<&str> = RUNTIME_KEYS.iter().map(|(k, _)| *k).collect();
