@@ -2456,7 +2456,13 @@ pub const FIXED_VALUE_KEYS: &[(&str, Fixed, &str)] = &[
     ("tls.client.keyPassword", Fixed::Str(""), "encrypted private keys are not supported: give tls.client.keyPath an unencrypted PEM key"),
     ("tls.test.mode.enable", Fixed::Bool(false), "FerroMQ generates no self-signed test certificate: set tls.server.certPath and tls.server.keyPath"),
     ("tls.config.file", Fixed::Str(""), "no separate TLS file is read: put the tls.* keys in the broker's configuration file"),
-    ("inSyncReplicas", Fixed::Int(1), "replication is not built (§7): no slave can acknowledge a send"),
+    ("inSyncReplicas", Fixed::Int(1), "FerroMQ's SYNC_MASTER follows 4.x (PROTOCOL.md §7.4): it waits for one slave's acknowledgement \
+     within haMaxGapNotInSync, whatever this count; 5.x's count of in-sync replicas is not implemented"),
+    ("storeReplyMessageEnable", Fixed::Bool(true), "reply messages are always stored in <cluster>_REPLY_TOPIC after they are pushed \
+     to the requester (Java's default); not storing them is not implemented"),
+    ("validateSystemTopicWhenUpdateTopic", Fixed::Bool(true), "updateTopic on system topics is always refused (Java's default)"),
+    ("filterSupportRetry", Fixed::Bool(false), "SQL92 selectors apply to the subscribed topics only (Java's default): retry topics \
+     are subscribed with *, and filtering them is not implemented"),
     ("duplicationEnable", Fixed::Bool(false), "duplication mode (dispatch from the confirmed offset, no registration at start) is not supported"),
     ("enabledAppendPropCRC", Fixed::Bool(false), "properties CRCs (__CRC32#) are not written"),
     ("filterServerNums", Fixed::Int(0), "filter servers (removed in RocketMQ 5) are not supported"),
@@ -2611,13 +2617,8 @@ pub const NO_EFFECT_KEYS: &[(&str, &str)] = &[
     // Settings without a counterpart, and modes refused above.
     ("rocketmqHome", "Java's installation directory: FerroMQ needs none"),
     ("brokerConfigPath", "where Java persists UPDATE_BROKER_CONFIG changes: FerroMQ does not change its configuration at run time"),
-    ("storeReplyMessageEnable", "FerroMQ always stores reply messages in <cluster>_REPLY_TOPIC after pushing them to the requester \
-     (Java's default, true)"),
     ("useServerSideResetOffset", "FerroMQ does both of Java's resets at once: it commits the reset offsets on the broker and sends \
      RESET_CONSUMER_CLIENT_OFFSET to the group's online consumers"),
-    ("validateSystemTopicWhenUpdateTopic", "FerroMQ always refuses updateTopic on system topics (Java's default, true), visibly"),
-    ("filterSupportRetry", "FerroMQ applies SQL92 selectors to the subscribed topics only, as Java's default (false): \
-     retry topics are subscribed with *"),
     ("enableCalcFilterBitMap", SQL_FILTER),
     ("expectConsumerNumUseFilter", SQL_FILTER),
     ("maxErrorRateOfBloomFilter", SQL_FILTER),
@@ -3879,7 +3880,12 @@ mod tests {
             props(&format!("{key}= {accepted} \n"));
         }
         let message = props_err("inSyncReplicas=2\n");
-        assert!(message.contains("replication is not built"), "{message}");
+        assert!(message.contains("inSyncReplicas") && message.contains("4.x"), "{message}");
+        // A value that would change what clients observe is refused, not accepted and ignored.
+        for text in ["storeReplyMessageEnable=false\n", "validateSystemTopicWhenUpdateTopic=false\n", "filterSupportRetry=true\n"] {
+            let key = text.split('=').next().unwrap_or_default();
+            assert!(props_err(text).contains(key), "{text}");
+        }
     }
 
     /// The comment block above each key of `tuning/default.toml`, by (section, name).
