@@ -544,9 +544,13 @@ pub struct StoreSection {
     pub index_max_entries: u32,
     /// `defaultQueryMaxNum` / `default_query_max_num`. Most messages a lookup by message id
     /// returns: QUERY_MESSAGE with `_UNIQUE_KEY_QUERY=true` uses it in place of the client's
-    /// `maxNum` ([`BrokerConfig::unique_key_query_max_num`]); the index's own cap (64) still
+    /// `maxNum` ([`BrokerConfig::unique_key_query_max_num`]); `query_max_messages` still
     /// applies. Default 32; bounds 1..=100 000.
     pub default_query_max_num: u32,
+    /// `maxMsgsNumBatch` / `query_max_messages`. Most records one QUERY_MESSAGE returns,
+    /// whatever its `maxNum` (Java's cap in `IndexService.queryOffset`). Default 64; bounds
+    /// 1..=1024 (each record is read whole into the response).
+    pub query_max_messages: u32,
     /// `maxTransferBytesOnMessageInMemory` / `max_transfer_bytes`. Most body bytes one pull
     /// returns (a first message larger than this is still returned alone). Default 262 144;
     /// bounds 1..=1073741824. Larger batches: fewer round trips, larger responses.
@@ -961,6 +965,7 @@ impl Default for BrokerConfig {
                 index_hash_slots: 5_000_000,
                 index_max_entries: 20_000_000,
                 default_query_max_num: 32,
+                query_max_messages: 64,
                 max_transfer_bytes: 262_144,
                 max_transfer_count: 32,
                 check_crc_on_recover: true,
@@ -1275,9 +1280,14 @@ impl BrokerConfig {
 
     /// `maxNum` of a QUERY_MESSAGE flagged `_UNIQUE_KEY_QUERY=true` (a lookup by message id):
     /// Java replaces the client's `maxNum` with `defaultQueryMaxNum`, and the index's batch cap
-    /// (`maxMsgsNumBatch`, 64) still applies on top.
+    /// (`maxMsgsNumBatch`, [`BrokerConfig::query_max_messages`]) still applies on top.
     pub fn unique_key_query_max_num(&self) -> usize {
         usize::try_from(self.store.default_query_max_num).unwrap_or(usize::MAX)
+    }
+
+    /// Most records one QUERY_MESSAGE returns (`maxMsgsNumBatch`).
+    pub fn query_max_messages(&self) -> usize {
+        usize::try_from(self.store.query_max_messages).unwrap_or(usize::MAX)
     }
 
     /// Java's commit-log directory (`storePathCommitLog`, default `<root>/commitlog`).
@@ -2145,6 +2155,8 @@ pub static KEYS: &[Key] = &[
         store.index_max_entries, 2u32, 400_000_000u32, "an entry count"),
     num_key!("defaultQueryMaxNum", "store", "default_query_max_num", "maxNum of QUERY_MESSAGE lookups by message id; default 32; 1..=100000",
         store.default_query_max_num, 1u32, 100_000u32, "a count"),
+    num_key!("maxMsgsNumBatch", "store", "query_max_messages", "most records one QUERY_MESSAGE returns; default 64; 1..=1024",
+        store.query_max_messages, 1u32, 1024u32, "a count"),
     num_key!("maxTransferBytesOnMessageInMemory", "store", "max_transfer_bytes", "most body bytes per pull; default 262144; 1..=1073741824",
         store.max_transfer_bytes, 1u32, 1u32 << 30, "bytes"),
     num_key!("maxTransferCountOnMessageInMemory", "store", "max_transfer_count", "most messages per pull; default 32; 1..=65535",
@@ -2919,6 +2931,7 @@ mod tests {
         assert_eq!(c.io.shards, 4);
         assert_eq!(c.effective_shards(), 4);
         assert_eq!(c.limits.cross_shard_queue_depth, 2048);
+        assert_eq!(c.query_max_messages(), 128);
         c.validate().unwrap();
 
         let store = c.store_config(ShardId(1));
@@ -3405,6 +3418,7 @@ mod tests {
         "ha_server_addr",
         "register_timeout",
         "unique_key_query_max_num",
+        "query_max_messages",
         "commit_log_dir",
         "effective_shards",
         "effective_max_open_cq_files",

@@ -286,9 +286,6 @@ pub async fn view_message_by_id(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -
     Ok(request.success_response().with_body(record))
 }
 
-/// Largest `maxNum` honoured for QUERY_MESSAGE (Java's index batch cap `maxMsgsNumBatch`).
-const QUERY_MAX_MESSAGES: usize = 64;
-
 /// 12 QUERY_MESSAGE: records whose KEYS or UNIQ_KEY match, stored within the time range,
 /// looked up in every shard's index (each shard indexes its own log). The client re-filters by
 /// the actual keys.
@@ -297,9 +294,12 @@ pub async fn query_message(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> Bro
     let (topic, key) = (h.str("topic")?, h.str("key")?);
     // A lookup by message id (`_UNIQUE_KEY_QUERY`) takes `defaultQueryMaxNum` instead of the
     // client's maxNum, as Java does; the index's batch cap applies to both.
-    let requested = usize::try_from(h.opt_i32("maxNum")?.unwrap_or(QUERY_MAX_MESSAGES as i32)).unwrap_or(0);
-    let wanted = if h.opt_bool("_UNIQUE_KEY_QUERY")? == Some(true) { ctx.control.config().unique_key_query_max_num() } else { requested };
-    let max = wanted.clamp(1, QUERY_MAX_MESSAGES);
+    // `maxMsgsNumBatch` caps both, and is what a request without maxNum gets.
+    let config = ctx.control.config();
+    let cap = config.query_max_messages();
+    let requested = h.opt_i32("maxNum")?.map_or(cap, |n| usize::try_from(n).unwrap_or(0));
+    let wanted = if h.opt_bool("_UNIQUE_KEY_QUERY")? == Some(true) { config.unique_key_query_max_num() } else { requested };
+    let max = wanted.clamp(1, cap);
     let (begin_ms, end_ms) = (h.opt_i64("beginTimestamp")?.unwrap_or(0), h.opt_i64("endTimestamp")?.unwrap_or(i64::MAX));
     let mut body = Vec::new();
     let mut found = 0usize;

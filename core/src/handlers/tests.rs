@@ -529,6 +529,27 @@ async fn max_offset(broker: &Broker, topic: &str, queue_id: u32) -> String {
     response.ext("offset").unwrap().to_owned()
 }
 
+/// QUERY_MESSAGE returns at most `maxMsgsNumBatch` records whatever its maxNum, and that many
+/// when it names none.
+#[test]
+fn query_message_is_capped_by_max_msgs_num_batch() {
+    run(|| async {
+        let broker = Broker::start_with(|c| c.store.query_max_messages = 2).await;
+        for i in 0..3 {
+            broker.send("Capped", 0, &format!("m{i}"), "same-key").await;
+        }
+        broker.ctx.store.wait_dispatched().await.unwrap();
+        for max_num in [Some("10"), None] {
+            let mut fields = vec![("topic", "Capped"), ("key", "same-key")];
+            fields.extend(max_num.map(|n| ("maxNum", n)));
+            let found = broker.check(request(rc::QUERY_MESSAGE, &fields), code::SUCCESS, "").await;
+            assert_eq!(decode_body_strict(&found.body).unwrap().len(), 2, "maxNum {max_num:?}");
+        }
+        let one = broker.check(request(rc::QUERY_MESSAGE, &[("topic", "Capped"), ("key", "same-key"), ("maxNum", "1")]), code::SUCCESS, "").await;
+        assert_eq!(decode_body_strict(&one.body).unwrap().len(), 1);
+    });
+}
+
 #[test]
 fn delayed_sends_wait_for_their_level_then_reach_their_queue() {
     run(|| async {
