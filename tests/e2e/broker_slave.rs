@@ -5,8 +5,8 @@
 //! SERVICE_NOT_AVAILABLE, and — beyond Java — hands the offsets committed to it while the
 //! master was down back to the master when it returns, where they are larger.
 //!
-//! The commit-log stream is not built: the slave's log stays empty. Runs on the backend chosen
-//! by `FERROMQ_IO_BACKEND`.
+//! The commit-log stream is tested in `broker_replication.rs`. Runs on the backend chosen by
+//! `FERROMQ_IO_BACKEND`.
 
 use std::time::{Duration, Instant};
 
