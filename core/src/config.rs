@@ -334,6 +334,12 @@ pub struct BrokerSection {
     /// `TRACE_ON` property of each message; clients skip message tracing when false. Default
     /// true.
     pub trace_on: bool,
+    /// `configBlackList` / `config_black_list`. Keys UPDATE_BROKER_CONFIG may never change,
+    /// `;`-separated; `brokerConfigPath`, `rocketmqHome` and `configBlackList` always are (as in
+    /// Java's `AdminBrokerProcessor`). Default `configBlackList;brokerConfigPath`. FerroMQ
+    /// changes only a few keys at runtime (`control::runtime_config::RUNTIME_KEYS`); listing one
+    /// of those here forbids changing it remotely.
+    pub config_black_list: String,
 }
 
 /// `[namesrv]`: name servers and registration (§8.1, §11.1).
@@ -917,6 +923,7 @@ impl Default for BrokerConfig {
                 ip2: None,
                 region_id: "DefaultRegion".to_owned(),
                 trace_on: true,
+                config_black_list: "configBlackList;brokerConfigPath".to_owned(),
             },
             namesrv: NamesrvSection {
                 addr: Vec::new(),
@@ -2015,6 +2022,8 @@ pub static KEYS: &[Key] = &[
     text_key!("regionId", "broker", "region_id", "MSG_REGION of send responses and stored messages; default DefaultRegion",
         broker.region_id, non_empty),
     bool_key!("traceOn", "broker", "trace_on", "TRACE_ON of send responses and stored messages; default true", broker.trace_on),
+    text_key!("configBlackList", "broker", "config_black_list", "keys UPDATE_BROKER_CONFIG may never change, ;-separated; default configBlackList;brokerConfigPath",
+        broker.config_black_list, any_text),
     // [namesrv]
     Key {
         java: "namesrvAddr",
@@ -2468,6 +2477,9 @@ pub const FIXED_VALUE_KEYS: &[(&str, Fixed, &str)] = &[
     ("tls.client.keyPassword", Fixed::Str(""), "encrypted private keys are not supported: give tls.client.keyPath an unencrypted PEM key"),
     ("tls.test.mode.enable", Fixed::Bool(false), "FerroMQ generates no self-signed test certificate: set tls.server.certPath and tls.server.keyPath"),
     ("tls.config.file", Fixed::Str(""), "no separate TLS file is read: put the tls.* keys in the broker's configuration file"),
+    ("messageStorePlugIn", Fixed::Str(""), "Java message-store plug-ins cannot be loaded: FerroMQ's store is its own"),
+    ("readOnlyCommitLogStorePaths", Fixed::Str(""), "read-only commit-log directories (Java's multi-path store) are not served: \
+     every commit log is under storePathRootDir"),
     ("inSyncReplicas", Fixed::Int(1), "FerroMQ's SYNC_MASTER follows 4.x (PROTOCOL.md §7.4): it waits for one slave's acknowledgement \
      within haMaxGapNotInSync, whatever this count; 5.x's count of in-sync replicas is not implemented"),
     ("storeReplyMessageEnable", Fixed::Bool(true), "reply messages are always stored in <cluster>_REPLY_TOPIC after they are pushed \
@@ -2650,10 +2662,18 @@ pub const NO_EFFECT_KEYS: &[(&str, &str)] = &[
     ("enableScheduleMessageStats", STATS),
     ("enableScheduleAsyncDeliver", "internals of Java's delayed-delivery service: FerroMQ delivers each level in order on the shard \
      that owns its queue"),
+    ("scheduleAsyncDeliverMaxPendingLimit", "internals of Java's delayed-delivery service (enableScheduleAsyncDeliver)"),
+    ("scheduleAsyncDeliverMaxResendNum2Blocked", "internals of Java's delayed-delivery service (enableScheduleAsyncDeliver)"),
+    ("messageIndexSafe", "FerroMQ's index is always recovered to the last record, as Java's true: each checkpoint names the index \
+     count as of its dispatch point, and recovery replays the log beyond it into the index as into the consume queues"),
+    ("flushConsumerOffsetHistoryInterval", "read by nothing in Java 4.9 either"),
+    ("maxDelayTime", "read by nothing in Java 4.9 either"),
     ("maxLmqConsumeQueueNum", LMQ),
     ("totalReplicas", REPLICA_MODES),
     ("minInSyncReplicas", REPLICA_MODES),
     ("allAckInSyncStateSet", REPLICA_MODES),
+    ("storePathDLedgerCommitLog", DLEDGER),
+    ("enableBatchPush", DLEDGER),
     ("dLegerGroup", DLEDGER),
     ("dLegerPeers", DLEDGER),
     ("dLegerSelfId", DLEDGER),

@@ -42,6 +42,9 @@ pub fn parse_changes(current: &BrokerConfig, body: &[u8]) -> Result<(BrokerConfi
     }
     let mut changed = current.clone();
     for (key, value) in &changes {
+        if black_listed(current, key) {
+            return Err(format!("configuration key {key:?} is in configBlackList: it cannot be changed remotely"));
+        }
         if !RUNTIME_KEYS.iter().any(|(k, _)| k == key) {
             return Err(refusal(key));
         }
@@ -49,6 +52,15 @@ pub fn parse_changes(current: &BrokerConfig, body: &[u8]) -> Result<(BrokerConfi
     }
     changed.validate().map_err(|e| e.to_string())?;
     Ok((changed, changes))
+}
+
+/// Keys UPDATE_BROKER_CONFIG never changes whatever `configBlackList` says (Java's
+/// `AdminBrokerProcessor` adds them to it).
+const ALWAYS_BLACK_LISTED: &[&str] = &["brokerConfigPath", "rocketmqHome", "configBlackList"];
+
+/// Whether `configBlackList` (or [`ALWAYS_BLACK_LISTED`]) forbids changing `key` remotely.
+fn black_listed(config: &BrokerConfig, key: &str) -> bool {
+    ALWAYS_BLACK_LISTED.contains(&key) || config.broker.config_black_list.split(';').any(|listed| listed.trim() == key)
 }
 
 /// Why `key` cannot be changed while the broker runs.

@@ -1787,6 +1787,7 @@ fn broker_config_changes_apply_at_once_all_or_none_and_are_kept() {
         broker.check(update("noSuchKey=1"), code::INVALID_PARAMETER, "unknown configuration key \"noSuchKey\"").await;
         broker.check(update("brokerPermission=99"), code::INVALID_PARAMETER, "brokerPermission").await;
         broker.check(update(""), code::INVALID_PARAMETER, "no key").await;
+        broker.check(update("configBlackList=x"), code::INVALID_PARAMETER, "configBlackList").await;
         broker.check(update("brokerPermission=6"), code::SUCCESS, "").await;
         assert_eq!(broker.send("Perm", 0, "after", "k").await.code, code::SUCCESS);
         // The auto-creation limits: a send to a new topic is refused at once, then allowed.
@@ -1805,6 +1806,18 @@ fn broker_config_changes_apply_at_once_all_or_none_and_are_kept() {
         std::fs::write(broker._dir.0.join("store/config/brokerRuntime.properties"), "listenPort=1\n").unwrap();
         let refused = crate::control::runtime_config::apply_saved(&mut config, &broker._dir.0.join("store/config")).unwrap_err();
         assert!(refused.contains("listenPort"), "{refused}");
+    });
+}
+
+/// A runtime key named in `configBlackList` cannot be changed remotely, and the request says why.
+#[test]
+fn config_black_list_forbids_remote_changes_of_its_keys() {
+    run(|| async {
+        let broker = Broker::start_with(|c| c.broker.config_black_list = "configBlackList;brokerConfigPath; brokerPermission".into()).await;
+        let update = |body: &str| RemotingCommand::request(rc::UPDATE_BROKER_CONFIG).with_body(body.as_bytes().to_vec());
+        broker.check(update("brokerPermission=4"), code::INVALID_PARAMETER, "\"brokerPermission\" is in configBlackList").await;
+        assert_eq!(broker.send("Listed", 0, "still writable", "k").await.code, code::SUCCESS);
+        broker.check(update("maxAutoCreatedTopics=10"), code::SUCCESS, "").await;
     });
 }
 
