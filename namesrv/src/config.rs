@@ -115,7 +115,14 @@ pub struct NamesrvConfig {
     /// `aclEnable`, `rocketmq.acl.plain.file`, `changeWhiteRemoteAddresses`.
     pub change_access: ChangeAccess,
     pub tls: TlsSettings,
+    /// `configBlackList`: keys UPDATE_NAMESRV_CONFIG may never change, `;`-separated;
+    /// [`ALWAYS_BLACK_LISTED`] always are (as in Java's `DefaultRequestProcessor`). Listing a
+    /// runtime key forbids changing it remotely.
+    pub config_black_list: String,
 }
+
+/// Keys UPDATE_NAMESRV_CONFIG never changes whatever `configBlackList` says.
+pub const ALWAYS_BLACK_LISTED: &[&str] = &["configBlackList", "configStorePath", "kvConfigPath", "rocketmqHome"];
 
 /// The listener's TLS: Java's `tls.server.*` keys (README, "TLS"). Paths empty: unset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,6 +220,7 @@ impl Default for NamesrvConfig {
             metrics: MetricsSettings::default(),
             change_access: ChangeAccess::default(),
             tls: TlsSettings::default(),
+            config_black_list: "configBlackList;configStorePath;kvConfigPath".to_owned(),
         }
     }
 }
@@ -289,6 +297,7 @@ impl NamesrvConfig {
                 self.listen.set_ip(ip);
             }
             "kvConfigPath" => self.kv_config_path = PathBuf::from(value),
+            "configBlackList" => self.config_black_list = value.to_owned(),
             "orderMessageEnable" => self.order_message_enable = boolean()?,
             "returnOrderTopicConfigToBroker" => self.return_order_topic_config_to_broker = boolean()?,
             "enableAllTopicList" => self.enable_all_topic_list = boolean()?,
@@ -397,6 +406,9 @@ impl NamesrvConfig {
         }
         let mut changed = self.clone();
         for (key, value) in changes {
+            if self.black_listed(key) {
+                return Err(format!("{key:?} is in configBlackList: it cannot be changed remotely"));
+            }
             if !RUNTIME_KEYS.contains(&key.as_str()) {
                 let known = !matches!(NamesrvConfig::default().apply_key(key, value), Ok(KeyUse::Unknown));
                 let what = if known { "cannot be changed while the name server runs: set it in namesrv.properties and restart" } else { "is not a name server configuration key" };
@@ -406,6 +418,11 @@ impl NamesrvConfig {
         }
         *self = changed;
         Ok(())
+    }
+
+    /// Whether `configBlackList` (or [`ALWAYS_BLACK_LISTED`]) forbids changing `key` remotely.
+    fn black_listed(&self, key: &str) -> bool {
+        ALWAYS_BLACK_LISTED.contains(&key) || self.config_black_list.split(';').any(|listed| listed.trim() == key)
     }
 
     /// Where the runtime changes are kept: beside `kvConfigPath`.
@@ -521,6 +538,16 @@ mod tests {
         assert!(unknown.contains("\"listenPrt\" is not a name server configuration key"), "{unknown}");
         assert!(config.apply_runtime(&change(&[("enableTopicList", "maybe")])).unwrap_err().contains("enableTopicList"));
         assert!(config.apply_runtime(&[]).is_err());
+        // configBlackList: its keys are refused remotely, naming the key, as are the ones Java
+        // always lists.
+        let mut listed = NamesrvConfig { kv_config_path: dir.join("kvConfig.json"), ..NamesrvConfig::default() };
+        listed.apply("configBlackList", "configBlackList;orderMessageEnable").unwrap();
+        let refused = listed.apply_runtime(&change(&[("orderMessageEnable", "true")])).unwrap_err();
+        assert!(refused.contains("\"orderMessageEnable\" is in configBlackList"), "{refused}");
+        assert!(!listed.order_message_enable);
+        let always = listed.apply_runtime(&change(&[("kvConfigPath", "/elsewhere")])).unwrap_err();
+        assert!(always.contains("configBlackList"), "{always}");
+        listed.apply_runtime(&change(&[("enableTopicList", "false")])).unwrap();
         // Kept beside the KV file and applied at the next start.
         assert_eq!(config.runtime_file(), dir.join(RUNTIME_CONFIG_FILE));
         std::fs::create_dir_all(&dir).unwrap();
