@@ -376,9 +376,18 @@ impl NamesrvConfig {
                 }
                 return Ok(KeyUse::NoEffect);
             }
-            "rocketmqHome" | "productEnvName" | "clusterTest" | "serverWorkerThreads" | "serverCallbackExecutorThreads"
+            // Java's cluster-test mode answers an unknown route from another environment's
+            // name servers: not implemented, so only its default is accepted.
+            "clusterTest" => {
+                if boolean()? {
+                    return Err(invalid("cluster-test mode (routes looked up in the productEnvName environment) is not implemented; only false is accepted"));
+                }
+                return Ok(KeyUse::NoEffect);
+            }
+            "rocketmqHome" | "productEnvName" | "serverWorkerThreads" | "serverCallbackExecutorThreads"
             | "serverSelectorThreads" | "serverOnewaySemaphoreValue" | "serverAsyncSemaphoreValue"
-            | "serverSocketSndBufSize" | "serverSocketRcvBufSize"
+            | "serverSocketSndBufSize" | "serverSocketRcvBufSize" | "serverSocketBacklog"
+            | "writeBufferHighWaterMark" | "writeBufferLowWaterMark"
             | "serverPooledByteBufAllocatorEnable" | "useEpollNativeSelector" | "defaultThreadPoolNums"
             | "clientRequestThreadPoolNums" | "configStorePath" => return Ok(KeyUse::NoEffect),
             _ => return Ok(KeyUse::Unknown),
@@ -489,6 +498,13 @@ mod tests {
         let err = config.apply_properties_file(&path).unwrap_err();
         assert!(err.to_string().contains("orderMessageEnable"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+        // Java's Netty tuning is known and has no effect; cluster-test mode is refused.
+        for key in ["writeBufferHighWaterMark", "writeBufferLowWaterMark", "serverSocketBacklog"] {
+            assert!(matches!(NamesrvConfig::default().apply_key(key, "1024"), Ok(KeyUse::NoEffect)), "{key}");
+        }
+        NamesrvConfig::default().apply("clusterTest", "false").unwrap();
+        let err = NamesrvConfig::default().apply("clusterTest", "true").unwrap_err().to_string();
+        assert!(err.contains("clusterTest"), "{err}");
     }
 
     #[test]
