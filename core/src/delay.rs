@@ -27,8 +27,14 @@ pub const PROPERTY_REAL_TOPIC: &str = "REAL_TOPIC";
 pub const PROPERTY_REAL_QUEUE_ID: &str = "REAL_QID";
 /// `WAIT=false`: broker-internal writes do not wait for flush or replication (§7.1).
 pub const PROPERTY_WAIT: &str = "WAIT";
-/// The 5.x timer properties (arbitrary delays).
-pub const TIMER_PROPERTIES: [&str; 3] = [PROPERTY_TIMER_DELIVER_MS, PROPERTY_TIMER_DELAY_SEC, PROPERTY_TIMER_DELAY_MS];
+/// The timer properties (arbitrary delays): 5.x's three, and the start-deliver time.
+pub const TIMER_PROPERTIES: [&str; 4] =
+    [PROPERTY_TIMER_DELIVER_MS, PROPERTY_TIMER_DELAY_SEC, PROPERTY_TIMER_DELAY_MS, PROPERTY_START_DELIVER_TIME];
+/// Absolute due time in epoch ms set by OpenMessaging's RocketMQ adapter (`START_TIME`) and
+/// Aliyun's clients (`setStartDeliverTime`). Apache's Java broker stores such a message without
+/// delaying it (only its metrics call it a delay); FerroMQ delays it as `TIMER_DELIVER_MS`, so
+/// that no producer believes a message is delayed when it is not.
+pub const PROPERTY_START_DELIVER_TIME: &str = "__STARTDELIVERTIME";
 /// Absolute due time in epoch ms.
 pub const PROPERTY_TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
 /// Delay in seconds from the broker's receipt.
@@ -48,6 +54,7 @@ pub struct TimerProperties<'a> {
     pub delay_sec: Option<&'a str>,
     pub delay_ms: Option<&'a str>,
     pub deliver_ms: Option<&'a str>,
+    pub start_deliver_ms: Option<&'a str>,
 }
 
 impl<'a> TimerProperties<'a> {
@@ -57,6 +64,7 @@ impl<'a> TimerProperties<'a> {
             PROPERTY_TIMER_DELAY_SEC => self.delay_sec = Some(value),
             PROPERTY_TIMER_DELAY_MS => self.delay_ms = Some(value),
             PROPERTY_TIMER_DELIVER_MS => self.deliver_ms = Some(value),
+            PROPERTY_START_DELIVER_TIME => self.start_deliver_ms = Some(value),
             _ => return false,
         }
         true
@@ -70,6 +78,8 @@ impl<'a> TimerProperties<'a> {
             Some(PROPERTY_TIMER_DELAY_MS)
         } else if self.deliver_ms.is_some() {
             Some(PROPERTY_TIMER_DELIVER_MS)
+        } else if self.start_deliver_ms.is_some() {
+            Some(PROPERTY_START_DELIVER_TIME)
         } else {
             None
         }
@@ -77,7 +87,8 @@ impl<'a> TimerProperties<'a> {
 
     /// The due time (epoch ms) they ask for at `now_ms`: `TIMER_DELAY_SEC` first, then
     /// `TIMER_DELAY_MS`, then `TIMER_DELIVER_MS` (Java reads the first and the last in that
-    /// order). `Ok(None)` without any; `Err` names a value that is not an integer.
+    /// order), then `__STARTDELIVERTIME`. `Ok(None)` without any; `Err` names a value that is
+    /// not an integer.
     pub fn due_ms(&self, now_ms: i64) -> Result<Option<i64>, String> {
         let parse = |name: &str, v: &str| v.trim().parse::<i64>().map_err(|_| format!("{name}={v:?} is not an integer"));
         if let Some(v) = self.delay_sec {
@@ -86,8 +97,11 @@ impl<'a> TimerProperties<'a> {
         if let Some(v) = self.delay_ms {
             return Ok(Some(now_ms.saturating_add(parse(PROPERTY_TIMER_DELAY_MS, v)?)));
         }
-        match self.deliver_ms {
-            Some(v) => Ok(Some(parse(PROPERTY_TIMER_DELIVER_MS, v)?)),
+        if let Some(v) = self.deliver_ms {
+            return Ok(Some(parse(PROPERTY_TIMER_DELIVER_MS, v)?));
+        }
+        match self.start_deliver_ms {
+            Some(v) => Ok(Some(parse(PROPERTY_START_DELIVER_TIME, v)?)),
             None => Ok(None),
         }
     }
@@ -181,7 +195,7 @@ pub fn restored(view: &RecordView<'_>) -> Result<MessageInput, RestoreError> {
     let topic = real_topic.filter(|t| !t.is_empty()).ok_or(RestoreError::NoRealTopic)?;
     let queue = real_queue.unwrap_or("");
     let queue_id = queue.trim().parse::<i32>().ok().and_then(|q| QueueId::try_from(q).ok()).ok_or_else(|| RestoreError::BadRealQueue(queue.to_owned()))?;
-    let drop = [PROPERTY_DELAY, PROPERTY_WAIT, TIMER_PROPERTIES[0], TIMER_PROPERTIES[1], TIMER_PROPERTIES[2]];
+    let drop = [PROPERTY_DELAY, PROPERTY_WAIT, TIMER_PROPERTIES[0], TIMER_PROPERTIES[1], TIMER_PROPERTIES[2], TIMER_PROPERTIES[3]];
     let properties = rebuild_properties(view.properties, &drop, &[(PROPERTY_WAIT, "false")]);
     Ok(copy_of(view, topic, queue_id, properties))
 }
@@ -243,8 +257,14 @@ mod tests {
 
     #[test]
     fn timer_properties_are_read_as_java_reads_them() {
-        let t = |sec, ms, at| TimerProperties { delay_sec: sec, delay_ms: ms, deliver_ms: at };
+        let t = |sec, ms, at| TimerProperties { delay_sec: sec, delay_ms: ms, deliver_ms: at, start_deliver_ms: None };
         assert_eq!(t(None, None, None).due_ms(1_000), Ok(None));
+        // The start-deliver time comes last, and is an absolute time as TIMER_DELIVER_MS.
+        let start = |at| TimerProperties { start_deliver_ms: Some(at), ..TimerProperties::default() };
+        assert_eq!(start("88").due_ms(1_000), Ok(Some(88)));
+        assert_eq!(start("88").name(), Some(PROPERTY_START_DELIVER_TIME));
+        assert_eq!(TimerProperties { deliver_ms: Some("77"), ..start("88") }.due_ms(1_000), Ok(Some(77)));
+        assert!(start("soon").due_ms(0).unwrap_err().contains("__STARTDELIVERTIME"));
         assert_eq!(t(Some("5"), Some("1"), Some("9")).due_ms(1_000), Ok(Some(6_000)));
         assert_eq!(t(None, Some("250"), Some("9")).due_ms(1_000), Ok(Some(1_250)));
         assert_eq!(t(None, None, Some("77")).due_ms(1_000), Ok(Some(77)));

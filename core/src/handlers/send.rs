@@ -349,10 +349,8 @@ struct SendProperties<'a> {
     /// `TIMER_DEL_UNIQKEY`: a 5.x request to cancel a pending timer message, which FerroMQ
     /// does not serve.
     timer_delete: bool,
-    /// `__SHARDINGKEY` (a 5.x FIFO message) and `__STARTDELIVERTIME` (a 4.x delay), only for
-    /// the metrics' message type.
+    /// `__SHARDINGKEY` (a 5.x FIFO message), only for the metrics' message type.
     sharding_key: bool,
-    start_deliver_time: bool,
 }
 
 impl<'a> SendProperties<'a> {
@@ -367,7 +365,6 @@ impl<'a> SendProperties<'a> {
             "PGROUP" => self.producer_group = Some(value),
             crate::delay::PROPERTY_TIMER_DEL_UNIQKEY => self.timer_delete = true,
             "__SHARDINGKEY" => self.sharding_key = true,
-            "__STARTDELIVERTIME" => self.start_deliver_time = true,
             _ => {
                 self.timer.note(name, value);
             }
@@ -380,7 +377,7 @@ impl<'a> SendProperties<'a> {
             MessageType::Transaction
         } else if self.sharding_key {
             MessageType::Fifo
-        } else if self.start_deliver_time || self.delay.is_some() || self.timer.name().is_some() {
+        } else if self.delay.is_some() || self.timer.name().is_some() {
             MessageType::Delay
         } else {
             MessageType::Normal
