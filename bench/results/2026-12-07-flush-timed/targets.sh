@@ -10,7 +10,7 @@ WIDTH="$HERE/../2026-12-06-cpu-cross-width/width.sh"
 mkdir -p "$OUT"
 for r in $(seq 1 "$ROUNDS"); do
     for t in 64 10000; do
-        "$WIDTH" "$BIN" "$t" "$OUT/width-$t-$r" > /dev/null
+        bash "$WIDTH" "$BIN" "$t" "$OUT/width-$t-$r" > /dev/null
         echo "width $t round $r: $(grep -E '^produce:' "$OUT/width-$t-$r/produce.txt" | cut -c1-60) | $(grep -E '^cpu:' "$OUT/width-$t-$r/produce.txt" | cut -c1-90)"
     done
 done
