@@ -617,7 +617,7 @@ pub struct FlushSection {
     /// acknowledged data at risk on power loss. Unused by SYNC_FLUSH (no timer).
     pub interval_ms: u64,
     /// `flushCommitLogTimed` / `timed`. ASYNC_FLUSH: true (default, as in the Java broker
-    /// since 4.9) syncs on the timer only, every `interval_ms` while anything is dirty; false
+    /// since 4.9.1) syncs on the timer only, every `interval_ms` while anything is dirty; false
     /// also syncs as soon as `least_pages` are dirty (Java's flush thread woken by every put).
     /// Under load, untimed means an fdatasync every few appends: 11-37 % of the broker's CPU
     /// per send at 40k sends/s on epoll (bench/RESULTS.md, 2026-12-07). Unused by SYNC_FLUSH.
@@ -2842,7 +2842,7 @@ mod tests {
         assert_eq!(c.flush.sync_flush_timeout_ms, 5000);
         assert_eq!(c.flush.interval_ms, 500);
         assert_eq!(c.flush.least_pages, 4);
-        assert!(c.flush.timed, "Java's default since 4.9");
+        assert!(c.flush.timed, "Java's default since 4.9.1");
         assert_eq!(c.consumer.flush_consumer_offset_interval_ms, 5000);
         assert_eq!(c.consumer.channel_expired_timeout_ms, 120_000);
         assert!(c.consumer.long_polling_enable);

@@ -32,7 +32,7 @@ pub struct StoreConfig {
     /// ASYNC_FLUSH: sync at least this often while bytes are dirty (`flushIntervalCommitLog`).
     pub flush_interval_ms: u64,
     /// ASYNC_FLUSH: sync on the timer only (`flushCommitLogTimed`, true in the Java broker
-    /// since 4.9): every `flush_interval_ms` while bytes are dirty, whatever their amount.
+    /// since 4.9.1): every `flush_interval_ms` while bytes are dirty, whatever their amount.
     /// False: also as soon as `flush_least_bytes` are dirty, which under load is an fdatasync
     /// every few appends (1,000 a second at 40k sends/s, 11-37 % of the broker's CPU per send
     /// on epoll: bench/RESULTS.md 2026-12-07 03:59).
