@@ -80,6 +80,13 @@ fn a_partial_checkpoint_keeps_light_queues_in_memory_and_a_power_loss_rebuilds_t
         // Served from memory meanwhile.
         assert_eq!(bodies(&store, "Cold", 0).await, cold);
         assert_eq!(bodies(&store, "Hot", 0).await, hot);
+        // Acknowledged after the checkpoint (in the synced log): their queue and index entries
+        // exist only in memory until the next checkpoint.
+        let late: Vec<String> = (0..3).map(|i| format!("late-{i}")).collect();
+        for b in &late {
+            store.append(vec![msg("Late", 0, b)]).await.unwrap();
+        }
+        store.wait_dispatched().await.unwrap();
 
         // Power loss: every write not synced is gone. The log is synced (SYNC_FLUSH), the cold
         // queue's entries only ever lived in memory.
@@ -90,9 +97,17 @@ fn a_partial_checkpoint_keeps_light_queues_in_memory_and_a_power_loss_rebuilds_t
         assert_eq!(bodies(&store, "Cold", 0).await, cold, "rebuilt from the log");
         assert_eq!(bodies(&store, "Hot", 0).await, hot, "records already in their queue are skipped, not appended twice");
         assert_eq!(store.queue_offsets("Hot", QueueId(0)).1, QueueOffset(10));
-        // Keys of records replayed below the dispatch point are found once.
-        for k in cold.iter().chain(&hot) {
-            let topic = if k.starts_with("cold") { "Cold" } else { "Hot" };
+        assert_eq!(bodies(&store, "Late", 0).await, late, "rebuilt past the checkpoint's dispatch point");
+        // Keys of records replayed below the dispatch point are found once, and so are those of
+        // records past it (the index is recovered to the last record: `messageIndexSafe`).
+        for k in cold.iter().chain(&hot).chain(&late) {
+            let topic = if k.starts_with("cold") {
+                "Cold"
+            } else if k.starts_with("late") {
+                "Late"
+            } else {
+                "Hot"
+            };
             let found = ferromq_store::index::query(&store, topic, k, 16, 0, i64::MAX).await.unwrap();
             assert_eq!(found.len(), 1, "{k}");
         }
@@ -100,8 +115,9 @@ fn a_partial_checkpoint_keeps_light_queues_in_memory_and_a_power_loss_rebuilds_t
         assert_eq!(store.stats().cq_unsynced_entries, 0);
         store.close().await.unwrap();
         // Replay added no index entry twice: those of records below the dispatch point were
-        // in the index files already (queries above deduplicate, so only the count tells).
-        assert_eq!(checkpointed_index_entries(&mem, "/p").await, index_entries);
+        // in the index files already (queries above deduplicate, so only the count tells); the
+        // late records' entries were added once each.
+        assert_eq!(checkpointed_index_entries(&mem, "/p").await, index_entries + late.len() as u32);
         let (store, report) = Store::open(mem.clone(), cfg.clone()).await.unwrap();
         assert!(!report.abnormal);
         assert_eq!(report.records_replayed, 0, "{report:?}");
