@@ -3,13 +3,15 @@
 //! `{keyHash i32, phyOffset i64, timeDiff i32 (seconds), prevIndex i32}`; entry 0 is unused.
 //! Keys are `topic#key` for every `KEYS` element and for `UNIQ_KEY`.
 //!
-//! Shard-resident. The active file's slots live in memory (rebuilt from its entries on
-//! recovery); new entries are buffered and written, together with the dirty slots and the
-//! header, by the checkpoint, which syncs the file before naming its entry count in the
-//! checkpoint. Full files are sealed (written and synced completely) and read from disk.
-//! Physical offsets stored here are shard-local.
+//! Shard-resident. The active file's slots live in memory only: every start rebuilds them from
+//! the entries the checkpoint names, so the checkpoint writes just the new entries and the
+//! header, and syncs the file before naming its entry count. The slot table (20 MB at the
+//! default 5,000,000 slots) is written once, when the file is full and sealed (written and
+//! synced completely, then read from disk). Writing the slots the active file's keys had
+//! dirtied at every checkpoint rewrote nearly the whole table each second at tens of thousands
+//! of keys a second, and nearly doubled the bytes the broker wrote per send (bench/RESULTS.md,
+//! 2026-12-07). Physical offsets stored here are shard-local.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -116,8 +118,8 @@ struct Active<F> {
     path: PathBuf,
     file: F,
     header: Header,
+    /// Every slot, in memory only until the file is sealed (see the module comment).
     slots: Vec<u32>,
-    dirty_slots: DirtySlots,
     /// Entries `persisted..header.count` not yet written, encoded.
     tail: Vec<u8>,
     persisted: u32,
@@ -238,9 +240,9 @@ impl<S: Storage> IndexService<S> {
                     }
                     hdr.end_phy = e.phy;
                 }
-                // Rewrite every slot: the file may hold slot values written after the checkpoint.
-                let dirty = DirtySlots { all: true, some: BTreeSet::new() };
-                svc.active = Some(Active { name, path, file, header: hdr, slots, dirty_slots: dirty, tail: Vec::new(), persisted: count });
+                // Whatever slot values the file holds are ignored (and overwritten when it is
+                // sealed): these are rebuilt from the entries the checkpoint names.
+                svc.active = Some(Active { name, path, file, header: hdr, slots, tail: Vec::new(), persisted: count });
             } else {
                 svc.sealed.push(Sealed { name, path, file, header });
             }
@@ -292,7 +294,6 @@ impl<S: Storage> IndexService<S> {
         if let Some(s) = a.slots.get_mut(slot as usize) {
             *s = n;
         }
-        a.dirty_slots.insert(slot);
         a.header.count += 1;
         a.header.end_ts = store_ts;
         a.header.end_phy = phy as i64;
@@ -359,7 +360,6 @@ async fn roll<S: Storage>(inner: &Rc<Inner<S>>, ts: i64) -> Result<()> {
         file,
         header,
         slots: vec![0; slots_n as usize],
-        dirty_slots: DirtySlots::default(),
         tail: Vec::new(),
         persisted: 1,
     };
@@ -381,82 +381,21 @@ struct WriteJob<F> {
     tail: Vec<u8>,
     from: u32,
     to: u32,
-    /// Slot values as of the copy, coalesced into runs: (file position, bytes).
-    slot_runs: Vec<(u64, Vec<u8>)>,
-    /// The slots those runs cover, put back as dirty if the write fails.
-    dirty: DirtySlots,
+    /// The whole slot table as of the copy, for a file being sealed; `None` for the active file.
+    slots: Option<Vec<u8>>,
     header: Vec<u8>,
 }
 
-/// Dirty slots at most this far apart are written as one run, the clean slots between them
-/// rewritten with the values they have on disk: a page of slots (4 KiB) costs less to copy than
-/// another write call. Keys hash to slots uniformly, so at tens of thousands of keys per second
-/// a gap of 16 slots (as before) left one 4-byte pwrite and two allocations per message at every
-/// checkpoint (heaptrack 2026-12-06); with a page, runs cover the table in a few large writes.
-const SLOT_RUN_MAX_GAP_SLOTS: u32 = 4096 / INDEX_SLOT_LEN as u32;
-
-/// Slots changed since the last checkpoint: a few (a set), or every one (after opening an
-/// active file, whose slots on disk may be newer than the checkpoint). "Every one" is a flag,
-/// not a set of millions of numbers: the default index file has 5 000 000 slots, and a set of
-/// them cost a second of CPU and about 100 MB at every start.
-#[derive(Debug, Clone, Default)]
-struct DirtySlots {
-    all: bool,
-    some: BTreeSet<u32>,
-}
-
-impl DirtySlots {
-    fn insert(&mut self, slot: u32) {
-        if !self.all {
-            self.some.insert(slot);
-        }
-    }
-
-    fn merge(&mut self, other: DirtySlots) {
-        self.all |= other.all;
-        if self.all {
-            self.some.clear();
-        } else {
-            self.some.extend(other.some);
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        !self.all && self.some.is_empty()
-    }
-}
-
-fn write_job<F: StorageFile>(a: &mut Active<F>) -> WriteJob<F> {
-    let dirty = std::mem::take(&mut a.dirty_slots);
-    let slot_bytes = |first: u32, last: u32| {
-        // Over a slice, not an index per slot: runs span up to the whole table (20 MB).
-        let slots = a.slots.get(first as usize..=last as usize).unwrap_or_default();
-        let mut buf = vec![0u8; slots.len() * INDEX_SLOT_LEN];
-        for (bytes, slot) in buf.chunks_exact_mut(INDEX_SLOT_LEN).zip(slots) {
+/// The pending writes of `a`: its unwritten entries and header, and for a file being sealed
+/// (`seal`) its slot table too.
+fn write_job<F: StorageFile>(a: &Active<F>, seal: bool) -> WriteJob<F> {
+    let slots = seal.then(|| {
+        let mut buf = vec![0u8; a.slots.len() * INDEX_SLOT_LEN];
+        for (bytes, slot) in buf.chunks_exact_mut(INDEX_SLOT_LEN).zip(&a.slots) {
             bytes.copy_from_slice(&slot.to_be_bytes());
         }
-        (INDEX_HEADER_LEN as u64 + u64::from(first) * INDEX_SLOT_LEN as u64, buf)
-    };
-    let mut slot_runs = Vec::new();
-    if dirty.all {
-        if let Some(last) = (a.slots.len() as u32).checked_sub(1) {
-            slot_runs.push(slot_bytes(0, last));
-        }
-    } else {
-        // Coalesce dirty slots into runs so that nearby slots cost one write.
-        let mut slots = dirty.some.iter().copied().peekable();
-        while let Some(first) = slots.next() {
-            let mut last = first;
-            while let Some(&n) = slots.peek() {
-                if n - last > SLOT_RUN_MAX_GAP_SLOTS {
-                    break;
-                }
-                last = n;
-                slots.next();
-            }
-            slot_runs.push(slot_bytes(first, last));
-        }
-    }
+        buf
+    });
     WriteJob {
         name: a.name.clone(),
         path: a.path.clone(),
@@ -464,8 +403,7 @@ fn write_job<F: StorageFile>(a: &mut Active<F>) -> WriteJob<F> {
         tail: a.tail.clone(),
         from: a.persisted,
         to: a.header.count,
-        slot_runs,
-        dirty,
+        slots,
         header: a.header.encode(),
     }
 }
@@ -475,8 +413,8 @@ async fn run_job<F: StorageFile>(slots_n: u32, job: &WriteJob<F>) -> Result<()> 
     if !job.tail.is_empty() {
         job.file.write_all_at(job.tail.clone(), entry_pos(slots_n, job.from)).await.map_err(|e| StoreError::io(IoOp::Write, path, e))?;
     }
-    for (pos, buf) in &job.slot_runs {
-        job.file.write_all_at(buf.clone(), *pos).await.map_err(|e| StoreError::io(IoOp::Write, path, e))?;
+    if let Some(slots) = &job.slots {
+        job.file.write_all_at(slots.clone(), INDEX_HEADER_LEN as u64).await.map_err(|e| StoreError::io(IoOp::Write, path, e))?;
     }
     job.file.write_all_at(job.header.clone(), 0).await.map_err(|e| StoreError::io(IoOp::Write, path, e))?;
     job.file.sync_data().await.map_err(|e| StoreError::io(IoOp::Fdatasync, path, e))?;
@@ -499,8 +437,8 @@ fn find_active<'a, S: Storage>(ix: &'a mut IndexService<S>, name: &str) -> Optio
     ix.to_seal.iter_mut().find(|a| a.name == name)
 }
 
-/// Persists the index up to the snapshot (checkpoint step): seals full files, writes the active
-/// file's new entries, dirty slots and header, and syncs. Returns the active file and count.
+/// Persists the index up to the snapshot (checkpoint step): seals full files (entries, slots,
+/// header), writes the active file's new entries and header, and syncs each. Returns the active file and count.
 /// The files stay in the index (queryable, and the active one writable) throughout.
 pub(crate) async fn persist<S: Storage>(inner: &Rc<Inner<S>>, snap: IndexSnapshot) -> Result<(String, u32)> {
     let (slots_n, jobs) = {
@@ -508,23 +446,14 @@ pub(crate) async fn persist<S: Storage>(inner: &Rc<Inner<S>>, snap: IndexSnapsho
         let Some(ix) = ix.as_mut() else { return Ok((String::new(), 0)) };
         let slots_n = ix.slots_per_file;
         // Files to seal first (oldest first), then the active one.
-        let mut jobs: Vec<WriteJob<S::File>> = ix.to_seal.iter_mut().map(write_job).collect();
-        jobs.extend(ix.active.as_mut().map(write_job));
+        let mut jobs: Vec<WriteJob<S::File>> = ix.to_seal.iter().map(|a| write_job(a, true)).collect();
+        jobs.extend(ix.active.as_ref().map(|a| write_job(a, false)));
         (slots_n, jobs)
     };
-    for (i, job) in jobs.iter().enumerate() {
-        if let Err(e) = run_job(slots_n, job).await {
-            // Nothing is lost: unwritten entries are still in the tails; the slots are dirty again.
-            let mut ix = inner.index.borrow_mut();
-            if let Some(ix) = ix.as_mut() {
-                for job in jobs.get(i..).unwrap_or_default() {
-                    if let Some(a) = find_active(ix, &job.name) {
-                        a.dirty_slots.merge(job.dirty.clone());
-                    }
-                }
-            }
-            return Err(e);
-        }
+    for job in &jobs {
+        // On an error nothing is lost: unwritten entries stay in the tails, the slots in memory,
+        // and a file waiting for its seal stays waiting.
+        run_job(slots_n, job).await?;
     }
     let mut ix = inner.index.borrow_mut();
     if let Some(ix) = ix.as_mut() {
@@ -537,7 +466,7 @@ pub(crate) async fn persist<S: Storage>(inner: &Rc<Inner<S>>, snap: IndexSnapsho
         // order. (One that rolled during the awaits stays queued until the next checkpoint.)
         let mut still = Vec::new();
         for a in std::mem::take(&mut ix.to_seal) {
-            let written = jobs.iter().any(|j| j.name == a.name && j.to == a.header.count) && a.tail.is_empty() && a.dirty_slots.is_empty();
+            let written = jobs.iter().any(|j| j.name == a.name && j.to == a.header.count && j.slots.is_some()) && a.tail.is_empty();
             if written {
                 ix.sealed.push(Sealed { name: a.name, path: a.path, file: a.file, header: a.header });
             } else {
@@ -725,6 +654,80 @@ mod tests {
             let whole = java_string_hash(&format!("{topic}#{key}"));
             assert_eq!(key_hash(topic, key), if whole == i32::MIN { 0 } else { whole.unsigned_abs() }, "{topic}#{key}");
         }
+    }
+
+    /// A checkpoint writes the active file's new entries and header only; its slot table is
+    /// written when the file is sealed, and every start rebuilds the active file's slots from
+    /// its entries. After a crash, keys of both files are found: the sealed file's through its
+    /// slots on disk, the active file's through slots rebuilt from the checkpointed entries.
+    #[test]
+    fn the_active_files_slots_reach_the_disk_only_when_it_is_sealed() {
+        use crate::io::compio_fs::CompioStorage;
+        use crate::record::{MessageInput, Properties};
+        use crate::{QueueId, Store, StoreConfig};
+
+        fn keyed(key: &str) -> MessageInput {
+            let mut p = Properties::new();
+            p.insert("KEYS", key);
+            MessageInput::simple("T", QueueId(0), key.as_bytes().to_vec(), &p)
+        }
+        const SLOTS: usize = 64;
+        let slot_table = |path: &Path| {
+            let bytes = std::fs::read(path).unwrap();
+            bytes[INDEX_HEADER_LEN..INDEX_HEADER_LEN + SLOTS * INDEX_SLOT_LEN].to_vec()
+        };
+        let header_count = |path: &Path| Header::decode(&std::fs::read(path).unwrap()).unwrap().count;
+        let index_files = |dir: &Path| {
+            let mut names: Vec<PathBuf> = std::fs::read_dir(dir.join("index")).unwrap().map(|e| e.unwrap().path()).collect();
+            names.sort();
+            names
+        };
+
+        let dir = std::env::temp_dir().join(format!("ferromq-index-seal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut cfg = StoreConfig::test_min(&dir);
+        cfg.segment_size_bytes = 1 << 20;
+        cfg.index_hash_slots = SLOTS as u32;
+        cfg.index_max_entries = 16; // 15 entries a file (entry 0 is unused)
+        crate::test_support::block_on(async {
+            let (store, _) = Store::open(CompioStorage, cfg.clone()).await.unwrap();
+            for i in 0..10 {
+                store.append(vec![keyed(&format!("k{i}"))]).await.unwrap();
+            }
+            store.wait_dispatched().await.unwrap();
+            store.checkpoint().await.unwrap();
+            let files = index_files(&dir);
+            assert_eq!(files.len(), 1);
+            assert_eq!(header_count(&files[0]), 11, "the header and the entries are written");
+            assert!(slot_table(&files[0]).iter().all(|b| *b == 0), "no slot of the active file is written");
+
+            for i in 10..20 {
+                store.append(vec![keyed(&format!("k{i}"))]).await.unwrap();
+            }
+            store.wait_dispatched().await.unwrap();
+            store.checkpoint().await.unwrap();
+            let files = index_files(&dir);
+            assert_eq!(files.len(), 2, "the first file filled up and a second one took over");
+            assert_eq!(header_count(&files[0]), 16);
+            // The sealed file's table holds the newest entry of every slot its keys used.
+            let sealed = slot_table(&files[0]);
+            let used: std::collections::BTreeSet<u32> = (0..15).map(|i| key_hash("T", &format!("k{i}")) % SLOTS as u32).collect();
+            for (slot, value) in sealed.chunks_exact(INDEX_SLOT_LEN).enumerate() {
+                let value = u32::from_be_bytes(value.try_into().unwrap());
+                assert_eq!(value != 0, used.contains(&(slot as u32)), "slot {slot} holds {value}");
+            }
+            assert!(slot_table(&files[1]).iter().all(|b| *b == 0), "no slot of the new active file is written");
+            store.abandon().await;
+
+            let (store, report) = Store::open(CompioStorage, cfg).await.unwrap();
+            assert!(report.abnormal);
+            for i in 0..20 {
+                let hits = query(&store, "T", &format!("k{i}"), 10, 0, i64::MAX / 2).await.unwrap();
+                assert_eq!(hits.len(), 1, "k{i}");
+            }
+            store.close().await.unwrap();
+        });
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A checkpoint writes and syncs the index while the shard keeps serving: key queries in
