@@ -110,8 +110,10 @@ pub struct DispatchRecord {
     pub size: u32,
     pub tags_code: i64,
     pub store_timestamp_ms: i64,
-    /// Index keys (`KEYS` elements and `UNIQ_KEY`), empty for rollback records.
-    pub keys: Vec<String>,
+    /// Index key hashes ([`crate::index::key_hash`] of each `KEYS` element and of `UNIQ_KEY`),
+    /// empty for rollback records. Hashes, not the keys: the index stores nothing else, and an
+    /// append's record travels to the dispatcher without owning strings of the request.
+    pub key_hashes: Vec<u32>,
 }
 
 impl DispatchRecord {
@@ -129,9 +131,20 @@ impl DispatchRecord {
             size: v.total_size as u32,
             tags_code: record::tags_code(props.get(record::prop::TAGS)),
             store_timestamp_ms: v.store_timestamp_ms,
-            keys: if rollback { Vec::new() } else { index_keys(&props) },
+            key_hashes: if rollback {
+                Vec::new()
+            } else {
+                index_key_hashes(v.topic, props.get(record::prop::KEYS), props.get(record::prop::UNIQ_KEY))
+            },
         }
     }
+}
+
+/// The index key hashes of a message of `topic`: of every non-empty space-separated `KEYS`
+/// element, then of `UNIQ_KEY` (the keys of [`index_keys`], in its order).
+pub fn index_key_hashes(topic: &str, keys: Option<&str>, uniq_key: Option<&str>) -> Vec<u32> {
+    let keys = keys.into_iter().flat_map(|k| k.split(' ')).filter(|s| !s.is_empty());
+    keys.chain(uniq_key).map(|k| crate::index::key_hash(topic, k)).collect()
 }
 
 /// Index keys of a message: every non-empty space-separated `KEYS` element, then `UNIQ_KEY`.
@@ -539,6 +552,24 @@ pub async fn next_batch_start_after<F: StorageFile>(reader: &mut SegmentReader<'
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hashes a record's dispatch carries are those of the keys a query checks hits
+    /// against, in the same order (empty `KEYS` elements skipped, `UNIQ_KEY` last), and match
+    /// what an append computes from its property summary.
+    #[test]
+    fn index_key_hashes_are_the_hashes_of_index_keys() {
+        let mut props = record::Properties::new();
+        props.insert(record::prop::KEYS, " order-1  order-2 ");
+        props.insert(record::prop::UNIQ_KEY, "7F0000010000");
+        let keys = index_keys(&props);
+        assert_eq!(keys, ["order-1", "order-2", "7F0000010000"]);
+        let expected: Vec<u32> = keys.iter().map(|k| crate::index::key_hash("T", k)).collect();
+        assert_eq!(index_key_hashes("T", props.get(record::prop::KEYS), props.get(record::prop::UNIQ_KEY)), expected);
+        let summary = record::PropertySummary::scan(&props.encode());
+        let from_summary: Vec<u32> = summary.index_keys.iter().map(|k| crate::index::key_hash("T", k)).collect();
+        assert_eq!(from_summary, expected);
+        assert!(index_key_hashes("T", None, None).is_empty());
+    }
 
     #[test]
     fn marker_round_trip_and_tamper() {

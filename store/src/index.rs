@@ -304,8 +304,7 @@ impl<S: Storage> IndexService<S> {
 /// Adds index entries for dispatched records; rolls to a new file when the active one is full.
 pub(crate) async fn dispatch<S: Storage>(inner: &Rc<Inner<S>>, records: &[DispatchRecord]) -> Result<()> {
     for r in records {
-        for (key_no, key) in r.keys.iter().enumerate() {
-            let hash = key_hash(&r.topic, key);
+        for (key_no, &hash) in r.key_hashes.iter().enumerate() {
             let at = (r.offset.0, key_no);
             loop {
                 let added = {

@@ -797,7 +797,9 @@ impl<S: Storage> Store<S> {
 
     /// [`Store::append`] with an explicit acknowledgement level.
     pub async fn append_with(&self, msgs: Vec<MessageInput>, level: AckLevel) -> Result<AppendResult> {
-        let (result, wait) = self.enqueue(msgs, level)?;
+        let (result, wait) = self.enqueue(&msgs, level)?;
+        // Encoded: not held while the acknowledgement is awaited.
+        drop(msgs);
         self.inner.flusher_wake.notify();
         match wait.await {
             Ok(()) => Ok(result),
@@ -816,8 +818,15 @@ impl<S: Storage> Store<S> {
     /// Returns the assigned offsets either way, with `true` when the append was acknowledged
     /// in time and `false` when the wait timed out — the records are in the log and will still
     /// be flushed (RocketMQ's FLUSH_DISK_TIMEOUT: "the message IS stored").
-    pub async fn append_within(&self, mut msgs: Vec<MessageInput>, timeout: std::time::Duration) -> Result<(AppendResult, bool)> {
-        let level = ack_level(&mut msgs);
+    ///
+    /// The inputs stay the caller's (the first one's property summary filled in): a caller
+    /// that runs this on the queue owner's shard for another shard hands them back to be freed
+    /// on the thread that allocated them. Freed here, glibc's `free` of another thread's chunks
+    /// (once its per-thread cache is full) took that thread's arena lock against its `malloc`:
+    /// 0.55-0.78 futex calls per cross-shard send, 0.09-0.32 without (bench/RESULTS.md,
+    /// 2026-12-07).
+    pub async fn append_within(&self, msgs: &mut [MessageInput], timeout: std::time::Duration) -> Result<(AppendResult, bool)> {
+        let level = ack_level(msgs);
         let durable = level == AckLevel::FlushMode && self.inner.cfg.flush_mode == FlushMode::Sync;
         let (result, wait) = self.enqueue(msgs, level)?;
         self.inner.flusher_wake.notify();
@@ -837,7 +846,7 @@ impl<S: Storage> Store<S> {
 
     /// Encodes the messages into the open batch and registers the waiter. Synchronous: offsets
     /// are assigned in call order with no await in between.
-    fn enqueue(&self, mut msgs: Vec<MessageInput>, level: AckLevel) -> Result<(AppendResult, AckWait)> {
+    fn enqueue(&self, msgs: &[MessageInput], level: AckLevel) -> Result<(AppendResult, AckWait)> {
         if self.inner.cfg.replica {
             return Err(StoreError::Replica);
         }
@@ -849,7 +858,7 @@ impl<S: Storage> Store<S> {
         let queue_id = first.queue_id;
         let mut total = 0usize;
         let mut body_total = 0usize;
-        for m in &msgs {
+        for m in msgs {
             if m.topic != topic || m.queue_id != queue_id {
                 return Err(StoreError::InvalidMessage(record::RecordError::BadTopic));
             }
@@ -900,9 +909,17 @@ impl<S: Storage> Store<S> {
         let first_qoff = qoff;
         let mut pos = start;
         let mut ids = Vec::with_capacity(msgs.len());
-        for m in &mut msgs {
+        for m in msgs {
             let dispatched = m.is_dispatched();
-            let summary = m.summary.take().unwrap_or_else(|| record::PropertySummary::scan(&m.properties));
+            // Borrowed, not taken: the inputs stay the caller's (see `append_within`).
+            let scanned;
+            let summary = match &m.summary {
+                Some(s) => s,
+                None => {
+                    scanned = record::PropertySummary::scan(&m.properties);
+                    &scanned
+                }
+            };
             let assigned = StoreAssigned {
                 queue_offset: qoff,
                 physical_offset: client_of(pos),
@@ -919,7 +936,7 @@ impl<S: Storage> Store<S> {
                 size: n as u32,
                 tags_code: summary.tags_code,
                 store_timestamp_ms: store_ts,
-                keys: if rollback { Vec::new() } else { summary.index_keys },
+                key_hashes: if rollback { Vec::new() } else { summary.index_keys.iter().map(|k| crate::index::key_hash(topic, k)).collect() },
             });
             debug_assert_eq!(app.open.buf.len() - before, n);
             ids.push(record::offset_msg_id(&m.store_host, assigned.physical_offset));
@@ -1740,7 +1757,7 @@ impl<S: Storage> Store<S> {
                             size: 0,
                             tags_code: 0,
                             store_timestamp_ms: r.store_timestamp_ms,
-                            keys: Vec::new(),
+                            key_hashes: Vec::new(),
                         }));
                     }
                     _ if qo != next => {

@@ -278,9 +278,12 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
     let timeout = Duration::from_millis(config.flush.sync_flush_timeout_ms);
     let slave_timeout = Duration::from_millis(config.ha.slave_timeout_ms);
     let max_gap = config.ha.max_gap_not_in_sync_bytes;
-    let (result, acked, replicated) = ctx
+    // The inputs come back with the result, to be freed on this thread, which allocated them
+    // (see `Store::append_within`).
+    let (result, acked, replicated, _inputs) = ctx
         .on(owner, move |owner_ctx, _slot| async move {
-            let (result, acked) = owner_ctx.store.append_within(messages, timeout).await?;
+            let mut messages = messages;
+            let (result, acked) = owner_ctx.store.append_within(&mut messages, timeout).await?;
             // Only once stored here by the flush policy does a send wait for a slave; the
             // slaves of the shard whose log holds it report offsets of that log.
             let replicated = if sync_master && acked {
@@ -290,7 +293,7 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
             } else {
                 None
             };
-            Ok::<_, ferromq_store::StoreError>((result, acked, replicated))
+            Ok::<_, ferromq_store::StoreError>((result, acked, replicated, messages))
         })
         .await??;
     // Stored, whatever the flush or the slave answered (as Java counts a put).
