@@ -437,8 +437,9 @@ fn find_active<'a, S: Storage>(ix: &'a mut IndexService<S>, name: &str) -> Optio
 }
 
 /// Persists the index up to the snapshot (checkpoint step): seals full files (entries, slots,
-/// header), writes the active file's new entries and header, and syncs each. Returns the active file and count.
-/// The files stay in the index (queryable, and the active one writable) throughout.
+/// header), writes the active file's new entries and header, and syncs each. Returns the
+/// active file and count. The files stay in the index (queryable, and the active one writable)
+/// throughout.
 pub(crate) async fn persist<S: Storage>(inner: &Rc<Inner<S>>, snap: IndexSnapshot) -> Result<(String, u32)> {
     let (slots_n, jobs) = {
         let mut ix = inner.index.borrow_mut();
