@@ -112,8 +112,9 @@ pub struct DispatchRecord {
     pub store_timestamp_ms: i64,
     /// Index key hashes ([`crate::index::key_hash`] of each `KEYS` element and of `UNIQ_KEY`),
     /// empty for rollback records. Hashes, not the keys: the index stores nothing else, and an
-    /// append's record travels to the dispatcher without owning strings of the request.
-    pub key_hashes: Vec<u32>,
+    /// append's record travels to the dispatcher without owning strings of the request. Inline
+    /// up to two (a `KEYS` element and `UNIQ_KEY`, what most messages carry): no allocation.
+    pub key_hashes: KeyHashes,
 }
 
 impl DispatchRecord {
@@ -132,7 +133,7 @@ impl DispatchRecord {
             tags_code: record::tags_code(props.get(record::prop::TAGS)),
             store_timestamp_ms: v.store_timestamp_ms,
             key_hashes: if rollback {
-                Vec::new()
+                KeyHashes::new()
             } else {
                 index_key_hashes(v.topic, props.get(record::prop::KEYS), props.get(record::prop::UNIQ_KEY))
             },
@@ -140,9 +141,12 @@ impl DispatchRecord {
     }
 }
 
+/// A record's index key hashes (see [`DispatchRecord::key_hashes`]).
+pub type KeyHashes = smallvec::SmallVec<[u32; 2]>;
+
 /// The index key hashes of a message of `topic`: of every non-empty space-separated `KEYS`
 /// element, then of `UNIQ_KEY` (the keys of [`index_keys`], in its order).
-pub fn index_key_hashes(topic: &str, keys: Option<&str>, uniq_key: Option<&str>) -> Vec<u32> {
+pub fn index_key_hashes(topic: &str, keys: Option<&str>, uniq_key: Option<&str>) -> KeyHashes {
     let keys = keys.into_iter().flat_map(|k| k.split(' ')).filter(|s| !s.is_empty());
     keys.chain(uniq_key).map(|k| crate::index::key_hash(topic, k)).collect()
 }
@@ -564,7 +568,7 @@ mod tests {
         let keys = index_keys(&props);
         assert_eq!(keys, ["order-1", "order-2", "7F0000010000"]);
         let expected: Vec<u32> = keys.iter().map(|k| crate::index::key_hash("T", k)).collect();
-        assert_eq!(index_key_hashes("T", props.get(record::prop::KEYS), props.get(record::prop::UNIQ_KEY)), expected);
+        assert_eq!(index_key_hashes("T", props.get(record::prop::KEYS), props.get(record::prop::UNIQ_KEY)).to_vec(), expected);
         let summary = record::PropertySummary::scan(&props.encode());
         let from_summary: Vec<u32> = summary.index_keys.iter().map(|k| crate::index::key_hash("T", k)).collect();
         assert_eq!(from_summary, expected);

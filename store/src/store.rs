@@ -823,7 +823,7 @@ impl<S: Storage> Store<S> {
     /// that runs this on the queue owner's shard for another shard hands them back to be freed
     /// on the thread that allocated them. Freed here, glibc's `free` of another thread's chunks
     /// (once its per-thread cache is full) took that thread's arena lock against its `malloc`:
-    /// 0.55-0.78 futex calls per cross-shard send, 0.09-0.32 without (bench/RESULTS.md,
+    /// 0.48-0.78 futex calls per cross-shard send, 0.045-0.124 without (bench/RESULTS.md,
     /// 2026-12-07).
     pub async fn append_within(&self, msgs: &mut [MessageInput], timeout: std::time::Duration) -> Result<(AppendResult, bool)> {
         let level = ack_level(msgs);
@@ -936,7 +936,11 @@ impl<S: Storage> Store<S> {
                 size: n as u32,
                 tags_code: summary.tags_code,
                 store_timestamp_ms: store_ts,
-                key_hashes: if rollback { Vec::new() } else { summary.index_keys.iter().map(|k| crate::index::key_hash(topic, k)).collect() },
+                key_hashes: if rollback {
+                    crate::commitlog::KeyHashes::new()
+                } else {
+                    summary.index_keys.iter().map(|k| crate::index::key_hash(topic, k)).collect()
+                },
             });
             debug_assert_eq!(app.open.buf.len() - before, n);
             ids.push(record::offset_msg_id(&m.store_host, assigned.physical_offset));
@@ -1757,7 +1761,7 @@ impl<S: Storage> Store<S> {
                             size: 0,
                             tags_code: 0,
                             store_timestamp_ms: r.store_timestamp_ms,
-                            key_hashes: Vec::new(),
+                            key_hashes: crate::commitlog::KeyHashes::new(),
                         }));
                     }
                     _ if qo != next => {
