@@ -639,6 +639,15 @@ pub(crate) async fn retire_below<S: Storage>(inner: &Rc<Inner<S>>, log_min: u64)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::QueueId;
+    use crate::record::{MessageInput, Properties};
+
+    /// A message to topic `T` whose one `KEYS` element is `key`.
+    fn keyed(key: &str) -> MessageInput {
+        let mut p = Properties::new();
+        p.insert("KEYS", key);
+        MessageInput::simple("T", QueueId(0), key.as_bytes().to_vec(), &p)
+    }
 
     #[test]
     fn file_names_are_utc_timestamps() {
@@ -663,14 +672,8 @@ mod tests {
     #[test]
     fn the_active_files_slots_reach_the_disk_only_when_it_is_sealed() {
         use crate::io::compio_fs::CompioStorage;
-        use crate::record::{MessageInput, Properties};
-        use crate::{QueueId, Store, StoreConfig};
+        use crate::{Store, StoreConfig};
 
-        fn keyed(key: &str) -> MessageInput {
-            let mut p = Properties::new();
-            p.insert("KEYS", key);
-            MessageInput::simple("T", QueueId(0), key.as_bytes().to_vec(), &p)
-        }
         const SLOTS: usize = 64;
         let slot_table = |path: &Path| {
             let bytes = std::fs::read(path).unwrap();
@@ -739,14 +742,8 @@ mod tests {
         use std::rc::Rc;
 
         use crate::io::compio_fs::CompioStorage;
-        use crate::record::{MessageInput, Properties};
-        use crate::{QueueId, Store, StoreConfig};
+        use crate::{Store, StoreConfig};
 
-        fn keyed(key: &str) -> MessageInput {
-            let mut p = Properties::new();
-            p.insert("KEYS", key);
-            MessageInput::simple("T", QueueId(0), key.as_bytes().to_vec(), &p)
-        }
 
         let dir = std::env::temp_dir().join(format!("ferromq-index-persist-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
