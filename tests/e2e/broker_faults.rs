@@ -45,6 +45,11 @@ use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::result::SendStatus;
 use rocketmq_runtime::RuntimeOwner;
 
+// The helpers the messaging-semantics tests share (tests/e2e/semantics); one is used here.
+#[allow(dead_code)]
+#[path = "semantics/common.rs"]
+mod common;
+
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// The log line a store writes when it opens after a crash (core/src/broker.rs).
 const UNCLEAN_STOP: &str = "recovered after an unclean stop";
@@ -553,21 +558,6 @@ fn bad_connection(broker: SocketAddr, kind: Malformed, seed: u64) -> (SocketAddr
     (local, outcome)
 }
 
-/// Has `consumer` look `topic` up and rebalance now, rather than at the client's first periodic
-/// rebalance (every 20 s): waiting for that round was 40 of the 50 s the storm test took, and
-/// the storm was over before the consumer pulled at all.
-async fn route_now(consumer: &mut DefaultMQPushConsumer, topic: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match consumer.fetch_subscribe_message_queues(topic).await {
-            Ok(queues) if !queues.is_empty() => break,
-            other => assert!(Instant::now() < deadline, "{topic} is not routed with readable queues: {other:?}"),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    consumer.resume().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_frame_storm_spares_good_clients() {
     let broker = Watched::start(&[("shards", "2")]);
@@ -604,7 +594,10 @@ async fn malformed_frame_storm_spares_good_clients() {
     consumer.subscribe(TOPIC, "*").await.expect("subscribe");
     consumer.register_message_listener_concurrently(Collect(received.clone()));
     consumer.start().await.expect("consumer start");
-    route_now(&mut consumer, TOPIC).await;
+    // Route and rebalance now, not at the client's first periodic rebalance (every 20 s):
+    // waiting for that was 40 of the 50 s this test took, and the storm was over before the
+    // consumer had pulled at all.
+    common::try_route_into_consumer(&mut consumer, TOPIC, Duration::from_secs(20)).await.unwrap_or_else(|last| panic!("{TOPIC} not routed: {last}"));
 
     // The storm: several threads, each opening bad connections of every kind in turn until
     // the producer is done (and at least two rounds each).
@@ -772,7 +765,7 @@ async fn rocketmq_2m_2s_async_master_file_serves() {
     consumer.subscribe("DeployTopic", "*").await.expect("subscribe");
     consumer.register_message_listener_concurrently(Collect(received.clone()));
     consumer.start().await.expect("consumer start");
-    route_now(&mut consumer, "DeployTopic").await;
+    common::try_route_into_consumer(&mut consumer, "DeployTopic", Duration::from_secs(20)).await.unwrap_or_else(|last| panic!("DeployTopic not routed: {last}"));
     let deadline = Instant::now() + Duration::from_secs(60);
     while received.lock().unwrap().len() < sent.len() {
         assert!(Instant::now() < deadline, "consumed {} of {}", received.lock().unwrap().len(), sent.len());
