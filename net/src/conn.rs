@@ -727,7 +727,10 @@ async fn dispatch<H: RequestHandler>(conn: &Connection, handler: &Rc<H>, command
         conn.inner.large_in_flight.set(conn.inner.large_in_flight.get() + 1);
     }
     let (conn, handler) = (conn.clone(), handler.clone());
-    compio::runtime::spawn(async move {
+    // Boxed before spawning: the broker's handler future is about 2.5 KB (one state per request
+    // code), and the executor moved it by value five times on its way into the task (memcpy,
+    // 4 % of a send's instructions, callgrind 2026-12-07); a box moves as a pointer.
+    compio::runtime::spawn(Box::pin(async move {
         let response = handler.handle(&conn, command).await;
         if let Some(response) = response.filter(|_| !oneway) {
             #[cfg(debug_assertions)]
@@ -751,7 +754,7 @@ async fn dispatch<H: RequestHandler>(conn: &Connection, handler: &Rc<H>, command
             conn.inner.large_in_flight.set(conn.inner.large_in_flight.get().saturating_sub(1));
         }
         let _ = conn.inner.wake_reader.0.try_send(());
-    })
+    }))
     .detach();
 }
 
