@@ -22,6 +22,17 @@
 //! started producer: the Rust client has no public counterpart of Java's
 //! `MQClientInstance.getDefaultMQProducer()`.
 //!
+//! The reply task answers no sooner than [`REPLY_DELAY`] after the listener got the request,
+//! because of a lost wake-up in rocketmq-client-rust 1.0.0: `request` registers its correlation
+//! id, sends, and only then starts waiting, and `RequestResponseFuture::put_response_message`
+//! wakes the waiter with `tokio::sync::Notify::notify_waiters`, which stores no permit. A reply
+//! pushed in between is stored in the future but never noticed, and the request fails with the
+//! client's timeout although the broker delivered its reply (CI, 2026-12-07, epoll pass: `con-1`
+//! timed out after 10 s, its reply sent with SEND_OK and pushed without a broker warning; Java's
+//! client waits on a `CountDownLatch` and has no such window). An immediate replier wins that
+//! race only when the requester's task is starved between its SEND_OK and its wait, which a
+//! loaded 2-core machine running six test threads does now and then.
+//!
 //! Every wait has a deadline; a timeout fails with what was seen and the broker's log.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,6 +66,9 @@ const SEQUENTIAL: usize = 4;
 const CONCURRENT: usize = 4;
 /// Requests whose key starts with this are received but never answered.
 const SILENT_PREFIX: &str = "silent-";
+/// How long after receiving a request the replier answers it at the earliest: time for the
+/// requester to start waiting (see the module comment).
+const REPLY_DELAY: Duration = Duration::from_millis(300);
 const REPLY_PREFIX: &[u8] = b"reply:";
 
 /// One request, as the replier's listener saw it.
@@ -114,7 +128,7 @@ impl Shared {
 /// to the reply task.
 struct Replier {
     shared: Arc<Shared>,
-    replies: async_channel::Sender<(String, Message)>,
+    replies: async_channel::Sender<(String, Message, Instant)>,
 }
 
 const RECORDED_PROPS: [&str; 5] = [
@@ -139,7 +153,7 @@ impl MessageListenerConcurrently for Replier {
             let reply_body = [REPLY_PREFIX, body.as_slice()].concat();
             match MessageUtil::create_reply_message(inner, &reply_body) {
                 Ok(reply) => {
-                    if let Err(e) = self.replies.try_send((key.clone(), reply)) {
+                    if let Err(e) = self.replies.try_send((key.clone(), reply, Instant::now())) {
                         self.shared.errors.lock().unwrap().push(format!("{key}: hand-over of the reply failed: {e}"));
                     }
                 }
@@ -233,12 +247,13 @@ async fn a_request_gets_its_reply_through_the_broker() {
 
     // The reply task: sends each reply the listener built with a started producer.
     let shared = Arc::new(Shared::default());
-    let (reply_tx, reply_rx) = async_channel::unbounded::<(String, Message)>();
+    let (reply_tx, reply_rx) = async_channel::unbounded::<(String, Message, Instant)>();
     let reply_producer = clients.producer(&unique("rr_reply_producer"), Trace::Off).await;
     let reply_task = {
         let shared = shared.clone();
         tokio::spawn(async move {
-            while let Ok((key, reply)) = reply_rx.recv().await {
+            while let Ok((key, reply, received)) = reply_rx.recv().await {
+                tokio::time::sleep_until((received + REPLY_DELAY).into()).await;
                 let sent = match reply_producer.send_with_timeout(reply, SEND_TIMEOUT_MS).await {
                     Ok(Some(result)) => ReplySent {
                         key,
