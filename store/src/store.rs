@@ -72,8 +72,8 @@ pub struct AppendResult {
     /// Bytes of all records of the append.
     pub wrote_bytes: u32,
     pub store_timestamp_ms: i64,
-    /// offsetMsgId of each message, in order.
-    pub offset_msg_ids: Vec<String>,
+    /// offsetMsgId of each message, in order (no allocation for a single message).
+    pub offset_msg_ids: smallvec::SmallVec<[record::OffsetMsgId; 1]>,
 }
 
 /// A contiguous byte range of the commit log (one or more whole records).
@@ -910,7 +910,7 @@ impl<S: Storage> Store<S> {
         };
         let first_qoff = qoff;
         let mut pos = start;
-        let mut ids = Vec::with_capacity(msgs.len());
+        let mut ids = smallvec::SmallVec::with_capacity(msgs.len());
         for m in msgs {
             let dispatched = m.is_dispatched();
             // Borrowed, not taken: the inputs stay the caller's (see `append_within`).
@@ -945,7 +945,7 @@ impl<S: Storage> Store<S> {
                 },
             });
             debug_assert_eq!(app.open.buf.len() - before, n);
-            ids.push(record::offset_msg_id(&m.store_host, assigned.physical_offset));
+            ids.push(record::OffsetMsgId { store_host: m.store_host, offset: assigned.physical_offset });
             if dispatched {
                 qoff += 1;
             }

@@ -55,7 +55,7 @@ async fn assert_fresh_append<S: Storage>(space: &OffsetSpace, store: &Store<S>, 
     assert!(exact_in_a_double(r.client_offset.0), "{r:?}");
     let mut local = r.offset;
     for id in &r.offset_msg_ids {
-        let (_, client) = record::decode_offset_msg_id(id).unwrap();
+        let (_, client) = record::decode_offset_msg_id(&id.to_string()).unwrap();
         assert!(exact_in_a_double(client.0));
         assert_addressable(space, store, local, client.0).await;
         let len = record::decode_record(&store.read_record(local).await.unwrap(), false).unwrap().total_size;

@@ -321,7 +321,7 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, request: &RemotingCommand)
 }
 
 /// A batch's offsetMsgIds, comma-joined, written without building the joined string.
-struct MsgIds<'a>(&'a [String]);
+struct MsgIds<'a>(&'a [ferromq_store::record::OffsetMsgId]);
 
 impl std::fmt::Display for MsgIds<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -329,7 +329,7 @@ impl std::fmt::Display for MsgIds<'_> {
             if i > 0 {
                 f.write_str(",")?;
             }
-            f.write_str(id)?;
+            std::fmt::Display::fmt(id, f)?;
         }
         Ok(())
     }
