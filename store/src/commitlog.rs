@@ -570,7 +570,7 @@ mod tests {
         let expected: Vec<u32> = keys.iter().map(|k| crate::index::key_hash("T", k)).collect();
         assert_eq!(index_key_hashes("T", props.get(record::prop::KEYS), props.get(record::prop::UNIQ_KEY)).to_vec(), expected);
         let summary = record::PropertySummary::scan(&props.encode());
-        let from_summary: Vec<u32> = summary.index_keys.iter().map(|k| crate::index::key_hash("T", k)).collect();
+        let from_summary: Vec<u32> = summary.index_keys.iter().map(|k| k.under("T")).collect();
         assert_eq!(from_summary, expected);
         assert!(index_key_hashes("T", None, None).is_empty());
     }

@@ -20,7 +20,7 @@ use crate::commitlog::DispatchRecord;
 use crate::config::StoreConfig;
 use crate::error::{IoOp, Result, StoreError};
 use crate::io::{Storage, StorageFile};
-use crate::record::{java_string_hash, java_string_hash_continued};
+use crate::record::{index_hash, java_string_hash, java_string_hash_continued};
 use crate::store::Inner;
 use crate::types::CommitLogOffset;
 
@@ -39,8 +39,7 @@ const _: () = assert!(INDEX_ENTRY_LEN == 20);
 /// `abs(javaHashCode(topic#key))`, 0 when the abs overflows.
 pub fn key_hash(topic: &str, key: &str) -> u32 {
     // The hash of `topic#key`, computed over the parts (no joined string per index entry).
-    let h = java_string_hash_continued(java_string_hash_continued(java_string_hash(topic), "#"), key);
-    if h == i32::MIN { 0 } else { h.unsigned_abs() }
+    index_hash(java_string_hash_continued(java_string_hash_continued(java_string_hash(topic), "#"), key))
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -662,6 +661,15 @@ mod tests {
         for (topic, key) in [("Tópico", "clé-𝄞"), ("", ""), ("TopicTest", "7F000001000022B7000000000000A3C1")] {
             let whole = java_string_hash(&format!("{topic}#{key}"));
             assert_eq!(key_hash(topic, key), if whole == i32::MIN { 0 } else { whole.unsigned_abs() }, "{topic}#{key}");
+        }
+    }
+
+    proptest::proptest! {
+        /// A key's share of the hash, completed with the topic at append, is the hash of the
+        /// joined `topic#key` (any text: ASCII, accents, astral characters as UTF-16 pairs).
+        #[test]
+        fn a_keys_share_of_the_hash_completes_to_the_key_hash(topic in "[a-zA-Z%_é😀]{0,12}", key in "[ -~é中😀]{0,40}") {
+            proptest::prop_assert_eq!(crate::record::IndexKeyHash::of(&key).under(&topic), key_hash(&topic, &key));
         }
     }
 

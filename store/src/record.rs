@@ -120,6 +120,50 @@ pub fn java_string_hash_continued(mut h: i32, s: &str) -> i32 {
     h
 }
 
+/// The index's hash of a Java `hashCode`: its absolute value, 0 when that overflows.
+pub fn index_hash(java_hash: i32) -> u32 {
+    if java_hash == i32::MIN { 0 } else { java_hash.unsigned_abs() }
+}
+
+/// An index key's share of the index hash of `topic#key`, kept without the key: a send's
+/// summary is read before the topic its record is stored under is final (a delayed or half
+/// message moves to a system topic), and a copy of each key was two allocations per message
+/// (callgrind 2026-12-07). Java's `hashCode` is a polynomial, hash(a + b) = hash(a) · 31^|b| +
+/// hash(b) (wrapping; |b| in UTF-16 units), so `#key`'s hash and 31^|#key| are enough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexKeyHash {
+    suffix_hash: i32,
+    suffix_weight: i32,
+}
+
+impl IndexKeyHash {
+    pub fn of(key: &str) -> IndexKeyHash {
+        let (mut hash, mut weight) = (0i32, 1i32);
+        let mut unit = |u: i32| {
+            hash = hash.wrapping_mul(31).wrapping_add(u);
+            weight = weight.wrapping_mul(31);
+        };
+        unit(i32::from(b'#'));
+        if key.is_ascii() {
+            key.bytes().for_each(|b| unit(i32::from(b)));
+        } else {
+            key.encode_utf16().for_each(|u| unit(i32::from(u)));
+        }
+        IndexKeyHash { suffix_hash: hash, suffix_weight: weight }
+    }
+
+    /// The index hash of `topic#key` ([`crate::index::key_hash`]).
+    pub fn under(self, topic: &str) -> u32 {
+        self.under_topic_hash(java_string_hash(topic))
+    }
+
+    /// [`IndexKeyHash::under`] a topic whose Java hash is known (an append hashes its topic
+    /// once for all its keys).
+    pub fn under_topic_hash(self, topic_hash: i32) -> u32 {
+        index_hash(topic_hash.wrapping_mul(self.suffix_weight).wrapping_add(self.suffix_hash))
+    }
+}
+
 /// The consume-queue tags code of a `TAGS` value (0 when there is no tag).
 pub fn tags_code(tags: Option<&str>) -> i64 {
     match tags {
@@ -224,8 +268,9 @@ pub struct PropertySummary {
     pub tags_code: i64,
     /// `WAIT=false`: acknowledge once written, even under SYNC_FLUSH.
     pub no_wait: bool,
-    /// What the index stores: the `KEYS` elements, then `UNIQ_KEY`.
-    pub index_keys: Vec<String>,
+    /// What the index stores: the `KEYS` elements, then `UNIQ_KEY`, as their share of the
+    /// index hash (the topic's is added at append).
+    pub index_keys: smallvec::SmallVec<[IndexKeyHash; 2]>,
 }
 
 impl PropertySummary {
@@ -247,12 +292,7 @@ impl PropertySummary {
     /// The summary of the given property values.
     pub fn of(tags: Option<&str>, wait: Option<&str>, keys: Option<&str>, uniq_key: Option<&str>) -> PropertySummary {
         let keys = keys.into_iter().flat_map(|k| k.split(' ')).filter(|s| !s.is_empty());
-        // One allocation for the list: its length is known before it is filled.
-        let mut index_keys = Vec::with_capacity(keys.clone().count() + usize::from(uniq_key.is_some()));
-        index_keys.extend(keys.map(str::to_owned));
-        if let Some(u) = uniq_key {
-            index_keys.push(u.to_owned());
-        }
+        let index_keys = keys.chain(uniq_key).map(IndexKeyHash::of).collect();
         PropertySummary { tags_code: tags_code(tags), no_wait: wait == Some("false"), index_keys }
     }
 }
@@ -840,7 +880,7 @@ mod tests {
     fn offset_msg_id_round_trips() {
         let host: SocketAddr = "10.1.2.3:10911".parse().unwrap();
         let id = offset_msg_id(&host, ClientPhysicalOffset(0x1234));
-        assert_eq!(id, "0A010203" .to_owned() + "00002A9F" + "0000000000001234");
+        assert_eq!(id, "0A010203".to_owned() + "00002A9F" + "0000000000001234");
         assert_eq!(decode_offset_msg_id(&id), Some((host, ClientPhysicalOffset(0x1234))));
         let h6: SocketAddr = "[fe80::1]:9".parse().unwrap();
         let id6 = offset_msg_id(&h6, ClientPhysicalOffset(5));

@@ -911,6 +911,8 @@ impl<S: Storage> Store<S> {
         let first_qoff = qoff;
         let mut pos = start;
         let mut ids = smallvec::SmallVec::with_capacity(msgs.len());
+        // Every index key of the append is completed with the same topic's hash.
+        let topic_hash = record::java_string_hash(topic);
         for m in msgs {
             let dispatched = m.is_dispatched();
             // Borrowed, not taken: the inputs stay the caller's (see `append_within`).
@@ -941,7 +943,7 @@ impl<S: Storage> Store<S> {
                 key_hashes: if rollback {
                     crate::commitlog::KeyHashes::new()
                 } else {
-                    summary.index_keys.iter().map(|k| crate::index::key_hash(topic, k)).collect()
+                    summary.index_keys.iter().map(|k| k.under_topic_hash(topic_hash)).collect()
                 },
             });
             debug_assert_eq!(app.open.buf.len() - before, n);
