@@ -138,18 +138,13 @@ pub struct IndexKeyHash {
 
 impl IndexKeyHash {
     pub fn of(key: &str) -> IndexKeyHash {
-        let (mut hash, mut weight) = (0i32, 1i32);
-        let mut unit = |u: i32| {
-            hash = hash.wrapping_mul(31).wrapping_add(u);
-            weight = weight.wrapping_mul(31);
-        };
-        unit(i32::from(b'#'));
-        if key.is_ascii() {
-            key.bytes().for_each(|b| unit(i32::from(b)));
-        } else {
-            key.encode_utf16().for_each(|u| unit(i32::from(u)));
+        // `#key` in UTF-16 units (ASCII, nearly always, is its own UTF-16). A key lies inside a
+        // properties string (at most 32 KiB), so the count fits u32.
+        let units = 1 + if key.is_ascii() { key.len() } else { key.encode_utf16().count() };
+        IndexKeyHash {
+            suffix_hash: java_string_hash_continued(java_string_hash("#"), key),
+            suffix_weight: 31i32.wrapping_pow(units as u32),
         }
-        IndexKeyHash { suffix_hash: hash, suffix_weight: weight }
     }
 
     /// The index hash of `topic#key` ([`crate::index::key_hash`]).
