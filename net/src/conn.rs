@@ -47,11 +47,13 @@ use tracing::{debug, info, warn};
 use crate::codec::{self, RemotingCommand, WireError, WireLimits};
 use crate::codes::{FLAG_ONEWAY, FLAG_RESPONSE, response_code};
 
+mod blocks;
 mod cold;
 mod file_body;
 #[cfg(test)]
 mod tests;
 
+pub use blocks::{BlockStats, block_stats};
 pub use cold::{ColdReadStats, cold_read_stats};
 pub use file_body::{COPY_MAX_BODY_BYTES, COPY_MAX_MEAN_SEGMENT_BYTES, send as send_with_file_body};
 
@@ -134,6 +136,10 @@ pub struct FileSegment {
     pub file: std::sync::Arc<std::fs::File>,
     pub offset: u64,
     pub len: u32,
+    /// Position in `file` below which its bytes never change for as long as this `Arc` lives
+    /// (written, and never rewritten through it). A copied body's segments below it go through
+    /// the thread's block cache (`conn/blocks.rs`); 0 keeps a segment out of it.
+    pub settled_end: u64,
 }
 
 /// What a [`RequestHandler`] answers: a response the connection encodes, one already encoded,

@@ -116,7 +116,8 @@ async fn send_log<S: Storage>(mut stream: TcpStream, store: Store<S>, mut next: 
         match store.replication_slice(next, cfg.transfer_batch_bytes).map_err(io::Error::other)? {
             Some((file, pos, len)) => {
                 let head = Bytes::copy_from_slice(&UnitHeader { offset: next, size: len }.encode());
-                send_with_file_body(&mut stream, head, &[FileSegment { file, offset: pos, len }], cfg.max_cold_reads).await?;
+                // `settled_end` 0: the stream reads each byte once, so not through the block cache.
+                send_with_file_body(&mut stream, head, &[FileSegment { file, offset: pos, len, settled_end: 0 }], cfg.max_cold_reads).await?;
                 next += u64::from(len);
             }
             None => {

@@ -186,6 +186,20 @@ impl<F: StorageFile> Segment<F> {
         });
         Segment { base, path, file, shared }
     }
+
+    /// Gives senders a new shared descriptor for this segment, before bytes they may have read
+    /// through the old one are rewritten: a sender's block cache knows bytes by the `Arc` they
+    /// were read through (`FileSegment::settled_end` in `net`).
+    pub fn reshare(&mut self) {
+        if let Some(old) = &self.shared
+            && let Ok(file) = old.try_clone()
+        {
+            self.shared = Some(Arc::new(file));
+        } else {
+            // Without a second descriptor, nothing may be read from the cache either.
+            self.shared = None;
+        }
+    }
 }
 
 /// Lists segment files (sorted by base) and opens them.

@@ -32,7 +32,7 @@ pub use offset_space::{CLIENT_OFFSET_EXACT_LIMIT, OffsetSpace, SegmentRange};
 pub use record::{MessageInput, Properties, RecordView};
 pub use store::{
     Sweep,
-    AckLevel, AppendResult, LogRange, PropertyFilter, PullResult, PullStatus, RecoveryReport, REPLICA_MAX_UNIT_BYTES, RESUME_MARKERS_WALKED, ReplicaFramer, ReplicaUnit,
+    AckLevel, AppendResult, LogFile, LogRange, PropertyFilter, PullResult, PullStatus, RecoveryReport, REPLICA_MAX_UNIT_BYTES, RESUME_MARKERS_WALKED, ReplicaFramer, ReplicaUnit,
     ResumePoint, Store, StoreStats, TagFilter, TopicDeletion, TruncateReport,
 };
 pub use types::{

@@ -208,6 +208,18 @@ impl StoreStats {
     }
 }
 
+/// Where a log range lies on disk, for a sender ([`Store::log_file`]).
+#[derive(Debug, Clone)]
+pub struct LogFile {
+    /// The segment's descriptor (shared; keeps the segment readable if retention deletes it).
+    pub file: Arc<std::fs::File>,
+    /// The range's byte position in the segment.
+    pub position: u64,
+    /// Position in the segment below which its bytes are written and never change through
+    /// `file` (see `net::conn::FileSegment::settled_end`).
+    pub settled_end: u64,
+}
+
 /// What recovery found, for logs and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
@@ -1308,7 +1320,7 @@ impl<S: Storage> Store<S> {
     /// The segment file holding a log range, shared (one descriptor per segment, no syscall per
     /// call), and the range's position in it, for zero-copy sends from the connection's writer:
     /// the descriptor keeps the segment readable even if retention deletes it meanwhile.
-    pub fn log_file(&self, range: LogRange) -> Result<(Arc<std::fs::File>, u64)> {
+    pub fn log_file(&self, range: LogRange) -> Result<LogFile> {
         self.check_readable(range.offset)?;
         let segs = self.inner.segments.borrow();
         let seg = segs
@@ -1320,7 +1332,11 @@ impl<S: Storage> Store<S> {
             .shared
             .clone()
             .ok_or_else(|| StoreError::NotFound(format!("{} has no file descriptor (in-memory storage)", seg.path.display())))?;
-        Ok((file, range.offset.0 - seg.base))
+        // Written bytes are never rewritten through this descriptor: a replica's truncation
+        // gives the segment a new one first (`Segment::reshare`).
+        let written = self.inner.app.borrow().written;
+        let settled_end = written.saturating_sub(seg.base).min(self.inner.cfg.segment_size_bytes);
+        Ok(LogFile { file, position: range.offset.0 - seg.base, settled_end })
     }
 
     /// The error for a read of a [lost](CqEntry::lost) queue entry: the damage itself while it

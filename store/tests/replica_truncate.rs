@@ -396,3 +396,50 @@ fn resume_points_tell_apart_a_master_that_wrote_more_than_it_lost() {
         replica.close().await.unwrap();
     });
 }
+
+/// Senders copy pull bodies through a per-thread cache of file blocks that knows bytes by the
+/// shared descriptor they were read through, and only below its settled end (`net`'s
+/// `FileSegment::settled_end`). A truncation makes the replica write other bytes where it had
+/// some: the segment holding the cut must come with a new descriptor from then on, and the
+/// settled end must follow the written end. On disk, where segments have descriptors.
+#[test]
+fn a_truncated_segment_is_shared_through_a_new_descriptor() {
+    let dir = std::env::temp_dir().join(format!("ferromq-store-reshare-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    block_on(async {
+        use ferromq_store::LogRange;
+        use ferromq_store::io::compio_fs::CompioStorage;
+        let (master, _) = Store::open(MemStorage::new(), master_cfg()).await.unwrap();
+        let cfg = ferromq_store::StoreConfig { replica: true, flush_mode: FlushMode::Sync, ..ferromq_store::StoreConfig::test_min(&dir) };
+        let (replica, _) = Store::open(CompioStorage, cfg).await.unwrap();
+        let mut n = 0;
+        while n < 40 || master.write_offset().0 % SEGMENT < 1500 {
+            produce(&master, n, n + 1).await;
+            n += 1;
+        }
+        master.flush().await.unwrap();
+        let mut framer = ReplicaFramer::new(replica.replica_next_offset(), SEGMENT);
+        let units = copy(&master, &replica, &mut framer, &[32 * 1024]).await;
+        let end = replica.written_offset().0;
+        // A batch boundary inside the last segment, past its start.
+        let to = units.iter().map(|(s, _)| *s).filter(|s| s / SEGMENT == (end - 1) / SEGMENT && s % SEGMENT > 0).min().expect("a boundary mid-segment");
+        let earlier_offset = CommitLogOffset(to - to % SEGMENT - SEGMENT);
+        let earlier = replica.log_file(LogRange { offset: earlier_offset, len: 1 }).unwrap();
+        let before = replica.log_file(LogRange { offset: CommitLogOffset(to), len: 1 }).unwrap();
+        assert_eq!(before.settled_end, end % SEGMENT, "settled up to the written end");
+        replica.truncate_replica(to).await.unwrap();
+        produce(&master, n, n + 1).await;
+        master.flush().await.unwrap();
+        let mut framer = ReplicaFramer::new(replica.replica_next_offset(), SEGMENT);
+        copy(&master, &replica, &mut framer, &[32 * 1024]).await;
+        let after = replica.log_file(LogRange { offset: CommitLogOffset(to), len: 1 }).unwrap();
+        assert!(!std::sync::Arc::ptr_eq(&before.file, &after.file), "the cut segment is shared through a new descriptor");
+        assert_eq!(after.settled_end, replica.written_offset().0 - (to - to % SEGMENT));
+        let earlier_after = replica.log_file(LogRange { offset: earlier_offset, len: 1 }).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&earlier.file, &earlier_after.file), "segments before the cut keep theirs");
+        master.close().await.unwrap();
+        replica.close().await.unwrap();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

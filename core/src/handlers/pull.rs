@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use ferromq_net::RemotingCommand;
 use ferromq_net::codes::response_code as code;
 use ferromq_net::conn::FileSegment;
-use ferromq_store::{PullResult, PullStatus, QueueId, QueueOffset, TagFilter};
+use ferromq_store::{LogFile, PullResult, PullStatus, QueueId, QueueOffset, TagFilter};
 
 use super::reply::Reply;
 use crate::control::plane::offset_key;
@@ -274,8 +274,8 @@ fn is_found(result: &PullResult) -> bool {
 fn file_segments(ctx: &Rc<ShardCtx>, result: &PullResult) -> BrokerResult<Vec<FileSegment>> {
     let mut segments = Vec::with_capacity(result.ranges.len());
     for range in &result.ranges {
-        let (file, offset) = ctx.store.log_file(*range)?;
-        segments.push(FileSegment { file, offset, len: range.len });
+        let LogFile { file, position, settled_end } = ctx.store.log_file(*range)?;
+        segments.push(FileSegment { file, offset: position, len: range.len, settled_end });
     }
     Ok(segments)
 }

@@ -16,6 +16,7 @@ use compio::io::AsyncWriteExt;
 use compio::net::TcpStream;
 
 use super::FileSegment;
+use super::blocks;
 use super::cold::{self, NoWait};
 
 /// File bodies whose segments average at most this many bytes are copied (`pread` into one
@@ -94,8 +95,10 @@ enum Progress {
     Cold,
 }
 
-/// File segments being read into one buffer, in order. Runs of segments of one file whose
-/// covering span is small enough (see [`COPY_MAX_SPAN_FACTOR`]) are read with one `pread`.
+/// File segments being read into one buffer, in order. On the shard, segments below their
+/// file's settled end are copied through the thread's block cache ([`blocks`]); otherwise (and
+/// in the pool) runs of segments of one file whose covering span is small enough (see
+/// [`COPY_MAX_SPAN_FACTOR`]) are read with one `pread`.
 /// Moves between the shard (page-cache reads) and the pool (the cold rest), hence `Send`.
 pub(super) struct BodyReader {
     segments: Vec<FileSegment>,
@@ -136,6 +139,17 @@ impl BodyReader {
         while let Some(rest) = segments.get(*next..)
             && let Some(first) = rest.first()
         {
+            if let Mode::PageCacheOnly = mode
+                && blocks::cacheable(first)
+            {
+                let filled = body.len();
+                if !blocks::copy(first, body)? {
+                    body.truncate(filled);
+                    return Ok(Progress::Cold);
+                }
+                *next += 1;
+                continue;
+            }
             // The longest run of following segments of the same file, in increasing order,
             // whose covering span stays within the bounds.
             let start = first.offset;
@@ -218,7 +232,7 @@ fn pieces(segments: &[FileSegment], max: usize) -> Vec<Vec<FileSegment>> {
         let (mut offset, mut left) = (segment.offset, segment.len as usize);
         while left > 0 {
             let take = left.min(max - run_bytes);
-            run.push(FileSegment { file: segment.file.clone(), offset, len: take as u32 });
+            run.push(FileSegment { file: segment.file.clone(), offset, len: take as u32, settled_end: segment.settled_end });
             (offset, left, run_bytes) = (offset + take as u64, left - take, run_bytes + take);
             if run_bytes == max {
                 out.push(std::mem::take(&mut run));

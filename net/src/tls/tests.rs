@@ -51,7 +51,7 @@ impl RequestHandler for Handler {
             ECHO => Some(request.success_response().with_body(request.body.clone()).into()),
             FILE => {
                 let segments = (0..number("times"))
-                    .map(|i| FileSegment { file: self.file.clone(), offset: i * number("len"), len: number("len") as u32 })
+                    .map(|i| FileSegment { file: self.file.clone(), offset: i * number("len"), len: number("len") as u32, settled_end: 0 })
                     .collect();
                 Some(Response::FileBody(request.success_response(), segments))
             }

@@ -27,7 +27,7 @@ use crate::io::Storage;
 use crate::notify::{AckSlot, AckWait};
 use crate::offset_space::SegmentRange;
 use crate::record::{self, BLANK_LEN, BLANK_MAGIC};
-use crate::store::LogRange;
+use crate::store::{LogFile, LogRange};
 use crate::types::CommitLogOffset;
 
 /// The largest unit (one batch) a [`ReplicaFramer`] buffers before it gives up on the stream:
@@ -106,8 +106,8 @@ impl<S: Storage> Store<S> {
     /// segment's shared descriptor and the position in it, for `sendfile`.
     pub fn replication_slice(&self, offset: u64, max_bytes: u32) -> Result<Option<(Arc<std::fs::File>, u64, u32)>> {
         let Some(len) = self.replication_len(offset, max_bytes)? else { return Ok(None) };
-        let (file, pos) = self.log_file(LogRange { offset: CommitLogOffset(offset), len })?;
-        Ok(Some((file, pos, len)))
+        let LogFile { file, position, .. } = self.log_file(LogRange { offset: CommitLogOffset(offset), len })?;
+        Ok(Some((file, position, len)))
     }
 
     /// [`Store::replication_slice`], copied into memory (storages without descriptors: tests).
@@ -562,6 +562,12 @@ impl<S: Storage> Store<S> {
                 report.queue_entries += q.max_offset.saturating_sub(*cut);
                 let forgotten = q.cut_to(*cut);
                 inner.cq_unsynced_entries.set(inner.cq_unsynced_entries.get().saturating_sub(forgotten));
+            }
+            // Bytes at or past `to` are written again: senders get a new descriptor for the
+            // segment holding `to`, so that no block they cached through the old one is taken
+            // for the new bytes (later segments are removed below).
+            if let Some(seg) = inner.segments.borrow_mut().iter_mut().rev().find(|s| s.base <= to) {
+                seg.reshare();
             }
             let mut app = inner.app.borrow_mut();
             app.write_pos = to;
