@@ -174,6 +174,9 @@ pub struct Segment<F> {
     /// with the segment, so a segment retention deletes is closed once the last pull that
     /// reads it is sent.
     pub shared: Option<Arc<std::fs::File>>,
+    /// Whether senders may cache what they read through `shared` (its settled end is then the
+    /// written end; else 0): false once a rewrite could not give the segment a new descriptor.
+    pub cacheable: bool,
 }
 
 impl<F: StorageFile> Segment<F> {
@@ -184,20 +187,21 @@ impl<F: StorageFile> Segment<F> {
             let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) }.try_clone_to_owned().ok()?;
             Some(Arc::new(std::fs::File::from(fd)))
         });
-        Segment { base, path, file, shared }
+        Segment { base, path, file, shared, cacheable: true }
     }
 
     /// Gives senders a new shared descriptor for this segment, before bytes they may have read
     /// through the old one are rewritten: a sender's block cache knows bytes by the `Arc` they
     /// were read through (`FileSegment::settled_end` in `net`).
     pub fn reshare(&mut self) {
-        if let Some(old) = &self.shared
-            && let Ok(file) = old.try_clone()
-        {
-            self.shared = Some(Arc::new(file));
-        } else {
-            // Without a second descriptor, nothing may be read from the cache either.
-            self.shared = None;
+        let Some(old) = &self.shared else { return };
+        match old.try_clone() {
+            Ok(file) => self.shared = Some(Arc::new(file)),
+            Err(e) => {
+                // Out of descriptors, say: keep serving through the old one, never cached again.
+                tracing::warn!(segment = %self.path.display(), "cannot give a rewritten segment a new descriptor ({e}); its reads bypass the senders' block caches from now on");
+                self.cacheable = false;
+            }
         }
     }
 }

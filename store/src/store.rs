@@ -1335,7 +1335,7 @@ impl<S: Storage> Store<S> {
         // Written bytes are never rewritten through this descriptor: a replica's truncation
         // gives the segment a new one first (`Segment::reshare`).
         let written = self.inner.app.borrow().written;
-        let settled_end = written.saturating_sub(seg.base).min(self.inner.cfg.segment_size_bytes);
+        let settled_end = if seg.cacheable { written.saturating_sub(seg.base).min(self.inner.cfg.segment_size_bytes) } else { 0 };
         Ok(LogFile { file, position: range.offset.0 - seg.base, settled_end })
     }
 
