@@ -1,5 +1,6 @@
 //! Pull bodies over the wire: a pull of interleaved queues is many small log ranges, sent
-//! copied (one buffer, one `writev`); a pull of large records keeps `sendfile`. Either way every
+//! copied (one buffer, one `writev`, through the thread's block cache); a pull of large
+//! records keeps `sendfile`. Either way every
 //! record must arrive whole, in queue order, with its own body — checked here record by record
 //! against what each send stored, with pulls of several queues pipelined on one connection so
 //! that copied bodies are coalesced with other frames.
@@ -64,6 +65,10 @@ fn interleaved_pulls_return_every_record_intact() {
         // Every queue pulled at once on the one connection.
         let pulled = futures_util::future::join_all((0..QUEUES).map(|q| check_queue(&client, q, &stored))).await;
         assert_eq!(pulled.iter().sum::<usize>(), stored.len());
+        // The small records went through the shard's block cache (`net/src/conn/blocks.rs`),
+        // each block read once for the interleaved queues and served again from it.
+        let (hits, reads) = (ferromq_tests::runtime_number(&client, "ferromqBlockCacheHits").await, ferromq_tests::runtime_number(&client, "ferromqBlockCacheReads").await);
+        assert!(reads > 0 && hits > reads, "block cache: {hits} hits, {reads} reads");
     });
 }
 

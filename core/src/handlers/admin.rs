@@ -344,6 +344,7 @@ pub async fn query_message(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> Bro
 pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) -> BrokerResult<RemotingCommand> {
     let mut totals = ferromq_store::store::StoreStats::default();
     let mut cold = ferromq_net::conn::ColdReadStats::default();
+    let mut blocks = ferromq_net::conn::BlockStats::default();
     let mut replication = ReplicationSnapshot::default();
     let mut figures = Figures::default();
     let (mut log_min, mut log_end, mut earliest) = (None::<i64>, None::<i64>, None::<i64>);
@@ -366,6 +367,9 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
         cold.waited_bodies += c.waited_bodies;
         cold.in_flight += c.in_flight;
         cold.max_in_flight = cold.max_in_flight.max(c.max_in_flight);
+        blocks.hits += s.blocks.hits;
+        blocks.reads += s.blocks.reads;
+        blocks.read_bytes += s.blocks.read_bytes;
         let t = s.store;
         totals.appended_messages += t.appended_messages;
         totals.appended_bytes += t.appended_bytes;
@@ -483,6 +487,11 @@ pub async fn broker_runtime_info(ctx: &Rc<ShardCtx>, request: &RemotingCommand) 
         ("ferromqColdReadsWaited", cold.waited_bodies.to_string()),
         ("ferromqColdReadsInFlight", cold.in_flight.to_string()),
         ("ferromqColdReadsMaxInFlight", cold.max_in_flight.to_string()),
+        // Copied pull bodies through the shard threads' block caches (`net/src/conn/blocks.rs`):
+        // pieces served from a held block, and the page-cache reads (and bytes) that filled them.
+        ("ferromqBlockCacheHits", blocks.hits.to_string()),
+        ("ferromqBlockCacheReads", blocks.reads.to_string()),
+        ("ferromqBlockCacheReadBytes", blocks.read_bytes.to_string()),
         // topics.json / subscriptionGroup.json writes since start (batched: control/writer.rs).
         ("ferromqMetadataFileWrites", control.metadata_file_writes().to_string()),
     ];
@@ -582,6 +591,7 @@ impl ReplicationSnapshot {
 struct ShardRuntime {
     store: ferromq_store::store::StoreStats,
     cold: ferromq_net::conn::ColdReadStats,
+    blocks: ferromq_net::conn::BlockStats,
     replication: ReplicationSnapshot,
     figures: Figures,
     /// The shard log's lowest and one-past-highest client-visible offsets (`None` while it
@@ -625,6 +635,7 @@ impl ShardRuntime {
         ShardRuntime {
             store: stats,
             cold: ferromq_net::conn::cold_read_stats(),
+            blocks: ferromq_net::conn::block_stats(),
             replication: ReplicationSnapshot::of(ctx),
             figures: ctx.runtime_stats.figures(stats.appended_messages),
             log_min,

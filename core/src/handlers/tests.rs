@@ -450,7 +450,7 @@ fn admin_codes_answer_and_refuse() {
 
         let info = broker.check(RemotingCommand::request(rc::GET_BROKER_RUNTIME_INFO), code::SUCCESS, "").await;
         let info = std::str::from_utf8(&info.body).unwrap();
-        for key in ["msgPutTotalTodayNow", "ferromqResidentReadBodies", "ferromqColdReadBodies", "ferromqColdReadsMaxInFlight", "ferromqMetadataFileWrites"] {
+        for key in ["msgPutTotalTodayNow", "ferromqResidentReadBodies", "ferromqColdReadBodies", "ferromqColdReadsMaxInFlight", "ferromqBlockCacheReads", "ferromqMetadataFileWrites"] {
             assert!(info.contains(key), "{key} missing: {info}");
         }
         let config = broker.check(RemotingCommand::request(rc::GET_BROKER_CONFIG), code::SUCCESS, "").await;

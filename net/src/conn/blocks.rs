@@ -4,11 +4,12 @@
 //! several times their size (four times with four queues on a shard), and the next pulls of
 //! the other queues want the records in between. Reading each pull's covering span with one
 //! `pread` made the kernel copy ~3.8 bytes out of the page cache per byte sent, in 1.7 reads
-//! per pull. Blocks read here are kept for the next pulls on this thread instead: a catch-up
-//! of 8 queues on 2 shards read ~1.3 bytes per byte sent in ~0.9 reads per pull, and cost the
-//! broker 5–6 % less CPU per record (not 3×: the repeated span reads had mostly hit the CPU's
-//! cache; the first read of each byte from memory is what is left). Figures:
-//! `bench/results/2026-12-07-consume-count/`, bench/RESULTS.md 2026-12-07 (17:20–18:20).
+//! per pull. Blocks read here are kept for the next pulls on this thread instead (runs of
+//! several segments only: a segment alone is read alone, see `file_body.rs`): a catch-up of 8
+//! queues on 2 shards made ~1 read per pull instead of 1.7 and cost the broker 3–5 % less CPU
+//! per record (not 3×: the repeated span reads had mostly hit the CPU's cache; the first read
+//! of each byte from memory is what is left). Figures: `bench/results/2026-12-07-consume-count/`,
+//! bench/RESULTS.md 2026-12-07 (17:20–18:50).
 //!
 //! Owned by one thread (a thread-local); only page-cache reads fill it (`preadv2(RWF_NOWAIT)`,
 //! see [`cold`](super::cold)): a block that is not cached sends its body to the pool, which

@@ -95,10 +95,10 @@ enum Progress {
     Cold,
 }
 
-/// File segments being read into one buffer, in order. On the shard, segments below their
-/// file's settled end are copied through the thread's block cache ([`blocks`]); otherwise (and
-/// in the pool) runs of segments of one file whose covering span is small enough (see
-/// [`COPY_MAX_SPAN_FACTOR`]) are read with one `pread`.
+/// File segments being read into one buffer, in order. Runs of segments of one file whose
+/// covering span is small enough (see [`COPY_MAX_SPAN_FACTOR`]) are read together: on the
+/// shard, through the thread's block cache ([`blocks`]) when they lie below their file's
+/// settled end, else (and in the pool) with one `pread` of the span.
 /// Moves between the shard (page-cache reads) and the pool (the cold rest), hence `Send`.
 pub(super) struct BodyReader {
     segments: Vec<FileSegment>,
@@ -139,17 +139,6 @@ impl BodyReader {
         while let Some(rest) = segments.get(*next..)
             && let Some(first) = rest.first()
         {
-            if let Mode::PageCacheOnly = mode
-                && blocks::cacheable(first)
-            {
-                let filled = body.len();
-                if !blocks::copy(first, body)? {
-                    body.truncate(filled);
-                    return Ok(Progress::Cold);
-                }
-                *next += 1;
-                continue;
-            }
             // The longest run of following segments of the same file, in increasing order,
             // whose covering span stays within the bounds.
             let start = first.offset;
@@ -170,7 +159,21 @@ impl BodyReader {
             }
             let read = rest.get(..run).unwrap_or_default();
             let filled = body.len();
-            let complete = if read.len() == 1 {
+            // A run of several segments (queues interleaved in the log) is taken from the block
+            // cache: the other queues' pulls want the bytes between them. A segment alone (its
+            // neighbours far, as between large records) is read alone: a block read for it
+            // would read up to 64 KiB for a record of one.
+            let cached = matches!(mode, Mode::PageCacheOnly) && read.len() > 1 && read.iter().all(blocks::cacheable);
+            let complete = if cached {
+                let mut complete = true;
+                for segment in read {
+                    if !blocks::copy(segment, body)? {
+                        complete = false;
+                        break;
+                    }
+                }
+                complete
+            } else if read.len() == 1 {
                 body.resize(filled + first.len as usize, 0);
                 read_range(&first.file, body.get_mut(filled..).unwrap_or_default(), start, mode)?
             } else {
