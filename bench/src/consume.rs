@@ -387,6 +387,7 @@ pub fn run_consume(args: &ConsumeArgs) -> Result<serde_json::Value, String> {
     let catch_up = args.catch_up;
     let set = ConsumerSet::start(&args.consumer, catch_up)?;
     let counters = set.counters.clone();
+    let blocks_before = block_cache(&args.consumer);
     let cpu = CpuWindow::start(args.pid);
     counters.measuring.store(true, Ordering::SeqCst);
     let started = Instant::now();
@@ -412,6 +413,10 @@ pub fn run_consume(args: &ConsumeArgs) -> Result<serde_json::Value, String> {
     let result = set.stop_and_join()?;
     let mut summary = consume_json(&counters, &result, elapsed);
     summary["cpu"] = cpu.to_json();
+    let blocks = blocks_before.zip(block_cache(&args.consumer)).map(|((reads0, bytes0), (reads1, bytes1))| (reads1.saturating_sub(reads0), bytes1.saturating_sub(bytes0)));
+    if let Some((reads, read_bytes)) = blocks {
+        summary["block_cache"] = serde_json::json!({ "reads": reads, "read_bytes": read_bytes });
+    }
     if let Some(obj) = summary.as_object_mut() {
         obj.insert("mode".into(), if catch_up { "consume-catch-up" } else { "consume-tail" }.into());
         obj.insert("broker".into(), args.consumer.broker.to_string().into());
@@ -421,11 +426,24 @@ pub fn run_consume(args: &ConsumeArgs) -> Result<serde_json::Value, String> {
         obj.insert("backlog".into(), backlog.into());
     }
     print_consume(&summary, &result);
+    if let Some((reads, read_bytes)) = blocks {
+        let pulls = counters.pulls.load(Ordering::SeqCst).max(1) as f64;
+        let body = counters.body_bytes.load(Ordering::SeqCst).max(1) as f64;
+        println!("broker block cache: {reads} reads ({:.2} per pull), {:.2} bytes read per body byte (all the broker's pulls meanwhile)", reads as f64 / pulls, read_bytes as f64 / body);
+    }
     println!("{}", cpu.line());
     if let Some(path) = &args.json {
         crate::probe::write_json(path, &summary)?;
     }
     Ok(summary)
+}
+
+/// The broker's block-cache counters (reads, bytes read; GET_BROKER_RUNTIME_INFO, summed over
+/// its shards): how many bytes its copied pull bodies read. `None` from a broker without them.
+fn block_cache(args: &ConsumerArgs) -> Option<(u64, u64)> {
+    let keys = ["ferromqBlockCacheReads", "ferromqBlockCacheReadBytes"];
+    let values = broker::runtime_max(args.broker, &args.consumer_io_backend, &keys).ok()?;
+    Some((values.first().copied().flatten()?, values.get(1).copied().flatten()?))
 }
 
 fn print_consume(summary: &serde_json::Value, result: &ConsumeResult) {

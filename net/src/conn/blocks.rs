@@ -6,14 +6,14 @@
 //! `pread` made the kernel copy ~3.8 bytes out of the page cache per byte sent, in 1.7 reads
 //! per pull. Blocks read here are kept for the next pulls on this thread instead (runs of
 //! several segments only: a segment alone is read alone, see `file_body.rs`): a catch-up of 8
-//! queues on 2 shards made ~1 read per pull instead of 1.7 and cost the broker 3–5 % less CPU
-//! per record (not 3×: the repeated span reads had mostly hit the CPU's cache; the first read
-//! of each byte from memory is what is left). Figures: `bench/results/2026-12-07-consume-count/`,
-//! bench/RESULTS.md 2026-12-07 (17:20–18:50).
+//! queues on 2 shards reads 1.22 bytes per byte sent in 0.61 reads per pull, and costs the
+//! broker 5–10 % less CPU per record (not 3×: the repeated span reads had mostly hit the CPU's
+//! cache; the first read of each byte from memory is what is left). Figures:
+//! `bench/results/2026-12-07-consume-count/`, bench/RESULTS.md 2026-12-07 (17:20–19:15).
 //!
 //! Owned by one thread (a thread-local); only page-cache reads fill it (`preadv2(RWF_NOWAIT)`,
 //! see [`cold`](super::cold)): a block that is not cached sends its body to the pool, which
-//! reads past this cache. Bounded: [`CACHED_BLOCKS`] × [`BLOCK_BYTES`] per thread.
+//! reads past this cache. Bounded: [`CACHED_BLOCKS`] × [`BLOCK_BYTES`] (1 MiB) per thread.
 //!
 //! Why a cached byte is still the file's byte: a [`FileSegment`] promises that the bytes of
 //! its file below `settled_end` never change while that `Arc<File>` lives (the store gives a
@@ -31,11 +31,11 @@ use super::cold::{self, NoWait};
 
 /// Bytes per cached block (aligned in the file).
 pub(super) const BLOCK_BYTES: u64 = 64 * 1024;
-/// Blocks kept per thread, least recently used evicted first: 512 KiB per thread, enough for
-/// the span that one round of pulls of a shard's queues covers (a simulation of catch-up
-/// reads, `block-cache-sim.py` beside the figures, needed 8 blocks of 64 KiB for every
-/// byte to be read once).
-pub(super) const CACHED_BLOCKS: usize = 8;
+/// Blocks kept per thread, least recently used evicted first: 1 MiB per thread. A catch-up of
+/// 8 queues on 2 shards through one connection's thread read 1.22 bytes per byte sent with 16
+/// (0.61 reads per pull, what `block-cache-sim.py` beside the figures predicts) and 1.7–2.6
+/// with 8, which also cost 3–5 % more broker CPU per record.
+pub(super) const CACHED_BLOCKS: usize = 16;
 
 struct Block {
     /// The `Arc` the block was read through (see the module comment).
