@@ -1,9 +1,9 @@
 //! Pull bodies over the wire: a pull of interleaved queues is many small log ranges, sent
 //! copied (one buffer, one `writev`, through the thread's block cache); a pull of large
-//! records keeps `sendfile`. Either way every
-//! record must arrive whole, in queue order, with its own body — checked here record by record
-//! against what each send stored, with pulls of several queues pipelined on one connection so
-//! that copied bodies are coalesced with other frames.
+//! records keeps `sendfile`. Either way every record must arrive whole, in queue order, with
+//! its own body — checked here record by record against what each send stored, with pulls of
+//! several queues pipelined on one connection so that copied bodies are coalesced with other
+//! frames.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

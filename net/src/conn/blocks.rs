@@ -55,6 +55,7 @@ struct Block {
 struct Blocks {
     blocks: Vec<Block>,
     clock: u64,
+    stats: BlockStats,
 }
 
 std::thread_local! {
@@ -72,13 +73,9 @@ pub struct BlockStats {
     pub read_bytes: u64,
 }
 
-std::thread_local! {
-    static STATS: std::cell::Cell<BlockStats> = const { std::cell::Cell::new(BlockStats { hits: 0, reads: 0, read_bytes: 0 }) };
-}
-
 /// This thread's block-cache counters.
 pub fn block_stats() -> BlockStats {
-    STATS.get()
+    BLOCKS.with_borrow(|blocks| blocks.stats)
 }
 
 /// Whether `segment` may be copied through the cache: it ends below its file's settled end.
@@ -145,10 +142,9 @@ impl Blocks {
         };
         let block = self.blocks.get_mut(slot).ok_or_else(|| io::Error::other("block slot out of range"))?;
         block.last_used = clock;
-        let mut stats = STATS.get();
+        let stats = &mut self.stats;
         if block.lo <= a && b <= block.hi {
             stats.hits += 1;
-            STATS.set(stats);
             return Ok(Some(block));
         }
         if block.data.is_empty() {
@@ -184,7 +180,6 @@ impl Blocks {
                 block.hi += read_at(block, hi, readable)?;
             }
         }
-        STATS.set(stats);
         Ok((block.lo <= a && b <= block.hi).then_some(&*block))
     }
 }
