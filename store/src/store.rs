@@ -459,7 +459,8 @@ pub(crate) struct Inner<S: Storage> {
     /// Set while a retention pass runs (they must not overlap: both would delete the same
     /// segments).
     pub(crate) retention_busy: Cell<bool>,
-    /// Completed when the checkpoint run in progress ends ([`run_fresh_checkpoint`]).
+    /// Completed when the checkpoint run in progress ends ([`run_fresh_checkpoint`]), and when
+    /// the store fails or closes ([`release_checkpoint_waiters`]).
     checkpoint_waiters: RefCell<Vec<Rc<AckSlot>>>,
     /// Consume-queue entries held unsynced in memory, over all queues
     /// (`cfg.cq_max_unsynced_entries` bounds it).
@@ -1043,6 +1044,7 @@ impl<S: Storage> Store<S> {
         inner.close_begun.set(true);
         let cp = if flushed.is_ok() && dispatched.is_ok() { run_fresh_checkpoint(inner, Sweep::Thorough).await } else { Ok(()) };
         inner.closing.set(true);
+        release_checkpoint_waiters(inner);
         wake_all(inner);
         let tasks: Vec<_> = inner.tasks.borrow_mut().drain(..).collect();
         for t in tasks {
@@ -1978,6 +1980,7 @@ fn fail_all<S: Storage>(inner: &Inner<S>, why: String) {
     for r in removals {
         r.slot.complete(Err(AckError::Failed(why.clone())));
     }
+    release_checkpoint_waiters(inner);
     wake_all(inner);
 }
 
@@ -2796,11 +2799,19 @@ async fn run_checkpoint<S: Storage>(inner: &Rc<Inner<S>>, sweep: Sweep) -> Resul
     }
     let r = run_checkpoint_inner(inner, None, sweep).await;
     inner.checkpoint_busy.set(false);
+    release_checkpoint_waiters(inner);
+    r
+}
+
+/// Completes every [`Inner::checkpoint_waiters`] slot: when a checkpoint run ends, and when the
+/// store fails or closes — the checkpointer then runs no more checkpoints, and a waiter left
+/// behind (the dispatcher over its memory bound) would hold `abandon` or `close` for a whole
+/// checkpoint period. Each waiter looks at the store's state again when woken.
+pub(crate) fn release_checkpoint_waiters<S: Storage>(inner: &Inner<S>) {
     let waiters: Vec<Rc<AckSlot>> = inner.checkpoint_waiters.borrow_mut().drain(..).collect();
     for w in waiters {
         w.complete(Ok(()));
     }
-    r
 }
 
 /// A checkpoint of the state as of this call: a run already in progress may have taken its

@@ -453,10 +453,7 @@ impl<S: Storage> Drop for TruncationGuard<S> {
         }
         if self.checkpoint {
             inner.checkpoint_busy.set(false);
-            let waiters: Vec<Rc<AckSlot>> = inner.checkpoint_waiters.borrow_mut().drain(..).collect();
-            for w in waiters {
-                w.complete(Ok(()));
-            }
+            super::release_checkpoint_waiters(inner);
         }
         if self.retention {
             inner.retention_busy.set(false);
