@@ -189,6 +189,22 @@ pub struct PullCost {
     pub mean_ranges_per_op: f64,
 }
 
+/// What a clean restart of the lookup-cost store costs: `Store::open` after `Store::close`,
+/// which verifies the newest segments' batches (`VERIFY_NEWEST_SEGMENTS`) as Java's
+/// `recoverNormally` checks its last three files.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestartCost {
+    /// Bytes of log the store held (its end after the restart).
+    pub log_bytes: u64,
+    pub open_ms: f64,
+    /// CPU of the whole process (every thread) during the open, milliseconds.
+    pub cpu_ms: f64,
+    /// Log megabytes (10^6 bytes) per second of open time.
+    pub log_mb_per_s: f64,
+    /// Records replayed into consume queues (0 after a clean stop).
+    pub records_replayed: u64,
+}
+
 /// How the results stand against the targets.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetCheck {
@@ -216,6 +232,7 @@ pub struct StoreReport {
     pub points: Vec<PointResult>,
     pub comparisons: Vec<ModeComparison>,
     pub pull: PullCost,
+    pub restart: RestartCost,
     pub targets: TargetCheck,
 }
 
@@ -305,7 +322,7 @@ pub fn run_plan(dir: Option<&Path>, backend: IoBackend, plan: &StorePlan) -> Res
         points.push(sync);
         points.push(asynchronous);
     }
-    let pull = runtime.block_on(pull_cost(scratch.path(), plan))?;
+    let (pull, restart) = runtime.block_on(pull_cost(scratch.path(), plan))?;
     drop(runtime);
     drop(scratch);
 
@@ -319,6 +336,7 @@ pub fn run_plan(dir: Option<&Path>, backend: IoBackend, plan: &StorePlan) -> Res
         points,
         comparisons,
         pull,
+        restart,
         targets,
     })
 }
@@ -525,20 +543,43 @@ fn point_result(
 }
 
 /// Fills every queue with `pull_fill_messages` (one writer per queue, so records of different
-/// queues interleave in the log), then times `pull_ops` calls of `get_message(32)` on queue 0.
-async fn pull_cost(root: &Path, plan: &StorePlan) -> Result<PullCost, String> {
+/// queues interleave in the log), then times `pull_ops` calls of `get_message(32)` on queue 0;
+/// then closes the store and times opening it again.
+async fn pull_cost(root: &Path, plan: &StorePlan) -> Result<(PullCost, RestartCost), String> {
     let dir = root.join("pull");
     let cfg = store_config(&dir, FlushMode::Async, plan);
-    let (store, _) =
-        Store::open(CompioStorage, cfg).await.map_err(|e| format!("cannot open a store in {}: {e}", dir.display()))?;
-    let result = measure_pulls(&store, plan).await;
-    let closed = store.close().await;
+    let result = async {
+        let (store, _) =
+            Store::open(CompioStorage, cfg.clone()).await.map_err(|e| format!("cannot open a store in {}: {e}", dir.display()))?;
+        let cost = measure_pulls(&store, plan).await;
+        let closed = store.close().await;
+        let cost = cost?;
+        closed.map_err(|e| format!("lookup cost: closing the store failed: {e}"))?;
+        let restart = restart_cost(&cfg).await?;
+        Ok((cost, restart))
+    }
+    .await;
     if let Err(e) = std::fs::remove_dir_all(&dir) {
         eprintln!("ferromq-bench: cannot remove {}: {e}", dir.display());
     }
-    let cost = result?;
-    closed.map_err(|e| format!("lookup cost: closing the store failed: {e}"))?;
-    Ok(cost)
+    result
+}
+
+/// Opens the (cleanly closed) store of `cfg` again, timed, and closes it.
+async fn restart_cost(cfg: &StoreConfig) -> Result<RestartCost, String> {
+    let (cpu_before, started) = (crate::cpu::self_cpu_ns(), Instant::now());
+    let (store, report) = Store::open(CompioStorage, cfg.clone()).await.map_err(|e| format!("restart: reopening the store failed: {e}"))?;
+    let open = started.elapsed();
+    let cpu_ns = crate::cpu::self_cpu_ns().saturating_sub(cpu_before);
+    store.close().await.map_err(|e| format!("restart: closing the store failed: {e}"))?;
+    let open_s = open.as_secs_f64();
+    Ok(RestartCost {
+        log_bytes: report.log_end,
+        open_ms: open_s * 1e3,
+        cpu_ms: cpu_ns as f64 / 1e6,
+        log_mb_per_s: if open_s > 0.0 { report.log_end as f64 / 1e6 / open_s } else { 0.0 },
+        records_replayed: report.records_replayed,
+    })
 }
 
 async fn measure_pulls(store: &Store<CompioStorage>, plan: &StorePlan) -> Result<PullCost, String> {
@@ -674,6 +715,15 @@ pub fn print_summary(report: &StoreReport) {
         "get_message of {} from a queue of {} messages: {:.0} ns/op over {} ops ({:.1} log ranges per result)",
         p.messages_per_op, p.messages_in_queue, p.ns_per_op, p.ops, p.mean_ranges_per_op
     );
+    let r = &report.restart;
+    println!(
+        "restart after a clean stop: {:.1} MB of log opened in {:.0} ms ({:.0} MB/s, {:.0} ms CPU, {} records replayed)",
+        r.log_bytes as f64 / 1e6,
+        r.open_ms,
+        r.log_mb_per_s,
+        r.cpu_ms,
+        r.records_replayed
+    );
 }
 
 #[cfg(test)]
@@ -717,6 +767,9 @@ mod tests {
         assert_eq!(report.pull.messages_in_queue, 64);
         assert_eq!(report.pull.ops, 50);
         assert!(report.pull.ns_per_op > 0.0);
+        // The restart reopened the lookup store's log: 4 queues of 64 records of 256-byte bodies.
+        assert!(report.restart.log_bytes > 4 * 64 * 256, "{:?}", report.restart);
+        assert!(report.restart.open_ms > 0.0);
         // The JSON carries every number, and the scratch directories are gone.
         let json = serde_json::to_value(&report).unwrap();
         assert!(json["probes"]["fdatasync_latency"][0]["latency"]["p99_us"].is_number());

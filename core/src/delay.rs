@@ -119,7 +119,7 @@ pub fn to_timer(msg: &mut MessageInput, due_ms: i64) {
     push_property(&mut properties, PROPERTY_REAL_QUEUE_ID, &real_queue);
     msg.summary = Some(PropertySummary::scan(&properties));
     msg.properties = properties;
-    msg.topic = TIMER_TOPIC.to_owned();
+    msg.topic = TIMER_TOPIC.into();
     msg.queue_id = TIMER_QUEUE;
 }
 
@@ -157,7 +157,7 @@ pub fn to_scheduled(msg: &mut MessageInput, level: u32) {
     push_property(&mut properties, PROPERTY_REAL_QUEUE_ID, &real_queue);
     msg.summary = Some(PropertySummary::scan(&properties));
     msg.properties = properties;
-    msg.topic = SCHEDULE_TOPIC.to_owned();
+    msg.topic = SCHEDULE_TOPIC.into();
     msg.queue_id = schedule_queue(level);
 }
 
@@ -238,12 +238,12 @@ mod tests {
         let mut msg = MessageInput::simple("Real", QueueId(3), &b"body"[..], &props);
         msg.reconsume_times = 2;
         to_scheduled(&mut msg, 2);
-        assert_eq!((msg.topic.as_str(), msg.queue_id), (SCHEDULE_TOPIC, QueueId(1)));
+        assert_eq!((&*msg.topic, msg.queue_id), (SCHEDULE_TOPIC, QueueId(1)));
         let mut bytes = Vec::new();
         encode_record(&msg, assigned(), &mut bytes).unwrap();
         let view = decode_record(&bytes, true).unwrap();
         let back = restored(&view).unwrap();
-        assert_eq!((back.topic.as_str(), back.queue_id, back.reconsume_times), ("Real", QueueId(3), 2));
+        assert_eq!((&*back.topic, back.queue_id, back.reconsume_times), ("Real", QueueId(3), 2));
         assert_eq!(&back.body[..], b"body");
         let p = Properties::decode(&back.properties);
         assert_eq!(p.get("TAGS"), Some("t"));
@@ -279,13 +279,13 @@ mod tests {
         props.insert(PROPERTY_TIMER_DELAY_SEC, "3");
         let mut msg = MessageInput::simple("Real", QueueId(2), &b"body"[..], &props);
         to_timer(&mut msg, 123_456);
-        assert_eq!((msg.topic.as_str(), msg.queue_id), (TIMER_TOPIC, TIMER_QUEUE));
+        assert_eq!((&*msg.topic, msg.queue_id), (TIMER_TOPIC, TIMER_QUEUE));
         let mut bytes = Vec::new();
         encode_record(&msg, assigned(), &mut bytes).unwrap();
         let view = decode_record(&bytes, true).unwrap();
         assert_eq!(timer_out_ms(&view), Some(123_456));
         let back = restored(&view).unwrap();
-        assert_eq!((back.topic.as_str(), back.queue_id), ("Real", QueueId(2)));
+        assert_eq!((&*back.topic, back.queue_id), ("Real", QueueId(2)));
         let p = Properties::decode(&back.properties);
         assert_eq!(p.get(PROPERTY_TIMER_DELAY_SEC), None, "delivered once, not parked again");
         assert_eq!(p.get(PROPERTY_TIMER_OUT_MS), Some("123456"));

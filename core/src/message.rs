@@ -11,7 +11,7 @@ use ferromq_store::record::{MessageInput, NAME_VALUE_SEPARATOR, PROPERTY_SEPARAT
 /// what differs (the reconsume count of a retry, the sysflag of a commit).
 pub fn copy_of(view: &RecordView<'_>, topic: &str, queue_id: QueueId, properties: Vec<u8>) -> MessageInput {
     MessageInput {
-        topic: topic.to_owned(),
+        topic: topic.into(),
         queue_id,
         flag: view.flag,
         body: Bytes::copy_from_slice(view.body),

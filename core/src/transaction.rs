@@ -64,7 +64,7 @@ pub fn to_half(msg: &mut MessageInput, uniq_key: &str) {
     push_property(&mut properties, PROPERTY_TRANSACTION_ID, uniq_key);
     msg.summary = Some(PropertySummary::scan(&properties));
     msg.properties = properties;
-    msg.topic = TRANS_HALF_TOPIC.to_owned();
+    msg.topic = TRANS_HALF_TOPIC.into();
     msg.queue_id = HALF_QUEUE;
     msg.sys_flag &= !sysflag::TRANSACTION_MASK;
 }
@@ -128,7 +128,7 @@ pub fn op_record(half_queue_offset: u64, store_host: std::net::SocketAddr) -> Me
     push_property(&mut properties, "TAGS", OP_TAG);
     push_property(&mut properties, PROPERTY_WAIT, "false");
     MessageInput {
-        topic: TRANS_OP_HALF_TOPIC.to_owned(),
+        topic: TRANS_OP_HALF_TOPIC.into(),
         queue_id: HALF_QUEUE,
         flag: 0,
         body: Bytes::from(format!("{half_queue_offset},")),
@@ -165,7 +165,7 @@ pub fn discarded(view: &RecordView<'_>, check_times: u32) -> MessageInput {
 /// `physical_offset` (§2.4): the body is the message in the stored-record layout with its real
 /// topic and queue, which the client decodes to find PGROUP and UNIQ_KEY.
 pub fn check_request(copy: &MessageInput, info: &HalfInfo, queue_offset: u64, physical_offset: ClientPhysicalOffset, store_timestamp_ms: i64) -> RemotingCommand {
-    let real = MessageInput { topic: info.real_topic.clone(), queue_id: info.real_queue_id, ..copy.clone() };
+    let real = MessageInput { topic: info.real_topic.as_str().into(), queue_id: info.real_queue_id, ..copy.clone() };
     let mut body = Vec::new();
     let assigned = StoreAssigned { queue_offset, physical_offset, store_timestamp_ms };
     // A record that encoded once (the copy was just stored) encodes again; an error leaves the
@@ -204,13 +204,13 @@ mod tests {
         let mut msg = MessageInput::simple("Pay", QueueId(2), &b"x"[..], &props);
         msg.sys_flag = sysflag::TRANSACTION_PREPARED;
         to_half(&mut msg, "U1");
-        assert_eq!((msg.topic.as_str(), msg.queue_id, msg.sys_flag), (TRANS_HALF_TOPIC, HALF_QUEUE, 0));
+        assert_eq!((&*msg.topic, msg.queue_id, msg.sys_flag), (TRANS_HALF_TOPIC, HALF_QUEUE, 0));
         let bytes = stored(&msg, 777);
         let view = decode_record(&bytes, true).unwrap();
         let info = half_info(&view).unwrap();
         assert_eq!((info.real_topic.as_str(), info.real_queue_id, info.producer_group.as_str(), info.check_times), ("Pay", QueueId(2), "pg", 0));
         let done = committed(&view, &info);
-        assert_eq!((done.topic.as_str(), done.queue_id, done.prepared_transaction_offset), ("Pay", QueueId(2), 777));
+        assert_eq!((&*done.topic, done.queue_id, done.prepared_transaction_offset), ("Pay", QueueId(2), 777));
         assert_eq!(done.sys_flag & sysflag::TRANSACTION_MASK, sysflag::TRANSACTION_COMMIT);
         let p = Properties::decode(&done.properties);
         assert_eq!((p.get(PROPERTY_TRANSACTION_PREPARED), p.get(PROPERTY_REAL_TOPIC), p.get("TAGS")), (None, None, Some("t")));

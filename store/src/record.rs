@@ -7,6 +7,7 @@
 //! [`RecordError`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -238,9 +239,23 @@ pub fn property_pairs(encoded: &[u8]) -> impl Iterator<Item = (&str, &str)> {
         Ok(text) => (text, &[][..]),
         Err(_) => ("", encoded),
     };
-    let text_pairs = text.split(char::from(PROPERTY_SEPARATOR)).filter_map(|piece| {
-        let (k, v) = piece.split_once(char::from(NAME_VALUE_SEPARATOR))?;
-        (!k.is_empty() && !v.is_empty()).then_some((k, v))
+    // The separators are found as bytes: `str::split(char)` and `split_once(char)` searched
+    // through core's char searcher, ~120 instructions per search on 20-byte pieces, a tenth of
+    // a batched message's instructions (callgrind 2026-12-07). Cutting a UTF-8 text at an
+    // ASCII byte leaves UTF-8 on both sides, so `get` never refuses a cut here.
+    let mut rest = text;
+    let text_pairs = std::iter::from_fn(move || {
+        while !rest.is_empty() {
+            let end = memchr::memchr(PROPERTY_SEPARATOR, rest.as_bytes()).unwrap_or(rest.len());
+            let piece = rest.get(..end).unwrap_or_default();
+            rest = rest.get(end + 1..).unwrap_or_default();
+            let Some(sep) = memchr::memchr(NAME_VALUE_SEPARATOR, piece.as_bytes()) else { continue };
+            let (k, v) = (piece.get(..sep).unwrap_or_default(), piece.get(sep + 1..).unwrap_or_default());
+            if !k.is_empty() && !v.is_empty() {
+                return Some((k, v));
+            }
+        }
+        None
     });
     let byte_pairs = bytes.split(|b| *b == PROPERTY_SEPARATOR).filter_map(|piece| {
         let sep = piece.iter().position(|b| *b == NAME_VALUE_SEPARATOR)?;
@@ -296,7 +311,8 @@ impl PropertySummary {
 /// PHYSICALOFFSET, STORETIMESTAMP and BODYCRC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageInput {
-    pub topic: String,
+    /// Shared by the messages of a batch: a `String` each was an allocation per message.
+    pub topic: Arc<str>,
     pub queue_id: QueueId,
     pub flag: i32,
     /// Shared with the request it arrived in: the store copies it once, into its write batch.
@@ -319,7 +335,7 @@ impl MessageInput {
     pub fn simple(topic: &str, queue_id: QueueId, body: impl Into<Bytes>, properties: &Properties) -> Self {
         let host = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 10911);
         MessageInput {
-            topic: topic.to_owned(),
+            topic: topic.into(),
             queue_id,
             flag: 0,
             body: body.into(),
@@ -667,6 +683,27 @@ pub struct OffsetMsgId {
 
 impl std::fmt::Display for OffsetMsgId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.hex().as_str())
+    }
+}
+
+/// An offsetMsgId's text, on the stack: 32 hex digits (IPv4 host) or 56 (IPv6).
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetMsgIdText {
+    text: [u8; 56],
+    len: usize,
+}
+
+impl OffsetMsgIdText {
+    pub fn as_str(&self) -> &str {
+        // Hex digits only: always UTF-8.
+        std::str::from_utf8(self.text.get(..self.len).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+impl OffsetMsgId {
+    /// The id's text, without the formatting machinery (a batch's response writes 16 of them).
+    pub fn hex(&self) -> OffsetMsgIdText {
         let (v4, v6);
         let ip: &[u8] = match self.store_host.ip() {
             IpAddr::V4(ip) => {
@@ -690,8 +727,7 @@ impl std::fmt::Display for OffsetMsgId {
                 len += 2;
             }
         }
-        // Hex digits only: always UTF-8.
-        f.write_str(std::str::from_utf8(text.get(..len).unwrap_or_default()).unwrap_or_default())
+        OffsetMsgIdText { text, len }
     }
 }
 

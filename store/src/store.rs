@@ -869,12 +869,12 @@ impl<S: Storage> Store<S> {
         let cfg = &self.inner.cfg;
         let first = msgs.first().ok_or_else(|| StoreError::NotFound("empty append".into()))?;
         self.inner.check_not_deleting(&first.topic)?;
-        let topic = first.topic.as_str();
+        let topic = &*first.topic;
         let queue_id = first.queue_id;
         let mut total = 0usize;
         let mut body_total = 0usize;
         for m in msgs {
-            if m.topic != topic || m.queue_id != queue_id {
+            if *m.topic != *topic || m.queue_id != queue_id {
                 return Err(StoreError::InvalidMessage(record::RecordError::BadTopic));
             }
             total += m.encoded_len()?;

@@ -306,7 +306,11 @@ fn batch_sends_store_every_message_and_refuse_garbage() {
         let mut batch = RemotingCommand { code: rc::SEND_BATCH_MESSAGE, ..batch };
         batch.body = body.into();
         let ok = broker.check(batch.clone(), code::SUCCESS, "").await;
-        assert_eq!(ok.ext("msgId").unwrap().split(',').count(), 2);
+        // One offsetMsgId per message, comma-joined, each naming its own record.
+        let ids: Vec<&str> = ok.ext("msgId").unwrap().split(',').collect();
+        assert_eq!(ids.len(), 2);
+        let offsets: Vec<i64> = ids.iter().map(|id| ferromq_store::record::decode_offset_msg_id(id).expect("an offsetMsgId").1.0).collect();
+        assert!(offsets[0] < offsets[1], "{ids:?}");
         batch.body = bytes::Bytes::from_static(&[0, 0, 0, 9, 1]);
         broker.check(batch, code::MESSAGE_ILLEGAL, "batch").await;
     });

@@ -180,7 +180,7 @@ async fn deliver_level(ctx: Rc<ShardCtx>, level: u32, delay_ms: u64, start: u64)
                 }
                 Some(why) => {
                     if !failing {
-                        error!(level, queue_offset = next, topic, queue_id = %queue_id, "delay level: delivery failed, retrying every {RETRY_AFTER:?}: {why}");
+                        error!(level, queue_offset = next, topic = &*topic, queue_id = %queue_id, "delay level: delivery failed, retrying every {RETRY_AFTER:?}: {why}");
                         failing = true;
                     }
                     pause(&ctx, RETRY_AFTER, false).await;

@@ -256,7 +256,7 @@ impl Deliverer {
                     // Taken by the log, stored once the fault clears: delivering it again would
                     // store it twice.
                     Ok(Err(StoreError::StalledQueued(why))) => {
-                        warn!(topic, queue_id = %queue_id, "timer: delivery taken by a stalled log; stored once the fault clears: {why}");
+                        warn!(topic = &*topic, queue_id = %queue_id, "timer: delivery taken by a stalled log; stored once the fault clears: {why}");
                         None
                     }
                     Ok(Err(e)) => Some(format!("{topic}:{queue_id}: {e}")),

@@ -159,7 +159,7 @@ async fn check_pass(ctx: &Rc<ShardCtx>, progress: &mut Progress) -> Result<(), S
                     checks = info.check_times, "transaction never resolved: discarded to TRANS_CHECK_MAX_TIME_TOPIC"
                 );
                 let copy = discarded(&view, info.check_times);
-                let topic = copy.topic.clone();
+                let topic = copy.topic.to_string();
                 ctx.control
                     .call(|reply| Command::InternalTopic { topic, queue_nums: 1, reply })
                     .await
