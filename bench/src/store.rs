@@ -21,7 +21,9 @@
 //!
 //! Finally the read path's lookup cost: a queue is filled (by concurrent writers on all queues,
 //! so its records are interleaved in the log as a broker's are) and `get_message` of 32 messages
-//! is timed at offsets spread over it (ns/op; the log ranges are not read).
+//! is timed at offsets spread over it (ns/op; the log ranges are not read). That store is then
+//! closed and opened again, timed: what a clean restart costs (`Store::open` verifies the newest
+//! segments' batches, as Java's `recoverNormally` checks its last three files).
 //!
 //! Messages look like a Java producer's: a `--message-bytes` body, properties `UNIQ_KEY` (unique
 //! per message, so the index does its usual work), `WAIT=true` and `TAGS`.

@@ -210,8 +210,8 @@ impl fmt::Write for Escaped<'_> {
         let hex = |nibble: u8| if nibble < 10 { b'0' + nibble } else { b'a' + nibble - 10 };
         let out = &mut *self.0;
         let mut rest = s.as_bytes();
-        // Most values need no escape at all: found by a scan without early exit, which the
-        // compiler vectorizes (the table lookup below runs a byte at a time).
+        // Most values need no escape at all: found by a branch-free scan without early exit
+        // (which the compiler may vectorize; the table lookup below runs a byte at a time).
         let plain = rest.iter().fold(true, |plain, &b| plain & (b >= 0x20 && b != b'"' && b != b'\\'));
         if plain {
             out.extend_from_slice(rest);
