@@ -2988,6 +2988,39 @@ async fn write_checkpoint<S: Storage>(storage: &S, path: &Path, cp: &Checkpoint)
 mod tests {
     use super::*;
 
+    /// The dispatcher, over twice its memory bound, waits for a checkpoint. When the store fails
+    /// before the checkpointer got to run one (it then stops), `abandon` must not wait for the
+    /// dispatcher for a whole checkpoint period (an hour here): the failure releases the wait.
+    /// Found by `model_crash` (seed 1796672655834887768).
+    #[test]
+    fn a_failure_releases_the_dispatcher_waiting_for_a_checkpoint() {
+        crate::test_support::block_on(async {
+            let mut cfg = StoreConfig::test_min("/store");
+            cfg.checkpoint_interval_ms = 3_600_000;
+            cfg.cq_max_unsynced_entries = 4;
+            let (store, _) = Store::open(crate::io::mem::MemStorage::new(), cfg).await.unwrap();
+            let inner = store.inner.clone();
+            inner.cq_unsynced_entries.set(100);
+            inner.dispatcher_wake.notify();
+            // This task steps aside once: the dispatcher (queued first) parks on a checkpoint and
+            // wakes the checkpointer, which is queued behind this task's next step.
+            let mut yielded = false;
+            futures_util::future::poll_fn(|cx| {
+                if std::mem::replace(&mut yielded, true) {
+                    return std::task::Poll::Ready(());
+                }
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            })
+            .await;
+            assert_eq!(inner.checkpoint_waiters.borrow().len(), 1, "the dispatcher waits for a checkpoint");
+            assert!(!inner.checkpoint_busy.get(), "no checkpoint has started yet (else it would release the wait)");
+            fail_all(&inner, "injected".into());
+            let abandoned = compio::time::timeout(Duration::from_secs(10), store.abandon()).await;
+            assert!(abandoned.is_ok(), "abandon waited for the dispatcher");
+        });
+    }
+
     /// Under a steady load one batch is the size of the last: sealing it must not copy it.
     #[test]
     fn a_batch_like_the_last_takes_its_marker_without_growing() {
