@@ -89,6 +89,13 @@ pub struct ConnLimits {
     /// Initial read buffer; it grows to the largest frame in flight and shrinks back to this
     /// when it empties, so idle connections stay small.
     pub read_buffer_bytes: usize,
+    /// The most one read asks for beyond the frame in progress. A read that fills all it was
+    /// given doubles the next one's room, up to this; one that fills less than half halves it,
+    /// down to `read_buffer_bytes`. A pipelining peer (64 sends in flight) is then read many
+    /// frames per system call instead of two or three. A request's body is a slice of the
+    /// buffer it was read into, so the requests in flight hold at most
+    /// `max_in_flight_requests` such buffers (their frames' own size where that is larger).
+    pub read_burst_bytes: usize,
     /// File bodies whose data is not in the page cache being read in the blocking pool at once,
     /// per thread: all connections of a thread (a shard) share these slots. A cold body beyond
     /// it waits for a slot, holding up only its own connection's writer. Bounds the pool
@@ -121,6 +128,7 @@ impl Default for ConnLimits {
             // A 16 MiB frame at 1 MB/s takes 16 s.
             partial_frame_timeout: Duration::from_secs(60),
             read_buffer_bytes: 4096,
+            read_burst_bytes: 64 * 1024,
             // Enough to keep an SSD's queue busy for one shard; a few MiB of copy buffers.
             max_cold_reads_in_flight: 16,
             record_rpc_latency: false,
@@ -596,6 +604,8 @@ async fn read_loop<H: RequestHandler>(
     let kernel_tls = conn.inner.kernel_tls;
     let idle_capacity = limits.read_buffer_bytes.max(64);
     let mut buf = BytesMut::with_capacity(idle_capacity);
+    // Room the next read asks for beyond the frame in progress (see `read_burst_bytes`).
+    let mut read_ahead = idle_capacity;
     // When the first bytes of the frame now in `buf` arrived (None: `buf` holds no partial
     // frame), and when the connection last read anything.
     let mut partial_since: Option<Instant> = None;
@@ -630,8 +640,9 @@ async fn read_loop<H: RequestHandler>(
             buf = BytesMut::with_capacity(idle_capacity);
         }
         // `wanted` is within the frame limit, so this reservation is bounded by it.
-        let missing = wanted.saturating_sub(buf.len()).max(idle_capacity.min(wanted));
+        let missing = wanted.saturating_sub(buf.len()).max(read_ahead);
         buf.reserve(missing);
+        let room = buf.capacity() - buf.len();
         let deadline = match (partial_since, limits.idle_timeout) {
             (Some(since), _) => Some(since + limits.partial_frame_timeout),
             (None, Some(idle)) => Some(last_read_at.max(conn.inner.write_budget.last_write_at.get()) + idle),
@@ -671,7 +682,7 @@ async fn read_loop<H: RequestHandler>(
         }
         match read {
             Ok(0) => return Ok(()),
-            Ok(_) => {}
+            Ok(n) => read_ahead = next_read_ahead(read_ahead, n, room, idle_capacity, limits.read_burst_bytes),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if conn.is_closed() => {
                 debug!("read ended after close: {e}");
@@ -679,6 +690,22 @@ async fn read_loop<H: RequestHandler>(
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// The room the read after one of `read` bytes into `room` asks for, from `read_ahead` (see
+/// `ConnLimits::read_burst_bytes`): doubled after a full read, up to `burst`; halved after one
+/// under half full, down to `idle`. Netty's adaptive receive buffer (which Java brokers use)
+/// follows the same rule up to the same 64 KiB. With 4-KiB reads a producer pipelining 64
+/// sends was read about two frames per read; the reads, and under epoll the readiness polls
+/// behind them, were a large share of a send's CPU (bench/RESULTS.md, 2026-12-07 read burst).
+fn next_read_ahead(read_ahead: usize, read: usize, room: usize, idle: usize, burst: usize) -> usize {
+    if read >= room {
+        read_ahead.saturating_mul(2).min(burst.max(idle))
+    } else if read < room / 2 {
+        (read_ahead / 2).max(idle)
+    } else {
+        read_ahead
     }
 }
 

@@ -168,6 +168,38 @@ fn pipelined_responses_arrive_in_any_order() {
     });
 }
 
+/// Bursts of pipelined frames of every size, from empty to larger than the biggest read, arrive
+/// whole and in order while the reader's room grows, halves and grows again
+/// (`ConnLimits::read_burst_bytes`): frames straddle every read boundary.
+#[test]
+fn pipelined_frames_of_any_size_arrive_whole_as_reads_grow_and_shrink() {
+    run(async {
+        let mut limits = ServerLimits::default();
+        limits.conn.read_buffer_bytes = 1024;
+        limits.conn.read_burst_bytes = 16 * 1024;
+        let (addr, _) = start_server(limits);
+        let client = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
+        for round in 0..4u32 {
+            // Sizes from a small LCG: mostly small, some over the 16-KiB burst.
+            let mut x = 0x9e37_79b9u32.wrapping_mul(round + 1);
+            let many = (0..300).map(|i| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                let len = if x.is_multiple_of(7) { (x >> 8) as usize % 40_000 } else { (x >> 8) as usize % 1_500 };
+                let body: Vec<u8> = (0..len).map(|j| (i + j) as u8).collect();
+                let client = client.clone();
+                async move {
+                    let r = client.invoke(RemotingCommand::request(FAST).with_body(body.clone()), Duration::from_secs(10)).await.unwrap();
+                    assert_eq!(r.body.len(), body.len(), "request {i}");
+                    assert!(r.body == body, "request {i}: body differs");
+                }
+            });
+            futures_util::future::join_all(many).await;
+            // A pause: the next burst starts from small reads again.
+            compio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}
+
 #[test]
 fn oneway_requests_are_never_answered() {
     run(async {

@@ -484,3 +484,23 @@ fn write_queue_slots_stay_small() {
     let size = std::mem::size_of::<super::Outgoing>();
     assert!(size <= 56, "Outgoing is {size} bytes: box the large variant");
 }
+
+#[test]
+fn reads_ask_for_more_room_while_they_fill_and_less_when_they_do_not() {
+    let (idle, burst) = (4096, 64 * 1024);
+    // Full reads double the room, up to the burst bound.
+    let mut ahead = idle;
+    for expected in [8192, 16_384, 32_768, 65_536, 65_536] {
+        ahead = next_read_ahead(ahead, ahead, ahead, idle, burst);
+        assert_eq!(ahead, expected);
+    }
+    // A read at least half full keeps it; less than half halves it, down to the idle size.
+    assert_eq!(next_read_ahead(ahead, 40_000, 65_536, idle, burst), 65_536);
+    assert_eq!(next_read_ahead(ahead, 10_000, 65_536, idle, burst), 32_768);
+    assert_eq!(next_read_ahead(idle, 10, idle, idle, burst), idle);
+    // Full means the room there really was (a reservation may give more than asked for).
+    assert_eq!(next_read_ahead(idle, 9000, 9000, idle, burst), idle * 2);
+    assert_eq!(next_read_ahead(idle, 5000, 9000, idle, burst), idle);
+    // A burst bound below the idle size never shrinks reads below the idle size.
+    assert_eq!(next_read_ahead(idle, idle, idle, idle, 1024), idle);
+}
