@@ -4,13 +4,13 @@
 #   perf: where the broker's CPU goes (perf cpu-clock, frame-pointer call graphs, 4 s; affinity owner by default)
 #   ctx:  context switches and CPU ticks per send of each broker thread over a 4-s window
 #         (affinity any by default), against the run's mean rate
-# Usage: [BACKEND=epoll C=1 F=1 AFF=...] one-in-flight.sh perf|ctx BIN OUT
+# Usage: [BACKEND=epoll C=1 F=1 AFF=... EXTRA="--set k=v ..."] one-in-flight.sh perf|ctx BIN OUT
 #   BIN: a directory with mqbroker and ferromq-bench.
 set -euo pipefail
 MODE=$1; BIN=$2; OUT=$3; mkdir -p "$OUT"
 S=$(mktemp -d /tmp/fmq-1x1-XXXX)
 "$BIN/mqbroker" --set storePathRootDir="$S/store" --set listenPort=23911 --set embeddedNamesrvPort=23876 \
-    --set brokerIP1=127.0.0.1 --set diskSpaceWarningLevelRatio=99 --set diskSpaceCleanForciblyRatio=98 ${BACKEND:+--set io.backend=$BACKEND} \
+    --set brokerIP1=127.0.0.1 --set diskSpaceWarningLevelRatio=99 --set diskSpaceCleanForciblyRatio=98 ${BACKEND:+--set io.backend=$BACKEND} ${EXTRA:-} \
     2> "$S/broker.log" &
 PID=$!
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$S"' EXIT
