@@ -168,9 +168,10 @@ fn pipelined_responses_arrive_in_any_order() {
     });
 }
 
-/// Bursts of pipelined frames of every size, from empty to larger than the biggest read, arrive
-/// whole and in order while the reader's room grows, halves and grows again
-/// (`ConnLimits::read_burst_bytes`): frames straddle every read boundary.
+/// Bursts of pipelined frames of every size, from empty to larger than the biggest read, each
+/// arrive whole and answered to their own request while the reader's room grows and shrinks
+/// between 1 and 16 KiB (`ConnLimits::read_burst_bytes`): frames straddle read boundaries at
+/// every offset.
 #[test]
 fn pipelined_frames_of_any_size_arrive_whole_as_reads_grow_and_shrink() {
     run(async {
