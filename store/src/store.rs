@@ -3004,15 +3004,7 @@ mod tests {
             inner.dispatcher_wake.notify();
             // This task steps aside once: the dispatcher (queued first) parks on a checkpoint and
             // wakes the checkpointer, which is queued behind this task's next step.
-            let mut yielded = false;
-            futures_util::future::poll_fn(|cx| {
-                if std::mem::replace(&mut yielded, true) {
-                    return std::task::Poll::Ready(());
-                }
-                cx.waker().wake_by_ref();
-                std::task::Poll::Pending
-            })
-            .await;
+            crate::io::yield_now().await;
             assert_eq!(inner.checkpoint_waiters.borrow().len(), 1, "the dispatcher waits for a checkpoint");
             assert!(!inner.checkpoint_busy.get(), "no checkpoint has started yet (else it would release the wait)");
             fail_all(&inner, "injected".into());
