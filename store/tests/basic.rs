@@ -659,6 +659,81 @@ fn transient_faults_stall_the_log_and_it_resumes_without_loss() {
     }
 }
 
+/// A dispatch round whose records interleave several queues (concurrent appends), one of them
+/// new, meets EMFILE creating that queue's file part way through: the round is dispatched
+/// again once the fault clears, and every queue holds each of its records once, in order.
+#[test]
+fn a_dispatch_round_that_fails_part_way_is_dispatched_again_without_loss_or_duplicates() {
+    use ferromq_store::io::faulty::{Fault, FaultyStorage, OpClass};
+    block_on(async {
+        let mem = MemStorage::new();
+        let st = FaultyStorage::new(mem.clone());
+        let (store, _) = Store::open(st.clone(), StoreConfig::test_min("/t")).await.unwrap();
+        let body = |q: u32, i: u32| format!("q{q}-{i}-{}", "z".repeat(100));
+        // Queues 0 and 1 have their files; queue 2 has none yet.
+        for q in 0..2 {
+            store.append(vec![msg("T", q, &body(q, 0), None, None)]).await.unwrap();
+        }
+        store.wait_dispatched().await.unwrap();
+        st.faults().add(Fault::Errno { on: OpClass::Open, errno: libc::EMFILE });
+        // One round: q0, q1, q2, q0, q1, q2, ... (the appends run together, one batch).
+        let mut tasks = Vec::new();
+        for i in 1..=6 {
+            for q in 0..3 {
+                let (store, body) = (store.clone(), body(q, i));
+                tasks.push(compio::runtime::spawn(async move { store.append(vec![msg("T", q, &body, None, None)]).await }));
+            }
+        }
+        // An append waiting on the stalled dispatcher may be told so (its record is stored or
+        // not); an acknowledged one must be stored.
+        let mut acked = Vec::new();
+        for (n, task) in tasks.into_iter().enumerate() {
+            let (i, q) = (n as u32 / 3 + 1, n as u32 % 3);
+            match task.await.unwrap() {
+                Ok(_) => acked.push((q, i)),
+                Err(ferromq_store::StoreError::Stalled(_) | ferromq_store::StoreError::StalledQueued(_)) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        // The dispatcher stalls on queue 2's file, then resumes once the fault clears.
+        for _ in 0..100 {
+            if store.stats().stalls > 0 {
+                break;
+            }
+            compio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(store.stats().stalls > 0, "the dispatcher never met the fault: {:?}", store.stats());
+        st.faults().clear();
+        let mut dispatched = false;
+        for _ in 0..250 {
+            if store.wait_dispatched().await.is_ok() {
+                dispatched = true;
+                break;
+            }
+            compio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(dispatched, "the dispatcher did not resume: {:?}", store.stats());
+        for q in 0..3 {
+            let (bodies, _) = pull_bodies(&store, "T", q, 0, 32).await;
+            // In order, each once, and every acknowledged one.
+            let all: Vec<String> = (0..=6).map(|i| body(q, i)).collect();
+            let mut at = 0;
+            for b in &bodies {
+                let found = all.iter().skip(at).position(|x| x == b);
+                assert!(found.is_some(), "queue {q}: {b} out of order or twice in {bodies:?}");
+                at += found.unwrap_or_default() + 1;
+            }
+            for &(_, i) in acked.iter().filter(|(aq, _)| *aq == q) {
+                assert!(bodies.contains(&body(q, i)), "queue {q}: acknowledged {i} lost");
+            }
+            if q < 2 {
+                assert!(bodies.contains(&body(q, 0)), "queue {q}: the record before the fault");
+            }
+        }
+        store.close().await.unwrap();
+    });
+}
+
 /// A failed fdatasync is not retried even when its errno is a "transient" one: the kernel may
 /// have dropped the pages it could not write, so the log fails loudly (recovery on reopen).
 #[test]
