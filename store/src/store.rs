@@ -320,7 +320,7 @@ impl Batch {
     /// instructions, callgrind 2026-12-06). Without the marker's room, a batch the size of the
     /// last one was copied whole to append its marker (2.4 % of a send's instructions,
     /// callgrind 2026-12-07). Sized to the last one's length alone, a batch larger than the
-    /// last was copied whole once more as it grew (0.4–0.5 % of the broker's samples at
+    /// last was copied whole once more as it grew (0.4–0.9 % of the broker's samples at
     /// 4 × 64 single sends, 1.6 % with batches of 16, perf 2026-12-08): so the room the last
     /// one grew to is kept, shrinking slowly ([`room_like`]).
     fn sized_like(start: u64, filler_at: Option<u64>, previous: &Batch) -> Self {
@@ -2604,20 +2604,20 @@ pub(crate) fn note_replay_point<S: Storage>(inner: &Inner<S>, at: u64) {
     }
 }
 
-/// Appends consume-queue entries to memory, grouped per queue, writing a queue's to its files
-/// once enough are unwritten, and index entries.
 /// How many of a dispatch round's most recently touched queues a run is matched against
 /// before the store's queue table is searched (see [`dispatch_records`]).
 const DISPATCH_RECENT_QUEUES: usize = 8;
 
+/// Appends consume-queue entries to memory, a run of one queue's records at a time, writing a
+/// queue's to its files once enough are unwritten, and index entries.
 async fn dispatch_records<S: Storage>(inner: &Rc<Inner<S>>, records: &[DispatchRecord]) -> Result<()> {
     let mut touched: Vec<Rc<RefCell<ConsumeQueue>>> = Vec::new();
     let mut max_ts = inner.last_dispatched_ts.get();
     // The round is taken in runs of consecutive records of one queue (an append's records are
     // one run; a batch of 16 is 16 records of one run), in log order, which is each queue's
-    // order. Grouping the whole round per queue in a map of vectors first cost a map lookup,
-    // a name clone and a vector per queue (0.7 allocations per single send, heaptrack
-    // 2026-12-08); a queue met in several runs simply gets several pushes.
+    // order. Grouping the whole round per queue in a map of vectors first cost a map lookup
+    // and a name clone per record and a vector per queue (0.94 allocations per single send,
+    // heaptrack 2026-12-08); a queue met in several runs simply gets several pushes.
     let mut entries: Vec<CqEntry> = Vec::new();
     let mut rest = records;
     while let Some(head) = rest.first() {

@@ -660,7 +660,7 @@ fn transient_faults_stall_the_log_and_it_resumes_without_loss() {
 }
 
 /// A dispatch round whose records interleave several queues (concurrent appends), one of them
-/// new, meets EMFILE creating that queue's file part way through: the round is dispatched
+/// new, meets EMFILE creating that queue's directory part way through: the round is dispatched
 /// again once the fault clears, and every queue holds each of its records once, in order.
 #[test]
 fn a_dispatch_round_that_fails_part_way_is_dispatched_again_without_loss_or_duplicates() {
